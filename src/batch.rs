@@ -1,0 +1,239 @@
+//! The messages that travel between stages. Every message carries many records: a queue hop
+//! costs the same for one record or a thousand, so hops are paid per batch.
+//!
+//! Body batches are recycled: the parse threads clear them and send them back to the fetcher
+//! through a small return queue, so in steady state no buffer is allocated per response.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+
+/// Bytes of padding after each body in a [`BodyBatch`] arena: simd-json parses in place and
+/// reads up to this many bytes past the end of a document.
+pub const BODY_PADDING: usize = simd_json::INPUT_PADDING;
+
+/// Counts batches alive anywhere in the pipeline and remembers the most seen at once: the
+/// evidence that memory is bounded by configuration, not by input size.
+#[derive(Debug, Default)]
+pub struct LiveBatches {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl LiveBatches {
+    /// A ticket for one new batch; the count drops when the ticket is dropped.
+    pub fn ticket(self: &Arc<Self>) -> BatchTicket {
+        let n = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(n, Ordering::Relaxed);
+        BatchTicket(Arc::clone(self))
+    }
+
+    /// Batches alive right now.
+    pub fn now(&self) -> usize {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// The most batches that were alive at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// Held by a batch while it is in flight; see [`LiveBatches`].
+#[derive(Debug)]
+pub struct BatchTicket(Arc<LiveBatches>);
+
+impl Drop for BatchTicket {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How one work item ended in the fetcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx response; the body is in the arena.
+    Body,
+    /// The request failed for good (after retries); the reason names status or error.
+    Failed(String),
+}
+
+/// One finished work item inside a [`BodyBatch`].
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The URL, as a range of [`BodyBatch::urls`].
+    pub url: Range<usize>,
+    /// The body, as a range of [`BodyBatch::arena`] (empty for failures).
+    pub body: Range<usize>,
+    /// Delivered or failed.
+    pub outcome: Outcome,
+    /// Attempts made (1 when the first try succeeded).
+    pub attempts: u32,
+    /// When the last body byte arrived (or the request was given up).
+    pub done_at: Instant,
+}
+
+/// Responses from the fetcher: bodies back to back in one arena, each followed by
+/// [`BODY_PADDING`] bytes, so the parse threads can run simd-json on them in place.
+#[derive(Debug, Default)]
+pub struct BodyBatch {
+    /// Bodies, each followed by padding.
+    pub arena: Vec<u8>,
+    /// URLs, back to back.
+    pub urls: String,
+    /// One entry per finished work item.
+    pub items: Vec<Fetched>,
+    /// Keeps the live-batch count while this batch is in the pipeline.
+    pub ticket: Option<BatchTicket>,
+}
+
+impl BodyBatch {
+    /// Appends a delivered body.
+    pub fn push_body(&mut self, url: &str, body: &[u8], attempts: u32, done_at: Instant) {
+        let u = self.push_url(url);
+        let start = self.arena.len();
+        self.arena.extend_from_slice(body);
+        let end = self.arena.len();
+        self.arena.resize(end + BODY_PADDING, 0);
+        self.items.push(Fetched {
+            url: u,
+            body: start..end,
+            outcome: Outcome::Body,
+            attempts,
+            done_at,
+        });
+    }
+
+    /// Appends a failed work item.
+    pub fn push_failure(&mut self, url: &str, reason: String, attempts: u32, done_at: Instant) {
+        let u = self.push_url(url);
+        let at = self.arena.len();
+        self.items.push(Fetched {
+            url: u,
+            body: at..at,
+            outcome: Outcome::Failed(reason),
+            attempts,
+            done_at,
+        });
+    }
+
+    fn push_url(&mut self, url: &str) -> Range<usize> {
+        let start = self.urls.len();
+        self.urls.push_str(url);
+        start..self.urls.len()
+    }
+
+    /// The URL of an item.
+    pub fn url(&self, item: &Fetched) -> &str {
+        &self.urls[item.url.clone()]
+    }
+
+    /// Body bytes held (without padding).
+    pub fn body_bytes(&self) -> usize {
+        self.items.iter().map(|i| i.body.len()).sum()
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when no item has been added.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Empties the batch for reuse, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.urls.clear();
+        self.items.clear();
+        self.ticket = None;
+    }
+}
+
+/// A record (or a whole body) that could not be turned into a row, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// `record` for one bad record, `body` for a body that is not JSON at all, `request` for a
+    /// request that failed (status, connection error).
+    pub kind: &'static str,
+    /// Where it came from.
+    pub url: String,
+    /// Why it was rejected, naming the field where there is one.
+    pub reason: String,
+    /// The original text, cut to a bounded excerpt.
+    pub excerpt: String,
+    /// Attempts the request took.
+    pub attempts: u32,
+}
+
+/// Rows plus everything else the writer must account for.
+#[derive(Debug)]
+pub struct RecordsBatch {
+    /// The rows: the record columns from the parse stage, plus the statistics columns once the
+    /// compute stage has run. `None` when a batch holds only dead letters.
+    pub rows: Option<RecordBatch>,
+    /// Records, bodies and requests that did not become rows.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Requests delivered in this batch (bodies received).
+    pub delivered: u64,
+    /// Body bytes received in this batch.
+    pub body_bytes: u64,
+    /// The earliest fetch completion among the batch's bodies, for end-to-end latency.
+    pub oldest: Option<Instant>,
+    /// Keeps the live-batch count while this batch is in the pipeline.
+    pub ticket: Option<BatchTicket>,
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, for dead-letter excerpts.
+pub fn excerpt(text: &[u8], max: usize) -> String {
+    let s = String::from_utf8_lossy(&text[..text.len().min(max)]);
+    let mut s = s.into_owned();
+    if text.len() > max {
+        s.push_str("…");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_batches_counts_and_peaks() {
+        let live = Arc::new(LiveBatches::default());
+        let a = live.ticket();
+        let b = live.ticket();
+        assert_eq!((live.now(), live.peak()), (2, 2));
+        drop(a);
+        drop(b);
+        let _c = live.ticket();
+        assert_eq!((live.now(), live.peak()), (1, 2));
+    }
+
+    #[test]
+    fn arena_keeps_padding_and_ranges() {
+        let mut b = BodyBatch::default();
+        let t = Instant::now();
+        b.push_body("http://x/1", b"{\"a\":1}", 1, t);
+        b.push_failure("http://x/2", "HTTP 503".into(), 3, t);
+        b.push_body("http://x/3", b"[]", 1, t);
+        assert_eq!(b.len(), 3);
+        assert_eq!(&b.arena[b.items[0].body.clone()], b"{\"a\":1}");
+        assert_eq!(b.items[2].body.start, 7 + BODY_PADDING);
+        assert_eq!(b.url(&b.items[1]), "http://x/2");
+        assert_eq!(b.body_bytes(), 9);
+        b.clear();
+        assert!(b.is_empty() && b.arena.is_empty());
+    }
+
+    #[test]
+    fn excerpts_are_bounded() {
+        assert_eq!(excerpt(b"abc", 10), "abc");
+        assert_eq!(excerpt("héllo".as_bytes(), 2), "h\u{fffd}…");
+    }
+}

@@ -1,0 +1,879 @@
+//! The fetch stage: one thread, one mio event loop, many keep-alive HTTP/1.1 connections.
+//!
+//! The loop owns every socket and timer. Each turn it
+//! 1. admits work items from the source while fewer than `max_in_flight` are unfinished,
+//! 2. hands queued requests to idle connections of their host, opening new connections up to
+//!    `connections_per_host`,
+//! 3. waits for socket readiness (or a timer, or the resolver / source feeder waking it),
+//! 4. moves bytes: writes requests, decodes responses with [`http::ResponseDecoder`],
+//! 5. appends finished bodies to the current [`BodyBatch`] and ships the batch downstream when
+//!    it is full or old enough.
+//!
+//! It never parses JSON and never computes. When the downstream queue is full it blocks on the
+//! send, so it stops reading sockets and issuing requests: TCP flow control carries the
+//! back-pressure to the servers, and memory stays bounded by the queue and batch limits.
+//!
+//! Every admitted work item leaves the loop exactly once, either as a body or as a failure with
+//! its reason, inside a batch. A request is retried only when no response could have been
+//! delivered (connection refused, reset or closed before a complete response, timeout), so a
+//! retry can never produce a second copy of its records.
+
+pub mod http;
+mod resolve;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::batch::{BodyBatch, LiveBatches};
+use crate::config::FetchConfig;
+use crate::error::{Error, Result};
+use crate::metrics::{FetchStats, Latency};
+use crate::source::{Feed, HttpUrl, Next, Source};
+use http::{HttpError, ResponseDecoder};
+use resolve::Resolver;
+
+const WAKER: Token = Token(usize::MAX);
+/// Initial read buffer per connection; grows only for unusually large response heads.
+const READ_BUF: usize = 64 * 1024;
+/// How often request deadlines are checked while requests are active.
+const TIMEOUT_SCAN: Duration = Duration::from_millis(50);
+/// Re-sends allowed when a kept-alive connection turns out to be closed by the server.
+const MAX_STALE_RESENDS: u32 = 3;
+/// First retry delay; doubles with each attempt, with full jitter.
+const RETRY_BASE: Duration = Duration::from_millis(50);
+
+/// What the fetch thread hands back when it ends.
+#[derive(Debug, Default)]
+pub struct FetchReport {
+    /// Counters of the request side of the ledger.
+    pub stats: FetchStats,
+    /// Request latency (request written → last body byte), per delivered or failed response.
+    pub latency: Latency,
+    /// A read error that cut the source short.
+    pub source_error: Option<String>,
+    /// Whether the stop flag ended admission early.
+    pub interrupted: bool,
+}
+
+/// The channels the fetch stage talks through.
+pub struct FetchChannels {
+    /// Full batches go here (to the parse threads).
+    pub out: Sender<BodyBatch>,
+    /// Emptied batches come back here for reuse.
+    pub recycled: Receiver<BodyBatch>,
+    /// Counts batches alive in the pipeline.
+    pub live: Arc<LiveBatches>,
+}
+
+/// Runs the fetch loop on the calling thread until the source is drained and every admitted
+/// request has ended, or until `stop` is set (then admitted requests still finish).
+pub fn run(
+    cfg: &FetchConfig,
+    source: Source,
+    chans: FetchChannels,
+    stop: Arc<AtomicBool>,
+) -> Result<FetchReport> {
+    let poll = Poll::new().map_err(|e| Error::Fetch {
+        op: "create poll",
+        source: e,
+    })?;
+    let waker = Arc::new(
+        Waker::new(poll.registry(), WAKER).map_err(|e| Error::Fetch {
+            op: "create waker",
+            source: e,
+        })?,
+    );
+    let resolver = Resolver::spawn(Arc::clone(&waker)).map_err(|e| Error::Thread {
+        thread: "pinflow-resolve".into(),
+        why: e.to_string(),
+    })?;
+    let wake_source = Arc::clone(&waker);
+    let feed = source.into_feed(Arc::new(move || {
+        let _ = wake_source.wake();
+    }))?;
+    let mut fetcher = Fetcher {
+        poll,
+        cfg: cfg.clone(),
+        feed,
+        feed_done: false,
+        hosts: Vec::new(),
+        host_index: HashMap::new(),
+        conns: Vec::new(),
+        free_slots: Vec::new(),
+        retries: BinaryHeap::new(),
+        retry_store: HashMap::new(),
+        next_retry_id: 0,
+        in_flight: 0,
+        batch: BodyBatch::default(),
+        batch_started: None,
+        chans,
+        resolver,
+        stop,
+        report: FetchReport::default(),
+        rng: 0x2545_F491_4F6C_DD1D,
+        last_scan: Instant::now(),
+    };
+    fetcher.event_loop()?;
+    fetcher.report.source_error = fetcher.feed.take_error();
+    Ok(fetcher.report)
+}
+
+struct Request {
+    url: String,
+    path: String,
+    host: usize,
+    /// Tries that have ended in a retryable failure.
+    failures: u32,
+    stale_resends: u32,
+}
+
+enum Addrs {
+    Unresolved,
+    Resolving,
+    Ready(Vec<SocketAddr>),
+    Failed(String),
+}
+
+struct Host {
+    name: String,
+    port: u16,
+    addrs: Addrs,
+    next_addr: usize,
+    queue: VecDeque<Request>,
+    open: usize,
+    idle: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnState {
+    Connecting,
+    Idle,
+    Active,
+}
+
+struct Conn {
+    stream: TcpStream,
+    host: usize,
+    addr: SocketAddr,
+    state: ConnState,
+    req: Option<Request>,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    body: Vec<u8>,
+    decoder: ResponseDecoder,
+    /// Has completed at least one response: a close before the next one is a stale keep-alive.
+    reused: bool,
+    deadline: Instant,
+    sent_at: Instant,
+}
+
+/// What went wrong on a connection, and whether the request may be tried again.
+enum ConnFailure {
+    /// Nothing of a response arrived on a reused connection: re-send without counting a try.
+    Stale,
+    /// A try failed in a way that delivered nothing: retry with backoff up to the limit.
+    Retryable { class: &'static str, detail: String },
+    /// The response itself is unacceptable: fail the request now.
+    Fatal { class: &'static str, detail: String },
+}
+
+struct Fetcher {
+    poll: Poll,
+    cfg: FetchConfig,
+    feed: Feed,
+    feed_done: bool,
+    hosts: Vec<Host>,
+    host_index: HashMap<(String, u16), usize>,
+    conns: Vec<Option<Conn>>,
+    free_slots: Vec<usize>,
+    retries: BinaryHeap<Reverse<(Instant, u64)>>,
+    retry_store: HashMap<u64, Request>,
+    next_retry_id: u64,
+    in_flight: usize,
+    batch: BodyBatch,
+    batch_started: Option<Instant>,
+    chans: FetchChannels,
+    resolver: Resolver,
+    stop: Arc<AtomicBool>,
+    report: FetchReport,
+    rng: u64,
+    last_scan: Instant,
+}
+
+impl Fetcher {
+    fn event_loop(&mut self) -> Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            self.admit();
+            self.dispatch();
+            if self.feed_done && self.in_flight == 0 {
+                break;
+            }
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(Error::Fetch {
+                        op: "poll",
+                        source: e,
+                    });
+                }
+            }
+            for ev in events.iter() {
+                if ev.token() == WAKER {
+                    self.take_resolved();
+                } else {
+                    self.on_socket_event(ev.token().0);
+                }
+            }
+            let now = Instant::now();
+            self.due_retries(now);
+            if now.duration_since(self.last_scan) >= TIMEOUT_SCAN {
+                self.last_scan = now;
+                self.expire(now);
+            }
+            let idle = events.is_empty();
+            if self.batch_due(now) || (idle && !self.batch.is_empty()) {
+                self.ship()?;
+            }
+        }
+        self.ship()?;
+        Ok(())
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut t = Duration::from_millis(500);
+        if let Some(Reverse((due, _))) = self.retries.peek() {
+            t = t.min(due.saturating_duration_since(now));
+        }
+        if let Some(started) = self.batch_started {
+            t = t.min((started + self.cfg.batch_max_delay).saturating_duration_since(now));
+        }
+        if self
+            .conns
+            .iter()
+            .flatten()
+            .any(|c| c.state != ConnState::Idle)
+        {
+            t = t.min(TIMEOUT_SCAN);
+        }
+        Some(t)
+    }
+
+    /// Takes work items from the source while the in-flight bound allows.
+    fn admit(&mut self) {
+        if self.stop.load(Ordering::Relaxed) && !self.feed_done {
+            self.feed_done = true;
+            self.report.interrupted = true;
+        }
+        while !self.feed_done && self.in_flight < self.cfg.max_in_flight {
+            let item = match self.feed.next() {
+                Next::Item(item) => item,
+                Next::Pending => return,
+                Next::Done => {
+                    self.feed_done = true;
+                    return;
+                }
+            };
+            self.in_flight += 1;
+            self.report.stats.requests += 1;
+            match HttpUrl::parse(&item.url) {
+                Ok(u) => {
+                    let host = self.host_for(&u.host, u.port);
+                    self.hosts[host].queue.push_back(Request {
+                        url: item.url,
+                        path: u.path,
+                        host,
+                        failures: 0,
+                        stale_resends: 0,
+                    });
+                }
+                Err(why) => {
+                    let url = item.url;
+                    self.finish_failed(
+                        &url,
+                        "invalid url",
+                        &format!("invalid URL `{url}`: {why}"),
+                        0,
+                    );
+                }
+            }
+        }
+    }
+
+    fn host_for(&mut self, name: &str, port: u16) -> usize {
+        if let Some(&i) = self.host_index.get(&(name.to_string(), port)) {
+            return i;
+        }
+        let i = self.hosts.len();
+        let addrs = match resolve::literal(name, port) {
+            Some(a) => Addrs::Ready(vec![a]),
+            None => Addrs::Unresolved,
+        };
+        self.hosts.push(Host {
+            name: name.to_string(),
+            port,
+            addrs,
+            next_addr: 0,
+            queue: VecDeque::new(),
+            open: 0,
+            idle: Vec::new(),
+        });
+        self.host_index.insert((name.to_string(), port), i);
+        i
+    }
+
+    /// Gives queued requests to connections.
+    fn dispatch(&mut self) {
+        for h in 0..self.hosts.len() {
+            if self.hosts[h].queue.is_empty() {
+                continue;
+            }
+            match &self.hosts[h].addrs {
+                Addrs::Unresolved => {
+                    self.resolver
+                        .resolve(h, &self.hosts[h].name, self.hosts[h].port);
+                    self.hosts[h].addrs = Addrs::Resolving;
+                    continue;
+                }
+                Addrs::Resolving => continue,
+                Addrs::Failed(why) => {
+                    let why = why.clone();
+                    while let Some(req) = self.hosts[h].queue.pop_front() {
+                        self.finish_failed(&req.url, "resolve", &why, req.failures + 1);
+                    }
+                    continue;
+                }
+                Addrs::Ready(_) => {}
+            }
+            while let Some(req) = self.hosts[h].queue.pop_front() {
+                if let Some(slot) = self.hosts[h].idle.pop() {
+                    self.start_request(slot, req);
+                } else if self.hosts[h].open < self.cfg.connections_per_host {
+                    self.open_connection(h, req);
+                } else {
+                    self.hosts[h].queue.push_front(req);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn open_connection(&mut self, h: usize, req: Request) {
+        let addr = match &self.hosts[h].addrs {
+            Addrs::Ready(a) => a[self.hosts[h].next_addr % a.len()],
+            _ => unreachable!("dispatch opens connections only for resolved hosts"),
+        };
+        self.hosts[h].next_addr = self.hosts[h].next_addr.wrapping_add(1);
+        let slot = self.free_slots.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let mut stream = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => {
+                self.free_slots.push(slot);
+                self.retry_or_fail(req, "connect", format!("connect to {addr}: {e}"));
+                return;
+            }
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(slot),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            self.free_slots.push(slot);
+            self.retry_or_fail(req, "connect", format!("register socket for {addr}: {e}"));
+            return;
+        }
+        self.report.stats.connections += 1;
+        self.hosts[h].open += 1;
+        let now = Instant::now();
+        let mut conn = Conn {
+            stream,
+            host: h,
+            addr,
+            state: ConnState::Connecting,
+            req: None,
+            wbuf: Vec::with_capacity(256),
+            wpos: 0,
+            rbuf: vec![0; READ_BUF],
+            rstart: 0,
+            rend: 0,
+            body: Vec::new(),
+            decoder: ResponseDecoder::new(self.cfg.max_body_bytes),
+            reused: false,
+            deadline: now + self.cfg.connect_timeout,
+            sent_at: now,
+        };
+        let host = &self.hosts[h];
+        conn.prepare(req, host, now + self.cfg.connect_timeout);
+        self.conns[slot] = Some(conn);
+    }
+
+    fn start_request(&mut self, slot: usize, req: Request) {
+        let deadline = Instant::now() + self.cfg.request_timeout;
+        let host = &self.hosts[req.host];
+        let conn = self.conns[slot]
+            .as_mut()
+            .expect("idle list holds live connections");
+        conn.prepare(req, host, deadline);
+        conn.state = ConnState::Active;
+        self.drive(slot, false, true);
+    }
+
+    fn on_socket_event(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.state == ConnState::Connecting {
+            match conn.stream.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => {
+                    let detail = format!("connect to {}: {e}", conn.addr);
+                    self.close(
+                        slot,
+                        Some(ConnFailure::Retryable {
+                            class: "connect",
+                            detail,
+                        }),
+                    );
+                    return;
+                }
+            }
+            match conn.stream.peer_addr() {
+                Ok(_) => {
+                    conn.state = ConnState::Active;
+                    conn.deadline = Instant::now() + self.cfg.request_timeout;
+                }
+                // Not connected yet: a spurious wake-up; the next event will tell.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => {
+                    let detail = format!("connect to {}: {e}", conn.addr);
+                    self.close(
+                        slot,
+                        Some(ConnFailure::Retryable {
+                            class: "connect",
+                            detail,
+                        }),
+                    );
+                    return;
+                }
+            }
+        }
+        self.drive(slot, true, true);
+    }
+
+    /// Writes what is pending and reads what has arrived, until the socket would block.
+    fn drive(&mut self, slot: usize, readable: bool, writable: bool) {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        if conn.state == ConnState::Active && writable && conn.wpos < conn.wbuf.len() {
+            loop {
+                match conn.stream.write(&conn.wbuf[conn.wpos..]) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        conn.wpos += n;
+                        if conn.wpos == conn.wbuf.len() {
+                            conn.sent_at = Instant::now();
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let failure = conn.failure_on_error("send", e);
+                        self.close(slot, Some(failure));
+                        return;
+                    }
+                }
+            }
+        }
+        if !readable {
+            return;
+        }
+        loop {
+            let Some(conn) = self.conns[slot].as_mut() else {
+                return;
+            };
+            if conn.rend == conn.rbuf.len() {
+                if conn.rstart > 0 {
+                    conn.rbuf.copy_within(conn.rstart..conn.rend, 0);
+                    conn.rend -= conn.rstart;
+                    conn.rstart = 0;
+                } else {
+                    let n = conn.rbuf.len() * 2;
+                    conn.rbuf.resize(n, 0);
+                }
+            }
+            let rend = conn.rend;
+            match conn.stream.read(&mut conn.rbuf[rend..]) {
+                Ok(0) => {
+                    self.on_eof(slot);
+                    return;
+                }
+                Ok(n) => {
+                    conn.rend += n;
+                    if !self.on_bytes(slot) {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let failure = conn.failure_on_error("receive", e);
+                    self.close(slot, Some(failure));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Decodes buffered bytes. Returns false when the connection was closed.
+    fn on_bytes(&mut self, slot: usize) -> bool {
+        let conn = self.conns[slot].as_mut().expect("caller checked");
+        if conn.state != ConnState::Active {
+            // Bytes nobody asked for: the server is confused; drop the connection.
+            self.close(slot, None);
+            return false;
+        }
+        let input = &conn.rbuf[conn.rstart..conn.rend];
+        match conn.decoder.decode(input, &mut conn.body) {
+            Ok(n) => {
+                conn.rstart += n;
+                if conn.rstart == conn.rend {
+                    conn.rstart = 0;
+                    conn.rend = 0;
+                }
+            }
+            Err(e) => {
+                let failure = http_failure(&e);
+                self.close(slot, Some(failure));
+                return false;
+            }
+        }
+        if conn.decoder.is_done() {
+            return self.complete(slot);
+        }
+        true
+    }
+
+    fn on_eof(&mut self, slot: usize) {
+        let conn = self.conns[slot].as_mut().expect("caller checked");
+        if conn.state != ConnState::Active {
+            // The server closed an idle keep-alive connection: normal.
+            self.close(slot, None);
+            return;
+        }
+        match conn.decoder.eof() {
+            Ok(()) => {
+                self.complete(slot);
+            }
+            Err(e) => {
+                let failure = if !conn.decoder.started() && conn.reused {
+                    ConnFailure::Stale
+                } else {
+                    http_failure(&e)
+                };
+                self.close(slot, Some(failure));
+            }
+        }
+    }
+
+    /// A response is complete: deliver or fail it, then reuse or close the connection.
+    /// Returns false when the connection was closed.
+    fn complete(&mut self, slot: usize) -> bool {
+        let now = Instant::now();
+        let conn = self.conns[slot].as_mut().expect("caller checked");
+        let req = conn
+            .req
+            .take()
+            .expect("an active connection carries a request");
+        let status = conn.decoder.status();
+        let keep = conn.decoder.keep_alive() && conn.rstart == conn.rend;
+        self.report.latency.record(now.duration_since(conn.sent_at));
+        let attempts = req.failures + 1;
+        if (200..300).contains(&status) {
+            if self.batch.is_empty() {
+                self.batch_started = Some(now);
+                if self.batch.ticket.is_none() {
+                    self.batch.ticket = Some(self.chans.live.ticket());
+                }
+            }
+            self.batch.push_body(&req.url, &conn.body, attempts, now);
+            self.report.stats.delivered += 1;
+            self.report.stats.body_bytes += conn.body.len() as u64;
+            self.in_flight -= 1;
+        } else {
+            *self.report.stats.statuses.entry(status).or_default() += 1;
+            let class = format!("http {status}");
+            self.finish_failed(&req.url, &class, &format!("HTTP status {status}"), attempts);
+        }
+        let conn = self.conns[slot].as_mut().expect("still there");
+        conn.body.clear();
+        conn.decoder.reset();
+        conn.reused = true;
+        if keep {
+            conn.state = ConnState::Idle;
+            let h = conn.host;
+            self.hosts[h].idle.push(slot);
+        } else {
+            self.close(slot, None);
+        }
+        if self.batch_full() {
+            // A full batch waits until this event is handled; shipping may block.
+            self.batch_started = Some(now - self.cfg.batch_max_delay);
+        }
+        keep
+    }
+
+    /// Closes a connection; a request it carried is re-sent, retried or failed.
+    fn close(&mut self, slot: usize, failure: Option<ConnFailure>) {
+        let Some(mut conn) = self.conns[slot].take() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.free_slots.push(slot);
+        let host = &mut self.hosts[conn.host];
+        host.open -= 1;
+        if conn.state == ConnState::Idle {
+            host.idle.retain(|&s| s != slot);
+        }
+        let Some(mut req) = conn.req.take() else {
+            return;
+        };
+        match failure {
+            Some(ConnFailure::Stale) if req.stale_resends < MAX_STALE_RESENDS => {
+                req.stale_resends += 1;
+                self.report.stats.stale_reconnects += 1;
+                self.hosts[req.host].queue.push_front(req);
+            }
+            Some(ConnFailure::Stale) => {
+                self.retry_or_fail(
+                    req,
+                    "closed",
+                    "server closed the connection before answering".into(),
+                );
+            }
+            Some(ConnFailure::Retryable { class, detail }) => {
+                self.retry_or_fail(req, class, detail)
+            }
+            Some(ConnFailure::Fatal { class, detail }) => {
+                let attempts = req.failures + 1;
+                self.finish_failed(&req.url, class, &detail, attempts);
+            }
+            None => {
+                self.retry_or_fail(req, "closed", "connection closed".into());
+            }
+        }
+    }
+
+    fn retry_or_fail(&mut self, mut req: Request, class: &str, detail: String) {
+        req.failures += 1;
+        if req.failures < self.cfg.max_attempts && !self.stop.load(Ordering::Relaxed) {
+            self.report.stats.retries += 1;
+            // Exponential backoff with full jitter (xorshift; quality is irrelevant here).
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let cap = RETRY_BASE.as_micros() as u64 * (1 << (req.failures - 1).min(10));
+            let delay = Duration::from_micros(self.rng % cap.max(1));
+            let id = self.next_retry_id;
+            self.next_retry_id += 1;
+            self.retries.push(Reverse((Instant::now() + delay, id)));
+            self.retry_store.insert(id, req);
+        } else {
+            let n = req.failures;
+            self.finish_failed(
+                &req.url,
+                class,
+                &format!("{detail} (after {n} attempts)"),
+                n,
+            );
+        }
+    }
+
+    fn due_retries(&mut self, now: Instant) {
+        while let Some(&Reverse((due, id))) = self.retries.peek() {
+            if due > now {
+                break;
+            }
+            self.retries.pop();
+            if let Some(req) = self.retry_store.remove(&id) {
+                self.hosts[req.host].queue.push_back(req);
+            }
+        }
+    }
+
+    /// Fails connections whose connect or request deadline has passed.
+    fn expire(&mut self, now: Instant) {
+        for slot in 0..self.conns.len() {
+            let Some(conn) = &self.conns[slot] else {
+                continue;
+            };
+            if conn.state == ConnState::Idle || conn.deadline > now {
+                continue;
+            }
+            let (class, detail) = match conn.state {
+                ConnState::Connecting => (
+                    "timeout",
+                    format!(
+                        "connect to {} timed out after {:?}",
+                        conn.addr, self.cfg.connect_timeout
+                    ),
+                ),
+                _ => (
+                    "timeout",
+                    format!("request timed out after {:?}", self.cfg.request_timeout),
+                ),
+            };
+            self.close(slot, Some(ConnFailure::Retryable { class, detail }));
+        }
+    }
+
+    fn take_resolved(&mut self) {
+        while let Ok((h, result)) = self.resolver.answers.try_recv() {
+            self.hosts[h].addrs = match result {
+                Ok(a) => Addrs::Ready(a),
+                Err(e) => Addrs::Failed(e),
+            };
+        }
+    }
+
+    /// Records a work item's final failure; it travels downstream in the batch so the writer can
+    /// log it next to dead-lettered records.
+    fn finish_failed(&mut self, url: &str, class: &str, detail: &str, attempts: u32) {
+        self.report.stats.fail(class);
+        self.in_flight -= 1;
+        let now = Instant::now();
+        if self.batch.is_empty() {
+            self.batch_started = Some(now);
+            if self.batch.ticket.is_none() {
+                self.batch.ticket = Some(self.chans.live.ticket());
+            }
+        }
+        self.batch
+            .push_failure(url, detail.to_string(), attempts, now);
+    }
+
+    fn batch_full(&self) -> bool {
+        self.batch.len() >= self.cfg.batch_max_items
+            || self.batch.arena.len() >= self.cfg.batch_max_bytes
+    }
+
+    fn batch_due(&self, now: Instant) -> bool {
+        !self.batch.is_empty()
+            && (self.batch_full()
+                || self
+                    .batch_started
+                    .is_some_and(|s| now.duration_since(s) >= self.cfg.batch_max_delay))
+    }
+
+    /// Sends the current batch downstream, blocking while the queue is full (back-pressure).
+    fn ship(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let next = match self.chans.recycled.try_recv() {
+            Ok(b) => b,
+            Err(_) => BodyBatch::default(),
+        };
+        let mut batch = std::mem::replace(&mut self.batch, next);
+        self.batch_started = None;
+        if batch.ticket.is_none() {
+            batch.ticket = Some(self.chans.live.ticket());
+        }
+        let blocked_at = Instant::now();
+        let mut pending = match self.chans.out.try_send(batch) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(b)) => b,
+            Err(TrySendError::Disconnected(_)) => return Err(downstream_gone()),
+        };
+        loop {
+            match self
+                .chans
+                .out
+                .send_timeout(pending, Duration::from_millis(100))
+            {
+                Ok(()) => break,
+                Err(SendTimeoutError::Timeout(b)) => pending = b,
+                Err(SendTimeoutError::Disconnected(_)) => return Err(downstream_gone()),
+            }
+        }
+        // Time spent blocked is not the servers' fault: move request deadlines accordingly.
+        let blocked = blocked_at.elapsed();
+        self.report.stats.blocked += blocked;
+        for conn in self.conns.iter_mut().flatten() {
+            conn.deadline += blocked;
+        }
+        Ok(())
+    }
+}
+
+impl Conn {
+    /// Loads `req` for sending; the request bytes go out as soon as the socket is writable.
+    fn prepare(&mut self, req: Request, host: &Host, deadline: Instant) {
+        self.wbuf.clear();
+        http::write_request(&mut self.wbuf, &host.name, host.port, &req.path);
+        self.wpos = 0;
+        self.body.clear();
+        self.decoder.reset();
+        self.deadline = deadline;
+        self.sent_at = Instant::now();
+        self.req = Some(req);
+    }
+
+    fn failure_on_error(&self, op: &str, e: io::Error) -> ConnFailure {
+        if self.reused
+            && !self.decoder.started()
+            && matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            )
+        {
+            ConnFailure::Stale
+        } else {
+            ConnFailure::Retryable {
+                class: "connection",
+                detail: format!("{op} to {}: {e}", self.addr),
+            }
+        }
+    }
+}
+
+fn http_failure(e: &HttpError) -> ConnFailure {
+    match e {
+        HttpError::Truncated => ConnFailure::Retryable {
+            class: "truncated",
+            detail: e.to_string(),
+        },
+        HttpError::TooLarge { .. } => ConnFailure::Fatal {
+            class: "too large",
+            detail: e.to_string(),
+        },
+        HttpError::Malformed(_) => ConnFailure::Fatal {
+            class: "malformed http",
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn downstream_gone() -> Error {
+    Error::Thread {
+        thread: "pinflow-fetch".into(),
+        why: "the parse stage stopped accepting batches".into(),
+    }
+}

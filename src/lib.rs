@@ -1,0 +1,67 @@
+//! # pinflow
+//!
+//! An embedded stream processor: it fetches JSON log records over HTTP/1.1, parses them with
+//! simd-json, computes per-record statistics with vectorized kernels and writes Parquet, through
+//! a pipeline of pinned OS threads connected by bounded queues. No async runtime.
+//!
+//! ```text
+//!  HTTP endpoints ──(1 mio I/O thread)──► [bodies] ──► parse threads (simd-json, in place)
+//!      ──► [rows] ──► compute threads (variance, mean, min, max) ──► [rows] ──► writer thread
+//!      ──► Parquet file (row group by row group, temp name → fsync → rename) + dead letters
+//! ```
+//!
+//! - **Back-pressure**: every queue is bounded and carries batches; when the writer falls behind,
+//!   the queues fill, the fetch thread blocks and stops reading sockets, and TCP flow control
+//!   slows the servers. Memory is bounded by configuration, never by input size.
+//! - **Nothing lost**: every work item ends as delivered or failed (with its reason), and every
+//!   record found as a row or a dead letter (with its reason). [`Summary`] is that ledger.
+//! - **Pinned threads**: [`plan::ThreadPlan`] maps roles to cores; see its docs.
+//!
+//! ## Library use
+//!
+//! ```
+//! use pinflow::sim::{SimConfig, Simulator};
+//! use pinflow::{Config, Pipeline, Source};
+//!
+//! // A log API to read from: the embedded simulator on a free loopback port.
+//! let sim = Simulator::start(SimConfig::default())?;
+//! let dir = std::env::temp_dir().join(format!("pinflow-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//!
+//! let pipeline = Pipeline::new(Config::new(dir.join("logs.parquet")))?;
+//! let summary = pipeline.run(Source::from_arg(&sim.logs_template(100))?)?;
+//! assert_eq!(summary.records_written, 100);
+//! assert!(summary.ledger_balances());
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Modules, in data-flow order: [`source`] (work items), [`fetch`] (mio + httparse), [`batch`]
+//! (messages between stages), [`parse`] (simd-json → Arrow), [`stats`] and [`compute`]
+//! (kernels), [`sink`] (Parquet and dead letters), with [`pipeline`] wiring them,
+//! [`plan`] placing threads, [`metrics`] counting, and [`sim`] serving test data.
+
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod compute;
+pub mod config;
+pub mod error;
+pub mod fetch;
+pub mod json;
+pub mod metrics;
+pub mod parse;
+pub mod pipeline;
+pub mod plan;
+pub mod schema;
+pub mod sim;
+pub mod sink;
+pub mod source;
+pub mod stats;
+pub mod time;
+
+pub use config::{Compression, Config};
+pub use error::{Error, Result};
+pub use metrics::Summary;
+pub use pipeline::Pipeline;
+pub use source::Source;

@@ -1,0 +1,291 @@
+//! Counters, latency histograms and the run summary.
+//!
+//! Every stage thread keeps its own counters and [`Latency`] histograms (no shared cache line
+//! on the hot path) and hands them back when it ends; the pipeline merges them into the
+//! [`Summary`]. The one shared counter is the live-batch gauge in [`crate::batch`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// A latency histogram in microseconds (1 µs to 1 hour, 3 significant digits).
+#[derive(Debug, Clone)]
+pub struct Latency(Histogram<u64>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid"))
+    }
+}
+
+impl Latency {
+    /// Records one observation.
+    pub fn record(&mut self, d: Duration) {
+        let us = (d.as_micros() as u64).clamp(1, 3_600_000_000);
+        // Cannot fail: the value is clamped into the histogram's range.
+        let _ = self.0.record(us);
+    }
+
+    /// Adds another histogram's observations.
+    pub fn merge(&mut self, other: &Latency) {
+        let _ = self.0.add(&other.0);
+    }
+
+    /// Summary figures.
+    pub fn percentiles(&self) -> Percentiles {
+        Percentiles {
+            count: self.0.len(),
+            p50_us: self.0.value_at_quantile(0.50),
+            p99_us: self.0.value_at_quantile(0.99),
+            p999_us: self.0.value_at_quantile(0.999),
+            max_us: self.0.max(),
+        }
+    }
+}
+
+/// Percentiles of one stage's latency, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Percentiles {
+    /// Observations.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Largest.
+    pub max_us: u64,
+}
+
+/// What the fetcher did: the request side of the ledger.
+#[derive(Debug, Clone, Default)]
+pub struct FetchStats {
+    /// Work items taken from the source.
+    pub requests: u64,
+    /// Requests answered 2xx with a complete body.
+    pub delivered: u64,
+    /// Requests that ended failed (after retries).
+    pub failed: u64,
+    /// Failed requests by reason class (`http 404`, `connect`, `timeout`, ...).
+    pub failed_by_reason: BTreeMap<String, u64>,
+    /// Non-2xx responses by status code.
+    pub statuses: BTreeMap<u16, u64>,
+    /// Attempts repeated after a connection error or timeout.
+    pub retries: u64,
+    /// Requests re-sent because a kept-alive connection turned out closed by the server.
+    pub stale_reconnects: u64,
+    /// TCP connections opened.
+    pub connections: u64,
+    /// Body bytes received for delivered requests.
+    pub body_bytes: u64,
+    /// Time the fetch thread spent blocked on a full queue (back-pressure).
+    pub blocked: Duration,
+}
+
+impl FetchStats {
+    pub(crate) fn fail(&mut self, class: &str) {
+        self.failed += 1;
+        *self.failed_by_reason.entry(class.to_string()).or_default() += 1;
+    }
+}
+
+/// Per-stage latencies.
+#[derive(Debug, Clone, Default)]
+pub struct StageLatencies {
+    /// Request sent → last body byte, per request.
+    pub fetch: Latency,
+    /// Parsing one body into columns, per body.
+    pub parse: Latency,
+    /// Statistics for one batch, per batch.
+    pub compute: Latency,
+    /// Writing one batch into the Parquet writer, per batch.
+    pub write: Latency,
+    /// Oldest body of a batch fetched → batch handed to the Parquet writer, per batch.
+    pub end_to_end: Latency,
+}
+
+/// The ledger and figures of a finished run.
+///
+/// The ledger balances: `fetch.requests == fetch.delivered + fetch.failed`, and
+/// `records_parsed == records_written + records_dead_lettered`.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Request side.
+    pub fetch: FetchStats,
+    /// Records found in delivered bodies (good or bad).
+    pub records_parsed: u64,
+    /// Rows written to Parquet.
+    pub records_written: u64,
+    /// Records and bodies sent to the dead-letter file (not counting failed requests).
+    pub records_dead_lettered: u64,
+    /// Dead letters by reason class.
+    pub dead_by_reason: BTreeMap<String, u64>,
+    /// Row groups written.
+    pub row_groups: u64,
+    /// The output file, if one was finalized.
+    pub output: Option<std::path::PathBuf>,
+    /// The dead-letter file, if anything was written to it.
+    pub dead_letter_file: Option<std::path::PathBuf>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Per-stage latencies.
+    pub latency: StageLatencies,
+    /// Most batches alive at once, and the configured bound.
+    pub peak_live_batches: usize,
+    /// The configured bound on live batches.
+    pub live_batch_bound: usize,
+    /// The thread plan as it was applied.
+    pub plan: String,
+    /// Whether some threads could not get a core of their own.
+    pub pinning_partial: bool,
+    /// Set when SIGINT/SIGTERM (or [`crate::Pipeline`]'s stop flag) ended the run early.
+    pub interrupted: bool,
+}
+
+impl Summary {
+    /// Rows written per second of wall time.
+    pub fn records_per_sec(&self) -> f64 {
+        self.records_written as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Body megabytes (10^6) received per second of wall time.
+    pub fn mb_per_sec(&self) -> f64 {
+        self.fetch.body_bytes as f64 / 1e6 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Whether every request and every record is accounted for.
+    pub fn ledger_balances(&self) -> bool {
+        self.fetch.requests == self.fetch.delivered + self.fetch.failed
+            && self.records_parsed == self.records_written + self.records_dead_lettered
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.fetch;
+        writeln!(
+            f,
+            "requests   {} (delivered {}, failed {}, retries {}, reconnects {})",
+            s.requests, s.delivered, s.failed, s.retries, s.stale_reconnects
+        )?;
+        for (reason, n) in &s.failed_by_reason {
+            writeln!(f, "  failed   {n} × {reason}")?;
+        }
+        writeln!(
+            f,
+            "records    fetched {} / written {} / dead-lettered {}",
+            self.records_parsed, self.records_written, self.records_dead_lettered
+        )?;
+        for (reason, n) in &self.dead_by_reason {
+            writeln!(f, "  dead     {n} × {reason}")?;
+        }
+        writeln!(
+            f,
+            "bytes      {} ({:.1} MB/s)",
+            s.body_bytes,
+            self.mb_per_sec()
+        )?;
+        writeln!(
+            f,
+            "elapsed    {:.3} s, {:.0} records/s",
+            self.elapsed.as_secs_f64(),
+            self.records_per_sec()
+        )?;
+        let l = &self.latency;
+        for (name, h) in [
+            ("fetch", &l.fetch),
+            ("parse", &l.parse),
+            ("compute", &l.compute),
+            ("write", &l.write),
+            ("end-to-end", &l.end_to_end),
+        ] {
+            let p = h.percentiles();
+            writeln!(
+                f,
+                "latency    {name:<10} p50 {:>7} µs  p99 {:>7} µs  (n={})",
+                p.p50_us, p.p99_us, p.count
+            )?;
+        }
+        writeln!(
+            f,
+            "batches    peak {} live (bound {})",
+            self.peak_live_batches, self.live_batch_bound
+        )?;
+        if let Some(out) = &self.output {
+            writeln!(
+                f,
+                "output     {} ({} row groups)",
+                out.display(),
+                self.row_groups
+            )?;
+        }
+        if let Some(dl) = &self.dead_letter_file {
+            writeln!(f, "dead       {}", dl.display())?;
+        }
+        if self.interrupted {
+            writeln!(
+                f,
+                "stopped    early by a signal; everything fetched was written"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The process's peak resident set size in bytes (`VmHWM`), where the OS reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// CPU time consumed so far by the calling thread, where the OS reports it.
+pub fn thread_cpu_time() -> Option<Duration> {
+    // schedstat's first field is the time spent on the CPU in nanoseconds.
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// CPU time (user + system) consumed so far by the whole process, where the OS reports it.
+pub fn process_cpu_time() -> Option<Duration> {
+    // Fields 14 and 15 of /proc/self/stat, after the parenthesised command name, in clock
+    // ticks; Linux reports them at USER_HZ = 100 on every architecture.
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = &s[s.rfind(')')? + 2..];
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_percentiles_and_merge() {
+        let mut a = Latency::default();
+        for us in 1..=100 {
+            a.record(Duration::from_micros(us));
+        }
+        let mut b = Latency::default();
+        b.record(Duration::from_secs(1));
+        a.merge(&b);
+        let p = a.percentiles();
+        assert_eq!(p.count, 101);
+        assert!((49..=51).contains(&p.p50_us), "{p:?}");
+        assert!(p.max_us >= 999_000);
+    }
+
+    #[test]
+    fn rss_is_reported_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_bytes().unwrap() > 1 << 20);
+            assert!(thread_cpu_time().is_some());
+        }
+    }
+}

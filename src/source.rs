@@ -1,0 +1,429 @@
+//! Work sources: where the list of URLs to fetch comes from.
+//!
+//! A source yields [`WorkItem`]s lazily, so a template over a billion endpoints or an endless
+//! stdin costs no memory up front. In-memory sources (templates, vectors) are iterated on the
+//! fetch thread itself; sources that read files or stdin run on a small feeder thread, because a
+//! read from a pipe may block and the fetch thread's event loop must never block.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, TryRecvError};
+
+use crate::error::{Error, Result};
+
+/// One unit of work: a URL to fetch, numbered in source order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkItem {
+    /// Position in the source, from 0.
+    pub seq: u64,
+    /// The URL as written in the source.
+    pub url: String,
+}
+
+/// Where the URLs come from.
+pub enum Source {
+    /// `prefix{START..END}suffix`, END inclusive.
+    Template(Template),
+    /// An explicit list.
+    Urls(Vec<String>),
+    /// One URL per line from a file or standard input; blank lines and `#` comments are skipped.
+    Lines {
+        /// A name for messages: the path, or `-`.
+        name: String,
+        /// The opened reader.
+        reader: Box<dyn BufRead + Send>,
+    },
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Template(t) => write!(f, "Template({t})"),
+            Source::Urls(v) => write!(f, "Urls({} urls)", v.len()),
+            Source::Lines { name, .. } => write!(f, "Lines({name})"),
+        }
+    }
+}
+
+/// A URL template with one numeric range, e.g. `http://127.0.0.1:8080/logs/{1..20000}.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    prefix: String,
+    start: u64,
+    end: u64,
+    suffix: String,
+}
+
+impl Template {
+    /// Parses `prefix{START..END}suffix`.
+    ///
+    /// ```
+    /// let t = pinflow::source::Template::parse("http://h/logs/{1..3}.json").unwrap();
+    /// assert_eq!(t.len(), 3);
+    /// assert_eq!(t.url(2), "http://h/logs/3.json");
+    /// ```
+    pub fn parse(s: &str) -> Result<Template> {
+        let bad = |why: &str| Error::Source {
+            source_name: s.to_string(),
+            why: why.to_string(),
+        };
+        let open = s.find('{').ok_or_else(|| bad("no `{START..END}` range"))?;
+        let close = s[open..]
+            .find('}')
+            .map(|i| open + i)
+            .ok_or_else(|| bad("`{` without `}`"))?;
+        let range = &s[open + 1..close];
+        let (a, b) = range
+            .split_once("..")
+            .ok_or_else(|| bad("the range must look like {1..100}"))?;
+        let start: u64 = a
+            .trim()
+            .parse()
+            .map_err(|_| bad("range start is not a number"))?;
+        let end: u64 = b
+            .trim()
+            .parse()
+            .map_err(|_| bad("range end is not a number"))?;
+        if end < start {
+            return Err(bad("range end is below its start"));
+        }
+        let suffix = &s[close + 1..];
+        if suffix.contains('{') {
+            return Err(bad("only one {START..END} range is supported"));
+        }
+        Ok(Template {
+            prefix: s[..open].to_string(),
+            start,
+            end,
+            suffix: suffix.to_string(),
+        })
+    }
+
+    /// Number of URLs.
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+
+    /// Always false: a range holds at least one number.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The `i`-th URL (from 0).
+    pub fn url(&self, i: u64) -> String {
+        format!("{}{}{}", self.prefix, self.start + i, self.suffix)
+    }
+}
+
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}{{{}..{}}}{}",
+            self.prefix, self.start, self.end, self.suffix
+        )
+    }
+}
+
+impl Source {
+    /// Interprets a command-line `--urls` value: `-` is stdin, a value with a `{A..B}` range is
+    /// a template, anything else a file of URLs.
+    pub fn from_arg(arg: &str) -> Result<Source> {
+        if arg == "-" {
+            return Ok(Source::Lines {
+                name: "-".into(),
+                reader: Box::new(BufReader::new(io::stdin())),
+            });
+        }
+        if arg.contains('{') && arg.contains("..") {
+            return Template::parse(arg).map(Source::Template);
+        }
+        Source::file(arg)
+    }
+
+    /// A file with one URL per line.
+    pub fn file(path: impl Into<PathBuf>) -> Result<Source> {
+        let path = path.into();
+        let f = File::open(&path).map_err(|e| Error::Source {
+            source_name: path.display().to_string(),
+            why: format!("cannot open: {e}"),
+        })?;
+        Ok(Source::Lines {
+            name: path.display().to_string(),
+            reader: Box::new(BufReader::new(f)),
+        })
+    }
+
+    /// Turns the source into the feed the fetch thread pulls from. `wake` is called by the
+    /// feeder thread (for line sources) whenever it has queued more items or finished.
+    pub(crate) fn into_feed(self, wake: Arc<dyn Fn() + Send + Sync>) -> Result<Feed> {
+        match self {
+            Source::Template(t) => {
+                let n = t.len();
+                Ok(Feed::Iter(Box::new((0..n).map(move |i| WorkItem {
+                    seq: i,
+                    url: t.url(i),
+                }))))
+            }
+            Source::Urls(v) => Ok(Feed::Iter(Box::new(
+                v.into_iter()
+                    .enumerate()
+                    .map(|(i, url)| WorkItem { seq: i as u64, url }),
+            ))),
+            Source::Lines { name, reader } => {
+                let (tx, rx) = crossbeam_channel::bounded::<Result<Vec<WorkItem>, String>>(4);
+                std::thread::Builder::new()
+                    .name("pinflow-source".into())
+                    .spawn(move || feed_lines(reader, &name, &tx, &*wake))
+                    .map_err(|e| Error::Thread {
+                        thread: "pinflow-source".into(),
+                        why: e.to_string(),
+                    })?;
+                Ok(Feed::Channel {
+                    rx,
+                    chunk: Vec::new().into_iter(),
+                    error: None,
+                })
+            }
+        }
+    }
+}
+
+const LINE_CHUNK: usize = 1024;
+
+fn feed_lines(
+    mut reader: Box<dyn BufRead + Send>,
+    name: &str,
+    tx: &crossbeam_channel::Sender<Result<Vec<WorkItem>, String>>,
+    wake: &(dyn Fn() + Send + Sync),
+) {
+    let mut seq = 0u64;
+    let mut lineno = 0u64;
+    let mut chunk = Vec::with_capacity(LINE_CHUNK);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                lineno += 1;
+                let url = line.trim();
+                if url.is_empty() || url.starts_with('#') {
+                    continue;
+                }
+                chunk.push(WorkItem {
+                    seq,
+                    url: url.to_string(),
+                });
+                seq += 1;
+                if chunk.len() == LINE_CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(LINE_CHUNK));
+                    if tx.send(Ok(full)).is_err() {
+                        return;
+                    }
+                    wake();
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Ok(std::mem::take(&mut chunk)));
+                let _ = tx.send(Err(format!("{name}: read error after line {lineno}: {e}")));
+                wake();
+                return;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(Ok(chunk));
+    }
+    drop(line);
+    // Dropping the sender (when this function returns) tells the fetcher the list is complete.
+    wake();
+}
+
+/// What the fetch thread pulls work from.
+pub(crate) enum Feed {
+    Iter(Box<dyn Iterator<Item = WorkItem> + Send>),
+    Channel {
+        rx: Receiver<Result<Vec<WorkItem>, String>>,
+        chunk: std::vec::IntoIter<WorkItem>,
+        error: Option<String>,
+    },
+}
+
+/// One pull from a [`Feed`].
+pub(crate) enum Next {
+    Item(WorkItem),
+    /// Nothing now; the feeder will wake the event loop when there is.
+    Pending,
+    /// The source is exhausted.
+    Done,
+}
+
+impl Feed {
+    pub(crate) fn next(&mut self) -> Next {
+        match self {
+            Feed::Iter(it) => it.next().map_or(Next::Done, Next::Item),
+            Feed::Channel { rx, chunk, error } => loop {
+                if let Some(item) = chunk.next() {
+                    return Next::Item(item);
+                }
+                match rx.try_recv() {
+                    Ok(Ok(v)) => *chunk = v.into_iter(),
+                    Ok(Err(e)) => *error = Some(e),
+                    Err(TryRecvError::Empty) => return Next::Pending,
+                    Err(TryRecvError::Disconnected) => return Next::Done,
+                }
+            },
+        }
+    }
+
+    /// A read error that ended the source early, if any.
+    pub(crate) fn take_error(&mut self) -> Option<String> {
+        match self {
+            Feed::Iter(_) => None,
+            Feed::Channel { error, .. } => error.take(),
+        }
+    }
+}
+
+/// An `http://` URL split into what a request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (80 when absent).
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+impl HttpUrl {
+    /// Parses an absolute `http://` URL. The error says what is wrong.
+    ///
+    /// ```
+    /// let u = pinflow::source::HttpUrl::parse("http://[::1]:8080/a?b=1").unwrap();
+    /// assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 8080, "/a?b=1"));
+    /// ```
+    pub fn parse(url: &str) -> std::result::Result<HttpUrl, String> {
+        let rest = if let Some(r) = url.strip_prefix("http://") {
+            r
+        } else if url.starts_with("https://") {
+            return Err("https:// is not supported by this build (plain http:// only)".into());
+        } else {
+            return Err("not an http:// URL".into());
+        };
+        let (authority, path) = match rest.find(['/', '?', '#']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let path = path.split('#').next().unwrap_or("/");
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else if path.is_empty() {
+            "/".to_string()
+        } else {
+            path.to_string()
+        };
+        if authority.contains('@') {
+            return Err("user:password@ in URLs is not supported".into());
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let end = v6.find(']').ok_or("unclosed [ in IPv6 address")?;
+            let host = &v6[..end];
+            let after = &v6[end + 1..];
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse::<u16>().map_err(|_| format!("bad port `{p}`"))?,
+                None if after.is_empty() => 80,
+                None => return Err("garbage after IPv6 address".into()),
+            };
+            (host, port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad port `{p}`"))?),
+                None => (authority, 80),
+            }
+        };
+        if host.is_empty() {
+            return Err("empty host".into());
+        }
+        if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err("spaces or control characters in the path".into());
+        }
+        Ok(HttpUrl {
+            host: host.to_string(),
+            port,
+            path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        let t = Template::parse("http://127.0.0.1:8080/logs/{5..7}.json").unwrap();
+        let urls: Vec<String> = (0..t.len()).map(|i| t.url(i)).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://127.0.0.1:8080/logs/5.json",
+                "http://127.0.0.1:8080/logs/6.json",
+                "http://127.0.0.1:8080/logs/7.json"
+            ]
+        );
+        assert!(Template::parse("http://h/{3..1}").is_err());
+        assert!(Template::parse("http://h/{a..1}").is_err());
+        assert!(Template::parse("http://h/{1..2}/{1..2}").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        let u = HttpUrl::parse("http://example.com").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("example.com", 80, "/")
+        );
+        let u = HttpUrl::parse("http://h:81?x=1#frag").unwrap();
+        assert_eq!((u.port, u.path.as_str()), (81, "/?x=1"));
+        assert!(HttpUrl::parse("ftp://h/").is_err());
+        assert!(HttpUrl::parse("http://h:99999/").is_err());
+        assert!(HttpUrl::parse("http:///x").is_err());
+        assert!(HttpUrl::parse("https://h/").unwrap_err().contains("https"));
+    }
+
+    #[test]
+    fn line_feed_skips_blanks_and_comments() {
+        let text = "# list\nhttp://a/1\n\n  http://a/2  \n";
+        let src = Source::Lines {
+            name: "t".into(),
+            reader: Box::new(io::Cursor::new(text.as_bytes().to_vec())),
+        };
+        let mut feed = src.into_feed(Arc::new(|| {})).unwrap();
+        let mut got = Vec::new();
+        loop {
+            match feed.next() {
+                Next::Item(i) => got.push(i),
+                Next::Pending => std::thread::yield_now(),
+                Next::Done => break,
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                WorkItem {
+                    seq: 0,
+                    url: "http://a/1".into()
+                },
+                WorkItem {
+                    seq: 1,
+                    url: "http://a/2".into()
+                }
+            ]
+        );
+    }
+}
