@@ -59,6 +59,9 @@ pub struct Percentiles {
     pub max_us: u64,
 }
 
+/// Failed requests kept verbatim in [`FetchStats::failure_samples`].
+pub const FAILURE_SAMPLES: usize = 10;
+
 /// What the fetcher did: the request side of the ledger.
 #[derive(Debug, Clone, Default)]
 pub struct FetchStats {
@@ -82,12 +85,19 @@ pub struct FetchStats {
     pub body_bytes: u64,
     /// Time the fetch thread spent blocked on a full queue (back-pressure).
     pub blocked: Duration,
+    /// The first few failed requests, `(url, reason)`, for the operator's eyes; all of them are
+    /// in the dead-letter file.
+    pub failure_samples: Vec<(String, String)>,
 }
 
 impl FetchStats {
-    pub(crate) fn fail(&mut self, class: &str) {
+    pub(crate) fn fail(&mut self, class: &str, url: &str, detail: &str) {
         self.failed += 1;
         *self.failed_by_reason.entry(class.to_string()).or_default() += 1;
+        if self.failure_samples.len() < FAILURE_SAMPLES {
+            self.failure_samples
+                .push((url.to_string(), detail.to_string()));
+        }
     }
 }
 
@@ -172,6 +182,9 @@ impl std::fmt::Display for Summary {
         )?;
         for (reason, n) in &s.failed_by_reason {
             writeln!(f, "  failed   {n} × {reason}")?;
+        }
+        for (url, why) in &s.failure_samples {
+            writeln!(f, "  e.g.     {url}: {why}")?;
         }
         writeln!(
             f,

@@ -756,7 +756,7 @@ impl Fetcher {
     /// Records a work item's final failure; it travels downstream in the batch so the writer can
     /// log it next to dead-lettered records.
     fn finish_failed(&mut self, url: &str, class: &str, detail: &str, attempts: u32) {
-        self.report.stats.fail(class);
+        self.report.stats.fail(class, url, detail);
         self.in_flight -= 1;
         let now = Instant::now();
         if self.batch.is_empty() {

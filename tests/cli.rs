@@ -1,0 +1,224 @@
+//! The `pinflow` binary as an operator runs it: exit codes, messages, files, signals.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+use pinflow::sim::{SimConfig, Simulator, Workload};
+
+fn pinflow() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pinflow"))
+}
+
+#[test]
+fn demo_writes_the_records_and_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo.parquet");
+    let o = pinflow()
+        .args(["demo", "--records", "500", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("written 500"), "{stdout}");
+    assert!(stdout.contains("latency    parse"), "{stdout}");
+    assert_rows_match_workload(&rows(&out), &Workload::default(), 1..=500);
+}
+
+#[test]
+fn run_reports_failed_requests_with_exit_code_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let list = dir.path().join("urls.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "{}\n{}\nhttp://127.0.0.1:1/x\n",
+            sim.url("/logs/1.json"),
+            sim.url("/status/500")
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("o.parquet");
+    let o = pinflow()
+        .args(["run", "--max-attempts", "2", "--urls"])
+        .arg(&list)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("http://127.0.0.1:1/x") && stdout.contains("HTTP status 500"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("2 request(s) failed"), "{stderr}");
+    assert_eq!(rows(&out).len(), 1);
+    assert_eq!(
+        ndjson_lines(&dir.path().join("o.parquet.deadletter.ndjson")).len(),
+        2
+    );
+}
+
+#[test]
+fn errors_name_what_and_where() {
+    let o = pinflow()
+        .args([
+            "run",
+            "--urls",
+            "http://127.0.0.1:9/{1..2}",
+            "--out",
+            "/nonexistent-pinflow/x.parquet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("/nonexistent-pinflow/") && e.contains("No such file"),
+        "{e}"
+    );
+
+    let o = pinflow()
+        .args([
+            "run",
+            "--urls",
+            "/nonexistent-list.txt",
+            "--out",
+            "x.parquet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent-list.txt: cannot open"));
+
+    let o = pinflow()
+        .args(["demo", "--queue-capacity", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("queue_capacity"));
+
+    let o = pinflow()
+        .args(["run", "--urls", "http://h/{9..1}", "--out", "x.parquet"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("range end is below its start"));
+
+    let o = pinflow()
+        .args(["run", "--out", "x.parquet"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "clap usage error");
+}
+
+#[test]
+fn urls_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let out = dir.path().join("s.parquet");
+    let mut child = pinflow()
+        .args(["run", "--urls", "-", "--out"])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 1..=2500 {
+            writeln!(stdin, "{}", sim.url(&format!("/logs/{i}.json"))).unwrap();
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    assert_rows_match_workload(&rows(&out), &Workload::default(), 1..=2500);
+}
+
+#[test]
+fn sigterm_drains_and_finalizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let out = dir.path().join("t.parquet");
+    let child = pinflow()
+        .args(["run", "--urls", &sim.logs_template(5_000_000), "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run is under way (the temporary file exists), then ask it to stop.
+    let tmp = dir.path().join(format!(".t.parquet.tmp-{}", child.id()));
+    for _ in 0..500 {
+        if tmp.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("stopped    early"), "{stdout}");
+    let written = rows(&out);
+    assert!(!written.is_empty() && written.len() < 5_000_000);
+    // Every delivered request was written: the summary's two numbers agree with the file.
+    let delivered: usize = stdout
+        .split("delivered ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(written.len(), delivered, "{stdout}");
+    let ids: std::collections::BTreeSet<i64> = written.iter().map(|r| r.record.id).collect();
+    assert_eq!(ids.len(), written.len(), "no duplicates");
+    assert_eq!(dir_names(dir.path()), ["t.parquet"]);
+}
+
+#[test]
+fn bench_prints_machine_readable_json() {
+    let o = pinflow()
+        .args([
+            "bench",
+            "--records",
+            "3000",
+            "--per-response",
+            "100",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = String::from_utf8_lossy(&o.stdout);
+    for key in [
+        "\"records_written\":3000",
+        "\"records_per_s\":",
+        "\"peak_rss_bytes\":",
+        "\"simulator_cpu_share\":",
+        "\"parse\":{\"p50\":",
+    ] {
+        assert!(s.contains(key), "{key} missing in {s}");
+    }
+}

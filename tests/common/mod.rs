@@ -1,0 +1,153 @@
+//! Helpers shared by the integration tests: reading Parquet back and comparing rows with what
+//! the simulator generated.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use pinflow::sim::Record;
+
+/// Every batch of a Parquet file, read with the parquet crate's own reader.
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .expect("valid parquet footer")
+        .build()
+        .expect("reader");
+    reader.map(|b| b.expect("readable batch")).collect()
+}
+
+/// A row as read back: the record fields and the statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub record: Record,
+    pub count: Option<i64>,
+    pub mean: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub variance: Option<f64>,
+}
+
+fn f64_at(b: &RecordBatch, col: &str, i: usize) -> Option<f64> {
+    let a = b.column_by_name(col).unwrap().as_primitive::<Float64Type>();
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn str_at(b: &RecordBatch, col: &str, i: usize) -> String {
+    b.column_by_name(col)
+        .unwrap()
+        .as_string::<i32>()
+        .value(i)
+        .to_string()
+}
+
+/// All rows of a file (records with every field present).
+pub fn rows(path: &Path) -> Vec<Row> {
+    let mut out = Vec::new();
+    for b in read_parquet(path) {
+        let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        let ts = b
+            .column_by_name("ts")
+            .unwrap()
+            .as_primitive::<TimestampMicrosecondType>();
+        let values = b.column_by_name("values").unwrap().as_list::<i32>();
+        let counts = b
+            .column_by_name("values_count")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            let level: &'static str = match str_at(&b, "level", i).as_str() {
+                "DEBUG" => "DEBUG",
+                "INFO" => "INFO",
+                "WARN" => "WARN",
+                "ERROR" => "ERROR",
+                other => panic!("unexpected level {other}"),
+            };
+            out.push(Row {
+                record: Record {
+                    id: ids.value(i),
+                    ts_micros: ts.value(i),
+                    service: str_at(&b, "service", i),
+                    level,
+                    host: str_at(&b, "host", i),
+                    latency_ms: f64_at(&b, "latency_ms", i).unwrap(),
+                    message: str_at(&b, "message", i),
+                    values: values
+                        .value(i)
+                        .as_primitive::<Float64Type>()
+                        .values()
+                        .to_vec(),
+                },
+                count: counts.is_valid(i).then(|| counts.value(i)),
+                mean: f64_at(&b, "values_mean", i),
+                min: f64_at(&b, "values_min", i),
+                max: f64_at(&b, "values_max", i),
+                variance: f64_at(&b, "values_variance", i),
+            });
+        }
+    }
+    out
+}
+
+/// Relative closeness for statistics.
+pub fn close(a: Option<f64>, b: Option<f64>, rel: f64) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a == b || (a - b).abs() <= rel * a.abs().max(b.abs()),
+        _ => false,
+    }
+}
+
+/// Checks that `rows` hold exactly the ids `expected`, each once, with every field equal to
+/// the simulator's record and statistics equal to the scalar reference within 1e-12 relative.
+pub fn assert_rows_match_workload(
+    rows: &[Row],
+    workload: &pinflow::sim::Workload,
+    expected: impl IntoIterator<Item = u64>,
+) {
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.record.id).collect();
+    ids.sort_unstable();
+    let want: Vec<i64> = expected.into_iter().map(|i| i as i64).collect();
+    assert_eq!(ids.len(), want.len(), "row count");
+    assert_eq!(ids, want, "every id exactly once");
+    for row in rows {
+        let rec = workload.record(row.record.id as u64);
+        assert_eq!(row.record, rec, "fields of record {}", rec.id);
+        let r = pinflow::stats::reference(&rec.values);
+        assert_eq!(row.count, Some(r.count as i64));
+        for (name, got, want) in [
+            ("mean", row.mean, r.mean),
+            ("min", row.min, r.min),
+            ("max", row.max, r.max),
+            ("variance", row.variance, r.variance),
+        ] {
+            assert!(
+                close(got, want, 1e-12),
+                "{name} of record {}: {got:?} vs {want:?}",
+                rec.id
+            );
+        }
+    }
+}
+
+/// Lines of an NDJSON file.
+pub fn ndjson_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Names of the files in a directory.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
