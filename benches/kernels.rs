@@ -1,1 +1,150 @@
-fn main() {}
+//! Micro-benchmarks of the hot-path pieces, each next to its baseline where there is one:
+//!
+//! - `stats/*`: the vectorized kernel against the scalar reference, for 64 and 1M values;
+//! - `parse/*`: simd-json into Arrow columns, per record, for single objects and NDJSON;
+//! - `http/*`: decoding a keep-alive response, Content-Length and chunked;
+//! - `parquet/*`: encoding a batch of 4096 rows with snappy;
+//! - `queue/*`: one crossbeam hop of a record batch.
+//!
+//! Run: `cargo bench --bench kernels` (add `-- stats` to pick a group).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use pinflow::batch::BodyBatch;
+use pinflow::fetch::http::ResponseDecoder;
+use pinflow::parse::Parser;
+use pinflow::sim::{Chunking, SimConfig, Simulator};
+
+fn values(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| 1e3 + ((i * 7919) % 1000) as f64 / 7.0)
+        .collect()
+}
+
+fn stats(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stats");
+    for n in [64usize, 1 << 20] {
+        let v = values(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("kernel/{n}"), |b| {
+            b.iter(|| pinflow::stats::compute(black_box(&v)))
+        });
+        g.bench_function(format!("reference/{n}"), |b| {
+            b.iter(|| pinflow::stats::reference(black_box(&v)))
+        });
+    }
+    g.finish();
+}
+
+/// Fetches real simulator bodies once, so the benchmarks parse exactly what the pipeline does.
+fn fetch_bodies(path: &str, chunking: Chunking) -> Vec<u8> {
+    let sim = Simulator::start(SimConfig {
+        chunking,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(sim.addr()).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    raw
+}
+
+fn body_of(raw: &[u8]) -> Vec<u8> {
+    let mut d = ResponseDecoder::new(usize::MAX);
+    let mut body = Vec::new();
+    d.decode(raw, &mut body).unwrap();
+    body
+}
+
+fn parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse");
+    let one = body_of(&fetch_bodies("/logs/1.json", Chunking::Never));
+    let page = body_of(&fetch_bodies("/pages/1.ndjson", Chunking::Never));
+    for (name, body, records, copies) in [
+        ("object", &one, 1u64, 256usize),
+        ("ndjson_page", &page, 1000, 1),
+    ] {
+        g.throughput(Throughput::Elements(records * copies as u64));
+        let mut parser = Parser::new();
+        g.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || {
+                    let mut batch = BodyBatch::default();
+                    for _ in 0..copies {
+                        batch.push_body("http://bench/x", body, 1, Instant::now());
+                    }
+                    batch
+                },
+                |batch| parser.parse_batch(batch),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn http(c: &mut Criterion) {
+    let mut g = c.benchmark_group("http");
+    for (name, chunking) in [
+        ("content_length", Chunking::Never),
+        ("chunked", Chunking::Always),
+    ] {
+        let raw = fetch_bodies("/logs/1.json", chunking);
+        g.throughput(Throughput::Bytes(raw.len() as u64));
+        let mut d = ResponseDecoder::new(usize::MAX);
+        let mut body = Vec::with_capacity(4096);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                d.reset();
+                body.clear();
+                d.decode(black_box(&raw), &mut body).unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn parquet_and_queue(c: &mut Criterion) {
+    let page = body_of(&fetch_bodies("/pages/1.ndjson", Chunking::Never));
+    let mut batch = BodyBatch::default();
+    for _ in 0..4 {
+        batch.push_body("http://bench/x", &page, 1, Instant::now());
+    }
+    let rows =
+        pinflow::compute::add_statistics(&Parser::new().parse_batch(&mut batch).rows.unwrap());
+    let mut g = c.benchmark_group("parquet");
+    g.throughput(Throughput::Elements(rows.num_rows() as u64));
+    g.bench_function("snappy_4000_rows", |b| {
+        b.iter(|| {
+            let mut w = parquet::arrow::ArrowWriter::try_new(
+                Vec::with_capacity(8 << 20),
+                rows.schema(),
+                None,
+            )
+            .unwrap();
+            w.write(&rows).unwrap();
+            w.into_inner().unwrap().len()
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("queue");
+    let (tx, rx) = crossbeam_channel::bounded(8);
+    g.bench_function("batch_hop_same_thread", |b| {
+        b.iter(|| {
+            tx.send(rows.clone()).unwrap();
+            rx.recv().unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stats, parse, http, parquet_and_queue);
+criterion_main!(benches);

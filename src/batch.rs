@@ -194,7 +194,7 @@ pub fn excerpt(text: &[u8], max: usize) -> String {
     let s = String::from_utf8_lossy(&text[..text.len().min(max)]);
     let mut s = s.into_owned();
     if text.len() > max {
-        s.push_str("…");
+        s.push('…');
     }
     s
 }

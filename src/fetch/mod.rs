@@ -787,10 +787,7 @@ impl Fetcher {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let next = match self.chans.recycled.try_recv() {
-            Ok(b) => b,
-            Err(_) => BodyBatch::default(),
-        };
+        let next = self.chans.recycled.try_recv().unwrap_or_default();
         let mut batch = std::mem::replace(&mut self.batch, next);
         self.batch_started = None;
         if batch.ticket.is_none() {
