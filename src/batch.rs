@@ -146,6 +146,14 @@ impl BodyBatch {
         self.items.is_empty()
     }
 
+    /// Gives back arena memory above `keep` bytes (an empty batch only), so that one huge body
+    /// does not pin a huge arena for the rest of the run.
+    pub fn shrink_arena(&mut self, keep: usize) {
+        if self.arena.is_empty() && self.arena.capacity() > keep {
+            self.arena.shrink_to(keep);
+        }
+    }
+
     /// Empties the batch for reuse, keeping its allocations.
     pub fn clear(&mut self) {
         self.arena.clear();

@@ -235,6 +235,11 @@ impl Fetcher {
                     self.take_resolved();
                 } else {
                     self.on_socket_event(ev.token().0);
+                    // Ship a full batch before handling the next event: one poll can complete
+                    // dozens of large bodies, and the batch must stay near its byte bound.
+                    if self.batch_full() {
+                        self.ship()?;
+                    }
                 }
             }
             let now = Instant::now();
@@ -633,10 +638,6 @@ impl Fetcher {
         } else {
             self.close(slot, None);
         }
-        if self.batch_full() {
-            // A full batch waits until this event is handled; shipping may block.
-            self.batch_started = Some(now - self.cfg.batch_max_delay);
-        }
         keep
     }
 
@@ -787,7 +788,10 @@ impl Fetcher {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let next = self.chans.recycled.try_recv().unwrap_or_default();
+        let mut next = self.chans.recycled.try_recv().unwrap_or_default();
+        // A batch closes at the first body past `batch_max_bytes`, so a normal arena needs at
+        // most that plus one body; anything far above came from an outsized body.
+        next.shrink_arena(2 * self.cfg.batch_max_bytes);
         let mut batch = std::mem::replace(&mut self.batch, next);
         self.batch_started = None;
         if batch.ticket.is_none() {
