@@ -120,6 +120,9 @@ fn parquet_and_queue(c: &mut Criterion) {
     }
     let rows =
         pinflow::compute::add_statistics(&Parser::new().parse_batch(&mut batch).rows.unwrap());
+    // The sink's own settings (snappy by default), not arrow-rs defaults.
+    let props =
+        pinflow::sink::writer_properties(&pinflow::config::WriterConfig::default()).unwrap();
     let mut g = c.benchmark_group("parquet");
     g.throughput(Throughput::Elements(rows.num_rows() as u64));
     g.bench_function("snappy_4000_rows", |b| {
@@ -127,7 +130,7 @@ fn parquet_and_queue(c: &mut Criterion) {
             let mut w = parquet::arrow::ArrowWriter::try_new(
                 Vec::with_capacity(8 << 20),
                 rows.schema(),
-                None,
+                Some(props.clone()),
             )
             .unwrap();
             w.write(&rows).unwrap();

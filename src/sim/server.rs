@@ -172,6 +172,12 @@ impl Server {
                     }
                 };
                 let path = req.path.unwrap_or("/").to_string();
+                // RFC 9112 §9.6: a client that sends `Connection: close` gets its answer, then
+                // the close.
+                let client_closes = req.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("connection")
+                        && h.value.eq_ignore_ascii_case(b"close")
+                });
                 conn.rbuf.drain(..n);
                 conn.served += 1;
                 stats.requests += 1;
@@ -183,7 +189,9 @@ impl Server {
                 let before = conn.wbuf.len();
                 self.answer(&path, r, routes, scratch, chunked, &mut conn.wbuf);
                 stats.bytes += (conn.wbuf.len() - before) as u64;
-                if self.cfg.close_every.is_some_and(|n| conn.served >= n) {
+                if client_closes {
+                    conn.closing = true;
+                } else if self.cfg.close_every.is_some_and(|n| conn.served >= n) {
                     // Close after this response, without announcing it: the client must cope
                     // with a kept-alive connection that disappears.
                     conn.closing = true;
@@ -298,4 +306,42 @@ fn respond(out: &mut Vec<u8>, status: u16, body: &[u8], chunked: bool) {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"0\r\n\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use crate::sim::{SimConfig, Simulator};
+
+    fn exchange(sim: &Simulator, request: &str) -> String {
+        let mut s = TcpStream::connect(sim.addr()).unwrap();
+        // A server that ignores `Connection: close` makes read_to_end fail here, not hang.
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)
+            .expect("server closes after the answer");
+        String::from_utf8(raw).unwrap()
+    }
+
+    #[test]
+    fn connection_close_is_honoured_and_pipelined_requests_are_answered_in_order() {
+        let sim = Simulator::start(SimConfig::default()).unwrap();
+        let raw = exchange(
+            &sim,
+            "GET /logs/1.json HTTP/1.1\r\nHost: x\r\n\r\n\
+             GET /status/503 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        let first = raw.find("HTTP/1.1 200").expect("first answer");
+        let second = raw.find("HTTP/1.1 503").expect("second answer");
+        assert!(first < second, "{raw}");
+        assert!(
+            raw.contains(" 1,\"ts\":"),
+            "record 1 (its id is space-padded): {raw}"
+        );
+        sim.stop();
+    }
 }

@@ -9,7 +9,7 @@ mod deadletter;
 mod parquet;
 
 pub use deadletter::DeadLetterLog;
-pub use parquet::ParquetFile;
+pub use parquet::{writer_properties, ParquetFile};
 
 use std::time::Instant;
 

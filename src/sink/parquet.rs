@@ -20,6 +20,27 @@ pub struct ParquetFile {
     writer: Option<ArrowWriter<File>>,
 }
 
+/// The Parquet writer settings pinflow uses for `cfg`: compression, row-group size, and
+/// `created_by` / key-value metadata naming the pinflow version.
+pub fn writer_properties(cfg: &WriterConfig) -> Result<WriterProperties> {
+    let compression = match cfg.compression {
+        Compression::None => PqCompression::UNCOMPRESSED,
+        Compression::Snappy => PqCompression::SNAPPY,
+        Compression::Zstd(level) => PqCompression::ZSTD(
+            ZstdLevel::try_new(level).map_err(|e| Error::config("compression", e.to_string()))?,
+        ),
+    };
+    Ok(WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_row_count(Some(cfg.row_group_rows))
+        .set_created_by(format!("pinflow version {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "pinflow.version".into(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        )]))
+        .build())
+}
+
 impl ParquetFile {
     /// Creates the temporary file next to `path` and writes nothing else yet. Fails early, with
     /// the path, when the directory is missing or not writable.
@@ -32,23 +53,7 @@ impl ParquetFile {
         tmp_name.push(format!(".tmp-{}", std::process::id()));
         let tmp = path.with_file_name(tmp_name);
         let file = File::create(&tmp).map_err(|e| Error::output(&tmp, "create", e))?;
-        let compression = match cfg.compression {
-            Compression::None => PqCompression::UNCOMPRESSED,
-            Compression::Snappy => PqCompression::SNAPPY,
-            Compression::Zstd(level) => PqCompression::ZSTD(
-                ZstdLevel::try_new(level)
-                    .map_err(|e| Error::config("compression", e.to_string()))?,
-            ),
-        };
-        let props = WriterProperties::builder()
-            .set_compression(compression)
-            .set_max_row_group_row_count(Some(cfg.row_group_rows))
-            .set_created_by(format!("pinflow version {}", env!("CARGO_PKG_VERSION")))
-            .set_key_value_metadata(Some(vec![KeyValue::new(
-                "pinflow.version".into(),
-                env!("CARGO_PKG_VERSION").to_string(),
-            )]))
-            .build();
+        let props = writer_properties(cfg)?;
         let writer = ArrowWriter::try_new(file, schema::output_schema(), Some(props))
             .map_err(|e| Error::output(&tmp, "start parquet", e))?;
         Ok(ParquetFile {
