@@ -65,3 +65,8 @@ pub use error::{Error, Result};
 pub use metrics::Summary;
 pub use pipeline::Pipeline;
 pub use source::Source;
+
+/// The README's Rust examples, compiled and run as doc tests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
