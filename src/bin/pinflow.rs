@@ -1,16 +1,24 @@
-//! The `pinflow` command: `demo`, `run` and `bench`.
+//! The `pinflow` command: `demo`, `run`, `bench` and `config`.
+//!
+//! Settings come from, each overriding the one before: built-in defaults, the `--config` TOML
+//! file, `PINFLOW_*` environment variables, and the flags.
 //!
 //! Exit codes: 0 success; 1 the run could not be done (configuration, output, internal error);
 //! 2 bad command line; 3 the run finished but some requests failed for good (their URLs and
 //! reasons are in the dead-letter file).
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use pinflow::config::{
+    check_toml, parse_duration, parse_listen_addr, ConfigLayer, Diagnostic, LogFormat, Origin,
+    Progress,
+};
 use pinflow::sim::{SimConfig, Simulator, Workload};
 use pinflow::{metrics, Compression, Config, Pipeline, Source, Summary};
 
@@ -18,9 +26,15 @@ use pinflow::{metrics, Compression, Config, Pipeline, Source, Summary};
 #[command(
     name = "pinflow",
     version,
-    about = "HTTP JSON logs → pinned-thread pipeline → Parquet, nothing lost"
+    about = "HTTP JSON logs → pinned-thread pipeline → Parquet, nothing lost",
+    after_help = "Settings: built-in defaults < --config FILE < PINFLOW_* environment variables \
+                  < flags. `pinflow config default` prints every setting with its default."
 )]
 struct Cli {
+    /// TOML configuration file (`pinflow config default` prints a complete one).
+    /// PINFLOW_* environment variables and flags override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,9 +43,10 @@ struct Cli {
 enum Command {
     /// Serve 20,000 generated log records from the built-in simulator and process them.
     Demo {
-        /// Output Parquet file.
-        #[arg(long, default_value = "pinflow-demo.parquet")]
-        out: PathBuf,
+        /// Output Parquet file [default: pinflow-demo.parquet; the config file's `out` is
+        /// not used].
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
         /// Records to fetch (one per request).
         #[arg(long, default_value_t = 20_000)]
         records: u64,
@@ -41,12 +56,13 @@ enum Command {
     /// Fetch real endpoints: a URL file (one per line), `-` for stdin, or a template
     /// such as `http://host/logs/{1..20000}.json`.
     Run {
-        /// URL file, `-`, or template with one `{START..END}` range.
-        #[arg(long)]
-        urls: String,
-        /// Output Parquet file.
-        #[arg(long)]
-        out: PathBuf,
+        /// URL file, `-`, or template with one `{START..END}` range [default: `source` from
+        /// the config file or PINFLOW_SOURCE].
+        #[arg(long, value_name = "SOURCE")]
+        urls: Option<String>,
+        /// Output Parquet file [default: `out` from the config file or PINFLOW_OUT].
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         opts: Options,
     },
@@ -61,7 +77,8 @@ enum Command {
         /// Records per response: 1 (one JSON object per request) or a page size (NDJSON).
         #[arg(long, default_value_t = 1)]
         per_response: u64,
-        /// Output file (default: a temporary file, removed afterwards).
+        /// Output file (default: a temporary file, removed afterwards; the config file's
+        /// `out` is not used).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print one JSON object instead of text.
@@ -70,84 +87,346 @@ enum Command {
         #[command(flatten)]
         opts: Options,
     },
+    /// Configuration files: check one, or print the defaults.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Report every problem in a configuration file, each with its line; exit 1 if any.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Print a complete configuration file: every key, its default and what it does.
+    Default,
+}
+
+/// Flags that override the configuration. None has a clap default: a flag that is not given
+/// leaves the file's or environment's value (or the built-in default shown in its help).
 #[derive(Args, Clone)]
 struct Options {
-    /// Parse threads (default: derived from the cores).
-    #[arg(long)]
+    /// Parse threads [default: derived from the cores].
+    #[arg(long, value_name = "N")]
     parse_threads: Option<usize>,
-    /// Compute threads (default: derived from the cores).
-    #[arg(long)]
+    /// Compute threads [default: derived from the cores].
+    #[arg(long, value_name = "N")]
     compute_threads: Option<usize>,
-    /// Comma-separated CPU ids to run on (default: all available).
-    #[arg(long, value_delimiter = ',')]
+    /// Comma-separated CPU ids to run on [default: all available].
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
     cpus: Option<Vec<usize>>,
+    /// Pin threads to cores [default] (overrides `threads.pin = false`).
+    #[arg(long, overrides_with = "no_pin")]
+    pin: bool,
     /// Do not pin threads to cores.
-    #[arg(long)]
+    #[arg(long, overrides_with = "pin")]
     no_pin: bool,
-    /// Batches per queue between stages.
-    #[arg(long, default_value_t = 8)]
-    queue_capacity: usize,
-    /// Keep-alive connections per host.
-    #[arg(long, default_value_t = 32)]
-    connections_per_host: usize,
-    /// Requests in flight at once, all hosts together.
-    #[arg(long, default_value_t = 512)]
-    max_in_flight: usize,
-    /// Attempts per request on connection errors and timeouts.
-    #[arg(long, default_value_t = 3)]
-    max_attempts: u32,
-    /// Request timeout in seconds.
-    #[arg(long, default_value_t = 30.0)]
-    request_timeout: f64,
-    /// Largest accepted response body, in bytes.
-    #[arg(long, default_value_t = 64 << 20)]
-    max_body_bytes: usize,
-    /// Rows per Parquet row group.
-    #[arg(long, default_value_t = 65_536)]
-    row_group_rows: usize,
-    /// none, snappy, zstd or zstd:LEVEL.
-    #[arg(long, default_value = "snappy")]
-    compression: String,
-    /// Dead-letter NDJSON file (default: OUT.deadletter.ndjson).
-    #[arg(long)]
+    /// Batches per queue between stages [default: 8].
+    #[arg(long, value_name = "N")]
+    queue_capacity: Option<usize>,
+    /// Keep-alive connections per host [default: 32].
+    #[arg(long, value_name = "N")]
+    connections_per_host: Option<usize>,
+    /// Requests in flight at once, all hosts together [default: 512].
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<usize>,
+    /// Attempts per request on connection errors and timeouts [default: 3].
+    #[arg(long, value_name = "N")]
+    max_attempts: Option<u32>,
+    /// TCP connect timeout: a duration (5s, 500ms) or seconds [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = cli_duration)]
+    connect_timeout: Option<Duration>,
+    /// Request timeout: a duration (30s, 1m) or seconds [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = cli_duration)]
+    request_timeout: Option<Duration>,
+    /// Largest accepted response body, in bytes [default: 67108864].
+    #[arg(long, value_name = "N")]
+    max_body_bytes: Option<usize>,
+    /// Rows per Parquet row group [default: 65536].
+    #[arg(long, value_name = "N")]
+    row_group_rows: Option<usize>,
+    /// none, snappy, zstd or zstd:LEVEL [default: snappy].
+    #[arg(long, value_name = "C", value_parser = cli_compression)]
+    compression: Option<Compression>,
+    /// Dead-letter NDJSON file [default: OUT.deadletter.ndjson].
+    #[arg(long, value_name = "PATH")]
     dead_letter: Option<PathBuf>,
+    /// Continuous mode: poll the source again every DURATION (30s, 5m) until signalled
+    /// [default: run once].
+    #[arg(long, value_name = "DURATION", value_parser = cli_duration)]
+    every: Option<Duration>,
+    /// Start a new Parquet file every DURATION (1h) in continuous mode [default: one file].
+    #[arg(long, value_name = "DURATION", value_parser = cli_duration)]
+    rotate_interval: Option<Duration>,
+    /// Serve Prometheus metrics and health checks on HOST:PORT, or PORT for 127.0.0.1:PORT
+    /// [default: off].
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
+    metrics_addr: Option<SocketAddr>,
+    /// Log lines as text or json [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Least severe messages shown: off, error, warn, info, debug, trace [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Progress line: auto (on a terminal), always, never [default: auto].
+    #[arg(long, value_name = "WHEN")]
+    progress: Option<Progress>,
 }
 
+/// A duration with a unit (`30s`, `250ms`, `1.5s`, `5m`), or a bare number of seconds.
+fn cli_duration(s: &str) -> Result<Duration, String> {
+    if s.trim().parse::<f64>().is_ok() {
+        parse_duration(&format!("{}s", s.trim()))
+    } else {
+        parse_duration(s)
+    }
+}
+
+fn cli_compression(s: &str) -> Result<Compression, String> {
+    s.parse::<Compression>()
+        .map_err(|_| format!("`{s}` is not none, snappy, zstd or zstd:LEVEL (LEVEL 1..=22)"))
+}
+
+/// Which configuration key each flag that was given set, for error messages.
+type FlagsSet = Vec<(&'static str, &'static str)>;
+
 impl Options {
-    fn config(&self, out: PathBuf) -> pinflow::Result<Config> {
-        let mut c = Config::new(out);
-        c.threads.parse = self.parse_threads;
-        c.threads.compute = self.compute_threads;
-        c.threads.cpus = self.cpus.clone();
-        c.threads.pin = !self.no_pin;
-        c.queue_capacity = self.queue_capacity;
-        c.fetch.connections_per_host = self.connections_per_host;
-        c.fetch.max_in_flight = self.max_in_flight;
-        c.fetch.max_attempts = self.max_attempts;
-        if !(self.request_timeout.is_finite() && self.request_timeout > 0.0) {
-            return Err(pinflow::Error::Config {
-                what: "--request-timeout".into(),
-                why: "must be a positive number of seconds".into(),
+    /// Writes the flags that were given over `c`.
+    fn apply(&self, c: &mut Config) -> FlagsSet {
+        let mut set = FlagsSet::new();
+        macro_rules! flag {
+            ($opt:expr, $field:expr, $wrap:expr, $key:literal, $flag:literal) => {
+                if let Some(v) = &$opt {
+                    $field = $wrap(v.clone());
+                    set.push(($key, $flag));
+                }
+            };
+        }
+        fn same<T>(v: T) -> T {
+            v
+        }
+        flag!(
+            self.parse_threads,
+            c.threads.parse,
+            Some,
+            "threads.parse",
+            "--parse-threads"
+        );
+        flag!(
+            self.compute_threads,
+            c.threads.compute,
+            Some,
+            "threads.compute",
+            "--compute-threads"
+        );
+        flag!(self.cpus, c.threads.cpus, Some, "threads.cpus", "--cpus");
+        if self.pin || self.no_pin {
+            c.threads.pin = self.pin;
+            set.push(("threads.pin", if self.pin { "--pin" } else { "--no-pin" }));
+        }
+        flag!(
+            self.queue_capacity,
+            c.queue_capacity,
+            same,
+            "queue_capacity",
+            "--queue-capacity"
+        );
+        let f = &mut c.fetch;
+        flag!(
+            self.connections_per_host,
+            f.connections_per_host,
+            same,
+            "fetch.connections_per_host",
+            "--connections-per-host"
+        );
+        flag!(
+            self.max_in_flight,
+            f.max_in_flight,
+            same,
+            "fetch.max_in_flight",
+            "--max-in-flight"
+        );
+        flag!(
+            self.max_attempts,
+            f.max_attempts,
+            same,
+            "fetch.max_attempts",
+            "--max-attempts"
+        );
+        flag!(
+            self.connect_timeout,
+            f.connect_timeout,
+            same,
+            "fetch.connect_timeout",
+            "--connect-timeout"
+        );
+        flag!(
+            self.request_timeout,
+            f.request_timeout,
+            same,
+            "fetch.request_timeout",
+            "--request-timeout"
+        );
+        flag!(
+            self.max_body_bytes,
+            f.max_body_bytes,
+            same,
+            "fetch.max_body_bytes",
+            "--max-body-bytes"
+        );
+        let w = &mut c.writer;
+        flag!(
+            self.row_group_rows,
+            w.row_group_rows,
+            same,
+            "writer.row_group_rows",
+            "--row-group-rows"
+        );
+        flag!(
+            self.compression,
+            w.compression,
+            same,
+            "writer.compression",
+            "--compression"
+        );
+        flag!(
+            self.rotate_interval,
+            w.rotate_interval,
+            Some,
+            "writer.rotate_interval",
+            "--rotate-interval"
+        );
+        flag!(
+            self.dead_letter,
+            c.dead_letter,
+            Some,
+            "dead_letter",
+            "--dead-letter"
+        );
+        flag!(self.every, c.every, Some, "every", "--every");
+        flag!(
+            self.metrics_addr,
+            c.metrics.addr,
+            Some,
+            "metrics.addr",
+            "--metrics-addr"
+        );
+        flag!(
+            self.log_format,
+            c.log.format,
+            same,
+            "log.format",
+            "--log-format"
+        );
+        flag!(
+            self.log_level,
+            c.log.level,
+            same,
+            "log.level",
+            "--log-level"
+        );
+        flag!(
+            self.progress,
+            c.log.progress,
+            same,
+            "log.progress",
+            "--progress"
+        );
+        set
+    }
+}
+
+/// Why the command stopped before running.
+enum Failure {
+    /// Bad command line of `pinflow run` (exit 2).
+    Usage(String),
+    /// Bad configuration or a failed run (exit 1), one message per line.
+    Errors(Vec<String>),
+}
+
+impl From<pinflow::Error> for Failure {
+    fn from(e: pinflow::Error) -> Failure {
+        Failure::Errors(vec![e.to_string()])
+    }
+}
+
+fn lines(diags: &[Diagnostic]) -> Failure {
+    Failure::Errors(diags.iter().map(|d| d.to_string()).collect())
+}
+
+/// The configuration layers below the flags: the file, if any, then the environment. Every
+/// problem in either is reported at once.
+fn layers(file: Option<&Path>) -> Result<Vec<ConfigLayer>, Failure> {
+    let mut layers = Vec::new();
+    let mut diags = Vec::new();
+    if let Some(path) = file {
+        match ConfigLayer::from_file(path) {
+            Ok(l) => layers.push(l),
+            Err(d) => diags.extend(d),
+        }
+    }
+    let vars = std::env::vars_os().map(|(k, v)| {
+        (
+            k.to_string_lossy().into_owned(),
+            v.to_string_lossy().into_owned(),
+        )
+    });
+    match ConfigLayer::from_env(vars) {
+        Ok(l) => layers.push(l),
+        Err(d) => diags.extend(d),
+    }
+    if diags.is_empty() {
+        Ok(layers)
+    } else {
+        Err(lines(&diags))
+    }
+}
+
+/// Defaults < file < environment < flags. The caller sets `out` (and anything else it
+/// decides) and then calls [`validated`].
+fn load(
+    file: Option<&Path>,
+    opts: &Options,
+) -> Result<(Config, Vec<ConfigLayer>, FlagsSet), Failure> {
+    let layers = layers(file)?;
+    let mut cfg = Config::from_layers(&layers).map_err(|d| lines(&d))?;
+    let set = opts.apply(&mut cfg);
+    Ok((cfg, layers, set))
+}
+
+/// Every problem of the final configuration, each naming where its value came from.
+fn validated(cfg: Config, layers: &[ConfigLayer], set: &FlagsSet) -> Result<Config, Failure> {
+    let mut problems = cfg.problems_in(layers);
+    if problems.is_empty() {
+        return Ok(cfg);
+    }
+    for p in &mut problems {
+        if let Some((_, flag)) = set.iter().find(|(k, _)| Some(*k) == p.key.as_deref()) {
+            p.origin = Some(Origin {
+                name: flag.to_string(),
+                line: None,
             });
         }
-        c.fetch.request_timeout = Duration::from_secs_f64(self.request_timeout);
-        c.fetch.max_body_bytes = self.max_body_bytes;
-        c.writer.row_group_rows = self.row_group_rows;
-        c.writer.compression = self.compression.parse::<Compression>()?;
-        c.dead_letter = self.dead_letter.clone();
-        c.validate()?;
-        Ok(c)
     }
+    Err(lines(&problems))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
+    match run(cli.config.as_deref(), cli.command) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("pinflow: error: {e}");
+        Err(Failure::Usage(msg)) => {
+            let mut cmd = Cli::command();
+            cmd.build();
+            let run = cmd.find_subcommand_mut("run").expect("the run subcommand");
+            run.error(clap::error::ErrorKind::MissingRequiredArgument, msg)
+                .exit()
+        }
+        Err(Failure::Errors(lines)) => {
+            for line in lines {
+                eprintln!("pinflow: error: {line}");
+            }
             ExitCode::from(1)
         }
     }
@@ -192,10 +471,15 @@ fn finish(summary: &Summary) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(cmd: Command) -> pinflow::Result<ExitCode> {
+fn run(file: Option<&Path>, cmd: Command) -> Result<ExitCode, Failure> {
     match cmd {
         Command::Demo { out, records, opts } => {
-            let cfg = opts.config(out)?;
+            let (mut cfg, layers, mut set) = load(file, &opts)?;
+            // A demo never writes where production output goes.
+            cfg.out = out.unwrap_or_else(|| PathBuf::from("pinflow-demo.parquet"));
+            cfg.dead_letter = opts.dead_letter.clone();
+            set.push(("out", "--out"));
+            let cfg = validated(cfg, &layers, &set)?;
             let sim =
                 Simulator::start(SimConfig::default()).map_err(|e| pinflow::Error::Config {
                     what: "simulator".into(),
@@ -209,7 +493,28 @@ fn run(cmd: Command) -> pinflow::Result<ExitCode> {
             Ok(finish(&summary))
         }
         Command::Run { urls, out, opts } => {
-            let cfg = opts.config(out)?;
+            let (mut cfg, layers, mut set) = load(file, &opts)?;
+            if let Some(out) = out {
+                cfg.out = out;
+                set.push(("out", "--out"));
+            } else if !layers.iter().any(|l| l.is_set("out")) {
+                return Err(Failure::Usage(
+                    "no output file: give --out PATH, or set `out` in the --config file or \
+                     PINFLOW_OUT"
+                        .into(),
+                ));
+            }
+            let urls = match urls.or_else(|| cfg.source.clone()) {
+                Some(u) => u,
+                None => {
+                    return Err(Failure::Usage(
+                        "no work source: give --urls FILE|-|TEMPLATE, or set `source` in the \
+                         --config file or PINFLOW_SOURCE"
+                            .into(),
+                    ))
+                }
+            };
+            let cfg = validated(cfg, &layers, &set)?;
             let source = Source::from_arg(&urls)?;
             let summary = run_pipeline(cfg, source)?;
             Ok(finish(&summary))
@@ -221,18 +526,44 @@ fn run(cmd: Command) -> pinflow::Result<ExitCode> {
             out,
             json,
             opts,
-        } => bench(records, values, per_response, out, json, &opts),
+        } => bench(file, records, values, per_response, out, json, &opts),
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", Config::default_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let name = file.display().to_string();
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Failure::Errors(vec![format!("{name}: cannot read: {e}")]))?;
+            let diags = check_toml(&name, &text);
+            if diags.is_empty() {
+                println!("{name}: ok");
+                return Ok(ExitCode::SUCCESS);
+            }
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "{name}: {} problem{}",
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::from(1))
+        }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bench(
+    file: Option<&Path>,
     records: u64,
     values: usize,
     per_response: u64,
     out: Option<PathBuf>,
     json: bool,
     opts: &Options,
-) -> pinflow::Result<ExitCode> {
+) -> Result<ExitCode, Failure> {
+    let (mut cfg, layers, mut set) = load(file, opts)?;
     let per_response = per_response.max(1);
     let tmp_dir = std::env::temp_dir().join(format!("pinflow-bench-{}", std::process::id()));
     let out_path = match &out {
@@ -246,7 +577,11 @@ fn bench(
             tmp_dir.join("bench.parquet")
         }
     };
-    let cfg = opts.config(out_path)?;
+    // A benchmark takes the tuning from the configuration, never its output locations.
+    cfg.out = out_path;
+    cfg.dead_letter = opts.dead_letter.clone();
+    set.push(("out", "--out"));
+    let cfg = validated(cfg, &layers, &set)?;
     let workload = Workload {
         values_per_record: values,
         page_size: per_response,

@@ -1,0 +1,501 @@
+//! Configuration from a TOML file, `PINFLOW_*` variables and flags: the library API and the
+//! `pinflow` binary as an operator uses it (`--config`, `config check`, `config default`).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use pinflow::config::{
+    check_toml, env_name, key_paths, ConfigLayer, FetchConfig, LogConfig, LogFormat, MetricsConfig,
+    Progress, ThreadConfig, WriterConfig,
+};
+use pinflow::sim::{SimConfig, Simulator};
+use pinflow::{Compression, Config};
+
+fn pinflow() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pinflow"));
+    // The tests set the variables they mean; none may leak in from the caller.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PINFLOW_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p
+}
+
+/// Every option set to something other than its default.
+fn everything_set() -> Config {
+    Config {
+        out: "/data/logs.parquet".into(),
+        dead_letter: Some("/data/logs.dead.ndjson".into()),
+        source: Some("/etc/pinflow/urls.txt".into()),
+        every: Some(Duration::from_secs(45)),
+        queue_capacity: 5,
+        threads: ThreadConfig {
+            parse: Some(3),
+            compute: Some(2),
+            cpus: Some(vec![0, 2, 4]),
+            pin: false,
+        },
+        fetch: FetchConfig {
+            connections_per_host: 7,
+            max_in_flight: 99,
+            max_attempts: 5,
+            connect_timeout: Duration::from_millis(750),
+            request_timeout: Duration::from_secs(120),
+            max_body_bytes: 12345,
+            batch_max_items: 33,
+            batch_max_bytes: 65536,
+            batch_max_delay: Duration::from_micros(1500),
+        },
+        writer: WriterConfig {
+            row_group_rows: 4242,
+            compression: Compression::None,
+            rotate_interval: Some(Duration::from_secs(600)),
+        },
+        metrics: MetricsConfig {
+            addr: Some("[::1]:9100".parse::<SocketAddr>().unwrap()),
+        },
+        log: LogConfig {
+            format: LogFormat::Json,
+            level: "trace".into(),
+            progress: Progress::Always,
+        },
+    }
+}
+
+#[test]
+fn every_option_round_trips_through_a_file() {
+    let cfg = everything_set();
+    let toml = cfg.to_toml().unwrap();
+    assert_eq!(Config::from_toml(&toml).unwrap(), cfg, "{toml}");
+    let layer = ConfigLayer::from_toml("all.toml", &toml).unwrap();
+    for key in key_paths() {
+        assert!(layer.is_set(key), "{key} is not in\n{toml}");
+    }
+    // Every non-default value differs from the default, so each one was really read.
+    let d = Config::default();
+    assert_ne!(d.threads, cfg.threads);
+    assert_ne!(d.fetch, cfg.fetch);
+    assert_ne!(d.writer, cfg.writer);
+    assert_ne!(d.metrics, cfg.metrics);
+    assert_ne!(d.log, cfg.log);
+}
+
+#[test]
+fn env_overrides_the_file() {
+    let file = ConfigLayer::from_toml(
+        "f.toml",
+        "queue_capacity = 2\n[writer]\ncompression = \"zstd\"\nrow_group_rows = 10\n",
+    )
+    .unwrap();
+    let env = ConfigLayer::from_env([
+        (env_name("writer.compression"), "zstd:5".to_string()),
+        ("HOME".to_string(), "/root".to_string()),
+    ])
+    .unwrap();
+    let cfg = Config::from_layers(&[file, env]).unwrap();
+    assert_eq!(cfg.queue_capacity, 2);
+    assert_eq!(cfg.writer.compression, Compression::Zstd(5));
+    assert_eq!(cfg.writer.row_group_rows, 10);
+    assert_eq!(cfg.fetch, FetchConfig::default());
+}
+
+#[test]
+fn library_errors_carry_key_and_line() {
+    let diags = check_toml(
+        "x.toml",
+        "\n\n[fetch]\nmax_inflight = 4\nmax_attempts = true\n",
+    );
+    let shown: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(
+        shown[0].starts_with("x.toml:4: fetch.max_inflight: unknown key"),
+        "{shown:?}"
+    );
+    assert_eq!(
+        shown[1],
+        "x.toml:5: fetch.max_attempts: expected a non-negative integer, got the boolean true"
+    );
+    assert_eq!(diags[1].key.as_deref(), Some("fetch.max_attempts"));
+    assert_eq!(diags[1].origin.as_ref().unwrap().line, Some(5));
+}
+
+#[test]
+fn config_default_prints_a_file_that_is_the_defaults() {
+    let o = pinflow().args(["config", "default"]).output().unwrap();
+    assert!(o.status.success());
+    let (stdout, _) = text(&o);
+    assert_eq!(Config::from_toml(&stdout).unwrap(), Config::default());
+    for key in key_paths() {
+        assert!(stdout.contains(&env_name(key)), "{key} undocumented");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "pinflow.toml", &stdout);
+    let o = pinflow()
+        .arg("config")
+        .arg("check")
+        .arg(&f)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.ends_with(": ok\n"), "{stdout}");
+}
+
+#[test]
+fn config_check_reports_every_error_with_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "pinflow.toml",
+        "# comment\n\
+         queue_capacity = 4\n\
+         [fetch]\n\
+         max_inflight = 256\n\
+         max_in_flight = 0\n\
+         request_timeout = 30\n\
+         [writer]\n\
+         compression = \"brotli\"\n\
+         [metrics]\n\
+         addr = \"nowhere\"\n\
+         [log]\n\
+         level = \"chatty\"\n",
+    );
+    let o = pinflow()
+        .arg("config")
+        .arg("check")
+        .arg(&f)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
+    let name = f.display().to_string();
+    let expected = [
+        format!("{name}:4: fetch.max_inflight: unknown key; did you mean `fetch.max_in_flight`?"),
+        format!("{name}:5: fetch.max_in_flight: must be at least 1"),
+        format!("{name}:6: fetch.request_timeout: expected a duration string"),
+        format!("{name}:8: writer.compression: `brotli` is not none, snappy"),
+        format!("{name}:10: metrics.addr: `nowhere` is not an address"),
+        format!("{name}:12: log.level: `chatty` is not one of"),
+        format!("{name}: 6 problems"),
+    ];
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{stderr}");
+    for (line, want) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(want.as_str()),
+            "{line:?} should start with {want:?}"
+        );
+    }
+
+    let o = pinflow()
+        .args(["config", "check", "/nonexistent/pinflow.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o)
+        .1
+        .contains("/nonexistent/pinflow.toml: cannot read"));
+}
+
+/// `bench --records 200 --json` with this file, environment and flags; the thread plan it
+/// prints shows which parse-thread count won.
+fn bench(config: &Path, env: &[(&str, &str)], flags: &[&str]) -> Output {
+    let mut c = pinflow();
+    c.args(["bench", "--records", "200", "--json", "--config"])
+        .arg(config)
+        .args(flags);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn parse_threads_in_plan(o: &Output) -> usize {
+    let (stdout, stderr) = text(o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("\"records_written\":200"), "{stdout}");
+    let plan = stdout.split("\"plan\":").nth(1).expect("plan in the JSON");
+    plan.split(",\"latency_us\"")
+        .next()
+        .unwrap()
+        .matches("parse-")
+        .count()
+}
+
+#[test]
+fn flags_override_env_which_overrides_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "bench.toml",
+        "[threads]\nparse = 1\ncompute = 1\npin = false\n",
+    );
+    assert_eq!(parse_threads_in_plan(&bench(&f, &[], &[])), 1);
+    let env = [("PINFLOW_THREADS_PARSE", "2")];
+    assert_eq!(parse_threads_in_plan(&bench(&f, &env, &[])), 2);
+    assert_eq!(
+        parse_threads_in_plan(&bench(&f, &env, &["--parse-threads", "3"])),
+        3
+    );
+}
+
+#[test]
+fn problems_name_where_the_value_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "q.toml", "\nqueue_capacity = 0\n");
+    let name = f.display().to_string();
+
+    let o = bench(&f, &[], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let (_, stderr) = text(&o);
+    assert!(
+        stderr.contains(&format!("{name}:2: queue_capacity: must be at least 1")),
+        "{stderr}"
+    );
+
+    // The environment fixes it...
+    let env = [("PINFLOW_QUEUE_CAPACITY", "4")];
+    assert!(bench(&f, &env, &[]).status.success());
+
+    // ...and a flag breaks it again, and is named.
+    let o = bench(&f, &env, &["--queue-capacity", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    let (_, stderr) = text(&o);
+    assert!(
+        stderr.contains("--queue-capacity: queue_capacity: must be at least 1"),
+        "{stderr}"
+    );
+
+    // Bad and unknown variables are named, all of them.
+    let o = bench(
+        &f,
+        &[
+            ("PINFLOW_QUEUE_CAPACITY", "lots"),
+            ("PINFLOW_FETCH_MAX_INFLIGHT", "3"),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let (_, stderr) = text(&o);
+    assert!(
+        stderr.contains("PINFLOW_QUEUE_CAPACITY: queue_capacity: `lots`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("PINFLOW_FETCH_MAX_INFLIGHT: unknown configuration variable"),
+        "{stderr}"
+    );
+
+    // A file with errors reports all of them and stops.
+    let bad = write(dir.path(), "bad.toml", "queue_capacity = -1\nbogus = 1\n");
+    let o = bench(&bad, &[], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let (_, stderr) = text(&o);
+    assert!(stderr.contains("bad.toml:1: queue_capacity"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:2: bogus: unknown key"),
+        "{stderr}"
+    );
+}
+
+fn row_groups(path: &Path) -> usize {
+    let f = std::fs::File::open(path).unwrap();
+    parquet::file::reader::FileReader::metadata(
+        &parquet::file::serialized_reader::SerializedFileReader::new(f).unwrap(),
+    )
+    .num_row_groups()
+}
+
+#[test]
+fn run_takes_source_and_out_from_the_file_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let from_file = dir.path().join("from-file.parquet");
+    let f = write(
+        dir.path(),
+        "run.toml",
+        &format!(
+            "source = \"{}\"\nout = \"{}\"\n[writer]\nrow_group_rows = 7\n",
+            sim.logs_template(30),
+            from_file.display()
+        ),
+    );
+    let o = pinflow()
+        .arg("run")
+        .arg("--config")
+        .arg(&f)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(common::rows(&from_file).len(), 30);
+    assert_eq!(
+        row_groups(&from_file),
+        5,
+        "row_group_rows = 7 from the file"
+    );
+
+    // --urls and --out override the file's source and out.
+    let from_flags = dir.path().join("from-flags.parquet");
+    let o = pinflow()
+        .arg("run")
+        .arg("--config")
+        .arg(&f)
+        .args(["--urls", &sim.logs_template(12), "--out"])
+        .arg(&from_flags)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert_eq!(common::rows(&from_flags).len(), 12);
+    assert_eq!(common::rows(&from_file).len(), 30, "untouched");
+}
+
+#[test]
+fn run_without_a_source_names_both_ways_to_give_one() {
+    let o = pinflow()
+        .args(["run", "--out", "x.parquet"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let (_, stderr) = text(&o);
+    assert!(
+        stderr.contains("--urls") && stderr.contains("`source`"),
+        "{stderr}"
+    );
+    let o = pinflow()
+        .args(["run", "--urls", "http://127.0.0.1:9/{1..2}"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let (_, stderr) = text(&o);
+    assert!(
+        stderr.contains("--out") && stderr.contains("`out`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_shows_the_library_defaults() {
+    let o = pinflow().args(["run", "--help"]).output().unwrap();
+    let (help, _) = text(&o);
+    let d = Config::default();
+    let format_d = pinflow::config::format_duration;
+    let flags = [
+        ("--queue-capacity", d.queue_capacity.to_string()),
+        (
+            "--connections-per-host",
+            d.fetch.connections_per_host.to_string(),
+        ),
+        ("--max-in-flight", d.fetch.max_in_flight.to_string()),
+        ("--max-attempts", d.fetch.max_attempts.to_string()),
+        ("--connect-timeout", format_d(d.fetch.connect_timeout)),
+        ("--request-timeout", format_d(d.fetch.request_timeout)),
+        ("--max-body-bytes", d.fetch.max_body_bytes.to_string()),
+        ("--row-group-rows", d.writer.row_group_rows.to_string()),
+        ("--compression", d.writer.compression.to_string()),
+        ("--log-format", d.log.format.to_string()),
+        ("--log-level", d.log.level.clone()),
+        ("--progress", d.log.progress.to_string()),
+    ];
+    // Each flag's help paragraph (up to the next flag) names the default.
+    for (flag, default) in flags {
+        let at = help
+            .find(&format!("      {flag} "))
+            .unwrap_or_else(|| panic!("{flag} missing in\n{help}"));
+        let rest = &help[at..];
+        let end = rest[2..].find("\n  -").map_or(rest.len(), |e| e + 2);
+        assert!(
+            rest[..end].contains(&format!("[default: {default}]")),
+            "{flag}: default {default} not in {:?}",
+            &rest[..end]
+        );
+    }
+    // Every flag the default file mentions exists.
+    let file = Config::default_toml();
+    for line in file.lines().filter(|l| l.contains(", flag --")) {
+        for flag in line.split(", flag ").nth(1).unwrap().split(" / ") {
+            let flag = flag.trim_end_matches('.');
+            assert!(
+                help.contains(flag),
+                "{flag} (from the default file) not in run --help"
+            );
+        }
+    }
+}
+
+#[test]
+fn request_timeout_accepts_seconds_and_durations() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "e.toml", "");
+    for (value, ok) in [("30", true), ("1.5", true), ("250ms", true), ("0", false)] {
+        let o = bench(&f, &[], &["--request-timeout", value]);
+        assert_eq!(o.status.success(), ok, "{value}: {}", text(&o).1);
+    }
+    let o = bench(&f, &[], &["--request-timeout", "soon"]);
+    assert_eq!(o.status.code(), Some(2), "clap rejects it");
+}
+
+/// The README's `## Configuration` section: its TOML example is a valid file, and its
+/// `config check` example is what pinflow prints.
+#[test]
+fn the_readme_examples_are_true() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("## Configuration\n")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let toml = section
+        .split("```toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let cfg = Config::from_toml(toml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.writer.compression, Compression::Zstd(5));
+    assert_eq!(cfg.metrics.addr, Some("127.0.0.1:9100".parse().unwrap()));
+
+    let shown = section
+        .split("$ pinflow config check pinflow.toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "pinflow.toml",
+        "# pinflow\nqueue_capacity = 4\n[fetch]\nmax_inflight = 256\nmax_in_flight = 256\n\
+         request_timeout = 30\n[writer]\ncompression = \"zstd\"\nrow_group_rows = 0\n",
+    );
+    let o = pinflow()
+        .args(["config", "check", "pinflow.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(text(&o).1, shown);
+}
