@@ -23,11 +23,18 @@ use crate::compute;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchChannels, FetchReport};
-use crate::metrics::{Latency, Summary};
+use crate::metrics::endpoint::Endpoint;
+use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
+use crate::metrics::{Latency, StageLatencies, Summary};
 use crate::parse::{ParseStats, Parser};
 use crate::plan::{self, Role, ThreadPlan};
 use crate::sink::{self, DeadLetterLog, ParquetFile, WriterReport};
 use crate::source::Source;
+
+/// What a stage thread returns: its report, downcast by [`join`].
+type StageResult = Result<Box<dyn std::any::Any + Send>>;
+/// A stage thread's body; it gets the registry and its own index there.
+type StageBody = Box<dyn FnOnce(&Arc<Registry>, usize) -> StageResult + Send>;
 
 /// A configured pipeline, ready to run over a source.
 ///
@@ -41,15 +48,26 @@ use crate::source::Source;
 pub struct Pipeline {
     cfg: Config,
     stop: Arc<AtomicBool>,
+    registry: Arc<Registry>,
+    /// Started by the first run when `metrics.addr` is set; serves until the pipeline is
+    /// dropped, so the final figures can still be scraped after a run.
+    endpoint: parking_lot::Mutex<Option<Endpoint>>,
 }
 
 impl Pipeline {
     /// Validates `cfg`.
     pub fn new(cfg: Config) -> Result<Pipeline> {
         cfg.validate()?;
+        let roles: Vec<Role> = ThreadPlan::for_this_machine(&cfg.threads)
+            .threads
+            .iter()
+            .map(|t| t.0)
+            .collect();
         Ok(Pipeline {
             cfg,
             stop: Arc::new(AtomicBool::new(false)),
+            registry: Arc::new(Registry::new(&roles)),
+            endpoint: parking_lot::Mutex::new(None),
         })
     }
 
@@ -57,6 +75,26 @@ impl Pipeline {
     /// requests already admitted finish, the queues drain and the file is finalized.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.stop)
+    }
+
+    /// The live metrics: counters, queue depths, thread health and latency histograms, updated
+    /// while [`Pipeline::run`] runs (from another thread) and kept across runs.
+    pub fn metrics(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
+    }
+
+    /// The address the metrics endpoint listens on, once a run has started it (useful when
+    /// `metrics.addr` asks for port 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.endpoint.lock().as_ref().map(Endpoint::addr)
+    }
+
+    fn start_endpoint(&self) -> Result<()> {
+        let mut ep = self.endpoint.lock();
+        if let (None, Some(addr)) = (ep.as_ref(), self.cfg.metrics.addr) {
+            *ep = Some(Endpoint::start(addr, Arc::clone(&self.registry))?);
+        }
+        Ok(())
     }
 
     /// The configuration.
@@ -75,30 +113,41 @@ impl Pipeline {
         let cfg = &self.cfg;
         let plan = self.plan();
         let (parse_n, compute_n) = (plan.parse_threads(), plan.compute_threads());
+        let registry = Arc::clone(&self.registry);
+        // Latencies in the summary are this run's: the registry's histograms span all runs.
+        let latency_before: Vec<Latency> = Stage::ALL
+            .iter()
+            .map(|&s| registry.latency(s).clone())
+            .collect();
         // Open the output before fetching anything: an unwritable path fails the run at once.
         let file = ParquetFile::create(&cfg.out, &cfg.writer)?;
         let dead = DeadLetterLog::new(cfg.dead_letter_path());
+        self.start_endpoint()?;
 
         let q = cfg.queue_capacity;
         let (body_tx, body_rx) = bounded::<BodyBatch>(q);
         let (recycle_tx, recycle_rx) = bounded::<BodyBatch>(q + parse_n + 2);
         let (rows_tx, rows_rx) = bounded::<RecordsBatch>(q);
         let (out_tx, out_rx) = bounded::<RecordsBatch>(q);
+        for id in QueueId::ALL {
+            registry.set_queue_capacity(id, q);
+        }
+        registry.set_draining(false);
         let live = Arc::new(LiveBatches::default());
         let pin_failed = Arc::new(AtomicBool::new(false));
 
-        let spawn = |role: Role,
-                     body: Box<dyn FnOnce() -> Result<Box<dyn std::any::Any + Send>> + Send>|
-         -> Result<JoinHandle<Result<Box<dyn std::any::Any + Send>>>> {
+        let spawn = |role: Role, body: StageBody| -> Result<JoinHandle<StageResult>> {
             let core = plan.core_of(role);
             let pin_failed = Arc::clone(&pin_failed);
+            let registry = Arc::clone(&registry);
+            let index = registry.thread_index(role).unwrap_or(usize::MAX);
             thread::Builder::new()
                 .name(format!("pinflow-{role}"))
                 .spawn(move || {
                     if !plan::pin_current(core) {
                         pin_failed.store(true, Ordering::Relaxed);
                     }
-                    body()
+                    body(&registry, index)
                 })
                 .map_err(|e| Error::Thread {
                     thread: format!("pinflow-{role}"),
@@ -108,26 +157,37 @@ impl Pipeline {
 
         let writer = spawn(
             Role::Writer,
-            Box::new(move || sink::run(out_rx, file, dead).map(|r| Box::new(r) as _)),
+            Box::new(move |reg, me| {
+                sink::run(out_rx, file, dead, reg, me).map(|r| Box::new(r) as _)
+            }),
         )?;
         let mut computes = Vec::new();
         for j in 0..compute_n {
             let (rx, tx) = (rows_rx.clone(), out_tx.clone());
             computes.push(spawn(
                 Role::Compute(j),
-                Box::new(move || {
-                    let mut latency = Latency::default();
-                    for mut b in rx {
+                Box::new(move |reg, me| {
+                    let guard = StateGuard::new(reg, me);
+                    loop {
+                        reg.set_state(me, ThreadState::WaitingInput);
+                        let Ok(mut b) = rx.recv() else { break };
+                        reg.set_queue_depth(QueueId::Records, rx.len());
+                        reg.set_state(me, ThreadState::Working);
                         let t = Instant::now();
                         if let Some(rows) = &b.rows {
+                            let n = rows.num_rows() as u64;
                             b.rows = Some(compute::add_statistics(rows));
+                            reg.records_computed.fetch_add(n, Ordering::Relaxed);
                         }
-                        latency.record(t.elapsed());
+                        reg.latency(Stage::Compute).record(t.elapsed());
+                        reg.set_state(me, ThreadState::BlockedOutput);
                         if tx.send(b).is_err() {
                             break;
                         }
+                        reg.set_queue_depth(QueueId::Output, tx.len());
                     }
-                    Ok(Box::new(latency) as _)
+                    guard.finish();
+                    Ok(Box::new(()) as _)
                 }),
             )?);
         }
@@ -137,32 +197,51 @@ impl Pipeline {
             let (rx, tx, recycle) = (body_rx.clone(), rows_tx.clone(), recycle_tx.clone());
             parsers.push(spawn(
                 Role::Parse(i),
-                Box::new(move || {
+                Box::new(move |reg, me| {
+                    let guard = StateGuard::new(reg, me);
                     let mut parser = Parser::new();
-                    for mut batch in rx {
+                    let mut published = ParseStats::default();
+                    loop {
+                        reg.set_state(me, ThreadState::WaitingInput);
+                        let Ok(mut batch) = rx.recv() else { break };
+                        reg.set_queue_depth(QueueId::Bodies, rx.len());
+                        reg.set_state(me, ThreadState::Working);
                         let out = parser.parse_batch(&mut batch);
                         batch.clear();
                         let _ = recycle.try_send(batch);
+                        publish_parse(reg, &parser, &mut published);
+                        reg.set_state(me, ThreadState::BlockedOutput);
                         if tx.send(out).is_err() {
                             break;
                         }
+                        reg.set_queue_depth(QueueId::Records, tx.len());
                     }
-                    Ok(Box::new((parser.stats, parser.latency)) as _)
+                    guard.finish();
+                    Ok(Box::new(parser.stats) as _)
                 }),
             )?);
         }
         drop((body_rx, rows_tx, recycle_tx));
         let fetch_cfg = cfg.fetch.clone();
         let stop = Arc::clone(&self.stop);
-        let chans = FetchChannels {
-            out: body_tx,
-            recycled: recycle_rx,
-            live: Arc::clone(&live),
-        };
+        let live2 = Arc::clone(&live);
         let fetcher = spawn(
             Role::Fetch,
-            Box::new(move || fetch::run(&fetch_cfg, source, chans, stop).map(|r| Box::new(r) as _)),
+            Box::new(move |reg, me| {
+                let guard = StateGuard::new(reg, me);
+                let chans = FetchChannels {
+                    out: body_tx,
+                    recycled: recycle_rx,
+                    live: live2,
+                    registry: Arc::clone(reg),
+                    thread: me,
+                };
+                let r = fetch::run(&fetch_cfg, source, chans, stop)?;
+                guard.finish();
+                Ok(Box::new(r) as _)
+            }),
         )?;
+        registry.set_running(true);
 
         // Join upstream first; report the most downstream error, which is the root cause when a
         // failing writer made the upstream stages stop.
@@ -177,28 +256,26 @@ impl Pipeline {
                     });
                 }
                 summary.fetch = r.stats;
-                summary.latency.fetch = r.latency;
                 summary.interrupted = r.interrupted;
             }
             Err(e) => errors.push(e),
         }
+        registry.set_draining(true);
         for (i, h) in parsers.into_iter().enumerate() {
-            match join::<(ParseStats, Latency)>(h, &format!("pinflow-parse-{i}")) {
-                Ok((stats, latency)) => {
+            match join::<ParseStats>(h, &format!("pinflow-parse-{i}")) {
+                Ok(stats) => {
                     summary.records_parsed += stats.records;
                     summary.records_dead_lettered += stats.dead;
                     for (k, v) in stats.dead_by_reason {
                         *summary.dead_by_reason.entry(k).or_default() += v;
                     }
-                    summary.latency.parse.merge(&latency);
                 }
                 Err(e) => errors.push(e),
             }
         }
         for (j, h) in computes.into_iter().enumerate() {
-            match join::<Latency>(h, &format!("pinflow-compute-{j}")) {
-                Ok(latency) => summary.latency.compute.merge(&latency),
-                Err(e) => errors.push(e),
+            if let Err(e) = join::<()>(h, &format!("pinflow-compute-{j}")) {
+                errors.push(e);
             }
         }
         match join::<WriterReport>(writer, "pinflow-writer") {
@@ -207,14 +284,26 @@ impl Pipeline {
                 summary.row_groups = w.row_groups;
                 summary.output = w.output;
                 summary.dead_letter_file = w.dead_letter_file;
-                summary.latency.write = w.write_latency;
-                summary.latency.end_to_end = w.end_to_end;
             }
             Err(e) => errors.push(e),
         }
+        registry.set_running(false);
         if let Some(e) = errors.pop() {
             return Err(e);
         }
+        registry.cycles.fetch_add(1, Ordering::Relaxed);
+        let since = |stage: Stage| {
+            let mut h = registry.latency(stage).clone();
+            h.subtract(&latency_before[stage as usize]);
+            h
+        };
+        summary.latency = StageLatencies {
+            fetch: since(Stage::Fetch),
+            parse: since(Stage::Parse),
+            compute: since(Stage::Compute),
+            write: since(Stage::Write),
+            end_to_end: since(Stage::EndToEnd),
+        };
         summary.elapsed = started.elapsed();
         summary.peak_live_batches = live.peak();
         summary.live_batch_bound = cfg.max_live_batches(parse_n, compute_n);
@@ -227,7 +316,31 @@ impl Pipeline {
     }
 }
 
-fn join<T: 'static>(h: JoinHandle<Result<Box<dyn std::any::Any + Send>>>, name: &str) -> Result<T> {
+/// Adds what a parse thread counted since the last call to the live metrics.
+fn publish_parse(reg: &Registry, parser: &Parser, published: &mut ParseStats) {
+    let s = &parser.stats;
+    reg.latency(Stage::Parse).record_all(&parser.body_times);
+    let dead = s.dead - published.dead;
+    let reasons: Vec<(String, u64)> = if dead > 0 {
+        s.dead_by_reason
+            .iter()
+            .filter_map(|(k, &v)| {
+                let before = published.dead_by_reason.get(k).copied().unwrap_or(0);
+                (v > before).then(|| (k.clone(), v - before))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    reg.add_parsed(s.records - published.records, dead, &reasons);
+    if dead > 0 {
+        published.dead_by_reason = s.dead_by_reason.clone();
+    }
+    published.records = s.records;
+    published.dead = s.dead;
+}
+
+fn join<T: 'static>(h: JoinHandle<StageResult>, name: &str) -> Result<T> {
     match h.join() {
         Ok(Ok(any)) => Ok(*any
             .downcast::<T>()

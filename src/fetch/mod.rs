@@ -36,7 +36,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::batch::{BodyBatch, LiveBatches};
 use crate::config::FetchConfig;
 use crate::error::{Error, Result};
-use crate::metrics::{FetchStats, Latency};
+use crate::metrics::live::{QueueId, Registry, Stage, ThreadState};
+use crate::metrics::FetchStats;
 use crate::source::{Feed, HttpUrl, Next, Source};
 use http::{HttpError, ResponseDecoder};
 use resolve::Resolver;
@@ -44,6 +45,8 @@ use resolve::Resolver;
 const WAKER: Token = Token(usize::MAX);
 /// Initial read buffer per connection; grows only for unusually large response heads.
 const READ_BUF: usize = 64 * 1024;
+/// How often the fetch thread copies its counters to the live metrics.
+const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 /// How often request deadlines are checked while requests are active.
 const TIMEOUT_SCAN: Duration = Duration::from_millis(50);
 /// Re-sends allowed when a kept-alive connection turns out to be closed by the server.
@@ -56,8 +59,6 @@ const RETRY_BASE: Duration = Duration::from_millis(50);
 pub struct FetchReport {
     /// Counters of the request side of the ledger.
     pub stats: FetchStats,
-    /// Request latency (request written → last body byte), per delivered or failed response.
-    pub latency: Latency,
     /// A read error that cut the source short.
     pub source_error: Option<String>,
     /// Whether the stop flag ended admission early.
@@ -72,6 +73,10 @@ pub struct FetchChannels {
     pub recycled: Receiver<BodyBatch>,
     /// Counts batches alive in the pipeline.
     pub live: Arc<LiveBatches>,
+    /// Live metrics: counters, the fetch latency histogram, this thread's health.
+    pub registry: Arc<Registry>,
+    /// This thread's index in the registry.
+    pub thread: usize,
 }
 
 /// Runs the fetch loop on the calling thread until the source is drained and every admitted
@@ -121,8 +126,15 @@ pub fn run(
         report: FetchReport::default(),
         rng: 0x2545_F491_4F6C_DD1D,
         last_scan: Instant::now(),
+        last_publish: Instant::now(),
     };
-    fetcher.event_loop()?;
+    fetcher
+        .chans
+        .registry
+        .set_state(fetcher.chans.thread, ThreadState::Working);
+    let result = fetcher.event_loop();
+    fetcher.publish();
+    result?;
     fetcher.report.source_error = fetcher.feed.take_error();
     Ok(fetcher.report)
 }
@@ -210,6 +222,7 @@ struct Fetcher {
     report: FetchReport,
     rng: u64,
     last_scan: Instant,
+    last_publish: Instant,
 }
 
 impl Fetcher {
@@ -243,6 +256,10 @@ impl Fetcher {
                 }
             }
             let now = Instant::now();
+            if now.duration_since(self.last_publish) >= PUBLISH_EVERY {
+                self.last_publish = now;
+                self.publish();
+            }
             self.due_retries(now);
             if now.duration_since(self.last_scan) >= TIMEOUT_SCAN {
                 self.last_scan = now;
@@ -255,6 +272,17 @@ impl Fetcher {
         }
         self.ship()?;
         Ok(())
+    }
+
+    /// Copies the counters to the live metrics (the fetch thread is their only writer).
+    fn publish(&self) {
+        let open = self.conns.iter().flatten().count();
+        let r = &self.chans.registry;
+        r.publish_fetch(&self.report.stats, self.in_flight, open);
+        r.heartbeat(self.chans.thread);
+        if self.feed_done {
+            r.set_draining(true);
+        }
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -609,7 +637,10 @@ impl Fetcher {
             .expect("an active connection carries a request");
         let status = conn.decoder.status();
         let keep = conn.decoder.keep_alive() && conn.rstart == conn.rend;
-        self.report.latency.record(now.duration_since(conn.sent_at));
+        self.chans
+            .registry
+            .latency(Stage::Fetch)
+            .record(now.duration_since(conn.sent_at));
         let attempts = req.failures + 1;
         if (200..300).contains(&status) {
             if self.batch.is_empty() {
@@ -799,10 +830,17 @@ impl Fetcher {
         }
         let blocked_at = Instant::now();
         let mut pending = match self.chans.out.try_send(batch) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                let depth = self.chans.out.len();
+                self.chans.registry.set_queue_depth(QueueId::Bodies, depth);
+                return Ok(());
+            }
             Err(TrySendError::Full(b)) => b,
             Err(TrySendError::Disconnected(_)) => return Err(downstream_gone()),
         };
+        let (registry, thread) = (Arc::clone(&self.chans.registry), self.chans.thread);
+        registry.set_queue_depth(QueueId::Bodies, self.chans.out.capacity().unwrap_or(0));
+        registry.set_state(thread, ThreadState::BlockedOutput);
         loop {
             match self
                 .chans
@@ -814,6 +852,7 @@ impl Fetcher {
                 Err(SendTimeoutError::Disconnected(_)) => return Err(downstream_gone()),
             }
         }
+        registry.set_state(thread, ThreadState::Working);
         // Time spent blocked is not the servers' fault: move request deadlines accordingly.
         let blocked = blocked_at.elapsed();
         self.report.stats.blocked += blocked;

@@ -1,8 +1,14 @@
-//! Counters, latency histograms and the run summary.
+//! Counters, latency histograms, the run summary, and the live metrics of a running pipeline.
 //!
-//! Every stage thread keeps its own counters and [`Latency`] histograms (no shared cache line
-//! on the hot path) and hands them back when it ends; the pipeline merges them into the
-//! [`Summary`]. The one shared counter is the live-batch gauge in [`crate::batch`].
+//! - [`Summary`] is the ledger of a finished run.
+//! - [`live::Registry`] is what a running pipeline exposes: counters, queue depths, thread
+//!   health and latency histograms, shared by the stage threads.
+//! - [`prometheus`] renders a registry in the Prometheus text format, and [`endpoint`] serves
+//!   it (with `/healthz` and `/readyz`) on its own small, unpinned thread.
+
+pub mod endpoint;
+pub mod live;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,9 +33,32 @@ impl Latency {
         let _ = self.0.record(us);
     }
 
+    /// Records several observations.
+    pub fn record_all(&mut self, ds: &[Duration]) {
+        for &d in ds {
+            self.record(d);
+        }
+    }
+
+    /// Removes the observations of `earlier`, a past copy of this histogram.
+    pub fn subtract(&mut self, earlier: &Latency) {
+        let _ = self.0.subtract(&earlier.0);
+    }
+
     /// Adds another histogram's observations.
     pub fn merge(&mut self, other: &Latency) {
         let _ = self.0.add(&other.0);
+    }
+
+    /// The value at quantile `q` (0..=1), in microseconds.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        self.0.value_at_quantile(q)
+    }
+
+    /// Sum of all observations in microseconds (from the histogram's buckets, so within its
+    /// 3-significant-digit precision).
+    pub fn sum_us(&self) -> f64 {
+        self.0.mean() * self.0.len() as f64
     }
 
     /// Summary figures.

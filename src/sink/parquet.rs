@@ -63,11 +63,15 @@ impl ParquetFile {
         })
     }
 
-    /// Appends rows; a row group is flushed to disk each time it fills.
-    pub fn write(&mut self, rows: &RecordBatch) -> Result<()> {
+    /// Appends rows; a row group is flushed to disk each time it fills. Returns how many row
+    /// groups this call closed, and whether rows remain buffered in an open row group.
+    pub fn write(&mut self, rows: &RecordBatch) -> Result<(u64, bool)> {
         let w = self.writer.as_mut().expect("written only before finish");
+        let before = w.flushed_row_groups().len();
         w.write(rows)
-            .map_err(|e| Error::output(&self.tmp, "write", e))
+            .map_err(|e| Error::output(&self.tmp, "write", e))?;
+        let closed = (w.flushed_row_groups().len() - before) as u64;
+        Ok((closed, w.in_progress_rows() > 0))
     }
 
     /// Writes the footer, fsyncs, renames into place and fsyncs the directory. Returns the final

@@ -1,0 +1,494 @@
+//! Live metrics: what a running pipeline exposes while it runs.
+//!
+//! One [`Registry`] per [`crate::Pipeline`], shared by every stage thread and read by the
+//! metrics endpoint, the progress bar and library users. The hot paths touch it at most once per
+//! request (the fetch thread publishes its counters once per event-loop turn) or once per batch
+//! (parse, compute, write), with relaxed atomics on counters that only one thread writes, so the
+//! cost is a few nanoseconds per batch. Counters only ever grow, across every cycle of a
+//! continuous run, as Prometheus expects.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::{FetchStats, Latency};
+use crate::plan::Role;
+
+/// A thread working on one item longer than this is reported as stalled by `/healthz`.
+pub const STALL_AFTER: Duration = Duration::from_secs(60);
+
+/// The queues between stages, in data-flow order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueId {
+    /// fetch → parse: batches of response bodies.
+    Bodies = 0,
+    /// parse → compute: record batches.
+    Records = 1,
+    /// compute → write: record batches with statistics.
+    Output = 2,
+}
+
+impl QueueId {
+    /// All queues.
+    pub const ALL: [QueueId; 3] = [QueueId::Bodies, QueueId::Records, QueueId::Output];
+
+    /// The label value used in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueId::Bodies => "bodies",
+            QueueId::Records => "records",
+            QueueId::Output => "output",
+        }
+    }
+}
+
+/// Per-stage latency histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Request written → last body byte, per request.
+    Fetch = 0,
+    /// One body parsed into columns, per body.
+    Parse = 1,
+    /// Statistics of one batch.
+    Compute = 2,
+    /// One batch into the Parquet writer.
+    Write = 3,
+    /// Response complete → its row in a closed (flushed) row group.
+    EndToEnd = 4,
+}
+
+impl Stage {
+    /// All stages.
+    pub const ALL: [Stage; 5] = [
+        Stage::Fetch,
+        Stage::Parse,
+        Stage::Compute,
+        Stage::Write,
+        Stage::EndToEnd,
+    ];
+
+    /// The label value used in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Fetch => "fetch",
+            Stage::Parse => "parse",
+            Stage::Compute => "compute",
+            Stage::Write => "write",
+            Stage::EndToEnd => "end_to_end",
+        }
+    }
+}
+
+/// What a stage thread is doing, for `/healthz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ThreadState {
+    /// Not started yet.
+    Starting = 0,
+    /// Working on a batch (or, for the fetch thread, running its event loop).
+    Working = 1,
+    /// Waiting for input from the stage before it: idle for a known reason.
+    WaitingInput = 2,
+    /// Waiting for room in the queue after it (back-pressure): idle for a known reason.
+    BlockedOutput = 3,
+    /// Ended normally.
+    Finished = 4,
+    /// Ended with an error or a panic.
+    Failed = 5,
+}
+
+impl ThreadState {
+    fn from_u8(v: u8) -> ThreadState {
+        match v {
+            1 => ThreadState::Working,
+            2 => ThreadState::WaitingInput,
+            3 => ThreadState::BlockedOutput,
+            4 => ThreadState::Finished,
+            5 => ThreadState::Failed,
+            _ => ThreadState::Starting,
+        }
+    }
+
+    /// Lower-case name for logs and `/healthz`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ThreadState::Starting => "starting",
+            ThreadState::Working => "working",
+            ThreadState::WaitingInput => "waiting for input",
+            ThreadState::BlockedOutput => "blocked on a full queue",
+            ThreadState::Finished => "finished",
+            ThreadState::Failed => "failed",
+        }
+    }
+}
+
+/// One stage thread's state, heartbeat and busy time.
+#[derive(Debug)]
+pub struct ThreadHealth {
+    /// `fetch`, `parse-0`, ..., `writer`.
+    pub name: String,
+    state: AtomicU8,
+    /// Milliseconds since the registry started, at the last state change or heartbeat.
+    beat_ms: AtomicU64,
+    /// When the current `Working` spell began (ns since the registry started).
+    working_since_ns: AtomicU64,
+    busy_ns: AtomicU64,
+}
+
+/// The shared live metrics of one pipeline. See the module docs.
+#[derive(Debug)]
+pub struct Registry {
+    started: Instant,
+    /// Work items taken from the source.
+    pub requests: AtomicU64,
+    /// Requests delivered (2xx with a complete body).
+    pub delivered: AtomicU64,
+    /// Requests failed for good.
+    pub failed: AtomicU64,
+    /// Attempts repeated after an error.
+    pub retries: AtomicU64,
+    /// Requests re-sent on a kept-alive connection the server had closed.
+    pub stale_reconnects: AtomicU64,
+    /// TCP connections opened.
+    pub connections_opened: AtomicU64,
+    /// Body bytes received.
+    pub body_bytes: AtomicU64,
+    /// Responses by status class, index 0 for 1xx ... 4 for 5xx.
+    pub responses_by_class: [AtomicU64; 5],
+    /// Failed requests by reason class.
+    pub failed_by_reason: Mutex<BTreeMap<String, u64>>,
+    /// Requests admitted and not yet finished.
+    pub in_flight: AtomicU64,
+    /// Open connections.
+    pub open_connections: AtomicU64,
+    /// Nanoseconds the fetch thread spent blocked on a full queue.
+    pub fetch_blocked_ns: AtomicU64,
+    /// Records found by the parse threads (rows and dead letters).
+    pub records_parsed: AtomicU64,
+    /// Records that left the compute threads.
+    pub records_computed: AtomicU64,
+    /// Rows written to Parquet.
+    pub records_written: AtomicU64,
+    /// Records and bodies dead-lettered by the parse threads.
+    pub records_dead_lettered: AtomicU64,
+    /// Dead letters by reason class.
+    pub dead_by_reason: Mutex<BTreeMap<String, u64>>,
+    /// Row groups closed.
+    pub row_groups: AtomicU64,
+    /// Parquet files finalized (renamed into place).
+    pub files_finalized: AtomicU64,
+    /// Completed cycles of a continuous run (1 after a one-shot run).
+    pub cycles: AtomicU64,
+    queue_depth: [AtomicUsize; 3],
+    queue_capacity: [AtomicUsize; 3],
+    latency: [Mutex<Latency>; 5],
+    threads: Vec<ThreadHealth>,
+    running: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Registry {
+    /// A registry for the given stage threads.
+    pub fn new(roles: &[Role]) -> Registry {
+        Registry {
+            started: Instant::now(),
+            requests: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            stale_reconnects: AtomicU64::new(0),
+            connections_opened: AtomicU64::new(0),
+            body_bytes: AtomicU64::new(0),
+            responses_by_class: Default::default(),
+            failed_by_reason: Mutex::new(BTreeMap::new()),
+            in_flight: AtomicU64::new(0),
+            open_connections: AtomicU64::new(0),
+            fetch_blocked_ns: AtomicU64::new(0),
+            records_parsed: AtomicU64::new(0),
+            records_computed: AtomicU64::new(0),
+            records_written: AtomicU64::new(0),
+            records_dead_lettered: AtomicU64::new(0),
+            dead_by_reason: Mutex::new(BTreeMap::new()),
+            row_groups: AtomicU64::new(0),
+            files_finalized: AtomicU64::new(0),
+            cycles: AtomicU64::new(0),
+            queue_depth: Default::default(),
+            queue_capacity: Default::default(),
+            latency: Default::default(),
+            threads: roles
+                .iter()
+                .map(|r| ThreadHealth {
+                    name: r.to_string(),
+                    state: AtomicU8::new(ThreadState::Starting as u8),
+                    beat_ms: AtomicU64::new(0),
+                    working_since_ns: AtomicU64::new(0),
+                    busy_ns: AtomicU64::new(0),
+                })
+                .collect(),
+            running: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Time since the registry was created.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
+    /// Index of a role's thread in [`Registry::threads`].
+    pub fn thread_index(&self, role: Role) -> Option<usize> {
+        let name = role.to_string();
+        self.threads.iter().position(|t| t.name == name)
+    }
+
+    /// The stage threads.
+    pub fn threads(&self) -> &[ThreadHealth] {
+        &self.threads
+    }
+
+    /// Sets a thread's state (and heartbeat); time spent `Working` adds to its busy time.
+    pub fn set_state(&self, thread: usize, state: ThreadState) {
+        let Some(t) = self.threads.get(thread) else {
+            return;
+        };
+        let now = self.now_ns();
+        let old = ThreadState::from_u8(t.state.swap(state as u8, Relaxed));
+        if old == ThreadState::Working && state != ThreadState::Working {
+            let since = t.working_since_ns.load(Relaxed);
+            t.busy_ns.fetch_add(now.saturating_sub(since), Relaxed);
+        }
+        if state == ThreadState::Working && old != ThreadState::Working {
+            t.working_since_ns.store(now, Relaxed);
+        }
+        t.beat_ms.store(now / 1_000_000, Relaxed);
+    }
+
+    /// Marks progress without a state change (the fetch thread, once per loop turn).
+    pub fn heartbeat(&self, thread: usize) {
+        if let Some(t) = self.threads.get(thread) {
+            t.beat_ms.store(self.now_ns() / 1_000_000, Relaxed);
+        }
+    }
+
+    /// A thread's state, seconds since its last heartbeat, and busy seconds so far.
+    pub fn thread_status(&self, thread: usize) -> (ThreadState, f64, f64) {
+        let t = &self.threads[thread];
+        let now = self.now_ns();
+        let state = ThreadState::from_u8(t.state.load(Relaxed));
+        let mut busy = t.busy_ns.load(Relaxed);
+        if state == ThreadState::Working {
+            busy += now.saturating_sub(t.working_since_ns.load(Relaxed));
+        }
+        let idle_s = (now / 1_000_000).saturating_sub(t.beat_ms.load(Relaxed)) as f64 / 1e3;
+        (state, idle_s, busy as f64 / 1e9)
+    }
+
+    /// Declares a queue's capacity.
+    pub fn set_queue_capacity(&self, q: QueueId, capacity: usize) {
+        self.queue_capacity[q as usize].store(capacity, Relaxed);
+    }
+
+    /// Records a queue's depth as last seen by a producer or consumer.
+    #[inline]
+    pub fn set_queue_depth(&self, q: QueueId, depth: usize) {
+        self.queue_depth[q as usize].store(depth, Relaxed);
+    }
+
+    /// A queue's last seen depth and its capacity.
+    pub fn queue(&self, q: QueueId) -> (usize, usize) {
+        (
+            self.queue_depth[q as usize].load(Relaxed),
+            self.queue_capacity[q as usize].load(Relaxed),
+        )
+    }
+
+    /// The latency histogram of a stage.
+    pub fn latency(&self, stage: Stage) -> parking_lot::MutexGuard<'_, Latency> {
+        self.latency[stage as usize].lock()
+    }
+
+    /// Copies the fetch thread's counters (it is their only writer).
+    pub fn publish_fetch(&self, s: &FetchStats, in_flight: usize, open: usize) {
+        self.requests.store(s.requests, Relaxed);
+        self.delivered.store(s.delivered, Relaxed);
+        self.retries.store(s.retries, Relaxed);
+        self.stale_reconnects.store(s.stale_reconnects, Relaxed);
+        self.connections_opened.store(s.connections, Relaxed);
+        self.body_bytes.store(s.body_bytes, Relaxed);
+        self.fetch_blocked_ns
+            .store(s.blocked.as_nanos() as u64, Relaxed);
+        self.in_flight.store(in_flight as u64, Relaxed);
+        self.open_connections.store(open as u64, Relaxed);
+        let mut classes = [0u64; 5];
+        classes[1] = s.delivered;
+        for (&status, &n) in &s.statuses {
+            if (100..600).contains(&status) {
+                classes[(status / 100 - 1) as usize] += n;
+            }
+        }
+        for (c, n) in self.responses_by_class.iter().zip(classes) {
+            c.store(n, Relaxed);
+        }
+        // Failures change rarely: copy the map only when the count moved.
+        if self.failed.swap(s.failed, Relaxed) != s.failed {
+            *self.failed_by_reason.lock() = s.failed_by_reason.clone();
+        }
+    }
+
+    /// Adds one parse batch's counts.
+    pub fn add_parsed(&self, records: u64, dead: u64, dead_reasons: &[(String, u64)]) {
+        self.records_parsed.fetch_add(records, Relaxed);
+        if dead > 0 {
+            self.records_dead_lettered.fetch_add(dead, Relaxed);
+            let mut m = self.dead_by_reason.lock();
+            for (k, v) in dead_reasons {
+                *m.entry(k.clone()).or_default() += v;
+            }
+        }
+    }
+
+    /// Whether every stage thread has started and the run is not draining.
+    pub fn ready(&self) -> bool {
+        self.running.load(Relaxed) && !self.draining.load(Relaxed)
+    }
+
+    /// Marks the run as started (all threads spawned) or ended.
+    pub fn set_running(&self, running: bool) {
+        self.running.store(running, Relaxed);
+    }
+
+    /// Marks the run as draining (stop requested or sources exhausted).
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Relaxed);
+    }
+
+    /// Whether the run is draining.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Relaxed)
+    }
+
+    /// Health: `Ok(lines)` when every thread is alive and either making progress or idle for a
+    /// known reason; `Err(lines)` naming the threads that are not.
+    pub fn health(&self) -> std::result::Result<Vec<String>, Vec<String>> {
+        let mut lines = Vec::new();
+        let mut bad = false;
+        for (i, t) in self.threads.iter().enumerate() {
+            let (state, idle_s, busy_s) = self.thread_status(i);
+            let problem = match state {
+                ThreadState::Failed => Some("failed"),
+                ThreadState::Working if idle_s > STALL_AFTER.as_secs_f64() => Some("no progress"),
+                _ => None,
+            };
+            bad |= problem.is_some();
+            lines.push(format!(
+                "{} {}: {} ({:.1} s since last progress, {:.1} s busy){}",
+                if problem.is_some() { "FAIL" } else { "ok  " },
+                t.name,
+                state.name(),
+                idle_s,
+                busy_s,
+                problem.map(|p| format!(" — {p}")).unwrap_or_default()
+            ));
+        }
+        if bad {
+            Err(lines)
+        } else {
+            Ok(lines)
+        }
+    }
+}
+
+/// Sets a thread to [`ThreadState::Failed`] if dropped while its stage is still running (an
+/// error return or a panic), and to [`ThreadState::Finished`] when [`StateGuard::finish`] is
+/// called.
+pub struct StateGuard<'a> {
+    registry: &'a Registry,
+    thread: usize,
+    done: bool,
+}
+
+impl<'a> StateGuard<'a> {
+    /// Guards `thread` of `registry`.
+    pub fn new(registry: &'a Registry, thread: usize) -> StateGuard<'a> {
+        StateGuard {
+            registry,
+            thread,
+            done: false,
+        }
+    }
+
+    /// Marks a normal end.
+    pub fn finish(mut self) {
+        self.done = true;
+        self.registry.set_state(self.thread, ThreadState::Finished);
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.registry.set_state(self.thread, ThreadState::Failed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_time_accumulates_only_while_working() {
+        let r = Registry::new(&[Role::Fetch, Role::Writer]);
+        let w = r.thread_index(Role::Writer).unwrap();
+        r.set_state(w, ThreadState::Working);
+        std::thread::sleep(Duration::from_millis(20));
+        r.set_state(w, ThreadState::WaitingInput);
+        let (_, _, busy) = r.thread_status(w);
+        std::thread::sleep(Duration::from_millis(20));
+        let (state, _, busy_later) = r.thread_status(w);
+        assert_eq!(state, ThreadState::WaitingInput);
+        assert!(busy >= 0.02, "{busy}");
+        assert_eq!(busy, busy_later, "no busy time accrues while waiting");
+    }
+
+    #[test]
+    fn a_failed_thread_makes_health_fail_and_names_it() {
+        let r = Registry::new(&[Role::Fetch, Role::Parse(0)]);
+        assert!(r.health().is_ok());
+        {
+            let _guard = StateGuard::new(&r, 1); // dropped without finish: failed
+        }
+        let lines = r.health().unwrap_err();
+        assert!(
+            lines[1].contains("parse-0") && lines[1].contains("failed"),
+            "{lines:?}"
+        );
+        StateGuard::new(&r, 0).finish();
+        assert_eq!(r.thread_status(0).0, ThreadState::Finished);
+    }
+
+    #[test]
+    fn fetch_counters_publish_by_status_class() {
+        let r = Registry::new(&[Role::Fetch]);
+        let mut s = FetchStats {
+            requests: 5,
+            delivered: 3,
+            ..Default::default()
+        };
+        s.statuses.insert(404, 1);
+        s.statuses.insert(503, 1);
+        s.fail("http 404", "u", "x");
+        s.fail("http 503", "v", "y");
+        r.publish_fetch(&s, 0, 2);
+        let class = |i: usize| r.responses_by_class[i].load(Relaxed);
+        assert_eq!((class(1), class(3), class(4)), (3, 1, 1));
+        assert_eq!(r.failed_by_reason.lock().get("http 503"), Some(&1));
+        assert_eq!(r.open_connections.load(Relaxed), 2);
+    }
+}

@@ -1,0 +1,305 @@
+//! The Prometheus text exposition format (version 0.0.4) of a [`Registry`].
+//!
+//! Names follow the Prometheus conventions: a `pinflow_` prefix, base units (seconds, bytes),
+//! `_total` on counters. Latencies are summaries with quantiles from the hdrhistogram of each
+//! stage.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::live::{QueueId, Registry, Stage};
+
+/// Quantiles exported for each latency summary.
+pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+
+/// Renders every metric of `r`.
+pub fn render(r: &Registry) -> String {
+    let mut o = String::with_capacity(8 << 10);
+    let c = |o: &mut String, name: &str, help: &str, v: u64| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    };
+    let g = |o: &mut String, name: &str, help: &str, v: f64| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    };
+
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_build_info The pinflow version.\n# TYPE pinflow_build_info gauge\npinflow_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    g(
+        &mut o,
+        "pinflow_uptime_seconds",
+        "Seconds since the pipeline was created.",
+        r.uptime().as_secs_f64(),
+    );
+    g(
+        &mut o,
+        "pinflow_ready",
+        "1 while the pipeline runs and is not draining.",
+        if r.ready() { 1.0 } else { 0.0 },
+    );
+
+    // Requests.
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_requests_total Requests by final outcome (admitted = taken from the source).\n# TYPE pinflow_requests_total counter"
+    );
+    for (outcome, v) in [
+        ("admitted", r.requests.load(Relaxed)),
+        ("delivered", r.delivered.load(Relaxed)),
+        ("failed", r.failed.load(Relaxed)),
+    ] {
+        let _ = writeln!(o, "pinflow_requests_total{{outcome=\"{outcome}\"}} {v}");
+    }
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_responses_total HTTP responses by status class.\n# TYPE pinflow_responses_total counter"
+    );
+    for (i, n) in r.responses_by_class.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "pinflow_responses_total{{class=\"{}xx\"}} {}",
+            i + 1,
+            n.load(Relaxed)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_request_failures_total Requests failed for good, by reason.\n# TYPE pinflow_request_failures_total counter"
+    );
+    for (reason, n) in r.failed_by_reason.lock().iter() {
+        let _ = writeln!(
+            o,
+            "pinflow_request_failures_total{{reason=\"{}\"}} {n}",
+            escape(reason)
+        );
+    }
+    c(
+        &mut o,
+        "pinflow_retries_total",
+        "Attempts repeated after an error or timeout.",
+        r.retries.load(Relaxed),
+    );
+    c(
+        &mut o,
+        "pinflow_stale_reconnects_total",
+        "Requests re-sent because the server had closed a kept-alive connection.",
+        r.stale_reconnects.load(Relaxed),
+    );
+    c(
+        &mut o,
+        "pinflow_connections_opened_total",
+        "TCP connections opened.",
+        r.connections_opened.load(Relaxed),
+    );
+    c(
+        &mut o,
+        "pinflow_received_bytes_total",
+        "Response body bytes received for delivered requests.",
+        r.body_bytes.load(Relaxed),
+    );
+    g(
+        &mut o,
+        "pinflow_in_flight_requests",
+        "Requests admitted and not finished.",
+        r.in_flight.load(Relaxed) as f64,
+    );
+    g(
+        &mut o,
+        "pinflow_open_connections",
+        "Open HTTP connections.",
+        r.open_connections.load(Relaxed) as f64,
+    );
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_fetch_blocked_seconds_total Time the fetch thread waited on a full queue (back-pressure).\n# TYPE pinflow_fetch_blocked_seconds_total counter\npinflow_fetch_blocked_seconds_total {}",
+        r.fetch_blocked_ns.load(Relaxed) as f64 / 1e9
+    );
+
+    // Records.
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_records_total Records leaving each stage.\n# TYPE pinflow_records_total counter"
+    );
+    for (stage, v) in [
+        ("parse", r.records_parsed.load(Relaxed)),
+        ("compute", r.records_computed.load(Relaxed)),
+        ("write", r.records_written.load(Relaxed)),
+    ] {
+        let _ = writeln!(o, "pinflow_records_total{{stage=\"{stage}\"}} {v}");
+    }
+    c(
+        &mut o,
+        "pinflow_dead_letters_total",
+        "Records and bodies sent to the dead-letter file by the parse stage.",
+        r.records_dead_lettered.load(Relaxed),
+    );
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_dead_letters_by_reason_total Dead letters by reason.\n# TYPE pinflow_dead_letters_by_reason_total counter"
+    );
+    for (reason, n) in r.dead_by_reason.lock().iter() {
+        let _ = writeln!(
+            o,
+            "pinflow_dead_letters_by_reason_total{{reason=\"{}\"}} {n}",
+            escape(reason)
+        );
+    }
+    c(
+        &mut o,
+        "pinflow_row_groups_total",
+        "Parquet row groups closed.",
+        r.row_groups.load(Relaxed),
+    );
+    c(
+        &mut o,
+        "pinflow_files_finalized_total",
+        "Parquet files finalized and renamed into place.",
+        r.files_finalized.load(Relaxed),
+    );
+    c(
+        &mut o,
+        "pinflow_cycles_total",
+        "Passes over the sources completed (continuous mode polls again and again).",
+        r.cycles.load(Relaxed),
+    );
+
+    // Queues.
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_queue_depth Batches in each queue, as last seen by its producer or consumer.\n# TYPE pinflow_queue_depth gauge"
+    );
+    for q in QueueId::ALL {
+        let _ = writeln!(
+            o,
+            "pinflow_queue_depth{{queue=\"{}\"}} {}",
+            q.name(),
+            r.queue(q).0
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_queue_capacity Capacity of each queue, in batches.\n# TYPE pinflow_queue_capacity gauge"
+    );
+    for q in QueueId::ALL {
+        let _ = writeln!(
+            o,
+            "pinflow_queue_capacity{{queue=\"{}\"}} {}",
+            q.name(),
+            r.queue(q).1
+        );
+    }
+
+    // Threads.
+    let uptime = r.uptime().as_secs_f64().max(1e-9);
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_thread_busy_seconds_total Time each stage thread spent working (not waiting on a queue).\n# TYPE pinflow_thread_busy_seconds_total counter"
+    );
+    let statuses: Vec<_> = (0..r.threads().len()).map(|i| r.thread_status(i)).collect();
+    for (t, (_, _, busy)) in r.threads().iter().zip(&statuses) {
+        let _ = writeln!(
+            o,
+            "pinflow_thread_busy_seconds_total{{thread=\"{}\"}} {busy}",
+            t.name
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_thread_busy_ratio Busy time over uptime, per stage thread (use rate() of the counter for recent load).\n# TYPE pinflow_thread_busy_ratio gauge"
+    );
+    for (t, (_, _, busy)) in r.threads().iter().zip(&statuses) {
+        let _ = writeln!(
+            o,
+            "pinflow_thread_busy_ratio{{thread=\"{}\"}} {}",
+            t.name,
+            busy / uptime
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_thread_up 1 while a stage thread is alive and not failed.\n# TYPE pinflow_thread_up gauge"
+    );
+    for (t, (state, _, _)) in r.threads().iter().zip(&statuses) {
+        let up = !matches!(
+            state,
+            super::live::ThreadState::Failed | super::live::ThreadState::Finished
+        );
+        let _ = writeln!(
+            o,
+            "pinflow_thread_up{{thread=\"{}\"}} {}",
+            t.name,
+            u8::from(up)
+        );
+    }
+
+    // Latencies.
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_stage_latency_seconds Latency per stage: fetch per request, parse per body, compute and write per batch, end_to_end from response complete to row in a closed row group.\n# TYPE pinflow_stage_latency_seconds summary"
+    );
+    for stage in Stage::ALL {
+        let h = r.latency(stage);
+        let name = stage.name();
+        for q in QUANTILES {
+            let _ = writeln!(
+                o,
+                "pinflow_stage_latency_seconds{{stage=\"{name}\",quantile=\"{q}\"}} {}",
+                h.quantile_us(q) as f64 / 1e6
+            );
+        }
+        let _ = writeln!(
+            o,
+            "pinflow_stage_latency_seconds_sum{{stage=\"{name}\"}} {}",
+            h.sum_us() / 1e6
+        );
+        let _ = writeln!(
+            o,
+            "pinflow_stage_latency_seconds_count{{stage=\"{name}\"}} {}",
+            h.percentiles().count
+        );
+    }
+    o
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Role;
+
+    #[test]
+    fn renders_counters_labels_and_summaries() {
+        let r = Registry::new(&[Role::Fetch, Role::Parse(0), Role::Writer]);
+        r.add_parsed(10, 2, &[("wrong \"type\"".into(), 2)]);
+        r.latency(Stage::Parse)
+            .record(std::time::Duration::from_micros(150));
+        let text = render(&r);
+        assert!(
+            text.contains("pinflow_records_total{stage=\"parse\"} 10\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pinflow_dead_letters_by_reason_total{reason=\"wrong \\\"type\\\"\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("pinflow_stage_latency_seconds_count{stage=\"parse\"} 1\n"));
+        assert!(text.contains("pinflow_thread_up{thread=\"parse-0\"} 1\n"));
+        assert_eq!(
+            text.matches("# TYPE pinflow_fetch_blocked_seconds_total")
+                .count(),
+            1
+        );
+        assert!(
+            text.contains("\npinflow_fetch_blocked_seconds_total 0\n"),
+            "{text}"
+        );
+    }
+}
