@@ -177,7 +177,13 @@ impl Source {
                 let (tx, rx) = crossbeam_channel::bounded::<Result<Vec<WorkItem>, String>>(4);
                 std::thread::Builder::new()
                     .name("pinflow-source".into())
-                    .spawn(move || feed_lines(reader, &name, &tx, &*wake))
+                    .spawn(move || {
+                        feed_lines(reader, &name, &tx, &*wake);
+                        // The fetcher learns that the list is complete from the closed
+                        // channel: close it, then wake the fetcher to look.
+                        drop(tx);
+                        wake();
+                    })
                     .map_err(|e| Error::Thread {
                         thread: "pinflow-source".into(),
                         why: e.to_string(),
@@ -194,6 +200,9 @@ impl Source {
 
 const LINE_CHUNK: usize = 1024;
 
+/// Reads URL lines and hands them to the fetch thread in chunks. A chunk is sent when it is
+/// full or when the reader has nothing more buffered, so a slow stream (`tail -f` into stdin)
+/// is fetched as it arrives instead of waiting for a full chunk.
 fn feed_lines(
     mut reader: Box<dyn BufRead + Send>,
     name: &str,
@@ -203,44 +212,69 @@ fn feed_lines(
     let mut seq = 0u64;
     let mut lineno = 0u64;
     let mut chunk = Vec::with_capacity(LINE_CHUNK);
-    let mut line = String::new();
+    // A line split across two reads.
+    let mut partial: Vec<u8> = Vec::new();
+    let send = |chunk: &mut Vec<WorkItem>| -> bool {
+        if chunk.is_empty() {
+            return true;
+        }
+        let full = std::mem::replace(chunk, Vec::with_capacity(LINE_CHUNK));
+        let ok = tx.send(Ok(full)).is_ok();
+        wake();
+        ok
+    };
+    let mut take_line = |bytes: &[u8], chunk: &mut Vec<WorkItem>| {
+        lineno += 1;
+        let text = String::from_utf8_lossy(bytes);
+        let url = text.trim();
+        if !url.is_empty() && !url.starts_with('#') {
+            chunk.push(WorkItem {
+                seq,
+                url: url.to_string(),
+            });
+            seq += 1;
+        }
+    };
     loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) => {
-                lineno += 1;
-                let url = line.trim();
-                if url.is_empty() || url.starts_with('#') {
-                    continue;
-                }
-                chunk.push(WorkItem {
-                    seq,
-                    url: url.to_string(),
-                });
-                seq += 1;
-                if chunk.len() == LINE_CHUNK {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(LINE_CHUNK));
-                    if tx.send(Ok(full)).is_err() {
-                        return;
-                    }
-                    wake();
-                }
-            }
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                let _ = tx.send(Ok(std::mem::take(&mut chunk)));
+                send(&mut chunk);
                 let _ = tx.send(Err(format!("{name}: read error after line {lineno}: {e}")));
                 wake();
                 return;
             }
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len();
+        let mut rest = buf;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            if partial.is_empty() {
+                take_line(&rest[..nl], &mut chunk);
+            } else {
+                partial.extend_from_slice(&rest[..nl]);
+                take_line(&partial, &mut chunk);
+                partial.clear();
+            }
+            rest = &rest[nl + 1..];
+            if chunk.len() == LINE_CHUNK && !send(&mut chunk) {
+                return;
+            }
+        }
+        partial.extend_from_slice(rest);
+        reader.consume(n);
+        // Nothing more buffered: hand over what we have before the next (maybe blocking) read.
+        if !send(&mut chunk) {
+            return;
         }
     }
-    if !chunk.is_empty() {
-        let _ = tx.send(Ok(chunk));
+    if !partial.is_empty() {
+        take_line(&partial, &mut chunk);
     }
-    drop(line);
-    // Dropping the sender (when this function returns) tells the fetcher the list is complete.
-    wake();
+    send(&mut chunk);
 }
 
 /// What the fetch thread pulls work from.
