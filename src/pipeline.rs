@@ -28,8 +28,11 @@ use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
 use crate::metrics::{Latency, StageLatencies, Summary};
 use crate::parse::{ParseStats, Parser};
 use crate::plan::{self, Role, ThreadPlan};
-use crate::sink::{self, DeadLetterLog, ParquetFile, WriterReport};
+use crate::sink::{self, DeadLetterLog, WriterReport};
 use crate::source::Source;
+
+/// How often continuous mode rotates files when `writer.rotate_interval` is not set.
+pub const DEFAULT_CONTINUOUS_ROTATION: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What a stage thread returns: its report, downcast by [`join`].
 type StageResult = Result<Box<dyn std::any::Any + Send>>;
@@ -48,6 +51,7 @@ type StageBody = Box<dyn FnOnce(&Arc<Registry>, usize) -> StageResult + Send>;
 pub struct Pipeline {
     cfg: Config,
     stop: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
     registry: Arc<Registry>,
     /// Started by the first run when `metrics.addr` is set; serves until the pipeline is
     /// dropped, so the final figures can still be scraped after a run.
@@ -66,6 +70,7 @@ impl Pipeline {
         Ok(Pipeline {
             cfg,
             stop: Arc::new(AtomicBool::new(false)),
+            reopen: Arc::new(AtomicBool::new(false)),
             registry: Arc::new(Registry::new(&roles)),
             endpoint: parking_lot::Mutex::new(None),
         })
@@ -75,6 +80,12 @@ impl Pipeline {
     /// requests already admitted finish, the queues drain and the file is finalized.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.stop)
+    }
+
+    /// The flag that, once set (by a SIGHUP handler, say), makes the writer close the
+    /// dead-letter file and re-create it at its next entry: what logrotate expects.
+    pub fn reopen_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.reopen)
     }
 
     /// The live metrics: counters, queue depths, thread health and latency histograms, updated
@@ -120,7 +131,18 @@ impl Pipeline {
             .map(|&s| registry.latency(s).clone())
             .collect();
         // Open the output before fetching anything: an unwritable path fails the run at once.
-        let file = ParquetFile::create(&cfg.out, &cfg.writer)?;
+        let output = sink::Output {
+            out: cfg.out.clone(),
+            writer: cfg.writer.clone(),
+            // Continuous mode always rotates, hourly unless told otherwise: a file is visible
+            // only once finalized, and one file per run would never be.
+            rotate: cfg
+                .writer
+                .rotate_interval
+                .or(cfg.every.map(|_| DEFAULT_CONTINUOUS_ROTATION)),
+            reopen: Arc::clone(&self.reopen),
+        };
+        let file = output.open(1)?;
         let dead = DeadLetterLog::new(cfg.dead_letter_path());
         self.start_endpoint()?;
 
@@ -158,7 +180,7 @@ impl Pipeline {
         let writer = spawn(
             Role::Writer,
             Box::new(move |reg, me| {
-                sink::run(out_rx, file, dead, reg, me).map(|r| Box::new(r) as _)
+                sink::run(out_rx, &output, file, dead, reg, me).map(|r| Box::new(r) as _)
             }),
         )?;
         let mut computes = Vec::new();
@@ -223,6 +245,7 @@ impl Pipeline {
         }
         drop((body_rx, rows_tx, recycle_tx));
         let fetch_cfg = cfg.fetch.clone();
+        let every = cfg.every;
         let stop = Arc::clone(&self.stop);
         let live2 = Arc::clone(&live);
         let fetcher = spawn(
@@ -236,7 +259,7 @@ impl Pipeline {
                     registry: Arc::clone(reg),
                     thread: me,
                 };
-                let r = fetch::run(&fetch_cfg, source, chans, stop)?;
+                let r = fetch::run(&fetch_cfg, source, every, chans, stop)?;
                 guard.finish();
                 Ok(Box::new(r) as _)
             }),
@@ -282,6 +305,7 @@ impl Pipeline {
             Ok(w) => {
                 summary.records_written = w.rows;
                 summary.row_groups = w.row_groups;
+                summary.files = w.files;
                 summary.output = w.output;
                 summary.dead_letter_file = w.dead_letter_file;
             }
@@ -291,7 +315,6 @@ impl Pipeline {
         if let Some(e) = errors.pop() {
             return Err(e);
         }
-        registry.cycles.fetch_add(1, Ordering::Relaxed);
         let since = |stage: Stage| {
             let mut h = registry.latency(stage).clone();
             h.subtract(&latency_before[stage as usize]);

@@ -157,6 +157,23 @@ impl Source {
         })
     }
 
+    /// A fresh copy of the source for another pass (continuous mode): templates and lists are
+    /// copied, and a line source is re-opened from the path in its `name`, so edits to a URL
+    /// file take effect at the next pass. Standard input cannot be read twice.
+    pub fn try_clone(&self) -> Result<Source> {
+        match self {
+            Source::Template(t) => Ok(Source::Template(t.clone())),
+            Source::Urls(v) => Ok(Source::Urls(v.clone())),
+            Source::Lines { name, .. } if name == "-" => Err(Error::Source {
+                source_name: "-".into(),
+                why: "standard input can be read only once; continuous mode (`every`) needs \
+                      a URL file or a template"
+                    .into(),
+            }),
+            Source::Lines { name, .. } => Source::file(name),
+        }
+    }
+
     /// Turns the source into the feed the fetch thread pulls from. `wake` is called by the
     /// feeder thread (for line sources) whenever it has queued more items or finished.
     pub(crate) fn into_feed(self, wake: Arc<dyn Fn() + Send + Sync>) -> Result<Feed> {

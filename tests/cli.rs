@@ -222,3 +222,89 @@ fn bench_prints_machine_readable_json() {
         assert!(s.contains(key), "{key} missing in {s}");
     }
 }
+
+/// Continuous mode under an operator's tools: JSON logs naming each failure, SIGHUP re-creating
+/// the dead-letter file after logrotate moved it, SIGTERM ending the run with valid files.
+#[test]
+fn continuous_run_with_json_logs_sighup_and_sigterm() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let base = format!("http://{}", sim.addr());
+    let list = dir.path().join("urls.txt");
+    let mut urls: String = (1..=50)
+        .map(|i| format!("{base}/logs/{i}.json\n"))
+        .collect();
+    urls.push_str(&format!("{base}/status/404\n"));
+    std::fs::write(&list, urls).unwrap();
+    let out = dir.path().join("c.parquet");
+    let dead = dir.path().join("c.parquet.deadletter.ndjson");
+    let child = pinflow()
+        .args(["run", "--every", "100ms", "--log-format", "json", "--urls"])
+        .arg(&list)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let wait_for = |p: &std::path::Path| {
+        for _ in 0..3000 {
+            if std::fs::metadata(p).is_ok_and(|m| m.len() > 0) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{} never appeared", p.display());
+    };
+    // logrotate: move the file away, then SIGHUP; the next failure re-creates it.
+    wait_for(&dead);
+    let rotated = dir.path().join("rotated.ndjson");
+    std::fs::rename(&dead, &rotated).unwrap();
+    let kill = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    kill("-HUP");
+    wait_for(&dead);
+    kill("-TERM");
+    let o = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    // Some requests (the 404s) failed for good: exit code 3, after a clean drain.
+    assert_eq!(o.status.code(), Some(3), "{stdout}\n{stderr}");
+    for f in [&rotated, &dead] {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            text.lines().all(|l| l.contains("HTTP status 404")),
+            "{text}"
+        );
+    }
+    // Every stderr line is one JSON object; failures are logged with their URL and reason.
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        lines.iter().all(|l| l.starts_with('{') && l.ends_with('}')),
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("request failed") && l.contains("/status/404")),
+        "{stderr}"
+    );
+    // Only finalized files besides the URL list and the dead letters.
+    let mut parquet = 0;
+    for name in dir_names(dir.path()) {
+        assert!(!name.starts_with('.'), "temporary file left: {name}");
+        if name.ends_with(".parquet") {
+            parquet += 1;
+            let rows = rows(&dir.path().join(&name));
+            assert!(!rows.is_empty());
+        }
+    }
+    assert!(parquet >= 1);
+}

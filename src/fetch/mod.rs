@@ -81,9 +81,13 @@ pub struct FetchChannels {
 
 /// Runs the fetch loop on the calling thread until the source is drained and every admitted
 /// request has ended, or until `stop` is set (then admitted requests still finish).
+///
+/// With `every` set (continuous mode), a drained source is taken again from the start, one pass
+/// beginning `every` after the previous one began, until `stop` is set.
 pub fn run(
     cfg: &FetchConfig,
     source: Source,
+    every: Option<Duration>,
     chans: FetchChannels,
     stop: Arc<AtomicBool>,
 ) -> Result<FetchReport> {
@@ -102,9 +106,15 @@ pub fn run(
         why: e.to_string(),
     })?;
     let wake_source = Arc::clone(&waker);
-    let feed = source.into_feed(Arc::new(move || {
+    let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
         let _ = wake_source.wake();
-    }))?;
+    });
+    // Continuous mode keeps a copy to start each later pass from.
+    let again = match every {
+        Some(_) => Some(source.try_clone()?),
+        None => None,
+    };
+    let feed = source.into_feed(Arc::clone(&wake))?;
     let mut fetcher = Fetcher {
         poll,
         cfg: cfg.clone(),
@@ -127,6 +137,11 @@ pub fn run(
         rng: 0x2545_F491_4F6C_DD1D,
         last_scan: Instant::now(),
         last_publish: Instant::now(),
+        every,
+        again,
+        wake,
+        cycle_started: Instant::now(),
+        resume_at: None,
     };
     fetcher
         .chans
@@ -223,6 +238,13 @@ struct Fetcher {
     rng: u64,
     last_scan: Instant,
     last_publish: Instant,
+    /// Continuous mode: the pass interval and the source to take again.
+    every: Option<Duration>,
+    again: Option<Source>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    cycle_started: Instant,
+    /// Set when a pass has ended: when the next one starts.
+    resume_at: Option<Instant>,
 }
 
 impl Fetcher {
@@ -231,7 +253,7 @@ impl Fetcher {
         loop {
             self.admit();
             self.dispatch();
-            if self.feed_done && self.in_flight == 0 {
+            if self.feed_done && self.in_flight == 0 && self.pass_ended()? {
                 break;
             }
             let timeout = self.poll_timeout();
@@ -274,13 +296,67 @@ impl Fetcher {
         Ok(())
     }
 
+    /// Called while the source is drained and nothing is in flight. Returns true when the run
+    /// is over; in continuous mode, starts the next pass when its time has come.
+    fn pass_ended(&mut self) -> Result<bool> {
+        let stopping = self.stop.load(Ordering::Relaxed);
+        let Some(resume_at) = self.resume_at else {
+            // The pass just ended: everything fetched goes downstream now, not in 2 ms.
+            self.ship()?;
+            self.chans.registry.cycles.fetch_add(1, Ordering::Relaxed);
+            let Some(every) = self.every.filter(|_| !stopping) else {
+                return Ok(true);
+            };
+            self.resume_at = Some(self.cycle_started + every);
+            self.publish();
+            tracing::info!(
+                requests = self.report.stats.requests,
+                failed = self.report.stats.failed,
+                next_in_ms = (self.cycle_started + every)
+                    .saturating_duration_since(Instant::now())
+                    .as_millis() as u64,
+                "pass over the sources done"
+            );
+            return Ok(false);
+        };
+        if stopping {
+            self.report.interrupted = true;
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now < resume_at {
+            return Ok(false);
+        }
+        self.resume_at = None;
+        self.cycle_started = now;
+        let every = self.every.unwrap_or_default();
+        let next = self
+            .again
+            .as_ref()
+            .expect("continuous mode keeps its source")
+            .try_clone()
+            .and_then(|s| s.into_feed(Arc::clone(&self.wake)));
+        match next {
+            Ok(feed) => {
+                self.feed = feed;
+                self.feed_done = false;
+            }
+            Err(e) => {
+                // A URL file being replaced, say: skip this pass, try again at the next.
+                tracing::warn!(error = %e, "cannot start a pass over the sources; trying again at the next");
+                self.resume_at = Some(now + every);
+            }
+        }
+        Ok(false)
+    }
+
     /// Copies the counters to the live metrics (the fetch thread is their only writer).
     fn publish(&self) {
         let open = self.conns.iter().flatten().count();
         let r = &self.chans.registry;
         r.publish_fetch(&self.report.stats, self.in_flight, open);
         r.heartbeat(self.chans.thread);
-        if self.feed_done {
+        if self.feed_done && (self.every.is_none() || self.stop.load(Ordering::Relaxed)) {
             r.set_draining(true);
         }
     }
@@ -290,6 +366,9 @@ impl Fetcher {
         let mut t = Duration::from_millis(500);
         if let Some(Reverse((due, _))) = self.retries.peek() {
             t = t.min(due.saturating_duration_since(now));
+        }
+        if let Some(at) = self.resume_at {
+            t = t.min(at.saturating_duration_since(now));
         }
         if let Some(started) = self.batch_started {
             t = t.min((started + self.cfg.batch_max_delay).saturating_duration_since(now));

@@ -163,6 +163,8 @@ pub struct Summary {
     pub dead_by_reason: BTreeMap<String, u64>,
     /// Row groups written.
     pub row_groups: u64,
+    /// Parquet files finalized (more than one when rotating).
+    pub files: u64,
     /// The output file, if one was finalized.
     pub output: Option<std::path::PathBuf>,
     /// The dead-letter file, if anything was written to it.
@@ -256,12 +258,22 @@ impl std::fmt::Display for Summary {
             self.peak_live_batches, self.live_batch_bound
         )?;
         if let Some(out) = &self.output {
-            writeln!(
-                f,
-                "output     {} ({} row groups)",
-                out.display(),
-                self.row_groups
-            )?;
+            if self.files > 1 {
+                writeln!(
+                    f,
+                    "output     {} files, {} row groups, the last {}",
+                    self.files,
+                    self.row_groups,
+                    out.display()
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "output     {} ({} row groups)",
+                    out.display(),
+                    self.row_groups
+                )?;
+            }
         }
         if let Some(dl) = &self.dead_letter_file {
             writeln!(f, "dead       {}", dl.display())?;

@@ -16,6 +16,8 @@ pub struct DeadLetterLog {
     path: PathBuf,
     file: Option<BufWriter<File>>,
     line: Vec<u8>,
+    /// Whether anything was ever written (the file may be closed and re-opened).
+    used: bool,
 }
 
 impl DeadLetterLog {
@@ -25,6 +27,7 @@ impl DeadLetterLog {
             path,
             file: None,
             line: Vec::with_capacity(512),
+            used: false,
         }
     }
 
@@ -37,6 +40,7 @@ impl DeadLetterLog {
                 .open(&self.path)
                 .map_err(|e| Error::output(&self.path, "create", e))?;
             self.file = Some(BufWriter::new(f));
+            self.used = true;
         }
         let micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -60,10 +64,19 @@ impl DeadLetterLog {
             .map_err(|e| Error::output(&self.path, "write", e))
     }
 
+    /// Hands buffered entries to the operating system, so that they are visible to readers
+    /// (and survive a crash of this process) without waiting for the run to end.
+    pub fn flush(&mut self) -> Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush().map_err(|e| Error::output(&self.path, "write", e)),
+            None => Ok(()),
+        }
+    }
+
     /// Flushes and fsyncs; returns the path if anything was written.
     pub fn finish(&mut self) -> Result<Option<PathBuf>> {
         let Some(mut f) = self.file.take() else {
-            return Ok(None);
+            return Ok(self.used.then(|| self.path.clone()));
         };
         f.flush()
             .map_err(|e| Error::output(&self.path, "write", e))?;
