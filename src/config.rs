@@ -104,9 +104,26 @@ pub struct FetchConfig {
     /// Give up on a TCP connect after this long.
     #[serde(with = "duration_serde")]
     pub connect_timeout: Duration,
-    /// Give up on a request (send to last body byte) after this long.
+    /// Give up on an attempt (request sent to last body byte) after this long.
     #[serde(with = "duration_serde")]
     pub request_timeout: Duration,
+    /// Give up on an attempt when no response byte arrived this long after the request.
+    #[serde(with = "duration_serde")]
+    pub first_byte_timeout: Duration,
+    /// Give up on an attempt when a response stops for this long between two reads (a
+    /// trickling or stalled server).
+    #[serde(with = "duration_serde")]
+    pub idle_timeout: Duration,
+    /// Give up on a request, all attempts and waits between them together, after this long.
+    #[serde(with = "duration_serde")]
+    pub total_timeout: Duration,
+    /// The longest `Retry-After` honoured; a server asking for more is retried after this.
+    #[serde(with = "duration_serde")]
+    pub max_retry_after: Duration,
+    /// Keep only the work items of one shard, `K/N` (K in 0..N): N instances with the same
+    /// source and K = 0..N-1 split it with no coordination (stable FNV-1a hash of the URL).
+    #[serde(with = "opt_shard_serde", skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
     /// A larger response body fails its request instead of exhausting memory.
     pub max_body_bytes: usize,
     /// A batch of bodies is handed to the parse threads when it holds this many responses...
@@ -116,6 +133,50 @@ pub struct FetchConfig {
     /// ...or when its oldest body has waited this long.
     #[serde(with = "duration_serde")]
     pub batch_max_delay: Duration,
+}
+
+/// One shard of a work source: `index` in `0..count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This instance's shard, from 0.
+    pub index: u64,
+    /// How many instances share the source.
+    pub count: u64,
+}
+
+impl Shard {
+    /// Whether `url` belongs to this shard: FNV-1a 64 of its bytes, modulo `count`. Stable
+    /// across runs, machines and versions, so N instances never overlap nor miss an item.
+    pub fn keeps(&self, url: &str) -> bool {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in url.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h % self.count == self.index
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Shard, String> {
+        let bad = || format!("`{s}` is not K/N with K in 0..N (e.g. 0/4)");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            k.trim().parse::<u64>().map_err(|_| bad())?,
+            n.trim().parse::<u64>().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// Parquet output settings.
@@ -308,6 +369,11 @@ impl Default for FetchConfig {
             max_attempts: 3,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            first_byte_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(15),
+            total_timeout: Duration::from_secs(300),
+            max_retry_after: Duration::from_secs(60),
+            shard: None,
             max_body_bytes: 64 << 20,
             batch_max_items: 256,
             batch_max_bytes: 1 << 20,
@@ -451,6 +517,9 @@ impl Config {
         for (key, d) in [
             ("fetch.connect_timeout", f.connect_timeout),
             ("fetch.request_timeout", f.request_timeout),
+            ("fetch.first_byte_timeout", f.first_byte_timeout),
+            ("fetch.idle_timeout", f.idle_timeout),
+            ("fetch.total_timeout", f.total_timeout),
         ] {
             if d.is_zero() {
                 bad(key, "must be longer than zero".into());
@@ -1048,6 +1117,8 @@ enum Kind {
     Bool,
     /// A string.
     Text,
+    /// `K/N`.
+    Shard,
     /// A file path (a string).
     Path,
     /// A duration string such as `"30s"`.
@@ -1067,6 +1138,7 @@ impl Kind {
             Kind::Count | Kind::Count32 => "a non-negative integer",
             Kind::Bool => "true or false",
             Kind::Text => "a string",
+            Kind::Shard => "a shard such as \"0/4\" (K/N, K in 0..N)",
             Kind::Path => "a file path (a string)",
             Kind::Duration => "a duration string such as \"30s\"",
             Kind::Compression => "\"none\", \"snappy\", \"zstd\" or \"zstd:LEVEL\"",
@@ -1154,6 +1226,10 @@ impl Kind {
                 _ => Err(format!("`{s}` is not true or false")),
             },
             Kind::Text => string(s.to_string()),
+            Kind::Shard => match s.parse::<Shard>() {
+                Ok(sh) => string(sh.to_string()),
+                Err(e) => Err(e),
+            },
             Kind::Path => {
                 if s.is_empty() {
                     Err("the path is empty".to_string())
@@ -1333,6 +1409,38 @@ const KEYS: &[KeySpec] = &[
         Kind::Duration,
         "--request-timeout",
         "Give up on an attempt (request sent to last body byte) after this long.",
+    ),
+    key(
+        "fetch.first_byte_timeout",
+        Kind::Duration,
+        "--first-byte-timeout",
+        "Give up on an attempt when no response byte arrived this long after the request.",
+    ),
+    key(
+        "fetch.idle_timeout",
+        Kind::Duration,
+        "--idle-timeout",
+        "Give up on an attempt when a response stops this long between two reads.",
+    ),
+    key(
+        "fetch.total_timeout",
+        Kind::Duration,
+        "--total-timeout",
+        "Give up on a request, all attempts and the waits between them together, after this long.",
+    ),
+    key(
+        "fetch.max_retry_after",
+        Kind::Duration,
+        "--max-retry-after",
+        "The longest Retry-After honoured (429 and 5xx responses); longer requests wait this long.",
+    ),
+    opt(
+        "fetch.shard",
+        Kind::Shard,
+        "--shard",
+        "\"0/4\"",
+        "Keep only the work items of shard K of N (K in 0..N, a stable hash of the URL), so N \
+         instances split one source with no coordination.",
     ),
     key(
         "fetch.max_body_bytes",
@@ -1578,6 +1686,29 @@ mod opt_duration_serde {
     }
 }
 
+mod opt_shard_serde {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        v: &Option<Shard>,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(&v.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Option<Shard>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
 mod opt_addr_serde {
     use super::*;
 
@@ -1768,6 +1899,11 @@ mod tests {
                 max_attempts: 7,
                 connect_timeout: Duration::from_millis(1500),
                 request_timeout: Duration::from_secs(90),
+                first_byte_timeout: Duration::from_secs(9),
+                idle_timeout: Duration::from_secs(8),
+                total_timeout: Duration::from_secs(700),
+                max_retry_after: Duration::from_secs(11),
+                shard: Some(Shard { index: 2, count: 5 }),
                 max_body_bytes: 1000,
                 batch_max_items: 17,
                 batch_max_bytes: 4096,

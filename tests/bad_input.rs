@@ -49,7 +49,9 @@ fn bad_records_bodies_and_statuses_are_dead_lettered_with_reasons() {
         ),
         (7, 5, 2)
     );
-    assert_eq!(summary.fetch.statuses.get(&503), Some(&1));
+    // A 503 is transient: retried up to max_attempts (3), so three 503 responses; a 404 is not.
+    assert_eq!(summary.fetch.statuses.get(&503), Some(&3));
+    assert_eq!(summary.fetch.retries, 2);
     assert_eq!(summary.fetch.statuses.get(&404), Some(&1));
     // Records: 1 (missing fields), 2 (wrong type), 3, html, truncated, 10.
     assert_eq!(

@@ -181,3 +181,30 @@ fn back_pressure_bounds_live_batches_with_a_slow_writer() {
     assert_eq!(ids.len(), 200_000);
     assert_eq!((ids.first(), ids.last()), (Some(&1), Some(&200_000)));
 }
+
+#[test]
+fn shards_split_a_source_without_overlap_or_gap() {
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    let mut requests = 0;
+    for k in 0..3 {
+        let mut cfg = config(dir.path());
+        cfg.out = dir.path().join(format!("shard-{k}.parquet"));
+        cfg.fetch.shard = Some(format!("{k}/3").parse().unwrap());
+        let summary = Pipeline::new(cfg.clone())
+            .unwrap()
+            .run(Source::from_arg(&sim.logs_template(900)).unwrap())
+            .unwrap();
+        assert!(summary.ledger_balances());
+        // Each instance counts only its own work items as requests.
+        requests += summary.fetch.requests;
+        assert!(summary.fetch.requests > 200 && summary.fetch.requests < 400);
+        for r in rows(&cfg.out) {
+            *seen.entry(r.record.id).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(requests, 900);
+    assert_eq!(seen.len(), 900, "every id in some shard");
+    assert!(seen.values().all(|&n| n == 1), "no id in two shards");
+}

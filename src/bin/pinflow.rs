@@ -141,6 +141,21 @@ struct Options {
     /// Request timeout: a duration (30s, 1m) or seconds [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = cli_duration)]
     request_timeout: Option<Duration>,
+    /// No response byte this long after the request fails the attempt [default: 15s].
+    #[arg(long, value_name = "DURATION", value_parser = cli_duration)]
+    first_byte_timeout: Option<Duration>,
+    /// A response pausing this long between reads fails the attempt [default: 15s].
+    #[arg(long, value_name = "DURATION", value_parser = cli_duration)]
+    idle_timeout: Option<Duration>,
+    /// All attempts of a request and the waits between them, together [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = cli_duration)]
+    total_timeout: Option<Duration>,
+    /// The longest Retry-After honoured [default: 1m].
+    #[arg(long, value_name = "DURATION", value_parser = cli_duration)]
+    max_retry_after: Option<Duration>,
+    /// Keep only shard K of N of the work items (K in 0..N; stable hash of the URL).
+    #[arg(long, value_name = "K/N", value_parser = |s: &str| s.parse::<pinflow::config::Shard>())]
+    shard: Option<pinflow::config::Shard>,
     /// Largest accepted response body, in bytes [default: 67108864].
     #[arg(long, value_name = "N")]
     max_body_bytes: Option<usize>,
@@ -222,6 +237,35 @@ impl Options {
             "--compute-threads"
         );
         flag!(self.cpus, c.threads.cpus, Some, "threads.cpus", "--cpus");
+        flag!(
+            self.first_byte_timeout,
+            c.fetch.first_byte_timeout,
+            same,
+            "fetch.first_byte_timeout",
+            "--first-byte-timeout"
+        );
+        flag!(
+            self.idle_timeout,
+            c.fetch.idle_timeout,
+            same,
+            "fetch.idle_timeout",
+            "--idle-timeout"
+        );
+        flag!(
+            self.total_timeout,
+            c.fetch.total_timeout,
+            same,
+            "fetch.total_timeout",
+            "--total-timeout"
+        );
+        flag!(
+            self.max_retry_after,
+            c.fetch.max_retry_after,
+            same,
+            "fetch.max_retry_after",
+            "--max-retry-after"
+        );
+        flag!(self.shard, c.fetch.shard, Some, "fetch.shard", "--shard");
         if self.pin || self.no_pin {
             c.threads.pin = self.pin;
             set.push(("threads.pin", if self.pin { "--pin" } else { "--no-pin" }));

@@ -77,6 +77,7 @@ pub struct ResponseDecoder {
     keep_alive: bool,
     max_body: usize,
     seen_bytes: bool,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ResponseDecoder {
@@ -88,6 +89,7 @@ impl ResponseDecoder {
             keep_alive: true,
             max_body,
             seen_bytes: false,
+            retry_after: None,
         }
     }
 
@@ -97,6 +99,13 @@ impl ResponseDecoder {
         self.status = 0;
         self.keep_alive = true;
         self.seen_bytes = false;
+        self.retry_after = None;
+    }
+
+    /// The response's `Retry-After` (RFC 9110 §10.2.3), as a delay from now: delta-seconds or
+    /// an HTTP-date (a date in the past means now). `None` when absent or unreadable.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     /// The status code, once the head is parsed (0 before).
@@ -279,6 +288,10 @@ impl ResponseDecoder {
                     .rsplit(',')
                     .next()
                     .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            } else if h.name.eq_ignore_ascii_case("retry-after") {
+                self.retry_after = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(parse_retry_after);
             } else if h.name.eq_ignore_ascii_case("connection") {
                 let v = String::from_utf8_lossy(h.value);
                 for token in v.split(',').map(str::trim) {
@@ -309,9 +322,59 @@ impl ResponseDecoder {
     }
 }
 
+/// `Retry-After` as a delay: delta-seconds (`120`) or an IMF-fixdate
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`) relative to the system clock.
+pub fn parse_retry_after(v: &str) -> Option<std::time::Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let at = crate::time::parse_http_date(v)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    Some(std::time::Duration::from_secs(
+        at.saturating_sub(now).max(0) as u64,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_both_forms() {
+        use std::time::Duration;
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+        let secs = later
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let date = crate::time::format_http_date(secs);
+        let d = parse_retry_after(&date).unwrap();
+        assert!(
+            d > Duration::from_secs(3500) && d <= Duration::from_secs(3600),
+            "{date}: {d:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+        let raw = b"HTTP/1.1 429 Too Many\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n";
+        let mut d = ResponseDecoder::new(100);
+        let mut body = Vec::new();
+        d.decode(raw, &mut body).unwrap();
+        assert_eq!(
+            (d.status(), d.retry_after()),
+            (429, Some(Duration::from_secs(3)))
+        );
+        d.reset();
+        assert_eq!(d.retry_after(), None);
+    }
 
     /// Feeds `bytes` in pieces of `step` and returns (status, body, leftover).
     fn decode_in_steps(

@@ -161,6 +161,8 @@ struct Request {
     /// Tries that have ended in a retryable failure.
     failures: u32,
     stale_resends: u32,
+    /// When the request was admitted: `total_timeout` counts from here.
+    admitted_at: Instant,
 }
 
 enum Addrs {
@@ -204,6 +206,8 @@ struct Conn {
     reused: bool,
     deadline: Instant,
     sent_at: Instant,
+    /// The last time bytes arrived (idle timeout).
+    last_byte_at: Instant,
 }
 
 /// What went wrong on a connection, and whether the request may be tried again.
@@ -399,6 +403,10 @@ impl Fetcher {
                     return;
                 }
             };
+            if self.cfg.shard.is_some_and(|sh| !sh.keeps(&item.url)) {
+                // Another instance's work: not a request of this one.
+                continue;
+            }
             self.in_flight += 1;
             self.report.stats.requests += 1;
             match HttpUrl::parse(&item.url) {
@@ -410,6 +418,7 @@ impl Fetcher {
                         host,
                         failures: 0,
                         stale_resends: 0,
+                        admitted_at: Instant::now(),
                     });
                 }
                 Err(why) => {
@@ -497,7 +506,7 @@ impl Fetcher {
             Ok(s) => s,
             Err(e) => {
                 self.free_slots.push(slot);
-                self.retry_or_fail(req, "connect", format!("connect to {addr}: {e}"));
+                self.retry_or_fail(req, "connect", format!("connect to {addr}: {e}"), None);
                 return;
             }
         };
@@ -507,7 +516,12 @@ impl Fetcher {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             self.free_slots.push(slot);
-            self.retry_or_fail(req, "connect", format!("register socket for {addr}: {e}"));
+            self.retry_or_fail(
+                req,
+                "connect",
+                format!("register socket for {addr}: {e}"),
+                None,
+            );
             return;
         }
         self.report.stats.connections += 1;
@@ -529,6 +543,7 @@ impl Fetcher {
             reused: false,
             deadline: now + self.cfg.connect_timeout,
             sent_at: now,
+            last_byte_at: now,
         };
         let host = &self.hosts[h];
         conn.prepare(req, host, now + self.cfg.connect_timeout);
@@ -639,6 +654,7 @@ impl Fetcher {
                 }
                 Ok(n) => {
                     conn.rend += n;
+                    conn.last_byte_at = Instant::now();
                     if !self.on_bytes(slot) {
                         return;
                     }
@@ -735,7 +751,14 @@ impl Fetcher {
         } else {
             *self.report.stats.statuses.entry(status).or_default() += 1;
             let class = format!("http {status}");
-            self.finish_failed(&req.url, &class, &format!("HTTP status {status}"), attempts);
+            let detail = format!("HTTP status {status}");
+            if status == 429 || (500..600).contains(&status) {
+                // Overload and server errors are transient: try again, no sooner than asked.
+                let after = conn.decoder.retry_after();
+                self.retry_or_fail(req, &class, detail, after);
+            } else {
+                self.finish_failed(&req.url, &class, &detail, attempts);
+            }
         }
         let conn = self.conns[slot].as_mut().expect("still there");
         conn.body.clear();
@@ -777,31 +800,51 @@ impl Fetcher {
                     req,
                     "closed",
                     "server closed the connection before answering".into(),
+                    None,
                 );
             }
             Some(ConnFailure::Retryable { class, detail }) => {
-                self.retry_or_fail(req, class, detail)
+                self.retry_or_fail(req, class, detail, None)
             }
             Some(ConnFailure::Fatal { class, detail }) => {
                 let attempts = req.failures + 1;
                 self.finish_failed(&req.url, class, &detail, attempts);
             }
             None => {
-                self.retry_or_fail(req, "closed", "connection closed".into());
+                self.retry_or_fail(req, "closed", "connection closed".into(), None);
             }
         }
     }
 
-    fn retry_or_fail(&mut self, mut req: Request, class: &str, detail: String) {
+    /// Schedules another attempt after an exponential backoff with full jitter (or at least
+    /// the server's `Retry-After`, capped by `max_retry_after`), or fails the request when its
+    /// attempts or its total time are used up, or the run is stopping.
+    fn retry_or_fail(
+        &mut self,
+        mut req: Request,
+        class: &str,
+        mut detail: String,
+        retry_after: Option<Duration>,
+    ) {
         req.failures += 1;
-        if req.failures < self.cfg.max_attempts && !self.stop.load(Ordering::Relaxed) {
+        // Exponential backoff with full jitter (xorshift; quality is irrelevant here).
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let cap = RETRY_BASE.as_micros() as u64 * (1 << (req.failures - 1).min(10));
+        let mut delay = Duration::from_micros(self.rng % cap.max(1));
+        if let Some(after) = retry_after {
+            delay = delay.max(after.min(self.cfg.max_retry_after));
+        }
+        let in_time = req.admitted_at.elapsed() + delay < self.cfg.total_timeout;
+        if !in_time {
+            detail = format!(
+                "{detail}; no time left for another attempt within the total timeout of {:?}",
+                self.cfg.total_timeout
+            );
+        }
+        if req.failures < self.cfg.max_attempts && in_time && !self.stop.load(Ordering::Relaxed) {
             self.report.stats.retries += 1;
-            // Exponential backoff with full jitter (xorshift; quality is irrelevant here).
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            let cap = RETRY_BASE.as_micros() as u64 * (1 << (req.failures - 1).min(10));
-            let delay = Duration::from_micros(self.rng % cap.max(1));
             let id = self.next_retry_id;
             self.next_retry_id += 1;
             self.retries.push(Reverse((Instant::now() + delay, id)));
@@ -835,22 +878,40 @@ impl Fetcher {
             let Some(conn) = &self.conns[slot] else {
                 continue;
             };
-            if conn.state == ConnState::Idle || conn.deadline > now {
+            if conn.state == ConnState::Idle {
                 continue;
             }
-            let (class, detail) = match conn.state {
-                ConnState::Connecting => (
-                    "timeout",
+            let active = conn.state == ConnState::Active;
+            let started = conn.decoder.started();
+            let detail = if conn.deadline <= now {
+                if conn.state == ConnState::Connecting {
                     format!(
                         "connect to {} timed out after {:?}",
                         conn.addr, self.cfg.connect_timeout
-                    ),
-                ),
-                _ => (
-                    "timeout",
-                    format!("request timed out after {:?}", self.cfg.request_timeout),
-                ),
+                    )
+                } else {
+                    format!("request timed out after {:?}", self.cfg.request_timeout)
+                }
+            } else if active
+                && !started
+                && now.duration_since(conn.sent_at) >= self.cfg.first_byte_timeout
+            {
+                format!(
+                    "no response within {:?} (first-byte timeout)",
+                    self.cfg.first_byte_timeout
+                )
+            } else if active
+                && started
+                && now.duration_since(conn.last_byte_at) >= self.cfg.idle_timeout
+            {
+                format!(
+                    "response stalled: no bytes for {:?} (idle timeout)",
+                    self.cfg.idle_timeout
+                )
+            } else {
+                continue;
             };
+            let class = "timeout";
             self.close(slot, Some(ConnFailure::Retryable { class, detail }));
         }
     }
@@ -937,6 +998,8 @@ impl Fetcher {
         self.report.stats.blocked += blocked;
         for conn in self.conns.iter_mut().flatten() {
             conn.deadline += blocked;
+            conn.sent_at += blocked;
+            conn.last_byte_at += blocked;
         }
         Ok(())
     }
@@ -952,6 +1015,7 @@ impl Conn {
         self.decoder.reset();
         self.deadline = deadline;
         self.sent_at = Instant::now();
+        self.last_byte_at = self.sent_at;
         self.req = Some(req);
     }
 
