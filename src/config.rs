@@ -124,6 +124,13 @@ pub struct FetchConfig {
     /// source and K = 0..N-1 split it with no coordination (stable FNV-1a hash of the URL).
     #[serde(with = "opt_shard_serde", skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// At most this many requests per second to each host (a token bucket); none by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    /// Requests a host may get at once after a quiet spell (the bucket's size); default: one
+    /// second's worth, `rate_limit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_burst: Option<u32>,
     /// A larger response body fails its request instead of exhausting memory.
     pub max_body_bytes: usize,
     /// A batch of bodies is handed to the parse threads when it holds this many responses...
@@ -374,6 +381,8 @@ impl Default for FetchConfig {
             total_timeout: Duration::from_secs(300),
             max_retry_after: Duration::from_secs(60),
             shard: None,
+            rate_limit: None,
+            rate_burst: None,
             max_body_bytes: 64 << 20,
             batch_max_items: 256,
             batch_max_bytes: 1 << 20,
@@ -509,6 +518,8 @@ impl Config {
             ("fetch.max_body_bytes", f.max_body_bytes),
             ("fetch.batch_max_items", f.batch_max_items),
             ("fetch.batch_max_bytes", f.batch_max_bytes),
+            ("fetch.rate_limit", f.rate_limit.map_or(1, |v| v as usize)),
+            ("fetch.rate_burst", f.rate_burst.map_or(1, |v| v as usize)),
         ] {
             if v == 0 {
                 bad(key, at_least_one.clone());
@@ -1442,6 +1453,20 @@ const KEYS: &[KeySpec] = &[
         "Keep only the work items of shard K of N (K in 0..N, a stable hash of the URL), so N \
          instances split one source with no coordination.",
     ),
+    opt(
+        "fetch.rate_limit",
+        Kind::Count32,
+        "--rate-limit",
+        "100",
+        "At most this many requests per second to each host (token bucket). Default: no limit.",
+    ),
+    opt(
+        "fetch.rate_burst",
+        Kind::Count32,
+        "--rate-burst",
+        "10",
+        "Requests a host may get at once after a quiet spell. Default: rate_limit.",
+    ),
     key(
         "fetch.max_body_bytes",
         Kind::Count,
@@ -1904,6 +1929,8 @@ mod tests {
                 total_timeout: Duration::from_secs(700),
                 max_retry_after: Duration::from_secs(11),
                 shard: Some(Shard { index: 2, count: 5 }),
+                rate_limit: Some(40),
+                rate_burst: Some(3),
                 max_body_bytes: 1000,
                 batch_max_items: 17,
                 batch_max_bytes: 4096,

@@ -64,6 +64,8 @@ fn everything_set() -> Config {
             total_timeout: Duration::from_secs(600),
             max_retry_after: Duration::from_secs(20),
             shard: Some("1/3".parse().unwrap()),
+            rate_limit: Some(25),
+            rate_burst: Some(2),
             max_body_bytes: 12345,
             batch_max_items: 33,
             batch_max_bytes: 65536,

@@ -156,6 +156,12 @@ struct Options {
     /// Keep only shard K of N of the work items (K in 0..N; stable hash of the URL).
     #[arg(long, value_name = "K/N", value_parser = |s: &str| s.parse::<pinflow::config::Shard>())]
     shard: Option<pinflow::config::Shard>,
+    /// At most N requests per second to each host [default: no limit].
+    #[arg(long, value_name = "N")]
+    rate_limit: Option<u32>,
+    /// Requests a host may get at once after a quiet spell [default: the rate limit].
+    #[arg(long, value_name = "N")]
+    rate_burst: Option<u32>,
     /// Largest accepted response body, in bytes [default: 67108864].
     #[arg(long, value_name = "N")]
     max_body_bytes: Option<usize>,
@@ -266,6 +272,20 @@ impl Options {
             "--max-retry-after"
         );
         flag!(self.shard, c.fetch.shard, Some, "fetch.shard", "--shard");
+        flag!(
+            self.rate_limit,
+            c.fetch.rate_limit,
+            Some,
+            "fetch.rate_limit",
+            "--rate-limit"
+        );
+        flag!(
+            self.rate_burst,
+            c.fetch.rate_burst,
+            Some,
+            "fetch.rate_burst",
+            "--rate-burst"
+        );
         if self.pin || self.no_pin {
             c.threads.pin = self.pin;
             set.push(("threads.pin", if self.pin { "--pin" } else { "--no-pin" }));

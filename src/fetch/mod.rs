@@ -142,6 +142,7 @@ pub fn run(
         wake,
         cycle_started: Instant::now(),
         resume_at: None,
+        rate_wake_at: None,
     };
     fetcher
         .chans
@@ -180,6 +181,40 @@ struct Host {
     queue: VecDeque<Request>,
     open: usize,
     idle: Vec<usize>,
+    /// Requests-per-second limit, when configured.
+    bucket: Option<TokenBucket>,
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst` saved up.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> TokenBucket {
+        TokenBucket {
+            rate: f64::from(rate),
+            burst: f64::from(burst.max(1)),
+            tokens: f64::from(burst.max(1)),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes a token, or says how long until one is there.
+    fn take(&mut self, now: Instant) -> std::result::Result<(), Duration> {
+        let earned = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +284,8 @@ struct Fetcher {
     cycle_started: Instant,
     /// Set when a pass has ended: when the next one starts.
     resume_at: Option<Instant>,
+    /// When a rate-limited host earns its next token.
+    rate_wake_at: Option<Instant>,
 }
 
 impl Fetcher {
@@ -374,6 +411,9 @@ impl Fetcher {
         if let Some(at) = self.resume_at {
             t = t.min(at.saturating_duration_since(now));
         }
+        if let Some(at) = self.rate_wake_at {
+            t = t.min(at.saturating_duration_since(now));
+        }
         if let Some(started) = self.batch_started {
             t = t.min((started + self.cfg.batch_max_delay).saturating_duration_since(now));
         }
@@ -451,6 +491,10 @@ impl Fetcher {
             queue: VecDeque::new(),
             open: 0,
             idle: Vec::new(),
+            bucket: self
+                .cfg
+                .rate_limit
+                .map(|r| TokenBucket::new(r, self.cfg.rate_burst.unwrap_or(r))),
         });
         self.host_index.insert((name.to_string(), port), i);
         i
@@ -458,6 +502,8 @@ impl Fetcher {
 
     /// Gives queued requests to connections.
     fn dispatch(&mut self) {
+        self.rate_wake_at = None;
+        let now = Instant::now();
         for h in 0..self.hosts.len() {
             if self.hosts[h].queue.is_empty() {
                 continue;
@@ -480,6 +526,18 @@ impl Fetcher {
                 Addrs::Ready(_) => {}
             }
             while let Some(req) = self.hosts[h].queue.pop_front() {
+                let can_send = self.hosts[h].idle.last().is_some()
+                    || self.hosts[h].open < self.cfg.connections_per_host;
+                if can_send {
+                    if let Some(b) = self.hosts[h].bucket.as_mut() {
+                        if let Err(wait) = b.take(now) {
+                            self.hosts[h].queue.push_front(req);
+                            let at = now + wait;
+                            self.rate_wake_at = Some(self.rate_wake_at.map_or(at, |t| t.min(at)));
+                            break;
+                        }
+                    }
+                }
                 if let Some(slot) = self.hosts[h].idle.pop() {
                     self.start_request(slot, req);
                 } else if self.hosts[h].open < self.cfg.connections_per_host {
