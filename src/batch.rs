@@ -74,6 +74,20 @@ pub struct Fetched {
     pub attempts: u32,
     /// When the last body byte arrived (or the request was given up).
     pub done_at: Instant,
+    /// The body's `Content-Encoding`; the parse threads decode it (never the I/O thread).
+    pub encoding: ContentEncoding,
+}
+
+/// A body's `Content-Encoding`, among those pinflow asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContentEncoding {
+    /// As is.
+    #[default]
+    Identity,
+    /// gzip (RFC 1952).
+    Gzip,
+    /// HTTP's "deflate": zlib format (RFC 1950).
+    Deflate,
 }
 
 /// Responses from the fetcher: bodies back to back in one arena, each followed by
@@ -93,6 +107,18 @@ pub struct BodyBatch {
 impl BodyBatch {
     /// Appends a delivered body.
     pub fn push_body(&mut self, url: &str, body: &[u8], attempts: u32, done_at: Instant) {
+        self.push_encoded_body(url, body, ContentEncoding::Identity, attempts, done_at);
+    }
+
+    /// Appends a delivered body in a content encoding the parse threads will decode.
+    pub fn push_encoded_body(
+        &mut self,
+        url: &str,
+        body: &[u8],
+        encoding: ContentEncoding,
+        attempts: u32,
+        done_at: Instant,
+    ) {
         let u = self.push_url(url);
         let start = self.arena.len();
         self.arena.extend_from_slice(body);
@@ -104,6 +130,7 @@ impl BodyBatch {
             outcome: Outcome::Body,
             attempts,
             done_at,
+            encoding,
         });
     }
 
@@ -117,6 +144,7 @@ impl BodyBatch {
             outcome: Outcome::Failed(reason),
             attempts,
             done_at,
+            encoding: ContentEncoding::Identity,
         });
     }
 

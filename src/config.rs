@@ -124,6 +124,9 @@ pub struct FetchConfig {
     /// source and K = 0..N-1 split it with no coordination (stable FNV-1a hash of the URL).
     #[serde(with = "opt_shard_serde", skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// Sent as `Accept-Encoding` (empty: not sent). The parse threads decode `gzip` and
+    /// `deflate` bodies; the I/O thread never does.
+    pub accept_encoding: String,
     /// At most this many requests per second to each host (a token bucket); none by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
@@ -383,6 +386,7 @@ impl Default for FetchConfig {
             shard: None,
             rate_limit: None,
             rate_burst: None,
+            accept_encoding: "gzip, deflate".into(),
             max_body_bytes: 64 << 20,
             batch_max_items: 256,
             batch_max_bytes: 1 << 20,
@@ -534,6 +538,18 @@ impl Config {
         ] {
             if d.is_zero() {
                 bad(key, "must be longer than zero".into());
+            }
+        }
+        for token in f.accept_encoding.split(',').map(str::trim) {
+            if !matches!(token, "" | "gzip" | "deflate" | "identity")
+                && !token.starts_with("identity;")
+            {
+                bad(
+                    "fetch.accept_encoding",
+                    format!(
+                        "`{token}` is not an encoding pinflow decodes (gzip, deflate, identity)"
+                    ),
+                );
             }
         }
         if self.writer.row_group_rows == 0 {
@@ -1453,6 +1469,13 @@ const KEYS: &[KeySpec] = &[
         "Keep only the work items of shard K of N (K in 0..N, a stable hash of the URL), so N \
          instances split one source with no coordination.",
     ),
+    key(
+        "fetch.accept_encoding",
+        Kind::Text,
+        "--accept-encoding",
+        "Sent as Accept-Encoding (\"\" to send none); gzip and deflate bodies are decoded by the \
+         parse threads.",
+    ),
     opt(
         "fetch.rate_limit",
         Kind::Count32,
@@ -1931,6 +1954,7 @@ mod tests {
                 shard: Some(Shard { index: 2, count: 5 }),
                 rate_limit: Some(40),
                 rate_burst: Some(3),
+                accept_encoding: "gzip".into(),
                 max_body_bytes: 1000,
                 batch_max_items: 17,
                 batch_max_bytes: 4096,

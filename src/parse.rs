@@ -20,7 +20,9 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
-use crate::batch::{excerpt, BodyBatch, DeadLetter, Outcome, RecordsBatch, BODY_PADDING};
+use crate::batch::{
+    excerpt, BodyBatch, ContentEncoding, DeadLetter, Outcome, RecordsBatch, BODY_PADDING,
+};
 use crate::schema;
 use crate::time::parse_rfc3339;
 
@@ -52,6 +54,11 @@ pub struct Parser {
     /// Time to parse each body of the last batch (cleared by each [`Parser::parse_batch`]), for
     /// the caller to record; kept as plain durations so recording takes one lock per batch.
     pub body_times: Vec<std::time::Duration>,
+    /// Largest decompressed body accepted (a gzip bomb becomes a dead letter, not an
+    /// out-of-memory); the pipeline sets it to `fetch.max_body_bytes`.
+    pub max_body: usize,
+    /// Reused buffer for decompressed bodies.
+    inflated: Vec<u8>,
 }
 
 struct Columns {
@@ -139,6 +146,8 @@ impl Parser {
             cols: Columns::new(),
             stats: ParseStats::default(),
             body_times: Vec::with_capacity(256),
+            max_body: 64 << 20,
+            inflated: Vec::new(),
         }
     }
 
@@ -168,6 +177,32 @@ impl Parser {
                     let started = std::time::Instant::now();
                     let range = item.body.clone();
                     let attempts = item.attempts;
+                    let encoding = item.encoding;
+                    if encoding != ContentEncoding::Identity {
+                        let url = batch.urls[item.url.clone()].to_string();
+                        let mut buf = std::mem::take(&mut self.inflated);
+                        match inflate(
+                            &batch.arena[range.clone()],
+                            encoding,
+                            self.max_body,
+                            &mut buf,
+                        ) {
+                            Ok(len) => self.parse_body(&mut buf, len, &url, attempts, &mut dead),
+                            Err(why) => {
+                                let r = Reject {
+                                    class: "bad encoding",
+                                    detail: why,
+                                };
+                                let ex = excerpt(&batch.arena[range.clone()], 64);
+                                // The undecodable body counts as one (rejected) record.
+                                self.stats.records += 1;
+                                self.reject("body", &url, r, ex, attempts, &mut dead);
+                            }
+                        }
+                        self.inflated = buf;
+                        self.body_times.push(started.elapsed());
+                        continue;
+                    }
                     // Split borrows: the URL text and the arena are different fields.
                     let (urls, arena) = (&batch.urls, &mut batch.arena);
                     let url = &urls[batch.items[idx].url.clone()];
@@ -512,6 +547,45 @@ fn string<'a>(key: &str, n: &Node<'a>) -> Result<Option<&'a str>, Reject> {
         Node::String(s) => Ok(Some(s)),
         other => Err(wrong_type(key, "a string", Some(other))),
     }
+}
+
+/// Decompresses `body` into `out` (followed by simd-json's padding); returns the decoded
+/// length. More than `max` decoded bytes is an error, so a small compressed body cannot expand
+/// without bound.
+fn inflate(
+    body: &[u8],
+    encoding: ContentEncoding,
+    max: usize,
+    out: &mut Vec<u8>,
+) -> std::result::Result<usize, String> {
+    use std::io::Read;
+    out.clear();
+    let limit = max as u64 + 1;
+    let read = match encoding {
+        ContentEncoding::Gzip => flate2::read::MultiGzDecoder::new(body)
+            .take(limit)
+            .read_to_end(out),
+        ContentEncoding::Deflate => flate2::read::ZlibDecoder::new(body)
+            .take(limit)
+            .read_to_end(out),
+        ContentEncoding::Identity => {
+            out.extend_from_slice(body);
+            Ok(body.len())
+        }
+    };
+    let name = match encoding {
+        ContentEncoding::Gzip => "gzip",
+        ContentEncoding::Deflate => "deflate",
+        ContentEncoding::Identity => "identity",
+    };
+    let n = read.map_err(|e| format!("{name} body cannot be decoded: {e}"))?;
+    if n > max {
+        return Err(format!(
+            "{name} body decodes to more than {max} bytes (fetch.max_body_bytes)"
+        ));
+    }
+    out.resize(n + BODY_PADDING, 0);
+    Ok(n)
 }
 
 #[cfg(test)]

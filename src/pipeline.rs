@@ -217,11 +217,13 @@ impl Pipeline {
         let mut parsers = Vec::new();
         for i in 0..parse_n {
             let (rx, tx, recycle) = (body_rx.clone(), rows_tx.clone(), recycle_tx.clone());
+            let max_body = cfg.fetch.max_body_bytes;
             parsers.push(spawn(
                 Role::Parse(i),
                 Box::new(move |reg, me| {
                     let guard = StateGuard::new(reg, me);
                     let mut parser = Parser::new();
+                    parser.max_body = max_body;
                     let mut published = ParseStats::default();
                     loop {
                         reg.set_state(me, ThreadState::WaitingInput);

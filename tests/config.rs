@@ -66,6 +66,7 @@ fn everything_set() -> Config {
             shard: Some("1/3".parse().unwrap()),
             rate_limit: Some(25),
             rate_burst: Some(2),
+            accept_encoding: "deflate".into(),
             max_body_bytes: 12345,
             batch_max_items: 33,
             batch_max_bytes: 65536,

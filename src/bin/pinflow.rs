@@ -162,6 +162,9 @@ struct Options {
     /// Requests a host may get at once after a quiet spell [default: the rate limit].
     #[arg(long, value_name = "N")]
     rate_burst: Option<u32>,
+    /// Accept-Encoding sent with requests; "" sends none [default: "gzip, deflate"].
+    #[arg(long, value_name = "ENCODINGS")]
+    accept_encoding: Option<String>,
     /// Largest accepted response body, in bytes [default: 67108864].
     #[arg(long, value_name = "N")]
     max_body_bytes: Option<usize>,
@@ -278,6 +281,13 @@ impl Options {
             Some,
             "fetch.rate_limit",
             "--rate-limit"
+        );
+        flag!(
+            self.accept_encoding,
+            c.fetch.accept_encoding,
+            same,
+            "fetch.accept_encoding",
+            "--accept-encoding"
         );
         flag!(
             self.rate_burst,

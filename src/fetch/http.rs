@@ -13,7 +13,9 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 
 /// Appends a keep-alive `GET` request for `path` on `host:port` to `out`.
-pub fn write_request(out: &mut Vec<u8>, host: &str, port: u16, path: &str) {
+///
+/// `accept_encoding` is sent as `Accept-Encoding` when not empty.
+pub fn write_request(out: &mut Vec<u8>, host: &str, port: u16, path: &str, accept_encoding: &str) {
     use std::io::Write;
     let bracket = host.contains(':');
     let (l, r) = if bracket { ("[", "]") } else { ("", "") };
@@ -23,6 +25,9 @@ pub fn write_request(out: &mut Vec<u8>, host: &str, port: u16, path: &str) {
     } else {
         write!(out, "GET {path} HTTP/1.1\r\nHost: {l}{host}{r}:{port}\r\n")
     };
+    if !accept_encoding.is_empty() {
+        let _ = write!(out, "Accept-Encoding: {accept_encoding}\r\n");
+    }
     out.extend_from_slice(
         concat!(
             "User-Agent: pinflow/",
@@ -78,6 +83,7 @@ pub struct ResponseDecoder {
     max_body: usize,
     seen_bytes: bool,
     retry_after: Option<std::time::Duration>,
+    encoding: Result<crate::batch::ContentEncoding, String>,
 }
 
 impl ResponseDecoder {
@@ -90,6 +96,7 @@ impl ResponseDecoder {
             max_body,
             seen_bytes: false,
             retry_after: None,
+            encoding: Ok(crate::batch::ContentEncoding::Identity),
         }
     }
 
@@ -100,6 +107,12 @@ impl ResponseDecoder {
         self.keep_alive = true;
         self.seen_bytes = false;
         self.retry_after = None;
+        self.encoding = Ok(crate::batch::ContentEncoding::Identity);
+    }
+
+    /// The body's `Content-Encoding`, or the name of one pinflow cannot decode.
+    pub fn content_encoding(&self) -> Result<crate::batch::ContentEncoding, String> {
+        self.encoding.clone()
     }
 
     /// The response's `Retry-After` (RFC 9110 §10.2.3), as a delay from now: delta-seconds or
@@ -288,6 +301,15 @@ impl ResponseDecoder {
                     .rsplit(',')
                     .next()
                     .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            } else if h.name.eq_ignore_ascii_case("content-encoding") {
+                use crate::batch::ContentEncoding as E;
+                let v = String::from_utf8_lossy(h.value).trim().to_ascii_lowercase();
+                self.encoding = match v.as_str() {
+                    "" | "identity" => Ok(E::Identity),
+                    "gzip" | "x-gzip" => Ok(E::Gzip),
+                    "deflate" => Ok(E::Deflate),
+                    _ => Err(v),
+                };
             } else if h.name.eq_ignore_ascii_case("retry-after") {
                 self.retry_after = std::str::from_utf8(h.value)
                     .ok()
@@ -486,7 +508,7 @@ mod tests {
     #[test]
     fn requests_name_host_and_port() {
         let mut out = Vec::new();
-        write_request(&mut out, "::1", 8080, "/a?b");
+        write_request(&mut out, "::1", 8080, "/a?b", "");
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.starts_with("GET /a?b HTTP/1.1\r\nHost: [::1]:8080\r\n"),

@@ -604,7 +604,12 @@ impl Fetcher {
             last_byte_at: now,
         };
         let host = &self.hosts[h];
-        conn.prepare(req, host, now + self.cfg.connect_timeout);
+        conn.prepare(
+            req,
+            host,
+            now + self.cfg.connect_timeout,
+            &self.cfg.accept_encoding,
+        );
         self.conns[slot] = Some(conn);
     }
 
@@ -614,7 +619,7 @@ impl Fetcher {
         let conn = self.conns[slot]
             .as_mut()
             .expect("idle list holds live connections");
-        conn.prepare(req, host, deadline);
+        conn.prepare(req, host, deadline, &self.cfg.accept_encoding);
         conn.state = ConnState::Active;
         self.drive(slot, false, true);
     }
@@ -795,14 +800,21 @@ impl Fetcher {
             .latency(Stage::Fetch)
             .record(now.duration_since(conn.sent_at));
         let attempts = req.failures + 1;
-        if (200..300).contains(&status) {
+        let encoding = conn.decoder.content_encoding();
+        if let ((200..300), Err(unknown)) = (status, &encoding) {
+            // Not retried: the server would answer the same way again.
+            let detail = format!("unsupported Content-Encoding `{unknown}`");
+            self.finish_failed(&req.url, "content encoding", &detail, attempts);
+        } else if (200..300).contains(&status) {
             if self.batch.is_empty() {
                 self.batch_started = Some(now);
                 if self.batch.ticket.is_none() {
                     self.batch.ticket = Some(self.chans.live.ticket());
                 }
             }
-            self.batch.push_body(&req.url, &conn.body, attempts, now);
+            let encoding = encoding.unwrap_or_default();
+            self.batch
+                .push_encoded_body(&req.url, &conn.body, encoding, attempts, now);
             self.report.stats.delivered += 1;
             self.report.stats.body_bytes += conn.body.len() as u64;
             self.in_flight -= 1;
@@ -1065,9 +1077,15 @@ impl Fetcher {
 
 impl Conn {
     /// Loads `req` for sending; the request bytes go out as soon as the socket is writable.
-    fn prepare(&mut self, req: Request, host: &Host, deadline: Instant) {
+    fn prepare(&mut self, req: Request, host: &Host, deadline: Instant, accept_encoding: &str) {
         self.wbuf.clear();
-        http::write_request(&mut self.wbuf, &host.name, host.port, &req.path);
+        http::write_request(
+            &mut self.wbuf,
+            &host.name,
+            host.port,
+            &req.path,
+            accept_encoding,
+        );
         self.wpos = 0;
         self.body.clear();
         self.decoder.reset();

@@ -151,3 +151,53 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// A keep-alive HTTP/1.1 server on loopback whose answers come from `respond(path, head)`,
+/// which returns the complete response bytes. Returns its base URL and every request head.
+pub fn http_server(
+    respond: impl Fn(&str, &str) -> Vec<u8> + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let (log, respond) = (Arc::clone(&heads), Arc::new(respond));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let (log, respond) = (Arc::clone(&log), Arc::clone(&respond));
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                        log.lock().unwrap().push(head.clone());
+                        if s.write_all(&respond(&path, &head)).is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (base, heads)
+}
+
+/// The `id` column of every row of a file (rows may lack other fields).
+pub fn ids(path: &Path) -> Vec<i64> {
+    read_parquet(path)
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+            (0..a.len()).map(|i| a.value(i)).collect::<Vec<_>>()
+        })
+        .collect()
+}
