@@ -1123,7 +1123,9 @@ fn http_failure(e: &HttpError) -> ConnFailure {
             class: "too large",
             detail: e.to_string(),
         },
-        HttpError::Malformed(_) => ConnFailure::Fatal {
+        // Garbage where a response should be is a broken server or middlebox, usually
+        // transient: worth another attempt on a fresh connection.
+        HttpError::Malformed(_) => ConnFailure::Retryable {
             class: "malformed http",
             detail: e.to_string(),
         },

@@ -9,6 +9,11 @@
 //! - any path registered with [`SimConfig::route`]: a canned response (tests use these for
 //!   malformed bodies, wrong types, odd statuses).
 //!
+//! [`SimConfig::faults`] breaks a share of the workload responses the ways real servers and
+//! networks do (5xx, 429 with `Retry-After`, early closes, stalls, lying lengths, garbage,
+//! trickling); see [`Faults`]. With faults on, [`SimStats`] is the server's side of a test's
+//! ledger: which record ids it served with a complete, correct 200, and what it injected.
+//!
 //! The server renders bodies from pre-built templates (see [`workload`]), so it is cheap next
 //! to the pipeline it feeds; it measures its own CPU time so the benchmark can show that.
 //!
@@ -21,9 +26,11 @@
 //! assert_eq!(stats.requests, 0);
 //! ```
 
+mod faults;
 mod server;
 pub mod workload;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,6 +39,7 @@ use std::time::Duration;
 
 use mio::Waker;
 
+pub use faults::{FaultMode, Faults};
 pub use workload::{Record, Workload};
 
 /// Whether responses use `Transfer-Encoding: chunked`.
@@ -70,6 +78,8 @@ pub struct SimConfig {
     pub close_every: Option<u32>,
     /// Canned responses by exact path (with query).
     pub routes: Vec<(String, Canned)>,
+    /// Faults injected into workload responses; none by default.
+    pub faults: Faults,
 }
 
 impl Default for SimConfig {
@@ -80,6 +90,7 @@ impl Default for SimConfig {
             chunking: Chunking::Never,
             close_every: None,
             routes: Vec::new(),
+            faults: Faults::default(),
         }
     }
 }
@@ -110,6 +121,32 @@ pub struct SimStats {
     pub connections: u64,
     /// CPU time of the server thread, where the OS reports it.
     pub cpu: Option<Duration>,
+    /// With faults enabled ([`Faults::enabled`]), the record ids of every complete and correct
+    /// 200 the server wrote to a socket, in the order their last bytes were written: one entry
+    /// per id per response (a page lists each of its ids; an id served twice appears twice).
+    /// Responses broken by a fault never count; a trickled one counts once it is all written.
+    /// Empty when faults are off (the benchmark pays nothing for it).
+    ///
+    /// Written to the socket is not received: a client that gives up on a response (a timeout)
+    /// as it completes retries it, and the id is served twice. So the ledger check is: every
+    /// id a client delivered is in here, and every requested id missing from here ended as a
+    /// failure with a reason.
+    pub served_ok_ids: Vec<u64>,
+    /// With faults enabled, how many responses each mode broke, by [`FaultMode::name`] (every
+    /// mode is present, 0 included). Empty when faults are off.
+    pub faults_injected: BTreeMap<&'static str, u64>,
+}
+
+impl SimStats {
+    /// How many times `mode` was injected.
+    pub fn injected(&self, mode: FaultMode) -> u64 {
+        self.faults_injected.get(mode.name()).copied().unwrap_or(0)
+    }
+
+    /// Faults injected, all modes together.
+    pub fn injected_total(&self) -> u64 {
+        self.faults_injected.values().sum()
+    }
 }
 
 /// A running simulator. Stops when dropped.

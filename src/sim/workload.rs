@@ -76,7 +76,7 @@ const MESSAGES: [&str; 6] = [
 ];
 
 /// SplitMix64: small, fast, and the same on every platform.
-fn mix(mut z: u64) -> u64 {
+pub(super) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -197,9 +197,13 @@ impl Renderer {
         }
         let slot = &mut out[start + t.id_at..start + t.id_at + ID_SLOT];
         slot[k..].copy_from_slice(&digits[k..]);
-        let mut ts = Vec::with_capacity(RFC3339_MICROS_LEN);
-        format_rfc3339_micros(BASE_TS_MICROS + i as i64 * 1000, &mut ts);
-        out[start + t.ts_at..start + t.ts_at + RFC3339_MICROS_LEN].copy_from_slice(&ts);
+        // The timestamp is formatted past the end, moved into its slot, and cut off again:
+        // no allocation per record.
+        let end = out.len();
+        format_rfc3339_micros(BASE_TS_MICROS + i as i64 * 1000, out);
+        debug_assert_eq!(out.len() - end, RFC3339_MICROS_LEN);
+        out.copy_within(end..end + RFC3339_MICROS_LEN, start + t.ts_at);
+        out.truncate(end);
     }
 
     /// Length of record `i`'s JSON.
