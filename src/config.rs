@@ -124,6 +124,10 @@ pub struct FetchConfig {
     /// source and K = 0..N-1 split it with no coordination (stable FNV-1a hash of the URL).
     #[serde(with = "opt_shard_serde", skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// Extra request headers, each `Name: value`. A value may contain `${env:VAR}` (the
+    /// environment variable) or `${file:PATH}` (the file's content, trimmed), resolved when the
+    /// run starts, so secrets such as tokens stay out of the configuration and the command line.
+    pub headers: Vec<String>,
     /// Sent as `Accept-Encoding` (empty: not sent). The parse threads decode `gzip` and
     /// `deflate` bodies; the I/O thread never does.
     pub accept_encoding: String,
@@ -387,6 +391,7 @@ impl Default for FetchConfig {
             rate_limit: None,
             rate_burst: None,
             accept_encoding: "gzip, deflate".into(),
+            headers: Vec::new(),
             max_body_bytes: 64 << 20,
             batch_max_items: 256,
             batch_max_bytes: 1 << 20,
@@ -538,6 +543,11 @@ impl Config {
         ] {
             if d.is_zero() {
                 bad(key, "must be longer than zero".into());
+            }
+        }
+        for (n, h) in f.headers.iter().enumerate() {
+            if let Err(e) = check_header(h) {
+                bad(&format!("fetch.headers[{n}]"), e);
             }
         }
         for token in f.accept_encoding.split(',').map(str::trim) {
@@ -1146,6 +1156,8 @@ enum Kind {
     Text,
     /// `K/N`.
     Shard,
+    /// An array of `Name: value` strings; in the environment, one per line.
+    HeaderList,
     /// A file path (a string).
     Path,
     /// A duration string such as `"30s"`.
@@ -1165,6 +1177,7 @@ impl Kind {
             Kind::Count | Kind::Count32 => "a non-negative integer",
             Kind::Bool => "true or false",
             Kind::Text => "a string",
+            Kind::HeaderList => "an array of \"Name: value\" strings",
             Kind::Shard => "a shard such as \"0/4\" (K/N, K in 0..N)",
             Kind::Path => "a file path (a string)",
             Kind::Duration => "a duration string such as \"30s\"",
@@ -1233,7 +1246,27 @@ impl Kind {
                     None => Ok(toml::Value::Array(ids)),
                 }
             }
-            (Kind::CpuList | Kind::Count | Kind::Count32 | Kind::Bool, _) => Err(wrong()),
+            (Kind::HeaderList, DeValue::Array(items)) => {
+                let mut out = Vec::new();
+                for (n, item) in items.iter().enumerate() {
+                    match item.get_ref() {
+                        DeValue::String(h) => {
+                            check_header(h).map_err(|e| (format!("{path}[{n}]"), e))?;
+                            out.push(toml::Value::String(h.to_string()));
+                        }
+                        other => {
+                            return Err((
+                                format!("{path}[{n}]"),
+                                format!("expected \"Name: value\", got {}", describe(other)),
+                            ))
+                        }
+                    }
+                }
+                Ok(toml::Value::Array(out))
+            }
+            (Kind::CpuList | Kind::HeaderList | Kind::Count | Kind::Count32 | Kind::Bool, _) => {
+                Err(wrong())
+            }
             (_, DeValue::String(s)) => self.read_text(s).map_err(at),
             _ => Err(wrong()),
         }
@@ -1283,11 +1316,95 @@ impl Kind {
                 }
                 Ok(toml::Value::Array(ids))
             }
+            Kind::HeaderList => {
+                let mut out = Vec::new();
+                for h in s.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    check_header(h)?;
+                    out.push(toml::Value::String(h.to_string()));
+                }
+                Ok(toml::Value::Array(out))
+            }
             Kind::ListenAddr => string(parse_listen_addr(s)?.to_string()),
             Kind::LogFormat => string(s.parse::<LogFormat>()?.to_string()),
             Kind::Progress => string(s.parse::<Progress>()?.to_string()),
         }
     }
+}
+
+/// Checks the shape of a `Name: value` header (the value's `${...}` are resolved later).
+fn check_header(h: &str) -> std::result::Result<(), String> {
+    let (name, value) = h
+        .split_once(':')
+        .ok_or_else(|| format!("`{h}` is not \"Name: value\""))?;
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(format!("`{name}` is not a valid header name"));
+    }
+    if value.contains(['\r', '\n']) {
+        return Err(format!(
+            "the value of header `{name}` contains a line break"
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if ["host", "content-length", "transfer-encoding", "connection"].contains(&lower.as_str()) {
+        return Err(format!("header `{name}` is set by pinflow itself"));
+    }
+    Ok(())
+}
+
+/// Resolves `${env:VAR}` and `${file:PATH}` in configured headers into request header lines
+/// (`Name: value\r\n` each). Errors name the header and what could not be read.
+pub fn resolve_headers(headers: &[String], env: impl Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::new();
+    for h in headers {
+        check_header(h).map_err(|e| Error::config("fetch.headers", e))?;
+        let (name, value) = h.split_once(':').expect("checked");
+        let mut v = value.trim().to_string();
+        // Scan on after each substitution: text read from a file is never expanded again.
+        let mut from = 0;
+        while let Some(rel) = v[from..].find("${") {
+            let start = from + rel;
+            let end = v[start..].find('}').map(|e| start + e).ok_or_else(|| {
+                Error::config("fetch.headers", format!("header `{name}`: unclosed `${{`"))
+            })?;
+            let what = &v[start + 2..end];
+            let text = if let Some(var) = what.strip_prefix("env:") {
+                env(var).ok_or_else(|| {
+                    Error::config(
+                        "fetch.headers",
+                        format!("header `{name}`: environment variable {var} is not set"),
+                    )
+                })?
+            } else if let Some(path) = what.strip_prefix("file:") {
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        Error::config(
+                            "fetch.headers",
+                            format!("header `{name}`: cannot read {path}: {e}"),
+                        )
+                    })?
+                    .trim()
+                    .to_string()
+            } else {
+                return Err(Error::config(
+                    "fetch.headers",
+                    format!(
+                        "header `{name}`: `${{{what}}}` is neither ${{env:VAR}} nor ${{file:PATH}}"
+                    ),
+                ));
+            };
+            if text.contains(['\r', '\n']) {
+                return Err(Error::config(
+                    "fetch.headers",
+                    format!("header `{name}`: the value read for `${{{what}}}` has a line break"),
+                ));
+            }
+            v.replace_range(start..=end, &text);
+            from = start + text.len();
+        }
+        out.push_str(&format!("{name}: {v}\r\n"));
+    }
+    Ok(out)
 }
 
 /// One configuration key.
@@ -1468,6 +1585,13 @@ const KEYS: &[KeySpec] = &[
         "\"0/4\"",
         "Keep only the work items of shard K of N (K in 0..N, a stable hash of the URL), so N \
          instances split one source with no coordination.",
+    ),
+    key(
+        "fetch.headers",
+        Kind::HeaderList,
+        "--header",
+        "Extra request headers, each \"Name: value\". In a value, ${env:VAR} and ${file:PATH} \
+         are replaced when the run starts (keep tokens out of files and command lines).",
     ),
     key(
         "fetch.accept_encoding",
@@ -1783,6 +1907,33 @@ mod opt_addr_serde {
 }
 
 #[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    #[test]
+    fn headers_resolve_env_and_files_and_name_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret ${env:NOPE}\n").unwrap();
+        let env = |k: &str| (k == "USER_ID").then(|| "42".to_string());
+        let h = vec![
+            "X-User: ${env:USER_ID}".to_string(),
+            format!("Authorization: Bearer ${{file:{}}}", token.display()),
+        ];
+        assert_eq!(
+            resolve_headers(&h, env).unwrap(),
+            "X-User: 42\r\nAuthorization: Bearer s3cret ${env:NOPE}\r\n",
+            "file content is not expanded again"
+        );
+        let e = resolve_headers(&["X: ${env:MISSING}".into()], env).unwrap_err();
+        assert!(e.to_string().contains("MISSING is not set"), "{e}");
+        let e = resolve_headers(&["Host: x".into()], env).unwrap_err();
+        assert!(e.to_string().contains("set by pinflow"), "{e}");
+        assert!(check_header("Bad Name: x").is_err());
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -1955,6 +2106,7 @@ mod tests {
                 rate_limit: Some(40),
                 rate_burst: Some(3),
                 accept_encoding: "gzip".into(),
+                headers: vec!["Authorization: Bearer ${env:TOKEN}".into(), "X-A: b".into()],
                 max_body_bytes: 1000,
                 batch_max_items: 17,
                 batch_max_bytes: 4096,

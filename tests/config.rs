@@ -67,6 +67,7 @@ fn everything_set() -> Config {
             rate_limit: Some(25),
             rate_burst: Some(2),
             accept_encoding: "deflate".into(),
+            headers: vec!["X-Api-Key: ${file:/run/secrets/key}".into()],
             max_body_bytes: 12345,
             batch_max_items: 33,
             batch_max_bytes: 65536,

@@ -165,6 +165,10 @@ struct Options {
     /// Accept-Encoding sent with requests; "" sends none [default: "gzip, deflate"].
     #[arg(long, value_name = "ENCODINGS")]
     accept_encoding: Option<String>,
+    /// Extra request header `Name: value` (repeatable); `${env:VAR}` and `${file:PATH}` in the
+    /// value are replaced at start, so tokens need not be on the command line.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Option<Vec<String>>,
     /// Largest accepted response body, in bytes [default: 67108864].
     #[arg(long, value_name = "N")]
     max_body_bytes: Option<usize>,
@@ -281,6 +285,13 @@ impl Options {
             Some,
             "fetch.rate_limit",
             "--rate-limit"
+        );
+        flag!(
+            self.headers,
+            c.fetch.headers,
+            same,
+            "fetch.headers",
+            "--header"
         );
         flag!(
             self.accept_encoding,

@@ -14,8 +14,16 @@ const MAX_HEADERS: usize = 64;
 
 /// Appends a keep-alive `GET` request for `path` on `host:port` to `out`.
 ///
-/// `accept_encoding` is sent as `Accept-Encoding` when not empty.
-pub fn write_request(out: &mut Vec<u8>, host: &str, port: u16, path: &str, accept_encoding: &str) {
+/// `accept_encoding` is sent as `Accept-Encoding` when not empty; `extra` holds more header
+/// lines, each ending in CRLF (see [`crate::config::resolve_headers`]).
+pub fn write_request(
+    out: &mut Vec<u8>,
+    host: &str,
+    port: u16,
+    path: &str,
+    accept_encoding: &str,
+    extra: &str,
+) {
     use std::io::Write;
     let bracket = host.contains(':');
     let (l, r) = if bracket { ("[", "]") } else { ("", "") };
@@ -28,6 +36,7 @@ pub fn write_request(out: &mut Vec<u8>, host: &str, port: u16, path: &str, accep
     if !accept_encoding.is_empty() {
         let _ = write!(out, "Accept-Encoding: {accept_encoding}\r\n");
     }
+    out.extend_from_slice(extra.as_bytes());
     out.extend_from_slice(
         concat!(
             "User-Agent: pinflow/",
@@ -508,7 +517,7 @@ mod tests {
     #[test]
     fn requests_name_host_and_port() {
         let mut out = Vec::new();
-        write_request(&mut out, "::1", 8080, "/a?b", "");
+        write_request(&mut out, "::1", 8080, "/a?b", "", "");
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.starts_with("GET /a?b HTTP/1.1\r\nHost: [::1]:8080\r\n"),

@@ -91,6 +91,8 @@ pub fn run(
     chans: FetchChannels,
     stop: Arc<AtomicBool>,
 ) -> Result<FetchReport> {
+    // Secrets are read once, here: a missing variable or file fails the run before any request.
+    let extra_headers = crate::config::resolve_headers(&cfg.headers, |k| std::env::var(k).ok())?;
     let poll = Poll::new().map_err(|e| Error::Fetch {
         op: "create poll",
         source: e,
@@ -143,6 +145,7 @@ pub fn run(
         cycle_started: Instant::now(),
         resume_at: None,
         rate_wake_at: None,
+        extra_headers,
     };
     fetcher
         .chans
@@ -286,6 +289,8 @@ struct Fetcher {
     resume_at: Option<Instant>,
     /// When a rate-limited host earns its next token.
     rate_wake_at: Option<Instant>,
+    /// Configured request headers, resolved, as CRLF-terminated lines.
+    extra_headers: String,
 }
 
 impl Fetcher {
@@ -608,7 +613,8 @@ impl Fetcher {
             req,
             host,
             now + self.cfg.connect_timeout,
-            &self.cfg.accept_encoding,
+            &self.cfg,
+            &self.extra_headers,
         );
         self.conns[slot] = Some(conn);
     }
@@ -619,7 +625,7 @@ impl Fetcher {
         let conn = self.conns[slot]
             .as_mut()
             .expect("idle list holds live connections");
-        conn.prepare(req, host, deadline, &self.cfg.accept_encoding);
+        conn.prepare(req, host, deadline, &self.cfg, &self.extra_headers);
         conn.state = ConnState::Active;
         self.drive(slot, false, true);
     }
@@ -1077,14 +1083,22 @@ impl Fetcher {
 
 impl Conn {
     /// Loads `req` for sending; the request bytes go out as soon as the socket is writable.
-    fn prepare(&mut self, req: Request, host: &Host, deadline: Instant, accept_encoding: &str) {
+    fn prepare(
+        &mut self,
+        req: Request,
+        host: &Host,
+        deadline: Instant,
+        cfg: &FetchConfig,
+        extra: &str,
+    ) {
         self.wbuf.clear();
         http::write_request(
             &mut self.wbuf,
             &host.name,
             host.port,
             &req.path,
-            accept_encoding,
+            &cfg.accept_encoding,
+            extra,
         );
         self.wpos = 0;
         self.body.clear();

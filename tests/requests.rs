@@ -1,0 +1,68 @@
+//! What pinflow sends: its User-Agent, the Accept-Encoding it decodes, and configured headers
+//! whose secrets come from files, never from the command line.
+
+mod common;
+
+use common::*;
+use pinflow::{Config, Pipeline, Source};
+
+fn ok_response() -> Vec<u8> {
+    let body = br#"{"id":1}"#;
+    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+#[test]
+fn configured_headers_are_sent_with_secrets_read_from_files() {
+    let (base, heads) = http_server(|_, _| ok_response());
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("token");
+    std::fs::write(&secret, "t0ken-from-file\n").unwrap();
+    let mut cfg = Config::new(dir.path().join("h.parquet"));
+    cfg.fetch.headers = vec![
+        format!("Authorization: Bearer ${{file:{}}}", secret.display()),
+        "X-Tenant: edge-7".into(),
+    ];
+    let summary = Pipeline::new(cfg)
+        .unwrap()
+        .run(Source::Urls(vec![format!("{base}/a")]))
+        .unwrap();
+    assert_eq!(summary.records_written, 1, "{summary}");
+    let heads = heads.lock().unwrap();
+    let head = &heads[0];
+    for line in [
+        "Authorization: Bearer t0ken-from-file",
+        "X-Tenant: edge-7",
+        concat!("User-Agent: pinflow/", env!("CARGO_PKG_VERSION")),
+        "Accept-Encoding: gzip, deflate",
+    ] {
+        assert!(
+            head.lines().any(|l| l == line),
+            "`{line}` missing in:\n{head}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_secret_fails_the_run_before_any_request() {
+    let (base, heads) = http_server(|_, _| ok_response());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(dir.path().join("h.parquet"));
+    cfg.fetch.headers = vec!["Authorization: Bearer ${file:/nonexistent/token}".into()];
+    let err = Pipeline::new(cfg)
+        .unwrap()
+        .run(Source::Urls(vec![format!("{base}/a")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("fetch.headers") && err.contains("/nonexistent/token"),
+        "{err}"
+    );
+    assert!(heads.lock().unwrap().is_empty(), "no request was sent");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "and no file was created"
+    );
+}
