@@ -128,6 +128,10 @@ pub struct FetchConfig {
     /// environment variable) or `${file:PATH}` (the file's content, trimmed), resolved when the
     /// run starts, so secrets such as tokens stay out of the configuration and the command line.
     pub headers: Vec<String>,
+    /// Redirects (301, 302, 303, 307, 308) followed per request at most.
+    pub max_redirects: u32,
+    /// Whether a redirect may lead to another host (off: such a request fails with a reason).
+    pub redirect_other_hosts: bool,
     /// Sent as `Accept-Encoding` (empty: not sent). The parse threads decode `gzip` and
     /// `deflate` bodies; the I/O thread never does.
     pub accept_encoding: String,
@@ -392,6 +396,8 @@ impl Default for FetchConfig {
             rate_burst: None,
             accept_encoding: "gzip, deflate".into(),
             headers: Vec::new(),
+            max_redirects: 5,
+            redirect_other_hosts: false,
             max_body_bytes: 64 << 20,
             batch_max_items: 256,
             batch_max_bytes: 1 << 20,
@@ -1587,6 +1593,18 @@ const KEYS: &[KeySpec] = &[
          instances split one source with no coordination.",
     ),
     key(
+        "fetch.max_redirects",
+        Kind::Count32,
+        "--max-redirects",
+        "Redirects (301, 302, 303, 307, 308) followed per request at most; 0 follows none.",
+    ),
+    key(
+        "fetch.redirect_other_hosts",
+        Kind::Bool,
+        "--redirect-other-hosts",
+        "Whether a redirect may lead to another host (off: such a request fails, with the reason).",
+    ),
+    key(
         "fetch.headers",
         Kind::HeaderList,
         "--header",
@@ -2107,6 +2125,8 @@ mod tests {
                 rate_burst: Some(3),
                 accept_encoding: "gzip".into(),
                 headers: vec!["Authorization: Bearer ${env:TOKEN}".into(), "X-A: b".into()],
+                max_redirects: 2,
+                redirect_other_hosts: true,
                 max_body_bytes: 1000,
                 batch_max_items: 17,
                 batch_max_bytes: 4096,

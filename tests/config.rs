@@ -68,6 +68,8 @@ fn everything_set() -> Config {
             rate_burst: Some(2),
             accept_encoding: "deflate".into(),
             headers: vec!["X-Api-Key: ${file:/run/secrets/key}".into()],
+            max_redirects: 9,
+            redirect_other_hosts: true,
             max_body_bytes: 12345,
             batch_max_items: 33,
             batch_max_bytes: 65536,

@@ -66,3 +66,62 @@ fn a_missing_secret_fails_the_run_before_any_request() {
         "and no file was created"
     );
 }
+
+fn redirect_to(location: &str) -> Vec<u8> {
+    format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn redirects_are_followed_on_the_same_host_within_a_limit() {
+    let (base, heads) = http_server(|path, _| match path {
+        "/old" => redirect_to("/new"),
+        "/dir/rel" => redirect_to("target"),
+        "/loop" => redirect_to("/loop"),
+        "/away" => redirect_to("http://127.0.0.2:9/elsewhere"),
+        "/nowhere" => b"HTTP/1.1 301 Moved\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        _ => ok_response(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(dir.path().join("r.parquet"));
+    cfg.fetch.max_redirects = 3;
+    let urls = ["old", "dir/rel", "loop", "away", "nowhere"]
+        .iter()
+        .map(|p| format!("{base}/{p}"))
+        .collect();
+    let summary = Pipeline::new(cfg.clone())
+        .unwrap()
+        .run(Source::Urls(urls))
+        .unwrap();
+    assert!(summary.ledger_balances(), "{summary}");
+    assert_eq!(
+        (summary.fetch.delivered, summary.fetch.failed),
+        (2, 3),
+        "{summary}"
+    );
+    let paths: Vec<String> = heads
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| h.split(' ').nth(1).unwrap().to_string())
+        .collect();
+    assert!(paths.contains(&"/new".to_string()), "{paths:?}");
+    assert!(paths.contains(&"/dir/target".to_string()), "{paths:?}");
+    // The loop was followed three times after the first request, then given up.
+    assert_eq!(
+        paths.iter().filter(|p| *p == "/loop").count(),
+        4,
+        "{paths:?}"
+    );
+    assert!(!paths.iter().any(|p| p == "/elsewhere"), "{paths:?}");
+    let dead = std::fs::read_to_string(cfg.dead_letter_path()).unwrap();
+    for (url, why) in [
+        ("/loop", "more than 3 redirects"),
+        ("/away", "redirect to another host refused"),
+        ("/nowhere", "without a Location header"),
+    ] {
+        assert!(
+            dead.lines().any(|l| l.contains(url) && l.contains(why)),
+            "{url}: {why}\n{dead}"
+        );
+    }
+}

@@ -169,6 +169,12 @@ struct Options {
     /// value are replaced at start, so tokens need not be on the command line.
     #[arg(long = "header", value_name = "NAME: VALUE")]
     headers: Option<Vec<String>>,
+    /// Redirects followed per request at most [default: 5].
+    #[arg(long, value_name = "N")]
+    max_redirects: Option<u32>,
+    /// Let redirects lead to other hosts [default: same host only].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    redirect_other_hosts: Option<bool>,
     /// Largest accepted response body, in bytes [default: 67108864].
     #[arg(long, value_name = "N")]
     max_body_bytes: Option<usize>,
@@ -285,6 +291,20 @@ impl Options {
             Some,
             "fetch.rate_limit",
             "--rate-limit"
+        );
+        flag!(
+            self.max_redirects,
+            c.fetch.max_redirects,
+            same,
+            "fetch.max_redirects",
+            "--max-redirects"
+        );
+        flag!(
+            self.redirect_other_hosts,
+            c.fetch.redirect_other_hosts,
+            same,
+            "fetch.redirect_other_hosts",
+            "--redirect-other-hosts"
         );
         flag!(
             self.headers,

@@ -93,6 +93,7 @@ pub struct ResponseDecoder {
     seen_bytes: bool,
     retry_after: Option<std::time::Duration>,
     encoding: Result<crate::batch::ContentEncoding, String>,
+    location: Option<String>,
 }
 
 impl ResponseDecoder {
@@ -106,6 +107,7 @@ impl ResponseDecoder {
             seen_bytes: false,
             retry_after: None,
             encoding: Ok(crate::batch::ContentEncoding::Identity),
+            location: None,
         }
     }
 
@@ -117,6 +119,12 @@ impl ResponseDecoder {
         self.seen_bytes = false;
         self.retry_after = None;
         self.encoding = Ok(crate::batch::ContentEncoding::Identity);
+        self.location = None;
+    }
+
+    /// The response's `Location` header, for redirects.
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
     }
 
     /// The body's `Content-Encoding`, or the name of one pinflow cannot decode.
@@ -319,6 +327,8 @@ impl ResponseDecoder {
                     "deflate" => Ok(E::Deflate),
                     _ => Err(v),
                 };
+            } else if h.name.eq_ignore_ascii_case("location") {
+                self.location = Some(String::from_utf8_lossy(h.value).trim().to_string());
             } else if h.name.eq_ignore_ascii_case("retry-after") {
                 self.retry_after = std::str::from_utf8(h.value)
                     .ok()

@@ -167,6 +167,8 @@ struct Request {
     stale_resends: u32,
     /// When the request was admitted: `total_timeout` counts from here.
     admitted_at: Instant,
+    /// Redirects followed so far.
+    redirects: u32,
 }
 
 enum Addrs {
@@ -464,6 +466,7 @@ impl Fetcher {
                         failures: 0,
                         stale_resends: 0,
                         admitted_at: Instant::now(),
+                        redirects: 0,
                     });
                 }
                 Err(why) => {
@@ -832,6 +835,9 @@ impl Fetcher {
                 // Overload and server errors are transient: try again, no sooner than asked.
                 let after = conn.decoder.retry_after();
                 self.retry_or_fail(req, &class, detail, after);
+            } else if matches!(status, 301 | 302 | 303 | 307 | 308) {
+                let location = conn.decoder.location().map(str::to_string);
+                self.redirect(req, status, location, attempts);
             } else {
                 self.finish_failed(&req.url, &class, &detail, attempts);
             }
@@ -890,6 +896,60 @@ impl Fetcher {
                 self.retry_or_fail(req, "closed", "connection closed".into(), None);
             }
         }
+    }
+
+    /// Follows a redirect: the same work item (reported under its original URL) is sent to
+    /// the new location, on the same host unless `fetch.redirect_other_hosts`, at most
+    /// `fetch.max_redirects` times.
+    fn redirect(&mut self, mut req: Request, status: u16, location: Option<String>, attempts: u32) {
+        let class = "redirect";
+        let Some(location) = location else {
+            let detail = format!("HTTP status {status} without a Location header");
+            return self.finish_failed(&req.url, class, &detail, attempts);
+        };
+        if req.redirects >= self.cfg.max_redirects {
+            let detail = format!(
+                "more than {} redirects (last to {location})",
+                self.cfg.max_redirects
+            );
+            return self.finish_failed(&req.url, class, &detail, attempts);
+        }
+        let (host_name, port) = (self.hosts[req.host].name.clone(), self.hosts[req.host].port);
+        let target = if location.starts_with('/') {
+            Ok(HttpUrl {
+                host: host_name.clone(),
+                port,
+                path: location.clone(),
+            })
+        } else if location.contains("://") {
+            HttpUrl::parse(&location)
+        } else {
+            // Relative to the current path's directory.
+            let dir = req.path.rsplit_once('/').map_or("", |(d, _)| d);
+            Ok(HttpUrl {
+                host: host_name.clone(),
+                port,
+                path: format!("{dir}/{location}"),
+            })
+        };
+        let target = match target {
+            Ok(t) => t,
+            Err(why) => {
+                let detail = format!("redirect to `{location}` cannot be followed: {why}");
+                return self.finish_failed(&req.url, class, &detail, attempts);
+            }
+        };
+        if (target.host != host_name || target.port != port) && !self.cfg.redirect_other_hosts {
+            let detail = format!(
+                "redirect to another host refused ({location}); set fetch.redirect_other_hosts"
+            );
+            return self.finish_failed(&req.url, class, &detail, attempts);
+        }
+        req.redirects += 1;
+        req.path = target.path;
+        req.host = self.host_for(&target.host, target.port);
+        let h = req.host;
+        self.hosts[h].queue.push_back(req);
     }
 
     /// Schedules another attempt after an exponential backoff with full jitter (or at least
