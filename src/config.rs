@@ -128,6 +128,8 @@ pub struct FetchConfig {
     /// environment variable) or `${file:PATH}` (the file's content, trimmed), resolved when the
     /// run starts, so secrets such as tokens stay out of the configuration and the command line.
     pub headers: Vec<String>,
+    /// Which fetcher runs: `mio` (the event loop) or `ureq` (blocking threads, proxies).
+    pub engine: FetchEngine,
     /// Redirects (301, 302, 303, 307, 308) followed per request at most.
     pub max_redirects: u32,
     /// Whether a redirect may lead to another host (off: such a request fails with a reason).
@@ -244,6 +246,38 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log collectors.
     Json,
+}
+
+/// Which fetcher runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FetchEngine {
+    /// One mio event loop multiplexing every connection (the default).
+    #[default]
+    Mio,
+    /// A pool of `connections_per_host` threads doing blocking ureq requests: for HTTP
+    /// proxies (`HTTP_PROXY`), and as the benchmark's baseline. No continuous mode.
+    Ureq,
+}
+
+impl std::str::FromStr for FetchEngine {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "mio" => Ok(FetchEngine::Mio),
+            "ureq" => Ok(FetchEngine::Ureq),
+            _ => Err(format!("`{s}` is not mio or ureq")),
+        }
+    }
+}
+
+impl fmt::Display for FetchEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FetchEngine::Mio => "mio",
+            FetchEngine::Ureq => "ureq",
+        })
+    }
 }
 
 /// When the progress line is shown.
@@ -396,6 +430,7 @@ impl Default for FetchConfig {
             rate_burst: None,
             accept_encoding: "gzip, deflate".into(),
             headers: Vec::new(),
+            engine: FetchEngine::Mio,
             max_redirects: 5,
             redirect_other_hosts: false,
             max_body_bytes: 64 << 20,
@@ -567,6 +602,12 @@ impl Config {
                     ),
                 );
             }
+        }
+        if f.engine == FetchEngine::Ureq && self.every.is_some() {
+            bad(
+                "fetch.engine",
+                "the ureq fetcher does not support continuous mode (`every`); use mio".into(),
+            );
         }
         if self.writer.row_group_rows == 0 {
             bad("writer.row_group_rows", at_least_one);
@@ -1162,6 +1203,8 @@ enum Kind {
     Text,
     /// `K/N`.
     Shard,
+    /// `mio` or `ureq`.
+    Engine,
     /// An array of `Name: value` strings; in the environment, one per line.
     HeaderList,
     /// A file path (a string).
@@ -1191,6 +1234,7 @@ impl Kind {
             Kind::CpuList => "an array of CPU ids such as [0, 1]",
             Kind::ListenAddr => "\"HOST:PORT\" or \"PORT\" (a string)",
             Kind::LogFormat => "\"text\" or \"json\"",
+            Kind::Engine => "\"mio\" or \"ureq\"",
             Kind::Progress => "\"auto\", \"always\" or \"never\"",
         }
     }
@@ -1332,6 +1376,7 @@ impl Kind {
             }
             Kind::ListenAddr => string(parse_listen_addr(s)?.to_string()),
             Kind::LogFormat => string(s.parse::<LogFormat>()?.to_string()),
+            Kind::Engine => string(s.parse::<FetchEngine>()?.to_string()),
             Kind::Progress => string(s.parse::<Progress>()?.to_string()),
         }
     }
@@ -1591,6 +1636,13 @@ const KEYS: &[KeySpec] = &[
         "\"0/4\"",
         "Keep only the work items of shard K of N (K in 0..N, a stable hash of the URL), so N \
          instances split one source with no coordination.",
+    ),
+    key(
+        "fetch.engine",
+        Kind::Engine,
+        "--engine",
+        "The fetcher: \"mio\" (one event loop for every connection) or \"ureq\" (blocking \
+         threads; honours HTTP_PROXY; the benchmark's baseline; no continuous mode).",
     ),
     key(
         "fetch.max_redirects",
@@ -2125,6 +2177,7 @@ mod tests {
                 rate_burst: Some(3),
                 accept_encoding: "gzip".into(),
                 headers: vec!["Authorization: Bearer ${env:TOKEN}".into(), "X-A: b".into()],
+                engine: FetchEngine::Ureq,
                 max_redirects: 2,
                 redirect_other_hosts: true,
                 max_body_bytes: 1000,

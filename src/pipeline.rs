@@ -263,7 +263,14 @@ impl Pipeline {
                     registry: Arc::clone(reg),
                     thread: me,
                 };
-                let r = fetch::run(&fetch_cfg, source, every, chans, stop)?;
+                let r = match fetch_cfg.engine {
+                    crate::config::FetchEngine::Mio => {
+                        fetch::run(&fetch_cfg, source, every, chans, stop)?
+                    }
+                    crate::config::FetchEngine::Ureq => {
+                        fetch::blocking::run(&fetch_cfg, source, chans, stop)?
+                    }
+                };
                 guard.finish();
                 Ok(Box::new(r) as _)
             }),

@@ -308,3 +308,36 @@ fn continuous_run_with_json_logs_sighup_and_sigterm() {
     }
     assert!(parquet >= 1);
 }
+
+#[test]
+fn bench_compare_runs_mio_ureq_and_faults_in_one_go() {
+    let o = pinflow()
+        .args([
+            "bench",
+            "--compare",
+            "--records",
+            "300",
+            "--progress",
+            "never",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rows: Vec<&str> = stdout.lines().skip(2).collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    assert!(
+        rows[0].starts_with("mio ") && rows[0].contains("1.00x"),
+        "{stdout}"
+    );
+    assert!(rows[1].starts_with("ureq "), "{stdout}");
+    assert!(rows[2].starts_with("mio, faults"), "{stdout}");
+    // Clean runs write every record.
+    for row in &rows[..2] {
+        assert_eq!(row.split_whitespace().nth(3), Some("300"), "{row}");
+    }
+}

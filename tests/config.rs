@@ -68,6 +68,7 @@ fn everything_set() -> Config {
             rate_burst: Some(2),
             accept_encoding: "deflate".into(),
             headers: vec!["X-Api-Key: ${file:/run/secrets/key}".into()],
+            engine: pinflow::config::FetchEngine::Mio,
             max_redirects: 9,
             redirect_other_hosts: true,
             max_body_bytes: 12345,

@@ -8,13 +8,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::*;
+use pinflow::config::FetchEngine;
 use pinflow::sim::{Chunking, FaultMode, Faults, SimConfig, Simulator};
 use pinflow::{Config, Pipeline, Source};
 
-const N: u64 = 20_000;
-
 #[test]
 fn mixed_faults_lose_and_duplicate_nothing() {
+    check(FetchEngine::Mio, 20_000);
+}
+
+/// The blocking fallback keeps the same contract (fewer requests: it is the slow one).
+#[test]
+fn mixed_faults_lose_and_duplicate_nothing_with_the_ureq_fetcher() {
+    check(FetchEngine::Ureq, 3_000);
+}
+
+fn check(engine: FetchEngine, n: u64) {
     let mut faults = Faults {
         seed: 7,
         retry_after_secs: 1,
@@ -36,17 +45,19 @@ fn mixed_faults_lose_and_duplicate_nothing() {
     cfg.fetch.idle_timeout = Duration::from_millis(300);
     cfg.fetch.max_attempts = 6;
     cfg.fetch.max_retry_after = Duration::from_secs(2);
+    cfg.fetch.request_timeout = Duration::from_secs(5);
+    cfg.fetch.engine = engine;
     let summary = Pipeline::new(cfg.clone())
         .unwrap()
-        .run(Source::from_arg(&sim.logs_template(N)).unwrap())
+        .run(Source::from_arg(&sim.logs_template(n)).unwrap())
         .unwrap();
     let stats = sim.stop();
     eprintln!("{summary}injected: {:?}", stats.faults_injected);
 
     // The request ledger.
     assert!(summary.ledger_balances(), "{summary}");
-    assert_eq!(summary.fetch.requests, N);
-    assert_eq!(summary.fetch.delivered + summary.fetch.failed, N);
+    assert_eq!(summary.fetch.requests, n);
+    assert_eq!(summary.fetch.delivered + summary.fetch.failed, n);
     assert!(summary.fetch.retries > 0, "{summary}");
     for mode in FaultMode::ALL {
         assert!(stats.injected(mode) > 0, "{} never injected", mode.name());
@@ -76,7 +87,7 @@ fn mixed_faults_lose_and_duplicate_nothing() {
         assert!(line.contains("\"reason\":\""), "{line}");
         dead.insert(id, line.to_string());
     }
-    for id in 1..=N as i64 {
+    for id in 1..=n as i64 {
         match (unique.contains(&id), dead.get(&id)) {
             (true, None) | (false, Some(_)) => {}
             (true, Some(line)) => panic!("id {id} written and dead-lettered: {line}"),
@@ -85,7 +96,7 @@ fn mixed_faults_lose_and_duplicate_nothing() {
     }
     assert_eq!(
         summary.records_written + summary.fetch.failed + summary.records_dead_lettered,
-        N,
+        n,
         "{summary}"
     );
 }

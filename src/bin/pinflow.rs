@@ -85,6 +85,10 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Run three variants in one go against fresh simulators and print them as ratios:
+        /// the mio fetcher, the ureq fallback, and mio with every simulator fault at 1 %.
+        #[arg(long)]
+        compare: bool,
         #[command(flatten)]
         opts: Options,
     },
@@ -169,6 +173,9 @@ struct Options {
     /// value are replaced at start, so tokens need not be on the command line.
     #[arg(long = "header", value_name = "NAME: VALUE")]
     headers: Option<Vec<String>>,
+    /// The fetcher: mio (event loop) or ureq (blocking threads, proxies) [default: mio].
+    #[arg(long, value_name = "ENGINE", value_parser = |s: &str| s.parse::<pinflow::config::FetchEngine>())]
+    engine: Option<pinflow::config::FetchEngine>,
     /// Redirects followed per request at most [default: 5].
     #[arg(long, value_name = "N")]
     max_redirects: Option<u32>,
@@ -291,6 +298,13 @@ impl Options {
             Some,
             "fetch.rate_limit",
             "--rate-limit"
+        );
+        flag!(
+            self.engine,
+            c.fetch.engine,
+            same,
+            "fetch.engine",
+            "--engine"
         );
         flag!(
             self.max_redirects,
@@ -698,8 +712,15 @@ fn run(file: Option<&Path>, cmd: Command) -> Result<ExitCode, Failure> {
             per_response,
             out,
             json,
+            compare,
             opts,
-        } => bench(file, records, values, per_response, out, json, &opts),
+        } => {
+            if compare {
+                compare_fetchers(file, records, values, per_response, &opts)
+            } else {
+                bench(file, records, values, per_response, out, json, &opts)
+            }
+        }
         Command::Config(ConfigCommand::Default) => {
             print!("{}", Config::default_toml());
             Ok(ExitCode::SUCCESS)
@@ -727,6 +748,93 @@ fn run(file: Option<&Path>, cmd: Command) -> Result<ExitCode, Failure> {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// `bench --compare`: the same workload through the mio fetcher, the ureq fallback, and mio
+/// against a simulator injecting every fault at 1 %, each on a fresh simulator, one after the
+/// other in this process; figures as ratios to the first.
+fn compare_fetchers(
+    file: Option<&Path>,
+    records: u64,
+    values: usize,
+    per_response: u64,
+    opts: &Options,
+) -> Result<ExitCode, Failure> {
+    use pinflow::config::FetchEngine;
+    use pinflow::sim::{FaultMode, Faults};
+    let (cfg, layers, mut set) = load(file, opts)?;
+    let dir = std::env::temp_dir().join(format!("pinflow-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| pinflow::Error::Output {
+        path: dir.clone(),
+        op: "create",
+        cause: e.to_string(),
+    })?;
+    set.push(("out", "--out"));
+    let mut all_faults = Faults::default();
+    for mode in FaultMode::ALL {
+        all_faults = all_faults.with(mode, 0.01);
+    }
+    let per_response = per_response.max(1);
+    let mut rows: Vec<(&str, Summary)> = Vec::new();
+    for (name, engine, faults) in [
+        ("mio", FetchEngine::Mio, Faults::default()),
+        ("ureq", FetchEngine::Ureq, Faults::default()),
+        ("mio, faults 1% each", FetchEngine::Mio, all_faults),
+    ] {
+        let mut c = cfg.clone();
+        c.out = dir.join(format!("{}.parquet", rows.len()));
+        c.dead_letter = None;
+        c.fetch.engine = engine;
+        if faults.enabled() {
+            // Stalls would otherwise cost the default 15 s each.
+            c.fetch.first_byte_timeout = Duration::from_millis(300);
+            c.fetch.idle_timeout = Duration::from_millis(300);
+        }
+        let c = validated(c, &layers, &set)?;
+        let sim = Simulator::start(SimConfig {
+            workload: Workload {
+                values_per_record: values,
+                page_size: per_response,
+                ..Workload::default()
+            },
+            faults,
+            ..SimConfig::default()
+        })
+        .map_err(|e| pinflow::Error::Config {
+            what: "simulator".into(),
+            why: format!("cannot bind a loopback port: {e}"),
+        })?;
+        let template = if per_response == 1 {
+            sim.logs_template(records.max(1))
+        } else {
+            sim.pages_template(records.div_ceil(per_response).max(1))
+        };
+        let summary = run_pipeline(c, Source::from_arg(&template)?)?;
+        sim.stop();
+        rows.push((name, summary));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = rows[0].1.records_per_sec().max(1e-9);
+    println!(
+        "bench --compare: {records} records, {values} values each, {per_response} per response"
+    );
+    println!(
+        "{:<22} {:>12} {:>8} {:>9} {:>9} {:>9} {:>13}",
+        "fetcher", "records/s", "ratio", "written", "dead", "failed", "retries"
+    );
+    for (name, s) in &rows {
+        println!(
+            "{:<22} {:>12.0} {:>7.2}x {:>9} {:>9} {:>9} {:>13}",
+            name,
+            s.records_per_sec(),
+            s.records_per_sec() / base,
+            s.records_written,
+            s.records_dead_lettered,
+            s.fetch.failed,
+            s.fetch.retries
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn bench(
     file: Option<&Path>,
     records: u64,

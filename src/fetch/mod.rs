@@ -18,6 +18,7 @@
 //! delivered (connection refused, reset or closed before a complete response, timeout), so a
 //! retry can never produce a second copy of its records.
 
+pub mod blocking;
 pub mod http;
 mod resolve;
 
@@ -1206,7 +1207,7 @@ fn http_failure(e: &HttpError) -> ConnFailure {
     }
 }
 
-fn downstream_gone() -> Error {
+pub(crate) fn downstream_gone() -> Error {
     Error::Thread {
         thread: "pinflow-fetch".into(),
         why: "the parse stage stopped accepting batches".into(),
