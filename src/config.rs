@@ -2177,7 +2177,8 @@ mod tests {
                 rate_burst: Some(3),
                 accept_encoding: "gzip".into(),
                 headers: vec!["Authorization: Bearer ${env:TOKEN}".into(), "X-A: b".into()],
-                engine: FetchEngine::Ureq,
+                // Not ureq: it excludes continuous mode, which this config turns on.
+                engine: FetchEngine::Mio,
                 max_redirects: 2,
                 redirect_other_hosts: true,
                 max_body_bytes: 1000,
@@ -2232,6 +2233,14 @@ mod tests {
         let mut dedup = order.clone();
         dedup.dedup();
         assert_eq!(dedup, SECTIONS.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_ureq_engine_is_read_and_excludes_continuous_mode() {
+        let cfg = Config::from_toml("[fetch]\nengine = \"ureq\"\n").unwrap();
+        assert_eq!(cfg.fetch.engine, FetchEngine::Ureq);
+        let err = Config::from_toml("every = \"1s\"\n[fetch]\nengine = \"ureq\"\n").unwrap_err();
+        assert!(format!("{err:?}").contains("continuous mode"), "{err:?}");
     }
 
     #[test]
