@@ -128,6 +128,10 @@ pub struct FetchConfig {
     /// environment variable) or `${file:PATH}` (the file's content, trimmed), resolved when the
     /// run starts, so secrets such as tokens stay out of the configuration and the command line.
     pub headers: Vec<String>,
+    /// Pagination: a page whose `Link` header has `rel="next"` makes the next page a work item.
+    pub follow_link_next: bool,
+    /// Pages followed from one source URL at most (a guard against pagination loops).
+    pub max_link_pages: u32,
     /// Which fetcher runs: `mio` (the event loop) or `ureq` (blocking threads, proxies).
     pub engine: FetchEngine,
     /// Redirects (301, 302, 303, 307, 308) followed per request at most.
@@ -430,6 +434,8 @@ impl Default for FetchConfig {
             rate_burst: None,
             accept_encoding: "gzip, deflate".into(),
             headers: Vec::new(),
+            follow_link_next: false,
+            max_link_pages: 100_000,
             engine: FetchEngine::Mio,
             max_redirects: 5,
             redirect_other_hosts: false,
@@ -602,6 +608,12 @@ impl Config {
                     ),
                 );
             }
+        }
+        if f.engine == FetchEngine::Ureq && f.follow_link_next {
+            bad(
+                "fetch.follow_link_next",
+                "pagination is supported by the mio fetcher only".into(),
+            );
         }
         if f.engine == FetchEngine::Ureq && self.every.is_some() {
             bad(
@@ -1638,6 +1650,19 @@ const KEYS: &[KeySpec] = &[
          instances split one source with no coordination.",
     ),
     key(
+        "fetch.follow_link_next",
+        Kind::Bool,
+        "--follow-link-next",
+        "Pagination: when a page's Link header has rel=\"next\", fetch that page too (same host \
+         unless redirect_other_hosts).",
+    ),
+    key(
+        "fetch.max_link_pages",
+        Kind::Count32,
+        "--max-link-pages",
+        "Pages followed from one source URL at most (a guard against pagination loops).",
+    ),
+    key(
         "fetch.engine",
         Kind::Engine,
         "--engine",
@@ -2177,6 +2202,8 @@ mod tests {
                 rate_burst: Some(3),
                 accept_encoding: "gzip".into(),
                 headers: vec!["Authorization: Bearer ${env:TOKEN}".into(), "X-A: b".into()],
+                follow_link_next: true,
+                max_link_pages: 77,
                 // Not ureq: it excludes continuous mode, which this config turns on.
                 engine: FetchEngine::Mio,
                 max_redirects: 2,

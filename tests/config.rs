@@ -68,6 +68,8 @@ fn everything_set() -> Config {
             rate_burst: Some(2),
             accept_encoding: "deflate".into(),
             headers: vec!["X-Api-Key: ${file:/run/secrets/key}".into()],
+            follow_link_next: true,
+            max_link_pages: 12,
             engine: pinflow::config::FetchEngine::Mio,
             max_redirects: 9,
             redirect_other_hosts: true,

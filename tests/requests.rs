@@ -125,3 +125,82 @@ fn redirects_are_followed_on_the_same_host_within_a_limit() {
         );
     }
 }
+
+#[test]
+fn link_next_pagination_drains_an_api_from_one_start_url() {
+    let (base, heads) = http_server(|path, _| {
+        let page = |n: i64, next: Option<String>| {
+            let body = format!("{{\"id\":{}}}\n{{\"id\":{}}}\n", n * 10, n * 10 + 1);
+            let link = next.map_or(String::new(), |l| format!("Link: {l}\r\n"));
+            format!(
+                "HTTP/1.1 200 OK\r\n{link}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        };
+        match path.strip_prefix("/p/").and_then(|n| n.parse::<i64>().ok()) {
+            // Pages 1..=4 point to the next one (relative, root-relative, with other links).
+            Some(n) if n < 4 => page(
+                n,
+                Some(format!("</x>; rel=\"prev\", <{}>; rel=\"next\"", n + 1)),
+            ),
+            Some(4) => page(4, Some("</p/5>; rel=\"next\"".into())),
+            Some(n) => page(n, None),
+            // A loop: always "next" to itself.
+            None if path == "/loop" => page(99, Some("</loop>; rel=next".into())),
+            None => page(0, Some("<http://127.0.0.2:9/p/1>; rel=\"next\"".into())),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(dir.path().join("p.parquet"));
+    cfg.fetch.follow_link_next = true;
+    cfg.fetch.max_link_pages = 3;
+    let urls = vec![
+        format!("{base}/p/1"),
+        format!("{base}/loop"),
+        format!("{base}/other-host"),
+    ];
+    let summary = Pipeline::new(cfg.clone())
+        .unwrap()
+        .run(Source::Urls(urls))
+        .unwrap();
+    assert!(summary.ledger_balances(), "{summary}");
+    // /p/1 → 2 → 3 (the limit of 3 pages stops it), /loop three times, /other-host once.
+    assert_eq!(summary.fetch.requests, 7, "{summary}");
+    assert_eq!(summary.fetch.delivered, 7, "{summary}");
+    let paths: Vec<String> = heads
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| h.split(' ').nth(1).unwrap().to_string())
+        .collect();
+    for p in ["/p/1", "/p/2", "/p/3"] {
+        assert_eq!(
+            paths.iter().filter(|x| *x == p).count(),
+            1,
+            "{p}: {paths:?}"
+        );
+    }
+    assert!(!paths.contains(&"/p/4".to_string()), "{paths:?}");
+    assert_eq!(
+        paths.iter().filter(|x| *x == "/loop").count(),
+        3,
+        "{paths:?}"
+    );
+    let mut got = ids(&cfg.out);
+    got.sort();
+    // Pages 1-3, /other-host (page "0"), and the loop's page 99 three times.
+    assert_eq!(
+        got,
+        [0, 1, 10, 11, 20, 21, 30, 31, 990, 990, 990, 991, 991, 991]
+    );
+
+    // Without the option, only the start URLs are fetched.
+    let mut cfg = Config::new(dir.path().join("q.parquet"));
+    cfg.fetch.follow_link_next = false;
+    let summary = Pipeline::new(cfg)
+        .unwrap()
+        .run(Source::Urls(vec![format!("{base}/p/1")]))
+        .unwrap();
+    assert_eq!(summary.fetch.requests, 1);
+}

@@ -176,6 +176,12 @@ struct Options {
     /// The fetcher: mio (event loop) or ureq (blocking threads, proxies) [default: mio].
     #[arg(long, value_name = "ENGINE", value_parser = |s: &str| s.parse::<pinflow::config::FetchEngine>())]
     engine: Option<pinflow::config::FetchEngine>,
+    /// Follow `Link: <...>; rel="next"` pagination [default: off].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    follow_link_next: Option<bool>,
+    /// Pages followed from one source URL at most [default: 100000].
+    #[arg(long, value_name = "N")]
+    max_link_pages: Option<u32>,
     /// Redirects followed per request at most [default: 5].
     #[arg(long, value_name = "N")]
     max_redirects: Option<u32>,
@@ -305,6 +311,20 @@ impl Options {
             same,
             "fetch.engine",
             "--engine"
+        );
+        flag!(
+            self.follow_link_next,
+            c.fetch.follow_link_next,
+            same,
+            "fetch.follow_link_next",
+            "--follow-link-next"
+        );
+        flag!(
+            self.max_link_pages,
+            c.fetch.max_link_pages,
+            same,
+            "fetch.max_link_pages",
+            "--max-link-pages"
         );
         flag!(
             self.max_redirects,

@@ -94,6 +94,7 @@ pub struct ResponseDecoder {
     retry_after: Option<std::time::Duration>,
     encoding: Result<crate::batch::ContentEncoding, String>,
     location: Option<String>,
+    link_next: Option<String>,
 }
 
 impl ResponseDecoder {
@@ -108,6 +109,7 @@ impl ResponseDecoder {
             retry_after: None,
             encoding: Ok(crate::batch::ContentEncoding::Identity),
             location: None,
+            link_next: None,
         }
     }
 
@@ -120,6 +122,12 @@ impl ResponseDecoder {
         self.retry_after = None;
         self.encoding = Ok(crate::batch::ContentEncoding::Identity);
         self.location = None;
+        self.link_next = None;
+    }
+
+    /// The target of the response's `Link: <...>; rel="next"` (RFC 8288), if any.
+    pub fn link_next(&self) -> Option<&str> {
+        self.link_next.as_deref()
     }
 
     /// The response's `Location` header, for redirects.
@@ -327,6 +335,10 @@ impl ResponseDecoder {
                     "deflate" => Ok(E::Deflate),
                     _ => Err(v),
                 };
+            } else if h.name.eq_ignore_ascii_case("link") {
+                if let Some(next) = link_next(&String::from_utf8_lossy(h.value)) {
+                    self.link_next = Some(next);
+                }
             } else if h.name.eq_ignore_ascii_case("location") {
                 self.location = Some(String::from_utf8_lossy(h.value).trim().to_string());
             } else if h.name.eq_ignore_ascii_case("retry-after") {
@@ -363,6 +375,33 @@ impl ResponseDecoder {
     }
 }
 
+/// The `rel="next"` target of a `Link` header value (RFC 8288): `<url>; rel="next"`, among
+/// comma-separated links, with `rel` possibly listing several relation types.
+pub fn link_next(value: &str) -> Option<String> {
+    let mut rest = value;
+    while let Some(open) = rest.find('<') {
+        let close = open + rest[open..].find('>')?;
+        let target = &rest[open + 1..close];
+        let params_end = rest[close..].find('<').map_or(rest.len(), |i| close + i);
+        let params = &rest[close + 1..params_end];
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().trim_end_matches(',').trim();
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("rel")
+                    && v.trim()
+                        .trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+            })
+        });
+        if is_next {
+            return Some(target.trim().to_string());
+        }
+        rest = &rest[params_end..];
+    }
+    None
+}
+
 /// `Retry-After` as a delay: delta-seconds (`120`) or an IMF-fixdate
 /// (`Sun, 06 Nov 1994 08:49:37 GMT`) relative to the system clock.
 pub fn parse_retry_after(v: &str) -> Option<std::time::Duration> {
@@ -383,6 +422,18 @@ pub fn parse_retry_after(v: &str) -> Option<std::time::Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_next_is_found_among_links() {
+        assert_eq!(
+            link_next(r#"<https://a/p?page=1>; rel="prev", </p?page=3>; rel="next""#).as_deref(),
+            Some("/p?page=3")
+        );
+        assert_eq!(link_next(r#"<x>; rel="next last""#).as_deref(), Some("x"));
+        assert_eq!(link_next(r#"<x>; rel=next"#).as_deref(), Some("x"));
+        assert_eq!(link_next(r#"<x>; rel="prev""#), None);
+        assert_eq!(link_next("garbage"), None);
+    }
 
     #[test]
     fn retry_after_in_both_forms() {

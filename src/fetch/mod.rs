@@ -170,6 +170,8 @@ struct Request {
     admitted_at: Instant,
     /// Redirects followed so far.
     redirects: u32,
+    /// Pages followed through `Link: rel="next"` before this one (0 for a source URL).
+    page: u32,
 }
 
 enum Addrs {
@@ -468,6 +470,7 @@ impl Fetcher {
                         stale_resends: 0,
                         admitted_at: Instant::now(),
                         redirects: 0,
+                        page: 0,
                     });
                 }
                 Err(why) => {
@@ -828,6 +831,11 @@ impl Fetcher {
             self.report.stats.delivered += 1;
             self.report.stats.body_bytes += conn.body.len() as u64;
             self.in_flight -= 1;
+            if self.cfg.follow_link_next {
+                if let Some(next) = conn.decoder.link_next().map(str::to_string) {
+                    self.follow_next(&req, &next);
+                }
+            }
         } else {
             *self.report.stats.statuses.entry(status).or_default() += 1;
             let class = format!("http {status}");
@@ -916,24 +924,7 @@ impl Fetcher {
             return self.finish_failed(&req.url, class, &detail, attempts);
         }
         let (host_name, port) = (self.hosts[req.host].name.clone(), self.hosts[req.host].port);
-        let target = if location.starts_with('/') {
-            Ok(HttpUrl {
-                host: host_name.clone(),
-                port,
-                path: location.clone(),
-            })
-        } else if location.contains("://") {
-            HttpUrl::parse(&location)
-        } else {
-            // Relative to the current path's directory.
-            let dir = req.path.rsplit_once('/').map_or("", |(d, _)| d);
-            Ok(HttpUrl {
-                host: host_name.clone(),
-                port,
-                path: format!("{dir}/{location}"),
-            })
-        };
-        let target = match target {
+        let target = match self.resolve_reference(&req, &location) {
             Ok(t) => t,
             Err(why) => {
                 let detail = format!("redirect to `{location}` cannot be followed: {why}");
@@ -951,6 +942,82 @@ impl Fetcher {
         req.host = self.host_for(&target.host, target.port);
         let h = req.host;
         self.hosts[h].queue.push_back(req);
+    }
+
+    /// Resolves a `Location` or `Link` target against the request's URL: absolute, root-relative
+    /// or relative to the path's directory.
+    fn resolve_reference(
+        &self,
+        req: &Request,
+        target: &str,
+    ) -> std::result::Result<HttpUrl, String> {
+        let (host, port) = (self.hosts[req.host].name.clone(), self.hosts[req.host].port);
+        if target.starts_with('/') {
+            Ok(HttpUrl {
+                host,
+                port,
+                path: target.to_string(),
+            })
+        } else if target.contains("://") {
+            HttpUrl::parse(target)
+        } else {
+            let dir = req.path.rsplit_once('/').map_or("", |(d, _)| d);
+            Ok(HttpUrl {
+                host,
+                port,
+                path: format!("{dir}/{target}"),
+            })
+        }
+    }
+
+    /// Pagination: a delivered page whose `Link` header has `rel="next"` adds the next page as
+    /// a new work item (same host unless `redirect_other_hosts`; at most `max_link_pages` pages
+    /// from one source URL). A next link that cannot be followed is logged, and the pages so
+    /// far stand.
+    fn follow_next(&mut self, req: &Request, next: &str) {
+        if req.page + 1 >= self.cfg.max_link_pages {
+            tracing::warn!(url = %req.url, pages = req.page + 1, "pagination stopped at fetch.max_link_pages");
+            return;
+        }
+        let target = match self.resolve_reference(req, next) {
+            Ok(t) => t,
+            Err(why) => {
+                tracing::warn!(url = %req.url, next, %why, "next-page link cannot be followed");
+                return;
+            }
+        };
+        let here = (&self.hosts[req.host].name, self.hosts[req.host].port);
+        if (&target.host, target.port) != (here.0, here.1) && !self.cfg.redirect_other_hosts {
+            tracing::warn!(url = %req.url, next, "next-page link to another host not followed");
+            return;
+        }
+        let url = format!(
+            "http://{}{}{}",
+            if target.host.contains(':') {
+                format!("[{}]", target.host)
+            } else {
+                target.host.clone()
+            },
+            if target.port == 80 {
+                String::new()
+            } else {
+                format!(":{}", target.port)
+            },
+            target.path
+        );
+        let host = self.host_for(&target.host, target.port);
+        self.in_flight += 1;
+        self.report.stats.requests += 1;
+        self.hosts[host].queue.push_back(Request {
+            url,
+            path: target.path,
+            host,
+            failures: 0,
+            stale_resends: 0,
+            admitted_at: Instant::now(),
+            redirects: 0,
+            page: req.page + 1,
+        });
     }
 
     /// Schedules another attempt after an exponential backoff with full jitter (or at least
