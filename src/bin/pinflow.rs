@@ -552,6 +552,35 @@ fn validated(cfg: Config, layers: &[ConfigLayer], set: &FlagsSet) -> Result<Conf
     Err(lines(&problems))
 }
 
+/// Counts heap allocations (and reallocations), so `bench` can report allocations per record:
+/// the hot path should allocate per batch, not per record. One relaxed atomic add each.
+struct CountingAlloc;
+
+static ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+// SAFETY: every method forwards to the system allocator with the caller's arguments unchanged;
+// the counter has no effect on memory.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        std::alloc::System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        std::alloc::System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        std::alloc::System.realloc(ptr, layout, size)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        std::alloc::System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.config.as_deref(), cli.command) {
@@ -902,7 +931,10 @@ fn bench(
         sim.pages_template(records.div_ceil(per_response).max(1))
     };
     let cpu_before = metrics::process_cpu_time();
+    let allocs_before = ALLOCATIONS.load(Ordering::Relaxed);
     let summary = run_pipeline(cfg, Source::from_arg(&template)?)?;
+    let allocs = ALLOCATIONS.load(Ordering::Relaxed) - allocs_before;
+    let allocs_per_record = allocs as f64 / summary.records_written.max(1) as f64;
     let cpu_after = metrics::process_cpu_time();
     let sim_stats = sim.stop();
     if out.is_none() {
@@ -927,7 +959,7 @@ fn bench(
     ];
     if json {
         let mut s = format!(
-            "{{\"records\":{},\"values\":{values},\"per_response\":{per_response},\"records_written\":{},\"elapsed_s\":{:.6},\"records_per_s\":{:.1},\"mb_per_s\":{:.2},\"requests\":{},\"failed\":{},\"peak_rss_bytes\":{},\"cpu_s\":{},\"simulator_cpu_share\":{},\"peak_live_batches\":{},\"plan\":{:?},\"latency_us\":{{",
+            "{{\"records\":{},\"values\":{values},\"per_response\":{per_response},\"records_written\":{},\"elapsed_s\":{:.6},\"records_per_s\":{:.1},\"mb_per_s\":{:.2},\"requests\":{},\"failed\":{},\"peak_rss_bytes\":{},\"cpu_s\":{},\"simulator_cpu_share\":{},\"peak_live_batches\":{},\"allocations_per_record\":{:.3},\"plan\":{:?},\"latency_us\":{{",
             records,
             summary.records_written,
             summary.elapsed.as_secs_f64(),
@@ -939,6 +971,7 @@ fn bench(
             cpu_total.map_or("null".into(), |v| format!("{:.3}", v.as_secs_f64())),
             sim_share.map_or("null".into(), |v| format!("{v:.3}")),
             summary.peak_live_batches,
+            allocs_per_record,
             summary.plan,
         );
         for (i, (name, h)) in stages.iter().enumerate() {
@@ -959,6 +992,9 @@ fn bench(
         println!(
             "peak RSS   {:.1} MiB",
             rss.unwrap_or(0) as f64 / (1 << 20) as f64
+        );
+        println!(
+            "allocs     {allocs_per_record:.2} per record written (whole process, simulator included)"
         );
         if let (Some(t), Some(share)) = (cpu_total, sim_share) {
             println!(
