@@ -147,6 +147,7 @@ pub fn run(
         resume_at: None,
         rate_wake_at: None,
         extra_headers,
+        last_host: 0,
     };
     fetcher
         .chans
@@ -296,6 +297,8 @@ struct Fetcher {
     rate_wake_at: Option<Instant>,
     /// Configured request headers, resolved, as CRLF-terminated lines.
     extra_headers: String,
+    /// The host `host_for` found last.
+    last_host: usize,
 }
 
 impl Fetcher {
@@ -487,7 +490,15 @@ impl Fetcher {
     }
 
     fn host_for(&mut self, name: &str, port: u16) -> usize {
+        // Most sources name one host over and over: check the last one before building the
+        // owned key the map lookup needs (an allocation per request otherwise).
+        if let Some(h) = self.hosts.get(self.last_host) {
+            if h.port == port && h.name == name {
+                return self.last_host;
+            }
+        }
         if let Some(&i) = self.host_index.get(&(name.to_string(), port)) {
+            self.last_host = i;
             return i;
         }
         let i = self.hosts.len();
@@ -509,6 +520,7 @@ impl Fetcher {
                 .map(|r| TokenBucket::new(r, self.cfg.rate_burst.unwrap_or(r))),
         });
         self.host_index.insert((name.to_string(), port), i);
+        self.last_host = i;
         i
     }
 
