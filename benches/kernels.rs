@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the hot-path pieces, each next to its baseline where there is one:
 //!
 //! - `stats/*`: the vectorized kernel against the scalar reference, for 64 and 1M values;
-//! - `parse/*`: simd-json into Arrow columns, per record, for single objects and NDJSON;
+//! - `parse/*`: simd-json into Arrow columns, per record, for single objects and NDJSON, and
+//!   serde_json into a struct for the same NDJSON page (the baseline);
 //! - `http/*`: decoding a keep-alive response, Content-Length and chunked;
 //! - `parquet/*`: encoding a batch of 4096 rows with snappy;
 //! - `queue/*`: one crossbeam hop of a record batch.
@@ -88,7 +89,34 @@ fn parse(c: &mut Criterion) {
             )
         });
     }
+    // The baseline: serde_json into a plain struct per NDJSON line (no Arrow columns, so the
+    // comparison flatters serde_json slightly).
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("serde_json_ndjson_page", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for line in page.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+                let r: SerdeRecord = serde_json::from_slice(line).unwrap();
+                n += r.values.len() + r.message.len();
+            }
+            n
+        })
+    });
     g.finish();
+}
+
+/// The workload's record for the serde_json baseline.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct SerdeRecord {
+    id: i64,
+    ts: String,
+    service: String,
+    level: String,
+    host: String,
+    latency_ms: f64,
+    message: String,
+    values: Vec<f64>,
 }
 
 fn http(c: &mut Criterion) {
