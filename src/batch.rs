@@ -90,6 +90,20 @@ pub enum ContentEncoding {
     Deflate,
 }
 
+impl ContentEncoding {
+    /// Reads a `Content-Encoding` header value; an encoding pinflow cannot decode comes back
+    /// as its (lower-cased) name.
+    pub fn from_header(value: &str) -> Result<ContentEncoding, String> {
+        let v = value.trim().to_ascii_lowercase();
+        match v.as_str() {
+            "" | "identity" => Ok(ContentEncoding::Identity),
+            "gzip" | "x-gzip" => Ok(ContentEncoding::Gzip),
+            "deflate" => Ok(ContentEncoding::Deflate),
+            _ => Err(v),
+        }
+    }
+}
+
 /// Responses from the fetcher: bodies back to back in one arena, each followed by
 /// [`BODY_PADDING`] bytes, so the parse threads can run simd-json on them in place.
 #[derive(Debug, Default)]

@@ -6,6 +6,16 @@ mod common;
 use common::*;
 use pinflow::{Config, Pipeline, Source};
 
+/// The path of every request the test server saw, in order.
+fn request_paths(heads: &std::sync::Mutex<Vec<String>>) -> Vec<String> {
+    heads
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| h.split(' ').nth(1).unwrap().to_string())
+        .collect()
+}
+
 fn ok_response() -> Vec<u8> {
     let body = br#"{"id":1}"#;
     let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
@@ -98,12 +108,7 @@ fn redirects_are_followed_on_the_same_host_within_a_limit() {
         (2, 3),
         "{summary}"
     );
-    let paths: Vec<String> = heads
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|h| h.split(' ').nth(1).unwrap().to_string())
-        .collect();
+    let paths = request_paths(&heads);
     assert!(paths.contains(&"/new".to_string()), "{paths:?}");
     assert!(paths.contains(&"/dir/target".to_string()), "{paths:?}");
     // The loop was followed three times after the first request, then given up.
@@ -168,12 +173,7 @@ fn link_next_pagination_drains_an_api_from_one_start_url() {
     // /p/1 → 2 → 3 (the limit of 3 pages stops it), /loop three times, /other-host once.
     assert_eq!(summary.fetch.requests, 7, "{summary}");
     assert_eq!(summary.fetch.delivered, 7, "{summary}");
-    let paths: Vec<String> = heads
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|h| h.split(' ').nth(1).unwrap().to_string())
-        .collect();
+    let paths = request_paths(&heads);
     for p in ["/p/1", "/p/2", "/p/3"] {
         assert_eq!(
             paths.iter().filter(|x| *x == p).count(),

@@ -797,6 +797,35 @@ fn run(file: Option<&Path>, cmd: Command) -> Result<ExitCode, Failure> {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The benchmark's simulator serving `records` records of `values` floats, one per response
+/// or in NDJSON pages of `per_response`, with `faults`; and the URL template that covers them.
+fn bench_simulator(
+    records: u64,
+    values: usize,
+    per_response: u64,
+    faults: pinflow::sim::Faults,
+) -> pinflow::Result<(Simulator, String)> {
+    let sim = Simulator::start(SimConfig {
+        workload: Workload {
+            values_per_record: values,
+            page_size: per_response,
+            ..Workload::default()
+        },
+        faults,
+        ..SimConfig::default()
+    })
+    .map_err(|e| pinflow::Error::Config {
+        what: "simulator".into(),
+        why: format!("cannot bind a loopback port: {e}"),
+    })?;
+    let template = if per_response == 1 {
+        sim.logs_template(records.max(1))
+    } else {
+        sim.pages_template(records.div_ceil(per_response).max(1))
+    };
+    Ok((sim, template))
+}
+
 /// `bench --compare`: the same workload through the mio fetcher, the ureq fallback, and mio
 /// against a simulator injecting every fault at 1 %, each on a fresh simulator, one after the
 /// other in this process; figures as ratios to the first.
@@ -838,24 +867,7 @@ fn compare_fetchers(
             c.fetch.idle_timeout = Duration::from_millis(300);
         }
         let c = validated(c, &layers, &set)?;
-        let sim = Simulator::start(SimConfig {
-            workload: Workload {
-                values_per_record: values,
-                page_size: per_response,
-                ..Workload::default()
-            },
-            faults,
-            ..SimConfig::default()
-        })
-        .map_err(|e| pinflow::Error::Config {
-            what: "simulator".into(),
-            why: format!("cannot bind a loopback port: {e}"),
-        })?;
-        let template = if per_response == 1 {
-            sim.logs_template(records.max(1))
-        } else {
-            sim.pages_template(records.div_ceil(per_response).max(1))
-        };
+        let (sim, template) = bench_simulator(records, values, per_response, faults)?;
         let summary = run_pipeline(c, Source::from_arg(&template)?)?;
         sim.stop();
         rows.push((name, summary));
@@ -912,24 +924,7 @@ fn bench(
     cfg.dead_letter = opts.dead_letter.clone();
     set.push(("out", "--out"));
     let cfg = validated(cfg, &layers, &set)?;
-    let workload = Workload {
-        values_per_record: values,
-        page_size: per_response,
-        ..Workload::default()
-    };
-    let sim = Simulator::start(SimConfig {
-        workload,
-        ..SimConfig::default()
-    })
-    .map_err(|e| pinflow::Error::Config {
-        what: "simulator".into(),
-        why: format!("cannot bind a loopback port: {e}"),
-    })?;
-    let template = if per_response == 1 {
-        sim.logs_template(records.max(1))
-    } else {
-        sim.pages_template(records.div_ceil(per_response).max(1))
-    };
+    let (sim, template) = bench_simulator(records, values, per_response, Default::default())?;
     let cpu_before = metrics::process_cpu_time();
     let allocs_before = ALLOCATIONS.load(Ordering::Relaxed);
     let summary = run_pipeline(cfg, Source::from_arg(&template)?)?;

@@ -192,17 +192,14 @@ impl Worker<'_> {
                 .and_then(super::http::parse_retry_after);
             return Attempt::Status(status, after);
         }
-        let encoding = match resp
+        let header = resp
             .headers()
             .get("content-encoding")
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("") | Some("identity") => ContentEncoding::Identity,
-            Some("gzip") | Some("x-gzip") => ContentEncoding::Gzip,
-            Some("deflate") => ContentEncoding::Deflate,
-            Some(other) => {
+            .unwrap_or("");
+        let encoding = match ContentEncoding::from_header(header) {
+            Ok(e) => e,
+            Err(other) => {
                 let detail = format!("unsupported Content-Encoding `{other}`");
                 return Attempt::Error("content encoding".into(), detail, false);
             }
@@ -260,14 +257,7 @@ impl Worker<'_> {
                 }
                 Attempt::Error(class, detail, retry) => (class, detail, retry, None),
             };
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            let cap = super::RETRY_BASE.as_micros() as u64 * (1 << (attempts - 1).min(10));
-            let mut delay = Duration::from_micros(self.rng % cap.max(1));
-            if let Some(a) = after {
-                delay = delay.max(a.min(self.cfg.max_retry_after));
-            }
+            let delay = super::backoff(&mut self.rng, attempts, after, self.cfg);
             let in_time = admitted.elapsed() + delay < self.cfg.total_timeout;
             if retry
                 && attempts < self.cfg.max_attempts

@@ -327,14 +327,8 @@ impl ResponseDecoder {
                     .next()
                     .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
             } else if h.name.eq_ignore_ascii_case("content-encoding") {
-                use crate::batch::ContentEncoding as E;
-                let v = String::from_utf8_lossy(h.value).trim().to_ascii_lowercase();
-                self.encoding = match v.as_str() {
-                    "" | "identity" => Ok(E::Identity),
-                    "gzip" | "x-gzip" => Ok(E::Gzip),
-                    "deflate" => Ok(E::Deflate),
-                    _ => Err(v),
-                };
+                self.encoding =
+                    crate::batch::ContentEncoding::from_header(&String::from_utf8_lossy(h.value));
             } else if h.name.eq_ignore_ascii_case("link") {
                 if let Some(next) = link_next(&String::from_utf8_lossy(h.value)) {
                     self.link_next = Some(next);

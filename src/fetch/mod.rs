@@ -1043,15 +1043,7 @@ impl Fetcher {
         retry_after: Option<Duration>,
     ) {
         req.failures += 1;
-        // Exponential backoff with full jitter (xorshift; quality is irrelevant here).
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let cap = RETRY_BASE.as_micros() as u64 * (1 << (req.failures - 1).min(10));
-        let mut delay = Duration::from_micros(self.rng % cap.max(1));
-        if let Some(after) = retry_after {
-            delay = delay.max(after.min(self.cfg.max_retry_after));
-        }
+        let delay = backoff(&mut self.rng, req.failures, retry_after, &self.cfg);
         let in_time = req.admitted_at.elapsed() + delay < self.cfg.total_timeout;
         if !in_time {
             detail = format!(
@@ -1283,6 +1275,26 @@ fn http_failure(e: &HttpError) -> ConnFailure {
             class: "malformed http",
             detail: e.to_string(),
         },
+    }
+}
+
+/// The wait before the next attempt, after `failures` failed ones: exponential backoff from
+/// [`RETRY_BASE`] with full jitter (xorshift; quality is irrelevant here), but never shorter
+/// than the server's `Retry-After`, itself capped by `max_retry_after`. Shared by both fetchers.
+pub(crate) fn backoff(
+    rng: &mut u64,
+    failures: u32,
+    retry_after: Option<Duration>,
+    cfg: &FetchConfig,
+) -> Duration {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    let cap = RETRY_BASE.as_micros() as u64 * (1 << failures.saturating_sub(1).min(10));
+    let delay = Duration::from_micros(*rng % cap.max(1));
+    match retry_after {
+        Some(after) => delay.max(after.min(cfg.max_retry_after)),
+        None => delay,
     }
 }
 
