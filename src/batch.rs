@@ -282,6 +282,20 @@ mod tests {
     }
 
     #[test]
+    fn an_arena_inflated_by_a_huge_body_is_shrunk_only_when_empty() {
+        let mut b = BodyBatch::default();
+        b.push_body("http://x/big", &vec![b'x'; 8 << 20], 1, Instant::now());
+        b.shrink_arena(1 << 20);
+        assert!(
+            b.arena.capacity() >= 8 << 20,
+            "a batch in use keeps its bytes"
+        );
+        b.clear();
+        b.shrink_arena(1 << 20);
+        assert!(b.arena.capacity() <= 1 << 20, "{}", b.arena.capacity());
+    }
+
+    #[test]
     fn excerpts_are_bounded() {
         assert_eq!(excerpt(b"abc", 10), "abc");
         assert_eq!(excerpt("héllo".as_bytes(), 2), "h\u{fffd}…");

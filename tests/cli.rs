@@ -217,6 +217,7 @@ fn bench_prints_machine_readable_json() {
         "\"records_per_s\":",
         "\"peak_rss_bytes\":",
         "\"simulator_cpu_share\":",
+        "\"allocations_per_record\":",
         "\"parse\":{\"p50\":",
     ] {
         assert!(s.contains(key), "{key} missing in {s}");
@@ -340,4 +341,46 @@ fn bench_compare_runs_mio_ureq_and_faults_in_one_go() {
     for row in &rows[..2] {
         assert_eq!(row.split_whitespace().nth(3), Some("300"), "{row}");
     }
+}
+
+/// A flood of failures logs at most 10 lines a second, then says how many it left out; every
+/// failure is still in the dead-letter file.
+#[test]
+fn failure_logs_are_rate_limited_and_the_rest_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let list = dir.path().join("urls.txt");
+    let urls: String = (0..50)
+        .map(|i| format!("http://{}/status/404?n={i}\n", sim.addr()))
+        .collect();
+    std::fs::write(&list, urls).unwrap();
+    let out = dir.path().join("f.parquet");
+    let o = pinflow()
+        .args(["run", "--log-format", "json", "--urls"])
+        .arg(&list)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    let logged = stderr
+        .lines()
+        .filter(|l| l.contains("request failed"))
+        .count();
+    let suppressed: usize = stderr
+        .lines()
+        .filter_map(|l| l.split("\"suppressed\":").nth(1))
+        .map(|rest| {
+            rest.split([',', '}'])
+                .next()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert!(logged <= 20, "{logged} failure lines:\n{stderr}");
+    assert_eq!(logged + suppressed, 50, "{stderr}");
+    let dead = std::fs::read_to_string(dir.path().join("f.parquet.deadletter.ndjson")).unwrap();
+    assert_eq!(dead.lines().count(), 50);
 }

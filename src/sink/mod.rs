@@ -146,6 +146,7 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        w.failure_log.tick();
         if output.rotate.is_some_and(|every| opened.elapsed() >= every) {
             opened = Instant::now();
             if w.rows_in_file > 0 {
@@ -165,6 +166,7 @@ pub fn run(
         // A rotation just before the end left an empty file: nothing to keep.
         last.abort();
     }
+    w.failure_log.report_suppressed();
     let mut report = w.report;
     report.dead_letter_file = dead.finish()?;
     guard.finish();
@@ -276,18 +278,30 @@ impl Default for FailureLog {
 }
 
 impl FailureLog {
-    fn log(&mut self, d: &crate::batch::DeadLetter) {
+    /// Starts a new one-second window when the current one is over, first saying how many
+    /// lines it suppressed. Called per failure and per turn of the writer loop, so the count
+    /// appears even when no failure follows.
+    fn tick(&mut self) {
         if self.window.elapsed() >= Duration::from_secs(1) {
-            if self.suppressed > 0 {
-                tracing::warn!(
-                    suppressed = self.suppressed,
-                    "more failures than {FAILURE_LINES_PER_SEC} per second; the others are only in the dead-letter file"
-                );
-            }
+            self.report_suppressed();
             self.window = Instant::now();
             self.in_window = 0;
+        }
+    }
+
+    /// Logs how many failure lines were left out since the last report (at the end of a run too).
+    fn report_suppressed(&mut self) {
+        if self.suppressed > 0 {
+            tracing::warn!(
+                suppressed = self.suppressed,
+                "more failures than {FAILURE_LINES_PER_SEC} per second; the others are only in the dead-letter file"
+            );
             self.suppressed = 0;
         }
+    }
+
+    fn log(&mut self, d: &crate::batch::DeadLetter) {
+        self.tick();
         if self.in_window < FAILURE_LINES_PER_SEC {
             self.in_window += 1;
             if d.kind == "request" {
