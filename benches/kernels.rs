@@ -146,8 +146,10 @@ fn parquet_and_queue(c: &mut Criterion) {
     for _ in 0..4 {
         batch.push_body("http://bench/x", &page, 1, Instant::now());
     }
-    let rows =
-        pinflow::compute::add_statistics(&Parser::new().parse_batch(&mut batch).rows.unwrap());
+    let rows = pinflow::compute::add_statistics(
+        &Parser::new().parse_batch(&mut batch).rows.unwrap(),
+        &pinflow::schema::Layout::logs(),
+    );
     // The sink's own settings (snappy by default), not arrow-rs defaults.
     let props =
         pinflow::sink::writer_properties(&pinflow::config::WriterConfig::default()).unwrap();

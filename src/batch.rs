@@ -76,6 +76,23 @@ pub struct Fetched {
     pub done_at: Instant,
     /// The body's `Content-Encoding`; the parse threads decode it (never the I/O thread).
     pub encoding: ContentEncoding,
+    /// Cursor pagination: this body is page number `n` (0 for a source URL) of its chain, and
+    /// the fetcher waits for a [`CursorReply`] about it.
+    pub cursor_page: Option<u32>,
+}
+
+/// What a parse thread tells the fetcher about a page fetched with cursor pagination on
+/// (`fetch.cursor_field`): the cursor of the next page, or `None` at the end of the chain.
+/// Exactly one reply is sent per page body, whatever its content, so the fetcher knows when
+/// no further page can come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorReply {
+    /// The page's URL.
+    pub url: String,
+    /// The page's number in its chain.
+    pub page: u32,
+    /// The next page's cursor.
+    pub cursor: Option<String>,
 }
 
 /// A body's `Content-Encoding`, among those pinflow asks for.
@@ -145,6 +162,7 @@ impl BodyBatch {
             attempts,
             done_at,
             encoding,
+            cursor_page: None,
         });
     }
 
@@ -159,7 +177,16 @@ impl BodyBatch {
             attempts,
             done_at,
             encoding: ContentEncoding::Identity,
+            cursor_page: None,
         });
+    }
+
+    /// Marks the body appended last as page `page` of a cursor-paginated chain: the parse
+    /// thread will send a [`CursorReply`] for it.
+    pub fn expect_cursor(&mut self, page: u32) {
+        if let Some(item) = self.items.last_mut() {
+            item.cursor_page = Some(page);
+        }
     }
 
     fn push_url(&mut self, url: &str) -> Range<usize> {
@@ -227,6 +254,9 @@ pub struct RecordsBatch {
     /// The rows: the record columns from the parse stage, plus the statistics columns once the
     /// compute stage has run. `None` when a batch holds only dead letters.
     pub rows: Option<RecordBatch>,
+    /// The layout `rows` follows, and the statistics the compute stage adds (`None` when the
+    /// batch was not made by a parser).
+    pub layout: Option<std::sync::Arc<crate::schema::Layout>>,
     /// Records, bodies and requests that did not become rows.
     pub dead_letters: Vec<DeadLetter>,
     /// Requests delivered in this batch (bodies received).

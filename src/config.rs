@@ -35,6 +35,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
+use crate::schema::{FieldSpec, Layout, StatSpec, Unknown};
 
 /// Everything a pipeline run needs besides its work source.
 ///
@@ -56,6 +57,11 @@ pub struct Config {
     /// standard input, or a template (see [`Source::from_arg`](crate::Source::from_arg)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Local files instead of URLs (`pinflow run --files`): paths, directories (their `.json`,
+    /// `.ndjson` and `.jsonl` files) or glob patterns, and `-` for standard input. See
+    /// [`Source::files`](crate::Source::files).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
     /// Continuous mode: poll the sources again every this long until signalled.
     /// `None` (the default) runs once.
     #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
@@ -68,6 +74,8 @@ pub struct Config {
     pub fetch: FetchConfig,
     /// The Parquet writer.
     pub writer: WriterConfig,
+    /// The columns and statistics written.
+    pub schema: SchemaConfig,
     /// The Prometheus metrics and health endpoint.
     pub metrics: MetricsConfig,
     /// Logging and the progress line.
@@ -130,8 +138,21 @@ pub struct FetchConfig {
     pub headers: Vec<String>,
     /// Pagination: a page whose `Link` header has `rel="next"` makes the next page a work item.
     pub follow_link_next: bool,
-    /// Pages followed from one source URL at most (a guard against pagination loops).
+    /// Pages followed from one source URL at most, by `Link` or by cursor (a guard against
+    /// pagination loops).
     pub max_link_pages: u32,
+    /// The body is a JSON object (an envelope such as `{"data": [...], "next": "..."}`) whose
+    /// field at this dotted path holds the array of records. `None`: the body is a record, an
+    /// array of records, or NDJSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_field: Option<String>,
+    /// Cursor pagination: the dotted path, in the envelope, of the next page's cursor (a string
+    /// or number; null, missing or empty ends the chain). The next page is the page's URL with
+    /// `cursor_param` set to it. Needs `records_field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor_field: Option<String>,
+    /// The query parameter that carries the cursor.
+    pub cursor_param: String,
     /// Which fetcher runs: `mio` (the event loop) or `ureq` (blocking threads, proxies).
     pub engine: FetchEngine,
     /// Redirects (301, 302, 303, 307, 308) followed per request at most.
@@ -150,6 +171,17 @@ pub struct FetchConfig {
     pub rate_burst: Option<u32>,
     /// A larger response body fails its request instead of exhausting memory.
     pub max_body_bytes: usize,
+    /// `https://`: a PEM file of CA certificates trusted in addition to the built-in web PKI
+    /// roots (Mozilla's), for servers with certificates from a private CA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// `https://` with client certificates (mTLS): a PEM file with the certificate chain,
+    /// leaf first. Needs `tls_client_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_client_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_key: Option<PathBuf>,
     /// A batch of bodies is handed to the parse threads when it holds this many responses...
     pub batch_max_items: usize,
     /// ...or this many body bytes...
@@ -215,6 +247,104 @@ pub struct WriterConfig {
     /// mode). `None` (the default): one file per run.
     #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
     pub rotate_interval: Option<Duration>,
+    /// Close the open row group once its oldest row has waited this long, even if it is not
+    /// full, so that a slow stream's rows reach a closed row group on disk within this time.
+    #[serde(with = "duration_serde")]
+    pub flush_interval: Duration,
+    /// Finalize a file once it holds this many rows (exactly: a batch is split across files).
+    /// `None` (the default): no rotation by rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotate_rows: Option<u64>,
+    /// Finalize a file once its size reaches this many bytes: the bytes written so far plus the
+    /// writer's estimate of the open row group, checked after each batch, so files end a
+    /// little over it. `None` (the default): no rotation by size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotate_bytes: Option<u64>,
+    /// Hive-style partitioning: output column names (string or integer columns) or `date`
+    /// (the UTC date of `ts`). Empty (the default): no partitioning, `out` is one file. When
+    /// set, `out` is the dataset's root directory and files go to
+    /// `out/COL=VALUE/.../part-NNNNN.parquet`.
+    pub partition_by: Vec<String>,
+    /// Partition files open at once at most; when a row needs one more, the least recently
+    /// used file is finalized (a later row of that partition starts its next part).
+    pub max_open_partitions: usize,
+    /// Rotate the dead-letter file when the next entry would take it past this many bytes:
+    /// `NAME` becomes `NAME.1`, `NAME.1` becomes `NAME.2`, and so on. 0: never (logrotate).
+    pub dead_letter_max_bytes: u64,
+    /// Rotated dead-letter files kept (`NAME.1` ..= `NAME.N`); older ones are deleted.
+    pub dead_letter_keep: usize,
+}
+
+/// Which columns are written and which statistics are added (see [`crate::schema`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchemaConfig {
+    /// The fields, each `PATH:TYPE` or `PATH:TYPE as COLUMN` (`"http.status:int64"`). Empty:
+    /// the built-in log layout, or inference with `infer`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// With no `fields`, infer them from the first records (see [`crate::parse::infer`]).
+    pub infer: bool,
+    /// Fields not in the schema: `ignore`, `reject` (dead-letter the record) or `extra` (keep
+    /// them as a JSON object in the column `_extra`).
+    pub unknown: String,
+    /// Statistics, each `COLUMN` (count, mean, min, max, variance) or `COLUMN:OP,OP,...` over a
+    /// numeric list column. Unset: the default statistics of `values` when it is a numeric
+    /// list; `[]`: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Vec<String>>,
+}
+
+impl Default for SchemaConfig {
+    fn default() -> Self {
+        SchemaConfig {
+            fields: Vec::new(),
+            infer: false,
+            unknown: "ignore".into(),
+            stats: None,
+        }
+    }
+}
+
+impl SchemaConfig {
+    /// The fixed layout, or `None` when it is to be inferred. Errors name the key.
+    pub fn layout(&self) -> Result<Option<Layout>> {
+        if self.fields.is_empty() && self.infer {
+            return Ok(None);
+        }
+        let fields = if self.fields.is_empty() {
+            crate::schema::log_fields()
+        } else {
+            self.fields
+                .iter()
+                .map(|f| f.parse::<FieldSpec>())
+                .collect::<std::result::Result<Vec<_>, String>>()
+                .map_err(|why| Error::config("schema.fields", why))?
+        };
+        self.layout_of(fields)
+            .map(Some)
+            .map_err(|why| Error::config("schema", why))
+    }
+
+    /// The layout of `fields` with this configuration's `unknown` and `stats`.
+    pub fn layout_of(&self, fields: Vec<FieldSpec>) -> std::result::Result<Layout, String> {
+        let unknown = self.unknown.parse::<Unknown>()?;
+        let stats = match &self.stats {
+            Some(list) => list
+                .iter()
+                .map(|s| s.parse::<StatSpec>())
+                .collect::<std::result::Result<Vec<_>, String>>()?,
+            None => fields
+                .iter()
+                .filter(|f| f.column == "values" && f.ty.is_numeric_list())
+                .map(|_| StatSpec {
+                    column: "values".into(),
+                    ops: crate::schema::DEFAULT_STATS.to_vec(),
+                })
+                .collect(),
+        };
+        Layout::new(fields, unknown, stats)
+    }
 }
 
 /// The HTTP endpoint serving Prometheus metrics and health checks.
@@ -309,6 +439,8 @@ pub enum Compression {
     Snappy,
     /// Zstandard at the given level (1..=22).
     Zstd(i32),
+    /// LZ4 (Parquet's `LZ4_RAW` codec): the fastest to decompress, larger than zstd.
+    Lz4,
 }
 
 impl std::str::FromStr for Compression {
@@ -317,12 +449,13 @@ impl std::str::FromStr for Compression {
         let bad = || {
             Error::config(
                 "compression",
-                format!("`{s}` is not none, snappy, zstd or zstd:LEVEL"),
+                format!("`{s}` is not none, snappy, lz4, zstd or zstd:LEVEL"),
             )
         };
         match s {
             "none" | "uncompressed" => Ok(Compression::None),
             "snappy" => Ok(Compression::Snappy),
+            "lz4" | "lz4_raw" => Ok(Compression::Lz4),
             "zstd" => Ok(Compression::Zstd(3)),
             _ => match s.strip_prefix("zstd:") {
                 Some(level) => match level.parse::<i32>() {
@@ -335,13 +468,14 @@ impl std::str::FromStr for Compression {
     }
 }
 
-/// `none`, `snappy` or `zstd:LEVEL`: what [`FromStr`](std::str::FromStr) reads back.
+/// `none`, `snappy`, `lz4` or `zstd:LEVEL`: what [`FromStr`](std::str::FromStr) reads back.
 impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Compression::None => f.write_str("none"),
             Compression::Snappy => f.write_str("snappy"),
             Compression::Zstd(level) => write!(f, "zstd:{level}"),
+            Compression::Lz4 => f.write_str("lz4"),
         }
     }
 }
@@ -361,7 +495,7 @@ impl<'de> Deserialize<'de> for Compression {
 }
 
 fn compression_error(s: &str) -> String {
-    format!("`{s}` is not none, snappy, zstd or zstd:LEVEL (LEVEL 1..=22)")
+    format!("`{s}` is not none, snappy, lz4, zstd or zstd:LEVEL (LEVEL 1..=22)")
 }
 
 impl std::str::FromStr for LogFormat {
@@ -436,10 +570,16 @@ impl Default for FetchConfig {
             headers: Vec::new(),
             follow_link_next: false,
             max_link_pages: 100_000,
+            records_field: None,
+            cursor_field: None,
+            cursor_param: "cursor".into(),
             engine: FetchEngine::Mio,
             max_redirects: 5,
             redirect_other_hosts: false,
             max_body_bytes: 64 << 20,
+            tls_ca_file: None,
+            tls_client_cert: None,
+            tls_client_key: None,
             batch_max_items: 256,
             batch_max_bytes: 1 << 20,
             batch_max_delay: Duration::from_millis(2),
@@ -453,6 +593,13 @@ impl Default for WriterConfig {
             row_group_rows: 64 * 1024,
             compression: Compression::Snappy,
             rotate_interval: None,
+            flush_interval: Duration::from_secs(10),
+            rotate_rows: None,
+            rotate_bytes: None,
+            partition_by: Vec::new(),
+            max_open_partitions: 64,
+            dead_letter_max_bytes: 64 << 20,
+            dead_letter_keep: 5,
         }
     }
 }
@@ -485,11 +632,13 @@ impl Config {
             out: out.into(),
             dead_letter: None,
             source: None,
+            files: Vec::new(),
             every: None,
             queue_capacity: 8,
             threads: ThreadConfig::default(),
             fetch: FetchConfig::default(),
             writer: WriterConfig::default(),
+            schema: SchemaConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
         }
@@ -545,6 +694,9 @@ impl Config {
                     format!("`{}` is not a file path", p.display()),
                 );
             }
+        }
+        if self.files.iter().any(|f| f.trim().is_empty()) {
+            bad("files", "holds an empty path".into());
         }
         if self.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
             bad("source", "is empty".into());
@@ -609,6 +761,58 @@ impl Config {
                 );
             }
         }
+        match (&f.tls_client_cert, &f.tls_client_key) {
+            (Some(_), None) => bad(
+                "fetch.tls_client_key",
+                "is needed with fetch.tls_client_cert".into(),
+            ),
+            (None, Some(_)) => bad(
+                "fetch.tls_client_cert",
+                "is needed with fetch.tls_client_key".into(),
+            ),
+            _ => {}
+        }
+        for (key, p) in [
+            ("fetch.tls_ca_file", &f.tls_ca_file),
+            ("fetch.tls_client_cert", &f.tls_client_cert),
+            ("fetch.tls_client_key", &f.tls_client_key),
+        ] {
+            if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                bad(key, "is empty".into());
+            }
+        }
+        if f.cursor_field.is_some() && f.records_field.is_none() {
+            bad(
+                "fetch.cursor_field",
+                "needs fetch.records_field (the envelope's array of records)".into(),
+            );
+        }
+        for (key, path) in [
+            ("fetch.records_field", &f.records_field),
+            ("fetch.cursor_field", &f.cursor_field),
+        ] {
+            if path
+                .as_deref()
+                .is_some_and(|p| p.split('.').any(str::is_empty))
+            {
+                bad(
+                    key,
+                    "is not a dotted field path such as `data` or `meta.next`".into(),
+                );
+            }
+        }
+        if f.cursor_param.is_empty() || f.cursor_param.contains(['&', '=', '#', '?', ' ']) {
+            bad(
+                "fetch.cursor_param",
+                format!("`{}` is not a query parameter name", f.cursor_param),
+            );
+        }
+        if f.engine == FetchEngine::Ureq && f.cursor_field.is_some() {
+            bad(
+                "fetch.cursor_field",
+                "cursor pagination is supported by the mio fetcher only".into(),
+            );
+        }
         if f.engine == FetchEngine::Ureq && f.follow_link_next {
             bad(
                 "fetch.follow_link_next",
@@ -621,6 +825,37 @@ impl Config {
                 "the ureq fetcher does not support continuous mode (`every`); use mio".into(),
             );
         }
+        let sc = &self.schema;
+        let mut schema_ok = true;
+        if let Err(why) = sc.unknown.parse::<Unknown>() {
+            bad("schema.unknown", why);
+            schema_ok = false;
+        }
+        for (n, f) in sc.fields.iter().enumerate() {
+            if let Err(why) = f.parse::<FieldSpec>() {
+                bad(&format!("schema.fields[{n}]"), why);
+                schema_ok = false;
+            }
+        }
+        for (n, st) in sc.stats.iter().flatten().enumerate() {
+            if let Err(why) = st.parse::<StatSpec>() {
+                bad(&format!("schema.stats[{n}]"), why);
+                schema_ok = false;
+            }
+        }
+        if sc.infer && !sc.fields.is_empty() {
+            bad(
+                "schema.infer",
+                "infers the fields when none are listed; remove schema.fields or infer".into(),
+            );
+        }
+        if !(sc.infer && sc.fields.is_empty()) {
+            // A fixed layout can be checked as a whole now (duplicate columns, statistics of a
+            // column that is not a numeric list...).
+            if let (true, Err(Error::Config { why, .. })) = (schema_ok, sc.layout()) {
+                bad("schema", why);
+            }
+        }
         if self.writer.row_group_rows == 0 {
             bad("writer.row_group_rows", at_least_one);
         }
@@ -632,8 +867,42 @@ impl Config {
                 );
             }
         }
-        if self.writer.rotate_interval == Some(Duration::ZERO) {
+        let w = &self.writer;
+        if w.rotate_interval == Some(Duration::ZERO) {
             bad("writer.rotate_interval", "must be longer than zero".into());
+        }
+        if w.flush_interval.is_zero() {
+            bad("writer.flush_interval", "must be longer than zero".into());
+        }
+        for (key, v) in [
+            ("writer.rotate_rows", w.rotate_rows),
+            ("writer.rotate_bytes", w.rotate_bytes),
+            (
+                "writer.max_open_partitions",
+                Some(w.max_open_partitions as u64),
+            ),
+        ] {
+            if v == Some(0) {
+                bad(key, "must be at least 1".into());
+            }
+        }
+        // Problems name the whole key (not `[n]`), so they are attributed to where it was set.
+        // Columns are checked against a fixed layout now; an inferred one is checked when known.
+        let fixed_schema = self
+            .schema
+            .layout()
+            .ok()
+            .flatten()
+            .map(|l| l.output_schema());
+        for (n, name) in w.partition_by.iter().enumerate() {
+            let check = fixed_schema
+                .as_ref()
+                .map_or(Ok(()), |s| crate::sink::check_partition_column(name, s));
+            if let Err(why) = check {
+                bad("writer.partition_by", why);
+            } else if w.partition_by[..n].contains(name) {
+                bad("writer.partition_by", format!("`{name}` is listed twice"));
+            }
         }
         let level = self.log.level.to_ascii_lowercase();
         if !LOG_LEVELS.contains(&level.as_str()) {
@@ -1226,6 +1495,10 @@ enum Kind {
     Compression,
     /// A list of CPU ids.
     CpuList,
+    /// An array of names (strings); in the environment, comma-separated.
+    NameList,
+    /// An array of file paths or glob patterns; in the environment, one per line.
+    StringList,
     /// `HOST:PORT` or a bare port.
     ListenAddr,
     LogFormat,
@@ -1242,8 +1515,10 @@ impl Kind {
             Kind::Shard => "a shard such as \"0/4\" (K/N, K in 0..N)",
             Kind::Path => "a file path (a string)",
             Kind::Duration => "a duration string such as \"30s\"",
-            Kind::Compression => "\"none\", \"snappy\", \"zstd\" or \"zstd:LEVEL\"",
+            Kind::Compression => "\"none\", \"snappy\", \"lz4\", \"zstd\" or \"zstd:LEVEL\"",
             Kind::CpuList => "an array of CPU ids such as [0, 1]",
+            Kind::NameList => "an array of names such as [\"service\", \"date\"]",
+            Kind::StringList => "an array of strings",
             Kind::ListenAddr => "\"HOST:PORT\" or \"PORT\" (a string)",
             Kind::LogFormat => "\"text\" or \"json\"",
             Kind::Engine => "\"mio\" or \"ureq\"",
@@ -1326,9 +1601,50 @@ impl Kind {
                 }
                 Ok(toml::Value::Array(out))
             }
-            (Kind::CpuList | Kind::HeaderList | Kind::Count | Kind::Count32 | Kind::Bool, _) => {
-                Err(wrong())
+            (Kind::StringList, DeValue::Array(items)) => {
+                let mut out = Vec::new();
+                for (n, item) in items.iter().enumerate() {
+                    match item.get_ref() {
+                        DeValue::String(p) if !p.is_empty() => {
+                            out.push(toml::Value::String(p.to_string()));
+                        }
+                        other => {
+                            return Err((
+                                format!("{path}[{n}]"),
+                                format!("expected a path, got {}", describe(other)),
+                            ))
+                        }
+                    }
+                }
+                Ok(toml::Value::Array(out))
             }
+            (Kind::NameList, DeValue::Array(items)) => {
+                let mut out = Vec::new();
+                for (n, item) in items.iter().enumerate() {
+                    match item.get_ref() {
+                        DeValue::String(name) if !name.trim().is_empty() => {
+                            out.push(toml::Value::String(name.trim().to_string()));
+                        }
+                        other => {
+                            return Err((
+                                format!("{path}[{n}]"),
+                                format!("expected a name, got {}", describe(other)),
+                            ))
+                        }
+                    }
+                }
+                Ok(toml::Value::Array(out))
+            }
+            (
+                Kind::CpuList
+                | Kind::HeaderList
+                | Kind::NameList
+                | Kind::StringList
+                | Kind::Count
+                | Kind::Count32
+                | Kind::Bool,
+                _,
+            ) => Err(wrong()),
             (_, DeValue::String(s)) => self.read_text(s).map_err(at),
             _ => Err(wrong()),
         }
@@ -1378,6 +1694,20 @@ impl Kind {
                 }
                 Ok(toml::Value::Array(ids))
             }
+            Kind::StringList => Ok(toml::Value::Array(
+                s.lines()
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| toml::Value::String(p.to_string()))
+                    .collect(),
+            )),
+            Kind::NameList => Ok(toml::Value::Array(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| toml::Value::String(n.to_string()))
+                    .collect(),
+            )),
             Kind::HeaderList => {
                 let mut out = Vec::new();
                 for h in s.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -1517,6 +1847,10 @@ const SECTIONS: &[(&str, &str)] = &[
     ),
     ("fetch", "The HTTP fetcher (one mio event-loop thread)."),
     ("writer", "The Parquet writer."),
+    (
+        "schema",
+        "The columns written and the statistics added (default: the built-in log layout).",
+    ),
     ("metrics", "The Prometheus metrics and health endpoint."),
     ("log", "Diagnostics on standard error."),
 ];
@@ -1545,6 +1879,14 @@ const KEYS: &[KeySpec] = &[
         "\"http://127.0.0.1:8080/logs/{1..20000}.json\"",
         "The work source of `pinflow run` when --urls is not given: a file with one URL per \
          line, \"-\" for standard input, or a template with one {START..END} range.",
+    ),
+    opt(
+        "files",
+        Kind::StringList,
+        "--files",
+        "[\"/var/log/app/*.ndjson\"]",
+        "Local files instead of URLs: paths, directories or glob patterns, `-` for stdin. \
+         NDJSON is streamed in chunks; a .json file is one document (object or array).",
     ),
     opt(
         "every",
@@ -1660,7 +2002,28 @@ const KEYS: &[KeySpec] = &[
         "fetch.max_link_pages",
         Kind::Count32,
         "--max-link-pages",
-        "Pages followed from one source URL at most (a guard against pagination loops).",
+        "Pages followed from one source URL at most, by Link or cursor (a guard against loops).",
+    ),
+    opt(
+        "fetch.records_field",
+        Kind::Text,
+        "--records-field",
+        "\"data\"",
+        "The body is an envelope object; the records are the array at this dotted path.",
+    ),
+    opt(
+        "fetch.cursor_field",
+        Kind::Text,
+        "--cursor-field",
+        "\"next_cursor\"",
+        "Cursor pagination: the envelope's field (dotted path) with the next page's cursor; \
+         null, missing or empty ends the chain. Needs records_field.",
+    ),
+    key(
+        "fetch.cursor_param",
+        Kind::Text,
+        "--cursor-param",
+        "The query parameter that carries the cursor in the next page's URL.",
     ),
     key(
         "fetch.engine",
@@ -1715,6 +2078,27 @@ const KEYS: &[KeySpec] = &[
         "--max-body-bytes",
         "A larger response body fails its request (and nothing else) instead of exhausting memory.",
     ),
+    opt(
+        "fetch.tls_ca_file",
+        Kind::Path,
+        "--tls-ca-file",
+        "\"/etc/pinflow/ca.pem\"",
+        "https://: PEM CA certificates trusted besides the built-in web PKI roots (a private CA).",
+    ),
+    opt(
+        "fetch.tls_client_cert",
+        Kind::Path,
+        "--tls-client-cert",
+        "\"/etc/pinflow/client.pem\"",
+        "https:// client certificate chain (PEM, leaf first) for servers that require mTLS.",
+    ),
+    opt(
+        "fetch.tls_client_key",
+        Kind::Path,
+        "--tls-client-key",
+        "\"/etc/pinflow/client.key\"",
+        "The PEM private key of tls_client_cert.",
+    ),
     key(
         "fetch.batch_max_items",
         Kind::Count,
@@ -1743,7 +2127,8 @@ const KEYS: &[KeySpec] = &[
         "writer.compression",
         Kind::Compression,
         "--compression",
-        "Column compression: \"none\", \"snappy\", \"zstd\" (level 3) or \"zstd:LEVEL\" (1..=22).",
+        "Column compression: \"none\", \"snappy\", \"lz4\" (Parquet LZ4_RAW), \"zstd\" (level 3) \
+         or \"zstd:LEVEL\" (1..=22).",
     ),
     opt(
         "writer.rotate_interval",
@@ -1752,6 +2137,87 @@ const KEYS: &[KeySpec] = &[
         "\"1h\"",
         "Finalize the current Parquet file and start a new one after this long (continuous \
          mode). Unset: one file per run.",
+    ),
+    key(
+        "writer.flush_interval",
+        Kind::Duration,
+        "--flush-interval",
+        "Close the open row group once its oldest row has waited this long, full or not, so a \
+         slow stream's rows reach a closed row group on disk within this time.",
+    ),
+    opt(
+        "writer.rotate_rows",
+        Kind::Count,
+        "--rotate-rows",
+        "1000000",
+        "Finalize a file once it holds this many rows and start the next. Unset: no rotation \
+         by rows. Any rotation names files OUTSTEM-YYYYMMDDTHHMMSSZ-NNNNN.parquet.",
+    ),
+    opt(
+        "writer.rotate_bytes",
+        Kind::Count,
+        "--rotate-bytes",
+        "268435456",
+        "Finalize a file once its size (bytes written plus the estimated open row group) \
+         reaches this many bytes; files end a little over it. Unset: no rotation by size.",
+    ),
+    key(
+        "writer.partition_by",
+        Kind::NameList,
+        "--partition-by",
+        "Hive-style partitions: string or integer output columns, or \"date\" (the UTC date of \
+         ts), e.g. [\"service\", \"date\"]. Then `out` is a directory and files are \
+         OUT/service=X/date=YYYY-MM-DD/part-NNNNN.parquet. Empty: one file (or rotated files).",
+    ),
+    key(
+        "writer.max_open_partitions",
+        Kind::Count,
+        "--max-open-partitions",
+        "Partition files open at once at most; the least recently used one is finalized to \
+         make room (a later row of its partition starts the next part).",
+    ),
+    key(
+        "writer.dead_letter_max_bytes",
+        Kind::Count,
+        "--dead-letter-max-bytes",
+        "Rotate the dead-letter file before it passes this size: NAME becomes NAME.1, NAME.1 \
+         becomes NAME.2, ... 0: never (leave it to logrotate).",
+    ),
+    key(
+        "writer.dead_letter_keep",
+        Kind::Count,
+        "--dead-letter-keep",
+        "Rotated dead-letter files kept (NAME.1 to NAME.N); the oldest is deleted. 0 keeps none.",
+    ),
+    opt(
+        "schema.fields",
+        Kind::StringList,
+        "--field",
+        "[\"id:int64\", \"ts:timestamp\", \"service:dict\", \"http.status:int64\", \"values:list<float64>\"]",
+        "The fields, PATH:TYPE or PATH:TYPE as COLUMN; types int64, float64, bool, string, dict, \
+         timestamp, list<float64>, list<int64>; a dotted PATH reaches into nested objects and \
+         becomes a flat column (http.status -> http_status). Unset: the built-in log layout.",
+    ),
+    key(
+        "schema.infer",
+        Kind::Bool,
+        "--infer-schema",
+        "With no fields listed, infer them from the first records (up to 1000).",
+    ),
+    key(
+        "schema.unknown",
+        Kind::Text,
+        "--unknown-fields",
+        "Fields not in the schema: ignore, reject (dead-letter the record) or extra (a JSON \
+         object column _extra).",
+    ),
+    opt(
+        "schema.stats",
+        Kind::StringList,
+        "--stats",
+        "[\"values:count,mean,min,max,variance,stddev,p50,p99\"]",
+        "Statistics of numeric list columns, COLUMN or COLUMN:OP,...; ops count, sum, mean, \
+         variance, stddev, min, max, pNN. Unset: count, mean, min, max, variance of `values`.",
     ),
     opt(
         "metrics.addr",
@@ -2044,7 +2510,13 @@ mod tests {
         );
         assert!("zstd:99".parse::<Compression>().is_err());
         assert!("lzo".parse::<Compression>().is_err());
-        for c in [Compression::None, Compression::Snappy, Compression::Zstd(5)] {
+        assert_eq!("lz4".parse::<Compression>().unwrap(), Compression::Lz4);
+        for c in [
+            Compression::None,
+            Compression::Snappy,
+            Compression::Zstd(5),
+            Compression::Lz4,
+        ] {
             assert_eq!(c.to_string().parse::<Compression>().unwrap(), c);
         }
     }
@@ -2082,6 +2554,51 @@ mod tests {
             ]
         );
         assert!(Config::default().problems().is_empty());
+    }
+
+    #[test]
+    fn writer_output_keys_are_checked() {
+        let mut c = Config::new("x.parquet");
+        c.writer.flush_interval = Duration::ZERO;
+        c.writer.rotate_rows = Some(0);
+        c.writer.rotate_bytes = Some(0);
+        c.writer.max_open_partitions = 0;
+        c.writer.partition_by = vec![
+            "service".into(),
+            "latency_ms".into(),
+            "date".into(),
+            "nope".into(),
+            "service".into(),
+        ];
+        let shown: Vec<String> = c.problems().iter().map(|d| d.to_string()).collect();
+        assert_eq!(shown.len(), 7, "{shown:#?}");
+        for (at, key) in [
+            (0, "writer.flush_interval"),
+            (1, "writer.rotate_rows"),
+            (2, "writer.rotate_bytes"),
+            (3, "writer.max_open_partitions"),
+            (4, "writer.partition_by"),
+            (5, "writer.partition_by"),
+            (6, "writer.partition_by"),
+        ] {
+            assert!(shown[at].starts_with(key), "{shown:#?}");
+        }
+        assert!(shown[4].contains("latency_ms"), "{}", shown[4]);
+        assert!(shown[5].contains("`nope`"), "{}", shown[5]);
+        assert!(shown[6].contains("twice"), "{}", shown[6]);
+        // Environment: a comma-separated list; TOML: an array of strings.
+        let layer = ConfigLayer::from_env([(
+            "PINFLOW_WRITER_PARTITION_BY".to_string(),
+            "service, date".to_string(),
+        )])
+        .unwrap();
+        let c = Config::from_layers(&[layer]).unwrap();
+        assert_eq!(c.writer.partition_by, ["service", "date"]);
+        let diags = check_toml("p.toml", "[writer]\npartition_by = \"service\"\n");
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(diags[0].message.contains("array of names"), "{diags:?}");
+        let diags = check_toml("p.toml", "[writer]\npartition_by = [\"host\", 3]\n");
+        assert_eq!(diags[0].key.as_deref(), Some("writer.partition_by[1]"));
     }
 
     #[test]
@@ -2179,6 +2696,7 @@ mod tests {
             out: "/data/logs.parquet".into(),
             dead_letter: Some("/data/dead.ndjson".into()),
             source: Some("http://127.0.0.1:8080/logs/{1..10}.json".into()),
+            files: vec!["/var/log/app/*.ndjson".into(), "-".into()],
             every: Some(Duration::from_secs(30)),
             queue_capacity: 3,
             threads: ThreadConfig {
@@ -2204,11 +2722,17 @@ mod tests {
                 headers: vec!["Authorization: Bearer ${env:TOKEN}".into(), "X-A: b".into()],
                 follow_link_next: true,
                 max_link_pages: 77,
+                records_field: Some("data.items".into()),
+                cursor_field: Some("meta.next".into()),
+                cursor_param: "page_token".into(),
                 // Not ureq: it excludes continuous mode, which this config turns on.
                 engine: FetchEngine::Mio,
                 max_redirects: 2,
                 redirect_other_hosts: true,
                 max_body_bytes: 1000,
+                tls_ca_file: Some("/etc/pinflow/ca.pem".into()),
+                tls_client_cert: Some("/etc/pinflow/client.pem".into()),
+                tls_client_key: Some("/etc/pinflow/client.key".into()),
                 batch_max_items: 17,
                 batch_max_bytes: 4096,
                 batch_max_delay: Duration::from_micros(250),
@@ -2217,6 +2741,24 @@ mod tests {
                 row_group_rows: 999,
                 compression: Compression::Zstd(7),
                 rotate_interval: Some(Duration::from_secs(3600)),
+                flush_interval: Duration::from_millis(1500),
+                rotate_rows: Some(100_000),
+                rotate_bytes: Some(1 << 28),
+                partition_by: vec!["service".into(), "date".into()],
+                max_open_partitions: 9,
+                dead_letter_max_bytes: 1 << 20,
+                dead_letter_keep: 2,
+            },
+            schema: SchemaConfig {
+                fields: vec![
+                    "id:int64".into(),
+                    "http.status:int64 as status".into(),
+                    "service:string".into(),
+                    "lat:list<float64>".into(),
+                ],
+                infer: false,
+                unknown: "extra".into(),
+                stats: Some(vec!["lat:mean,p99".into()]),
             },
             metrics: MetricsConfig {
                 addr: Some("0.0.0.0:9100".parse().unwrap()),
@@ -2322,7 +2864,7 @@ mod tests {
                     [threads]\n\
                     cpus = [0, -1]\n\
                     [writer]\n\
-                    compression = \"lz4\"\n\
+                    compression = \"lzo\"\n\
                     [bogus]\n";
         let diags = check_toml("p.toml", text);
         let shown: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
@@ -2332,7 +2874,7 @@ mod tests {
             "p.toml:4: fetch.request_timeout: expected a duration string such as \"30s\", got the integer 30",
             "p.toml:5: fetch.max_in_flight: must be at least 1",
             "p.toml:7: threads.cpus[1]: must not be negative, got -1",
-            "p.toml:9: writer.compression: `lz4` is not none, snappy, zstd or zstd:LEVEL (LEVEL 1..=22)",
+            "p.toml:9: writer.compression: `lzo` is not none, snappy, lz4, zstd or zstd:LEVEL (LEVEL 1..=22)",
             "p.toml:10: bogus: unknown key",
         ];
         assert_eq!(shown, expect);

@@ -48,6 +48,7 @@ pub mod compute;
 pub mod config;
 pub mod error;
 pub mod fetch;
+pub mod files;
 pub mod json;
 pub mod metrics;
 pub mod parse;

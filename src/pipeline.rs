@@ -56,6 +56,8 @@ pub struct Pipeline {
     /// Started by the first run when `metrics.addr` is set; serves until the pipeline is
     /// dropped, so the final figures can still be scraped after a run.
     endpoint: parking_lot::Mutex<Option<Endpoint>>,
+    /// What the files' `pinflow.source` metadata says; `None`: described from the source.
+    source_label: Option<String>,
 }
 
 impl Pipeline {
@@ -73,7 +75,16 @@ impl Pipeline {
             reopen: Arc::new(AtomicBool::new(false)),
             registry: Arc::new(Registry::new(&roles)),
             endpoint: parking_lot::Mutex::new(None),
+            source_label: None,
         })
+    }
+
+    /// Names the source in every file's `pinflow.source` metadata (the command line passes
+    /// the `--urls` argument, `demo` or `bench`). Without it, a run describes its [`Source`]:
+    /// the template, the file name, or the first URL of a list and how many there are.
+    pub fn with_source_label(mut self, label: impl Into<String>) -> Pipeline {
+        self.source_label = Some(label.into());
+        self
     }
 
     /// The flag that, once set (by a signal handler, another thread), stops taking new work;
@@ -143,9 +154,27 @@ impl Pipeline {
                 .rotate_interval
                 .or(cfg.every.map(|_| DEFAULT_CONTINUOUS_ROTATION)),
             reopen: Arc::clone(&self.reopen),
+            source: self
+                .source_label
+                .clone()
+                .unwrap_or_else(|| describe_source(&source)),
+            run_id: sink::new_run_id(),
+            schema: cfg.schema.layout()?.map(|l| l.output_schema()),
         };
-        let file = output.open(1)?;
-        let dead = DeadLetterLog::new(cfg.dead_letter_path());
+        // Secrets and certificates first: a missing one fails before any file exists.
+        fetch::preflight(&cfg.fetch)?;
+        if cfg.every.is_some() && matches!(source, Source::Files(_)) {
+            return Err(Error::config(
+                "every",
+                "continuous mode is for URL sources; files are read once",
+            ));
+        }
+        tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
+        let file = output.prepare()?;
+        let dead = DeadLetterLog::new(cfg.dead_letter_path()).with_rotation(
+            cfg.writer.dead_letter_max_bytes,
+            cfg.writer.dead_letter_keep,
+        );
         self.start_endpoint()?;
 
         let q = cfg.queue_capacity;
@@ -198,9 +227,9 @@ impl Pipeline {
                         reg.set_queue_depth(QueueId::Records, rx.len());
                         reg.set_state(me, ThreadState::Working);
                         let t = Instant::now();
-                        if let Some(rows) = &b.rows {
+                        if let (Some(rows), Some(layout)) = (&b.rows, &b.layout) {
                             let n = rows.num_rows() as u64;
-                            b.rows = Some(compute::add_statistics(rows));
+                            b.rows = Some(compute::add_statistics(rows, layout));
                             reg.records_computed.fetch_add(n, Ordering::Relaxed);
                         }
                         reg.latency(Stage::Compute).record(t.elapsed());
@@ -216,23 +245,58 @@ impl Pipeline {
             )?);
         }
         drop((rows_rx, out_tx));
+        // Cursor pagination: parse threads tell the fetcher each page's next cursor. Unbounded,
+        // yet bounded in practice: one reply per page body, and bodies in flight are bounded.
+        let (cursor_tx, cursor_rx) = match cfg.fetch.cursor_field {
+            Some(_) => {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        // The layout: fixed now, or inferred by the first parse thread that sees records and
+        // shared through `inferred`.
+        let fixed = cfg.schema.layout()?.map(Arc::new);
+        let inferred = Arc::new(std::sync::OnceLock::new());
+        let schema_cfg = Arc::new(cfg.schema.clone());
         let mut parsers = Vec::new();
         for i in 0..parse_n {
+            let fixed = fixed.clone();
+            let inferred = Arc::clone(&inferred);
+            let schema_cfg = Arc::clone(&schema_cfg);
             let (rx, tx, recycle) = (body_rx.clone(), rows_tx.clone(), recycle_tx.clone());
+            let cursor_tx = cursor_tx.clone();
+            let envelope = (
+                cfg.fetch.records_field.clone(),
+                cfg.fetch.cursor_field.clone(),
+            );
             let max_body = cfg.fetch.max_body_bytes;
             parsers.push(spawn(
                 Role::Parse(i),
                 Box::new(move |reg, me| {
                     let guard = StateGuard::new(reg, me);
-                    let mut parser = Parser::new();
+                    let mut parser = match fixed {
+                        Some(layout) => Parser::with_layout(layout),
+                        None => Parser::inferring(
+                            inferred,
+                            Arc::new(move |fields| schema_cfg.layout_of(fields)),
+                        ),
+                    };
                     parser.max_body = max_body;
+                    parser.set_envelope(envelope.0.as_deref(), envelope.1.as_deref());
                     let mut published = ParseStats::default();
                     loop {
                         reg.set_state(me, ThreadState::WaitingInput);
                         let Ok(mut batch) = rx.recv() else { break };
                         reg.set_queue_depth(QueueId::Bodies, rx.len());
                         reg.set_state(me, ThreadState::Working);
-                        let out = parser.parse_batch(&mut batch);
+                        let out = parser.try_parse_batch(&mut batch)?;
+                        if let Some(cursors) = &cursor_tx {
+                            for reply in parser.cursor_replies.drain(..) {
+                                // The fetcher gone means the run is ending anyway.
+                                let _ = cursors.send(reply);
+                            }
+                        }
                         batch.clear();
                         let _ = recycle.try_send(batch);
                         publish_parse(reg, &parser, &mut published);
@@ -247,7 +311,7 @@ impl Pipeline {
                 }),
             )?);
         }
-        drop((body_rx, rows_tx, recycle_tx));
+        drop((body_rx, rows_tx, recycle_tx, cursor_tx));
         let fetch_cfg = cfg.fetch.clone();
         let every = cfg.every;
         let stop = Arc::clone(&self.stop);
@@ -262,12 +326,16 @@ impl Pipeline {
                     live: live2,
                     registry: Arc::clone(reg),
                     thread: me,
+                    cursors: cursor_rx,
                 };
-                let r = match fetch_cfg.engine {
-                    crate::config::FetchEngine::Mio => {
+                let r = match (source, fetch_cfg.engine) {
+                    (Source::Files(inputs), _) => {
+                        crate::files::run(inputs, &fetch_cfg, chans, stop)?
+                    }
+                    (source, crate::config::FetchEngine::Mio) => {
                         fetch::run(&fetch_cfg, source, every, chans, stop)?
                     }
-                    crate::config::FetchEngine::Ureq => {
+                    (source, crate::config::FetchEngine::Ureq) => {
                         fetch::blocking::run(&fetch_cfg, source, chans, stop)?
                     }
                 };
@@ -347,6 +415,26 @@ impl Pipeline {
             summary.plan.push_str(" (some threads could not be pinned)");
         }
         Ok(summary)
+    }
+}
+
+/// A source as the `pinflow.source` metadata names it when no label was given.
+fn describe_source(source: &Source) -> String {
+    match source {
+        Source::Template(t) => t.to_string(),
+        Source::Lines { name, .. } => name.clone(),
+        Source::Files(inputs) => match inputs.first() {
+            Some(first) if inputs.len() > 1 => {
+                format!("{first} and {} more files", inputs.len() - 1)
+            }
+            Some(first) => first.to_string(),
+            None => "no files".into(),
+        },
+        Source::Urls(urls) => match urls.first() {
+            Some(first) if urls.len() > 1 => format!("{first} and {} more URLs", urls.len() - 1),
+            Some(first) => first.clone(),
+            None => "no URLs".into(),
+        },
     }
 }
 

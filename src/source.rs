@@ -1,4 +1,5 @@
-//! Work sources: where the list of URLs to fetch comes from.
+//! Work sources: where the list of URLs to fetch comes from (or, for local ETL, the files to
+//! read: [`Source::Files`]).
 //!
 //! A source yields [`WorkItem`]s lazily, so a template over a billion endpoints or an endless
 //! stdin costs no memory up front. In-memory sources (templates, vectors) are iterated on the
@@ -36,6 +37,9 @@ pub enum Source {
         /// The opened reader.
         reader: Box<dyn BufRead + Send>,
     },
+    /// Local NDJSON / JSON files or standard input, read by [`crate::files`] in place of the
+    /// fetcher.
+    Files(Vec<crate::files::FileInput>),
 }
 
 impl std::fmt::Debug for Source {
@@ -44,6 +48,7 @@ impl std::fmt::Debug for Source {
             Source::Template(t) => write!(f, "Template({t})"),
             Source::Urls(v) => write!(f, "Urls({} urls)", v.len()),
             Source::Lines { name, .. } => write!(f, "Lines({name})"),
+            Source::Files(v) => write!(f, "Files({} inputs)", v.len()),
         }
     }
 }
@@ -144,6 +149,23 @@ impl Source {
         Source::file(arg)
     }
 
+    /// Local files: paths, directories (their `.json`, `.ndjson` and `.jsonl` files), glob
+    /// patterns such as `/var/log/app/*.ndjson`, and `-` for standard input; each spec's matches
+    /// sorted by name. A spec that matches nothing fails here, naming it.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("pinflow-doc-files-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// std::fs::write(dir.join("a.ndjson"), "{\"id\":1}\n")?;
+    /// let source = pinflow::Source::files(&[dir.display().to_string()])?;
+    /// assert!(matches!(source, pinflow::Source::Files(ref v) if v.len() == 1));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn files(specs: &[String]) -> Result<Source> {
+        crate::files::expand(specs).map(Source::Files)
+    }
+
     /// A file with one URL per line.
     pub fn file(path: impl Into<PathBuf>) -> Result<Source> {
         let path = path.into();
@@ -171,6 +193,10 @@ impl Source {
                     .into(),
             }),
             Source::Lines { name, .. } => Source::file(name),
+            Source::Files(_) => Err(Error::Source {
+                source_name: "files".into(),
+                why: "continuous mode (`every`) is for URL sources; files are read once".into(),
+            }),
         }
     }
 
@@ -211,6 +237,10 @@ impl Source {
                     error: None,
                 })
             }
+            Source::Files(_) => Err(Error::Source {
+                source_name: "files".into(),
+                why: "files are read by the file reader, not fetched".into(),
+            }),
         }
     }
 }
@@ -340,32 +370,42 @@ impl Feed {
     }
 }
 
-/// An `http://` URL split into what a request needs.
+/// An `http://` or `https://` URL split into what a request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
     /// Host name or IP address (IPv6 without brackets).
     pub host: String,
-    /// TCP port (80 when absent).
+    /// TCP port (80, or 443 for `https://`, when absent).
     pub port: u16,
+    /// `https://`: TLS (needs the `tls` cargo feature, on by default).
+    pub tls: bool,
     /// Path and query, starting with `/`.
     pub path: String,
 }
 
 impl HttpUrl {
-    /// Parses an absolute `http://` URL. The error says what is wrong.
+    /// Parses an absolute `http://` or `https://` URL. The error says what is wrong.
     ///
     /// ```
     /// let u = pinflow::source::HttpUrl::parse("http://[::1]:8080/a?b=1").unwrap();
     /// assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 8080, "/a?b=1"));
+    /// assert_eq!(u.to_string(), "http://[::1]:8080/a?b=1");
     /// ```
     pub fn parse(url: &str) -> std::result::Result<HttpUrl, String> {
-        let rest = if let Some(r) = url.strip_prefix("http://") {
-            r
-        } else if url.starts_with("https://") {
-            return Err("https:// is not supported by this build (plain http:// only)".into());
+        let (rest, tls) = if let Some(r) = url.strip_prefix("http://") {
+            (r, false)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            if !cfg!(feature = "tls") {
+                return Err(
+                    "https:// needs a build with the `tls` feature (this one has plain http:// only)"
+                        .into(),
+                );
+            }
+            (r, true)
         } else {
-            return Err("not an http:// URL".into());
+            return Err("not an http:// or https:// URL".into());
         };
+        let default_port = if tls { 443 } else { 80 };
         let (authority, path) = match rest.find(['/', '?', '#']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -387,14 +427,14 @@ impl HttpUrl {
             let after = &v6[end + 1..];
             let port = match after.strip_prefix(':') {
                 Some(p) => p.parse::<u16>().map_err(|_| format!("bad port `{p}`"))?,
-                None if after.is_empty() => 80,
+                None if after.is_empty() => default_port,
                 None => return Err("garbage after IPv6 address".into()),
             };
             (host, port)
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad port `{p}`"))?),
-                None => (authority, 80),
+                None => (authority, default_port),
             }
         };
         if host.is_empty() {
@@ -406,9 +446,65 @@ impl HttpUrl {
         Ok(HttpUrl {
             host: host.to_string(),
             port,
+            tls,
             path,
         })
     }
+}
+
+impl std::fmt::Display for HttpUrl {
+    /// The URL again, without the port when it is the scheme's default.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://")?;
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        if self.port != if self.tls { 443 } else { 80 } {
+            write!(f, ":{}", self.port)?;
+        }
+        f.write_str(&self.path)
+    }
+}
+
+/// `url` with the query parameter `name` set to `value` (percent-encoded), replacing any
+/// value it had: how cursor pagination asks for the next page.
+///
+/// ```
+/// use pinflow::source::with_query_param;
+/// assert_eq!(with_query_param("http://h/logs", "cursor", "a b"), "http://h/logs?cursor=a%20b");
+/// assert_eq!(
+///     with_query_param("http://h/logs?limit=5&cursor=x#top", "cursor", "y/2"),
+///     "http://h/logs?limit=5&cursor=y%2F2"
+/// );
+/// ```
+pub fn with_query_param(url: &str, name: &str, value: &str) -> String {
+    let url = url.split('#').next().unwrap_or(url);
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut out = String::with_capacity(url.len() + name.len() + value.len() + 8);
+    out.push_str(base);
+    let mut sep = '?';
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        if pair.split('=').next() == Some(name) {
+            continue;
+        }
+        out.push(sep);
+        out.push_str(pair);
+        sep = '&';
+    }
+    out.push(sep);
+    out.push_str(name);
+    out.push('=');
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -444,7 +540,13 @@ mod tests {
         assert!(HttpUrl::parse("ftp://h/").is_err());
         assert!(HttpUrl::parse("http://h:99999/").is_err());
         assert!(HttpUrl::parse("http:///x").is_err());
-        assert!(HttpUrl::parse("https://h/").unwrap_err().contains("https"));
+        let u = HttpUrl::parse("https://h/x").unwrap();
+        assert_eq!(
+            (u.port, u.tls, u.to_string().as_str()),
+            (443, true, "https://h/x")
+        );
+        assert_eq!(HttpUrl::parse("https://h:8443").unwrap().port, 8443);
+        assert!(HttpUrl::parse("ftp://h/").unwrap_err().contains("http"));
     }
 
     #[test]

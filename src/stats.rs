@@ -16,6 +16,35 @@
 //!   needs two values);
 //! - if any value is NaN, mean, min, max and variance are all NaN.
 
+/// The `q`-quantile (0 ≤ q ≤ 1) of `values` by linear interpolation between the closest ranks
+/// (numpy's default, DuckDB's `quantile_cont`), using `scratch` for a sorted copy; `None` when
+/// empty, NaN when any value is NaN.
+///
+/// ```
+/// let mut scratch = Vec::new();
+/// let mut q = |p| pinflow::stats::quantile(&[4.0, 1.0, 3.0, 2.0], p, &mut scratch);
+/// assert_eq!((q(0.0), q(0.5), q(1.0)), (Some(1.0), Some(2.5), Some(4.0)));
+/// ```
+pub fn quantile(values: &[f64], q: f64, scratch: &mut Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    if values.iter().any(|x| x.is_nan()) {
+        return Some(f64::NAN);
+    }
+    scratch.clear();
+    scratch.extend_from_slice(values);
+    scratch.sort_unstable_by(f64::total_cmp);
+    let h = (scratch.len() - 1) as f64 * q.clamp(0.0, 1.0);
+    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+    let (a, b) = (scratch[lo], scratch[hi]);
+    Some(if lo == hi {
+        a
+    } else {
+        a + (b - a) * (h - lo as f64)
+    })
+}
+
 /// Accumulators per pass: 8 × f64 fills two AVX2 registers or four SSE2/NEON ones.
 pub const LANES: usize = 8;
 
@@ -24,6 +53,8 @@ pub const LANES: usize = 8;
 pub struct Stats {
     /// Number of values.
     pub count: usize,
+    /// Sum of the values; `None` when empty.
+    pub sum: Option<f64>,
     /// Arithmetic mean; `None` when empty.
     pub mean: Option<f64>,
     /// Smallest value; `None` when empty.
@@ -38,6 +69,7 @@ impl Stats {
     /// The statistics of an empty list.
     pub const EMPTY: Stats = Stats {
         count: 0,
+        sum: None,
         mean: None,
         min: None,
         max: None,
@@ -47,6 +79,7 @@ impl Stats {
     fn all_nan(count: usize) -> Stats {
         Stats {
             count,
+            sum: Some(f64::NAN),
             mean: Some(f64::NAN),
             min: Some(f64::NAN),
             max: Some(f64::NAN),
@@ -88,6 +121,7 @@ pub fn compute(values: &[f64]) -> Stats {
     });
     Stats {
         count: n,
+        sum: Some(sum),
         mean: Some(mean),
         min: Some(min),
         max: Some(max),
@@ -199,6 +233,7 @@ pub fn reference(values: &[f64]) -> Stats {
     });
     Stats {
         count: n,
+        sum: Some(if comp.is_finite() { sum + comp } else { sum }),
         mean: Some(mean),
         min: Some(min),
         max: Some(max),

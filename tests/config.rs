@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pinflow::config::{
     check_toml, env_name, key_paths, ConfigLayer, FetchConfig, LogConfig, LogFormat, MetricsConfig,
-    Progress, ThreadConfig, WriterConfig,
+    Progress, SchemaConfig, ThreadConfig, WriterConfig,
 };
 use pinflow::sim::{SimConfig, Simulator};
 use pinflow::{Compression, Config};
@@ -45,6 +45,7 @@ fn everything_set() -> Config {
         out: "/data/logs.parquet".into(),
         dead_letter: Some("/data/logs.dead.ndjson".into()),
         source: Some("/etc/pinflow/urls.txt".into()),
+        files: vec!["/data/in/**/*.ndjson".into()],
         every: Some(Duration::from_secs(45)),
         queue_capacity: 5,
         threads: ThreadConfig {
@@ -70,10 +71,16 @@ fn everything_set() -> Config {
             headers: vec!["X-Api-Key: ${file:/run/secrets/key}".into()],
             follow_link_next: true,
             max_link_pages: 12,
+            records_field: Some("results".into()),
+            cursor_field: Some("next".into()),
+            cursor_param: "after".into(),
             engine: pinflow::config::FetchEngine::Mio,
             max_redirects: 9,
             redirect_other_hosts: true,
             max_body_bytes: 12345,
+            tls_ca_file: Some("/etc/ssl/private-ca.pem".into()),
+            tls_client_cert: Some("/etc/pinflow/me.pem".into()),
+            tls_client_key: Some("/etc/pinflow/me.key".into()),
             batch_max_items: 33,
             batch_max_bytes: 65536,
             batch_max_delay: Duration::from_micros(1500),
@@ -82,6 +89,24 @@ fn everything_set() -> Config {
             row_group_rows: 4242,
             compression: Compression::None,
             rotate_interval: Some(Duration::from_secs(600)),
+            flush_interval: Duration::from_secs(3),
+            rotate_rows: Some(50_000),
+            rotate_bytes: Some(64 << 20),
+            partition_by: vec!["date".into(), "host".into()],
+            max_open_partitions: 8,
+            dead_letter_max_bytes: 0,
+            dead_letter_keep: 1,
+        },
+        schema: SchemaConfig {
+            fields: vec![
+                "id:int64".into(),
+                "http.status:int64 as status".into(),
+                "host:string".into(),
+                "lat:list<float64>".into(),
+            ],
+            infer: false,
+            unknown: "extra".into(),
+            stats: Some(vec!["lat:mean,p99".into()]),
         },
         metrics: MetricsConfig {
             addr: Some("[::1]:9100".parse::<SocketAddr>().unwrap()),

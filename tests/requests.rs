@@ -204,3 +204,106 @@ fn link_next_pagination_drains_an_api_from_one_start_url() {
         .unwrap();
     assert_eq!(summary.fetch.requests, 1);
 }
+
+/// A cursor-paginated API: `{"data": [...], "meta": {"next": CURSOR}}`, the cursor in the
+/// `cursor` query parameter; `limit` must survive from page to page.
+fn cursor_api(path: &str, _head: &str) -> Vec<u8> {
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    assert_eq!(param("limit").as_deref(), Some("2"), "{path}");
+    let page = || -> i64 {
+        param("cursor").map_or(0, |c| c.strip_prefix("c%2F").unwrap().parse().unwrap())
+    };
+    let body = match route {
+        // Five pages of two records, the cursor text needing percent-encoding; the last page
+        // says `null`.
+        "/logs" => {
+            let page = page();
+            let next = if page < 4 {
+                format!("\"c/{}\"", page + 1)
+            } else {
+                "null".into()
+            };
+            format!(
+                r#"{{"data":[{{"id":{}}},{{"id":{}}}],"meta":{{"next":{next}}}}}"#,
+                page * 2 + 1,
+                page * 2 + 2
+            )
+        }
+        // Always the same cursor: a loop.
+        "/loop" => r#"{"data":[{"id":100}],"meta":{"next":"same"}}"#.to_string(),
+        // Not an envelope: dead-lettered, and the chain ends.
+        "/broken" => "[1,2]".to_string(),
+        // Records missing: an empty page; a numeric cursor leads on once.
+        _ => format!(
+            r#"{{"meta":{{"next":{}}}}}"#,
+            if query.contains("cursor") {
+                "null"
+            } else {
+                "7"
+            }
+        ),
+    };
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_json_cursor_drains_a_paginated_api_from_one_start_url() {
+    let (base, heads) = http_server(cursor_api);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(dir.path().join("c.parquet"));
+    cfg.fetch.records_field = Some("data".into());
+    cfg.fetch.cursor_field = Some("meta.next".into());
+    let summary = Pipeline::new(cfg.clone())
+        .unwrap()
+        .run(Source::Urls(vec![format!("{base}/logs?limit=2")]))
+        .unwrap();
+    assert!(summary.ledger_balances(), "{summary}");
+    assert_eq!(summary.fetch.requests, 5, "{summary}");
+    let mut got = ids(summary.output.as_ref().unwrap());
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        (1..=10).collect::<Vec<_>>(),
+        "every page's records once"
+    );
+    let paths = request_paths(&heads);
+    assert_eq!(paths[0], "/logs?limit=2");
+    assert_eq!(paths[1], "/logs?limit=2&cursor=c%2F1");
+    assert_eq!(paths[4], "/logs?limit=2&cursor=c%2F4");
+
+    // A repeating cursor stops at once; a non-envelope body is dead-lettered and ends its chain;
+    // a page without records is fine.
+    heads.lock().unwrap().clear();
+    cfg.out = dir.path().join("d.parquet");
+    cfg.fetch.max_link_pages = 10;
+    let urls = ["loop", "broken", "empty"].map(|p| format!("{base}/{p}?limit=2"));
+    let summary = Pipeline::new(cfg)
+        .unwrap()
+        .run(Source::Urls(urls.to_vec()))
+        .unwrap();
+    assert!(summary.ledger_balances(), "{summary}");
+    let paths = request_paths(&heads);
+    // loop: twice (the second page's cursor repeats); broken: once; empty: twice.
+    assert_eq!(paths.len(), 5, "{paths:?}");
+    assert_eq!(
+        paths.iter().filter(|p| p.starts_with("/empty")).count(),
+        2,
+        "{paths:?}"
+    );
+    assert_eq!(summary.records_written, 2, "{summary}");
+    assert_eq!(
+        summary.dead_by_reason.get("not an object"),
+        Some(&1),
+        "{summary}"
+    );
+}

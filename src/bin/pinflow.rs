@@ -61,6 +61,10 @@ enum Command {
         /// the config file or PINFLOW_SOURCE].
         #[arg(long, value_name = "SOURCE")]
         urls: Option<String>,
+        /// Local files instead of URLs: paths, directories, glob patterns ('logs/*.ndjson'),
+        /// or `-` for NDJSON on stdin [default: `files` from the config file].
+        #[arg(long, value_name = "PATH", num_args = 1.., conflicts_with = "urls")]
+        files: Vec<String>,
         /// Output Parquet file [default: `out` from the config file or PINFLOW_OUT].
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
@@ -91,6 +95,22 @@ enum Command {
         compare: bool,
         #[command(flatten)]
         opts: Options,
+    },
+    /// Serve the built-in log simulator until SIGINT/SIGTERM (for wrk, other clients, or a
+    /// `pinflow run` in another process); prints its URLs, then its statistics on exit.
+    Sim {
+        /// Address to listen on; port 0 picks a free one (the printed URLs show it).
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+        addr: SocketAddr,
+        /// Records covered by the printed URL templates (the server answers any id).
+        #[arg(long, default_value_t = 20_000)]
+        records: u64,
+        /// Floats per record.
+        #[arg(long, default_value_t = 64)]
+        values: usize,
+        /// Records per NDJSON page (`/pages/{j}.ndjson`).
+        #[arg(long, default_value_t = 1000)]
+        page_size: u64,
     },
     /// Configuration files: check one, or print the defaults.
     #[command(subcommand)]
@@ -182,6 +202,15 @@ struct Options {
     /// Pages followed from one source URL at most [default: 100000].
     #[arg(long, value_name = "N")]
     max_link_pages: Option<u32>,
+    /// The body is an envelope object; the records are the array at this dotted path.
+    #[arg(long, value_name = "PATH")]
+    records_field: Option<String>,
+    /// Cursor pagination: the envelope's field (dotted path) holding the next page's cursor.
+    #[arg(long, value_name = "PATH")]
+    cursor_field: Option<String>,
+    /// Query parameter carrying the cursor [default: cursor].
+    #[arg(long, value_name = "NAME")]
+    cursor_param: Option<String>,
     /// Redirects followed per request at most [default: 5].
     #[arg(long, value_name = "N")]
     max_redirects: Option<u32>,
@@ -191,12 +220,57 @@ struct Options {
     /// Largest accepted response body, in bytes [default: 67108864].
     #[arg(long, value_name = "N")]
     max_body_bytes: Option<usize>,
+    /// PEM CA certificates trusted for https:// besides the built-in web PKI roots.
+    #[arg(long, value_name = "PATH")]
+    tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate chain for https:// servers that require mTLS.
+    #[arg(long, value_name = "PATH")]
+    tls_client_cert: Option<PathBuf>,
+    /// PEM private key of --tls-client-cert.
+    #[arg(long, value_name = "PATH")]
+    tls_client_key: Option<PathBuf>,
+    /// A schema field, PATH:TYPE or PATH:TYPE as COLUMN (repeatable) [default: the built-in
+    /// log layout].
+    #[arg(long = "field", value_name = "PATH:TYPE", action = clap::ArgAction::Append)]
+    fields: Option<Vec<String>>,
+    /// Infer the fields from the first records [default: off].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    infer_schema: Option<bool>,
+    /// Fields not in the schema: ignore, reject or extra [default: ignore].
+    #[arg(long, value_name = "POLICY")]
+    unknown_fields: Option<String>,
+    /// Statistics of a numeric list column, COLUMN or COLUMN:OP,OP,... (repeatable)
+    /// [default: count, mean, min, max, variance of `values`].
+    #[arg(long = "stats", value_name = "SPEC", action = clap::ArgAction::Append)]
+    stats: Option<Vec<String>>,
     /// Rows per Parquet row group [default: 65536].
     #[arg(long, value_name = "N")]
     row_group_rows: Option<usize>,
-    /// none, snappy, zstd or zstd:LEVEL [default: snappy].
+    /// none, snappy, lz4, zstd or zstd:LEVEL [default: snappy].
     #[arg(long, value_name = "C", value_parser = cli_compression)]
     compression: Option<Compression>,
+    /// Close a row group once its oldest row has waited this long [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = cli_duration)]
+    flush_interval: Option<Duration>,
+    /// Start a new Parquet file every N rows [default: no rotation by rows].
+    #[arg(long, value_name = "N")]
+    rotate_rows: Option<u64>,
+    /// Start a new Parquet file once one reaches about N bytes [default: no rotation by size].
+    #[arg(long, value_name = "N")]
+    rotate_bytes: Option<u64>,
+    /// Hive-style partitions by these comma-separated columns (and `date`, the UTC date of
+    /// ts); --out is then a directory [default: none].
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    partition_by: Option<Vec<String>>,
+    /// Partition files open at once at most [default: 64].
+    #[arg(long, value_name = "N")]
+    max_open_partitions: Option<usize>,
+    /// Rotate the dead-letter file before it passes N bytes; 0 never [default: 67108864].
+    #[arg(long, value_name = "N")]
+    dead_letter_max_bytes: Option<u64>,
+    /// Rotated dead-letter files kept (NAME.1 to NAME.N) [default: 5].
+    #[arg(long, value_name = "N")]
+    dead_letter_keep: Option<usize>,
     /// Dead-letter NDJSON file [default: OUT.deadletter.ndjson].
     #[arg(long, value_name = "PATH")]
     dead_letter: Option<PathBuf>,
@@ -233,7 +307,7 @@ fn cli_duration(s: &str) -> Result<Duration, String> {
 
 fn cli_compression(s: &str) -> Result<Compression, String> {
     s.parse::<Compression>()
-        .map_err(|_| format!("`{s}` is not none, snappy, zstd or zstd:LEVEL (LEVEL 1..=22)"))
+        .map_err(|_| format!("`{s}` is not none, snappy, lz4, zstd or zstd:LEVEL (LEVEL 1..=22)"))
 }
 
 /// Which configuration key each flag that was given set, for error messages.
@@ -327,6 +401,27 @@ impl Options {
             "--max-link-pages"
         );
         flag!(
+            self.records_field,
+            c.fetch.records_field,
+            Some,
+            "fetch.records_field",
+            "--records-field"
+        );
+        flag!(
+            self.cursor_field,
+            c.fetch.cursor_field,
+            Some,
+            "fetch.cursor_field",
+            "--cursor-field"
+        );
+        flag!(
+            self.cursor_param,
+            c.fetch.cursor_param,
+            same,
+            "fetch.cursor_param",
+            "--cursor-param"
+        );
+        flag!(
             self.max_redirects,
             c.fetch.max_redirects,
             same,
@@ -415,6 +510,49 @@ impl Options {
             "fetch.max_body_bytes",
             "--max-body-bytes"
         );
+        flag!(
+            self.tls_ca_file,
+            f.tls_ca_file,
+            Some,
+            "fetch.tls_ca_file",
+            "--tls-ca-file"
+        );
+        flag!(
+            self.tls_client_cert,
+            f.tls_client_cert,
+            Some,
+            "fetch.tls_client_cert",
+            "--tls-client-cert"
+        );
+        flag!(
+            self.tls_client_key,
+            f.tls_client_key,
+            Some,
+            "fetch.tls_client_key",
+            "--tls-client-key"
+        );
+        flag!(
+            self.fields,
+            c.schema.fields,
+            same,
+            "schema.fields",
+            "--field"
+        );
+        flag!(
+            self.infer_schema,
+            c.schema.infer,
+            same,
+            "schema.infer",
+            "--infer-schema"
+        );
+        flag!(
+            self.unknown_fields,
+            c.schema.unknown,
+            same,
+            "schema.unknown",
+            "--unknown-fields"
+        );
+        flag!(self.stats, c.schema.stats, Some, "schema.stats", "--stats");
         let w = &mut c.writer;
         flag!(
             self.row_group_rows,
@@ -436,6 +574,55 @@ impl Options {
             Some,
             "writer.rotate_interval",
             "--rotate-interval"
+        );
+        flag!(
+            self.flush_interval,
+            w.flush_interval,
+            same,
+            "writer.flush_interval",
+            "--flush-interval"
+        );
+        flag!(
+            self.rotate_rows,
+            w.rotate_rows,
+            Some,
+            "writer.rotate_rows",
+            "--rotate-rows"
+        );
+        flag!(
+            self.rotate_bytes,
+            w.rotate_bytes,
+            Some,
+            "writer.rotate_bytes",
+            "--rotate-bytes"
+        );
+        flag!(
+            self.partition_by,
+            w.partition_by,
+            same,
+            "writer.partition_by",
+            "--partition-by"
+        );
+        flag!(
+            self.max_open_partitions,
+            w.max_open_partitions,
+            same,
+            "writer.max_open_partitions",
+            "--max-open-partitions"
+        );
+        flag!(
+            self.dead_letter_max_bytes,
+            w.dead_letter_max_bytes,
+            same,
+            "writer.dead_letter_max_bytes",
+            "--dead-letter-max-bytes"
+        );
+        flag!(
+            self.dead_letter_keep,
+            w.dead_letter_keep,
+            same,
+            "writer.dead_letter_keep",
+            "--dead-letter-keep"
         );
         flag!(
             self.dead_letter,
@@ -604,6 +791,9 @@ fn main() -> ExitCode {
 /// SIGINT/SIGTERM set `stop` (drain and finish); a second one exits at once, leaving only
 /// complete files under final names (an unfinished file is still under its temporary name).
 /// SIGHUP sets `reopen`: the dead-letter file is closed and re-created (logrotate).
+/// SIGXFSZ is caught and ignored, so a write past the file size limit (`ulimit -f`) fails with
+/// EFBIG, which the writer reports with the path before stopping cleanly, instead of the signal
+/// killing the process mid-file.
 fn install_signals(reopen: Arc<AtomicBool>) -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -611,6 +801,10 @@ fn install_signals(reopen: Arc<AtomicBool>) -> Arc<AtomicBool> {
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
     }
     let _ = signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen);
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(AtomicBool::new(false)),
+    );
     stop
 }
 
@@ -632,14 +826,16 @@ fn init_logging(cfg: &Config) {
     };
 }
 
-fn run_pipeline(cfg: Config, source: Source) -> pinflow::Result<Summary> {
+/// Runs `cfg` over `source`; `label` names the source in the files' `pinflow.source`
+/// metadata.
+fn run_pipeline(cfg: Config, source: Source, label: &str) -> pinflow::Result<Summary> {
     init_logging(&cfg);
     let show_progress = match cfg.log.progress {
         Progress::Always => true,
         Progress::Never => false,
         Progress::Auto => std::io::stderr().is_terminal(),
     };
-    let pipeline = Arc::new(Pipeline::new(cfg)?);
+    let pipeline = Arc::new(Pipeline::new(cfg)?.with_source_label(label));
     let stop = install_signals(pipeline.reopen_flag());
     let flag = pipeline.stop_flag();
     // Forward the signal flag to the pipeline's own flag.
@@ -725,10 +921,16 @@ fn run(file: Option<&Path>, cmd: Command) -> Result<ExitCode, Failure> {
                 "pinflow: simulator on {}, fetching {records} records one per request",
                 sim.addr()
             );
-            let summary = run_pipeline(cfg, Source::from_arg(&sim.logs_template(records.max(1)))?)?;
+            let source = Source::from_arg(&sim.logs_template(records.max(1)))?;
+            let summary = run_pipeline(cfg, source, "demo")?;
             Ok(finish(&summary))
         }
-        Command::Run { urls, out, opts } => {
+        Command::Run {
+            urls,
+            files,
+            out,
+            opts,
+        } => {
             let (mut cfg, layers, mut set) = load(file, &opts)?;
             if let Some(out) = out {
                 cfg.out = out;
@@ -740,19 +942,42 @@ fn run(file: Option<&Path>, cmd: Command) -> Result<ExitCode, Failure> {
                         .into(),
                 ));
             }
+            if !files.is_empty() {
+                cfg.files = files;
+                set.push(("files", "--files"));
+            }
+            // A flag picks the source; otherwise the configuration must name exactly one.
+            let from_flag = urls.is_some() || set.iter().any(|(k, _)| *k == "files");
+            let use_files = if from_flag {
+                urls.is_none()
+            } else if cfg.source.is_some() && !cfg.files.is_empty() {
+                return Err(Failure::Usage(
+                    "both `source` (URLs) and `files` are configured: give --urls or --files"
+                        .into(),
+                ));
+            } else {
+                !cfg.files.is_empty()
+            };
+            if use_files {
+                let cfg = validated(cfg, &layers, &set)?;
+                let label = cfg.files.join(" ");
+                let source = Source::files(&cfg.files)?;
+                let summary = run_pipeline(cfg, source, &label)?;
+                return Ok(finish(&summary));
+            }
             let urls = match urls.or_else(|| cfg.source.clone()) {
                 Some(u) => u,
                 None => {
                     return Err(Failure::Usage(
-                        "no work source: give --urls FILE|-|TEMPLATE, or set `source` in the \
-                         --config file or PINFLOW_SOURCE"
+                        "no work source: give --urls FILE|-|TEMPLATE or --files PATH, or set \
+                         `source` or `files` in the --config file or the environment"
                             .into(),
                     ))
                 }
             };
             let cfg = validated(cfg, &layers, &set)?;
             let source = Source::from_arg(&urls)?;
-            let summary = run_pipeline(cfg, source)?;
+            let summary = run_pipeline(cfg, source, &urls)?;
             Ok(finish(&summary))
         }
         Command::Bench {
@@ -769,6 +994,54 @@ fn run(file: Option<&Path>, cmd: Command) -> Result<ExitCode, Failure> {
             } else {
                 bench(file, records, values, per_response, out, json, &opts)
             }
+        }
+        Command::Sim {
+            addr,
+            records,
+            values,
+            page_size,
+        } => {
+            // Signals first: a SIGTERM right after the URLs are printed must not kill us.
+            let stop = install_signals(Arc::new(AtomicBool::new(false)));
+            let page_size = page_size.max(1);
+            let sim = Simulator::start(SimConfig {
+                addr,
+                workload: Workload {
+                    values_per_record: values,
+                    page_size,
+                    ..Workload::default()
+                },
+                ..SimConfig::default()
+            })
+            .map_err(|e| pinflow::Error::Config {
+                what: "simulator".into(),
+                why: format!("cannot listen on {addr}: {e}"),
+            })?;
+            let records = records.max(1);
+            println!("base    {}", sim.url(""));
+            println!(
+                "logs    {}  (one record per request)",
+                sim.logs_template(records)
+            );
+            println!(
+                "pages   {}  (NDJSON, {page_size} records per page)",
+                sim.pages_template(records.div_ceil(page_size))
+            );
+            eprintln!("pinflow sim: serving until SIGINT or SIGTERM");
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let stats = sim.stop();
+            println!(
+                "served  {} requests, {} bytes, {} connections, server CPU {}",
+                stats.requests,
+                stats.bytes,
+                stats.connections,
+                stats
+                    .cpu
+                    .map_or("n/a".into(), |c| format!("{:.3} s", c.as_secs_f64()))
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Default) => {
             print!("{}", Config::default_toml());
@@ -868,7 +1141,7 @@ fn compare_fetchers(
         }
         let c = validated(c, &layers, &set)?;
         let (sim, template) = bench_simulator(records, values, per_response, faults)?;
-        let summary = run_pipeline(c, Source::from_arg(&template)?)?;
+        let summary = run_pipeline(c, Source::from_arg(&template)?, "bench")?;
         sim.stop();
         rows.push((name, summary));
     }
@@ -927,7 +1200,7 @@ fn bench(
     let (sim, template) = bench_simulator(records, values, per_response, Default::default())?;
     let cpu_before = metrics::process_cpu_time();
     let allocs_before = ALLOCATIONS.load(Ordering::Relaxed);
-    let summary = run_pipeline(cfg, Source::from_arg(&template)?)?;
+    let summary = run_pipeline(cfg, Source::from_arg(&template)?, "bench")?;
     let allocs = ALLOCATIONS.load(Ordering::Relaxed) - allocs_before;
     let allocs_per_record = allocs as f64 / summary.records_written.max(1) as f64;
     let cpu_after = metrics::process_cpu_time();

@@ -155,6 +155,12 @@ enum Attempt {
 
 impl Worker<'_> {
     fn attempt(&self, url: &str) -> Attempt {
+        if url.starts_with("https://") {
+            // ureq is built without TLS here: one TLS stack (the mio loop's) is enough.
+            let detail =
+                "the ureq engine fetches http:// only; use fetch.engine = \"mio\" for https://";
+            return Attempt::Error("tls".into(), detail.into(), false);
+        }
         let mut req = self.agent.get(url);
         if !self.cfg.accept_encoding.is_empty() {
             req = req.header("Accept-Encoding", &self.cfg.accept_encoding);

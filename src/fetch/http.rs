@@ -20,6 +20,7 @@ pub fn write_request(
     out: &mut Vec<u8>,
     host: &str,
     port: u16,
+    default_port: u16,
     path: &str,
     accept_encoding: &str,
     extra: &str,
@@ -28,7 +29,7 @@ pub fn write_request(
     let bracket = host.contains(':');
     let (l, r) = if bracket { ("[", "]") } else { ("", "") };
     // Writing to a Vec cannot fail.
-    let _ = if port == 80 {
+    let _ = if port == default_port {
         write!(out, "GET {path} HTTP/1.1\r\nHost: {l}{host}{r}\r\n")
     } else {
         write!(out, "GET {path} HTTP/1.1\r\nHost: {l}{host}{r}:{port}\r\n")
@@ -646,7 +647,7 @@ mod tests {
     #[test]
     fn requests_name_host_and_port() {
         let mut out = Vec::new();
-        write_request(&mut out, "::1", 8080, "/a?b", "", "");
+        write_request(&mut out, "::1", 8080, 80, "/a?b", "", "");
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.starts_with("GET /a?b HTTP/1.1\r\nHost: [::1]:8080\r\n"),

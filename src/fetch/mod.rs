@@ -21,6 +21,7 @@
 pub mod blocking;
 pub mod http;
 mod resolve;
+mod transport;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -34,7 +35,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::batch::{BodyBatch, LiveBatches};
+use crate::batch::{BodyBatch, CursorReply, LiveBatches};
 use crate::config::FetchConfig;
 use crate::error::{Error, Result};
 use crate::metrics::live::{QueueId, Registry, Stage, ThreadState};
@@ -42,6 +43,7 @@ use crate::metrics::FetchStats;
 use crate::source::{Feed, HttpUrl, Next, Source};
 use http::{HttpError, ResponseDecoder};
 use resolve::Resolver;
+use transport::Transport;
 
 const WAKER: Token = Token(usize::MAX);
 /// Initial read buffer per connection; grows only for unusually large response heads.
@@ -52,6 +54,8 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 const TIMEOUT_SCAN: Duration = Duration::from_millis(50);
 /// Re-sends allowed when a kept-alive connection turns out to be closed by the server.
 const MAX_STALE_RESENDS: u32 = 3;
+/// How often cursor replies are looked for while pages await theirs.
+const CURSOR_POLL: Duration = Duration::from_millis(1);
 /// First retry delay; doubles with each attempt, with full jitter.
 const RETRY_BASE: Duration = Duration::from_millis(50);
 
@@ -78,6 +82,18 @@ pub struct FetchChannels {
     pub registry: Arc<Registry>,
     /// This thread's index in the registry.
     pub thread: usize,
+    /// Cursor pagination (`fetch.cursor_field`): the parse threads' [`CursorReply`] for every
+    /// page body, the one path that runs against the flow of data.
+    pub cursors: Option<Receiver<CursorReply>>,
+}
+
+/// Checks what a run of `cfg` reads before its first request (header secrets, TLS certificate
+/// and key files), so that a missing file fails the run before any output file is created.
+pub fn preflight(cfg: &FetchConfig) -> Result<()> {
+    crate::config::resolve_headers(&cfg.headers, |k| std::env::var(k).ok())?;
+    #[cfg(feature = "tls")]
+    transport::client_config(cfg)?;
+    Ok(())
 }
 
 /// Runs the fetch loop on the calling thread until the source is drained and every admitted
@@ -117,8 +133,13 @@ pub fn run(
         Some(_) => Some(source.try_clone()?),
         None => None,
     };
+    // Certificates are read once, here: a bad CA or key file fails the run before any request.
+    #[cfg(feature = "tls")]
+    let tls = transport::client_config(cfg)?;
     let feed = source.into_feed(Arc::clone(&wake))?;
     let mut fetcher = Fetcher {
+        #[cfg(feature = "tls")]
+        tls,
         poll,
         cfg: cfg.clone(),
         feed,
@@ -148,6 +169,7 @@ pub fn run(
         rate_wake_at: None,
         extra_headers,
         last_host: 0,
+        awaiting_cursors: 0,
     };
     fetcher
         .chans
@@ -185,6 +207,8 @@ enum Addrs {
 struct Host {
     name: String,
     port: u16,
+    /// `https://`.
+    tls: bool,
     addrs: Addrs,
     next_addr: usize,
     queue: VecDeque<Request>,
@@ -234,7 +258,7 @@ enum ConnState {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Transport,
     host: usize,
     addr: SocketAddr,
     state: ConnState,
@@ -266,11 +290,14 @@ enum ConnFailure {
 
 struct Fetcher {
     poll: Poll,
+    /// The client configuration of every `https://` connection.
+    #[cfg(feature = "tls")]
+    tls: Arc<rustls::ClientConfig>,
     cfg: FetchConfig,
     feed: Feed,
     feed_done: bool,
     hosts: Vec<Host>,
-    host_index: HashMap<(String, u16), usize>,
+    host_index: HashMap<(String, u16, bool), usize>,
     conns: Vec<Option<Conn>>,
     free_slots: Vec<usize>,
     retries: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -299,6 +326,9 @@ struct Fetcher {
     extra_headers: String,
     /// The host `host_for` found last.
     last_host: usize,
+    /// Page bodies delivered with cursor pagination on whose [`CursorReply`] has not come back:
+    /// while any is out, a next page may still appear, so the pass is not over.
+    awaiting_cursors: usize,
 }
 
 impl Fetcher {
@@ -306,8 +336,13 @@ impl Fetcher {
         let mut events = Events::with_capacity(1024);
         loop {
             self.admit();
+            self.take_cursors();
             self.dispatch();
-            if self.feed_done && self.in_flight == 0 && self.pass_ended()? {
+            if self.feed_done
+                && self.in_flight == 0
+                && self.awaiting_cursors == 0
+                && self.pass_ended()?
+            {
                 break;
             }
             let timeout = self.poll_timeout();
@@ -430,6 +465,11 @@ impl Fetcher {
         if let Some(started) = self.batch_started {
             t = t.min((started + self.cfg.batch_max_delay).saturating_duration_since(now));
         }
+        if self.awaiting_cursors > 0 {
+            // Replies come from the parse threads without a wake-up; a page's round trip to a
+            // real API takes far longer than this.
+            t = t.min(CURSOR_POLL);
+        }
         if self
             .conns
             .iter()
@@ -464,7 +504,7 @@ impl Fetcher {
             self.report.stats.requests += 1;
             match HttpUrl::parse(&item.url) {
                 Ok(u) => {
-                    let host = self.host_for(&u.host, u.port);
+                    let host = self.host_for(&u.host, u.port, u.tls);
                     self.hosts[host].queue.push_back(Request {
                         url: item.url,
                         path: u.path,
@@ -489,15 +529,17 @@ impl Fetcher {
         }
     }
 
-    fn host_for(&mut self, name: &str, port: u16) -> usize {
+    /// The host entry of `name:port` over plain TCP or TLS (two different hosts, with their own
+    /// connections and limits).
+    fn host_for(&mut self, name: &str, port: u16, tls: bool) -> usize {
         // Most sources name one host over and over: check the last one before building the
         // owned key the map lookup needs (an allocation per request otherwise).
         if let Some(h) = self.hosts.get(self.last_host) {
-            if h.port == port && h.name == name {
+            if h.port == port && h.tls == tls && h.name == name {
                 return self.last_host;
             }
         }
-        if let Some(&i) = self.host_index.get(&(name.to_string(), port)) {
+        if let Some(&i) = self.host_index.get(&(name.to_string(), port, tls)) {
             self.last_host = i;
             return i;
         }
@@ -509,6 +551,7 @@ impl Fetcher {
         self.hosts.push(Host {
             name: name.to_string(),
             port,
+            tls,
             addrs,
             next_addr: 0,
             queue: VecDeque::new(),
@@ -519,7 +562,7 @@ impl Fetcher {
                 .rate_limit
                 .map(|r| TokenBucket::new(r, self.cfg.rate_burst.unwrap_or(r))),
         });
-        self.host_index.insert((name.to_string(), port), i);
+        self.host_index.insert((name.to_string(), port, tls), i);
         self.last_host = i;
         i
     }
@@ -584,7 +627,7 @@ impl Fetcher {
             self.conns.push(None);
             self.conns.len() - 1
         });
-        let mut stream = match TcpStream::connect(addr) {
+        let mut tcp = match TcpStream::connect(addr) {
             Ok(s) => s,
             Err(e) => {
                 self.free_slots.push(slot);
@@ -593,7 +636,7 @@ impl Fetcher {
             }
         };
         if let Err(e) = self.poll.registry().register(
-            &mut stream,
+            &mut tcp,
             Token(slot),
             Interest::READABLE | Interest::WRITABLE,
         ) {
@@ -606,6 +649,23 @@ impl Fetcher {
             );
             return;
         }
+        let stream = if self.hosts[h].tls {
+            #[cfg(feature = "tls")]
+            match Transport::tls(tcp, &self.tls, &self.hosts[h].name) {
+                Ok(t) => t,
+                Err(e) => {
+                    // Dropping the socket deregisters it.
+                    self.free_slots.push(slot);
+                    let attempts = req.failures + 1;
+                    self.finish_failed(&req.url, "tls", &e.to_string(), attempts);
+                    return;
+                }
+            }
+            #[cfg(not(feature = "tls"))]
+            unreachable!("https:// URLs are rejected when parsed in builds without TLS")
+        } else {
+            Transport::Plain(tcp)
+        };
         self.report.stats.connections += 1;
         self.hosts[h].open += 1;
         let now = Instant::now();
@@ -696,6 +756,18 @@ impl Fetcher {
         let Some(conn) = self.conns[slot].as_mut() else {
             return;
         };
+        if writable {
+            // TLS records left over when the socket last filled up.
+            match conn.stream.flush_pending() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    let failure = conn.failure_on_error("send", e);
+                    self.close(slot, Some(failure));
+                    return;
+                }
+            }
+        }
         if conn.state == ConnState::Active && writable && conn.wpos < conn.wbuf.len() {
             loop {
                 match conn.stream.write(&conn.wbuf[conn.wpos..]) {
@@ -840,6 +912,10 @@ impl Fetcher {
             let encoding = encoding.unwrap_or_default();
             self.batch
                 .push_encoded_body(&req.url, &conn.body, encoding, attempts, now);
+            if self.chans.cursors.is_some() {
+                self.batch.expect_cursor(req.page);
+                self.awaiting_cursors += 1;
+            }
             self.report.stats.delivered += 1;
             self.report.stats.body_bytes += conn.body.len() as u64;
             self.in_flight -= 1;
@@ -882,7 +958,10 @@ impl Fetcher {
         let Some(mut conn) = self.conns[slot].take() else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        if failure.is_none() && conn.state == ConnState::Idle {
+            conn.stream.shutdown();
+        }
+        let _ = self.poll.registry().deregister(conn.stream.tcp_mut());
         self.free_slots.push(slot);
         let host = &mut self.hosts[conn.host];
         host.open -= 1;
@@ -935,7 +1014,8 @@ impl Fetcher {
             );
             return self.finish_failed(&req.url, class, &detail, attempts);
         }
-        let (host_name, port) = (self.hosts[req.host].name.clone(), self.hosts[req.host].port);
+        let here = &self.hosts[req.host];
+        let (host_name, port, tls) = (here.name.clone(), here.port, here.tls);
         let target = match self.resolve_reference(&req, &location) {
             Ok(t) => t,
             Err(why) => {
@@ -943,7 +1023,9 @@ impl Fetcher {
                 return self.finish_failed(&req.url, class, &detail, attempts);
             }
         };
-        if (target.host != host_name || target.port != port) && !self.cfg.redirect_other_hosts {
+        if (target.host != host_name || target.port != port || target.tls != tls)
+            && !self.cfg.redirect_other_hosts
+        {
             let detail = format!(
                 "redirect to another host refused ({location}); set fetch.redirect_other_hosts"
             );
@@ -951,7 +1033,7 @@ impl Fetcher {
         }
         req.redirects += 1;
         req.path = target.path;
-        req.host = self.host_for(&target.host, target.port);
+        req.host = self.host_for(&target.host, target.port, target.tls);
         let h = req.host;
         self.hosts[h].queue.push_back(req);
     }
@@ -963,11 +1045,13 @@ impl Fetcher {
         req: &Request,
         target: &str,
     ) -> std::result::Result<HttpUrl, String> {
-        let (host, port) = (self.hosts[req.host].name.clone(), self.hosts[req.host].port);
+        let here = &self.hosts[req.host];
+        let (host, port, tls) = (here.name.clone(), here.port, here.tls);
         if target.starts_with('/') {
             Ok(HttpUrl {
                 host,
                 port,
+                tls,
                 path: target.to_string(),
             })
         } else if target.contains("://") {
@@ -977,6 +1061,7 @@ impl Fetcher {
             Ok(HttpUrl {
                 host,
                 port,
+                tls,
                 path: format!("{dir}/{target}"),
             })
         }
@@ -998,26 +1083,19 @@ impl Fetcher {
                 return;
             }
         };
-        let here = (&self.hosts[req.host].name, self.hosts[req.host].port);
-        if (&target.host, target.port) != (here.0, here.1) && !self.cfg.redirect_other_hosts {
+        let h = &self.hosts[req.host];
+        if (&target.host, target.port, target.tls) != (&h.name, h.port, h.tls)
+            && !self.cfg.redirect_other_hosts
+        {
             tracing::warn!(url = %req.url, next, "next-page link to another host not followed");
             return;
         }
-        let url = format!(
-            "http://{}{}{}",
-            if target.host.contains(':') {
-                format!("[{}]", target.host)
-            } else {
-                target.host.clone()
-            },
-            if target.port == 80 {
-                String::new()
-            } else {
-                format!(":{}", target.port)
-            },
-            target.path
-        );
-        let host = self.host_for(&target.host, target.port);
+        self.enqueue_page(target.to_string(), target, req.page + 1);
+    }
+
+    /// Adds a next page (found by `Link` or by cursor) as a new work item.
+    fn enqueue_page(&mut self, url: String, target: HttpUrl, page: u32) {
+        let host = self.host_for(&target.host, target.port, target.tls);
         self.in_flight += 1;
         self.report.stats.requests += 1;
         self.hosts[host].queue.push_back(Request {
@@ -1028,8 +1106,55 @@ impl Fetcher {
             stale_resends: 0,
             admitted_at: Instant::now(),
             redirects: 0,
-            page: req.page + 1,
+            page,
         });
+    }
+
+    /// Cursor pagination: takes the parse threads' replies; each cursor makes the next page of
+    /// its chain a work item (the page's URL with `cursor_param` set to it), within
+    /// `max_link_pages` and unless the run is stopping.
+    fn take_cursors(&mut self) {
+        let Some(rx) = &self.chans.cursors else {
+            return;
+        };
+        let mut next = Vec::new();
+        loop {
+            match rx.try_recv() {
+                Ok(reply) => {
+                    self.awaiting_cursors = self.awaiting_cursors.saturating_sub(1);
+                    next.push(reply);
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    // The parse threads are gone: no reply will come (the run is failing).
+                    self.awaiting_cursors = 0;
+                    break;
+                }
+            }
+        }
+        for reply in next {
+            let Some(cursor) = reply.cursor else { continue };
+            if self.stop.load(Ordering::Relaxed) {
+                continue;
+            }
+            if reply.page + 1 >= self.cfg.max_link_pages {
+                tracing::warn!(url = %reply.url, pages = reply.page + 1, "pagination stopped at fetch.max_link_pages");
+                continue;
+            }
+            let url = crate::source::with_query_param(&reply.url, &self.cfg.cursor_param, &cursor);
+            if url == reply.url {
+                tracing::warn!(url = %reply.url, cursor, "the next cursor repeats this page's; pagination stopped");
+                continue;
+            }
+            let target = match HttpUrl::parse(&url) {
+                Ok(t) => t,
+                Err(why) => {
+                    tracing::warn!(url, %why, "next page cannot be requested");
+                    continue;
+                }
+            };
+            self.enqueue_page(url, target, reply.page + 1);
+        }
     }
 
     /// Schedules another attempt after an exponential backoff with full jitter (or at least
@@ -1228,6 +1353,7 @@ impl Conn {
             &mut self.wbuf,
             &host.name,
             host.port,
+            if host.tls { 443 } else { 80 },
             &req.path,
             &cfg.accept_encoding,
             extra,
@@ -1242,6 +1368,13 @@ impl Conn {
     }
 
     fn failure_on_error(&self, op: &str, e: io::Error) -> ConnFailure {
+        if let Some(tls) = transport::tls_error_text(&e) {
+            // A certificate the server will present again: retrying cannot help.
+            return ConnFailure::Fatal {
+                class: "tls",
+                detail: format!("{op} to {}: {tls}", self.addr),
+            };
+        }
         if self.reused
             && !self.decoder.started()
             && matches!(

@@ -3,24 +3,66 @@
 //! - [`ParquetFile`] writes rows with arrow-rs `ArrowWriter`, one row group at a time, under a
 //!   temporary name; on [`finish`](ParquetFile::finish) it closes the file (footer), fsyncs it,
 //!   renames it into place and fsyncs the directory, so a reader never sees a partial file.
-//! - [`DeadLetterLog`] appends rejected records and failed requests as NDJSON.
+//! - [`run`] is the writer loop: it closes row groups by row count and by age
+//!   (`writer.flush_interval`), rotates files by time, rows and bytes, and with
+//!   `writer.partition_by` splits every batch into Hive-style partitions ([`Partitioner`]),
+//!   keeping at most `writer.max_open_partitions` files open.
+//! - [`DeadLetterLog`] appends rejected records and failed requests as NDJSON, rotated by size.
+//!
+//! Every file carries key-value metadata: [`VERSION_KEY`], [`SOURCE_KEY`] and [`RUN_ID_KEY`].
 
 mod deadletter;
 mod parquet;
+mod partition;
 
 pub use deadletter::DeadLetterLog;
-pub use parquet::{writer_properties, ParquetFile};
+pub use parquet::{file_properties, writer_properties, ParquetFile, VERSION_KEY};
+pub use partition::{
+    check_partition_column, escape_value, Partitioner, DATE_PARTITION, HIVE_DEFAULT_PARTITION,
+};
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ::parquet::file::properties::WriterProperties;
+use arrow_array::RecordBatch;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::batch::RecordsBatch;
 use crate::config::WriterConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
+
+/// The key-value metadata key naming what the rows came from (the URL template, URL file or
+/// list, `demo`, `bench`).
+pub const SOURCE_KEY: &str = "pinflow.source";
+
+/// The key-value metadata key holding the run id ([`new_run_id`]): the same in every file of
+/// one run, different in every other run.
+pub const RUN_ID_KEY: &str = "pinflow.run_id";
+
+/// A new run id: the start time in microseconds since the epoch and the process id, both in
+/// hex (`18b2c3d4e5f60-3039`). Unique across the process's runs (the time part never repeats)
+/// and across processes.
+pub fn new_run_id() -> String {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let mut prev = LAST.load(Relaxed);
+    let t = loop {
+        let t = now.max(prev + 1);
+        match LAST.compare_exchange(prev, t, Relaxed, Relaxed) {
+            Ok(_) => break t,
+            Err(p) => prev = p,
+        }
+    };
+    format!("{t:x}-{:x}", std::process::id())
+}
 
 /// What the writer thread hands back when it ends.
 #[derive(Debug, Default)]
@@ -29,7 +71,7 @@ pub struct WriterReport {
     pub rows: u64,
     /// Row groups in the finalized files.
     pub row_groups: u64,
-    /// Parquet files finalized (more than one when rotating).
+    /// Parquet files finalized (more than one when rotating or partitioning).
     pub files: u64,
     /// Dead letters written (all kinds).
     pub dead_letters: u64,
@@ -39,26 +81,46 @@ pub struct WriterReport {
     pub dead_letter_file: Option<std::path::PathBuf>,
 }
 
-/// Where output goes and when files rotate.
+/// Where output goes, when files rotate, and what metadata they carry.
 #[derive(Debug, Clone)]
 pub struct Output {
-    /// The configured output path.
+    /// The configured output path: the file (or, rotating, the pattern's stem and directory),
+    /// or with `writer.partition_by` the dataset's root directory.
     pub out: PathBuf,
     /// Parquet settings.
     pub writer: WriterConfig,
-    /// Finalize the current file and start the next after this long (files with no rows are
-    /// not finalized; their interval just starts again).
+    /// Finalize the open files after this long (files with no rows are not finalized; their
+    /// interval just starts again).
     pub rotate: Option<Duration>,
     /// Set (by SIGHUP, say) to make the writer close and re-open the dead-letter file.
     pub reopen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// What the rows come from, written as [`SOURCE_KEY`] metadata.
+    pub source: String,
+    /// This run's id ([`new_run_id`]), written as [`RUN_ID_KEY`] metadata.
+    pub run_id: String,
+    /// The output schema when the layout is fixed: what a file without rows is written with
+    /// (an inferred layout's files take the schema of their first rows).
+    pub schema: Option<arrow_schema::SchemaRef>,
 }
 
 impl Output {
-    /// The path of file number `seq`: `out` itself without rotation, otherwise
+    /// Whether files rotate: by time (`rotate`), rows or bytes.
+    pub fn rotates(&self) -> bool {
+        self.rotate.is_some()
+            || self.writer.rotate_rows.is_some()
+            || self.writer.rotate_bytes.is_some()
+    }
+
+    /// Whether rows are split into Hive-style partition directories under `out`.
+    pub fn partitioned(&self) -> bool {
+        !self.writer.partition_by.is_empty()
+    }
+
+    /// The path of file number `seq` (unpartitioned): `out` itself without rotation, otherwise
     /// `STEM-YYYYMMDDTHHMMSSZ-NNNNN.EXT` next to it, stamped with the UTC time the file was
     /// started, so names sort by time and never collide within a run.
     pub fn path(&self, seq: u64) -> PathBuf {
-        if self.rotate.is_none() {
+        if !self.rotates() {
             return self.out.clone();
         }
         let stem = self
@@ -85,112 +147,271 @@ impl Output {
             .with_file_name(format!("{stem}-{compact}Z-{seq:05}{ext}"))
     }
 
-    /// Opens file number `seq` (under its temporary name).
+    /// The path of part number `part` of `partition` (a relative directory such as
+    /// `service=api/date=2026-11-24`): `out/partition/part-NNNNN.parquet`.
+    pub fn partition_path(&self, partition: &str, part: u64) -> PathBuf {
+        self.out
+            .join(partition)
+            .join(format!("part-{part:05}.parquet"))
+    }
+
+    /// The writer properties of every file: [`file_properties`] with the source and run id.
+    pub fn properties(&self) -> Result<WriterProperties> {
+        file_properties(
+            &self.writer,
+            &[(SOURCE_KEY, &self.source), (RUN_ID_KEY, &self.run_id)],
+        )
+    }
+
+    /// Opens unpartitioned file number `seq` (under its temporary name).
     pub fn open(&self, seq: u64) -> Result<ParquetFile> {
-        ParquetFile::create(&self.path(seq), &self.writer)
+        ParquetFile::create(&self.path(seq), self.properties()?, self.schema.clone())
+    }
+
+    /// Checks, before anything is fetched, that output can be written. Unpartitioned: opens
+    /// and returns file number 1. Partitioned: creates the root directory `out` if it is
+    /// missing (its parent must exist) and checks that a file can be created in it.
+    pub fn prepare(&self) -> Result<Option<ParquetFile>> {
+        if !self.partitioned() {
+            return self.open(1).map(Some);
+        }
+        if !self.out.is_dir() {
+            fs::create_dir(&self.out)
+                .map_err(|e| Error::output(&self.out, "create directory", e))?;
+            sync_dir(parent_dir(&self.out));
+        }
+        let probe = self
+            .out
+            .join(format!(".pinflow-probe-{}", std::process::id()));
+        File::create(&probe).map_err(|e| Error::output(&self.out, "create a file in", e))?;
+        let _ = fs::remove_file(&probe);
+        Ok(None)
+    }
+
+    /// Creates the directory of `partition` under `out`, one level at a time, fsyncing each
+    /// parent of a new directory so the entry survives a crash. Returns the directory.
+    fn partition_dir(&self, partition: &str) -> Result<PathBuf> {
+        let mut dir = self.out.clone();
+        for part in partition.split('/') {
+            let parent = dir.clone();
+            dir.push(part);
+            match fs::create_dir(&dir) {
+                Ok(()) => sync_dir(&parent),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::output(&dir, "create directory", e)),
+            }
+        }
+        Ok(dir)
     }
 }
 
-/// Runs the writer loop until the queue closes, then finalizes both files. `file` is file
-/// number 1 of `output`, opened by the caller so that an unwritable path fails before anything
-/// is fetched. `thread` is this thread's index in `registry`, which receives the write and
-/// end-to-end latencies, the row, row-group and file counters, and the thread's state.
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// fsyncs a directory, making renames and new entries in it durable (where the platform allows).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The first part number after every `part-NNNNN.parquet` already in `dir` (1 if none), so a
+/// later run adds to a partition instead of replacing its files.
+fn next_free_part(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 1;
+    };
+    entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name();
+            let name = name.to_str()?;
+            name.strip_prefix("part-")?
+                .strip_suffix(".parquet")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .map_or(1, |n| n + 1)
+}
+
+/// Runs the writer loop until the queue closes, then finalizes every open file and the
+/// dead-letter file. `first` is file number 1 of an unpartitioned `output`, opened by the
+/// caller ([`Output::prepare`]) so that an unwritable path fails before anything is fetched.
+/// `thread` is this thread's index in `registry`, which receives the write and end-to-end
+/// latencies, the row, row-group and file counters, and the thread's state.
 ///
-/// On a write error the temporary Parquet file is removed (no partial file ever appears under
-/// the final name), files finalized before stay valid, and the error names the path.
+/// The loop wakes for batches and for deadlines: the rotation interval, and the oldest open
+/// row group reaching `writer.flush_interval`, which closes it even when no batch arrives.
+///
+/// On a write error (disk full, file too large, ...) every open temporary file is removed (no
+/// partial file ever appears under a final name), files finalized before stay valid, and the
+/// error names the path; the caller then stops the pipeline.
 pub fn run(
     rx: Receiver<RecordsBatch>,
     output: &Output,
-    file: ParquetFile,
+    first: Option<ParquetFile>,
     mut dead: DeadLetterLog,
     registry: &Registry,
     thread: usize,
 ) -> Result<WriterReport> {
     let guard = StateGuard::new(registry, thread);
     let mut w = Writer {
+        output,
+        partitioner: if output.partitioned() {
+            Some(Partitioner::new(&output.writer.partition_by)?)
+        } else {
+            None
+        },
+        slots: HashMap::new(),
+        seq: 0,
+        next_part: HashMap::new(),
+        tick: 0,
         report: WriterReport::default(),
-        pending: Vec::new(),
-        closed_groups: 0,
-        rows_in_file: 0,
+        pending: HashMap::new(),
+        next_batch: 0,
+        finalized: 0,
         failure_log: FailureLog::default(),
         registry,
     };
-    let mut file = Some(file);
-    let mut seq = 1;
-    let mut opened = Instant::now();
-    loop {
-        registry.set_state(thread, ThreadState::WaitingInput);
-        let next = match output.rotate {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(every) => {
-                rx.recv_timeout((opened + every).saturating_duration_since(Instant::now()))
-            }
-        };
-        registry.set_state(thread, ThreadState::Working);
-        if output.reopen.swap(false, Relaxed) {
-            // SIGHUP (logrotate): close the dead-letter file; the next entry re-creates it.
-            dead.finish()?;
-        }
-        let f = file.as_mut().expect("a file is open while the loop runs");
-        match next {
-            Ok(batch) => {
-                registry.set_queue_depth(QueueId::Output, rx.len());
-                if let Err(e) = w.write_batch(&batch, f, &mut dead) {
-                    if let Some(f) = file.take() {
-                        f.abort();
-                    }
-                    let _ = dead.finish();
-                    return Err(e);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        w.failure_log.tick();
-        if output.rotate.is_some_and(|every| opened.elapsed() >= every) {
-            opened = Instant::now();
-            if w.rows_in_file > 0 {
-                let full = file.take().expect("open");
-                w.finalize(full)?;
-                seq += 1;
-                file = Some(output.open(seq)?);
-                // Make the dead letters of the finished file durable with it.
-                dead.finish()?;
-            }
-        }
+    if let Some(file) = first {
+        w.seq = 1;
+        w.slots.insert(String::new(), Slot::new(file));
     }
-    let last = file.take().expect("open");
-    if w.rows_in_file > 0 || w.report.files == 0 {
-        w.finalize(last)?;
-    } else {
-        // A rotation just before the end left an empty file: nothing to keep.
-        last.abort();
+    if let Err(e) = w.run_loop(&rx, &mut dead, thread) {
+        w.abort_all();
+        let _ = dead.finish();
+        tracing::error!(error = %e, "writer failed; stopping the pipeline");
+        return Err(e);
     }
     w.failure_log.report_suppressed();
-    let mut report = w.report;
+    let mut report = std::mem::take(&mut w.report);
     report.dead_letter_file = dead.finish()?;
     guard.finish();
     Ok(report)
 }
 
-struct Writer<'a> {
-    report: WriterReport,
-    /// When the oldest response of each batch whose rows sit in the open row group completed.
-    pending: Vec<Instant>,
-    /// Row groups of the current file closed (and counted) before the file is finished.
+/// One open Parquet file and what the writer knows about it.
+struct Slot {
+    file: ParquetFile,
+    /// Rows written to it.
+    rows: u64,
+    /// Row groups closed (and counted) before the file is finished.
     closed_groups: u64,
-    rows_in_file: u64,
+    /// When it was last written, in writer ticks (for least-recently-used eviction).
+    last_used: u64,
+    /// Batches (by id) with rows in this file not yet counted visible.
+    pending: Vec<u64>,
+}
+
+impl Slot {
+    fn new(file: ParquetFile) -> Slot {
+        Slot {
+            file,
+            rows: 0,
+            closed_groups: 0,
+            last_used: 0,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// Batches not yet wholly in closed row groups, by id: when their oldest response completed,
+/// and how many holds remain (one per file with some of their rows in an open row group, and
+/// one while the batch is being written).
+type Pending = HashMap<u64, (Instant, u32)>;
+
+/// Drops one hold on batch `id`; the last one records its end-to-end latency (response
+/// complete → every row in a closed row group).
+fn release(pending: &mut Pending, registry: &Registry, id: u64) {
+    if let Some(p) = pending.get_mut(&id) {
+        p.1 -= 1;
+        if p.1 == 0 {
+            let (oldest, _) = pending.remove(&id).expect("present");
+            registry.latency(Stage::EndToEnd).record(oldest.elapsed());
+        }
+    }
+}
+
+struct Writer<'a> {
+    output: &'a Output,
+    partitioner: Option<Partitioner>,
+    /// Open files by partition directory (`""` when unpartitioned).
+    slots: HashMap<String, Slot>,
+    /// Number of the last unpartitioned file opened.
+    seq: u64,
+    /// The next part number of each partition seen.
+    next_part: HashMap<String, u64>,
+    tick: u64,
+    report: WriterReport,
+    pending: Pending,
+    next_batch: u64,
+    /// Files finalized since the dead-letter file was last made durable.
+    finalized: u64,
     failure_log: FailureLog,
     registry: &'a Registry,
 }
 
 impl Writer<'_> {
-    fn write_batch(
+    fn run_loop(
         &mut self,
-        batch: &RecordsBatch,
-        file: &mut ParquetFile,
+        rx: &Receiver<RecordsBatch>,
         dead: &mut DeadLetterLog,
+        thread: usize,
     ) -> Result<()> {
+        let mut period = Instant::now();
+        loop {
+            self.registry.set_state(thread, ThreadState::WaitingInput);
+            let next = match self.deadline(period) {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+            };
+            self.registry.set_state(thread, ThreadState::Working);
+            if self.output.reopen.swap(false, Relaxed) {
+                // SIGHUP (logrotate): close the dead-letter file; the next entry re-creates it.
+                dead.finish()?;
+            }
+            match next {
+                Ok(batch) => {
+                    self.registry.set_queue_depth(QueueId::Output, rx.len());
+                    self.write_batch(&batch, dead)?;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.failure_log.tick();
+            self.flush_aged()?;
+            if let Some(every) = self.output.rotate {
+                if period.elapsed() >= every {
+                    period = Instant::now();
+                    self.finalize_all()?;
+                }
+            }
+            if self.finalized > 0 {
+                // Make the dead letters of the finished files durable with them.
+                self.finalized = 0;
+                dead.finish()?;
+            }
+        }
+        self.finish_all()
+    }
+
+    /// When the loop must wake even without a batch: the end of the rotation period, or the
+    /// oldest open row group reaching its maximum age. `None`: only for a batch.
+    fn deadline(&self, period: Instant) -> Option<Instant> {
+        let max_age = self.output.writer.flush_interval;
+        self.slots
+            .values()
+            .filter_map(|s| s.file.open_since().map(|t| t + max_age))
+            .chain(self.output.rotate.map(|every| period + every))
+            .min()
+    }
+
+    fn write_batch(&mut self, batch: &RecordsBatch, dead: &mut DeadLetterLog) -> Result<()> {
         for d in &batch.dead_letters {
             dead.write(d)?;
             self.failure_log.log(d);
@@ -204,54 +425,193 @@ impl Writer<'_> {
             return Ok(());
         };
         let started = Instant::now();
-        let (closed, open_rows) = file.write(rows)?;
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let tracked = batch.oldest.map(|oldest| {
+            self.pending.insert(id, (oldest, 1));
+            id
+        });
+        let parts = match &self.partitioner {
+            None => vec![(String::new(), rows.clone())],
+            Some(p) => p.split(rows)?,
+        };
+        for (key, part) in &parts {
+            self.write_rows(key, part, tracked)?;
+        }
         self.registry
             .latency(Stage::Write)
             .record(started.elapsed());
         let n = rows.num_rows() as u64;
         self.report.rows += n;
-        self.rows_in_file += n;
         self.registry.records_written.fetch_add(n, Relaxed);
-        if let Some(oldest) = batch.oldest {
-            self.pending.push(oldest);
-        }
-        if closed > 0 {
-            self.registry.row_groups.fetch_add(closed, Relaxed);
-            self.closed_groups += closed;
-            // The batch that filled a row group may have left rows in the next one; count it
-            // visible once its last row is in a closed group.
-            let keep = if open_rows { self.pending.pop() } else { None };
-            self.rows_visible();
-            self.pending.extend(keep);
+        if let Some(id) = tracked {
+            release(&mut self.pending, self.registry, id);
         }
         Ok(())
     }
 
-    /// Finalizes a file: footer, fsync, rename, directory fsync; counts it.
-    fn finalize(&mut self, file: ParquetFile) -> Result<()> {
-        let (path, row_groups) = file.finish()?;
+    /// Appends `rows` to the file of partition `key`, opening it if needed, and finalizes it
+    /// when it reaches `rotate_rows` (splitting the rows exactly there) or `rotate_bytes`.
+    fn write_rows(&mut self, key: &str, rows: &RecordBatch, id: Option<u64>) -> Result<()> {
+        let n = rows.num_rows();
+        let (max_rows, max_bytes) = (
+            self.output.writer.rotate_rows,
+            self.output.writer.rotate_bytes,
+        );
+        let mut offset = 0;
+        while offset < n {
+            if !self.slots.contains_key(key) {
+                self.open_slot(key)?;
+            }
+            self.tick += 1;
+            let slot = self.slots.get_mut(key).expect("opened above");
+            slot.last_used = self.tick;
+            let room = max_rows.map_or(u64::MAX, |m| m.saturating_sub(slot.rows).max(1));
+            let take = (n - offset).min(usize::try_from(room).unwrap_or(usize::MAX));
+            let part = if take == n {
+                rows.clone()
+            } else {
+                rows.slice(offset, take)
+            };
+            let (closed, open_rows) = slot.file.write(&part)?;
+            slot.rows += take as u64;
+            if let Some(id) = id {
+                if slot.pending.last() != Some(&id) {
+                    slot.pending.push(id);
+                    if let Some(p) = self.pending.get_mut(&id) {
+                        p.1 += 1;
+                    }
+                }
+            }
+            if closed > 0 {
+                self.registry.row_groups.fetch_add(closed, Relaxed);
+                slot.closed_groups += closed;
+                // The rows that filled a row group may have left some in the next one: that
+                // batch stays pending here until they are in a closed group too.
+                let keep = match id {
+                    Some(id) if open_rows && slot.pending.last() == Some(&id) => slot.pending.pop(),
+                    _ => None,
+                };
+                for done in std::mem::take(&mut slot.pending) {
+                    release(&mut self.pending, self.registry, done);
+                }
+                slot.pending.extend(keep);
+            }
+            offset += take;
+            let full = max_rows.is_some_and(|m| slot.rows >= m)
+                || max_bytes.is_some_and(|m| slot.file.estimated_size() >= m);
+            if full {
+                self.finalize_slot(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the next file for partition `key`; partitioned, first finalizes the least
+    /// recently used file when `max_open_partitions` are open.
+    fn open_slot(&mut self, key: &str) -> Result<()> {
+        let file = if self.partitioner.is_none() {
+            self.seq += 1;
+            self.output.open(self.seq)?
+        } else {
+            if self.slots.len() >= self.output.writer.max_open_partitions.max(1) {
+                let lru = self
+                    .slots
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_used)
+                    .map(|(k, _)| k.clone())
+                    .expect("at least one file is open");
+                self.finalize_slot(&lru)?;
+            }
+            let dir = self.output.partition_dir(key)?;
+            let part = match self.next_part.get(key) {
+                Some(&n) => n,
+                None => next_free_part(&dir),
+            };
+            self.next_part.insert(key.to_string(), part + 1);
+            ParquetFile::create(
+                &self.output.partition_path(key, part),
+                self.output.properties()?,
+                self.output.schema.clone(),
+            )?
+        };
+        self.slots.insert(key.to_string(), Slot::new(file));
+        Ok(())
+    }
+
+    /// Finalizes the file of `key`: footer, fsync, rename, directory fsync; counts it.
+    fn finalize_slot(&mut self, key: &str) -> Result<()> {
+        let slot = self.slots.remove(key).expect("finalizing an open file");
+        let (path, row_groups) = slot.file.finish()?;
         self.registry
             .row_groups
-            .fetch_add(row_groups.saturating_sub(self.closed_groups), Relaxed);
+            .fetch_add(row_groups.saturating_sub(slot.closed_groups), Relaxed);
         self.registry.files_finalized.fetch_add(1, Relaxed);
-        self.rows_visible();
+        for id in slot.pending {
+            release(&mut self.pending, self.registry, id);
+        }
         self.report.row_groups += row_groups;
         self.report.files += 1;
         self.report.output = Some(path);
-        self.closed_groups = 0;
-        self.rows_in_file = 0;
+        self.finalized += 1;
         Ok(())
     }
 
-    /// Records end-to-end latency (response complete → row in a closed row group) for every
-    /// pending batch.
-    fn rows_visible(&mut self) {
-        if self.pending.is_empty() {
-            return;
+    /// Closes every row group whose oldest row has waited `flush_interval`.
+    fn flush_aged(&mut self) -> Result<()> {
+        let max_age = self.output.writer.flush_interval;
+        for slot in self.slots.values_mut() {
+            let aged = slot
+                .file
+                .open_since()
+                .is_some_and(|t| t.elapsed() >= max_age);
+            if aged && slot.file.flush_row_group()? {
+                self.registry.row_groups.fetch_add(1, Relaxed);
+                slot.closed_groups += 1;
+                for id in std::mem::take(&mut slot.pending) {
+                    release(&mut self.pending, self.registry, id);
+                }
+            }
         }
-        let mut h = self.registry.latency(Stage::EndToEnd);
-        for t in self.pending.drain(..) {
-            h.record(t.elapsed());
+        Ok(())
+    }
+
+    /// Time rotation: finalizes every open file that has rows (in key order).
+    fn finalize_all(&mut self) -> Result<()> {
+        let mut keys: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.rows > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        for key in keys {
+            self.finalize_slot(&key)?;
+        }
+        Ok(())
+    }
+
+    /// The end of the stream: finalizes every file with rows. An unpartitioned run that wrote
+    /// no rows at all still finalizes its (empty) file, so `out` always exists afterwards; other
+    /// empty files are removed.
+    fn finish_all(&mut self) -> Result<()> {
+        if self.partitioner.is_none() && self.report.files == 0 {
+            if let Some(slot) = self.slots.get_mut("") {
+                // Counted as a file with rows of its own, however many.
+                slot.rows = slot.rows.max(1);
+            }
+        }
+        self.finalize_all()?;
+        for (_, slot) in self.slots.drain() {
+            slot.file.abort();
+        }
+        Ok(())
+    }
+
+    /// A failed run: removes every temporary file.
+    fn abort_all(&mut self) {
+        for (_, slot) in self.slots.drain() {
+            slot.file.abort();
         }
     }
 }

@@ -2,49 +2,91 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::config::{Compression, WriterConfig};
 use crate::error::{Error, Result};
-use crate::schema;
 
 /// A Parquet file being written.
 pub struct ParquetFile {
     path: PathBuf,
     tmp: PathBuf,
     writer: Option<ArrowWriter<File>>,
+    /// The created file and its properties until the first rows give the schema (a layout can
+    /// be inferred from the records, so the schema is known only then).
+    pending: Option<(File, WriterProperties)>,
+    /// The schema of a file finished before any rows came.
+    empty_schema: Option<SchemaRef>,
+    /// When the oldest row of the open row group arrived; `None` while no row group is open.
+    open_since: Option<Instant>,
 }
 
-/// The Parquet writer settings pinflow uses for `cfg`: compression, row-group size, and
-/// `created_by` / key-value metadata naming the pinflow version.
+/// The key of the key-value metadata entry holding the pinflow version, in every file.
+pub const VERSION_KEY: &str = "pinflow.version";
+
+/// The Parquet writer settings pinflow uses for `cfg`: compression, row-group size, column
+/// statistics with the page index, and `created_by` / key-value metadata naming the pinflow
+/// version ([`VERSION_KEY`]).
 pub fn writer_properties(cfg: &WriterConfig) -> Result<WriterProperties> {
+    file_properties(cfg, &[])
+}
+
+/// [`writer_properties`] with more key-value metadata entries after the version (pinflow adds
+/// `pinflow.source` and `pinflow.run_id`).
+pub fn file_properties(cfg: &WriterConfig, metadata: &[(&str, &str)]) -> Result<WriterProperties> {
     let compression = match cfg.compression {
         Compression::None => PqCompression::UNCOMPRESSED,
         Compression::Snappy => PqCompression::SNAPPY,
+        Compression::Lz4 => PqCompression::LZ4_RAW,
         Compression::Zstd(level) => PqCompression::ZSTD(
             ZstdLevel::try_new(level).map_err(|e| Error::config("compression", e.to_string()))?,
         ),
     };
+    let mut kv = vec![KeyValue::new(
+        VERSION_KEY.into(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    )];
+    kv.extend(
+        metadata
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.to_string(), v.to_string())),
+    );
     Ok(WriterProperties::builder()
         .set_compression(compression)
         .set_max_row_group_row_count(Some(cfg.row_group_rows))
+        // Min/max per page and per column chunk, and the page index readers prune with.
+        .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(format!("pinflow version {}", env!("CARGO_PKG_VERSION")))
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            "pinflow.version".into(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        )]))
+        .set_key_value_metadata(Some(kv))
         .build())
+}
+
+/// A Parquet error as text; an I/O error underneath (`File too large`, `No space left on
+/// device`) is shown as itself, without the `External: ` prefix.
+fn cause(e: ParquetError) -> String {
+    match e {
+        ParquetError::External(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
 }
 
 impl ParquetFile {
     /// Creates the temporary file next to `path` and writes nothing else yet. Fails early, with
-    /// the path, when the directory is missing or not writable.
-    pub fn create(path: &Path, cfg: &WriterConfig) -> Result<ParquetFile> {
+    /// the path, when the directory is missing or not writable. The Parquet schema is that of
+    /// the first rows written; a file finished without rows gets `empty_schema` (or none).
+    pub fn create(
+        path: &Path,
+        props: WriterProperties,
+        empty_schema: Option<SchemaRef>,
+    ) -> Result<ParquetFile> {
         let name = path.file_name().ok_or_else(|| {
             Error::config("out", format!("`{}` has no file name", path.display()))
         })?;
@@ -53,32 +95,93 @@ impl ParquetFile {
         tmp_name.push(format!(".tmp-{}", std::process::id()));
         let tmp = path.with_file_name(tmp_name);
         let file = File::create(&tmp).map_err(|e| Error::output(&tmp, "create", e))?;
-        let props = writer_properties(cfg)?;
-        let writer = ArrowWriter::try_new(file, schema::output_schema(), Some(props))
-            .map_err(|e| Error::output(&tmp, "start parquet", e))?;
         Ok(ParquetFile {
             path: path.to_path_buf(),
             tmp,
-            writer: Some(writer),
+            writer: None,
+            pending: Some((file, props)),
+            empty_schema,
+            open_since: None,
         })
+    }
+
+    /// The Arrow writer, started with `schema` if this is the first use.
+    fn writer(&mut self, schema: Option<SchemaRef>) -> Result<&mut ArrowWriter<File>> {
+        if self.writer.is_none() {
+            let (file, props) = self.pending.take().expect("a file is pending or started");
+            let schema = schema
+                .or_else(|| self.empty_schema.clone())
+                .unwrap_or_else(|| std::sync::Arc::new(arrow_schema::Schema::empty()));
+            let w = ArrowWriter::try_new(file, schema, Some(props))
+                .map_err(|e| Error::output(&self.tmp, "start parquet", e))?;
+            self.writer = Some(w);
+        }
+        Ok(self.writer.as_mut().expect("started above"))
+    }
+
+    /// The name the file gets once finished.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Appends rows; a row group is flushed to disk each time it fills. Returns how many row
     /// groups this call closed, and whether rows remain buffered in an open row group.
     pub fn write(&mut self, rows: &RecordBatch) -> Result<(u64, bool)> {
-        let w = self.writer.as_mut().expect("written only before finish");
+        let tmp = self.tmp.clone();
+        let w = self.writer(Some(rows.schema()))?;
         let before = w.flushed_row_groups().len();
         w.write(rows)
-            .map_err(|e| Error::output(&self.tmp, "write", e))?;
+            .map_err(|e| Error::output(&tmp, "write", cause(e)))?;
         let closed = (w.flushed_row_groups().len() - before) as u64;
-        Ok((closed, w.in_progress_rows() > 0))
+        let open = w.in_progress_rows() > 0;
+        self.open_since = match (open, closed) {
+            (false, _) => None,
+            // The open row group started within this batch.
+            (true, 1..) => Some(Instant::now()),
+            (true, 0) => self.open_since.or(Some(Instant::now())),
+        };
+        Ok((closed, open))
+    }
+
+    /// When the oldest row of the open row group arrived (`None`: no open row group).
+    pub fn open_since(&self) -> Option<Instant> {
+        self.open_since
+    }
+
+    /// Closes the open row group, full or not, and hands its bytes to the operating system.
+    /// Returns whether there was one.
+    pub fn flush_row_group(&mut self) -> Result<bool> {
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(false);
+        };
+        if w.in_progress_rows() == 0 {
+            return Ok(false);
+        }
+        w.flush()
+            .map_err(|e| Error::output(&self.tmp, "write", cause(e)))?;
+        w.sync().map_err(|e| Error::output(&self.tmp, "write", e))?;
+        self.open_since = None;
+        Ok(true)
+    }
+
+    /// The file's size so far, approximately: the bytes written plus the writer's estimate of
+    /// the encoded size of the open row group (before compression, so usually high).
+    pub fn estimated_size(&self) -> u64 {
+        self.writer
+            .as_ref()
+            .map_or(0, |w| (w.bytes_written() + w.in_progress_size()) as u64)
     }
 
     /// Writes the footer, fsyncs, renames into place and fsyncs the directory. Returns the final
     /// path and the number of row groups.
     pub fn finish(mut self) -> Result<(PathBuf, u64)> {
-        let writer = self.writer.take().expect("finished once");
-        let result = self.finalize(writer);
+        let result = match self.writer(None) {
+            Ok(_) => {
+                let writer = self.writer.take().expect("started");
+                self.finalize(writer)
+            }
+            Err(e) => Err(e),
+        };
         if result.is_err() {
             let _ = fs::remove_file(&self.tmp);
         }
@@ -89,11 +192,11 @@ impl ParquetFile {
         // Flush the last (partial) row group, then write the footer and take the file back.
         writer
             .flush()
-            .map_err(|e| Error::output(&self.tmp, "write", e))?;
+            .map_err(|e| Error::output(&self.tmp, "write", cause(e)))?;
         let groups = writer.flushed_row_groups().len() as u64;
         let file = writer
             .into_inner()
-            .map_err(|e| Error::output(&self.tmp, "close parquet", e))?;
+            .map_err(|e| Error::output(&self.tmp, "close parquet", cause(e)))?;
         file.sync_all()
             .map_err(|e| Error::output(&self.tmp, "fsync", e))?;
         drop(file);
@@ -113,6 +216,7 @@ impl ParquetFile {
     /// Gives up: removes the temporary file.
     pub fn abort(mut self) {
         self.writer.take();
+        self.pending.take();
         let _ = fs::remove_file(&self.tmp);
     }
 }
@@ -120,7 +224,7 @@ impl ParquetFile {
 impl Drop for ParquetFile {
     fn drop(&mut self) {
         // Dropped without finish (a failed run): never leave the temporary file behind.
-        if self.writer.take().is_some() {
+        if self.writer.take().is_some() || self.pending.take().is_some() {
             let _ = fs::remove_file(&self.tmp);
         }
     }

@@ -1,0 +1,376 @@
+//! The file reader: local NDJSON and JSON files, or standard input, in place of the fetcher.
+//!
+//! For local ETL without HTTP, this stage takes the fetch thread's seat and feeds the same
+//! parse, compute and write threads with the same [`BodyBatch`]es:
+//!
+//! - **NDJSON** (`.ndjson`, `.jsonl`, any other name, and standard input) is streamed in chunks
+//!   of about `fetch.batch_max_bytes`, each cut after a newline, so a file of any size costs
+//!   one chunk of memory per batch in flight. Each chunk is one body of its batch, named
+//!   `PATH:FIRST-LAST` (its line numbers), which is what dead letters show.
+//! - A **`.json`** file is one document (an object, an array of objects, or NDJSON after all)
+//!   handed over whole; it must fit `fetch.max_body_bytes`.
+//!
+//! A file that cannot be opened or read, or a line longer than `fetch.max_body_bytes`, is a
+//! failed work item with its reason (in the ledger and the dead-letter file), and the run goes
+//! on with the next one.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::batch::BodyBatch;
+use crate::config::FetchConfig;
+use crate::error::{Error, Result};
+use crate::fetch::{downstream_gone, FetchChannels, FetchReport};
+use crate::metrics::live::{QueueId, ThreadState};
+
+/// One input of a file source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileInput {
+    /// A file.
+    Path(PathBuf),
+    /// Standard input (NDJSON).
+    Stdin,
+}
+
+impl std::fmt::Display for FileInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileInput::Path(p) => write!(f, "{}", p.display()),
+            FileInput::Stdin => f.write_str("-"),
+        }
+    }
+}
+
+/// Extensions a directory is searched for.
+const DATA_EXTENSIONS: [&str; 3] = ["json", "ndjson", "jsonl"];
+
+/// Expands `specs` (paths, directories, glob patterns, `-`) into the files to read, in order:
+/// each spec's matches sorted by name. A spec that matches nothing is an error naming it.
+pub fn expand(specs: &[String]) -> Result<Vec<FileInput>> {
+    let mut out = Vec::new();
+    for spec in specs {
+        let bad = |why: String| Error::Source {
+            source_name: spec.clone(),
+            why,
+        };
+        if spec == "-" {
+            out.push(FileInput::Stdin);
+            continue;
+        }
+        if spec.contains(['*', '?', '[']) {
+            let paths = glob::glob(spec).map_err(|e| bad(format!("not a glob pattern: {e}")))?;
+            let mut found: Vec<PathBuf> = paths
+                .filter_map(|p| p.ok())
+                .filter(|p| p.is_file())
+                .collect();
+            if found.is_empty() {
+                return Err(bad("no file matches".into()));
+            }
+            found.sort();
+            out.extend(found.into_iter().map(FileInput::Path));
+            continue;
+        }
+        let path = Path::new(spec);
+        let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot open: {e}")))?;
+        if meta.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| bad(format!("cannot list: {e}")))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && p.extension()
+                            .and_then(|e| e.to_str())
+                            .is_some_and(|e| DATA_EXTENSIONS.contains(&e))
+                })
+                .collect();
+            if found.is_empty() {
+                return Err(bad(
+                    "the directory holds no .json, .ndjson or .jsonl file".into()
+                ));
+            }
+            found.sort();
+            out.extend(found.into_iter().map(FileInput::Path));
+        } else {
+            out.push(FileInput::Path(path.to_path_buf()));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads every input into batches until done or `stop` is set, like the fetcher does with
+/// URLs: each chunk or whole file counts as a delivered request, each unreadable one as failed.
+pub fn run(
+    inputs: Vec<FileInput>,
+    cfg: &FetchConfig,
+    chans: FetchChannels,
+    stop: Arc<AtomicBool>,
+) -> Result<FetchReport> {
+    let mut r = Reader {
+        cfg,
+        chans,
+        batch: BodyBatch::default(),
+        report: FetchReport::default(),
+        buf: Vec::new(),
+        last_publish: Instant::now(),
+    };
+    r.chans
+        .registry
+        .set_state(r.chans.thread, ThreadState::Working);
+    for input in &inputs {
+        if stop.load(Ordering::Relaxed) {
+            r.report.interrupted = true;
+            break;
+        }
+        r.read_input(input, &stop)?;
+    }
+    r.ship()?;
+    r.chans.registry.cycles.fetch_add(1, Ordering::Relaxed);
+    r.publish();
+    Ok(r.report)
+}
+
+struct Reader<'a> {
+    cfg: &'a FetchConfig,
+    chans: FetchChannels,
+    batch: BodyBatch,
+    report: FetchReport,
+    /// Bytes read but not yet handed over (at most a partial line between chunks).
+    buf: Vec<u8>,
+    last_publish: Instant,
+}
+
+impl Reader<'_> {
+    fn read_input(&mut self, input: &FileInput, stop: &AtomicBool) -> Result<()> {
+        let name = input.to_string();
+        let whole =
+            matches!(input, FileInput::Path(p) if p.extension().is_some_and(|e| e == "json"));
+        let opened: io::Result<Box<dyn Read>> = match input {
+            FileInput::Stdin => Ok(Box::new(io::stdin().lock())),
+            FileInput::Path(p) => File::open(p).map(|f| Box::new(f) as Box<dyn Read>),
+        };
+        let reader = match opened {
+            Ok(r) => r,
+            Err(e) => {
+                self.fail(&name, "open", format!("{name}: cannot open: {e}"));
+                return Ok(());
+            }
+        };
+        if whole {
+            self.read_whole(&name, reader)
+        } else {
+            self.stream(&name, reader, stop)
+        }
+    }
+
+    /// A `.json` file: one body.
+    fn read_whole(&mut self, name: &str, reader: Box<dyn Read>) -> Result<()> {
+        let limit = self.cfg.max_body_bytes;
+        self.buf.clear();
+        match reader.take(limit as u64 + 1).read_to_end(&mut self.buf) {
+            Err(e) => self.fail(name, "read", format!("{name}: read error: {e}")),
+            Ok(n) if n > limit => self.fail(
+                name,
+                "too large",
+                format!(
+                    "{name}: larger than fetch.max_body_bytes ({limit} bytes); \
+                     write NDJSON (.ndjson) to stream it"
+                ),
+            ),
+            Ok(_) => {
+                let body = std::mem::take(&mut self.buf);
+                self.deliver(name, &body);
+                self.buf = body;
+            }
+        }
+        self.buf.clear();
+        self.ship_if_full()
+    }
+
+    /// NDJSON: chunks of whole lines.
+    fn stream(&mut self, name: &str, mut reader: Box<dyn Read>, stop: &AtomicBool) -> Result<()> {
+        let chunk = self.cfg.batch_max_bytes.max(4096);
+        let limit = self.cfg.max_body_bytes;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut want = chunk;
+        let mut line = 1u64;
+        let mut eof = false;
+        // Skipping the rest of a line that was too long.
+        let mut skipping = false;
+        loop {
+            while !eof && buf.len() < want {
+                let old = buf.len();
+                buf.resize(want, 0);
+                match reader.read(&mut buf[old..]) {
+                    Ok(0) => {
+                        buf.truncate(old);
+                        eof = true;
+                    }
+                    Ok(n) => buf.truncate(old + n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(old),
+                    Err(e) => {
+                        buf.truncate(old);
+                        eof = true;
+                        let why = format!("{name}: read error after line {line}: {e}");
+                        self.fail(name, "read", why);
+                    }
+                }
+            }
+            if skipping {
+                match buf.iter().position(|&b| b == b'\n') {
+                    Some(nl) => {
+                        buf.drain(..=nl);
+                        line += 1;
+                        skipping = false;
+                    }
+                    None => {
+                        buf.clear();
+                        if eof {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if buf.is_empty() && eof {
+                break;
+            }
+            let cut = if eof {
+                buf.len()
+            } else {
+                match buf.iter().rposition(|&b| b == b'\n') {
+                    Some(nl) => nl + 1,
+                    None if buf.len() > limit => {
+                        let why = format!(
+                            "{name}: line {line} is longer than fetch.max_body_bytes ({limit} bytes)"
+                        );
+                        self.fail(&format!("{name}:{line}"), "too large", why);
+                        buf.clear();
+                        skipping = true;
+                        want = chunk;
+                        continue;
+                    }
+                    None => {
+                        // One line longer than a chunk: read on until it ends.
+                        want = buf.len() + chunk;
+                        continue;
+                    }
+                }
+            };
+            let lines = buf[..cut].iter().filter(|&&b| b == b'\n').count() as u64;
+            let last = if buf[..cut].ends_with(b"\n") {
+                line + lines.saturating_sub(1)
+            } else {
+                line + lines
+            };
+            self.deliver(&format!("{name}:{line}-{last}"), &buf[..cut]);
+            line += lines;
+            buf.drain(..cut);
+            want = chunk;
+            self.ship_if_full()?;
+            if stop.load(Ordering::Relaxed) {
+                self.report.interrupted = true;
+                break;
+            }
+        }
+        self.buf = buf;
+        Ok(())
+    }
+
+    fn start_batch(&mut self) {
+        if self.batch.is_empty() && self.batch.ticket.is_none() {
+            self.batch.ticket = Some(self.chans.live.ticket());
+        }
+    }
+
+    fn deliver(&mut self, url: &str, body: &[u8]) {
+        self.start_batch();
+        self.report.stats.requests += 1;
+        self.report.stats.delivered += 1;
+        self.report.stats.body_bytes += body.len() as u64;
+        self.batch.push_body(url, body, 1, Instant::now());
+    }
+
+    fn fail(&mut self, url: &str, class: &str, detail: String) {
+        self.start_batch();
+        self.report.stats.requests += 1;
+        self.report.stats.fail(class, url, &detail);
+        self.batch.push_failure(url, detail, 1, Instant::now());
+    }
+
+    fn ship_if_full(&mut self) -> Result<()> {
+        if self.batch.len() >= self.cfg.batch_max_items
+            || self.batch.arena.len() >= self.cfg.batch_max_bytes
+        {
+            self.ship()?;
+        }
+        if self.last_publish.elapsed() >= Duration::from_millis(50) {
+            self.publish();
+        }
+        Ok(())
+    }
+
+    fn ship(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let mut next = self.chans.recycled.try_recv().unwrap_or_default();
+        next.shrink_arena(2 * self.cfg.batch_max_bytes);
+        let batch = std::mem::replace(&mut self.batch, next);
+        let (registry, thread) = (&self.chans.registry, self.chans.thread);
+        registry.set_state(thread, ThreadState::BlockedOutput);
+        let started = Instant::now();
+        self.chans.out.send(batch).map_err(|_| downstream_gone())?;
+        self.report.stats.blocked += started.elapsed();
+        registry.set_state(thread, ThreadState::Working);
+        registry.set_queue_depth(QueueId::Bodies, self.chans.out.len());
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        self.last_publish = Instant::now();
+        let r = &self.chans.registry;
+        r.publish_fetch(&self.report.stats, 0, 0);
+        r.heartbeat(self.chans.thread);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_expand_to_sorted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.ndjson", "a.json", "c.jsonl", "notes.txt"] {
+            std::fs::write(dir.path().join(name), "{}\n").unwrap();
+        }
+        let d = dir.path().display().to_string();
+        let names = |v: Vec<FileInput>| -> Vec<String> {
+            v.iter()
+                .map(|f| match f {
+                    FileInput::Path(p) => p.file_name().unwrap().to_string_lossy().into_owned(),
+                    FileInput::Stdin => "-".into(),
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(expand(std::slice::from_ref(&d)).unwrap()),
+            ["a.json", "b.ndjson", "c.jsonl"]
+        );
+        assert_eq!(
+            names(expand(&[format!("{d}/*.txt"), "-".into()]).unwrap()),
+            ["notes.txt", "-"]
+        );
+        let err = expand(&[format!("{d}/*.parquet")]).unwrap_err().to_string();
+        assert!(err.contains("no file matches"), "{err}");
+        let err = expand(&[format!("{d}/missing.ndjson")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.ndjson"), "{err}");
+    }
+}

@@ -1,0 +1,460 @@
+//! Records → Arrow column builders, for any [`Layout`].
+//!
+//! A record (an object on the simd-json tape) is walked once against a tree of the configured
+//! paths. Each field's value is checked and *staged* (numbers by value, strings as tape
+//! positions, list elements in shared scratch vectors); only when every field passed are the
+//! staged values appended, so a rejected record never leaves a half-written row.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
+    StringDictionaryBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use simd_json::{Node, StaticNode};
+
+use super::{node_span, Reject};
+use crate::schema::{list_item, FieldType, Layout, Unknown};
+use crate::time::parse_rfc3339;
+
+/// Where a key leads: a column, or an object holding configured paths.
+enum Target {
+    Column(usize),
+    Object(PathTree),
+}
+
+/// The configured paths below one object, as a small list (records have few keys; a linear
+/// scan beats hashing at that size).
+#[derive(Default)]
+struct PathTree {
+    keys: Vec<(Box<str>, Target)>,
+}
+
+impl PathTree {
+    fn build(layout: &Layout) -> PathTree {
+        let mut root = PathTree::default();
+        for (col, f) in layout.fields.iter().enumerate() {
+            let mut node = &mut root;
+            for (depth, part) in f.path.iter().enumerate() {
+                let last = depth + 1 == f.path.len();
+                let at = match node.keys.iter().position(|(k, _)| **k == **part) {
+                    Some(i) => i,
+                    None => {
+                        let t = if last {
+                            Target::Column(col)
+                        } else {
+                            Target::Object(PathTree::default())
+                        };
+                        node.keys.push((part.as_str().into(), t));
+                        node.keys.len() - 1
+                    }
+                };
+                match &mut node.keys[at].1 {
+                    Target::Object(child) if !last => node = child,
+                    // Layout::new rejects a path that is both a field and a parent.
+                    _ => break,
+                }
+            }
+        }
+        root
+    }
+
+    fn find(&self, key: &str) -> Option<&Target> {
+        self.keys.iter().find(|(k, _)| **k == *key).map(|(_, t)| t)
+    }
+}
+
+/// A checked value waiting to be appended.
+#[derive(Clone)]
+enum Staged {
+    Missing,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// A string: the index of its node on the record's tape.
+    Str(usize),
+    Ts(i64),
+    ListF(Range<usize>),
+    ListI(Range<usize>),
+}
+
+enum Builder {
+    I64(Int64Builder),
+    F64(Float64Builder),
+    Bool(BooleanBuilder),
+    Str(StringBuilder),
+    Dict(StringDictionaryBuilder<Int32Type>),
+    Ts(TimestampMicrosecondBuilder),
+    ListF(ListBuilder<Float64Builder>),
+    ListI(ListBuilder<Int64Builder>),
+}
+
+impl Builder {
+    fn new(ty: FieldType) -> Builder {
+        match ty {
+            FieldType::Int64 => Builder::I64(Int64Builder::new()),
+            FieldType::Float64 => Builder::F64(Float64Builder::new()),
+            FieldType::Bool => Builder::Bool(BooleanBuilder::new()),
+            FieldType::String => Builder::Str(StringBuilder::new()),
+            FieldType::Dict => Builder::Dict(StringDictionaryBuilder::new()),
+            FieldType::Timestamp => {
+                Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
+            FieldType::ListFloat64 => Builder::ListF(
+                ListBuilder::new(Float64Builder::new()).with_field(list_item(DataType::Float64)),
+            ),
+            FieldType::ListInt64 => Builder::ListI(
+                ListBuilder::new(Int64Builder::new()).with_field(list_item(DataType::Int64)),
+            ),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::I64(b) => Arc::new(b.finish()),
+            Builder::F64(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Str(b) => Arc::new(b.finish()),
+            Builder::Dict(b) => Arc::new(b.finish()),
+            Builder::Ts(b) => Arc::new(b.finish()),
+            Builder::ListF(b) => Arc::new(b.finish()),
+            Builder::ListI(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// The column builders of one parse thread, and the scratch space of the record being read.
+pub(crate) struct Columns {
+    layout: Arc<Layout>,
+    tree: PathTree,
+    builders: Vec<Builder>,
+    extra: Option<StringBuilder>,
+    staged: Vec<Staged>,
+    floats: Vec<f64>,
+    ints: Vec<i64>,
+    /// The record's unknown fields as a JSON object (with [`Unknown::Extra`]).
+    extra_json: Vec<u8>,
+    /// The dotted path of the object being walked, for messages and `_extra` keys.
+    prefix: String,
+    pub(crate) rows: usize,
+}
+
+impl Columns {
+    pub(crate) fn new(layout: Arc<Layout>) -> Columns {
+        let builders = layout.fields.iter().map(|f| Builder::new(f.ty)).collect();
+        let n = layout.fields.len();
+        Columns {
+            tree: PathTree::build(&layout),
+            extra: (layout.unknown == Unknown::Extra).then(StringBuilder::new),
+            layout,
+            builders,
+            staged: vec![Staged::Missing; n],
+            floats: Vec::with_capacity(256),
+            ints: Vec::new(),
+            extra_json: Vec::new(),
+            prefix: String::new(),
+            rows: 0,
+        }
+    }
+
+    pub(crate) fn layout(&self) -> &Arc<Layout> {
+        &self.layout
+    }
+
+    /// The rows appended since the last call, as one batch of the layout's record schema.
+    pub(crate) fn finish(&mut self) -> Option<RecordBatch> {
+        if self.rows == 0 {
+            return None;
+        }
+        self.rows = 0;
+        let mut columns: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
+        if let Some(extra) = &mut self.extra {
+            columns.push(Arc::new(extra.finish()));
+        }
+        Some(
+            RecordBatch::try_new(self.layout.record_schema(), columns)
+                .expect("builders match the record schema"),
+        )
+    }
+
+    /// Checks the object at `nodes[0]` against the layout and appends it as a row, or says why
+    /// not (and appends nothing).
+    pub(crate) fn record(&mut self, nodes: &[Node<'_>]) -> Result<(), Reject> {
+        self.staged.fill(Staged::Missing);
+        self.floats.clear();
+        self.ints.clear();
+        self.extra_json.clear();
+        self.prefix.clear();
+        let mut st = Stage {
+            layout: &self.layout,
+            staged: &mut self.staged,
+            floats: &mut self.floats,
+            ints: &mut self.ints,
+            extra: &mut self.extra_json,
+            prefix: &mut self.prefix,
+        };
+        st.walk(nodes, 0, &self.tree)?;
+        for (b, s) in self.builders.iter_mut().zip(&self.staged) {
+            append(b, s, nodes, &self.floats, &self.ints);
+        }
+        if let Some(extra) = &mut self.extra {
+            if self.extra_json.is_empty() {
+                extra.append_null();
+            } else {
+                self.extra_json.push(b'}');
+                // Built from valid UTF-8 keys and values only.
+                extra.append_value(std::str::from_utf8(&self.extra_json).unwrap_or("{}"));
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+}
+
+fn append(b: &mut Builder, s: &Staged, nodes: &[Node<'_>], floats: &[f64], ints: &[i64]) {
+    match (b, s) {
+        (Builder::I64(b), Staged::Int(v)) => b.append_value(*v),
+        (Builder::F64(b), Staged::Float(v)) => b.append_value(*v),
+        (Builder::Bool(b), Staged::Bool(v)) => b.append_value(*v),
+        (Builder::Ts(b), Staged::Ts(v)) => b.append_value(*v),
+        (Builder::Str(b), Staged::Str(i)) => b.append_value(node_str(&nodes[*i])),
+        (Builder::Dict(b), Staged::Str(i)) => {
+            // Fails only past 2³¹ distinct values in one batch.
+            let _ = b.append(node_str(&nodes[*i]));
+        }
+        (Builder::ListF(b), Staged::ListF(r)) => {
+            b.values().append_slice(&floats[r.clone()]);
+            b.append(true);
+        }
+        (Builder::ListI(b), Staged::ListI(r)) => {
+            b.values().append_slice(&ints[r.clone()]);
+            b.append(true);
+        }
+        (Builder::I64(b), _) => b.append_null(),
+        (Builder::F64(b), _) => b.append_null(),
+        (Builder::Bool(b), _) => b.append_null(),
+        (Builder::Ts(b), _) => b.append_null(),
+        (Builder::Str(b), _) => b.append_null(),
+        (Builder::Dict(b), _) => b.append_null(),
+        (Builder::ListF(b), _) => b.append(false),
+        (Builder::ListI(b), _) => b.append(false),
+    }
+}
+
+fn node_str<'a>(n: &Node<'a>) -> &'a str {
+    match n {
+        Node::String(s) => s,
+        _ => unreachable!("staged as a string"),
+    }
+}
+
+/// The walk over one record, borrowing the parts of [`Columns`] it fills.
+struct Stage<'c> {
+    layout: &'c Layout,
+    staged: &'c mut [Staged],
+    floats: &'c mut Vec<f64>,
+    ints: &'c mut Vec<i64>,
+    extra: &'c mut Vec<u8>,
+    prefix: &'c mut String,
+}
+
+impl Stage<'_> {
+    fn walk(&mut self, nodes: &[Node<'_>], at: usize, tree: &PathTree) -> Result<(), Reject> {
+        let Node::Object { len, .. } = nodes[at] else {
+            unreachable!("the caller found an object")
+        };
+        let mut idx = at + 1;
+        for _ in 0..len {
+            let Node::String(key) = nodes[idx] else {
+                unreachable!("object keys are strings")
+            };
+            let v = idx + 1;
+            let span = node_span(&nodes[v]);
+            match tree.find(key) {
+                Some(Target::Column(c)) => self.stage(*c, nodes, v, key)?,
+                Some(Target::Object(child)) => match nodes[v] {
+                    Node::Object { .. } => {
+                        let keep = self.prefix.len();
+                        self.prefix.push_str(key);
+                        self.prefix.push('.');
+                        let r = self.walk(nodes, v, child);
+                        self.prefix.truncate(keep);
+                        r?;
+                    }
+                    // A missing parent: its fields are null.
+                    Node::Static(StaticNode::Null) => {}
+                    ref other => {
+                        return Err(wrong_type(
+                            &format!("{}{key}", self.prefix),
+                            "an object",
+                            other,
+                        ))
+                    }
+                },
+                None => match self.layout.unknown {
+                    Unknown::Ignore => {}
+                    Unknown::Reject => {
+                        return Err(Reject {
+                            class: "unknown field",
+                            detail: format!(
+                            "field `{}{key}` is not in the schema (schema.unknown = \"reject\")",
+                            self.prefix
+                        ),
+                        })
+                    }
+                    Unknown::Extra => {
+                        self.extra
+                            .push(if self.extra.is_empty() { b'{' } else { b',' });
+                        let name = format!("{}{key}", self.prefix);
+                        crate::json::write_string(self.extra, &name);
+                        self.extra.push(b':');
+                        write_node(nodes, v, self.extra);
+                    }
+                },
+            }
+            idx = v + span;
+        }
+        Ok(())
+    }
+
+    fn stage(&mut self, col: usize, nodes: &[Node<'_>], v: usize, key: &str) -> Result<(), Reject> {
+        let n = &nodes[v];
+        if matches!(n, Node::Static(StaticNode::Null)) {
+            self.staged[col] = Staged::Missing;
+            return Ok(());
+        }
+        let field = || format!("{}{key}", self.prefix);
+        let ty = self.layout.fields[col].ty;
+        self.staged[col] = match ty {
+            FieldType::Int64 => Staged::Int(int(&field(), n)?),
+            FieldType::Float64 => match number(n) {
+                Some(x) => Staged::Float(x),
+                None => return Err(wrong_type(&field(), "a number", n)),
+            },
+            FieldType::Bool => match n {
+                Node::Static(StaticNode::Bool(b)) => Staged::Bool(*b),
+                other => return Err(wrong_type(&field(), "true or false", other)),
+            },
+            FieldType::String | FieldType::Dict => match n {
+                Node::String(_) => Staged::Str(v),
+                other => return Err(wrong_type(&field(), "a string", other)),
+            },
+            FieldType::Timestamp => match n {
+                Node::String(s) => Staged::Ts(parse_rfc3339(s).ok_or_else(|| Reject {
+                    class: "invalid timestamp",
+                    detail: format!("field `{}`: `{s}` is not an RFC 3339 date-time", field()),
+                })?),
+                other => return Err(wrong_type(&field(), "an RFC 3339 string", other)),
+            },
+            FieldType::ListFloat64 | FieldType::ListInt64 => {
+                let Node::Array { len, count } = *n else {
+                    return Err(wrong_type(&field(), "an array of numbers", n));
+                };
+                if len != count {
+                    return Err(Reject {
+                        class: "wrong type",
+                        detail: format!(
+                            "field `{}`: expected an array of numbers, got nested arrays or objects",
+                            field()
+                        ),
+                    });
+                }
+                let items = &nodes[v + 1..v + 1 + len];
+                if ty == FieldType::ListFloat64 {
+                    let start = self.floats.len();
+                    for (k, item) in items.iter().enumerate() {
+                        match number(item) {
+                            Some(x) => self.floats.push(x),
+                            None => {
+                                return Err(wrong_type(
+                                    &format!("{}[{k}]", field()),
+                                    "a number",
+                                    item,
+                                ))
+                            }
+                        }
+                    }
+                    Staged::ListF(start..self.floats.len())
+                } else {
+                    let start = self.ints.len();
+                    for (k, item) in items.iter().enumerate() {
+                        self.ints.push(int(&format!("{}[{k}]", field()), item)?);
+                    }
+                    Staged::ListI(start..self.ints.len())
+                }
+            }
+        };
+        Ok(())
+    }
+}
+
+fn wrong_type(field: &str, expected: &str, got: &Node<'_>) -> Reject {
+    super::wrong_type(field, expected, Some(got))
+}
+
+fn number(n: &Node<'_>) -> Option<f64> {
+    super::number(n)
+}
+
+fn int(field: &str, n: &Node<'_>) -> Result<i64, Reject> {
+    match n {
+        Node::Static(StaticNode::I64(x)) => Ok(*x),
+        Node::Static(StaticNode::U64(x)) => i64::try_from(*x).map_err(|_| Reject {
+            class: "out of range",
+            detail: format!("field `{field}`: {x} does not fit in a signed 64-bit integer"),
+        }),
+        other => Err(super::wrong_type(field, "an integer", Some(other))),
+    }
+}
+
+/// Writes the value at `nodes[i]` back as JSON text.
+pub(crate) fn write_node(nodes: &[Node<'_>], i: usize, out: &mut Vec<u8>) {
+    use std::io::Write;
+    match &nodes[i] {
+        Node::String(s) => crate::json::write_string(out, s),
+        Node::Static(StaticNode::Null) => out.extend_from_slice(b"null"),
+        Node::Static(StaticNode::Bool(b)) => {
+            out.extend_from_slice(if *b { b"true" } else { b"false" })
+        }
+        Node::Static(StaticNode::I64(x)) => {
+            let _ = write!(out, "{x}");
+        }
+        Node::Static(StaticNode::U64(x)) => {
+            let _ = write!(out, "{x}");
+        }
+        Node::Static(StaticNode::F64(x)) => {
+            // `{:?}` keeps a decimal point or exponent, so the value reads back as a float.
+            let _ = write!(out, "{x:?}");
+        }
+        Node::Array { len, .. } => {
+            out.push(b'[');
+            let mut j = i + 1;
+            for k in 0..*len {
+                if k > 0 {
+                    out.push(b',');
+                }
+                write_node(nodes, j, out);
+                j += node_span(&nodes[j]);
+            }
+            out.push(b']');
+        }
+        Node::Object { len, .. } => {
+            out.push(b'{');
+            let mut j = i + 1;
+            for k in 0..*len {
+                if k > 0 {
+                    out.push(b',');
+                }
+                write_node(nodes, j, out);
+                out.push(b':');
+                write_node(nodes, j + 1, out);
+                j += 1 + node_span(&nodes[j + 1]);
+            }
+            out.push(b'}');
+        }
+    }
+}

@@ -1,0 +1,595 @@
+//! The output side: rotation by rows and bytes, Hive-style partitioning with a bound on open
+//! files, row groups closed by age, LZ4, key-value metadata, dead-letter rotation, and a full
+//! disk (RLIMIT_FSIZE) stopping the run cleanly with every finalized file intact.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+use arrow_array::Array;
+use common::*;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use pinflow::sim::{SimConfig, Simulator, Workload};
+use pinflow::{Compression, Config, Pipeline, Source};
+
+/// Every `*.parquet` file under `dir`, recursively, sorted; asserts that no temporary file
+/// (hidden name) was left anywhere.
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with('.'), "temporary file left: {name}");
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(parquet_files(&path));
+        } else if name.ends_with(".parquet") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn reader(path: &Path) -> SerializedFileReader<File> {
+    SerializedFileReader::new(File::open(path).unwrap()).unwrap()
+}
+
+fn num_row_groups(path: &Path) -> usize {
+    reader(path).metadata().num_row_groups()
+}
+
+/// The file's key-value metadata.
+fn key_values(path: &Path) -> HashMap<String, String> {
+    reader(path)
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// The simulator's records `first..=last`, one per request.
+fn logs(sim: &Simulator, first: u64, last: u64) -> Source {
+    Source::from_arg(&sim.url(&format!("/logs/{{{first}..{last}}}.json"))).unwrap()
+}
+
+/// `STEM-YYYYMMDDTHHMMSSZ-NNNNN.parquet`.
+fn is_rotated_name(name: &str, stem: &str) -> bool {
+    let Some(rest) = name.strip_prefix(&format!("{stem}-")) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_suffix(".parquet") else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    b.len() == 22
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && &b[15..17] == b"Z-"
+        && b[17..].iter().all(u8::is_ascii_digit)
+}
+
+#[test]
+fn rotation_by_rows_splits_batches_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let mut cfg = Config::new(dir.path().join("logs.parquet"));
+    cfg.writer.rotate_rows = Some(1000);
+    cfg.writer.row_group_rows = 300;
+    let summary = Pipeline::new(cfg)
+        .unwrap()
+        .run(logs(&sim, 1, 2500))
+        .unwrap();
+    assert!(summary.ledger_balances(), "{summary}");
+    let files = parquet_files(dir.path());
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(summary.files, 3);
+    let mut all = Vec::new();
+    let mut sizes = Vec::new();
+    for (n, f) in files.iter().enumerate() {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(is_rotated_name(&name, "logs"), "{name}");
+        assert!(name.ends_with(&format!("-{:05}.parquet", n + 1)), "{name}");
+        let rows = rows(f);
+        sizes.push(rows.len());
+        all.extend(rows);
+    }
+    // Names sort by time and sequence, so the last one holds the remainder.
+    assert_eq!(sizes, [1000, 1000, 500]);
+    assert_rows_match_workload(&all, &Workload::default(), 1..=2500);
+    // row_group_rows = 300 within each file: 4 row groups for 1000 rows.
+    assert_eq!(num_row_groups(&files[0]), 4);
+    sim.stop();
+}
+
+#[test]
+fn rotation_by_bytes_gives_files_near_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let limit: u64 = 300_000;
+    let mut cfg = Config::new(dir.path().join("b.parquet"));
+    cfg.writer.rotate_bytes = Some(limit);
+    cfg.writer.row_group_rows = 500;
+    cfg.writer.compression = Compression::None;
+    let n = 3000;
+    let summary = Pipeline::new(cfg).unwrap().run(logs(&sim, 1, n)).unwrap();
+    let files = parquet_files(dir.path());
+    assert_eq!(files.len() as u64, summary.files);
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .collect();
+    let total: u64 = sizes.iter().sum();
+    // Every file but the last was finalized once it reached the limit (the estimate counts
+    // the open row group before compression, so a file may end somewhat under it on disk,
+    // and over it by at most one batch).
+    assert!(files.len() >= 3, "{sizes:?}");
+    for s in &sizes[..sizes.len() - 1] {
+        assert!(*s >= limit / 2 && *s <= 3 * limit, "{sizes:?}");
+    }
+    assert!(
+        files.len() as u64 <= total / (limit / 2) + 1,
+        "{sizes:?} for {total} bytes"
+    );
+    let mut all = Vec::new();
+    for f in &files {
+        assert!(is_rotated_name(
+            &f.file_name().unwrap().to_string_lossy(),
+            "b"
+        ));
+        all.extend(rows(f));
+    }
+    assert_rows_match_workload(&all, &Workload::default(), 1..=n);
+    sim.stop();
+}
+
+/// The Hive directory of a simulator record partitioned by service and date.
+fn service_date(r: &pinflow::sim::Record) -> String {
+    let mut ts = Vec::new();
+    pinflow::time::format_rfc3339_micros(r.ts_micros, &mut ts);
+    format!(
+        "service={}/date={}",
+        r.service,
+        std::str::from_utf8(&ts[..10]).unwrap()
+    )
+}
+
+#[test]
+fn partitions_by_service_and_date_hold_only_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    // Record i is stamped i ms after 2026-11-24T00:00Z: these ids cross midnight.
+    let (first, last) = (86_399_001u64, 86_401_000u64);
+    let root = dir.path().join("dataset");
+    let mut cfg = Config::new(&root);
+    cfg.writer.partition_by = vec!["service".into(), "date".into()];
+    cfg.writer.row_group_rows = 100;
+    let summary = Pipeline::new(cfg)
+        .unwrap()
+        .with_source_label("partition test")
+        .run(logs(&sim, first, last))
+        .unwrap();
+    assert!(summary.ledger_balances(), "{summary}");
+    assert_eq!(summary.records_written, last - first + 1);
+
+    let workload = Workload::default();
+    let expected: BTreeSet<String> = (first..=last)
+        .map(|i| service_date(&workload.record(i)))
+        .collect();
+    assert_eq!(expected.len(), 16, "8 services on 2 days");
+    let files = parquet_files(&root);
+    // Default max_open_partitions (64) holds all 16: one part each.
+    assert_eq!(files.len(), 16);
+    assert_eq!(summary.files, 16);
+    let mut dirs = BTreeSet::new();
+    let mut all = Vec::new();
+    let mut run_ids = BTreeSet::new();
+    for f in &files {
+        let rel = f.strip_prefix(&root).unwrap();
+        assert_eq!(rel.file_name().unwrap(), "part-00001.parquet");
+        let partition = rel.parent().unwrap().to_string_lossy().into_owned();
+        let rows = rows(f);
+        assert!(!rows.is_empty());
+        for r in &rows {
+            assert_eq!(service_date(&r.record), partition, "id {}", r.record.id);
+        }
+        let kv = key_values(f);
+        assert_eq!(kv["pinflow.source"], "partition test");
+        run_ids.insert(kv["pinflow.run_id"].clone());
+        dirs.insert(partition);
+        all.extend(rows);
+    }
+    assert_eq!(dirs, expected);
+    assert_eq!(run_ids.len(), 1, "one run id per run");
+    assert_rows_match_workload(&all, &workload, first..=last);
+    // The dead letters (none here) would go beside the dataset, not into it.
+    assert_eq!(dir_names(dir.path()), ["dataset"]);
+    sim.stop();
+}
+
+#[test]
+fn few_open_partitions_still_hold_every_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let workload = Workload {
+        page_size: 100,
+        values_per_record: 4,
+        ..Workload::default()
+    };
+    let sim = Simulator::start(SimConfig {
+        workload: workload.clone(),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let root = dir.path().join("by-service");
+    let mut cfg = Config::new(&root);
+    cfg.writer.partition_by = vec!["service".into()];
+    cfg.writer.max_open_partitions = 2;
+    // Also rotate by rows inside each partition.
+    cfg.writer.rotate_rows = Some(150);
+    // Many small batches (each split by partition), so partitions take turns in the two files.
+    cfg.fetch.batch_max_items = 1;
+    let summary = Pipeline::new(cfg)
+        .unwrap()
+        .run(Source::from_arg(&sim.pages_template(12)).unwrap())
+        .unwrap();
+    assert_eq!(summary.records_written, 1200);
+    let files = parquet_files(&root);
+    assert_eq!(files.len() as u64, summary.files);
+    let mut per_partition: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut all = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&root).unwrap();
+        let partition = rel.parent().unwrap().to_string_lossy().into_owned();
+        let name = rel.file_name().unwrap().to_string_lossy().into_owned();
+        let part: u64 = name
+            .strip_prefix("part-")
+            .and_then(|n| n.strip_suffix(".parquet"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let rows = rows(f);
+        assert!(
+            !rows.is_empty() && rows.len() <= 150,
+            "{name}: {}",
+            rows.len()
+        );
+        for r in &rows {
+            assert_eq!(format!("service={}", r.record.service), partition);
+        }
+        per_partition.entry(partition).or_default().push(part);
+        all.extend(rows);
+    }
+    assert_eq!(per_partition.len(), 8);
+    // Two files open for eight partitions: evicted partitions came back as further parts,
+    // numbered 1, 2, 3, ... without gaps.
+    assert!(files.len() > 8 + 1200 / 150, "{} files", files.len());
+    for (p, parts) in &per_partition {
+        let want: Vec<u64> = (1..=parts.len() as u64).collect();
+        assert_eq!(parts, &want, "{p}");
+    }
+    assert_rows_match_workload(&all, &workload, 1..=1200);
+
+    // A second run into the same dataset adds parts after the existing ones.
+    let before = files.len();
+    let mut cfg = Config::new(&root);
+    cfg.writer.partition_by = vec!["service".into()];
+    Pipeline::new(cfg)
+        .unwrap()
+        .run(Source::from_arg(&sim.pages_template(1)).unwrap())
+        .unwrap();
+    let after = parquet_files(&root);
+    let services: BTreeSet<String> = workload
+        .page_ids(1)
+        .map(|i| workload.record(i).service)
+        .collect();
+    assert_eq!(after.len(), before + services.len());
+    for f in after.iter().filter(|f| !files.contains(f)) {
+        let rel = f.strip_prefix(&root).unwrap();
+        let partition = rel.parent().unwrap().to_string_lossy().into_owned();
+        let name = rel.file_name().unwrap().to_string_lossy().into_owned();
+        let part: u64 = name[5..10].parse().unwrap();
+        assert_eq!(part, per_partition[&partition].len() as u64 + 1, "{name}");
+    }
+    sim.stop();
+}
+
+#[test]
+fn partition_values_are_escaped_and_nulls_get_the_default_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = http_server(|path, _| {
+        let i: u64 = path.trim_start_matches("/r/").parse().unwrap();
+        let service = match i % 4 {
+            0 => "\"a/b=c\"".to_string(),
+            1 => "null".to_string(),
+            2 => "\"\"".to_string(),
+            _ => "\"50% off: yes?\"".to_string(),
+        };
+        let body = format!(
+            "{{\"id\": {i}, \"ts\": \"2026-11-24T10:00:00Z\", \"service\": {service}, \"level\": \"INFO\"}}"
+        );
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let root = dir.path().join("esc");
+    let mut cfg = Config::new(&root);
+    cfg.writer.partition_by = vec!["service".into(), "id".into()];
+    let summary = Pipeline::new(cfg)
+        .unwrap()
+        .run(Source::from_arg(&format!("{base}/r/{{1..8}}")).unwrap())
+        .unwrap();
+    assert_eq!(summary.records_written, 8);
+    let mut got: Vec<String> = parquet_files(&root)
+        .iter()
+        .map(|f| {
+            let ids = ids(f);
+            assert_eq!(ids.len(), 1);
+            let rel = f.strip_prefix(&root).unwrap().parent().unwrap();
+            format!("{} {}", ids[0], rel.to_string_lossy())
+        })
+        .collect();
+    got.sort_by_key(|s| s.split(' ').next().unwrap().parse::<u64>().unwrap());
+    let d = "__HIVE_DEFAULT_PARTITION__";
+    assert_eq!(
+        got,
+        [
+            format!("1 service={d}/id=1"),
+            format!("2 service={d}/id=2"),
+            "3 service=50%25 off%3A yes%3F/id=3".to_string(),
+            "4 service=a%2Fb%3Dc/id=4".to_string(),
+            format!("5 service={d}/id=5"),
+            format!("6 service={d}/id=6"),
+            "7 service=50%25 off%3A yes%3F/id=7".to_string(),
+            "8 service=a%2Fb%3Dc/id=8".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn a_slow_stream_gets_row_groups_closed_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let out = dir.path().join("slow.parquet");
+    let mut cfg = Config::new(&out);
+    // 20 records at 20 requests per second, one at a time: about a second in all.
+    cfg.fetch.rate_limit = Some(20);
+    cfg.fetch.rate_burst = Some(1);
+    cfg.writer.flush_interval = std::time::Duration::from_millis(50);
+    let summary = Pipeline::new(cfg).unwrap().run(logs(&sim, 1, 20)).unwrap();
+    assert_eq!(summary.records_written, 20);
+    // Far fewer rows than row_group_rows (65536), yet several row groups: each was closed
+    // by age while the run went on, not by size and not only at the end.
+    let groups = num_row_groups(&out);
+    assert!(groups >= 2, "{groups} row group(s)");
+    assert_eq!(summary.row_groups, groups as u64);
+    assert_rows_match_workload(&rows(&out), &Workload::default(), 1..=20);
+
+    // The same stream with the default (10 s) interval makes one row group.
+    let out2 = dir.path().join("default.parquet");
+    let mut cfg = Config::new(&out2);
+    cfg.fetch.rate_limit = Some(100);
+    Pipeline::new(cfg).unwrap().run(logs(&sim, 1, 20)).unwrap();
+    assert_eq!(num_row_groups(&out2), 1);
+    sim.stop();
+}
+
+#[test]
+fn lz4_round_trips_with_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let out = dir.path().join("l.parquet");
+    let mut cfg = Config::new(&out);
+    cfg.writer.compression = Compression::Lz4;
+    let template = sim.logs_template(1500);
+    let pipeline = Pipeline::new(cfg).unwrap();
+    pipeline.run(Source::from_arg(&template).unwrap()).unwrap();
+    assert_rows_match_workload(&rows(&out), &Workload::default(), 1..=1500);
+    let r = reader(&out);
+    let rg = r.metadata().row_group(0);
+    for c in rg.columns() {
+        assert_eq!(
+            c.compression(),
+            parquet::basic::Compression::LZ4_RAW,
+            "{}",
+            c.column_path()
+        );
+    }
+    let kv = key_values(&out);
+    assert_eq!(kv["pinflow.version"], env!("CARGO_PKG_VERSION"));
+    // Without a label, the source is described: here, the template.
+    assert_eq!(kv["pinflow.source"], template);
+    let first_run = kv["pinflow.run_id"].clone();
+    let (time, pid) = first_run.split_once('-').unwrap();
+    assert!(u64::from_str_radix(time, 16).is_ok() && u32::from_str_radix(pid, 16).is_ok());
+    // Another run of the same pipeline has another id.
+    pipeline.run(Source::from_arg(&template).unwrap()).unwrap();
+    assert_ne!(key_values(&out)["pinflow.run_id"], first_run);
+    sim.stop();
+}
+
+fn pinflow() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pinflow"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PINFLOW_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn the_command_line_rotates_and_labels_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.parquet");
+    let o = pinflow()
+        .args(["demo", "--records", "250", "--rotate-rows", "100"])
+        .args(["--compression", "lz4", "--flush-interval", "1s", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let files = parquet_files(dir.path());
+    assert_eq!(files.len(), 3);
+    let mut ids_seen = Vec::new();
+    let mut run_ids = BTreeSet::new();
+    for f in &files {
+        let kv = key_values(f);
+        assert_eq!(kv["pinflow.source"], "demo");
+        run_ids.insert(kv["pinflow.run_id"].clone());
+        ids_seen.extend(ids(f));
+    }
+    assert_eq!(run_ids.len(), 1);
+    ids_seen.sort_unstable();
+    assert_eq!(ids_seen, (1..=250).collect::<Vec<i64>>());
+}
+
+#[test]
+fn dead_letters_rotate_by_size_and_keep_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = http_server(|path, _| {
+        let i: u64 = path.trim_start_matches("/bad/").parse().unwrap();
+        let body = format!("{{\"id\": {i}, \"latency_ms\": \"fast-{i}\"}}");
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let out = dir.path().join("o.parquet");
+    let mut cfg = Config::new(&out);
+    cfg.writer.dead_letter_max_bytes = 8192;
+    cfg.writer.dead_letter_keep = 2;
+    cfg.fetch.max_in_flight = 4;
+    let n = 300;
+    let summary = Pipeline::new(cfg)
+        .unwrap()
+        .run(Source::from_arg(&format!("{base}/bad/{{1..{n}}}")).unwrap())
+        .unwrap();
+    assert_eq!(summary.records_dead_lettered, n);
+    let name = "o.parquet.deadletter.ndjson";
+    assert_eq!(
+        dir_names(dir.path()),
+        [
+            "o.parquet".to_string(),
+            name.to_string(),
+            format!("{name}.1"),
+            format!("{name}.2")
+        ]
+    );
+    let mut kept = BTreeSet::new();
+    for f in [format!("{name}.2"), format!("{name}.1"), name.to_string()] {
+        let path = dir.path().join(&f);
+        assert!(std::fs::metadata(&path).unwrap().len() <= 8192, "{f}");
+        for line in ndjson_lines(&path) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let url = v["url"].as_str().unwrap();
+            let i: u64 = url.rsplit('/').next().unwrap().parse().unwrap();
+            assert_eq!(url, format!("{base}/bad/{i}"));
+            assert_eq!(v["kind"], "record");
+            assert!(
+                v["reason"].as_str().unwrap().contains("latency_ms"),
+                "{line}"
+            );
+            // The original record, as it was sent.
+            assert_eq!(
+                v["excerpt"],
+                format!("{{\"id\": {i}, \"latency_ms\": \"fast-{i}\"}}")
+            );
+            assert!(
+                pinflow::time::parse_rfc3339(v["time"].as_str().unwrap()).is_some(),
+                "{line}"
+            );
+            assert!(kept.insert(i), "{i} twice");
+        }
+    }
+    // Older entries were dropped with the oldest rotated file: the three files hold fewer.
+    assert!(kept.len() < n as usize && kept.len() > 40, "{}", kept.len());
+}
+
+/// The writer's view of a full disk: RLIMIT_FSIZE makes a write fail with EFBIG (SIGXFSZ is
+/// ignored by pinflow). Small records first, then large ones: the files of small records are
+/// finalized, the first file of large ones passes the limit.
+#[test]
+fn a_file_size_limit_stops_the_run_cleanly_with_finalized_files_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = http_server(|path, _| {
+        let i: u64 = path.trim_start_matches("/r/").parse().unwrap();
+        let message: String = if i <= 600 {
+            format!("m{i}")
+        } else {
+            // 20 kB that neither compresses (none) nor repeats across rows.
+            (0..2000).map(|k| format!("{:09}-", i * 7919 + k)).collect()
+        };
+        let body = format!(
+            "{{\"id\": {i}, \"ts\": \"2026-11-24T10:00:00Z\", \"service\": \"s\", \"level\": \"INFO\", \"message\": \"{message}\"}}"
+        );
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let out = dir.path().join("o.parquet");
+    let command = format!(
+        "ulimit -f 1024; exec '{}' run --urls '{base}/r/{{1..3000}}' --out '{}' \
+         --rotate-rows 200 --row-group-rows 50 --compression none --max-in-flight 4 \
+         --progress never",
+        env!("CARGO_BIN_EXE_pinflow"),
+        out.display()
+    );
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(&command);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PINFLOW_") {
+            sh.env_remove(k);
+        }
+    }
+    let o = sh.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    // Not killed by SIGXFSZ: an orderly exit 1 with the error and its path.
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let dir_text = dir.path().display().to_string();
+    assert!(
+        stderr.contains("pinflow: error: output ")
+            && stderr.contains(&dir_text)
+            && stderr.contains("File too large"),
+        "{stderr}"
+    );
+    // Every file under a final name is complete and readable; at least the files of small
+    // records were finalized before the limit struck; no temporary file is left.
+    let files = parquet_files(dir.path());
+    assert!(files.len() >= 2, "{files:?}\n{stderr}");
+    let mut seen = BTreeSet::new();
+    for f in &files {
+        assert!(is_rotated_name(
+            &f.file_name().unwrap().to_string_lossy(),
+            "o"
+        ));
+        let batches = read_parquet(f);
+        let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(n, 200, "{}: complete files only", f.display());
+        for b in &batches {
+            let ts = b
+                .column_by_name("ts")
+                .unwrap()
+                .as_primitive::<TimestampMicrosecondType>();
+            assert_eq!(ts.null_count(), 0);
+            let id = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+            for i in 0..id.len() {
+                assert!(seen.insert(id.value(i)), "id {} twice", id.value(i));
+            }
+        }
+    }
+    assert!(seen.len() < 3000);
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Interoperability check: pinflow writes Parquet files, pyarrow and DuckDB read them back, and
+# tools/interop/check.py compares every value and statistic (see README, "Interoperability
+# check").
+#
+#   tools/interop-check.sh [PINFLOW_BINARY]
+#
+# Without a binary it runs `cargo build --release` and uses target/release/pinflow. The readers
+# (pinned in tools/interop/requirements.txt) go into a virtual environment in
+# target/interop-venv, created on the first run and reused after. Needs python3 (3.9 or newer,
+# with venv and pip) and, for the first run, PyPI. Network use otherwise: 127.0.0.1 only.
+#
+# Environment: INTEROP_VENV (venv path), INTEROP_KEEP=1 (keep the output
+# directory), INTEROP_RECORDS (demo records, default 20000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=${INTEROP_VENV:-$ROOT/target/interop-venv}
+REQ=$ROOT/tools/interop/requirements.txt
+RECORDS=${INTEROP_RECORDS:-20000}
+export PYTHONDONTWRITEBYTECODE=1
+
+say() { echo "interop: $*"; }
+die() {
+  echo "interop: FAIL: $*" >&2
+  exit 1
+}
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+INTEROP_STARTED=$(now)
+export INTEROP_STARTED
+
+# --- 1. The readers, in a virtual environment of their own -----------------------------------
+want=$(sha256sum "$REQ" | cut -d' ' -f1)
+stamp="$VENV/.interop-requirements.sha256"
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] &&
+  "$VENV/bin/python" -c 'import pyarrow, duckdb, numpy' 2>/dev/null; then
+  say "reusing $VENV"
+else
+  command -v python3 >/dev/null || die "python3 not found (needed for pyarrow and DuckDB)"
+  t=$(now)
+  say "creating $VENV and installing $(grep -Ev '^\s*(#|$)' "$REQ" | paste -sd' ')"
+  python3 -m venv --clear "$VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: \
+    -r "$REQ" || die "pip install -r $REQ failed (is PyPI reachable?)"
+  echo "$want" >"$stamp"
+  say "installed in $(since "$t") s"
+fi
+PY=$VENV/bin/python
+
+# --- 2. The binary ----------------------------------------------------------------------------
+if [ $# -ge 1 ]; then
+  BIN=$1
+else
+  say "cargo build --release"
+  cargo build --release --quiet || die "cargo build --release failed"
+  BIN=target/release/pinflow
+fi
+[ -x "$BIN" ] || die "$BIN is not an executable pinflow binary"
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+VERSION=$("$BIN" --version | awk '{print $NF}')
+say "binary $BIN (version $VERSION)"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pinflow-interop.XXXXXX")
+SERVER_PID=
+ok=0
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [ "$ok" = 1 ] && [ "${INTEROP_KEEP:-0}" != 1 ]; then
+    rm -rf "$WORK"
+  else
+    echo "interop: files kept in $WORK" >&2
+  fi
+}
+trap cleanup EXIT
+
+# Runs pinflow, logging to $WORK/NAME.log; any exit status but 0 fails the check.
+run_pinflow() {
+  local name=$1 t rc=0
+  shift
+  t=$(now)
+  timeout 120 "$BIN" "$@" --progress never >"$WORK/$name.log" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then
+    cat "$WORK/$name.log" >&2
+    die "pinflow $* exited with status $rc"
+  fi
+  say "$name: $(grep -m1 '^records' "$WORK/$name.log" | tr -s ' '), $(since "$t") s"
+}
+
+# --- 3. The files -----------------------------------------------------------------------------
+run_pinflow demo demo --out "$WORK/demo.parquet" --records "$RECORDS"
+run_pinflow demo-zstd demo --out "$WORK/demo-zstd.parquet" --records "$RECORDS" --compression zstd
+run_pinflow demo-rg1000 demo --out "$WORK/demo-rg1000.parquet" --records "$RECORDS" \
+  --row-group-rows 1000
+
+# Edge cases: NDJSON pages served by a small Python server on a free loopback port.
+PAGES=24
+"$PY" tools/interop/edge_cases.py gen "$WORK/pages" --pages "$PAGES" >"$WORK/gen.log"
+"$PY" tools/interop/edge_cases.py serve "$WORK/pages" "$WORK/port" --max-seconds 120 \
+  >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 100); do
+  [ -s "$WORK/port" ] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "the page server exited"; }
+  sleep 0.1
+done
+[ -s "$WORK/port" ] || die "the page server did not start within 10 s"
+PORT=$(cat "$WORK/port")
+EDGE_URLS="http://127.0.0.1:$PORT/page{1..$PAGES}.json"
+run_pinflow edge run --urls "$EDGE_URLS" \
+  --out "$WORK/edge.parquet" --row-group-rows 100 --compression none --total-timeout 60s
+kill "$SERVER_PID" 2>/dev/null || true
+wait "$SERVER_PID" 2>/dev/null || true
+SERVER_PID=
+
+# --- 4. The check -----------------------------------------------------------------------------
+cat >"$WORK/manifest.json" <<EOF
+{
+  "files": [
+    {"label": "demo", "path": "$WORK/demo.parquet", "expect_rows": $RECORDS,
+     "demo_records": $RECORDS, "row_group_rows": 65536, "compression": "SNAPPY",
+     "version": "$VERSION", "source": "demo"},
+    {"label": "demo-zstd", "path": "$WORK/demo-zstd.parquet", "expect_rows": $RECORDS,
+     "demo_records": $RECORDS, "row_group_rows": 65536, "compression": "ZSTD",
+     "version": "$VERSION", "source": "demo"},
+    {"label": "demo-rg1000", "path": "$WORK/demo-rg1000.parquet", "expect_rows": $RECORDS,
+     "demo_records": $RECORDS, "row_group_rows": 1000, "compression": "SNAPPY",
+     "version": "$VERSION", "source": "demo"},
+    {"label": "edge", "path": "$WORK/edge.parquet", "row_group_rows": 100,
+     "compression": "UNCOMPRESSED", "version": "$VERSION", "exact": true,
+     "source": "$EDGE_URLS",
+     "expected": "$WORK/pages/expected.json",
+     "dead_letter": "$WORK/edge.parquet.deadletter.ndjson"}
+  ],
+  "same_content": [["demo", "demo-zstd", "demo-rg1000"]]
+}
+EOF
+"$PY" tools/interop/check.py --manifest "$WORK/manifest.json" || die "mismatches above"
+ok=1
