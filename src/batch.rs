@@ -79,7 +79,13 @@ pub struct Fetched {
     /// Cursor pagination: this body is page number `n` (0 for a source URL) of its chain, and
     /// the fetcher waits for a [`CursorReply`] about it.
     pub cursor_page: Option<u32>,
+    /// The work item's position in its source ([`NO_SEQ`] when not tracked), which the resume
+    /// journal records once the item's rows are in finalized files.
+    pub seq: u64,
 }
+
+/// [`Fetched::seq`] of an item the journal does not track (a next page, say).
+pub const NO_SEQ: u64 = u64::MAX;
 
 /// What a parse thread tells the fetcher about a page fetched with cursor pagination on
 /// (`fetch.cursor_field`): the cursor of the next page, or `None` at the end of the chain.
@@ -163,6 +169,7 @@ impl BodyBatch {
             done_at,
             encoding,
             cursor_page: None,
+            seq: NO_SEQ,
         });
     }
 
@@ -178,7 +185,15 @@ impl BodyBatch {
             done_at,
             encoding: ContentEncoding::Identity,
             cursor_page: None,
+            seq: NO_SEQ,
         });
+    }
+
+    /// Sets the source position of the item appended last (see [`Fetched::seq`]).
+    pub fn set_seq(&mut self, seq: u64) {
+        if let Some(item) = self.items.last_mut() {
+            item.seq = seq;
+        }
     }
 
     /// Marks the body appended last as page `page` of a cursor-paginated chain: the parse
@@ -259,6 +274,9 @@ pub struct RecordsBatch {
     pub layout: Option<std::sync::Arc<crate::schema::Layout>>,
     /// Records, bodies and requests that did not become rows.
     pub dead_letters: Vec<DeadLetter>,
+    /// The source positions of the delivered items in this batch (those tracked): once the
+    /// batch is in finalized files, these items are done.
+    pub items: Vec<u64>,
     /// Requests delivered in this batch (bodies received).
     pub delivered: u64,
     /// Body bytes received in this batch.

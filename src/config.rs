@@ -273,6 +273,10 @@ pub struct WriterConfig {
     pub dead_letter_max_bytes: u64,
     /// Rotated dead-letter files kept (`NAME.1` ..= `NAME.N`); older ones are deleted.
     pub dead_letter_keep: usize,
+    /// Crash-safe resume: finalize files only at checkpoints recorded in `OUT.journal`, so
+    /// that the same command run again after a crash skips what is done and writes every
+    /// record exactly once (see [`crate::journal`]). One-shot runs without pagination only.
+    pub journal: bool,
 }
 
 /// Which columns are written and which statistics are added (see [`crate::schema`]).
@@ -600,6 +604,7 @@ impl Default for WriterConfig {
             max_open_partitions: 64,
             dead_letter_max_bytes: 64 << 20,
             dead_letter_keep: 5,
+            journal: false,
         }
     }
 }
@@ -812,6 +817,22 @@ impl Config {
                 "fetch.cursor_field",
                 "cursor pagination is supported by the mio fetcher only".into(),
             );
+        }
+        if self.writer.journal {
+            if self.every.is_some() {
+                bad(
+                    "writer.journal",
+                    "is for one-shot runs; continuous mode (`every`) resumes with its next pass"
+                        .into(),
+                );
+            }
+            if f.follow_link_next || f.cursor_field.is_some() {
+                bad(
+                    "writer.journal",
+                    "cannot track the pages of paginated sources (follow_link_next, cursor_field)"
+                        .into(),
+                );
+            }
         }
         if f.engine == FetchEngine::Ureq && f.follow_link_next {
             bad(
@@ -2189,6 +2210,13 @@ const KEYS: &[KeySpec] = &[
         "--dead-letter-keep",
         "Rotated dead-letter files kept (NAME.1 to NAME.N); the oldest is deleted. 0 keeps none.",
     ),
+    key(
+        "writer.journal",
+        Kind::Bool,
+        "--journal",
+        "Crash-safe resume: files are finalized at checkpoints recorded in OUT.journal; the same \
+         command run again after a crash skips what is done. One-shot runs, no pagination.",
+    ),
     opt(
         "schema.fields",
         Kind::StringList,
@@ -2748,6 +2776,8 @@ mod tests {
                 max_open_partitions: 9,
                 dead_letter_max_bytes: 1 << 20,
                 dead_letter_keep: 2,
+                // Not with continuous mode, which this config turns on.
+                journal: false,
             },
             schema: SchemaConfig {
                 fields: vec![

@@ -13,6 +13,10 @@
 //! A file that cannot be opened or read, or a line longer than `fetch.max_body_bytes`, is a
 //! failed work item with its reason (in the ledger and the dead-letter file), and the run goes
 //! on with the next one.
+//!
+//! Each chunk's source position for the resume journal is its input's index and its byte
+//! offset, `index << 40 | offset`: the same chunks come out of the same files with the same
+//! `batch_max_bytes`, so a resumed run skips exactly the chunks already written.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -116,15 +120,23 @@ pub fn run(
         report: FetchReport::default(),
         buf: Vec::new(),
         last_publish: Instant::now(),
+        index: 0,
     };
     r.chans
         .registry
         .set_state(r.chans.thread, ThreadState::Working);
-    for input in &inputs {
+    if !r.chans.skip.is_empty() && inputs.contains(&FileInput::Stdin) {
+        return Err(Error::config(
+            "writer.journal",
+            "standard input cannot be resumed; use files with a journal",
+        ));
+    }
+    for (index, input) in inputs.iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
             r.report.interrupted = true;
             break;
         }
+        r.index = index as u64;
         r.read_input(input, &stop)?;
     }
     r.ship()?;
@@ -141,6 +153,8 @@ struct Reader<'a> {
     /// Bytes read but not yet handed over (at most a partial line between chunks).
     buf: Vec<u8>,
     last_publish: Instant,
+    /// The index of the input being read.
+    index: u64,
 }
 
 impl Reader<'_> {
@@ -182,7 +196,7 @@ impl Reader<'_> {
             ),
             Ok(_) => {
                 let body = std::mem::take(&mut self.buf);
-                self.deliver(name, &body);
+                self.deliver(name, &body, 0);
                 self.buf = body;
             }
         }
@@ -198,6 +212,8 @@ impl Reader<'_> {
         buf.clear();
         let mut want = chunk;
         let mut line = 1u64;
+        // The input's byte offset of buf[0].
+        let mut offset = 0u64;
         let mut eof = false;
         // Skipping the rest of a line that was too long.
         let mut skipping = false;
@@ -224,10 +240,12 @@ impl Reader<'_> {
                 match buf.iter().position(|&b| b == b'\n') {
                     Some(nl) => {
                         buf.drain(..=nl);
+                        offset += nl as u64 + 1;
                         line += 1;
                         skipping = false;
                     }
                     None => {
+                        offset += buf.len() as u64;
                         buf.clear();
                         if eof {
                             break;
@@ -249,6 +267,7 @@ impl Reader<'_> {
                             "{name}: line {line} is longer than fetch.max_body_bytes ({limit} bytes)"
                         );
                         self.fail(&format!("{name}:{line}"), "too large", why);
+                        offset += buf.len() as u64;
                         buf.clear();
                         skipping = true;
                         want = chunk;
@@ -267,8 +286,9 @@ impl Reader<'_> {
             } else {
                 line + lines
             };
-            self.deliver(&format!("{name}:{line}-{last}"), &buf[..cut]);
+            self.deliver(&format!("{name}:{line}-{last}"), &buf[..cut], offset);
             line += lines;
+            offset += cut as u64;
             buf.drain(..cut);
             want = chunk;
             self.ship_if_full()?;
@@ -287,12 +307,20 @@ impl Reader<'_> {
         }
     }
 
-    fn deliver(&mut self, url: &str, body: &[u8]) {
+    /// Hands over one body found at byte `offset` of the current input, unless the journal
+    /// says an earlier run wrote it.
+    fn deliver(&mut self, url: &str, body: &[u8], offset: u64) {
+        let seq = (self.index << 40) | offset;
+        if self.chans.skip.contains(seq) {
+            self.report.stats.skipped += 1;
+            return;
+        }
         self.start_batch();
         self.report.stats.requests += 1;
         self.report.stats.delivered += 1;
         self.report.stats.body_bytes += body.len() as u64;
         self.batch.push_body(url, body, 1, Instant::now());
+        self.batch.set_seq(seq);
     }
 
     fn fail(&mut self, url: &str, class: &str, detail: String) {

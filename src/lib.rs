@@ -49,6 +49,7 @@ pub mod config;
 pub mod error;
 pub mod fetch;
 pub mod files;
+pub mod journal;
 pub mod json;
 pub mod metrics;
 pub mod parse;

@@ -23,6 +23,7 @@ use crate::compute;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchChannels, FetchReport};
+use crate::journal::Journal;
 use crate::metrics::endpoint::Endpoint;
 use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
 use crate::metrics::{Latency, StageLatencies, Summary};
@@ -170,6 +171,18 @@ impl Pipeline {
             ));
         }
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
+        // The journal first: it finishes or clears what a killed run left, before this run
+        // opens its own files.
+        let journal = match cfg.writer.journal {
+            true => Some(self.open_journal(cfg, &output)?),
+            false => None,
+        };
+        let skip = Arc::new(
+            journal
+                .as_ref()
+                .map(|j| j.done().clone())
+                .unwrap_or_default(),
+        );
         let file = output.prepare()?;
         let dead = DeadLetterLog::new(cfg.dead_letter_path()).with_rotation(
             cfg.writer.dead_letter_max_bytes,
@@ -211,7 +224,7 @@ impl Pipeline {
         let writer = spawn(
             Role::Writer,
             Box::new(move |reg, me| {
-                sink::run(out_rx, &output, file, dead, reg, me).map(|r| Box::new(r) as _)
+                sink::run(out_rx, &output, file, dead, journal, reg, me).map(|r| Box::new(r) as _)
             }),
         )?;
         let mut computes = Vec::new();
@@ -327,6 +340,7 @@ impl Pipeline {
                     registry: Arc::clone(reg),
                     thread: me,
                     cursors: cursor_rx,
+                    skip,
                 };
                 let r = match (source, fetch_cfg.engine) {
                     (Source::Files(inputs), _) => {
@@ -415,6 +429,40 @@ impl Pipeline {
             summary.plan.push_str(" (some threads could not be pinned)");
         }
         Ok(summary)
+    }
+}
+
+impl Pipeline {
+    /// Opens the resume journal of `cfg.out` (see [`crate::journal`]), recovering what a killed
+    /// run left. The journal belongs to one command: its source, schema and partitioning.
+    fn open_journal(&self, cfg: &Config, output: &sink::Output) -> Result<Journal> {
+        let identity = format!(
+            "source={}; fields={}; stats={}; partition_by={}",
+            output.source,
+            cfg.schema.fields.join(","),
+            cfg.schema.stats.as_deref().unwrap_or_default().join(";"),
+            cfg.writer.partition_by.join(",")
+        );
+        let path = Journal::path_for(&cfg.out);
+        let mut dirs = vec![match cfg.out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        }];
+        if output.partitioned() {
+            dirs.push(cfg.out.clone());
+        }
+        let (journal, rec) = Journal::open(&path, &identity, &dirs)?;
+        if rec.checkpoints > 0 {
+            tracing::info!(
+                journal = %path.display(),
+                checkpoints = rec.checkpoints,
+                items_done = journal.done().len(),
+                renamed = rec.renamed,
+                removed_temporary = rec.removed,
+                "resuming: items in committed checkpoints are skipped"
+            );
+        }
+        Ok(journal)
     }
 }
 

@@ -96,6 +96,7 @@ fn everything_set() -> Config {
             max_open_partitions: 8,
             dead_letter_max_bytes: 0,
             dead_letter_keep: 1,
+            journal: false,
         },
         schema: SchemaConfig {
             fields: vec![

@@ -243,6 +243,10 @@ struct Options {
     /// [default: count, mean, min, max, variance of `values`].
     #[arg(long = "stats", value_name = "SPEC", action = clap::ArgAction::Append)]
     stats: Option<Vec<String>>,
+    /// Crash-safe resume through OUT.journal: run the same command again after a crash
+    /// [default: off].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    journal: Option<bool>,
     /// Rows per Parquet row group [default: 65536].
     #[arg(long, value_name = "N")]
     row_group_rows: Option<usize>,
@@ -553,6 +557,13 @@ impl Options {
             "--unknown-fields"
         );
         flag!(self.stats, c.schema.stats, Some, "schema.stats", "--stats");
+        flag!(
+            self.journal,
+            c.writer.journal,
+            same,
+            "writer.journal",
+            "--journal"
+        );
         let w = &mut c.writer;
         flag!(
             self.row_group_rows,

@@ -76,7 +76,7 @@ pub fn run(
                     rng: 0x2545_F491_4F6C_DD1D ^ (index as u64 + 1),
                 };
                 for (item, admitted) in rx {
-                    w.fetch(&item.url, admitted);
+                    w.fetch(&item.url, item.seq, admitted);
                     w.ship_if_due(false)?;
                 }
                 w.ship_if_due(true)
@@ -92,6 +92,10 @@ pub fn run(
             match feed.next() {
                 Next::Item(item) => {
                     if cfg.shard.is_some_and(|sh| !sh.keeps(&item.url)) {
+                        continue;
+                    }
+                    if chans.skip.contains(item.seq) {
+                        stats.lock().skipped += 1;
                         continue;
                     }
                     stats.lock().requests += 1;
@@ -229,7 +233,7 @@ impl Worker<'_> {
         }
     }
 
-    fn fetch(&mut self, url: &str, admitted: Instant) {
+    fn fetch(&mut self, url: &str, seq: u64, admitted: Instant) {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -246,6 +250,7 @@ impl Worker<'_> {
                     }
                     self.batch
                         .push_encoded_body(url, &body, encoding, attempts, now);
+                    self.batch.set_seq(seq);
                     let mut s = self.stats.lock();
                     s.delivered += 1;
                     s.body_bytes += body.len() as u64;

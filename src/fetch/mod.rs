@@ -85,6 +85,8 @@ pub struct FetchChannels {
     /// Cursor pagination (`fetch.cursor_field`): the parse threads' [`CursorReply`] for every
     /// page body, the one path that runs against the flow of data.
     pub cursors: Option<Receiver<CursorReply>>,
+    /// Work items to skip: done by an earlier run, says the resume journal.
+    pub skip: Arc<crate::journal::RangeSet>,
 }
 
 /// Checks what a run of `cfg` reads before its first request (header secrets, TLS certificate
@@ -184,6 +186,8 @@ pub fn run(
 
 struct Request {
     url: String,
+    /// The work item's position in the source (its next pages carry the same one).
+    seq: u64,
     path: String,
     host: usize,
     /// Tries that have ended in a retryable failure.
@@ -500,6 +504,11 @@ impl Fetcher {
                 // Another instance's work: not a request of this one.
                 continue;
             }
+            if self.chans.skip.contains(item.seq) {
+                // Done by an earlier run (resume journal).
+                self.report.stats.skipped += 1;
+                continue;
+            }
             self.in_flight += 1;
             self.report.stats.requests += 1;
             match HttpUrl::parse(&item.url) {
@@ -507,6 +516,7 @@ impl Fetcher {
                     let host = self.host_for(&u.host, u.port, u.tls);
                     self.hosts[host].queue.push_back(Request {
                         url: item.url,
+                        seq: item.seq,
                         path: u.path,
                         host,
                         failures: 0,
@@ -912,6 +922,7 @@ impl Fetcher {
             let encoding = encoding.unwrap_or_default();
             self.batch
                 .push_encoded_body(&req.url, &conn.body, encoding, attempts, now);
+            self.batch.set_seq(req.seq);
             if self.chans.cursors.is_some() {
                 self.batch.expect_cursor(req.page);
                 self.awaiting_cursors += 1;
@@ -1093,13 +1104,15 @@ impl Fetcher {
         self.enqueue_page(target.to_string(), target, req.page + 1);
     }
 
-    /// Adds a next page (found by `Link` or by cursor) as a new work item.
+    /// Adds a next page (found by `Link` or by cursor) as a new work item. Pages are not
+    /// tracked by the resume journal (a journal cannot be combined with pagination).
     fn enqueue_page(&mut self, url: String, target: HttpUrl, page: u32) {
         let host = self.host_for(&target.host, target.port, target.tls);
         self.in_flight += 1;
         self.report.stats.requests += 1;
         self.hosts[host].queue.push_back(Request {
             url,
+            seq: crate::batch::NO_SEQ,
             path: target.path,
             host,
             failures: 0,

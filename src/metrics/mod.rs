@@ -96,6 +96,8 @@ pub const FAILURE_SAMPLES: usize = 10;
 pub struct FetchStats {
     /// Work items taken from the source.
     pub requests: u64,
+    /// Work items skipped because an earlier run's journal says they are done.
+    pub skipped: u64,
     /// Requests answered 2xx with a complete body.
     pub delivered: u64,
     /// Requests that ended failed (after retries).
@@ -211,6 +213,9 @@ impl std::fmt::Display for Summary {
             "requests   {} (delivered {}, failed {}, retries {}, reconnects {})",
             s.requests, s.delivered, s.failed, s.retries, s.stale_reconnects
         )?;
+        if s.skipped > 0 {
+            writeln!(f, "  skipped  {} already done (resume journal)", s.skipped)?;
+        }
         for (reason, n) in &s.failed_by_reason {
             writeln!(f, "  failed   {n} × {reason}")?;
         }

@@ -243,7 +243,12 @@ impl Parser {
         self.body_times.clear();
         let mut oldest = None;
         self.cursor_replies.clear();
+        let mut items = Vec::new();
         for idx in 0..batch.items.len() {
+            let it = &batch.items[idx];
+            if matches!(it.outcome, Outcome::Body) && it.seq != crate::batch::NO_SEQ {
+                items.push(it.seq);
+            }
             self.cursor_found = None;
             self.parse_item(batch, idx, &mut dead, &mut delivered, &mut oldest);
             if let Some(page) = batch.items[idx].cursor_page {
@@ -265,6 +270,7 @@ impl Parser {
         RecordsBatch {
             rows,
             layout,
+            items,
             dead_letters: dead,
             delivered,
             body_bytes: batch.body_bytes() as u64,

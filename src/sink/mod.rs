@@ -16,7 +16,7 @@ mod parquet;
 mod partition;
 
 pub use deadletter::DeadLetterLog;
-pub use parquet::{file_properties, writer_properties, ParquetFile, VERSION_KEY};
+pub use parquet::{file_properties, writer_properties, ParquetFile, SealedFile, VERSION_KEY};
 pub use partition::{
     check_partition_column, escape_value, Partitioner, DATE_PARTITION, HIVE_DEFAULT_PARTITION,
 };
@@ -35,6 +35,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::batch::RecordsBatch;
 use crate::config::WriterConfig;
 use crate::error::{Error, Result};
+use crate::journal::{Journal, RangeSet};
 use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
 
 /// The key-value metadata key naming what the rows came from (the URL template, URL file or
@@ -104,9 +105,11 @@ pub struct Output {
 }
 
 impl Output {
-    /// Whether files rotate: by time (`rotate`), rows or bytes.
+    /// Whether files rotate: by time (`rotate`), rows or bytes; and with a journal, whose runs
+    /// add files beside those of earlier runs.
     pub fn rotates(&self) -> bool {
-        self.rotate.is_some()
+        self.writer.journal
+            || self.rotate.is_some()
             || self.writer.rotate_rows.is_some()
             || self.writer.rotate_bytes.is_some()
     }
@@ -163,6 +166,17 @@ impl Output {
         )
     }
 
+    /// The first file number from `from` on whose rotated name is not taken: a run started
+    /// within the same second as an earlier one (a quick restart, a resumed run) must not
+    /// replace its files.
+    pub fn free_seq(&self, from: u64) -> u64 {
+        let mut seq = from;
+        while self.rotates() && self.path(seq).exists() {
+            seq += 1;
+        }
+        seq
+    }
+
     /// Opens unpartitioned file number `seq` (under its temporary name).
     pub fn open(&self, seq: u64) -> Result<ParquetFile> {
         ParquetFile::create(&self.path(seq), self.properties()?, self.schema.clone())
@@ -171,9 +185,10 @@ impl Output {
     /// Checks, before anything is fetched, that output can be written. Unpartitioned: opens
     /// and returns file number 1. Partitioned: creates the root directory `out` if it is
     /// missing (its parent must exist) and checks that a file can be created in it.
-    pub fn prepare(&self) -> Result<Option<ParquetFile>> {
+    pub fn prepare(&self) -> Result<Option<(u64, ParquetFile)>> {
         if !self.partitioned() {
-            return self.open(1).map(Some);
+            let seq = self.free_seq(1);
+            return self.open(seq).map(|f| Some((seq, f)));
         }
         if !self.out.is_dir() {
             fs::create_dir(&self.out)
@@ -211,6 +226,11 @@ fn parent_dir(path: &Path) -> &Path {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     }
+}
+
+/// Fsyncs the directory holding `path`, so a new or renamed entry survives a crash.
+pub(crate) fn sync_parent(path: &Path) {
+    sync_dir(parent_dir(path));
 }
 
 /// fsyncs a directory, making renames and new entries in it durable (where the platform allows).
@@ -251,16 +271,24 @@ fn next_free_part(dir: &Path) -> u64 {
 /// On a write error (disk full, file too large, ...) every open temporary file is removed (no
 /// partial file ever appears under a final name), files finalized before stay valid, and the
 /// error names the path; the caller then stops the pipeline.
+///
+/// With a `journal` ([`crate::journal`]), files are finalized only at checkpoints, all open
+/// files together, and only between batches, so that every work item's rows are in the files
+/// of exactly one checkpoint: `rotate_rows` and `rotate_bytes` are then reached or passed by
+/// whole batches, and `max_open_partitions` may be passed within one batch.
 pub fn run(
     rx: Receiver<RecordsBatch>,
     output: &Output,
-    first: Option<ParquetFile>,
+    first: Option<(u64, ParquetFile)>,
     mut dead: DeadLetterLog,
+    journal: Option<Journal>,
     registry: &Registry,
     thread: usize,
 ) -> Result<WriterReport> {
     let guard = StateGuard::new(registry, thread);
     let mut w = Writer {
+        journal,
+        items: RangeSet::default(),
         output,
         partitioner: if output.partitioned() {
             Some(Partitioner::new(&output.writer.partition_by)?)
@@ -278,8 +306,8 @@ pub fn run(
         failure_log: FailureLog::default(),
         registry,
     };
-    if let Some(file) = first {
-        w.seq = 1;
+    if let Some((seq, file)) = first {
+        w.seq = seq;
         w.slots.insert(String::new(), Slot::new(file));
     }
     if let Err(e) = w.run_loop(&rx, &mut dead, thread) {
@@ -338,6 +366,10 @@ fn release(pending: &mut Pending, registry: &Registry, id: u64) {
 }
 
 struct Writer<'a> {
+    /// The resume journal, when on.
+    journal: Option<Journal>,
+    /// Items written since the last checkpoint.
+    items: RangeSet,
     output: &'a Output,
     partitioner: Option<Partitioner>,
     /// Open files by partition directory (`""` when unpartitioned).
@@ -379,16 +411,29 @@ impl Writer<'_> {
                 Ok(batch) => {
                     self.registry.set_queue_depth(QueueId::Output, rx.len());
                     self.write_batch(&batch, dead)?;
+                    if self.journal.is_some() {
+                        for &seq in &batch.items {
+                            self.items.insert(seq);
+                        }
+                        if self.checkpoint_due() {
+                            self.checkpoint(dead)?;
+                        }
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            // (A checkpoint, like a finalized file, makes the dead letters durable itself.)
             self.failure_log.tick();
             self.flush_aged()?;
             if let Some(every) = self.output.rotate {
                 if period.elapsed() >= every {
                     period = Instant::now();
-                    self.finalize_all()?;
+                    if self.journal.is_some() {
+                        self.checkpoint(dead)?;
+                    } else {
+                        self.finalize_all()?;
+                    }
                 }
             }
             if self.finalized > 0 {
@@ -397,7 +442,70 @@ impl Writer<'_> {
                 dead.finish()?;
             }
         }
+        if self.journal.is_some() {
+            return self.checkpoint(dead);
+        }
         self.finish_all()
+    }
+
+    /// Journal mode, after a batch: whether a file reached its rotation size or too many
+    /// partition files are open.
+    fn checkpoint_due(&self) -> bool {
+        let w = &self.output.writer;
+        self.slots.len() > w.max_open_partitions.max(1)
+            || self.slots.values().any(|s| {
+                w.rotate_rows.is_some_and(|m| s.rows >= m)
+                    || w.rotate_bytes.is_some_and(|m| s.file.estimated_size() >= m)
+            })
+    }
+
+    /// Journal mode: seals every open file with rows, makes the dead letters durable, commits
+    /// the files and the items written since the last checkpoint to the journal, then renames
+    /// the files into place. A crash before the commit leaves only temporary files (deleted by
+    /// the next run, which fetches those items again); after it, the next run finishes the
+    /// renames.
+    fn checkpoint(&mut self, dead: &mut DeadLetterLog) -> Result<()> {
+        let mut keys: Vec<String> = self.slots.keys().cloned().collect();
+        keys.sort();
+        let mut sealed = Vec::new();
+        for key in keys {
+            let slot = self.slots.remove(&key).expect("listed above");
+            if slot.rows == 0 {
+                slot.file.abort();
+                continue;
+            }
+            match slot.file.seal() {
+                Ok(s) => sealed.push((s, slot.closed_groups, slot.pending)),
+                Err(e) => {
+                    sealed.into_iter().for_each(|(s, _, _)| s.discard());
+                    return Err(e);
+                }
+            }
+        }
+        if sealed.is_empty() && self.items.is_empty() {
+            return Ok(());
+        }
+        let files: Vec<(PathBuf, PathBuf)> = sealed
+            .iter()
+            .map(|(s, _, _)| (s.tmp.clone(), s.path.clone()))
+            .collect();
+        let committed = dead.finish().and_then(|_| {
+            self.journal
+                .as_mut()
+                .expect("journal mode")
+                .commit(&files, &self.items)
+        });
+        if let Err(e) = committed {
+            sealed.into_iter().for_each(|(s, _, _)| s.discard());
+            return Err(e);
+        }
+        self.items.clear();
+        for (s, closed_groups, pending) in sealed {
+            let row_groups = s.row_groups;
+            let path = s.publish()?;
+            self.count_finalized(path, row_groups, closed_groups, pending);
+        }
+        Ok(())
     }
 
     /// When the loop must wake even without a batch: the end of the rotation period, or the
@@ -466,7 +574,11 @@ impl Writer<'_> {
             self.tick += 1;
             let slot = self.slots.get_mut(key).expect("opened above");
             slot.last_used = self.tick;
-            let room = max_rows.map_or(u64::MAX, |m| m.saturating_sub(slot.rows).max(1));
+            // With a journal a batch is never split: files end between batches (checkpoints).
+            let room = match max_rows {
+                Some(m) if self.journal.is_none() => m.saturating_sub(slot.rows).max(1),
+                _ => u64::MAX,
+            };
             let take = (n - offset).min(usize::try_from(room).unwrap_or(usize::MAX));
             let part = if take == n {
                 rows.clone()
@@ -500,7 +612,7 @@ impl Writer<'_> {
             offset += take;
             let full = max_rows.is_some_and(|m| slot.rows >= m)
                 || max_bytes.is_some_and(|m| slot.file.estimated_size() >= m);
-            if full {
+            if full && self.journal.is_none() {
                 self.finalize_slot(key)?;
             }
         }
@@ -511,10 +623,13 @@ impl Writer<'_> {
     /// recently used file when `max_open_partitions` are open.
     fn open_slot(&mut self, key: &str) -> Result<()> {
         let file = if self.partitioner.is_none() {
-            self.seq += 1;
+            self.seq = self.output.free_seq(self.seq + 1);
             self.output.open(self.seq)?
         } else {
-            if self.slots.len() >= self.output.writer.max_open_partitions.max(1) {
+            // (With a journal the bound is enforced by a checkpoint after the batch.)
+            if self.journal.is_none()
+                && self.slots.len() >= self.output.writer.max_open_partitions.max(1)
+            {
                 let lru = self
                     .slots
                     .iter()
@@ -543,18 +658,23 @@ impl Writer<'_> {
     fn finalize_slot(&mut self, key: &str) -> Result<()> {
         let slot = self.slots.remove(key).expect("finalizing an open file");
         let (path, row_groups) = slot.file.finish()?;
+        self.count_finalized(path, row_groups, slot.closed_groups, slot.pending);
+        Ok(())
+    }
+
+    /// Counts a finalized file in the report and the live metrics.
+    fn count_finalized(&mut self, path: PathBuf, row_groups: u64, closed: u64, pending: Vec<u64>) {
         self.registry
             .row_groups
-            .fetch_add(row_groups.saturating_sub(slot.closed_groups), Relaxed);
+            .fetch_add(row_groups.saturating_sub(closed), Relaxed);
         self.registry.files_finalized.fetch_add(1, Relaxed);
-        for id in slot.pending {
+        for id in pending {
             release(&mut self.pending, self.registry, id);
         }
         self.report.row_groups += row_groups;
         self.report.files += 1;
         self.report.output = Some(path);
         self.finalized += 1;
-        Ok(())
     }
 
     /// Closes every row group whose oldest row has waited `flush_interval`.

@@ -174,11 +174,20 @@ impl ParquetFile {
 
     /// Writes the footer, fsyncs, renames into place and fsyncs the directory. Returns the final
     /// path and the number of row groups.
-    pub fn finish(mut self) -> Result<(PathBuf, u64)> {
+    pub fn finish(self) -> Result<(PathBuf, u64)> {
+        let sealed = self.seal()?;
+        let groups = sealed.row_groups;
+        Ok((sealed.publish()?, groups))
+    }
+
+    /// Writes the footer and fsyncs, leaving the file under its temporary name: complete, but
+    /// not yet visible. [`SealedFile::publish`] renames it; a journal checkpoint seals every
+    /// file first, commits, then publishes them.
+    pub fn seal(mut self) -> Result<SealedFile> {
         let result = match self.writer(None) {
             Ok(_) => {
                 let writer = self.writer.take().expect("started");
-                self.finalize(writer)
+                self.close(writer)
             }
             Err(e) => Err(e),
         };
@@ -188,18 +197,46 @@ impl ParquetFile {
         result
     }
 
-    fn finalize(&self, mut writer: ArrowWriter<File>) -> Result<(PathBuf, u64)> {
+    fn close(&self, mut writer: ArrowWriter<File>) -> Result<SealedFile> {
         // Flush the last (partial) row group, then write the footer and take the file back.
         writer
             .flush()
             .map_err(|e| Error::output(&self.tmp, "write", cause(e)))?;
-        let groups = writer.flushed_row_groups().len() as u64;
+        let row_groups = writer.flushed_row_groups().len() as u64;
         let file = writer
             .into_inner()
             .map_err(|e| Error::output(&self.tmp, "close parquet", cause(e)))?;
         file.sync_all()
             .map_err(|e| Error::output(&self.tmp, "fsync", e))?;
-        drop(file);
+        Ok(SealedFile {
+            tmp: self.tmp.clone(),
+            path: self.path.clone(),
+            row_groups,
+        })
+    }
+
+    /// Gives up: removes the temporary file.
+    pub fn abort(mut self) {
+        self.writer.take();
+        self.pending.take();
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+/// A complete Parquet file still under its temporary name (see [`ParquetFile::seal`]).
+#[derive(Debug)]
+pub struct SealedFile {
+    /// The temporary name.
+    pub tmp: PathBuf,
+    /// The final name.
+    pub path: PathBuf,
+    /// Row groups in it.
+    pub row_groups: u64,
+}
+
+impl SealedFile {
+    /// Renames the file into place and fsyncs the directory. Returns the final path.
+    pub fn publish(self) -> Result<PathBuf> {
         fs::rename(&self.tmp, &self.path)
             .map_err(|e| Error::output(&self.path, "rename into place", e))?;
         let dir = match self.path.parent() {
@@ -210,13 +247,11 @@ impl ParquetFile {
         if let Ok(d) = File::open(&dir) {
             let _ = d.sync_all();
         }
-        Ok((self.path.clone(), groups))
+        Ok(self.path)
     }
 
-    /// Gives up: removes the temporary file.
-    pub fn abort(mut self) {
-        self.writer.take();
-        self.pending.take();
+    /// Gives up on it: removes the temporary file.
+    pub fn discard(self) {
         let _ = fs::remove_file(&self.tmp);
     }
 }

@@ -1,0 +1,254 @@
+//! Crash safety and resume: a run killed with SIGKILL at random points leaves only complete
+//! Parquet files, and the same command run again finishes with every record exactly once.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Deterministic kill times (xorshift), spread over the first part of a run.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(parquet_files(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet")
+            && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+        {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs `args` (plus `env`), killing it after `kill_after` if given. Returns whether it was
+/// killed before finishing.
+fn run_once(args: &[String], env: &[(&str, &str)], kill_after: Option<Duration>) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pinflow"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let Some(after) = kill_after else {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return false;
+    };
+    let started = Instant::now();
+    while started.elapsed() < after {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    true
+}
+
+/// Kills the command `kills` times at random points, checking after each that every final
+/// file reads back completely, then lets it finish; returns the ids across all final files.
+fn kill_and_resume(
+    dir: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    kills: usize,
+    seed: u64,
+) -> Vec<i64> {
+    let mut rng = Rng(seed);
+    let mut killed = 0;
+    for _ in 0..kills {
+        let at = Duration::from_millis(20 + rng.below(900));
+        if run_once(args, env, Some(at)) {
+            killed += 1;
+        }
+        for f in parquet_files(dir) {
+            // Panics on a partial or corrupt file.
+            read_parquet(&f);
+        }
+    }
+    assert!(
+        killed > 0,
+        "no run was killed mid-way; the test proves nothing"
+    );
+    run_once(args, env, None);
+    let mut all = Vec::new();
+    for f in parquet_files(dir) {
+        all.extend(ids(&f));
+    }
+    all.sort_unstable();
+    all
+}
+
+/// `sorted` holds each id of `want` exactly once (says how it does not, without printing every id).
+fn assert_exactly_once(sorted: &[i64], want: std::ops::Range<i64>) {
+    let dups = sorted.windows(2).filter(|w| w[0] == w[1]).count();
+    let mut uniq = sorted.to_vec();
+    uniq.dedup();
+    let missing = want
+        .clone()
+        .filter(|i| uniq.binary_search(i).is_err())
+        .count();
+    let extra = uniq.iter().filter(|i| !want.contains(i)).count();
+    assert!(
+        dups == 0 && missing == 0 && extra == 0,
+        "{} rows: {dups} duplicates, {missing} missing, {extra} unexpected",
+        sorted.len()
+    );
+}
+
+#[test]
+fn a_file_source_killed_at_random_points_resumes_to_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let n = 200_000i64;
+    let text: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"service\":\"s{}\",\"values\":[{i},1,2]}}\n",
+                i % 9
+            )
+        })
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let args: Vec<String> = [
+        "run",
+        "--files",
+        input.to_str().unwrap(),
+        "--out",
+        out_dir.join("logs.parquet").to_str().unwrap(),
+        "--journal",
+        "--rotate-rows",
+        "10000",
+        "--progress",
+        "never",
+    ]
+    .map(String::from)
+    .to_vec();
+    // Small chunks and batches: many checkpoints and many kill points between them.
+    let env = [("PINFLOW_FETCH_BATCH_MAX_BYTES", "16384")];
+    let all = kill_and_resume(&out_dir, &args, &env, 8, 0x5EED_1234);
+    assert_exactly_once(&all, 0..n);
+    assert!(dir.path().join("out/logs.parquet.journal").exists());
+    // Running it again finds nothing left to do and writes nothing.
+    let before = parquet_files(&out_dir).len();
+    run_once(&args, &env, None);
+    assert_eq!(parquet_files(&out_dir).len(), before);
+}
+
+#[test]
+fn a_partitioned_output_killed_at_random_points_resumes_to_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let n = 60_000i64;
+    let text: String = (0..n)
+        .map(|i| format!("{{\"id\":{i},\"service\":\"svc-{}\"}}\n", i % 7))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let root = dir.path().join("dataset");
+    let args: Vec<String> = [
+        "run",
+        "--files",
+        input.to_str().unwrap(),
+        "--out",
+        root.to_str().unwrap(),
+        "--partition-by",
+        "service",
+        "--max-open-partitions",
+        "3",
+        "--journal",
+        "--progress",
+        "never",
+    ]
+    .map(String::from)
+    .to_vec();
+    let env = [("PINFLOW_FETCH_BATCH_MAX_BYTES", "8192")];
+    std::fs::create_dir(&root).unwrap();
+    let all = kill_and_resume(&root, &args, &env, 6, 0xABCD);
+    assert_exactly_once(&all, 0..n);
+    // Each file holds one service only.
+    for f in parquet_files(&root) {
+        let dir = f
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        for id in ids(&f) {
+            assert_eq!(dir, format!("service=svc-{}", id % 7));
+        }
+    }
+}
+
+#[test]
+fn an_http_source_killed_at_random_points_resumes_to_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 30_000i64;
+    let args: Vec<String> = [
+        "demo",
+        "--records",
+        &n.to_string(),
+        "--out",
+        dir.path().join("d.parquet").to_str().unwrap(),
+        "--journal",
+        "--rotate-rows",
+        "2000",
+        "--progress",
+        "never",
+    ]
+    .map(String::from)
+    .to_vec();
+    let all = kill_and_resume(dir.path(), &args, &[], 5, 0xC0FFEE);
+    assert_exactly_once(&all, 1..n + 1);
+}
+
+#[test]
+fn a_journal_refuses_another_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("a.ndjson");
+    std::fs::write(&input, "{\"id\":1}\n").unwrap();
+    let out = dir.path().join("o.parquet");
+    let run = |files: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_pinflow"))
+            .args(["run", "--journal", "--files"])
+            .arg(files)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&input).status.success());
+    let other = dir.path().join("b.ndjson");
+    std::fs::write(&other, "{\"id\":2}\n").unwrap();
+    let o = run(&other);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("journal") && err.contains("another command"),
+        "{err}"
+    );
+}
