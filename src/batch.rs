@@ -139,6 +139,8 @@ pub struct BodyBatch {
     pub items: Vec<Fetched>,
     /// Keeps the live-batch count while this batch is in the pipeline.
     pub ticket: Option<BatchTicket>,
+    /// Records pushed ready-made ([`crate::push`]), passed through the parse stage as they are.
+    pub prebuilt: Vec<arrow_array::RecordBatch>,
 }
 
 impl BodyBatch {
@@ -244,6 +246,7 @@ impl BodyBatch {
         self.urls.clear();
         self.items.clear();
         self.ticket = None;
+        self.prebuilt.clear();
     }
 }
 

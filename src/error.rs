@@ -46,6 +46,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A user stage (a transform or a sink) failed or panicked; the run was stopped.
+    #[error("{stage}: {why}")]
+    Stage {
+        /// Which stage, e.g. ``transform `filter` ``.
+        stage: String,
+        /// Its error, or the panic message.
+        why: String,
+    },
     /// A pipeline thread could not be started or ended abnormally.
     #[error("thread {thread}: {why}")]
     Thread {

@@ -55,10 +55,12 @@ pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod plan;
+pub mod push;
 pub mod schema;
 pub mod sim;
 pub mod sink;
 pub mod source;
+pub mod stage;
 pub mod stats;
 pub mod time;
 

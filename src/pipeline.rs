@@ -31,6 +31,7 @@ use crate::parse::{ParseStats, Parser};
 use crate::plan::{self, Role, ThreadPlan};
 use crate::sink::{self, DeadLetterLog, WriterReport};
 use crate::source::Source;
+use crate::stage::{guarded, Row, Sink, Transform};
 
 /// How often continuous mode rotates files when `writer.rotate_interval` is not set.
 pub const DEFAULT_CONTINUOUS_ROTATION: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -59,9 +60,184 @@ pub struct Pipeline {
     endpoint: parking_lot::Mutex<Option<Endpoint>>,
     /// What the files' `pinflow.source` metadata says; `None`: described from the source.
     source_label: Option<String>,
+    /// User transforms, run on the compute threads after the statistics.
+    transforms: Vec<Arc<dyn Transform>>,
+    /// User sinks, run on the writer thread; taken by a run and put back after it.
+    sinks: parking_lot::Mutex<Vec<Box<dyn Sink>>>,
+    /// Whether Parquet files are written at all (off: only the sinks get the rows).
+    parquet: bool,
+}
+
+/// Builds a [`Pipeline`]: the typed configuration (the same [`Config`] the command line and
+/// TOML files fill in) plus custom stages.
+///
+/// ```
+/// use pinflow::{Pipeline, Source};
+/// let dir = std::env::temp_dir().join(format!("pinflow-doc-builder-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+/// let counter = seen.clone();
+/// let pipeline = Pipeline::builder()
+///     .out(dir.join("kept.parquet"))
+///     .configure(|c| c.threads.parse = Some(1))
+///     .filter(|row| row.i64("id").is_some_and(|id| id % 2 == 0))
+///     .on_batch(move |rows| {
+///         counter.fetch_add(rows.num_rows(), std::sync::atomic::Ordering::Relaxed);
+///     })
+///     .build()?;
+/// let (source, push) = Source::push(64);
+/// let run = pipeline.spawn(source)?;
+/// push.push("{\"id\":1}\n{\"id\":2}\n{\"id\":4}")?;
+/// drop(push);
+/// let summary = run.join()?;
+/// assert_eq!((summary.records_written, summary.records_filtered), (2, 1));
+/// assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 2);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub struct PipelineBuilder {
+    cfg: Config,
+    transforms: Vec<Arc<dyn Transform>>,
+    sinks: Vec<Box<dyn Sink>>,
+    parquet: bool,
+    source_label: Option<String>,
+}
+
+impl PipelineBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, cfg: Config) -> Self {
+        self.cfg = cfg;
+        self
+    }
+
+    /// Edits the configuration in place: `.configure(|c| c.fetch.max_in_flight = 64)`.
+    pub fn configure(mut self, edit: impl FnOnce(&mut Config)) -> Self {
+        edit(&mut self.cfg);
+        self
+    }
+
+    /// The Parquet output path (`out`).
+    pub fn out(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.cfg.out = path.into();
+        self
+    }
+
+    /// Adds a transform, run after the statistics and after the transforms added before it.
+    pub fn transform(mut self, t: impl Transform) -> Self {
+        self.transforms.push(Arc::new(t));
+        self
+    }
+
+    /// Adds a per-record filter: rows for which `keep` is false are dropped (and counted as
+    /// filtered in the ledger).
+    pub fn filter(self, keep: impl Fn(&Row<'_>) -> bool + Send + Sync + 'static) -> Self {
+        self.transform(crate::stage::filter_records(keep))
+    }
+
+    /// Adds a sink, called with every finished batch on the writer thread.
+    pub fn sink(mut self, s: impl Sink) -> Self {
+        self.sinks.push(Box::new(s));
+        self
+    }
+
+    /// Adds a callback sink: `f` gets every finished batch, for in-process consumers.
+    pub fn on_batch(self, f: impl FnMut(&arrow_array::RecordBatch) + Send + 'static) -> Self {
+        self.sink(crate::stage::callback(f))
+    }
+
+    /// Whether to write Parquet files (default: yes). Off, the rows go only to the sinks and
+    /// `out` is not touched.
+    pub fn parquet(mut self, on: bool) -> Self {
+        self.parquet = on;
+        self
+    }
+
+    /// Names the source in the files' `pinflow.source` metadata.
+    pub fn source_label(mut self, label: impl Into<String>) -> Self {
+        self.source_label = Some(label.into());
+        self
+    }
+
+    /// Validates the configuration and makes the pipeline.
+    pub fn build(self) -> Result<Pipeline> {
+        let mut p = Pipeline::new(self.cfg)?;
+        p.transforms = self.transforms;
+        p.sinks = parking_lot::Mutex::new(self.sinks);
+        p.parquet = self.parquet;
+        p.source_label = self.source_label;
+        Ok(p)
+    }
+}
+
+/// A run in progress on its own threads: see [`Pipeline::spawn`].
+pub struct RunHandle {
+    thread: JoinHandle<Result<Summary>>,
+    stop: Arc<AtomicBool>,
+    registry: Arc<Registry>,
+}
+
+impl RunHandle {
+    /// The live metrics of the run: counters, queue depths, thread states, latencies.
+    pub fn metrics(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
+    }
+
+    /// Whether the run has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Stops taking new work (a push source refuses further pushes), lets everything already
+    /// taken drain through every stage, finalizes the files, and returns the ledger.
+    pub fn shutdown(self) -> Result<Summary> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.join()
+    }
+
+    /// Waits for the run to end by itself (its source drained) and returns the ledger.
+    pub fn join(self) -> Result<Summary> {
+        self.thread.join().unwrap_or_else(|_| {
+            Err(Error::Thread {
+                thread: "pinflow-run".into(),
+                why: "panicked".into(),
+            })
+        })
+    }
 }
 
 impl Pipeline {
+    /// A builder: configuration plus custom stages.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder {
+            cfg: Config::default(),
+            transforms: Vec::new(),
+            sinks: Vec::new(),
+            parquet: true,
+            source_label: None,
+        }
+    }
+
+    /// Starts a run over `source` on its own threads and returns at once; the handle gives its
+    /// metrics, and its ledger once it ends ([`RunHandle::join`]) or is stopped
+    /// ([`RunHandle::shutdown`]).
+    pub fn spawn(self, source: Source) -> Result<RunHandle> {
+        let stop = self.stop_flag();
+        let registry = self.metrics();
+        let thread = thread::Builder::new()
+            .name("pinflow-run".into())
+            .spawn(move || self.run(source))
+            .map_err(|e| Error::Thread {
+                thread: "pinflow-run".into(),
+                why: e.to_string(),
+            })?;
+        Ok(RunHandle {
+            thread,
+            stop,
+            registry,
+        })
+    }
+
     /// Validates `cfg`.
     pub fn new(cfg: Config) -> Result<Pipeline> {
         cfg.validate()?;
@@ -77,6 +253,9 @@ impl Pipeline {
             registry: Arc::new(Registry::new(&roles)),
             endpoint: parking_lot::Mutex::new(None),
             source_label: None,
+            transforms: Vec::new(),
+            sinks: parking_lot::Mutex::new(Vec::new()),
+            parquet: true,
         })
     }
 
@@ -160,14 +339,20 @@ impl Pipeline {
                 .clone()
                 .unwrap_or_else(|| describe_source(&source)),
             run_id: sink::new_run_id(),
-            schema: cfg.schema.layout()?.map(|l| l.output_schema()),
+            // Transforms may reshape the rows: then a file takes the schema of its first rows.
+            schema: match self.transforms.is_empty() {
+                true => cfg.schema.layout()?.map(|l| l.output_schema()),
+                false => None,
+            },
+            enabled: self.parquet,
         };
         // Secrets and certificates first: a missing one fails before any file exists.
         fetch::preflight(&cfg.fetch)?;
-        if cfg.every.is_some() && matches!(source, Source::Files(_)) {
+        if cfg.every.is_some() && matches!(source, Source::Files(_) | Source::Push(_)) {
             return Err(Error::config(
                 "every",
-                "continuous mode is for URL sources; files are read once",
+                "continuous mode is for URL sources; files are read once and pushes end when \
+                 their handles are dropped",
             ));
         }
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
@@ -183,7 +368,12 @@ impl Pipeline {
                 .map(|j| j.done().clone())
                 .unwrap_or_default(),
         );
-        let file = output.prepare()?;
+        let file = match self.parquet {
+            true => output.prepare()?,
+            false => None,
+        };
+        let filtered_before = registry.records_filtered.load(Ordering::Relaxed);
+        let sinks = std::mem::take(&mut *self.sinks.lock());
         let dead = DeadLetterLog::new(cfg.dead_letter_path()).with_rotation(
             cfg.writer.dead_letter_max_bytes,
             cfg.writer.dead_letter_keep,
@@ -221,15 +411,25 @@ impl Pipeline {
                 })
         };
 
+        let returned_sinks = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sinks_back = Arc::clone(&returned_sinks);
         let writer = spawn(
             Role::Writer,
             Box::new(move |reg, me| {
-                sink::run(out_rx, &output, file, dead, journal, reg, me).map(|r| Box::new(r) as _)
+                let parts = sink::WriterParts {
+                    first: file,
+                    dead,
+                    journal,
+                    sinks,
+                };
+                sink::run(out_rx, &output, parts, &sinks_back, reg, me).map(|r| Box::new(r) as _)
             }),
         )?;
         let mut computes = Vec::new();
         for j in 0..compute_n {
             let (rx, tx) = (rows_rx.clone(), out_tx.clone());
+            let transforms = self.transforms.clone();
+            let stop = Arc::clone(&self.stop);
             computes.push(spawn(
                 Role::Compute(j),
                 Box::new(move |reg, me| {
@@ -242,7 +442,24 @@ impl Pipeline {
                         let t = Instant::now();
                         if let (Some(rows), Some(layout)) = (&b.rows, &b.layout) {
                             let n = rows.num_rows() as u64;
-                            b.rows = Some(compute::add_statistics(rows, layout));
+                            let mut out = compute::add_statistics(rows, layout);
+                            for t in &transforms {
+                                out = match guarded("transform", t.name(), || t.apply(out)) {
+                                    Ok(o) => o,
+                                    Err(e) => {
+                                        // Stop taking work; what is queued drains, files stay
+                                        // valid, and the run reports this error.
+                                        stop.store(true, Ordering::Relaxed);
+                                        tracing::error!(error = %e, "stopping the pipeline");
+                                        return Err(e);
+                                    }
+                                };
+                            }
+                            let kept = out.num_rows() as u64;
+                            if kept < n {
+                                reg.records_filtered.fetch_add(n - kept, Ordering::Relaxed);
+                            }
+                            b.rows = (kept > 0).then_some(out);
                             reg.records_computed.fetch_add(n, Ordering::Relaxed);
                         }
                         reg.latency(Stage::Compute).record(t.elapsed());
@@ -346,6 +563,7 @@ impl Pipeline {
                     (Source::Files(inputs), _) => {
                         crate::files::run(inputs, &fetch_cfg, chans, stop)?
                     }
+                    (Source::Push(input), _) => crate::push::run(input, &fetch_cfg, chans, stop)?,
                     (source, crate::config::FetchEngine::Mio) => {
                         fetch::run(&fetch_cfg, source, every, chans, stop)?
                     }
@@ -405,6 +623,10 @@ impl Pipeline {
             Err(e) => errors.push(e),
         }
         registry.set_running(false);
+        // The sinks come back for the next run.
+        *self.sinks.lock() = std::mem::take(&mut *returned_sinks.lock());
+        summary.records_filtered =
+            registry.records_filtered.load(Ordering::Relaxed) - filtered_before;
         if let Some(e) = errors.pop() {
             return Err(e);
         }
@@ -471,6 +693,7 @@ fn describe_source(source: &Source) -> String {
     match source {
         Source::Template(t) => t.to_string(),
         Source::Lines { name, .. } => name.clone(),
+        Source::Push(_) => "push".into(),
         Source::Files(inputs) => match inputs.first() {
             Some(first) if inputs.len() > 1 => {
                 format!("{first} and {} more files", inputs.len() - 1)

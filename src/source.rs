@@ -40,6 +40,8 @@ pub enum Source {
     /// Local NDJSON / JSON files or standard input, read by [`crate::files`] in place of the
     /// fetcher.
     Files(Vec<crate::files::FileInput>),
+    /// Bodies and records pushed by the embedding program ([`Source::push`]).
+    Push(crate::push::PushReceiver),
 }
 
 impl std::fmt::Debug for Source {
@@ -49,6 +51,7 @@ impl std::fmt::Debug for Source {
             Source::Urls(v) => write!(f, "Urls({} urls)", v.len()),
             Source::Lines { name, .. } => write!(f, "Lines({name})"),
             Source::Files(v) => write!(f, "Files({} inputs)", v.len()),
+            Source::Push(_) => f.write_str("Push"),
         }
     }
 }
@@ -166,6 +169,30 @@ impl Source {
         crate::files::expand(specs).map(Source::Files)
     }
 
+    /// A push source with room for `capacity` queued items, and the handle producers push
+    /// through (see [`crate::push`]).
+    ///
+    /// ```
+    /// use pinflow::{Config, Pipeline, Source};
+    /// let dir = std::env::temp_dir().join(format!("pinflow-doc-push-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let pipeline = Pipeline::new(Config::new(dir.join("pushed.parquet")))?;
+    /// let (source, push) = Source::push(1024);
+    /// let run = pipeline.spawn(source)?;
+    /// for i in 0..100 {
+    ///     push.push(format!(r#"{{"id":{i},"values":[1,2,{i}]}}"#))?;
+    /// }
+    /// drop(push); // the source ends when every handle is gone
+    /// let summary = run.join()?;
+    /// assert_eq!(summary.records_written, 100);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn push(capacity: usize) -> (Source, crate::push::PushHandle) {
+        let (rx, handle) = crate::push::channel(capacity);
+        (Source::Push(rx), handle)
+    }
+
     /// A file with one URL per line.
     pub fn file(path: impl Into<PathBuf>) -> Result<Source> {
         let path = path.into();
@@ -193,9 +220,9 @@ impl Source {
                     .into(),
             }),
             Source::Lines { name, .. } => Source::file(name),
-            Source::Files(_) => Err(Error::Source {
+            Source::Files(_) | Source::Push(_) => Err(Error::Source {
                 source_name: "files".into(),
-                why: "continuous mode (`every`) is for URL sources; files are read once".into(),
+                why: "continuous mode (`every`) is for URL sources".into(),
             }),
         }
     }
@@ -237,9 +264,9 @@ impl Source {
                     error: None,
                 })
             }
-            Source::Files(_) => Err(Error::Source {
+            Source::Files(_) | Source::Push(_) => Err(Error::Source {
                 source_name: "files".into(),
-                why: "files are read by the file reader, not fetched".into(),
+                why: "files and pushed items are not fetched".into(),
             }),
         }
     }

@@ -169,6 +169,8 @@ pub struct Registry {
     pub records_parsed: AtomicU64,
     /// Records that left the compute threads.
     pub records_computed: AtomicU64,
+    /// Rows user transforms dropped.
+    pub records_filtered: AtomicU64,
     /// Rows written to Parquet.
     pub records_written: AtomicU64,
     /// Records and bodies dead-lettered by the parse threads.
@@ -208,6 +210,7 @@ impl Registry {
             fetch_blocked_ns: AtomicU64::new(0),
             records_parsed: AtomicU64::new(0),
             records_computed: AtomicU64::new(0),
+            records_filtered: AtomicU64::new(0),
             records_written: AtomicU64::new(0),
             records_dead_lettered: AtomicU64::new(0),
             dead_by_reason: Mutex::new(BTreeMap::new()),

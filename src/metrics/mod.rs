@@ -150,7 +150,7 @@ pub struct StageLatencies {
 /// The ledger and figures of a finished run.
 ///
 /// The ledger balances: `fetch.requests == fetch.delivered + fetch.failed`, and
-/// `records_parsed == records_written + records_dead_lettered`.
+/// `records_parsed == records_written + records_dead_lettered + records_filtered`.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     /// Request side.
@@ -161,6 +161,8 @@ pub struct Summary {
     pub records_written: u64,
     /// Records and bodies sent to the dead-letter file (not counting failed requests).
     pub records_dead_lettered: u64,
+    /// Rows a user transform ([`crate::stage::Transform`]) dropped on purpose (a filter).
+    pub records_filtered: u64,
     /// Dead letters by reason class.
     pub dead_by_reason: BTreeMap<String, u64>,
     /// Row groups written.
@@ -201,7 +203,8 @@ impl Summary {
     /// Whether every request and every record is accounted for.
     pub fn ledger_balances(&self) -> bool {
         self.fetch.requests == self.fetch.delivered + self.fetch.failed
-            && self.records_parsed == self.records_written + self.records_dead_lettered
+            && self.records_parsed
+                == self.records_written + self.records_dead_lettered + self.records_filtered
     }
 }
 
@@ -229,6 +232,9 @@ impl std::fmt::Display for Summary {
         )?;
         for (reason, n) in &self.dead_by_reason {
             writeln!(f, "  dead     {n} × {reason}")?;
+        }
+        if self.records_filtered > 0 {
+            writeln!(f, "  filtered {} by transforms", self.records_filtered)?;
         }
         writeln!(
             f,

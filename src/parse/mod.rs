@@ -22,6 +22,7 @@ pub mod infer;
 
 use std::sync::{Arc, OnceLock};
 
+use arrow_array::RecordBatch;
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
 use crate::batch::{
@@ -260,7 +261,11 @@ impl Parser {
             }
         }
         let cols = self.cols.as_mut().expect("layout settled");
-        let rows = cols.finish();
+        let mut rows = cols.finish();
+        if !batch.prebuilt.is_empty() {
+            rows = self.take_prebuilt(batch, rows, &mut dead);
+        }
+        let cols = self.cols.as_mut().expect("layout settled");
         let layout = Some(Arc::clone(cols.layout()));
         if self.stale_layout {
             // A stand-in for a batch without records: infer again at the next batch.
@@ -590,6 +595,68 @@ impl Parser {
         });
     }
 
+    /// Pushed records ([`crate::push`]): those in the layout's record schema join the parsed
+    /// rows; a batch in another schema is one dead letter naming the difference.
+    fn take_prebuilt(
+        &mut self,
+        batch: &mut BodyBatch,
+        parsed: Option<RecordBatch>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Option<RecordBatch> {
+        let schema = self
+            .cols
+            .as_ref()
+            .expect("layout settled")
+            .layout()
+            .record_schema();
+        let mut keep: Vec<RecordBatch> = parsed.into_iter().collect();
+        for rb in batch.prebuilt.drain(..) {
+            let n = rb.num_rows() as u64;
+            self.stats.records += n;
+            let same = rb.schema().fields().len() == schema.fields().len()
+                && rb
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(schema.fields())
+                    .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+            if same {
+                self.stats.rows += n;
+                // Same fields; take the layout's schema object (nullability, metadata).
+                match RecordBatch::try_new(std::sync::Arc::clone(&schema), rb.columns().to_vec()) {
+                    Ok(rb) => keep.push(rb),
+                    Err(e) => self.reject_pushed(n, format!("pushed records: {e}"), dead),
+                }
+            } else {
+                let why = format!(
+                    "pushed records do not match the schema: got {:?}, expected {:?}",
+                    rb.schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name())
+                        .collect::<Vec<_>>(),
+                    schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+                );
+                self.reject_pushed(n, why, dead);
+            }
+        }
+        match keep.len() {
+            0 => None,
+            1 => keep.pop(),
+            _ => arrow_select::concat::concat_batches(&schema, &keep).ok(),
+        }
+    }
+
+    fn reject_pushed(&mut self, records: u64, why: String, dead: &mut Vec<DeadLetter>) {
+        let r = Reject {
+            class: "schema mismatch",
+            detail: why,
+        };
+        self.reject("records", "push", r, format!("{records} records"), 1, dead);
+        // The ledger counts records: all of them were dead-lettered, in one letter.
+        self.stats.dead += records.saturating_sub(1);
+    }
+
     /// Checks one object against the layout, then appends it as a row.
     fn record(&mut self, nodes: &[Node<'_>]) -> std::result::Result<(), Reject> {
         self.cols.as_mut().expect("layout settled").record(nodes)?;
@@ -716,7 +783,7 @@ mod tests {
     use super::*;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
-    use arrow_array::{Array, RecordBatch};
+    use arrow_array::Array;
     use std::time::Instant;
 
     fn batch_of(bodies: &[&str]) -> BodyBatch {

@@ -37,6 +37,7 @@ use crate::config::WriterConfig;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, RangeSet};
 use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
+use crate::stage::Sink;
 
 /// The key-value metadata key naming what the rows came from (the URL template, URL file or
 /// list, `demo`, `bench`).
@@ -102,6 +103,8 @@ pub struct Output {
     /// The output schema when the layout is fixed: what a file without rows is written with
     /// (an inferred layout's files take the schema of their first rows).
     pub schema: Option<arrow_schema::SchemaRef>,
+    /// Whether Parquet files are written at all (off: rows go only to the user sinks).
+    pub enabled: bool,
 }
 
 impl Output {
@@ -279,14 +282,20 @@ fn next_free_part(dir: &Path) -> u64 {
 pub fn run(
     rx: Receiver<RecordsBatch>,
     output: &Output,
-    first: Option<(u64, ParquetFile)>,
-    mut dead: DeadLetterLog,
-    journal: Option<Journal>,
+    parts: WriterParts,
+    sinks_back: &parking_lot::Mutex<Vec<Box<dyn Sink>>>,
     registry: &Registry,
     thread: usize,
 ) -> Result<WriterReport> {
+    let WriterParts {
+        first,
+        mut dead,
+        journal,
+        sinks,
+    } = parts;
     let guard = StateGuard::new(registry, thread);
     let mut w = Writer {
+        sinks,
         journal,
         items: RangeSet::default(),
         output,
@@ -310,7 +319,18 @@ pub fn run(
         w.seq = seq;
         w.slots.insert(String::new(), Slot::new(file));
     }
-    if let Err(e) = w.run_loop(&rx, &mut dead, thread) {
+    let mut result = w.run_loop(&rx, &mut dead, thread);
+    if result.is_ok() {
+        for s in &mut w.sinks {
+            let name = s.name().to_string();
+            if let Err(e) = crate::stage::guarded("sink", &name, || s.finish()) {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    *sinks_back.lock() = std::mem::take(&mut w.sinks);
+    if let Err(e) = result {
         w.abort_all();
         let _ = dead.finish();
         tracing::error!(error = %e, "writer failed; stopping the pipeline");
@@ -321,6 +341,18 @@ pub fn run(
     report.dead_letter_file = dead.finish()?;
     guard.finish();
     Ok(report)
+}
+
+/// What the writer thread owns besides its queue and [`Output`].
+pub struct WriterParts {
+    /// File number 1 and its number, opened before anything is fetched (unpartitioned).
+    pub first: Option<(u64, ParquetFile)>,
+    /// The dead-letter file.
+    pub dead: DeadLetterLog,
+    /// The resume journal, when `writer.journal` is on.
+    pub journal: Option<Journal>,
+    /// User sinks; handed back through `sinks_back` when the loop ends, for the next run.
+    pub sinks: Vec<Box<dyn Sink>>,
 }
 
 /// One open Parquet file and what the writer knows about it.
@@ -366,6 +398,8 @@ fn release(pending: &mut Pending, registry: &Registry, id: u64) {
 }
 
 struct Writer<'a> {
+    /// User sinks, after the Parquet files.
+    sinks: Vec<Box<dyn Sink>>,
     /// The resume journal, when on.
     journal: Option<Journal>,
     /// Items written since the last checkpoint.
@@ -539,12 +573,18 @@ impl Writer<'_> {
             self.pending.insert(id, (oldest, 1));
             id
         });
-        let parts = match &self.partitioner {
-            None => vec![(String::new(), rows.clone())],
-            Some(p) => p.split(rows)?,
-        };
-        for (key, part) in &parts {
-            self.write_rows(key, part, tracked)?;
+        if self.output.enabled {
+            let parts = match &self.partitioner {
+                None => vec![(String::new(), rows.clone())],
+                Some(p) => p.split(rows)?,
+            };
+            for (key, part) in &parts {
+                self.write_rows(key, part, tracked)?;
+            }
+        }
+        for s in &mut self.sinks {
+            let name = s.name().to_string();
+            crate::stage::guarded("sink", &name, || s.write(rows))?;
         }
         self.registry
             .latency(Stage::Write)

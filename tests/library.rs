@@ -1,0 +1,224 @@
+//! The embedding API: push sources from many threads, back-pressure, shutdown that drains,
+//! custom transforms and sinks, and a panicking transform contained.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::RecordBatch;
+use common::*;
+use pinflow::push::PushError;
+use pinflow::{Pipeline, Source};
+
+fn ids_of(rows: &RecordBatch) -> Vec<i64> {
+    rows.column_by_name("id")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec()
+}
+
+#[test]
+fn many_producers_push_concurrently_and_every_record_arrives_once_in_producer_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let sink_seen = Arc::clone(&seen);
+    let pipeline = Pipeline::builder()
+        .out(dir.path().join("push.parquet"))
+        // One parse and one compute thread: then per-producer order holds end to end.
+        .configure(|c| {
+            c.threads.parse = Some(1);
+            c.threads.compute = Some(1);
+        })
+        .on_batch(move |rows| sink_seen.lock().unwrap().extend(ids_of(rows)))
+        .build()
+        .unwrap();
+    let (source, push) = Source::push(256);
+    let run = pipeline.spawn(source).unwrap();
+    let (producers, per) = (8i64, 5_000i64);
+    let threads: Vec<_> = (0..producers)
+        .map(|p| {
+            let push = push.clone();
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    let id = p * 1_000_000 + i;
+                    // Mix single objects and small NDJSON chunks.
+                    if i % 10 == 0 && i + 1 < per {
+                        let chunk = format!("{{\"id\":{id}}}\n{{\"id\":{}}}\n", id + 1);
+                        push.push(chunk).unwrap();
+                    } else if i % 10 == 1 {
+                        continue; // pushed with the previous one
+                    } else {
+                        push.push(format!("{{\"id\":{id},\"values\":[{i},1]}}"))
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    drop(push);
+    let summary = run.join().unwrap();
+    assert!(summary.ledger_balances(), "{summary}");
+    let n = (producers * per) as u64;
+    assert_eq!(summary.records_written, n, "{summary}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len() as u64, n);
+    // Per producer: strictly increasing, complete.
+    let mut last: HashMap<i64, i64> = HashMap::new();
+    for &id in seen.iter() {
+        let (p, i) = (id / 1_000_000, id % 1_000_000);
+        let prev = last.insert(p, i);
+        assert_eq!(prev.map_or(0, |x| x + 1), i, "producer {p} out of order");
+    }
+    // The Parquet file holds the same rows.
+    let mut file_ids = ids(summary.output.as_ref().unwrap());
+    file_ids.sort_unstable();
+    let mut expect: Vec<i64> = seen.clone();
+    expect.sort_unstable();
+    assert_eq!(file_ids, expect);
+}
+
+#[test]
+fn a_full_queue_refuses_at_once_and_shutdown_drains_what_was_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    // The sink holds the first batch until released: everything behind it backs up.
+    let gate = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let (g, w) = (Arc::clone(&gate), Arc::clone(&written));
+    let pipeline = Pipeline::builder()
+        .out(dir.path().join("drain.parquet"))
+        .configure(|c| c.queue_capacity = 1)
+        .on_batch(move |rows| {
+            while !g.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            w.fetch_add(rows.num_rows(), Ordering::Relaxed);
+        })
+        .build()
+        .unwrap();
+    let (source, push) = Source::push(4);
+    let run = pipeline.spawn(source).unwrap();
+    let mut accepted = 0;
+    let mut full = None;
+    for i in 0..10_000 {
+        match push.try_push(format!("{{\"id\":{i}}}")) {
+            Ok(()) => accepted += 1,
+            Err(e) => {
+                full = Some(e);
+                break;
+            }
+        }
+        // Let the feeder take some so the queues between the stages fill too.
+        if i % 4 == 3 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let err = full.expect("the queue filled up");
+    assert!(matches!(err, PushError::Full(_)), "{err}");
+    assert!(err.to_string().contains("full"));
+    // The refused item comes back whole.
+    let pinflow::push::Pushed::Body(body) = err.into_inner() else {
+        panic!("a body was pushed")
+    };
+    assert!(String::from_utf8(body).unwrap().starts_with("{\"id\":"));
+    // Shut down with records still queued (in the push queue and between stages), then open
+    // the gate: everything accepted is written, and later pushes are refused.
+    let shutdown = std::thread::spawn(move || run.shutdown());
+    std::thread::sleep(Duration::from_millis(100));
+    gate.store(true, Ordering::Release);
+    let summary = shutdown.join().unwrap().unwrap();
+    assert_eq!(summary.records_written, accepted, "{summary}");
+    assert_eq!(written.load(Ordering::Relaxed) as u64, accepted);
+    assert!(matches!(
+        push.try_push("{\"id\":-1}"),
+        Err(PushError::Closed(_))
+    ));
+    assert_eq!(ids(summary.output.as_ref().unwrap()).len() as u64, accepted);
+}
+
+#[test]
+fn a_panicking_transform_stops_the_run_with_an_error_and_files_stay_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches = Arc::new(AtomicUsize::new(0));
+    let b = Arc::clone(&batches);
+    let pipeline = Pipeline::builder()
+        .out(dir.path().join("p.parquet"))
+        .configure(|c| {
+            c.writer.rotate_rows = Some(50);
+            c.threads.compute = Some(1);
+        })
+        .transform(move |rows: RecordBatch| {
+            if b.fetch_add(1, Ordering::Relaxed) == 20 {
+                panic!("boom at batch 20");
+            }
+            Ok(rows)
+        })
+        .build()
+        .unwrap();
+    let (source, push) = Source::push(8);
+    let run = pipeline.spawn(source).unwrap();
+    let producer = std::thread::spawn(move || {
+        for i in 0..100_000 {
+            if push.push(format!("{{\"id\":{i}}}")).is_err() {
+                return i; // refused once the run stopped
+            }
+        }
+        100_000
+    });
+    let err = run.join().unwrap_err().to_string();
+    assert!(
+        err.contains("transform") && err.contains("panicked: boom at batch 20"),
+        "{err}"
+    );
+    assert!(
+        producer.join().unwrap() < 100_000,
+        "pushes are refused after the failure"
+    );
+    // Every file present is complete and readable; no temporary file is left.
+    let names = dir_names(dir.path());
+    assert!(names.iter().any(|n| n.ends_with(".parquet")), "{names:?}");
+    for n in &names {
+        assert!(!n.starts_with('.'), "temporary file left: {n}");
+        if n.ends_with(".parquet") {
+            read_parquet(&dir.path().join(n));
+        }
+    }
+}
+
+#[test]
+fn transforms_and_sinks_see_the_statistics_and_parquet_can_be_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let got: Arc<Mutex<Vec<RecordBatch>>> = Arc::default();
+    let g = Arc::clone(&got);
+    let pipeline = Pipeline::builder()
+        .out(dir.path().join("never.parquet"))
+        .parquet(false)
+        .filter(|row| row.f64("values_mean").is_some_and(|m| m > 2.0))
+        .on_batch(move |rows| g.lock().unwrap().push(rows.clone()))
+        .build()
+        .unwrap();
+    let (source, push) = Source::push(16);
+    let run = pipeline.spawn(source).unwrap();
+    push.push("{\"id\":1,\"values\":[1,2]}\n{\"id\":2,\"values\":[3,4]}\n{\"id\":3}")
+        .unwrap();
+    drop(push);
+    let summary = run.join().unwrap();
+    assert!(summary.ledger_balances(), "{summary}");
+    assert_eq!((summary.records_written, summary.records_filtered), (1, 2));
+    let got = got.lock().unwrap();
+    let ids: Vec<i64> = got.iter().flat_map(ids_of).collect();
+    assert_eq!(ids, [2]);
+    assert!(got[0].column_by_name("values_variance").is_some());
+    assert!(
+        dir_names(dir.path()).is_empty(),
+        "no Parquet file when it is off"
+    );
+}
