@@ -57,6 +57,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod push;
 pub mod schema;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod sink;
 pub mod source;
@@ -72,5 +73,5 @@ pub use source::Source;
 
 /// The README's Rust examples, compiled and run as doc tests so they cannot rot.
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "sim", feature = "http"))]
 pub struct ReadmeDoctests;

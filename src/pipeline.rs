@@ -22,8 +22,11 @@ use crate::batch::{BodyBatch, LiveBatches, RecordsBatch};
 use crate::compute;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::fetch::{self, FetchChannels, FetchReport};
+#[cfg(feature = "http")]
+use crate::fetch;
+use crate::fetch::{FetchChannels, FetchReport};
 use crate::journal::Journal;
+#[cfg(feature = "metrics-endpoint")]
 use crate::metrics::endpoint::Endpoint;
 use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
 use crate::metrics::{Latency, StageLatencies, Summary};
@@ -57,6 +60,7 @@ pub struct Pipeline {
     registry: Arc<Registry>,
     /// Started by the first run when `metrics.addr` is set; serves until the pipeline is
     /// dropped, so the final figures can still be scraped after a run.
+    #[cfg(feature = "metrics-endpoint")]
     endpoint: parking_lot::Mutex<Option<Endpoint>>,
     /// What the files' `pinflow.source` metadata says; `None`: described from the source.
     source_label: Option<String>,
@@ -251,6 +255,7 @@ impl Pipeline {
             stop: Arc::new(AtomicBool::new(false)),
             reopen: Arc::new(AtomicBool::new(false)),
             registry: Arc::new(Registry::new(&roles)),
+            #[cfg(feature = "metrics-endpoint")]
             endpoint: parking_lot::Mutex::new(None),
             source_label: None,
             transforms: Vec::new(),
@@ -288,15 +293,29 @@ impl Pipeline {
     /// The address the metrics endpoint listens on, once a run has started it (useful when
     /// `metrics.addr` asks for port 0).
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.endpoint.lock().as_ref().map(Endpoint::addr)
+        #[cfg(feature = "metrics-endpoint")]
+        return self.endpoint.lock().as_ref().map(Endpoint::addr);
+        #[cfg(not(feature = "metrics-endpoint"))]
+        None
     }
 
     fn start_endpoint(&self) -> Result<()> {
-        let mut ep = self.endpoint.lock();
-        if let (None, Some(addr)) = (ep.as_ref(), self.cfg.metrics.addr) {
-            *ep = Some(Endpoint::start(addr, Arc::clone(&self.registry))?);
+        #[cfg(feature = "metrics-endpoint")]
+        {
+            let mut ep = self.endpoint.lock();
+            if let (None, Some(addr)) = (ep.as_ref(), self.cfg.metrics.addr) {
+                *ep = Some(Endpoint::start(addr, Arc::clone(&self.registry))?);
+            }
+            Ok(())
         }
-        Ok(())
+        #[cfg(not(feature = "metrics-endpoint"))]
+        match self.cfg.metrics.addr {
+            Some(_) => Err(Error::config(
+                "metrics.addr",
+                "this build has no metrics endpoint (cargo feature `metrics-endpoint`)",
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The configuration.
@@ -346,8 +365,24 @@ impl Pipeline {
             },
             enabled: self.parquet,
         };
+        #[cfg(not(feature = "http"))]
+        if matches!(
+            source,
+            Source::Template(_) | Source::Urls(_) | Source::Lines { .. }
+        ) {
+            return Err(Error::config(
+                "source",
+                "this build has no HTTP fetcher (cargo feature `http`); use files or a push source",
+            ));
+        }
         // Secrets and certificates first: a missing one fails before any file exists.
-        fetch::preflight(&cfg.fetch)?;
+        #[cfg(feature = "http")]
+        if matches!(
+            source,
+            Source::Template(_) | Source::Urls(_) | Source::Lines { .. }
+        ) {
+            fetch::preflight(&cfg.fetch)?;
+        }
         if cfg.every.is_some() && matches!(source, Source::Files(_) | Source::Push(_)) {
             return Err(Error::config(
                 "every",
@@ -564,11 +599,18 @@ impl Pipeline {
                         crate::files::run(inputs, &fetch_cfg, chans, stop)?
                     }
                     (Source::Push(input), _) => crate::push::run(input, &fetch_cfg, chans, stop)?,
+                    #[cfg(feature = "http")]
                     (source, crate::config::FetchEngine::Mio) => {
                         fetch::run(&fetch_cfg, source, every, chans, stop)?
                     }
+                    #[cfg(feature = "http")]
                     (source, crate::config::FetchEngine::Ureq) => {
                         fetch::blocking::run(&fetch_cfg, source, chans, stop)?
+                    }
+                    #[cfg(not(feature = "http"))]
+                    (_, _) => {
+                        let _ = (every, chans, stop);
+                        unreachable!("URL sources are refused at start in builds without http")
                     }
                 };
                 guard.finish();

@@ -9,8 +9,10 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
+#[cfg(feature = "http")]
 use std::sync::Arc;
 
+#[cfg(feature = "http")]
 use crossbeam_channel::{Receiver, TryRecvError};
 
 use crate::error::{Error, Result};
@@ -226,9 +228,9 @@ impl Source {
             }),
         }
     }
-
     /// Turns the source into the feed the fetch thread pulls from. `wake` is called by the
     /// feeder thread (for line sources) whenever it has queued more items or finished.
+    #[cfg(feature = "http")]
     pub(crate) fn into_feed(self, wake: Arc<dyn Fn() + Send + Sync>) -> Result<Feed> {
         match self {
             Source::Template(t) => {
@@ -272,11 +274,13 @@ impl Source {
     }
 }
 
+#[cfg(feature = "http")]
 const LINE_CHUNK: usize = 1024;
 
 /// Reads URL lines and hands them to the fetch thread in chunks. A chunk is sent when it is
 /// full or when the reader has nothing more buffered, so a slow stream (`tail -f` into stdin)
 /// is fetched as it arrives instead of waiting for a full chunk.
+#[cfg(feature = "http")]
 fn feed_lines(
     mut reader: Box<dyn BufRead + Send>,
     name: &str,
@@ -352,6 +356,7 @@ fn feed_lines(
 }
 
 /// What the fetch thread pulls work from.
+#[cfg(feature = "http")]
 pub(crate) enum Feed {
     Iter(Box<dyn Iterator<Item = WorkItem> + Send>),
     Channel {
@@ -362,6 +367,7 @@ pub(crate) enum Feed {
 }
 
 /// One pull from a [`Feed`].
+#[cfg(feature = "http")]
 pub(crate) enum Next {
     Item(WorkItem),
     /// Nothing now; the feeder will wake the event loop when there is.
@@ -370,6 +376,7 @@ pub(crate) enum Next {
     Done,
 }
 
+#[cfg(feature = "http")]
 impl Feed {
     pub(crate) fn next(&mut self) -> Next {
         match self {
@@ -567,16 +574,20 @@ mod tests {
         assert!(HttpUrl::parse("ftp://h/").is_err());
         assert!(HttpUrl::parse("http://h:99999/").is_err());
         assert!(HttpUrl::parse("http:///x").is_err());
-        let u = HttpUrl::parse("https://h/x").unwrap();
-        assert_eq!(
-            (u.port, u.tls, u.to_string().as_str()),
-            (443, true, "https://h/x")
-        );
-        assert_eq!(HttpUrl::parse("https://h:8443").unwrap().port, 8443);
+        #[cfg(feature = "tls")]
+        {
+            let u = HttpUrl::parse("https://h/x").unwrap();
+            assert_eq!(
+                (u.port, u.tls, u.to_string().as_str()),
+                (443, true, "https://h/x")
+            );
+            assert_eq!(HttpUrl::parse("https://h:8443").unwrap().port, 8443);
+        }
         assert!(HttpUrl::parse("ftp://h/").unwrap_err().contains("http"));
     }
 
     #[test]
+    #[cfg(feature = "http")]
     fn line_feed_skips_blanks_and_comments() {
         let text = "# list\nhttp://a/1\n\n  http://a/2  \n";
         let src = Source::Lines {

@@ -6,6 +6,7 @@
 //! - [`prometheus`] renders a registry in the Prometheus text format, and [`endpoint`] serves
 //!   it (with `/healthz` and `/readyz`) on its own small, unpinned thread.
 
+#[cfg(feature = "metrics-endpoint")]
 pub mod endpoint;
 pub mod live;
 pub mod prometheus;

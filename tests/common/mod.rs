@@ -7,9 +7,12 @@ use std::fs::File;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+#[cfg(feature = "sim")]
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+#[cfg(feature = "sim")]
 use pinflow::sim::Record;
 
 /// Every batch of a Parquet file, read with the parquet crate's own reader.
@@ -23,6 +26,7 @@ pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
 }
 
 /// A row as read back: the record fields and the statistics.
+#[cfg(feature = "sim")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub record: Record,
@@ -47,6 +51,7 @@ fn str_at(b: &RecordBatch, col: &str, i: usize) -> String {
 }
 
 /// All rows of a file (records with every field present).
+#[cfg(feature = "sim")]
 pub fn rows(path: &Path) -> Vec<Row> {
     let mut out = Vec::new();
     for b in read_parquet(path) {
@@ -105,6 +110,7 @@ pub fn close(a: Option<f64>, b: Option<f64>, rel: f64) -> bool {
 
 /// Checks that `rows` hold exactly the ids `expected`, each once, with every field equal to
 /// the simulator's record and statistics equal to the scalar reference within 1e-12 relative.
+#[cfg(feature = "sim")]
 pub fn assert_rows_match_workload(
     rows: &[Row],
     workload: &pinflow::sim::Workload,
