@@ -27,66 +27,92 @@ pub fn add_statistics(rows: &RecordBatch, layout: &Layout) -> RecordBatch {
         let list = rows.column(col).as_list::<i32>();
         let offsets = list.value_offsets();
         let ints = matches!(list.value_type(), DataType::Int64);
-        let mut counts: Vec<Int64Builder> = Vec::new();
-        let mut floats: Vec<Float64Builder> = Vec::new();
-        for op in &spec.ops {
-            if *op == StatOp::Count {
-                counts.push(Int64Builder::with_capacity(n));
-            } else {
-                floats.push(Float64Builder::with_capacity(n));
-            }
-        }
+        // One builder per statistic, in spec order: Int64 for counts (and exact integer
+        // min/max), Float64 for the rest.
+        let mut builders: Vec<Out> = spec
+            .ops
+            .iter()
+            .map(|op| match (op, ints) {
+                (StatOp::Count, _) | (StatOp::Min | StatOp::Max, true) => {
+                    Out::I(Int64Builder::with_capacity(n))
+                }
+                _ => Out::F(Float64Builder::with_capacity(n)),
+            })
+            .collect();
         for row in 0..n {
             if list.is_null(row) {
-                counts.iter_mut().for_each(|b| b.append_null());
-                floats.iter_mut().for_each(|b| b.append_null());
+                builders.iter_mut().for_each(Out::null);
                 continue;
             }
             let range = offsets[row] as usize..offsets[row + 1] as usize;
             // The list's child array may be sliced: offsets index its logical values.
-            let values: &[f64] = if ints {
-                let child = list.values().as_primitive::<Int64Type>();
-                as_f64.clear();
-                as_f64.extend(child.values()[range].iter().map(|&i| i as f64));
-                &as_f64
-            } else {
-                &list.values().as_primitive::<Float64Type>().values()[range]
+            let exact: Option<&[i64]> =
+                ints.then(|| &list.values().as_primitive::<Int64Type>().values()[range.clone()]);
+            let values: &[f64] = match exact {
+                Some(v) => {
+                    as_f64.clear();
+                    as_f64.extend(v.iter().map(|&i| i as f64));
+                    &as_f64
+                }
+                None => &list.values().as_primitive::<Float64Type>().values()[range],
             };
             let s = stats::compute(values);
-            let (mut c, mut f) = (counts.iter_mut(), floats.iter_mut());
-            for op in &spec.ops {
-                let v = match *op {
-                    StatOp::Count => {
-                        c.next()
-                            .expect("one builder per count")
-                            .append_value(s.count as i64);
-                        continue;
+            for (op, b) in spec.ops.iter().zip(builders.iter_mut()) {
+                match (op, b, exact) {
+                    (StatOp::Count, Out::I(b), _) => b.append_value(s.count as i64),
+                    (StatOp::Min, Out::I(b), Some(v)) => b.append_option(v.iter().min().copied()),
+                    (StatOp::Max, Out::I(b), Some(v)) => b.append_option(v.iter().max().copied()),
+                    (StatOp::Sum, Out::F(b), Some(v)) => b.append_option(
+                        (!v.is_empty())
+                            .then(|| v.iter().map(|&i| i128::from(i)).sum::<i128>() as f64),
+                    ),
+                    (StatOp::Mean, Out::F(b), Some(v)) => {
+                        b.append_option((!v.is_empty()).then(|| {
+                            v.iter().map(|&i| i128::from(i)).sum::<i128>() as f64 / v.len() as f64
+                        }))
                     }
-                    StatOp::Sum => s.sum,
-                    StatOp::Mean => s.mean,
-                    StatOp::Variance => s.variance,
-                    StatOp::Stddev => s.variance.map(f64::sqrt),
-                    StatOp::Min => s.min,
-                    StatOp::Max => s.max,
-                    StatOp::Quantile(q) => stats::quantile(values, q, &mut scratch),
-                };
-                f.next()
-                    .expect("one builder per statistic")
-                    .append_option(v);
+                    (op, Out::F(b), _) => b.append_option(match *op {
+                        StatOp::Sum => s.sum,
+                        StatOp::Mean => s.mean,
+                        StatOp::Variance => s.variance,
+                        StatOp::Stddev => s.variance.map(f64::sqrt),
+                        StatOp::Min => s.min,
+                        StatOp::Max => s.max,
+                        StatOp::Quantile(q) => stats::quantile(values, q, &mut scratch),
+                        StatOp::Count => unreachable!("counts are Int64"),
+                    }),
+                    (_, Out::I(_), _) => {
+                        unreachable!("Int64 builders are for counts and exact min/max")
+                    }
+                }
             }
         }
-        let (mut c, mut f) = (counts.into_iter(), floats.into_iter());
-        for op in &spec.ops {
-            let array: ArrayRef = if *op == StatOp::Count {
-                Arc::new(c.next().expect("built").finish())
-            } else {
-                Arc::new(f.next().expect("built").finish())
-            };
-            columns.push(array);
-        }
+        columns.extend(builders.into_iter().map(Out::finish));
     }
     RecordBatch::try_new(layout.output_schema(), columns)
         .expect("statistics columns match the output schema")
+}
+
+/// A statistics column being built.
+enum Out {
+    I(Int64Builder),
+    F(Float64Builder),
+}
+
+impl Out {
+    fn null(&mut self) {
+        match self {
+            Out::I(b) => b.append_null(),
+            Out::F(b) => b.append_null(),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Out::I(mut b) => Arc::new(b.finish()),
+            Out::F(mut b) => Arc::new(b.finish()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -116,5 +142,47 @@ mod tests {
             .collect();
         assert_eq!(var[0], stats::reference(&[1.0, 2.0, 3.0, 4.0]).variance);
         assert_eq!(&var[1..], &[None, None, None]);
+    }
+
+    #[test]
+    fn integer_lists_keep_exact_min_max_and_sum() {
+        let fields = vec![
+            "id:int64".parse().unwrap(),
+            "n:list<int64>".parse().unwrap(),
+        ];
+        let stats = vec!["n:min,max,sum,mean".parse().unwrap()];
+        let layout = std::sync::Arc::new(
+            Layout::new(fields, crate::schema::Unknown::Ignore, stats).unwrap(),
+        );
+        let mut b = BodyBatch::default();
+        let body = format!(
+            "{{\"id\":1,\"n\":[9007199254740993]}}\n{{\"id\":2,\"n\":[{},{}]}}\n{{\"id\":3,\"n\":[]}}",
+            i64::MAX,
+            i64::MIN
+        );
+        b.push_body("u", body.as_bytes(), 1, std::time::Instant::now());
+        let rows = Parser::with_layout(std::sync::Arc::clone(&layout))
+            .parse_batch(&mut b)
+            .rows
+            .unwrap();
+        let out = add_statistics(&rows, &layout);
+        let i = |name: &str| -> Vec<Option<i64>> {
+            out.column_by_name(name)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .iter()
+                .collect()
+        };
+        let f = |name: &str| -> Vec<Option<f64>> {
+            out.column_by_name(name)
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect()
+        };
+        assert_eq!(i("n_min"), [Some(9007199254740993), Some(i64::MIN), None]);
+        assert_eq!(i("n_max"), [Some(9007199254740993), Some(i64::MAX), None]);
+        assert_eq!(f("n_sum"), [Some(9007199254740993.0), Some(-1.0), None]);
+        assert_eq!(f("n_mean"), [Some(9007199254740993.0), Some(-0.5), None]);
     }
 }

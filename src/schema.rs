@@ -271,10 +271,13 @@ impl StatOp {
         }
     }
 
-    /// The Arrow type of the column.
-    pub fn data_type(self) -> DataType {
-        match self {
-            StatOp::Count => DataType::Int64,
+    /// The Arrow type of the column, over a list of `list` type: the count is Int64, and so
+    /// are the min and max of a `list<int64>` (exact); everything else is Float64 (the sum of
+    /// a `list<int64>` is summed exactly, then rounded once).
+    pub fn data_type(self, list: FieldType) -> DataType {
+        match (self, list) {
+            (StatOp::Count, _) => DataType::Int64,
+            (StatOp::Min | StatOp::Max, FieldType::ListInt64) => DataType::Int64,
             _ => DataType::Float64,
         }
     }
@@ -462,7 +465,7 @@ impl Layout {
                 if out_fields.iter().any(|f| f.name() == &name) {
                     return Err(format!("the statistic column `{name}` exists already"));
                 }
-                out_fields.push(Field::new(name, op.data_type(), true));
+                out_fields.push(Field::new(name, op.data_type(fields[i].ty), true));
             }
         }
         Ok(Layout {

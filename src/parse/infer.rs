@@ -12,8 +12,8 @@
 //!   alone: `list<float64>`);
 //! - only nulls → `string`;
 //! - a path seen with two kinds of value (a number and a string, an object and a number),
-//!   or arrays of anything but numbers, is left out, with a warning; such a field is then an
-//!   unknown field (`schema.unknown` decides).
+//!   or arrays of anything but numbers, is left out with everything below it, with a warning;
+//!   such a field is then an unknown field (`schema.unknown` decides).
 //!
 //! Columns come in the order their paths were first seen.
 
@@ -86,7 +86,15 @@ pub fn infer<'b>(
         }
     }
     let mut fields = Vec::new();
+    // Paths left out: their descendants go too (an object that was once a number).
+    let mut dropped: Vec<String> = Vec::new();
     for path in order {
+        if dropped
+            .iter()
+            .any(|d| path.starts_with(d.as_str()) && path[d.len()..].starts_with('.'))
+        {
+            continue;
+        }
         let s = seen[&path];
         let kinds = [
             s.int || s.float,
@@ -103,6 +111,7 @@ pub fn infer<'b>(
         }
         let ty = if s.bad_list || kinds > 1 {
             tracing::warn!(field = %path, "schema inference: mixed or unsupported types; the field is left out");
+            dropped.push(path);
             continue;
         } else if s.float {
             FieldType::Float64
@@ -209,8 +218,8 @@ mod tests {
     #[test]
     fn rules() {
         let got = infer_text(&[
-            r#"{"id":1,"ts":"2026-11-24T10:00:00Z","x":1,"ok":true,"http":{"status":200,"path":"/a"},"v":[1,2],"w":[1.5],"e":[],"n":null,"mixed":1,"bad":[{"a":1}]}"#,
-            "{\"id\":2,\"ts\":\"2026-11-24T10:00:01+01:00\",\"x\":2.5,\"mixed\":\"one\",\"e\":[3]}\n{\"id\":3,\"tags\":\"a\",\"ts\":null}",
+            r#"{"id":1,"ts":"2026-11-24T10:00:00Z","x":1,"ok":true,"http":{"status":200,"path":"/a"},"v":[1,2],"w":[1.5],"e":[],"n":null,"mixed":1,"bad":[{"a":1}],"o":{"a":1}}"#,
+            "{\"id\":2,\"ts\":\"2026-11-24T10:00:01+01:00\",\"x\":2.5,\"mixed\":\"one\",\"e\":[3],\"o\":2}\n{\"id\":3,\"tags\":\"a\",\"ts\":null}",
         ]);
         assert_eq!(
             got,
