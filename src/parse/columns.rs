@@ -330,7 +330,8 @@ impl Stage<'_> {
         let field = || format!("{}{key}", self.prefix);
         let ty = self.layout.fields[col].ty;
         self.staged[col] = match ty {
-            FieldType::Int64 => Staged::Int(int(&field(), n)?),
+            // The field's name is built only for an error: no allocation per record.
+            FieldType::Int64 => Staged::Int(int(field, n)?),
             FieldType::Float64 => match number(n) {
                 Some(x) => Staged::Float(x),
                 None => return Err(wrong_type(&field(), "a number", n)),
@@ -382,7 +383,7 @@ impl Stage<'_> {
                 } else {
                     let start = self.ints.len();
                     for (k, item) in items.iter().enumerate() {
-                        self.ints.push(int(&format!("{}[{k}]", field()), item)?);
+                        self.ints.push(int(|| format!("{}[{k}]", field()), item)?);
                     }
                     Staged::ListI(start..self.ints.len())
                 }
@@ -400,14 +401,17 @@ fn number(n: &Node<'_>) -> Option<f64> {
     super::number(n)
 }
 
-fn int(field: &str, n: &Node<'_>) -> Result<i64, Reject> {
+fn int(field: impl Fn() -> String, n: &Node<'_>) -> Result<i64, Reject> {
     match n {
         Node::Static(StaticNode::I64(x)) => Ok(*x),
         Node::Static(StaticNode::U64(x)) => i64::try_from(*x).map_err(|_| Reject {
             class: "out of range",
-            detail: format!("field `{field}`: {x} does not fit in a signed 64-bit integer"),
+            detail: format!(
+                "field `{}`: {x} does not fit in a signed 64-bit integer",
+                field()
+            ),
         }),
-        other => Err(super::wrong_type(field, "an integer", Some(other))),
+        other => Err(super::wrong_type(&field(), "an integer", Some(other))),
     }
 }
 

@@ -65,6 +65,16 @@ pub struct Canned {
     pub chunked: bool,
 }
 
+thread_local! {
+    static IN_SIMULATOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is a simulator thread. Reading it never allocates, so a counting
+/// global allocator can leave the in-process simulator's allocations out of pinflow's figures.
+pub fn in_simulator_thread() -> bool {
+    IN_SIMULATOR.with(std::cell::Cell::get)
+}
+
 /// How the simulator behaves.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -164,7 +174,10 @@ impl Simulator {
         let (server, waker, addr) = server::Server::bind(cfg, Arc::clone(&stop))?;
         let thread = std::thread::Builder::new()
             .name("pinflow-sim".into())
-            .spawn(move || server.run())?;
+            .spawn(move || {
+                IN_SIMULATOR.with(|f| f.set(true));
+                server.run()
+            })?;
         Ok(Simulator {
             addr,
             stop,
