@@ -683,6 +683,7 @@ impl Pipeline {
             compute: since(Stage::Compute),
             write: since(Stage::Write),
             end_to_end: since(Stage::EndToEnd),
+            handoff: since(Stage::Handoff),
         };
         summary.elapsed = started.elapsed();
         summary.peak_live_batches = live.peak();

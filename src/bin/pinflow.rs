@@ -1243,6 +1243,7 @@ fn bench(
         ("compute", &l.compute),
         ("write", &l.write),
         ("end_to_end", &l.end_to_end),
+        ("handoff", &l.handoff),
     ];
     if json {
         let mut s = format!(

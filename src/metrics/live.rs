@@ -57,16 +57,19 @@ pub enum Stage {
     Write = 3,
     /// Response complete → its row in a closed (flushed) row group.
     EndToEnd = 4,
+    /// Response complete → its batch handed to the writer (the oldest body of each batch).
+    Handoff = 5,
 }
 
 impl Stage {
     /// All stages.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::Fetch,
         Stage::Parse,
         Stage::Compute,
         Stage::Write,
         Stage::EndToEnd,
+        Stage::Handoff,
     ];
 
     /// The label value used in metrics.
@@ -77,6 +80,7 @@ impl Stage {
             Stage::Compute => "compute",
             Stage::Write => "write",
             Stage::EndToEnd => "end_to_end",
+            Stage::Handoff => "handoff",
         }
     }
 }
@@ -185,7 +189,7 @@ pub struct Registry {
     pub cycles: AtomicU64,
     queue_depth: [AtomicUsize; 3],
     queue_capacity: [AtomicUsize; 3],
-    latency: [Mutex<Latency>; 5],
+    latency: [Mutex<Latency>; 6],
     threads: Vec<ThreadHealth>,
     running: AtomicBool,
     draining: AtomicBool,

@@ -144,8 +144,11 @@ pub struct StageLatencies {
     pub compute: Latency,
     /// Writing one batch into the Parquet writer, per batch.
     pub write: Latency,
-    /// Oldest body of a batch fetched → batch handed to the Parquet writer, per batch.
+    /// Response complete → its row in a closed row group (per batch, its oldest response).
     pub end_to_end: Latency,
+    /// Response complete → its batch handed to the writer (per batch, its oldest response):
+    /// the pipeline's own latency, without the row-group wait.
+    pub handoff: Latency,
 }
 
 /// The ledger and figures of a finished run.
@@ -255,6 +258,7 @@ impl std::fmt::Display for Summary {
             ("parse", &l.parse),
             ("compute", &l.compute),
             ("write", &l.write),
+            ("handoff", &l.handoff),
             ("end-to-end", &l.end_to_end),
         ] {
             let p = h.percentiles();

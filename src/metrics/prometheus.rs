@@ -237,7 +237,7 @@ pub fn render(r: &Registry) -> String {
     // Latencies.
     let _ = writeln!(
         o,
-        "# HELP pinflow_stage_latency_seconds Latency per stage: fetch per request, parse per body, compute and write per batch, end_to_end from response complete to row in a closed row group.\n# TYPE pinflow_stage_latency_seconds summary"
+        "# HELP pinflow_stage_latency_seconds Latency per stage: fetch per request, parse per body, compute and write per batch, end_to_end from response complete to row in a closed row group, handoff from response complete to the batch reaching the writer.\n# TYPE pinflow_stage_latency_seconds summary"
     );
     for stage in Stage::ALL {
         let h = r.latency(stage);

@@ -106,7 +106,7 @@ pub fn infer<'b>(
         .iter()
         .filter(|&&k| k)
         .count();
-        if s.object && kinds == 1 {
+        if s.object && kinds == 1 && !s.bad_list {
             continue; // Its fields are columns of their own.
         }
         let ty = if s.bad_list || kinds > 1 {
@@ -154,6 +154,10 @@ fn observe(
         BorrowedValue::Static(simd_json::StaticNode::Null) => s.null = true,
         BorrowedValue::Static(simd_json::StaticNode::Bool(_)) => s.boolean = true,
         BorrowedValue::Static(simd_json::StaticNode::F64(_)) => s.float = true,
+        // Past i64::MAX an int64 column cannot hold it.
+        BorrowedValue::Static(simd_json::StaticNode::U64(u)) if *u > i64::MAX as u64 => {
+            s.float = true
+        }
         BorrowedValue::Static(_) => s.int = true,
         BorrowedValue::String(text) => {
             s.string = true;

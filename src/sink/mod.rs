@@ -554,6 +554,11 @@ impl Writer<'_> {
     }
 
     fn write_batch(&mut self, batch: &RecordsBatch, dead: &mut DeadLetterLog) -> Result<()> {
+        if let Some(oldest) = batch.oldest {
+            self.registry
+                .latency(Stage::Handoff)
+                .record(oldest.elapsed());
+        }
         for d in &batch.dead_letters {
             dead.write(d)?;
             self.failure_log.log(d);
