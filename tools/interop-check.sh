@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Interoperability check: pinflow writes Parquet files, pyarrow and DuckDB read them back, and
 # tools/interop/check.py compares every value and statistic (see README, "Interoperability
-# check").
+# check"): the log layout (demo, every codec, edge cases served over HTTP), and with
+# tools/interop/cases.py a configurable schema, schema inference, Hive-partitioned datasets and
+# a journal run over the file source.
 #
 #   tools/interop-check.sh [PINFLOW_BINARY]
 #
@@ -116,9 +118,48 @@ kill "$SERVER_PID" 2>/dev/null || true
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=
 
+# Beyond the log layout (tools/interop/cases.py): other codecs, a configurable schema over the
+# file source, inference, Hive partitions and a journal run.
+run_pinflow demo-lz4 demo --out "$WORK/demo-lz4.parquet" --records "$RECORDS" --compression lz4
+run_pinflow demo-zstd9 demo --out "$WORK/demo-zstd9.parquet" --records "$RECORDS" \
+  --compression zstd:9
+"$PY" tools/interop/cases.py gen "$WORK" >"$WORK/cases-gen.log"
+FIELDS=('id:int64' 'ts:timestamp' 'svc:dict' 'http.status:int64' 'ok:bool' 'x:float64'
+  'samples:list<float64>' 'counts:list<int64>' 's:string')
+STATS=('samples:count,sum,mean,variance,stddev,min,max,p50,p90,p99.9'
+  'counts:sum,mean,min,max,variance,p50')
+SCHEMA=(--unknown-fields extra)
+for f in "${FIELDS[@]}"; do SCHEMA+=(--field "$f"); done
+for s in "${STATS[@]}"; do SCHEMA+=(--stats "$s"); done
+json_list() { "$PY" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@"; }
+FIELDS_JSON=$(json_list "${FIELDS[@]}")
+STATS_JSON=$(json_list "${STATS[@]}")
+run_pinflow schema run --files "$WORK/schema-in" --out "$WORK/schema.parquet" "${SCHEMA[@]}" \
+  --row-group-rows 500 --compression lz4
+run_pinflow infer run --files "$WORK/infer-in" --out "$WORK/infer.parquet" --infer-schema \
+  --unknown-fields extra --compression zstd:9
+run_pinflow demo-hive demo --out "$WORK/demo-hive" --records "$RECORDS" \
+  --partition-by service --partition-by date
+run_pinflow schema-hive run --files "$WORK/schema-in" --out "$WORK/schema-hive" \
+  "${SCHEMA[@]}" --partition-by s,http_status --compression zstd:9
+run_pinflow codes-hive run --files "$WORK/codes-in" --out "$WORK/codes-hive" \
+  --field id:int64 --field ts:timestamp --field code:string --field n:int64 \
+  --partition-by code,date
+# Journal: 64 KiB chunks (about 25 work items) and a checkpoint every 1000 rows; the second run
+# of the same command must find nothing to do.
+mkdir "$WORK/journal"
+export PINFLOW_FETCH_BATCH_MAX_BYTES=65536
+for k in 1 2; do
+  run_pinflow "journal-$k" run --files "$WORK/schema-in" --out "$WORK/journal/out.parquet" \
+    "${SCHEMA[@]}" --journal --rotate-rows 1000
+  ls -A "$WORK/journal" >"$WORK/journal-files-$k.txt"
+done
+unset PINFLOW_FETCH_BATCH_MAX_BYTES
+
 # --- 4. The check -----------------------------------------------------------------------------
 cat >"$WORK/manifest.json" <<EOF
 {
+  "work": "$WORK",
   "files": [
     {"label": "demo", "path": "$WORK/demo.parquet", "expect_rows": $RECORDS,
      "demo_records": $RECORDS, "row_group_rows": 65536, "compression": "SNAPPY",
@@ -129,13 +170,54 @@ cat >"$WORK/manifest.json" <<EOF
     {"label": "demo-rg1000", "path": "$WORK/demo-rg1000.parquet", "expect_rows": $RECORDS,
      "demo_records": $RECORDS, "row_group_rows": 1000, "compression": "SNAPPY",
      "version": "$VERSION", "source": "demo"},
+    {"label": "demo-lz4", "path": "$WORK/demo-lz4.parquet", "expect_rows": $RECORDS,
+     "demo_records": $RECORDS, "row_group_rows": 65536, "compression": "LZ4_RAW",
+     "version": "$VERSION", "source": "demo"},
+    {"label": "demo-zstd9", "path": "$WORK/demo-zstd9.parquet", "expect_rows": $RECORDS,
+     "demo_records": $RECORDS, "row_group_rows": 65536, "compression": "ZSTD",
+     "version": "$VERSION", "source": "demo"},
     {"label": "edge", "path": "$WORK/edge.parquet", "row_group_rows": 100,
      "compression": "UNCOMPRESSED", "version": "$VERSION", "exact": true,
      "source": "$EDGE_URLS",
      "expected": "$WORK/pages/expected.json",
      "dead_letter": "$WORK/edge.parquet.deadletter.ndjson"}
   ],
-  "same_content": [["demo", "demo-zstd", "demo-rg1000"]]
+  "same_content": [["demo", "demo-zstd", "demo-rg1000", "demo-lz4", "demo-zstd9"]],
+  "cases": [
+    {"kind": "schema", "label": "schema.parquet", "path": "$WORK/schema.parquet",
+     "inputs": ["$WORK/schema-in"], "intent": "$WORK/intent.json",
+     "fields": $FIELDS_JSON, "stats": $STATS_JSON, "unknown": "extra",
+     "row_group_rows": 500, "compression": "LZ4_RAW", "version": "$VERSION",
+     "source": "$WORK/schema-in", "dead_letter": "$WORK/schema.parquet.deadletter.ndjson",
+     "filters": ["id", "x", "http_status", "s", "ok", "samples_p50", "counts_sum",
+                 "counts_min"]},
+    {"kind": "infer", "label": "infer.parquet", "path": "$WORK/infer.parquet",
+     "inputs": ["$WORK/infer-in"], "unknown": "extra", "log": "$WORK/infer.log",
+     "row_group_rows": 65536, "compression": "ZSTD", "version": "$VERSION",
+     "source": "$WORK/infer-in", "dead_letter": "$WORK/infer.parquet.deadletter.ndjson",
+     "filters": ["id", "x", "n", "when", "values_max"]},
+    {"kind": "hive", "label": "demo-hive", "dir": "$WORK/demo-hive",
+     "partition_by": ["service", "date"], "same_as": "demo", "row_group_rows": 65536,
+     "compression": "SNAPPY", "version": "$VERSION", "source": "demo"},
+    {"kind": "hive", "label": "schema-hive", "dir": "$WORK/schema-hive",
+     "partition_by": ["s", "http_status"], "inputs": ["$WORK/schema-in"],
+     "fields": $FIELDS_JSON, "stats": $STATS_JSON, "unknown": "extra",
+     "row_group_rows": 65536, "compression": "ZSTD", "version": "$VERSION",
+     "source": "$WORK/schema-in"},
+    {"kind": "hive", "label": "codes-hive", "dir": "$WORK/codes-hive",
+     "partition_by": ["code", "date"], "inputs": ["$WORK/codes-in"],
+     "fields": ["id:int64", "ts:timestamp", "code:string", "n:int64"],
+     "row_group_rows": 65536, "compression": "SNAPPY", "version": "$VERSION",
+     "source": "$WORK/codes-in"},
+    {"kind": "journal", "label": "journal", "dir": "$WORK/journal",
+     "journal": "$WORK/journal/out.parquet.journal", "inputs": ["$WORK/schema-in"],
+     "fields": $FIELDS_JSON, "stats": $STATS_JSON, "unknown": "extra",
+     "first_log": "$WORK/journal-1.log", "second_log": "$WORK/journal-2.log",
+     "files_before": "$WORK/journal-files-1.txt", "files_after": "$WORK/journal-files-2.txt",
+     "dead_letter": "$WORK/journal/out.parquet.deadletter.ndjson",
+     "row_group_rows": 65536, "compression": "SNAPPY", "version": "$VERSION",
+     "source": "$WORK/schema-in"}
+  ]
 }
 EOF
 "$PY" tools/interop/check.py --manifest "$WORK/manifest.json" || die "mismatches above"

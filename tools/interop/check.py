@@ -23,6 +23,9 @@ For every file:
       with every field equal to what json.loads makes of it, and every bad record is in the
       dead-letter file with its reason.
 
+A manifest's "cases" (configurable schemas, inference, Hive partitions, journal runs) are
+checked by cases.py, against a model of what pinflow must write for every input line.
+
 It prints a short report and exits 1 on any mismatch, naming the file, row and column.
 """
 
@@ -42,6 +45,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+import cases  # tools/interop/cases.py: schemas, inference, partitions, codecs, journal runs
 
 COLUMNS = [
     ("id", pa.int64(), "INT64", None, "BIGINT"),
@@ -73,9 +78,13 @@ class Failures:
         self.items = []
         self.notes = []
         self.pa_missing = {}  # file -> (chunks, columns) whose min/max pyarrow ignores
+        self.root = None  # files under it are named by their relative path (partitions)
 
     def add(self, file, what, row=None, column=None, detail=""):
-        where = os.path.basename(file)
+        if self.root and os.path.isabs(file) and file.startswith(self.root + os.sep):
+            where = os.path.relpath(file, self.root)
+        else:
+            where = os.path.basename(file)
         if row is not None:
             where += f" row {row}"
         if column is not None:
@@ -198,6 +207,9 @@ class Thrift:
         return None
 
 
+CODECS = {0: "UNCOMPRESSED", 1: "SNAPPY", 2: "GZIP", 3: "LZO", 4: "BROTLI", 5: "LZ4", 6: "ZSTD",
+          7: "LZ4_RAW"}
+PYARROW_CODEC = {"LZ4_RAW": "LZ4", "LZ4": "LZ4_HADOOP"}
 COLUMN_ORDER_NAMES = {1: "TypeDefinedOrder", 2: "IEEE754TotalOrder", 3: "INT96TimestampOrder"}
 
 
@@ -216,6 +228,8 @@ def raw_footer(path):
 def decode_stat(raw, physical):
     if raw is None:
         return None
+    if physical == "BOOLEAN":
+        return raw[0] != 0
     if physical == "INT64":
         return struct.unpack("<q", raw)[0]
     if physical == "DOUBLE":
@@ -694,6 +708,7 @@ def check_metadata(path, pf, pa_table, con, spec, fails, summary):
 
     offset = 0
     chunks_checked = 0
+    codecs_seen = set()
     pa_missing = {}
     dd_missing_inf = 0
     for i in range(md.num_row_groups):
@@ -708,16 +723,23 @@ def check_metadata(path, pf, pa_table, con, spec, fails, summary):
             chunks_checked += 1
             raw_cc = raw_rg[1][j]
             raw_md = raw_cc.get(3, {})
-            if codec and c.compression != codec:
+            # The codec as the footer names it (pyarrow calls LZ4_RAW "LZ4" and the framed
+            # Hadoop LZ4 "LZ4_HADOOP").
+            raw_codec = CODECS.get(raw_md.get(4), str(raw_md.get(4)))
+            codecs_seen.add(raw_codec)
+            if codec and raw_codec != codec:
                 fails.add(path, f"row group {i} codec", column=leaf,
-                          detail=f"{c.compression} != {codec}")
+                          detail=f"footer {raw_codec} != {codec}")
+            if PYARROW_CODEC.get(raw_codec, raw_codec) != c.compression:
+                fails.add(path, f"row group {i} codec", column=leaf,
+                          detail=f"pyarrow {c.compression}, footer {raw_codec}")
             if not c.has_column_index or not c.has_offset_index:
                 fails.add(path, f"row group {i} has no page index", column=leaf,
                           detail=f"column index {c.has_column_index}, "
                                  f"offset index {c.has_offset_index}")
             # What the statistics must say, from the data of this row group.
             arr = chunk(part.column(top))
-            if top == "values":
+            if pa.types.is_list(arr.type):
                 # Leaf-level nulls: a null list, an empty list and a null element each leave one
                 # definition level below the maximum.
                 lens = pc.list_value_length(arr)
@@ -809,7 +831,9 @@ def check_metadata(path, pf, pa_table, con, spec, fails, summary):
                 continue
             if isinstance(dmin, bytes):
                 same("DuckDB", s_min, s_max, bool(min_exact), bool(max_exact))
-            elif top == "ts":
+            elif isinstance(dmin, bool):
+                same("DuckDB", s_min == "true", s_max == "true")
+            elif pa.types.is_timestamp(arr.type):
                 conv = con.execute("SELECT epoch_us(?::TIMESTAMPTZ), epoch_us(?::TIMESTAMPTZ)",
                                    [s_min, s_max]).fetchone()
                 same("DuckDB", conv[0], conv[1])
@@ -817,24 +841,25 @@ def check_metadata(path, pf, pa_table, con, spec, fails, summary):
                 cast = float if isinstance(dmin, float) else int
                 same("DuckDB", cast(s_min), cast(s_max))
     if pa_missing:
-        fails.pa_missing[name] = (sum(pa_missing.values()), sorted(pa_missing))
+        fails.pa_missing[path] = (sum(pa_missing.values()), sorted(pa_missing))
     if dd_missing_inf:
         fails.note(f"NOTE {name}: DuckDB {duckdb.__version__} reports no min/max for "
                    f"{dd_missing_inf} DOUBLE column chunks whose data holds ±inf (the footer has "
                    f"them; checked there)")
     summary.update(row_groups=md.num_row_groups, rg_min=min(sizes) if sizes else 0,
                    rg_max=max(sizes) if sizes else 0, chunks=chunks_checked,
-                   codec=md.row_group(0).column(0).compression if md.num_row_groups else "-",
+                   codec="/".join(sorted(codecs_seen)) or "-",
                    ieee=len(ieee))
 
 
-def check_pruned_reads(path, pa_table, con, fails):
+def check_pruned_reads(path, pa_table, con, fails,
+                       names=("id", "latency_ms", "values_mean", "values_max", "service")):
     """Filtered reads prune row groups and pages by the statistics: they must count the same."""
     n = pa_table.num_rows
     if n == 0:
         return 0
     probes = 0
-    for name in ("id", "latency_ms", "values_mean", "values_max", "service"):
+    for name in names:
         col = chunk(pa_table.column(name))
         nonnull = pc.drop_null(col)
         if pa.types.is_floating(col.type):
@@ -1056,10 +1081,12 @@ def main():
     ap.add_argument("files", nargs="*")
     ap.add_argument("--manifest", help="JSON: {files: [{path, label, expect_rows, "
                     "row_group_rows, compression, version, expected, dead_letter, exact, "
-                    "demo_records}], same_content: [[label...]]}")
+                    "demo_records}], same_content: [[label...]], cases: [{kind, label, ...}] "
+                    "(see cases.py)}")
     ap.add_argument("--expect-rows", type=int)
     ap.add_argument("--row-group-rows", type=int)
-    ap.add_argument("--compression", help="SNAPPY, ZSTD, UNCOMPRESSED, ...")
+    ap.add_argument("--compression", help="the codec as the footer names it: SNAPPY, ZSTD, "
+                    "LZ4_RAW, UNCOMPRESSED, ...")
     ap.add_argument("--exact", action="store_true", help="exact rational reference statistics")
     a = ap.parse_args()
     if a.manifest:
@@ -1074,11 +1101,15 @@ def main():
     print(f"interop: pyarrow {pa.__version__}, DuckDB {duckdb.__version__}, numpy "
           f"{np.__version__}, Python {sys.version.split()[0]}")
     fails = Failures()
+    fails.root = manifest.get("work")
     tables = {}
     summaries = []
     for spec in manifest["files"]:
         summaries.append(check_file(spec, fails, tables))
+    case_summaries = [cases.check_case(spec, fails, tables, sys.modules[__name__])
+                      for spec in manifest.get("cases", [])]
     ids = [s.get("run_id") for s in summaries if s.get("run_id")]
+    ids += [i for s in case_summaries for i in s.get("run_ids", ()) if i]
     if len(set(ids)) != len(ids):
         fails.add(summaries[0]["file"], "pinflow.run_id repeats across runs", detail=str(ids))
     group_results = []
@@ -1128,11 +1159,19 @@ def main():
           f"{'exact/fsum'} reference: mean {worst['mean']:.2e}, variance "
           f"{worst['variance']:.2e} (vs DuckDB {worst_other['DuckDB']:.1e}, vs numpy "
           f"{worst_other['numpy']:.1e})")
+    if case_summaries:
+        print(f"{'case':<20} {'rows':>6} {'files':>5} {'groups':>6} {'codec':<12} {'cells':>7} "
+              f"{'elements':>8} {'s':>4}  what was checked")
+    for s in case_summaries:
+        print(f"{s['label']:<20} {s.get('rows', 0):>6} {s.get('files', 0):>5} "
+              f"{s.get('row_groups', 0):>6} {s.get('codec', '?'):<12} {s.get('cells', 0):>7} "
+              f"{s.get('elements', 0):>8} {s['seconds']:>4.1f}  {s['line']}")
     if fails.pa_missing:
         chunks = sum(v[0] for v in fails.pa_missing.values())
         columns = sorted({c for v in fails.pa_missing.values() for c in v[1]})
         print(f"NOTE pyarrow {pa.__version__} reports no min/max for {chunks} DOUBLE column "
-              f"chunks in {len(fails.pa_missing)} of {len(summaries)} files "
+              f"chunks in {len(fails.pa_missing)} of "
+              f"{len(summaries) + sum(s.get('files', 0) for s in case_summaries)} files "
               f"({', '.join(columns)}): the footer declares ColumnOrder IEEE754TotalOrder for "
               f"them, which Arrow C++ does not know, so it ignores their statistics (no "
               f"row-group pruning on float columns in Arrow-based readers). They were checked "
@@ -1141,8 +1180,9 @@ def main():
         print(n)
     started = os.environ.get("INTEROP_STARTED")
     took = f" in {time.time() - float(started):.1f} s" if started else ""
-    checks = len(summaries) + len(group_results)
-    failed = sum(1 for s in summaries if s["mismatches"]) + group_results.count(False)
+    checks = len(summaries) + len(group_results) + len(case_summaries)
+    failed = sum(1 for s in summaries if s["mismatches"]) + group_results.count(False) + \
+        sum(1 for s in case_summaries if s["mismatches"])
     if fails.items:
         for m in fails.items[:200]:
             print(m)
