@@ -119,7 +119,15 @@ pub fn run(
         extra_headers,
         last_host: 0,
         awaiting_cursors: 0,
+        parse_threads: Vec::new(),
     };
+    fetcher.parse_threads = (0..fetcher.chans.registry.threads().len())
+        .filter(|&i| {
+            fetcher.chans.registry.threads()[i]
+                .name
+                .starts_with("parse")
+        })
+        .collect();
     fetcher
         .chans
         .registry
@@ -280,6 +288,8 @@ struct Fetcher {
     /// Page bodies delivered with cursor pagination on whose [`CursorReply`] has not come back:
     /// while any is out, a next page may still appear, so the pass is not over.
     awaiting_cursors: usize,
+    /// The parse threads' indices in the registry: when one waits for input, a batch ships.
+    parse_threads: Vec<usize>,
 }
 
 impl Fetcher {
@@ -327,7 +337,12 @@ impl Fetcher {
                 self.last_scan = now;
                 self.expire(now);
             }
-            let idle = events.is_empty();
+            // A batch waits to fill only while the parse threads are busy: when one of them is
+            // waiting for input it goes now, so an idle pipeline adds no batching delay, and a
+            // busy one still gets full batches (fewer, cheaper hand-offs).
+            let idle = events.is_empty()
+                || (self.chans.out.is_empty()
+                    && self.chans.registry.any_waiting(&self.parse_threads));
             if self.batch_due(now) || (idle && !self.batch.is_empty()) {
                 self.ship()?;
             }

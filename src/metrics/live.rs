@@ -276,6 +276,16 @@ impl Registry {
         t.beat_ms.store(now / 1_000_000, Relaxed);
     }
 
+    /// Whether any of `threads` is waiting for input: an idle stage, to which handing work now
+    /// costs nothing. Reads one atomic per thread.
+    pub fn any_waiting(&self, threads: &[usize]) -> bool {
+        threads.iter().any(|&i| {
+            self.threads
+                .get(i)
+                .is_some_and(|t| t.state.load(Relaxed) == ThreadState::WaitingInput as u8)
+        })
+    }
+
     /// Marks progress without a state change (the fetch thread, once per loop turn).
     pub fn heartbeat(&self, thread: usize) {
         if let Some(t) = self.threads.get(thread) {
