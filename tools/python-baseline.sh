@@ -82,6 +82,22 @@ base=$(awk '/^base /{print $2}' "$work/sim.out")
 
 tck=$(getconf CLK_TCK)
 sim_cpu() { awk -v t="$tck" '{printf "%.2f", ($14 + $15) / t}' "/proc/$sim_pid/stat"; }
+# CPU seconds the whole machine has been busy (user, nice, system, irq, softirq).
+busy() { awk -v t="$tck" '/^cpu /{printf "%.2f", ($2 + $3 + $4 + $7 + $8) / t}' /proc/stat; }
+mark() { m_sim=$(sim_cpu); m_all=$(busy); }
+# row RUN WHO RATE FILE: one table line. client: the measured command and its children;
+# sim: the simulator; others: every other process on the machine (builds, editors...), all in
+# CPU seconds since the last `mark`. A large "others" means that run was disturbed.
+row() {
+  local sim all client others
+  sim=$(echo "$(sim_cpu) - $m_sim" | bc)
+  all=$(echo "$(busy) - $m_all" | bc)
+  client=$(cpu_of "$4")
+  others=$(echo "x = $all - $client - $sim; if (x < 0) x = 0; x" | bc)
+  printf '%-4s %-16s %12.0f %8s %10s %8.2f %8.2f\n' "$1" "$2" "$3" "$(wall_of "$4")" "$client" "$sim" "$others"
+}
+header() { printf '%-4s %-16s %12s %8s %10s %8s %8s\n' run who "$1" wall_s client_cpu sim_cpu others; }
+div() { printf '%.1f' "$(echo "scale=6; $1" | bc)"; }  # div EXPR: one decimal, rounded
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 # timed FILE CMD...: runs CMD (its stdout to FILE.out, stderr to FILE.err) and writes
 # "wall user sys" (user and sys include waited-for children: the process pool) to FILE.time.
@@ -112,11 +128,8 @@ echo "== 1. the Python design vs pinflow: $records records, one per request, $re
 echo "   python:       $py $here/pipeline.py --urls '$template' --out PY.parquet"
 echo "   python-tuned: the same with ${tuned_args[*]}"
 echo "   pinflow:      $bin run --urls '$template' --out PF.parquet --progress never --log-level warn"
-printf '%-4s %-13s %12s %8s %10s %10s\n' run who records/s wall_s client_cpu sim_cpu
+header records/s
 py_rates=() pt_rates=() pf_rates=()
-row() { # row RUN WHO RATE FILE SIM_CPU_DELTA
-  printf '%-4s %-13s %12.0f %8s %10s %10.2f\n' "$1" "$2" "$3" "$(wall_of "$4")" "$(cpu_of "$4")" "$5"
-}
 run_python() { # run_python FILE [ARGS...]: prints records/s
   local f=$1; shift
   timed "$f" "$py" "$here/pipeline.py" --urls "$template" --out "$f.parquet" "$@" || {
@@ -124,18 +137,17 @@ run_python() { # run_python FILE [ARGS...]: prints records/s
   sed -n 's/.*"records_per_s": \([0-9.]*\).*/\1/p' "$f.out"
 }
 for i in $(seq "$repeat"); do
-  s0=$(sim_cpu); rate=$(run_python "$work/py"); s1=$(sim_cpu)
-  py_rates+=("$rate"); row "$i" python "$rate" "$work/py" "$(echo "$s1 - $s0" | bc)"
+  mark; rate=$(run_python "$work/py")
+  py_rates+=("$rate"); row "$i" python "$rate" "$work/py"
 
-  s0=$(sim_cpu); rate=$(run_python "$work/pt" "${tuned_args[@]}"); s1=$(sim_cpu)
-  pt_rates+=("$rate"); row "$i" python-tuned "$rate" "$work/pt" "$(echo "$s1 - $s0" | bc)"
+  mark; rate=$(run_python "$work/pt" "${tuned_args[@]}")
+  pt_rates+=("$rate"); row "$i" python-tuned "$rate" "$work/pt"
 
-  s0=$(sim_cpu)
+  mark
   timed "$work/pf" "$bin" run --urls "$template" --out "$work/pf.parquet" --progress never \
     --log-level warn || { echo "pinflow run failed:" >&2; cat "$work/pf.out" "$work/pf.err" >&2; exit 1; }
-  s1=$(sim_cpu)
   rate=$(sed -n 's/^elapsed .*, \([0-9]*\) records\/s/\1/p' "$work/pf.out")
-  pf_rates+=("$rate"); row "$i" pinflow "$rate" "$work/pf" "$(echo "$s1 - $s0" | bc)"
+  pf_rates+=("$rate"); row "$i" pinflow "$rate" "$work/pf"
 
   if [ "$i" = 1 ]; then
     for f in py pt; do
@@ -150,11 +162,11 @@ pt_med=$(printf '%s\n' "${pt_rates[@]}" | median)
 pf_med=$(printf '%s\n' "${pf_rates[@]}" | median)
 ratios() { # ratios NAME_OF_PYTHON_ARRAY: pinflow / python per run
   local -n a=$1
-  for k in "${!a[@]}"; do printf '%sx ' "$(echo "scale=1; ${pf_rates[$k]} / ${a[$k]}" | bc)"; done
+  for k in "${!a[@]}"; do printf '%sx ' "$(div "${pf_rates[$k]} / ${a[$k]}")"; done
 }
 echo "median records/s: python $py_med, python-tuned $pt_med, pinflow $pf_med"
-echo "pinflow / python:       $(echo "scale=1; $pf_med / $py_med" | bc)x  (per run: $(ratios py_rates))"
-echo "pinflow / python-tuned: $(echo "scale=1; $pf_med / $pt_med" | bc)x  (per run: $(ratios pt_rates))"
+echo "pinflow / python:       $(div "$pf_med / $py_med")x  (per run: $(ratios py_rates))"
+echo "pinflow / python-tuned: $(div "$pf_med / $pt_med")x  (per run: $(ratios pt_rates))"
 echo
 
 # ======================= 2. wrk vs pinflow ================================================
@@ -170,35 +182,41 @@ if [ "$do_wrk" = 1 ]; then
   echo "== 2. wrk vs pinflow: one record per request, $repeat runs interleaved"
   echo "   wrk:     wrk -t1 -c64 -d$wrk_duration -s $here/logs.lua $base -- $wrk_records   (ids 1..$wrk_records in turn)"
   echo "   pinflow: $bin run --urls '$template' --out PF.parquet --progress never --log-level warn"
+  echo "   pinflow --no-pin: the same, threads not pinned (the OS may move them away from the simulator)"
   echo "   (wrk only sends requests and reads responses; pinflow also parses, computes and writes Parquet)"
-  printf '%-4s %-8s %12s %8s %10s %10s\n' run who requests/s wall_s client_cpu sim_cpu
-  wrk_rates=() pfw_rates=()
+  header requests/s
+  wrk_rates=() pfw_rates=() pfn_rates=()
+  run_pinflow() { # run_pinflow FILE [ARGS...]: prints requests/s (requests / pinflow's elapsed)
+    local f=$1; shift
+    timed "$f" "$bin" run --urls "$template" --out "$f.parquet" --progress never --log-level warn "$@" || {
+      echo "pinflow run failed:" >&2; cat "$f.out" "$f.err" >&2; exit 1; }
+    rm -f "$f.parquet"
+    [ "$(pf_written "$f")" = "$wrk_records" ] || {
+      echo "pinflow wrote $(pf_written "$f") of $wrk_records" >&2; exit 1; }
+    echo "scale=1; $(pf_requests "$f") / $(pf_elapsed "$f")" | bc
+  }
   for i in $(seq "$repeat"); do
-    s0=$(sim_cpu)
+    mark
     timed "$work/wrk" wrk -t1 -c64 -d"$wrk_duration" -s "$here/logs.lua" "$base" -- "$wrk_records"
-    s1=$(sim_cpu)
     rate=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$work/wrk.out")
+    wrk_rates+=("$rate"); row "$i" wrk "$rate" "$work/wrk"
     errs=$(grep -E 'Non-2xx|Socket errors' "$work/wrk.out" || true)
     [ -z "$errs" ] || echo "   wrk reported: $errs"
-    wrk_rates+=("$rate")
-    printf '%-4s %-8s %12.0f %8s %10s %10.2f\n' "$i" wrk "$rate" "$(wall_of "$work/wrk")" \
-      "$(cpu_of "$work/wrk")" "$(echo "$s1 - $s0" | bc)"
 
-    s0=$(sim_cpu)
-    timed "$work/pfw" "$bin" run --urls "$template" --out "$work/pfw.parquet" --progress never \
-      --log-level warn || { echo "pinflow run failed:" >&2; cat "$work/pfw.out" "$work/pfw.err" >&2; exit 1; }
-    s1=$(sim_cpu)
-    req=$(pf_requests "$work/pfw") el=$(pf_elapsed "$work/pfw")
-    [ "$(pf_written "$work/pfw")" = "$wrk_records" ] || { echo "pinflow wrote $(pf_written "$work/pfw") of $wrk_records" >&2; exit 1; }
-    rate=$(echo "scale=1; $req / $el" | bc)
-    pfw_rates+=("$rate")
-    printf '%-4s %-8s %12.0f %8s %10s %10.2f\n' "$i" pinflow "$rate" "$(wall_of "$work/pfw")" \
-      "$(cpu_of "$work/pfw")" "$(echo "$s1 - $s0" | bc)"
-    rm -f "$work/pfw.parquet"
+    mark; rate=$(run_pinflow "$work/pfw")
+    pfw_rates+=("$rate"); row "$i" pinflow "$rate" "$work/pfw"
+
+    mark; rate=$(run_pinflow "$work/pfn" --no-pin)
+    pfn_rates+=("$rate"); row "$i" "pinflow --no-pin" "$rate" "$work/pfn"
   done
   wrk_med=$(printf '%s\n' "${wrk_rates[@]}" | median)
   pfw_med=$(printf '%s\n' "${pfw_rates[@]}" | median)
-  echo "median requests/s: wrk $wrk_med, pinflow $pfw_med"
-  echo "pinflow / wrk: $(echo "scale=1; 100 * $pfw_med / $wrk_med" | bc)%  (per run: $(
-    for k in "${!wrk_rates[@]}"; do printf '%s%% ' "$(echo "scale=1; 100 * ${pfw_rates[$k]} / ${wrk_rates[$k]}" | bc)"; done))"
+  pfn_med=$(printf '%s\n' "${pfn_rates[@]}" | median)
+  percents() { # percents NAME_OF_PINFLOW_ARRAY: pinflow / wrk per run
+    local -n a=$1
+    for k in "${!wrk_rates[@]}"; do printf '%s%% ' "$(div "100 * ${a[$k]} / ${wrk_rates[$k]}")"; done
+  }
+  echo "median requests/s: wrk $wrk_med, pinflow $pfw_med, pinflow --no-pin $pfn_med"
+  echo "pinflow / wrk:          $(div "100 * $pfw_med / $wrk_med")%  (per run: $(percents pfw_rates))"
+  echo "pinflow --no-pin / wrk: $(div "100 * $pfn_med / $wrk_med")%  (per run: $(percents pfn_rates))"
 fi
