@@ -319,11 +319,9 @@ def infer_fields(records, objects_with_bad_lists=None):
         s = seen[path]
         kinds = sum([bool(s & {"int", "float"}), "bool" in s, "string" in s,
                      bool(s & {"list_int", "list_float", "list_empty"}), "object" in s])
-        if "object" in s and kinds == 1:
-            # Its fields are columns of their own. pinflow checks this before arrays of
-            # non-numbers, so an object that is also an array of objects is kept as an object.
-            if "bad_list" in s and objects_with_bad_lists is not None:
-                objects_with_bad_lists.add(path)
+        if "object" in s and kinds == 1 and "bad_list" not in s:
+            # Its fields are columns of their own. (An object that was also an array of
+            # non-numbers is left out with its fields, below.)
             continue
         if "bad_list" in s or kinds > 1:
             left_out.append(path)
