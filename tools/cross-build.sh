@@ -20,9 +20,9 @@
 #
 # aarch64 musl: Debian has no aarch64 musl cross compiler. Rust's musl targets link their own
 # (self-contained) musl libc, crt objects and libunwind, so the glibc cross gcc serves as C
-# compiler and linker driver: the C code of ring (crypto primitives, no libc beyond
-# memcpy/memset) and zstd (malloc/free/memcpy) only needs symbols that musl has, and the result
-# is checked below to be statically linked and to run.
+# compiler and linker driver: the C code of ring (libc: memcpy, memset) and zstd (malloc,
+# calloc, free, memcpy, memmove, memset; checked with nm -u) only needs symbols that musl has,
+# and the result is checked below to be statically linked and to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --profile) PROFILE="$2"; shift 2 ;;
     --profile=*) PROFILE="${1#*=}"; shift ;;
     --no-install) INSTALL=0; shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "cross-build: unknown option $1" >&2; exit 2 ;;
     *) TARGETS+=("$1"); shift ;;
   esac

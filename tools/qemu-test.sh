@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
     --full) FULL=1; shift ;;
     --no-install) INSTALL=0; shift ;;
     --only) ONLY="$2"; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "qemu-test: unknown argument $1" >&2; exit 2 ;;
   esac
 done
