@@ -36,10 +36,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Modules, in data-flow order: [`source`] (work items), [`fetch`] (mio + httparse), [`batch`]
-//! (messages between stages), [`parse`] (simd-json → Arrow), [`stats`] and [`compute`]
-//! (kernels), [`sink`] (Parquet and dead letters), with [`pipeline`] wiring them,
-//! [`plan`] placing threads, [`metrics`] counting, and [`sim`] serving test data.
+//! Modules, in data-flow order: [`source`] (work items), [`fetch`] (mio + httparse, TLS,
+//! pagination), [`files`] (local NDJSON/JSON files and stdin) and [`push`] (records handed in by
+//! the embedding program) in the fetcher's seat, [`batch`] (messages between stages),
+//! [`parse`] (simd-json → Arrow columns of a [`schema`] layout), [`stats`] and [`compute`]
+//! (kernels), [`stage`] (user transforms and sinks), [`sink`] (Parquet, partitions and dead
+//! letters) with [`journal`] (crash-safe resume), and [`pipeline`] wiring them
+//! ([`Pipeline::builder`] for embedders), [`plan`] placing threads, [`metrics`] counting, and
+//! `sim` (feature `sim`) serving test data. Cargo features `http`, `tls`, `metrics-endpoint`,
+//! `sim` and `cli` are on by default; without them the core builds alone.
 
 #![warn(missing_docs)]
 
