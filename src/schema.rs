@@ -9,7 +9,7 @@
 //! - `unknown`: what happens to fields not in the list ([`Unknown`]): ignored (the default),
 //!   the record rejected, or kept as one JSON object string column `_extra`.
 //! - `infer`: with no `fields`, derive them from the first records instead (see
-//!   [`Layout::infer`] for the rules).
+//!   [`crate::parse::infer`] for the rules).
 //! - `stats`: `FIELD` or `FIELD:OP,OP,...` over a numeric list column (see [`StatOp`]), each op
 //!   a column `FIELD_OP` (`values_p99`, `values_p99_9`).
 //!
@@ -25,7 +25,7 @@
 //! | `host`            | Utf8                          | `host`                                |
 //! | `latency_ms`      | Float64                       | `latency_ms` (any JSON number)        |
 //! | `message`         | Utf8                          | `message`                             |
-//! | `values`          | List<Float64>                 | `values` (array of numbers)           |
+//! | `values`          | `List<Float64>`               | `values` (array of numbers)           |
 //! | `values_count`    | Int64                         | computed: number of values            |
 //! | `values_mean`     | Float64                       | computed                              |
 //! | `values_min`      | Float64                       | computed                              |

@@ -10,7 +10,7 @@
 //! Data with a large offset (1e9 plus small noise) therefore keeps full precision, where the
 //! textbook one-pass `Σx² − (Σx)²/n` loses every digit.
 //!
-//! Conventions shared by the kernel and [`reference`]:
+//! Conventions shared by the kernel and [`reference()`]:
 //! - an empty list has `count = 0` and every other statistic `None`;
 //! - a single value has mean = min = max = that value and variance `None` (the sample variance
 //!   needs two values);
