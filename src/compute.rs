@@ -57,19 +57,20 @@ pub fn add_statistics(rows: &RecordBatch, layout: &Layout) -> RecordBatch {
                 None => &list.values().as_primitive::<Float64Type>().values()[range],
             };
             let s = stats::compute(values);
+            // An integer list's exact sum (128 bits), once for both `sum` and `mean`.
+            let exact_sum = exact
+                .filter(|v| !v.is_empty())
+                .map(|v| v.iter().map(|&i| i128::from(i)).sum::<i128>());
             for (op, b) in spec.ops.iter().zip(builders.iter_mut()) {
                 match (op, b, exact) {
                     (StatOp::Count, Out::I(b), _) => b.append_value(s.count as i64),
                     (StatOp::Min, Out::I(b), Some(v)) => b.append_option(v.iter().min().copied()),
                     (StatOp::Max, Out::I(b), Some(v)) => b.append_option(v.iter().max().copied()),
-                    (StatOp::Sum, Out::F(b), Some(v)) => b.append_option(
-                        (!v.is_empty())
-                            .then(|| v.iter().map(|&i| i128::from(i)).sum::<i128>() as f64),
-                    ),
+                    (StatOp::Sum, Out::F(b), Some(_)) => {
+                        b.append_option(exact_sum.map(|t| t as f64))
+                    }
                     (StatOp::Mean, Out::F(b), Some(v)) => {
-                        b.append_option((!v.is_empty()).then(|| {
-                            v.iter().map(|&i| i128::from(i)).sum::<i128>() as f64 / v.len() as f64
-                        }))
+                        b.append_option(exact_sum.map(|t| t as f64 / v.len() as f64))
                     }
                     (op, Out::F(b), _) => b.append_option(match *op {
                         StatOp::Sum => s.sum,

@@ -340,8 +340,6 @@ impl Pipeline {
             .iter()
             .map(|&s| registry.latency(s).clone())
             .collect();
-        // Secrets for request headers must be readable before anything is created.
-        crate::config::resolve_headers(&cfg.fetch.headers, |k| std::env::var(k).ok())?;
         // Open the output before fetching anything: an unwritable path fails the run at once.
         let output = sink::Output {
             out: cfg.out.clone(),

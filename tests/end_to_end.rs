@@ -27,6 +27,10 @@ fn single_record_responses_chunked_and_content_length() {
         .run(Source::from_arg(&sim.logs_template(n)).unwrap())
         .unwrap();
     assert!(summary.ledger_balances(), "{summary}");
+    // Every batch that reached the writer has its handoff latency (response -> writer).
+    let handoff = summary.latency.handoff.percentiles();
+    assert!(handoff.count > 0, "{summary}");
+    assert_eq!(handoff.count, summary.latency.write.percentiles().count);
     assert_eq!(
         (
             summary.fetch.requests,

@@ -244,6 +244,15 @@ mod tests {
     }
 
     #[test]
+    fn objects_that_are_also_arrays_and_huge_integers() {
+        let got = infer_text(&[
+            "{\"om\":{\"a\":1},\"u\":1}\n{\"om\":[{\"a\":1}],\"u\":18446744073709551615}",
+        ]);
+        // `om` is left out with `om.a`; an integer past i64::MAX makes the column float64.
+        assert_eq!(got, ["u:float64"]);
+    }
+
+    #[test]
     fn envelopes_and_arrays() {
         let (f, n) = infer(
             [br#"{"data":[{"a":1},{"a":2,"b":"x"}],"next":"c"}"#.as_slice()].into_iter(),
