@@ -154,8 +154,10 @@ impl Journal {
 
     /// Opens (or starts) the journal at `path` for a run described by `identity` (its source
     /// and schema). Finishes the renames of a checkpoint a crash interrupted, deletes the
-    /// temporary files of unfinished ones (found in `dirs`), and loads the items already done.
-    pub fn open(path: &Path, identity: &str, dirs: &[PathBuf]) -> Result<(Journal, Recovery)> {
+    /// temporary files of unfinished ones (those of `temps`, and only those: other programs'
+    /// and other runs' files next to the output are left alone), and loads the items already
+    /// done.
+    pub fn open(path: &Path, identity: &str, temps: &[TempFiles]) -> Result<(Journal, Recovery)> {
         let bad = |why: String| Error::Output {
             path: path.to_path_buf(),
             op: "read journal",
@@ -209,8 +211,8 @@ impl Journal {
         // Temporary files of ours not in a committed checkpoint: an unfinished checkpoint.
         let committed: std::collections::HashSet<PathBuf> =
             committed_tmps.iter().map(|(t, _)| base.join(t)).collect();
-        for dir in dirs {
-            rec.removed += remove_stale_temps(dir, &committed);
+        for scope in temps {
+            rec.removed += scope.remove_stale(&committed);
         }
         let mut file = OpenOptions::new()
             .create(true)
@@ -328,23 +330,92 @@ fn parse_checkpoint(line: &str) -> std::result::Result<Checkpoint, String> {
     })
 }
 
-/// Deletes pinflow temporary files (`.NAME.parquet.tmp-PID`) under `dir` (recursively, for
-/// partitions) that are not in `keep`. Returns how many.
-fn remove_stale_temps(dir: &Path, keep: &std::collections::HashSet<PathBuf>) -> u64 {
+/// Where a run's temporary files (`.NAME.tmp-PID`, see [`crate::sink`]) can be, so that
+/// recovery deletes only its own.
+#[derive(Debug, Clone)]
+pub enum TempFiles {
+    /// Beside the unpartitioned output `OUT` (`dir/STEM.EXT`): the temporary files of `OUT`
+    /// itself and of its rotated names `STEM-YYYYMMDDTHHMMSSZ-NNNNN.EXT`, in `dir` only.
+    /// Anything else there (another output's files, a subdirectory) is not this run's.
+    Beside(PathBuf),
+    /// Anywhere under this directory: a partitioned output's tree belongs to its run.
+    Under(PathBuf),
+}
+
+impl TempFiles {
+    /// Deletes the temporary files of this scope that are not in `keep`. Returns how many.
+    fn remove_stale(&self, keep: &std::collections::HashSet<PathBuf>) -> u64 {
+        match self {
+            TempFiles::Under(dir) => {
+                remove_stale_temps(dir, true, &|name| name.ends_with(".parquet"), keep)
+            }
+            TempFiles::Beside(out) => {
+                let dir = match out.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                let name = out.file_name().map(|n| n.to_string_lossy().into_owned());
+                let stem = out.file_stem().map(|n| n.to_string_lossy().into_owned());
+                let ext = out
+                    .extension()
+                    .map(|e| format!(".{}", e.to_string_lossy()))
+                    .unwrap_or_default();
+                let (Some(name), Some(stem)) = (name, stem) else {
+                    return 0;
+                };
+                let ours = |file: &str| file == name || is_rotated_name(file, &stem, &ext);
+                remove_stale_temps(dir, false, &ours, keep)
+            }
+        }
+    }
+}
+
+/// `file` is `STEM-YYYYMMDDTHHMMSSZ-NNNNN.EXT`, a rotated name of the output `STEM.EXT`.
+fn is_rotated_name(file: &str, stem: &str, ext: &str) -> bool {
+    let Some(rest) = file
+        .strip_prefix(stem)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| r.strip_suffix(ext))
+    else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    b.len() > 18
+        && digits(0..8)
+        && b[8] == b'T'
+        && digits(9..15)
+        && &b[15..17] == b"Z-"
+        && digits(17..b.len())
+}
+
+/// Deletes pinflow temporary files (`.NAME.tmp-PID`, NAME accepted by `ours`) in
+/// `dir` (and its subdirectories if `recursive`) that are not in `keep`. Returns how many.
+fn remove_stale_temps(
+    dir: &Path,
+    recursive: bool,
+    ours: &dyn Fn(&str) -> bool,
+    keep: &std::collections::HashSet<PathBuf>,
+) -> u64 {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };
     let mut n = 0;
     for e in entries.flatten() {
         let p = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
+        let file = e.file_name().to_string_lossy().into_owned();
         if p.is_dir() {
-            n += remove_stale_temps(&p, keep);
-        } else if name.starts_with('.')
-            && name.contains(".parquet.tmp-")
-            && !keep.contains(&p)
-            && fs::remove_file(&p).is_ok()
-        {
+            if recursive {
+                n += remove_stale_temps(&p, recursive, ours, keep);
+            }
+            continue;
+        }
+        let name = file
+            .strip_prefix('.')
+            .and_then(|f| f.rsplit_once(".tmp-"))
+            .filter(|(_, pid)| !pid.is_empty() && pid.bytes().all(|c| c.is_ascii_digit()))
+            .map(|(name, _)| name);
+        if name.is_some_and(ours) && !keep.contains(&p) && fs::remove_file(&p).is_ok() {
             n += 1;
         }
     }
@@ -376,7 +447,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let path = d.join("o.parquet.journal");
-        let (mut j, rec) = Journal::open(&path, "src", &[d.to_path_buf()]).unwrap();
+        let (mut j, rec) =
+            Journal::open(&path, "src", &[TempFiles::Under(d.to_path_buf())]).unwrap();
         assert_eq!(rec.checkpoints, 0);
         // Checkpoint 1: committed and renamed. Checkpoint 2: committed, crash before rename.
         std::fs::write(d.join("a.parquet"), "a").unwrap();
@@ -395,7 +467,8 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"checkpoint\":3,\"fi").unwrap();
         drop(f);
-        let (mut j, rec) = Journal::open(&path, "src", &[d.to_path_buf()]).unwrap();
+        let (mut j, rec) =
+            Journal::open(&path, "src", &[TempFiles::Under(d.to_path_buf())]).unwrap();
         assert_eq!((rec.checkpoints, rec.renamed, rec.removed), (2, 1, 1));
         assert_eq!(j.done().to_string(), "0-19");
         j.commit(&[], &"20".parse().unwrap()).unwrap();
@@ -409,5 +482,32 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("another command"), "{err}");
+    }
+
+    #[test]
+    fn recovery_deletes_only_the_outputs_own_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        let ours = [
+            ".o.parquet.tmp-7",
+            ".o-20261124T100000Z-00003.parquet.tmp-7",
+        ];
+        let others = [
+            ".other.parquet.tmp-5",
+            ".o-old.parquet.tmp-5",
+            ".o-20261124T100000Z-00003.parquet.tmp-x",
+            "o.parquet",
+            "sub/.o.parquet.tmp-5",
+        ];
+        for f in ours.iter().chain(&others) {
+            std::fs::write(d.join(f), "x").unwrap();
+        }
+        let path = d.join("o.parquet.journal");
+        let (_, rec) =
+            Journal::open(&path, "src", &[TempFiles::Beside(d.join("o.parquet"))]).unwrap();
+        assert_eq!(rec.removed, 2);
+        assert!(ours.iter().all(|f| !d.join(f).exists()));
+        assert!(others.iter().all(|f| d.join(f).exists()));
     }
 }

@@ -707,14 +707,12 @@ impl Pipeline {
             cfg.writer.partition_by.join(",")
         );
         let path = Journal::path_for(&cfg.out);
-        let mut dirs = vec![match cfg.out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        }];
-        if output.partitioned() {
-            dirs.push(cfg.out.clone());
-        }
-        let (journal, rec) = Journal::open(&path, &identity, &dirs)?;
+        let temps = if output.partitioned() {
+            crate::journal::TempFiles::Under(cfg.out.clone())
+        } else {
+            crate::journal::TempFiles::Beside(cfg.out.clone())
+        };
+        let (journal, rec) = Journal::open(&path, &identity, &[temps])?;
         if rec.checkpoints > 0 {
             tracing::info!(
                 journal = %path.display(),

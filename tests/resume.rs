@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Deterministic kill times (xorshift), spread over the first part of a run.
+/// Deterministic kill points (xorshift) within a run.
 struct Rng(u64);
 impl Rng {
     fn below(&mut self, n: u64) -> u64 {
@@ -76,10 +76,26 @@ fn kill_and_resume(
     kills: usize,
     seed: u64,
 ) -> Vec<i64> {
+    // Kill times are fractions of how long the whole command takes on this machine now (a
+    // debug build on a busy CI machine is many times slower than a quiet release one), found
+    // by one uninterrupted run of the same command into a scratch directory. The first kill
+    // lands in the first half of a run so at least one run surely dies mid-way.
+    let scratch = tempfile::tempdir().unwrap();
+    let (from, to) = (dir.to_str().unwrap(), scratch.path().to_str().unwrap());
+    let scratch_args: Vec<String> = args.iter().map(|a| a.replace(from, to)).collect();
+    let started = Instant::now();
+    run_once(&scratch_args, env, None);
+    let full_ms = started.elapsed().as_millis().max(40) as u64;
+    drop(scratch);
     let mut rng = Rng(seed);
     let mut killed = 0;
-    for _ in 0..kills {
-        let at = Duration::from_millis(20 + rng.below(900));
+    for k in 0..kills {
+        let at_ms = if k == 0 {
+            full_ms / 10 + rng.below(full_ms * 4 / 10)
+        } else {
+            full_ms / 20 + rng.below(full_ms * 85 / 100)
+        };
+        let at = Duration::from_millis(at_ms.max(5));
         if run_once(args, env, Some(at)) {
             killed += 1;
         }
