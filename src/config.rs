@@ -241,6 +241,10 @@ impl std::fmt::Display for Shard {
 pub struct WriterConfig {
     /// Rows per row group (a row group is written as soon as it is full).
     pub row_group_rows: usize,
+    /// ...or as soon as its encoded size in memory reaches this many bytes (the writer's
+    /// estimate, checked after each batch), so that the memory an open row group takes is
+    /// bounded whatever the size of the records. 0: no bound by size.
+    pub row_group_max_bytes: u64,
     /// Column compression.
     pub compression: Compression,
     /// Finalize the current Parquet file and start a new one after this long (continuous
@@ -585,7 +589,7 @@ impl Default for FetchConfig {
             tls_client_cert: None,
             tls_client_key: None,
             batch_max_items: 256,
-            batch_max_bytes: 1 << 20,
+            batch_max_bytes: 256 << 10,
             batch_max_delay: Duration::from_millis(2),
         }
     }
@@ -595,6 +599,7 @@ impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
             row_group_rows: 64 * 1024,
+            row_group_max_bytes: 16 << 20,
             compression: Compression::Snappy,
             rotate_interval: None,
             flush_interval: Duration::from_secs(10),
@@ -2145,6 +2150,13 @@ const KEYS: &[KeySpec] = &[
         "Rows per Parquet row group; a row group is written as soon as it is full.",
     ),
     key(
+        "writer.row_group_max_bytes",
+        Kind::Count,
+        "--row-group-max-bytes",
+        "...or as soon as its encoded size in memory reaches this many bytes, which bounds the \
+         memory of an open row group whatever the records' size. 0: no bound by size.",
+    ),
+    key(
         "writer.compression",
         Kind::Compression,
         "--compression",
@@ -2767,6 +2779,7 @@ mod tests {
             },
             writer: WriterConfig {
                 row_group_rows: 999,
+                row_group_max_bytes: 1 << 22,
                 compression: Compression::Zstd(7),
                 rotate_interval: Some(Duration::from_secs(3600)),
                 flush_interval: Duration::from_millis(1500),

@@ -1,4 +1,4 @@
-//! The output side: rotation by rows and bytes, Hive-style partitioning with a bound on open
+//! The output side: rotation by rows and bytes, row groups bounded by size, Hive-style partitioning with a bound on open
 //! files, row groups closed by age, LZ4, key-value metadata, dead-letter rotation, and a full
 //! disk (RLIMIT_FSIZE) stopping the run cleanly with every finalized file intact.
 
@@ -149,6 +149,46 @@ fn rotation_by_bytes_gives_files_near_the_limit() {
         all.extend(rows(f));
     }
     assert_rows_match_workload(&all, &Workload::default(), 1..=n);
+    sim.stop();
+}
+
+#[test]
+fn row_groups_are_closed_by_their_size_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let out = dir.path().join("g.parquet");
+    let mut cfg = Config::new(&out);
+    // Rows alone would make one row group; the byte bound makes several, each about 200 kB
+    // of encoded data (the simulator's records are ~880 B of JSON).
+    cfg.writer.row_group_rows = 1 << 20;
+    cfg.writer.row_group_max_bytes = 200_000;
+    cfg.writer.compression = Compression::None;
+    let n = 3000;
+    Pipeline::new(cfg).unwrap().run(logs(&sim, 1, n)).unwrap();
+    let r = reader(&out);
+    let groups: Vec<i64> = r
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect();
+    assert!(groups.len() >= 3, "row groups of {groups:?} rows");
+    assert_eq!(groups.iter().sum::<i64>(), n as i64);
+    // Each closed group stayed near the bound in memory, so it is near it on disk too.
+    for g in r.metadata().row_groups().iter().rev().skip(1) {
+        let bytes = g.total_byte_size();
+        assert!(
+            (50_000..=600_000).contains(&bytes),
+            "a row group of {bytes} bytes for a 200000-byte bound: {groups:?}"
+        );
+    }
+    assert_rows_match_workload(&rows(&out), &Workload::default(), 1..=n);
+    // Without the bound: one row group.
+    let mut cfg = Config::new(dir.path().join("one.parquet"));
+    cfg.writer.row_group_rows = 1 << 20;
+    cfg.writer.row_group_max_bytes = 0;
+    Pipeline::new(cfg).unwrap().run(logs(&sim, 1, n)).unwrap();
+    assert_eq!(num_row_groups(&dir.path().join("one.parquet")), 1);
     sim.stop();
 }
 

@@ -250,6 +250,9 @@ struct Options {
     /// Rows per Parquet row group [default: 65536].
     #[arg(long, value_name = "N")]
     row_group_rows: Option<usize>,
+    /// ...or once its encoded size reaches N bytes; 0 no bound [default: 16777216].
+    #[arg(long, value_name = "N")]
+    row_group_max_bytes: Option<u64>,
     /// none, snappy, lz4, zstd or zstd:LEVEL [default: snappy].
     #[arg(long, value_name = "C", value_parser = cli_compression)]
     compression: Option<Compression>,
@@ -571,6 +574,13 @@ impl Options {
             same,
             "writer.row_group_rows",
             "--row-group-rows"
+        );
+        flag!(
+            self.row_group_max_bytes,
+            w.row_group_max_bytes,
+            same,
+            "writer.row_group_max_bytes",
+            "--row-group-max-bytes"
         );
         flag!(
             self.compression,

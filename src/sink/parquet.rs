@@ -62,6 +62,11 @@ pub fn file_properties(cfg: &WriterConfig, metadata: &[(&str, &str)]) -> Result<
     Ok(WriterProperties::builder()
         .set_compression(compression)
         .set_max_row_group_row_count(Some(cfg.row_group_rows))
+        .set_max_row_group_bytes(
+            usize::try_from(cfg.row_group_max_bytes)
+                .ok()
+                .filter(|&b| b > 0),
+        )
         // Min/max per page and per column chunk, and the page index readers prune with.
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(format!("pinflow version {}", env!("CARGO_PKG_VERSION")))
