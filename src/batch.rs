@@ -5,8 +5,8 @@
 //! through a small return queue, so in steady state no buffer is allocated per response.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
@@ -49,6 +49,60 @@ pub struct BatchTicket(Arc<LiveBatches>);
 impl Drop for BatchTicket {
     fn drop(&mut self) {
         self.0.now.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How a parse thread running out of work tells the fetcher, which may be holding a partly
+/// filled batch back: a batch waits to fill only while the parse threads are busy, and the
+/// fetcher, asleep in its event loop, would otherwise learn that they are free only at its
+/// next socket event or timer (a millisecond or more later at a low request rate).
+///
+/// The fetcher calls [`IdleSignal::want`] before it sleeps with a batch held back; a parse
+/// thread about to wait for input calls [`IdleSignal::idle`], which wakes the fetcher only when
+/// it asked: at most one wake-up per held-back batch, and none while the queues are busy.
+#[derive(Default)]
+pub struct IdleSignal {
+    wanted: AtomicBool,
+    wake: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for IdleSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleSignal")
+            .field("wanted", &self.wanted.load(Ordering::Relaxed))
+            .field("wake_set", &self.wake.get().is_some())
+            .finish()
+    }
+}
+
+impl IdleSignal {
+    /// Sets how to wake the fetcher (once; later calls are ignored).
+    pub fn set_wake(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.wake.set(wake);
+    }
+
+    /// The fetcher asks to be woken by the next parse thread that goes idle. The caller must
+    /// check the parse threads' states *after* this call: together with the fence in
+    /// [`IdleSignal::idle`], one side always sees the other (a thread that went idle just
+    /// before is seen by the check; one going idle after sees the request).
+    pub fn want(&self) {
+        self.wanted.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The fetcher no longer holds a batch back (it shipped it).
+    pub fn clear(&self) {
+        self.wanted.store(false, Ordering::Relaxed);
+    }
+
+    /// A parse thread has published that it waits for input: wakes the fetcher if it asked.
+    pub fn idle(&self) {
+        fence(Ordering::SeqCst);
+        if self.wanted.load(Ordering::Relaxed) && self.wanted.swap(false, Ordering::SeqCst) {
+            if let Some(wake) = self.wake.get() {
+                wake();
+            }
+        }
     }
 }
 

@@ -89,14 +89,18 @@ pub struct ThreadConfig {
     /// Parse threads (simd-json into Arrow columns).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parse: Option<usize>,
-    /// Compute threads (statistics kernels).
+    /// Compute threads (statistics kernels, user transforms). 0: none, each parse thread
+    /// computes the batches it parsed (the default below four worker cores).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compute: Option<usize>,
     /// Restrict the plan to these CPU ids (default: every core this process may use).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<Vec<usize>>,
-    /// Pin threads to cores at all.
+    /// Pin threads to cores, where each thread gets a core of its own.
     pub pin: bool,
+    /// Pin even when threads must share cores (more threads than cores). Off by default: a
+    /// pinned thread sharing its core cannot move to an idle one (see [`crate::plan`]).
+    pub pin_shared: bool,
 }
 
 /// The mio fetcher's limits and batching.
@@ -555,6 +559,7 @@ impl Default for ThreadConfig {
             compute: None,
             cpus: None,
             pin: true,
+            pin_shared: false,
         }
     }
 }
@@ -717,13 +722,8 @@ impl Config {
         if self.queue_capacity == 0 {
             bad("queue_capacity", at_least_one.clone());
         }
-        for (key, n) in [
-            ("threads.parse", self.threads.parse),
-            ("threads.compute", self.threads.compute),
-        ] {
-            if n == Some(0) {
-                bad(key, at_least_one.clone());
-            }
+        if self.threads.parse == Some(0) {
+            bad("threads.parse", at_least_one.clone());
         }
         if self.threads.cpus.as_ref().is_some_and(|c| c.is_empty()) {
             bad("threads.cpus", "the list is empty".into());
@@ -1940,7 +1940,8 @@ const KEYS: &[KeySpec] = &[
         Kind::Count,
         "--compute-threads",
         "1",
-        "Compute threads (statistics kernels). Unset: derived from the cores.",
+        "Compute threads (statistics kernels, transforms); 0: the parse threads compute their own \
+         batches. Unset: derived from the cores (0 below four worker cores).",
     ),
     opt(
         "threads.cpus",
@@ -1953,7 +1954,15 @@ const KEYS: &[KeySpec] = &[
         "threads.pin",
         Kind::Bool,
         "--pin / --no-pin",
-        "Pin each thread to its core; false lets the OS place them.",
+        "Pin each thread to its core when every thread gets a core of its own; false lets the \
+         OS place them.",
+    ),
+    key(
+        "threads.pin_shared",
+        Kind::Bool,
+        "--pin-shared",
+        "Pin even when threads outnumber cores and must share them (a pinned thread cannot \
+         move to an idle core).",
     ),
     key(
         "fetch.connections_per_host",
@@ -2744,6 +2753,7 @@ mod tests {
                 compute: Some(2),
                 cpus: Some(vec![1, 3]),
                 pin: false,
+                pin_shared: true,
             },
             fetch: FetchConfig {
                 connections_per_host: 4,

@@ -15,7 +15,9 @@
 //!   slows the servers. Memory is bounded by configuration, never by input size.
 //! - **Nothing lost**: every work item ends as delivered or failed (with its reason), and every
 //!   record found as a row or a dead letter (with its reason). [`Summary`] is that ledger.
-//! - **Pinned threads**: [`plan::ThreadPlan`] maps roles to cores; see its docs.
+//! - **Pinned threads**: [`plan::ThreadPlan`] maps roles to cores, pinning where each thread
+//!   has a core of its own; on small machines the parse threads also do the compute stage's
+//!   work. See its docs.
 //!
 //! ## Library use
 //!

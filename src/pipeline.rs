@@ -472,30 +472,7 @@ impl Pipeline {
                         let Ok(mut b) = rx.recv() else { break };
                         reg.set_queue_depth(QueueId::Records, rx.len());
                         reg.set_state(me, ThreadState::Working);
-                        let t = Instant::now();
-                        if let (Some(rows), Some(layout)) = (&b.rows, &b.layout) {
-                            let n = rows.num_rows() as u64;
-                            let mut out = compute::add_statistics(rows, layout);
-                            for t in &transforms {
-                                out = match guarded("transform", t.name(), || t.apply(out)) {
-                                    Ok(o) => o,
-                                    Err(e) => {
-                                        // Stop taking work; what is queued drains, files stay
-                                        // valid, and the run reports this error.
-                                        stop.store(true, Ordering::Relaxed);
-                                        tracing::error!(error = %e, "stopping the pipeline");
-                                        return Err(e);
-                                    }
-                                };
-                            }
-                            let kept = out.num_rows() as u64;
-                            if kept < n {
-                                reg.records_filtered.fetch_add(n - kept, Ordering::Relaxed);
-                            }
-                            b.rows = (kept > 0).then_some(out);
-                            reg.records_computed.fetch_add(n, Ordering::Relaxed);
-                        }
-                        reg.latency(Stage::Compute).record(t.elapsed());
+                        compute_batch(&mut b, &transforms, reg, &stop)?;
                         reg.set_state(me, ThreadState::BlockedOutput);
                         if tx.send(b).is_err() {
                             break;
@@ -507,7 +484,7 @@ impl Pipeline {
                 }),
             )?);
         }
-        drop((rows_rx, out_tx));
+        drop(rows_rx);
         // Cursor pagination: parse threads tell the fetcher each page's next cursor. Unbounded,
         // yet bounded in practice: one reply per page body, and bodies in flight are bounded.
         let (cursor_tx, cursor_rx) = match cfg.fetch.cursor_field {
@@ -522,12 +499,22 @@ impl Pipeline {
         let fixed = cfg.schema.layout()?.map(Arc::new);
         let inferred = Arc::new(std::sync::OnceLock::new());
         let schema_cfg = Arc::new(cfg.schema.clone());
+        let parse_idle = Arc::new(crate::batch::IdleSignal::default());
+        // No compute threads: each parse thread computes its own batches and hands them
+        // straight to the writer.
+        let inline = (compute_n == 0).then(|| (self.transforms.clone(), Arc::clone(&self.stop)));
         let mut parsers = Vec::new();
         for i in 0..parse_n {
+            let idle = Arc::clone(&parse_idle);
+            let inline = inline.clone();
+            let (tx, to_queue) = match inline {
+                Some(_) => (out_tx.clone(), QueueId::Output),
+                None => (rows_tx.clone(), QueueId::Records),
+            };
             let fixed = fixed.clone();
             let inferred = Arc::clone(&inferred);
             let schema_cfg = Arc::clone(&schema_cfg);
-            let (rx, tx, recycle) = (body_rx.clone(), rows_tx.clone(), recycle_tx.clone());
+            let (rx, recycle) = (body_rx.clone(), recycle_tx.clone());
             let cursor_tx = cursor_tx.clone();
             let envelope = (
                 cfg.fetch.records_field.clone(),
@@ -550,10 +537,13 @@ impl Pipeline {
                     let mut published = ParseStats::default();
                     loop {
                         reg.set_state(me, ThreadState::WaitingInput);
+                        if rx.is_empty() {
+                            idle.idle();
+                        }
                         let Ok(mut batch) = rx.recv() else { break };
                         reg.set_queue_depth(QueueId::Bodies, rx.len());
                         reg.set_state(me, ThreadState::Working);
-                        let out = parser.try_parse_batch(&mut batch)?;
+                        let mut out = parser.try_parse_batch(&mut batch)?;
                         if let Some(cursors) = &cursor_tx {
                             for reply in parser.cursor_replies.drain(..) {
                                 // The fetcher gone means the run is ending anyway.
@@ -563,18 +553,21 @@ impl Pipeline {
                         batch.clear();
                         let _ = recycle.try_send(batch);
                         publish_parse(reg, &parser, &mut published);
+                        if let Some((transforms, stop)) = &inline {
+                            compute_batch(&mut out, transforms, reg, stop)?;
+                        }
                         reg.set_state(me, ThreadState::BlockedOutput);
                         if tx.send(out).is_err() {
                             break;
                         }
-                        reg.set_queue_depth(QueueId::Records, tx.len());
+                        reg.set_queue_depth(to_queue, tx.len());
                     }
                     guard.finish();
                     Ok(Box::new(parser.stats) as _)
                 }),
             )?);
         }
-        drop((body_rx, rows_tx, recycle_tx, cursor_tx));
+        drop((body_rx, rows_tx, out_tx, recycle_tx, cursor_tx));
         let fetch_cfg = cfg.fetch.clone();
         let every = cfg.every;
         let stop = Arc::clone(&self.stop);
@@ -591,6 +584,7 @@ impl Pipeline {
                     thread: me,
                     cursors: cursor_rx,
                     skip,
+                    parse_idle,
                 };
                 let r = match (source, fetch_cfg.engine) {
                     (Source::Files(inputs), _) => {
@@ -749,6 +743,37 @@ fn describe_source(source: &Source) -> String {
 }
 
 /// Adds what a parse thread counted since the last call to the live metrics.
+/// The compute stage's work on one batch: the statistics, then the user's transforms in order.
+/// Runs on a compute thread, or on the parse thread that parsed the batch when the plan has no
+/// compute threads. A failing transform stops the run: what is queued drains, files stay
+/// valid, and the run reports the error.
+fn compute_batch(
+    b: &mut RecordsBatch,
+    transforms: &[Arc<dyn Transform>],
+    reg: &Registry,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let t = Instant::now();
+    if let (Some(rows), Some(layout)) = (&b.rows, &b.layout) {
+        let n = rows.num_rows() as u64;
+        let mut out = compute::add_statistics(rows, layout);
+        for t in transforms {
+            out = guarded("transform", t.name(), || t.apply(out)).inspect_err(|e| {
+                stop.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "stopping the pipeline");
+            })?;
+        }
+        let kept = out.num_rows() as u64;
+        if kept < n {
+            reg.records_filtered.fetch_add(n - kept, Ordering::Relaxed);
+        }
+        b.rows = (kept > 0).then_some(out);
+        reg.records_computed.fetch_add(n, Ordering::Relaxed);
+    }
+    reg.latency(Stage::Compute).record(t.elapsed());
+    Ok(())
+}
+
 fn publish_parse(reg: &Registry, parser: &Parser, published: &mut ParseStats) {
     let s = &parser.stats;
     reg.latency(Stage::Parse).record_all(&parser.body_times);

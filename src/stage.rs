@@ -1,12 +1,13 @@
-//! Custom stages for embedders: transforms on the compute threads, sinks on the writer thread.
+//! Custom stages for embedders: transforms on the compute stage, sinks on the writer thread.
 //!
 //! ```text
 //! parse ─► compute: statistics, then each Transform ─► writer: Parquet, then each Sink
 //! ```
 //!
 //! - A [`Transform`] takes a batch of rows (an Arrow `RecordBatch` with the statistics columns)
-//!   and returns a batch: filter rows, add or drop columns, enrich. It runs on the pinned compute
-//!   threads, in parallel on different batches. [`filter_records`] builds one from a per-record
+//!   and returns a batch: filter rows, add or drop columns, enrich. It runs on the compute
+//!   threads (or, when the thread plan has none, on the parse thread that parsed the batch), in
+//!   parallel on different batches. [`filter_records`] builds one from a per-record
 //!   predicate.
 //! - A [`Sink`] receives every finished batch on the writer thread, after the Parquet file has
 //!   it (or instead, with `Pipeline::builder().parquet(false)`); [`callback`] builds one from a

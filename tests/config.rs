@@ -53,6 +53,7 @@ fn everything_set() -> Config {
             compute: Some(2),
             cpus: Some(vec![0, 2, 4]),
             pin: false,
+            pin_shared: true,
         },
         fetch: FetchConfig {
             connections_per_host: 7,

@@ -146,6 +146,13 @@ fn a_full_queue_refuses_at_once_and_shutdown_drains_what_was_queued() {
 
 #[test]
 fn a_panicking_transform_stops_the_run_with_an_error_and_files_stay_valid() {
+    // On a compute thread, and on the parse thread when the plan has no compute threads.
+    for compute in [1, 0] {
+        panicking_transform_with_compute_threads(compute);
+    }
+}
+
+fn panicking_transform_with_compute_threads(compute: usize) {
     let dir = tempfile::tempdir().unwrap();
     let batches = Arc::new(AtomicUsize::new(0));
     let b = Arc::clone(&batches);
@@ -153,7 +160,7 @@ fn a_panicking_transform_stops_the_run_with_an_error_and_files_stay_valid() {
         .out(dir.path().join("p.parquet"))
         .configure(|c| {
             c.writer.rotate_rows = Some(50);
-            c.threads.compute = Some(1);
+            c.threads.compute = Some(compute);
         })
         .transform(move |rows: RecordBatch| {
             if b.fetch_add(1, Ordering::Relaxed) == 20 {

@@ -3,7 +3,7 @@
 # `pinflow sim` process on a free loopback port.
 #
 #   tools/python-baseline.sh [--records N] [--repeat R] [--wrk-records M] [--wrk-duration D]
-#                            [--no-wrk] [--keep DIR] [--bin PATH]
+#                            [--no-python] [--no-wrk] [--variant 'FLAGS'] [--keep DIR] [--bin PATH]
 #
 # --bin PATH uses that pinflow binary instead of building target/release/pinflow.
 #
@@ -14,7 +14,9 @@
 #    Prints records/s of each run, the medians and the multiple (pinflow / python).
 # 2. wrk vs pinflow: R times, interleaved, `wrk -t1 -c64 -d D` (default 10s) on the
 #    simulator's one-record URLs (the Lua script walks ids 1..M like pinflow does), then
-#    `pinflow run` over M records (default 200,000). Prints requests/s and the ratio.
+#    `pinflow run` over M records (default 200,000), then the same with --variant's flags
+#    (default '--pin-shared --compute-threads 1': the thread plan before pinflow stopped pinning
+#    threads that share a core). Prints requests/s and the ratios.
 #    wrk is installed with apt-get when missing and we are root; otherwise this part is skipped.
 #
 # Every phase also prints the CPU seconds of the client and of the simulator: on a small
@@ -23,7 +25,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-records=20000 repeat=3 wrk_records=200000 wrk_duration=10s do_wrk=1 keep="" bin=""
+records=20000 repeat=3 wrk_records=200000 wrk_duration=10s do_wrk=1 do_python=1 keep="" bin=""
+variant="--pin-shared --compute-threads 1"
 while [ $# -gt 0 ]; do
   case "$1" in
     --records) records=$2; shift 2 ;;
@@ -31,6 +34,8 @@ while [ $# -gt 0 ]; do
     --wrk-records) wrk_records=$2; shift 2 ;;
     --wrk-duration) wrk_duration=$2; shift 2 ;;
     --no-wrk) do_wrk=0; shift ;;
+    --no-python) do_python=0; shift ;;
+    --variant) variant=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     -h|--help) awk 'NR>1 && /^#/ {sub(/^# ?/, ""); print; next} NR>1 {exit}' "$0"; exit 0 ;;
@@ -122,52 +127,55 @@ echo
 # process pool 4, statistics.variance); "python-tuned" is the same design given its best
 # settings found on this machine (16 consumers, numpy statistics), so the multiple does not
 # hinge on the article's choices.
-tuned_args=(--consumers 16 --stats numpy)
-template="$base/logs/{1..$records}.json"
-echo "== 1. the Python design vs pinflow: $records records, one per request, $repeat runs interleaved"
-echo "   python:       $py $here/pipeline.py --urls '$template' --out PY.parquet"
-echo "   python-tuned: the same with ${tuned_args[*]}"
-echo "   pinflow:      $bin run --urls '$template' --out PF.parquet --progress never --log-level warn"
-header records/s
-py_rates=() pt_rates=() pf_rates=()
-run_python() { # run_python FILE [ARGS...]: prints records/s
-  local f=$1; shift
-  timed "$f" "$py" "$here/pipeline.py" --urls "$template" --out "$f.parquet" "$@" || {
-    echo "python pipeline failed:" >&2; tail -20 "$f.err" >&2; exit 1; }
-  sed -n 's/.*"records_per_s": \([0-9.]*\).*/\1/p' "$f.out"
-}
-for i in $(seq "$repeat"); do
-  mark; rate=$(run_python "$work/py")
-  py_rates+=("$rate"); row "$i" python "$rate" "$work/py"
+if [ "$do_python" = 1 ]; then
+  tuned_args=(--consumers 16 --stats numpy)
+  template="$base/logs/{1..$records}.json"
+  echo "== 1. the Python design vs pinflow: $records records, one per request, $repeat runs interleaved"
+  echo "   python:       $py $here/pipeline.py --urls '$template' --out PY.parquet"
+  echo "   python-tuned: the same with ${tuned_args[*]}"
+  echo "   pinflow:      $bin run --urls '$template' --out PF.parquet --progress never --log-level warn"
+  header records/s
+  py_rates=() pt_rates=() pf_rates=()
+  run_python() { # run_python FILE [ARGS...]: prints records/s
+    local f=$1; shift
+    timed "$f" "$py" "$here/pipeline.py" --urls "$template" --out "$f.parquet" "$@" || {
+      echo "python pipeline failed:" >&2; tail -20 "$f.err" >&2; exit 1; }
+    sed -n 's/.*"records_per_s": \([0-9.]*\).*/\1/p' "$f.out"
+  }
+  for i in $(seq "$repeat"); do
+    mark; rate=$(run_python "$work/py")
+    py_rates+=("$rate"); row "$i" python "$rate" "$work/py"
 
-  mark; rate=$(run_python "$work/pt" "${tuned_args[@]}")
-  pt_rates+=("$rate"); row "$i" python-tuned "$rate" "$work/pt"
+    mark; rate=$(run_python "$work/pt" "${tuned_args[@]}")
+    pt_rates+=("$rate"); row "$i" python-tuned "$rate" "$work/pt"
 
-  mark
-  timed "$work/pf" "$bin" run --urls "$template" --out "$work/pf.parquet" --progress never \
-    --log-level warn || { echo "pinflow run failed:" >&2; cat "$work/pf.out" "$work/pf.err" >&2; exit 1; }
-  rate=$(sed -n 's/^elapsed .*, \([0-9]*\) records\/s/\1/p' "$work/pf.out")
-  pf_rates+=("$rate"); row "$i" pinflow "$rate" "$work/pf"
+    mark
+    timed "$work/pf" "$bin" run --urls "$template" --out "$work/pf.parquet" --progress never \
+      --log-level warn || { echo "pinflow run failed:" >&2; cat "$work/pf.out" "$work/pf.err" >&2; exit 1; }
+    rate=$(sed -n 's/^elapsed .*, \([0-9]*\) records\/s/\1/p' "$work/pf.out")
+    pf_rates+=("$rate"); row "$i" pinflow "$rate" "$work/pf"
 
-  if [ "$i" = 1 ]; then
-    for f in py pt; do
-      "$py" "$here/verify.py" "$work/$f.parquet" "$work/pf.parquet" "$records" || {
-        echo "the pipelines disagree: not a comparison of equal work" >&2; exit 1; }
-    done
-  fi
-  rm -f "$work/py.parquet" "$work/pt.parquet" "$work/pf.parquet"
-done
-py_med=$(printf '%s\n' "${py_rates[@]}" | median)
-pt_med=$(printf '%s\n' "${pt_rates[@]}" | median)
-pf_med=$(printf '%s\n' "${pf_rates[@]}" | median)
-ratios() { # ratios NAME_OF_PYTHON_ARRAY: pinflow / python per run
-  local -n a=$1
-  for k in "${!a[@]}"; do printf '%sx ' "$(div "${pf_rates[$k]} / ${a[$k]}")"; done
-}
-echo "median records/s: python $py_med, python-tuned $pt_med, pinflow $pf_med"
-echo "pinflow / python:       $(div "$pf_med / $py_med")x  (per run: $(ratios py_rates))"
-echo "pinflow / python-tuned: $(div "$pf_med / $pt_med")x  (per run: $(ratios pt_rates))"
-echo
+    if [ "$i" = 1 ]; then
+      for f in py pt; do
+        "$py" "$here/verify.py" "$work/$f.parquet" "$work/pf.parquet" "$records" || {
+          echo "the pipelines disagree: not a comparison of equal work" >&2; exit 1; }
+      done
+    fi
+    rm -f "$work/py.parquet" "$work/pt.parquet" "$work/pf.parquet"
+  done
+  py_med=$(printf '%s\n' "${py_rates[@]}" | median)
+  pt_med=$(printf '%s\n' "${pt_rates[@]}" | median)
+  pf_med=$(printf '%s\n' "${pf_rates[@]}" | median)
+  ratios() { # ratios NAME_OF_PYTHON_ARRAY: pinflow / python per run
+    local -n a=$1
+    for k in "${!a[@]}"; do printf '%sx ' "$(div "${pf_rates[$k]} / ${a[$k]}")"; done
+  }
+  echo "median records/s: python $py_med, python-tuned $pt_med, pinflow $pf_med"
+  echo "pinflow / python:       $(div "$pf_med / $py_med")x  (per run: $(ratios py_rates))"
+  echo "pinflow / python-tuned: $(div "$pf_med / $pt_med")x  (per run: $(ratios pt_rates))"
+  echo
+
+fi
 
 # ======================= 2. wrk vs pinflow ================================================
 if [ "$do_wrk" = 1 ] && ! command -v wrk >/dev/null; then
@@ -178,11 +186,12 @@ if [ "$do_wrk" = 1 ] && ! command -v wrk >/dev/null; then
   command -v wrk >/dev/null || { echo "wrk is not installed and cannot be: skipping the wrk comparison"; do_wrk=0; }
 fi
 if [ "$do_wrk" = 1 ]; then
+  read -r -a variant_args <<<"$variant"
   template="$base/logs/{1..$wrk_records}.json"
   echo "== 2. wrk vs pinflow: one record per request, $repeat runs interleaved"
   echo "   wrk:     wrk -t1 -c64 -d$wrk_duration -s $here/logs.lua $base -- $wrk_records   (ids 1..$wrk_records in turn)"
   echo "   pinflow: $bin run --urls '$template' --out PF.parquet --progress never --log-level warn"
-  echo "   pinflow --no-pin: the same, threads not pinned (the OS may move them away from the simulator)"
+  echo "   pinflow+: the same with $variant"
   echo "   (wrk only sends requests and reads responses; pinflow also parses, computes and writes Parquet)"
   header requests/s
   wrk_rates=() pfw_rates=() pfn_rates=()
@@ -206,8 +215,8 @@ if [ "$do_wrk" = 1 ]; then
     mark; rate=$(run_pinflow "$work/pfw")
     pfw_rates+=("$rate"); row "$i" pinflow "$rate" "$work/pfw"
 
-    mark; rate=$(run_pinflow "$work/pfn" --no-pin)
-    pfn_rates+=("$rate"); row "$i" "pinflow --no-pin" "$rate" "$work/pfn"
+    mark; rate=$(run_pinflow "$work/pfn" "${variant_args[@]}")
+    pfn_rates+=("$rate"); row "$i" "pinflow+" "$rate" "$work/pfn"
   done
   wrk_med=$(printf '%s\n' "${wrk_rates[@]}" | median)
   pfw_med=$(printf '%s\n' "${pfw_rates[@]}" | median)
@@ -216,7 +225,7 @@ if [ "$do_wrk" = 1 ]; then
     local -n a=$1
     for k in "${!wrk_rates[@]}"; do printf '%s%% ' "$(div "100 * ${a[$k]} / ${wrk_rates[$k]}")"; done
   }
-  echo "median requests/s: wrk $wrk_med, pinflow $pfw_med, pinflow --no-pin $pfn_med"
-  echo "pinflow / wrk:          $(div "100 * $pfw_med / $wrk_med")%  (per run: $(percents pfw_rates))"
-  echo "pinflow --no-pin / wrk: $(div "100 * $pfn_med / $wrk_med")%  (per run: $(percents pfn_rates))"
+  echo "median requests/s: wrk $wrk_med, pinflow $pfw_med, pinflow+ ($variant) $pfn_med"
+  echo "pinflow / wrk:  $(div "100 * $pfw_med / $wrk_med")%  (per run: $(percents pfw_rates))"
+  echo "pinflow+ / wrk: $(div "100 * $pfn_med / $wrk_med")%  (per run: $(percents pfn_rates))"
 fi

@@ -135,7 +135,7 @@ struct Options {
     /// Parse threads [default: derived from the cores].
     #[arg(long, value_name = "N")]
     parse_threads: Option<usize>,
-    /// Compute threads [default: derived from the cores].
+    /// Compute threads; 0: the parse threads compute their own batches [default: derived from the cores, 0 below four worker cores].
     #[arg(long, value_name = "N")]
     compute_threads: Option<usize>,
     /// Comma-separated CPU ids to run on [default: all available].
@@ -147,6 +147,9 @@ struct Options {
     /// Do not pin threads to cores.
     #[arg(long, overrides_with = "pin")]
     no_pin: bool,
+    /// Pin even when threads outnumber cores and share them [default: then nothing is pinned].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pin_shared: Option<bool>,
     /// Batches per queue between stages [default: 8].
     #[arg(long, value_name = "N")]
     queue_capacity: Option<usize>,
@@ -467,6 +470,13 @@ impl Options {
             c.threads.pin = self.pin;
             set.push(("threads.pin", if self.pin { "--pin" } else { "--no-pin" }));
         }
+        flag!(
+            self.pin_shared,
+            c.threads.pin_shared,
+            same,
+            "threads.pin_shared",
+            "--pin-shared"
+        );
         flag!(
             self.queue_capacity,
             c.queue_capacity,

@@ -77,6 +77,8 @@ pub fn run(
     let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
         let _ = wake_source.wake();
     });
+    let wake_on_idle = Arc::clone(&wake);
+    chans.parse_idle.set_wake(Box::new(move || wake_on_idle()));
     // Continuous mode keeps a copy to start each later pass from.
     let again = match every {
         Some(_) => Some(source.try_clone()?),
@@ -345,6 +347,14 @@ impl Fetcher {
                     && self.chans.registry.any_waiting(&self.parse_threads));
             if self.batch_due(now) || (idle && !self.batch.is_empty()) {
                 self.ship()?;
+            } else if !self.batch.is_empty() {
+                // Held back while the parse threads are busy: have the first to go idle wake
+                // this loop, so the batch leaves then, not at the next event or timer.
+                self.chans.parse_idle.want();
+                if self.chans.out.is_empty() && self.chans.registry.any_waiting(&self.parse_threads)
+                {
+                    self.ship()?;
+                }
             }
         }
         self.ship()?;
@@ -1273,6 +1283,7 @@ impl Fetcher {
         next.shrink_arena(2 * self.cfg.batch_max_bytes);
         let mut batch = std::mem::replace(&mut self.batch, next);
         self.batch_started = None;
+        self.chans.parse_idle.clear();
         if batch.ticket.is_none() {
             batch.ticket = Some(self.chans.live.ticket());
         }

@@ -76,6 +76,8 @@ pub struct FetchChannels {
     pub cursors: Option<Receiver<CursorReply>>,
     /// Work items to skip: done by an earlier run, says the resume journal.
     pub skip: Arc<crate::journal::RangeSet>,
+    /// The parse threads' signal that they ran out of work, for a batch held back to fill.
+    pub parse_idle: Arc<crate::batch::IdleSignal>,
 }
 
 pub(crate) fn downstream_gone() -> Error {
