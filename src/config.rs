@@ -670,7 +670,8 @@ impl Config {
     /// The most batches that can be alive in the pipeline at once: one per queue slot plus one
     /// held by each thread. Memory is bounded by this times the batch size limits.
     pub fn max_live_batches(&self, parse_threads: usize, compute_threads: usize) -> usize {
-        // Three queues (fetch→parse, parse→compute, compute→write); the fetcher holds one
+        // Three queues (fetch→parse, parse→compute, compute→write; the middle one unused
+        // without compute threads, so then this is an over-estimate); the fetcher holds one
         // batch it is filling and one it is sending; every other thread holds one.
         3 * self.queue_capacity + 2 + parse_threads + compute_threads + 1
     }

@@ -7,6 +7,7 @@
 //! ```text
 //!  HTTP endpoints ──(1 mio I/O thread)──► [bodies] ──► parse threads (simd-json, in place)
 //!      ──► [rows] ──► compute threads (variance, mean, min, max) ──► [rows] ──► writer thread
+//!          (below four worker cores the parse threads do the compute stage's work themselves)
 //!      ──► Parquet file (row group by row group, temp name → fsync → rename) + dead letters
 //! ```
 //!

@@ -6,6 +6,10 @@
 //!               └──────[recycled body batches]─┘
 //! ```
 //!
+//! With no compute threads (M = 0, the plan below four worker cores) each parse thread computes
+//! the statistics and runs the transforms of its own batches and sends them straight to the
+//! writer; the `[rows]` queue is then unused (its depth stays 0).
+//!
 //! Every queue is a bounded crossbeam channel of *batches*. Shutdown flows downstream: the
 //! fetcher ends when its source is drained (or the stop flag is set) and every admitted request
 //! has ended; dropping its sender ends the parse threads once the queue is empty, and so on to
@@ -64,7 +68,8 @@ pub struct Pipeline {
     endpoint: parking_lot::Mutex<Option<Endpoint>>,
     /// What the files' `pinflow.source` metadata says; `None`: described from the source.
     source_label: Option<String>,
-    /// User transforms, run on the compute threads after the statistics.
+    /// User transforms, run on the compute stage after the statistics (the compute threads, or
+    /// the parse threads when the plan has none).
     transforms: Vec<Arc<dyn Transform>>,
     /// User sinks, run on the writer thread; taken by a run and put back after it.
     sinks: parking_lot::Mutex<Vec<Box<dyn Sink>>>,
@@ -392,7 +397,7 @@ impl Pipeline {
         // The journal first: it finishes or clears what a killed run left, before this run
         // opens its own files.
         let journal = match cfg.writer.journal {
-            true => Some(self.open_journal(cfg, &output)?),
+            true => Some(self.open_journal(cfg, &output, matches!(source, Source::Files(_)))?),
             false => None,
         };
         let skip = Arc::new(
@@ -537,10 +542,15 @@ impl Pipeline {
                     let mut published = ParseStats::default();
                     loop {
                         reg.set_state(me, ThreadState::WaitingInput);
-                        if rx.is_empty() {
-                            idle.idle();
-                        }
-                        let Ok(mut batch) = rx.recv() else { break };
+                        // About to block: tell a fetcher holding a batch back (see IdleSignal).
+                        let next = match rx.try_recv() {
+                            Ok(batch) => Ok(batch),
+                            Err(_) => {
+                                idle.idle();
+                                rx.recv()
+                            }
+                        };
+                        let Ok(mut batch) = next else { break };
                         reg.set_queue_depth(QueueId::Bodies, rx.len());
                         reg.set_state(me, ThreadState::Working);
                         let mut out = parser.try_parse_batch(&mut batch)?;
@@ -691,15 +701,20 @@ impl Pipeline {
 
 impl Pipeline {
     /// Opens the resume journal of `cfg.out` (see [`crate::journal`]), recovering what a killed
-    /// run left. The journal belongs to one command: its source, schema and partitioning.
-    fn open_journal(&self, cfg: &Config, output: &sink::Output) -> Result<Journal> {
-        let identity = format!(
+    /// run left. The journal belongs to one command: its source, schema and partitioning, and
+    /// for file sources the chunk size, since a file's work items are its chunks (a resume
+    /// with other chunk boundaries would read some lines twice).
+    fn open_journal(&self, cfg: &Config, output: &sink::Output, files: bool) -> Result<Journal> {
+        let mut identity = format!(
             "source={}; fields={}; stats={}; partition_by={}",
             output.source,
             cfg.schema.fields.join(","),
             cfg.schema.stats.as_deref().unwrap_or_default().join(";"),
             cfg.writer.partition_by.join(",")
         );
+        if files {
+            identity.push_str(&format!("; chunk_bytes={}", cfg.fetch.batch_max_bytes));
+        }
         let path = Journal::path_for(&cfg.out);
         let temps = if output.partitioned() {
             crate::journal::TempFiles::Under(cfg.out.clone())

@@ -79,9 +79,12 @@ fn kill_and_resume(
     // Kill times are fractions of how long the whole command takes on this machine now (a
     // debug build on a busy CI machine is many times slower than a quiet release one), found
     // by one uninterrupted run of the same command into a scratch directory. The first kill
-    // lands in the first half of a run so at least one run surely dies mid-way.
+    // lands in the first 30 % of a run so that at least one run dies mid-way.
+    // The same layout one level down (a partitioned output's journal sits beside its root).
     let scratch = tempfile::tempdir().unwrap();
-    let (from, to) = (dir.to_str().unwrap(), scratch.path().to_str().unwrap());
+    let scratch_dir = scratch.path().join(dir.file_name().unwrap());
+    std::fs::create_dir(&scratch_dir).unwrap();
+    let (from, to) = (dir.to_str().unwrap(), scratch_dir.to_str().unwrap());
     let scratch_args: Vec<String> = args.iter().map(|a| a.replace(from, to)).collect();
     let started = Instant::now();
     run_once(&scratch_args, env, None);
@@ -91,7 +94,7 @@ fn kill_and_resume(
     let mut killed = 0;
     for k in 0..kills {
         let at_ms = if k == 0 {
-            full_ms / 10 + rng.below(full_ms * 4 / 10)
+            full_ms / 20 + rng.below(full_ms / 4)
         } else {
             full_ms / 20 + rng.below(full_ms * 85 / 100)
         };
@@ -248,16 +251,23 @@ fn a_journal_refuses_another_command() {
     let input = dir.path().join("a.ndjson");
     std::fs::write(&input, "{\"id\":1}\n").unwrap();
     let out = dir.path().join("o.parquet");
-    let run = |files: &Path| {
+    let run_chunked = |files: &Path, chunk: &str| {
         Command::new(env!("CARGO_BIN_EXE_pinflow"))
             .args(["run", "--journal", "--files"])
             .arg(files)
             .arg("--out")
             .arg(&out)
+            .env("PINFLOW_FETCH_BATCH_MAX_BYTES", chunk)
             .output()
             .unwrap()
     };
+    let run = |files: &Path| run_chunked(files, "65536");
     assert!(run(&input).status.success());
+    // Other chunk boundaries would make other work items of the same file: refused too.
+    let o = run_chunked(&input, "131072");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("chunk_bytes=65536"), "{err}");
     let other = dir.path().join("b.ndjson");
     std::fs::write(&other, "{\"id\":2}\n").unwrap();
     let o = run(&other);

@@ -47,10 +47,10 @@ here=tools/python-baseline
 venv=target/python-baseline-venv
 py=$venv/bin/python
 
-# --- the virtual environment, re-created when requirements.txt changes ---
+# --- the virtual environment, re-created when requirements.txt changes (not with --no-python)
 stamp=$venv/.requirements.sha256
 want=$(sha256sum "$here/requirements.txt" | cut -d' ' -f1)
-if [ ! -x "$py" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+if [ "$do_python" = 1 ] && { [ ! -x "$py" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; }; then
   echo "== setting up $venv" >&2
   rm -rf "$venv"
   python3 -m venv "$venv"

@@ -342,17 +342,14 @@ impl Fetcher {
             // A batch waits to fill only while the parse threads are busy: when one of them is
             // waiting for input it goes now, so an idle pipeline adds no batching delay, and a
             // busy one still gets full batches (fewer, cheaper hand-offs).
-            let idle = events.is_empty()
-                || (self.chans.out.is_empty()
-                    && self.chans.registry.any_waiting(&self.parse_threads));
+            let idle = events.is_empty() || self.parse_thread_free();
             if self.batch_due(now) || (idle && !self.batch.is_empty()) {
                 self.ship()?;
             } else if !self.batch.is_empty() {
                 // Held back while the parse threads are busy: have the first to go idle wake
                 // this loop, so the batch leaves then, not at the next event or timer.
                 self.chans.parse_idle.want();
-                if self.chans.out.is_empty() && self.chans.registry.any_waiting(&self.parse_threads)
-                {
+                if self.parse_thread_free() {
                     self.ship()?;
                 }
             }
@@ -1257,6 +1254,12 @@ impl Fetcher {
         }
         self.batch
             .push_failure(url, detail.to_string(), attempts, now);
+    }
+
+    /// Whether a parse thread would take a batch shipped now at once: more of them wait for
+    /// input than batches wait in the queue.
+    fn parse_thread_free(&self) -> bool {
+        self.chans.registry.waiting(&self.parse_threads) > self.chans.out.len()
     }
 
     fn batch_full(&self) -> bool {

@@ -24,7 +24,7 @@ pub const STALL_AFTER: Duration = Duration::from_secs(60);
 pub enum QueueId {
     /// fetch → parse: batches of response bodies.
     Bodies = 0,
-    /// parse → compute: record batches.
+    /// parse → compute: record batches (unused, depth 0, when the parse threads compute).
     Records = 1,
     /// compute → write: record batches with statistics.
     Output = 2,
@@ -171,7 +171,7 @@ pub struct Registry {
     pub fetch_blocked_ns: AtomicU64,
     /// Records found by the parse threads (rows and dead letters).
     pub records_parsed: AtomicU64,
-    /// Records that left the compute threads.
+    /// Records that left the compute stage.
     pub records_computed: AtomicU64,
     /// Rows user transforms dropped.
     pub records_filtered: AtomicU64,
@@ -276,14 +276,17 @@ impl Registry {
         t.beat_ms.store(now / 1_000_000, Relaxed);
     }
 
-    /// Whether any of `threads` is waiting for input: an idle stage, to which handing work now
+    /// How many of `threads` are waiting for input: idle workers, to which handing work now
     /// costs nothing. Reads one atomic per thread.
-    pub fn any_waiting(&self, threads: &[usize]) -> bool {
-        threads.iter().any(|&i| {
-            self.threads
-                .get(i)
-                .is_some_and(|t| t.state.load(Relaxed) == ThreadState::WaitingInput as u8)
-        })
+    pub fn waiting(&self, threads: &[usize]) -> usize {
+        threads
+            .iter()
+            .filter(|&&i| {
+                self.threads
+                    .get(i)
+                    .is_some_and(|t| t.state.load(Relaxed) == ThreadState::WaitingInput as u8)
+            })
+            .count()
     }
 
     /// Marks progress without a state change (the fetch thread, once per loop turn).
