@@ -2364,7 +2364,7 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
             let digits: u128 = frac.parse().map_err(|_| bad("malformed number"))?;
             let denom = 10u128.pow(frac.len() as u32);
             let nanos = digits * scale;
-            if nanos % denom != 0 {
+            if !nanos.is_multiple_of(denom) {
                 return Err(bad("finer than a nanosecond"));
             }
             part += nanos / denom;
@@ -2395,7 +2395,7 @@ pub fn format_duration(d: Duration) -> String {
         ("ms", 1_000_000),
         ("us", 1_000),
     ] {
-        if n % scale == 0 {
+        if n.is_multiple_of(scale) {
             return format!("{}{unit}", n / scale);
         }
     }

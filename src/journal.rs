@@ -167,13 +167,34 @@ impl Journal {
         let mut rec = Recovery::default();
         let mut committed_tmps: Vec<(PathBuf, PathBuf)> = Vec::new();
         let mut next_checkpoint = 1;
-        let exists = path.exists();
+        // The journal is locked (an advisory flock, released when the run ends or dies) before
+        // anything is read or deleted: a second run of the same command at the same time would
+        // otherwise take the first one's temporary files for a crash's leftovers.
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::output(path, "open journal", e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(bad(
+                    "another pinflow run is using it (the same command started twice?); \
+                     wait for that run to end"
+                        .into(),
+                ))
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(Error::output(path, "lock journal", e)),
+        }
         // Where the last complete line ends: a crash while appending leaves a torn line, which
         // was never committed and is cut off before anything is appended after it.
         let mut valid_end = 0u64;
+        let text = fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // Without a complete first line nothing was ever committed (a crash while the journal
+        // was being started): start it afresh.
+        let exists = complete > 0;
         if exists {
-            let text = fs::read(path).map_err(|e| bad(e.to_string()))?;
-            let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             let text = String::from_utf8_lossy(&text[..complete]).into_owned();
             let mut lines = text.lines();
             match lines.next() {
@@ -214,12 +235,7 @@ impl Journal {
         for scope in temps {
             rec.removed += scope.remove_stale(&committed);
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::output(path, "open journal", e))?;
-        if exists && file.metadata().map(|m| m.len()).unwrap_or(0) > valid_end {
+        if file.metadata().map(|m| m.len()).unwrap_or(0) > valid_end {
             file.set_len(valid_end)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| Error::output(path, "truncate a torn journal line", e))?;
@@ -476,6 +492,7 @@ mod tests {
         let (j, _) = Journal::open(&path, "src", &[]).unwrap();
         assert_eq!(j.done().to_string(), "0-20");
         assert!(d.join("b.parquet").exists() && !d.join(".c.parquet.tmp-1").exists());
+        drop(j);
         // Another command's journal is refused.
         let err = Journal::open(&path, "other", &[])
             .err()
@@ -509,5 +526,29 @@ mod tests {
         assert_eq!(rec.removed, 2);
         assert!(ours.iter().all(|f| !d.join(f).exists()));
         assert!(others.iter().all(|f| d.join(f).exists()));
+    }
+
+    #[test]
+    fn a_journal_in_use_is_refused_and_a_torn_start_begins_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.parquet.journal");
+        let (first, _) = Journal::open(&path, "src", &[]).unwrap();
+        let err = Journal::open(&path, "src", &[]).err().unwrap().to_string();
+        assert!(err.contains("another pinflow run is using it"), "{err}");
+        drop(first);
+        let (j, rec) = Journal::open(&path, "src", &[]).unwrap();
+        assert_eq!(rec.checkpoints, 0);
+        drop(j);
+        // A crash while the first line was being written: no checkpoint can exist yet.
+        std::fs::write(&path, "{\"pinflow_jour").unwrap();
+        let (mut j, rec) = Journal::open(&path, "src", &[]).unwrap();
+        assert_eq!(rec.checkpoints, 0);
+        j.commit(&[], &"1-3".parse().unwrap()).unwrap();
+        drop(j);
+        let (j, rec) = Journal::open(&path, "src", &[]).unwrap();
+        assert_eq!(
+            (rec.checkpoints, j.done().to_string()),
+            (1, "1-3".to_string())
+        );
     }
 }

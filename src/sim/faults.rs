@@ -267,7 +267,7 @@ impl Injector {
         let n = self.n429;
         self.n429 += 1;
         let secs = self.retry_after_secs;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let _ = write!(out, "Retry-After: {secs}\r\n");
         } else {
             let now = SystemTime::now()

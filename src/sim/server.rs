@@ -309,7 +309,7 @@ impl Server {
                 let chunked = match self.cfg.chunking {
                     Chunking::Never => false,
                     Chunking::Always => true,
-                    Chunking::Alternate => stats.requests % 2 == 0,
+                    Chunking::Alternate => stats.requests.is_multiple_of(2),
                 };
                 let before = conn.wbuf.len();
                 let answered =
