@@ -25,6 +25,8 @@
 # and the result is checked below to be statically linked and to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tools/lib.sh
+. tools/lib.sh
 export CARGO_TERM_COLOR=never
 
 PROFILE=edge
@@ -45,8 +47,6 @@ if [ ${#TARGETS[@]} -eq 0 ]; then
            x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 fi
 
-SUDO=""
-if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=sudo; fi
 
 # --- tools: the Debian packages each target needs ------------------------------------------
 need_pkgs=()
@@ -70,9 +70,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "cross-build: missing ${need_pkgs[*]} (install them, or run without --no-install on Debian)" >&2
     exit 1
   fi
-  echo "cross-build: apt-get install ${need_pkgs[*]}"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null ||
-    { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; }
+  apt_install cross-build "${need_pkgs[@]}"
 fi
 if command -v rustup >/dev/null 2>&1; then
   installed=$(rustup target list --installed)

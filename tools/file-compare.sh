@@ -41,6 +41,8 @@
 # Needs python3 (venv), curl; installs `time` with apt-get when missing (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tools/lib.sh
+. tools/lib.sh
 
 records=1000000 nfiles=8 repeat=3 data=sim engines=pinflow,duckdb,polars threads=1 bin="" extra="" wait_quiet=0 out=target/file-compare-out
 while [ $# -gt 0 ]; do
@@ -77,15 +79,7 @@ if [ ! -x /usr/bin/time ]; then
 fi
 
 # --- the virtual environment, re-created when requirements.txt changes ---
-stamp=$venv/.requirements.sha256
-want=$(sha256sum "$here/requirements.txt" | cut -d' ' -f1)
-if [ ! -x "$py" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "== setting up $venv" >&2
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$py" -m pip install --quiet --only-binary=:all: -r "$here/requirements.txt"
-  echo "$want" >"$stamp"
-fi
+ensure_venv "$venv" "$here/requirements.txt"
 
 # --- pinflow: built only when missing or older than the sources (--bin PATH: that binary) ---
 if [ -z "$bin" ]; then

@@ -24,6 +24,8 @@
 # Everything stays on 127.0.0.1. Needs python3 (with venv) and a Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tools/lib.sh
+. tools/lib.sh
 
 records=20000 repeat=3 wrk_records=200000 wrk_duration=10s do_wrk=1 do_python=1 keep="" bin=""
 variant="--pin-shared --compute-threads 1"
@@ -48,15 +50,7 @@ venv=target/python-baseline-venv
 py=$venv/bin/python
 
 # --- the virtual environment, re-created when requirements.txt changes (not with --no-python)
-stamp=$venv/.requirements.sha256
-want=$(sha256sum "$here/requirements.txt" | cut -d' ' -f1)
-if [ "$do_python" = 1 ] && { [ ! -x "$py" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; }; then
-  echo "== setting up $venv" >&2
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$py" -m pip install --quiet --only-binary=:all: -r "$here/requirements.txt"
-  echo "$want" >"$stamp"
-fi
+[ "$do_python" = 0 ] || ensure_venv "$venv" "$here/requirements.txt"
 
 # --- pinflow (--bin PATH skips the build and uses that binary) ---
 if [ -z "$bin" ]; then

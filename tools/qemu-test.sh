@@ -27,6 +27,8 @@
 # --only runs one of the two parts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tools/lib.sh
+. tools/lib.sh
 export CARGO_TERM_COLOR=never
 
 FULL=0
@@ -48,8 +50,6 @@ case "$ONLY" in ""|aarch64|x86_64) ;; *) echo "qemu-test: --only aarch64 or x86_
 mapfile -t SPAWNING < <(grep -l 'CARGO_BIN_EXE' tests/*.rs | xargs -n1 basename | sed 's/\.rs$//')
 X86_FALLBACK_TESTS=(end_to_end bad_input schema encoding)
 
-SUDO=""
-if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=sudo; fi
 need_pkgs=()
 command -v qemu-aarch64 >/dev/null 2>&1 || need_pkgs+=(qemu-user)
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need_pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
@@ -58,9 +58,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "qemu-test: missing ${need_pkgs[*]}" >&2
     exit 1
   fi
-  echo "qemu-test: apt-get install ${need_pkgs[*]}"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null ||
-    { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; }
+  apt_install qemu-test "${need_pkgs[@]}"
 fi
 if command -v rustup >/dev/null 2>&1 &&
    ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
