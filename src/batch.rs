@@ -359,6 +359,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_idle_parse_thread_wakes_the_fetcher_only_when_asked_and_once() {
+        let woken = Arc::new(AtomicUsize::new(0));
+        let signal = IdleSignal::default();
+        let w = Arc::clone(&woken);
+        signal.set_wake(Box::new(move || {
+            w.fetch_add(1, Ordering::Relaxed);
+        }));
+        signal.idle(); // nothing held back: no wake-up
+        assert_eq!(woken.load(Ordering::Relaxed), 0);
+        signal.want();
+        signal.idle();
+        signal.idle(); // one wake-up per request
+        assert_eq!(woken.load(Ordering::Relaxed), 1);
+        signal.want();
+        signal.clear(); // shipped meanwhile: nothing to wake for
+        signal.idle();
+        assert_eq!(woken.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
     fn live_batches_counts_and_peaks() {
         let live = Arc::new(LiveBatches::default());
         let a = live.ticket();
