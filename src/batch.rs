@@ -214,6 +214,10 @@ impl BodyBatch {
     ) {
         let u = self.push_url(url);
         let start = self.arena.len();
+        // One reservation for body and padding: `resize` past an exactly fitted `extend` would
+        // double the arena (a 900 KB page would take 1.8 MB, and a block that size comes from
+        // its own mmap in the binary, see `fix_mmap_threshold`).
+        self.arena.reserve(body.len() + BODY_PADDING);
         self.arena.extend_from_slice(body);
         let end = self.arena.len();
         self.arena.resize(end + BODY_PADDING, 0);
