@@ -8,6 +8,11 @@
 //! ```
 //!
 //! Parquet is off (`parquet(false)`): this measures the pipeline, not the disk.
+//!
+//! A last line, `bare hop`, measures the machine's floor in the same run: one timestamp sent
+//! through a bounded crossbeam channel to a thread parked on `recv`, at the same pace, nothing
+//! else done. A record at low load crosses three such hops; when this line's p99 is already
+//! hundreds of microseconds (a shared virtual machine), the pipeline's cannot be lower.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,6 +78,51 @@ fn main() {
             rate
         );
     }
+    let h = bare_hop(2_000, 20_000 / scale);
+    println!(
+        "{:<22} {:<8} {:>10} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>12.0}",
+        "bare hop (2k/s)",
+        "unpinned",
+        h.len(),
+        h.value_at_quantile(0.5) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.value_at_quantile(0.999) as f64 / 1000.0,
+        h.max() as f64 / 1000.0,
+        2_000
+    );
+}
+
+/// Pacing by the clock: sleep most of the wait (a spinning producer would take a core from the
+/// threads measured), spin the last stretch for precision, so a late send does not shift the
+/// ones after it.
+fn wait_until(due: Instant) {
+    let now = Instant::now();
+    if due > now + Duration::from_micros(200) {
+        std::thread::sleep(due - now - Duration::from_micros(150));
+    }
+    while Instant::now() < due {
+        std::hint::spin_loop();
+    }
+}
+
+/// One hop between two threads, nothing else: the wake-up latency of a parked receiver.
+fn bare_hop(rate: u64, count: u64) -> Histogram<u64> {
+    let (tx, rx) = crossbeam_channel::bounded::<Instant>(1024);
+    let receiver = std::thread::spawn(move || {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+        while let Ok(sent) = rx.recv() {
+            let _ = h.record((sent.elapsed().as_nanos() as u64).max(1));
+        }
+        h
+    });
+    let every = Duration::from_nanos(1_000_000_000 / rate);
+    let started = Instant::now();
+    for i in 0..count {
+        wait_until(started + every * i as u32);
+        tx.send(Instant::now()).expect("send");
+    }
+    drop(tx);
+    receiver.join().expect("receiver")
 }
 
 fn run(s: &Scenario) -> (Histogram<u64>, f64) {
@@ -110,17 +160,7 @@ fn run(s: &Scenario) -> (Histogram<u64>, f64) {
     let started = Instant::now();
     for id in 0..s.records {
         if let Some(every) = interval {
-            // Pace by the clock, so a late push does not shift the ones after it.
-            // Sleep most of the wait (a spinning producer would take a core from the pipeline),
-            // then spin the last stretch for precision.
-            let due = started + every * id as u32;
-            let now = Instant::now();
-            if due > now + Duration::from_micros(200) {
-                std::thread::sleep(due - now - Duration::from_micros(150));
-            }
-            while Instant::now() < due {
-                std::hint::spin_loop();
-            }
+            wait_until(started + every * id as u32);
         }
         let body = format!(r#"{{"id":{id},"values":[1.5,2.5,{id}]}}"#);
         pushed[id as usize].store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);

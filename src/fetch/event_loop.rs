@@ -323,8 +323,11 @@ impl Fetcher {
                 } else {
                     self.on_socket_event(ev.token().0);
                     // Ship a full batch before handling the next event: one poll can complete
-                    // dozens of large bodies, and the batch must stay near its byte bound.
-                    if self.batch_full() {
+                    // dozens of large bodies, and the batch must stay near its byte bound. Ship
+                    // any batch when a parse thread waits for input: a response that completed
+                    // first should not wait while the rest of this poll's events (a burst of
+                    // responses) are read.
+                    if self.batch_full() || (!self.batch.is_empty() && self.parse_thread_free()) {
                         self.ship()?;
                     }
                 }
