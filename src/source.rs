@@ -124,7 +124,11 @@ impl Template {
 
     /// The `i`-th URL (from 0).
     pub fn url(&self, i: u64) -> String {
-        format!("{}{}{}", self.prefix, self.start + i, self.suffix)
+        use std::fmt::Write;
+        // Sized once (20 digits hold any u64): one allocation per URL, not one per piece.
+        let mut url = String::with_capacity(self.prefix.len() + 20 + self.suffix.len());
+        let _ = write!(url, "{}{}{}", self.prefix, self.start + i, self.suffix);
+        url
     }
 }
 
@@ -426,6 +430,31 @@ impl HttpUrl {
     /// assert_eq!(u.to_string(), "http://[::1]:8080/a?b=1");
     /// ```
     pub fn parse(url: &str) -> std::result::Result<HttpUrl, String> {
+        let p = UrlParts::split(url)?;
+        Ok(HttpUrl {
+            host: p.host.to_string(),
+            port: p.port,
+            tls: p.tls,
+            path: p.path.into_owned(),
+        })
+    }
+}
+
+/// An `http://` or `https://` URL's parts, borrowed from it: the fetcher splits every work
+/// item's URL with this, so a request costs no allocation for its host and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UrlParts<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub tls: bool,
+    /// Path and query, starting with `/`: a slice of the URL, or made when the URL has none
+    /// (`http://h` is `/`, `http://h?q` is `/?q`).
+    pub path: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> UrlParts<'a> {
+    /// [`HttpUrl::parse`] without copying; the same checks and errors.
+    pub fn split(url: &'a str) -> std::result::Result<UrlParts<'a>, String> {
         let (rest, tls) = if let Some(r) = url.strip_prefix("http://") {
             (r, false)
         } else if let Some(r) = url.strip_prefix("https://") {
@@ -445,12 +474,12 @@ impl HttpUrl {
             None => (rest, "/"),
         };
         let path = path.split('#').next().unwrap_or("/");
-        let path = if path.starts_with('?') {
-            format!("/{path}")
+        let path: std::borrow::Cow<'a, str> = if path.starts_with('?') {
+            format!("/{path}").into()
         } else if path.is_empty() {
-            "/".to_string()
+            "/".into()
         } else {
-            path.to_string()
+            path.into()
         };
         if authority.contains('@') {
             return Err("user:password@ in URLs is not supported".into());
@@ -477,8 +506,8 @@ impl HttpUrl {
         if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err("spaces or control characters in the path".into());
         }
-        Ok(HttpUrl {
-            host: host.to_string(),
+        Ok(UrlParts {
+            host,
             port,
             tls,
             path,

@@ -20,7 +20,7 @@ use crate::batch::BodyBatch;
 use crate::config::FetchConfig;
 use crate::error::{Error, Result};
 use crate::metrics::live::{QueueId, Stage, ThreadState};
-use crate::source::{Feed, HttpUrl, Next, Source};
+use crate::source::{Feed, HttpUrl, Next, Source, UrlParts};
 
 const WAKER: Token = Token(usize::MAX);
 /// Initial read buffer per connection; grows only for unusually large response heads.
@@ -145,7 +145,8 @@ struct Request {
     url: String,
     /// The work item's position in the source (its next pages carry the same one).
     seq: u64,
-    path: String,
+    /// What the request line asks for: see [`Request::path`].
+    path: RequestPath,
     host: usize,
     /// Tries that have ended in a retryable failure.
     failures: u32,
@@ -156,6 +157,44 @@ struct Request {
     redirects: u32,
     /// Pages followed through `Link: rel="next"` before this one (0 for a source URL).
     page: u32,
+}
+
+/// A request's path and query: usually the part of its URL after the authority, kept as that
+/// range so that admitting a request does not copy it; a redirect's target or a path the URL
+/// lacks (`http://h`, `http://h?q`) is its own string.
+#[derive(Debug)]
+enum RequestPath {
+    InUrl(std::ops::Range<usize>),
+    Own(String),
+}
+
+impl RequestPath {
+    /// `path` as split from `url` ([`UrlParts::split`]): a range when it is a slice of it.
+    fn of(url: &str, path: std::borrow::Cow<'_, str>) -> RequestPath {
+        match path {
+            std::borrow::Cow::Borrowed(p) => {
+                // Where `p` starts, counted from `url`'s first byte. Distinct objects do not
+                // overlap, so it lies within `url` only when it is a slice of it (the static
+                // "/" given to a URL without a path is not).
+                let start = (p.as_ptr() as usize).wrapping_sub(url.as_ptr() as usize);
+                match start.checked_add(p.len()) {
+                    Some(end) if end <= url.len() => RequestPath::InUrl(start..end),
+                    _ => RequestPath::Own(p.to_string()),
+                }
+            }
+            std::borrow::Cow::Owned(p) => RequestPath::Own(p),
+        }
+    }
+}
+
+impl Request {
+    /// The path and query the request line asks for, starting with `/`.
+    fn path(&self) -> &str {
+        match &self.path {
+            RequestPath::InUrl(r) => &self.url[r.clone()],
+            RequestPath::Own(p) => p,
+        }
+    }
 }
 
 enum Addrs {
@@ -483,13 +522,14 @@ impl Fetcher {
             }
             self.in_flight += 1;
             self.report.stats.requests += 1;
-            match HttpUrl::parse(&item.url) {
+            match UrlParts::split(&item.url) {
                 Ok(u) => {
-                    let host = self.host_for(&u.host, u.port, u.tls);
+                    let host = self.host_for(u.host, u.port, u.tls);
+                    let path = RequestPath::of(&item.url, u.path);
                     self.hosts[host].queue.push_back(Request {
                         url: item.url,
                         seq: item.seq,
-                        path: u.path,
+                        path,
                         host,
                         failures: 0,
                         stale_resends: 0,
@@ -1015,7 +1055,7 @@ impl Fetcher {
             return self.finish_failed(&req.url, class, &detail, attempts);
         }
         req.redirects += 1;
-        req.path = target.path;
+        req.path = RequestPath::Own(target.path);
         req.host = self.host_for(&target.host, target.port, target.tls);
         let h = req.host;
         self.hosts[h].queue.push_back(req);
@@ -1040,7 +1080,7 @@ impl Fetcher {
         } else if target.contains("://") {
             HttpUrl::parse(target)
         } else {
-            let dir = req.path.rsplit_once('/').map_or("", |(d, _)| d);
+            let dir = req.path().rsplit_once('/').map_or("", |(d, _)| d);
             Ok(HttpUrl {
                 host,
                 port,
@@ -1085,7 +1125,7 @@ impl Fetcher {
         self.hosts[host].queue.push_back(Request {
             url,
             seq: crate::batch::NO_SEQ,
-            path: target.path,
+            path: RequestPath::Own(target.path),
             host,
             failures: 0,
             stale_resends: 0,
@@ -1346,7 +1386,7 @@ impl Conn {
             &host.name,
             host.port,
             if host.tls { 443 } else { 80 },
-            &req.path,
+            req.path(),
             &cfg.accept_encoding,
             extra,
         );
@@ -1420,5 +1460,52 @@ pub(crate) fn backoff(
     match retry_after {
         Some(after) => delay.max(after.min(cfg.max_retry_after)),
         None => delay,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the request path stays a range of the URL, and its text.
+    fn path_of(url: &str) -> (bool, String) {
+        let parts = UrlParts::split(url).expect("valid URL");
+        match RequestPath::of(url, parts.path) {
+            RequestPath::InUrl(r) => (true, url[r].to_string()),
+            RequestPath::Own(p) => (false, p),
+        }
+    }
+
+    #[test]
+    fn request_path_is_a_range_of_the_url_unless_made() {
+        assert_eq!(
+            path_of("http://127.0.0.1:8080/logs/7?x=1"),
+            (true, "/logs/7?x=1".to_string())
+        );
+        assert_eq!(path_of("http://h/a#frag"), (true, "/a".to_string()));
+        assert_eq!(path_of("http://[::1]:81/"), (true, "/".to_string()));
+        // Made by the split: the URL has no `/` to point at.
+        assert_eq!(path_of("http://h"), (false, "/".to_string()));
+        assert_eq!(path_of("http://h:8080?q=1"), (false, "/?q=1".to_string()));
+    }
+
+    #[test]
+    fn request_path_reads_from_its_own_url() {
+        let url = "http://h/a/b?c".to_string();
+        let parts = UrlParts::split(&url).expect("valid URL");
+        let path = RequestPath::of(&url, parts.path);
+        let req = Request {
+            url,
+            seq: 0,
+            path,
+            host: 0,
+            failures: 0,
+            stale_resends: 0,
+            admitted_at: Instant::now(),
+            redirects: 0,
+            page: 0,
+        };
+        // The URL moved into the request: the range still names its path.
+        assert_eq!(req.path(), "/a/b?c");
     }
 }
