@@ -249,6 +249,11 @@ pub struct WriterConfig {
     /// estimate, checked after each batch), so that the memory an open row group takes is
     /// bounded whatever the size of the records. 0: no bound by size.
     pub row_group_max_bytes: u64,
+    /// Uncompressed bytes per Parquet data page (a column chunk is cut into pages of about
+    /// this size; readers skip by page with the page index). The default, 256 KiB, keeps each
+    /// page's buffer below the binary's 1 MiB mmap threshold: 1 MiB pages made file → Parquet
+    /// 10 % slower.
+    pub data_page_bytes: usize,
     /// Column compression.
     pub compression: Compression,
     /// Finalize the current Parquet file and start a new one after this long (continuous
@@ -605,6 +610,7 @@ impl Default for WriterConfig {
         WriterConfig {
             row_group_rows: 64 * 1024,
             row_group_max_bytes: 16 << 20,
+            data_page_bytes: 256 << 10,
             compression: Compression::Snappy,
             rotate_interval: None,
             flush_interval: Duration::from_secs(10),
@@ -882,6 +888,9 @@ impl Config {
             if let (true, Err(Error::Config { why, .. })) = (schema_ok, sc.layout()) {
                 bad("schema", why);
             }
+        }
+        if self.writer.data_page_bytes == 0 {
+            bad("writer.data_page_bytes", at_least_one.clone());
         }
         if self.writer.row_group_rows == 0 {
             bad("writer.row_group_rows", at_least_one);
@@ -2167,6 +2176,12 @@ const KEYS: &[KeySpec] = &[
          memory of an open row group whatever the records' size. 0: no bound by size.",
     ),
     key(
+        "writer.data_page_bytes",
+        Kind::Count,
+        "--data-page-bytes",
+        "Uncompressed bytes per Parquet data page (readers skip by page with the page index).",
+    ),
+    key(
         "writer.compression",
         Kind::Compression,
         "--compression",
@@ -2791,6 +2806,7 @@ mod tests {
             writer: WriterConfig {
                 row_group_rows: 999,
                 row_group_max_bytes: 1 << 22,
+                data_page_bytes: 1 << 19,
                 compression: Compression::Zstd(7),
                 rotate_interval: Some(Duration::from_secs(3600)),
                 flush_interval: Duration::from_millis(1500),

@@ -89,6 +89,7 @@ fn everything_set() -> Config {
         writer: WriterConfig {
             row_group_rows: 4242,
             row_group_max_bytes: 1 << 21,
+            data_page_bytes: 1 << 17,
             compression: Compression::None,
             rotate_interval: Some(Duration::from_secs(600)),
             flush_interval: Duration::from_secs(3),

@@ -192,6 +192,61 @@ fn row_groups_are_closed_by_their_size_in_memory() {
     sim.stop();
 }
 
+/// The data pages of the `values` column in row group 0: (count, largest size in bytes).
+fn values_pages(path: &Path) -> (usize, i32) {
+    let options = parquet::file::serialized_reader::ReadOptionsBuilder::new()
+        .with_page_index()
+        .build();
+    let r = SerializedFileReader::new_with_options(File::open(path).unwrap(), options).unwrap();
+    let col = r
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string().starts_with("values"))
+        .expect("a values column");
+    let pages = r
+        .metadata()
+        .page_index_for_row_group(0)
+        .page_locations(col)
+        .expect("an offset index")
+        .clone();
+    let largest = pages.iter().map(|p| p.compressed_page_size).max().unwrap();
+    (pages.len(), largest)
+}
+
+#[test]
+fn data_pages_are_cut_at_the_configured_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let n = 3000; // 192,000 values, 1.5 MB uncompressed: one row group
+    let mut sizes = Vec::new();
+    for (name, page) in [("small", 64 << 10), ("default", 0)] {
+        let out = dir.path().join(format!("{name}.parquet"));
+        let mut cfg = Config::new(&out);
+        cfg.writer.compression = Compression::None;
+        if page > 0 {
+            cfg.writer.data_page_bytes = page;
+        }
+        Pipeline::new(cfg).unwrap().run(logs(&sim, 1, n)).unwrap();
+        assert_rows_match_workload(&rows(&out), &Workload::default(), 1..=n);
+        sizes.push(values_pages(&out));
+    }
+    let (small, default) = (sizes[0], sizes[1]);
+    // Pages are cut after the mini-batch that crosses the limit (1024 values, 8 KiB here).
+    assert!(
+        small.1 <= (64 << 10) + (16 << 10),
+        "64 KiB pages: {small:?}"
+    );
+    assert!(
+        default.1 > (64 << 10) + (16 << 10) && default.1 <= (256 << 10) + (16 << 10),
+        "default (256 KiB) pages: {default:?}"
+    );
+    assert!(small.0 >= 3 * default.0, "{small:?} against {default:?}");
+    sim.stop();
+}
+
 /// The Hive directory of a simulator record partitioned by service and date.
 fn service_date(r: &pinflow::sim::Record) -> String {
     let mut ts = Vec::new();

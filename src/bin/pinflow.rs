@@ -256,6 +256,9 @@ struct Options {
     /// ...or once its encoded size reaches N bytes; 0 no bound [default: 16777216].
     #[arg(long, value_name = "N")]
     row_group_max_bytes: Option<u64>,
+    /// Uncompressed bytes per Parquet data page [default: 262144].
+    #[arg(long, value_name = "N")]
+    data_page_bytes: Option<usize>,
     /// none, snappy, lz4, zstd or zstd:LEVEL [default: snappy].
     #[arg(long, value_name = "C", value_parser = cli_compression)]
     compression: Option<Compression>,
@@ -591,6 +594,13 @@ impl Options {
             same,
             "writer.row_group_max_bytes",
             "--row-group-max-bytes"
+        );
+        flag!(
+            self.data_page_bytes,
+            w.data_page_bytes,
+            same,
+            "writer.data_page_bytes",
+            "--data-page-bytes"
         );
         flag!(
             self.compression,

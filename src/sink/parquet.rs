@@ -69,6 +69,7 @@ pub fn file_properties(cfg: &WriterConfig, metadata: &[(&str, &str)]) -> Result<
         )
         // Min/max per page and per column chunk, and the page index readers prune with.
         .set_statistics_enabled(EnabledStatistics::Page)
+        .set_data_page_size_limit(cfg.data_page_bytes)
         .set_created_by(format!("pinflow version {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(kv))
         .build())
