@@ -1,5 +1,5 @@
 //! Push → callback-sink latency of the embedded pipeline, per record: from `PushHandle::push`
-//! returning to the sink receiving the row (parse, statistics, three queue hops), measured with
+//! returning to the sink receiving the row (parse, statistics, four queue hops), measured with
 //! hdrhistogram at a low paced load and at full speed, with threads pinned and unpinned.
 //!
 //! ```sh
@@ -11,7 +11,7 @@
 //!
 //! A last line, `bare hop`, measures the machine's floor in the same run: one timestamp sent
 //! through a bounded crossbeam channel to a thread parked on `recv`, at the same pace, nothing
-//! else done. A record at low load crosses three such hops; when this line's p99 is already
+//! else done. A record at low load crosses four such hops; when this line's p99 is already
 //! hundreds of microseconds (a shared virtual machine), the pipeline's cannot be lower.
 
 use std::sync::atomic::{AtomicU64, Ordering};

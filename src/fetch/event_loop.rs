@@ -162,7 +162,6 @@ struct Request {
 /// A request's path and query: usually the part of its URL after the authority, kept as that
 /// range so that admitting a request does not copy it; a redirect's target or a path the URL
 /// lacks (`http://h`, `http://h?q`) is its own string.
-#[derive(Debug)]
 enum RequestPath {
     InUrl(std::ops::Range<usize>),
     Own(String),

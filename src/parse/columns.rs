@@ -14,7 +14,7 @@ use arrow_array::builder::{
 };
 use arrow_array::types::Int32Type;
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::DataType;
+use arrow_schema::{DataType, FieldRef};
 use simd_json::{Node, StaticNode};
 
 use super::{node_span, Reject};
@@ -93,9 +93,10 @@ enum Builder {
     ListI(ListBuilder<Int64Builder>),
 }
 
-/// How much the next batch's builders reserve: what the batch before held. Arrow builders give
-/// up their buffers at `finish`, so without this every batch would grow each buffer again from
-/// nothing (a 64-value list column of 30 rows: nine reallocations instead of one).
+/// How much the next batch's builders reserve: what the batch before held, a quarter more (one
+/// record per request makes batches of varying length), at most [`Sizes::CAP_BYTES`] a buffer. Arrow builders
+/// give up their buffers at `finish`, so without this every batch would grow each buffer again
+/// from nothing (a 64-value list column of 30 rows: nine reallocations instead of one).
 #[derive(Clone, Copy, Default)]
 struct Sizes {
     rows: usize,
@@ -113,7 +114,23 @@ impl Sizes {
         bytes: 1024,
     };
 
+    /// The most a buffer reserves: 1 MiB (of 8-byte values, or of string bytes). A batch past
+    /// it (one huge page) grows its buffers as it goes, and the next batch does not reserve as
+    /// much again: the arrays it hands on carry no outsized capacity through the queues.
+    const CAP_BYTES: usize = 1 << 20;
+
+    /// Sized for a batch like the one `a` came from.
     fn of(a: &dyn Array) -> Sizes {
+        let n = Sizes::held(a);
+        let next = |v: usize, cap: usize| (v + v / 4).min(cap);
+        Sizes {
+            rows: next(n.rows, Sizes::CAP_BYTES / 8),
+            values: next(n.values, Sizes::CAP_BYTES / 8),
+            bytes: next(n.bytes, Sizes::CAP_BYTES),
+        }
+    }
+
+    fn held(a: &dyn Array) -> Sizes {
         use arrow_array::cast::AsArray;
         let rows = a.len();
         match a.data_type() {
@@ -146,8 +163,25 @@ impl Sizes {
     }
 }
 
+/// What every new builder shares, made once per parse thread rather than once per batch.
+struct Shared {
+    float_item: FieldRef,
+    int_item: FieldRef,
+    utc: Arc<str>,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            float_item: list_item(DataType::Float64),
+            int_item: list_item(DataType::Int64),
+            utc: Arc::from("UTC"),
+        }
+    }
+}
+
 impl Builder {
-    fn new(ty: FieldType, n: Sizes) -> Builder {
+    fn new(ty: FieldType, n: Sizes, shared: &Shared) -> Builder {
         match ty {
             FieldType::Int64 => Builder::I64(Int64Builder::with_capacity(n.rows)),
             FieldType::Float64 => Builder::F64(Float64Builder::with_capacity(n.rows)),
@@ -156,16 +190,17 @@ impl Builder {
             FieldType::Dict => Builder::Dict(StringDictionaryBuilder::with_capacity(
                 n.rows, n.values, n.bytes,
             )),
-            FieldType::Timestamp => {
-                Builder::Ts(TimestampMicrosecondBuilder::with_capacity(n.rows).with_timezone("UTC"))
-            }
+            FieldType::Timestamp => Builder::Ts(
+                TimestampMicrosecondBuilder::with_capacity(n.rows)
+                    .with_timezone(Arc::clone(&shared.utc)),
+            ),
             FieldType::ListFloat64 => Builder::ListF(
                 ListBuilder::with_capacity(Float64Builder::with_capacity(n.values), n.rows)
-                    .with_field(list_item(DataType::Float64)),
+                    .with_field(Arc::clone(&shared.float_item)),
             ),
             FieldType::ListInt64 => Builder::ListI(
                 ListBuilder::with_capacity(Int64Builder::with_capacity(n.values), n.rows)
-                    .with_field(list_item(DataType::Int64)),
+                    .with_field(Arc::clone(&shared.int_item)),
             ),
         }
     }
@@ -189,6 +224,7 @@ pub(crate) struct Columns {
     layout: Arc<Layout>,
     tree: PathTree,
     builders: Vec<Builder>,
+    shared: Shared,
     extra: Option<StringBuilder>,
     staged: Vec<Staged>,
     floats: Vec<f64>,
@@ -202,10 +238,11 @@ pub(crate) struct Columns {
 
 impl Columns {
     pub(crate) fn new(layout: Arc<Layout>) -> Columns {
+        let shared = Shared::new();
         let builders = layout
             .fields
             .iter()
-            .map(|f| Builder::new(f.ty, Sizes::FIRST))
+            .map(|f| Builder::new(f.ty, Sizes::FIRST, &shared))
             .collect();
         let n = layout.fields.len();
         Columns {
@@ -213,6 +250,7 @@ impl Columns {
             extra: (layout.unknown == Unknown::Extra).then(StringBuilder::new),
             layout,
             builders,
+            shared,
             staged: vec![Staged::Missing; n],
             floats: Vec::with_capacity(256),
             ints: Vec::new(),
@@ -235,7 +273,7 @@ impl Columns {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.builders.len() + 1);
         for (b, f) in self.builders.iter_mut().zip(&self.layout.fields) {
             let column = b.finish();
-            *b = Builder::new(f.ty, Sizes::of(column.as_ref()));
+            *b = Builder::new(f.ty, Sizes::of(column.as_ref()), &self.shared);
             columns.push(column);
         }
         if let Some(extra) = &mut self.extra {
