@@ -124,11 +124,20 @@ impl Template {
 
     /// The `i`-th URL (from 0).
     pub fn url(&self, i: u64) -> String {
-        use std::fmt::Write;
-        // Sized once (20 digits hold any u64): one allocation per URL, not one per piece.
-        let mut url = String::with_capacity(self.prefix.len() + 20 + self.suffix.len());
-        let _ = write!(url, "{}{}{}", self.prefix, self.start + i, self.suffix);
+        let mut url = String::new();
+        self.write_url(i, &mut url);
         url
+    }
+
+    /// Writes the `i`-th URL into `url`, replacing what it held: the fetcher passes the string
+    /// of a request that is done, so a run of one record per request does not allocate a URL
+    /// per request.
+    pub(crate) fn write_url(&self, i: u64, url: &mut String) {
+        use std::fmt::Write;
+        url.clear();
+        // Sized once (20 digits hold any u64): at most one allocation, not one per piece.
+        url.reserve(self.prefix.len() + 20 + self.suffix.len());
+        let _ = write!(url, "{}{}{}", self.prefix, self.start + i, self.suffix);
     }
 }
 
@@ -237,13 +246,7 @@ impl Source {
     #[cfg(feature = "http")]
     pub(crate) fn into_feed(self, wake: Arc<dyn Fn() + Send + Sync>) -> Result<Feed> {
         match self {
-            Source::Template(t) => {
-                let n = t.len();
-                Ok(Feed::Iter(Box::new((0..n).map(move |i| WorkItem {
-                    seq: i,
-                    url: t.url(i),
-                }))))
-            }
+            Source::Template(template) => Ok(Feed::Template { template, next: 0 }),
             Source::Urls(v) => Ok(Feed::Iter(Box::new(
                 v.into_iter()
                     .enumerate()
@@ -362,6 +365,11 @@ fn feed_lines(
 /// What the fetch thread pulls work from.
 #[cfg(feature = "http")]
 pub(crate) enum Feed {
+    /// A URL template: numbers `next..len` are still to come.
+    Template {
+        template: Template,
+        next: u64,
+    },
     Iter(Box<dyn Iterator<Item = WorkItem> + Send>),
     Channel {
         rx: Receiver<Result<Vec<WorkItem>, String>>,
@@ -383,7 +391,23 @@ pub(crate) enum Next {
 #[cfg(feature = "http")]
 impl Feed {
     pub(crate) fn next(&mut self) -> Next {
+        self.next_reusing(&mut Vec::new())
+    }
+
+    /// [`Feed::next`], writing a template's URL into a string taken from `spare` (strings of
+    /// requests that are done) when there is one.
+    pub(crate) fn next_reusing(&mut self, spare: &mut Vec<String>) -> Next {
         match self {
+            Feed::Template { template, next } => {
+                if *next >= template.len() {
+                    return Next::Done;
+                }
+                let mut url = spare.pop().unwrap_or_default();
+                template.write_url(*next, &mut url);
+                let item = WorkItem { seq: *next, url };
+                *next += 1;
+                Next::Item(item)
+            }
             Feed::Iter(it) => it.next().map_or(Next::Done, Next::Item),
             Feed::Channel { rx, chunk, error } => loop {
                 if let Some(item) = chunk.next() {
@@ -402,7 +426,7 @@ impl Feed {
     /// A read error that ended the source early, if any.
     pub(crate) fn take_error(&mut self) -> Option<String> {
         match self {
-            Feed::Iter(_) => None,
+            Feed::Template { .. } | Feed::Iter(_) => None,
             Feed::Channel { error, .. } => error.take(),
         }
     }
@@ -589,6 +613,32 @@ mod tests {
         assert!(Template::parse("http://h/{3..1}").is_err());
         assert!(Template::parse("http://h/{a..1}").is_err());
         assert!(Template::parse("http://h/{1..2}/{1..2}").is_err());
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn a_template_feed_writes_into_spare_strings() {
+        let source = Source::from_arg("http://h/logs/{7..9}.json").unwrap();
+        let mut feed = source.into_feed(Arc::new(|| {})).unwrap();
+        let mut spare = vec![String::with_capacity(100)];
+        let spare_ptr = spare[0].as_ptr();
+        let mut items = Vec::new();
+        while let Next::Item(item) = feed.next_reusing(&mut spare) {
+            items.push(item);
+        }
+        let got: Vec<(u64, &str)> = items.iter().map(|i| (i.seq, i.url.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (0, "http://h/logs/7.json"),
+                (1, "http://h/logs/8.json"),
+                (2, "http://h/logs/9.json"),
+            ]
+        );
+        // The first URL went into the spare string (same buffer), the others into new ones.
+        assert!(spare.is_empty());
+        assert_eq!(items[0].url.as_ptr(), spare_ptr);
+        assert!(matches!(feed.next_reusing(&mut spare), Next::Done));
     }
 
     #[test]

@@ -121,6 +121,7 @@ pub fn run(
         extra_headers,
         last_host: 0,
         awaiting_cursors: 0,
+        spare_urls: Vec::new(),
         parse_threads: Vec::new(),
     };
     fetcher.parse_threads = (0..fetcher.chans.registry.threads().len())
@@ -330,7 +331,12 @@ struct Fetcher {
     awaiting_cursors: usize,
     /// The parse threads' indices in the registry: when one waits for input, a batch ships.
     parse_threads: Vec<usize>,
+    /// URL strings of delivered requests, for the next template URLs (at most [`SPARE_URLS`]).
+    spare_urls: Vec<String>,
 }
+
+/// How many URL strings the fetcher keeps for reuse: enough for one poll's completions.
+const SPARE_URLS: usize = 256;
 
 impl Fetcher {
     fn event_loop(&mut self) -> Result<()> {
@@ -502,7 +508,7 @@ impl Fetcher {
             self.report.interrupted = true;
         }
         while !self.feed_done && self.in_flight < self.cfg.max_in_flight {
-            let item = match self.feed.next() {
+            let item = match self.feed.next_reusing(&mut self.spare_urls) {
                 Next::Item(item) => item,
                 Next::Pending => return,
                 Next::Done => {
@@ -512,11 +518,13 @@ impl Fetcher {
             };
             if self.cfg.shard.is_some_and(|sh| !sh.keeps(&item.url)) {
                 // Another instance's work: not a request of this one.
+                self.spare_url(item.url);
                 continue;
             }
             if self.chans.skip.contains(item.seq) {
                 // Done by an earlier run (resume journal).
                 self.report.stats.skipped += 1;
+                self.spare_url(item.url);
                 continue;
             }
             self.in_flight += 1;
@@ -946,6 +954,8 @@ impl Fetcher {
                     self.follow_next(&req, &next);
                 }
             }
+            // Its text is in the batch now: the string can carry the next template URL.
+            self.spare_url(req.url);
         } else {
             *self.report.stats.statuses.entry(status).or_default() += 1;
             let class = format!("http {status}");
@@ -1296,6 +1306,13 @@ impl Fetcher {
         }
         self.batch
             .push_failure(url, detail.to_string(), attempts, now);
+    }
+
+    /// Keeps a URL string that is no longer needed for the next template URL.
+    fn spare_url(&mut self, url: String) {
+        if self.spare_urls.len() < SPARE_URLS {
+            self.spare_urls.push(url);
+        }
     }
 
     /// Whether a parse thread would take a batch shipped now at once: more of them wait for
