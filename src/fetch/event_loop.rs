@@ -367,11 +367,10 @@ impl Fetcher {
                 } else {
                     self.on_socket_event(ev.token().0);
                     // Ship a full batch before handling the next event: one poll can complete
-                    // dozens of large bodies, and the batch must stay near its byte bound. Ship
-                    // any batch when a parse thread waits for input: a response that completed
-                    // first should not wait while the rest of this poll's events (a burst of
-                    // responses) are read.
-                    if self.batch_full() || (!self.batch.is_empty() && self.parse_thread_free()) {
+                    // dozens of large bodies, and the batch must stay near its byte bound.
+                    // (Shipping any batch here as soon as a parse thread waited was tried: more,
+                    // smaller batches and a higher p99 handoff; README, Performance, step 4.)
+                    if self.batch_full() {
                         self.ship()?;
                     }
                 }
