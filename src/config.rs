@@ -67,6 +67,9 @@ pub struct Config {
     #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
     pub every: Option<Duration>,
     /// Capacity, in batches, of each queue between stages. Small is enough: batches are large.
+    /// The default, 4, bounds what piles up while the writer closes a row group (three
+    /// queues' worth plus one per thread, see [`Config::max_live_batches`]); with
+    /// many parse threads a deeper queue can keep them all fed.
     pub queue_capacity: usize,
     /// How many threads of each role, and where they run.
     pub threads: ThreadConfig,
@@ -655,7 +658,7 @@ impl Config {
             source: None,
             files: Vec::new(),
             every: None,
-            queue_capacity: 8,
+            queue_capacity: 4,
             threads: ThreadConfig::default(),
             fetch: FetchConfig::default(),
             writer: WriterConfig::default(),

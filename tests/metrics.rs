@@ -135,9 +135,10 @@ fn metrics_during_and_after_a_run_match_the_summary() {
         value(&mid, "pinflow_thread_up", &[("thread", "fetch")]),
         1.0
     );
+    // The run keeps the default queue capacity.
     assert_eq!(
         value(&mid, "pinflow_queue_capacity", &[("queue", "bodies")]),
-        8.0
+        Config::new("x.parquet").queue_capacity as f64
     );
     let (status, health) = get(&agent, &format!("{base}/healthz"));
     assert_eq!(status, 200, "{health}");

@@ -150,7 +150,7 @@ struct Options {
     /// Pin even when threads outnumber cores and share them [default: then nothing is pinned].
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pin_shared: Option<bool>,
-    /// Batches per queue between stages [default: 8].
+    /// Batches per queue between stages [default: 4].
     #[arg(long, value_name = "N")]
     queue_capacity: Option<usize>,
     /// Keep-alive connections per host [default: 32].
