@@ -94,10 +94,11 @@ enum Builder {
 }
 
 /// How much the next batch's builders reserve: what the batch before held, a quarter more (one
-/// record per request makes batches of varying length), at most [`Sizes::CAP_BYTES`] a buffer. Arrow builders
-/// give up their buffers at `finish`, so without this every batch would grow each buffer again
-/// from nothing (a 64-value list column of 30 rows: nine reallocations instead of one).
-#[derive(Clone, Copy, Default)]
+/// record per request makes batches of varying length), at most [`Sizes::CAP_BYTES`] a
+/// buffer. Arrow builders give up their buffers at `finish`, so without this every batch would
+/// grow each buffer again from nothing (a 64-value list column of 30 rows: nine reallocations
+/// instead of one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Sizes {
     rows: usize,
     /// List items, or a string column's distinct values (dictionary).
@@ -567,5 +568,38 @@ pub(crate) fn write_node(nodes: &[Node<'_>], i: usize, out: &mut Vec<u8>) {
             }
             out.push(b'}');
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, StringArray};
+
+    fn sizes(s: Sizes) -> (usize, usize, usize) {
+        (s.rows, s.values, s.bytes)
+    }
+
+    #[test]
+    fn the_next_batch_reserves_a_quarter_more_than_the_last_held_and_no_more_than_the_cap() {
+        // 30 rows of 64 values: the list column of one record per request.
+        let mut b = ListBuilder::new(Float64Builder::new());
+        for _ in 0..30 {
+            b.values().append_slice(&[1.5; 64]);
+            b.append(true);
+        }
+        assert_eq!(sizes(Sizes::of(&b.finish())), (37, 2400, 0));
+        let s = StringArray::from(vec!["abcd"; 40]);
+        assert_eq!(sizes(Sizes::of(&s)), (50, 0, 200));
+        let mut d = StringDictionaryBuilder::<Int32Type>::new();
+        for v in ["a", "bb", "a", "ccc"] {
+            d.append_value(v);
+        }
+        assert_eq!(sizes(Sizes::of(&d.finish())), (5, 3, 7));
+        // One huge batch: the next reserves at most 1 MiB a buffer.
+        let big = Int64Array::from(vec![7; 1 << 20]);
+        assert_eq!(Sizes::of(&big).rows, Sizes::CAP_BYTES / 8);
+        let long = StringArray::from(vec!["x".repeat(1 << 21)]);
+        assert_eq!(sizes(Sizes::of(&long)), (1, 0, Sizes::CAP_BYTES));
     }
 }
