@@ -52,6 +52,50 @@ impl Drop for BatchTicket {
     }
 }
 
+/// Body batches between the fetcher and the writer: sent to the parse queue and not yet in
+/// the writer's queue (as rows). The fetcher counts a batch in as it enters the parse queue;
+/// the thread that hands its rows to the writer counts it out after the send.
+///
+/// When the count is zero, every batch the fetcher sent before is already in the writer's
+/// queue, so a batch handed to the writer directly ([`ToWriter::Bodies`]) lands behind all of
+/// them: the short path keeps the order of one producer.
+#[derive(Debug, Default)]
+pub struct Upstream(AtomicUsize);
+
+impl Upstream {
+    /// A batch is about to enter the parse queue (counted before the send, so a parse thread
+    /// can never count it out first).
+    pub fn enter(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A batch did not enter after all (the send failed).
+    pub fn cancel(&self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A batch's rows are in the writer's queue (called after that send).
+    pub fn leave(&self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Whether no batch is between the fetcher and the writer's queue.
+    pub fn is_empty(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 0
+    }
+}
+
+/// What the writer's queue carries.
+#[derive(Debug)]
+pub enum ToWriter {
+    /// Rows from a parse or compute thread.
+    Rows(RecordsBatch),
+    /// Bodies straight from the fetcher (the short path): the pipeline was idle, so the writer
+    /// parses and computes this batch itself and the batch pays one thread hand-off instead of
+    /// two (fetch → parse → writer). See [`Upstream`] for why the order is kept.
+    Bodies(BodyBatch),
+}
+
 /// How a parse thread running out of work tells the fetcher, which may be holding a partly
 /// filled batch back: a batch waits to fill only while the parse threads are busy, and the
 /// fetcher, asleep in its event loop, would otherwise learn that they are free only at its

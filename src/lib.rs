@@ -19,6 +19,9 @@
 //! - **Pinned threads**: [`plan::ThreadPlan`] maps roles to cores, pinning where each thread
 //!   has a core of its own; on small machines the parse threads also do the compute stage's
 //!   work. See its docs.
+//! - **Short path**: while the pipeline is idle, the fetcher hands a body batch straight to the
+//!   writer, which parses it itself: one thread wake-up instead of two for the latency of a
+//!   low-rate stream ([`fetch::FetchChannels::try_short_path`], [`batch::Upstream`]).
 //!
 //! ## Library use
 //!

@@ -22,13 +22,13 @@ use std::time::Instant;
 
 use crossbeam_channel::bounded;
 
-use crate::batch::{BodyBatch, LiveBatches, RecordsBatch};
+use crate::batch::{BodyBatch, CursorReply, LiveBatches, RecordsBatch, ToWriter, Upstream};
 use crate::compute;
 use crate::config::Config;
 use crate::error::{Error, Result};
 #[cfg(feature = "http")]
 use crate::fetch;
-use crate::fetch::{FetchChannels, FetchReport};
+use crate::fetch::{FetchChannels, FetchReport, ShortPath, ToParse};
 use crate::journal::Journal;
 #[cfg(feature = "metrics-endpoint")]
 use crate::metrics::endpoint::Endpoint;
@@ -411,6 +411,7 @@ impl Pipeline {
             false => None,
         };
         let filtered_before = registry.records_filtered.load(Ordering::Relaxed);
+        let short_before = registry.short_path_batches.load(Ordering::Relaxed);
         let sinks = std::mem::take(&mut *self.sinks.lock());
         let dead = DeadLetterLog::new(cfg.dead_letter_path()).with_rotation(
             cfg.writer.dead_letter_max_bytes,
@@ -422,7 +423,8 @@ impl Pipeline {
         let (body_tx, body_rx) = bounded::<BodyBatch>(q);
         let (recycle_tx, recycle_rx) = bounded::<BodyBatch>(q + parse_n + 2);
         let (rows_tx, rows_rx) = bounded::<RecordsBatch>(q);
-        let (out_tx, out_rx) = bounded::<RecordsBatch>(q);
+        let (out_tx, out_rx) = bounded::<ToWriter>(q);
+        let upstream = Arc::new(Upstream::default());
         for id in QueueId::ALL {
             registry.set_queue_capacity(id, q);
         }
@@ -449,6 +451,58 @@ impl Pipeline {
                 })
         };
 
+        // Cursor pagination: parse threads tell the fetcher each page's next cursor. Unbounded,
+        // yet bounded in practice: one reply per page body, and bodies in flight are bounded.
+        let (cursor_tx, cursor_rx) = match cfg.fetch.cursor_field {
+            Some(_) => {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        // The layout: fixed now, or inferred by the first parser that sees records and shared
+        // through `inferred`.
+        let fixed = cfg.schema.layout()?.map(Arc::new);
+        let inferred = Arc::new(std::sync::OnceLock::new());
+        let schema_cfg = Arc::new(cfg.schema.clone());
+        let envelope = (
+            cfg.fetch.records_field.clone(),
+            cfg.fetch.cursor_field.clone(),
+        );
+        let max_body = cfg.fetch.max_body_bytes;
+        let make_parser = move || {
+            let mut parser = match fixed.clone() {
+                Some(layout) => Parser::with_layout(layout),
+                None => {
+                    let schema_cfg = Arc::clone(&schema_cfg);
+                    Parser::inferring(
+                        Arc::clone(&inferred),
+                        Arc::new(move |fields| schema_cfg.layout_of(fields)),
+                    )
+                }
+            };
+            parser.max_body = max_body;
+            parser.set_envelope(envelope.0.as_deref(), envelope.1.as_deref());
+            parser
+        };
+        let compute_inline = (self.transforms.clone(), Arc::clone(&self.stop));
+
+        // The short path: the writer parses and computes what the fetcher hands it while the
+        // pipeline is idle (`FetchChannels::try_short_path`). Its parser's counts join the
+        // parse threads' when the writer drops it.
+        let writer_parsed = Arc::new(parking_lot::Mutex::new(ParseStats::default()));
+        let prepare: sink::Prepare = {
+            let mut work = ParseWork {
+                parser: make_parser(),
+                published: ParseStats::default(),
+                cursors: cursor_tx.clone(),
+                recycle: recycle_tx.clone(),
+                compute: Some(compute_inline.clone()),
+                registry: Arc::clone(&registry),
+                report_to: Some(Arc::clone(&writer_parsed)),
+            };
+            Box::new(move |bodies| work.process(bodies))
+        };
         let returned_sinks = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let sinks_back = Arc::clone(&returned_sinks);
         let writer = spawn(
@@ -459,6 +513,7 @@ impl Pipeline {
                     dead,
                     journal,
                     sinks,
+                    prepare: Some(prepare),
                 };
                 sink::run(out_rx, &output, parts, &sinks_back, reg, me).map(|r| Box::new(r) as _)
             }),
@@ -466,6 +521,7 @@ impl Pipeline {
         let mut computes = Vec::new();
         for j in 0..compute_n {
             let (rx, tx) = (rows_rx.clone(), out_tx.clone());
+            let upstream = Arc::clone(&upstream);
             let transforms = self.transforms.clone();
             let stop = Arc::clone(&self.stop);
             computes.push(spawn(
@@ -479,9 +535,10 @@ impl Pipeline {
                         reg.set_state(me, ThreadState::Working);
                         compute_batch(&mut b, &transforms, reg, &stop)?;
                         reg.set_state(me, ThreadState::BlockedOutput);
-                        if tx.send(b).is_err() {
+                        if tx.send(ToWriter::Rows(b)).is_err() {
                             break;
                         }
+                        upstream.leave();
                         reg.set_queue_depth(QueueId::Output, tx.len());
                     }
                     guard.finish();
@@ -490,56 +547,33 @@ impl Pipeline {
             )?);
         }
         drop(rows_rx);
-        // Cursor pagination: parse threads tell the fetcher each page's next cursor. Unbounded,
-        // yet bounded in practice: one reply per page body, and bodies in flight are bounded.
-        let (cursor_tx, cursor_rx) = match cfg.fetch.cursor_field {
-            Some(_) => {
-                let (tx, rx) = crossbeam_channel::unbounded();
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
-        };
-        // The layout: fixed now, or inferred by the first parse thread that sees records and
-        // shared through `inferred`.
-        let fixed = cfg.schema.layout()?.map(Arc::new);
-        let inferred = Arc::new(std::sync::OnceLock::new());
-        let schema_cfg = Arc::new(cfg.schema.clone());
         let parse_idle = Arc::new(crate::batch::IdleSignal::default());
         // No compute threads: each parse thread computes its own batches and hands them
         // straight to the writer.
-        let inline = (compute_n == 0).then(|| (self.transforms.clone(), Arc::clone(&self.stop)));
+        let inline = compute_n == 0;
         let mut parsers = Vec::new();
         for i in 0..parse_n {
             let idle = Arc::clone(&parse_idle);
-            let inline = inline.clone();
-            let (tx, to_queue) = match inline {
-                Some(_) => (out_tx.clone(), QueueId::Output),
-                None => (rows_tx.clone(), QueueId::Records),
+            let (rows_out, to_queue) = match inline {
+                true => (None, QueueId::Output),
+                false => (Some(rows_tx.clone()), QueueId::Records),
             };
-            let fixed = fixed.clone();
-            let inferred = Arc::clone(&inferred);
-            let schema_cfg = Arc::clone(&schema_cfg);
-            let (rx, recycle) = (body_rx.clone(), recycle_tx.clone());
-            let cursor_tx = cursor_tx.clone();
-            let envelope = (
-                cfg.fetch.records_field.clone(),
-                cfg.fetch.cursor_field.clone(),
-            );
-            let max_body = cfg.fetch.max_body_bytes;
+            let to_writer = out_tx.clone();
+            let upstream = Arc::clone(&upstream);
+            let rx = body_rx.clone();
+            let mut work = ParseWork {
+                parser: make_parser(),
+                published: ParseStats::default(),
+                cursors: cursor_tx.clone(),
+                recycle: recycle_tx.clone(),
+                compute: inline.then(|| compute_inline.clone()),
+                registry: Arc::clone(&registry),
+                report_to: None,
+            };
             parsers.push(spawn(
                 Role::Parse(i),
                 Box::new(move |reg, me| {
                     let guard = StateGuard::new(reg, me);
-                    let mut parser = match fixed {
-                        Some(layout) => Parser::with_layout(layout),
-                        None => Parser::inferring(
-                            inferred,
-                            Arc::new(move |fields| schema_cfg.layout_of(fields)),
-                        ),
-                    };
-                    parser.max_body = max_body;
-                    parser.set_envelope(envelope.0.as_deref(), envelope.1.as_deref());
-                    let mut published = ParseStats::default();
                     loop {
                         reg.set_state(me, ThreadState::WaitingInput);
                         // About to block: tell a fetcher holding a batch back (see IdleSignal).
@@ -550,33 +584,38 @@ impl Pipeline {
                                 rx.recv()
                             }
                         };
-                        let Ok(mut batch) = next else { break };
+                        let Ok(batch) = next else { break };
                         reg.set_queue_depth(QueueId::Bodies, rx.len());
                         reg.set_state(me, ThreadState::Working);
-                        let mut out = parser.try_parse_batch(&mut batch)?;
-                        if let Some(cursors) = &cursor_tx {
-                            for reply in parser.cursor_replies.drain(..) {
-                                // The fetcher gone means the run is ending anyway.
-                                let _ = cursors.send(reply);
-                            }
-                        }
-                        batch.clear();
-                        let _ = recycle.try_send(batch);
-                        publish_parse(reg, &parser, &mut published);
-                        if let Some((transforms, stop)) = &inline {
-                            compute_batch(&mut out, transforms, reg, stop)?;
-                        }
+                        let out = work.process(batch)?;
                         reg.set_state(me, ThreadState::BlockedOutput);
-                        if tx.send(out).is_err() {
+                        let sent = match &rows_out {
+                            Some(tx) => tx.send(out).is_ok(),
+                            None => to_writer.send(ToWriter::Rows(out)).is_ok(),
+                        };
+                        if !sent {
                             break;
                         }
-                        reg.set_queue_depth(to_queue, tx.len());
+                        let depth = match &rows_out {
+                            Some(tx) => tx.len(),
+                            None => {
+                                upstream.leave();
+                                to_writer.len()
+                            }
+                        };
+                        reg.set_queue_depth(to_queue, depth);
                     }
                     guard.finish();
-                    Ok(Box::new(parser.stats) as _)
+                    Ok(Box::new(std::mem::take(&mut work.parser.stats)) as _)
                 }),
             )?);
         }
+        let short_path = registry
+            .thread_index(Role::Writer)
+            .map(|writer_thread| ShortPath {
+                to_writer: out_tx.clone(),
+                writer_thread,
+            });
         drop((body_rx, rows_tx, out_tx, recycle_tx, cursor_tx));
         let fetch_cfg = cfg.fetch.clone();
         let every = cfg.every;
@@ -587,7 +626,7 @@ impl Pipeline {
             Box::new(move |reg, me| {
                 let guard = StateGuard::new(reg, me);
                 let chans = FetchChannels {
-                    out: body_tx,
+                    out: ToParse::new(body_tx, upstream),
                     recycled: recycle_rx,
                     live: live2,
                     registry: Arc::clone(reg),
@@ -595,6 +634,7 @@ impl Pipeline {
                     cursors: cursor_rx,
                     skip,
                     parse_idle,
+                    short_path,
                 };
                 let r = match (source, fetch_cfg.engine) {
                     (Source::Files(inputs), _) => {
@@ -641,13 +681,7 @@ impl Pipeline {
         registry.set_draining(true);
         for (i, h) in parsers.into_iter().enumerate() {
             match join::<ParseStats>(h, &format!("pinflow-parse-{i}")) {
-                Ok(stats) => {
-                    summary.records_parsed += stats.records;
-                    summary.records_dead_lettered += stats.dead;
-                    for (k, v) in stats.dead_by_reason {
-                        *summary.dead_by_reason.entry(k).or_default() += v;
-                    }
-                }
+                Ok(stats) => add_parsed(&mut summary, stats),
                 Err(e) => errors.push(e),
             }
         }
@@ -658,6 +692,7 @@ impl Pipeline {
         }
         match join::<WriterReport>(writer, "pinflow-writer") {
             Ok(w) => {
+                add_parsed(&mut summary, std::mem::take(&mut *writer_parsed.lock()));
                 summary.records_written = w.rows;
                 summary.row_groups = w.row_groups;
                 summary.files = w.files;
@@ -671,6 +706,8 @@ impl Pipeline {
         *self.sinks.lock() = std::mem::take(&mut *returned_sinks.lock());
         summary.records_filtered =
             registry.records_filtered.load(Ordering::Relaxed) - filtered_before;
+        summary.short_path_batches =
+            registry.short_path_batches.load(Ordering::Relaxed) - short_before;
         if let Some(e) = errors.pop() {
             return Err(e);
         }
@@ -762,6 +799,54 @@ fn describe_source(source: &Source) -> String {
 /// Runs on a compute thread, or on the parse thread that parsed the batch when the plan has no
 /// compute threads. A failing transform stops the run: what is queued drains, files stay
 /// valid, and the run reports the error.
+/// The user's transforms and the pipeline's stop flag, for a thread that computes batches.
+type InlineCompute = (Vec<Arc<dyn Transform>>, Arc<AtomicBool>);
+
+/// What a parse thread does with one body batch: parse it, hand the cursors of paginated
+/// bodies back to the fetcher, recycle the emptied batch, publish the counts and, when no
+/// compute thread follows, compute the statistics and run the transforms. The writer holds one
+/// too, for the short path.
+struct ParseWork {
+    parser: Parser,
+    /// The parser's counts as last published to the registry.
+    published: ParseStats,
+    cursors: Option<crossbeam_channel::Sender<CursorReply>>,
+    recycle: crossbeam_channel::Sender<BodyBatch>,
+    /// Transforms and the stop flag, when this thread computes its own batches.
+    compute: Option<InlineCompute>,
+    registry: Arc<Registry>,
+    /// Where the counts go when this is dropped (the writer's, which returns no stats).
+    report_to: Option<Arc<parking_lot::Mutex<ParseStats>>>,
+}
+
+impl ParseWork {
+    fn process(&mut self, mut batch: BodyBatch) -> Result<RecordsBatch> {
+        let reg = &*self.registry;
+        let mut out = self.parser.try_parse_batch(&mut batch)?;
+        if let Some(cursors) = &self.cursors {
+            for reply in self.parser.cursor_replies.drain(..) {
+                // The fetcher gone means the run is ending anyway.
+                let _ = cursors.send(reply);
+            }
+        }
+        batch.clear();
+        let _ = self.recycle.try_send(batch);
+        publish_parse(reg, &self.parser, &mut self.published);
+        if let Some((transforms, stop)) = &self.compute {
+            compute_batch(&mut out, transforms, reg, stop)?;
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for ParseWork {
+    fn drop(&mut self) {
+        if let Some(to) = &self.report_to {
+            *to.lock() = std::mem::take(&mut self.parser.stats);
+        }
+    }
+}
+
 fn compute_batch(
     b: &mut RecordsBatch,
     transforms: &[Arc<dyn Transform>],
@@ -787,6 +872,15 @@ fn compute_batch(
     }
     reg.latency(Stage::Compute).record(t.elapsed());
     Ok(())
+}
+
+/// Adds one parser's counts to the run's ledger.
+fn add_parsed(summary: &mut Summary, stats: ParseStats) {
+    summary.records_parsed += stats.records;
+    summary.records_dead_lettered += stats.dead;
+    for (k, v) in stats.dead_by_reason {
+        *summary.dead_by_reason.entry(k).or_default() += v;
+    }
 }
 
 fn publish_parse(reg: &Registry, parser: &Parser, published: &mut ParseStats) {

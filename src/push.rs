@@ -250,9 +250,11 @@ pub(crate) fn run(
                     Err(_) => break,
                 }
             }
-            registry.set_state(thread, ThreadState::BlockedOutput);
-            chans.out.send(batch).map_err(|_| downstream_gone())?;
-            registry.set_queue_depth(QueueId::Bodies, chans.out.len());
+            if let Err(batch) = chans.try_short_path(batch) {
+                registry.set_state(thread, ThreadState::BlockedOutput);
+                chans.out.send(batch).map_err(|_| downstream_gone())?;
+                registry.set_queue_depth(QueueId::Bodies, chans.out.len());
+            }
             if last_publish.elapsed() >= Duration::from_millis(50) {
                 last_publish = Instant::now();
                 registry.publish_fetch(&report.stats, input.rx.len(), 0);

@@ -368,8 +368,9 @@ impl Fetcher {
                     self.on_socket_event(ev.token().0);
                     // Ship a full batch before handling the next event: one poll can complete
                     // dozens of large bodies, and the batch must stay near its byte bound.
-                    // (Shipping any batch here as soon as a parse thread waited was tried: more,
-                    // smaller batches and a higher p99 handoff; README, Performance, step 4.)
+                    // (Shipping any batch here as soon as a parse thread waited, or the writer
+                    // for the short path, was tried: more, smaller batches and a higher p99
+                    // handoff; README, Performance, latency steps 4 and 5.)
                     if self.batch_full() {
                         self.ship()?;
                     }
@@ -1348,6 +1349,10 @@ impl Fetcher {
         if batch.ticket.is_none() {
             batch.ticket = Some(self.chans.live.ticket());
         }
+        let batch = match self.chans.try_short_path(batch) {
+            Ok(()) => return Ok(()),
+            Err(batch) => batch,
+        };
         let blocked_at = Instant::now();
         let mut pending = match self.chans.out.try_send(batch) {
             Ok(()) => {

@@ -36,9 +36,11 @@ mod transport;
 
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use std::time::Duration;
 
-use crate::batch::{BodyBatch, CursorReply, LiveBatches};
+use crossbeam_channel::{Receiver, SendError, SendTimeoutError, Sender, TrySendError};
+
+use crate::batch::{BodyBatch, CursorReply, LiveBatches, ToWriter, Upstream};
 use crate::error::Error;
 use crate::metrics::live::Registry;
 use crate::metrics::FetchStats;
@@ -62,7 +64,7 @@ pub struct FetchReport {
 /// The channels the fetch stage talks through.
 pub struct FetchChannels {
     /// Full batches go here (to the parse threads).
-    pub out: Sender<BodyBatch>,
+    pub out: ToParse,
     /// Emptied batches come back here for reuse.
     pub recycled: Receiver<BodyBatch>,
     /// Counts batches alive in the pipeline.
@@ -78,6 +80,113 @@ pub struct FetchChannels {
     pub skip: Arc<crate::journal::RangeSet>,
     /// The parse threads' signal that they ran out of work, for a batch held back to fill.
     pub parse_idle: Arc<crate::batch::IdleSignal>,
+    /// The writer's queue, for the short path ([`FetchChannels::try_short_path`]); `None`
+    /// sends every batch through the parse threads.
+    pub short_path: Option<ShortPath>,
+}
+
+impl FetchChannels {
+    /// Whether a batch shipped now would take the short path (see
+    /// [`FetchChannels::try_short_path`]).
+    pub fn short_path_open(&self) -> bool {
+        self.short_path.as_ref().is_some_and(|sp| {
+            self.out.upstream.is_empty()
+                && sp.to_writer.is_empty()
+                && self.registry.waiting(&[sp.writer_thread]) == 1
+        })
+    }
+}
+
+/// The writer's end of the short path: its queue and its thread, whose state tells whether it
+/// waits for input.
+pub struct ShortPath {
+    /// The writer's queue.
+    pub to_writer: Sender<ToWriter>,
+    /// The writer thread's index in the registry.
+    pub writer_thread: usize,
+}
+
+impl FetchChannels {
+    /// Hands `batch` straight to the writer when the pipeline is idle, or gives it back.
+    ///
+    /// Idle means: no batch between the fetcher and the writer's queue ([`Upstream`]), that
+    /// queue empty, and the writer waiting for input. Then the writer parses the batch itself
+    /// and the batch pays one thread wake-up instead of two, which is most of its latency at
+    /// low rates (README, Performance, latency step 5). Under load the conditions fail and
+    /// batches take the parse threads as before, so the writer does not take their work.
+    pub fn try_short_path(&self, batch: BodyBatch) -> std::result::Result<(), BodyBatch> {
+        let Some(sp) = self.short_path.as_ref().filter(|_| self.short_path_open()) else {
+            return Err(batch);
+        };
+        match sp.to_writer.try_send(ToWriter::Bodies(batch)) {
+            Ok(()) => {
+                self.registry
+                    .short_path_batches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            // Full cannot happen (the queue was empty and nothing upstream sends to it);
+            // disconnected: the writer has stopped, and the parse path reports that.
+            Err(e) => match e.into_inner() {
+                ToWriter::Bodies(b) => Err(b),
+                ToWriter::Rows(_) => unreachable!("only bodies were sent"),
+            },
+        }
+    }
+}
+
+/// The parse threads' queue. Every send counts the batch into [`Upstream`], so the short path
+/// knows when nothing is on its way to the writer.
+#[derive(Clone)]
+pub struct ToParse {
+    tx: Sender<BodyBatch>,
+    upstream: Arc<Upstream>,
+}
+
+impl ToParse {
+    /// The queue `tx`, counting into `upstream`.
+    pub fn new(tx: Sender<BodyBatch>, upstream: Arc<Upstream>) -> ToParse {
+        ToParse { tx, upstream }
+    }
+
+    /// Sends, blocking while the queue is full.
+    pub fn send(&self, b: BodyBatch) -> std::result::Result<(), SendError<BodyBatch>> {
+        self.upstream.enter();
+        self.tx.send(b).inspect_err(|_| self.upstream.cancel())
+    }
+
+    /// Sends if there is room now.
+    pub fn try_send(&self, b: BodyBatch) -> std::result::Result<(), TrySendError<BodyBatch>> {
+        self.upstream.enter();
+        self.tx.try_send(b).inspect_err(|_| self.upstream.cancel())
+    }
+
+    /// Sends, waiting at most `t` for room.
+    pub fn send_timeout(
+        &self,
+        b: BodyBatch,
+        t: Duration,
+    ) -> std::result::Result<(), SendTimeoutError<BodyBatch>> {
+        self.upstream.enter();
+        self.tx
+            .send_timeout(b, t)
+            .inspect_err(|_| self.upstream.cancel())
+    }
+
+    /// Batches queued now.
+    pub fn len(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Whether the queue is empty now.
+    pub fn is_empty(&self) -> bool {
+        self.tx.is_empty()
+    }
+
+    /// The queue's capacity.
+    pub fn capacity(&self) -> Option<usize> {
+        self.tx.capacity()
+    }
 }
 
 pub(crate) fn downstream_gone() -> Error {

@@ -175,6 +175,9 @@ pub struct Registry {
     pub records_computed: AtomicU64,
     /// Rows user transforms dropped.
     pub records_filtered: AtomicU64,
+    /// Body batches the fetcher handed straight to the writer, which parsed them itself (the
+    /// short path, taken only while the pipeline is idle).
+    pub short_path_batches: AtomicU64,
     /// Rows written to Parquet.
     pub records_written: AtomicU64,
     /// Records and bodies dead-lettered by the parse threads.
@@ -215,6 +218,7 @@ impl Registry {
             records_parsed: AtomicU64::new(0),
             records_computed: AtomicU64::new(0),
             records_filtered: AtomicU64::new(0),
+            short_path_batches: AtomicU64::new(0),
             records_written: AtomicU64::new(0),
             records_dead_lettered: AtomicU64::new(0),
             dead_by_reason: Mutex::new(BTreeMap::new()),

@@ -185,6 +185,9 @@ pub struct Summary {
     pub peak_live_batches: usize,
     /// The configured bound on live batches.
     pub live_batch_bound: usize,
+    /// Body batches that took the short path: handed straight to the idle writer, which
+    /// parsed them itself.
+    pub short_path_batches: u64,
     /// The thread plan as it was applied.
     pub plan: String,
     /// Whether some threads could not get a core of their own.
@@ -270,8 +273,8 @@ impl std::fmt::Display for Summary {
         }
         writeln!(
             f,
-            "batches    peak {} live (bound {})",
-            self.peak_live_batches, self.live_batch_bound
+            "batches    peak {} live (bound {}), {} by the short path",
+            self.peak_live_batches, self.live_batch_bound, self.short_path_batches
         )?;
         if let Some(out) = &self.output {
             if self.files > 1 {

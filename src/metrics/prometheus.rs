@@ -148,6 +148,12 @@ pub fn render(r: &Registry) -> String {
     }
     c(
         &mut o,
+        "pinflow_short_path_batches_total",
+        "Body batches handed straight to the writer while the pipeline was idle (parsed there: one thread hand-off instead of two).",
+        r.short_path_batches.load(Relaxed),
+    );
+    c(
+        &mut o,
         "pinflow_row_groups_total",
         "Parquet row groups closed.",
         r.row_groups.load(Relaxed),

@@ -32,7 +32,7 @@ use ::parquet::file::properties::WriterProperties;
 use arrow_array::RecordBatch;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::batch::RecordsBatch;
+use crate::batch::{BodyBatch, RecordsBatch, ToWriter};
 use crate::config::WriterConfig;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, RangeSet};
@@ -280,7 +280,7 @@ fn next_free_part(dir: &Path) -> u64 {
 /// of exactly one checkpoint: `rotate_rows` and `rotate_bytes` are then reached or passed by
 /// whole batches, and `max_open_partitions` may be passed within one batch.
 pub fn run(
-    rx: Receiver<RecordsBatch>,
+    rx: Receiver<ToWriter>,
     output: &Output,
     parts: WriterParts,
     sinks_back: &parking_lot::Mutex<Vec<Box<dyn Sink>>>,
@@ -292,6 +292,7 @@ pub fn run(
         mut dead,
         journal,
         sinks,
+        prepare,
     } = parts;
     let guard = StateGuard::new(registry, thread);
     let mut w = Writer {
@@ -314,6 +315,7 @@ pub fn run(
         finalized: 0,
         failure_log: FailureLog::default(),
         registry,
+        prepare,
     };
     if let Some((seq, file)) = first {
         w.seq = seq;
@@ -353,7 +355,13 @@ pub struct WriterParts {
     pub journal: Option<Journal>,
     /// User sinks; handed back through `sinks_back` when the loop ends, for the next run.
     pub sinks: Vec<Box<dyn Sink>>,
+    /// Turns the short path's body batches ([`ToWriter::Bodies`]) into rows: parse and
+    /// compute, as a parse thread would. Dropped when the loop ends. `None`: no short path.
+    pub prepare: Option<Prepare>,
 }
+
+/// Parses and computes a body batch on the writer thread (the short path).
+pub type Prepare = Box<dyn FnMut(BodyBatch) -> Result<RecordsBatch> + Send>;
 
 /// One open Parquet file and what the writer knows about it.
 struct Slot {
@@ -420,12 +428,13 @@ struct Writer<'a> {
     finalized: u64,
     failure_log: FailureLog,
     registry: &'a Registry,
+    prepare: Option<Prepare>,
 }
 
 impl Writer<'_> {
     fn run_loop(
         &mut self,
-        rx: &Receiver<RecordsBatch>,
+        rx: &Receiver<ToWriter>,
         dead: &mut DeadLetterLog,
         thread: usize,
     ) -> Result<()> {
@@ -442,8 +451,20 @@ impl Writer<'_> {
                 dead.finish()?;
             }
             match next {
-                Ok(batch) => {
+                Ok(input) => {
                     self.registry.set_queue_depth(QueueId::Output, rx.len());
+                    let batch = match input {
+                        ToWriter::Rows(batch) => batch,
+                        ToWriter::Bodies(bodies) => match &mut self.prepare {
+                            Some(prepare) => prepare(bodies)?,
+                            None => {
+                                return Err(Error::Thread {
+                                    thread: "pinflow-writer".into(),
+                                    why: "a body batch reached a writer without a parser".into(),
+                                })
+                            }
+                        },
+                    };
                     self.write_batch(&batch, dead)?;
                     if self.journal.is_some() {
                         for &seq in &batch.items {
