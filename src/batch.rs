@@ -1,8 +1,9 @@
 //! The messages that travel between stages. Every message carries many records: a queue hop
 //! costs the same for one record or a thousand, so hops are paid per batch.
 //!
-//! Body batches are recycled: the parse threads clear them and send them back to the fetcher
-//! through a small return queue, so in steady state no buffer is allocated per response.
+//! Body batches are recycled: the parse threads (and the writer, for a batch of the short
+//! path, [`ToWriter::Bodies`]) clear them and send them back to the fetcher through a small
+//! return queue, so in steady state no buffer is allocated per response.
 
 use std::ops::Range;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};

@@ -489,20 +489,30 @@ impl Pipeline {
 
         // The short path: the writer parses and computes what the fetcher hands it while the
         // pipeline is idle (`FetchChannels::try_short_path`). Its parser's counts join the
-        // parse threads' when the writer drops it.
+        // parse threads' when the writer drops it. Not with user transforms: they keep
+        // running one batch at a time, in order, on the threads the plan gives them.
         let writer_parsed = Arc::new(parking_lot::Mutex::new(ParseStats::default()));
-        let prepare: sink::Prepare = {
+        let short_path_closed = Arc::new(AtomicBool::new(false));
+        let prepare: Option<sink::Prepare> = self.transforms.is_empty().then(|| {
             let mut work = ParseWork {
                 parser: make_parser(),
                 published: ParseStats::default(),
-                cursors: cursor_tx.clone(),
+                cursors: None,
                 recycle: recycle_tx.clone(),
                 compute: Some(compute_inline.clone()),
                 registry: Arc::clone(&registry),
                 report_to: Some(Arc::clone(&writer_parsed)),
             };
-            Box::new(move |bodies| work.process(bodies))
-        };
+            let (stop, closed) = (Arc::clone(&self.stop), Arc::clone(&short_path_closed));
+            Box::new(move |bodies| {
+                work.process(bodies).inspect_err(|_| {
+                    // As when a parse thread fails: the run stops, what is queued drains.
+                    stop.store(true, Ordering::Relaxed);
+                    closed.store(true, Ordering::Relaxed);
+                })
+            }) as sink::Prepare
+        });
+        let short_path_on = prepare.is_some();
         let returned_sinks = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let sinks_back = Arc::clone(&returned_sinks);
         let writer = spawn(
@@ -513,7 +523,7 @@ impl Pipeline {
                     dead,
                     journal,
                     sinks,
-                    prepare: Some(prepare),
+                    prepare,
                 };
                 sink::run(out_rx, &output, parts, &sinks_back, reg, me).map(|r| Box::new(r) as _)
             }),
@@ -612,9 +622,11 @@ impl Pipeline {
         }
         let short_path = registry
             .thread_index(Role::Writer)
+            .filter(|_| short_path_on)
             .map(|writer_thread| ShortPath {
                 to_writer: out_tx.clone(),
                 writer_thread,
+                closed: short_path_closed,
             });
         drop((body_rx, rows_tx, out_tx, recycle_tx, cursor_tx));
         let fetch_cfg = cfg.fetch.clone();
@@ -794,11 +806,6 @@ fn describe_source(source: &Source) -> String {
     }
 }
 
-/// Adds what a parse thread counted since the last call to the live metrics.
-/// The compute stage's work on one batch: the statistics, then the user's transforms in order.
-/// Runs on a compute thread, or on the parse thread that parsed the batch when the plan has no
-/// compute threads. A failing transform stops the run: what is queued drains, files stay
-/// valid, and the run reports the error.
 /// The user's transforms and the pipeline's stop flag, for a thread that computes batches.
 type InlineCompute = (Vec<Arc<dyn Transform>>, Arc<AtomicBool>);
 
@@ -823,11 +830,16 @@ impl ParseWork {
     fn process(&mut self, mut batch: BodyBatch) -> Result<RecordsBatch> {
         let reg = &*self.registry;
         let mut out = self.parser.try_parse_batch(&mut batch)?;
-        if let Some(cursors) = &self.cursors {
-            for reply in self.parser.cursor_replies.drain(..) {
-                // The fetcher gone means the run is ending anyway.
-                let _ = cursors.send(reply);
+        let replies = self.parser.cursor_replies.drain(..);
+        match &self.cursors {
+            // The fetcher gone means the run is ending anyway.
+            Some(cursors) => {
+                for reply in replies {
+                    let _ = cursors.send(reply);
+                }
             }
+            // No pagination, or the writer's parser: the short path takes no paginated bodies.
+            None => drop(replies),
         }
         batch.clear();
         let _ = self.recycle.try_send(batch);
@@ -847,6 +859,11 @@ impl Drop for ParseWork {
     }
 }
 
+/// The compute stage's work on one batch: the statistics, then the user's transforms in order.
+/// Runs on a compute thread, on the parse thread that parsed the batch when the plan has no
+/// compute threads, or on the writer for a short-path batch (only when there are no
+/// transforms). A failing transform stops the run: what is queued drains, files stay valid,
+/// and the run reports the error.
 fn compute_batch(
     b: &mut RecordsBatch,
     transforms: &[Arc<dyn Transform>],
@@ -883,6 +900,7 @@ fn add_parsed(summary: &mut Summary, stats: ParseStats) {
     }
 }
 
+/// Adds what a parse thread counted since the last call to the live metrics.
 fn publish_parse(reg: &Registry, parser: &Parser, published: &mut ParseStats) {
     let s = &parser.stats;
     reg.latency(Stage::Parse).record_all(&parser.body_times);

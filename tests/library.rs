@@ -146,6 +146,39 @@ fn short_path_with_compute_threads(compute: usize) {
 }
 
 #[test]
+fn a_batch_failing_on_the_short_path_stops_the_run_with_the_error_and_files_stay_valid() {
+    // An inferred schema that the configured statistics do not fit: the first batch, parsed by
+    // the idle writer, fails to make its layout.
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::builder()
+        .out(dir.path().join("bad.parquet"))
+        .configure(|c| {
+            c.schema.infer = true;
+            c.schema.stats = Some(vec!["latencies".into()]);
+        })
+        .build()
+        .unwrap();
+    let (source, push) = Source::push(8);
+    let run = pipeline.spawn(source).unwrap();
+    // (Time for the writer to start waiting, so that the batch takes the short path.)
+    std::thread::sleep(Duration::from_millis(50));
+    push.push("{\"id\":1,\"values\":[1,2]}").unwrap();
+    drop(push);
+    let err = run.join().unwrap_err().to_string();
+    assert!(err.contains("latencies"), "{err}");
+    // The writer finished its (empty) file, as after a failing parse thread, rather than
+    // failing itself and removing it.
+    let names = dir_names(dir.path());
+    assert!(names.contains(&"bad.parquet".to_string()), "{names:?}");
+    for n in &names {
+        assert!(!n.starts_with('.'), "temporary file left: {n}");
+        if n.ends_with(".parquet") {
+            read_parquet(&dir.path().join(n));
+        }
+    }
+}
+
+#[test]
 fn a_full_queue_refuses_at_once_and_shutdown_drains_what_was_queued() {
     let dir = tempfile::tempdir().unwrap();
     // The sink holds the first batch until released: everything behind it backs up.

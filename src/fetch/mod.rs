@@ -90,7 +90,8 @@ impl FetchChannels {
     /// [`FetchChannels::try_short_path`]).
     pub fn short_path_open(&self) -> bool {
         self.short_path.as_ref().is_some_and(|sp| {
-            self.out.upstream.is_empty()
+            !sp.closed.load(std::sync::atomic::Ordering::Relaxed)
+                && self.out.upstream.is_empty()
                 && sp.to_writer.is_empty()
                 && self.registry.waiting(&[sp.writer_thread]) == 1
         })
@@ -104,6 +105,9 @@ pub struct ShortPath {
     pub to_writer: Sender<ToWriter>,
     /// The writer thread's index in the registry.
     pub writer_thread: usize,
+    /// Set when a batch failed on the writer: the run is stopping, and what is still fetched
+    /// goes through the parse threads.
+    pub closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FetchChannels {
@@ -114,8 +118,17 @@ impl FetchChannels {
     /// and the batch pays one thread wake-up instead of two, which is most of its latency at
     /// low rates (README, Performance, latency step 5). Under load the conditions fail and
     /// batches take the parse threads as before, so the writer does not take their work.
+    ///
+    /// Pages of cursor pagination always take the parse threads: the fetcher waits for their
+    /// cursor replies, and learns that none will come when the parse threads' reply channel
+    /// closes, which a writer holding a sender would prevent.
     pub fn try_short_path(&self, batch: BodyBatch) -> std::result::Result<(), BodyBatch> {
-        let Some(sp) = self.short_path.as_ref().filter(|_| self.short_path_open()) else {
+        let pages = batch.items.iter().any(|item| item.cursor_page.is_some());
+        let Some(sp) = self
+            .short_path
+            .as_ref()
+            .filter(|_| !pages && self.short_path_open())
+        else {
             return Err(batch);
         };
         match sp.to_writer.try_send(ToWriter::Bodies(batch)) {

@@ -26,7 +26,8 @@ pub enum QueueId {
     Bodies = 0,
     /// parse → compute: record batches (unused, depth 0, when the parse threads compute).
     Records = 1,
-    /// compute → write: record batches with statistics.
+    /// compute → write: record batches with statistics (and, on the short path, body batches
+    /// the writer parses itself).
     Output = 2,
 }
 

@@ -316,6 +316,7 @@ pub fn run(
         failure_log: FailureLog::default(),
         registry,
         prepare,
+        prepare_failed: None,
     };
     if let Some((seq, file)) = first {
         w.seq = seq;
@@ -342,6 +343,11 @@ pub fn run(
     let mut report = std::mem::take(&mut w.report);
     report.dead_letter_file = dead.finish()?;
     guard.finish();
+    // A short-path batch failed to parse or compute: the files are complete, as after a
+    // failed parse thread, and the run ends with that stage's error.
+    if let Some(e) = w.prepare_failed.take() {
+        return Err(e);
+    }
     Ok(report)
 }
 
@@ -429,6 +435,10 @@ struct Writer<'a> {
     failure_log: FailureLog,
     registry: &'a Registry,
     prepare: Option<Prepare>,
+    /// The first error of `prepare`: a parse or compute failure, not the writer's. The
+    /// writer goes on draining its queue and finishes its files, as it does when a parse or
+    /// compute thread fails, and the run then ends with this error.
+    prepare_failed: Option<Error>,
 }
 
 impl Writer<'_> {
@@ -453,25 +463,15 @@ impl Writer<'_> {
             match next {
                 Ok(input) => {
                     self.registry.set_queue_depth(QueueId::Output, rx.len());
-                    let batch = match input {
-                        ToWriter::Rows(batch) => batch,
-                        ToWriter::Bodies(bodies) => match &mut self.prepare {
-                            Some(prepare) => prepare(bodies)?,
-                            None => {
-                                return Err(Error::Thread {
-                                    thread: "pinflow-writer".into(),
-                                    why: "a body batch reached a writer without a parser".into(),
-                                })
+                    if let Some(batch) = self.rows_of(input)? {
+                        self.write_batch(&batch, dead)?;
+                        if self.journal.is_some() {
+                            for &seq in &batch.items {
+                                self.items.insert(seq);
                             }
-                        },
-                    };
-                    self.write_batch(&batch, dead)?;
-                    if self.journal.is_some() {
-                        for &seq in &batch.items {
-                            self.items.insert(seq);
-                        }
-                        if self.checkpoint_due() {
-                            self.checkpoint(dead)?;
+                            if self.checkpoint_due() {
+                                self.checkpoint(dead)?;
+                            }
                         }
                     }
                 }
@@ -561,6 +561,30 @@ impl Writer<'_> {
             self.count_finalized(path, row_groups, closed_groups, pending);
         }
         Ok(())
+    }
+
+    /// The rows of what arrived: as they are, or parsed and computed here (the short path).
+    /// `None` when that failed; see `prepare_failed`.
+    fn rows_of(&mut self, input: ToWriter) -> Result<Option<RecordsBatch>> {
+        let bodies = match input {
+            ToWriter::Rows(batch) => return Ok(Some(batch)),
+            ToWriter::Bodies(bodies) => bodies,
+        };
+        let Some(prepare) = &mut self.prepare else {
+            return Err(Error::Thread {
+                thread: "pinflow-writer".into(),
+                why: "a body batch reached a writer without a parser".into(),
+            });
+        };
+        match prepare(bodies) {
+            Ok(batch) => Ok(Some(batch)),
+            Err(e) => {
+                // (`prepare` has already stopped the run and closed the short path.)
+                tracing::error!(error = %e, "stopping the pipeline");
+                self.prepare_failed.get_or_insert(e);
+                Ok(None)
+            }
+        }
     }
 
     /// When the loop must wake even without a batch: the end of the rotation period, or the
