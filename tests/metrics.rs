@@ -199,6 +199,10 @@ fn metrics_during_and_after_a_run_match_the_summary() {
     assert_eq!(count("pinflow_row_groups_total", &[]), summary.row_groups);
     assert_eq!(summary.row_groups, 5);
     assert_eq!(count("pinflow_files_finalized_total", &[]), 1);
+    assert_eq!(
+        count("pinflow_short_path_batches_total", &[]),
+        summary.short_path_batches
+    );
     assert_eq!(count("pinflow_in_flight_requests", &[]), 0);
     for (stage, h) in [
         ("fetch", &summary.latency.fetch),
