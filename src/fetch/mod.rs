@@ -208,3 +208,105 @@ pub(crate) fn downstream_gone() -> Error {
         why: "the parse stage stopped accepting batches".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::live::ThreadState;
+    use crate::plan::Role;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    struct Rig {
+        chans: FetchChannels,
+        parse_rx: Receiver<BodyBatch>,
+        writer_rx: Receiver<ToWriter>,
+        writer: usize,
+        closed: Arc<AtomicBool>,
+    }
+
+    fn rig() -> Rig {
+        let registry = Arc::new(Registry::new(&[Role::Fetch, Role::Parse(0), Role::Writer]));
+        let writer = registry.thread_index(Role::Writer).unwrap();
+        let (parse_tx, parse_rx) = crossbeam_channel::bounded(4);
+        let (writer_tx, writer_rx) = crossbeam_channel::bounded(4);
+        let (_, recycled) = crossbeam_channel::bounded(4);
+        let closed = Arc::new(AtomicBool::new(false));
+        let chans = FetchChannels {
+            out: ToParse::new(parse_tx, Arc::new(Upstream::default())),
+            recycled,
+            live: Arc::new(LiveBatches::default()),
+            registry,
+            thread: 0,
+            cursors: None,
+            skip: Arc::default(),
+            parse_idle: Arc::default(),
+            short_path: Some(ShortPath {
+                to_writer: writer_tx,
+                writer_thread: writer,
+                closed: Arc::clone(&closed),
+            }),
+        };
+        Rig {
+            chans,
+            parse_rx,
+            writer_rx,
+            writer,
+            closed,
+        }
+    }
+
+    fn one_body() -> BodyBatch {
+        let mut b = BodyBatch::default();
+        b.push_body("http://127.0.0.1/1", b"{\"id\":1}", 1, Instant::now());
+        b
+    }
+
+    #[test]
+    fn the_short_path_is_taken_only_when_the_pipeline_is_idle() {
+        let r = rig();
+        // The writer is not waiting yet (starting): refused.
+        assert!(r.chans.try_short_path(one_body()).is_err());
+        r.chans
+            .registry
+            .set_state(r.writer, ThreadState::WaitingInput);
+        // Idle: the batch goes to the writer and is counted.
+        assert!(r.chans.try_short_path(one_body()).is_ok());
+        assert!(matches!(r.writer_rx.try_recv(), Ok(ToWriter::Bodies(_))));
+        assert_eq!(
+            r.chans.registry.short_path_batches.load(Ordering::Relaxed),
+            1
+        );
+        // A batch on its way through the parse threads: refused until its rows reach the
+        // writer's queue, so the next one cannot overtake it.
+        r.chans.out.send(one_body()).unwrap();
+        assert!(r.chans.try_short_path(one_body()).is_err());
+        let _ = r.parse_rx.try_recv().unwrap();
+        assert!(
+            r.chans.try_short_path(one_body()).is_err(),
+            "still upstream"
+        );
+        r.chans.out.upstream.leave();
+        assert!(r.chans.try_short_path(one_body()).is_ok());
+        // Something already in the writer's queue: refused.
+        assert!(r.chans.try_short_path(one_body()).is_err());
+        let _ = r.writer_rx.try_recv().unwrap();
+        // Pages of cursor pagination always take the parse threads.
+        let mut page = one_body();
+        page.expect_cursor(0);
+        assert!(r.chans.try_short_path(page).is_err());
+        // Closed after a failure on the writer.
+        r.closed.store(true, Ordering::Relaxed);
+        assert!(r.chans.try_short_path(one_body()).is_err());
+        assert!(!r.chans.short_path_open());
+    }
+
+    #[test]
+    fn a_failed_send_to_the_parse_queue_is_not_counted_upstream() {
+        let r = rig();
+        drop(r.parse_rx);
+        assert!(r.chans.out.send(one_body()).is_err());
+        assert!(r.chans.out.try_send(one_body()).is_err());
+        assert!(r.chans.out.upstream.is_empty());
+    }
+}
