@@ -599,19 +599,18 @@ impl Pipeline {
                         reg.set_state(me, ThreadState::Working);
                         let out = work.process(batch)?;
                         reg.set_state(me, ThreadState::BlockedOutput);
-                        let sent = match &rows_out {
-                            Some(tx) => tx.send(out).is_ok(),
-                            None => to_writer.send(ToWriter::Rows(out)).is_ok(),
-                        };
-                        if !sent {
-                            break;
-                        }
                         let depth = match &rows_out {
-                            Some(tx) => tx.len(),
-                            None => {
-                                upstream.leave();
-                                to_writer.len()
-                            }
+                            Some(tx) => match tx.send(out) {
+                                Ok(()) => tx.len(),
+                                Err(_) => break,
+                            },
+                            None => match to_writer.send(ToWriter::Rows(out)) {
+                                Ok(()) => {
+                                    upstream.leave();
+                                    to_writer.len()
+                                }
+                                Err(_) => break,
+                            },
                         };
                         reg.set_queue_depth(to_queue, depth);
                     }

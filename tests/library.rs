@@ -88,18 +88,19 @@ fn many_producers_push_concurrently_and_every_record_arrives_once_in_producer_or
 
 #[test]
 fn an_idle_pipeline_hands_batches_to_the_writer_and_keeps_order_and_the_ledger() {
-    // With compute threads and without (then the parse threads compute).
-    for compute in [0, 1] {
-        short_path_with_compute_threads(compute);
+    // With compute threads and without (then the parse threads compute); and with a user
+    // transform, which turns the short path off (transforms keep their threads and order).
+    for (compute, transform) in [(0, false), (1, false), (0, true)] {
+        short_path_with(compute, transform);
     }
 }
 
-fn short_path_with_compute_threads(compute: usize) {
+fn short_path_with(compute: usize, transform: bool) {
     let dir = tempfile::tempdir().unwrap();
     let seen: Arc<Mutex<Vec<i64>>> = Arc::default();
     let (arrived_tx, arrived) = std::sync::mpsc::channel::<usize>();
     let sink_seen = Arc::clone(&seen);
-    let pipeline = Pipeline::builder()
+    let mut builder = Pipeline::builder()
         .out(dir.path().join("short.parquet"))
         .configure(|c| {
             c.threads.parse = Some(1);
@@ -109,9 +110,11 @@ fn short_path_with_compute_threads(compute: usize) {
             let mut seen = sink_seen.lock().unwrap();
             seen.extend(ids_of(rows));
             let _ = arrived_tx.send(seen.len());
-        })
-        .build()
-        .unwrap();
+        });
+    if transform {
+        builder = builder.transform(|rows: RecordBatch| Ok(rows));
+    }
+    let pipeline = builder.build().unwrap();
     let (source, push) = Source::push(64);
     let run = pipeline.spawn(source).unwrap();
     // One record at a time, each pushed once the one before has reached the sink and the
@@ -133,7 +136,10 @@ fn short_path_with_compute_threads(compute: usize) {
     }
     drop(push);
     let summary = run.join().unwrap();
-    assert!(summary.short_path_batches > 0, "{summary}");
+    match transform {
+        false => assert!(summary.short_path_batches > 0, "{summary}"),
+        true => assert_eq!(summary.short_path_batches, 0, "{summary}"),
+    }
     assert!(summary.ledger_balances(), "{summary}");
     let n = (idle + burst) as u64;
     assert_eq!(summary.records_written, n, "{summary}");

@@ -123,11 +123,11 @@ impl FetchChannels {
     /// cursor replies, and learns that none will come when the parse threads' reply channel
     /// closes, which a writer holding a sender would prevent.
     pub fn try_short_path(&self, batch: BodyBatch) -> std::result::Result<(), BodyBatch> {
-        let pages = batch.items.iter().any(|item| item.cursor_page.is_some());
+        let pages = |b: &BodyBatch| b.items.iter().any(|item| item.cursor_page.is_some());
         let Some(sp) = self
             .short_path
             .as_ref()
-            .filter(|_| !pages && self.short_path_open())
+            .filter(|_| self.short_path_open() && !pages(&batch))
         else {
             return Err(batch);
         };
