@@ -16,7 +16,10 @@ mod parquet;
 mod partition;
 
 pub use deadletter::DeadLetterLog;
-pub use parquet::{file_properties, writer_properties, ParquetFile, SealedFile, VERSION_KEY};
+pub use parquet::{
+    file_properties, writer_properties, ParquetFile, SealedFile, FIXED_WIDTH_DICTIONARY_BYTES,
+    VERSION_KEY,
+};
 pub use partition::{
     check_partition_column, escape_value, Partitioner, DATE_PARTITION, HIVE_DEFAULT_PARTITION,
 };
