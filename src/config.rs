@@ -250,7 +250,9 @@ pub struct WriterConfig {
     pub row_group_rows: usize,
     /// ...or as soon as its encoded size in memory reaches this many bytes (the writer's
     /// estimate, checked after each batch), so that the memory an open row group takes is
-    /// bounded whatever the size of the records. 0: no bound by size.
+    /// bounded whatever the size of the records. 0: no bound by size. The default, 8 MiB,
+    /// keeps a file → Parquet run of distinct values at about 37 MiB in all (46 MiB with
+    /// 16 MiB), for files 1–2.5 % larger.
     pub row_group_max_bytes: u64,
     /// Uncompressed bytes per Parquet data page (a column chunk is cut into pages of about
     /// this size; readers skip by page with the page index). The default, 256 KiB, keeps each
@@ -612,7 +614,7 @@ impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
             row_group_rows: 64 * 1024,
-            row_group_max_bytes: 16 << 20,
+            row_group_max_bytes: 8 << 20,
             data_page_bytes: 256 << 10,
             compression: Compression::Snappy,
             rotate_interval: None,

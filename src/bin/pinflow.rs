@@ -253,7 +253,7 @@ struct Options {
     /// Rows per Parquet row group [default: 65536].
     #[arg(long, value_name = "N")]
     row_group_rows: Option<usize>,
-    /// ...or once its encoded size reaches N bytes; 0 no bound [default: 16777216].
+    /// ...or once its encoded size reaches N bytes; 0 no bound [default: 8388608].
     #[arg(long, value_name = "N")]
     row_group_max_bytes: Option<u64>,
     /// Uncompressed bytes per Parquet data page [default: 262144].
