@@ -35,7 +35,8 @@ pub const VERSION_KEY: &str = "pinflow.version";
 
 /// The Parquet writer settings pinflow uses for `cfg`: compression, row-group size, column
 /// statistics with the page index, and `created_by` / key-value metadata naming the pinflow
-/// version ([`VERSION_KEY`]).
+/// version ([`VERSION_KEY`]). A [`ParquetFile`] adds, once the first rows give the schema,
+/// the dictionary limit of the fixed-width columns ([`FIXED_WIDTH_DICTIONARY_BYTES`]).
 pub fn writer_properties(cfg: &WriterConfig) -> Result<WriterProperties> {
     file_properties(cfg, &[])
 }
