@@ -298,9 +298,14 @@ impl std::fmt::Display for Summary {
                     out.display()
                 )?;
             } else {
+                let groups = if self.row_groups == 1 {
+                    "group"
+                } else {
+                    "groups"
+                };
                 writeln!(
                     f,
-                    "output     {} ({} row groups)",
+                    "output     {} ({} row {groups})",
                     out.display(),
                     self.row_groups
                 )?;
