@@ -77,17 +77,21 @@ pub fn file_properties(cfg: &WriterConfig, metadata: &[(&str, &str)]) -> Result<
         .build())
 }
 
-/// The dictionary page limit of the fixed-width columns (integers, floats, timestamps): 8,192
-/// distinct 8-byte values per column chunk. Past it a column chunk falls back to plain pages.
+/// The dictionary page limit of the fixed-width top-level columns (integers, floats,
+/// timestamps): 8,192 distinct 8-byte values per column chunk. When a column chunk's dictionary
+/// reaches it, the rest of the chunk is written in plain pages.
 ///
 /// parquet's own limit, 1 MiB, is too late for these columns: a row group of 8-byte values
 /// is rarely over 1 MiB (65,536 rows are 512 KiB), so an id, a timestamp or a computed
 /// statistic, distinct in every row, kept a dictionary as large as its data for the whole row
 /// group, with the hash table that builds it: memory spent to write a larger file. 64 KiB
-/// still dictionary-encodes a column of up to 8,192 distinct values per row group (the
+/// still dictionary-encodes a column of fewer than 8,192 distinct values per row group (the
 /// simulator's 1,024 repeating records; codes, rounded measurements); an eighth of it made the
 /// simulator's file 4 % larger. Strings keep parquet's limit: the same change for them changed
-/// neither memory nor file size.
+/// neither memory nor file size. So do the items of list columns: the simulator's `values`
+/// hold up to 65,536 distinct floats per row group, a 512 KiB dictionary that makes that
+/// column several times smaller, and distinct lists pass 1 MiB within their first 2,000 rows
+/// anyway.
 pub const FIXED_WIDTH_DICTIONARY_BYTES: usize = 64 << 10;
 
 /// `props` with [`FIXED_WIDTH_DICTIONARY_BYTES`] for each fixed-width top-level column of
@@ -316,7 +320,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::basic::{Encoding, PageType};
     use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -338,11 +342,17 @@ mod tests {
             .collect()
     }
 
+    /// Whether `e` is one of the dictionary encodings of data pages.
+    fn dictionary_encoded(e: &Encoding) -> bool {
+        matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)
+    }
+
     #[test]
     fn distinct_fixed_width_columns_fall_back_to_plain_pages_and_repeating_ones_keep_a_dictionary()
     {
         // 20,000 distinct 8-byte values are 160 kB: over the fixed-width limit, under
-        // parquet's 1 MiB, so without the limit they would stay dictionary-encoded.
+        // parquet's 1 MiB, so without the limit they would stay dictionary-encoded. 5,000
+        // distinct values (40 kB) stay under the limit and keep their dictionary.
         let n = 20_000i64;
         let columns: Vec<(&str, ArrayRef)> = vec![
             ("id", Arc::new(Int64Array::from_iter_values(0..n))),
@@ -350,6 +360,21 @@ mod tests {
                 "mean",
                 Arc::new(Float64Array::from_iter_values(
                     (0..n).map(|i| i as f64 / 7.0),
+                )),
+            ),
+            (
+                "ts",
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(
+                        (0..n).map(|i| 1_700_000_000_000_000 + i * 1_000),
+                    )
+                    .with_timezone("UTC"),
+                ),
+            ),
+            (
+                "rounded",
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|i| (i % 5_000) as f64 / 10.0),
                 )),
             ),
             (
@@ -371,17 +396,17 @@ mod tests {
         file.write(&rows).unwrap();
         file.finish().unwrap();
 
-        for (col, name) in [(0, "id"), (1, "mean")] {
+        for (col, name) in [(0, "id"), (1, "mean"), (2, "ts")] {
             let encodings = data_page_encodings(&path, col);
             assert!(
-                encodings.contains(&Encoding::PLAIN),
+                encodings.iter().any(|e| !dictionary_encoded(e)),
                 "{name}: {encodings:?}"
             );
         }
-        for (col, name) in [(2, "code"), (3, "host")] {
+        for (col, name) in [(3, "rounded"), (4, "code"), (5, "host")] {
             let encodings = data_page_encodings(&path, col);
             assert!(
-                !encodings.contains(&Encoding::PLAIN),
+                encodings.iter().all(dictionary_encoded),
                 "{name}: {encodings:?}"
             );
         }
