@@ -626,6 +626,7 @@ impl Pipeline {
                 to_writer: out_tx.clone(),
                 writer_thread,
                 closed: short_path_closed,
+                mailbox: Arc::default(),
             });
         drop((body_rx, rows_tx, out_tx, recycle_tx, cursor_tx));
         let fetch_cfg = cfg.fetch.clone();

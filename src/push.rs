@@ -250,6 +250,9 @@ pub(crate) fn run(
                     Err(_) => break,
                 }
             }
+            if chans.try_join(&mut batch, cfg.batch_max_bytes, cfg.batch_max_items) {
+                continue;
+            }
             if let Err(batch) = chans.try_short_path(batch) {
                 registry.set_state(thread, ThreadState::BlockedOutput);
                 chans.out.send(batch).map_err(|_| downstream_gone())?;

@@ -1339,6 +1339,16 @@ impl Fetcher {
         if self.batch.is_empty() {
             return Ok(());
         }
+        // The writer has not yet taken the batch the short path left it: join that one.
+        if self.chans.try_join(
+            &mut self.batch,
+            self.cfg.batch_max_bytes,
+            self.cfg.batch_max_items,
+        ) {
+            self.batch_started = None;
+            self.chans.parse_idle.clear();
+            return Ok(());
+        }
         let mut next = self.chans.recycled.try_recv().unwrap_or_default();
         // A batch closes at the first body past `batch_max_bytes`, so a normal arena needs at
         // most that plus one body; anything far above came from an outsized body.

@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendError, SendTimeoutError, Sender, TrySendError};
 
-use crate::batch::{BodyBatch, CursorReply, LiveBatches, ToWriter, Upstream};
+use crate::batch::{BodyBatch, CursorReply, LiveBatches, Mailbox, ToWriter, Upstream};
 use crate::error::Error;
 use crate::metrics::live::Registry;
 use crate::metrics::FetchStats;
@@ -108,6 +108,8 @@ pub struct ShortPath {
     /// Set when a batch failed on the writer: the run is stopping, and what is still fetched
     /// goes through the parse threads.
     pub closed: Arc<std::sync::atomic::AtomicBool>,
+    /// Where the batches wait for the writer.
+    pub mailbox: Arc<Mailbox>,
 }
 
 impl FetchChannels {
@@ -131,7 +133,12 @@ impl FetchChannels {
         else {
             return Err(batch);
         };
-        match sp.to_writer.try_send(ToWriter::Bodies(batch)) {
+        self.out.upstream.mark();
+        sp.mailbox.put(batch);
+        match sp
+            .to_writer
+            .try_send(ToWriter::Bodies(Arc::clone(&sp.mailbox)))
+        {
             Ok(()) => {
                 self.registry
                     .short_path_batches
@@ -140,11 +147,29 @@ impl FetchChannels {
             }
             // Full cannot happen (the queue was empty and nothing upstream sends to it);
             // disconnected: the writer has stopped, and the parse path reports that.
-            Err(e) => match e.into_inner() {
-                ToWriter::Bodies(b) => Err(b),
-                ToWriter::Rows(_) => unreachable!("only bodies were sent"),
-            },
+            Err(_) => Err(sp.mailbox.take().unwrap_or_default()),
         }
+    }
+
+    /// Adds `batch` to the batch waiting for the writer in the short path's [`Mailbox`], if
+    /// one waits, nothing went to the parse threads since it was left there (so nothing can
+    /// be overtaken), and the two together stay within `max_bytes` and `max_items`. `batch` is
+    /// left empty, its allocations kept. Returns whether it joined; otherwise ship `batch` as
+    /// usual. Not for pages of cursor pagination, nor after a failure on the writer.
+    pub fn try_join(&self, batch: &mut BodyBatch, max_bytes: usize, max_items: usize) -> bool {
+        let Some(sp) = &self.short_path else {
+            return false;
+        };
+        let joined = !sp.closed.load(std::sync::atomic::Ordering::Relaxed)
+            && !self.out.upstream.entered_since_mark()
+            && !batch.items.iter().any(|item| item.cursor_page.is_some())
+            && sp.mailbox.join(batch, max_bytes, max_items);
+        if joined {
+            self.registry
+                .short_path_batches
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        joined
     }
 }
 
@@ -245,6 +270,7 @@ mod tests {
                 to_writer: writer_tx,
                 writer_thread: writer,
                 closed: Arc::clone(&closed),
+                mailbox: Arc::default(),
             }),
         };
         Rig {
@@ -272,7 +298,7 @@ mod tests {
             .set_state(r.writer, ThreadState::WaitingInput);
         // Idle: the batch goes to the writer and is counted.
         assert!(r.chans.try_short_path(one_body()).is_ok());
-        assert!(matches!(r.writer_rx.try_recv(), Ok(ToWriter::Bodies(_))));
+        assert!(matches!(r.writer_rx.try_recv(), Ok(ToWriter::Bodies(m)) if m.take().is_some()));
         assert_eq!(
             r.chans.registry.short_path_batches.load(Ordering::Relaxed),
             1
@@ -299,6 +325,50 @@ mod tests {
         r.closed.store(true, Ordering::Relaxed);
         assert!(r.chans.try_short_path(one_body()).is_err());
         assert!(!r.chans.short_path_open());
+    }
+
+    #[test]
+    fn a_batch_joins_the_one_waiting_for_the_writer_only_while_nothing_went_the_long_way() {
+        let r = rig();
+        let joined = |b: &mut BodyBatch| r.chans.try_join(b, 1 << 20, 100);
+        r.chans
+            .registry
+            .set_state(r.writer, ThreadState::WaitingInput);
+        // Nothing waits yet.
+        let mut b = one_body();
+        assert!(!joined(&mut b));
+        assert!(r.chans.try_short_path(b).is_ok());
+        // The writer has its notice but has not taken the batch: the next one joins it.
+        let mut b = one_body();
+        assert!(joined(&mut b));
+        assert!(b.is_empty());
+        assert_eq!(
+            r.chans.registry.short_path_batches.load(Ordering::Relaxed),
+            2
+        );
+        // Pages of cursor pagination never join.
+        let mut page = one_body();
+        page.expect_cursor(0);
+        assert!(!joined(&mut page));
+        // A batch that went through the parse threads since: a later one must not overtake
+        // it by joining the waiting batch, which the writer will take first.
+        r.chans.out.send(one_body()).unwrap();
+        let mut b = one_body();
+        assert!(!joined(&mut b));
+        assert_eq!(b.len(), 1);
+        // The writer takes both bodies with its one notice.
+        let Ok(ToWriter::Bodies(mailbox)) = r.writer_rx.try_recv() else {
+            panic!("no notice for the writer");
+        };
+        assert_eq!(mailbox.take().map(|w| w.len()), Some(2));
+        assert!(r.writer_rx.try_recv().is_err());
+        // Closed after a failure on the writer: no joining either.
+        let _ = r.parse_rx.try_recv().unwrap();
+        r.chans.out.upstream.leave();
+        assert!(r.chans.try_short_path(one_body()).is_ok());
+        r.closed.store(true, Ordering::Relaxed);
+        let mut b = one_body();
+        assert!(!joined(&mut b));
     }
 
     #[test]

@@ -177,7 +177,8 @@ pub struct Registry {
     /// Rows user transforms dropped.
     pub records_filtered: AtomicU64,
     /// Body batches the fetcher handed straight to the writer, which parsed them itself (the
-    /// short path, taken only while the pipeline is idle).
+    /// short path, taken only while the pipeline is idle), those that joined one waiting for
+    /// the writer included.
     pub short_path_batches: AtomicU64,
     /// Rows written to Parquet.
     pub records_written: AtomicU64,

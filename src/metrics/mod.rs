@@ -198,7 +198,7 @@ pub struct Summary {
     /// The configured bound on live batches.
     pub live_batch_bound: usize,
     /// Body batches that took the short path: handed straight to the idle writer, which
-    /// parsed them itself.
+    /// parsed them itself, or joined to such a batch before the writer took it.
     pub short_path_batches: u64,
     /// The thread plan as it was applied.
     pub plan: String,

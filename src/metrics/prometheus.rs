@@ -149,7 +149,7 @@ pub fn render(r: &Registry) -> String {
     c(
         &mut o,
         "pinflow_short_path_batches_total",
-        "Body batches handed straight to the writer while the pipeline was idle (parsed there: one thread hand-off instead of two).",
+        "Body batches handed straight to the writer while the pipeline was idle, or joined to one waiting for it (parsed there: one thread hand-off instead of two).",
         r.short_path_batches.load(Relaxed),
     );
     c(

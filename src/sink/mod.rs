@@ -567,11 +567,17 @@ impl Writer<'_> {
     }
 
     /// The rows of what arrived: as they are, or parsed and computed here (the short path).
-    /// `None` when that failed; see `prepare_failed`.
+    /// `None` when that failed (see `prepare_failed`), or when the notice found its mailbox
+    /// already emptied.
     fn rows_of(&mut self, input: ToWriter) -> Result<Option<RecordsBatch>> {
         let bodies = match input {
             ToWriter::Rows(batch) => return Ok(Some(batch)),
-            ToWriter::Bodies(bodies) => bodies,
+            // An earlier notice may have taken what this one was sent for (a batch joined
+            // the waiting one as the writer took it): nothing to do.
+            ToWriter::Bodies(mailbox) => match mailbox.take() {
+                Some(bodies) => bodies,
+                None => return Ok(None),
+            },
         };
         let Some(prepare) = &mut self.prepare else {
             return Err(Error::Thread {
