@@ -119,14 +119,16 @@ impl Upstream {
 pub struct Mailbox(parking_lot::Mutex<Option<BodyBatch>>);
 
 impl Mailbox {
-    /// Leaves `batch` for the writer, after the batch already waiting if there is one (the
-    /// writer has its notice but has not taken it yet).
-    pub fn put(&self, mut batch: BodyBatch) {
+    /// Leaves `batch` for the writer, or gives it back when a batch still waits (the writer
+    /// has its notice but has not taken it yet): only [`Mailbox::join`] adds to a waiting
+    /// batch, within its bounds and never mixing bodies with ready-made records.
+    pub fn put(&self, batch: BodyBatch) -> Result<(), BodyBatch> {
         let mut waiting = self.0.lock();
-        match waiting.as_mut() {
-            Some(w) => w.append(&mut batch),
-            None => *waiting = Some(batch),
+        if waiting.is_some() {
+            return Err(batch);
         }
+        *waiting = Some(batch);
+        Ok(())
     }
 
     /// Moves `batch`'s items to the end of the waiting batch, leaving `batch` empty (its
@@ -547,7 +549,7 @@ mod tests {
         let mut late = bodies(&[("http://h/2", "{}")]);
         assert!(!mailbox.join(&mut late, 1 << 20, 100), "nothing waits");
         assert_eq!(late.len(), 1);
-        mailbox.put(bodies(&[("http://h/1", "{}")]));
+        mailbox.put(bodies(&[("http://h/1", "{}")])).unwrap();
         // Over the item bound: refused, untouched.
         assert!(!mailbox.join(&mut late, 1 << 20, 1));
         assert_eq!(late.len(), 1);
@@ -561,12 +563,19 @@ mod tests {
             arrow_schema::Schema::empty(),
         )));
         assert!(!mailbox.join(&mut records, 1 << 20, 100));
-        // A second put while a batch waits goes after it.
-        mailbox.put(bodies(&[("http://h/3", "{}")]));
+        // A put while a batch waits is refused: bodies after records (or a batch past the
+        // bounds) would otherwise be merged into it.
+        let refused = mailbox.put(bodies(&[("http://h/3", "{}")])).unwrap_err();
+        assert_eq!(refused.len(), 1);
         let waiting = mailbox.take().unwrap();
         let urls: Vec<_> = waiting.items.iter().map(|i| waiting.url(i)).collect();
-        assert_eq!(urls, ["http://h/1", "http://h/2", "http://h/3"]);
+        assert_eq!(urls, ["http://h/1", "http://h/2"]);
         assert!(mailbox.take().is_none());
+        // Records waiting: bodies neither join nor are put after them.
+        mailbox.put(records).unwrap();
+        let mut late = bodies(&[("http://h/4", "{}")]);
+        assert!(!mailbox.join(&mut late, 1 << 20, 100));
+        assert!(mailbox.put(late).is_err());
     }
 
     #[test]

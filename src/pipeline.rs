@@ -412,6 +412,7 @@ impl Pipeline {
         };
         let filtered_before = registry.records_filtered.load(Ordering::Relaxed);
         let short_before = registry.short_path_batches.load(Ordering::Relaxed);
+        let joins_before = registry.short_path_joins.load(Ordering::Relaxed);
         let sinks = std::mem::take(&mut *self.sinks.lock());
         let dead = DeadLetterLog::new(cfg.dead_letter_path()).with_rotation(
             cfg.writer.dead_letter_max_bytes,
@@ -515,6 +516,7 @@ impl Pipeline {
         let short_path_on = prepare.is_some();
         let returned_sinks = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let sinks_back = Arc::clone(&returned_sinks);
+        let writer_gone = Arc::clone(&short_path_closed);
         let writer = spawn(
             Role::Writer,
             Box::new(move |reg, me| {
@@ -525,7 +527,10 @@ impl Pipeline {
                     sinks,
                     prepare,
                 };
-                sink::run(out_rx, &output, parts, &sinks_back, reg, me).map(|r| Box::new(r) as _)
+                let result = sink::run(out_rx, &output, parts, &sinks_back, reg, me);
+                // Whatever ended the writer, nothing may join a batch it will never take.
+                writer_gone.store(true, Ordering::Relaxed);
+                result.map(|r| Box::new(r) as _)
             }),
         )?;
         let mut computes = Vec::new();
@@ -720,6 +725,7 @@ impl Pipeline {
             registry.records_filtered.load(Ordering::Relaxed) - filtered_before;
         summary.short_path_batches =
             registry.short_path_batches.load(Ordering::Relaxed) - short_before;
+        summary.short_path_joins = registry.short_path_joins.load(Ordering::Relaxed) - joins_before;
         if let Some(e) = errors.pop() {
             return Err(e);
         }

@@ -202,6 +202,8 @@ pub(crate) fn run(
     let (registry, thread) = (Arc::clone(&chans.registry), chans.thread);
     let mut last_publish = Instant::now();
     let mut pending: Option<Pushed> = None;
+    // A batch emptied by joining the one waiting for the writer, reused for the next.
+    let mut spare: Option<BodyBatch> = None;
     let result = (|| -> Result<()> {
         loop {
             let first = match pending.take() {
@@ -231,7 +233,10 @@ pub(crate) fn run(
                 }
             };
             registry.set_state(thread, ThreadState::Working);
-            let mut batch = chans.recycled.try_recv().unwrap_or_default();
+            let mut batch = spare
+                .take()
+                .or_else(|| chans.recycled.try_recv().ok())
+                .unwrap_or_default();
             batch.shrink_arena(2 * cfg.batch_max_bytes);
             batch.ticket = Some(chans.live.ticket());
             let records_batch = matches!(first, Pushed::Records(_));
@@ -251,9 +256,9 @@ pub(crate) fn run(
                 }
             }
             if chans.try_join(&mut batch, cfg.batch_max_bytes, cfg.batch_max_items) {
-                continue;
-            }
-            if let Err(batch) = chans.try_short_path(batch) {
+                // Emptied, allocations kept: the next batch starts in it.
+                spare = Some(batch);
+            } else if let Err(batch) = chans.try_short_path(batch) {
                 registry.set_state(thread, ThreadState::BlockedOutput);
                 chans.out.send(batch).map_err(|_| downstream_gone())?;
                 registry.set_queue_depth(QueueId::Bodies, chans.out.len());

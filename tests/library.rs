@@ -138,7 +138,11 @@ fn short_path_with(compute: usize, transform: bool) {
     let summary = run.join().unwrap();
     match transform {
         false => assert!(summary.short_path_batches > 0, "{summary}"),
-        true => assert_eq!(summary.short_path_batches, 0, "{summary}"),
+        true => assert_eq!(
+            (summary.short_path_batches, summary.short_path_joins),
+            (0, 0),
+            "{summary}"
+        ),
     }
     assert!(summary.ledger_balances(), "{summary}");
     let n = (idle + burst) as u64;

@@ -203,6 +203,10 @@ fn metrics_during_and_after_a_run_match_the_summary() {
         count("pinflow_short_path_batches_total", &[]),
         summary.short_path_batches
     );
+    assert_eq!(
+        count("pinflow_short_path_joins_total", &[]),
+        summary.short_path_joins
+    );
     assert_eq!(count("pinflow_in_flight_requests", &[]), 0);
     for (stage, h) in [
         ("fetch", &summary.latency.fetch),

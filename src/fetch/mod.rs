@@ -133,8 +133,10 @@ impl FetchChannels {
         else {
             return Err(batch);
         };
+        // A batch still waiting (the writer is between its notice and taking it): this one
+        // could not join it, so it goes through the parse threads, behind that notice.
+        sp.mailbox.put(batch)?;
         self.out.upstream.mark();
-        sp.mailbox.put(batch);
         match sp
             .to_writer
             .try_send(ToWriter::Bodies(Arc::clone(&sp.mailbox)))
@@ -147,7 +149,10 @@ impl FetchChannels {
             }
             // Full cannot happen (the queue was empty and nothing upstream sends to it);
             // disconnected: the writer has stopped, and the parse path reports that.
-            Err(_) => Err(sp.mailbox.take().unwrap_or_default()),
+            Err(_) => Err(sp
+                .mailbox
+                .take()
+                .expect("the writer is gone, so nothing took the batch just put")),
         }
     }
 
@@ -166,7 +171,7 @@ impl FetchChannels {
             && sp.mailbox.join(batch, max_bytes, max_items);
         if joined {
             self.registry
-                .short_path_batches
+                .short_path_joins
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         joined
@@ -344,8 +349,9 @@ mod tests {
         assert!(b.is_empty());
         assert_eq!(
             r.chans.registry.short_path_batches.load(Ordering::Relaxed),
-            2
+            1
         );
+        assert_eq!(r.chans.registry.short_path_joins.load(Ordering::Relaxed), 1);
         // Pages of cursor pagination never join.
         let mut page = one_body();
         page.expect_cursor(0);

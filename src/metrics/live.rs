@@ -177,9 +177,11 @@ pub struct Registry {
     /// Rows user transforms dropped.
     pub records_filtered: AtomicU64,
     /// Body batches the fetcher handed straight to the writer, which parsed them itself (the
-    /// short path, taken only while the pipeline is idle), those that joined one waiting for
-    /// the writer included.
+    /// short path, taken only while the pipeline is idle).
     pub short_path_batches: AtomicU64,
+    /// Body batches that joined a short-path batch still waiting for the writer
+    /// ([`crate::batch::Mailbox`]), and so reached it with that batch.
+    pub short_path_joins: AtomicU64,
     /// Rows written to Parquet.
     pub records_written: AtomicU64,
     /// Records and bodies dead-lettered by the parse threads.
@@ -221,6 +223,7 @@ impl Registry {
             records_computed: AtomicU64::new(0),
             records_filtered: AtomicU64::new(0),
             short_path_batches: AtomicU64::new(0),
+            short_path_joins: AtomicU64::new(0),
             records_written: AtomicU64::new(0),
             records_dead_lettered: AtomicU64::new(0),
             dead_by_reason: Mutex::new(BTreeMap::new()),

@@ -198,8 +198,10 @@ pub struct Summary {
     /// The configured bound on live batches.
     pub live_batch_bound: usize,
     /// Body batches that took the short path: handed straight to the idle writer, which
-    /// parsed them itself, or joined to such a batch before the writer took it.
+    /// parsed them itself.
     pub short_path_batches: u64,
+    /// Body batches that joined a short-path batch before the writer took it.
+    pub short_path_joins: u64,
     /// The thread plan as it was applied.
     pub plan: String,
     /// Whether some threads could not get a core of their own.
@@ -285,8 +287,11 @@ impl std::fmt::Display for Summary {
         }
         writeln!(
             f,
-            "batches    peak {} live (bound {}), {} by the short path",
-            self.peak_live_batches, self.live_batch_bound, self.short_path_batches
+            "batches    peak {} live (bound {}), {} by the short path, {} joined to one",
+            self.peak_live_batches,
+            self.live_batch_bound,
+            self.short_path_batches,
+            self.short_path_joins
         )?;
         if let Some(out) = &self.output {
             if self.files > 1 {

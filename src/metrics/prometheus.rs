@@ -149,8 +149,14 @@ pub fn render(r: &Registry) -> String {
     c(
         &mut o,
         "pinflow_short_path_batches_total",
-        "Body batches handed straight to the writer while the pipeline was idle, or joined to one waiting for it (parsed there: one thread hand-off instead of two).",
+        "Body batches handed straight to the writer while the pipeline was idle (parsed there: one thread hand-off instead of two).",
         r.short_path_batches.load(Relaxed),
+    );
+    c(
+        &mut o,
+        "pinflow_short_path_joins_total",
+        "Body batches that joined a short-path batch still waiting for the writer, and reached it with that batch.",
+        r.short_path_joins.load(Relaxed),
     );
     c(
         &mut o,
