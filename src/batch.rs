@@ -153,7 +153,8 @@ impl Mailbox {
         }
     }
 
-    /// Takes the waiting batch, if any (an earlier notice may have taken it already).
+    /// Takes the waiting batch, if any. (Each notice finds the batch it was sent for: a put
+    /// succeeds only once the batch before has been taken.)
     pub fn take(&self) -> Option<BodyBatch> {
         self.0.lock().take()
     }
@@ -430,6 +431,12 @@ impl BodyBatch {
         }));
         self.prebuilt.append(&mut other.prebuilt);
         other.clear();
+    }
+
+    /// Whether a body in this batch is a page of cursor pagination, whose cursor the fetcher
+    /// waits for from a parse thread (such a batch never takes the short path).
+    pub fn has_cursor_pages(&self) -> bool {
+        self.items.iter().any(|item| item.cursor_page.is_some())
     }
 
     /// Empties the batch for reuse, keeping its allocations.

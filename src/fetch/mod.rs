@@ -125,11 +125,10 @@ impl FetchChannels {
     /// cursor replies, and learns that none will come when the parse threads' reply channel
     /// closes, which a writer holding a sender would prevent.
     pub fn try_short_path(&self, batch: BodyBatch) -> std::result::Result<(), BodyBatch> {
-        let pages = |b: &BodyBatch| b.items.iter().any(|item| item.cursor_page.is_some());
         let Some(sp) = self
             .short_path
             .as_ref()
-            .filter(|_| self.short_path_open() && !pages(&batch))
+            .filter(|_| self.short_path_open() && !batch.has_cursor_pages())
         else {
             return Err(batch);
         };
@@ -167,7 +166,7 @@ impl FetchChannels {
         };
         let joined = !sp.closed.load(std::sync::atomic::Ordering::Relaxed)
             && !self.out.upstream.entered_since_mark()
-            && !batch.items.iter().any(|item| item.cursor_page.is_some())
+            && !batch.has_cursor_pages()
             && sp.mailbox.join(batch, max_bytes, max_items);
         if joined {
             self.registry

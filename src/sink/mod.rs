@@ -567,13 +567,12 @@ impl Writer<'_> {
     }
 
     /// The rows of what arrived: as they are, or parsed and computed here (the short path).
-    /// `None` when that failed (see `prepare_failed`), or when the notice found its mailbox
-    /// already emptied.
+    /// `None` when that failed (see `prepare_failed`).
     fn rows_of(&mut self, input: ToWriter) -> Result<Option<RecordsBatch>> {
         let bodies = match input {
             ToWriter::Rows(batch) => return Ok(Some(batch)),
-            // An earlier notice may have taken what this one was sent for (a batch joined
-            // the waiting one as the writer took it): nothing to do.
+            // Every notice finds its batch (see `Mailbox::take`); an empty mailbox would only
+            // mean nothing to write.
             ToWriter::Bodies(mailbox) => match mailbox.take() {
                 Some(bodies) => bodies,
                 None => return Ok(None),

@@ -100,15 +100,10 @@ fn with_fixed_width_dictionary_limit(
     props: WriterProperties,
     schema: &arrow_schema::Schema,
 ) -> WriterProperties {
-    let mut fixed = schema
+    schema
         .fields()
         .iter()
         .filter(|f| f.data_type().primitive_width().is_some())
-        .peekable();
-    if fixed.peek().is_none() {
-        return props;
-    }
-    fixed
         .fold(props.into_builder(), |b, f| {
             b.set_column_dictionary_page_size_limit(
                 ColumnPath::from(f.name().as_str()),
