@@ -938,7 +938,7 @@ impl Config {
         for (n, name) in w.partition_by.iter().enumerate() {
             let check = fixed_schema
                 .as_ref()
-                .map_or(Ok(()), |s| crate::sink::check_partition_column(name, s));
+                .map_or(Ok(()), |s| crate::schema::check_partition_column(name, s));
             if let Err(why) = check {
                 bad("writer.partition_by", why);
             } else if w.partition_by[..n].contains(name) {

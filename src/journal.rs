@@ -149,7 +149,7 @@ pub struct Recovery {
 impl Journal {
     /// The journal of `out`: `OUT.journal` beside it.
     pub fn path_for(out: &Path) -> PathBuf {
-        crate::config::with_suffix(out, ".journal")
+        crate::fsutil::with_suffix(out, ".journal")
     }
 
     /// Opens (or starts) the journal at `path` for a run described by `identity` (its source
@@ -225,7 +225,7 @@ impl Journal {
             let (tmp, fin) = (base.join(tmp), base.join(fin));
             if tmp.exists() && !fin.exists() {
                 fs::rename(&tmp, &fin).map_err(|e| Error::output(&fin, "rename into place", e))?;
-                crate::sink::sync_parent(&fin);
+                crate::fsutil::sync_parent(&fin);
                 rec.renamed += 1;
             }
         }
@@ -244,7 +244,7 @@ impl Journal {
             writeln!(file, "{}", header_line(identity))
                 .and_then(|()| file.sync_all())
                 .map_err(|e| Error::output(path, "write journal", e))?;
-            crate::sink::sync_parent(path);
+            crate::fsutil::sync_parent(path);
         }
         Ok((
             Journal {

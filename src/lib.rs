@@ -60,6 +60,7 @@ pub mod config;
 pub mod error;
 pub mod fetch;
 pub mod files;
+mod fsutil;
 pub mod journal;
 pub mod json;
 pub mod metrics;

@@ -532,9 +532,63 @@ pub fn output_schema() -> SchemaRef {
     Layout::logs().output_schema()
 }
 
+// ---------------------------------------------------------------------------------------------
+// Partitioning rules: which output columns can name a Hive partition directory.
+
+/// The partition name that means "the UTC date of `ts`".
+pub const DATE_PARTITION: &str = "date";
+
+/// The timestamp column [`DATE_PARTITION`] is taken from.
+pub(crate) const DATE_SOURCE: &str = "ts";
+
+/// Whether output of `schema` can be partitioned by `name`: a string or integer column, or
+/// `date`. The error lists the names that would do.
+pub fn check_partition_column(
+    name: &str,
+    schema: &arrow_schema::Schema,
+) -> std::result::Result<(), String> {
+    let usable: Vec<&str> = schema
+        .fields()
+        .iter()
+        .filter(|f| usable_type(f.data_type()))
+        .map(|f| f.name().as_str())
+        .collect();
+    if name == DATE_PARTITION || usable.contains(&name) {
+        return Ok(());
+    }
+    let why = match schema.field_with_name(name) {
+        Ok(f) => format!(
+            "column `{name}` is {}, not a string or integer",
+            f.data_type()
+        ),
+        Err(_) => format!("`{name}` is not an output column"),
+    };
+    Err(format!(
+        "{why}; partition by one of {}, or `{DATE_PARTITION}` (the UTC date of `{DATE_SOURCE}`)",
+        usable.join(", ")
+    ))
+}
+
+fn usable_type(t: &DataType) -> bool {
+    t.is_integer() || matches!(t, DataType::Utf8 | DataType::LargeUtf8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_string_and_integer_columns_or_date() {
+        let s = crate::schema::output_schema();
+        for ok in ["service", "level", "host", "id", "values_count", "date"] {
+            assert!(check_partition_column(ok, &s).is_ok(), "{ok}");
+        }
+        let e = check_partition_column("latency_ms", &s).unwrap_err();
+        assert!(e.contains("Float64") && e.contains("service"), "{e}");
+        let e = check_partition_column("ts", &s).unwrap_err();
+        assert!(e.contains("date"), "{e}");
+        assert!(check_partition_column("Service", &s).is_err());
+    }
 
     #[test]
     fn specs_parse_and_print_back() {

@@ -90,7 +90,7 @@ impl DeadLetterLog {
     /// starts a new `NAME`.
     fn rotate(&mut self) -> Result<()> {
         self.finish()?;
-        let numbered = |k: usize| crate::config::with_suffix(&self.path, &format!(".{k}"));
+        let numbered = |k: usize| crate::fsutil::with_suffix(&self.path, &format!(".{k}"));
         let gone = |r: std::io::Result<()>| match r {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

@@ -20,9 +20,7 @@ pub use parquet::{
     file_properties, writer_properties, ParquetFile, SealedFile, FIXED_WIDTH_DICTIONARY_BYTES,
     VERSION_KEY,
 };
-pub use partition::{
-    check_partition_column, escape_value, Partitioner, DATE_PARTITION, HIVE_DEFAULT_PARTITION,
-};
+pub use partition::{escape_value, Partitioner, HIVE_DEFAULT_PARTITION};
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -38,6 +36,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::batch::{BodyBatch, RecordsBatch, ToWriter};
 use crate::config::WriterConfig;
 use crate::error::{Error, Result};
+use crate::fsutil::{parent_dir, sync_dir};
 use crate::journal::{Journal, RangeSet};
 use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
 use crate::stage::Sink;
@@ -223,26 +222,6 @@ impl Output {
             }
         }
         Ok(dir)
-    }
-}
-
-/// The directory holding `path` (`.` for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
-}
-
-/// Fsyncs the directory holding `path`, so a new or renamed entry survives a crash.
-pub(crate) fn sync_parent(path: &Path) {
-    sync_dir(parent_dir(path));
-}
-
-/// fsyncs a directory, making renames and new entries in it durable (where the platform allows).
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 

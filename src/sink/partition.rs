@@ -18,47 +18,10 @@ use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, TimeUnit};
 
 use crate::error::{Error, Result};
+use crate::schema::{DATE_PARTITION, DATE_SOURCE};
 
 /// The directory value of a null or empty partition value, as Hive, Spark and pyarrow write it.
 pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
-
-/// The partition name that means "the UTC date of `ts`".
-pub const DATE_PARTITION: &str = "date";
-
-/// The timestamp column [`DATE_PARTITION`] is taken from.
-const DATE_SOURCE: &str = "ts";
-
-/// Whether output of `schema` can be partitioned by `name`: a string or integer column, or
-/// `date`. The error lists the names that would do.
-pub fn check_partition_column(
-    name: &str,
-    schema: &arrow_schema::Schema,
-) -> std::result::Result<(), String> {
-    let usable: Vec<&str> = schema
-        .fields()
-        .iter()
-        .filter(|f| usable_type(f.data_type()))
-        .map(|f| f.name().as_str())
-        .collect();
-    if name == DATE_PARTITION || usable.contains(&name) {
-        return Ok(());
-    }
-    let why = match schema.field_with_name(name) {
-        Ok(f) => format!(
-            "column `{name}` is {}, not a string or integer",
-            f.data_type()
-        ),
-        Err(_) => format!("`{name}` is not an output column"),
-    };
-    Err(format!(
-        "{why}; partition by one of {}, or `{DATE_PARTITION}` (the UTC date of `{DATE_SOURCE}`)",
-        usable.join(", ")
-    ))
-}
-
-fn usable_type(t: &DataType) -> bool {
-    t.is_integer() || matches!(t, DataType::Utf8 | DataType::LargeUtf8)
-}
 
 /// Appends `value` to `out`, escaped like Hive's `FileUtils.escapePathName`: control
 /// characters and `"#%'*/:=?\{[]^<>|` and DEL become `%XX` (upper-case hex); everything else,
@@ -108,7 +71,7 @@ enum Values<'a> {
 
 impl Partitioner {
     /// A partitioner for `names`; each is checked against the rows it splits (with
-    /// [`check_partition_column`] when the layout is fixed, at configuration time).
+    /// [`check_partition_column`](crate::schema::check_partition_column) when the layout is fixed, at configuration time).
     pub fn new(names: &[String]) -> Result<Partitioner> {
         Ok(Partitioner {
             names: names.to_vec(),
@@ -268,19 +231,6 @@ mod tests {
         assert_eq!(esc("x:y?z#\n"), "x%3Ay%3Fz%23%0A");
         assert_eq!(esc("..\\"), "..%5C");
         assert_eq!(esc("héllo wörld"), "héllo wörld");
-    }
-
-    #[test]
-    fn only_string_and_integer_columns_or_date() {
-        let s = crate::schema::output_schema();
-        for ok in ["service", "level", "host", "id", "values_count", "date"] {
-            assert!(check_partition_column(ok, &s).is_ok(), "{ok}");
-        }
-        let e = check_partition_column("latency_ms", &s).unwrap_err();
-        assert!(e.contains("Float64") && e.contains("service"), "{e}");
-        let e = check_partition_column("ts", &s).unwrap_err();
-        assert!(e.contains("date"), "{e}");
-        assert!(check_partition_column("Service", &s).is_err());
     }
 
     #[test]
