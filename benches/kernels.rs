@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pinflow::batch::BodyBatch;
-use pinflow::fetch::http::ResponseDecoder;
+use pinflow::ingest::http::protocol::ResponseDecoder;
 use pinflow::parse::Parser;
 use pinflow::sim::{Chunking, SimConfig, Simulator};
 

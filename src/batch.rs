@@ -2,12 +2,12 @@
 //! costs the same for one record or a thousand, so hops are paid per batch.
 //!
 //! Body batches are recycled: the parse threads (and the writer, for a batch of the short
-//! path, [`ToWriter::Bodies`]) clear them and send them back to the fetcher through a small
+//! path, [`ToWriter::Bodies`](crate::handoff::ToWriter::Bodies)) clear them and send them back to the fetcher through a small
 //! return queue, so in steady state no buffer is allocated per response.
 
 use std::ops::Range;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
@@ -50,179 +50,6 @@ pub struct BatchTicket(Arc<LiveBatches>);
 impl Drop for BatchTicket {
     fn drop(&mut self) {
         self.0.now.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Body batches between the fetcher and the writer: sent to the parse queue and not yet in
-/// the writer's queue (as rows). The fetcher counts a batch in as it enters the parse queue;
-/// the thread that hands its rows to the writer counts it out after the send.
-///
-/// When the count is zero, every batch the fetcher sent before is already in the writer's
-/// queue, so a batch handed to the writer directly ([`ToWriter::Bodies`]) lands behind all of
-/// them: the short path keeps the order of one producer.
-///
-/// It also remembers whether any batch entered since the fetcher last handed one to the
-/// writer directly ([`Upstream::mark`]): until one does, a later batch may join the one waiting
-/// in the [`Mailbox`] without overtaking anything.
-#[derive(Debug, Default)]
-pub struct Upstream {
-    count: AtomicUsize,
-    /// Set by every [`Upstream::enter`], cleared by [`Upstream::mark`]; only the fetcher's
-    /// thread touches it.
-    entered: AtomicBool,
-}
-
-impl Upstream {
-    /// A batch is about to enter the parse queue (counted before the send, so a parse thread
-    /// can never count it out first).
-    pub fn enter(&self) {
-        self.entered.store(true, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// A batch did not enter after all (the send failed).
-    pub fn cancel(&self) {
-        self.count.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// A batch's rows are in the writer's queue (called after that send).
-    pub fn leave(&self) {
-        self.count.fetch_sub(1, Ordering::Release);
-    }
-
-    /// Whether no batch is between the fetcher and the writer's queue.
-    pub fn is_empty(&self) -> bool {
-        self.count.load(Ordering::Acquire) == 0
-    }
-
-    /// The fetcher handed a batch to the writer directly: no batch has entered since.
-    pub fn mark(&self) {
-        self.entered.store(false, Ordering::Relaxed);
-    }
-
-    /// Whether a batch entered the parse queue since the last [`Upstream::mark`] (or ever,
-    /// before the first).
-    pub fn entered_since_mark(&self) -> bool {
-        self.entered.load(Ordering::Relaxed)
-    }
-}
-
-/// Where the short path leaves a body batch for the writer: the fetcher puts the batch here
-/// and sends the writer a notice ([`ToWriter::Bodies`]) that carries this mailbox; the writer
-/// takes whatever waits when the notice comes.
-///
-/// Waking the writer takes tens of microseconds. A batch the fetcher ships in that time joins
-/// the one still waiting ([`Mailbox::join`]) instead of going through a parse thread (two more
-/// hand-offs): the bursts of responses that a rate limit releases together then reach the
-/// writer with the first of them (README, Performance, latency step 7).
-#[derive(Debug, Default)]
-pub struct Mailbox(parking_lot::Mutex<Option<BodyBatch>>);
-
-impl Mailbox {
-    /// Leaves `batch` for the writer, or gives it back when a batch still waits (the writer
-    /// has its notice but has not taken it yet): only [`Mailbox::join`] adds to a waiting
-    /// batch, within its bounds and never mixing bodies with ready-made records.
-    pub fn put(&self, batch: BodyBatch) -> Result<(), BodyBatch> {
-        let mut waiting = self.0.lock();
-        if waiting.is_some() {
-            return Err(batch);
-        }
-        *waiting = Some(batch);
-        Ok(())
-    }
-
-    /// Moves `batch`'s items to the end of the waiting batch, leaving `batch` empty (its
-    /// allocations kept for reuse), if a batch waits and the two together stay within
-    /// `max_bytes` of arena and `max_items` items. Batches of records pushed ready-made do not
-    /// join (a batch carries bodies or records, not both). Returns whether it joined.
-    pub fn join(&self, batch: &mut BodyBatch, max_bytes: usize, max_items: usize) -> bool {
-        if !batch.prebuilt.is_empty() {
-            return false;
-        }
-        let mut waiting = self.0.lock();
-        match waiting.as_mut() {
-            Some(w)
-                if w.prebuilt.is_empty()
-                    && w.arena.len() + batch.arena.len() <= max_bytes
-                    && w.items.len() + batch.items.len() <= max_items =>
-            {
-                w.append(batch);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Takes the waiting batch, if any. (Each notice finds the batch it was sent for: a put
-    /// succeeds only once the batch before has been taken.)
-    pub fn take(&self) -> Option<BodyBatch> {
-        self.0.lock().take()
-    }
-}
-
-/// What the writer's queue carries.
-#[derive(Debug)]
-pub enum ToWriter {
-    /// Rows from a parse or compute thread.
-    Rows(RecordsBatch),
-    /// Bodies straight from the fetcher (the short path), waiting in this [`Mailbox`]: the
-    /// pipeline was idle, so the writer parses and computes them itself and they pay one
-    /// thread hand-off instead of two (fetch → parse → writer). See [`Upstream`] for why the
-    /// order is kept.
-    Bodies(Arc<Mailbox>),
-}
-
-/// How a parse thread running out of work tells the fetcher, which may be holding a partly
-/// filled batch back: a batch waits to fill only while the parse threads are busy, and the
-/// fetcher, asleep in its event loop, would otherwise learn that they are free only at its
-/// next socket event or timer (a millisecond or more later at a low request rate).
-///
-/// The fetcher calls [`IdleSignal::want`] before it sleeps with a batch held back; a parse
-/// thread about to wait for input calls [`IdleSignal::idle`], which wakes the fetcher only when
-/// it asked: at most one wake-up per held-back batch, and none while the queues are busy.
-#[derive(Default)]
-pub struct IdleSignal {
-    wanted: AtomicBool,
-    wake: OnceLock<Box<dyn Fn() + Send + Sync>>,
-}
-
-impl std::fmt::Debug for IdleSignal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdleSignal")
-            .field("wanted", &self.wanted.load(Ordering::Relaxed))
-            .field("wake_set", &self.wake.get().is_some())
-            .finish()
-    }
-}
-
-impl IdleSignal {
-    /// Sets how to wake the fetcher (once; later calls are ignored).
-    pub fn set_wake(&self, wake: Box<dyn Fn() + Send + Sync>) {
-        let _ = self.wake.set(wake);
-    }
-
-    /// The fetcher asks to be woken by the next parse thread that goes idle. The caller must
-    /// check the parse threads' states *after* this call: together with the fence in
-    /// [`IdleSignal::idle`], one side always sees the other (a thread that went idle just
-    /// before is seen by the check; one going idle after sees the request).
-    pub fn want(&self) {
-        self.wanted.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-    }
-
-    /// The fetcher no longer holds a batch back (it shipped it).
-    pub fn clear(&self) {
-        self.wanted.store(false, Ordering::Relaxed);
-    }
-
-    /// A parse thread has published that it waits for input: wakes the fetcher if it asked.
-    pub fn idle(&self) {
-        fence(Ordering::SeqCst);
-        if self.wanted.load(Ordering::Relaxed) && self.wanted.swap(false, Ordering::SeqCst) {
-            if let Some(wake) = self.wake.get() {
-                wake();
-            }
-        }
     }
 }
 
@@ -548,61 +375,6 @@ mod tests {
         assert!(b.is_empty() && b.arena.is_empty() && b.ticket.is_none());
         assert_eq!(b.arena.capacity(), capacity);
         assert_eq!(live.now(), 1);
-    }
-
-    #[test]
-    fn a_batch_joins_the_waiting_one_within_the_bounds_and_only_bodies_with_bodies() {
-        let mailbox = Mailbox::default();
-        let mut late = bodies(&[("http://h/2", "{}")]);
-        assert!(!mailbox.join(&mut late, 1 << 20, 100), "nothing waits");
-        assert_eq!(late.len(), 1);
-        mailbox.put(bodies(&[("http://h/1", "{}")])).unwrap();
-        // Over the item bound: refused, untouched.
-        assert!(!mailbox.join(&mut late, 1 << 20, 1));
-        assert_eq!(late.len(), 1);
-        // Over the byte bound: refused.
-        assert!(!mailbox.join(&mut late, 10, 100));
-        assert!(mailbox.join(&mut late, 1 << 20, 100));
-        assert!(late.is_empty());
-        // Records pushed ready-made do not join bodies.
-        let mut records = BodyBatch::default();
-        records.prebuilt.push(RecordBatch::new_empty(Arc::new(
-            arrow_schema::Schema::empty(),
-        )));
-        assert!(!mailbox.join(&mut records, 1 << 20, 100));
-        // A put while a batch waits is refused: bodies after records (or a batch past the
-        // bounds) would otherwise be merged into it.
-        let refused = mailbox.put(bodies(&[("http://h/3", "{}")])).unwrap_err();
-        assert_eq!(refused.len(), 1);
-        let waiting = mailbox.take().unwrap();
-        let urls: Vec<_> = waiting.items.iter().map(|i| waiting.url(i)).collect();
-        assert_eq!(urls, ["http://h/1", "http://h/2"]);
-        assert!(mailbox.take().is_none());
-        // Records waiting: bodies neither join nor are put after them.
-        mailbox.put(records).unwrap();
-        let mut late = bodies(&[("http://h/4", "{}")]);
-        assert!(!mailbox.join(&mut late, 1 << 20, 100));
-        assert!(mailbox.put(late).is_err());
-    }
-
-    #[test]
-    fn an_idle_parse_thread_wakes_the_fetcher_only_when_asked_and_once() {
-        let woken = Arc::new(AtomicUsize::new(0));
-        let signal = IdleSignal::default();
-        let w = Arc::clone(&woken);
-        signal.set_wake(Box::new(move || {
-            w.fetch_add(1, Ordering::Relaxed);
-        }));
-        signal.idle(); // nothing held back: no wake-up
-        assert_eq!(woken.load(Ordering::Relaxed), 0);
-        signal.want();
-        signal.idle();
-        signal.idle(); // one wake-up per request
-        assert_eq!(woken.load(Ordering::Relaxed), 1);
-        signal.want();
-        signal.clear(); // shipped meanwhile: nothing to wake for
-        signal.idle();
-        assert_eq!(woken.load(Ordering::Relaxed), 1);
     }
 
     #[test]

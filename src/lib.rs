@@ -21,7 +21,7 @@
 //!   work. See its docs.
 //! - **Short path**: while the pipeline is idle, the fetcher hands a body batch straight to the
 //!   writer, which parses it itself: one thread wake-up instead of two for the latency of a
-//!   low-rate stream ([`fetch::FetchChannels::try_short_path`], [`batch::Upstream`]).
+//!   low-rate stream ([`handoff::IngestChannels::try_short_path`], [`handoff::Upstream`]).
 //!
 //! ## Library use
 //!
@@ -42,9 +42,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Modules, in data-flow order: [`source`] (work items), [`fetch`] (mio + httparse, TLS,
-//! pagination), [`files`] (local NDJSON/JSON files and stdin) and [`push`] (records handed in by
-//! the embedding program) in the fetcher's seat, [`batch`] (messages between stages),
+//! Modules, in data-flow order: [`ingest`] (the sources in the fetch seat: [`source`] work
+//! items, HTTP pull with mio + httparse, TLS and pagination, local NDJSON/JSON files and stdin,
+//! and [`push`] for records handed in by the embedding program), [`handoff`] and [`batch`]
+//! (messages between stages),
 //! [`parse`] (simd-json → Arrow columns of a [`schema`] layout), [`stats`] and [`compute`]
 //! (kernels), [`stage`] (user transforms and sinks), [`sink`] (Parquet, partitions and dead
 //! letters) with [`journal`] (crash-safe resume), and [`pipeline`] wiring them
@@ -59,6 +60,8 @@ pub mod compute;
 pub mod config;
 pub mod error;
 pub mod fetch;
+pub mod handoff;
+pub mod ingest;
 pub mod files;
 mod fsutil;
 pub mod journal;
@@ -75,6 +78,8 @@ pub mod sink;
 pub mod source;
 pub mod stage;
 pub mod stats;
+pub use ingest::source::Source;
+pub use ingest::{push, source};
 pub mod time;
 
 pub use config::{Compression, Config};

@@ -22,13 +22,14 @@ use std::time::Instant;
 
 use crossbeam_channel::bounded;
 
-use crate::batch::{BodyBatch, CursorReply, LiveBatches, RecordsBatch, ToWriter, Upstream};
+use crate::batch::{BodyBatch, CursorReply, LiveBatches, RecordsBatch};
 use crate::compute;
 use crate::config::Config;
 use crate::error::{Error, Result};
 #[cfg(feature = "http")]
-use crate::fetch;
-use crate::fetch::{FetchChannels, FetchReport, ShortPath, ToParse};
+use crate::handoff::{IdleSignal, IngestChannels, ShortPath, ToParse, ToWriter, Upstream};
+use crate::ingest::source::Source;
+use crate::ingest::{self, IngestReport};
 use crate::journal::Journal;
 #[cfg(feature = "metrics-endpoint")]
 use crate::metrics::endpoint::Endpoint;
@@ -37,7 +38,6 @@ use crate::metrics::{Latency, StageLatencies, Summary};
 use crate::parse::{ParseStats, Parser};
 use crate::plan::{self, Role, ThreadPlan};
 use crate::sink::{self, DeadLetterLog, WriterReport};
-use crate::source::Source;
 use crate::stage::{guarded, Row, Sink, Transform};
 
 /// How often continuous mode rotates files when `writer.rotate_interval` is not set.
@@ -368,31 +368,7 @@ impl Pipeline {
             },
             enabled: self.parquet,
         };
-        #[cfg(not(feature = "http"))]
-        if matches!(
-            source,
-            Source::Template(_) | Source::Urls(_) | Source::Lines { .. }
-        ) {
-            return Err(Error::config(
-                "source",
-                "this build has no HTTP fetcher (cargo feature `http`); use files or a push source",
-            ));
-        }
-        // Secrets and certificates first: a missing one fails before any file exists.
-        #[cfg(feature = "http")]
-        if matches!(
-            source,
-            Source::Template(_) | Source::Urls(_) | Source::Lines { .. }
-        ) {
-            fetch::preflight(&cfg.fetch)?;
-        }
-        if cfg.every.is_some() && matches!(source, Source::Files(_) | Source::Push(_)) {
-            return Err(Error::config(
-                "every",
-                "continuous mode is for URL sources; files are read once and pushes end when \
-                 their handles are dropped",
-            ));
-        }
+        ingest::preflight(&source, &cfg.fetch, cfg.every)?;
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
         // The journal first: it finishes or clears what a killed run left, before this run
         // opens its own files.
@@ -489,7 +465,7 @@ impl Pipeline {
         let compute_inline = (self.transforms.clone(), Arc::clone(&self.stop));
 
         // The short path: the writer parses and computes what the fetcher hands it while the
-        // pipeline is idle (`FetchChannels::try_short_path`). Its parser's counts join the
+        // pipeline is idle (`IngestChannels::try_short_path`). Its parser's counts join the
         // parse threads' when the writer drops it. Not with user transforms: they keep
         // running one batch at a time, in order, on the threads the plan gives them.
         let writer_parsed = Arc::new(parking_lot::Mutex::new(ParseStats::default()));
@@ -562,7 +538,7 @@ impl Pipeline {
             )?);
         }
         drop(rows_rx);
-        let parse_idle = Arc::new(crate::batch::IdleSignal::default());
+        let parse_idle = Arc::new(IdleSignal::default());
         // No compute threads: each parse thread computes its own batches and hands them
         // straight to the writer.
         let inline = compute_n == 0;
@@ -642,7 +618,7 @@ impl Pipeline {
             Role::Fetch,
             Box::new(move |reg, me| {
                 let guard = StateGuard::new(reg, me);
-                let chans = FetchChannels {
+                let chans = IngestChannels {
                     out: ToParse::new(body_tx, upstream),
                     recycled: recycle_rx,
                     live: live2,
@@ -653,25 +629,7 @@ impl Pipeline {
                     parse_idle,
                     short_path,
                 };
-                let r = match (source, fetch_cfg.engine) {
-                    (Source::Files(inputs), _) => {
-                        crate::files::run(inputs, &fetch_cfg, chans, stop)?
-                    }
-                    (Source::Push(input), _) => crate::push::run(input, &fetch_cfg, chans, stop)?,
-                    #[cfg(feature = "http")]
-                    (source, crate::config::FetchEngine::Mio) => {
-                        fetch::run(&fetch_cfg, source, every, chans, stop)?
-                    }
-                    #[cfg(feature = "http")]
-                    (source, crate::config::FetchEngine::Ureq) => {
-                        fetch::blocking::run(&fetch_cfg, source, chans, stop)?
-                    }
-                    #[cfg(not(feature = "http"))]
-                    (_, _) => {
-                        let _ = (every, chans, stop);
-                        unreachable!("URL sources are refused at start in builds without http")
-                    }
-                };
+                let r = ingest::run(source, &fetch_cfg, every, chans, stop)?;
                 guard.finish();
                 Ok(Box::new(r) as _)
             }),
@@ -682,7 +640,7 @@ impl Pipeline {
         // failing writer made the upstream stages stop.
         let mut errors: Vec<Error> = Vec::new();
         let mut summary = Summary::default();
-        match join::<FetchReport>(fetcher, "pinflow-fetch") {
+        match join::<IngestReport>(fetcher, "pinflow-fetch") {
             Ok(r) => {
                 if let Some(e) = &r.source_error {
                     errors.push(Error::Source {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pinflow::fetch::http::ResponseDecoder;
+use pinflow::ingest::http::protocol::ResponseDecoder;
 
 fuzz_target!(|data: &[u8]| {
     // The first byte chooses how the input is split into reads.

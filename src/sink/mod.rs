@@ -33,10 +33,11 @@ use ::parquet::file::properties::WriterProperties;
 use arrow_array::RecordBatch;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::batch::{BodyBatch, RecordsBatch, ToWriter};
+use crate::batch::{BodyBatch, RecordsBatch};
 use crate::config::WriterConfig;
 use crate::error::{Error, Result};
 use crate::fsutil::{parent_dir, sync_dir};
+use crate::handoff::ToWriter;
 use crate::journal::{Journal, RangeSet};
 use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
 use crate::stage::Sink;

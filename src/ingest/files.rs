@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use crate::batch::BodyBatch;
 use crate::config::FetchConfig;
 use crate::error::{Error, Result};
-use crate::fetch::{downstream_gone, FetchChannels, FetchReport};
+use crate::handoff::{downstream_gone, IngestChannels};
+use crate::ingest::IngestReport;
 use crate::metrics::live::{QueueId, ThreadState};
 
 /// One input of a file source.
@@ -110,14 +111,14 @@ pub fn expand(specs: &[String]) -> Result<Vec<FileInput>> {
 pub fn run(
     inputs: Vec<FileInput>,
     cfg: &FetchConfig,
-    chans: FetchChannels,
+    chans: IngestChannels,
     stop: Arc<AtomicBool>,
-) -> Result<FetchReport> {
+) -> Result<IngestReport> {
     let mut r = Reader {
         cfg,
         chans,
         batch: BodyBatch::default(),
-        report: FetchReport::default(),
+        report: IngestReport::default(),
         buf: Vec::new(),
         last_publish: Instant::now(),
         index: 0,
@@ -147,9 +148,9 @@ pub fn run(
 
 struct Reader<'a> {
     cfg: &'a FetchConfig,
-    chans: FetchChannels,
+    chans: IngestChannels,
     batch: BodyBatch,
-    report: FetchReport,
+    report: IngestReport,
     /// Bytes read but not yet handed over (at most a partial line between chunks).
     buf: Vec<u8>,
     last_publish: Instant,

@@ -39,11 +39,11 @@ pub enum Source {
         /// The opened reader.
         reader: Box<dyn BufRead + Send>,
     },
-    /// Local NDJSON / JSON files or standard input, read by [`crate::files`] in place of the
+    /// Local NDJSON / JSON files or standard input, read by [`crate::ingest::files`] in place of the
     /// fetcher.
-    Files(Vec<crate::files::FileInput>),
+    Files(Vec<crate::ingest::files::FileInput>),
     /// Bodies and records pushed by the embedding program ([`Source::push`]).
-    Push(crate::push::PushReceiver),
+    Push(crate::ingest::push::PushReceiver),
 }
 
 impl std::fmt::Debug for Source {
@@ -181,7 +181,7 @@ impl Source {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn files(specs: &[String]) -> Result<Source> {
-        crate::files::expand(specs).map(Source::Files)
+        crate::ingest::files::expand(specs).map(Source::Files)
     }
 
     /// A push source with room for `capacity` queued items, and the handle producers push
@@ -203,8 +203,8 @@ impl Source {
     /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn push(capacity: usize) -> (Source, crate::push::PushHandle) {
-        let (rx, handle) = crate::push::channel(capacity);
+    pub fn push(capacity: usize) -> (Source, crate::ingest::push::PushHandle) {
+        let (rx, handle) = crate::ingest::push::channel(capacity);
         (Source::Push(rx), handle)
     }
 

@@ -12,15 +12,16 @@ use crossbeam_channel::{SendTimeoutError, TrySendError};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::http::{self, HttpError, ResponseDecoder};
+use super::protocol::{self as http, HttpError, ResponseDecoder};
 use super::resolve::{self, Resolver};
 use super::transport::{self, Transport};
-use super::{downstream_gone, FetchChannels, FetchReport};
 use crate::batch::BodyBatch;
 use crate::config::FetchConfig;
 use crate::error::{Error, Result};
+use crate::handoff::{downstream_gone, IngestChannels};
+use crate::ingest::source::{Feed, HttpUrl, Next, Source, UrlParts};
+use crate::ingest::IngestReport;
 use crate::metrics::live::{QueueId, Stage, ThreadState};
-use crate::source::{Feed, HttpUrl, Next, Source, UrlParts};
 
 const WAKER: Token = Token(usize::MAX);
 /// Initial read buffer per connection; grows only for unusually large response heads.
@@ -54,9 +55,9 @@ pub fn run(
     cfg: &FetchConfig,
     source: Source,
     every: Option<Duration>,
-    chans: FetchChannels,
+    chans: IngestChannels,
     stop: Arc<AtomicBool>,
-) -> Result<FetchReport> {
+) -> Result<IngestReport> {
     // Secrets are read once, here: a missing variable or file fails the run before any request.
     let extra_headers = crate::config::resolve_headers(&cfg.headers, |k| std::env::var(k).ok())?;
     let poll = Poll::new().map_err(|e| Error::Fetch {
@@ -108,7 +109,7 @@ pub fn run(
         chans,
         resolver,
         stop,
-        report: FetchReport::default(),
+        report: IngestReport::default(),
         rng: 0x2545_F491_4F6C_DD1D,
         last_scan: Instant::now(),
         last_publish: Instant::now(),
@@ -306,10 +307,10 @@ struct Fetcher {
     in_flight: usize,
     batch: BodyBatch,
     batch_started: Option<Instant>,
-    chans: FetchChannels,
+    chans: IngestChannels,
     resolver: Resolver,
     stop: Arc<AtomicBool>,
-    report: FetchReport,
+    report: IngestReport,
     rng: u64,
     last_scan: Instant,
     last_publish: Instant,
@@ -1175,7 +1176,11 @@ impl Fetcher {
                 tracing::warn!(url = %reply.url, pages = reply.page + 1, "pagination stopped at fetch.max_link_pages");
                 continue;
             }
-            let url = crate::source::with_query_param(&reply.url, &self.cfg.cursor_param, &cursor);
+            let url = crate::ingest::source::with_query_param(
+                &reply.url,
+                &self.cfg.cursor_param,
+                &cursor,
+            );
             if url == reply.url {
                 tracing::warn!(url = %reply.url, cursor, "the next cursor repeats this page's; pagination stopped");
                 continue;

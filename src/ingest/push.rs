@@ -29,7 +29,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, Tr
 use crate::batch::BodyBatch;
 use crate::config::FetchConfig;
 use crate::error::Result;
-use crate::fetch::{downstream_gone, FetchChannels, FetchReport};
+use crate::handoff::{downstream_gone, IngestChannels};
+use crate::ingest::IngestReport;
 use crate::metrics::live::{QueueId, ThreadState};
 
 /// One pushed item.
@@ -195,10 +196,10 @@ impl PushHandle {
 pub(crate) fn run(
     input: PushReceiver,
     cfg: &FetchConfig,
-    chans: FetchChannels,
+    chans: IngestChannels,
     stop: Arc<AtomicBool>,
-) -> Result<FetchReport> {
-    let mut report = FetchReport::default();
+) -> Result<IngestReport> {
+    let mut report = IngestReport::default();
     let (registry, thread) = (Arc::clone(&chans.registry), chans.thread);
     let mut last_publish = Instant::now();
     let mut pending: Option<Pushed> = None;
@@ -278,7 +279,7 @@ pub(crate) fn run(
     result.map(|()| report)
 }
 
-fn add(batch: &mut BodyBatch, item: Pushed, report: &mut FetchReport) {
+fn add(batch: &mut BodyBatch, item: Pushed, report: &mut IngestReport) {
     report.stats.requests += 1;
     report.stats.delivered += 1;
     match item {

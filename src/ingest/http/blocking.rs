@@ -16,21 +16,22 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::bounded;
 use parking_lot::Mutex;
 
-use super::{FetchChannels, FetchReport};
 use crate::batch::{BodyBatch, ContentEncoding};
 use crate::config::FetchConfig;
 use crate::error::{Error, Result};
+use crate::handoff::IngestChannels;
+use crate::ingest::source::{Next, Source, WorkItem};
+use crate::ingest::IngestReport;
 use crate::metrics::live::{QueueId, Stage, ThreadState};
 use crate::metrics::FetchStats;
-use crate::source::{Next, Source, WorkItem};
 
 /// Runs the pool until the source is drained (or `stop` is set) and every request has ended.
 pub fn run(
     cfg: &FetchConfig,
     source: Source,
-    chans: FetchChannels,
+    chans: IngestChannels,
     stop: Arc<AtomicBool>,
-) -> Result<FetchReport> {
+) -> Result<IngestReport> {
     let extra = crate::config::resolve_headers(&cfg.headers, |k| std::env::var(k).ok())?;
     let headers: Vec<(String, String)> = extra
         .lines()
@@ -56,7 +57,7 @@ pub fn run(
     let (work_tx, work_rx) = bounded::<(WorkItem, Instant)>(workers);
     let registry = Arc::clone(&chans.registry);
     registry.set_state(chans.thread, ThreadState::Working);
-    let mut report = FetchReport::default();
+    let mut report = IngestReport::default();
     let shipped: Result<()> = std::thread::scope(|scope| {
         let mut handles = Vec::new();
         for index in 0..workers {
@@ -140,7 +141,7 @@ struct Worker<'a> {
     cfg: &'a FetchConfig,
     agent: ureq::Agent,
     headers: &'a [(String, String)],
-    chans: &'a FetchChannels,
+    chans: &'a IngestChannels,
     stats: &'a Mutex<FetchStats>,
     stop: &'a AtomicBool,
     batch: BodyBatch,
@@ -199,7 +200,7 @@ impl Worker<'_> {
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(super::http::parse_retry_after);
+                .and_then(super::protocol::parse_retry_after);
             return Attempt::Status(status, after);
         }
         let header = resp
@@ -310,7 +311,7 @@ impl Worker<'_> {
         self.chans
             .out
             .send(batch)
-            .map_err(|_| super::downstream_gone())?;
+            .map_err(|_| crate::handoff::downstream_gone())?;
         self.chans
             .registry
             .set_queue_depth(QueueId::Bodies, self.chans.out.len());

@@ -1,0 +1,31 @@
+//! HTTP pull: one thread, one mio event loop, many keep-alive HTTP/1.1 connections.
+//!
+//! The loop owns every socket and timer. Each turn it
+//! 1. admits work items from the source while fewer than `max_in_flight` are unfinished,
+//! 2. hands queued requests to idle connections of their host, opening new connections up to
+//!    `connections_per_host`,
+//! 3. waits for socket readiness (or a timer, or the resolver / source feeder waking it),
+//! 4. moves bytes: writes requests, decodes responses with [`protocol::ResponseDecoder`],
+//! 5. appends finished bodies to the current [`BodyBatch`](crate::batch::BodyBatch) and ships the batch downstream when
+//!    it is full or old enough.
+//!
+//! It never parses JSON and never computes. When the downstream queue is full it blocks on the
+//! send, so it stops reading sockets and issuing requests: TCP flow control carries the
+//! back-pressure to the servers, and memory stays bounded by the queue and batch limits.
+//!
+//! Every admitted work item leaves the loop exactly once, either as a body or as a failure with
+//! its reason, inside a batch. A request is retried only when no response could have been
+//! delivered (connection refused, reset or closed before a complete response, timeout), so a
+//! retry can never produce a second copy of its records.
+//!
+//! The engine is chosen by `fetch.engine`: this event loop ([`run`]), or the blocking ureq
+//! fallback ([`blocking`]) for proxies and as the benchmark's baseline.
+
+pub mod blocking;
+mod event_loop;
+pub mod protocol;
+mod resolve;
+mod transport;
+
+pub(crate) use event_loop::backoff;
+pub use event_loop::{preflight, run};

@@ -1,0 +1,117 @@
+//! Ingest: the sources that sit in the fetch seat, one thread at the head of the pipeline.
+//!
+//! A [`Source`] says where records come from; `run` picks its implementation, one module
+//! each, in the way crossbeam-channel puts each channel flavor behind one facade:
+//!
+//! | source                                   | implementation                      |
+//! |------------------------------------------|-------------------------------------|
+//! | URL template, list or file (`http`)      | [`http`]: one mio event loop, or the blocking ureq engine |
+//! | local NDJSON / JSON files, stdin         | [`files`]                           |
+//! | records handed in by the program         | [`push`]                            |
+//!
+//! # The contract
+//!
+//! Each implementation is a function `run(input, &FetchConfig, IngestChannels, stop) ->
+//! Result<IngestReport>` that runs on the ingest thread until its input is done or `stop` is
+//! set. Through [`IngestChannels`] it
+//! - hands on body batches: to the parse queue ([`ToParse`](crate::handoff::ToParse)), or
+//!   straight to an idle writer ([`IngestChannels::try_short_path`]);
+//! - takes back emptied batches from `recycled`, so steady state allocates nothing per body;
+//! - reports its ledger: every work item it admits ends in exactly one batch, as a body or as
+//!   a failure with its reason, and is counted in [`IngestReport::stats`] (the request side of
+//!   the run's ledger) and in the live metrics (`registry`, `thread`);
+//! - skips the work items in `skip`, which the resume journal found done by an earlier run
+//!   (its position for resume is the work item's number);
+//! - stops admitting new work once `stop` is set, ships what it holds, and returns; a closed
+//!   parse queue means the later stages failed, and it returns that error.
+//!
+//! It never parses JSON and never computes: that is the parse threads' work.
+
+#[cfg(feature = "http")]
+pub mod http;
+
+pub mod files;
+pub mod push;
+pub mod source;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::FetchConfig;
+use crate::error::{Error, Result};
+use crate::handoff::IngestChannels;
+use crate::metrics::FetchStats;
+
+pub use source::Source;
+
+/// What the ingest thread hands back when it ends.
+#[derive(Debug, Default)]
+pub struct IngestReport {
+    /// Counters of the request side of the ledger.
+    pub stats: FetchStats,
+    /// A read error that cut the source short.
+    pub source_error: Option<String>,
+    /// Whether the stop flag ended admission early.
+    pub interrupted: bool,
+}
+
+/// Whether `source` is fetched over HTTP.
+fn is_http(source: &Source) -> bool {
+    matches!(
+        source,
+        Source::Template(_) | Source::Urls(_) | Source::Lines { .. }
+    )
+}
+
+/// Checks before anything is opened: the source can be read by this build, with these
+/// settings, and its secrets and certificates are there. A failure here leaves no file behind.
+pub(crate) fn preflight(source: &Source, cfg: &FetchConfig, every: Option<Duration>) -> Result<()> {
+    if is_http(source) {
+        #[cfg(not(feature = "http"))]
+        return Err(Error::config(
+            "source",
+            "this build has no HTTP fetcher (cargo feature `http`); use files or a push source",
+        ));
+        // Secrets and certificates first: a missing one fails before any file exists.
+        #[cfg(feature = "http")]
+        http::preflight(cfg)?;
+    }
+    if every.is_some() && matches!(source, Source::Files(_) | Source::Push(_)) {
+        return Err(Error::config(
+            "every",
+            "continuous mode is for URL sources; files are read once and pushes end when \
+             their handles are dropped",
+        ));
+    }
+    let _ = cfg;
+    Ok(())
+}
+
+/// Runs `source`'s implementation on the calling thread (the ingest thread) until it ends.
+/// `every` is continuous mode's period (URL sources only; see [`preflight`]).
+pub(crate) fn run(
+    source: Source,
+    cfg: &FetchConfig,
+    every: Option<Duration>,
+    chans: IngestChannels,
+    stop: Arc<AtomicBool>,
+) -> Result<IngestReport> {
+    match source {
+        Source::Files(inputs) => files::run(inputs, cfg, chans, stop),
+        Source::Push(input) => push::run(input, cfg, chans, stop),
+        #[cfg(feature = "http")]
+        source => match cfg.engine {
+            crate::config::FetchEngine::Mio => http::run(cfg, source, every, chans, stop),
+            crate::config::FetchEngine::Ureq => http::blocking::run(cfg, source, chans, stop),
+        },
+        #[cfg(not(feature = "http"))]
+        _ => {
+            let _ = (every, chans, stop);
+            Err(Error::config(
+                "source",
+                "this build has no HTTP fetcher (cargo feature `http`)",
+            ))
+        }
+    }
+}
