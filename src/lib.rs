@@ -59,36 +59,36 @@ pub mod batch;
 pub mod compute;
 pub mod config;
 pub mod error;
-pub mod fetch;
+mod fsutil;
 pub mod handoff;
 pub mod ingest;
-pub mod files;
-mod fsutil;
 pub mod journal;
 pub mod json;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod plan;
-pub mod push;
 pub mod schema;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sink;
-pub mod source;
 pub mod stage;
 pub mod stats;
-pub use ingest::source::Source;
-pub use ingest::{push, source};
 pub mod time;
 
 pub use config::{Compression, Config};
 pub use error::{Error, Result};
+pub use ingest::source::Source;
+pub use ingest::{push, source};
 pub use metrics::Summary;
 pub use pipeline::Pipeline;
-pub use source::Source;
 
 /// The README's Rust examples, compiled and run as doc tests so they cannot rot.
 #[doc = include_str!("../README.md")]
 #[cfg(all(doctest, feature = "sim", feature = "http"))]
 pub struct ReadmeDoctests;
+
+/// docs/library.md's Rust examples, compiled and run as doc tests so they cannot rot.
+#[doc = include_str!("../docs/library.md")]
+#[cfg(all(doctest, feature = "sim", feature = "http"))]
+pub struct DocsLibraryDoctests;

@@ -497,11 +497,11 @@ fn request_timeout_accepts_seconds_and_durations() {
     assert_eq!(o.status.code(), Some(2), "clap rejects it");
 }
 
-/// The README's `## Configuration` section: its TOML example is a valid file, and its
-/// `config check` example is what pinflow prints.
+/// docs/configuration.md's `## Configuration` section: its TOML example is a valid file, and
+/// its `config check` example is what pinflow prints.
 #[test]
 fn the_readme_examples_are_true() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../docs/configuration.md");
     let section = readme
         .split("## Configuration\n")
         .nth(1)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/cross-build.sh [--profile P] [--no-install] [TARGET...]
 #
-# Builds the pinflow binary for edge appliances (README "Edge and appliance builds") with the
+# Builds the pinflow binary for edge appliances (docs/edge.md, "Building") with the
 # `edge` profile (Cargo.toml: fat LTO, one codegen unit, stripped) for
 #
 #   x86_64-unknown-linux-gnu     x86_64-unknown-linux-musl   (static)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Interoperability check: pinflow writes Parquet files, pyarrow and DuckDB read them back, and
-# tools/interop/check.py compares every value and statistic (see README, "Interoperability
-# check"): the log layout (demo, every codec, edge cases served over HTTP), and with
+# tools/interop/check.py compares every value and statistic (see docs/interop.md): the log
+# layout (demo, every codec, edge cases served over HTTP), and with
 # tools/interop/cases.py a configurable schema, schema inference, Hive-partitioned datasets and
 # a journal run over the file source.
 #

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/qemu-test.sh [--full] [--only aarch64|x86_64] [--no-install]
 #
-# The fast paths on other CPUs (README "Edge and appliance builds"):
+# The fast paths on other CPUs (docs/edge.md, "Fast paths on other CPUs"):
 #
 # 1. aarch64: the test suite cross-compiled for aarch64-unknown-linux-gnu and run under
 #    qemu-user (cargo's runner `qemu-aarch64 -L /usr/aarch64-linux-gnu`): simd-json's NEON

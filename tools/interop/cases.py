@@ -8,8 +8,8 @@ Hive-partitioned datasets, other codecs and journal (resume) runs.
 
 check.py imports this module and calls check_case() for each entry of the manifest's "cases"
 (see interop-check.sh). Each case is checked against a model of what pinflow must write for
-every input line (`Model`: the README's rules, written here in Python): the line is a row with
-these column values, or a dead letter naming this field. Then:
+every input line (`Model`: the rules of docs/usage.md, written here in Python): the line is a
+row with these column values, or a dead letter naming this field. Then:
 
   - pyarrow and DuckDB read the same rows, names, types (Arrow, DuckDB and Parquet) and the same
     value in every cell (floats bit for bit), and every row equals the model's row: timestamps
@@ -49,7 +49,7 @@ MAX_REPORTED = 25
 TWO53 = 2 ** 53
 
 # ---------------------------------------------------------------------------------------------
-# The model: what pinflow must write for a line (README "Schemas and statistics").
+# The model: what pinflow must write for a line (docs/usage.md "Schemas and statistics").
 
 
 class Obj(list):
@@ -267,8 +267,8 @@ class Model:
 
 
 def infer_fields(records, objects_with_bad_lists=None):
-    """README "Inference": fields of the records (json texts), in first-seen order, and the
-    paths left out. `objects_with_bad_lists` (a set) collects the paths seen as objects and as
+    """docs/usage.md, "Inference": fields of the records (json texts), in first-seen order, and
+    the paths left out. `objects_with_bad_lists` (a set) collects the paths seen as objects and as
     arrays of non-numbers, which pinflow treats as objects (see case_infer)."""
     order, seen = [], {}
 
@@ -1079,7 +1079,7 @@ def check_stats(label, table, con, src, stats, list_types, fails, H):
                           f"{rel(g, ref):.3g}, {n} values)")
                 continue
             if big and kind in ("variance", "stddev", "quantile"):
-                # Computed on the values as f64, as README says: past 2^53 those of the
+                # Computed on the values as f64, as docs/usage.md says: past 2^53 those of the
                 # rounded values. Reported (KNOWN) with the integers' exact value.
                 exact = exact_stat(kind, xs, q)
                 if kind == "quantile":
@@ -1397,8 +1397,8 @@ def case_infer(spec, fails, tables, H):
     # The schema inferred from a sample takes every record of it: a path left out goes with
     # everything below it, so no record of the sample can be a dead letter.
     # One class is known: a path seen as an object and as an array of non-numbers is kept as an
-    # object (its fields are columns), where README says arrays of non-numbers are left out; the
-    # sample's records with the array are then dead letters (`expected an object`).
+    # object (its fields are columns), where docs/usage.md says arrays of non-numbers are left
+    # out; the sample's records with the array are then dead letters (`expected an object`).
     for line in sample:
         if line not in exp.dead:
             continue

@@ -667,7 +667,8 @@ def check_metadata(path, pf, pa_table, con, spec, fails, summary):
                   detail=f"pyarrow {version!r}, footer {raw_kv.get(b'pinflow.version')!r}")
     elif spec.get("version") and version.decode() != spec["version"]:
         fails.add(path, "pinflow.version", detail=f"{version.decode()!r} != {spec['version']!r}")
-    # pinflow.source and pinflow.run_id (README "Parquet files"), where the binary writes them.
+    # pinflow.source and pinflow.run_id (docs/usage.md "Parquet files"), where the binary writes
+    # them.
     for key in (b"pinflow.source", b"pinflow.run_id"):
         if key not in kv:
             fails.note(f"NOTE {name}: no {key.decode()} in the key-value metadata (an older "
