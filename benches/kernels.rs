@@ -146,14 +146,14 @@ fn parquet_and_queue(c: &mut Criterion) {
     for _ in 0..4 {
         batch.push_body("http://bench/x", &page, 1, Instant::now());
     }
-    let rows = pinflow::compute::add_statistics(
+    let rows = pinflow::transform::add_statistics(
         &Parser::new().parse_batch(&mut batch).rows.unwrap(),
         &pinflow::schema::Layout::logs(),
     );
     // The sink's own settings (snappy by default), not arrow-rs defaults. (A sink file also
     // limits the dictionaries of fixed-width columns to 64 KiB; in 4,000 rows none reaches it.)
     let props =
-        pinflow::sink::writer_properties(&pinflow::config::WriterConfig::default()).unwrap();
+        pinflow::output::writer_properties(&pinflow::config::WriterConfig::default()).unwrap();
     let mut g = c.benchmark_group("parquet");
     g.throughput(Throughput::Elements(rows.num_rows() as u64));
     g.bench_function("snappy_4000_rows", |b| {

@@ -346,7 +346,7 @@ fn parse_checkpoint(line: &str) -> std::result::Result<Checkpoint, String> {
     })
 }
 
-/// Where a run's temporary files (`.NAME.tmp-PID`, see [`crate::sink`]) can be, so that
+/// Where a run's temporary files (`.NAME.tmp-PID`, see [`crate::output`]) can be, so that
 /// recovery deletes only its own.
 #[derive(Debug, Clone)]
 pub enum TempFiles {

@@ -46,8 +46,8 @@
 //! items, HTTP pull with mio + httparse, TLS and pagination, local NDJSON/JSON files and stdin,
 //! and [`push`] for records handed in by the embedding program), [`handoff`] and [`batch`]
 //! (messages between stages),
-//! [`parse`] (simd-json → Arrow columns of a [`schema`] layout), [`stats`] and [`compute`]
-//! (kernels), [`stage`] (user transforms and sinks), [`sink`] (Parquet, partitions and dead
+//! [`parse`] (simd-json → Arrow columns of a [`schema`] layout), [`stats`] and [`transform`]
+//! (kernels), [`stage`] (user transforms and sinks), [`output`] (Parquet, partitions and dead
 //! letters) with [`journal`] (crash-safe resume), and [`pipeline`] wiring them
 //! ([`Pipeline::builder`] for embedders), [`plan`] placing threads, [`metrics`] counting, and
 //! `sim` (feature `sim`) serving test data. Cargo features `http`, `tls`, `metrics-endpoint`,
@@ -56,7 +56,6 @@
 #![warn(missing_docs)]
 
 pub mod batch;
-pub mod compute;
 pub mod config;
 pub mod error;
 mod fsutil;
@@ -65,16 +64,17 @@ pub mod ingest;
 pub mod journal;
 pub mod json;
 pub mod metrics;
+pub mod output;
 pub mod parse;
 pub mod pipeline;
 pub mod plan;
 pub mod schema;
 #[cfg(feature = "sim")]
 pub mod sim;
-pub mod sink;
 pub mod stage;
 pub mod stats;
 pub mod time;
+pub mod transform;
 
 pub use config::{Compression, Config};
 pub use error::{Error, Result};

@@ -23,7 +23,6 @@ use std::time::Instant;
 use crossbeam_channel::bounded;
 
 use crate::batch::{BodyBatch, CursorReply, LiveBatches, RecordsBatch};
-use crate::compute;
 use crate::config::Config;
 use crate::error::{Error, Result};
 #[cfg(feature = "http")]
@@ -35,10 +34,11 @@ use crate::journal::Journal;
 use crate::metrics::endpoint::Endpoint;
 use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
 use crate::metrics::{Latency, StageLatencies, Summary};
+use crate::output::{self, DeadLetterLog, OutputPlan, WriterReport};
 use crate::parse::{ParseStats, Parser};
 use crate::plan::{self, Role, ThreadPlan};
-use crate::sink::{self, DeadLetterLog, WriterReport};
-use crate::stage::{guarded, Row, Sink, Transform};
+use crate::stage::{Row, Sink, Transform};
+use crate::transform::compute_batch;
 
 /// How often continuous mode rotates files when `writer.rotate_interval` is not set.
 pub const DEFAULT_CONTINUOUS_ROTATION: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -346,7 +346,7 @@ impl Pipeline {
             .map(|&s| registry.latency(s).clone())
             .collect();
         // Open the output before fetching anything: an unwritable path fails the run at once.
-        let output = sink::Output {
+        let output = OutputPlan {
             out: cfg.out.clone(),
             writer: cfg.writer.clone(),
             // Continuous mode always rotates, hourly unless told otherwise: a file is visible
@@ -360,7 +360,7 @@ impl Pipeline {
                 .source_label
                 .clone()
                 .unwrap_or_else(|| describe_source(&source)),
-            run_id: sink::new_run_id(),
+            run_id: output::new_run_id(),
             // Transforms may reshape the rows: then a file takes the schema of its first rows.
             schema: match self.transforms.is_empty() {
                 true => cfg.schema.layout()?.map(|l| l.output_schema()),
@@ -470,7 +470,7 @@ impl Pipeline {
         // running one batch at a time, in order, on the threads the plan gives them.
         let writer_parsed = Arc::new(parking_lot::Mutex::new(ParseStats::default()));
         let short_path_closed = Arc::new(AtomicBool::new(false));
-        let prepare: Option<sink::Prepare> = self.transforms.is_empty().then(|| {
+        let prepare: Option<output::Prepare> = self.transforms.is_empty().then(|| {
             let mut work = ParseWork {
                 parser: make_parser(),
                 published: ParseStats::default(),
@@ -487,7 +487,7 @@ impl Pipeline {
                     stop.store(true, Ordering::Relaxed);
                     closed.store(true, Ordering::Relaxed);
                 })
-            }) as sink::Prepare
+            }) as output::Prepare
         });
         let short_path_on = prepare.is_some();
         let returned_sinks = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -496,14 +496,14 @@ impl Pipeline {
         let writer = spawn(
             Role::Writer,
             Box::new(move |reg, me| {
-                let parts = sink::WriterParts {
+                let parts = output::WriterParts {
                     first: file,
                     dead,
                     journal,
                     sinks,
                     prepare,
                 };
-                let result = sink::run(out_rx, &output, parts, &sinks_back, reg, me);
+                let result = output::run(out_rx, &output, parts, &sinks_back, reg, me);
                 // Whatever ended the writer, nothing may join a batch it will never take.
                 writer_gone.store(true, Ordering::Relaxed);
                 result.map(|r| Box::new(r) as _)
@@ -717,7 +717,7 @@ impl Pipeline {
     /// run left. The journal belongs to one command: its source, schema and partitioning, and
     /// for file sources the chunk size, since a file's work items are its chunks (a resume
     /// with other chunk boundaries would read some lines twice).
-    fn open_journal(&self, cfg: &Config, output: &sink::Output, files: bool) -> Result<Journal> {
+    fn open_journal(&self, cfg: &Config, output: &OutputPlan, files: bool) -> Result<Journal> {
         let mut identity = format!(
             "source={}; fields={}; stats={}; partition_by={}",
             output.source,
@@ -821,38 +821,6 @@ impl Drop for ParseWork {
             *to.lock() = std::mem::take(&mut self.parser.stats);
         }
     }
-}
-
-/// The compute stage's work on one batch: the statistics, then the user's transforms in order.
-/// Runs on a compute thread, on the parse thread that parsed the batch when the plan has no
-/// compute threads, or on the writer for a short-path batch (only when there are no
-/// transforms). A failing transform stops the run: what is queued drains, files stay valid,
-/// and the run reports the error.
-fn compute_batch(
-    b: &mut RecordsBatch,
-    transforms: &[Arc<dyn Transform>],
-    reg: &Registry,
-    stop: &AtomicBool,
-) -> Result<()> {
-    let t = Instant::now();
-    if let (Some(rows), Some(layout)) = (&b.rows, &b.layout) {
-        let n = rows.num_rows() as u64;
-        let mut out = compute::add_statistics(rows, layout);
-        for t in transforms {
-            out = guarded("transform", t.name(), || t.apply(out)).inspect_err(|e| {
-                stop.store(true, Ordering::Relaxed);
-                tracing::error!(error = %e, "stopping the pipeline");
-            })?;
-        }
-        let kept = out.num_rows() as u64;
-        if kept < n {
-            reg.records_filtered.fetch_add(n - kept, Ordering::Relaxed);
-        }
-        b.rows = (kept > 0).then_some(out);
-        reg.records_computed.fetch_add(n, Ordering::Relaxed);
-    }
-    reg.latency(Stage::Compute).record(t.elapsed());
-    Ok(())
 }
 
 /// Adds one parser's counts to the run's ledger.

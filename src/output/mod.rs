@@ -88,7 +88,7 @@ pub struct WriterReport {
 
 /// Where output goes, when files rotate, and what metadata they carry.
 #[derive(Debug, Clone)]
-pub struct Output {
+pub struct OutputPlan {
     /// The configured output path: the file (or, rotating, the pattern's stem and directory),
     /// or with `writer.partition_by` the dataset's root directory.
     pub out: PathBuf,
@@ -110,7 +110,7 @@ pub struct Output {
     pub enabled: bool,
 }
 
-impl Output {
+impl OutputPlan {
     /// Whether files rotate: by time (`rotate`), rows or bytes; and with a journal, whose runs
     /// add files beside those of earlier runs.
     pub fn rotates(&self) -> bool {
@@ -247,7 +247,7 @@ fn next_free_part(dir: &Path) -> u64 {
 
 /// Runs the writer loop until the queue closes, then finalizes every open file and the
 /// dead-letter file. `first` is file number 1 of an unpartitioned `output`, opened by the
-/// caller ([`Output::prepare`]) so that an unwritable path fails before anything is fetched.
+/// caller ([`OutputPlan::prepare`]) so that an unwritable path fails before anything is fetched.
 /// `thread` is this thread's index in `registry`, which receives the write and end-to-end
 /// latencies, the row, row-group and file counters, and the thread's state.
 ///
@@ -264,7 +264,7 @@ fn next_free_part(dir: &Path) -> u64 {
 /// whole batches, and `max_open_partitions` may be passed within one batch.
 pub fn run(
     rx: Receiver<ToWriter>,
-    output: &Output,
+    output: &OutputPlan,
     parts: WriterParts,
     sinks_back: &parking_lot::Mutex<Vec<Box<dyn Sink>>>,
     registry: &Registry,
@@ -334,7 +334,7 @@ pub fn run(
     Ok(report)
 }
 
-/// What the writer thread owns besides its queue and [`Output`].
+/// What the writer thread owns besides its queue and [`OutputPlan`].
 pub struct WriterParts {
     /// File number 1 and its number, opened before anything is fetched (unpartitioned).
     pub first: Option<(u64, ParquetFile)>,
@@ -401,7 +401,7 @@ struct Writer<'a> {
     journal: Option<Journal>,
     /// Items written since the last checkpoint.
     items: RangeSet,
-    output: &'a Output,
+    output: &'a OutputPlan,
     partitioner: Option<Partitioner>,
     /// Open files by partition directory (`""` when unpartitioned).
     slots: HashMap<String, Slot>,

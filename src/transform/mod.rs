@@ -1,0 +1,52 @@
+//! The compute stage: what happens to parsed rows before the writer. First the statistics
+//! the layout asks for ([`statistics`]), then the user's transforms
+//! ([`Transform`]) in order; a transform may drop rows (a filter),
+//! and those are counted, never lost silently.
+//!
+//! This is where further transforms go: time windows, enrichment, config-level filters. Each
+//! works on whole record batches, one module each, run by `compute_batch`.
+
+pub mod statistics;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::batch::RecordsBatch;
+use crate::error::Result;
+use crate::metrics::live::{Registry, Stage};
+use crate::stage::{guarded, Transform};
+
+pub use statistics::add_statistics;
+
+/// The compute stage's work on one batch: the statistics, then the user's transforms in order.
+/// Runs on a compute thread, on the parse thread that parsed the batch when the plan has no
+/// compute threads, or on the writer for a short-path batch (only when there are no
+/// transforms). A failing transform stops the run: what is queued drains, files stay valid,
+/// and the run reports the error.
+pub(crate) fn compute_batch(
+    b: &mut RecordsBatch,
+    transforms: &[Arc<dyn Transform>],
+    reg: &Registry,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let t = Instant::now();
+    if let (Some(rows), Some(layout)) = (&b.rows, &b.layout) {
+        let n = rows.num_rows() as u64;
+        let mut out = statistics::add_statistics(rows, layout);
+        for t in transforms {
+            out = guarded("transform", t.name(), || t.apply(out)).inspect_err(|e| {
+                stop.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "stopping the pipeline");
+            })?;
+        }
+        let kept = out.num_rows() as u64;
+        if kept < n {
+            reg.records_filtered.fetch_add(n - kept, Ordering::Relaxed);
+        }
+        b.rows = (kept > 0).then_some(out);
+        reg.records_computed.fetch_add(n, Ordering::Relaxed);
+    }
+    reg.latency(Stage::Compute).record(t.elapsed());
+    Ok(())
+}
