@@ -279,6 +279,30 @@ impl Source {
             }),
         }
     }
+
+    /// The source as the `pinflow.source` metadata names it when no label was given: the
+    /// template, the file name, or the first URL of a list and how many there are.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Template(t) => t.to_string(),
+            Source::Lines { name, .. } => name.clone(),
+            Source::Push(_) => "push".into(),
+            Source::Files(inputs) => match inputs.first() {
+                Some(first) if inputs.len() > 1 => {
+                    format!("{first} and {} more files", inputs.len() - 1)
+                }
+                Some(first) => first.to_string(),
+                None => "no files".into(),
+            },
+            Source::Urls(urls) => match urls.first() {
+                Some(first) if urls.len() > 1 => {
+                    format!("{first} and {} more URLs", urls.len() - 1)
+                }
+                Some(first) => first.clone(),
+                None => "no URLs".into(),
+            },
+        }
+    }
 }
 
 #[cfg(feature = "http")]

@@ -1,0 +1,309 @@
+//! The wiring: threads, queues, pinning, shutdown, and the ledger of a run.
+//!
+//! ```text
+//!  source ─► fetch (mio) ─[bodies]─► parse ×N ─[rows]─► compute ×M ─[rows+stats]─► writer ─► .parquet
+//!               ▲                      │                                              └────► dead letters
+//!               └──────[recycled body batches]─┘
+//! ```
+//!
+//! With no compute threads (M = 0, the plan below four worker cores) each parse thread computes
+//! the statistics and runs the transforms of its own batches and sends them straight to the
+//! writer; the `[rows]` queue is then unused (its depth stays 0).
+//!
+//! Every queue is a bounded crossbeam channel of *batches*. Shutdown flows downstream: the
+//! fetcher ends when its source is drained (or the stop flag is set) and every admitted request
+//! has ended; dropping its sender ends the parse threads once the queue is empty, and so on to
+//! the writer, which then finalizes the file. Nothing in a queue is ever discarded.
+
+mod builder;
+mod ledger;
+mod stages;
+
+pub use builder::{PipelineBuilder, RunHandle};
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::config::Config;
+#[cfg(not(feature = "metrics-endpoint"))]
+use crate::error::Error;
+use crate::error::Result;
+use crate::ingest::{self, Source};
+use crate::journal::Journal;
+#[cfg(feature = "metrics-endpoint")]
+use crate::metrics::endpoint::Endpoint;
+use crate::metrics::live::Registry;
+use crate::metrics::Summary;
+use crate::output::{self, DeadLetterLog, OutputPlan};
+use crate::plan::{Role, ThreadPlan};
+use crate::stage::{Sink, Transform};
+use ledger::{Baseline, Ledger};
+use stages::{Compute, Spawner, StageInputs};
+
+/// How often continuous mode rotates files when `writer.rotate_interval` is not set.
+pub const DEFAULT_CONTINUOUS_ROTATION: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A configured pipeline, ready to run over a source.
+///
+/// ```no_run
+/// use pinflow::{Config, Pipeline, Source};
+/// let pipeline = Pipeline::new(Config::new("logs.parquet"))?;
+/// let summary = pipeline.run(Source::from_arg("http://127.0.0.1:8080/logs/{1..1000}.json")?)?;
+/// println!("{summary}");
+/// # Ok::<(), pinflow::Error>(())
+/// ```
+pub struct Pipeline {
+    cfg: Config,
+    stop: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
+    registry: Arc<Registry>,
+    /// Started by the first run when `metrics.addr` is set; serves until the pipeline is
+    /// dropped, so the final figures can still be scraped after a run.
+    #[cfg(feature = "metrics-endpoint")]
+    endpoint: parking_lot::Mutex<Option<Endpoint>>,
+    /// What the files' `pinflow.source` metadata says; `None`: described from the source.
+    source_label: Option<String>,
+    /// User transforms, run on the compute stage after the statistics (the compute threads, or
+    /// the parse threads when the plan has none).
+    transforms: Vec<Arc<dyn Transform>>,
+    /// User sinks, run on the writer thread; taken by a run and put back after it.
+    sinks: parking_lot::Mutex<Vec<Box<dyn Sink>>>,
+    /// Whether Parquet files are written at all (off: only the sinks get the rows).
+    parquet: bool,
+}
+
+impl Pipeline {
+    /// Validates `cfg`.
+    pub fn new(cfg: Config) -> Result<Pipeline> {
+        cfg.validate()?;
+        let roles: Vec<Role> = ThreadPlan::for_this_machine(&cfg.threads)
+            .threads
+            .iter()
+            .map(|t| t.0)
+            .collect();
+        Ok(Pipeline {
+            cfg,
+            stop: Arc::new(AtomicBool::new(false)),
+            reopen: Arc::new(AtomicBool::new(false)),
+            registry: Arc::new(Registry::new(&roles)),
+            #[cfg(feature = "metrics-endpoint")]
+            endpoint: parking_lot::Mutex::new(None),
+            source_label: None,
+            transforms: Vec::new(),
+            sinks: parking_lot::Mutex::new(Vec::new()),
+            parquet: true,
+        })
+    }
+
+    /// Names the source in every file's `pinflow.source` metadata (the command line passes
+    /// the `--urls` argument, `demo` or `bench`). Without it, a run describes its [`Source`]:
+    /// the template, the file name, or the first URL of a list and how many there are.
+    pub fn with_source_label(mut self, label: impl Into<String>) -> Pipeline {
+        self.source_label = Some(label.into());
+        self
+    }
+
+    /// The flag that, once set (by a signal handler, another thread), stops taking new work;
+    /// requests already admitted finish, the queues drain and the file is finalized.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// The flag that, once set (by a SIGHUP handler, say), makes the writer close the
+    /// dead-letter file and re-create it at its next entry: what logrotate expects.
+    pub fn reopen_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.reopen)
+    }
+
+    /// The live metrics: counters, queue depths, thread health and latency histograms, updated
+    /// while [`Pipeline::run`] runs (from another thread) and kept across runs.
+    pub fn metrics(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
+    }
+
+    /// The address the metrics endpoint listens on, once a run has started it (useful when
+    /// `metrics.addr` asks for port 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        #[cfg(feature = "metrics-endpoint")]
+        return self.endpoint.lock().as_ref().map(Endpoint::addr);
+        #[cfg(not(feature = "metrics-endpoint"))]
+        None
+    }
+
+    fn start_endpoint(&self) -> Result<()> {
+        #[cfg(feature = "metrics-endpoint")]
+        {
+            let mut ep = self.endpoint.lock();
+            if let (None, Some(addr)) = (ep.as_ref(), self.cfg.metrics.addr) {
+                *ep = Some(Endpoint::start(addr, Arc::clone(&self.registry))?);
+            }
+            Ok(())
+        }
+        #[cfg(not(feature = "metrics-endpoint"))]
+        match self.cfg.metrics.addr {
+            Some(_) => Err(Error::config(
+                "metrics.addr",
+                "this build has no metrics endpoint (cargo feature `metrics-endpoint`)",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The thread plan a run would use on this machine.
+    pub fn plan(&self) -> ThreadPlan {
+        ThreadPlan::for_this_machine(&self.cfg.threads)
+    }
+
+    /// Runs the pipeline over `source` to the end and returns the ledger.
+    ///
+    /// Preflight and the output first (everything that can fail before a file exists or a
+    /// request goes out), then the stage threads, downstream first; then the joins, upstream
+    /// first, and the ledger.
+    pub fn run(&self, source: Source) -> Result<Summary> {
+        let cfg = &self.cfg;
+        let plan = self.plan();
+        let registry = &self.registry;
+        // Latencies in the summary are this run's: the registry's histograms span all runs.
+        let baseline = Baseline::take(registry);
+
+        // Open the output before fetching anything: an unwritable path fails the run at once.
+        let output = self.output_plan(&source)?;
+        ingest::preflight(&source, &cfg.fetch, cfg.every)?;
+        tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
+        // The journal first: it finishes or clears what a killed run left, before this run
+        // opens its own files.
+        let journal = match cfg.writer.journal {
+            true => Some(self.open_journal(&output, matches!(source, Source::Files(_)))?),
+            false => None,
+        };
+        let skip = Arc::new(
+            journal
+                .as_ref()
+                .map(|j| j.done().clone())
+                .unwrap_or_default(),
+        );
+        let first_file = match self.parquet {
+            true => output.prepare()?,
+            false => None,
+        };
+        let dead = DeadLetterLog::new(cfg.dead_letter_path()).with_rotation(
+            cfg.writer.dead_letter_max_bytes,
+            cfg.writer.dead_letter_keep,
+        );
+        self.start_endpoint()?;
+
+        registry.set_draining(false);
+        let spawner = Spawner::new(plan.clone(), registry);
+        let inputs = StageInputs {
+            source,
+            skip,
+            output,
+            first_file,
+            dead,
+            journal,
+            sinks: std::mem::take(&mut *self.sinks.lock()),
+            compute: Compute {
+                transforms: self.transforms.clone(),
+                stop: Arc::clone(&self.stop),
+            },
+        };
+        let running = stages::start(&spawner, cfg, registry, inputs)?;
+        registry.set_running(true);
+
+        // Each stage ends once the one before it has ended and its queue is empty.
+        let mut ledger = Ledger::default();
+        ledger.ingested(running.ingest.join());
+        registry.set_draining(true);
+        for parser in running.parsers {
+            ledger.parsed(parser.join());
+        }
+        for compute in running.computes {
+            ledger.computed(compute.join());
+        }
+        ledger.written(running.writer.join(), &running.writer_parsed);
+        registry.set_running(false);
+        // The sinks come back for the next run.
+        *self.sinks.lock() = std::mem::take(&mut *running.sinks_back.lock());
+
+        let mut summary = ledger.finish(registry, &baseline)?;
+        summary.peak_live_batches = running.live.peak();
+        summary.live_batch_bound =
+            cfg.max_live_batches(plan.parse_threads(), plan.compute_threads());
+        summary.pinning_partial = plan.partial || spawner.pin_failed();
+        summary.plan = plan.describe();
+        if spawner.pin_failed() {
+            summary.plan.push_str(" (some threads could not be pinned)");
+        }
+        Ok(summary)
+    }
+
+    /// Where this run's output goes, and what its files say about it.
+    fn output_plan(&self, source: &Source) -> Result<OutputPlan> {
+        let cfg = &self.cfg;
+        Ok(OutputPlan {
+            out: cfg.out.clone(),
+            writer: cfg.writer.clone(),
+            // Continuous mode always rotates, hourly unless told otherwise: a file is visible
+            // only once finalized, and one file per run would never be.
+            rotate: cfg
+                .writer
+                .rotate_interval
+                .or(cfg.every.map(|_| DEFAULT_CONTINUOUS_ROTATION)),
+            reopen: Arc::clone(&self.reopen),
+            source: self
+                .source_label
+                .clone()
+                .unwrap_or_else(|| source.describe()),
+            run_id: output::new_run_id(),
+            // Transforms may reshape the rows: then a file takes the schema of its first rows.
+            schema: match self.transforms.is_empty() {
+                true => cfg.schema.layout()?.map(|l| l.output_schema()),
+                false => None,
+            },
+            enabled: self.parquet,
+        })
+    }
+}
+
+impl Pipeline {
+    /// Opens the resume journal of `cfg.out` (see [`crate::journal`]), recovering what a killed
+    /// run left. The journal belongs to one command: its source, schema and partitioning, and
+    /// for file sources the chunk size, since a file's work items are its chunks (a resume
+    /// with other chunk boundaries would read some lines twice).
+    fn open_journal(&self, output: &OutputPlan, files: bool) -> Result<Journal> {
+        let cfg = &self.cfg;
+        let mut identity = format!(
+            "source={}; fields={}; stats={}; partition_by={}",
+            output.source,
+            cfg.schema.fields.join(","),
+            cfg.schema.stats.as_deref().unwrap_or_default().join(";"),
+            cfg.writer.partition_by.join(",")
+        );
+        if files {
+            identity.push_str(&format!("; chunk_bytes={}", cfg.fetch.batch_max_bytes));
+        }
+        let path = Journal::path_for(&cfg.out);
+        let temps = if output.partitioned() {
+            crate::journal::TempFiles::Under(cfg.out.clone())
+        } else {
+            crate::journal::TempFiles::Beside(cfg.out.clone())
+        };
+        let (journal, rec) = Journal::open(&path, &identity, &[temps])?;
+        if rec.checkpoints > 0 {
+            tracing::info!(
+                journal = %path.display(),
+                checkpoints = rec.checkpoints,
+                items_done = journal.done().len(),
+                renamed = rec.renamed,
+                removed_temporary = rec.removed,
+                "resuming: items in committed checkpoints are skipped"
+            );
+        }
+        Ok(journal)
+    }
+}
