@@ -40,6 +40,47 @@ pub(super) enum Kind {
 }
 
 impl Kind {
+    /// The type in words, for the reference.
+    pub(super) fn type_name(self) -> &'static str {
+        match self {
+            Kind::Count | Kind::Count32 => "integer",
+            Kind::Bool => "boolean",
+            Kind::Text => "string",
+            Kind::Shard => "shard (K/N)",
+            Kind::Engine => "mio or ureq",
+            Kind::HeaderList => "list of headers",
+            Kind::Path => "path",
+            Kind::Duration => "duration",
+            Kind::Compression => "compression",
+            Kind::CpuList => "list of CPU ids",
+            Kind::NameList => "list of names",
+            Kind::StringList => "list of strings",
+            Kind::ListenAddr => "address",
+            Kind::LogFormat => "text or json",
+            Kind::Progress => "auto, always or never",
+        }
+    }
+
+    /// Whether values are arrays, which repeated flags add up to.
+    pub(super) fn is_list(self) -> bool {
+        matches!(
+            self,
+            Kind::CpuList | Kind::HeaderList | Kind::NameList | Kind::StringList
+        )
+    }
+
+    /// A value for this key from a flag: as from the environment ([`Kind::read_text`]), but a
+    /// duration may also be a bare number of seconds (`--request-timeout 30`, `1.5`), as the
+    /// flags have always taken it; files and variables need the unit.
+    pub(super) fn read_flag(self, s: &str) -> std::result::Result<toml::Value, String> {
+        match self {
+            Kind::Duration if s.trim().parse::<f64>().is_ok() => {
+                self.read_text(&format!("{}s", s.trim()))
+            }
+            _ => self.read_text(s),
+        }
+    }
+
     fn expected(self) -> &'static str {
         match self {
             Kind::Count | Kind::Count32 => "a non-negative integer",

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::check::{describe, suggest};
-use super::registry::{env_name, ENV_PREFIX, KEYS, SECTIONS};
+use super::registry::{option, options, Topic, ENV_PREFIX};
 use super::{Diagnostic, Origin};
 
 /// The values one source of configuration sets (a TOML file or the environment), already
@@ -65,8 +65,8 @@ impl ConfigLayer {
                 name: var.to_string(),
                 line: None,
             };
-            let Some(key) = KEYS.iter().find(|k| env_name(k.path) == var) else {
-                let names: Vec<String> = KEYS.iter().map(|k| env_name(k.path)).collect();
+            let Some(key) = options().iter().find(|o| o.env() == var) else {
+                let names: Vec<String> = options().iter().map(|o| o.env()).collect();
                 let suffixes = names.iter().map(|n| &n[ENV_PREFIX.len()..]);
                 let mut message = "unknown configuration variable".to_string();
                 if let Some(s) = suggest(&var[ENV_PREFIX.len()..], suffixes) {
@@ -81,12 +81,12 @@ impl ConfigLayer {
             };
             match key.kind.read_text(value.trim()) {
                 Ok(v) => {
-                    layer.set(key.path, v);
-                    layer.origins.insert(key.path.to_string(), origin);
+                    layer.set(key.key(), v);
+                    layer.origins.insert(key.key().to_string(), origin);
                 }
                 Err(message) => diags.push(Diagnostic {
                     origin: Some(origin),
-                    key: Some(key.path.to_string()),
+                    key: Some(key.key().to_string()),
                     message,
                 }),
             }
@@ -102,6 +102,79 @@ impl ConfigLayer {
             });
             Err(diags)
         }
+    }
+
+    /// Reads command-line flags: `(key, flag, value)` for each one given, in command-line
+    /// order, the value as the user wrote it (`--pin` is `("threads.pin", "--pin", "true")`).
+    /// Values are read as from the environment (see [`ConfigLayer::from_env`]), durations
+    /// also as bare seconds; a list option's values add up, one per flag given. Problems name
+    /// the flag; every one is reported.
+    ///
+    /// ```
+    /// use pinflow::config::{Config, ConfigLayer};
+    /// let flags = ConfigLayer::from_flags([
+    ///     ("fetch.request_timeout", "--request-timeout", "1.5"),
+    ///     ("fetch.headers", "--header", "X-A: 1"),
+    ///     ("fetch.headers", "--header", "X-B: 2"),
+    /// ])
+    /// .unwrap();
+    /// let cfg = Config::from_layers(&[flags]).unwrap();
+    /// assert_eq!(cfg.fetch.request_timeout, std::time::Duration::from_millis(1500));
+    /// assert_eq!(cfg.fetch.headers, ["X-A: 1", "X-B: 2"]);
+    /// ```
+    pub fn from_flags<'a, I>(flags: I) -> std::result::Result<ConfigLayer, Vec<Diagnostic>>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    {
+        let mut layer = ConfigLayer::default();
+        let mut diags = Vec::new();
+        for (key, flag, text) in flags {
+            let origin = Origin {
+                name: flag.to_string(),
+                line: None,
+            };
+            let Some(spec) = option(key) else {
+                diags.push(Diagnostic {
+                    origin: Some(origin),
+                    key: Some(key.to_string()),
+                    message: "unknown configuration key".to_string(),
+                });
+                continue;
+            };
+            match spec.kind.read_flag(text) {
+                Ok(toml::Value::Array(more)) if layer.is_set(key) => {
+                    if let Some(toml::Value::Array(items)) = layer.get_mut(key) {
+                        items.extend(more);
+                    }
+                    layer.origins.insert(key.to_string(), origin);
+                }
+                Ok(value) => {
+                    layer.set(key, value);
+                    layer.origins.insert(key.to_string(), origin);
+                }
+                Err(message) => diags.push(Diagnostic {
+                    origin: Some(origin),
+                    key: Some(key.to_string()),
+                    message,
+                }),
+            }
+        }
+        if diags.is_empty() {
+            Ok(layer)
+        } else {
+            Err(diags)
+        }
+    }
+
+    /// This layer's value at a key path, to change in place.
+    fn get_mut(&mut self, path: &str) -> Option<&mut toml::Value> {
+        let mut table = &mut self.values;
+        let mut parts: Vec<&str> = path.split('.').collect();
+        let last = parts.pop()?;
+        for p in parts {
+            table = table.get_mut(p)?.as_table_mut()?;
+        }
+        table.get_mut(last)
     }
 
     /// Whether this layer sets `key` (a path such as `fetch.max_in_flight`).
@@ -272,7 +345,7 @@ impl Walk<'_> {
             } else {
                 format!("{prefix}.{name}")
             };
-            if SECTIONS.iter().any(|(s, _)| *s == path) {
+            if Topic::of_section(&path).is_some() {
                 match v.get_ref() {
                     toml::de::DeValue::Table(t) => {
                         let sub = out
@@ -290,7 +363,7 @@ impl Walk<'_> {
                         );
                     }
                 }
-            } else if let Some(key) = KEYS.iter().find(|key| key.path == path) {
+            } else if let Some(key) = option(&path) {
                 match key.kind.read_toml(v.get_ref(), &path) {
                     Ok(value) => {
                         out.insert(name.to_string(), value);
@@ -300,10 +373,12 @@ impl Walk<'_> {
                     Err((key_path, message)) => self.error(k.span(), &key_path, message),
                 }
             } else {
-                let candidates = KEYS
-                    .iter()
-                    .map(|k| k.path)
-                    .chain(SECTIONS.iter().map(|(s, _)| *s));
+                let candidates = options().iter().map(|o| o.key()).chain(
+                    Topic::ALL
+                        .iter()
+                        .map(|t| t.section())
+                        .filter(|s| !s.is_empty()),
+                );
                 let mut message = "unknown key".to_string();
                 if let Some(s) = suggest(&path, candidates) {
                     message.push_str(&format!("; did you mean `{s}`?"));

@@ -49,7 +49,8 @@ use crate::schema::{FieldSpec, Layout, StatSpec, Unknown};
 pub use check::{check_toml, Diagnostic, Origin};
 pub use headers::resolve_headers;
 pub use layers::ConfigLayer;
-pub use registry::{env_name, key_paths, ENV_PREFIX};
+pub use registry::{env_name, key_paths, option, options, Flag, OptionSpec, Topic, ENV_PREFIX};
+pub use render::{reference_markdown, REFERENCE_BEGIN, REFERENCE_END};
 pub use values::{
     format_duration, parse_duration, parse_listen_addr, Compression, FetchEngine, LogFormat,
     Progress, Shard,

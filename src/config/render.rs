@@ -1,7 +1,7 @@
-//! Documents made from the registry: `pinflow config default`.
+//! Documents made from the registry: `pinflow config default` and the option reference.
 
 use super::layers::lookup;
-use super::registry::{env_name, KEYS, SECTIONS};
+use super::registry::{options, Flag, Topic};
 use super::Config;
 
 impl Config {
@@ -21,32 +21,26 @@ impl Config {
              # errors. Durations are strings with a unit: \"250us\", \"2ms\", \"1.5s\", \"30s\", \"5m\",\n\
              # \"1h\". Check a file with `pinflow config check FILE`.\n",
         );
-        let mut section = "";
-        for key in KEYS {
-            let (sec, name) = match key.path.split_once('.') {
-                Some((sec, name)) => (sec, name),
-                None => ("", key.path),
-            };
-            if sec != section {
-                section = sec;
-                let doc = SECTIONS
-                    .iter()
-                    .find(|(name, _)| *name == sec)
-                    .map_or("", |(_, doc)| *doc);
+        let mut topic = Topic::Pipeline;
+        for o in options() {
+            if o.topic() != topic {
+                topic = o.topic();
                 s.push('\n');
-                push_comment(&mut s, doc);
-                s.push_str(&format!("[{sec}]\n"));
+                push_comment(&mut s, topic.doc());
+                s.push_str(&format!("[{}]\n", topic.section()));
             }
             s.push('\n');
-            push_comment(&mut s, key.doc);
-            let mut how = format!("Env {}", env_name(key.path));
-            if !key.flag.is_empty() {
-                how.push_str(&format!(", flag {}", key.flag));
+            push_comment(&mut s, o.doc());
+            let mut how = format!("Env {}", o.env());
+            if o.flag() != Flag::None {
+                how.push_str(&format!(", flag {}", o.flag().describe()));
             }
             push_comment(&mut s, &format!("{how}."));
-            match lookup(&defaults, key.path) {
-                Some(v) if key.example.is_empty() => s.push_str(&format!("{name} = {v}\n")),
-                _ => s.push_str(&format!("# {name} = {}\n", key.example)),
+            match (lookup(&defaults, o.key()), o.example()) {
+                (Some(v), None) => s.push_str(&format!("{} = {v}\n", o.name())),
+                (_, example) => {
+                    s.push_str(&format!("# {} = {}\n", o.name(), example.unwrap_or("")))
+                }
             }
         }
         s
@@ -68,4 +62,67 @@ fn push_comment(s: &mut String, text: &str) {
         s.push_str(&line);
         s.push('\n');
     }
+}
+
+/// The marker line before the generated reference in docs/configuration.md.
+pub const REFERENCE_BEGIN: &str = "<!-- BEGIN GENERATED: option reference -->";
+/// The marker line after it.
+pub const REFERENCE_END: &str = "<!-- END GENERATED: option reference -->";
+
+/// The option reference in Markdown, made from the registry: per topic, a table of every key
+/// with its environment variable, flag, type, default and what it does. docs/configuration.md
+/// holds it between [`REFERENCE_BEGIN`] and [`REFERENCE_END`] (a test keeps it up to date).
+///
+/// ```
+/// let md = pinflow::config::reference_markdown();
+/// assert!(md.contains("| `fetch.max_in_flight` | `PINFLOW_FETCH_MAX_IN_FLIGHT` | `--max-in-flight` |"));
+/// ```
+pub fn reference_markdown() -> String {
+    let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+    let mut s = String::from(
+        "Every option by topic: its TOML key (a `[table]` for dotted keys), its environment \
+         variable, its flag (of `pinflow demo`, `run` and `bench`), its type and default. \
+         Later sources override earlier ones: defaults < `--config FILE` < `PINFLOW_*` < \
+         flags.\n",
+    );
+    for topic in Topic::ALL {
+        s.push_str(&format!("\n### {}\n\n", topic.heading()));
+        if !topic.section().is_empty() {
+            s.push_str(&format!("Table `[{}]`. ", topic.section()));
+        }
+        s.push_str(topic.doc());
+        s.push_str("\n\n| Key | Environment | Flag | Type | Default | Description |\n");
+        s.push_str("|---|---|---|---|---|---|\n");
+        for o in options().iter().filter(|o| o.topic() == topic) {
+            let flag = match o.flag() {
+                Flag::None => "—".to_string(),
+                f => f
+                    .describe()
+                    .split(" / ")
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+            };
+            let default = match lookup(&defaults, o.key()) {
+                Some(v) => format!("`{}`", v.to_string().replace('|', "\\|")),
+                None => "unset".to_string(),
+            };
+            s.push_str(&format!(
+                "| `{}` | `{}` | {flag} | {} | {default} | {} |\n",
+                o.key(),
+                o.env(),
+                o.type_name(),
+                cell(o.doc()),
+            ));
+        }
+    }
+    s
+}
+
+/// Text for one table cell: one line, `|` escaped.
+fn cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
 }

@@ -1,5 +1,3 @@
-
-use super::registry::{KEYS, SECTIONS};
 use super::*;
 
 #[test]
@@ -303,14 +301,10 @@ fn the_schema_lists_exactly_the_fields() {
     let mut keys: Vec<String> = key_paths().map(String::from).collect();
     keys.sort();
     assert_eq!(fields, keys);
-    // Sections in KEYS come in SECTIONS order, so the default file groups them.
-    let order: Vec<&str> = KEYS
-        .iter()
-        .filter_map(|k| k.path.split_once('.').map(|(s, _)| s))
-        .collect();
-    let mut dedup = order.clone();
-    dedup.dedup();
-    assert_eq!(dedup, SECTIONS.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+    // Options come in Topic::ALL order, so the default file groups them.
+    let mut order: Vec<Topic> = options().iter().map(|o| o.topic()).collect();
+    order.dedup();
+    assert_eq!(order, Topic::ALL);
 }
 
 #[test]
