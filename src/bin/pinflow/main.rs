@@ -129,8 +129,6 @@ enum ConfigCommand {
     Default,
 }
 
-/// Flags that override the configuration. None has a clap default: a flag that is not given
-
 /// Why the command stopped before running.
 enum Failure {
     /// Bad command line of `pinflow run` (exit 2).
@@ -165,19 +163,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// Fixes glibc malloc's mmap threshold at 1 MiB, unless the operator set one
-/// (`MALLOC_MMAP_THRESHOLD_`, or `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=N`). Below the
-/// threshold malloc serves blocks from its heaps; at or above it, each from its own `mmap`,
-/// returned to the kernel when freed.
-///
-/// By default glibc raises the threshold to the size of each mmap'ed block freed (up to 32 MiB),
-/// after which blocks of that size come from the heaps instead, and their fragmentation grows
-/// with the length of the run: one record per request peaked at 47 MiB after 200k records and
-/// 56 MiB after 2M, while the live heap (valgrind massif) stayed the same. Held at 1 MiB the two
-/// runs peak at 43 and 45 MiB at the same speed. Held at 2 MiB the creep stays, so the blocks
-/// behind it are 1-2 MiB (Parquet column buffers are that size); held at 128 KiB (glibc's
-/// starting value) NDJSON pages lose about 15 % to mmap calls for per-batch Arrow buffers. The
 
 /// Runs one command.
 fn run(file: Option<&Path>, cmd: Command) -> Result<ExitCode, Failure> {
