@@ -10,51 +10,86 @@ use super::{Compression, Config, ConfigLayer, FetchEngine, LOG_LEVELS};
 use crate::error::Error;
 use crate::schema::{FieldSpec, StatSpec, Unknown};
 
+/// "must be at least 1", the most common problem.
+const AT_LEAST_ONE: &str = "must be at least 1";
+
+/// The problems found so far.
+#[derive(Default)]
+struct Problems(Vec<Diagnostic>);
+
+impl Problems {
+    /// `key`'s value cannot work, because `why`.
+    fn bad(&mut self, key: &str, why: String) {
+        self.0.push(Diagnostic {
+            origin: None,
+            key: Some(key.to_string()),
+            message: why,
+        });
+    }
+}
+
 impl Config {
     /// Every value that cannot work, each with its key path (e.g. `fetch.max_in_flight`) and
     /// no origin; [`Config::problems_in`] adds where each value came from.
     pub fn problems(&self) -> Vec<Diagnostic> {
-        let mut out = Vec::new();
-        let mut bad = |key: &str, why: String| {
-            out.push(Diagnostic {
-                origin: None,
-                key: Some(key.to_string()),
-                message: why,
-            })
-        };
-        let at_least_one = "must be at least 1".to_string();
+        let mut found = Problems::default();
+        self.pipeline_problems(&mut found);
+        self.fetch_limit_problems(&mut found);
+        self.pagination_problems(&mut found);
+        self.schema_problems(&mut found);
+        self.writer_problems(&mut found);
+        let level = self.log.level.to_ascii_lowercase();
+        if !LOG_LEVELS.contains(&level.as_str()) {
+            found.bad(
+                "log.level",
+                format!(
+                    "`{}` is not one of {}",
+                    self.log.level,
+                    LOG_LEVELS.join(", ")
+                ),
+            );
+        }
+        found.0
+    }
+
+    /// Output, input, continuous mode, queues and threads.
+    fn pipeline_problems(&self, found: &mut Problems) {
         if self.out.as_os_str().is_empty() || self.out.file_name().is_none() {
-            bad(
+            found.bad(
                 "out",
                 format!("`{}` is not a file path", self.out.display()),
             );
         }
         if let Some(p) = &self.dead_letter {
             if p.as_os_str().is_empty() || p.file_name().is_none() {
-                bad(
+                found.bad(
                     "dead_letter",
                     format!("`{}` is not a file path", p.display()),
                 );
             }
         }
         if self.files.iter().any(|f| f.trim().is_empty()) {
-            bad("files", "holds an empty path".into());
+            found.bad("files", "holds an empty path".into());
         }
         if self.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
-            bad("source", "is empty".into());
+            found.bad("source", "is empty".into());
         }
         if self.every == Some(Duration::ZERO) {
-            bad("every", "must be longer than zero".into());
+            found.bad("every", "must be longer than zero".into());
         }
         if self.queue_capacity == 0 {
-            bad("queue_capacity", at_least_one.clone());
+            found.bad("queue_capacity", AT_LEAST_ONE.into());
         }
         if self.threads.parse == Some(0) {
-            bad("threads.parse", at_least_one.clone());
+            found.bad("threads.parse", AT_LEAST_ONE.into());
         }
         if self.threads.cpus.as_ref().is_some_and(|c| c.is_empty()) {
-            bad("threads.cpus", "the list is empty".into());
+            found.bad("threads.cpus", "the list is empty".into());
         }
+    }
+
+    /// The fetcher's limits, timeouts, headers, encodings and TLS files.
+    fn fetch_limit_problems(&self, found: &mut Problems) {
         let f = &self.fetch;
         for (key, v) in [
             ("fetch.connections_per_host", f.connections_per_host),
@@ -67,7 +102,7 @@ impl Config {
             ("fetch.rate_burst", f.rate_burst.map_or(1, |v| v as usize)),
         ] {
             if v == 0 {
-                bad(key, at_least_one.clone());
+                found.bad(key, AT_LEAST_ONE.into());
             }
         }
         for (key, d) in [
@@ -78,19 +113,19 @@ impl Config {
             ("fetch.total_timeout", f.total_timeout),
         ] {
             if d.is_zero() {
-                bad(key, "must be longer than zero".into());
+                found.bad(key, "must be longer than zero".into());
             }
         }
         for (n, h) in f.headers.iter().enumerate() {
             if let Err(e) = check_header(h) {
-                bad(&format!("fetch.headers[{n}]"), e);
+                found.bad(&format!("fetch.headers[{n}]"), e);
             }
         }
         for token in f.accept_encoding.split(',').map(str::trim) {
             if !matches!(token, "" | "gzip" | "deflate" | "identity")
                 && !token.starts_with("identity;")
             {
-                bad(
+                found.bad(
                     "fetch.accept_encoding",
                     format!(
                         "`{token}` is not an encoding pinflow decodes (gzip, deflate, identity)"
@@ -99,11 +134,11 @@ impl Config {
             }
         }
         match (&f.tls_client_cert, &f.tls_client_key) {
-            (Some(_), None) => bad(
+            (Some(_), None) => found.bad(
                 "fetch.tls_client_key",
                 "is needed with fetch.tls_client_cert".into(),
             ),
-            (None, Some(_)) => bad(
+            (None, Some(_)) => found.bad(
                 "fetch.tls_client_cert",
                 "is needed with fetch.tls_client_key".into(),
             ),
@@ -115,11 +150,16 @@ impl Config {
             ("fetch.tls_client_key", &f.tls_client_key),
         ] {
             if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
-                bad(key, "is empty".into());
+                found.bad(key, "is empty".into());
             }
         }
+    }
+
+    /// Pagination, and what the journal and the ureq engine exclude.
+    fn pagination_problems(&self, found: &mut Problems) {
+        let f = &self.fetch;
         if f.cursor_field.is_some() && f.records_field.is_none() {
-            bad(
+            found.bad(
                 "fetch.cursor_field",
                 "needs fetch.records_field (the envelope's array of records)".into(),
             );
@@ -132,34 +172,34 @@ impl Config {
                 .as_deref()
                 .is_some_and(|p| p.split('.').any(str::is_empty))
             {
-                bad(
+                found.bad(
                     key,
                     "is not a dotted field path such as `data` or `meta.next`".into(),
                 );
             }
         }
         if f.cursor_param.is_empty() || f.cursor_param.contains(['&', '=', '#', '?', ' ']) {
-            bad(
+            found.bad(
                 "fetch.cursor_param",
                 format!("`{}` is not a query parameter name", f.cursor_param),
             );
         }
         if f.engine == FetchEngine::Ureq && f.cursor_field.is_some() {
-            bad(
+            found.bad(
                 "fetch.cursor_field",
                 "cursor pagination is supported by the mio fetcher only".into(),
             );
         }
         if self.writer.journal {
             if self.every.is_some() {
-                bad(
+                found.bad(
                     "writer.journal",
                     "is for one-shot runs; continuous mode (`every`) resumes with its next pass"
                         .into(),
                 );
             }
             if f.follow_link_next || f.cursor_field.is_some() {
-                bad(
+                found.bad(
                     "writer.journal",
                     "cannot track the pages of paginated sources (follow_link_next, cursor_field)"
                         .into(),
@@ -167,37 +207,41 @@ impl Config {
             }
         }
         if f.engine == FetchEngine::Ureq && f.follow_link_next {
-            bad(
+            found.bad(
                 "fetch.follow_link_next",
                 "pagination is supported by the mio fetcher only".into(),
             );
         }
         if f.engine == FetchEngine::Ureq && self.every.is_some() {
-            bad(
+            found.bad(
                 "fetch.engine",
                 "the ureq fetcher does not support continuous mode (`every`); use mio".into(),
             );
         }
+    }
+
+    /// The schema's fields, statistics and unknown-field policy, and a fixed layout as a whole.
+    fn schema_problems(&self, found: &mut Problems) {
         let sc = &self.schema;
         let mut schema_ok = true;
         if let Err(why) = sc.unknown.parse::<Unknown>() {
-            bad("schema.unknown", why);
+            found.bad("schema.unknown", why);
             schema_ok = false;
         }
         for (n, f) in sc.fields.iter().enumerate() {
             if let Err(why) = f.parse::<FieldSpec>() {
-                bad(&format!("schema.fields[{n}]"), why);
+                found.bad(&format!("schema.fields[{n}]"), why);
                 schema_ok = false;
             }
         }
         for (n, st) in sc.stats.iter().flatten().enumerate() {
             if let Err(why) = st.parse::<StatSpec>() {
-                bad(&format!("schema.stats[{n}]"), why);
+                found.bad(&format!("schema.stats[{n}]"), why);
                 schema_ok = false;
             }
         }
         if sc.infer && !sc.fields.is_empty() {
-            bad(
+            found.bad(
                 "schema.infer",
                 "infers the fields when none are listed; remove schema.fields or infer".into(),
             );
@@ -206,18 +250,22 @@ impl Config {
             // A fixed layout can be checked as a whole now (duplicate columns, statistics of a
             // column that is not a numeric list...).
             if let (true, Err(Error::Config { why, .. })) = (schema_ok, sc.layout()) {
-                bad("schema", why);
+                found.bad("schema", why);
             }
         }
+    }
+
+    /// The writer's sizes, compression, rotation and partitions.
+    fn writer_problems(&self, found: &mut Problems) {
         if self.writer.data_page_bytes == 0 {
-            bad("writer.data_page_bytes", at_least_one.clone());
+            found.bad("writer.data_page_bytes", AT_LEAST_ONE.into());
         }
         if self.writer.row_group_rows == 0 {
-            bad("writer.row_group_rows", at_least_one);
+            found.bad("writer.row_group_rows", AT_LEAST_ONE.into());
         }
         if let Compression::Zstd(level) = self.writer.compression {
             if !(1..=22).contains(&level) {
-                bad(
+                found.bad(
                     "writer.compression",
                     format!("zstd level {level} is not in 1..=22"),
                 );
@@ -225,10 +273,10 @@ impl Config {
         }
         let w = &self.writer;
         if w.rotate_interval == Some(Duration::ZERO) {
-            bad("writer.rotate_interval", "must be longer than zero".into());
+            found.bad("writer.rotate_interval", "must be longer than zero".into());
         }
         if w.flush_interval.is_zero() {
-            bad("writer.flush_interval", "must be longer than zero".into());
+            found.bad("writer.flush_interval", "must be longer than zero".into());
         }
         for (key, v) in [
             ("writer.rotate_rows", w.rotate_rows),
@@ -239,7 +287,7 @@ impl Config {
             ),
         ] {
             if v == Some(0) {
-                bad(key, "must be at least 1".into());
+                found.bad(key, "must be at least 1".into());
             }
         }
         // Problems name the whole key (not `[n]`), so they are attributed to where it was set.
@@ -255,23 +303,11 @@ impl Config {
                 .as_ref()
                 .map_or(Ok(()), |s| crate::sink::check_partition_column(name, s));
             if let Err(why) = check {
-                bad("writer.partition_by", why);
+                found.bad("writer.partition_by", why);
             } else if w.partition_by[..n].contains(name) {
-                bad("writer.partition_by", format!("`{name}` is listed twice"));
+                found.bad("writer.partition_by", format!("`{name}` is listed twice"));
             }
         }
-        let level = self.log.level.to_ascii_lowercase();
-        if !LOG_LEVELS.contains(&level.as_str()) {
-            bad(
-                "log.level",
-                format!(
-                    "`{}` is not one of {}",
-                    self.log.level,
-                    LOG_LEVELS.join(", ")
-                ),
-            );
-        }
-        out
     }
 
     /// [`Config::problems`], each attributed to the last of `layers` that set its key (the
