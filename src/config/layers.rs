@@ -1,5 +1,5 @@
 //! Where values come from: a TOML file, the environment, the flags; each a [`ConfigLayer`]
-//! checked against the registry, stacked over the defaults by [`Config::from_layers`].
+//! checked against the registry, stacked over the defaults by [`Config::from_layers`](super::Config::from_layers).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +10,7 @@ use super::{Diagnostic, Origin};
 
 /// The values one source of configuration sets (a TOML file or the environment), already
 /// checked against the known keys and their types, with where each came from.
-/// [`Config::from_layers`] stacks them over the defaults.
+/// [`Config::from_layers`](super::Config::from_layers) stacks them over the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigLayer {
     values: toml::Table,
