@@ -384,3 +384,40 @@ fn failure_logs_are_rate_limited_and_the_rest_counted() {
     let dead = std::fs::read_to_string(dir.path().join("f.parquet.deadletter.ndjson")).unwrap();
     assert_eq!(dead.lines().count(), 50);
 }
+
+/// `demo`, `run` and `bench --help` group the configuration flags under their topic's heading
+/// (the registry's), each flag once, under its own topic.
+#[test]
+fn help_groups_the_configuration_flags_by_topic() {
+    use pinflow::config::{options, Flag};
+    for cmd in ["demo", "run", "bench"] {
+        let o = pinflow().args([cmd, "--help"]).output().unwrap();
+        assert!(o.status.success());
+        let help = String::from_utf8_lossy(&o.stdout);
+        for spec in options() {
+            let flag = match spec.flag() {
+                Flag::Shared(f) => f,
+                Flag::Negatable { on, .. } => on,
+                _ => continue,
+            };
+            let at = help
+                .find(&format!("      {flag} "))
+                .or_else(|| help.find(&format!("      {flag}\n")))
+                .unwrap_or_else(|| panic!("{cmd}: {flag} missing in\n{help}"));
+            let heading = help[..at]
+                .rfind("\n\n")
+                .map(|h| help[h + 2..].lines().next().unwrap_or(""))
+                .unwrap_or("");
+            assert_eq!(
+                heading,
+                format!("{}:", spec.topic().heading()),
+                "{cmd}: {flag}"
+            );
+            assert_eq!(
+                help.matches(&format!(" {flag} ")).count(),
+                1,
+                "{cmd}: {flag}"
+            );
+        }
+    }
+}

@@ -542,3 +542,231 @@ fn the_readme_examples_are_true() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(text(&o).1, shown);
 }
+
+/// The value at a dotted key path of a TOML table.
+fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+    match key.split_once('.') {
+        Some((section, rest)) => lookup(table.get(section)?.as_table()?, rest),
+        None => table.get(key),
+    }
+}
+
+/// A TOML value as text for a variable or a flag: a list's first element (one flag, one
+/// variable value, whatever the list's separator).
+fn as_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(items) => as_text(&items[0]),
+        other => other.to_string(),
+    }
+}
+
+/// A one-key TOML document setting `key` to `value`.
+fn one_key_doc(key: &str, value: &toml::Value) -> String {
+    match key.rsplit_once('.') {
+        Some((section, name)) => format!("[{section}]\n{name} = {value}\n"),
+        None => format!("{key} = {value}\n"),
+    }
+}
+
+/// The issue's test: an option added in one place, the registry, appears in TOML, the
+/// environment, the CLI, `config default` and docs/configuration.md. For every option, with a
+/// value other than its default: the TOML key is accepted (and by `config check`), its variable
+/// and its flag set the same value as the TOML key, the flag is in `--help` and accepted by the
+/// command, and the key is in `config default` and in the reference.
+#[test]
+fn every_registry_option_is_in_toml_env_cli_default_file_and_docs() {
+    use pinflow::config::{options, Flag};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.parquet");
+    let defaults = toml::Table::try_from(Config::default()).unwrap();
+    let samples = toml::Table::try_from(everything_set()).unwrap();
+    let default_file = text(&pinflow().args(["config", "default"]).output().unwrap()).0;
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let helps: Vec<String> = ["run", "demo", "bench"]
+        .iter()
+        .map(|cmd| text(&pinflow().args([cmd, "--help"]).output().unwrap()).0)
+        .collect();
+    // `pinflow run` with these arguments and variables: a flag or variable it takes gets as far
+    // as the missing source (or output) without a complaint about the flag or the value.
+    let run_until_no_source = |args: &[&str], env: &[(String, String)], what: &str| {
+        let mut c = pinflow();
+        c.arg("run").args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        let stderr = text(&o).1;
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{what}: {args:?} {env:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("no work source") || stderr.contains("no output file"),
+            "{what}: {args:?} {env:?}: {stderr}"
+        );
+    };
+    let out_args = ["--out", out.to_str().unwrap()];
+    assert!(options().len() >= 60, "{}", options().len());
+    for o in options() {
+        let key = o.key();
+        let default = lookup(&defaults, key);
+        let mut value = lookup(&samples, key)
+            .unwrap_or_else(|| panic!("{key}"))
+            .clone();
+        // Switches and the engine are the same in everything_set() as by default; flip them.
+        if let Some(toml::Value::Boolean(b)) = default {
+            value = toml::Value::Boolean(!b);
+        }
+        if key == "fetch.engine" {
+            value = toml::Value::String("ureq".into());
+        }
+        if o.is_list() {
+            value = toml::Value::Array(vec![value.as_array().unwrap()[0].clone()]);
+        }
+        assert_ne!(
+            Some(&value),
+            default,
+            "{key}: pick a value that is not the default"
+        );
+
+        // TOML: the key is in the schema, and `config check` knows it.
+        let doc = one_key_doc(key, &value);
+        let file = ConfigLayer::from_toml("one.toml", &doc).unwrap_or_else(|d| panic!("{d:?}"));
+        assert!(file.is_set(key), "{key}");
+        let want = Config::from_layers(&[file]).unwrap();
+        let want = lookup(&toml::Table::try_from(&want).unwrap(), key).cloned();
+        assert_eq!(want.as_ref(), Some(&value), "{key}: read from {doc}");
+        let path = write(dir.path(), "one.toml", &doc);
+        let o2 = pinflow()
+            .arg("config")
+            .arg("check")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&o2);
+        assert!(
+            !stderr.contains("unknown key") && !stderr.contains(": expected "),
+            "{key}: {stderr}"
+        );
+
+        // The environment: the variable sets the same value, in the library and the command.
+        let env_text = as_text(&value);
+        let env = ConfigLayer::from_env([(o.env(), env_text.clone())])
+            .unwrap_or_else(|d| panic!("{key}: {d:?}"));
+        let got = Config::from_layers(&[env]).unwrap();
+        let got = lookup(&toml::Table::try_from(&got).unwrap(), key).cloned();
+        assert_eq!(got, want, "{key}: {} = {env_text:?}", o.env());
+        let vars = [(o.env(), env_text.clone())];
+        match key {
+            // Each of these makes `run` want the other one.
+            "out" => run_until_no_source(&[], &vars, key),
+            "source" | "files" => run_until_no_source(&[], &vars, key),
+            _ => run_until_no_source(&out_args, &vars, key),
+        }
+
+        // The command line: the flag is in every command's help, is accepted, and its value
+        // reads as the TOML key's does.
+        let (flags, commands): (Vec<(&str, String)>, &[usize]) = match o.flag() {
+            Flag::Shared(f) => (vec![(f, env_text.clone())], &[0, 1, 2]),
+            Flag::Negatable { on, off, .. } => {
+                (vec![(on, "true".into()), (off, "false".into())], &[0, 1, 2])
+            }
+            Flag::Command(f) => (vec![(f, env_text.clone())], &[0]),
+            _ => (Vec::new(), &[]),
+        };
+        if flags.is_empty() {
+            assert!(key.starts_with("fetch.batch_max_"), "{key} has no flag");
+        }
+        for (flag, v) in &flags {
+            for &cmd in commands {
+                assert!(
+                    helps[cmd].contains(&format!("      {flag} ")),
+                    "{flag} not in --help:\n{}",
+                    helps[cmd]
+                );
+            }
+            if matches!(o.flag(), Flag::Negatable { .. }) {
+                run_until_no_source(&[&out_args[..], &[flag]].concat(), &[], flag);
+                continue;
+            }
+            match key {
+                "out" => run_until_no_source(&[flag, v], &[], flag),
+                "source" | "files" => run_until_no_source(&[flag, v], &[], flag),
+                _ => {
+                    run_until_no_source(&[&out_args[..], &[flag, v]].concat(), &[], flag);
+                    let layer = ConfigLayer::from_flags([(key, *flag, v.as_str())])
+                        .unwrap_or_else(|d| panic!("{flag}: {d:?}"));
+                    let got = Config::from_layers(&[layer]).unwrap();
+                    let got = lookup(&toml::Table::try_from(&got).unwrap(), key).cloned();
+                    assert_eq!(got, want, "{flag} {v}");
+                }
+            }
+        }
+
+        // `config default` and the reference.
+        assert!(
+            default_file.contains(&o.env())
+                && default_file
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{} = ", o.name()))
+                        || l.starts_with(&format!("# {} = ", o.name()))),
+            "{key} not in config default"
+        );
+        assert!(
+            docs.contains(&format!("| `{key}` | `{}` |", o.env())),
+            "{key} not in docs/configuration.md"
+        );
+        for (flag, _) in &flags {
+            assert!(
+                docs.contains(&format!("`{flag}`")),
+                "{flag} not in the docs"
+            );
+        }
+    }
+    // All of them together make a good file.
+    let all = write(dir.path(), "all.toml", &everything_set().to_toml().unwrap());
+    let o = pinflow()
+        .arg("config")
+        .arg("check")
+        .arg(&all)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+}
+
+/// docs/configuration.md holds the current option reference between its markers; run the test
+/// with PINFLOW_BLESS=1 to rewrite it.
+#[test]
+fn the_option_reference_in_the_docs_is_current() {
+    use pinflow::config::{reference_markdown, REFERENCE_BEGIN, REFERENCE_END};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (before, rest) = doc
+        .split_once(REFERENCE_BEGIN)
+        .unwrap_or_else(|| panic!("{} has no line {REFERENCE_BEGIN}", path.display()));
+    let (_, after) = rest
+        .split_once(REFERENCE_END)
+        .unwrap_or_else(|| panic!("{} has no line {REFERENCE_END}", path.display()));
+    let current = format!(
+        "{before}{REFERENCE_BEGIN}\n\n{}\n{REFERENCE_END}{after}",
+        reference_markdown()
+    );
+    if current == doc {
+        return;
+    }
+    if std::env::var_os("PINFLOW_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, current).unwrap();
+        return;
+    }
+    panic!(
+        "{} is out of date with the option registry: rerun with PINFLOW_BLESS=1 \
+         (`PINFLOW_BLESS=1 cargo test --test config the_option_reference`) to rewrite it",
+        path.display()
+    );
+}

@@ -1,0 +1,551 @@
+//! One typed configuration for a run, and where its values come from.
+//!
+//! Library users build a [`Config`] in code; the `pinflow` command fills one from layers, each
+//! overriding the one before: built-in defaults ([`Config::default`]) < a TOML file
+//! ([`ConfigLayer::from_toml`]) < `PINFLOW_*` environment variables ([`ConfigLayer::from_env`])
+//! < command-line flags. Both go through [`Config::validate`] before anything starts.
+//!
+//! Every option has a dotted key path (`queue_capacity`, `fetch.max_in_flight`, ...): the TOML
+//! key, and, upper-cased with `PINFLOW_` in front and `_` for `.`, the environment variable
+//! (`PINFLOW_FETCH_MAX_IN_FLIGHT`). Unknown keys and variables are errors, never ignored.
+//! [`Config::default_toml`] prints every key with its default and what it does.
+//!
+//! ```
+//! use pinflow::config::{Config, ConfigLayer};
+//!
+//! let file = ConfigLayer::from_toml(
+//!     "pinflow.toml",
+//!     "queue_capacity = 4\n[fetch]\nrequest_timeout = \"10s\"\n",
+//! )
+//! .unwrap();
+//! let env = ConfigLayer::from_env([("PINFLOW_QUEUE_CAPACITY".to_string(), "16".to_string())])
+//!     .unwrap();
+//! let cfg = Config::from_layers(&[file, env]).unwrap();
+//! assert_eq!(cfg.queue_capacity, 16); // the environment overrides the file
+//! assert_eq!(cfg.fetch.request_timeout, std::time::Duration::from_secs(10));
+//! assert!(cfg.validate().is_ok());
+//! ```
+
+mod check;
+mod headers;
+mod kind;
+mod layers;
+mod registry;
+mod render;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::schema::{FieldSpec, Layout, StatSpec, Unknown};
+
+pub use check::{check_toml, Diagnostic, Origin};
+pub use headers::resolve_headers;
+pub use layers::ConfigLayer;
+pub use registry::{env_name, key_paths, option, options, Flag, OptionSpec, Topic, ENV_PREFIX};
+pub use render::{reference_markdown, REFERENCE_BEGIN, REFERENCE_END};
+pub use values::{
+    format_duration, parse_duration, parse_listen_addr, Compression, FetchEngine, LogFormat,
+    Progress, Shard,
+};
+
+use values::{duration_serde, opt_addr_serde, opt_duration_serde, opt_shard_serde};
+
+/// Everything a pipeline run needs besides its work source.
+///
+/// ```
+/// let mut cfg = pinflow::Config::new("out.parquet");
+/// cfg.queue_capacity = 4;
+/// cfg.threads.parse = Some(2);
+/// assert!(cfg.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The Parquet file to produce. It appears under this name only once complete.
+    pub out: PathBuf,
+    /// Where rejected records and failed requests go (NDJSON); default `<out>.deadletter.ndjson`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<PathBuf>,
+    /// The work source `pinflow run` uses when `--urls` is not given: a URL file, `-` for
+    /// standard input, or a template (see [`Source::from_arg`](crate::Source::from_arg)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Local files instead of URLs (`pinflow run --files`): paths, directories (their `.json`,
+    /// `.ndjson` and `.jsonl` files) or glob patterns, and `-` for standard input. See
+    /// [`Source::files`](crate::Source::files).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// Continuous mode: poll the sources again every this long until signalled.
+    /// `None` (the default) runs once.
+    #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
+    pub every: Option<Duration>,
+    /// Capacity, in batches, of each queue between stages. Small is enough: batches are large.
+    /// The default, 4, bounds what piles up while the writer closes a row group (three
+    /// queues' worth plus one per thread, see [`Config::max_live_batches`]); with
+    /// many parse threads a deeper queue can keep them all fed.
+    pub queue_capacity: usize,
+    /// How many threads of each role, and where they run.
+    pub threads: ThreadConfig,
+    /// The HTTP fetcher.
+    pub fetch: FetchConfig,
+    /// The Parquet writer.
+    pub writer: WriterConfig,
+    /// The columns and statistics written.
+    pub schema: SchemaConfig,
+    /// The Prometheus metrics and health endpoint.
+    pub metrics: MetricsConfig,
+    /// Logging and the progress line.
+    pub log: LogConfig,
+}
+
+/// Threads per role and pinning. `None` means "derive from the available cores".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThreadConfig {
+    /// Parse threads (simd-json into Arrow columns).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parse: Option<usize>,
+    /// Compute threads (statistics kernels, user transforms). 0: none, each parse thread
+    /// computes the batches it parsed (the default below four worker cores).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute: Option<usize>,
+    /// Restrict the plan to these CPU ids (default: every core this process may use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Vec<usize>>,
+    /// Pin threads to cores, where each thread gets a core of its own.
+    pub pin: bool,
+    /// Pin even when threads must share cores (more threads than cores). Off by default: a
+    /// pinned thread sharing its core cannot move to an idle one (see [`crate::plan`]).
+    pub pin_shared: bool,
+}
+
+/// The mio fetcher's limits and batching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FetchConfig {
+    /// Keep-alive connections opened per host (`host:port`).
+    pub connections_per_host: usize,
+    /// Requests admitted from the source but not yet finished, across all hosts. Bounds memory.
+    pub max_in_flight: usize,
+    /// Attempts per request for connection errors and timeouts (the first try included).
+    pub max_attempts: u32,
+    /// Give up on a TCP connect after this long.
+    #[serde(with = "duration_serde")]
+    pub connect_timeout: Duration,
+    /// Give up on an attempt (request sent to last body byte) after this long.
+    #[serde(with = "duration_serde")]
+    pub request_timeout: Duration,
+    /// Give up on an attempt when no response byte arrived this long after the request.
+    #[serde(with = "duration_serde")]
+    pub first_byte_timeout: Duration,
+    /// Give up on an attempt when a response stops for this long between two reads (a
+    /// trickling or stalled server).
+    #[serde(with = "duration_serde")]
+    pub idle_timeout: Duration,
+    /// Give up on a request, all attempts and waits between them together, after this long.
+    #[serde(with = "duration_serde")]
+    pub total_timeout: Duration,
+    /// The longest `Retry-After` honoured; a server asking for more is retried after this.
+    #[serde(with = "duration_serde")]
+    pub max_retry_after: Duration,
+    /// Keep only the work items of one shard, `K/N` (K in 0..N): N instances with the same
+    /// source and K = 0..N-1 split it with no coordination (stable FNV-1a hash of the URL).
+    #[serde(with = "opt_shard_serde", skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// Extra request headers, each `Name: value`. A value may contain `${env:VAR}` (the
+    /// environment variable) or `${file:PATH}` (the file's content, trimmed), resolved when the
+    /// run starts, so secrets such as tokens stay out of the configuration and the command line.
+    pub headers: Vec<String>,
+    /// Pagination: a page whose `Link` header has `rel="next"` makes the next page a work item.
+    pub follow_link_next: bool,
+    /// Pages followed from one source URL at most, by `Link` or by cursor (a guard against
+    /// pagination loops).
+    pub max_link_pages: u32,
+    /// The body is a JSON object (an envelope such as `{"data": [...], "next": "..."}`) whose
+    /// field at this dotted path holds the array of records. `None`: the body is a record, an
+    /// array of records, or NDJSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_field: Option<String>,
+    /// Cursor pagination: the dotted path, in the envelope, of the next page's cursor (a string
+    /// or number; null, missing or empty ends the chain). The next page is the page's URL with
+    /// `cursor_param` set to it. Needs `records_field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor_field: Option<String>,
+    /// The query parameter that carries the cursor.
+    pub cursor_param: String,
+    /// Which fetcher runs: `mio` (the event loop) or `ureq` (blocking threads, proxies).
+    pub engine: FetchEngine,
+    /// Redirects (301, 302, 303, 307, 308) followed per request at most.
+    pub max_redirects: u32,
+    /// Whether a redirect may lead to another host (off: such a request fails with a reason).
+    pub redirect_other_hosts: bool,
+    /// Sent as `Accept-Encoding` (empty: not sent). The parse threads decode `gzip` and
+    /// `deflate` bodies; the I/O thread never does.
+    pub accept_encoding: String,
+    /// At most this many requests per second to each host (a token bucket); none by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    /// Requests a host may get at once after a quiet spell (the bucket's size); default: one
+    /// second's worth, `rate_limit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_burst: Option<u32>,
+    /// A larger response body fails its request instead of exhausting memory.
+    pub max_body_bytes: usize,
+    /// `https://`: a PEM file of CA certificates trusted in addition to the built-in web PKI
+    /// roots (Mozilla's), for servers with certificates from a private CA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// `https://` with client certificates (mTLS): a PEM file with the certificate chain,
+    /// leaf first. Needs `tls_client_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_client_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_key: Option<PathBuf>,
+    /// A batch of bodies is handed to the parse threads when it holds this many responses...
+    pub batch_max_items: usize,
+    /// ...or this many body bytes...
+    pub batch_max_bytes: usize,
+    /// ...or when its oldest body has waited this long.
+    #[serde(with = "duration_serde")]
+    pub batch_max_delay: Duration,
+}
+
+/// Parquet output settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriterConfig {
+    /// Rows per row group (a row group is written as soon as it is full).
+    pub row_group_rows: usize,
+    /// ...or as soon as its encoded size in memory reaches this many bytes (the writer's
+    /// estimate, checked after each batch), so that the memory an open row group takes is
+    /// bounded whatever the size of the records. 0: no bound by size. The default, 8 MiB,
+    /// keeps a file → Parquet run of distinct values at about 37 MiB in all (46 MiB with
+    /// 16 MiB), for files 1–2.5 % larger.
+    pub row_group_max_bytes: u64,
+    /// Uncompressed bytes per Parquet data page (a column chunk is cut into pages of about
+    /// this size; readers skip by page with the page index). The default, 256 KiB, keeps each
+    /// page's buffer below the binary's 1 MiB mmap threshold: 1 MiB pages made file → Parquet
+    /// 10 % slower.
+    pub data_page_bytes: usize,
+    /// Column compression.
+    pub compression: Compression,
+    /// Finalize the current Parquet file and start a new one after this long (continuous
+    /// mode). `None` (the default): one file per run.
+    #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
+    pub rotate_interval: Option<Duration>,
+    /// Close the open row group once its oldest row has waited this long, even if it is not
+    /// full, so that a slow stream's rows reach a closed row group on disk within this time.
+    #[serde(with = "duration_serde")]
+    pub flush_interval: Duration,
+    /// Finalize a file once it holds this many rows (exactly: a batch is split across files).
+    /// `None` (the default): no rotation by rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotate_rows: Option<u64>,
+    /// Finalize a file once its size reaches this many bytes: the bytes written so far plus the
+    /// writer's estimate of the open row group, checked after each batch, so files end a
+    /// little over it. `None` (the default): no rotation by size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotate_bytes: Option<u64>,
+    /// Hive-style partitioning: output column names (string or integer columns) or `date`
+    /// (the UTC date of `ts`). Empty (the default): no partitioning, `out` is one file. When
+    /// set, `out` is the dataset's root directory and files go to
+    /// `out/COL=VALUE/.../part-NNNNN.parquet`.
+    pub partition_by: Vec<String>,
+    /// Partition files open at once at most; when a row needs one more, the least recently
+    /// used file is finalized (a later row of that partition starts its next part).
+    pub max_open_partitions: usize,
+    /// Rotate the dead-letter file when the next entry would take it past this many bytes:
+    /// `NAME` becomes `NAME.1`, `NAME.1` becomes `NAME.2`, and so on. 0: never (logrotate).
+    pub dead_letter_max_bytes: u64,
+    /// Rotated dead-letter files kept (`NAME.1` ..= `NAME.N`); older ones are deleted.
+    pub dead_letter_keep: usize,
+    /// Crash-safe resume: finalize files only at checkpoints recorded in `OUT.journal`, so
+    /// that the same command run again after a crash skips what is done and writes every
+    /// record exactly once (see [`crate::journal`]). One-shot runs without pagination only.
+    pub journal: bool,
+}
+
+/// Which columns are written and which statistics are added (see [`crate::schema`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchemaConfig {
+    /// The fields, each `PATH:TYPE` or `PATH:TYPE as COLUMN` (`"http.status:int64"`). Empty:
+    /// the built-in log layout, or inference with `infer`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// With no `fields`, infer them from the first records (see [`crate::parse::infer`]).
+    pub infer: bool,
+    /// Fields not in the schema: `ignore`, `reject` (dead-letter the record) or `extra` (keep
+    /// them as a JSON object in the column `_extra`).
+    pub unknown: String,
+    /// Statistics, each `COLUMN` (count, mean, min, max, variance) or `COLUMN:OP,OP,...` over a
+    /// numeric list column. Unset: the default statistics of `values` when it is a numeric
+    /// list; `[]`: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Vec<String>>,
+}
+
+impl Default for SchemaConfig {
+    fn default() -> Self {
+        SchemaConfig {
+            fields: Vec::new(),
+            infer: false,
+            unknown: "ignore".into(),
+            stats: None,
+        }
+    }
+}
+
+impl SchemaConfig {
+    /// The fixed layout, or `None` when it is to be inferred. Errors name the key.
+    pub fn layout(&self) -> Result<Option<Layout>> {
+        if self.fields.is_empty() && self.infer {
+            return Ok(None);
+        }
+        let fields = if self.fields.is_empty() {
+            crate::schema::log_fields()
+        } else {
+            self.fields
+                .iter()
+                .map(|f| f.parse::<FieldSpec>())
+                .collect::<std::result::Result<Vec<_>, String>>()
+                .map_err(|why| Error::config("schema.fields", why))?
+        };
+        self.layout_of(fields)
+            .map(Some)
+            .map_err(|why| Error::config("schema", why))
+    }
+
+    /// The layout of `fields` with this configuration's `unknown` and `stats`.
+    pub fn layout_of(&self, fields: Vec<FieldSpec>) -> std::result::Result<Layout, String> {
+        let unknown = self.unknown.parse::<Unknown>()?;
+        let stats = match &self.stats {
+            Some(list) => list
+                .iter()
+                .map(|s| s.parse::<StatSpec>())
+                .collect::<std::result::Result<Vec<_>, String>>()?,
+            None => fields
+                .iter()
+                .filter(|f| f.column == "values" && f.ty.is_numeric_list())
+                .map(|_| StatSpec {
+                    column: "values".into(),
+                    ops: crate::schema::DEFAULT_STATS.to_vec(),
+                })
+                .collect(),
+        };
+        Layout::new(fields, unknown, stats)
+    }
+}
+
+/// The HTTP endpoint serving Prometheus metrics and health checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address to listen on; `None` (the default) serves nothing. In files, environment and
+    /// flags it is written `HOST:PORT` or a bare `PORT`, which means `127.0.0.1:PORT`
+    /// (see [`parse_listen_addr`]).
+    #[serde(with = "opt_addr_serde", skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+}
+
+/// Diagnostics on standard error: their format, their level and the progress line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Plain text lines or one JSON object per line.
+    pub format: LogFormat,
+    /// The least severe messages shown: `error`, `warn`, `info` (the default), `debug`,
+    /// `trace` or `off`.
+    pub level: String,
+    /// Whether to show a progress line.
+    pub progress: Progress,
+}
+
+/// The log levels [`LogConfig::level`] accepts.
+pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+impl Default for ThreadConfig {
+    fn default() -> Self {
+        ThreadConfig {
+            parse: None,
+            compute: None,
+            cpus: None,
+            pin: true,
+            pin_shared: false,
+        }
+    }
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            connections_per_host: 32,
+            max_in_flight: 512,
+            max_attempts: 3,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            first_byte_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(15),
+            total_timeout: Duration::from_secs(300),
+            max_retry_after: Duration::from_secs(60),
+            shard: None,
+            rate_limit: None,
+            rate_burst: None,
+            accept_encoding: "gzip, deflate".into(),
+            headers: Vec::new(),
+            follow_link_next: false,
+            max_link_pages: 100_000,
+            records_field: None,
+            cursor_field: None,
+            cursor_param: "cursor".into(),
+            engine: FetchEngine::Mio,
+            max_redirects: 5,
+            redirect_other_hosts: false,
+            max_body_bytes: 64 << 20,
+            tls_ca_file: None,
+            tls_client_cert: None,
+            tls_client_key: None,
+            batch_max_items: 256,
+            batch_max_bytes: 256 << 10,
+            batch_max_delay: Duration::from_millis(2),
+        }
+    }
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            row_group_rows: 64 * 1024,
+            row_group_max_bytes: 8 << 20,
+            data_page_bytes: 256 << 10,
+            compression: Compression::Snappy,
+            rotate_interval: None,
+            flush_interval: Duration::from_secs(10),
+            rotate_rows: None,
+            rotate_bytes: None,
+            partition_by: Vec::new(),
+            max_open_partitions: 64,
+            dead_letter_max_bytes: 64 << 20,
+            dead_letter_keep: 5,
+            journal: false,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+            progress: Progress::Auto,
+        }
+    }
+}
+
+/// Defaults for everything, writing to `pinflow.parquet` in the current directory
+/// ([`Config::DEFAULT_OUT`]).
+impl Default for Config {
+    fn default() -> Self {
+        Config::new(Config::DEFAULT_OUT)
+    }
+}
+
+impl Config {
+    /// The output file of [`Config::default`] (and of a configuration file without `out`).
+    pub const DEFAULT_OUT: &'static str = "pinflow.parquet";
+
+    /// Defaults for everything, writing to `out`.
+    pub fn new(out: impl Into<PathBuf>) -> Config {
+        Config {
+            out: out.into(),
+            dead_letter: None,
+            source: None,
+            files: Vec::new(),
+            every: None,
+            queue_capacity: 4,
+            threads: ThreadConfig::default(),
+            fetch: FetchConfig::default(),
+            writer: WriterConfig::default(),
+            schema: SchemaConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+
+    /// The dead-letter path: the configured one, or `<out>.deadletter.ndjson`.
+    pub fn dead_letter_path(&self) -> PathBuf {
+        match &self.dead_letter {
+            Some(p) => p.clone(),
+            None => crate::fsutil::with_suffix(&self.out, ".deadletter.ndjson"),
+        }
+    }
+
+    /// The most batches that can be alive in the pipeline at once: one per queue slot plus one
+    /// held by each thread. Memory is bounded by this times the batch size limits.
+    pub fn max_live_batches(&self, parse_threads: usize, compute_threads: usize) -> usize {
+        // Three queues (fetch→parse, parse→compute, compute→write; the middle one unused
+        // without compute threads, so then this is an over-estimate); the fetcher holds one
+        // batch it is filling and one it is sending; every other thread holds one.
+        3 * self.queue_capacity + 2 + parse_threads + compute_threads + 1
+    }
+
+    /// Rejects values that cannot work, naming the option by its key path (the first of
+    /// [`Config::problems`]).
+    pub fn validate(&self) -> Result<()> {
+        match self.problems().into_iter().next() {
+            None => Ok(()),
+            Some(d) => Err(Error::config(d.key.unwrap_or_default(), d.message)),
+        }
+    }
+
+    /// Builds a configuration from layers over the defaults, each overriding the ones before
+    /// it (typically a file, then the environment). The values are checked for their type and
+    /// form when each layer is made; this does not run [`Config::validate`].
+    pub fn from_layers(layers: &[ConfigLayer]) -> std::result::Result<Config, Vec<Diagnostic>> {
+        layers::stack(layers).try_into::<Config>().map_err(|e| {
+            vec![Diagnostic {
+                origin: None,
+                key: None,
+                message: e.message().to_string(),
+            }]
+        })
+    }
+
+    /// Reads a TOML configuration document (missing keys keep their defaults) and validates
+    /// it. Every problem found is in the error, one per line.
+    ///
+    /// ```
+    /// let cfg = pinflow::Config::from_toml("out = \"logs.parquet\"\n[writer]\ncompression = \"zstd:5\"\n")?;
+    /// assert_eq!(cfg.writer.compression, pinflow::Compression::Zstd(5));
+    /// assert!(pinflow::Config::from_toml("[fetch]\nmax_inflight = 3\n").is_err());
+    /// # Ok::<(), pinflow::Error>(())
+    /// ```
+    pub fn from_toml(text: &str) -> Result<Config> {
+        match check::check("configuration", text) {
+            (Some(cfg), _) => Ok(cfg),
+            (None, diags) => {
+                let why = diags
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                Err(Error::config("configuration file", why))
+            }
+        }
+    }
+
+    /// This configuration as a TOML document that [`Config::from_toml`] reads back as equal.
+    /// Options that are `None` are left out.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| Error::config("configuration", e.to_string()))
+    }
+}

@@ -1,0 +1,865 @@
+//! The registry: every option declared once, in [`OPTIONS`], with its key (and so its
+//! environment variable), type, flag, help and documentation.
+//!
+//! Everything that lists options is made from it: the TOML schema and its unknown-key check
+//! ([`ConfigLayer::from_toml`]), the `PINFLOW_*` variables ([`ConfigLayer::from_env`]), the
+//! command-line flags of `pinflow demo|run|bench` (the binary builds its clap arguments from
+//! [`options`], and reads their values with [`ConfigLayer::from_flags`]), `pinflow config
+//! default` ([`Config::default_toml`]) and the reference in docs/configuration.md
+//! ([`reference_markdown`](super::reference_markdown)). The typed [`Config`] stays the library's
+//! configuration: a key path is the path of its field (serde maps one onto the other), and its
+//! default is the field's [`Default`].
+
+use super::kind::Kind;
+#[allow(unused_imports)] // for the links in the documentation above
+use super::{Config, ConfigLayer};
+
+/// The prefix of the environment variables read by [`ConfigLayer::from_env`].
+pub const ENV_PREFIX: &str = "PINFLOW_";
+
+/// The environment variable for a key path: `fetch.max_in_flight` →
+/// `PINFLOW_FETCH_MAX_IN_FLIGHT`.
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_ascii_uppercase().replace('.', "_"))
+}
+
+/// Every configuration key path, in the order of [`Config::default_toml`].
+pub fn key_paths() -> impl Iterator<Item = &'static str> {
+    OPTIONS.iter().map(|o| o.key)
+}
+
+/// Every option, in the order of [`Config::default_toml`]: top-level keys first, then table
+/// by table in [`Topic::ALL`] order.
+///
+/// ```
+/// let o = pinflow::config::option("fetch.max_in_flight").unwrap();
+/// assert_eq!(o.env(), "PINFLOW_FETCH_MAX_IN_FLIGHT");
+/// assert_eq!(o.flag(), pinflow::config::Flag::Shared("--max-in-flight"));
+/// assert!(pinflow::config::options().iter().any(|o| o.key() == "log.level"));
+/// ```
+pub fn options() -> &'static [OptionSpec] {
+    OPTIONS
+}
+
+/// The option with this key path, if there is one.
+pub fn option(key: &str) -> Option<&'static OptionSpec> {
+    OPTIONS.iter().find(|o| o.key == key)
+}
+
+/// One option: how it is written in each source, and what it does.
+#[derive(Debug)]
+pub struct OptionSpec {
+    /// Dotted key path: `queue_capacity`, `fetch.max_in_flight`.
+    key: &'static str,
+    /// How its values are read (from TOML, and from text in variables and flags).
+    pub(super) kind: Kind,
+    /// How it is given on the command line.
+    flag: Flag,
+    /// The flag's value placeholder in `--help` (`N`, `DURATION`).
+    value_name: &'static str,
+    /// The flag's one-line help, with its default in `[default: ...]`.
+    help: &'static str,
+    /// What it does: the comment in `pinflow config default` and the reference's text.
+    doc: &'static str,
+    /// For keys without a default value (and `out`): an example in TOML, shown commented out.
+    example: &'static str,
+}
+
+/// How an option is given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Flag {
+    /// None: the file and the environment only.
+    None,
+    /// A flag of `demo`, `run` and `bench` alike, made from the registry (`--max-in-flight`).
+    Shared(&'static str),
+    /// A pair of switches of `demo`, `run` and `bench`, setting the option on or off
+    /// (`--pin` / `--no-pin`), the last one given winning.
+    Negatable {
+        /// The switch that sets it to true.
+        on: &'static str,
+        /// The switch that sets it to false.
+        off: &'static str,
+        /// The help of `off` (the option's own help is `on`'s).
+        off_help: &'static str,
+    },
+    /// A flag declared by the subcommands that take it, with help of their own (`--out`,
+    /// `--urls`, `--files`).
+    Command(&'static str),
+}
+
+impl Flag {
+    /// The flags, as `pinflow config default` names them: `--pin / --no-pin`; empty for none.
+    pub fn describe(&self) -> String {
+        match self {
+            Flag::None => String::new(),
+            Flag::Shared(f) | Flag::Command(f) => f.to_string(),
+            Flag::Negatable { on, off, .. } => format!("{on} / {off}"),
+        }
+    }
+}
+
+/// A group of options: a TOML table (or the top level), and a heading in `--help` and in the
+/// reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Top-level keys: input, output, continuous mode, queues.
+    Pipeline,
+    /// `[threads]`.
+    Threads,
+    /// `[fetch]`.
+    Fetch,
+    /// `[writer]`.
+    Writer,
+    /// `[schema]`.
+    Schema,
+    /// `[metrics]`.
+    Metrics,
+    /// `[log]`.
+    Log,
+}
+
+impl Topic {
+    /// Every topic, in file order.
+    pub const ALL: [Topic; 7] = [
+        Topic::Pipeline,
+        Topic::Threads,
+        Topic::Fetch,
+        Topic::Writer,
+        Topic::Schema,
+        Topic::Metrics,
+        Topic::Log,
+    ];
+
+    /// The TOML table (`fetch`); empty for top-level keys.
+    pub fn section(self) -> &'static str {
+        match self {
+            Topic::Pipeline => "",
+            Topic::Threads => "threads",
+            Topic::Fetch => "fetch",
+            Topic::Writer => "writer",
+            Topic::Schema => "schema",
+            Topic::Metrics => "metrics",
+            Topic::Log => "log",
+        }
+    }
+
+    /// The heading of its flags in `--help` and of its table in the reference.
+    pub fn heading(self) -> &'static str {
+        match self {
+            Topic::Pipeline => "Pipeline",
+            Topic::Threads => "Threads",
+            Topic::Fetch => "Fetch",
+            Topic::Writer => "Writer",
+            Topic::Schema => "Schema",
+            Topic::Metrics => "Metrics",
+            Topic::Log => "Log",
+        }
+    }
+
+    /// What its options are about.
+    pub fn doc(self) -> &'static str {
+        match self {
+            Topic::Pipeline => "Input, output, continuous mode and the queues between stages.",
+            Topic::Threads => "How many threads of each role, and where they run.",
+            Topic::Fetch => "The HTTP fetcher (one mio event-loop thread).",
+            Topic::Writer => "The Parquet writer.",
+            Topic::Schema => {
+                "The columns written and the statistics added (default: the built-in log layout)."
+            }
+            Topic::Metrics => "The Prometheus metrics and health endpoint.",
+            Topic::Log => "Diagnostics on standard error.",
+        }
+    }
+
+    /// The topic of a TOML table name, if it is one.
+    pub(super) fn of_section(section: &str) -> Option<Topic> {
+        Topic::ALL
+            .into_iter()
+            .find(|t| !section.is_empty() && t.section() == section)
+    }
+}
+
+impl OptionSpec {
+    /// The dotted key path, which is also the TOML key: `fetch.max_in_flight`.
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// The key without its table: `max_in_flight`.
+    pub fn name(&self) -> &'static str {
+        self.key.rsplit('.').next().unwrap_or(self.key)
+    }
+
+    /// The environment variable: `PINFLOW_FETCH_MAX_IN_FLIGHT`.
+    pub fn env(&self) -> String {
+        env_name(self.key)
+    }
+
+    /// Its group: the TOML table it is in.
+    pub fn topic(&self) -> Topic {
+        match self.key.split_once('.') {
+            Some((section, _)) => Topic::of_section(section).unwrap_or(Topic::Pipeline),
+            None => Topic::Pipeline,
+        }
+    }
+
+    /// How it is given on the command line.
+    pub fn flag(&self) -> Flag {
+        self.flag
+    }
+
+    /// The flag's value placeholder in `--help`; empty for a switch without one.
+    pub fn value_name(&self) -> &'static str {
+        self.value_name
+    }
+
+    /// The flag's help line in `--help` (for [`Flag::Shared`] and [`Flag::Negatable`]).
+    pub fn help(&self) -> &'static str {
+        self.help
+    }
+
+    /// What the option does.
+    pub fn doc(&self) -> &'static str {
+        self.doc
+    }
+
+    /// An example value in TOML syntax, for options without a default; `None` otherwise.
+    pub fn example(&self) -> Option<&'static str> {
+        (!self.example.is_empty()).then_some(self.example)
+    }
+
+    /// Its type, in words: `integer`, `duration`, `list of strings`...
+    pub fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+
+    /// Whether it is true or false: its flag takes an optional `true`/`false`.
+    pub fn is_switch(&self) -> bool {
+        self.kind == Kind::Bool
+    }
+
+    /// Whether it holds a list: its flag may be repeated, the values adding up.
+    pub fn is_list(&self) -> bool {
+        self.kind.is_list()
+    }
+
+    /// Its default in TOML syntax (`512`, `"30s"`), from [`Config::default`]; `None` when it
+    /// has none (unset by default).
+    pub fn default_value(&self) -> Option<String> {
+        let defaults = toml::Table::try_from(Config::default()).ok()?;
+        super::layers::lookup(&defaults, self.key).map(|v| v.to_string())
+    }
+
+    /// Checks a flag's value as [`ConfigLayer::from_flags`] reads it: the text form of the
+    /// environment, and, for durations, also a bare number of seconds (`--request-timeout 30`).
+    /// The error says what is wrong.
+    pub fn check_flag_value(&self, text: &str) -> Result<(), String> {
+        self.kind.read_flag(text).map(|_| ())
+    }
+}
+
+/// All fields empty, for the table below to fill in.
+const BLANK: OptionSpec = OptionSpec {
+    key: "",
+    kind: Kind::Text,
+    flag: Flag::None,
+    value_name: "",
+    help: "",
+    doc: "",
+    example: "",
+};
+
+/// Every option, top-level keys first, then table by table in [`Topic::ALL`] order.
+// Every entry ends in `..BLANK`, whether or not it fills in every field, so all read alike.
+#[allow(clippy::needless_update)]
+pub(super) const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        key: "out",
+        kind: Kind::Path,
+        flag: Flag::Command("--out"),
+        example: "\"logs.parquet\"",
+        doc: "The Parquet file to write; it appears under this name only once complete. \
+         `pinflow run` needs it here or in --out; `demo` and `bench` use only --out.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "dead_letter",
+        kind: Kind::Path,
+        flag: Flag::Shared("--dead-letter"),
+        value_name: "PATH",
+        help: "Dead-letter NDJSON file [default: OUT.deadletter.ndjson]",
+        example: "\"logs.deadletter.ndjson\"",
+        doc: "Where rejected records and failed requests go (NDJSON). Default: OUT.deadletter.ndjson.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "source",
+        kind: Kind::Text,
+        flag: Flag::Command("--urls"),
+        example: "\"http://127.0.0.1:8080/logs/{1..20000}.json\"",
+        doc: "The work source of `pinflow run` when --urls is not given: a file with one URL per \
+         line, \"-\" for standard input, or a template with one {START..END} range.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "files",
+        kind: Kind::StringList,
+        flag: Flag::Command("--files"),
+        example: "[\"/var/log/app/*.ndjson\"]",
+        doc: "Local files instead of URLs: paths, directories or glob patterns, `-` for stdin. \
+         NDJSON is streamed in chunks; a .json file is one document (object or array).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "every",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--every"),
+        value_name: "DURATION",
+        help: "Continuous mode: poll the source again every DURATION (30s, 5m) until signalled [default: run once]",
+        example: "\"30s\"",
+        doc: "Continuous mode: poll the source again every this long until SIGINT or SIGTERM. \
+         Unset: run once.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "queue_capacity",
+        kind: Kind::Count,
+        flag: Flag::Shared("--queue-capacity"),
+        value_name: "N",
+        help: "Batches per queue between stages [default: 4]",
+        doc: "Batches per queue between stages (at least 1). Small is enough: batches are large.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "threads.parse",
+        kind: Kind::Count,
+        flag: Flag::Shared("--parse-threads"),
+        value_name: "N",
+        help: "Parse threads [default: derived from the cores]",
+        example: "2",
+        doc: "Parse threads (simd-json into Arrow columns). Unset: derived from the cores.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "threads.compute",
+        kind: Kind::Count,
+        flag: Flag::Shared("--compute-threads"),
+        value_name: "N",
+        help: "Compute threads; 0: the parse threads compute their own batches [default: derived from the cores, 0 below four worker cores]",
+        example: "1",
+        doc: "Compute threads (statistics kernels, transforms); 0: the parse threads compute their own \
+         batches. Unset: derived from the cores (0 below four worker cores).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "threads.cpus",
+        kind: Kind::CpuList,
+        flag: Flag::Shared("--cpus"),
+        value_name: "IDS",
+        help: "Comma-separated CPU ids to run on [default: all available]",
+        example: "[0, 1, 2, 3]",
+        doc: "Run only on these CPU ids. Unset: every core this process may use.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "threads.pin",
+        kind: Kind::Bool,
+        flag: Flag::Negatable {
+            on: "--pin",
+            off: "--no-pin",
+            off_help: "Do not pin threads to cores",
+        },
+        help: "Pin threads to cores [default] (overrides `threads.pin = false`)",
+        doc: "Pin each thread to its core when every thread gets a core of its own; false lets the \
+         OS place them.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "threads.pin_shared",
+        kind: Kind::Bool,
+        flag: Flag::Shared("--pin-shared"),
+        value_name: "BOOL",
+        help: "Pin even when threads outnumber cores and share them [default: then nothing is pinned]",
+        doc: "Pin even when threads outnumber cores and must share them (a pinned thread cannot \
+         move to an idle core).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.connections_per_host",
+        kind: Kind::Count,
+        flag: Flag::Shared("--connections-per-host"),
+        value_name: "N",
+        help: "Keep-alive connections per host [default: 32]",
+        doc: "Keep-alive connections opened per host (host:port).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.max_in_flight",
+        kind: Kind::Count,
+        flag: Flag::Shared("--max-in-flight"),
+        value_name: "N",
+        help: "Requests in flight at once, all hosts together [default: 512]",
+        doc: "Requests admitted but not yet finished, all hosts together. Bounds memory.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.max_attempts",
+        kind: Kind::Count32,
+        flag: Flag::Shared("--max-attempts"),
+        value_name: "N",
+        help: "Attempts per request on connection errors and timeouts [default: 3]",
+        doc: "Attempts per request on connection errors and timeouts, the first one included.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.connect_timeout",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--connect-timeout"),
+        value_name: "DURATION",
+        help: "TCP connect timeout: a duration (5s, 500ms) or seconds [default: 5s]",
+        doc: "Give up on a TCP connect after this long.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.request_timeout",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--request-timeout"),
+        value_name: "DURATION",
+        help: "Request timeout: a duration (30s, 1m) or seconds [default: 30s]",
+        doc: "Give up on an attempt (request sent to last body byte) after this long.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.first_byte_timeout",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--first-byte-timeout"),
+        value_name: "DURATION",
+        help: "No response byte this long after the request fails the attempt [default: 15s]",
+        doc: "Give up on an attempt when no response byte arrived this long after the request.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.idle_timeout",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--idle-timeout"),
+        value_name: "DURATION",
+        help: "A response pausing this long between reads fails the attempt [default: 15s]",
+        doc: "Give up on an attempt when a response stops this long between two reads.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.total_timeout",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--total-timeout"),
+        value_name: "DURATION",
+        help: "All attempts of a request and the waits between them, together [default: 5m]",
+        doc: "Give up on a request, all attempts and the waits between them together, after this long.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.max_retry_after",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--max-retry-after"),
+        value_name: "DURATION",
+        help: "The longest Retry-After honoured [default: 1m]",
+        doc: "The longest Retry-After honoured (429 and 5xx responses); longer requests wait this long.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.shard",
+        kind: Kind::Shard,
+        flag: Flag::Shared("--shard"),
+        value_name: "K/N",
+        help: "Keep only shard K of N of the work items (K in 0..N; stable hash of the URL)",
+        example: "\"0/4\"",
+        doc: "Keep only the work items of shard K of N (K in 0..N, a stable hash of the URL), so N \
+         instances split one source with no coordination.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.follow_link_next",
+        kind: Kind::Bool,
+        flag: Flag::Shared("--follow-link-next"),
+        value_name: "BOOL",
+        help: "Follow `Link: <...>; rel=\"next\"` pagination [default: off]",
+        doc: "Pagination: when a page's Link header has rel=\"next\", fetch that page too (same host \
+         unless redirect_other_hosts).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.max_link_pages",
+        kind: Kind::Count32,
+        flag: Flag::Shared("--max-link-pages"),
+        value_name: "N",
+        help: "Pages followed from one source URL at most [default: 100000]",
+        doc: "Pages followed from one source URL at most, by Link or cursor (a guard against loops).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.records_field",
+        kind: Kind::Text,
+        flag: Flag::Shared("--records-field"),
+        value_name: "PATH",
+        help: "The body is an envelope object; the records are the array at this dotted path",
+        example: "\"data\"",
+        doc: "The body is an envelope object; the records are the array at this dotted path.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.cursor_field",
+        kind: Kind::Text,
+        flag: Flag::Shared("--cursor-field"),
+        value_name: "PATH",
+        help: "Cursor pagination: the envelope's field (dotted path) holding the next page's cursor",
+        example: "\"next_cursor\"",
+        doc: "Cursor pagination: the envelope's field (dotted path) with the next page's cursor; \
+         null, missing or empty ends the chain. Needs records_field.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.cursor_param",
+        kind: Kind::Text,
+        flag: Flag::Shared("--cursor-param"),
+        value_name: "NAME",
+        help: "Query parameter carrying the cursor [default: cursor]",
+        doc: "The query parameter that carries the cursor in the next page's URL.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.engine",
+        kind: Kind::Engine,
+        flag: Flag::Shared("--engine"),
+        value_name: "ENGINE",
+        help: "The fetcher: mio (event loop) or ureq (blocking threads, proxies) [default: mio]",
+        doc: "The fetcher: \"mio\" (one event loop for every connection) or \"ureq\" (blocking \
+         threads; honours HTTP_PROXY; the benchmark's baseline; no continuous mode).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.max_redirects",
+        kind: Kind::Count32,
+        flag: Flag::Shared("--max-redirects"),
+        value_name: "N",
+        help: "Redirects followed per request at most [default: 5]",
+        doc: "Redirects (301, 302, 303, 307, 308) followed per request at most; 0 follows none.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.redirect_other_hosts",
+        kind: Kind::Bool,
+        flag: Flag::Shared("--redirect-other-hosts"),
+        value_name: "BOOL",
+        help: "Let redirects lead to other hosts [default: same host only]",
+        doc: "Whether a redirect may lead to another host (off: such a request fails, with the reason).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.headers",
+        kind: Kind::HeaderList,
+        flag: Flag::Shared("--header"),
+        value_name: "NAME: VALUE",
+        help: "Extra request header `Name: value` (repeatable); `${env:VAR}` and `${file:PATH}` in the value are replaced at start, so tokens need not be on the command line",
+        doc: "Extra request headers, each \"Name: value\". In a value, ${env:VAR} and ${file:PATH} \
+         are replaced when the run starts (keep tokens out of files and command lines).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.accept_encoding",
+        kind: Kind::Text,
+        flag: Flag::Shared("--accept-encoding"),
+        value_name: "ENCODINGS",
+        help: "Accept-Encoding sent with requests; \"\" sends none [default: \"gzip, deflate\"]",
+        doc: "Sent as Accept-Encoding (\"\" to send none); gzip and deflate bodies are decoded by the \
+         parse threads.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.rate_limit",
+        kind: Kind::Count32,
+        flag: Flag::Shared("--rate-limit"),
+        value_name: "N",
+        help: "At most N requests per second to each host [default: no limit]",
+        example: "100",
+        doc: "At most this many requests per second to each host (token bucket). Default: no limit.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.rate_burst",
+        kind: Kind::Count32,
+        flag: Flag::Shared("--rate-burst"),
+        value_name: "N",
+        help: "Requests a host may get at once after a quiet spell [default: the rate limit]",
+        example: "10",
+        doc: "Requests a host may get at once after a quiet spell. Default: rate_limit.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.max_body_bytes",
+        kind: Kind::Count,
+        flag: Flag::Shared("--max-body-bytes"),
+        value_name: "N",
+        help: "Largest accepted response body, in bytes [default: 67108864]",
+        doc: "A larger response body fails its request (and nothing else) instead of exhausting memory.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.tls_ca_file",
+        kind: Kind::Path,
+        flag: Flag::Shared("--tls-ca-file"),
+        value_name: "PATH",
+        help: "PEM CA certificates trusted for https:// besides the built-in web PKI roots",
+        example: "\"/etc/pinflow/ca.pem\"",
+        doc: "https://: PEM CA certificates trusted besides the built-in web PKI roots (a private CA).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.tls_client_cert",
+        kind: Kind::Path,
+        flag: Flag::Shared("--tls-client-cert"),
+        value_name: "PATH",
+        help: "PEM client certificate chain for https:// servers that require mTLS",
+        example: "\"/etc/pinflow/client.pem\"",
+        doc: "https:// client certificate chain (PEM, leaf first) for servers that require mTLS.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.tls_client_key",
+        kind: Kind::Path,
+        flag: Flag::Shared("--tls-client-key"),
+        value_name: "PATH",
+        help: "PEM private key of --tls-client-cert",
+        example: "\"/etc/pinflow/client.key\"",
+        doc: "The PEM private key of tls_client_cert.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.batch_max_items",
+        kind: Kind::Count,
+        doc: "A batch of bodies goes to the parse threads when it holds this many responses...",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.batch_max_bytes",
+        kind: Kind::Count,
+        doc: "...or this many body bytes...",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.batch_max_delay",
+        kind: Kind::Duration,
+        doc: "...or when its oldest body has waited this long.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.row_group_rows",
+        kind: Kind::Count,
+        flag: Flag::Shared("--row-group-rows"),
+        value_name: "N",
+        help: "Rows per Parquet row group [default: 65536]",
+        doc: "Rows per Parquet row group; a row group is written as soon as it is full.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.row_group_max_bytes",
+        kind: Kind::Count,
+        flag: Flag::Shared("--row-group-max-bytes"),
+        value_name: "N",
+        help: "...or once its encoded size reaches N bytes; 0 no bound [default: 8388608]",
+        doc: "...or as soon as its encoded size in memory reaches this many bytes, which bounds the \
+         memory of an open row group whatever the records' size. 0: no bound by size.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.data_page_bytes",
+        kind: Kind::Count,
+        flag: Flag::Shared("--data-page-bytes"),
+        value_name: "N",
+        help: "Uncompressed bytes per Parquet data page [default: 262144]",
+        doc: "Uncompressed bytes per Parquet data page (readers skip by page with the page index).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.compression",
+        kind: Kind::Compression,
+        flag: Flag::Shared("--compression"),
+        value_name: "C",
+        help: "none, snappy, lz4, zstd or zstd:LEVEL [default: snappy]",
+        doc: "Column compression: \"none\", \"snappy\", \"lz4\" (Parquet LZ4_RAW), \"zstd\" (level 3) \
+         or \"zstd:LEVEL\" (1..=22).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.rotate_interval",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--rotate-interval"),
+        value_name: "DURATION",
+        help: "Start a new Parquet file every DURATION (1h) in continuous mode [default: one file]",
+        example: "\"1h\"",
+        doc: "Finalize the current Parquet file and start a new one after this long (continuous \
+         mode). Unset: one file per run.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.flush_interval",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--flush-interval"),
+        value_name: "DURATION",
+        help: "Close a row group once its oldest row has waited this long [default: 10s]",
+        doc: "Close the open row group once its oldest row has waited this long, full or not, so a \
+         slow stream's rows reach a closed row group on disk within this time.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.rotate_rows",
+        kind: Kind::Count,
+        flag: Flag::Shared("--rotate-rows"),
+        value_name: "N",
+        help: "Start a new Parquet file every N rows [default: no rotation by rows]",
+        example: "1000000",
+        doc: "Finalize a file once it holds this many rows and start the next. Unset: no rotation \
+         by rows. Any rotation names files OUTSTEM-YYYYMMDDTHHMMSSZ-NNNNN.parquet.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.rotate_bytes",
+        kind: Kind::Count,
+        flag: Flag::Shared("--rotate-bytes"),
+        value_name: "N",
+        help: "Start a new Parquet file once one reaches about N bytes [default: no rotation by size]",
+        example: "268435456",
+        doc: "Finalize a file once its size (bytes written plus the estimated open row group) \
+         reaches this many bytes; files end a little over it. Unset: no rotation by size.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.partition_by",
+        kind: Kind::NameList,
+        flag: Flag::Shared("--partition-by"),
+        value_name: "COLUMNS",
+        help: "Hive-style partitions by these comma-separated columns (and `date`, the UTC date of ts); --out is then a directory [default: none]",
+        doc: "Hive-style partitions: string or integer output columns, or \"date\" (the UTC date of \
+         ts), e.g. [\"service\", \"date\"]. Then `out` is a directory and files are \
+         OUT/service=X/date=YYYY-MM-DD/part-NNNNN.parquet. Empty: one file (or rotated files).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.max_open_partitions",
+        kind: Kind::Count,
+        flag: Flag::Shared("--max-open-partitions"),
+        value_name: "N",
+        help: "Partition files open at once at most [default: 64]",
+        doc: "Partition files open at once at most; the least recently used one is finalized to \
+         make room (a later row of its partition starts the next part).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.dead_letter_max_bytes",
+        kind: Kind::Count,
+        flag: Flag::Shared("--dead-letter-max-bytes"),
+        value_name: "N",
+        help: "Rotate the dead-letter file before it passes N bytes; 0 never [default: 67108864]",
+        doc: "Rotate the dead-letter file before it passes this size: NAME becomes NAME.1, NAME.1 \
+         becomes NAME.2, ... 0: never (leave it to logrotate).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.dead_letter_keep",
+        kind: Kind::Count,
+        flag: Flag::Shared("--dead-letter-keep"),
+        value_name: "N",
+        help: "Rotated dead-letter files kept (NAME.1 to NAME.N) [default: 5]",
+        doc: "Rotated dead-letter files kept (NAME.1 to NAME.N); the oldest is deleted. 0 keeps none.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.journal",
+        kind: Kind::Bool,
+        flag: Flag::Shared("--journal"),
+        value_name: "BOOL",
+        help: "Crash-safe resume through OUT.journal: run the same command again after a crash [default: off]",
+        doc: "Crash-safe resume: files are finalized at checkpoints recorded in OUT.journal; the same \
+         command run again after a crash skips what is done. One-shot runs, no pagination.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "schema.fields",
+        kind: Kind::StringList,
+        flag: Flag::Shared("--field"),
+        value_name: "PATH:TYPE",
+        help: "A schema field, PATH:TYPE or PATH:TYPE as COLUMN (repeatable) [default: the built-in log layout]",
+        example: "[\"id:int64\", \"ts:timestamp\", \"service:dict\", \"http.status:int64\", \"values:list<float64>\"]",
+        doc: "The fields, PATH:TYPE or PATH:TYPE as COLUMN; types int64, float64, bool, string, dict, \
+         timestamp, list<float64>, list<int64>; a dotted PATH reaches into nested objects and \
+         becomes a flat column (http.status -> http_status). Unset: the built-in log layout.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "schema.infer",
+        kind: Kind::Bool,
+        flag: Flag::Shared("--infer-schema"),
+        value_name: "BOOL",
+        help: "Infer the fields from the first records [default: off]",
+        doc: "With no fields listed, infer them from the first records (up to 1000).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "schema.unknown",
+        kind: Kind::Text,
+        flag: Flag::Shared("--unknown-fields"),
+        value_name: "POLICY",
+        help: "Fields not in the schema: ignore, reject or extra [default: ignore]",
+        doc: "Fields not in the schema: ignore, reject (dead-letter the record) or extra (a JSON \
+         object column _extra).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "schema.stats",
+        kind: Kind::StringList,
+        flag: Flag::Shared("--stats"),
+        value_name: "SPEC",
+        help: "Statistics of a numeric list column, COLUMN or COLUMN:OP,OP,... (repeatable) [default: count, mean, min, max, variance of `values`]",
+        example: "[\"values:count,mean,min,max,variance,stddev,p50,p99\"]",
+        doc: "Statistics of numeric list columns, COLUMN or COLUMN:OP,...; ops count, sum, mean, \
+         variance, stddev, min, max, pNN. Unset: count, mean, min, max, variance of `values`.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "metrics.addr",
+        kind: Kind::ListenAddr,
+        flag: Flag::Shared("--metrics-addr"),
+        value_name: "ADDR",
+        help: "Serve Prometheus metrics and health checks on HOST:PORT, or PORT for 127.0.0.1:PORT [default: off]",
+        example: "\"127.0.0.1:9100\"",
+        doc: "Serve Prometheus metrics and health checks over HTTP on this address: \"HOST:PORT\", \
+         or \"PORT\" for 127.0.0.1:PORT. Unset: no endpoint.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "log.format",
+        kind: Kind::LogFormat,
+        flag: Flag::Shared("--log-format"),
+        value_name: "FORMAT",
+        help: "Log lines as text or json [default: text]",
+        doc: "\"text\" lines or \"json\" (one object per line).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "log.level",
+        kind: Kind::Text,
+        flag: Flag::Shared("--log-level"),
+        value_name: "LEVEL",
+        help: "Least severe messages shown: off, error, warn, info, debug, trace [default: info]",
+        doc: "The least severe messages shown: off, error, warn, info, debug or trace.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "log.progress",
+        kind: Kind::Progress,
+        flag: Flag::Shared("--progress"),
+        value_name: "WHEN",
+        help: "Progress line: auto (on a terminal), always, never [default: auto]",
+        doc: "Progress line: \"auto\" (only on a terminal), \"always\" or \"never\".",
+        ..BLANK
+    },
+];

@@ -1,0 +1,128 @@
+//! Documents made from the registry: `pinflow config default` and the option reference.
+
+use super::layers::lookup;
+use super::registry::{options, Flag, Topic};
+use super::Config;
+
+impl Config {
+    /// A complete, commented configuration file: every key with its default value and a
+    /// comment saying what it does, its environment variable and its flag. Keys without a
+    /// default (`threads.parse`, `metrics.addr`, ...), and `out`, are shown commented out with
+    /// an example. Read back, it gives [`Config::default`].
+    pub fn default_toml() -> String {
+        let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        let mut s = String::new();
+        s.push_str(
+            "# pinflow configuration (`pinflow config default` wrote this file).\n\
+             #\n\
+             # Every key is optional: a missing key keeps the default shown here. Values are\n\
+             # overridden by PINFLOW_* environment variables (the key path upper-cased, `.` as `_`,\n\
+             # e.g. PINFLOW_FETCH_MAX_IN_FLIGHT) and those by command-line flags. Unknown keys are\n\
+             # errors. Durations are strings with a unit: \"250us\", \"2ms\", \"1.5s\", \"30s\", \"5m\",\n\
+             # \"1h\". Check a file with `pinflow config check FILE`.\n",
+        );
+        let mut topic = Topic::Pipeline;
+        for o in options() {
+            if o.topic() != topic {
+                topic = o.topic();
+                s.push('\n');
+                push_comment(&mut s, topic.doc());
+                s.push_str(&format!("[{}]\n", topic.section()));
+            }
+            s.push('\n');
+            push_comment(&mut s, o.doc());
+            let mut how = format!("Env {}", o.env());
+            if o.flag() != Flag::None {
+                how.push_str(&format!(", flag {}", o.flag().describe()));
+            }
+            push_comment(&mut s, &format!("{how}."));
+            match (lookup(&defaults, o.key()), o.example()) {
+                (Some(v), None) => s.push_str(&format!("{} = {v}\n", o.name())),
+                (_, example) => {
+                    s.push_str(&format!("# {} = {}\n", o.name(), example.unwrap_or("")))
+                }
+            }
+        }
+        s
+    }
+}
+
+fn push_comment(s: &mut String, text: &str) {
+    let mut line = String::from("#");
+    for word in text.split_whitespace() {
+        if line.len() + 1 + word.len() > 95 && line.len() > 1 {
+            s.push_str(&line);
+            s.push('\n');
+            line = String::from("#");
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    if line.len() > 1 {
+        s.push_str(&line);
+        s.push('\n');
+    }
+}
+
+/// The marker line before the generated reference in docs/configuration.md.
+pub const REFERENCE_BEGIN: &str = "<!-- BEGIN GENERATED: option reference -->";
+/// The marker line after it.
+pub const REFERENCE_END: &str = "<!-- END GENERATED: option reference -->";
+
+/// The option reference in Markdown, made from the registry: per topic, a table of every key
+/// with its environment variable, flag, type, default and what it does. docs/configuration.md
+/// holds it between [`REFERENCE_BEGIN`] and [`REFERENCE_END`] (a test keeps it up to date).
+///
+/// ```
+/// let md = pinflow::config::reference_markdown();
+/// assert!(md.contains("| `fetch.max_in_flight` | `PINFLOW_FETCH_MAX_IN_FLIGHT` | `--max-in-flight` |"));
+/// ```
+pub fn reference_markdown() -> String {
+    let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+    let mut s = String::from(
+        "Every option by topic: its TOML key (a `[table]` for dotted keys), its environment \
+         variable, its flag (of `pinflow demo`, `run` and `bench`), its type and default. \
+         Later sources override earlier ones: defaults < `--config FILE` < `PINFLOW_*` < \
+         flags.\n",
+    );
+    for topic in Topic::ALL {
+        s.push_str(&format!("\n### {}\n\n", topic.heading()));
+        if !topic.section().is_empty() {
+            s.push_str(&format!("Table `[{}]`. ", topic.section()));
+        }
+        s.push_str(topic.doc());
+        s.push_str("\n\n| Key | Environment | Flag | Type | Default | Description |\n");
+        s.push_str("|---|---|---|---|---|---|\n");
+        for o in options().iter().filter(|o| o.topic() == topic) {
+            let flag = match o.flag() {
+                Flag::None => "—".to_string(),
+                f => f
+                    .describe()
+                    .split(" / ")
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+            };
+            let default = match lookup(&defaults, o.key()) {
+                Some(v) => format!("`{}`", v.to_string().replace('|', "\\|")),
+                None => "unset".to_string(),
+            };
+            s.push_str(&format!(
+                "| `{}` | `{}` | {flag} | {} | {default} | {} |\n",
+                o.key(),
+                o.env(),
+                o.type_name(),
+                cell(o.doc()),
+            ));
+        }
+    }
+    s
+}
+
+/// Text for one table cell: one line, `|` escaped.
+fn cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}

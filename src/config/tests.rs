@@ -1,0 +1,497 @@
+use super::*;
+
+#[test]
+fn compression_names() {
+    assert_eq!(
+        "snappy".parse::<Compression>().unwrap(),
+        Compression::Snappy
+    );
+    assert_eq!(
+        "zstd:9".parse::<Compression>().unwrap(),
+        Compression::Zstd(9)
+    );
+    assert!("zstd:99".parse::<Compression>().is_err());
+    assert!("lzo".parse::<Compression>().is_err());
+    assert_eq!("lz4".parse::<Compression>().unwrap(), Compression::Lz4);
+    for c in [
+        Compression::None,
+        Compression::Snappy,
+        Compression::Zstd(5),
+        Compression::Lz4,
+    ] {
+        assert_eq!(c.to_string().parse::<Compression>().unwrap(), c);
+    }
+}
+
+#[test]
+fn zero_values_are_rejected_by_name() {
+    let mut c = Config::new("x.parquet");
+    c.queue_capacity = 0;
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("queue_capacity"), "{e}");
+    let mut c = Config::new("x.parquet");
+    c.threads.parse = Some(0);
+    assert!(c.validate().is_err());
+}
+
+#[test]
+fn problems_lists_every_bad_value() {
+    let mut c = Config::new("x.parquet");
+    c.queue_capacity = 0;
+    c.fetch.max_in_flight = 0;
+    c.fetch.request_timeout = Duration::ZERO;
+    c.every = Some(Duration::ZERO);
+    c.log.level = "loud".into();
+    c.writer.compression = Compression::Zstd(0);
+    let keys: Vec<String> = c.problems().into_iter().filter_map(|d| d.key).collect();
+    assert_eq!(
+        keys,
+        [
+            "every",
+            "queue_capacity",
+            "fetch.max_in_flight",
+            "fetch.request_timeout",
+            "writer.compression",
+            "log.level"
+        ]
+    );
+    assert!(Config::default().problems().is_empty());
+}
+
+#[test]
+fn writer_output_keys_are_checked() {
+    let mut c = Config::new("x.parquet");
+    c.writer.flush_interval = Duration::ZERO;
+    c.writer.rotate_rows = Some(0);
+    c.writer.rotate_bytes = Some(0);
+    c.writer.max_open_partitions = 0;
+    c.writer.partition_by = vec![
+        "service".into(),
+        "latency_ms".into(),
+        "date".into(),
+        "nope".into(),
+        "service".into(),
+    ];
+    let shown: Vec<String> = c.problems().iter().map(|d| d.to_string()).collect();
+    assert_eq!(shown.len(), 7, "{shown:#?}");
+    for (at, key) in [
+        (0, "writer.flush_interval"),
+        (1, "writer.rotate_rows"),
+        (2, "writer.rotate_bytes"),
+        (3, "writer.max_open_partitions"),
+        (4, "writer.partition_by"),
+        (5, "writer.partition_by"),
+        (6, "writer.partition_by"),
+    ] {
+        assert!(shown[at].starts_with(key), "{shown:#?}");
+    }
+    assert!(shown[4].contains("latency_ms"), "{}", shown[4]);
+    assert!(shown[5].contains("`nope`"), "{}", shown[5]);
+    assert!(shown[6].contains("twice"), "{}", shown[6]);
+    // Environment: a comma-separated list; TOML: an array of strings.
+    let layer = ConfigLayer::from_env([(
+        "PINFLOW_WRITER_PARTITION_BY".to_string(),
+        "service, date".to_string(),
+    )])
+    .unwrap();
+    let c = Config::from_layers(&[layer]).unwrap();
+    assert_eq!(c.writer.partition_by, ["service", "date"]);
+    let diags = check_toml("p.toml", "[writer]\npartition_by = \"service\"\n");
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert!(diags[0].message.contains("array of names"), "{diags:?}");
+    let diags = check_toml("p.toml", "[writer]\npartition_by = [\"host\", 3]\n");
+    assert_eq!(diags[0].key.as_deref(), Some("writer.partition_by[1]"));
+}
+
+#[test]
+fn dead_letter_defaults_beside_the_output() {
+    let c = Config::new("/tmp/a/out.parquet");
+    assert_eq!(
+        c.dead_letter_path(),
+        PathBuf::from("/tmp/a/out.parquet.deadletter.ndjson")
+    );
+}
+
+#[test]
+fn durations_parse() {
+    let ok = |s: &str| parse_duration(s).unwrap();
+    assert_eq!(ok("250us"), Duration::from_micros(250));
+    assert_eq!(ok("250µs"), Duration::from_micros(250));
+    assert_eq!(ok("2ms"), Duration::from_millis(2));
+    assert_eq!(ok("1.5s"), Duration::from_millis(1500));
+    assert_eq!(ok("30s"), Duration::from_secs(30));
+    assert_eq!(ok("5m"), Duration::from_secs(300));
+    assert_eq!(ok("1h"), Duration::from_secs(3600));
+    assert_eq!(ok("1h30m"), Duration::from_secs(5400));
+    assert_eq!(ok("2d"), Duration::from_secs(172_800));
+    assert_eq!(ok("7ns"), Duration::from_nanos(7));
+    assert_eq!(ok(".5s"), Duration::from_millis(500));
+    assert_eq!(ok(" 10s "), Duration::from_secs(10));
+    assert_eq!(ok("0"), Duration::ZERO);
+    assert_eq!(ok("0s"), Duration::ZERO);
+    for bad in [
+        "",
+        "30",
+        "s",
+        "1.5",
+        "10 s",
+        "1x",
+        "1.2.3s",
+        "-1s",
+        "1.0000000001s",
+        "1..s",
+    ] {
+        assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
+    }
+    let e = parse_duration("30").unwrap_err();
+    assert!(e.contains("unit"), "{e}");
+    assert!(parse_duration("99999999999999999999999h").is_err());
+}
+
+#[test]
+fn durations_format_and_round_trip() {
+    let cases = [
+        (Duration::ZERO, "0s"),
+        (Duration::from_nanos(7), "7ns"),
+        (Duration::from_micros(250), "250us"),
+        (Duration::from_millis(2), "2ms"),
+        (Duration::from_millis(1500), "1500ms"),
+        (Duration::from_secs(30), "30s"),
+        (Duration::from_secs(90), "90s"),
+        (Duration::from_secs(300), "5m"),
+        (Duration::from_secs(3600), "1h"),
+        (Duration::from_secs(86_400), "24h"),
+        (Duration::new(1, 1), "1000000001ns"),
+    ];
+    for (d, s) in cases {
+        assert_eq!(format_duration(d), s);
+        assert_eq!(parse_duration(s).unwrap(), d, "{s}");
+    }
+}
+
+#[test]
+fn listen_addresses() {
+    assert_eq!(
+        parse_listen_addr("9100").unwrap().to_string(),
+        "127.0.0.1:9100"
+    );
+    assert_eq!(
+        parse_listen_addr("localhost:9100").unwrap().to_string(),
+        "127.0.0.1:9100"
+    );
+    assert_eq!(
+        parse_listen_addr("0.0.0.0:80").unwrap().to_string(),
+        "0.0.0.0:80"
+    );
+    assert_eq!(
+        parse_listen_addr("[::1]:9100").unwrap().to_string(),
+        "[::1]:9100"
+    );
+    for bad in ["", "99999", "host", "example.com:80", "1.2.3.4"] {
+        assert!(parse_listen_addr(bad).is_err(), "{bad:?}");
+    }
+}
+
+/// A configuration with every option set to something other than its default.
+fn everything_set() -> Config {
+    Config {
+        out: "/data/logs.parquet".into(),
+        dead_letter: Some("/data/dead.ndjson".into()),
+        source: Some("http://127.0.0.1:8080/logs/{1..10}.json".into()),
+        files: vec!["/var/log/app/*.ndjson".into(), "-".into()],
+        every: Some(Duration::from_secs(30)),
+        queue_capacity: 3,
+        threads: ThreadConfig {
+            parse: Some(5),
+            compute: Some(2),
+            cpus: Some(vec![1, 3]),
+            pin: false,
+            pin_shared: true,
+        },
+        fetch: FetchConfig {
+            connections_per_host: 4,
+            max_in_flight: 64,
+            max_attempts: 7,
+            connect_timeout: Duration::from_millis(1500),
+            request_timeout: Duration::from_secs(90),
+            first_byte_timeout: Duration::from_secs(9),
+            idle_timeout: Duration::from_secs(8),
+            total_timeout: Duration::from_secs(700),
+            max_retry_after: Duration::from_secs(11),
+            shard: Some(Shard { index: 2, count: 5 }),
+            rate_limit: Some(40),
+            rate_burst: Some(3),
+            accept_encoding: "gzip".into(),
+            headers: vec!["Authorization: Bearer ${env:TOKEN}".into(), "X-A: b".into()],
+            follow_link_next: true,
+            max_link_pages: 77,
+            records_field: Some("data.items".into()),
+            cursor_field: Some("meta.next".into()),
+            cursor_param: "page_token".into(),
+            // Not ureq: it excludes continuous mode, which this config turns on.
+            engine: FetchEngine::Mio,
+            max_redirects: 2,
+            redirect_other_hosts: true,
+            max_body_bytes: 1000,
+            tls_ca_file: Some("/etc/pinflow/ca.pem".into()),
+            tls_client_cert: Some("/etc/pinflow/client.pem".into()),
+            tls_client_key: Some("/etc/pinflow/client.key".into()),
+            batch_max_items: 17,
+            batch_max_bytes: 4096,
+            batch_max_delay: Duration::from_micros(250),
+        },
+        writer: WriterConfig {
+            row_group_rows: 999,
+            row_group_max_bytes: 1 << 22,
+            data_page_bytes: 1 << 19,
+            compression: Compression::Zstd(7),
+            rotate_interval: Some(Duration::from_secs(3600)),
+            flush_interval: Duration::from_millis(1500),
+            rotate_rows: Some(100_000),
+            rotate_bytes: Some(1 << 28),
+            partition_by: vec!["service".into(), "date".into()],
+            max_open_partitions: 9,
+            dead_letter_max_bytes: 1 << 20,
+            dead_letter_keep: 2,
+            // Not with continuous mode, which this config turns on.
+            journal: false,
+        },
+        schema: SchemaConfig {
+            fields: vec![
+                "id:int64".into(),
+                "http.status:int64 as status".into(),
+                "service:string".into(),
+                "lat:list<float64>".into(),
+            ],
+            infer: false,
+            unknown: "extra".into(),
+            stats: Some(vec!["lat:mean,p99".into()]),
+        },
+        metrics: MetricsConfig {
+            addr: Some("0.0.0.0:9100".parse().unwrap()),
+        },
+        log: LogConfig {
+            format: LogFormat::Json,
+            level: "debug".into(),
+            progress: Progress::Never,
+        },
+    }
+}
+
+fn leaf_paths(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => leaf_paths(t, &path, out),
+            _ => out.push(path),
+        }
+    }
+}
+
+#[test]
+fn the_schema_lists_exactly_the_fields() {
+    let table = toml::Table::try_from(everything_set()).unwrap();
+    let mut fields = Vec::new();
+    leaf_paths(&table, "", &mut fields);
+    fields.sort();
+    let mut keys: Vec<String> = key_paths().map(String::from).collect();
+    keys.sort();
+    assert_eq!(fields, keys);
+    // Options come in Topic::ALL order, so the default file groups them.
+    let mut order: Vec<Topic> = options().iter().map(|o| o.topic()).collect();
+    order.dedup();
+    assert_eq!(order, Topic::ALL);
+}
+
+#[test]
+fn the_ureq_engine_is_read_and_excludes_continuous_mode() {
+    let cfg = Config::from_toml("[fetch]\nengine = \"ureq\"\n").unwrap();
+    assert_eq!(cfg.fetch.engine, FetchEngine::Ureq);
+    let err = Config::from_toml("every = \"1s\"\n[fetch]\nengine = \"ureq\"\n").unwrap_err();
+    assert!(format!("{err:?}").contains("continuous mode"), "{err:?}");
+}
+
+#[test]
+fn every_option_round_trips_through_toml() {
+    let cfg = everything_set();
+    assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+    let text = cfg.to_toml().unwrap();
+    assert_eq!(Config::from_toml(&text).unwrap(), cfg, "{text}");
+    let layer = ConfigLayer::from_toml("t.toml", &text).unwrap();
+    for k in key_paths() {
+        assert!(layer.is_set(k), "{k} not written:\n{text}");
+    }
+    assert!(text.contains("compression = \"zstd:7\""), "{text}");
+    assert!(text.contains("batch_max_delay = \"250us\""), "{text}");
+}
+
+#[test]
+fn the_default_file_is_the_defaults() {
+    let text = Config::default_toml();
+    assert_eq!(Config::from_toml(&text).unwrap(), Config::default());
+    for k in key_paths() {
+        let name = k.rsplit('.').next().unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{name} = "))
+                    || l.starts_with(&format!("# {name} = "))),
+            "{k} missing"
+        );
+        assert!(text.contains(&env_name(k)), "{k}");
+    }
+    // The commented-out examples are valid too.
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let cfg = Config::from_toml(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    assert_eq!(cfg.threads.cpus, Some(vec![0, 1, 2, 3]));
+    assert_eq!(cfg.metrics.addr, Some("127.0.0.1:9100".parse().unwrap()));
+    assert_eq!(cfg.every, Some(Duration::from_secs(30)));
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_all_reported_with_lines() {
+    let text = "queue_capacity = \"8\"\n\
+                    [fetch]\n\
+                    max_inflight = 3\n\
+                    request_timeout = 30\n\
+                    max_in_flight = 0\n\
+                    [threads]\n\
+                    cpus = [0, -1]\n\
+                    [writer]\n\
+                    compression = \"lzo\"\n\
+                    [bogus]\n";
+    let diags = check_toml("p.toml", text);
+    let shown: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    let expect = [
+            "p.toml:1: queue_capacity: expected a non-negative integer, got the string \"8\"",
+            "p.toml:3: fetch.max_inflight: unknown key; did you mean `fetch.max_in_flight`?",
+            "p.toml:4: fetch.request_timeout: expected a duration string such as \"30s\", got the integer 30",
+            "p.toml:5: fetch.max_in_flight: must be at least 1",
+            "p.toml:7: threads.cpus[1]: must not be negative, got -1",
+            "p.toml:9: writer.compression: `lzo` is not none, snappy, lz4, zstd or zstd:LEVEL (LEVEL 1..=22)",
+            "p.toml:10: bogus: unknown key",
+        ];
+    assert_eq!(shown, expect);
+}
+
+#[test]
+fn syntax_errors_have_lines() {
+    let diags = check_toml("p.toml", "queue_capacity = 4\n[fetch\nmax_in_flight = 2\n");
+    assert!(!diags.is_empty());
+    assert_eq!(diags[0].origin.as_ref().unwrap().line, Some(2), "{diags:?}");
+    assert!(diags[0].message.contains("invalid TOML"), "{diags:?}");
+    let diags = check_toml("p.toml", "queue_capacity = 4\nqueue_capacity = 5\n");
+    assert!(!diags.is_empty());
+    // Recovery leaves a table where the broken header was; only the syntax error is shown.
+    let diags = check_toml("p.toml", "[fetch\nmax_in_flight = 2\nqueue_capacity = 5\n");
+    assert!(
+        diags.iter().all(|d| d.message.contains("invalid TOML")),
+        "{diags:?}"
+    );
+}
+
+#[test]
+fn sections_must_be_tables() {
+    let diags = check_toml("p.toml", "fetch = 3\n");
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].key.as_deref(), Some("fetch"));
+    // Dotted keys and inline tables work like [sections].
+    let cfg =
+        Config::from_toml("fetch.max_in_flight = 7\nwriter = { row_group_rows = 9 }\n").unwrap();
+    assert_eq!(cfg.fetch.max_in_flight, 7);
+    assert_eq!(cfg.writer.row_group_rows, 9);
+}
+
+fn env(pairs: &[(&str, &str)]) -> std::result::Result<ConfigLayer, Vec<Diagnostic>> {
+    ConfigLayer::from_env(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+#[test]
+fn environment_variables() {
+    let layer = env(&[
+        ("PATH", "/bin"),
+        ("PINFLOW_QUEUE_CAPACITY", "4"),
+        ("PINFLOW_FETCH_MAX_IN_FLIGHT", "256"),
+        ("PINFLOW_FETCH_REQUEST_TIMEOUT", "1.5s"),
+        ("PINFLOW_WRITER_COMPRESSION", "zstd:5"),
+        ("PINFLOW_METRICS_ADDR", "9100"),
+        ("PINFLOW_THREADS_CPUS", "0, 2"),
+        ("PINFLOW_THREADS_PIN", "false"),
+        ("PINFLOW_LOG_FORMAT", "json"),
+        ("PINFLOW_OUT", "o.parquet"),
+    ])
+    .unwrap();
+    assert!(layer.is_set("fetch.max_in_flight"));
+    assert_eq!(
+        layer.origin("queue_capacity").unwrap().to_string(),
+        "PINFLOW_QUEUE_CAPACITY"
+    );
+    let c = Config::from_layers(&[layer]).unwrap();
+    assert_eq!(c.queue_capacity, 4);
+    assert_eq!(c.fetch.max_in_flight, 256);
+    assert_eq!(c.fetch.request_timeout, Duration::from_millis(1500));
+    assert_eq!(c.writer.compression, Compression::Zstd(5));
+    assert_eq!(c.metrics.addr, Some("127.0.0.1:9100".parse().unwrap()));
+    assert_eq!(c.threads.cpus, Some(vec![0, 2]));
+    assert!(!c.threads.pin);
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.out, PathBuf::from("o.parquet"));
+}
+
+#[test]
+fn bad_environment_variables_are_named() {
+    let diags = env(&[
+        ("PINFLOW_FETCH_MAX_INFLIGHT", "3"),
+        ("PINFLOW_QUEUE_CAPACITY", "many"),
+        ("PINFLOW_EVERY", "30"),
+        ("PINFLOW_BOGUS", "1"),
+    ])
+    .unwrap_err();
+    let shown: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    // Sorted by variable name.
+    assert_eq!(
+        shown,
+        [
+            "PINFLOW_BOGUS: unknown configuration variable",
+            "PINFLOW_EVERY: every: `30` is not a duration: a number needs a unit: ns, us, \
+                 ms, s, m, h or d (e.g. \"250us\", \"1.5s\", \"5m\")",
+            "PINFLOW_FETCH_MAX_INFLIGHT: unknown configuration variable; did you mean \
+                 PINFLOW_FETCH_MAX_IN_FLIGHT?",
+            "PINFLOW_QUEUE_CAPACITY: queue_capacity: `many` is not a non-negative integer",
+        ]
+    );
+}
+
+#[test]
+fn later_layers_override_earlier_ones_and_problems_name_their_origin() {
+    let file = ConfigLayer::from_toml(
+        "p.toml",
+        "queue_capacity = 2\n[fetch]\nmax_in_flight = 0\nmax_attempts = 9\n",
+    )
+    .unwrap();
+    let environment = env(&[("PINFLOW_FETCH_MAX_ATTEMPTS", "4")]).unwrap();
+    let layers = [file, environment];
+    let c = Config::from_layers(&layers).unwrap();
+    assert_eq!(c.queue_capacity, 2);
+    assert_eq!(c.fetch.max_attempts, 4);
+    assert_eq!(c.fetch.connections_per_host, 32);
+    let problems: Vec<String> = c
+        .problems_in(&layers)
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(
+        problems,
+        ["p.toml:3: fetch.max_in_flight: must be at least 1"]
+    );
+}
