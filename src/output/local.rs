@@ -1,0 +1,373 @@
+//! [`LocalParquet`]: the first [`Output`]. Parquet files on a local file system: one file, or
+//! rotated files next to `out` (by time, rows, bytes), or Hive-style partition directories
+//! under it, each file written under a temporary name and renamed into place when complete.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+
+use super::{Holds, Output, OutputPlan, OutputReport, ParquetFile, Partitioner, SealedFile};
+use crate::error::Result;
+use crate::metrics::live::Registry;
+
+/// One open Parquet file and what the writer knows about it.
+struct Slot {
+    file: ParquetFile,
+    /// Rows written to it.
+    rows: u64,
+    /// Row groups closed (and counted) before the file is finished.
+    closed_groups: u64,
+    /// When it was last written, in writer ticks (for least-recently-used eviction).
+    last_used: u64,
+    /// Batches (by id) with rows in this file not yet counted visible.
+    pending: Vec<u64>,
+}
+
+impl Slot {
+    fn new(file: ParquetFile) -> Slot {
+        Slot {
+            file,
+            rows: 0,
+            closed_groups: 0,
+            last_used: 0,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// Local Parquet files, as [`OutputPlan`] describes them.
+pub(crate) struct LocalParquet<'a> {
+    plan: &'a OutputPlan,
+    registry: &'a Registry,
+    /// With a journal, files end only at checkpoints (between batches), never mid-batch.
+    journal: bool,
+    partitioner: Option<Partitioner>,
+    /// Open files by partition directory (`""` when unpartitioned).
+    slots: HashMap<String, Slot>,
+    /// Number of the last unpartitioned file opened.
+    seq: u64,
+    /// The next part number of each partition seen.
+    next_part: HashMap<String, u64>,
+    tick: u64,
+    /// Files sealed for a checkpoint, waiting for the journal's commit.
+    sealed: Vec<(SealedFile, u64, Vec<u64>)>,
+    report: OutputReport,
+    /// Files finalized since [`Output::take_finalized`] was last called.
+    finalized: u64,
+}
+
+impl<'a> LocalParquet<'a> {
+    /// The files of `plan`. `first` is unpartitioned file number `seq`, opened before anything
+    /// was fetched ([`OutputPlan::prepare`]).
+    pub(crate) fn new(
+        plan: &'a OutputPlan,
+        registry: &'a Registry,
+        journal: bool,
+        first: Option<(u64, ParquetFile)>,
+    ) -> Result<LocalParquet<'a>> {
+        let mut out = LocalParquet {
+            plan,
+            registry,
+            journal,
+            partitioner: match plan.partitioned() {
+                true => Some(Partitioner::new(&plan.writer.partition_by)?),
+                false => None,
+            },
+            slots: HashMap::new(),
+            seq: 0,
+            next_part: HashMap::new(),
+            tick: 0,
+            sealed: Vec::new(),
+            report: OutputReport::default(),
+            finalized: 0,
+        };
+        if let Some((seq, file)) = first {
+            out.seq = seq;
+            out.slots.insert(String::new(), Slot::new(file));
+        }
+        Ok(out)
+    }
+
+    /// Appends `rows` to the file of partition `key`, opening it if needed, and finalizes it
+    /// when it reaches `rotate_rows` (splitting the rows exactly there) or `rotate_bytes`.
+    fn write_rows(
+        &mut self,
+        key: &str,
+        rows: &RecordBatch,
+        id: Option<u64>,
+        holds: &mut Holds,
+    ) -> Result<()> {
+        let n = rows.num_rows();
+        let (max_rows, max_bytes) = (self.plan.writer.rotate_rows, self.plan.writer.rotate_bytes);
+        let mut offset = 0;
+        while offset < n {
+            if !self.slots.contains_key(key) {
+                self.open_slot(key, holds)?;
+            }
+            self.tick += 1;
+            let slot = self.slots.get_mut(key).expect("opened above");
+            slot.last_used = self.tick;
+            // With a journal a batch is never split: files end between batches (checkpoints).
+            let room = match max_rows {
+                Some(m) if !self.journal => m.saturating_sub(slot.rows).max(1),
+                _ => u64::MAX,
+            };
+            let take = (n - offset).min(usize::try_from(room).unwrap_or(usize::MAX));
+            let part = if take == n {
+                rows.clone()
+            } else {
+                rows.slice(offset, take)
+            };
+            let (closed, open_rows) = slot.file.write(&part)?;
+            slot.rows += take as u64;
+            if let Some(id) = id {
+                if slot.pending.last() != Some(&id) {
+                    slot.pending.push(id);
+                    holds.hold(id);
+                }
+            }
+            if closed > 0 {
+                self.registry.row_groups.fetch_add(closed, Relaxed);
+                slot.closed_groups += closed;
+                // The rows that filled a row group may have left some in the next one: that
+                // batch stays pending here until they are in a closed group too.
+                let keep = match id {
+                    Some(id) if open_rows && slot.pending.last() == Some(&id) => slot.pending.pop(),
+                    _ => None,
+                };
+                for done in std::mem::take(&mut slot.pending) {
+                    holds.release(done);
+                }
+                slot.pending.extend(keep);
+            }
+            offset += take;
+            let full = max_rows.is_some_and(|m| slot.rows >= m)
+                || max_bytes.is_some_and(|m| slot.file.estimated_size() >= m);
+            if full && !self.journal {
+                self.finalize_slot(key, holds)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the next file for partition `key`; partitioned, first finalizes the least
+    /// recently used file when `max_open_partitions` are open.
+    fn open_slot(&mut self, key: &str, holds: &mut Holds) -> Result<()> {
+        let file = if self.partitioner.is_none() {
+            self.seq = self.plan.free_seq(self.seq + 1);
+            self.plan.open(self.seq)?
+        } else {
+            // (With a journal the bound is enforced by a checkpoint after the batch.)
+            if !self.journal && self.slots.len() >= self.plan.writer.max_open_partitions.max(1) {
+                let lru = self
+                    .slots
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_used)
+                    .map(|(k, _)| k.clone())
+                    .expect("at least one file is open");
+                self.finalize_slot(&lru, holds)?;
+            }
+            let dir = self.plan.partition_dir(key)?;
+            let part = match self.next_part.get(key) {
+                Some(&n) => n,
+                None => next_free_part(&dir),
+            };
+            self.next_part.insert(key.to_string(), part + 1);
+            ParquetFile::create(
+                &self.plan.partition_path(key, part),
+                self.plan.properties()?,
+                self.plan.schema.clone(),
+            )?
+        };
+        self.slots.insert(key.to_string(), Slot::new(file));
+        Ok(())
+    }
+
+    /// Finalizes the file of `key`: footer, fsync, rename, directory fsync; counts it.
+    fn finalize_slot(&mut self, key: &str, holds: &mut Holds) -> Result<()> {
+        let slot = self.slots.remove(key).expect("finalizing an open file");
+        let (path, row_groups) = slot.file.finish()?;
+        self.count_finalized(path, row_groups, slot.closed_groups, slot.pending, holds);
+        Ok(())
+    }
+
+    /// Counts a finalized file in the report and the live metrics.
+    fn count_finalized(
+        &mut self,
+        path: PathBuf,
+        row_groups: u64,
+        closed: u64,
+        pending: Vec<u64>,
+        holds: &mut Holds,
+    ) {
+        self.registry
+            .row_groups
+            .fetch_add(row_groups.saturating_sub(closed), Relaxed);
+        self.registry.files_finalized.fetch_add(1, Relaxed);
+        for id in pending {
+            holds.release(id);
+        }
+        self.report.row_groups += row_groups;
+        self.report.files += 1;
+        self.report.output = Some(path);
+        self.finalized += 1;
+    }
+}
+
+impl Output for LocalParquet<'_> {
+    fn write(&mut self, rows: &RecordBatch, id: Option<u64>, holds: &mut Holds) -> Result<()> {
+        if !self.plan.enabled {
+            return Ok(());
+        }
+        let parts = match &self.partitioner {
+            None => vec![(String::new(), rows.clone())],
+            Some(p) => p.split(rows)?,
+        };
+        for (key, part) in &parts {
+            self.write_rows(key, part, id, holds)?;
+        }
+        Ok(())
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let max_age = self.plan.writer.flush_interval;
+        self.slots
+            .values()
+            .filter_map(|s| s.file.open_since().map(|t| t + max_age))
+            .min()
+    }
+
+    fn flush_aged(&mut self, holds: &mut Holds) -> Result<()> {
+        let max_age = self.plan.writer.flush_interval;
+        for slot in self.slots.values_mut() {
+            let aged = slot
+                .file
+                .open_since()
+                .is_some_and(|t| t.elapsed() >= max_age);
+            if aged && slot.file.flush_row_group()? {
+                self.registry.row_groups.fetch_add(1, Relaxed);
+                slot.closed_groups += 1;
+                for id in std::mem::take(&mut slot.pending) {
+                    holds.release(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let w = &self.plan.writer;
+        self.slots.len() > w.max_open_partitions.max(1)
+            || self.slots.values().any(|s| {
+                w.rotate_rows.is_some_and(|m| s.rows >= m)
+                    || w.rotate_bytes.is_some_and(|m| s.file.estimated_size() >= m)
+            })
+    }
+
+    fn finalize_all(&mut self, holds: &mut Holds) -> Result<()> {
+        let mut keys: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.rows > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        for key in keys {
+            self.finalize_slot(&key, holds)?;
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self) -> Result<Vec<(PathBuf, PathBuf)>> {
+        let mut keys: Vec<String> = self.slots.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            let slot = self.slots.remove(&key).expect("listed above");
+            if slot.rows == 0 {
+                slot.file.abort();
+                continue;
+            }
+            match slot.file.seal() {
+                Ok(s) => self.sealed.push((s, slot.closed_groups, slot.pending)),
+                Err(e) => {
+                    self.discard_sealed();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self
+            .sealed
+            .iter()
+            .map(|(s, _, _)| (s.tmp.clone(), s.path.clone()))
+            .collect())
+    }
+
+    fn publish_sealed(&mut self, holds: &mut Holds) -> Result<()> {
+        for (s, closed_groups, pending) in std::mem::take(&mut self.sealed) {
+            let row_groups = s.row_groups;
+            let path = s.publish()?;
+            self.count_finalized(path, row_groups, closed_groups, pending, holds);
+        }
+        Ok(())
+    }
+
+    fn discard_sealed(&mut self) {
+        for (s, _, _) in self.sealed.drain(..) {
+            s.discard();
+        }
+    }
+
+    fn finish(&mut self, holds: &mut Holds) -> Result<()> {
+        // An unpartitioned run that wrote no rows at all still finalizes its (empty) file, so
+        // `out` always exists afterwards; other empty files are removed.
+        if self.partitioner.is_none() && self.report.files == 0 {
+            if let Some(slot) = self.slots.get_mut("") {
+                // Counted as a file with rows of its own, however many.
+                slot.rows = slot.rows.max(1);
+            }
+        }
+        self.finalize_all(holds)?;
+        for (_, slot) in self.slots.drain() {
+            slot.file.abort();
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self) {
+        self.discard_sealed();
+        for (_, slot) in self.slots.drain() {
+            slot.file.abort();
+        }
+    }
+
+    fn take_finalized(&mut self) -> u64 {
+        std::mem::take(&mut self.finalized)
+    }
+
+    fn report(&self) -> OutputReport {
+        self.report.clone()
+    }
+}
+
+/// The first part number after every `part-NNNNN.parquet` already in `dir` (1 if none), so a
+/// later run adds to a partition instead of replacing its files.
+fn next_free_part(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 1;
+    };
+    entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name();
+            let name = name.to_str()?;
+            name.strip_prefix("part-")?
+                .strip_suffix(".parquet")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .map_or(1, |n| n + 1)
+}

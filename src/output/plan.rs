@@ -1,0 +1,153 @@
+//! [`OutputPlan`]: where a run's Parquet files go, how they are named, when they rotate and
+//! what metadata they carry. The writer's outputs read it; nothing here writes rows.
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ::parquet::file::properties::WriterProperties;
+
+use super::{file_properties, ParquetFile, RUN_ID_KEY, SOURCE_KEY};
+use crate::config::WriterConfig;
+use crate::error::{Error, Result};
+use crate::fsutil::{parent_dir, sync_dir};
+
+/// Where output goes, when files rotate, and what metadata they carry.
+#[derive(Debug, Clone)]
+pub struct OutputPlan {
+    /// The configured output path: the file (or, rotating, the pattern's stem and directory),
+    /// or with `writer.partition_by` the dataset's root directory.
+    pub out: PathBuf,
+    /// Parquet settings.
+    pub writer: WriterConfig,
+    /// Finalize the open files after this long (files with no rows are not finalized; their
+    /// interval just starts again).
+    pub rotate: Option<Duration>,
+    /// Set (by SIGHUP, say) to make the writer close and re-open the dead-letter file.
+    pub reopen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// What the rows come from, written as [`SOURCE_KEY`] metadata.
+    pub source: String,
+    /// This run's id ([`new_run_id`](super::new_run_id)), written as [`RUN_ID_KEY`] metadata.
+    pub run_id: String,
+    /// The output schema when the layout is fixed: what a file without rows is written with
+    /// (an inferred layout's files take the schema of their first rows).
+    pub schema: Option<arrow_schema::SchemaRef>,
+    /// Whether Parquet files are written at all (off: rows go only to the user sinks).
+    pub enabled: bool,
+}
+
+impl OutputPlan {
+    /// Whether files rotate: by time (`rotate`), rows or bytes; and with a journal, whose runs
+    /// add files beside those of earlier runs.
+    pub fn rotates(&self) -> bool {
+        self.writer.journal
+            || self.rotate.is_some()
+            || self.writer.rotate_rows.is_some()
+            || self.writer.rotate_bytes.is_some()
+    }
+
+    /// Whether rows are split into Hive-style partition directories under `out`.
+    pub fn partitioned(&self) -> bool {
+        !self.writer.partition_by.is_empty()
+    }
+
+    /// The path of file number `seq` (unpartitioned): `out` itself without rotation, otherwise
+    /// `STEM-YYYYMMDDTHHMMSSZ-NNNNN.EXT` next to it, stamped with the UTC time the file was
+    /// started, so names sort by time and never collide within a run.
+    pub fn path(&self, seq: u64) -> PathBuf {
+        if !self.rotates() {
+            return self.out.clone();
+        }
+        let stem = self
+            .out
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pinflow".into());
+        let ext = self
+            .out
+            .extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let mut ts = Vec::with_capacity(32);
+        crate::time::format_rfc3339_micros(micros, &mut ts);
+        // 2026-11-24T10:00:00.123456Z -> 20261124T100000Z
+        let compact: String = String::from_utf8_lossy(&ts[..19])
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        self.out
+            .with_file_name(format!("{stem}-{compact}Z-{seq:05}{ext}"))
+    }
+
+    /// The path of part number `part` of `partition` (a relative directory such as
+    /// `service=api/date=2026-11-24`): `out/partition/part-NNNNN.parquet`.
+    pub fn partition_path(&self, partition: &str, part: u64) -> PathBuf {
+        self.out
+            .join(partition)
+            .join(format!("part-{part:05}.parquet"))
+    }
+
+    /// The writer properties of every file: [`file_properties`] with the source and run id.
+    pub fn properties(&self) -> Result<WriterProperties> {
+        file_properties(
+            &self.writer,
+            &[(SOURCE_KEY, &self.source), (RUN_ID_KEY, &self.run_id)],
+        )
+    }
+
+    /// The first file number from `from` on whose rotated name is not taken: a run started
+    /// within the same second as an earlier one (a quick restart, a resumed run) must not
+    /// replace its files.
+    pub fn free_seq(&self, from: u64) -> u64 {
+        let mut seq = from;
+        while self.rotates() && self.path(seq).exists() {
+            seq += 1;
+        }
+        seq
+    }
+
+    /// Opens unpartitioned file number `seq` (under its temporary name).
+    pub fn open(&self, seq: u64) -> Result<ParquetFile> {
+        ParquetFile::create(&self.path(seq), self.properties()?, self.schema.clone())
+    }
+
+    /// Checks, before anything is fetched, that output can be written. Unpartitioned: opens
+    /// and returns file number 1. Partitioned: creates the root directory `out` if it is
+    /// missing (its parent must exist) and checks that a file can be created in it.
+    pub fn prepare(&self) -> Result<Option<(u64, ParquetFile)>> {
+        if !self.partitioned() {
+            let seq = self.free_seq(1);
+            return self.open(seq).map(|f| Some((seq, f)));
+        }
+        if !self.out.is_dir() {
+            fs::create_dir(&self.out)
+                .map_err(|e| Error::output(&self.out, "create directory", e))?;
+            sync_dir(parent_dir(&self.out));
+        }
+        let probe = self
+            .out
+            .join(format!(".pinflow-probe-{}", std::process::id()));
+        File::create(&probe).map_err(|e| Error::output(&self.out, "create a file in", e))?;
+        let _ = fs::remove_file(&probe);
+        Ok(None)
+    }
+
+    /// Creates the directory of `partition` under `out`, one level at a time, fsyncing each
+    /// parent of a new directory so the entry survives a crash. Returns the directory.
+    pub(super) fn partition_dir(&self, partition: &str) -> Result<PathBuf> {
+        let mut dir = self.out.clone();
+        for part in partition.split('/') {
+            let parent = dir.clone();
+            dir.push(part);
+            match fs::create_dir(&dir) {
+                Ok(()) => sync_dir(&parent),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::output(&dir, "create directory", e)),
+            }
+        }
+        Ok(dir)
+    }
+}

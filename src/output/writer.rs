@@ -1,0 +1,375 @@
+//! The writer thread: the one thread that touches output. It takes rows from its queue (or
+//! body batches by the short path, which it parses itself), writes dead letters, hands rows to
+//! the [`Output`] and then to the user's sinks, drives the output's deadlines and rotation,
+//! and, with a journal, its checkpoints.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::{DeadLetterLog, Holds, LocalParquet, Output, OutputPlan, ParquetFile, WriterReport};
+use crate::batch::{BodyBatch, RecordsBatch};
+use crate::error::{Error, Result};
+use crate::handoff::ToWriter;
+use crate::journal::{Journal, RangeSet};
+use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
+use crate::stage::Sink;
+
+/// Runs the writer loop until the queue closes, then finishes the output and the dead-letter
+/// file. `first` is file number 1 of an unpartitioned `output`, opened by the
+/// caller ([`OutputPlan::prepare`]) so that an unwritable path fails before anything is fetched.
+/// `thread` is this thread's index in `registry`, which receives the write and end-to-end
+/// latencies, the row, row-group and file counters, and the thread's state.
+///
+/// The loop wakes for batches and for deadlines: the rotation interval, and the oldest open
+/// row group reaching `writer.flush_interval`, which closes it even when no batch arrives.
+///
+/// On a write error (disk full, file too large, ...) every open temporary file is removed (no
+/// partial file ever appears under a final name), files finalized before stay valid, and the
+/// error names the path; the caller then stops the pipeline.
+///
+/// With a `journal` ([`crate::journal`]), files are finalized only at checkpoints, all open
+/// files together, and only between batches, so that every work item's rows are in the files
+/// of exactly one checkpoint: `rotate_rows` and `rotate_bytes` are then reached or passed by
+/// whole batches, and `max_open_partitions` may be passed within one batch.
+pub fn run(
+    rx: Receiver<ToWriter>,
+    plan: &OutputPlan,
+    parts: WriterParts,
+    sinks_back: &parking_lot::Mutex<Vec<Box<dyn Sink>>>,
+    registry: &Registry,
+    thread: usize,
+) -> Result<WriterReport> {
+    let WriterParts {
+        first,
+        mut dead,
+        journal,
+        sinks,
+        prepare,
+    } = parts;
+    let guard = StateGuard::new(registry, thread);
+    let output = LocalParquet::new(plan, registry, journal.is_some(), first)?;
+    let mut w = Writer {
+        output: Box::new(output),
+        sinks,
+        journal,
+        items: RangeSet::default(),
+        rotate: plan.rotate,
+        reopen: &plan.reopen,
+        holds: Holds::new(registry),
+        rows: 0,
+        dead_letters: 0,
+        next_batch: 0,
+        failure_log: FailureLog::default(),
+        registry,
+        prepare,
+        prepare_failed: None,
+    };
+    let mut result = w.run_loop(&rx, &mut dead, thread);
+    if result.is_ok() {
+        for s in &mut w.sinks {
+            let name = s.name().to_string();
+            if let Err(e) = crate::stage::guarded("sink", &name, || s.finish()) {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    *sinks_back.lock() = std::mem::take(&mut w.sinks);
+    if let Err(e) = result {
+        w.output.abort();
+        let _ = dead.finish();
+        tracing::error!(error = %e, "writer failed; stopping the pipeline");
+        return Err(e);
+    }
+    w.failure_log.report_suppressed();
+    let out = w.output.report();
+    let report = WriterReport {
+        rows: w.rows,
+        row_groups: out.row_groups,
+        files: out.files,
+        dead_letters: w.dead_letters,
+        output: out.output,
+        dead_letter_file: dead.finish()?,
+    };
+    guard.finish();
+    // A short-path batch failed to parse or compute: the files are complete, as after a
+    // failed parse thread, and the run ends with that stage's error.
+    if let Some(e) = w.prepare_failed.take() {
+        return Err(e);
+    }
+    Ok(report)
+}
+
+/// What the writer thread owns besides its queue and [`OutputPlan`].
+pub struct WriterParts {
+    /// File number 1 and its number, opened before anything is fetched (unpartitioned).
+    pub first: Option<(u64, ParquetFile)>,
+    /// The dead-letter file.
+    pub dead: DeadLetterLog,
+    /// The resume journal, when `writer.journal` is on.
+    pub journal: Option<Journal>,
+    /// User sinks; handed back through `sinks_back` when the loop ends, for the next run.
+    pub sinks: Vec<Box<dyn Sink>>,
+    /// Turns the short path's body batches ([`ToWriter::Bodies`]) into rows: parse and
+    /// compute, as a parse thread would. Dropped when the loop ends. `None`: no short path.
+    pub prepare: Option<Prepare>,
+}
+
+/// Parses and computes a body batch on the writer thread (the short path).
+pub type Prepare = Box<dyn FnMut(BodyBatch) -> Result<RecordsBatch> + Send>;
+
+struct Writer<'a> {
+    /// Where the rows go.
+    output: Box<dyn Output + 'a>,
+    /// User sinks, after the output.
+    sinks: Vec<Box<dyn Sink>>,
+    /// The resume journal, when on.
+    journal: Option<Journal>,
+    /// Items written since the last checkpoint.
+    items: RangeSet,
+    /// Finalize (or, with a journal, checkpoint) every this long.
+    rotate: Option<Duration>,
+    /// Set to close and re-open the dead-letter file (SIGHUP).
+    reopen: &'a std::sync::atomic::AtomicBool,
+    /// Batches not yet wholly durable, for their end-to-end latency.
+    holds: Holds<'a>,
+    rows: u64,
+    dead_letters: u64,
+    next_batch: u64,
+    failure_log: FailureLog,
+    registry: &'a Registry,
+    prepare: Option<Prepare>,
+    /// The first error of `prepare`: a parse or compute failure, not the writer's. The
+    /// writer goes on draining its queue and finishes its files, as it does when a parse or
+    /// compute thread fails, and the run then ends with this error.
+    prepare_failed: Option<Error>,
+}
+
+impl Writer<'_> {
+    fn run_loop(
+        &mut self,
+        rx: &Receiver<ToWriter>,
+        dead: &mut DeadLetterLog,
+        thread: usize,
+    ) -> Result<()> {
+        let mut period = Instant::now();
+        loop {
+            self.registry.set_state(thread, ThreadState::WaitingInput);
+            let next = match self.deadline(period) {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+            };
+            self.registry.set_state(thread, ThreadState::Working);
+            if self.reopen.swap(false, Relaxed) {
+                // SIGHUP (logrotate): close the dead-letter file; the next entry re-creates it.
+                dead.finish()?;
+            }
+            match next {
+                Ok(input) => {
+                    self.registry.set_queue_depth(QueueId::Output, rx.len());
+                    if let Some(batch) = self.rows_of(input)? {
+                        self.write_batch(&batch, dead)?;
+                        if self.journal.is_some() {
+                            for &seq in &batch.items {
+                                self.items.insert(seq);
+                            }
+                            if self.output.checkpoint_due() {
+                                self.checkpoint(dead)?;
+                            }
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // (A checkpoint, like a finalized file, makes the dead letters durable itself.)
+            self.failure_log.tick();
+            self.output.flush_aged(&mut self.holds)?;
+            if let Some(every) = self.rotate {
+                if period.elapsed() >= every {
+                    period = Instant::now();
+                    if self.journal.is_some() {
+                        self.checkpoint(dead)?;
+                    } else {
+                        self.output.finalize_all(&mut self.holds)?;
+                    }
+                }
+            }
+            if self.output.take_finalized() > 0 {
+                // Make the dead letters of the finished files durable with them.
+                dead.finish()?;
+            }
+        }
+        if self.journal.is_some() {
+            return self.checkpoint(dead);
+        }
+        self.output.finish(&mut self.holds)
+    }
+
+    /// Journal mode: seals every open file with rows, makes the dead letters durable, commits
+    /// the files and the items written since the last checkpoint to the journal, then renames
+    /// the files into place. A crash before the commit leaves only temporary files (deleted by
+    /// the next run, which fetches those items again); after it, the next run finishes the
+    /// renames.
+    fn checkpoint(&mut self, dead: &mut DeadLetterLog) -> Result<()> {
+        let files = self.output.seal()?;
+        if files.is_empty() && self.items.is_empty() {
+            return Ok(());
+        }
+        let committed = dead.finish().and_then(|_| {
+            self.journal
+                .as_mut()
+                .expect("journal mode")
+                .commit(&files, &self.items)
+        });
+        if let Err(e) = committed {
+            self.output.discard_sealed();
+            return Err(e);
+        }
+        self.items.clear();
+        self.output.publish_sealed(&mut self.holds)
+    }
+
+    /// The rows of what arrived: as they are, or parsed and computed here (the short path).
+    /// `None` when that failed (see `prepare_failed`).
+    fn rows_of(&mut self, input: ToWriter) -> Result<Option<RecordsBatch>> {
+        let bodies = match input {
+            ToWriter::Rows(batch) => return Ok(Some(batch)),
+            // Every notice finds its batch (see `Mailbox::take`); an empty mailbox would only
+            // mean nothing to write.
+            ToWriter::Bodies(mailbox) => match mailbox.take() {
+                Some(bodies) => bodies,
+                None => return Ok(None),
+            },
+        };
+        let Some(prepare) = &mut self.prepare else {
+            return Err(Error::Thread {
+                thread: "pinflow-writer".into(),
+                why: "a body batch reached a writer without a parser".into(),
+            });
+        };
+        match prepare(bodies) {
+            Ok(batch) => Ok(Some(batch)),
+            Err(e) => {
+                // (`prepare` has already stopped the run and closed the short path.)
+                tracing::error!(error = %e, "stopping the pipeline");
+                self.prepare_failed.get_or_insert(e);
+                Ok(None)
+            }
+        }
+    }
+
+    /// When the loop must wake even without a batch: the end of the rotation period, or the
+    /// output's own deadline (an open row group reaching its maximum age). `None`: only for a
+    /// batch.
+    fn deadline(&self, period: Instant) -> Option<Instant> {
+        self.output
+            .deadline()
+            .into_iter()
+            .chain(self.rotate.map(|every| period + every))
+            .min()
+    }
+
+    fn write_batch(&mut self, batch: &RecordsBatch, dead: &mut DeadLetterLog) -> Result<()> {
+        if let Some(oldest) = batch.oldest {
+            self.registry
+                .latency(Stage::Handoff)
+                .record(oldest.elapsed());
+        }
+        for d in &batch.dead_letters {
+            dead.write(d)?;
+            self.failure_log.log(d);
+        }
+        if !batch.dead_letters.is_empty() {
+            // One write per batch: dead letters show up while the run goes on.
+            dead.flush()?;
+        }
+        self.dead_letters += batch.dead_letters.len() as u64;
+        let Some(rows) = &batch.rows else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let tracked = batch.oldest.map(|oldest| {
+            self.holds.track(id, oldest);
+            id
+        });
+        self.output.write(rows, tracked, &mut self.holds)?;
+        for s in &mut self.sinks {
+            let name = s.name().to_string();
+            crate::stage::guarded("sink", &name, || s.write(rows))?;
+        }
+        self.registry
+            .latency(Stage::Write)
+            .record(started.elapsed());
+        let n = rows.num_rows() as u64;
+        self.rows += n;
+        self.registry.records_written.fetch_add(n, Relaxed);
+        if let Some(id) = tracked {
+            self.holds.release(id);
+        }
+        Ok(())
+    }
+}
+
+/// Failure lines logged per second at most; the rest are counted and summarized, so a flood of
+/// bad records cannot fill the disk with logs (every one is in the dead-letter file anyway).
+pub const FAILURE_LINES_PER_SEC: u32 = 10;
+
+/// One log line per failed request or dead-lettered record, rate-limited.
+struct FailureLog {
+    window: Instant,
+    in_window: u32,
+    suppressed: u64,
+}
+
+impl Default for FailureLog {
+    fn default() -> Self {
+        FailureLog {
+            window: Instant::now(),
+            in_window: 0,
+            suppressed: 0,
+        }
+    }
+}
+
+impl FailureLog {
+    /// Starts a new one-second window when the current one is over, first saying how many
+    /// lines it suppressed. Called per failure and per turn of the writer loop, so the count
+    /// appears even when no failure follows.
+    fn tick(&mut self) {
+        if self.window.elapsed() >= Duration::from_secs(1) {
+            self.report_suppressed();
+            self.window = Instant::now();
+            self.in_window = 0;
+        }
+    }
+
+    /// Logs how many failure lines were left out since the last report (at the end of a run too).
+    fn report_suppressed(&mut self) {
+        if self.suppressed > 0 {
+            tracing::warn!(
+                suppressed = self.suppressed,
+                "more failures than {FAILURE_LINES_PER_SEC} per second; the others are only in the dead-letter file"
+            );
+            self.suppressed = 0;
+        }
+    }
+
+    fn log(&mut self, d: &crate::batch::DeadLetter) {
+        self.tick();
+        if self.in_window < FAILURE_LINES_PER_SEC {
+            self.in_window += 1;
+            if d.kind == "request" {
+                tracing::warn!(url = %d.url, reason = %d.reason, attempts = d.attempts, "request failed");
+            } else {
+                tracing::warn!(kind = d.kind, url = %d.url, reason = %d.reason, "dead letter");
+            }
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
