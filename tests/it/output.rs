@@ -2,17 +2,15 @@
 //! files, row groups closed by age, LZ4, key-value metadata, dead-letter rotation, and a full
 //! disk (RLIMIT_FSIZE) stopping the run cleanly with every finalized file intact.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::*;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::Array;
-use common::*;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use pinflow::sim::{SimConfig, Simulator, Workload};
 use pinflow::{Compression, Config, Pipeline, Source};

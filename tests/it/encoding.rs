@@ -1,11 +1,9 @@
 //! Compressed response bodies: asked for, decoded in the parse threads, and failing cleanly
 //! when corrupt, oversized or in an encoding pinflow did not ask for.
 
-mod common;
-
 use std::io::Write;
 
-use common::*;
+use crate::common::*;
 use pinflow::{Config, Pipeline, Source};
 
 fn response(encoding: &str, body: &[u8]) -> Vec<u8> {

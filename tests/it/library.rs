@@ -1,17 +1,15 @@
 //! The embedding API: push sources from many threads, back-pressure, shutdown that drains,
 //! custom transforms and sinks, and a panicking transform contained.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::RecordBatch;
-use common::*;
 use pinflow::push::PushError;
 use pinflow::{Pipeline, Source};
 

@@ -2,8 +2,6 @@
 //! (ureq), its output parsed by a real Prometheus text-format parser and compared with the
 //! run's summary.
 
-mod common;
-
 use std::io::{BufReader, Read};
 use std::sync::mpsc;
 use std::sync::Arc;

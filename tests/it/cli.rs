@@ -1,10 +1,8 @@
 //! The `pinflow` binary as an operator runs it: exit codes, messages, files, signals.
 
-mod common;
-
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use pinflow::sim::{SimConfig, Simulator, Workload};
 
 fn pinflow() -> Command {

@@ -1,12 +1,10 @@
 //! File sources: NDJSON and JSON files, directories, globs and stdin through the same parse,
 //! compute and write threads, with every record written once or dead-lettered with its place.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use pinflow::{Config, Pipeline, Source};
 
 fn record(id: i64) -> String {

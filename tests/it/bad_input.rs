@@ -1,9 +1,7 @@
 //! Bad input never stops a run and is never lost: malformed and wrong-typed records, non-JSON
 //! bodies, error statuses and dead hosts end up in the dead-letter file with URL and reason.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pinflow::sim::{SimConfig, Simulator};
 use pinflow::{Config, Pipeline, Source};
 

@@ -1,13 +1,11 @@
 //! Crash safety and resume: a run killed with SIGKILL at random points leaves only complete
 //! Parquet files, and the same command run again finishes with every record exactly once.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Deterministic kill points (xorshift) within a run.
 struct Rng(u64);

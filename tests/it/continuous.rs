@@ -1,7 +1,7 @@
 //! Continuous mode: the sources are polled again and again, files rotate, and a stop request
 //! ends the run with every file finalized and every record accounted for.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

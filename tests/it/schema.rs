@@ -1,13 +1,11 @@
 //! Configurable schemas end to end: every type, nested paths, dictionary columns, `_extra`,
 //! any statistics, and inference, written to Parquet and read back.
 
-mod common;
-
+use crate::common::*;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use common::*;
 use pinflow::config::SchemaConfig;
 use pinflow::{Config, Pipeline, Source};
 

@@ -1,9 +1,7 @@
 //! What pinflow sends: its User-Agent, the Accept-Encoding it decodes, and configured headers
 //! whose secrets come from files, never from the command line.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pinflow::{Config, Pipeline, Source};
 
 /// The path of every request the test server saw, in order.

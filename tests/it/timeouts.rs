@@ -1,13 +1,11 @@
 //! Timeouts and Retry-After, observed against servers that misbehave on purpose.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pinflow::{Config, Pipeline, Source};
 
 /// A server that reads a request and then hands the connection to `behave`.

@@ -1,8 +1,6 @@
 //! Simulator → pipeline → Parquet, read back and compared with what the simulator generated.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pinflow::sim::{Chunking, SimConfig, Simulator, Workload};
 use pinflow::{Config, Pipeline, Source};
 

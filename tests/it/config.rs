@@ -1,7 +1,7 @@
 //! Configuration from a TOML file, `PINFLOW_*` variables and flags: the library API and the
 //! `pinflow` binary as an operator uses it (`--config`, `config check`, `config default`).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -501,7 +501,7 @@ fn request_timeout_accepts_seconds_and_durations() {
 /// its `config check` example is what pinflow prints.
 #[test]
 fn the_readme_examples_are_true() {
-    let readme = include_str!("../docs/configuration.md");
+    let readme = include_str!("../../docs/configuration.md");
     let section = readme
         .split("## Configuration\n")
         .nth(1)

@@ -1,9 +1,6 @@
 //! `https://` against a real TLS server on loopback, with certificates made in the test: a
 //! private CA trusted through `fetch.tls_ca_file`, an unknown CA and a wrong name that fail
 //! with clear reasons (and are not retried), and client certificates (mTLS).
-#![cfg(feature = "tls")]
-
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -11,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use pinflow::{Config, Pipeline, Source};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,

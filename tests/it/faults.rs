@@ -2,12 +2,10 @@
 //! nothing is lost, nothing is duplicated, and every request ends delivered or failed with a
 //! reason.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use pinflow::config::FetchEngine;
 use pinflow::sim::{Chunking, FaultMode, Faults, SimConfig, Simulator};
 use pinflow::{Config, Pipeline, Source};
