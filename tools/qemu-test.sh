@@ -47,7 +47,7 @@ case "$ONLY" in ""|aarch64|x86_64) ;; *) echo "qemu-test: --only aarch64 or x86_
 
 # Integration test targets that start the pinflow binary (see above), and those run under
 # qemu-x86_64 besides the unit tests (they parse whole bodies with simd-json in-process).
-mapfile -t SPAWNING < <(grep -l 'CARGO_BIN_EXE' tests/*.rs | xargs -n1 basename | sed 's/\.rs$//')
+mapfile -t SPAWNING < <(grep -l 'CARGO_BIN_EXE' tests/it/*.rs | xargs -n1 basename | sed 's/\.rs$//')
 X86_FALLBACK_TESTS=(end_to_end bad_input schema encoding)
 
 need_pkgs=()
@@ -91,14 +91,12 @@ A64=(env CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
 if [ "$FULL" = 1 ] || [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
   SPAWNING=()
 fi
-sel=(--lib --bins)
-for f in tests/*.rs; do
-  t=$(basename "$f" .rs)
-  [[ " ${SPAWNING[*]} " == *" $t "* ]] || sel+=(--test "$t")
-done
-echo "qemu-test: aarch64 integration targets left out (they start the binary): ${SPAWNING[*]:-none}"
-step "aarch64 build" "${A64[@]}" "${sel[@]}" --no-run
-step "aarch64 unit + integration tests (qemu)" "${A64[@]}" "${sel[@]}"
+skip=()
+for t in "${SPAWNING[@]}"; do skip+=(--skip "$t::"); done
+echo "qemu-test: aarch64 integration modules left out (they start the binary): ${SPAWNING[*]:-none}"
+step "aarch64 build" "${A64[@]}" --lib --bins --test it --no-run
+step "aarch64 unit tests (qemu)" "${A64[@]}" --lib --bins
+step "aarch64 integration tests (qemu)" "${A64[@]}" --test it -- "${skip[@]}"
 step "aarch64 doc tests (qemu)" "${A64[@]}" --doc
 # `cargo test` builds pinflow itself unoptimized, and unoptimized code is not vectorized: run
 # the statistics kernel's tests (against the scalar reference) once more at opt-level 3, so
@@ -147,13 +145,14 @@ for cpu_want in qemu64:Native Nehalem:SSE42; do
     echo "qemu-test: -cpu $cpu selects simd-json $got, expected $want" >&2
     exit 1
   fi
-  sel=(--lib)
-  # The portable fallback gets the whole-body tests too; the SSE4.2 path the unit tests.
-  if [ "$want" = Native ]; then
-    for t in "${X86_FALLBACK_TESTS[@]}"; do sel+=(--test "$t"); done
-  fi
   CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="qemu-x86_64 -cpu $cpu" \
-    step "x86_64 ${sel[*]} under qemu -cpu $cpu (simd-json $want)" cargo test --locked "${sel[@]}"
+    step "x86_64 --lib under qemu -cpu $cpu (simd-json $want)" cargo test --locked --lib
+  # The portable fallback gets the whole-body test modules too; the SSE4.2 path the unit tests.
+  if [ "$want" = Native ]; then
+    CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="qemu-x86_64 -cpu $cpu" \
+      step "x86_64 --test it (${X86_FALLBACK_TESTS[*]}) under qemu -cpu $cpu" \
+      cargo test --locked --test it -- "${X86_FALLBACK_TESTS[@]/%/::}"
+  fi
 done
 fi
 

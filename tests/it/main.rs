@@ -13,6 +13,7 @@
 
 mod common;
 
+mod architecture;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod bad_input;
 #[cfg(feature = "cli")]
