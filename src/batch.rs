@@ -5,6 +5,9 @@
 //! path, [`ToWriter::Bodies`](crate::handoff::ToWriter::Bodies)) clear them and send them back to the fetcher through a small
 //! return queue, so in steady state no buffer is allocated per response.
 
+// An internal module (hidden from the API docs): its docs may link to other internals.
+#![allow(rustdoc::private_intra_doc_links)]
+
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

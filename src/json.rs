@@ -1,12 +1,7 @@
 //! Writing JSON text: just what pinflow emits (dead letters, simulator bodies).
 
-/// Appends `s` as a JSON string literal, escaping quotes, backslashes and control characters.
-///
-/// ```
-/// let mut out = Vec::new();
-/// pinflow::json::write_string(&mut out, "say \"hi\"\n");
-/// assert_eq!(out, br#""say \"hi\"\n""#);
-/// ```
+/// Appends `s` as a JSON string literal, escaping quotes, backslashes and control characters
+/// (`say "hi"` and a newline become `"say \"hi\"\n"`).
 pub fn write_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
@@ -35,6 +30,13 @@ pub fn write_string(out: &mut Vec<u8>, s: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quotes_and_newlines_are_escaped() {
+        let mut out = Vec::new();
+        super::write_string(&mut out, "say \"hi\"\n");
+        assert_eq!(out, br#""say \"hi\"\n""#);
+    }
+
     #[test]
     fn control_characters_and_unicode() {
         let mut out = Vec::new();

@@ -21,7 +21,7 @@
 //!   work. See its docs.
 //! - **Short path**: while the pipeline is idle, the fetcher hands a body batch straight to the
 //!   writer, which parses it itself: one thread wake-up instead of two for the latency of a
-//!   low-rate stream ([`handoff::IngestChannels::try_short_path`], [`handoff::Upstream`]).
+//!   low-rate stream (docs/ARCHITECTURE.md, "The short path").
 //!
 //! ## Library use
 //!
@@ -42,46 +42,86 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Modules, in data-flow order: [`ingest`] (the sources in the fetch seat: [`source`] work
-//! items, HTTP pull with mio + httparse, TLS and pagination, local NDJSON/JSON files and stdin,
-//! and [`push`] for records handed in by the embedding program), [`handoff`] and [`batch`]
-//! (messages between stages),
-//! [`parse`] (simd-json → Arrow columns of a [`schema`] layout), [`stats`] and [`transform`]
-//! (kernels), [`stage`] (user transforms and sinks), [`output`] (Parquet, partitions and dead
-//! letters) with [`journal`] (crash-safe resume), and [`pipeline`] wiring them
-//! ([`Pipeline::builder`] for embedders), [`plan`] placing threads, [`metrics`] counting, and
-//! `sim` (feature `sim`) serving test data. Cargo features `http`, `tls`, `metrics-endpoint`,
-//! `sim` and `cli` are on by default; without them the core builds alone.
+//! ## Push in, callbacks out
+//!
+//! A program can be the source and the consumer: [`Source::push`] gives a [`PushHandle`] to
+//! hand in NDJSON (or ready-made Arrow batches), and [`PipelineBuilder`] adds transforms,
+//! filters and sinks that see every batch.
+//!
+//! ```
+//! use pinflow::{Pipeline, Source};
+//!
+//! let pipeline = Pipeline::builder()
+//!     .parquet(false) // rows go only to the sinks
+//!     .configure(|c| c.schema.infer = true)
+//!     .filter(|row| row.i64("status").is_some_and(|s| s >= 500))
+//!     .on_batch(|rows| println!("{} server errors", rows.num_rows()))
+//!     .build()?;
+//! let (source, push) = Source::push(16);
+//! let run = pipeline.spawn(source)?;
+//! push.push("{\"status\":200}\n{\"status\":503}\n")?;
+//! drop(push); // the source ends when every handle is gone
+//! let summary = run.join()?;
+//! assert_eq!((summary.records_parsed, summary.records_filtered), (2, 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## The API
+//!
+//! - [`Pipeline`], [`PipelineBuilder`] and [`RunHandle`] ([`pipeline`]): configure, run or
+//!   spawn, stop, and read the ledger.
+//! - [`Source`] ([`source`]): URL templates, lists and files, local files, stdin, and [`push`].
+//! - [`Config`] ([`config`]): every option, with the same keys as the TOML file and the
+//!   command line; [`schema`] for the columns written.
+//! - [`Summary`] and the live [`metrics`] registry; [`plan`] for where threads run.
+//! - [`stage`]: the [`Transform`](stage::Transform) and [`Sink`](stage::Sink) traits.
+//! - `sim` (feature `sim`): the embedded log simulator, for tests and benchmarks.
+//!
+//! Everything else is internal. docs/ARCHITECTURE.md walks one record through the modules.
+//! Cargo features `http`, `tls`, `metrics-endpoint`, `sim` and `cli` are on by default;
+//! without them the core (files and push sources, parse, statistics, Parquet) builds alone.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
-pub mod batch;
+// The stable surface: what a program that embeds pinflow uses.
 pub mod config;
 pub mod error;
-mod fsutil;
-pub mod handoff;
-pub mod ingest;
-pub mod journal;
-pub mod json;
 pub mod metrics;
-pub mod output;
-pub mod parse;
 pub mod pipeline;
 pub mod plan;
 pub mod schema;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod stage;
-pub mod stats;
-pub mod time;
-pub mod transform;
 
 pub use config::{Compression, Config};
 pub use error::{Error, Result};
+pub use ingest::push::PushHandle;
 pub use ingest::source::Source;
 pub use ingest::{push, source};
 pub use metrics::Summary;
-pub use pipeline::Pipeline;
+pub use pipeline::{Pipeline, PipelineBuilder, RunHandle};
+
+// Internals. Public only where the benchmarks, the fuzz targets and the integration tests
+// (separate crates) reach them, and hidden from the documentation: not part of the API.
+#[doc(hidden)]
+pub mod batch;
+mod fsutil;
+mod handoff;
+#[doc(hidden)]
+pub mod ingest;
+mod journal;
+mod json;
+#[doc(hidden)]
+pub mod output;
+#[doc(hidden)]
+pub mod parse;
+#[doc(hidden)]
+pub mod stats;
+#[doc(hidden)]
+pub mod time;
+#[doc(hidden)]
+pub mod transform;
 
 /// The README's Rust examples, compiled and run as doc tests so they cannot rot.
 #[doc = include_str!("../README.md")]

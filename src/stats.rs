@@ -16,6 +16,9 @@
 //!   needs two values);
 //! - if any value is NaN, mean, min, max and variance are all NaN.
 
+// An internal module (hidden from the API docs): its docs may link to other internals.
+#![allow(rustdoc::private_intra_doc_links)]
+
 /// The `q`-quantile (0 ≤ q ≤ 1) of `values` by linear interpolation between the closest ranks
 /// (numpy's default, DuckDB's `quantile_cont`), using `scratch` for a sorted copy; `None` when
 /// empty, NaN when any value is NaN.

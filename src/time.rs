@@ -1,6 +1,9 @@
 //! RFC 3339 timestamps ⇄ microseconds since the Unix epoch (UTC), without a date crate: the
 //! parse threads convert every record's `ts`, so this is on the hot path.
 
+// An internal module (hidden from the API docs): its docs may link to other internals.
+#![allow(rustdoc::private_intra_doc_links)]
+
 /// Days from 1970-01-01 to the given civil date (proleptic Gregorian; H. Hinnant's algorithm).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };

@@ -270,7 +270,7 @@ pub struct WriterConfig {
     pub dead_letter_keep: usize,
     /// Crash-safe resume: finalize files only at checkpoints recorded in `OUT.journal`, so
     /// that the same command run again after a crash skips what is done and writes every
-    /// record exactly once (see [`crate::journal`]). One-shot runs without pagination only.
+    /// record exactly once (see docs/operations.md, "Crash safety and resume"). One-shot runs without pagination only.
     pub journal: bool,
 }
 

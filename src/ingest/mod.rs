@@ -27,6 +27,9 @@
 //!
 //! It never parses JSON and never computes: that is the parse threads' work.
 
+// An internal module (hidden from the API docs): its docs may link to other internals.
+#![allow(rustdoc::private_intra_doc_links)]
+
 #[cfg(feature = "http")]
 pub mod http;
 

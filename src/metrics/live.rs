@@ -180,7 +180,7 @@ pub struct Registry {
     /// short path, taken only while the pipeline is idle).
     pub short_path_batches: AtomicU64,
     /// Body batches that joined a short-path batch still waiting for the writer
-    /// ([`crate::handoff::Mailbox`]), and so reached it with that batch.
+    /// (its mailbox), and so reached it with that batch.
     pub short_path_joins: AtomicU64,
     /// Rows written to Parquet.
     pub records_written: AtomicU64,

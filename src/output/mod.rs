@@ -18,6 +18,9 @@
 //!
 //! Every file carries key-value metadata: [`VERSION_KEY`], [`SOURCE_KEY`] and [`RUN_ID_KEY`].
 
+// An internal module (hidden from the API docs): its docs may link to other internals.
+#![allow(rustdoc::private_intra_doc_links)]
+
 mod deadletter;
 mod local;
 mod parquet;

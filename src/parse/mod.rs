@@ -17,6 +17,9 @@
 //! wrong type is not half-appended: all fields are checked first, then appended, or the record
 //! goes to the dead letters with the field and the reason.
 
+// An internal module (hidden from the API docs): its docs may link to other internals.
+#![allow(rustdoc::private_intra_doc_links)]
+
 mod columns;
 pub mod infer;
 

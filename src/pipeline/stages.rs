@@ -292,7 +292,7 @@ pub(super) struct StageInputs {
     pub(super) compute: Compute,
 }
 
-/// A run's stage threads, once started; [`Running::join`] ends them in order.
+/// A run's stage threads, once started; `Pipeline::run` joins them, upstream first.
 pub(super) struct Running {
     pub(super) ingest: StageThread<IngestReport>,
     pub(super) parsers: Vec<StageThread<ParseStats>>,

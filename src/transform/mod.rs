@@ -6,6 +6,9 @@
 //! This is where further transforms go: time windows, enrichment, config-level filters. Each
 //! works on whole record batches, one module each, run by `compute_batch`.
 
+// An internal module (hidden from the API docs): its docs may link to other internals.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod statistics;
 
 use std::sync::atomic::{AtomicBool, Ordering};

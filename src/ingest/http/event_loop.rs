@@ -327,7 +327,7 @@ struct Fetcher {
     extra_headers: String,
     /// The host `host_for` found last.
     last_host: usize,
-    /// Page bodies delivered with cursor pagination on whose [`CursorReply`] has not come back:
+    /// Page bodies delivered with cursor pagination on whose [`CursorReply`](crate::batch::CursorReply) has not come back:
     /// while any is out, a next page may still appear, so the pass is not over.
     awaiting_cursors: usize,
     /// The parse threads' indices in the registry: when one waits for input, a batch ships.
