@@ -15,32 +15,44 @@ pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 /// Renders every metric of `r`.
 pub fn render(r: &Registry) -> String {
     let mut o = String::with_capacity(8 << 10);
-    let c = |o: &mut String, name: &str, help: &str, v: u64| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-    };
-    let g = |o: &mut String, name: &str, help: &str, v: f64| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-    };
-
     let _ = writeln!(
         o,
         "# HELP pinflow_build_info The pinflow version.\n# TYPE pinflow_build_info gauge\npinflow_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
-    g(
+    gauge(
         &mut o,
         "pinflow_uptime_seconds",
         "Seconds since the pipeline was created.",
         r.uptime().as_secs_f64(),
     );
-    g(
+    gauge(
         &mut o,
         "pinflow_ready",
         "1 while the pipeline runs and is not draining.",
         if r.ready() { 1.0 } else { 0.0 },
     );
 
-    // Requests.
+    requests(&mut o, r);
+    records(&mut o, r);
+    queues(&mut o, r);
+    threads(&mut o, r);
+    latencies(&mut o, r);
+    o
+}
+
+/// One counter family without labels.
+fn counter(o: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+}
+
+/// One gauge family without labels.
+fn gauge(o: &mut String, name: &str, help: &str, v: f64) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+/// Requests: admitted, by outcome and status class, retries, connections.
+fn requests(o: &mut String, r: &Registry) {
     let _ = writeln!(
         o,
         "# HELP pinflow_requests_total Requests by final outcome (admitted = taken from the source).\n# TYPE pinflow_requests_total counter"
@@ -75,38 +87,38 @@ pub fn render(r: &Registry) -> String {
             escape(reason)
         );
     }
-    c(
-        &mut o,
+    counter(
+        o,
         "pinflow_retries_total",
         "Attempts repeated after an error or timeout.",
         r.retries.load(Relaxed),
     );
-    c(
-        &mut o,
+    counter(
+        o,
         "pinflow_stale_reconnects_total",
         "Requests re-sent because the server had closed a kept-alive connection.",
         r.stale_reconnects.load(Relaxed),
     );
-    c(
-        &mut o,
+    counter(
+        o,
         "pinflow_connections_opened_total",
         "TCP connections opened.",
         r.connections_opened.load(Relaxed),
     );
-    c(
-        &mut o,
+    counter(
+        o,
         "pinflow_received_bytes_total",
         "Response body bytes received for delivered requests.",
         r.body_bytes.load(Relaxed),
     );
-    g(
-        &mut o,
+    gauge(
+        o,
         "pinflow_in_flight_requests",
         "Requests admitted and not finished.",
         r.in_flight.load(Relaxed) as f64,
     );
-    g(
-        &mut o,
+    gauge(
+        o,
         "pinflow_open_connections",
         "Open HTTP connections.",
         r.open_connections.load(Relaxed) as f64,
@@ -116,8 +128,10 @@ pub fn render(r: &Registry) -> String {
         "# HELP pinflow_fetch_blocked_seconds_total Time the fetch thread waited on a full queue (back-pressure).\n# TYPE pinflow_fetch_blocked_seconds_total counter\npinflow_fetch_blocked_seconds_total {}",
         r.fetch_blocked_ns.load(Relaxed) as f64 / 1e9
     );
+}
 
-    // Records.
+/// Records through the stages, dead letters by reason, rows, row groups and files.
+fn records(o: &mut String, r: &Registry) {
     let _ = writeln!(
         o,
         "# HELP pinflow_records_total Records leaving each stage.\n# TYPE pinflow_records_total counter"
@@ -129,8 +143,8 @@ pub fn render(r: &Registry) -> String {
     ] {
         let _ = writeln!(o, "pinflow_records_total{{stage=\"{stage}\"}} {v}");
     }
-    c(
-        &mut o,
+    counter(
+        o,
         "pinflow_dead_letters_total",
         "Records and bodies sent to the dead-letter file by the parse stage.",
         r.records_dead_lettered.load(Relaxed),
@@ -146,38 +160,40 @@ pub fn render(r: &Registry) -> String {
             escape(reason)
         );
     }
-    c(
-        &mut o,
+    counter(
+        o,
         "pinflow_short_path_batches_total",
         "Body batches handed straight to the writer while the pipeline was idle (parsed there: one thread hand-off instead of two).",
         r.short_path_batches.load(Relaxed),
     );
-    c(
-        &mut o,
+    counter(
+        o,
         "pinflow_short_path_joins_total",
         "Body batches that joined a short-path batch still waiting for the writer, and reached it with that batch.",
         r.short_path_joins.load(Relaxed),
     );
-    c(
-        &mut o,
+    counter(
+        o,
         "pinflow_row_groups_total",
         "Parquet row groups closed.",
         r.row_groups.load(Relaxed),
     );
-    c(
-        &mut o,
+    counter(
+        o,
         "pinflow_files_finalized_total",
         "Parquet files finalized and renamed into place.",
         r.files_finalized.load(Relaxed),
     );
-    c(
-        &mut o,
+    counter(
+        o,
         "pinflow_cycles_total",
         "Passes over the sources completed (continuous mode polls again and again).",
         r.cycles.load(Relaxed),
     );
+}
 
-    // Queues.
+/// Queue depths and capacities.
+fn queues(o: &mut String, r: &Registry) {
     let _ = writeln!(
         o,
         "# HELP pinflow_queue_depth Batches in each queue, as last seen by its producer or consumer.\n# TYPE pinflow_queue_depth gauge"
@@ -202,8 +218,10 @@ pub fn render(r: &Registry) -> String {
             r.queue(q).1
         );
     }
+}
 
-    // Threads.
+/// Each thread: busy seconds, state.
+fn threads(o: &mut String, r: &Registry) {
     let uptime = r.uptime().as_secs_f64().max(1e-9);
     let _ = writeln!(
         o,
@@ -245,8 +263,10 @@ pub fn render(r: &Registry) -> String {
             u8::from(up)
         );
     }
+}
 
-    // Latencies.
+/// Per-stage latency summaries.
+fn latencies(o: &mut String, r: &Registry) {
     let _ = writeln!(
         o,
         "# HELP pinflow_stage_latency_seconds Latency per stage: fetch per request, parse per body, compute and write per batch, end_to_end from response complete to row in a closed row group, handoff from response complete to the batch reaching the writer.\n# TYPE pinflow_stage_latency_seconds summary"
@@ -272,7 +292,6 @@ pub fn render(r: &Registry) -> String {
             h.percentiles().count
         );
     }
-    o
 }
 
 /// Escapes a label value: backslash, double quote and newline.
