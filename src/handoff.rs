@@ -86,7 +86,7 @@ impl Upstream {
 /// Waking the writer takes tens of microseconds. A batch the fetcher ships in that time joins
 /// the one still waiting ([`Mailbox::join`]) instead of going through a parse thread (two more
 /// hand-offs): the bursts of responses that a rate limit releases together then reach the
-/// writer with the first of them (README, Performance, latency step 7).
+/// writer with the first of them (CHANGELOG.md, measurement history, latency).
 #[derive(Debug, Default)]
 pub struct Mailbox(parking_lot::Mutex<Option<BodyBatch>>);
 
@@ -255,7 +255,7 @@ impl IngestChannels {
     /// Idle means: no batch between the fetcher and the writer's queue ([`Upstream`]), that
     /// queue empty, and the writer waiting for input. Then the writer parses the batch itself
     /// and the batch pays one thread wake-up instead of two, which is most of its latency at
-    /// low rates (README, Performance, latency step 5). Under load the conditions fail and
+    /// low rates (docs/performance.md, Latency). Under load the conditions fail and
     /// batches take the parse threads as before, so the writer does not take their work.
     ///
     /// Pages of cursor pagination always take the parse threads: the fetcher waits for their

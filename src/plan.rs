@@ -16,7 +16,7 @@
 //! to three cores, or explicit thread counts), nothing is pinned and the plan says so
 //! (`partial`): a pinned thread sharing its core cannot move to another core that is idle, and
 //! on two cores shared with an HTTP server pinning cost a third of the request rate (113k
-//! against 168k requests/s, README "Performance"). Any explicit thread counts or CPU list
+//! against 168k requests/s, CHANGELOG.md, measurement history). Any explicit thread counts or CPU list
 //! override the defaults.
 
 use core_affinity::CoreId;
