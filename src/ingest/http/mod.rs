@@ -21,11 +21,15 @@
 //! The engine is chosen by `fetch.engine`: this event loop ([`run`]), or the blocking ureq
 //! fallback ([`blocking`]) for proxies and as the benchmark's baseline.
 
+mod batching;
 pub mod blocking;
 mod event_loop;
+mod paginate;
+mod pool;
 pub mod protocol;
 mod resolve;
+mod schedule;
 mod transport;
 
-pub(crate) use event_loop::backoff;
 pub use event_loop::{preflight, run};
+pub(crate) use schedule::backoff;
