@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token, Waker};
 
 use super::batching::Batcher;
+use super::conn::{ConnFailure, Connected, Received, Response};
 use super::paginate::Pagination;
-use super::pool::{ConnFailure, Connected, Pool, Received, Response};
+use super::pool::Pool;
 use super::resolve::Resolver;
 use super::schedule::Schedule;
 #[cfg(feature = "tls")]
@@ -300,7 +301,10 @@ impl Fetcher {
     }
 
     fn on_socket_event(&mut self, slot: usize) {
-        match self.pool.connected(slot, &self.cfg) {
+        let Some(conn) = self.pool.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        match conn.connected(&self.cfg) {
             Connected::Not => {}
             Connected::Failed(failure) => self.close(slot, Some(failure)),
             Connected::Yes => self.drive(slot, true, true),
@@ -309,8 +313,11 @@ impl Fetcher {
 
     /// Writes what is pending and reads what has arrived, until the socket would block.
     pub(super) fn drive(&mut self, slot: usize, readable: bool, writable: bool) {
+        let Some(conn) = self.pool.conns[slot].as_mut() else {
+            return;
+        };
         if writable {
-            if let Err(failure) = self.pool.send(slot) {
+            if let Err(failure) = conn.send() {
                 self.close(slot, Some(failure));
                 return;
             }
@@ -319,14 +326,17 @@ impl Fetcher {
             return;
         }
         loop {
-            match self.pool.receive(slot) {
+            let Some(conn) = self.pool.conns[slot].as_mut() else {
+                return;
+            };
+            match conn.receive() {
                 Received::Bytes => {
                     if !self.on_bytes(slot) {
                         return;
                     }
                 }
                 Received::Eof => return self.on_eof(slot),
-                Received::Gone | Received::Blocked => return,
+                Received::Blocked => return,
                 Received::Failed(failure) => return self.close(slot, Some(failure)),
             }
         }
@@ -334,7 +344,8 @@ impl Fetcher {
 
     /// Decodes buffered bytes. Returns false when the connection was closed.
     fn on_bytes(&mut self, slot: usize) -> bool {
-        match self.pool.decode(slot) {
+        let conn = self.pool.conns[slot].as_mut().expect("caller checked");
+        match conn.decode() {
             Response::Partial => true,
             Response::Complete => self.complete(slot),
             Response::Unasked => {
@@ -349,7 +360,8 @@ impl Fetcher {
     }
 
     fn on_eof(&mut self, slot: usize) {
-        match self.pool.eof(slot) {
+        let conn = self.pool.conns[slot].as_mut().expect("caller checked");
+        match conn.eof() {
             Response::Complete => {
                 self.complete(slot);
             }

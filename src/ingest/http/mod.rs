@@ -23,6 +23,7 @@
 
 mod batching;
 pub mod blocking;
+mod conn;
 mod event_loop;
 mod paginate;
 mod pool;

@@ -12,8 +12,8 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::conn::{ConnFailure, ConnState};
 use super::event_loop::Fetcher;
-use super::pool::{ConnFailure, ConnState};
 use crate::config::FetchConfig;
 use crate::ingest::source::{Feed, Next, UrlParts};
 
