@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{SendTimeoutError, TrySendError};
 
 use super::event_loop::Fetcher;
+use super::schedule::Request;
 use crate::batch::{BodyBatch, ContentEncoding, LiveBatches};
 use crate::config::FetchConfig;
 use crate::error::Result;
@@ -50,24 +51,22 @@ impl Batcher {
         }
     }
 
-    /// Adds a delivered body of work item `seq`; `cursor_page` when a cursor reply is awaited
-    /// for it (cursor pagination).
-    #[allow(clippy::too_many_arguments)]
+    /// Adds the body delivered for `req`; `cursor_page` when a cursor reply is awaited for it
+    /// (cursor pagination).
     pub(super) fn push_body(
         &mut self,
-        url: &str,
+        req: &Request,
         body: &[u8],
         encoding: ContentEncoding,
-        attempts: u32,
-        seq: u64,
         cursor_page: Option<u32>,
         now: Instant,
         live: &Arc<LiveBatches>,
     ) {
         self.open(now, live);
+        let attempts = req.failures + 1;
         self.batch
-            .push_encoded_body(url, body, encoding, attempts, now);
-        self.batch.set_seq(seq);
+            .push_encoded_body(&req.url, body, encoding, attempts, now);
+        self.batch.set_seq(req.seq);
         if let Some(page) = cursor_page {
             self.batch.expect_cursor(page);
         }
@@ -172,10 +171,7 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Ships a full batch: called after each socket event, as one poll can complete dozens of
-    /// large bodies and the batch must stay near its byte bound. (Shipping any batch here as
-    /// soon as a parse thread waited, or the writer for the short path, was tried: more,
-    /// smaller batches and a higher p99 handoff; README, Performance, latency steps 4 and 5.)
+    /// Ships the batch if it is full (called after each socket event).
     pub(super) fn ship_if_full(&mut self) -> Result<()> {
         if self.batcher.full(&self.cfg) {
             self.ship()?;

@@ -186,7 +186,11 @@ impl Fetcher {
                     self.pool.take_resolved();
                 } else {
                     self.on_socket_event(ev.token().0);
-                    // Before the next event: see `ship_if_full`.
+                    // Ship a full batch before handling the next event: one poll can complete
+                    // dozens of large bodies, and the batch must stay near its byte bound.
+                    // (Shipping any batch here as soon as a parse thread waited, or the writer
+                    // for the short path, was tried: more, smaller batches and a higher p99
+                    // handoff; README, Performance, latency steps 4 and 5.)
                     self.ship_if_full()?;
                 }
             }
@@ -395,16 +399,9 @@ impl Fetcher {
         } else if (200..300).contains(&status) {
             let cursor_page = self.pages.cursors.is_some().then_some(req.page);
             let encoding = encoding.unwrap_or_default();
-            self.batcher.push_body(
-                &req.url,
-                &conn.body,
-                encoding,
-                attempts,
-                req.seq,
-                cursor_page,
-                now,
-                &self.chans.live,
-            );
+            let live = &self.chans.live;
+            self.batcher
+                .push_body(&req, &conn.body, encoding, cursor_page, now, live);
             if cursor_page.is_some() {
                 self.pages.awaiting += 1;
             }
