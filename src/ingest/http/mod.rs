@@ -20,12 +20,28 @@
 //!
 //! The engine is chosen by `fetch.engine`: this event loop ([`run`]), or the blocking ureq
 //! fallback ([`blocking`]) for proxies and as the benchmark's baseline.
+//!
+//! The event loop's parts, each with its state and the methods that touch it:
+//! - `event_loop`: the fetcher that holds the parts, the loop itself, continuous mode's passes,
+//!   and what a connection's events mean for its request (deliver, redirect, retry, fail);
+//! - `pool`: hosts, their addresses (handed to the resolver thread), and the slab of
+//!   connections: opening, keep-alive reuse, `connections_per_host`, closing;
+//! - `conn`: one connection's socket, buffers and response decoder, and its timeouts;
+//! - `schedule`: admission from the source, each host's queue and rate limit, retries with
+//!   backoff, and a work item's end;
+//! - `paginate`: next pages (`Link: rel="next"`, cursors) and redirects;
+//! - `batching`: the batch being filled, and when and how it ships.
 
+mod batching;
 pub mod blocking;
+mod conn;
 mod event_loop;
+mod paginate;
+mod pool;
 pub mod protocol;
 mod resolve;
+mod schedule;
 mod transport;
 
-pub(crate) use event_loop::backoff;
 pub use event_loop::{preflight, run};
+pub(crate) use schedule::backoff;
