@@ -1,17 +1,205 @@
 //! What is wrong with a configuration: the checks of [`Config::problems`], diagnostics with
 //! where each value came from, and did-you-mean suggestions for unknown keys.
+//!
+//! A rule about one option's value is declared with the option, as its [`Check`] in the
+//! registry ([`OPTIONS`]), so that an option brings its validation with it; the rules that
+//! relate two or more options are code here ([`Config::cross_key_problems`]).
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use super::headers::check_header;
 use super::layers::parse_layer;
+use super::registry::OPTIONS;
 use super::{Compression, Config, ConfigLayer, FetchEngine, LOG_LEVELS};
 use crate::error::Error;
 use crate::schema::{FieldSpec, StatSpec, Unknown};
 
 /// "must be at least 1", the most common problem.
 const AT_LEAST_ONE: &str = "must be at least 1";
+/// What a zero duration is told.
+const LONGER_THAN_ZERO: &str = "must be longer than zero";
+
+/// The rule an option's value must follow, whatever the other options are: declared with the
+/// option in the registry, run by [`Config::problems`]. Each reads the option's value from the
+/// typed [`Config`]; a test sets every checked key to a bad value and expects a problem named
+/// by that key, so a rule cannot read the wrong field unnoticed.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Check {
+    /// Any value the option's type reads is good.
+    None,
+    /// An integer that, when set, is at least 1: "must be at least 1".
+    AtLeastOne(fn(&Config) -> Option<u64>),
+    /// A duration that, when set, is longer than zero: "must be longer than zero".
+    LongerThanZero(fn(&Config) -> Option<Duration>),
+    /// A path that, when set, names a file (not empty, not `/` or `..`).
+    FilePath(fn(&Config) -> Option<&Path>),
+    /// A path that, when set, is not empty: "is empty".
+    NonEmptyPath(fn(&Config) -> Option<&Path>),
+    /// A dotted field path into a JSON object (`data`, `meta.next`), when set.
+    FieldPath(fn(&Config) -> Option<&str>),
+    /// A rule of its own, in [`rule`]: every problem with the value.
+    Custom(fn(&Config) -> Vec<Bad>),
+}
+
+/// A problem a [`Check`] found with its option's value.
+#[derive(Debug)]
+pub(super) struct Bad {
+    /// The list element it is about, shown as `key[n]`; `None` for the whole value.
+    item: Option<usize>,
+    /// What is wrong.
+    why: String,
+}
+
+impl Bad {
+    /// The whole value is wrong, because `why`.
+    fn value(why: impl Into<String>) -> Bad {
+        Bad {
+            item: None,
+            why: why.into(),
+        }
+    }
+
+    /// One problem, `why`, when `wrong`; none otherwise.
+    fn when(wrong: bool, why: impl Into<String>) -> Vec<Bad> {
+        if wrong {
+            vec![Bad::value(why)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A problem for each element of a list that is wrong (an `Err` saying why).
+    fn items<T>(results: impl Iterator<Item = Result<T, String>>) -> Vec<Bad> {
+        results
+            .enumerate()
+            .filter_map(|(n, r)| r.err().map(|why| Bad { item: Some(n), why }))
+            .collect()
+    }
+}
+
+impl Check {
+    /// What is wrong with the option's value in `cfg`; empty when it is good.
+    pub(super) fn problems(&self, cfg: &Config) -> Vec<Bad> {
+        match *self {
+            Check::None => Vec::new(),
+            Check::AtLeastOne(value) => Bad::when(value(cfg) == Some(0), AT_LEAST_ONE),
+            Check::LongerThanZero(value) => {
+                Bad::when(value(cfg).is_some_and(|d| d.is_zero()), LONGER_THAN_ZERO)
+            }
+            Check::FilePath(value) => match value(cfg) {
+                Some(p) if p.as_os_str().is_empty() || p.file_name().is_none() => {
+                    vec![Bad::value(format!("`{}` is not a file path", p.display()))]
+                }
+                _ => Vec::new(),
+            },
+            Check::NonEmptyPath(value) => Bad::when(
+                value(cfg).is_some_and(|p| p.as_os_str().is_empty()),
+                "is empty",
+            ),
+            Check::FieldPath(value) => Bad::when(
+                value(cfg).is_some_and(|p| p.split('.').any(str::is_empty)),
+                "is not a dotted field path such as `data` or `meta.next`",
+            ),
+            Check::Custom(rule) => rule(cfg),
+        }
+    }
+}
+
+/// The [`Check::Custom`] rules of the registry's options, one function per option, named
+/// after it.
+pub(super) mod rule {
+    use super::*;
+
+    pub(in crate::config) fn source(c: &Config) -> Vec<Bad> {
+        Bad::when(
+            c.source.as_deref().is_some_and(|s| s.trim().is_empty()),
+            "is empty",
+        )
+    }
+
+    pub(in crate::config) fn files(c: &Config) -> Vec<Bad> {
+        Bad::when(
+            c.files.iter().any(|f| f.trim().is_empty()),
+            "holds an empty path",
+        )
+    }
+
+    pub(in crate::config) fn cpus(c: &Config) -> Vec<Bad> {
+        Bad::when(
+            c.threads.cpus.as_ref().is_some_and(|c| c.is_empty()),
+            "the list is empty",
+        )
+    }
+
+    pub(in crate::config) fn cursor_param(c: &Config) -> Vec<Bad> {
+        let p = &c.fetch.cursor_param;
+        Bad::when(
+            p.is_empty() || p.contains(['&', '=', '#', '?', ' ']),
+            format!("`{p}` is not a query parameter name"),
+        )
+    }
+
+    pub(in crate::config) fn headers(c: &Config) -> Vec<Bad> {
+        Bad::items(c.fetch.headers.iter().map(|h| check_header(h)))
+    }
+
+    pub(in crate::config) fn accept_encoding(c: &Config) -> Vec<Bad> {
+        c.fetch
+            .accept_encoding
+            .split(',')
+            .map(str::trim)
+            .filter(|token| {
+                !matches!(*token, "" | "gzip" | "deflate" | "identity")
+                    && !token.starts_with("identity;")
+            })
+            .map(|token| {
+                Bad::value(format!(
+                    "`{token}` is not an encoding pinflow decodes (gzip, deflate, identity)"
+                ))
+            })
+            .collect()
+    }
+
+    pub(in crate::config) fn compression(c: &Config) -> Vec<Bad> {
+        match c.writer.compression {
+            Compression::Zstd(level) if !(1..=22).contains(&level) => {
+                vec![Bad::value(format!("zstd level {level} is not in 1..=22"))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub(in crate::config) fn fields(c: &Config) -> Vec<Bad> {
+        Bad::items(c.schema.fields.iter().map(|f| f.parse::<FieldSpec>()))
+    }
+
+    pub(in crate::config) fn unknown(c: &Config) -> Vec<Bad> {
+        match c.schema.unknown.parse::<Unknown>() {
+            Ok(_) => Vec::new(),
+            Err(why) => vec![Bad::value(why)],
+        }
+    }
+
+    pub(in crate::config) fn stats(c: &Config) -> Vec<Bad> {
+        Bad::items(
+            c.schema
+                .stats
+                .iter()
+                .flatten()
+                .map(|s| s.parse::<StatSpec>()),
+        )
+    }
+
+    pub(in crate::config) fn log_level(c: &Config) -> Vec<Bad> {
+        let level = c.log.level.to_ascii_lowercase();
+        Bad::when(
+            !LOG_LEVELS.contains(&level.as_str()),
+            format!("`{}` is not one of {}", c.log.level, LOG_LEVELS.join(", ")),
+        )
+    }
+}
 
 /// The problems found so far.
 #[derive(Default)]
@@ -30,110 +218,37 @@ impl Problems {
 
 impl Config {
     /// Every value that cannot work, each with its key path (e.g. `fetch.max_in_flight`) and
-    /// no origin; [`Config::problems_in`] adds where each value came from.
+    /// no origin; [`Config::problems_in`] adds where each value came from. First each option's
+    /// own [`Check`], in registry order (the order of `pinflow config default`), then the rules
+    /// that relate several options.
     pub fn problems(&self) -> Vec<Diagnostic> {
         let mut found = Problems::default();
-        self.pipeline_problems(&mut found);
-        self.fetch_limit_problems(&mut found);
-        self.pagination_problems(&mut found);
-        self.schema_problems(&mut found);
-        self.writer_problems(&mut found);
-        let level = self.log.level.to_ascii_lowercase();
-        if !LOG_LEVELS.contains(&level.as_str()) {
-            found.bad(
-                "log.level",
-                format!(
-                    "`{}` is not one of {}",
-                    self.log.level,
-                    LOG_LEVELS.join(", ")
-                ),
-            );
+        for o in OPTIONS {
+            for Bad { item, why } in o.check.problems(self) {
+                match item {
+                    Some(n) => found.bad(&format!("{}[{n}]", o.key()), why),
+                    None => found.bad(o.key(), why),
+                }
+            }
         }
+        self.cross_key_problems(&mut found);
         found.0
     }
 
-    /// Output, input, continuous mode, queues and threads.
-    fn pipeline_problems(&self, found: &mut Problems) {
-        if self.out.as_os_str().is_empty() || self.out.file_name().is_none() {
-            found.bad(
-                "out",
-                format!("`{}` is not a file path", self.out.display()),
-            );
-        }
-        if let Some(p) = &self.dead_letter {
-            if p.as_os_str().is_empty() || p.file_name().is_none() {
-                found.bad(
-                    "dead_letter",
-                    format!("`{}` is not a file path", p.display()),
-                );
-            }
-        }
-        if self.files.iter().any(|f| f.trim().is_empty()) {
-            found.bad("files", "holds an empty path".into());
-        }
-        if self.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
-            found.bad("source", "is empty".into());
-        }
-        if self.every == Some(Duration::ZERO) {
-            found.bad("every", "must be longer than zero".into());
-        }
-        if self.queue_capacity == 0 {
-            found.bad("queue_capacity", AT_LEAST_ONE.into());
-        }
-        if self.threads.parse == Some(0) {
-            found.bad("threads.parse", AT_LEAST_ONE.into());
-        }
-        if self.threads.cpus.as_ref().is_some_and(|c| c.is_empty()) {
-            found.bad("threads.cpus", "the list is empty".into());
-        }
+    /// The rules that relate two or more options, so belong to no one option's [`Check`]:
+    /// each names the key whose value is to change. Some of them only make sense once the
+    /// values they combine are good on their own (a schema is checked as a whole only when
+    /// each of its fields and statistics reads), which is why they come after every [`Check`].
+    fn cross_key_problems(&self, found: &mut Problems) {
+        self.tls_pair_problems(found);
+        self.pagination_problems(found);
+        self.schema_problems(found);
+        self.partition_problems(found);
     }
 
-    /// The fetcher's limits, timeouts, headers, encodings and TLS files.
-    fn fetch_limit_problems(&self, found: &mut Problems) {
-        let f = &self.fetch;
-        for (key, v) in [
-            ("fetch.connections_per_host", f.connections_per_host),
-            ("fetch.max_in_flight", f.max_in_flight),
-            ("fetch.max_attempts", f.max_attempts as usize),
-            ("fetch.max_body_bytes", f.max_body_bytes),
-            ("fetch.batch_max_items", f.batch_max_items),
-            ("fetch.batch_max_bytes", f.batch_max_bytes),
-            ("fetch.rate_limit", f.rate_limit.map_or(1, |v| v as usize)),
-            ("fetch.rate_burst", f.rate_burst.map_or(1, |v| v as usize)),
-        ] {
-            if v == 0 {
-                found.bad(key, AT_LEAST_ONE.into());
-            }
-        }
-        for (key, d) in [
-            ("fetch.connect_timeout", f.connect_timeout),
-            ("fetch.request_timeout", f.request_timeout),
-            ("fetch.first_byte_timeout", f.first_byte_timeout),
-            ("fetch.idle_timeout", f.idle_timeout),
-            ("fetch.total_timeout", f.total_timeout),
-        ] {
-            if d.is_zero() {
-                found.bad(key, "must be longer than zero".into());
-            }
-        }
-        for (n, h) in f.headers.iter().enumerate() {
-            if let Err(e) = check_header(h) {
-                found.bad(&format!("fetch.headers[{n}]"), e);
-            }
-        }
-        for token in f.accept_encoding.split(',').map(str::trim) {
-            if !matches!(token, "" | "gzip" | "deflate" | "identity")
-                && !token.starts_with("identity;")
-            {
-                found.bad(
-                    "fetch.accept_encoding",
-                    format!(
-                        "`{token}` is not an encoding pinflow decodes (gzip, deflate, identity)"
-                    ),
-                );
-            }
-        }
-        match (&f.tls_client_cert, &f.tls_client_key) {
+    /// A client certificate and its key go together.
+    fn tls_pair_problems(&self, found: &mut Problems) {
+        match (&self.fetch.tls_client_cert, &self.fetch.tls_client_key) {
             (Some(_), None) => found.bad(
                 "fetch.tls_client_key",
                 "is needed with fetch.tls_client_cert".into(),
@@ -144,15 +259,6 @@ impl Config {
             ),
             _ => {}
         }
-        for (key, p) in [
-            ("fetch.tls_ca_file", &f.tls_ca_file),
-            ("fetch.tls_client_cert", &f.tls_client_cert),
-            ("fetch.tls_client_key", &f.tls_client_key),
-        ] {
-            if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
-                found.bad(key, "is empty".into());
-            }
-        }
     }
 
     /// Pagination, and what the journal and the ureq engine exclude.
@@ -162,26 +268,6 @@ impl Config {
             found.bad(
                 "fetch.cursor_field",
                 "needs fetch.records_field (the envelope's array of records)".into(),
-            );
-        }
-        for (key, path) in [
-            ("fetch.records_field", &f.records_field),
-            ("fetch.cursor_field", &f.cursor_field),
-        ] {
-            if path
-                .as_deref()
-                .is_some_and(|p| p.split('.').any(str::is_empty))
-            {
-                found.bad(
-                    key,
-                    "is not a dotted field path such as `data` or `meta.next`".into(),
-                );
-            }
-        }
-        if f.cursor_param.is_empty() || f.cursor_param.contains(['&', '=', '#', '?', ' ']) {
-            found.bad(
-                "fetch.cursor_param",
-                format!("`{}` is not a query parameter name", f.cursor_param),
             );
         }
         if f.engine == FetchEngine::Ureq && f.cursor_field.is_some() {
@@ -220,76 +306,32 @@ impl Config {
         }
     }
 
-    /// The schema's fields, statistics and unknown-field policy, and a fixed layout as a whole.
+    /// Listed fields with inference, and a fixed layout as a whole (fields, statistics and
+    /// the unknown-field policy together).
     fn schema_problems(&self, found: &mut Problems) {
         let sc = &self.schema;
-        let mut schema_ok = true;
-        if let Err(why) = sc.unknown.parse::<Unknown>() {
-            found.bad("schema.unknown", why);
-            schema_ok = false;
-        }
-        for (n, f) in sc.fields.iter().enumerate() {
-            if let Err(why) = f.parse::<FieldSpec>() {
-                found.bad(&format!("schema.fields[{n}]"), why);
-                schema_ok = false;
-            }
-        }
-        for (n, st) in sc.stats.iter().flatten().enumerate() {
-            if let Err(why) = st.parse::<StatSpec>() {
-                found.bad(&format!("schema.stats[{n}]"), why);
-                schema_ok = false;
-            }
-        }
         if sc.infer && !sc.fields.is_empty() {
             found.bad(
                 "schema.infer",
                 "infers the fields when none are listed; remove schema.fields or infer".into(),
             );
         }
-        if !(sc.infer && sc.fields.is_empty()) {
+        // Each part already had its own check; a bad one is reported there, not again here.
+        let parts_ok = [rule::unknown, rule::fields, rule::stats]
+            .iter()
+            .all(|r| r(self).is_empty());
+        if parts_ok && !(sc.infer && sc.fields.is_empty()) {
             // A fixed layout can be checked as a whole now (duplicate columns, statistics of a
             // column that is not a numeric list...).
-            if let (true, Err(Error::Config { why, .. })) = (schema_ok, sc.layout()) {
+            if let Err(Error::Config { why, .. }) = sc.layout() {
                 found.bad("schema", why);
             }
         }
     }
 
-    /// The writer's sizes, compression, rotation and partitions.
-    fn writer_problems(&self, found: &mut Problems) {
-        if self.writer.data_page_bytes == 0 {
-            found.bad("writer.data_page_bytes", AT_LEAST_ONE.into());
-        }
-        if self.writer.row_group_rows == 0 {
-            found.bad("writer.row_group_rows", AT_LEAST_ONE.into());
-        }
-        if let Compression::Zstd(level) = self.writer.compression {
-            if !(1..=22).contains(&level) {
-                found.bad(
-                    "writer.compression",
-                    format!("zstd level {level} is not in 1..=22"),
-                );
-            }
-        }
+    /// Partition columns, which must be columns of the schema (when it is fixed).
+    fn partition_problems(&self, found: &mut Problems) {
         let w = &self.writer;
-        if w.rotate_interval == Some(Duration::ZERO) {
-            found.bad("writer.rotate_interval", "must be longer than zero".into());
-        }
-        if w.flush_interval.is_zero() {
-            found.bad("writer.flush_interval", "must be longer than zero".into());
-        }
-        for (key, v) in [
-            ("writer.rotate_rows", w.rotate_rows),
-            ("writer.rotate_bytes", w.rotate_bytes),
-            (
-                "writer.max_open_partitions",
-                Some(w.max_open_partitions as u64),
-            ),
-        ] {
-            if v == Some(0) {
-                found.bad(key, "must be at least 1".into());
-            }
-        }
         // Problems name the whole key (not `[n]`), so they are attributed to where it was set.
         // Columns are checked against a fixed layout now; an inferred one is checked when known.
         let fixed_schema = self

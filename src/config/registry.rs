@@ -10,6 +10,7 @@
 //! configuration: a key path is the path of its field (serde maps one onto the other), and its
 //! default is the field's [`Default`].
 
+use super::check::{rule, Check};
 use super::kind::Kind;
 #[allow(unused_imports)] // for the links in the documentation above
 use super::{Config, ConfigLayer};
@@ -63,6 +64,9 @@ pub struct OptionSpec {
     doc: &'static str,
     /// For keys without a default value (and `out`): an example in TOML, shown commented out.
     example: &'static str,
+    /// The rule its value must follow on its own, run by [`Config::problems`] (rules relating
+    /// several options are in check.rs).
+    pub(super) check: Check,
 }
 
 /// How an option is given on the command line.
@@ -268,6 +272,7 @@ const BLANK: OptionSpec = OptionSpec {
     help: "",
     doc: "",
     example: "",
+    check: Check::None,
 };
 
 /// Every option, top-level keys first, then table by table in [`Topic::ALL`] order.
@@ -281,6 +286,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "\"logs.parquet\"",
         doc: "The Parquet file to write; it appears under this name only once complete. \
          `pinflow run` needs it here or in --out; `demo` and `bench` use only --out.",
+        check: Check::FilePath(|c| Some(&c.out)),
         ..BLANK
     },
     OptionSpec {
@@ -291,6 +297,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Dead-letter NDJSON file [default: OUT.deadletter.ndjson]",
         example: "\"logs.deadletter.ndjson\"",
         doc: "Where rejected records and failed requests go (NDJSON). Default: OUT.deadletter.ndjson.",
+        check: Check::FilePath(|c| c.dead_letter.as_deref()),
         ..BLANK
     },
     OptionSpec {
@@ -300,6 +307,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "\"http://127.0.0.1:8080/logs/{1..20000}.json\"",
         doc: "The work source of `pinflow run` when --urls is not given: a file with one URL per \
          line, \"-\" for standard input, or a template with one {START..END} range.",
+        check: Check::Custom(rule::source),
         ..BLANK
     },
     OptionSpec {
@@ -309,6 +317,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "[\"/var/log/app/*.ndjson\"]",
         doc: "Local files instead of URLs: paths, directories or glob patterns, `-` for stdin. \
          NDJSON is streamed in chunks; a .json file is one document (object or array).",
+        check: Check::Custom(rule::files),
         ..BLANK
     },
     OptionSpec {
@@ -320,6 +329,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "\"30s\"",
         doc: "Continuous mode: poll the source again every this long until SIGINT or SIGTERM. \
          Unset: run once.",
+        check: Check::LongerThanZero(|c| c.every),
         ..BLANK
     },
     OptionSpec {
@@ -329,6 +339,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Batches per queue between stages [default: 4]",
         doc: "Batches per queue between stages (at least 1). Small is enough: batches are large.",
+        check: Check::AtLeastOne(|c| Some(c.queue_capacity as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -339,6 +350,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Parse threads [default: derived from the cores]",
         example: "2",
         doc: "Parse threads (simd-json into Arrow columns). Unset: derived from the cores.",
+        check: Check::AtLeastOne(|c| c.threads.parse.map(|n| n as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -360,6 +372,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Comma-separated CPU ids to run on [default: all available]",
         example: "[0, 1, 2, 3]",
         doc: "Run only on these CPU ids. Unset: every core this process may use.",
+        check: Check::Custom(rule::cpus),
         ..BLANK
     },
     OptionSpec {
@@ -392,6 +405,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Keep-alive connections per host [default: 32]",
         doc: "Keep-alive connections opened per host (host:port).",
+        check: Check::AtLeastOne(|c| Some(c.fetch.connections_per_host as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -401,6 +415,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Requests in flight at once, all hosts together [default: 512]",
         doc: "Requests admitted but not yet finished, all hosts together. Bounds memory.",
+        check: Check::AtLeastOne(|c| Some(c.fetch.max_in_flight as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -410,6 +425,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Attempts per request on connection errors and timeouts [default: 3]",
         doc: "Attempts per request on connection errors and timeouts, the first one included.",
+        check: Check::AtLeastOne(|c| Some(u64::from(c.fetch.max_attempts))),
         ..BLANK
     },
     OptionSpec {
@@ -419,6 +435,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "DURATION",
         help: "TCP connect timeout: a duration (5s, 500ms) or seconds [default: 5s]",
         doc: "Give up on a TCP connect after this long.",
+        check: Check::LongerThanZero(|c| Some(c.fetch.connect_timeout)),
         ..BLANK
     },
     OptionSpec {
@@ -428,6 +445,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "DURATION",
         help: "Request timeout: a duration (30s, 1m) or seconds [default: 30s]",
         doc: "Give up on an attempt (request sent to last body byte) after this long.",
+        check: Check::LongerThanZero(|c| Some(c.fetch.request_timeout)),
         ..BLANK
     },
     OptionSpec {
@@ -437,6 +455,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "DURATION",
         help: "No response byte this long after the request fails the attempt [default: 15s]",
         doc: "Give up on an attempt when no response byte arrived this long after the request.",
+        check: Check::LongerThanZero(|c| Some(c.fetch.first_byte_timeout)),
         ..BLANK
     },
     OptionSpec {
@@ -446,6 +465,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "DURATION",
         help: "A response pausing this long between reads fails the attempt [default: 15s]",
         doc: "Give up on an attempt when a response stops this long between two reads.",
+        check: Check::LongerThanZero(|c| Some(c.fetch.idle_timeout)),
         ..BLANK
     },
     OptionSpec {
@@ -455,6 +475,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "DURATION",
         help: "All attempts of a request and the waits between them, together [default: 5m]",
         doc: "Give up on a request, all attempts and the waits between them together, after this long.",
+        check: Check::LongerThanZero(|c| Some(c.fetch.total_timeout)),
         ..BLANK
     },
     OptionSpec {
@@ -504,6 +525,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "The body is an envelope object; the records are the array at this dotted path",
         example: "\"data\"",
         doc: "The body is an envelope object; the records are the array at this dotted path.",
+        check: Check::FieldPath(|c| c.fetch.records_field.as_deref()),
         ..BLANK
     },
     OptionSpec {
@@ -515,6 +537,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "\"next_cursor\"",
         doc: "Cursor pagination: the envelope's field (dotted path) with the next page's cursor; \
          null, missing or empty ends the chain. Needs records_field.",
+        check: Check::FieldPath(|c| c.fetch.cursor_field.as_deref()),
         ..BLANK
     },
     OptionSpec {
@@ -524,6 +547,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "NAME",
         help: "Query parameter carrying the cursor [default: cursor]",
         doc: "The query parameter that carries the cursor in the next page's URL.",
+        check: Check::Custom(rule::cursor_param),
         ..BLANK
     },
     OptionSpec {
@@ -562,6 +586,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Extra request header `Name: value` (repeatable); `${env:VAR}` and `${file:PATH}` in the value are replaced at start, so tokens need not be on the command line",
         doc: "Extra request headers, each \"Name: value\". In a value, ${env:VAR} and ${file:PATH} \
          are replaced when the run starts (keep tokens out of files and command lines).",
+        check: Check::Custom(rule::headers),
         ..BLANK
     },
     OptionSpec {
@@ -572,6 +597,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Accept-Encoding sent with requests; \"\" sends none [default: \"gzip, deflate\"]",
         doc: "Sent as Accept-Encoding (\"\" to send none); gzip and deflate bodies are decoded by the \
          parse threads.",
+        check: Check::Custom(rule::accept_encoding),
         ..BLANK
     },
     OptionSpec {
@@ -582,6 +608,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "At most N requests per second to each host [default: no limit]",
         example: "100",
         doc: "At most this many requests per second to each host (token bucket). Default: no limit.",
+        check: Check::AtLeastOne(|c| c.fetch.rate_limit.map(u64::from)),
         ..BLANK
     },
     OptionSpec {
@@ -592,6 +619,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Requests a host may get at once after a quiet spell [default: the rate limit]",
         example: "10",
         doc: "Requests a host may get at once after a quiet spell. Default: rate_limit.",
+        check: Check::AtLeastOne(|c| c.fetch.rate_burst.map(u64::from)),
         ..BLANK
     },
     OptionSpec {
@@ -601,6 +629,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Largest accepted response body, in bytes [default: 67108864]",
         doc: "A larger response body fails its request (and nothing else) instead of exhausting memory.",
+        check: Check::AtLeastOne(|c| Some(c.fetch.max_body_bytes as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -611,6 +640,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "PEM CA certificates trusted for https:// besides the built-in web PKI roots",
         example: "\"/etc/pinflow/ca.pem\"",
         doc: "https://: PEM CA certificates trusted besides the built-in web PKI roots (a private CA).",
+        check: Check::NonEmptyPath(|c| c.fetch.tls_ca_file.as_deref()),
         ..BLANK
     },
     OptionSpec {
@@ -621,6 +651,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "PEM client certificate chain for https:// servers that require mTLS",
         example: "\"/etc/pinflow/client.pem\"",
         doc: "https:// client certificate chain (PEM, leaf first) for servers that require mTLS.",
+        check: Check::NonEmptyPath(|c| c.fetch.tls_client_cert.as_deref()),
         ..BLANK
     },
     OptionSpec {
@@ -631,18 +662,21 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "PEM private key of --tls-client-cert",
         example: "\"/etc/pinflow/client.key\"",
         doc: "The PEM private key of tls_client_cert.",
+        check: Check::NonEmptyPath(|c| c.fetch.tls_client_key.as_deref()),
         ..BLANK
     },
     OptionSpec {
         key: "fetch.batch_max_items",
         kind: Kind::Count,
         doc: "A batch of bodies goes to the parse threads when it holds this many responses...",
+        check: Check::AtLeastOne(|c| Some(c.fetch.batch_max_items as u64)),
         ..BLANK
     },
     OptionSpec {
         key: "fetch.batch_max_bytes",
         kind: Kind::Count,
         doc: "...or this many body bytes...",
+        check: Check::AtLeastOne(|c| Some(c.fetch.batch_max_bytes as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -658,6 +692,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Rows per Parquet row group [default: 65536]",
         doc: "Rows per Parquet row group; a row group is written as soon as it is full.",
+        check: Check::AtLeastOne(|c| Some(c.writer.row_group_rows as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -677,6 +712,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Uncompressed bytes per Parquet data page [default: 262144]",
         doc: "Uncompressed bytes per Parquet data page (readers skip by page with the page index).",
+        check: Check::AtLeastOne(|c| Some(c.writer.data_page_bytes as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -687,6 +723,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "none, snappy, lz4, zstd or zstd:LEVEL [default: snappy]",
         doc: "Column compression: \"none\", \"snappy\", \"lz4\" (Parquet LZ4_RAW), \"zstd\" (level 3) \
          or \"zstd:LEVEL\" (1..=22).",
+        check: Check::Custom(rule::compression),
         ..BLANK
     },
     OptionSpec {
@@ -698,6 +735,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "\"1h\"",
         doc: "Finalize the current Parquet file and start a new one after this long (continuous \
          mode). Unset: one file per run.",
+        check: Check::LongerThanZero(|c| c.writer.rotate_interval),
         ..BLANK
     },
     OptionSpec {
@@ -708,6 +746,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Close a row group once its oldest row has waited this long [default: 10s]",
         doc: "Close the open row group once its oldest row has waited this long, full or not, so a \
          slow stream's rows reach a closed row group on disk within this time.",
+        check: Check::LongerThanZero(|c| Some(c.writer.flush_interval)),
         ..BLANK
     },
     OptionSpec {
@@ -719,6 +758,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "1000000",
         doc: "Finalize a file once it holds this many rows and start the next. Unset: no rotation \
          by rows. Any rotation names files OUTSTEM-YYYYMMDDTHHMMSSZ-NNNNN.parquet.",
+        check: Check::AtLeastOne(|c| c.writer.rotate_rows),
         ..BLANK
     },
     OptionSpec {
@@ -730,6 +770,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "268435456",
         doc: "Finalize a file once its size (bytes written plus the estimated open row group) \
          reaches this many bytes; files end a little over it. Unset: no rotation by size.",
+        check: Check::AtLeastOne(|c| c.writer.rotate_bytes),
         ..BLANK
     },
     OptionSpec {
@@ -751,6 +792,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Partition files open at once at most [default: 64]",
         doc: "Partition files open at once at most; the least recently used one is finalized to \
          make room (a later row of its partition starts the next part).",
+        check: Check::AtLeastOne(|c| Some(c.writer.max_open_partitions as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -792,6 +834,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         doc: "The fields, PATH:TYPE or PATH:TYPE as COLUMN; types int64, float64, bool, string, dict, \
          timestamp, list<float64>, list<int64>; a dotted PATH reaches into nested objects and \
          becomes a flat column (http.status -> http_status). Unset: the built-in log layout.",
+        check: Check::Custom(rule::fields),
         ..BLANK
     },
     OptionSpec {
@@ -811,6 +854,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Fields not in the schema: ignore, reject or extra [default: ignore]",
         doc: "Fields not in the schema: ignore, reject (dead-letter the record) or extra (a JSON \
          object column _extra).",
+        check: Check::Custom(rule::unknown),
         ..BLANK
     },
     OptionSpec {
@@ -822,6 +866,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "[\"values:count,mean,min,max,variance,stddev,p50,p99\"]",
         doc: "Statistics of numeric list columns, COLUMN or COLUMN:OP,...; ops count, sum, mean, \
          variance, stddev, min, max, pNN. Unset: count, mean, min, max, variance of `values`.",
+        check: Check::Custom(rule::stats),
         ..BLANK
     },
     OptionSpec {
@@ -851,6 +896,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "LEVEL",
         help: "Least severe messages shown: off, error, warn, info, debug, trace [default: info]",
         doc: "The least severe messages shown: off, error, warn, info, debug or trace.",
+        check: Check::Custom(rule::log_level),
         ..BLANK
     },
     OptionSpec {

@@ -495,3 +495,112 @@ fn later_layers_override_earlier_ones_and_problems_name_their_origin() {
         ["p.toml:3: fetch.max_in_flight: must be at least 1"]
     );
 }
+
+/// `c` with `key` set to `value`, through serde (so past the reading of layers, which refuses
+/// some values a program can still put in a [`Config`]).
+fn with_value(key: &str, value: toml::Value) -> Config {
+    let mut table = toml::Table::try_from(Config::default()).unwrap();
+    let mut at = &mut table;
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap();
+    for p in parts {
+        at = at.get_mut(p).and_then(|v| v.as_table_mut()).unwrap();
+    }
+    at.insert(last.to_string(), value);
+    table.try_into().unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+#[test]
+fn every_declared_check_rejects_a_bad_value_under_its_key() {
+    use super::check::Check;
+    // A value breaking each option's rule of its own, in TOML.
+    let custom: &[(&str, &str)] = &[
+        ("source", "\" \""),
+        ("files", "[\"a.ndjson\", \" \"]"),
+        ("threads.cpus", "[]"),
+        ("fetch.cursor_param", "\"a&b\""),
+        ("fetch.headers", "[\"no colon\"]"),
+        ("fetch.accept_encoding", "\"gzip, br\""),
+        ("schema.fields", "[\"id:nope\"]"),
+        ("schema.unknown", "\"maybe\""),
+        ("schema.stats", "[\"values:nope\"]"),
+        ("log.level", "\"loud\""),
+    ];
+    let mut checked = 0;
+    for o in options() {
+        let key = o.key();
+        let c = match o.check {
+            Check::None => continue,
+            // `zstd:0` does not even parse, so only a program can set it.
+            Check::Custom(_) if key == "writer.compression" => {
+                let mut c = Config::default();
+                c.writer.compression = Compression::Zstd(0);
+                c
+            }
+            check => {
+                let bad = match check {
+                    Check::None => unreachable!(),
+                    Check::AtLeastOne(_) => "0",
+                    Check::LongerThanZero(_) => "\"0s\"",
+                    Check::FilePath(_) => "\"/\"",
+                    Check::NonEmptyPath(_) => "\"\"",
+                    Check::FieldPath(_) => "\"meta..next\"",
+                    Check::Custom(_) => custom
+                        .iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, v)| *v)
+                        .unwrap_or_else(|| panic!("{key}: add a value breaking its rule above")),
+                };
+                let doc: toml::Table = toml::from_str(&format!("v = {bad}")).unwrap();
+                with_value(key, doc["v"].clone())
+            }
+        };
+        let named: Vec<String> = c.problems().into_iter().filter_map(|d| d.key).collect();
+        assert!(
+            named
+                .iter()
+                .any(|k| k == key || k.starts_with(&format!("{key}["))),
+            "{key}: a bad value gave problems with {named:?}"
+        );
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        options()
+            .iter()
+            .filter(|o| !matches!(o.check, Check::None))
+            .count()
+    );
+    assert!(Config::default().problems().is_empty());
+}
+
+/// An integer or a duration is checked for zero unless zero means something (none, no bound,
+/// not at all). A new one must declare its bound in the registry or be listed here.
+#[test]
+fn integers_and_durations_declare_their_lower_bound() {
+    use super::check::Check;
+    use super::kind::Kind;
+    let zero_means_something = [
+        "threads.compute",
+        "fetch.max_retry_after",
+        "fetch.max_link_pages",
+        "fetch.max_redirects",
+        "fetch.batch_max_delay",
+        "writer.row_group_max_bytes",
+        "writer.dead_letter_max_bytes",
+        "writer.dead_letter_keep",
+    ];
+    for o in options() {
+        let bounded = match o.kind {
+            Kind::Count | Kind::Count32 => matches!(o.check, Check::AtLeastOne(_)),
+            Kind::Duration => matches!(o.check, Check::LongerThanZero(_)),
+            _ => continue,
+        };
+        assert_ne!(
+            bounded,
+            zero_means_something.contains(&o.key()),
+            "{}: declare its check in the registry, or list it as taking zero",
+            o.key()
+        );
+    }
+}
