@@ -384,10 +384,8 @@ impl Parser {
         } else if ndjson {
             let mut line_start = start;
             while line_start < len {
-                let line_end = buf[line_start..len]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(len, |p| line_start + p);
+                let line_end =
+                    memchr::memchr(b'\n', &buf[line_start..len]).map_or(len, |p| line_start + p);
                 let mut s = line_start;
                 let mut e = line_end;
                 while s < e && buf[s].is_ascii_whitespace() {
