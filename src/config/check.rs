@@ -219,7 +219,7 @@ impl Problems {
 impl Config {
     /// Every value that cannot work, each with its key path (e.g. `fetch.max_in_flight`) and
     /// no origin; [`Config::problems_in`] adds where each value came from. First each option's
-    /// own [`Check`], in registry order (the order of `pinflow config default`), then the rules
+    /// own check (`Check`), in registry order (the order of `pinflow config default`), then the rules
     /// that relate several options.
     pub fn problems(&self) -> Vec<Diagnostic> {
         let mut found = Problems::default();
