@@ -102,7 +102,7 @@ step "aarch64 doc tests (qemu)" "${A64[@]}" --doc
 # the statistics kernel's tests (against the scalar reference) once more at opt-level 3, so
 # the NEON code LLVM makes of the 8-lane loops is what they check.
 CARGO_PROFILE_DEV_OPT_LEVEL=3 \
-  step "aarch64 statistics kernel tests at opt-level 3 (NEON, qemu)" "${A64[@]}" --lib -- stats:: compute::
+  step "aarch64 statistics kernel tests at opt-level 3 (NEON, qemu)" "${A64[@]}" --lib -- stats:: transform::
 fi
 
 # --- 2. x86_64 with simd-json's fallbacks: which implementation each CPU model selects ------
