@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 
-use super::{Holds, Output, OutputPlan, OutputReport, ParquetFile, Partitioner, SealedFile};
+use super::{Holds, Output, OutputPlan, OutputReport, ParquetFile, Partitioner, SealedFile, Split};
 use crate::error::Result;
 use crate::metrics::live::Registry;
 
@@ -219,18 +219,26 @@ impl<'a> LocalParquet<'a> {
 }
 
 impl Output for LocalParquet<'_> {
-    fn write(&mut self, rows: &RecordBatch, id: Option<u64>, holds: &mut Holds) -> Result<()> {
+    fn write(
+        &mut self,
+        rows: &RecordBatch,
+        id: Option<u64>,
+        holds: &mut Holds,
+    ) -> Result<Vec<(usize, String)>> {
         if !self.plan.enabled {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let parts = match &self.partitioner {
-            None => vec![(String::new(), rows.clone())],
+        let split = match &self.partitioner {
+            None => Split {
+                parts: vec![(String::new(), rows.clone())],
+                refused: Vec::new(),
+            },
             Some(p) => p.split(rows)?,
         };
-        for (key, part) in &parts {
+        for (key, part) in &split.parts {
             self.write_rows(key, part, id, holds)?;
         }
-        Ok(())
+        Ok(split.refused)
     }
 
     fn deadline(&self) -> Option<Instant> {

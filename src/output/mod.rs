@@ -34,9 +34,9 @@ pub use parquet::{
     file_properties, writer_properties, ParquetFile, SealedFile, FIXED_WIDTH_DICTIONARY_BYTES,
     VERSION_KEY,
 };
-pub use partition::{escape_value, Partitioner, HIVE_DEFAULT_PARTITION};
+pub use partition::{escape_value, Partitioner, Split, HIVE_DEFAULT_PARTITION, NAME_MAX};
 pub use plan::OutputPlan;
-pub use writer::{run, Prepare, WriterParts, FAILURE_LINES_PER_SEC};
+pub use writer::{run, Prepare, WriterParts, FAILURE_LINES_PER_SEC, REFUSED_CLASS};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -65,8 +65,15 @@ use crate::metrics::live::{Registry, Stage};
 /// An output that keeps rows buffered holds their batch in [`Holds`] until they are durable,
 /// so a batch's end-to-end latency ends when its last row is.
 pub(crate) trait Output {
-    /// Appends the rows of batch `id` (`None`: not tracked for latency).
-    fn write(&mut self, rows: &RecordBatch, id: Option<u64>, holds: &mut Holds) -> Result<()>;
+    /// Appends the rows of batch `id` (`None`: not tracked for latency). Returns the rows it
+    /// cannot hold (by index in `rows`, with the reason: a partition value too long for a
+    /// directory name), which the writer turns into dead letters; every other row is written.
+    fn write(
+        &mut self,
+        rows: &RecordBatch,
+        id: Option<u64>,
+        holds: &mut Holds,
+    ) -> Result<Vec<(usize, String)>>;
     /// When buffered rows must be flushed even if no batch comes; `None`: nothing buffered.
     fn deadline(&self) -> Option<Instant>;
     /// Flushes what has waited `writer.flush_interval`.
@@ -187,6 +194,9 @@ pub struct WriterReport {
     pub files: u64,
     /// Dead letters written (all kinds).
     pub dead_letters: u64,
+    /// Rows the output could not hold (a partition value too long for a directory name),
+    /// dead-lettered by the writer: parsed records, counted here rather than by a parser.
+    pub records_refused: u64,
     /// The last finalized output path.
     pub output: Option<std::path::PathBuf>,
     /// The dead-letter file, if anything went to it.

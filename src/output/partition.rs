@@ -5,6 +5,10 @@
 //! Hive way (`/` → `%2F`, `=` → `%3D`, ...); a null or empty value is
 //! [`HIVE_DEFAULT_PARTITION`]. The special name `date` is the UTC date (`YYYY-MM-DD`) of the
 //! `ts` column.
+//!
+//! A segment longer than [`NAME_MAX`] bytes cannot be a directory name: its row is refused
+//! ([`Split::refused`]) and becomes a dead letter, rather than failing the run or being
+//! written under a made-up (hashed or cut) name that readers would take for the value.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -56,6 +60,19 @@ pub fn escape_value(value: &str, out: &mut String) {
     }
 }
 
+/// The longest directory name, in bytes, that file systems take (`NAME_MAX` on Linux, the BSDs
+/// and macOS; ext4, XFS, btrfs, ZFS and APFS all stop at 255).
+pub const NAME_MAX: usize = 255;
+
+/// A batch split by partition: see [`Partitioner::split`].
+#[derive(Debug, Default)]
+pub struct Split {
+    /// The rows of each partition directory, in the order each first appears.
+    pub parts: Vec<(String, RecordBatch)>,
+    /// Rows (by index in the batch) that no directory can hold, with the reason.
+    pub refused: Vec<(usize, String)>,
+}
+
 /// Splits record batches by the configured partition names.
 #[derive(Debug, Clone)]
 pub struct Partitioner {
@@ -80,8 +97,9 @@ impl Partitioner {
 
     /// The rows of `rows` grouped by partition directory, in the order each partition first
     /// appears; rows keep their order within a partition. A batch of one partition is
-    /// returned as it is, without copying.
-    pub fn split(&self, rows: &RecordBatch) -> Result<Vec<(String, RecordBatch)>> {
+    /// returned as it is, without copying. A row whose directory name for some partition
+    /// would pass [`NAME_MAX`] bytes is refused instead, with the reason.
+    pub fn split(&self, rows: &RecordBatch) -> Result<Split> {
         let columns = self
             .names
             .iter()
@@ -92,15 +110,29 @@ impl Partitioner {
         let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
         // Consecutive rows mostly share a day: format each date once.
         let mut day_cache: Option<(i64, String)> = None;
-        for row in 0..rows.num_rows() {
+        let mut refused = Vec::new();
+        'rows: for row in 0..rows.num_rows() {
             key.clear();
             for (j, (name, values)) in self.names.iter().zip(&columns).enumerate() {
                 if j > 0 {
                     key.push('/');
                 }
+                let start = key.len();
                 key.push_str(name);
                 key.push('=');
                 value_at(values, row, &mut key, &mut day_cache);
+                let len = key.len() - start;
+                if len > NAME_MAX {
+                    refused.push((
+                        row,
+                        format!(
+                            "partition value of `{name}` is too long for a directory name: \
+                             `{name}=…` would be {len} bytes once escaped, the limit is \
+                             {NAME_MAX}"
+                        ),
+                    ));
+                    continue 'rows;
+                }
             }
             let g = match index.get(key.as_str()) {
                 Some(&g) => g,
@@ -112,11 +144,14 @@ impl Partitioner {
             };
             groups[g].1.push(row as u32);
         }
-        if groups.len() == 1 {
+        if groups.len() == 1 && refused.is_empty() {
             let (key, _) = groups.pop().expect("one group");
-            return Ok(vec![(key, rows.clone())]);
+            return Ok(Split {
+                parts: vec![(key, rows.clone())],
+                refused,
+            });
         }
-        groups
+        let parts = groups
             .into_iter()
             .map(|(key, idx)| {
                 let part = arrow_select::take::take_record_batch(rows, &UInt32Array::from(idx))
@@ -126,7 +161,8 @@ impl Partitioner {
                     })?;
                 Ok((key, part))
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(Split { parts, refused })
     }
 }
 
@@ -274,7 +310,7 @@ mod tests {
         )
         .unwrap();
         let p = Partitioner::new(&["service".into(), "date".into()]).unwrap();
-        let parts = p.split(&batch).unwrap();
+        let parts = p.split(&batch).unwrap().parts;
         let got: Vec<(String, Vec<i64>)> = parts
             .iter()
             .map(|(k, b)| {
@@ -304,8 +340,58 @@ mod tests {
         // One partition: the batch itself.
         let p = Partitioner::new(&["id".into()]).unwrap();
         let one = batch.slice(1, 1);
-        let parts = p.split(&one).unwrap();
+        let parts = p.split(&one).unwrap().parts;
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].0, "id=2");
+    }
+
+    #[test]
+    fn a_value_too_long_for_a_directory_name_is_refused_not_fatal() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("service", DataType::Utf8, true),
+        ]));
+        // `service=` is 8 bytes: 247 more make the longest name (255); escaping counts, so 100
+        // slashes (300 bytes as `%2F`) do not fit however short they look.
+        let fits = "a".repeat(NAME_MAX - 8);
+        let long = "b".repeat(NAME_MAX - 7);
+        let slashes = "/".repeat(100);
+        let values = [fits.as_str(), long.as_str(), "x", slashes.as_str()];
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![0, 1, 2, 3])),
+                Arc::new(StringArray::from(values.to_vec())),
+            ],
+        )
+        .unwrap();
+        let split = Partitioner::new(&["service".into()])
+            .unwrap()
+            .split(&batch)
+            .unwrap();
+        let keys: Vec<&str> = split.parts.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, [format!("service={fits}").as_str(), "service=x"]);
+        assert_eq!(split.parts[0].0.len(), NAME_MAX);
+        let refused: Vec<usize> = split.refused.iter().map(|(i, _)| *i).collect();
+        assert_eq!(refused, [1, 3]);
+        assert!(
+            split.refused[0].1.contains("`service`") && split.refused[0].1.contains("256 bytes"),
+            "{}",
+            split.refused[0].1
+        );
+        assert!(
+            split.refused[1].1.contains("308 bytes"),
+            "{}",
+            split.refused[1].1
+        );
+        // One partition left, but a row refused: not the batch as it is.
+        let one = batch.slice(1, 2);
+        let split = Partitioner::new(&["service".into()])
+            .unwrap()
+            .split(&one)
+            .unwrap();
+        assert_eq!(split.parts.len(), 1);
+        assert_eq!(split.parts[0].1.num_rows(), 1);
+        assert_eq!(split.refused.len(), 1);
     }
 }

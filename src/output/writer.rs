@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::{DeadLetterLog, Holds, LocalParquet, Output, OutputPlan, ParquetFile, WriterReport};
-use crate::batch::{BodyBatch, RecordsBatch};
+use arrow_array::{BooleanArray, RecordBatch};
+
+use crate::batch::{BodyBatch, DeadLetter, RecordsBatch};
 use crate::error::{Error, Result};
 use crate::handoff::ToWriter;
 use crate::journal::{Journal, RangeSet};
@@ -60,6 +62,8 @@ pub fn run(
         holds: Holds::new(registry),
         rows: 0,
         dead_letters: 0,
+        refused: 0,
+        source: plan.source.clone(),
         next_batch: 0,
         failure_log: FailureLog::default(),
         registry,
@@ -90,6 +94,7 @@ pub fn run(
         row_groups: out.row_groups,
         files: out.files,
         dead_letters: w.dead_letters,
+        records_refused: w.refused,
         output: out.output,
         dead_letter_file: dead.finish()?,
     };
@@ -137,6 +142,11 @@ struct Writer<'a> {
     holds: Holds<'a>,
     rows: u64,
     dead_letters: u64,
+    /// Rows the output refused, dead-lettered here (see [`Output::write`]).
+    refused: u64,
+    /// What the rows come from: the `url` of the dead letters of refused rows, whose own
+    /// URL is no longer known.
+    source: String,
     next_batch: u64,
     failure_log: FailureLog,
     registry: &'a Registry,
@@ -297,7 +307,15 @@ impl Writer<'_> {
             self.holds.track(id, oldest);
             id
         });
-        self.output.write(rows, tracked, &mut self.holds)?;
+        let refused = self.output.write(rows, tracked, &mut self.holds)?;
+        let kept;
+        let rows = match refused.is_empty() {
+            true => rows,
+            false => {
+                kept = self.refuse(rows, &refused, dead)?;
+                &kept
+            }
+        };
         for s in &mut self.sinks {
             let name = s.name().to_string();
             crate::stage::guarded("sink", &name, || s.write(rows))?;
@@ -312,6 +330,48 @@ impl Writer<'_> {
             self.holds.release(id);
         }
         Ok(())
+    }
+}
+
+/// The dead-letter class (in the summary and the metrics) of rows the output refused.
+pub const REFUSED_CLASS: &str = "partition value too long";
+
+impl Writer<'_> {
+    /// Dead-letters the rows of `rows` the output refused (each with its reason and the row
+    /// as JSON) and returns the others, which the sinks get and the ledger counts written.
+    fn refuse(
+        &mut self,
+        rows: &RecordBatch,
+        refused: &[(usize, String)],
+        dead: &mut DeadLetterLog,
+    ) -> Result<RecordBatch> {
+        for (i, reason) in refused {
+            let d = DeadLetter {
+                kind: "record",
+                url: self.source.clone(),
+                reason: reason.clone(),
+                excerpt: super::deadletter::row_json(rows, *i),
+                attempts: 0,
+            };
+            dead.write(&d)?;
+            self.failure_log.log(&d);
+        }
+        dead.flush()?;
+        let n = refused.len() as u64;
+        self.dead_letters += n;
+        self.refused += n;
+        self.registry
+            .add_parsed(0, n, &[(REFUSED_CLASS.to_string(), n)]);
+        let mut keep = vec![true; rows.num_rows()];
+        for &(i, _) in refused {
+            keep[i] = false;
+        }
+        arrow_select::filter::filter_record_batch(rows, &BooleanArray::from(keep)).map_err(|e| {
+            Error::Thread {
+                thread: "pinflow-writer".into(),
+                why: format!("leaving out refused rows: {e}"),
+            }
+        })
     }
 }
 

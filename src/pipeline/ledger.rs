@@ -96,6 +96,12 @@ impl Ledger {
                 self.parsed(Ok(std::mem::take(&mut *writer_parsed.lock())));
                 let s = &mut self.summary;
                 s.records_written = w.rows;
+                if w.records_refused > 0 {
+                    s.records_dead_lettered += w.records_refused;
+                    *s.dead_by_reason
+                        .entry(crate::output::REFUSED_CLASS.into())
+                        .or_default() += w.records_refused;
+                }
                 s.row_groups = w.row_groups;
                 s.files = w.files;
                 s.output = w.output;
