@@ -106,6 +106,40 @@ pub fn expand(specs: &[String]) -> Result<Vec<FileInput>> {
     Ok(out)
 }
 
+/// Whether [`expand`] of `spec` would take `path` (resolved, see [`crate::fsutil`]'s
+/// `resolve`) as an input once it exists: `path` is the file `spec` names, a data file in the
+/// directory `spec` names, or a match of the glob `spec`. The run checks its outputs with
+/// this, so that none of them is ever read back as input by this run or the next.
+pub(crate) fn would_read(spec: &str, path: &Path) -> bool {
+    if spec == "-" {
+        return false;
+    }
+    if spec.contains(['*', '?', '[']) {
+        let Ok(pattern) = glob::Pattern::new(spec) else {
+            return false;
+        };
+        // The pattern as written (relative or not) and made absolute both get a chance.
+        let absolute = std::path::absolute(spec)
+            .ok()
+            .and_then(|p| glob::Pattern::new(&p.to_string_lossy()).ok());
+        return pattern.matches_path(path)
+            || absolute.is_some_and(|p| p.matches_path(path))
+            || std::env::current_dir()
+                .ok()
+                .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+                .is_some_and(|rel| pattern.matches_path(&rel));
+    }
+    let named = crate::fsutil::resolve(Path::new(spec));
+    if named.is_dir() {
+        let data = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| DATA_EXTENSIONS.contains(&e));
+        return data && crate::fsutil::parent_dir(path) == named;
+    }
+    named == path
+}
+
 /// Reads every input into batches until done or `stop` is set, like the fetcher does with
 /// URLs: each chunk or whole file counts as a delivered request, each unreadable one as failed.
 pub fn run(

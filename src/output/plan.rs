@@ -10,7 +10,7 @@ use ::parquet::file::properties::WriterProperties;
 use super::{file_properties, ParquetFile, RUN_ID_KEY, SOURCE_KEY};
 use crate::config::WriterConfig;
 use crate::error::{Error, Result};
-use crate::fsutil::{parent_dir, sync_dir};
+use crate::fsutil::{parent_dir, sync_dir, LockError, LockFile};
 
 /// Where output goes, when files rotate, and what metadata they carry.
 #[derive(Debug, Clone)]
@@ -122,17 +122,111 @@ impl OutputPlan {
             let seq = self.free_seq(1);
             return self.open(seq).map(|f| Some((seq, f)));
         }
-        if !self.out.is_dir() {
-            fs::create_dir(&self.out)
-                .map_err(|e| Error::output(&self.out, "create directory", e))?;
-            sync_dir(parent_dir(&self.out));
-        }
+        self.create_root()?;
         let probe = self
             .out
             .join(format!(".pinflow-probe-{}", std::process::id()));
         File::create(&probe).map_err(|e| Error::output(&self.out, "create a file in", e))?;
         let _ = fs::remove_file(&probe);
         Ok(None)
+    }
+
+    /// Partitioned: creates the root directory `out` if it is missing (its parent must exist).
+    fn create_root(&self) -> Result<()> {
+        if !self.out.is_dir() {
+            fs::create_dir(&self.out)
+                .map_err(|e| Error::output(&self.out, "create directory", e))?;
+            sync_dir(parent_dir(&self.out));
+        }
+        Ok(())
+    }
+
+    /// Checks that `out` is something this output can write, before anything is fetched:
+    /// partitioned, a directory (or a link to one) or nothing yet; otherwise a regular file
+    /// or nothing yet. A directory would only fail at the end, when the finished file is
+    /// renamed onto it; a symbolic link would be replaced by the file, not written through;
+    /// a FIFO, socket or device cannot take a file renamed into place.
+    pub fn check_target(&self) -> Result<()> {
+        let refuse = |why: &str| Err(Error::output(&self.out, "check", why));
+        let meta = match fs::symlink_metadata(&self.out) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::output(&self.out, "check", e)),
+        };
+        if self.partitioned() {
+            if self.out.is_dir() {
+                return Ok(());
+            }
+            return refuse(
+                "exists and is not a directory; with writer.partition_by the output is a \
+                 directory of partitions",
+            );
+        }
+        let t = meta.file_type();
+        if t.is_dir() {
+            return refuse(
+                "is a directory; without writer.partition_by the output is one file: give \
+                 a file name (such as DIR/out.parquet), or partition into the directory",
+            );
+        }
+        if t.is_symlink() {
+            return refuse(
+                "is a symbolic link; the finished file is renamed into place and would \
+                 replace the link, not what it points to: give the target's path",
+            );
+        }
+        if !t.is_file() {
+            return refuse(
+                "is not a regular file (a FIFO, socket or device?); Parquet files are \
+                 written under a temporary name and renamed into place, so the output must \
+                 be a regular file or not exist yet",
+            );
+        }
+        Ok(())
+    }
+
+    /// The lock file of this output: `OUT/.pinflow.lock` inside a partitioned output's
+    /// directory, `.NAME.pinflow.lock` beside an output file `NAME` (both hidden, so dataset
+    /// readers skip them).
+    pub fn lock_path(&self) -> PathBuf {
+        match (self.partitioned(), self.out.file_name()) {
+            (false, Some(name)) => {
+                let mut lock = std::ffi::OsString::from(".");
+                lock.push(name);
+                lock.push(".pinflow.lock");
+                parent_dir(&self.out).join(lock)
+            }
+            _ => self.out.join(".pinflow.lock"),
+        }
+    }
+
+    /// Takes the output's advisory lock ([`lock_path`](Self::lock_path)) for as long as the
+    /// returned guard lives, so that a second run writing the same output is refused before
+    /// it fetches anything, instead of replacing the first one's files (or adding
+    /// `part-00001.parquet` beside its own). Partitioned, creates `out` first.
+    pub(crate) fn lock(&self) -> Result<LockFile> {
+        if self.partitioned() {
+            self.create_root()?;
+        }
+        let path = self.lock_path();
+        LockFile::try_acquire(&path).map_err(|e| match e {
+            LockError::Held { pid } => {
+                let who = match pid {
+                    Some(pid) => format!("another pinflow run (pid {pid})"),
+                    None => "another pinflow run".into(),
+                };
+                Error::output(
+                    &self.out,
+                    "lock",
+                    format!(
+                        "{who} is writing to it (it holds the lock file {}); wait for that \
+                         run to end, or write to another path",
+                        path.display()
+                    ),
+                )
+            }
+            LockError::Io(e) => Error::output(&path, "create lock file", e),
+        })
     }
 
     /// Creates the directory of `partition` under `out`, one level at a time, fsyncing each

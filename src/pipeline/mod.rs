@@ -17,6 +17,7 @@
 
 mod builder;
 mod ledger;
+mod paths;
 mod stages;
 
 pub use builder::{PipelineBuilder, RunHandle};
@@ -174,6 +175,16 @@ impl Pipeline {
         // Open the output before fetching anything: an unwritable path fails the run at once.
         let output = self.output_plan(&source)?;
         ingest::preflight(&source, &cfg.fetch, cfg.every)?;
+        paths::check(cfg, &source, &output)?;
+        // Lock the output (held until this function returns): a second run writing the same
+        // output is refused here, before it touches the first one's files or the journal.
+        let _lock = match self.parquet {
+            true => {
+                output.check_target()?;
+                Some(output.lock()?)
+            }
+            false => None,
+        };
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
         // The journal first: it finishes or clears what a killed run left, before this run
         // opens its own files.
