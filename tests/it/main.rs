@@ -35,6 +35,8 @@ mod library;
 mod metrics;
 #[cfg(feature = "cli")]
 mod output;
+#[cfg(feature = "cli")]
+mod output_safety;
 #[cfg(feature = "http")]
 mod rate_limit;
 #[cfg(feature = "http")]
