@@ -225,7 +225,11 @@ impl OutputPlan {
                     ),
                 )
             }
-            LockError::Io(e) => Error::output(&path, "create lock file", e),
+            LockError::Io(e) => Error::output(
+                &self.out,
+                "lock",
+                format!("cannot create the lock file {}: {e}", path.display()),
+            ),
         })
     }
 
