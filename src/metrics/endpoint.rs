@@ -219,8 +219,12 @@ impl Server {
             };
             let open = self.conns.iter().flatten().count();
             if open >= MAX_CONNECTIONS {
-                // Best effort on a fresh socket, whose send buffer is empty; then closed.
+                // Best effort on a fresh socket, whose send buffer is empty; then closed. What
+                // the client sent so far is read first: closing a socket with unread bytes
+                // resets it, and the client would lose the answer.
+                drain(&mut stream);
                 let _ = stream.write(&answer(503, "text/plain", "busy\n"));
+                drain(&mut stream);
                 continue;
             }
             let slot = match self.conns.iter().position(Option::is_none) {
@@ -305,6 +309,16 @@ impl Conn {
     }
 }
 
+/// Reads and discards what has arrived, without waiting.
+fn drain(stream: &mut TcpStream) {
+    let mut sink = [0u8; 2048];
+    for _ in 0..MAX_REQUEST_BYTES / sink.len() {
+        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            return;
+        }
+    }
+}
+
 /// The answer to a complete request.
 fn route(req: &httparse::Request<'_, '_>, registry: &Registry) -> Vec<u8> {
     if req.method != Some("GET") {
@@ -351,4 +365,133 @@ fn answer(status: u16, ctype: &str, body: &str) -> Vec<u8> {
     .into_bytes();
     out.extend_from_slice(body.as_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Role;
+    use std::net::TcpStream as StdStream;
+
+    fn endpoint() -> Endpoint {
+        let registry = Arc::new(Registry::new(&[Role::Fetch, Role::Writer]));
+        Endpoint::start("127.0.0.1:0".parse().unwrap(), registry).unwrap()
+    }
+
+    /// Sends `GET path` and reads the whole answer (the server closes after it), waiting at
+    /// most 30 s: the test fails rather than hangs when nothing comes.
+    fn get(addr: SocketAddr, path: &str) -> String {
+        try_get(addr, path).expect("an answer within 30 s")
+    }
+
+    fn try_get(addr: SocketAddr, path: &str) -> io::Result<String> {
+        let mut s = StdStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    /// A client that sends one byte a second and never completes its request, in a thread;
+    /// returns whether the server closed it (false: still open after 60 bytes).
+    fn slowloris(addr: SocketAddr) -> std::thread::JoinHandle<bool> {
+        let mut s = StdStream::connect(addr).unwrap();
+        std::thread::spawn(move || {
+            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            for &b in b"GET /healthz HTTP/1.1\r\nX-Slow: "
+                .iter()
+                .chain([b'a'; 30].iter())
+            {
+                if s.write_all(&[b]).is_err() {
+                    return true;
+                }
+                match s.read(&mut [0u8; 256]) {
+                    Ok(_) => return true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                    Err(_) => return true,
+                }
+            }
+            false
+        })
+    }
+
+    #[test]
+    fn a_slowloris_client_does_not_hold_up_healthz_and_is_cut_at_the_deadline() {
+        let ep = endpoint();
+        let slow = slowloris(ep.addr());
+        std::thread::sleep(Duration::from_millis(1500));
+        // Answered while the slow client is still dribbling, not after it.
+        let answer = get(ep.addr(), "/healthz");
+        assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+        assert!(!slow.is_finished(), "closed before its deadline");
+        assert!(slow.join().unwrap(), "still open after 60 s");
+    }
+
+    #[test]
+    fn connections_over_the_cap_are_refused_at_once_and_service_goes_on() {
+        let ep = endpoint();
+        let held: Vec<StdStream> = (0..MAX_CONNECTIONS)
+            .map(|_| StdStream::connect(ep.addr()).unwrap())
+            .collect();
+        // Every slot is taken: the next client is told so at once instead of waiting.
+        let mut over = String::new();
+        for _ in 0..100 {
+            // A reset is a refusal too (a request arriving after the answer was written): try
+            // again for the answer itself.
+            over = try_get(ep.addr(), "/healthz").unwrap_or_default();
+            if over.contains("503") {
+                break;
+            }
+            // The held connections may not all be accepted yet.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(over.starts_with("HTTP/1.1 503"), "{over}");
+        assert!(over.ends_with("busy\n"), "{over}");
+        // Once their deadline closes the idle ones, clients are served again.
+        let started = Instant::now();
+        loop {
+            let answer = try_get(ep.addr(), "/readyz").unwrap_or_else(|_| "busy\n".into());
+            if !answer.ends_with("busy\n") {
+                assert!(answer.ends_with("not running\n"), "{answer}");
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "never served");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        drop(held);
+    }
+
+    #[test]
+    fn an_oversized_request_head_is_refused() {
+        let ep = endpoint();
+        let mut s = StdStream::connect(ep.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let big = format!(
+            "GET /metrics HTTP/1.1\r\nX: {}\r\n",
+            "a".repeat(MAX_REQUEST_BYTES)
+        );
+        // The server may close before taking every byte.
+        let _ = s.write_all(big.as_bytes());
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    }
+
+    #[test]
+    fn dropping_the_endpoint_does_not_wait_for_a_held_connection() {
+        let ep = endpoint();
+        let slow = slowloris(ep.addr());
+        std::thread::sleep(Duration::from_millis(300));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(ep);
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the endpoint stopped while a client held a connection");
+        // And the held connection was closed with it.
+        assert!(slow.join().unwrap());
+    }
 }
