@@ -133,6 +133,14 @@ pub(super) mod rule {
         )
     }
 
+    pub(in crate::config) fn shutdown_timeout(c: &Config) -> Vec<Bad> {
+        let max = super::super::MAX_SHUTDOWN_TIMEOUT;
+        Bad::when(
+            c.fetch.shutdown_timeout > max,
+            format!("must be at most {}s", max.as_secs()),
+        )
+    }
+
     pub(in crate::config) fn cursor_param(c: &Config) -> Vec<Bad> {
         let p = &c.fetch.cursor_param;
         Bad::when(

@@ -156,6 +156,11 @@ pub struct FetchConfig {
     /// The longest `Retry-After` honoured; a server asking for more is retried after this.
     #[serde(with = "duration_serde")]
     pub max_retry_after: Duration,
+    /// On a stop (SIGTERM, [`Pipeline::stop_flag`](crate::Pipeline::stop_flag)), how long
+    /// requests already on a connection may still finish; then they are cancelled (not
+    /// failed: a resumed run fetches them). Requests not yet sent are cancelled at once.
+    #[serde(with = "duration_serde")]
+    pub shutdown_timeout: Duration,
     /// Keep only the work items of one shard, `K/N` (K in 0..N): N instances with the same
     /// source and K = 0..N-1 split it with no coordination (stable FNV-1a hash of the URL).
     #[serde(with = "opt_shard_serde", skip_serializing_if = "Option::is_none")]
@@ -370,6 +375,13 @@ pub struct LogConfig {
     pub progress: Progress,
 }
 
+/// The default of `fetch.shutdown_timeout`: well under the 60 s that systemd (and
+/// deploy/pinflow.service) give a unit to stop, leaving time to finalize the files.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The longest `fetch.shutdown_timeout` accepted: a stop that may wait longer is not one.
+pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// The log levels [`LogConfig::level`] accepts.
 pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
@@ -397,6 +409,7 @@ impl Default for FetchConfig {
             idle_timeout: Duration::from_secs(15),
             total_timeout: Duration::from_secs(300),
             max_retry_after: Duration::from_secs(60),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             shard: None,
             rate_limit: None,
             rate_burst: None,

@@ -488,6 +488,21 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "fetch.shutdown_timeout",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--shutdown-timeout"),
+        value_name: "DURATION",
+        help: "On SIGTERM/SIGINT, how long requests on the wire may finish before they are cancelled [default: 20s]",
+        doc: "On a stop (SIGTERM, SIGINT), how long requests already sent may still finish; \
+         then they are cancelled. Requests not yet sent are cancelled at once. Cancelled requests \
+         are counted as such (not as failures) and a resumed run with the journal fetches them; \
+         every row already received is written and the file finalized. 0s cancels at once; at \
+         most 1h. Keep it well under the service manager's stop timeout (systemd's \
+         TimeoutStopSec, 60s in deploy/pinflow.service).",
+        check: Check::Custom(rule::shutdown_timeout),
+        ..BLANK
+    },
+    OptionSpec {
         key: "fetch.shard",
         kind: Kind::Shard,
         flag: Flag::Shared("--shard"),

@@ -218,6 +218,7 @@ fn everything_set() -> Config {
             idle_timeout: Duration::from_secs(8),
             total_timeout: Duration::from_secs(700),
             max_retry_after: Duration::from_secs(11),
+            shutdown_timeout: Duration::from_secs(7),
             shard: Some(Shard { index: 2, count: 5 }),
             rate_limit: Some(40),
             rate_burst: Some(3),
@@ -519,6 +520,7 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
         ("files", "[\"a.ndjson\", \" \"]"),
         ("threads.cpus", "[]"),
         ("fetch.cursor_param", "\"a&b\""),
+        ("fetch.shutdown_timeout", "\"2h\""),
         ("fetch.headers", "[\"no colon\"]"),
         ("fetch.accept_encoding", "\"gzip, br\""),
         ("schema.fields", "[\"id:nope\"]"),
@@ -583,6 +585,7 @@ fn integers_and_durations_declare_their_lower_bound() {
     let zero_means_something = [
         "threads.compute",
         "fetch.max_retry_after",
+        "fetch.shutdown_timeout",
         "fetch.max_link_pages",
         "fetch.max_redirects",
         "fetch.batch_max_delay",

@@ -253,6 +253,12 @@ impl Reader<'_> {
         // Skipping the rest of a line that was too long.
         let mut skipping = false;
         loop {
+            // Checked on every chunk read, delivered or not: an endless input (`/dev/zero`, a
+            // line that never ends) must stop as promptly as one that yields lines.
+            if stop.load(Ordering::Relaxed) {
+                self.report.interrupted = true;
+                break;
+            }
             while !eof && buf.len() < want {
                 let old = buf.len();
                 buf.resize(want, 0);
@@ -327,10 +333,6 @@ impl Reader<'_> {
             buf.drain(..cut);
             want = chunk;
             self.ship_if_full()?;
-            if stop.load(Ordering::Relaxed) {
-                self.report.interrupted = true;
-                break;
-            }
         }
         self.buf = buf;
         Ok(())

@@ -22,8 +22,11 @@
 //!   the run's ledger) and in the live metrics (`registry`, `thread`);
 //! - skips the work items in `skip`, which the resume journal found done by an earlier run
 //!   (its position for resume is the work item's number);
-//! - stops admitting new work once `stop` is set, ships what it holds, and returns; a closed
-//!   parse queue means the later stages failed, and it returns that error.
+//! - stops admitting new work once `stop` is set (checking it however long its input is:
+//!   an endless file too), gives requests on the wire at most `shutdown_timeout`, counts
+//!   what it cut short in [`FetchStats::cancelled`] (in no batch, so the journal does not mark
+//!   it done), ships what it holds, and returns; a closed parse queue means the later stages
+//!   failed, and it returns that error.
 //!
 //! It never parses JSON and never computes: that is the parse threads' work.
 

@@ -115,6 +115,9 @@ pub struct FetchStats {
     pub delivered: u64,
     /// Requests that ended failed (after retries).
     pub failed: u64,
+    /// Requests a stop ended before they were done: never sent, waiting for a retry, or still
+    /// unanswered at `fetch.shutdown_timeout`. Not failures: a resumed run fetches them.
+    pub cancelled: u64,
     /// Failed requests by reason class (`http 404`, `connect`, `timeout`, ...).
     pub failed_by_reason: BTreeMap<String, u64>,
     /// Non-2xx responses by status code.
@@ -165,8 +168,8 @@ pub struct StageLatencies {
 
 /// The ledger and figures of a finished run.
 ///
-/// The ledger balances: `fetch.requests == fetch.delivered + fetch.failed`, and
-/// `records_parsed == records_written + records_dead_lettered + records_filtered`.
+/// The ledger balances: `fetch.requests == fetch.delivered + fetch.failed + fetch.cancelled`,
+/// and `records_parsed == records_written + records_dead_lettered + records_filtered`.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     /// Request side.
@@ -223,7 +226,7 @@ impl Summary {
 
     /// Whether every request and every record is accounted for.
     pub fn ledger_balances(&self) -> bool {
-        self.fetch.requests == self.fetch.delivered + self.fetch.failed
+        self.fetch.requests == self.fetch.delivered + self.fetch.failed + self.fetch.cancelled
             && self.records_parsed
                 == self.records_written + self.records_dead_lettered + self.records_filtered
     }
@@ -237,6 +240,13 @@ impl std::fmt::Display for Summary {
             "requests   {} (delivered {}, failed {}, retries {}, reconnects {})",
             s.requests, s.delivered, s.failed, s.retries, s.stale_reconnects
         )?;
+        if s.cancelled > 0 {
+            writeln!(
+                f,
+                "  cancelled {} by the stop (not failed; a resumed run fetches them)",
+                s.cancelled
+            )?;
+        }
         if s.skipped > 0 {
             writeln!(f, "  skipped  {} already done (resume journal)", s.skipped)?;
         }

@@ -133,8 +133,9 @@ impl RunHandle {
         self.thread.is_finished()
     }
 
-    /// Stops taking new work (a push source refuses further pushes), lets everything already
-    /// taken drain through every stage, finalizes the files, and returns the ledger.
+    /// Stops taking new work (a push source refuses further pushes; requests not yet sent are
+    /// cancelled, those on a connection get `fetch.shutdown_timeout`), lets everything already
+    /// received drain through every stage, finalizes the files, and returns the ledger.
     pub fn shutdown(self) -> Result<Summary> {
         self.stop.store(true, Ordering::Relaxed);
         self.join()

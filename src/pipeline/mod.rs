@@ -11,8 +11,9 @@
 //! writer; the `[rows]` queue is then unused (its depth stays 0).
 //!
 //! Every queue is a bounded crossbeam channel of *batches*. Shutdown flows downstream: the
-//! fetcher ends when its source is drained (or the stop flag is set) and every admitted request
-//! has ended; dropping its sender ends the parse threads once the queue is empty, and so on to
+//! fetcher ends when its source is drained and every admitted request has ended (or, once the
+//! stop flag is set, when the requests on the wire have ended or `fetch.shutdown_timeout` has
+//! cancelled them); dropping its sender ends the parse threads once the queue is empty, and so on to
 //! the writer, which then finalizes the file. Nothing in a queue is ever discarded.
 
 mod builder;
@@ -104,8 +105,11 @@ impl Pipeline {
         self
     }
 
-    /// The flag that, once set (by a signal handler, another thread), stops taking new work;
-    /// requests already admitted finish, the queues drain and the file is finalized.
+    /// The flag that, once set (by a signal handler, another thread), stops taking new work:
+    /// requests not yet sent are cancelled at once, those on a connection get
+    /// `fetch.shutdown_timeout` to finish and are then cancelled (counted in
+    /// [`FetchStats::cancelled`](crate::metrics::FetchStats::cancelled), left for a resumed
+    /// run); every row already received is written and the file is finalized.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.stop)
     }

@@ -65,6 +65,7 @@ fn everything_set() -> Config {
             idle_timeout: Duration::from_millis(2500),
             total_timeout: Duration::from_secs(600),
             max_retry_after: Duration::from_secs(20),
+            shutdown_timeout: Duration::from_secs(9),
             shard: Some("1/3".parse().unwrap()),
             rate_limit: Some(25),
             rate_burst: Some(2),

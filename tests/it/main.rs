@@ -45,6 +45,8 @@ mod requests;
 mod resume;
 mod schema;
 #[cfg(feature = "cli")]
+mod shutdown;
+#[cfg(feature = "cli")]
 mod sim_cli;
 #[cfg(feature = "http")]
 mod timeouts;

@@ -39,7 +39,8 @@ pub fn fix_mmap_threshold() {
     }
 }
 
-/// SIGINT/SIGTERM set `stop` (drain and finish); a second one exits at once, leaving only
+/// SIGINT/SIGTERM set `stop` (requests in flight get `fetch.shutdown_timeout`, then the rest
+/// is cancelled, drained and finalized); a second one exits at once, leaving only
 /// complete files under final names (an unfinished file is still under its temporary name).
 /// SIGHUP sets `reopen`: the dead-letter file is closed and re-created (logrotate).
 /// SIGXFSZ is caught and ignored, so a write past the file size limit (`ulimit -f`) fails with
@@ -92,7 +93,7 @@ pub fn run_pipeline(cfg: Config, source: Source, label: &str) -> pinflow::Result
     // Forward the signal flag to the pipeline's own flag.
     std::thread::spawn(move || loop {
         if stop.load(Ordering::Relaxed) {
-            tracing::info!("stop requested: finishing requests in flight, draining, finalizing");
+            tracing::info!("stop requested: nothing new is sent; requests in flight get fetch.shutdown_timeout, then are cancelled; draining, finalizing");
             flag.store(true, Ordering::Relaxed);
             return;
         }

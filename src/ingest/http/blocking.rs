@@ -7,7 +7,9 @@
 //! failed with its reason; 5xx, 429, connection errors and timeouts are retried with backoff
 //! and full jitter, never sooner than `Retry-After`; bodies go downstream in batches, their
 //! `Content-Encoding` decoded by the parse threads. Redirects are ureq's own (same limit;
-//! ureq may follow them to other hosts). Not supported here: continuous mode.
+//! ureq may follow them to other hosts). Not supported here: continuous mode. On a stop, work
+//! not yet sent and retries are cancelled at once, but an attempt already in ureq's hands runs
+//! to its end (at most `request_timeout`): `shutdown_timeout` is the mio loop's.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -77,6 +79,11 @@ pub fn run(
                     rng: 0x2545_F491_4F6C_DD1D ^ (index as u64 + 1),
                 };
                 for (item, admitted) in rx {
+                    if stop.load(Ordering::Relaxed) {
+                        // Not sent before the stop: left for a resumed run.
+                        w.stats.lock().cancelled += 1;
+                        continue;
+                    }
                     w.fetch(&item.url, item.seq, admitted);
                     w.ship_if_due(false)?;
                 }
@@ -271,13 +278,13 @@ impl Worker<'_> {
             };
             let delay = super::backoff(&mut self.rng, attempts, after, self.cfg);
             let in_time = admitted.elapsed() + delay < self.cfg.total_timeout;
-            if retry
-                && attempts < self.cfg.max_attempts
-                && in_time
-                && !self.stop.load(Ordering::Relaxed)
-            {
+            if retry && attempts < self.cfg.max_attempts && in_time {
+                if self.stop.load(Ordering::Relaxed) || !self.wait_unless_stopped(delay) {
+                    // It would have been tried again: left for a resumed run, not failed.
+                    self.stats.lock().cancelled += 1;
+                    return;
+                }
                 self.stats.lock().retries += 1;
-                std::thread::sleep(delay);
                 continue;
             }
             let detail = format!("{detail} (after {attempts} attempts)");
@@ -289,6 +296,21 @@ impl Worker<'_> {
             self.batch
                 .push_failure(url, detail, attempts, Instant::now());
             return;
+        }
+    }
+
+    /// Sleeps for `delay`, waking early when the stop flag is set. Returns false then.
+    fn wait_unless_stopped(&self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
         }
     }
 

@@ -45,7 +45,8 @@ pub fn preflight(cfg: &FetchConfig) -> Result<()> {
 }
 
 /// Runs the fetch loop on the calling thread until the source is drained and every admitted
-/// request has ended, or until `stop` is set (then admitted requests still finish).
+/// request has ended, or until `stop` is set: then requests on a connection get until
+/// `cfg.shutdown_timeout` to finish, and the rest are cancelled.
 ///
 /// With `every` set (continuous mode), a drained source is taken again from the start, one pass
 /// beginning `every` after the previous one began, until `stop` is set.
@@ -162,6 +163,7 @@ impl Fetcher {
     fn event_loop(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
+            self.stop_if_asked(Instant::now());
             self.admit();
             self.take_cursors();
             self.dispatch();

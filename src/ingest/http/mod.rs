@@ -14,7 +14,7 @@
 //! back-pressure to the servers, and memory stays bounded by the queue and batch limits.
 //!
 //! Every admitted work item leaves the loop exactly once, either as a body or as a failure with
-//! its reason, inside a batch. A request is retried only when no response could have been
+//! its reason, inside a batch, or, once the stop flag is set, cancelled (counted, in no batch). A request is retried only when no response could have been
 //! delivered (connection refused, reset or closed before a complete response, timeout), so a
 //! retry can never produce a second copy of its records.
 //!

@@ -129,6 +129,8 @@ pub(super) struct Schedule {
     pub(super) last_scan: Instant,
     /// URL strings of delivered requests, for the next template URLs (at most [`SPARE_URLS`]).
     spare_urls: Vec<String>,
+    /// When the stop flag was first seen: `shutdown_timeout` counts from here.
+    stopping_since: Option<Instant>,
 }
 
 impl Schedule {
@@ -144,6 +146,7 @@ impl Schedule {
             rate_wake_at: None,
             last_scan: Instant::now(),
             spare_urls: Vec::new(),
+            stopping_since: None,
         }
     }
 
@@ -175,12 +178,71 @@ impl Schedule {
 }
 
 impl Fetcher {
+    /// The stop, checked once per turn of the loop. Once the flag is set nothing new is
+    /// admitted or sent: requests not on a connection (queued, awaiting a retry, redirected)
+    /// are cancelled at once, and those on one get until `shutdown_timeout`, when they are
+    /// cancelled too. A cancelled request is not a failure: it goes in no batch, so the
+    /// journal does not mark it done and a resumed run fetches it.
+    pub(super) fn stop_if_asked(&mut self, now: Instant) {
+        if !self.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let first = self.schedule.stopping_since.is_none();
+        let since = *self.schedule.stopping_since.get_or_insert(now);
+        if first {
+            self.report.interrupted |= !self.schedule.feed_done;
+            self.schedule.feed_done = true;
+        }
+        let before = self.report.stats.cancelled;
+        for h in 0..self.pool.hosts.len() {
+            while let Some(req) = self.pool.hosts[h].queue.pop_front() {
+                self.cancel(req);
+            }
+        }
+        let retries: Vec<Request> = self.schedule.retry_store.drain().map(|(_, r)| r).collect();
+        self.schedule.retries.clear();
+        for req in retries {
+            self.cancel(req);
+        }
+        if first {
+            let unsent = self.report.stats.cancelled - before;
+            let on_wire = self.pool.conns.iter().flatten();
+            tracing::info!(
+                cancelled_unsent = unsent,
+                on_the_wire = on_wire.filter(|c| c.req.is_some()).count(),
+                shutdown_timeout_ms = self.cfg.shutdown_timeout.as_millis() as u64,
+                "stop: nothing new is sent; requests on the wire may finish until the shutdown timeout"
+            );
+        }
+        if now.saturating_duration_since(since) < self.cfg.shutdown_timeout {
+            return;
+        }
+        let before = self.report.stats.cancelled;
+        for slot in 0..self.pool.conns.len() {
+            if let Some(req) = self.pool.close(slot, false) {
+                self.cancel(req);
+            }
+        }
+        let cut = self.report.stats.cancelled - before;
+        if cut > 0 {
+            tracing::warn!(
+                cancelled = cut,
+                shutdown_timeout_ms = self.cfg.shutdown_timeout.as_millis() as u64,
+                "stop: requests still unanswered at the shutdown timeout were cancelled"
+            );
+        }
+    }
+
+    /// Ends a request the stop cut short (see [`Fetcher::stop_if_asked`]).
+    fn cancel(&mut self, req: Request) {
+        self.report.stats.cancelled += 1;
+        self.report.interrupted = true;
+        self.schedule.in_flight -= 1;
+        self.schedule.spare_url(req.url);
+    }
+
     /// Takes work items from the source while the in-flight bound allows.
     pub(super) fn admit(&mut self) {
-        if self.stop.load(Ordering::Relaxed) && !self.schedule.feed_done {
-            self.schedule.feed_done = true;
-            self.report.interrupted = true;
-        }
         while !self.schedule.feed_done && self.schedule.in_flight < self.cfg.max_in_flight {
             let s = &mut self.schedule;
             let item = match s.feed.next_reusing(&mut s.spare_urls) {
@@ -340,7 +402,10 @@ impl Fetcher {
                 self.cfg.total_timeout
             );
         }
-        if req.failures < self.cfg.max_attempts && in_time && !self.stop.load(Ordering::Relaxed) {
+        if self.stop.load(Ordering::Relaxed) && req.failures < self.cfg.max_attempts && in_time {
+            // It would have been tried again: left for a resumed run, not failed.
+            self.cancel(req);
+        } else if req.failures < self.cfg.max_attempts && in_time {
             self.report.stats.retries += 1;
             let s = &mut self.schedule;
             let id = s.next_retry_id;
@@ -365,8 +430,10 @@ impl Fetcher {
         }
     }
 
-    /// Fails connections whose connect or request deadline has passed.
+    /// Fails connections whose connect or request deadline has passed, and requests whose
+    /// total timeout ran out during an attempt (not only between attempts).
     pub(super) fn expire(&mut self, now: Instant) {
+        let class = "timeout";
         for slot in 0..self.pool.conns.len() {
             let Some(conn) = &self.pool.conns[slot] else {
                 continue;
@@ -374,10 +441,22 @@ impl Fetcher {
             if conn.state == ConnState::Idle {
                 continue;
             }
+            let total = self.cfg.total_timeout;
+            if let Some(req) = conn
+                .req
+                .as_ref()
+                .filter(|r| now.saturating_duration_since(r.admitted_at) >= total)
+            {
+                let detail = format!(
+                    "total timeout of {total:?} reached during attempt {}",
+                    req.failures + 1
+                );
+                self.close(slot, Some(ConnFailure::Fatal { class, detail }));
+                continue;
+            }
             let Some(detail) = conn.overdue(now, &self.cfg) else {
                 continue;
             };
-            let class = "timeout";
             self.close(slot, Some(ConnFailure::Retryable { class, detail }));
         }
     }
