@@ -36,6 +36,7 @@ pub mod http;
 pub mod files;
 pub mod push;
 pub mod source;
+pub(crate) mod url;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
