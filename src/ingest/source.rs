@@ -581,6 +581,12 @@ impl<'a> UrlParts<'a> {
         if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err("spaces or control characters in the path".into());
         }
+        // Non-ASCII characters go out percent-encoded (UTF-8), never raw in the request line.
+        let encoded = match crate::ingest::url::encode_reference(&path) {
+            Ok(std::borrow::Cow::Owned(p)) => Some(p),
+            _ => None,
+        };
+        let path = encoded.map_or(path, std::borrow::Cow::Owned);
         Ok(UrlParts {
             host,
             port,
@@ -734,6 +740,11 @@ mod tests {
         let u = HttpUrl::parse("http://h:81?x=1#frag").unwrap();
         assert_eq!((u.port, u.path.as_str()), (81, "/?x=1"));
         assert!(HttpUrl::parse("ftp://h/").is_err());
+        let u = HttpUrl::parse("http://h/café?q=ü").unwrap();
+        assert_eq!(
+            u.path, "/caf%C3%A9?q=%C3%BC",
+            "non-ASCII never goes out raw"
+        );
         assert!(HttpUrl::parse("http://h:99999/").is_err());
         assert!(HttpUrl::parse("http:///x").is_err());
         #[cfg(feature = "tls")]

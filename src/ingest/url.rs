@@ -99,7 +99,6 @@ fn percent_decode(s: &str) -> Vec<u8> {
 /// characters and the few ASCII characters RFC 3986 does not allow anywhere in a URI are
 /// percent-encoded (as UTF-8); a control character (a tab, say) is refused, since no encoding
 /// of it can be what the server meant.
-#[cfg(feature = "http")]
 pub(crate) fn encode_reference(reference: &str) -> Result<Cow<'_, str>, String> {
     if let Some(c) = reference.chars().find(|c| c.is_ascii_control()) {
         return Err(format!(
@@ -122,7 +121,6 @@ pub(crate) fn encode_reference(reference: &str) -> Result<Cow<'_, str>, String> 
     Ok(Cow::Owned(out))
 }
 
-#[cfg(feature = "http")]
 /// Resolves a `Location` or `Link` target against the URL `base` it came in the response to,
 /// as RFC 3986 §5.2 says (absolute, network-path `//host/p`, absolute-path or relative, dot
 /// segments removed, the fragment dropped), after [`encode_reference`]. A target that is not
@@ -140,6 +138,7 @@ pub(crate) fn resolve_http(base: &HttpUrl, target: &str) -> Result<HttpUrl, Stri
 
 /// A URI reference's five components (RFC 3986, appendix B): `None` is "undefined", which
 /// differs from empty.
+#[cfg(feature = "http")]
 struct Parts<'a> {
     scheme: Option<&'a str>,
     authority: Option<&'a str>,
@@ -181,10 +180,10 @@ impl<'a> Parts<'a> {
     }
 }
 
-#[cfg(feature = "http")]
 /// Resolves `reference` against the absolute URI `base` (RFC 3986 §5.2.2, "strict": a
 /// reference with a scheme is taken as absolute even when it is the base's), and recomposes
 /// the target (§5.3).
+#[cfg(feature = "http")]
 pub(crate) fn resolve(base: &str, reference: &str) -> String {
     let b = Parts::split(base);
     let r = Parts::split(reference);
@@ -236,8 +235,8 @@ pub(crate) fn resolve(base: &str, reference: &str) -> String {
     out
 }
 
-#[cfg(feature = "http")]
 /// §5.2.3: a relative path appended to the base path's directory.
+#[cfg(feature = "http")]
 fn merge(base: &Parts<'_>, path: &str) -> String {
     if base.authority.is_some() && base.path.is_empty() {
         return format!("/{path}");
@@ -248,8 +247,8 @@ fn merge(base: &Parts<'_>, path: &str) -> String {
     }
 }
 
-#[cfg(feature = "http")]
 /// §5.2.4: `.` and `..` segments interpreted and removed.
+#[cfg(feature = "http")]
 fn remove_dot_segments(path: &str) -> String {
     let mut input = path;
     let mut out = String::with_capacity(path.len());

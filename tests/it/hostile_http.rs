@@ -182,13 +182,20 @@ fn a_link_cycle_stops_at_its_first_repeat_and_is_a_failed_request() {
         "/b" => page(r#"{"id":2}"#, "./x/../a#top"),
         // A page that names itself.
         "/self" => page(r#"{"id":3}"#, "/self"),
+        // A next page that redirects back to the first.
+        "/c" => page(r#"{"id":4}"#, "/d"),
+        "/d" => redirect(302, "/c"),
         _ => ok(r#"{"id":9}"#),
     });
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::new(dir.path().join("l.parquet"));
     cfg.fetch.follow_link_next = true;
     cfg.fetch.max_link_pages = 100_000;
-    let urls = vec![format!("{base}/a"), format!("{base}/self")];
+    let urls = vec![
+        format!("{base}/a"),
+        format!("{base}/self"),
+        format!("{base}/c"),
+    ];
     let summary = Pipeline::new(cfg.clone())
         .unwrap()
         .run(Source::Urls(urls))
@@ -197,17 +204,17 @@ fn a_link_cycle_stops_at_its_first_repeat_and_is_a_failed_request() {
     let mut seen = paths(&heads);
     seen.sort();
     seen.truncate(10);
-    assert_eq!(seen, ["/a", "/b", "/self"], "each page once");
+    assert_eq!(seen, ["/a", "/b", "/c", "/d", "/self"], "each page once");
     let mut got = ids(&cfg.out);
     got.sort();
-    assert_eq!(got, [1, 2, 3], "the rows of each page once");
+    assert_eq!(got, [1, 2, 3, 4], "the rows of each page once");
     assert_eq!(
         (summary.fetch.requests, summary.fetch.failed),
-        (5, 2),
+        (7, 3),
         "{summary}"
     );
     let dead = std::fs::read_to_string(cfg.dead_letter_path()).unwrap();
-    for url in ["/a", "/self"] {
+    for url in ["/a", "/self", "/d"] {
         assert!(
             dead.lines()
                 .any(|l| l.contains(&format!("{base}{url}")) && l.contains("pagination cycle")),

@@ -145,6 +145,13 @@ impl Fetcher {
             );
             return self.finish_failed(&req.url, class, &detail, attempts);
         }
+        // A page that redirects back to a page of its chain closes a cycle too.
+        if let Some(chain) = req.chain.as_mut() {
+            if !chain.first_visit(&target.host, target.port, target.tls, &target.path) {
+                let detail = cycle(req.page, &target.to_string());
+                return self.finish_failed(&req.url, "pagination cycle", &detail, attempts);
+            }
+        }
         req.redirects += 1;
         req.path = RequestPath::Own(target.path);
         req.host = self
@@ -208,11 +215,7 @@ impl Fetcher {
         self.schedule.in_flight += 1;
         self.report.stats.requests += 1;
         if !chain.first_visit(&target.host, target.port, target.tls, &target.path) {
-            let detail = format!(
-                "pagination cycle: page {page} of this chain would fetch {url} again; \
-                 the chain stops here (its earlier pages are kept)"
-            );
-            return self.finish_failed(&url, "pagination cycle", &detail, 0);
+            return self.finish_failed(&url, "pagination cycle", &cycle(page, &url), 0);
         }
         let host = self
             .pool
@@ -291,6 +294,14 @@ impl Fetcher {
             self.next_page(url, target, reply.page + 1, origin, auth, chain);
         }
     }
+}
+
+/// Why a chain stops at page `page`, which would fetch `url` again.
+fn cycle(page: u32, url: &str) -> String {
+    format!(
+        "pagination cycle: page {page} of this chain would fetch {url} again; \
+         the chain stops here (its earlier pages are kept)"
+    )
 }
 
 /// Whether `target` is on host `here` (the same origin: scheme, name and port).
