@@ -100,11 +100,9 @@ fn percent_decode(s: &str) -> Vec<u8> {
 /// percent-encoded (as UTF-8); a control character (a tab, say) is refused, since no encoding
 /// of it can be what the server meant.
 pub(crate) fn encode_reference(reference: &str) -> Result<Cow<'_, str>, String> {
-    if let Some(c) = reference.chars().find(|c| c.is_ascii_control()) {
-        return Err(format!(
-            "it contains a control character (U+{:04X})",
-            c as u32
-        ));
+    // Control characters are ASCII: a byte scan finds them without decoding UTF-8.
+    if let Some(b) = reference.bytes().find(|b| b.is_ascii_control()) {
+        return Err(format!("it contains a control character (U+{b:04X})"));
     }
     let needs = |b: u8| !b.is_ascii() || b" \"<>\\^`{|}".contains(&b);
     if !reference.bytes().any(needs) {
@@ -395,6 +393,40 @@ mod tests {
         let e = encode_reference("/a\tb").unwrap_err();
         assert!(e.contains("U+0009"), "{e}");
         assert!(encode_reference("/a\u{7f}").is_err());
+    }
+
+    /// Property: whatever a server puts in a `Location` or `Link` target, resolving it never
+    /// panics, and what it gives is a path that can go into a request line as it is.
+    #[cfg(feature = "http")]
+    #[test]
+    fn random_targets_resolve_to_sendable_paths_or_a_reason() {
+        let pieces = [
+            "/", ".", "..", "?", "#", ":", "@", "%", " ", "ü", "\t", "a", "//", "h:1", "http:",
+            "https://", "[::1]", ";", "=", "&", "|", "\\", "\u{7f}", "\r",
+        ];
+        let base = HttpUrl::parse("http://127.0.0.1:8080/d/e/f?q=1").unwrap();
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for _ in 0..50_000 {
+            let n = (next() % 12) as usize;
+            let target: String = (0..n)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
+            if let Ok(u) = resolve_http(&base, &target) {
+                assert!(u.path.starts_with('/'), "`{target}` -> {u}");
+                assert!(
+                    u.path.bytes().all(|b| b.is_ascii_graphic()),
+                    "`{target}` -> `{}`",
+                    u.path
+                );
+                assert!(!u.host.is_empty(), "`{target}` -> {u}");
+            }
+        }
     }
 
     #[cfg(feature = "http")]
