@@ -83,6 +83,9 @@ pub struct Fetched {
     /// Cursor pagination: this body is page number `n` (0 for a source URL) of its chain, and
     /// the fetcher waits for a [`CursorReply`] about it.
     pub cursor_page: Option<u32>,
+    /// Cursor pagination: the fetcher's number for this page's chain, given back in the
+    /// [`CursorReply`] (the chain's pages so far are how a cycle is found).
+    pub cursor_chain: u64,
     /// The work item's position in its source ([`NO_SEQ`] when not tracked), which the resume
     /// journal records once the item's rows are in finalized files.
     pub seq: u64,
@@ -101,6 +104,8 @@ pub struct CursorReply {
     pub url: String,
     /// The page's number in its chain.
     pub page: u32,
+    /// The chain's number ([`Fetched::cursor_chain`]).
+    pub chain: u64,
     /// The next page's cursor.
     pub cursor: Option<String>,
 }
@@ -179,6 +184,7 @@ impl BodyBatch {
             done_at,
             encoding,
             cursor_page: None,
+            cursor_chain: 0,
             seq: NO_SEQ,
         });
     }
@@ -195,6 +201,7 @@ impl BodyBatch {
             done_at,
             encoding: ContentEncoding::Identity,
             cursor_page: None,
+            cursor_chain: 0,
             seq: NO_SEQ,
         });
     }
@@ -209,8 +216,14 @@ impl BodyBatch {
     /// Marks the body appended last as page `page` of a cursor-paginated chain: the parse
     /// thread will send a [`CursorReply`] for it.
     pub fn expect_cursor(&mut self, page: u32) {
+        self.expect_cursor_in(0, page);
+    }
+
+    /// [`expect_cursor`](Self::expect_cursor) for a page of the fetcher's chain `chain`.
+    pub fn expect_cursor_in(&mut self, chain: u64, page: u32) {
         if let Some(item) = self.items.last_mut() {
             item.cursor_page = Some(page);
+            item.cursor_chain = chain;
         }
     }
 

@@ -590,7 +590,8 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         flag: Flag::Shared("--redirect-other-hosts"),
         value_name: "BOOL",
         help: "Let redirects lead to other hosts [default: same host only]",
-        doc: "Whether a redirect may lead to another host (off: such a request fails, with the reason).",
+        doc: "Whether a redirect may lead to another host (off: such a request fails, with the reason). \
+         Either way, fetch.headers and a URL's user:password@ are sent only to the URL's own origin.",
         ..BLANK
     },
     OptionSpec {
@@ -600,7 +601,9 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "NAME: VALUE",
         help: "Extra request header `Name: value` (repeatable); `${env:VAR}` and `${file:PATH}` in the value are replaced at start, so tokens need not be on the command line",
         doc: "Extra request headers, each \"Name: value\". In a value, ${env:VAR} and ${file:PATH} \
-         are replaced when the run starts (keep tokens out of files and command lines).",
+         are replaced when the run starts (keep tokens out of files and command lines). Sent only \
+         to the origin (scheme, host, port) of each source URL: never after a redirect or a next \
+         page to another.",
         check: Check::Custom(rule::headers),
         ..BLANK
     },

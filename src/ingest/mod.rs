@@ -39,6 +39,7 @@ pub mod http;
 pub mod files;
 pub mod push;
 pub mod source;
+pub(crate) mod url;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

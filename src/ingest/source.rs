@@ -64,6 +64,9 @@ pub struct Template {
     prefix: String,
     start: u64,
     end: u64,
+    /// Digits every number is zero-padded to: as in bash, the width of the wider bound when
+    /// either is written with a leading zero (`{001..100}`), else 0 (no padding).
+    width: usize,
     suffix: String,
 }
 
@@ -74,10 +77,12 @@ impl Template {
     /// let t = pinflow::source::Template::parse("http://h/logs/{1..3}.json").unwrap();
     /// assert_eq!(t.len(), 3);
     /// assert_eq!(t.url(2), "http://h/logs/3.json");
+    /// let padded = pinflow::source::Template::parse("http://h/{008..010}").unwrap();
+    /// assert_eq!(padded.url(0), "http://h/008");
     /// ```
     pub fn parse(s: &str) -> Result<Template> {
         let bad = |why: &str| Error::Source {
-            source_name: s.to_string(),
+            source_name: crate::ingest::url::redact(s).into_owned(),
             why: why.to_string(),
         };
         let open = s.find('{').ok_or_else(|| bad("no `{START..END}` range"))?;
@@ -104,10 +109,17 @@ impl Template {
         if suffix.contains('{') {
             return Err(bad("only one {START..END} range is supported"));
         }
+        let (a, b) = (a.trim(), b.trim());
+        let padded = |n: &str| n.len() > 1 && n.starts_with('0');
+        let width = match padded(a) || padded(b) {
+            true => a.len().max(b.len()),
+            false => 0,
+        };
         Ok(Template {
             prefix: s[..open].to_string(),
             start,
             end,
+            width,
             suffix: suffix.to_string(),
         })
     }
@@ -137,17 +149,17 @@ impl Template {
         url.clear();
         // Sized once (20 digits hold any u64): at most one allocation, not one per piece.
         url.reserve(self.prefix.len() + 20 + self.suffix.len());
-        let _ = write!(url, "{}{}{}", self.prefix, self.start + i, self.suffix);
+        let (n, width) = (self.start + i, self.width);
+        let _ = write!(url, "{}{n:0width$}{}", self.prefix, self.suffix);
     }
 }
 
 impl std::fmt::Display for Template {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}{{{}..{}}}{}",
-            self.prefix, self.start, self.end, self.suffix
-        )
+        // Shown redacted: the template names the source in logs and in the files' metadata.
+        let (start, end, w) = (self.start, self.end, self.width);
+        let text = format!("{}{{{start:0w$}..{end:0w$}}}{}", self.prefix, self.suffix);
+        f.write_str(&crate::ingest::url::redact(&text))
     }
 }
 
@@ -212,7 +224,9 @@ impl Source {
     pub fn file(path: impl Into<PathBuf>) -> Result<Source> {
         let path = path.into();
         let f = File::open(&path).map_err(|e| Error::Source {
-            source_name: path.display().to_string(),
+            // A URL given where a file was expected (no `{A..B}` range) must not show its
+            // password either.
+            source_name: crate::ingest::url::redact(&path.display().to_string()).into_owned(),
             why: format!("cannot open: {e}"),
         })?;
         Ok(Source::Lines {
@@ -294,11 +308,11 @@ impl Source {
                 Some(first) => first.to_string(),
                 None => "no files".into(),
             },
-            Source::Urls(urls) => match urls.first() {
+            Source::Urls(urls) => match urls.first().map(|u| crate::ingest::url::redact(u)) {
                 Some(first) if urls.len() > 1 => {
                     format!("{first} and {} more URLs", urls.len() - 1)
                 }
-                Some(first) => first.clone(),
+                Some(first) => first.into_owned(),
                 None => "no URLs".into(),
             },
         }
@@ -479,12 +493,11 @@ impl HttpUrl {
     /// ```
     pub fn parse(url: &str) -> std::result::Result<HttpUrl, String> {
         let p = UrlParts::split(url)?;
-        Ok(HttpUrl {
-            host: p.host.to_string(),
-            port: p.port,
-            tls: p.tls,
-            path: p.path.into_owned(),
-        })
+        if p.userinfo.is_some() {
+            // `HttpUrl` has no place for them, and dropping them silently would lose them.
+            return Err("user:password@ is not accepted here".into());
+        }
+        Ok(p.into_owned())
     }
 }
 
@@ -498,9 +511,21 @@ pub(crate) struct UrlParts<'a> {
     /// Path and query, starting with `/`: a slice of the URL, or made when the URL has none
     /// (`http://h` is `/`, `http://h?q` is `/?q`).
     pub path: std::borrow::Cow<'a, str>,
+    /// `user:password` when the URL has them (before `@`), still percent-encoded.
+    pub userinfo: Option<&'a str>,
 }
 
 impl<'a> UrlParts<'a> {
+    /// The parts as an owned [`HttpUrl`] (without the user information).
+    pub fn into_owned(self) -> HttpUrl {
+        HttpUrl {
+            host: self.host.to_string(),
+            port: self.port,
+            tls: self.tls,
+            path: self.path.into_owned(),
+        }
+    }
+
     /// [`HttpUrl::parse`] without copying; the same checks and errors.
     pub fn split(url: &'a str) -> std::result::Result<UrlParts<'a>, String> {
         let (rest, tls) = if let Some(r) = url.strip_prefix("http://") {
@@ -529,9 +554,11 @@ impl<'a> UrlParts<'a> {
         } else {
             path.into()
         };
-        if authority.contains('@') {
-            return Err("user:password@ in URLs is not supported".into());
-        }
+        // `user:password@`: the fetchers send it as basic auth, and show the URL redacted.
+        let (userinfo, authority) = match authority.rfind('@') {
+            Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+            None => (None, authority),
+        };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let end = v6.find(']').ok_or("unclosed [ in IPv6 address")?;
             let host = &v6[..end];
@@ -554,11 +581,18 @@ impl<'a> UrlParts<'a> {
         if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err("spaces or control characters in the path".into());
         }
+        // Non-ASCII characters go out percent-encoded (UTF-8), never raw in the request line.
+        let encoded = match crate::ingest::url::encode_reference(&path) {
+            Ok(std::borrow::Cow::Owned(p)) => Some(p),
+            _ => None,
+        };
+        let path = encoded.map_or(path, std::borrow::Cow::Owned);
         Ok(UrlParts {
             host,
             port,
             tls,
             path,
+            userinfo,
         })
     }
 }
@@ -639,6 +673,37 @@ mod tests {
         assert!(Template::parse("http://h/{1..2}/{1..2}").is_err());
     }
 
+    #[test]
+    fn zero_padded_template_ranges_keep_their_width() {
+        let urls = |t: &str| {
+            let t = Template::parse(t).unwrap();
+            (0..t.len()).map(|i| t.url(i)).collect::<Vec<_>>()
+        };
+        assert_eq!(urls("h/{001..003}"), ["h/001", "h/002", "h/003"]);
+        // As bash: the wider bound's width, when either bound has a leading zero.
+        assert_eq!(urls("h/{09..100}")[..2], ["h/009", "h/010"]);
+        assert_eq!(urls("h/{1..010}")[0], "h/001");
+        // No leading zero, no padding; a lone 0 is not padding.
+        assert_eq!(urls("h/{9..10}"), ["h/9", "h/10"]);
+        assert_eq!(urls("h/{0..10}")[..2], ["h/0", "h/1"]);
+        assert_eq!(
+            Template::parse("h/{001..003}.json").unwrap().to_string(),
+            "h/{001..003}.json"
+        );
+    }
+
+    #[test]
+    fn sources_are_described_without_passwords() {
+        let t = Source::from_arg("http://u:s3cret@h/{1..2}").unwrap();
+        assert_eq!(t.describe(), "http://u:***@h/{1..2}");
+        let list = Source::Urls(vec!["http://u:s3cret@h/a".into(), "http://h/b".into()]);
+        assert_eq!(list.describe(), "http://u:***@h/a and 1 more URLs");
+        for bad in ["http://u:s3cret@h/{2..1}", "http://u:s3cret@h/no-file"] {
+            let e = Source::from_arg(bad).unwrap_err().to_string();
+            assert!(!e.contains("s3cret") && e.contains("u:***@h"), "{e}");
+        }
+    }
+
     #[cfg(feature = "http")]
     #[test]
     fn a_template_feed_writes_into_spare_strings() {
@@ -675,6 +740,11 @@ mod tests {
         let u = HttpUrl::parse("http://h:81?x=1#frag").unwrap();
         assert_eq!((u.port, u.path.as_str()), (81, "/?x=1"));
         assert!(HttpUrl::parse("ftp://h/").is_err());
+        let u = HttpUrl::parse("http://h/café?q=ü").unwrap();
+        assert_eq!(
+            u.path, "/caf%C3%A9?q=%C3%BC",
+            "non-ASCII never goes out raw"
+        );
         assert!(HttpUrl::parse("http://h:99999/").is_err());
         assert!(HttpUrl::parse("http:///x").is_err());
         #[cfg(feature = "tls")]

@@ -259,6 +259,7 @@ impl Parser {
                 self.cursor_replies.push(CursorReply {
                     url: batch.urls[batch.items[idx].url.clone()].to_string(),
                     page,
+                    chain: batch.items[idx].cursor_chain,
                     cursor: self.cursor_found.take(),
                 });
             }

@@ -270,9 +270,11 @@ impl Pipeline {
                 .rotate_interval
                 .or(cfg.every.map(|_| DEFAULT_CONTINUOUS_ROTATION)),
             reopen: Arc::clone(&self.reopen),
+            // A label is often the `--urls` argument: no password of it goes into a file.
             source: self
                 .source_label
-                .clone()
+                .as_deref()
+                .map(|l| crate::ingest::url::redact(l).into_owned())
                 .unwrap_or_else(|| source.describe()),
             run_id: output::new_run_id(),
             // Transforms may reshape the rows: then a file takes the schema of its first rows.

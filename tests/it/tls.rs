@@ -22,12 +22,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// A certificate authority made for one test.
-struct Ca {
+pub(crate) struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -51,7 +51,7 @@ impl Ca {
         )
     }
 
-    fn write_pem(&self, dir: &Path, name: &str) -> PathBuf {
+    pub(crate) fn write_pem(&self, dir: &Path, name: &str) -> PathBuf {
         let path = dir.join(name);
         std::fs::write(&path, self.issuer.pem()).unwrap();
         path
@@ -59,9 +59,14 @@ impl Ca {
 }
 
 /// An HTTPS server on 127.0.0.1 answering every request with one JSON record whose id is the
-/// number in the path. `clients`: require client certificates issued by this CA. Returns the
-/// base URL and a count of completed TLS handshakes.
-fn https_server(ca: &Ca, names: &[&str], clients: Option<&Ca>) -> (String, Arc<AtomicUsize>) {
+/// number in the path, except `/redirect?to=URL`, a 302 to URL (hostile_http.rs). `clients`:
+/// require client certificates issued by this CA. Returns the base URL and a count of
+/// completed TLS handshakes.
+pub(crate) fn https_server(
+    ca: &Ca,
+    names: &[&str],
+    clients: Option<&Ca>,
+) -> (String, Arc<AtomicUsize>) {
     let (cert, key, _) = ca.issue(names);
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -99,10 +104,15 @@ fn https_server(ca: &Ca, names: &[&str], clients: Option<&Ca>) -> (String, Arc<A
                         let path = head.split(' ').nth(1).unwrap_or("/");
                         let id: i64 = path.trim_start_matches('/').parse().unwrap_or(0);
                         let body = format!(r#"{{"id":{id},"service":"tls"}}"#);
-                        let resp = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
+                        let resp = match path.strip_prefix("/redirect?to=") {
+                            Some(to) => format!(
+                                "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n"
+                            ),
+                            None => format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            ),
+                        };
                         if s.write_all(resp.as_bytes()).is_err() {
                             return;
                         }

@@ -51,14 +51,14 @@ impl Batcher {
         }
     }
 
-    /// Adds the body delivered for `req`; `cursor_page` when a cursor reply is awaited for it
-    /// (cursor pagination).
+    /// Adds the body delivered for `req`; `cursor_page` (chain and page number) when a cursor
+    /// reply is awaited for it (cursor pagination).
     pub(super) fn push_body(
         &mut self,
         req: &Request,
         body: &[u8],
         encoding: ContentEncoding,
-        cursor_page: Option<u32>,
+        cursor_page: Option<(u64, u32)>,
         now: Instant,
         live: &Arc<LiveBatches>,
     ) {
@@ -67,8 +67,8 @@ impl Batcher {
         self.batch
             .push_encoded_body(&req.url, body, encoding, attempts, now);
         self.batch.set_seq(req.seq);
-        if let Some(page) = cursor_page {
-            self.batch.expect_cursor(page);
+        if let Some((chain, page)) = cursor_page {
+            self.batch.expect_cursor_in(chain, page);
         }
     }
 

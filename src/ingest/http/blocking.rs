@@ -6,10 +6,13 @@
 //! keeps the mio fetcher's contract: every work item ends as exactly one of delivered or
 //! failed with its reason; 5xx, 429, connection errors and timeouts are retried with backoff
 //! and full jitter, never sooner than `Retry-After`; bodies go downstream in batches, their
-//! `Content-Encoding` decoded by the parse threads. Redirects are ureq's own (same limit;
-//! ureq may follow them to other hosts). Not supported here: continuous mode. On a stop, work
-//! not yet sent and retries are cancelled at once, but an attempt already in ureq's hands runs
-//! to its end (at most `request_timeout`): `shutdown_timeout` is the mio loop's.
+//! `Content-Encoding` decoded by the parse threads. Redirects are followed here, not by ureq,
+//! under the mio engine's rules: at most `max_redirects`, to another host only with
+//! `redirect_other_hosts`, targets resolved per RFC 3986, and the configured headers and a
+//! URL's `user:password@` (sent as basic auth) only on the work item's own origin. Not
+//! supported here: continuous mode. On a stop, work not yet sent and retries are cancelled at
+//! once, but an attempt already in ureq's hands runs to its end (at most `request_timeout`):
+//! `shutdown_timeout` is the mio loop's.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use crate::batch::{BodyBatch, ContentEncoding};
 use crate::config::FetchConfig;
 use crate::error::{Error, Result};
 use crate::handoff::IngestChannels;
-use crate::ingest::source::{Next, Source, WorkItem};
+use crate::ingest::source::{HttpUrl, Next, Source, UrlParts, WorkItem};
 use crate::ingest::IngestReport;
 use crate::metrics::live::{QueueId, Stage, ThreadState};
 use crate::metrics::FetchStats;
@@ -35,18 +38,14 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<IngestReport> {
     let extra = crate::config::resolve_headers(&cfg.headers, |k| std::env::var(k).ok())?;
-    let headers: Vec<(String, String)> = extra
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let headers = header_pairs(&extra);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(cfg.connect_timeout))
         .timeout_recv_response(Some(cfg.first_byte_timeout))
         .timeout_global(Some(cfg.request_timeout))
-        .max_redirects(cfg.max_redirects)
-        .max_redirects_will_error(true)
+        // Redirects are followed in `Worker::attempt`, which knows which headers may go where.
+        .max_redirects(0)
         .proxy(ureq::Proxy::try_from_env())
         .user_agent(concat!("pinflow/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -84,7 +83,7 @@ pub fn run(
                         w.stats.lock().cancelled += 1;
                         continue;
                     }
-                    w.fetch(&item.url, item.seq, admitted);
+                    w.fetch(item.url, item.seq, admitted);
                     w.ship_if_due(false)?;
                 }
                 w.ship_if_due(true)
@@ -165,42 +164,130 @@ enum Attempt {
     Error(String, String, bool),
 }
 
+/// `Name: value` header lines as (name, value) pairs.
+fn header_pairs(lines: &str) -> Vec<(String, String)> {
+    lines
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// A work item's URL as requested: its origin, and the basic-auth header of its
+/// `user:password@`.
+struct Target {
+    origin: HttpUrl,
+    auth: Option<(String, String)>,
+}
+
 impl Worker<'_> {
-    fn attempt(&self, url: &str) -> Attempt {
-        if url.starts_with("https://") {
+    /// One try of `target`, following redirects.
+    fn attempt(&self, target: &Target) -> Attempt {
+        let mut at = target.origin.clone();
+        let mut redirects = 0;
+        loop {
+            let resp = match self.call(&at, target) {
+                Ok(resp) => resp,
+                Err(attempt) => return attempt,
+            };
+            let status = resp.status().as_u16();
+            if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+                return self.read(resp);
+            }
+            let location = resp
+                .headers()
+                .get("location")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string());
+            match self.redirect(&at, status, location, redirects) {
+                Ok(next) => at = next,
+                Err(detail) => return Attempt::Error("redirect".into(), detail, false),
+            }
+            redirects += 1;
+        }
+    }
+
+    /// Where a redirect from `at` leads, or why it is not followed (the mio engine's rules and
+    /// words).
+    fn redirect(
+        &self,
+        at: &HttpUrl,
+        status: u16,
+        location: Option<String>,
+        redirects: u32,
+    ) -> std::result::Result<HttpUrl, String> {
+        let Some(location) = location else {
+            return Err(format!("HTTP status {status} without a Location header"));
+        };
+        let shown = crate::ingest::url::redact(&location);
+        if redirects >= self.cfg.max_redirects {
+            let max = self.cfg.max_redirects;
+            return Err(format!("more than {max} redirects (last to {shown})"));
+        }
+        let next = crate::ingest::url::resolve_http(at, &location)
+            .map_err(|why| format!("redirect to `{shown}` cannot be followed: {why}"))?;
+        if (&next.host, next.port, next.tls) != (&at.host, at.port, at.tls)
+            && !self.cfg.redirect_other_hosts
+        {
+            return Err(format!(
+                "redirect to another host refused ({shown}); set fetch.redirect_other_hosts"
+            ));
+        }
+        Ok(next)
+    }
+
+    /// Sends the request for `at`, with the configured headers and the URL's credentials only
+    /// on the work item's origin.
+    // The error is the attempt's outcome, by value, as `attempt` returns it.
+    #[allow(clippy::result_large_err)]
+    fn call(
+        &self,
+        at: &HttpUrl,
+        target: &Target,
+    ) -> std::result::Result<ureq::http::Response<ureq::Body>, Attempt> {
+        if at.tls {
             // ureq is built without TLS here: one TLS stack (the mio loop's) is enough.
             let detail =
                 "the ureq engine fetches http:// only; use fetch.engine = \"mio\" for https://";
-            return Attempt::Error("tls".into(), detail.into(), false);
+            return Err(Attempt::Error("tls".into(), detail.into(), false));
         }
-        let mut req = self.agent.get(url);
+        // The URL without user information: ureq would send that as basic auth to every host.
+        let mut req = self.agent.get(at.to_string());
         if !self.cfg.accept_encoding.is_empty() {
             req = req.header("Accept-Encoding", &self.cfg.accept_encoding);
         }
-        for (n, v) in self.headers {
-            req = req.header(n, v);
-        }
-        let mut resp = match req.call() {
-            Ok(r) => r,
-            Err(e) => {
-                let retry = matches!(
-                    e,
-                    ureq::Error::Io(_)
-                        | ureq::Error::Timeout(_)
-                        | ureq::Error::ConnectionFailed
-                        | ureq::Error::HostNotFound
-                        | ureq::Error::Protocol(_)
-                        | ureq::Error::BodyStalled
-                );
-                let class = match e {
-                    ureq::Error::Timeout(_) => "timeout",
-                    ureq::Error::TooManyRedirects => "redirect",
-                    ureq::Error::HostNotFound => "resolve",
-                    _ => "connect",
-                };
-                return Attempt::Error(class.into(), e.to_string(), retry);
+        let o = &target.origin;
+        if (&at.host, at.port, at.tls) == (&o.host, o.port, o.tls) {
+            let own_auth = target.auth.is_some();
+            for (n, v) in self.headers {
+                if !(own_auth && n.eq_ignore_ascii_case("authorization")) {
+                    req = req.header(n, v);
+                }
             }
-        };
+            if let Some((n, v)) = &target.auth {
+                req = req.header(n, v);
+            }
+        }
+        req.call().map_err(|e| {
+            let retry = matches!(
+                e,
+                ureq::Error::Io(_)
+                    | ureq::Error::Timeout(_)
+                    | ureq::Error::ConnectionFailed
+                    | ureq::Error::HostNotFound
+                    | ureq::Error::Protocol(_)
+                    | ureq::Error::BodyStalled
+            );
+            let class = match e {
+                ureq::Error::Timeout(_) => "timeout",
+                ureq::Error::HostNotFound => "resolve",
+                _ => "connect",
+            };
+            Attempt::Error(class.into(), e.to_string(), retry)
+        })
+    }
+
+    /// What a response that is not a redirect comes to: its body, or its status.
+    fn read(&self, mut resp: ureq::http::Response<ureq::Body>) -> Attempt {
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let after = resp
@@ -241,12 +328,26 @@ impl Worker<'_> {
         }
     }
 
-    fn fetch(&mut self, url: &str, seq: u64, admitted: Instant) {
+    fn fetch(&mut self, url: String, seq: u64, admitted: Instant) {
+        // From here on the URL is shown (logs, dead letters, summary) without its password.
+        let (url, auth) = crate::ingest::url::take_userinfo(url);
+        let target = match UrlParts::split(&url) {
+            Ok(u) => Target {
+                origin: u.into_owned(),
+                auth: auth.as_deref().and_then(|line| header_pairs(line).pop()),
+            },
+            Err(why) => {
+                let url = crate::ingest::url::redact(&url);
+                let detail = format!("invalid URL `{url}`: {why}");
+                return self.failed(&url, "invalid url", detail, 0);
+            }
+        };
+        let url = url.as_str();
         let mut attempts = 0u32;
         loop {
             attempts += 1;
             let started = Instant::now();
-            let outcome = self.attempt(url);
+            let outcome = self.attempt(&target);
             let reg = &self.chans.registry;
             reg.latency(Stage::Fetch).record(started.elapsed());
             let (class, detail, retry, after) = match outcome {
@@ -288,14 +389,7 @@ impl Worker<'_> {
                 continue;
             }
             let detail = format!("{detail} (after {attempts} attempts)");
-            self.stats.lock().fail(&class, url, &detail);
-            if self.batch.is_empty() {
-                self.batch_started = Some(Instant::now());
-                self.batch.ticket = Some(self.chans.live.ticket());
-            }
-            self.batch
-                .push_failure(url, detail, attempts, Instant::now());
-            return;
+            return self.failed(url, &class, detail, attempts);
         }
     }
 
@@ -312,6 +406,17 @@ impl Worker<'_> {
             }
             std::thread::sleep(left.min(Duration::from_millis(50)));
         }
+    }
+
+    /// Records a work item's final failure in the batch and the counters.
+    fn failed(&mut self, url: &str, class: &str, detail: String, attempts: u32) {
+        self.stats.lock().fail(class, url, &detail);
+        if self.batch.is_empty() {
+            self.batch_started = Some(Instant::now());
+            self.batch.ticket = Some(self.chans.live.ticket());
+        }
+        self.batch
+            .push_failure(url, detail, attempts, Instant::now());
     }
 
     /// Ships the batch when full, old enough, or (`last`) at the end.

@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::credentials::Headers;
 use super::pool::Host;
 use super::protocol::{self as http, HttpError, ResponseDecoder};
 use super::schedule::Request;
@@ -118,9 +119,10 @@ impl Conn {
         host: &Host,
         deadline: Instant,
         cfg: &FetchConfig,
-        extra: &str,
+        extra: &Headers,
     ) {
         self.wbuf.clear();
+        let extra = req.headers(extra);
         http::write_request(
             &mut self.wbuf,
             &host.name,
@@ -128,7 +130,7 @@ impl Conn {
             if host.tls { 443 } else { 80 },
             req.path(),
             &cfg.accept_encoding,
-            extra,
+            &extra,
         );
         self.wpos = 0;
         self.body.clear();

@@ -102,10 +102,7 @@ pub fn run(
         ),
         cfg: cfg.clone(),
         schedule: Schedule::new(feed),
-        pages: Pagination {
-            cursors: chans.cursors.take(),
-            awaiting: 0,
-        },
+        pages: Pagination::new(chans.cursors.take()),
         batcher: Batcher::new(parse_threads),
         chans,
         stop,
@@ -382,7 +379,7 @@ impl Fetcher {
     fn complete(&mut self, slot: usize) -> bool {
         let now = Instant::now();
         let conn = self.pool.conns[slot].as_mut().expect("caller checked");
-        let req = conn
+        let mut req = conn
             .req
             .take()
             .expect("an active connection carries a request");
@@ -399,20 +396,18 @@ impl Fetcher {
             let detail = format!("unsupported Content-Encoding `{unknown}`");
             self.finish_failed(&req.url, "content encoding", &detail, attempts);
         } else if (200..300).contains(&status) {
-            let cursor_page = self.pages.cursors.is_some().then_some(req.page);
+            let cursor_page = self.pages.park(&mut req, &self.pool);
+            let conn = self.pool.conns[slot].as_mut().expect("caller checked");
             let encoding = encoding.unwrap_or_default();
             let live = &self.chans.live;
             self.batcher
                 .push_body(&req, &conn.body, encoding, cursor_page, now, live);
-            if cursor_page.is_some() {
-                self.pages.awaiting += 1;
-            }
             self.report.stats.delivered += 1;
             self.report.stats.body_bytes += conn.body.len() as u64;
             self.schedule.in_flight -= 1;
             if self.cfg.follow_link_next {
                 if let Some(next) = conn.decoder.link_next().map(str::to_string) {
-                    self.follow_next(&req, &next);
+                    self.follow_next(&mut req, &next);
                 }
             }
             // Its text is in the batch now: the string can carry the next template URL.

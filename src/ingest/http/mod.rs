@@ -29,12 +29,15 @@
 //! - `conn`: one connection's socket, buffers and response decoder, and its timeouts;
 //! - `schedule`: admission from the source, each host's queue and rate limit, retries with
 //!   backoff, and a work item's end;
-//! - `paginate`: next pages (`Link: rel="next"`, cursors) and redirects;
+//! - `paginate`: next pages (`Link: rel="next"`, cursors) and redirects, and the chains of
+//!   pages (a page seen twice in one chain stops it);
+//! - `credentials`: which headers a request carries (none away from its URL's origin);
 //! - `batching`: the batch being filled, and when and how it ships.
 
 mod batching;
 pub mod blocking;
 mod conn;
+mod credentials;
 mod event_loop;
 mod paginate;
 mod pool;

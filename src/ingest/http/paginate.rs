@@ -1,20 +1,30 @@
 //! Requests that come from responses: the next page (by `Link: rel="next"` or by cursor) and
-//! redirects, with the resolution of the references they carry.
+//! redirects, with the resolution of the references they carry (RFC 3986, §5.2).
 //!
 //! A next page is a new work item (its own request, counted in flight, under its own URL,
 //! carrying its source item's position); a redirect is the same work item sent again to the
 //! new location, reported under its original URL. Both stay on the same host unless
-//! `fetch.redirect_other_hosts`.
+//! `fetch.redirect_other_hosts`, and carry their work item's credentials only while on its
+//! origin ([`credentials`](super::credentials)).
+//!
+//! The pages that follow one another from a source URL form a chain. A chain remembers every
+//! page it has requested; a next page it has already requested (a Link or cursor cycle,
+//! A → B → A) stops the chain and is recorded as a failed request with that reason, so a cycle
+//! costs one request, not `max_link_pages` copies of its rows.
 
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
 use super::event_loop::Fetcher;
-use super::pool::Host;
+use super::pool::{Host, Pool};
 use super::schedule::{Request, RequestPath};
-use crate::ingest::source::HttpUrl;
+use crate::ingest::source::{HttpUrl, UrlParts};
+use crate::ingest::url;
 
 /// Cursor pagination's state: the parse threads' replies and how many are still to come.
 pub(super) struct Pagination {
@@ -24,6 +34,76 @@ pub(super) struct Pagination {
     /// Page bodies delivered with cursor pagination on whose reply has not come back: while any
     /// is out, a next page may still appear, so the pass is not over.
     pub(super) awaiting: usize,
+    /// What a page awaiting its cursor reply leaves for its next page, by chain number.
+    parked: HashMap<u64, Parked>,
+    next_chain: u64,
+}
+
+/// A cursor page's chain, origin and credentials while the parse threads read its cursor.
+struct Parked {
+    chain: Box<Chain>,
+    origin: usize,
+    auth: Option<Arc<str>>,
+}
+
+/// The pages one chain has requested, as hashes of their URLs (8 bytes a page: the default
+/// limit of pages keeps a chain under a few MB).
+#[derive(Default)]
+pub(super) struct Chain {
+    seen: HashSet<u64>,
+}
+
+impl Chain {
+    /// A chain that starts at `req`: its URL as written and the one it was fetched from (after
+    /// redirects) count as requested.
+    fn starting(req: &Request, pool: &Pool) -> Box<Chain> {
+        let mut chain = Box::<Chain>::default();
+        if let Ok(u) = UrlParts::split(&req.url) {
+            chain.first_visit(u.host, u.port, u.tls, &u.path);
+        }
+        let h = &pool.hosts[req.host];
+        chain.first_visit(&h.name, h.port, h.tls, req.path());
+        chain
+    }
+
+    /// Notes a page; false when the chain has requested it before.
+    fn first_visit(&mut self, host: &str, port: u16, tls: bool, path: &str) -> bool {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (host, port, tls, path).hash(&mut h);
+        self.seen.insert(h.finish())
+    }
+}
+
+impl Pagination {
+    pub(super) fn new(cursors: Option<Receiver<crate::batch::CursorReply>>) -> Pagination {
+        Pagination {
+            cursors,
+            awaiting: 0,
+            parked: HashMap::new(),
+            next_chain: 1,
+        }
+    }
+
+    /// Cursor pagination: a page of `req` is being delivered, and a parse thread will reply
+    /// with its cursor. Keeps its chain until then; returns the chain's number and the page's,
+    /// for the batch. `None` without cursor pagination.
+    pub(super) fn park(&mut self, req: &mut Request, pool: &Pool) -> Option<(u64, u32)> {
+        self.cursors.as_ref()?;
+        let chain = req
+            .chain
+            .take()
+            .unwrap_or_else(|| Chain::starting(req, pool));
+        let id = self.next_chain;
+        self.next_chain += 1;
+        let parked = Parked {
+            chain,
+            origin: req.origin,
+            auth: req.auth.clone(),
+        };
+        self.parked.insert(id, parked);
+        self.awaiting += 1;
+        Some((id, req.page))
+    }
 }
 
 impl Fetcher {
@@ -42,29 +122,35 @@ impl Fetcher {
             let detail = format!("HTTP status {status} without a Location header");
             return self.finish_failed(&req.url, class, &detail, attempts);
         };
+        // The target as messages show it: a server may put credentials in it.
+        let shown = url::redact(&location);
         if req.redirects >= self.cfg.max_redirects {
             let detail = format!(
-                "more than {} redirects (last to {location})",
+                "more than {} redirects (last to {shown})",
                 self.cfg.max_redirects
             );
             return self.finish_failed(&req.url, class, &detail, attempts);
         }
         let here = &self.pool.hosts[req.host];
-        let (host_name, port, tls) = (here.name.clone(), here.port, here.tls);
         let target = match resolve_reference(here, &req, &location) {
             Ok(t) => t,
             Err(why) => {
-                let detail = format!("redirect to `{location}` cannot be followed: {why}");
+                let detail = format!("redirect to `{shown}` cannot be followed: {why}");
                 return self.finish_failed(&req.url, class, &detail, attempts);
             }
         };
-        if (target.host != host_name || target.port != port || target.tls != tls)
-            && !self.cfg.redirect_other_hosts
-        {
+        if !same_origin(here, &target) && !self.cfg.redirect_other_hosts {
             let detail = format!(
-                "redirect to another host refused ({location}); set fetch.redirect_other_hosts"
+                "redirect to another host refused ({shown}); set fetch.redirect_other_hosts"
             );
             return self.finish_failed(&req.url, class, &detail, attempts);
+        }
+        // A page that redirects back to a page of its chain closes a cycle too.
+        if let Some(chain) = req.chain.as_mut() {
+            if !chain.first_visit(&target.host, target.port, target.tls, &target.path) {
+                let detail = cycle(req.page, &target.to_string());
+                return self.finish_failed(&req.url, "pagination cycle", &detail, attempts);
+            }
         }
         req.redirects += 1;
         req.path = RequestPath::Own(target.path);
@@ -77,9 +163,9 @@ impl Fetcher {
 
     /// Pagination: a delivered page whose `Link` header has `rel="next"` adds the next page as
     /// a new work item (same host unless `redirect_other_hosts`; at most `max_link_pages` pages
-    /// from one source URL). A next link that cannot be followed is logged, and the pages so
-    /// far stand.
-    pub(super) fn follow_next(&mut self, req: &Request, next: &str) {
+    /// from one source URL; never a page its chain has requested before). A next link that
+    /// cannot be followed is logged, and the pages so far stand.
+    pub(super) fn follow_next(&mut self, req: &mut Request, next: &str) {
         if req.page + 1 >= self.cfg.max_link_pages {
             tracing::warn!(url = %req.url, pages = req.page + 1, "pagination stopped at fetch.max_link_pages");
             return;
@@ -88,27 +174,52 @@ impl Fetcher {
         let target = match resolve_reference(h, req, next) {
             Ok(t) => t,
             Err(why) => {
-                tracing::warn!(url = %req.url, next, %why, "next-page link cannot be followed");
+                let next = url::redact(next);
+                tracing::warn!(url = %req.url, %next, %why, "next-page link cannot be followed");
                 return;
             }
         };
-        if (&target.host, target.port, target.tls) != (&h.name, h.port, h.tls)
-            && !self.cfg.redirect_other_hosts
-        {
-            tracing::warn!(url = %req.url, next, "next-page link to another host not followed");
+        if !same_origin(h, &target) && !self.cfg.redirect_other_hosts {
+            let next = url::redact(next);
+            tracing::warn!(url = %req.url, %next, "next-page link to another host not followed");
             return;
         }
-        self.enqueue_page(target.to_string(), target, req.page + 1);
+        let chain = req
+            .chain
+            .take()
+            .unwrap_or_else(|| Chain::starting(req, &self.pool));
+        let (origin, auth) = (req.origin, req.auth.clone());
+        self.next_page(
+            target.to_string(),
+            target,
+            req.page + 1,
+            origin,
+            auth,
+            chain,
+        );
     }
 
-    /// Adds a next page (found by `Link` or by cursor) as a new work item. Pages are not
-    /// tracked by the resume journal (a journal cannot be combined with pagination).
-    fn enqueue_page(&mut self, url: String, target: HttpUrl, page: u32) {
+    /// Adds a next page (found by `Link` or by cursor) as a new work item, unless its chain has
+    /// requested it before: then the chain ends there, and the page is a failed request that
+    /// says so. Pages are not tracked by the resume journal (a journal cannot be combined with
+    /// pagination).
+    fn next_page(
+        &mut self,
+        url: String,
+        target: HttpUrl,
+        page: u32,
+        origin: usize,
+        auth: Option<Arc<str>>,
+        mut chain: Box<Chain>,
+    ) {
+        self.schedule.in_flight += 1;
+        self.report.stats.requests += 1;
+        if !chain.first_visit(&target.host, target.port, target.tls, &target.path) {
+            return self.finish_failed(&url, "pagination cycle", &cycle(page, &url), 0);
+        }
         let host = self
             .pool
             .host_for(&target.host, target.port, target.tls, &self.cfg);
-        self.schedule.in_flight += 1;
-        self.report.stats.requests += 1;
         self.pool.hosts[host].queue.push_back(Request {
             url,
             seq: crate::batch::NO_SEQ,
@@ -119,6 +230,9 @@ impl Fetcher {
             admitted_at: Instant::now(),
             redirects: 0,
             page,
+            origin,
+            auth,
+            chain: Some(chain),
         });
     }
 
@@ -140,12 +254,17 @@ impl Fetcher {
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     // The parse threads are gone: no reply will come (the run is failing).
                     self.pages.awaiting = 0;
+                    self.pages.parked.clear();
                     break;
                 }
             }
         }
         for reply in next {
-            let Some(cursor) = reply.cursor else { continue };
+            // The chain ends here unless a next page follows.
+            let parked = self.pages.parked.remove(&reply.chain);
+            let (Some(cursor), Some(parked)) = (reply.cursor, parked) else {
+                continue;
+            };
             if self.stop.load(Ordering::Relaxed) {
                 continue;
             }
@@ -153,51 +272,55 @@ impl Fetcher {
                 tracing::warn!(url = %reply.url, pages = reply.page + 1, "pagination stopped at fetch.max_link_pages");
                 continue;
             }
+            // The page's URL as shown (its password redacted): the credentials travel with
+            // the chain, not in the URL.
             let url = crate::ingest::source::with_query_param(
                 &reply.url,
                 &self.cfg.cursor_param,
                 &cursor,
             );
-            if url == reply.url {
-                tracing::warn!(url = %reply.url, cursor, "the next cursor repeats this page's; pagination stopped");
-                continue;
-            }
-            let target = match HttpUrl::parse(&url) {
-                Ok(t) => t,
+            let target = match UrlParts::split(&url) {
+                Ok(u) => u.into_owned(),
                 Err(why) => {
                     tracing::warn!(url, %why, "next page cannot be requested");
                     continue;
                 }
             };
-            self.enqueue_page(url, target, reply.page + 1);
+            let Parked {
+                chain,
+                origin,
+                auth,
+            } = parked;
+            self.next_page(url, target, reply.page + 1, origin, auth, chain);
         }
     }
 }
 
-/// Resolves a `Location` or `Link` target against the request's URL (on host `here`):
-/// absolute, root-relative or relative to the path's directory.
+/// Why a chain stops at page `page`, which would fetch `url` again.
+fn cycle(page: u32, url: &str) -> String {
+    format!(
+        "pagination cycle: page {page} of this chain would fetch {url} again; \
+         the chain stops here (its earlier pages are kept)"
+    )
+}
+
+/// Whether `target` is on host `here` (the same origin: scheme, name and port).
+fn same_origin(here: &Host, target: &HttpUrl) -> bool {
+    (target.host.as_str(), target.port, target.tls) == (here.name.as_str(), here.port, here.tls)
+}
+
+/// Resolves a `Location` or `Link` target against the URL of `req` (on host `here`): see
+/// [`url::resolve_http`].
 fn resolve_reference(
     here: &Host,
     req: &Request,
     target: &str,
 ) -> std::result::Result<HttpUrl, String> {
-    let (host, port, tls) = (here.name.clone(), here.port, here.tls);
-    if target.starts_with('/') {
-        Ok(HttpUrl {
-            host,
-            port,
-            tls,
-            path: target.to_string(),
-        })
-    } else if target.contains("://") {
-        HttpUrl::parse(target)
-    } else {
-        let dir = req.path().rsplit_once('/').map_or("", |(d, _)| d);
-        Ok(HttpUrl {
-            host,
-            port,
-            tls,
-            path: format!("{dir}/{target}"),
-        })
-    }
+    let base = HttpUrl {
+        host: here.name.clone(),
+        port: here.port,
+        tls: here.tls,
+        path: req.path().to_string(),
+    };
+    url::resolve_http(&base, target)
 }

@@ -21,6 +21,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Poll, Token};
 
 use super::conn::{Conn, ConnFailure, ConnState};
+use super::credentials::Headers;
 use super::resolve::{self, Resolver};
 use super::schedule::{Request, TokenBucket};
 use super::transport::Transport;
@@ -63,7 +64,7 @@ pub(super) struct Pool {
     free_slots: Vec<usize>,
     resolver: Resolver,
     /// Configured request headers, resolved, as CRLF-terminated lines.
-    extra_headers: String,
+    extra_headers: Headers,
 }
 
 impl Pool {
@@ -83,7 +84,7 @@ impl Pool {
             conns: Vec::new(),
             free_slots: Vec::new(),
             resolver,
-            extra_headers,
+            extra_headers: Headers::new(extra_headers),
         }
     }
 

@@ -10,10 +10,12 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::conn::{ConnFailure, ConnState};
 use super::event_loop::Fetcher;
+use super::paginate::Chain;
 use crate::config::FetchConfig;
 use crate::ingest::source::{Feed, Next, UrlParts};
 
@@ -40,6 +42,14 @@ pub(super) struct Request {
     pub(super) redirects: u32,
     /// Pages followed through `Link: rel="next"` before this one (0 for a source URL).
     pub(super) page: u32,
+    /// The host (an origin) of the work item's own URL: the only one its credentials go to
+    /// (see [`Request::headers`]).
+    pub(super) origin: usize,
+    /// `Authorization: Basic` for the URL's `user:password@` (a header line), when it has them;
+    /// `url` shows them redacted.
+    pub(super) auth: Option<Arc<str>>,
+    /// The pagination chain this request is a page of, once a next page has been followed.
+    pub(super) chain: Option<Box<Chain>>,
 }
 
 /// A request's path and query: usually the part of its URL after the authority, kept as that
@@ -266,12 +276,14 @@ impl Fetcher {
             }
             self.schedule.in_flight += 1;
             self.report.stats.requests += 1;
-            match UrlParts::split(&item.url) {
+            // From here on the URL is shown (logs, dead letters, summary) without its password.
+            let (url, auth) = crate::ingest::url::take_userinfo(item.url);
+            match UrlParts::split(&url) {
                 Ok(u) => {
                     let host = self.pool.host_for(u.host, u.port, u.tls, &self.cfg);
-                    let path = RequestPath::of(&item.url, u.path);
+                    let path = RequestPath::of(&url, u.path);
                     self.pool.hosts[host].queue.push_back(Request {
-                        url: item.url,
+                        url,
                         seq: item.seq,
                         path,
                         host,
@@ -280,16 +292,15 @@ impl Fetcher {
                         admitted_at: Instant::now(),
                         redirects: 0,
                         page: 0,
+                        origin: host,
+                        auth: auth.map(Arc::from),
+                        chain: None,
                     });
                 }
                 Err(why) => {
-                    let url = item.url;
-                    self.finish_failed(
-                        &url,
-                        "invalid url",
-                        &format!("invalid URL `{url}`: {why}"),
-                        0,
-                    );
+                    let url = crate::ingest::url::redact(&url);
+                    let detail = format!("invalid URL `{url}`: {why}");
+                    self.finish_failed(&url, "invalid url", &detail, 0);
                 }
             }
         }
@@ -533,6 +544,9 @@ mod tests {
             admitted_at: Instant::now(),
             redirects: 0,
             page: 0,
+            origin: 0,
+            auth: None,
+            chain: None,
         };
         // The URL moved into the request: the range still names its path.
         assert_eq!(req.path(), "/a/b?c");
