@@ -160,7 +160,8 @@ impl Source {
     /// becoming failed requests: the scheme of a URL or template (only `http://` and
     /// `https://` are fetched, `htp://` and `ftp://` are errors naming it), and every line of
     /// a URL file, read once here (the error names `FILE:LINE`). Standard input is checked as
-    /// it is read: a bad line there is a failed request with its reason.
+    /// it is read, and so is a path that is not a regular file (a pipe such as `<(list-urls)`,
+    /// which can be read only once): a bad line there is a failed request with its reason.
     ///
     /// ```
     /// use pinflow::Source;
@@ -199,6 +200,11 @@ impl Source {
         if url_scheme(arg).is_some() {
             check_url(arg).map_err(bad)?;
             return Ok((Source::Urls(vec![arg.to_string()]), Some(1)));
+        }
+        // A pipe or device (`<(list-urls)`, /dev/stdin) can be read only once: it is read as
+        // it comes, like standard input, and a bad line is a failed request.
+        if std::fs::metadata(arg).is_ok_and(|m| !m.is_file()) {
+            return Ok((Source::file(arg)?, None));
         }
         let n = check_url_file(arg)?;
         Ok((Source::file(arg)?, Some(n)))

@@ -150,3 +150,29 @@ fn a_closed_stdout_does_not_turn_a_finished_run_into_a_panic() {
     assert_eq!(o.status.code(), Some(0), "{stderr}");
     assert_rows_match_workload(&rows(&out), &Workload::default(), 1..=20);
 }
+
+#[test]
+fn a_url_list_behind_a_pipe_path_is_read_once_not_checked_away() {
+    // `--urls <(list-urls)` names a pipe: checking its lines up front would consume them.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let out = dir.path().join("piped-list.parquet");
+    let mut child = pinflow()
+        .args(["run", "--urls", "/dev/stdin", "--out"])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 1..=3 {
+            writeln!(stdin, "{}", sim.url(&format!("/logs/{i}.json"))).unwrap();
+        }
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_rows_match_workload(&rows(&out), &Workload::default(), 1..=3);
+}
