@@ -360,6 +360,25 @@ mod tests {
             .collect()
     }
 
+    /// Writes `rows` into `dir` with the default writer settings and reads the file back
+    /// whole: its path and its rows.
+    fn round_trip(rows: &RecordBatch, dir: &Path) -> (PathBuf, RecordBatch) {
+        let path = dir.join("t.parquet");
+        let props = writer_properties(&WriterConfig::default()).unwrap();
+        let mut file = ParquetFile::create(&path, props, None).unwrap();
+        file.write(rows).unwrap();
+        file.finish().unwrap();
+        let back: Vec<RecordBatch> =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap())
+                .collect();
+        let back = arrow_select::concat::concat_batches(&rows.schema(), &back).unwrap();
+        (path, back)
+    }
+
     /// Whether `e` is one of the dictionary encodings of data pages.
     fn dictionary_encoded(e: &Encoding) -> bool {
         matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)
@@ -406,11 +425,7 @@ mod tests {
         ];
         let rows = RecordBatch::try_from_iter(columns).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("floats.parquet");
-        let props = writer_properties(&WriterConfig::default()).unwrap();
-        let mut file = ParquetFile::create(&path, props, None).unwrap();
-        file.write(&rows).unwrap();
-        file.finish().unwrap();
+        let (path, back) = round_trip(&rows, dir.path());
 
         let r = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
         let orders = r
@@ -451,14 +466,6 @@ mod tests {
             other => panic!("values statistics: {other:?}"),
         }
         // The file reads back whole: the footer was changed in place, not broken.
-        let back: Vec<RecordBatch> =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(|b| b.unwrap())
-                .collect();
-        let back = arrow_select::concat::concat_batches(&rows.schema(), &back).unwrap();
         assert_eq!(back.num_rows(), rows.num_rows());
         for c in [0, 2, 3] {
             assert_eq!(back.column(c), rows.column(c));
@@ -508,11 +515,7 @@ mod tests {
         ];
         let rows = RecordBatch::try_from_iter(columns).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.parquet");
-        let props = writer_properties(&WriterConfig::default()).unwrap();
-        let mut file = ParquetFile::create(&path, props, None).unwrap();
-        file.write(&rows).unwrap();
-        file.finish().unwrap();
+        let (path, back) = round_trip(&rows, dir.path());
 
         for (col, name) in [(0, "id"), (1, "mean"), (2, "ts")] {
             let encodings = data_page_encodings(&path, col);
@@ -528,14 +531,6 @@ mod tests {
                 "{name}: {encodings:?}"
             );
         }
-        let back: Vec<RecordBatch> =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(|b| b.unwrap())
-                .collect();
-        let back = arrow_select::concat::concat_batches(&rows.schema(), &back).unwrap();
         assert_eq!(back, rows);
     }
 }
