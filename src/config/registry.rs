@@ -305,8 +305,9 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         kind: Kind::Text,
         flag: Flag::Command("--urls"),
         example: "\"http://127.0.0.1:8080/logs/{1..20000}.json\"",
-        doc: "The work source of `pinflow run` when --urls is not given: a file with one URL per \
-         line, \"-\" for standard input, or a template with one {START..END} range.",
+        doc: "The work source of `pinflow run` when --urls is not given: one http:// or https:// \
+         URL, a file with one URL per line (every line checked before the run), \"-\" for \
+         standard input, or a template with one {START..END} range.",
         check: Check::Custom(rule::source),
         ..BLANK
     },

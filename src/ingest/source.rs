@@ -165,18 +165,61 @@ impl std::fmt::Display for Template {
 
 impl Source {
     /// Interprets a command-line `--urls` value: `-` is stdin, a value with a `{A..B}` range is
-    /// a template, anything else a file of URLs.
+    /// a template, a value with a scheme (`http://host/x.json`) one URL, anything else a file
+    /// of URLs.
+    ///
+    /// Whatever can be checked before a run is, so that a typo fails at once instead of
+    /// becoming failed requests: the scheme of a URL or template (only `http://` and
+    /// `https://` are fetched, `htp://` and `ftp://` are errors naming it), and every line of
+    /// a URL file, read once here (the error names `FILE:LINE`). Standard input is checked as
+    /// it is read, and so is a path that is not a regular file (a pipe such as `<(list-urls)`,
+    /// which can be read only once): a bad line there is a failed request with its reason.
+    ///
+    /// ```
+    /// use pinflow::Source;
+    /// assert!(matches!(Source::from_arg("http://h/x.json")?, Source::Urls(ref v) if v.len() == 1));
+    /// let e = Source::from_arg("htp://h/x.json").unwrap_err().to_string();
+    /// assert!(e.contains("unsupported scheme `htp`"), "{e}");
+    /// # Ok::<(), pinflow::Error>(())
+    /// ```
     pub fn from_arg(arg: &str) -> Result<Source> {
+        Source::from_arg_counted(arg).map(|(source, _)| source)
+    }
+
+    /// [`Source::from_arg`], and how many URLs the source holds where that is known before
+    /// the run: a template's range, one URL, or the lines of a URL file (not standard input).
+    pub fn from_arg_counted(arg: &str) -> Result<(Source, Option<u64>)> {
+        let bad = |why: String| Error::Source {
+            source_name: arg.to_string(),
+            why,
+        };
         if arg == "-" {
-            return Ok(Source::Lines {
+            let stdin = Source::Lines {
                 name: "-".into(),
                 reader: Box::new(BufReader::new(io::stdin())),
-            });
+            };
+            return Ok((stdin, None));
         }
         if arg.contains('{') && arg.contains("..") {
-            return Template::parse(arg).map(Source::Template);
+            let t = Template::parse(arg)?;
+            // Every URL of the range has the shape of the first and the last.
+            for url in [t.url(0), t.url(t.len() - 1)] {
+                check_url(&url).map_err(|why| bad(format!("`{url}`: {why}")))?;
+            }
+            let n = t.len();
+            return Ok((Source::Template(t), Some(n)));
         }
-        Source::file(arg)
+        if url_scheme(arg).is_some() {
+            check_url(arg).map_err(bad)?;
+            return Ok((Source::Urls(vec![arg.to_string()]), Some(1)));
+        }
+        // A pipe or device (`<(list-urls)`, /dev/stdin) can be read only once: it is read as
+        // it comes, like standard input, and a bad line is a failed request.
+        if std::fs::metadata(arg).is_ok_and(|m| !m.is_file()) {
+            return Ok((Source::file(arg)?, None));
+        }
+        let n = check_url_file(arg)?;
+        Ok((Source::file(arg)?, Some(n)))
     }
 
     /// Local files: paths, directories (their `.json`, `.ndjson` and `.jsonl` files), glob
@@ -470,6 +513,90 @@ impl Feed {
     }
 }
 
+/// The scheme of a value that starts like a URL (`scheme://`), as written.
+fn url_scheme(s: &str) -> Option<&str> {
+    let (scheme, _) = s.split_once("://")?;
+    let mut chars = scheme.chars();
+    let starts_alpha = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    (starts_alpha && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .then_some(scheme)
+}
+
+/// Whether `url` can be fetched, and if not, why: an unsupported scheme is named as such
+/// (before the parser's more general complaint).
+fn check_url(url: &str) -> std::result::Result<(), String> {
+    match url_scheme(url) {
+        Some(s) if !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https") => Err(
+            format!("unsupported scheme `{s}` (pinflow fetches http:// and https:// URLs)"),
+        ),
+        _ => UrlParts::split(url).map(|_| ()),
+    }
+}
+
+/// Reads a URL file once and checks every line as the fetcher will read it (blank lines and
+/// `#` comments skipped). Returns how many URLs it holds; the error names the file and the
+/// line of the first bad URL, and how many more there are.
+fn check_url_file(path: &str) -> Result<u64> {
+    let f = File::open(path).map_err(|e| {
+        // `host:port/x` or `example.com/logs` without a scheme: say what a URL needs.
+        let first = path.split('/').next().unwrap_or("");
+        let looks_like_host =
+            path.contains('/') && !matches!(first, "" | "." | "..") && first.contains(['.', ':']);
+        let hint = if looks_like_host && e.kind() == io::ErrorKind::NotFound {
+            " (a URL starts with http:// or https://)"
+        } else {
+            ""
+        };
+        Error::Source {
+            source_name: path.to_string(),
+            why: format!("cannot open: {e}{hint}"),
+        }
+    })?;
+    let mut reader = BufReader::new(f);
+    let mut line = Vec::new();
+    let (mut lineno, mut urls) = (0u64, 0u64);
+    let mut first_bad: Option<(u64, String)> = None;
+    let mut more_bad = 0u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::Source {
+                source_name: format!("{path}:{}", lineno + 1),
+                why: format!("read error: {e}"),
+            })?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        let text = String::from_utf8_lossy(&line);
+        let url = text.trim();
+        if url.is_empty() || url.starts_with('#') {
+            continue;
+        }
+        match check_url(url) {
+            Ok(()) => urls += 1,
+            Err(why) if first_bad.is_none() => {
+                first_bad = Some((lineno, format!("`{url}`: {why}")))
+            }
+            Err(_) => more_bad += 1,
+        }
+    }
+    match first_bad {
+        None => Ok(urls),
+        Some((at, why)) => Err(Error::Source {
+            source_name: format!("{path}:{at}"),
+            why: match more_bad {
+                0 => why,
+                n => format!(
+                    "{why}; and {n} more bad line{} after it",
+                    if n == 1 { "" } else { "s" }
+                ),
+            },
+        }),
+    }
+}
+
 /// An `http://` or `https://` URL split into what a request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
@@ -728,6 +855,47 @@ mod tests {
         assert!(spare.is_empty());
         assert_eq!(items[0].url.as_ptr(), spare_ptr);
         assert!(matches!(feed.next_reusing(&mut spare), Next::Done));
+    }
+
+    #[test]
+    fn a_url_argument_is_one_url_and_a_bad_scheme_is_named() {
+        let (source, n) = Source::from_arg_counted("http://127.0.0.1:9/x.json").unwrap();
+        assert!(matches!(source, Source::Urls(ref v) if v == &["http://127.0.0.1:9/x.json"]));
+        assert_eq!(n, Some(1));
+        for (arg, scheme) in [
+            ("htp://h/x.json", "htp"),
+            ("ftp://h/x.json", "ftp"),
+            ("htp://h/{1..3}.json", "htp"),
+        ] {
+            let e = Source::from_arg(arg).unwrap_err().to_string();
+            assert!(e.contains(&format!("unsupported scheme `{scheme}`")), "{e}");
+        }
+        let e = Source::from_arg("logs/{1..3}.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an http:// or https:// URL"), "{e}");
+        let e = Source::from_arg("example.invalid/logs.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a URL starts with http://"), "{e}");
+        let (_, n) = Source::from_arg_counted("http://h/{3..7}").unwrap();
+        assert_eq!(n, Some(5));
+    }
+
+    #[test]
+    fn a_url_file_is_checked_line_by_line_before_the_run() {
+        let dir = std::env::temp_dir().join(format!("pinflow-url-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("urls.txt");
+        let name = path.display().to_string();
+        std::fs::write(&path, "# list\nhttp://h/1\n\nhttp://h/2\n").unwrap();
+        assert_eq!(Source::from_arg_counted(&name).unwrap().1, Some(2));
+        std::fs::write(&path, "http://h/1\n\nhtp://h/3\nhttp://h/4\nnot a url\n").unwrap();
+        let e = Source::from_arg(&name).unwrap_err().to_string();
+        assert!(e.contains(&format!("{name}:3: `htp://h/3`")), "{e}");
+        assert!(e.contains("unsupported scheme `htp`"), "{e}");
+        assert!(e.contains("and 1 more bad line after it"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

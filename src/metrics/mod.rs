@@ -101,6 +101,42 @@ pub struct Percentiles {
     pub max_us: u64,
 }
 
+/// `v` with three significant digits (`1.02`, `12.3`, `123`), or `None` when it rounds to
+/// 1000 or more (the caller moves to the next unit).
+pub fn three_digits(v: f64) -> Option<String> {
+    for decimals in [2usize, 1, 0] {
+        let limit = 10f64.powi(3 - decimals as i32);
+        let s = format!("{v:.decimals$}");
+        // Judged after rounding: 9.996 is `10.0`, not `10.00`.
+        if s.parse::<f64>().is_ok_and(|r| r < limit) {
+            return Some(s);
+        }
+    }
+    None
+}
+
+/// A duration in microseconds for people: µs below a millisecond, then ms, then s, each with
+/// three significant digits (`999 µs`, `1.00 ms`, `1.02 s`), and whole seconds from 1000 s.
+///
+/// ```
+/// use pinflow::metrics::human_micros;
+/// assert_eq!(human_micros(1_023_999), "1.02 s");
+/// assert_eq!(human_micros(999), "999 µs");
+/// assert_eq!(human_micros(999_600), "1.00 s");
+/// ```
+pub fn human_micros(us: u64) -> String {
+    if us < 1000 {
+        return format!("{us} µs");
+    }
+    if let Some(ms) = three_digits(us as f64 / 1e3) {
+        return format!("{ms} ms");
+    }
+    match three_digits(us as f64 / 1e6) {
+        Some(s) => format!("{s} s"),
+        None => format!("{:.0} s", us as f64 / 1e6),
+    }
+}
+
 /// Failed requests kept verbatim in [`FetchStats::failure_samples`].
 pub const FAILURE_SAMPLES: usize = 10;
 
@@ -291,8 +327,10 @@ impl std::fmt::Display for Summary {
             let p = h.percentiles();
             writeln!(
                 f,
-                "latency    {name:<10} p50 {:>7} µs  p99 {:>7} µs  (n={})",
-                p.p50_us, p.p99_us, p.count
+                "latency    {name:<10} p50 {:>9}  p99 {:>9}  (n={})",
+                human_micros(p.p50_us),
+                human_micros(p.p99_us),
+                p.count
             )?;
         }
         writeln!(
@@ -384,6 +422,24 @@ mod tests {
         assert_eq!(p.count, 101);
         assert!((49..=51).contains(&p.p50_us), "{p:?}");
         assert!(p.max_us >= 999_000);
+    }
+
+    #[test]
+    fn human_micros_picks_the_unit_after_rounding() {
+        for (us, want) in [
+            (0, "0 µs"),
+            (999, "999 µs"),
+            (1_000, "1.00 ms"),
+            (9_996, "10.0 ms"),
+            (12_345, "12.3 ms"),
+            (999_499, "999 ms"),
+            (999_500, "1.00 s"),
+            (1_023_999, "1.02 s"),
+            (999_400_000, "999 s"),
+            (3_600_000_000, "3600 s"),
+        ] {
+            assert_eq!(human_micros(us), want, "{us} µs");
+        }
     }
 
     #[test]

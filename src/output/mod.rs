@@ -22,6 +22,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 mod deadletter;
+mod footer;
 mod local;
 mod parquet;
 mod partition;

@@ -13,6 +13,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use super::footer;
 use crate::config::{Compression, WriterConfig};
 use crate::error::{Error, Result};
 
@@ -138,7 +139,14 @@ impl ParquetFile {
         tmp_name.push(name);
         tmp_name.push(format!(".tmp-{}", std::process::id()));
         let tmp = path.with_file_name(tmp_name);
-        let file = File::create(&tmp).map_err(|e| Error::output(&tmp, "create", e))?;
+        // Readable too: the footer is read back to declare the float columns' order.
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::output(&tmp, "create", e))?;
         Ok(ParquetFile {
             path: path.to_path_buf(),
             tmp,
@@ -243,14 +251,29 @@ impl ParquetFile {
     }
 
     fn close(&self, mut writer: ArrowWriter<File>) -> Result<SealedFile> {
-        // Flush the last (partial) row group, then write the footer and take the file back.
+        // Flush the last (partial) row group, then write the footer.
         writer
             .flush()
             .map_err(|e| Error::output(&self.tmp, "write", cause(e)))?;
         let row_groups = writer.flushed_row_groups().len() as u64;
-        let file = writer
-            .into_inner()
+        // `finish`, not `into_inner`: that would write the footer a second time.
+        let meta = writer
+            .finish()
             .map_err(|e| Error::output(&self.tmp, "close parquet", cause(e)))?;
+        let file = writer.inner_mut();
+        // Float statistics Arrow C++ reads too (footer.rs). A footer this code cannot walk is
+        // still a valid file: it keeps parquet's order, and pyarrow only loses the pruning.
+        let floats = footer::float_columns_to_declare(&meta);
+        if floats.contains(&true) {
+            let walked = footer::declare_type_defined_order(file, &floats)
+                .map_err(|e| Error::output(&self.tmp, "write", e))?;
+            if let Err(why) = walked {
+                tracing::warn!(
+                    path = %self.tmp.display(),
+                    "float columns keep the IEEE 754 total order, which pyarrow ignores: {why}"
+                );
+            }
+        }
         file.sync_all()
             .map_err(|e| Error::output(&self.tmp, "fsync", e))?;
         Ok(SealedFile {
@@ -337,9 +360,116 @@ mod tests {
             .collect()
     }
 
+    /// Writes `rows` into `dir` with the default writer settings and reads the file back
+    /// whole: its path and its rows.
+    fn round_trip(rows: &RecordBatch, dir: &Path) -> (PathBuf, RecordBatch) {
+        let path = dir.join("t.parquet");
+        let props = writer_properties(&WriterConfig::default()).unwrap();
+        let mut file = ParquetFile::create(&path, props, None).unwrap();
+        file.write(rows).unwrap();
+        file.finish().unwrap();
+        let back: Vec<RecordBatch> =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap())
+                .collect();
+        let back = arrow_select::concat::concat_batches(&rows.schema(), &back).unwrap();
+        (path, back)
+    }
+
     /// Whether `e` is one of the dictionary encodings of data pages.
     fn dictionary_encoded(e: &Encoding) -> bool {
         matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)
+    }
+
+    #[test]
+    fn float_columns_declare_the_type_defined_order_that_arrow_cpp_reads() {
+        use arrow_array::types::Float64Type;
+        use arrow_array::{Float32Array, ListArray};
+        use parquet::basic::{ColumnOrder, SortOrder};
+        use parquet::file::statistics::Statistics;
+
+        let n = 1_000;
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("id", Arc::new(Int64Array::from_iter_values(0..n))),
+            (
+                "latency_ms",
+                Arc::new(Float64Array::from_iter_values((0..n).map(|i| {
+                    if i == 7 {
+                        f64::NAN
+                    } else {
+                        i as f64 / 4.0
+                    }
+                }))),
+            ),
+            (
+                "ratio",
+                Arc::new(Float32Array::from_iter_values(
+                    (0..n).map(|i| i as f32 - 10.0),
+                )),
+            ),
+            (
+                "values",
+                Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(
+                    (0..n).map(|i| Some(vec![Some(i as f64), Some(-(i as f64))])),
+                )),
+            ),
+            // Nothing but NaN: parquet's bounds are NaN, which the legacy order does not
+            // allow, so this column keeps the IEEE order.
+            (
+                "all_nan",
+                Arc::new(Float64Array::from_iter_values((0..n).map(|_| f64::NAN))),
+            ),
+        ];
+        let rows = RecordBatch::try_from_iter(columns).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (path, back) = round_trip(&rows, dir.path());
+
+        let r = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        let orders = r
+            .metadata()
+            .file_metadata()
+            .column_orders()
+            .unwrap()
+            .clone();
+        let signed = ColumnOrder::TYPE_DEFINED_ORDER(SortOrder::SIGNED);
+        assert_eq!(
+            orders,
+            [
+                signed,
+                signed,
+                signed,
+                signed,
+                ColumnOrder::IEEE_754_TOTAL_ORDER
+            ]
+        );
+        let stats = |col: usize| r.metadata().row_group(0).column(col).statistics().cloned();
+        match stats(1) {
+            // NaN left out of the bounds, as the legacy order wants.
+            Some(Statistics::Double(s)) => {
+                assert_eq!((s.min_opt(), s.max_opt()), (Some(&0.0), Some(&249.75)))
+            }
+            other => panic!("latency_ms statistics: {other:?}"),
+        }
+        match stats(2) {
+            Some(Statistics::Float(s)) => {
+                assert_eq!((s.min_opt(), s.max_opt()), (Some(&-10.0), Some(&989.0)))
+            }
+            other => panic!("ratio statistics: {other:?}"),
+        }
+        match stats(3) {
+            Some(Statistics::Double(s)) => {
+                assert_eq!((s.min_opt(), s.max_opt()), (Some(&-999.0), Some(&999.0)))
+            }
+            other => panic!("values statistics: {other:?}"),
+        }
+        // The file reads back whole: the footer was changed in place, not broken.
+        assert_eq!(back.num_rows(), rows.num_rows());
+        for c in [0, 2, 3] {
+            assert_eq!(back.column(c), rows.column(c));
+        }
     }
 
     #[test]
@@ -385,11 +515,7 @@ mod tests {
         ];
         let rows = RecordBatch::try_from_iter(columns).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.parquet");
-        let props = writer_properties(&WriterConfig::default()).unwrap();
-        let mut file = ParquetFile::create(&path, props, None).unwrap();
-        file.write(&rows).unwrap();
-        file.finish().unwrap();
+        let (path, back) = round_trip(&rows, dir.path());
 
         for (col, name) in [(0, "id"), (1, "mean"), (2, "ts")] {
             let encodings = data_page_encodings(&path, col);
@@ -405,14 +531,6 @@ mod tests {
                 "{name}: {encodings:?}"
             );
         }
-        let back: Vec<RecordBatch> =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(|b| b.unwrap())
-                .collect();
-        let back = arrow_select::concat::concat_batches(&rows.schema(), &back).unwrap();
         assert_eq!(back, rows);
     }
 }

@@ -31,6 +31,8 @@ mod faults;
 #[cfg(feature = "cli")]
 mod files;
 #[cfg(feature = "cli")]
+mod first_hour;
+#[cfg(feature = "cli")]
 mod hostile_http;
 mod library;
 #[cfg(all(feature = "sim", feature = "http", feature = "metrics-endpoint"))]

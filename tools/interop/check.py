@@ -234,7 +234,33 @@ def decode_stat(raw, physical):
         return struct.unpack("<q", raw)[0]
     if physical == "DOUBLE":
         return struct.unpack("<d", raw)[0]
+    if physical == "FLOAT":
+        return struct.unpack("<f", raw)[0]
     return raw  # BYTE_ARRAY: UTF-8 bytes
+
+
+def nan_bound_columns(path, fmd, physical):
+    """Leaf indexes of the float columns with a NaN min or max in a column chunk or in a page
+    of its column index. pinflow declares TypeDefinedOrder for every other float column (Arrow
+    C++ ignores the min/max of IEEE754TotalOrder, which it does not know) and keeps
+    IEEE754TotalOrder for these, whose NaN bounds the legacy order does not allow."""
+    out = set()
+    with open(path, "rb") as f:
+        for rg in fmd.get(4, []):
+            for j, cc in enumerate(rg[1]):
+                if physical[j] not in ("FLOAT", "DOUBLE"):
+                    continue
+                st = cc.get(3, {}).get(12) or {}
+                bounds = [st.get(5), st.get(6)]
+                offset, length = cc.get(6), cc.get(7)
+                if offset is not None and length:
+                    f.seek(offset)
+                    index = Thrift(f.read(length)).value(12)
+                    bounds += (index.get(2) or []) + (index.get(3) or [])
+                # A null page's bounds are empty.
+                if any(b and math.isnan(decode_stat(b, physical[j])) for b in bounds):
+                    out.add(j)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,6 +727,13 @@ def check_metadata(path, pf, pa_table, con, spec, fails, summary):
     if len(orders) != nleaves:
         fails.add(path, "footer column_orders", detail=f"{len(orders)} for {nleaves} leaves")
     ieee = [leaf_names[j] for j, o in enumerate(orders) if o == "IEEE754TotalOrder"]
+    kept_ieee = nan_bound_columns(path, fmd, physical)
+    for j, o in enumerate(orders):
+        if physical[j] in ("FLOAT", "DOUBLE") and o != "TypeDefinedOrder" and \
+                j not in kept_ieee:
+            fails.add(path, "float column order", column=leaf_names[j],
+                      detail=f"{o}, not TypeDefinedOrder: Arrow C++ ignores the min/max of an "
+                             f"order it does not know, so pyarrow cannot prune on the column")
 
     # DuckDB's reading of the same statistics.
     dd = {(r[0], r[1]): r[2:] for r in con.execute(
@@ -807,10 +840,11 @@ def check_metadata(path, pf, pa_table, con, spec, fails, summary):
                     fails.add(path, f"row group {i} null_count (pyarrow)", column=leaf,
                               detail=f"{pst.null_count}, data {want_nulls}")
                 if dmin is not None and not pst.has_min_max:
-                    if orders[j] == "IEEE754TotalOrder":
+                    if j in kept_ieee:
                         pa_missing[leaf] = pa_missing.get(leaf, 0) + 1
                     else:
-                        fails.add(path, f"row group {i} no min/max (pyarrow)", column=leaf)
+                        fails.add(path, f"row group {i} no min/max (pyarrow)", column=leaf,
+                                  detail=f"column order {orders[j]}")
                 elif dmin is not None:
                     same("pyarrow", pst.min_raw, pst.max_raw)
             # 3. DuckDB.
@@ -1173,10 +1207,10 @@ def main():
         print(f"NOTE pyarrow {pa.__version__} reports no min/max for {chunks} DOUBLE column "
               f"chunks in {len(fails.pa_missing)} of "
               f"{len(summaries) + sum(s.get('files', 0) for s in case_summaries)} files "
-              f"({', '.join(columns)}): the footer declares ColumnOrder IEEE754TotalOrder for "
-              f"them, which Arrow C++ does not know, so it ignores their statistics (no "
-              f"row-group pruning on float columns in Arrow-based readers). They were checked "
-              f"in the raw footer and in DuckDB instead.")
+              f"({', '.join(columns)}): a chunk or page of these columns has NaN bounds (it "
+              f"holds only NaN), so pinflow kept ColumnOrder IEEE754TotalOrder for them, which "
+              f"Arrow C++ does not know. They were checked in the raw footer and in DuckDB "
+              f"instead.")
     for n in fails.notes:
         print(n)
     started = os.environ.get("INTEROP_STARTED")

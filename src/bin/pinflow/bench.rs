@@ -85,21 +85,26 @@ pub fn compare_fetchers(
         }
         let c = validated(c, &layers, &set)?;
         let (sim, template) = bench_simulator(records, values, per_response, faults)?;
-        let summary = run_pipeline(c, Source::from_arg(&template)?, "bench")?;
+        let (source, total) = Source::from_arg_counted(&template)?;
+        let summary = run_pipeline(c, source, "bench", total)?;
         sim.stop();
         rows.push((name, summary));
     }
     let _ = std::fs::remove_dir_all(&dir);
     let base = rows[0].1.records_per_sec().max(1e-9);
-    println!(
-        "bench --compare: {records} records, {values} values each, {per_response} per response"
-    );
-    println!(
+    outln!("bench --compare: {records} records, {values} values each, {per_response} per response");
+    outln!(
         "{:<22} {:>12} {:>8} {:>9} {:>9} {:>9} {:>13}",
-        "fetcher", "records/s", "ratio", "written", "dead", "failed", "retries"
+        "fetcher",
+        "records/s",
+        "ratio",
+        "written",
+        "dead",
+        "failed",
+        "retries"
     );
     for (name, s) in &rows {
-        println!(
+        outln!(
             "{:<22} {:>12.0} {:>7.2}x {:>9} {:>9} {:>9} {:>13}",
             name,
             s.records_per_sec(),
@@ -148,7 +153,8 @@ pub fn bench(
     let (sim, template) = bench_simulator(records, values, per_response, Default::default())?;
     let cpu_before = metrics::process_cpu_time();
     let allocs_before = ALLOCATIONS.load(Ordering::Relaxed);
-    let summary = run_pipeline(cfg, Source::from_arg(&template)?, "bench")?;
+    let (source, total) = Source::from_arg_counted(&template)?;
+    let summary = run_pipeline(cfg, source, "bench", total)?;
     let allocs = ALLOCATIONS.load(Ordering::Relaxed) - allocs_before;
     let allocs_per_record = allocs as f64 / summary.records_written.max(1) as f64;
     let cpu_after = metrics::process_cpu_time();
@@ -202,25 +208,25 @@ pub fn bench(
             ));
         }
         s.push_str("}}");
-        println!("{s}");
+        outln!("{s}");
     } else {
-        println!("bench: {records} records, {values} values each, {per_response} per response");
-        print!("{summary}");
-        println!(
+        outln!("bench: {records} records, {values} values each, {per_response} per response");
+        out!("{summary}");
+        outln!(
             "peak RSS   {:.1} MiB",
             rss.unwrap_or(0) as f64 / (1 << 20) as f64
         );
-        println!(
+        outln!(
             "allocs     {allocs_per_record:.2} per record written (pinflow's threads; the in-process simulator's are not counted)"
         );
         if let (Some(t), Some(share)) = (cpu_total, sim_share) {
-            println!(
+            outln!(
                 "cpu        {:.2} s in total, simulator {:.1}% of it",
                 t.as_secs_f64(),
                 share * 100.0
             );
         }
-        println!(
+        outln!(
             "throughput {:.0} records/s, {:.1} MB/s",
             summary.records_per_sec(),
             summary.mb_per_sec()

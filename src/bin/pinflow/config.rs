@@ -10,7 +10,7 @@ use crate::Failure;
 
 /// `config default`: a complete configuration file, every key with its default.
 pub fn default() -> ExitCode {
-    print!("{}", Config::default_toml());
+    out!("{}", Config::default_toml());
     ExitCode::SUCCESS
 }
 
@@ -21,7 +21,7 @@ pub fn check(file: &Path) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::Errors(vec![format!("{name}: cannot read: {e}")]))?;
     let diags = check_toml(&name, &text);
     if diags.is_empty() {
-        println!("{name}: ok");
+        outln!("{name}: ok");
         return Ok(ExitCode::SUCCESS);
     }
     for d in &diags {

@@ -34,7 +34,7 @@ pub fn demo(
         "pinflow: simulator on {}, fetching {records} records one per request",
         sim.addr()
     );
-    let source = Source::from_arg(&sim.logs_template(records.max(1)))?;
-    let summary = run_pipeline(cfg, source, "demo")?;
+    let (source, total) = Source::from_arg_counted(&sim.logs_template(records.max(1)))?;
+    let summary = run_pipeline(cfg, source, "demo", total)?;
     Ok(finish(&summary))
 }

@@ -3,15 +3,20 @@
 //! Settings come from, each overriding the one before: built-in defaults, the `--config` TOML
 //! file, `PINFLOW_*` environment variables, and the flags.
 //!
-//! Exit codes: 0 success; 1 the run could not be done (configuration, output, internal error);
-//! 2 bad command line; 3 the run finished but some requests failed for good (their URLs and
-//! reasons are in the dead-letter file).
+//! Exit codes: 0 success; 1 the run could not be done (configuration, a bad work source,
+//! output, internal error); 2 bad command line; 3 the run finished but some requests failed
+//! for good (their URLs and reasons are in the dead-letter file). A standard output closed by
+//! its reader (`| head`) changes none of them (see `stdout.rs`).
+
+#[macro_use]
+mod stdout;
 
 mod alloc;
 mod bench;
 mod config;
 mod demo;
 mod options;
+mod progress;
 mod run;
 mod runtime;
 mod sim;
@@ -55,11 +60,12 @@ enum Command {
         #[command(flatten)]
         opts: Options,
     },
-    /// Fetch real endpoints: a URL file (one per line), `-` for stdin, or a template
-    /// such as `http://host/logs/{1..20000}.json`.
+    /// Fetch real endpoints: one URL, a URL file (one per line), `-` for stdin, or a
+    /// template such as `http://host/logs/{1..20000}.json` (quoted, so the shell leaves the
+    /// range to pinflow).
     Run {
-        /// URL file, `-`, or template with one `{START..END}` range [default: `source` from
-        /// the config file or PINFLOW_SOURCE].
+        /// One http(s) URL, a URL file, `-`, or a template with one `{START..END}` range
+        /// [default: `source` from the config file or PINFLOW_SOURCE].
         #[arg(long, value_name = "SOURCE")]
         urls: Option<String>,
         /// Local files instead of URLs: paths, directories, glob patterns ('logs/*.ndjson'),
@@ -145,8 +151,22 @@ impl From<pinflow::Error> for Failure {
 
 fn main() -> ExitCode {
     runtime::fix_mmap_threshold();
-    let cli = Cli::parse();
-    match run(cli.config.as_deref(), cli.command) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // An unquoted `{1..5000}` reaches us as 5000 words: clap's "unexpected argument"
+            // does not say why.
+            if e.kind() == clap::error::ErrorKind::UnknownArgument {
+                let args: Vec<String> = std::env::args().collect();
+                if let Some(hint) = run::split_urls_hint(&args) {
+                    eprintln!("pinflow: error: {hint}");
+                    return ExitCode::from(2);
+                }
+            }
+            e.exit()
+        }
+    };
+    stdout::exit_code(match run(cli.config.as_deref(), cli.command) {
         Ok(code) => code,
         Err(Failure::Usage(msg)) => {
             let mut cmd = Cli::command();
@@ -161,7 +181,7 @@ fn main() -> ExitCode {
             }
             ExitCode::from(1)
         }
-    }
+    })
 }
 
 /// Runs one command.

@@ -49,7 +49,7 @@ pub fn run(
         let cfg = validated(cfg, &layers, &set)?;
         let label = cfg.files.join(" ");
         let source = Source::files(&cfg.files)?;
-        let summary = run_pipeline(cfg, source, &label)?;
+        let summary = run_pipeline(cfg, source, &label, None)?;
         return Ok(finish(&summary));
     }
     let urls = match urls.or_else(|| cfg.source.clone()) {
@@ -63,7 +63,137 @@ pub fn run(
         }
     };
     let cfg = validated(cfg, &layers, &set)?;
-    let source = Source::from_arg(&urls)?;
-    let summary = run_pipeline(cfg, source, &urls)?;
+    let (source, total) = Source::from_arg_counted(&urls)?;
+    let summary = run_pipeline(cfg, source, &urls, total)?;
     Ok(finish(&summary))
+}
+
+/// The hint for a `--urls` value the shell split into several words (an unquoted
+/// `{1..5000}`), given the whole command line; `None` when `--urls` was followed by one word.
+/// Where the words are the URLs of one numeric range, the hint shows the template to quote.
+pub fn split_urls_hint(args: &[String]) -> Option<String> {
+    let at = args
+        .iter()
+        .position(|a| a == "--urls" || a.starts_with("--urls="))?;
+    let (first, rest) = match args[at].strip_prefix("--urls=") {
+        Some(v) => (v, &args[at + 1..]),
+        None => (args.get(at + 1)?.as_str(), args.get(at + 2..)?),
+    };
+    let more: Vec<&str> = rest
+        .iter()
+        .map(String::as_str)
+        .take_while(|a| !a.starts_with('-'))
+        .collect();
+    if more.is_empty() {
+        return None;
+    }
+    let words: Vec<&str> = std::iter::once(first).chain(more.iter().copied()).collect();
+    let quote = match range_template(&words) {
+        Some(t) => format!("--urls '{t}'"),
+        None => "--urls 'http://host/logs/{1..5000}.json'".into(),
+    };
+    Some(format!(
+        "--urls takes one value, but {} more words followed `{first}` (`{}`{}): an unquoted \
+         `{{A..B}}` is expanded by the shell into one word per number. Quote it, and pinflow \
+         expands the range itself: {quote}. Several URLs go in a file, one per line (--urls \
+         FILE, or - for standard input).",
+        more.len(),
+        more[0],
+        if more.len() > 1 { ", ..." } else { "" },
+    ))
+}
+
+/// `prefix{A..B}suffix` when `words` are that range's URLs in order (`.../1.json`,
+/// `.../2.json`, ...).
+fn range_template(words: &[&str]) -> Option<String> {
+    let (first, last) = (words.first()?, words.last()?);
+    let common = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let mut pre = words
+        .iter()
+        .map(|w| common(first.as_bytes(), w.as_bytes()))
+        .min()?;
+    // The number's own leading digits are not part of the prefix (`/1` and `/10`).
+    while pre > 0 && first.as_bytes()[pre - 1].is_ascii_digit() {
+        pre -= 1;
+    }
+    let rev = |s: &str| s.bytes().rev().collect::<Vec<u8>>();
+    let mut suf = words
+        .iter()
+        .map(|w| common(&rev(first), &rev(w)))
+        .min()?
+        .min(first.len() - pre);
+    while suf > 0 && first.as_bytes()[first.len() - suf].is_ascii_digit() {
+        suf -= 1;
+    }
+    let number = |w: &str| -> Option<u64> {
+        let digits = w.get(pre..w.len().checked_sub(suf)?)?;
+        let n: u64 = digits.parse().ok()?;
+        // `{001..100}` pads; a template does not.
+        (n.to_string() == digits).then_some(n)
+    };
+    let start = number(first)?;
+    for (i, w) in words.iter().enumerate() {
+        if number(w)? != start + i as u64 {
+            return None;
+        }
+    }
+    Some(format!(
+        "{}{{{start}..{}}}{}",
+        &first[..pre],
+        number(last)?,
+        &first[first.len() - suf..]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn a_shell_expanded_range_gets_the_template_to_quote() {
+        let mut line = args(&["pinflow", "run", "--urls"]);
+        line.extend((1..=12).map(|i| format!("http://h:8080/logs/{i}.json")));
+        line.extend(args(&["--out", "x.parquet"]));
+        let hint = split_urls_hint(&line).unwrap();
+        assert!(
+            hint.contains("11 more words")
+                && hint.contains("--urls 'http://h:8080/logs/{1..12}.json'"),
+            "{hint}"
+        );
+        let line = args(&[
+            "pinflow",
+            "run",
+            "--urls=http://h/7",
+            "http://h/8",
+            "--out",
+            "o",
+        ]);
+        assert!(split_urls_hint(&line)
+            .unwrap()
+            .contains("'http://h/{7..8}'"));
+    }
+
+    #[test]
+    fn other_extra_words_get_the_general_hint_and_one_value_none() {
+        let line = args(&["pinflow", "run", "--urls", "http://a/x", "http://b/y"]);
+        let hint = split_urls_hint(&line).unwrap();
+        assert!(hint.contains("'http://host/logs/{1..5000}.json'"), "{hint}");
+        let padded = args(&["pinflow", "run", "--urls", "http://h/08", "http://h/09"]);
+        assert!(split_urls_hint(&padded).unwrap().contains("{1..5000}"));
+        let one = args(&[
+            "pinflow",
+            "run",
+            "--urls",
+            "http://h/1",
+            "--out",
+            "x",
+            "stray",
+        ]);
+        assert_eq!(split_urls_hint(&one), None);
+        assert_eq!(split_urls_hint(&args(&["pinflow", "run", "x"])), None);
+    }
 }

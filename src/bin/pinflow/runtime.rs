@@ -10,6 +10,8 @@ use std::time::Duration;
 use pinflow::config::{LogFormat, Progress};
 use pinflow::{Config, Pipeline, Source, Summary};
 
+use crate::progress;
+
 /// Fixes glibc malloc's mmap threshold at 1 MiB, unless the operator set one
 /// (`MALLOC_MMAP_THRESHOLD_`, or `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=N`). Below the
 /// threshold malloc serves blocks from its heaps; at or above it, each from its own `mmap`,
@@ -79,14 +81,23 @@ fn init_logging(cfg: &Config) {
 }
 
 /// Runs `cfg` over `source`; `label` names the source in the files' `pinflow.source`
-/// metadata.
-pub fn run_pipeline(cfg: Config, source: Source, label: &str) -> pinflow::Result<Summary> {
+/// metadata, and `total` is how many requests the source holds where that is known (the
+/// progress line then shows a percentage and an ETA).
+pub fn run_pipeline(
+    cfg: Config,
+    source: Source,
+    label: &str,
+    total: Option<u64>,
+) -> pinflow::Result<Summary> {
     init_logging(&cfg);
     let show_progress = match cfg.log.progress {
         Progress::Always => true,
         Progress::Never => false,
         Progress::Auto => std::io::stderr().is_terminal(),
     };
+    // Continuous mode repeats the source, and a shard fetches only its part of it: the
+    // source's size is not the run's.
+    let total = total.filter(|_| cfg.every.is_none() && cfg.fetch.shard.is_none());
     let pipeline = Arc::new(Pipeline::new(cfg)?.with_source_label(label));
     let stop = install_signals(pipeline.reopen_flag());
     let flag = pipeline.stop_flag();
@@ -103,7 +114,7 @@ pub fn run_pipeline(cfg: Config, source: Source, label: &str) -> pinflow::Result
     let done = Arc::new(AtomicBool::new(false));
     let progress = show_progress.then(|| {
         let (p, done) = (Arc::clone(&pipeline), Arc::clone(&done));
-        std::thread::spawn(move || progress_bar(&p, &done))
+        std::thread::spawn(move || progress_bar(&p, total, &done))
     });
     let result = pipeline.run(source);
     done.store(true, Ordering::Relaxed);
@@ -113,38 +124,36 @@ pub fn run_pipeline(cfg: Config, source: Source, label: &str) -> pinflow::Result
     result
 }
 
-/// A one-line live view on stderr: records written, rate, queue fill, failures.
-fn progress_bar(pipeline: &Pipeline, done: &AtomicBool) {
-    use pinflow::metrics::live::QueueId;
+/// A one-line live view on stderr ([`progress::line`]).
+fn progress_bar(pipeline: &Pipeline, total: Option<u64>, done: &AtomicBool) {
+    use pinflow::metrics::live::{QueueId, Stage};
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(5));
     let m = pipeline.metrics();
     let started = std::time::Instant::now();
     while !done.load(Ordering::Relaxed) {
-        let written = m.records_written.load(Ordering::Relaxed);
-        let fill: Vec<String> = QueueId::ALL
-            .iter()
-            .map(|&q| {
-                let (d, c) = m.queue(q);
-                format!("{}/{}", d, c)
-            })
-            .collect();
-        bar.set_message(format!(
-            "{written} records written ({:.0}/s), {} requests, {} failed, {} dead letters, queues {}",
-            written as f64 / started.elapsed().as_secs_f64().max(1e-3),
-            m.requests.load(Ordering::Relaxed),
-            m.failed.load(Ordering::Relaxed),
-            m.records_dead_lettered.load(Ordering::Relaxed),
-            fill.join(" "),
-        ));
+        let failed = m.failed.load(Ordering::Relaxed);
+        let fetch = m.latency(Stage::Fetch).percentiles();
+        let snapshot = progress::Snapshot {
+            elapsed: started.elapsed(),
+            done: m.delivered.load(Ordering::Relaxed) + failed,
+            total,
+            failed,
+            written: m.records_written.load(Ordering::Relaxed),
+            dead: m.records_dead_lettered.load(Ordering::Relaxed),
+            fetch_p50_us: (fetch.count > 0).then_some(fetch.p50_us),
+            queues: QueueId::ALL.map(|q| m.queue(q)),
+        };
+        bar.set_message(progress::line(&snapshot));
         bar.tick();
         std::thread::sleep(Duration::from_millis(200));
     }
     bar.finish_and_clear();
 }
 
+/// Prints the summary and turns it into the exit status: 3 when requests failed for good.
 pub fn finish(summary: &Summary) -> ExitCode {
-    print!("{summary}");
+    out!("{summary}");
     if summary.fetch.failed > 0 {
         tracing::warn!(
             "{} request(s) failed; see the dead-letter file for every URL and reason",

@@ -36,12 +36,12 @@ pub fn sim(
         why: format!("cannot listen on {addr}: {e}"),
     })?;
     let records = records.max(1);
-    println!("base    {}", sim.url(""));
-    println!(
+    outln!("base    {}", sim.url(""));
+    outln!(
         "logs    {}  (one record per request)",
         sim.logs_template(records)
     );
-    println!(
+    outln!(
         "pages   {}  (NDJSON, {page_size} records per page)",
         sim.pages_template(records.div_ceil(page_size))
     );
@@ -50,7 +50,7 @@ pub fn sim(
         std::thread::sleep(Duration::from_millis(50));
     }
     let stats = sim.stop();
-    println!(
+    outln!(
         "served  {} requests, {} bytes, {} connections, server CPU {}",
         stats.requests,
         stats.bytes,
