@@ -189,9 +189,10 @@ impl Source {
     /// [`Source::from_arg`], and how many URLs the source holds where that is known before
     /// the run: a template's range, one URL, or the lines of a URL file (not standard input).
     pub fn from_arg_counted(arg: &str) -> Result<(Source, Option<u64>)> {
+        // A `user:password@` in the argument never reaches the message.
         let bad = |why: String| Error::Source {
-            source_name: arg.to_string(),
-            why,
+            source_name: crate::ingest::url::redact(arg).into_owned(),
+            why: crate::ingest::url::redact(&why).into_owned(),
         };
         if arg == "-" {
             let stdin = Source::Lines {
@@ -577,7 +578,8 @@ fn check_url_file(path: &str) -> Result<u64> {
         match check_url(url) {
             Ok(()) => urls += 1,
             Err(why) if first_bad.is_none() => {
-                first_bad = Some((lineno, format!("`{url}`: {why}")))
+                let shown = format!("`{url}`: {why}");
+                first_bad = Some((lineno, crate::ingest::url::redact(&shown).into_owned()))
             }
             Err(_) => more_bad += 1,
         }
@@ -825,10 +827,26 @@ mod tests {
         assert_eq!(t.describe(), "http://u:***@h/{1..2}");
         let list = Source::Urls(vec!["http://u:s3cret@h/a".into(), "http://h/b".into()]);
         assert_eq!(list.describe(), "http://u:***@h/a and 1 more URLs");
-        for bad in ["http://u:s3cret@h/{2..1}", "http://u:s3cret@h/no-file"] {
+        let one = Source::from_arg("http://u:s3cret@h/one").unwrap();
+        assert_eq!(one.describe(), "http://u:***@h/one");
+        for bad in [
+            "http://u:s3cret@h/{2..1}",
+            "htp://u:s3cret@h/x",
+            "htp://u:s3cret@h/{1..2}",
+        ] {
             let e = Source::from_arg(bad).unwrap_err().to_string();
             assert!(!e.contains("s3cret") && e.contains("u:***@h"), "{e}");
         }
+        let list = std::env::temp_dir().join(format!("pinflow-redact-{}.txt", std::process::id()));
+        std::fs::write(&list, "http://h/a\nhtp://u:s3cret@h/b\n").unwrap();
+        let e = Source::from_arg(list.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_file(&list).unwrap();
+        assert!(
+            !e.contains("s3cret") && e.contains("u:***@h") && e.contains(":2"),
+            "{e}"
+        );
     }
 
     #[cfg(feature = "http")]
