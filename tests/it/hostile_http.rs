@@ -383,12 +383,12 @@ fn a_url_password_never_reaches_logs_summaries_dead_letters_or_files() {
             format!("{creds}/item/5\nhttp://user:{SECRET}@127.0.0.1:99999/bad-port\n"),
         )
         .unwrap();
-        // A template (it names the source in the files' metadata), a list, and a URL given
-        // where a file or template was expected.
+        // A template (it names the source in the files' metadata), a list whose bad line is
+        // refused before the run (the message quotes the line), and one URL.
         let runs = [
             (format!("{creds}/item/{{1..4}}"), Some(3)),
-            (list.display().to_string(), Some(3)),
-            (format!("{creds}/not-a-template"), Some(1)),
+            (list.display().to_string(), Some(1)),
+            (format!("{creds}/not-a-template"), Some(0)),
         ];
         for (i, (urls, code)) in runs.into_iter().enumerate() {
             let out = dir.path().join(format!("run{i}.parquet"));
