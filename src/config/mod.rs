@@ -49,7 +49,9 @@ use crate::schema::{FieldSpec, Layout, StatSpec, Unknown};
 pub use check::{check_toml, Diagnostic, Origin};
 pub use headers::resolve_headers;
 pub use layers::ConfigLayer;
-pub use registry::{env_name, key_paths, option, options, Flag, OptionSpec, Topic, ENV_PREFIX};
+pub use registry::{
+    env_name, key_paths, option, options, Bounds, Flag, OptionSpec, Topic, ENV_PREFIX,
+};
 pub use render::{reference_markdown, REFERENCE_BEGIN, REFERENCE_END};
 pub use values::{
     format_duration, parse_duration, parse_listen_addr, Compression, FetchEngine, LogFormat,
@@ -199,6 +201,11 @@ pub struct FetchConfig {
     pub rate_burst: Option<u32>,
     /// A larger response body fails its request instead of exhausting memory.
     pub max_body_bytes: usize,
+    /// Response bytes held by all connections together (the mio fetcher): past it, sockets are
+    /// not read until some are released (back-pressure, never a failure); one connection always
+    /// proceeds, so a single body larger than this still completes (or fails by
+    /// `max_body_bytes`).
+    pub max_buffered_bytes: usize,
     /// `https://`: a PEM file of CA certificates trusted in addition to the built-in web PKI
     /// roots (Mozilla's), for servers with certificates from a private CA.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -411,6 +418,7 @@ impl Default for FetchConfig {
             max_redirects: 5,
             redirect_other_hosts: false,
             max_body_bytes: 64 << 20,
+            max_buffered_bytes: 256 << 20,
             tls_ca_file: None,
             tls_client_cert: None,
             tls_client_key: None,

@@ -16,6 +16,7 @@ use super::event_loop::Fetcher;
 use super::schedule::Request;
 use crate::batch::{BodyBatch, ContentEncoding, LiveBatches};
 use crate::config::FetchConfig;
+use crate::time::after;
 use crate::error::Result;
 use crate::handoff::{downstream_gone, IngestChannels};
 use crate::metrics::live::{QueueId, ThreadState};
@@ -88,7 +89,7 @@ impl Batcher {
 
     /// When the current batch is due by age.
     pub(super) fn deadline(&self, cfg: &FetchConfig) -> Option<Instant> {
-        self.started.map(|s| s + cfg.batch_max_delay)
+        self.started.map(|s| after(s, cfg.batch_max_delay))
     }
 
     /// Whether a parse thread would take a batch shipped now at once: more of them wait for

@@ -270,7 +270,7 @@ impl Worker<'_> {
                 Attempt::Error(class, detail, retry) => (class, detail, retry, None),
             };
             let delay = super::backoff(&mut self.rng, attempts, after, self.cfg);
-            let in_time = admitted.elapsed() + delay < self.cfg.total_timeout;
+            let in_time = admitted.elapsed().saturating_add(delay) < self.cfg.total_timeout;
             if retry
                 && attempts < self.cfg.max_attempts
                 && in_time

@@ -15,6 +15,7 @@ use super::protocol::{self as http, HttpError, ResponseDecoder};
 use super::schedule::Request;
 use super::transport::{self, Transport};
 use crate::config::FetchConfig;
+use crate::time::after;
 
 /// Initial read buffer per connection; grows only for unusually large response heads.
 const READ_BUF: usize = 64 * 1024;
@@ -105,7 +106,7 @@ impl Conn {
             body: Vec::new(),
             decoder: ResponseDecoder::new(cfg.max_body_bytes),
             reused: false,
-            deadline: now + cfg.connect_timeout,
+            deadline: after(now, cfg.connect_timeout),
             sent_at: now,
             last_byte_at: now,
         }
@@ -207,7 +208,7 @@ impl Conn {
             match self.stream.peer_addr() {
                 Ok(_) => {
                     self.state = ConnState::Active;
-                    self.deadline = Instant::now() + cfg.request_timeout;
+                    self.deadline = after(Instant::now(), cfg.request_timeout);
                 }
                 // Not connected yet: a spurious wake-up; the next event will tell.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Connected::Not,
@@ -331,9 +332,9 @@ impl Conn {
 
     /// Moves the deadlines by `by` (time the loop spent blocked on its output).
     pub(super) fn shift_deadlines(&mut self, by: Duration) {
-        self.deadline += by;
-        self.sent_at += by;
-        self.last_byte_at += by;
+        self.deadline = after(self.deadline, by);
+        self.sent_at = after(self.sent_at, by);
+        self.last_byte_at = after(self.last_byte_at, by);
     }
 }
 

@@ -26,6 +26,7 @@ use crate::handoff::IngestChannels;
 use crate::ingest::source::Source;
 use crate::ingest::IngestReport;
 use crate::metrics::live::{Stage, ThreadState};
+use crate::time::after;
 
 const WAKER: Token = Token(usize::MAX);
 /// How often the fetch thread copies its counters to the live metrics.
@@ -221,12 +222,12 @@ impl Fetcher {
             let Some(every) = self.passes.every.filter(|_| !stopping) else {
                 return Ok(true);
             };
-            self.passes.resume_at = Some(self.passes.started + every);
+            self.passes.resume_at = Some(after(self.passes.started, every));
             self.publish();
             tracing::info!(
                 requests = self.report.stats.requests,
                 failed = self.report.stats.failed,
-                next_in_ms = (self.passes.started + every)
+                next_in_ms = after(self.passes.started, every)
                     .saturating_duration_since(Instant::now())
                     .as_millis() as u64,
                 "pass over the sources done"
@@ -259,7 +260,7 @@ impl Fetcher {
             Err(e) => {
                 // A URL file being replaced, say: skip this pass, try again at the next.
                 tracing::warn!(error = %e, "cannot start a pass over the sources; trying again at the next");
-                p.resume_at = Some(now + every);
+                p.resume_at = Some(after(now, every));
             }
         }
         Ok(false)

@@ -25,6 +25,7 @@ use super::resolve::{self, Resolver};
 use super::schedule::{Request, TokenBucket};
 use super::transport::Transport;
 use crate::config::FetchConfig;
+use crate::time::after;
 
 pub(super) enum Addrs {
     Unresolved,
@@ -229,7 +230,7 @@ impl Pool {
 
     /// Loads `req` on the idle connection `slot`; the caller then drives it.
     pub(super) fn start(&mut self, slot: usize, req: Request, cfg: &FetchConfig) {
-        let deadline = Instant::now() + cfg.request_timeout;
+        let deadline = after(Instant::now(), cfg.request_timeout);
         let host = &self.hosts[req.host];
         let conn = self.conns[slot]
             .as_mut()

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use super::conn::{ConnFailure, ConnState};
 use super::event_loop::Fetcher;
 use crate::config::FetchConfig;
+use crate::time::after;
 use crate::ingest::source::{Feed, Next, UrlParts};
 
 /// Re-sends allowed when a kept-alive connection turns out to be closed by the server.
@@ -260,7 +261,7 @@ impl Fetcher {
                     if let Some(b) = host.bucket.as_mut() {
                         if let Err(wait) = b.take(now) {
                             host.queue.push_front(req);
-                            let at = now + wait;
+                            let at = after(now, wait);
                             let s = &mut self.schedule;
                             s.rate_wake_at = Some(s.rate_wake_at.map_or(at, |t| t.min(at)));
                             break;
@@ -333,7 +334,7 @@ impl Fetcher {
     ) {
         req.failures += 1;
         let delay = backoff(&mut self.schedule.rng, req.failures, retry_after, &self.cfg);
-        let in_time = req.admitted_at.elapsed() + delay < self.cfg.total_timeout;
+        let in_time = req.admitted_at.elapsed().saturating_add(delay) < self.cfg.total_timeout;
         if !in_time {
             detail = format!(
                 "{detail}; no time left for another attempt within the total timeout of {:?}",
@@ -345,7 +346,7 @@ impl Fetcher {
             let s = &mut self.schedule;
             let id = s.next_retry_id;
             s.next_retry_id += 1;
-            s.retries.push(Reverse((Instant::now() + delay, id)));
+            s.retries.push(Reverse((after(Instant::now(), delay), id)));
             s.retry_store.insert(id, req);
         } else {
             let n = req.failures;
