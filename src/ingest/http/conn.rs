@@ -19,6 +19,9 @@ use crate::time::after;
 
 /// Initial read buffer per connection; grows only for unusually large response heads.
 const READ_BUF: usize = 64 * 1024;
+/// A body buffer larger than this is given back after its response, not kept for the next one
+/// on the connection: an idle keep-alive connection should not hold on to a large body's memory.
+const KEEP_BODY_CAPACITY: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ConnState {
@@ -46,6 +49,12 @@ pub(super) struct Conn {
     pub(super) sent_at: Instant,
     /// The last time bytes arrived (idle timeout).
     last_byte_at: Instant,
+    /// The bytes this connection is counted for in the pool's total of buffered bytes
+    /// (`Pool::recount` keeps it equal to [`Conn::held`]).
+    pub(super) counted: usize,
+    /// Since when its socket is not read because the pool holds `max_buffered_bytes`: its
+    /// timeouts do not run meanwhile (the wait is not the server's fault).
+    pub(super) paused_at: Option<Instant>,
 }
 
 /// What went wrong on a connection, and whether the request may be tried again.
@@ -109,7 +118,14 @@ impl Conn {
             deadline: after(now, cfg.connect_timeout),
             sent_at: now,
             last_byte_at: now,
+            counted: 0,
+            paused_at: None,
         }
+    }
+
+    /// Response bytes this connection holds: the body so far and what is read but not decoded.
+    pub(super) fn held(&self) -> usize {
+        self.body.len() + (self.rend - self.rstart)
     }
 
     /// Loads `req` for sending; the request bytes go out as soon as the socket is writable.
@@ -143,6 +159,10 @@ impl Conn {
     /// Why a connection that is not idle has run out of time, if it has: its connect or
     /// request deadline, the first-byte timeout, or the idle timeout.
     pub(super) fn overdue(&self, now: Instant, cfg: &FetchConfig) -> Option<String> {
+        if self.paused_at.is_some() {
+            // Not read on purpose (too many bytes buffered): its clocks start again on resume.
+            return None;
+        }
         let active = self.state == ConnState::Active;
         let started = self.decoder.started();
         if self.deadline <= now {
@@ -322,6 +342,9 @@ impl Conn {
 
     /// After a response: ready for the next one; `Idle` when it is to be kept.
     pub(super) fn reset(&mut self, keep: bool) {
+        if self.body.capacity() > KEEP_BODY_CAPACITY {
+            self.body = Vec::new();
+        }
         self.body.clear();
         self.decoder.reset();
         self.reused = true;

@@ -88,6 +88,15 @@ pub fn run(
     #[cfg(feature = "tls")]
     let tls = transport::client_config(cfg)?;
     let feed = source.into_feed(Arc::clone(&wake))?;
+    let max_conns = super::pool::connection_cap(chans.descriptor_reserve);
+    if max_conns < cfg.max_in_flight {
+        tracing::warn!(
+            connections = max_conns,
+            reserve = chans.descriptor_reserve,
+            "the file descriptor limit (ulimit -n) caps the fetcher's connections below \
+             fetch.max_in_flight; raise it for more"
+        );
+    }
     let threads = chans.registry.threads();
     let parse_threads = (0..threads.len())
         .filter(|&i| threads[i].name.starts_with("parse"))
@@ -99,6 +108,8 @@ pub fn run(
             tls,
             resolver,
             extra_headers,
+            cfg.max_buffered_bytes,
+            max_conns,
         ),
         cfg: cfg.clone(),
         schedule: Schedule::new(feed),
@@ -200,6 +211,7 @@ impl Fetcher {
                 self.last_publish = now;
                 self.publish();
             }
+            self.resume_paused();
             self.due_retries(now);
             if now.duration_since(self.schedule.last_scan) >= TIMEOUT_SCAN {
                 self.schedule.last_scan = now;
@@ -331,12 +343,16 @@ impl Fetcher {
             return;
         }
         loop {
-            let Some(conn) = self.pool.conns[slot].as_mut() else {
+            if self.pool.conns[slot].is_none() || !self.pool.may_read(slot) {
+                // Paused at `max_buffered_bytes`: read again by `resume_paused`.
                 return;
-            };
+            }
+            let conn = self.pool.conns[slot].as_mut().expect("checked above");
             match conn.receive() {
                 Received::Bytes => {
-                    if !self.on_bytes(slot) {
+                    let open = self.on_bytes(slot);
+                    self.pool.recount(slot);
+                    if !open {
                         return;
                     }
                 }

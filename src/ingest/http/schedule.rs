@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::conn::{ConnFailure, ConnState};
 use super::event_loop::Fetcher;
+use super::pool::NotOpened;
 use crate::config::FetchConfig;
 use crate::time::after;
 use crate::ingest::source::{Feed, Next, UrlParts};
@@ -255,8 +256,10 @@ impl Fetcher {
                 }
             }
             while let Some(req) = self.pool.hosts[h].queue.pop_front() {
+                // Room for a new connection under the descriptor cap (see pool.rs).
+                let room = self.pool.has_room(now);
                 let host = &mut self.pool.hosts[h];
-                let can_send = host.idle.last().is_some() || host.open < per_host;
+                let can_send = host.idle.last().is_some() || (host.open < per_host && room);
                 if can_send {
                     if let Some(b) = host.bucket.as_mut() {
                         if let Err(wait) = b.take(now) {
@@ -270,8 +273,11 @@ impl Fetcher {
                 }
                 if let Some(slot) = host.idle.pop() {
                     self.start_request(slot, req);
-                } else if host.open < per_host {
-                    self.open_connection(h, req);
+                } else if can_send {
+                    self.pool.make_room(now);
+                    if !self.open_connection(h, req) {
+                        break;
+                    }
                 } else {
                     host.queue.push_front(req);
                     break;
@@ -280,11 +286,18 @@ impl Fetcher {
         }
     }
 
-    fn open_connection(&mut self, h: usize, req: Request) {
+    /// Opens a connection for `req`, or fails it; false when no descriptor was free, and the
+    /// request is back at the front of its host's queue (back-pressure, not a failure).
+    fn open_connection(&mut self, h: usize, req: Request) -> bool {
         match self.pool.open(h, req, &self.cfg) {
             Ok(()) => self.report.stats.connections += 1,
-            Err((req, failure)) => self.fail_request(req, Some(failure)),
+            Err(NotOpened::Failed(req, failure)) => self.fail_request(req, Some(failure)),
+            Err(NotOpened::NoDescriptors(req)) => {
+                self.pool.hosts[h].queue.push_front(req);
+                return false;
+            }
         }
+        true
     }
 
     fn start_request(&mut self, slot: usize, req: Request) {
