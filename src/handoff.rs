@@ -418,6 +418,7 @@ mod tests {
                 closed: Arc::clone(&closed),
                 mailbox: Arc::default(),
             }),
+            descriptor_reserve: 0,
         };
         Rig {
             chans,

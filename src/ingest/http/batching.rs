@@ -16,10 +16,10 @@ use super::event_loop::Fetcher;
 use super::schedule::Request;
 use crate::batch::{BodyBatch, ContentEncoding, LiveBatches};
 use crate::config::FetchConfig;
-use crate::time::after;
 use crate::error::Result;
 use crate::handoff::{downstream_gone, IngestChannels};
 use crate::metrics::live::{QueueId, ThreadState};
+use crate::time::after;
 
 pub(super) struct Batcher {
     batch: BodyBatch,

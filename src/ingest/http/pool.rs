@@ -357,9 +357,7 @@ impl Pool {
     /// connection to close for room ([`Pool::make_room`]), or a probe after running out of
     /// descriptors is due.
     pub(super) fn has_room(&self, now: Instant) -> bool {
-        self.open < self.conn_limit
-            || self.probe_due(now)
-            || self.idle > 0
+        self.open < self.conn_limit || self.probe_due(now) || self.idle > 0
     }
 
     /// Before opening a connection that [`Pool::has_room`] allowed: at the cap, closes an
@@ -495,8 +493,7 @@ impl Fetcher {
     /// leader, when the last leader is done. Called every loop turn, so a pause always ends.
     pub(super) fn resume_paused(&mut self) {
         let pool = &mut self.pool;
-        if pool.paused.is_empty() || (pool.buffered >= pool.max_buffered && pool.leader.is_some())
-        {
+        if pool.paused.is_empty() || (pool.buffered >= pool.max_buffered && pool.leader.is_some()) {
             return;
         }
         let now = Instant::now();

@@ -16,8 +16,8 @@ use super::conn::{ConnFailure, ConnState};
 use super::event_loop::Fetcher;
 use super::pool::NotOpened;
 use crate::config::FetchConfig;
-use crate::time::after;
 use crate::ingest::source::{Feed, Next, UrlParts};
+use crate::time::after;
 
 /// Re-sends allowed when a kept-alive connection turns out to be closed by the server.
 const MAX_STALE_RESENDS: u32 = 3;
