@@ -111,6 +111,9 @@ pub(super) enum NotOpened {
 
 /// How long after running out of descriptors one more connection is tried, when none closed.
 const FD_PROBE: Duration = Duration::from_millis(200);
+/// Descriptors given back (idle connections closed) when a connect finds none free, for the
+/// rest of the process.
+const FD_MARGIN: usize = 4;
 
 impl Pool {
     pub(super) fn new(
@@ -381,18 +384,32 @@ impl Pool {
         self.conn_limit < self.max_conns && self.fd_probe_at.is_some_and(|t| now >= t)
     }
 
-    /// A connect found no free descriptor: the cap comes down to what is open now; a probe
-    /// later tries one more in case descriptors were freed elsewhere.
+    /// A connect found no free descriptor: the cap comes down a little below what is open
+    /// now, and idle connections above it are closed, so that the writer, which may need a
+    /// descriptor next (a dead-letter file, the next output file), finds one free; a probe
+    /// later tries one more connection in case descriptors were freed elsewhere.
     fn no_descriptors(&mut self, e: &std::io::Error) {
-        if self.fd_probe_at.is_none() || self.conn_limit > self.open {
+        self.fd_probe_at = Some(after(Instant::now(), FD_PROBE));
+        if self.open >= self.conn_limit {
+            // A probe past the lowered cap: still none free; the cap stays.
+            return;
+        }
+        let limit = self.open.saturating_sub(FD_MARGIN).max(1);
+        if self.fd_probe_at.is_none() || self.conn_limit > limit {
             tracing::warn!(
                 open = self.open,
+                cap = limit,
                 error = %e,
-                "out of file descriptors: connections capped at those open; requests wait"
+                "out of file descriptors: fewer connections until one is free; requests wait"
             );
         }
-        self.conn_limit = self.open;
-        self.fd_probe_at = Some(after(Instant::now(), FD_PROBE));
+        self.conn_limit = limit;
+        while self.open > self.conn_limit {
+            let Some(slot) = self.hosts.iter_mut().find_map(|h| h.idle.pop()) else {
+                break;
+            };
+            self.close(slot, true);
+        }
     }
 
     /// Brings the pool's count of buffered bytes up to date with connection `slot`'s.
