@@ -23,8 +23,9 @@
 //!   of the run (see [`Config::descriptor_reserve`](crate::Config::descriptor_reserve)). At
 //!   the cap, an idle connection of another host is closed to make room. A connect that still
 //!   fails with EMFILE or ENFILE (descriptors taken elsewhere) is back-pressure, not a
-//!   failure: the request goes back to its queue and the cap comes down to what is open,
-//!   until a connection closes or a probe a little later finds a descriptor again.
+//!   failure: the request goes back to its queue, and the cap comes down a few below what is
+//!   open, for the rest of the run, so that the writer finds a descriptor when it needs one;
+//!   the request goes out when a connection closes.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -93,12 +94,9 @@ pub(super) struct Pool {
     open: usize,
     /// Idle connections, all hosts together (on their hosts' idle lists).
     idle: usize,
-    /// The most connections the descriptor limit allows.
-    max_conns: usize,
-    /// The cap in force: `max_conns`, or lower after a connect ran out of descriptors.
+    /// The cap in force: the most connections the descriptor limit allows, or fewer after a
+    /// connect ran out of descriptors.
     conn_limit: usize,
-    /// After running out of descriptors: when to try one connection past `conn_limit`.
-    fd_probe_at: Option<Instant>,
 }
 
 /// Why [`Pool::open`] did not open a connection.
@@ -109,8 +107,6 @@ pub(super) enum NotOpened {
     NoDescriptors(Request),
 }
 
-/// How long after running out of descriptors one more connection is tried, when none closed.
-const FD_PROBE: Duration = Duration::from_millis(200);
 /// Descriptors given back (idle connections closed) when a connect finds none free, for the
 /// rest of the process.
 const FD_MARGIN: usize = 4;
@@ -141,9 +137,7 @@ impl Pool {
             paused: Vec::new(),
             open: 0,
             idle: 0,
-            max_conns: max_conns.max(1),
             conn_limit: max_conns.max(1),
-            fd_probe_at: None,
         }
     }
 
@@ -284,10 +278,6 @@ impl Pool {
         };
         self.hosts[h].open += 1;
         self.open += 1;
-        if self.open > self.conn_limit {
-            // A probe past the lowered cap found a descriptor: the cap rises with it.
-            self.conn_limit = self.open.min(self.max_conns);
-        }
         let mut conn = Conn::new(stream, h, addr, cfg);
         let connect_deadline = conn.deadline;
         let host = &self.hosts[h];
@@ -317,6 +307,9 @@ impl Pool {
             let h = conn.host;
             self.hosts[h].idle.push(slot);
             self.idle += 1;
+            // Above a cap lowered by running out of descriptors: give this one back (and the
+            // caller, finding it gone, stops reading it).
+            self.shed_idle();
         }
         // Its body is in the batch now: the next leader is chosen when one is needed.
         if self.leader == Some(slot) {
@@ -357,20 +350,15 @@ impl Pool {
     }
 
     /// Whether one more connection may be opened now: below the cap, or at it with an idle
-    /// connection to close for room ([`Pool::make_room`]), or a probe after running out of
-    /// descriptors is due.
-    pub(super) fn has_room(&self, now: Instant) -> bool {
-        self.open < self.conn_limit || self.probe_due(now) || self.idle > 0
+    /// connection to close for room ([`Pool::make_room`]).
+    pub(super) fn has_room(&self) -> bool {
+        self.open < self.conn_limit || self.idle > 0
     }
 
     /// Before opening a connection that [`Pool::has_room`] allowed: at the cap, closes an
     /// idle connection (of another host: the caller's host has none) to give its descriptor.
-    pub(super) fn make_room(&mut self, now: Instant) {
+    pub(super) fn make_room(&mut self) {
         if self.open < self.conn_limit {
-            return;
-        }
-        if self.probe_due(now) {
-            self.fd_probe_at = Some(after(now, FD_PROBE));
             return;
         }
         if let Some(slot) = self.hosts.iter_mut().find_map(|h| h.idle.pop()) {
@@ -379,23 +367,13 @@ impl Pool {
         }
     }
 
-    /// Whether to try a connection past a cap lowered by running out of descriptors.
-    fn probe_due(&self, now: Instant) -> bool {
-        self.conn_limit < self.max_conns && self.fd_probe_at.is_some_and(|t| now >= t)
-    }
-
     /// A connect found no free descriptor: the cap comes down a little below what is open
-    /// now, and idle connections above it are closed, so that the writer, which may need a
-    /// descriptor next (a dead-letter file, the next output file), finds one free; a probe
-    /// later tries one more connection in case descriptors were freed elsewhere.
+    /// now, for the rest of the run, and idle connections above it are closed (busy ones as
+    /// their responses end), so that the writer, which may need a descriptor next (a
+    /// dead-letter file, the next output file), finds one free.
     fn no_descriptors(&mut self, e: &std::io::Error) {
-        self.fd_probe_at = Some(after(Instant::now(), FD_PROBE));
-        if self.open >= self.conn_limit {
-            // A probe past the lowered cap: still none free; the cap stays.
-            return;
-        }
         let limit = self.open.saturating_sub(FD_MARGIN).max(1);
-        if self.fd_probe_at.is_none() || self.conn_limit > limit {
+        if self.conn_limit > limit {
             tracing::warn!(
                 open = self.open,
                 cap = limit,
@@ -403,7 +381,12 @@ impl Pool {
                 "out of file descriptors: fewer connections until one is free; requests wait"
             );
         }
-        self.conn_limit = limit;
+        self.conn_limit = self.conn_limit.min(limit);
+        self.shed_idle();
+    }
+
+    /// Closes idle connections while more are open than the cap allows.
+    fn shed_idle(&mut self) {
         while self.open > self.conn_limit {
             let Some(slot) = self.hosts.iter_mut().find_map(|h| h.idle.pop()) else {
                 break;

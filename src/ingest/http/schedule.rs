@@ -257,7 +257,7 @@ impl Fetcher {
             }
             while let Some(req) = self.pool.hosts[h].queue.pop_front() {
                 // Room for a new connection under the descriptor cap (see pool.rs).
-                let room = self.pool.has_room(now);
+                let room = self.pool.has_room();
                 let host = &mut self.pool.hosts[h];
                 let can_send = host.idle.last().is_some() || (host.open < per_host && room);
                 if can_send {
@@ -274,7 +274,7 @@ impl Fetcher {
                 if let Some(slot) = host.idle.pop() {
                     self.start_request(slot, req);
                 } else if can_send {
-                    self.pool.make_room(now);
+                    self.pool.make_room();
                     if !self.open_connection(h, req) {
                         break;
                     }
