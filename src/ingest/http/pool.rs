@@ -408,19 +408,27 @@ impl Pool {
     /// leader; past the bound the first connection to ask becomes the leader when there is
     /// none, and any other is paused (see the [module docs](self)).
     pub(super) fn may_read(&mut self, slot: usize) -> bool {
-        if self.buffered < self.max_buffered || self.leader == Some(slot) {
-            return true;
+        let leads = self.leader == Some(slot);
+        if !leads && self.buffered >= self.max_buffered && self.leader.is_some() {
+            let conn = self.conns[slot].as_mut().expect("caller checked");
+            if conn.paused_at.is_none() {
+                conn.paused_at = Some(Instant::now());
+                self.paused.push(slot);
+            }
+            return false;
         }
-        if self.leader.is_none() {
+        if self.buffered >= self.max_buffered {
             self.leader = Some(slot);
-            return true;
         }
-        let conn = self.conns[slot].as_mut().expect("caller checked");
-        if conn.paused_at.is_none() {
-            conn.paused_at = Some(Instant::now());
-            self.paused.push(slot);
+        if self.conns[slot]
+            .as_ref()
+            .is_some_and(|c| c.paused_at.is_some())
+        {
+            // Read again before `resume_paused` came to it (new bytes woke it): its clocks run.
+            self.unpause(slot, Instant::now());
+            self.paused.retain(|&s| s != slot);
         }
-        false
+        true
     }
 
     /// Takes connection `slot` off the paused list's terms: its timeouts run again, shifted
@@ -444,7 +452,13 @@ impl Pool {
     /// Moves every connection's deadlines by `by`: time the loop spent blocked on its output
     /// is not the servers' fault.
     pub(super) fn shift_deadlines(&mut self, by: Duration) {
-        for conn in self.conns.iter_mut().flatten() {
+        // A paused connection's clocks are stopped already: `unpause` moves them.
+        for conn in self
+            .conns
+            .iter_mut()
+            .flatten()
+            .filter(|c| c.paused_at.is_none())
+        {
             conn.shift_deadlines(by);
         }
     }
