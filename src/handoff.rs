@@ -220,6 +220,10 @@ pub struct IngestChannels {
     /// The writer's queue, for the short path ([`IngestChannels::try_short_path`]); `None`
     /// sends every batch through the parse threads.
     pub short_path: Option<ShortPath>,
+    /// File descriptors the HTTP fetcher leaves to the rest of the run (output, dead letters,
+    /// journal, metrics endpoint): its connections are capped at `RLIMIT_NOFILE` less this
+    /// ([`crate::Config::descriptor_reserve`]).
+    pub descriptor_reserve: usize,
 }
 
 impl IngestChannels {
@@ -414,6 +418,7 @@ mod tests {
                 closed: Arc::clone(&closed),
                 mailbox: Arc::default(),
             }),
+            descriptor_reserve: 0,
         };
         Rig {
             chans,

@@ -268,3 +268,24 @@ mod http_date_tests {
         assert_eq!(parse_http_date("yesterday"), None);
     }
 }
+
+/// `at + d`, saturating: an instant that far ahead does not fit the clock (a duration near
+/// `u64::MAX` seconds, which a library caller may set without validation), so it becomes the
+/// farthest reachable of 100 years, a year or a day ahead — "never", in practice — instead
+/// of panicking with "overflow when adding duration to instant".
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let now = Instant::now();
+/// assert_eq!(pinflow::time::after(now, Duration::from_secs(5)), now + Duration::from_secs(5));
+/// assert!(pinflow::time::after(now, Duration::MAX) > now + Duration::from_secs(86_400));
+/// ```
+pub fn after(at: std::time::Instant, d: std::time::Duration) -> std::time::Instant {
+    const YEAR: u64 = 365 * 24 * 3600;
+    at.checked_add(d).unwrap_or_else(|| {
+        [100 * YEAR, YEAR, 24 * 3600]
+            .into_iter()
+            .find_map(|s| at.checked_add(std::time::Duration::from_secs(s)))
+            .unwrap_or(at)
+    })
+}

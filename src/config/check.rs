@@ -21,6 +21,12 @@ const AT_LEAST_ONE: &str = "must be at least 1";
 /// What a zero duration is told.
 const LONGER_THAN_ZERO: &str = "must be longer than zero";
 
+/// The longest duration any option takes: long enough for any real timeout or period, short
+/// enough that adding it to a clock reading never overflows.
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The least duration of an option where zero is meaningless ("must be longer than zero").
+pub(super) const NONZERO: Duration = Duration::from_nanos(1);
+
 /// The rule an option's value must follow, whatever the other options are: declared with the
 /// option in the registry, run by [`Config::problems`]. Each reads the option's value from the
 /// typed [`Config`]; a test sets every checked key to a bad value and expects a problem named
@@ -29,10 +35,26 @@ const LONGER_THAN_ZERO: &str = "must be longer than zero";
 pub(super) enum Check {
     /// Any value the option's type reads is good.
     None,
-    /// An integer that, when set, is at least 1: "must be at least 1".
-    AtLeastOne(fn(&Config) -> Option<u64>),
-    /// A duration that, when set, is longer than zero: "must be longer than zero".
-    LongerThanZero(fn(&Config) -> Option<Duration>),
+    /// An integer that, when set, lies in `min..=max`: "must be at least 1", "must be at most
+    /// 1024". Every integer option has one, so that no value can overflow or exhaust memory.
+    Int {
+        /// The least value accepted.
+        min: u64,
+        /// The greatest value accepted.
+        max: u64,
+        /// The option's value.
+        value: fn(&Config) -> Option<u64>,
+    },
+    /// A duration that, when set, lies in `min..=max` ([`NONZERO`] for "must be longer than
+    /// zero"). Every duration option has one, at most [`MAX_DURATION`].
+    Span {
+        /// The least duration accepted.
+        min: Duration,
+        /// The longest duration accepted.
+        max: Duration,
+        /// The option's value.
+        value: fn(&Config) -> Option<Duration>,
+    },
     /// A path that, when set, names a file (not empty, not `/` or `..`).
     FilePath(fn(&Config) -> Option<&Path>),
     /// A path that, when set, is not empty: "is empty".
@@ -80,14 +102,52 @@ impl Bad {
 }
 
 impl Check {
+    /// An integer option's check: its value, when set, in `min..=max`.
+    pub(super) const fn int(min: u64, max: u64, value: fn(&Config) -> Option<u64>) -> Check {
+        Check::Int { min, max, value }
+    }
+
+    /// A duration option's check: its value, when set, in `min..=max`.
+    pub(super) const fn span(
+        min: Duration,
+        max: Duration,
+        value: fn(&Config) -> Option<Duration>,
+    ) -> Check {
+        Check::Span { min, max, value }
+    }
+
+    /// The range of values accepted, for an integer or duration option.
+    pub(super) fn bounds(&self) -> Option<super::Bounds> {
+        match *self {
+            Check::Int { min, max, .. } => Some(super::Bounds::Integer { min, max }),
+            Check::Span { min, max, .. } => Some(super::Bounds::Duration { min, max }),
+            _ => None,
+        }
+    }
+
     /// What is wrong with the option's value in `cfg`; empty when it is good.
     pub(super) fn problems(&self, cfg: &Config) -> Vec<Bad> {
         match *self {
             Check::None => Vec::new(),
-            Check::AtLeastOne(value) => Bad::when(value(cfg) == Some(0), AT_LEAST_ONE),
-            Check::LongerThanZero(value) => {
-                Bad::when(value(cfg).is_some_and(|d| d.is_zero()), LONGER_THAN_ZERO)
-            }
+            Check::Int { min, max, value } => match value(cfg) {
+                Some(0) if min == 1 => vec![Bad::value(AT_LEAST_ONE)],
+                Some(n) if n < min => vec![Bad::value(format!("must be at least {min}"))],
+                Some(n) if n > max => vec![Bad::value(format!("must be at most {max}, got {n}"))],
+                _ => Vec::new(),
+            },
+            Check::Span { min, max, value } => match value(cfg) {
+                Some(d) if d.is_zero() && min == NONZERO => vec![Bad::value(LONGER_THAN_ZERO)],
+                Some(d) if d < min => vec![Bad::value(format!(
+                    "must be at least {}",
+                    super::format_duration(min)
+                ))],
+                Some(d) if d > max => vec![Bad::value(format!(
+                    "must be at most {}, got {}",
+                    super::format_duration(max),
+                    super::format_duration(d)
+                ))],
+                _ => Vec::new(),
+            },
             Check::FilePath(value) => match value(cfg) {
                 Some(p) if p.as_os_str().is_empty() || p.file_name().is_none() => {
                     vec![Bad::value(format!("`{}` is not a file path", p.display()))]
@@ -130,14 +190,6 @@ pub(super) mod rule {
         Bad::when(
             c.threads.cpus.as_ref().is_some_and(|c| c.is_empty()),
             "the list is empty",
-        )
-    }
-
-    pub(in crate::config) fn shutdown_timeout(c: &Config) -> Vec<Bad> {
-        let max = super::super::MAX_SHUTDOWN_TIMEOUT;
-        Bad::when(
-            c.fetch.shutdown_timeout > max,
-            format!("must be at most {}s", max.as_secs()),
         )
     }
 

@@ -46,10 +46,20 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::schema::{FieldSpec, Layout, StatSpec, Unknown};
 
+/// File descriptors kept, whatever the configuration, for all but the fetcher's connections
+/// (see [`Config::descriptor_reserve`]): standard streams, the poll and its waker, the output
+/// and its temporary file, the dead-letter file, the journal and the locks, a URL file, the
+/// resolver's sockets, TLS files, with room to spare.
+pub const DESCRIPTOR_RESERVE: usize = 32;
+/// File descriptors kept for the metrics endpoint's listener and its connections, when it is on.
+pub const METRICS_DESCRIPTORS: usize = 16;
+
 pub use check::{check_toml, Diagnostic, Origin};
 pub use headers::resolve_headers;
 pub use layers::ConfigLayer;
-pub use registry::{env_name, key_paths, option, options, Flag, OptionSpec, Topic, ENV_PREFIX};
+pub use registry::{
+    env_name, key_paths, option, options, Bounds, Flag, OptionSpec, Topic, ENV_PREFIX,
+};
 pub use render::{reference_markdown, REFERENCE_BEGIN, REFERENCE_END};
 pub use values::{
     format_duration, parse_duration, parse_listen_addr, Compression, FetchEngine, LogFormat,
@@ -204,6 +214,11 @@ pub struct FetchConfig {
     pub rate_burst: Option<u32>,
     /// A larger response body fails its request instead of exhausting memory.
     pub max_body_bytes: usize,
+    /// Response bytes held by all connections together (the mio fetcher): past it, sockets are
+    /// not read until some are released (back-pressure, never a failure); one connection always
+    /// proceeds, so a single body larger than this still completes (or fails by
+    /// `max_body_bytes`).
+    pub max_buffered_bytes: usize,
     /// `https://`: a PEM file of CA certificates trusted in addition to the built-in web PKI
     /// roots (Mozilla's), for servers with certificates from a private CA.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -424,6 +439,7 @@ impl Default for FetchConfig {
             max_redirects: 5,
             redirect_other_hosts: false,
             max_body_bytes: 64 << 20,
+            max_buffered_bytes: 256 << 20,
             tls_ca_file: None,
             tls_client_cert: None,
             tls_client_key: None,
@@ -509,6 +525,31 @@ impl Config {
         // without compute threads, so then this is an over-estimate); the fetcher holds one
         // batch it is filling and one it is sending; every other thread holds one.
         3 * self.queue_capacity + 2 + parse_threads + compute_threads + 1
+    }
+
+    /// File descriptors kept for everything but the HTTP fetcher's connections, which get
+    /// the rest of `RLIMIT_NOFILE` (`ulimit -n`): [`DESCRIPTOR_RESERVE`] for standard streams,
+    /// the poll, the output and its temporary file, the dead-letter file and its rotation, the
+    /// journal and the locks, a URL file, the resolver and TLS files; plus one per partition
+    /// file open at once (`writer.max_open_partitions`, when partitioning), plus
+    /// [`METRICS_DESCRIPTORS`] for the metrics endpoint's connections when it is on.
+    ///
+    /// ```
+    /// let cfg = pinflow::Config::new("out.parquet");
+    /// assert_eq!(cfg.descriptor_reserve(), pinflow::config::DESCRIPTOR_RESERVE + 1);
+    /// ```
+    pub fn descriptor_reserve(&self) -> usize {
+        let partitions = if self.writer.partition_by.is_empty() {
+            1
+        } else {
+            self.writer.max_open_partitions
+        };
+        let metrics = if self.metrics.addr.is_some() {
+            METRICS_DESCRIPTORS
+        } else {
+            0
+        };
+        DESCRIPTOR_RESERVE + partitions + metrics
     }
 
     /// Rejects values that cannot work, naming the option by its key path (the first of

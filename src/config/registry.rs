@@ -10,10 +10,12 @@
 //! configuration: a key path is the path of its field (serde maps one onto the other), and its
 //! default is the field's [`Default`].
 
-use super::check::{rule, Check};
+use std::time::Duration;
+
+use super::check::{rule, Check, MAX_DURATION, NONZERO};
 use super::kind::Kind;
 #[allow(unused_imports)] // for the links in the documentation above
-use super::{Config, ConfigLayer};
+use super::{Config, ConfigLayer, MAX_SHUTDOWN_TIMEOUT};
 
 /// The prefix of the environment variables read by [`ConfigLayer::from_env`].
 pub const ENV_PREFIX: &str = "PINFLOW_";
@@ -255,12 +257,45 @@ impl OptionSpec {
         super::layers::lookup(&defaults, self.key).map(|v| v.to_string())
     }
 
+    /// The values it accepts, for an integer or duration option (every one has bounds, so
+    /// that no accepted value overflows a clock or exhausts memory); `None` for other types.
+    ///
+    /// ```
+    /// use pinflow::config::{option, Bounds};
+    /// let q = option("queue_capacity").unwrap();
+    /// assert!(matches!(q.bounds(), Some(Bounds::Integer { min: 1, .. })));
+    /// ```
+    pub fn bounds(&self) -> Option<Bounds> {
+        self.check.bounds()
+    }
+
     /// Checks a flag's value as [`ConfigLayer::from_flags`] reads it: the text form of the
     /// environment, and, for durations, also a bare number of seconds (`--request-timeout 30`).
     /// The error says what is wrong.
     pub fn check_flag_value(&self, text: &str) -> Result<(), String> {
         self.kind.read_flag(text).map(|_| ())
     }
+}
+
+/// The values an integer or duration option accepts, both ends included (see
+/// [`OptionSpec::bounds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Bounds {
+    /// An integer option.
+    Integer {
+        /// The least value accepted.
+        min: u64,
+        /// The greatest value accepted.
+        max: u64,
+    },
+    /// A duration option.
+    Duration {
+        /// The shortest duration accepted (1ns where zero is not).
+        min: std::time::Duration,
+        /// The longest duration accepted.
+        max: std::time::Duration,
+    },
 }
 
 /// All fields empty, for the table below to fill in.
@@ -330,7 +365,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "\"30s\"",
         doc: "Continuous mode: poll the source again every this long until SIGINT or SIGTERM. \
          Unset: run once.",
-        check: Check::LongerThanZero(|c| c.every),
+        check: Check::span(NONZERO, MAX_DURATION, |c| c.every),
         ..BLANK
     },
     OptionSpec {
@@ -340,7 +375,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Batches per queue between stages [default: 4]",
         doc: "Batches per queue between stages (at least 1). Small is enough: batches are large.",
-        check: Check::AtLeastOne(|c| Some(c.queue_capacity as u64)),
+        check: Check::int(1, 1024, |c| Some(c.queue_capacity as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -351,7 +386,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Parse threads [default: derived from the cores]",
         example: "2",
         doc: "Parse threads (simd-json into Arrow columns). Unset: derived from the cores.",
-        check: Check::AtLeastOne(|c| c.threads.parse.map(|n| n as u64)),
+        check: Check::int(1, 1024, |c| c.threads.parse.map(|n| n as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -363,6 +398,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "1",
         doc: "Compute threads (statistics kernels, transforms); 0: the parse threads compute their own \
          batches. Unset: derived from the cores (0 below four worker cores).",
+        check: Check::int(0, 1024, |c| c.threads.compute.map(|n| n as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -406,7 +442,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Keep-alive connections per host [default: 32]",
         doc: "Keep-alive connections opened per host (host:port).",
-        check: Check::AtLeastOne(|c| Some(c.fetch.connections_per_host as u64)),
+        check: Check::int(1, 4096, |c| Some(c.fetch.connections_per_host as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -416,7 +452,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Requests in flight at once, all hosts together [default: 512]",
         doc: "Requests admitted but not yet finished, all hosts together. Bounds memory.",
-        check: Check::AtLeastOne(|c| Some(c.fetch.max_in_flight as u64)),
+        check: Check::int(1, 1 << 20, |c| Some(c.fetch.max_in_flight as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -426,7 +462,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Attempts per request on connection errors and timeouts [default: 3]",
         doc: "Attempts per request on connection errors and timeouts, the first one included.",
-        check: Check::AtLeastOne(|c| Some(u64::from(c.fetch.max_attempts))),
+        check: Check::int(1, 100, |c| Some(u64::from(c.fetch.max_attempts))),
         ..BLANK
     },
     OptionSpec {
@@ -436,7 +472,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "DURATION",
         help: "TCP connect timeout: a duration (5s, 500ms) or seconds [default: 5s]",
         doc: "Give up on a TCP connect after this long.",
-        check: Check::LongerThanZero(|c| Some(c.fetch.connect_timeout)),
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.fetch.connect_timeout)),
         ..BLANK
     },
     OptionSpec {
@@ -446,7 +482,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "DURATION",
         help: "Request timeout: a duration (30s, 1m) or seconds [default: 30s]",
         doc: "Give up on an attempt (request sent to last body byte) after this long.",
-        check: Check::LongerThanZero(|c| Some(c.fetch.request_timeout)),
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.fetch.request_timeout)),
         ..BLANK
     },
     OptionSpec {
@@ -456,7 +492,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "DURATION",
         help: "No response byte this long after the request fails the attempt [default: 15s]",
         doc: "Give up on an attempt when no response byte arrived this long after the request.",
-        check: Check::LongerThanZero(|c| Some(c.fetch.first_byte_timeout)),
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.fetch.first_byte_timeout)),
         ..BLANK
     },
     OptionSpec {
@@ -466,7 +502,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "DURATION",
         help: "A response pausing this long between reads fails the attempt [default: 15s]",
         doc: "Give up on an attempt when a response stops this long between two reads.",
-        check: Check::LongerThanZero(|c| Some(c.fetch.idle_timeout)),
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.fetch.idle_timeout)),
         ..BLANK
     },
     OptionSpec {
@@ -476,7 +512,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "DURATION",
         help: "All attempts of a request and the waits between them, together [default: 5m]",
         doc: "Give up on a request, all attempts and the waits between them together, after this long.",
-        check: Check::LongerThanZero(|c| Some(c.fetch.total_timeout)),
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.fetch.total_timeout)),
         ..BLANK
     },
     OptionSpec {
@@ -486,6 +522,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "DURATION",
         help: "The longest Retry-After honoured [default: 1m]",
         doc: "The longest Retry-After honoured (429 and 5xx responses); longer requests wait this long.",
+        check: Check::span(Duration::ZERO, MAX_DURATION, |c| Some(c.fetch.max_retry_after)),
         ..BLANK
     },
     OptionSpec {
@@ -500,7 +537,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
          every row already received is written and the file finalized. 0s cancels at once; at \
          most 1h. Keep it well under the service manager's stop timeout (systemd's \
          TimeoutStopSec, 60s in deploy/pinflow.service).",
-        check: Check::Custom(rule::shutdown_timeout),
+        check: Check::span(Duration::ZERO, MAX_SHUTDOWN_TIMEOUT, |c| Some(c.fetch.shutdown_timeout)),
         ..BLANK
     },
     OptionSpec {
@@ -531,6 +568,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Pages followed from one source URL at most [default: 100000]",
         doc: "Pages followed from one source URL at most, by Link or cursor (a guard against loops).",
+        check: Check::int(0, 10_000_000, |c| Some(u64::from(c.fetch.max_link_pages))),
         ..BLANK
     },
     OptionSpec {
@@ -583,6 +621,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Redirects followed per request at most [default: 5]",
         doc: "Redirects (301, 302, 303, 307, 308) followed per request at most; 0 follows none.",
+        check: Check::int(0, 100, |c| Some(u64::from(c.fetch.max_redirects))),
         ..BLANK
     },
     OptionSpec {
@@ -627,7 +666,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "At most N requests per second to each host [default: no limit]",
         example: "100",
         doc: "At most this many requests per second to each host (token bucket). Default: no limit.",
-        check: Check::AtLeastOne(|c| c.fetch.rate_limit.map(u64::from)),
+        check: Check::int(1, 1_000_000, |c| c.fetch.rate_limit.map(u64::from)),
         ..BLANK
     },
     OptionSpec {
@@ -638,7 +677,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Requests a host may get at once after a quiet spell [default: the rate limit]",
         example: "10",
         doc: "Requests a host may get at once after a quiet spell. Default: rate_limit.",
-        check: Check::AtLeastOne(|c| c.fetch.rate_burst.map(u64::from)),
+        check: Check::int(1, 1_000_000, |c| c.fetch.rate_burst.map(u64::from)),
         ..BLANK
     },
     OptionSpec {
@@ -648,7 +687,20 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Largest accepted response body, in bytes [default: 67108864]",
         doc: "A larger response body fails its request (and nothing else) instead of exhausting memory.",
-        check: Check::AtLeastOne(|c| Some(c.fetch.max_body_bytes as u64)),
+        check: Check::int(1, 2 << 30, |c| Some(c.fetch.max_body_bytes as u64)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.max_buffered_bytes",
+        kind: Kind::Count,
+        flag: Flag::Shared("--max-buffered-bytes"),
+        value_name: "N",
+        help: "Response bytes buffered by all connections together before reads pause [default: 268435456]",
+        doc: "Response bytes held by all connections together (mio fetcher). Past it no socket is \
+         read until bytes are released (back-pressure, never a failure), except one connection, \
+         so a body larger than this still completes or fails by max_body_bytes: the fetcher holds \
+         at most about this plus one body.",
+        check: Check::int(1 << 20, 64 << 30, |c| Some(c.fetch.max_buffered_bytes as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -688,20 +740,21 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         key: "fetch.batch_max_items",
         kind: Kind::Count,
         doc: "A batch of bodies goes to the parse threads when it holds this many responses...",
-        check: Check::AtLeastOne(|c| Some(c.fetch.batch_max_items as u64)),
+        check: Check::int(1, 1_000_000, |c| Some(c.fetch.batch_max_items as u64)),
         ..BLANK
     },
     OptionSpec {
         key: "fetch.batch_max_bytes",
         kind: Kind::Count,
         doc: "...or this many body bytes...",
-        check: Check::AtLeastOne(|c| Some(c.fetch.batch_max_bytes as u64)),
+        check: Check::int(1, 1 << 30, |c| Some(c.fetch.batch_max_bytes as u64)),
         ..BLANK
     },
     OptionSpec {
         key: "fetch.batch_max_delay",
         kind: Kind::Duration,
         doc: "...or when its oldest body has waited this long.",
+        check: Check::span(Duration::ZERO, Duration::from_secs(3600), |c| Some(c.fetch.batch_max_delay)),
         ..BLANK
     },
     OptionSpec {
@@ -711,7 +764,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Rows per Parquet row group [default: 65536]",
         doc: "Rows per Parquet row group; a row group is written as soon as it is full.",
-        check: Check::AtLeastOne(|c| Some(c.writer.row_group_rows as u64)),
+        check: Check::int(1, 1 << 24, |c| Some(c.writer.row_group_rows as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -722,6 +775,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "...or once its encoded size reaches N bytes; 0 no bound [default: 8388608]",
         doc: "...or as soon as its encoded size in memory reaches this many bytes, which bounds the \
          memory of an open row group whatever the records' size. 0: no bound by size.",
+        check: Check::int(0, 64 << 30, |c| Some(c.writer.row_group_max_bytes)),
         ..BLANK
     },
     OptionSpec {
@@ -731,7 +785,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Uncompressed bytes per Parquet data page [default: 262144]",
         doc: "Uncompressed bytes per Parquet data page (readers skip by page with the page index).",
-        check: Check::AtLeastOne(|c| Some(c.writer.data_page_bytes as u64)),
+        check: Check::int(1, 1 << 30, |c| Some(c.writer.data_page_bytes as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -754,7 +808,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "\"1h\"",
         doc: "Finalize the current Parquet file and start a new one after this long (continuous \
          mode). Unset: one file per run.",
-        check: Check::LongerThanZero(|c| c.writer.rotate_interval),
+        check: Check::span(NONZERO, MAX_DURATION, |c| c.writer.rotate_interval),
         ..BLANK
     },
     OptionSpec {
@@ -765,7 +819,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Close a row group once its oldest row has waited this long [default: 10s]",
         doc: "Close the open row group once its oldest row has waited this long, full or not, so a \
          slow stream's rows reach a closed row group on disk within this time.",
-        check: Check::LongerThanZero(|c| Some(c.writer.flush_interval)),
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.writer.flush_interval)),
         ..BLANK
     },
     OptionSpec {
@@ -777,7 +831,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "1000000",
         doc: "Finalize a file once it holds this many rows and start the next. Unset: no rotation \
          by rows. Any rotation names files OUTSTEM-YYYYMMDDTHHMMSSZ-NNNNN.parquet.",
-        check: Check::AtLeastOne(|c| c.writer.rotate_rows),
+        check: Check::int(1, 1 << 40, |c| c.writer.rotate_rows),
         ..BLANK
     },
     OptionSpec {
@@ -789,7 +843,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "268435456",
         doc: "Finalize a file once its size (bytes written plus the estimated open row group) \
          reaches this many bytes; files end a little over it. Unset: no rotation by size.",
-        check: Check::AtLeastOne(|c| c.writer.rotate_bytes),
+        check: Check::int(1, 1 << 50, |c| c.writer.rotate_bytes),
         ..BLANK
     },
     OptionSpec {
@@ -811,7 +865,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Partition files open at once at most [default: 64]",
         doc: "Partition files open at once at most; the least recently used one is finalized to \
          make room (a later row of its partition starts the next part).",
-        check: Check::AtLeastOne(|c| Some(c.writer.max_open_partitions as u64)),
+        check: Check::int(1, 4096, |c| Some(c.writer.max_open_partitions as u64)),
         ..BLANK
     },
     OptionSpec {
@@ -822,6 +876,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Rotate the dead-letter file before it passes N bytes; 0 never [default: 67108864]",
         doc: "Rotate the dead-letter file before it passes this size: NAME becomes NAME.1, NAME.1 \
          becomes NAME.2, ... 0: never (leave it to logrotate).",
+        check: Check::int(0, 1 << 50, |c| Some(c.writer.dead_letter_max_bytes)),
         ..BLANK
     },
     OptionSpec {
@@ -831,6 +886,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Rotated dead-letter files kept (NAME.1 to NAME.N) [default: 5]",
         doc: "Rotated dead-letter files kept (NAME.1 to NAME.N); the oldest is deleted. 0 keeps none.",
+        check: Check::int(0, 1000, |c| Some(c.writer.dead_letter_keep as u64)),
         ..BLANK
     },
     OptionSpec {

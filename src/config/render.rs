@@ -1,7 +1,8 @@
 //! Documents made from the registry: `pinflow config default` and the option reference.
 
 use super::layers::lookup;
-use super::registry::{options, Flag, Topic};
+use super::registry::{options, Bounds, Flag, Topic};
+use super::values::format_duration;
 use super::Config;
 
 impl Config {
@@ -107,11 +108,24 @@ pub fn reference_markdown() -> String {
                 Some(v) => format!("`{}`", v.to_string().replace('|', "\\|")),
                 None => "unset".to_string(),
             };
+            let type_name = match o.bounds() {
+                Some(Bounds::Integer { min, max }) => {
+                    format!("{} ({min} to {max})", o.type_name())
+                }
+                Some(Bounds::Duration { min, max }) if min.is_zero() => {
+                    format!("{} (at most {})", o.type_name(), format_duration(max))
+                }
+                Some(Bounds::Duration { max, .. }) => format!(
+                    "{} (above 0, at most {})",
+                    o.type_name(),
+                    format_duration(max)
+                ),
+                _ => o.type_name().to_string(),
+            };
             s.push_str(&format!(
-                "| `{}` | `{}` | {flag} | {} | {default} | {} |\n",
+                "| `{}` | `{}` | {flag} | {type_name} | {default} | {} |\n",
                 o.key(),
                 o.env(),
-                o.type_name(),
                 cell(o.doc()),
             ));
         }

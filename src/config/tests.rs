@@ -234,6 +234,7 @@ fn everything_set() -> Config {
             max_redirects: 2,
             redirect_other_hosts: true,
             max_body_bytes: 1000,
+            max_buffered_bytes: 3 << 20,
             tls_ca_file: Some("/etc/pinflow/ca.pem".into()),
             tls_client_cert: Some("/etc/pinflow/client.pem".into()),
             tls_client_key: Some("/etc/pinflow/client.key".into()),
@@ -542,15 +543,19 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
             check => {
                 let bad = match check {
                     Check::None => unreachable!(),
-                    Check::AtLeastOne(_) => "0",
-                    Check::LongerThanZero(_) => "\"0s\"",
-                    Check::FilePath(_) => "\"/\"",
-                    Check::NonEmptyPath(_) => "\"\"",
-                    Check::FieldPath(_) => "\"meta..next\"",
+                    // Past the maximum: every bounded option has one.
+                    Check::Int { max, .. } => format!("{}", max + 1),
+                    Check::Span { max, .. } => format!(
+                        "\"{}\"",
+                        super::format_duration(max + std::time::Duration::from_nanos(1))
+                    ),
+                    Check::FilePath(_) => "\"/\"".to_string(),
+                    Check::NonEmptyPath(_) => "\"\"".to_string(),
+                    Check::FieldPath(_) => "\"meta..next\"".to_string(),
                     Check::Custom(_) => custom
                         .iter()
                         .find(|(k, _)| *k == key)
-                        .map(|(_, v)| *v)
+                        .map(|(_, v)| v.to_string())
                         .unwrap_or_else(|| panic!("{key}: add a value breaking its rule above")),
                 };
                 let doc: toml::Table = toml::from_str(&format!("v = {bad}")).unwrap();
@@ -594,9 +599,12 @@ fn integers_and_durations_declare_their_lower_bound() {
         "writer.dead_letter_keep",
     ];
     for o in options() {
-        let bounded = match o.kind {
-            Kind::Count | Kind::Count32 => matches!(o.check, Check::AtLeastOne(_)),
-            Kind::Duration => matches!(o.check, Check::LongerThanZero(_)),
+        let bounded = match (o.kind, o.check) {
+            (Kind::Count | Kind::Count32, Check::Int { min, .. }) => min > 0,
+            (Kind::Duration, Check::Span { min, .. }) => !min.is_zero(),
+            (Kind::Count | Kind::Count32 | Kind::Duration, _) => {
+                panic!("{}: an integer or duration declares its bounds", o.key())
+            }
             _ => continue,
         };
         assert_ne!(

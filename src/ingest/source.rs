@@ -365,6 +365,10 @@ impl Source {
 
 #[cfg(feature = "http")]
 const LINE_CHUNK: usize = 1024;
+/// The longest line a URL list may have (browsers and servers stop far below): an endless
+/// line (`--urls -` fed from /dev/zero, a binary file given by mistake) stops the source with
+/// an error naming the line, instead of growing without limit.
+pub const MAX_URL_LINE: usize = 64 * 1024;
 
 /// Reads URL lines and hands them to the fetch thread in chunks. A chunk is sent when it is
 /// full or when the reader has nothing more buffered, so a slow stream (`tail -f` into stdin)
@@ -402,6 +406,13 @@ fn feed_lines(
             seq += 1;
         }
     };
+    let too_long = |lineno: u64| {
+        let _ = tx.send(Err(format!(
+            "{name}: line {} is longer than {MAX_URL_LINE} bytes: not a list of URLs, one per line?",
+            lineno + 1
+        )));
+        wake();
+    };
     loop {
         let buf = match reader.fill_buf() {
             Ok(b) => b,
@@ -418,7 +429,11 @@ fn feed_lines(
         }
         let n = buf.len();
         let mut rest = buf;
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            if partial.len() + nl > MAX_URL_LINE {
+                send(&mut chunk);
+                return too_long(lineno);
+            }
             if partial.is_empty() {
                 take_line(&rest[..nl], &mut chunk);
             } else {
@@ -430,6 +445,10 @@ fn feed_lines(
             if chunk.len() == LINE_CHUNK && !send(&mut chunk) {
                 return;
             }
+        }
+        if partial.len() + rest.len() > MAX_URL_LINE {
+            send(&mut chunk);
+            return too_long(lineno);
         }
         partial.extend_from_slice(rest);
         reader.consume(n);

@@ -245,7 +245,7 @@ impl Output for LocalParquet<'_> {
         let max_age = self.plan.writer.flush_interval;
         self.slots
             .values()
-            .filter_map(|s| s.file.open_since().map(|t| t + max_age))
+            .filter_map(|s| s.file.open_since().map(|t| crate::time::after(t, max_age)))
             .min()
     }
 

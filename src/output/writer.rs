@@ -278,7 +278,7 @@ impl Writer<'_> {
         self.output
             .deadline()
             .into_iter()
-            .chain(self.rotate.map(|every| period + every))
+            .chain(self.rotate.map(|every| crate::time::after(period, every)))
             .min()
     }
 

@@ -22,6 +22,7 @@
 
 mod columns;
 pub mod infer;
+mod json_error;
 
 use std::sync::{Arc, OnceLock};
 
@@ -422,6 +423,8 @@ impl Parser {
             self.pristine.extend_from_slice(&doc[..len]);
         }
         let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
+        // Described once the tape no longer borrows the document.
+        let mut bad_json = None;
         let result = match simd_json::fill_tape_padded(doc, len, &mut self.buffers, &mut tape) {
             Ok(()) => {
                 if let Some(Node::Object { .. }) = tape.0.first() {
@@ -436,18 +439,24 @@ impl Parser {
                     })
                 }
             }
-            Err(e) => Err(Reject {
-                class: "invalid json",
-                detail: format!("invalid JSON: {e}"),
-            }),
+            Err(e) => {
+                bad_json = Some(e);
+                Err(Reject {
+                    class: "invalid json",
+                    detail: String::new(),
+                })
+            }
         };
         self.tape = tape.reset();
-        if let Err(r) = result {
+        if let Err(mut r) = result {
             let text = if escaped {
                 &self.pristine[..]
             } else {
                 &doc[..len]
             };
+            if let Some(e) = &bad_json {
+                r.detail = json_error::describe(e, text);
+            }
             let text = excerpt(text, EXCERPT_BYTES);
             self.reject("record", url, r, text, attempts, dead);
         }
@@ -464,18 +473,22 @@ impl Parser {
     ) {
         let body_excerpt = excerpt(&buf[..len], EXCERPT_BYTES);
         let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
-        match simd_json::fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
-            Err(e) => {
-                self.stats.records += 1;
-                let r = Reject {
-                    class: "invalid json",
-                    detail: format!("invalid JSON: {e}"),
-                };
-                self.reject("body", url, r, body_excerpt, attempts, dead);
+        let bad_json = match simd_json::fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
+            Err(e) => Some(e),
+            Ok(()) => {
+                self.array_elements(&tape.0, 0, url, attempts, &body_excerpt, dead);
+                None
             }
-            Ok(()) => self.array_elements(&tape.0, 0, url, attempts, &body_excerpt, dead),
-        }
+        };
         self.tape = tape.reset();
+        if let Some(e) = bad_json {
+            self.stats.records += 1;
+            let r = Reject {
+                class: "invalid json",
+                detail: json_error::describe(&e, &buf[..len]),
+            };
+            self.reject("body", url, r, body_excerpt, attempts, dead);
+        }
     }
 
     /// Takes each element of the array at `nodes[at]` as a record.
@@ -523,11 +536,15 @@ impl Parser {
     ) {
         let body_excerpt = excerpt(&buf[..len], EXCERPT_BYTES);
         let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
+        let mut bad_json = None;
         let outcome = match simd_json::fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
-            Err(e) => Err(Reject {
-                class: "invalid json",
-                detail: format!("invalid JSON: {e}"),
-            }),
+            Err(e) => {
+                bad_json = Some(e);
+                Err(Reject {
+                    class: "invalid json",
+                    detail: String::new(),
+                })
+            }
             Ok(()) => {
                 let nodes = &tape.0;
                 let path = self.records_field.as_deref().unwrap_or_default();
@@ -566,7 +583,10 @@ impl Parser {
             }
         };
         self.tape = tape.reset();
-        if let Err(r) = outcome {
+        if let Err(mut r) = outcome {
+            if let Some(e) = &bad_json {
+                r.detail = json_error::describe(e, &buf[..len]);
+            }
             // The whole body counts as one (rejected) record.
             self.stats.records += 1;
             self.reject("body", url, r, body_excerpt, attempts, dead);

@@ -391,6 +391,7 @@ pub(super) fn start(
         skip,
         parse_idle,
         short_path,
+        descriptor_reserve: cfg.descriptor_reserve(),
     };
     let ingest = spawn_ingest(sp, source, cfg, chans, compute.stop)?;
     Ok(Running {

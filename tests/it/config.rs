@@ -80,6 +80,7 @@ fn everything_set() -> Config {
             max_redirects: 9,
             redirect_other_hosts: true,
             max_body_bytes: 12345,
+            max_buffered_bytes: 5 << 20,
             tls_ca_file: Some("/etc/ssl/private-ca.pem".into()),
             tls_client_cert: Some("/etc/pinflow/me.pem".into()),
             tls_client_key: Some("/etc/pinflow/me.key".into()),

@@ -17,6 +17,8 @@ mod architecture;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod bad_input;
 #[cfg(feature = "cli")]
+mod bounds;
+#[cfg(feature = "cli")]
 mod cli;
 #[cfg(feature = "cli")]
 mod config;

@@ -19,6 +19,7 @@ use crate::config::FetchConfig;
 use crate::error::Result;
 use crate::handoff::{downstream_gone, IngestChannels};
 use crate::metrics::live::{QueueId, ThreadState};
+use crate::time::after;
 
 pub(super) struct Batcher {
     batch: BodyBatch,
@@ -88,7 +89,7 @@ impl Batcher {
 
     /// When the current batch is due by age.
     pub(super) fn deadline(&self, cfg: &FetchConfig) -> Option<Instant> {
-        self.started.map(|s| s + cfg.batch_max_delay)
+        self.started.map(|s| after(s, cfg.batch_max_delay))
     }
 
     /// Whether a parse thread would take a batch shipped now at once: more of them wait for

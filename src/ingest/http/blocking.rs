@@ -378,7 +378,7 @@ impl Worker<'_> {
                 Attempt::Error(class, detail, retry) => (class, detail, retry, None),
             };
             let delay = super::backoff(&mut self.rng, attempts, after, self.cfg);
-            let in_time = admitted.elapsed() + delay < self.cfg.total_timeout;
+            let in_time = admitted.elapsed().saturating_add(delay) < self.cfg.total_timeout;
             if retry && attempts < self.cfg.max_attempts && in_time {
                 if self.stop.load(Ordering::Relaxed) || !self.wait_unless_stopped(delay) {
                     // It would have been tried again: left for a resumed run, not failed.
@@ -395,7 +395,7 @@ impl Worker<'_> {
 
     /// Sleeps for `delay`, waking early when the stop flag is set. Returns false then.
     fn wait_unless_stopped(&self, delay: Duration) -> bool {
-        let until = Instant::now() + delay;
+        let until = crate::time::after(Instant::now(), delay);
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return false;

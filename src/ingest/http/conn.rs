@@ -16,9 +16,13 @@ use super::protocol::{self as http, HttpError, ResponseDecoder};
 use super::schedule::Request;
 use super::transport::{self, Transport};
 use crate::config::FetchConfig;
+use crate::time::after;
 
 /// Initial read buffer per connection; grows only for unusually large response heads.
 const READ_BUF: usize = 64 * 1024;
+/// A body buffer larger than this is given back after its response, not kept for the next one
+/// on the connection: an idle keep-alive connection should not hold on to a large body's memory.
+const KEEP_BODY_CAPACITY: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ConnState {
@@ -46,6 +50,12 @@ pub(super) struct Conn {
     pub(super) sent_at: Instant,
     /// The last time bytes arrived (idle timeout).
     last_byte_at: Instant,
+    /// The bytes this connection is counted for in the pool's total of buffered bytes
+    /// (`Pool::recount` keeps it equal to [`Conn::held`]).
+    pub(super) counted: usize,
+    /// Since when its socket is not read because the pool holds `max_buffered_bytes`: its
+    /// timeouts do not run meanwhile (the wait is not the server's fault).
+    pub(super) paused_at: Option<Instant>,
 }
 
 /// What went wrong on a connection, and whether the request may be tried again.
@@ -106,10 +116,17 @@ impl Conn {
             body: Vec::new(),
             decoder: ResponseDecoder::new(cfg.max_body_bytes),
             reused: false,
-            deadline: now + cfg.connect_timeout,
+            deadline: after(now, cfg.connect_timeout),
             sent_at: now,
             last_byte_at: now,
+            counted: 0,
+            paused_at: None,
         }
+    }
+
+    /// Response bytes this connection holds: the body so far and what is read but not decoded.
+    pub(super) fn held(&self) -> usize {
+        self.body.len() + (self.rend - self.rstart)
     }
 
     /// Loads `req` for sending; the request bytes go out as soon as the socket is writable.
@@ -144,6 +161,10 @@ impl Conn {
     /// Why a connection that is not idle has run out of time, if it has: its connect or
     /// request deadline, the first-byte timeout, or the idle timeout.
     pub(super) fn overdue(&self, now: Instant, cfg: &FetchConfig) -> Option<String> {
+        if self.paused_at.is_some() {
+            // Not read on purpose (too many bytes buffered): its clocks start again on resume.
+            return None;
+        }
         let active = self.state == ConnState::Active;
         let started = self.decoder.started();
         if self.deadline <= now {
@@ -209,7 +230,7 @@ impl Conn {
             match self.stream.peer_addr() {
                 Ok(_) => {
                     self.state = ConnState::Active;
-                    self.deadline = Instant::now() + cfg.request_timeout;
+                    self.deadline = after(Instant::now(), cfg.request_timeout);
                 }
                 // Not connected yet: a spurious wake-up; the next event will tell.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Connected::Not,
@@ -323,6 +344,9 @@ impl Conn {
 
     /// After a response: ready for the next one; `Idle` when it is to be kept.
     pub(super) fn reset(&mut self, keep: bool) {
+        if self.body.capacity() > KEEP_BODY_CAPACITY {
+            self.body = Vec::new();
+        }
         self.body.clear();
         self.decoder.reset();
         self.reused = true;
@@ -333,9 +357,9 @@ impl Conn {
 
     /// Moves the deadlines by `by` (time the loop spent blocked on its output).
     pub(super) fn shift_deadlines(&mut self, by: Duration) {
-        self.deadline += by;
-        self.sent_at += by;
-        self.last_byte_at += by;
+        self.deadline = after(self.deadline, by);
+        self.sent_at = after(self.sent_at, by);
+        self.last_byte_at = after(self.last_byte_at, by);
     }
 }
 

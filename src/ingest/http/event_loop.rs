@@ -26,6 +26,7 @@ use crate::handoff::IngestChannels;
 use crate::ingest::source::Source;
 use crate::ingest::IngestReport;
 use crate::metrics::live::{Stage, ThreadState};
+use crate::time::after;
 
 const WAKER: Token = Token(usize::MAX);
 /// How often the fetch thread copies its counters to the live metrics.
@@ -88,6 +89,15 @@ pub fn run(
     #[cfg(feature = "tls")]
     let tls = transport::client_config(cfg)?;
     let feed = source.into_feed(Arc::clone(&wake))?;
+    let max_conns = super::pool::connection_cap(chans.descriptor_reserve);
+    if max_conns < cfg.max_in_flight {
+        tracing::warn!(
+            connections = max_conns,
+            reserve = chans.descriptor_reserve,
+            "the file descriptor limit (ulimit -n) caps the fetcher's connections below \
+             fetch.max_in_flight; raise it for more"
+        );
+    }
     let threads = chans.registry.threads();
     let parse_threads = (0..threads.len())
         .filter(|&i| threads[i].name.starts_with("parse"))
@@ -99,6 +109,8 @@ pub fn run(
             tls,
             resolver,
             extra_headers,
+            cfg.max_buffered_bytes,
+            max_conns,
         ),
         cfg: cfg.clone(),
         schedule: Schedule::new(feed),
@@ -198,6 +210,7 @@ impl Fetcher {
                 self.last_publish = now;
                 self.publish();
             }
+            self.resume_paused();
             self.due_retries(now);
             if now.duration_since(self.schedule.last_scan) >= TIMEOUT_SCAN {
                 self.schedule.last_scan = now;
@@ -220,12 +233,12 @@ impl Fetcher {
             let Some(every) = self.passes.every.filter(|_| !stopping) else {
                 return Ok(true);
             };
-            self.passes.resume_at = Some(self.passes.started + every);
+            self.passes.resume_at = Some(after(self.passes.started, every));
             self.publish();
             tracing::info!(
                 requests = self.report.stats.requests,
                 failed = self.report.stats.failed,
-                next_in_ms = (self.passes.started + every)
+                next_in_ms = after(self.passes.started, every)
                     .saturating_duration_since(Instant::now())
                     .as_millis() as u64,
                 "pass over the sources done"
@@ -258,7 +271,7 @@ impl Fetcher {
             Err(e) => {
                 // A URL file being replaced, say: skip this pass, try again at the next.
                 tracing::warn!(error = %e, "cannot start a pass over the sources; trying again at the next");
-                p.resume_at = Some(now + every);
+                p.resume_at = Some(after(now, every));
             }
         }
         Ok(false)
@@ -329,12 +342,16 @@ impl Fetcher {
             return;
         }
         loop {
-            let Some(conn) = self.pool.conns[slot].as_mut() else {
+            if self.pool.conns[slot].is_none() || !self.pool.may_read(slot) {
+                // Paused at `max_buffered_bytes`: read again by `resume_paused`.
                 return;
-            };
+            }
+            let conn = self.pool.conns[slot].as_mut().expect("checked above");
             match conn.receive() {
                 Received::Bytes => {
-                    if !self.on_bytes(slot) {
+                    let open = self.on_bytes(slot);
+                    self.pool.recount(slot);
+                    if !open {
                         return;
                     }
                 }

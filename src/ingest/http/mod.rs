@@ -11,7 +11,9 @@
 //!
 //! It never parses JSON and never computes. When the downstream queue is full it blocks on the
 //! send, so it stops reading sockets and issuing requests: TCP flow control carries the
-//! back-pressure to the servers, and memory stays bounded by the queue and batch limits.
+//! back-pressure to the servers, and memory stays bounded by the queue and batch limits. The
+//! bytes the connections themselves hold are bounded the same way, by pausing reads past
+//! `max_buffered_bytes` (see `pool`), and their number by the file-descriptor limit.
 //!
 //! Every admitted work item leaves the loop exactly once, either as a body or as a failure with
 //! its reason, inside a batch, or, once the stop flag is set, cancelled (counted, in no batch). A request is retried only when no response could have been
@@ -25,7 +27,8 @@
 //! - `event_loop`: the fetcher that holds the parts, the loop itself, continuous mode's passes,
 //!   and what a connection's events mean for its request (deliver, redirect, retry, fail);
 //! - `pool`: hosts, their addresses (handed to the resolver thread), and the slab of
-//!   connections: opening, keep-alive reuse, `connections_per_host`, closing;
+//!   connections: opening, keep-alive reuse, `connections_per_host`, closing; the pool-wide
+//!   bounds on buffered bytes and on connections (file descriptors);
 //! - `conn`: one connection's socket, buffers and response decoder, and its timeouts;
 //! - `schedule`: admission from the source, each host's queue and rate limit, retries with
 //!   backoff, and a work item's end;

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use super::conn::{ConnFailure, ConnState};
 use super::event_loop::Fetcher;
 use super::paginate::Chain;
+use super::pool::NotOpened;
 use crate::config::FetchConfig;
 use crate::ingest::source::{Feed, Next, UrlParts};
+use crate::time::after;
 
 /// Re-sends allowed when a kept-alive connection turns out to be closed by the server.
 const MAX_STALE_RESENDS: u32 = 3;
@@ -327,13 +329,15 @@ impl Fetcher {
                 }
             }
             while let Some(req) = self.pool.hosts[h].queue.pop_front() {
+                // Room for a new connection under the descriptor cap (see pool.rs).
+                let room = self.pool.has_room();
                 let host = &mut self.pool.hosts[h];
-                let can_send = host.idle.last().is_some() || host.open < per_host;
+                let can_send = host.idle.last().is_some() || (host.open < per_host && room);
                 if can_send {
                     if let Some(b) = host.bucket.as_mut() {
                         if let Err(wait) = b.take(now) {
                             host.queue.push_front(req);
-                            let at = now + wait;
+                            let at = after(now, wait);
                             let s = &mut self.schedule;
                             s.rate_wake_at = Some(s.rate_wake_at.map_or(at, |t| t.min(at)));
                             break;
@@ -342,8 +346,11 @@ impl Fetcher {
                 }
                 if let Some(slot) = host.idle.pop() {
                     self.start_request(slot, req);
-                } else if host.open < per_host {
-                    self.open_connection(h, req);
+                } else if can_send {
+                    self.pool.make_room();
+                    if !self.open_connection(h, req) {
+                        break;
+                    }
                 } else {
                     host.queue.push_front(req);
                     break;
@@ -352,11 +359,18 @@ impl Fetcher {
         }
     }
 
-    fn open_connection(&mut self, h: usize, req: Request) {
+    /// Opens a connection for `req`, or fails it; false when no descriptor was free, and the
+    /// request is back at the front of its host's queue (back-pressure, not a failure).
+    fn open_connection(&mut self, h: usize, req: Request) -> bool {
         match self.pool.open(h, req, &self.cfg) {
             Ok(()) => self.report.stats.connections += 1,
-            Err((req, failure)) => self.fail_request(req, Some(failure)),
+            Err(NotOpened::Failed(req, failure)) => self.fail_request(req, Some(failure)),
+            Err(NotOpened::NoDescriptors(req)) => {
+                self.pool.hosts[h].queue.push_front(req);
+                return false;
+            }
         }
+        true
     }
 
     fn start_request(&mut self, slot: usize, req: Request) {
@@ -406,7 +420,7 @@ impl Fetcher {
     ) {
         req.failures += 1;
         let delay = backoff(&mut self.schedule.rng, req.failures, retry_after, &self.cfg);
-        let in_time = req.admitted_at.elapsed() + delay < self.cfg.total_timeout;
+        let in_time = req.admitted_at.elapsed().saturating_add(delay) < self.cfg.total_timeout;
         if !in_time {
             detail = format!(
                 "{detail}; no time left for another attempt within the total timeout of {:?}",
@@ -421,7 +435,7 @@ impl Fetcher {
             let s = &mut self.schedule;
             let id = s.next_retry_id;
             s.next_retry_id += 1;
-            s.retries.push(Reverse((Instant::now() + delay, id)));
+            s.retries.push(Reverse((after(Instant::now(), delay), id)));
             s.retry_store.insert(id, req);
         } else {
             let n = req.failures;
