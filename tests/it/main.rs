@@ -30,6 +30,8 @@ mod end_to_end;
 mod faults;
 #[cfg(feature = "cli")]
 mod files;
+#[cfg(feature = "cli")]
+mod journal_trust;
 mod library;
 #[cfg(all(feature = "sim", feature = "http", feature = "metrics-endpoint"))]
 mod metrics;
