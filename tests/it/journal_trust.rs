@@ -4,7 +4,7 @@
 //! where (`PATH:LINE`) and how to start afresh; never a silent redo. The one damage a crash
 //! causes, a last line torn while it was appended, is still resumed from.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -399,7 +399,10 @@ fn a_partitioned_outputs_journal_refuses_names_outside_its_tree() {
     );
     assert!(victim.exists() && !dir.path().join("moved").exists());
     assert_eq!(std::fs::read(&journal).unwrap(), forged);
-    let mut rows: Vec<i64> = final_parquet_files(&root).iter().flat_map(|f| ids(f)).collect();
+    let mut rows: Vec<i64> = final_parquet_files(&root)
+        .iter()
+        .flat_map(|f| ids(f))
+        .collect();
     rows.sort_unstable();
     assert_eq!(rows, (0..2_000).collect::<Vec<i64>>());
 }
