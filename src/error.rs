@@ -38,7 +38,8 @@ pub enum Error {
         cause: String,
     },
     /// The resume journal does not check out (damaged, truncated, edited, or its files
-    /// changed), or is in use by another run: nothing was fetched, renamed or deleted.
+    /// changed) or is in use by another run, found before anything was fetched, renamed or
+    /// deleted; or a checkpoint would commit a name the journal cannot hold.
     #[error("journal {}: {why}", at_line(.path, *.line))]
     Journal {
         /// The journal file.
