@@ -680,8 +680,11 @@ fn verify(line: &[u8]) -> std::result::Result<(), Defect> {
         .ok()
         .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
         .and_then(|h| u32::from_str_radix(h, 16).ok());
+    // Under the fuzzer (`--cfg fuzzing`, set by cargo-fuzz) any 8 hex digits do: it could
+    // hardly ever find a matching CRC, and would never get past it to the names.
+    let matches = |want: u32| cfg!(fuzzing) || crc32fast::hash(body) == want;
     match want {
-        Some(want) if key == CRC_KEY && close == b"\"}" && crc32fast::hash(body) == want => Ok(()),
+        Some(want) if key == CRC_KEY && close == b"\"}" && matches(want) => Ok(()),
         _ => Err(Defect::Checksum),
     }
 }
