@@ -37,6 +37,18 @@ pub enum Error {
         /// The underlying error, as text (I/O and Parquet errors both end here).
         cause: String,
     },
+    /// The resume journal does not check out (damaged, truncated, edited, or its files
+    /// changed) or is in use by another run, found before anything was fetched, renamed or
+    /// deleted; or a checkpoint would commit a name the journal cannot hold.
+    #[error("journal {}: {why}", at_line(.path, *.line))]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// The line at fault (1 is the first), when one is.
+        line: Option<u64>,
+        /// What is wrong, and how to start afresh.
+        why: String,
+    },
     /// The event loop or a socket failed in a way that is not one request's fault.
     #[error("fetcher: {op}: {source}")]
     Fetch {
@@ -82,6 +94,14 @@ impl Error {
             op,
             cause: cause.to_string(),
         }
+    }
+}
+
+/// `PATH:LINE`, or `PATH` without a line.
+fn at_line(path: &std::path::Path, line: Option<u64>) -> String {
+    match line {
+        Some(n) => format!("{}:{n}", path.display()),
+        None => path.display().to_string(),
     }
 }
 

@@ -6,7 +6,7 @@
 //! to the journal and fsynced:
 //!
 //! ```text
-//! {"checkpoint":3,"files":[[".logs-…-00003.parquet.tmp-812","logs-…-00003.parquet"]],"items":"0-4095,4100"}
+//! {"checkpoint":3,"files":[[".logs-…-00003.parquet.tmp-812","logs-…-00003.parquet",48213]],"items":"0-4095,4100","crc32":"1c291ca3"}
 //! ```
 //!
 //! and only then are the files renamed into place. The journal line is the commit point: once it
@@ -17,13 +17,32 @@
 //! is missing.
 //!
 //! The first line names the run's source and output schema; a journal made by another command
-//! is refused rather than silently mixed.
+//! is refused rather than silently mixed. The journal is created whole (written under a
+//! temporary name, then linked into place), so it always has that first line.
+//!
+//! The journal is not trusted blindly: before anything is renamed, deleted or fetched,
+//! [`check`] reads every line (each ends with the CRC-32 of what precedes it; file names must
+//! be names this output gives its files, inside its directory; checkpoints are numbered
+//! 1, 2, 3, …) and [`Journal::open`] checks the files on disk against it (every committed file
+//! present, under its final or temporary name, with the size recorded; no file of this output
+//! written since the journal started that the journal does not name: its lines were lost).
+//! Anything that does not check out stops the run with what is wrong, where (`PATH:LINE`) and
+//! how to start afresh. The one damage a crash itself causes, a last line cut short while it
+//! was being appended (no newline at its end), is the uncommitted checkpoint it was: it is cut
+//! off and its temporary files deleted.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
+
+/// The journal format this version writes and reads. Format 2 added a CRC-32 to every line,
+/// the size of every committed file and the time the journal was started; format 1 had none
+/// of them and is refused with a message.
+pub const FORMAT: u64 = 2;
 
 /// A set of `u64`s as sorted, disjoint, non-adjacent inclusive ranges.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,7 +97,10 @@ impl RangeSet {
 
     /// Number of members.
     pub fn len(&self) -> u64 {
-        self.ranges.iter().map(|&(lo, hi)| hi - lo + 1).sum()
+        // Saturating: a journal's `0-18446744073709551615` has one more member than a u64 holds.
+        self.ranges.iter().fold(0u64, |n, &(lo, hi)| {
+            n.saturating_add((hi - lo).saturating_add(1))
+        })
     }
 
     /// Whether the set is empty.
@@ -126,10 +148,687 @@ impl std::str::FromStr for RangeSet {
     }
 }
 
+/// How an output names its files: what names a journal line may hold, and where this
+/// output's temporary files can be, so that recovery deletes only its own.
+#[derive(Debug, Clone)]
+pub enum OutputFiles {
+    /// The unpartitioned output `OUT` (`dir/STEM.EXT`), whose files (with a journal, always
+    /// rotated: `STEM-YYYYMMDDTHHMMSSZ-NNNNN.EXT`) and their temporary names
+    /// (`.NAME.tmp-PID`) are beside it, in `dir` only. Anything else there (another output's
+    /// files, a subdirectory) is not this run's.
+    Beside(PathBuf),
+    /// A partitioned output: the tree under `root` belongs to its run, and its files are
+    /// `root/NAME=VALUE/…/part-NNNNN.parquet`, one `NAME=VALUE` directory per name of
+    /// `partition_by`, in that order.
+    Under {
+        /// The dataset's root directory.
+        root: PathBuf,
+        /// The partition column names, in order.
+        partition_by: Vec<String>,
+    },
+}
+
+impl OutputFiles {
+    /// How to start afresh: which files to move aside.
+    fn afresh(&self, journal: &Path) -> String {
+        let what = match self {
+            OutputFiles::Beside(out) => {
+                let (stem, ext) = stem_ext(out);
+                let dir = crate::fsutil::parent_dir(out);
+                format!(
+                    "the journal {} and the files of this output ({}/{stem}-YYYYMMDDTHHMMSSZ-NNNNN{ext})",
+                    journal.display(),
+                    dir.display()
+                )
+            }
+            OutputFiles::Under { root, .. } => format!(
+                "the journal {} and the output directory {}",
+                journal.display(),
+                root.display()
+            ),
+        };
+        format!(
+            "to start afresh (every item fetched again), move {what} aside, then run the \
+             command again"
+        )
+    }
+}
+
+/// `dir/STEM.EXT` → (`STEM`, `.EXT`).
+fn stem_ext(out: &Path) -> (String, String) {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pinflow".into());
+    let ext = out
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (stem, ext)
+}
+
+/// What names the lines of one journal may hold: names relative to the journal's directory,
+/// of the form its output gives its files.
+struct Names<'a> {
+    files: &'a OutputFiles,
+    /// Beside: the output's stem and extension. Under: unused.
+    stem: String,
+    ext: String,
+    /// Under: the root's path relative to the journal's directory, one entry per directory
+    /// (`None`: the root is not under it, so no name is acceptable).
+    root: Option<Vec<String>>,
+}
+
+impl<'a> Names<'a> {
+    fn new(journal: &Path, files: &'a OutputFiles) -> Names<'a> {
+        let base = journal.parent().unwrap_or(Path::new(""));
+        let (stem, ext, root) = match files {
+            OutputFiles::Beside(out) => {
+                let (stem, ext) = stem_ext(out);
+                (stem, ext, None)
+            }
+            OutputFiles::Under { root, .. } => {
+                let rel = root.strip_prefix(base).ok().map(|r| {
+                    r.components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect()
+                });
+                (String::new(), String::new(), rel)
+            }
+        };
+        Names {
+            files,
+            stem,
+            ext,
+            root,
+        }
+    }
+
+    /// Checks a final name; `Err` says why it is not one of this output's.
+    fn check_final(&self, name: &str) -> std::result::Result<(), String> {
+        plain_relative(name)?;
+        match self.files {
+            OutputFiles::Beside(_) => {
+                if name.contains('/') {
+                    return Err("has a path separator, but this output's files are all in \
+                                its own directory"
+                        .into());
+                }
+                if !is_rotated_name(name, &self.stem, &self.ext) {
+                    return Err(format!(
+                        "is not a name this output gives its files ({}-YYYYMMDDTHHMMSSZ-NNNNN{})",
+                        self.stem, self.ext
+                    ));
+                }
+                Ok(())
+            }
+            OutputFiles::Under { partition_by, .. } => {
+                let Some(root) = &self.root else {
+                    return Err(
+                        "cannot be in the output directory, which is not beside the \
+                                journal"
+                            .into(),
+                    );
+                };
+                let parts: Vec<&str> = name.split('/').collect();
+                let form = || {
+                    let dirs: String = partition_by.iter().map(|p| format!("{p}=VALUE/")).collect();
+                    format!(
+                        "is not a name this output gives its files ({}{dirs}part-NNNNN.parquet)",
+                        root.iter().map(|r| format!("{r}/")).collect::<String>()
+                    )
+                };
+                if parts.len() != root.len() + partition_by.len() + 1
+                    || parts.iter().zip(root).any(|(p, r)| p != r)
+                {
+                    return Err(form());
+                }
+                let dirs = &parts[root.len()..parts.len() - 1];
+                for (dir, col) in dirs.iter().zip(partition_by) {
+                    let value = dir
+                        .strip_prefix(col.as_str())
+                        .and_then(|v| v.strip_prefix('='));
+                    if value.is_none_or(|v| v.is_empty()) {
+                        return Err(form());
+                    }
+                }
+                let file = parts[parts.len() - 1];
+                let digits = file
+                    .strip_prefix("part-")
+                    .and_then(|f| f.strip_suffix(".parquet"));
+                if !digits.is_some_and(|d| d.len() >= 5 && d.bytes().all(|b| b.is_ascii_digit())) {
+                    return Err(form());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks a (temporary, final) pair: the final name is one of this output's, and the
+    /// temporary one is its temporary name (`.NAME.tmp-PID` in the same directory).
+    fn check_pair(&self, tmp: &str, fin: &str) -> std::result::Result<(), Defect> {
+        let bad = |name: &str, why: String| Defect::Name {
+            name: name.to_string(),
+            why,
+        };
+        self.check_final(fin).map_err(|why| bad(fin, why))?;
+        plain_relative(tmp).map_err(|why| bad(tmp, why))?;
+        let (fdir, fname) = fin.rsplit_once('/').unwrap_or(("", fin));
+        let (tdir, tname) = tmp.rsplit_once('/').unwrap_or(("", tmp));
+        if tdir != fdir || temp_target(tname) != Some(fname) {
+            return Err(bad(
+                tmp,
+                format!(
+                    "is not a temporary name of {} (.NAME.tmp-PID beside it)",
+                    quoted(fin)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `name` is a plain relative path: not empty, no NUL or other ASCII control character, no
+/// backslash, not absolute, no empty, `.` or `..` component.
+fn plain_relative(name: &str) -> std::result::Result<(), String> {
+    let why = if name.is_empty() {
+        "is empty"
+    } else if name.contains('\0') {
+        "contains a NUL byte"
+    } else if name.bytes().any(|b| b.is_ascii_control()) {
+        "contains a control character"
+    } else if name.starts_with('/') {
+        "is an absolute path, outside the output directory"
+    } else if name.contains('\\') {
+        "contains a backslash"
+    } else if name.split('/').any(|p| p == "..") {
+        "climbs out of the output directory (`..`)"
+    } else if name.split('/').any(|p| p.is_empty() || p == ".") {
+        "is not a plain relative path"
+    } else {
+        return Ok(());
+    };
+    Err(why.into())
+}
+
+/// `.NAME.tmp-PID` → `NAME`.
+fn temp_target(file: &str) -> Option<&str> {
+    file.strip_prefix('.')
+        .and_then(|f| f.rsplit_once(".tmp-"))
+        .filter(|(name, pid)| {
+            !name.is_empty() && !pid.is_empty() && pid.bytes().all(|c| c.is_ascii_digit())
+        })
+        .map(|(name, _)| name)
+}
+
+/// What is wrong with a journal (see [`JournalError`] for where).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Defect {
+    /// The journal exists but is empty: it is created with its first line, so it was emptied.
+    Empty,
+    /// The first line is incomplete: the journal is created whole, so it was cut.
+    TornHeader,
+    /// The first line is not a pinflow journal's.
+    NotAJournal(String),
+    /// A journal of another format version.
+    Version(u64),
+    /// A journal of another command: its `run`, and this run's.
+    OtherCommand {
+        /// What the journal's first line says.
+        theirs: String,
+        /// This run's identity.
+        ours: String,
+    },
+    /// A line's CRC-32 is missing or does not match its content.
+    Checksum,
+    /// A line that is not what pinflow writes.
+    Malformed(String),
+    /// Checkpoints are not numbered 1, 2, 3, …: lines were lost or added.
+    Sequence {
+        /// The number the line should have.
+        expected: u64,
+        /// The number it has.
+        found: u64,
+    },
+    /// A file name that is not one this output gives its files.
+    Name {
+        /// The name, as the line has it.
+        name: String,
+        /// Why it was refused.
+        why: String,
+    },
+    /// A file named by two checkpoints.
+    Duplicate(String),
+    /// An incomplete last line that is not the start of a checkpoint line.
+    Garbage(String),
+    /// A committed file that is neither under its final nor under its temporary name.
+    Missing {
+        /// Its final path.
+        file: PathBuf,
+        /// Its temporary path.
+        tmp: PathBuf,
+    },
+    /// A committed file of another size than the journal recorded.
+    Size {
+        /// The file.
+        file: PathBuf,
+        /// The size recorded.
+        want: u64,
+        /// Its size now.
+        found: u64,
+    },
+    /// A committed file's name is something other than a regular file.
+    NotAFile(PathBuf),
+    /// Files of this output written since the journal was started that no line names.
+    Unlisted {
+        /// The first of them.
+        file: PathBuf,
+        /// How many.
+        count: usize,
+    },
+}
+
+impl std::fmt::Display for Defect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Defect::Empty => f.write_str(
+                "the journal is empty, but it is always created with its first line: it was \
+                 emptied, and which files hold which items is lost",
+            ),
+            Defect::TornHeader => f.write_str(
+                "the first line is incomplete, but the journal is always created whole: it was \
+                 cut, and which files hold which items is lost",
+            ),
+            Defect::NotAJournal(line) => {
+                write!(
+                    f,
+                    "this is not a pinflow journal (it starts {})",
+                    quoted(line)
+                )
+            }
+            Defect::Version(1) => f.write_str(
+                "the journal is of format 1 (an earlier pinflow, without checksums or file \
+                 sizes); finish its run with that pinflow",
+            ),
+            Defect::Version(v) => write!(
+                f,
+                "the journal is of format {v}; this pinflow reads format {FORMAT} only"
+            ),
+            Defect::OtherCommand { theirs, ours } => {
+                let (a, b): (Vec<&str>, Vec<&str>) =
+                    (theirs.split("; ").collect(), ours.split("; ").collect());
+                f.write_str("it was written by another command (")?;
+                if a.len() == b.len() {
+                    let diff: Vec<String> = a
+                        .iter()
+                        .zip(&b)
+                        .filter(|(x, y)| x != y)
+                        .map(|(x, y)| format!("its {}, this run's {}", quoted(x), quoted(y)))
+                        .collect();
+                    f.write_str(&diff.join("; "))?;
+                } else {
+                    write!(
+                        f,
+                        "its run is {}, this one's {}",
+                        quoted(theirs),
+                        quoted(ours)
+                    )?;
+                }
+                f.write_str("); run that command to finish it")
+            }
+            Defect::Checksum => f.write_str(
+                "the line's checksum does not match its content: it was changed or damaged",
+            ),
+            Defect::Malformed(why) => write!(f, "not a journal line: {}", quoted(why)),
+            Defect::Sequence { expected, found } => write!(
+                f,
+                "checkpoint {found} where checkpoint {expected} should be: lines were lost or added"
+            ),
+            Defect::Name { name, why } => write!(f, "file name {} {why}", quoted(name)),
+            Defect::Duplicate(name) => {
+                write!(f, "file {} is committed twice", quoted(name))
+            }
+            Defect::Garbage(tail) => write!(
+                f,
+                "the last line is incomplete and is not the start of a checkpoint (it is {}): \
+                 not what a crash while appending leaves",
+                quoted(tail)
+            ),
+            Defect::Missing { file, tmp } => write!(
+                f,
+                "{} is missing (neither it nor its temporary name {} exists): its rows would \
+                 be lost",
+                file.display(),
+                tmp.display()
+            ),
+            Defect::Size { file, want, found } => write!(
+                f,
+                "{} is {found} bytes, but {want} bytes were committed: it was changed",
+                file.display()
+            ),
+            Defect::NotAFile(file) => {
+                write!(f, "{} is not a regular file", file.display())
+            }
+            Defect::Unlisted { file, count } => {
+                write!(f, "{}", file.display())?;
+                if *count > 1 {
+                    write!(f, " (and {} more)", count - 1)?;
+                }
+                f.write_str(
+                    " is a file of this output written since the journal was started, but no \
+                     line names it: lines of the journal were lost (was it truncated or \
+                     edited?), and resuming would write its rows again",
+                )
+            }
+        }
+    }
+}
+
+/// A journal that does not check out: what is wrong, and on which line (1 is the first line;
+/// `None` when no single line is at fault).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalError {
+    /// The line at fault.
+    pub line: Option<u64>,
+    /// What is wrong.
+    pub defect: Defect,
+}
+
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(n) => write!(f, "line {n}: {}", self.defect),
+            None => write!(f, "{}", self.defect),
+        }
+    }
+}
+
+impl std::error::Error for JournalError {}
+
+fn at(line: usize, defect: Defect) -> JournalError {
+    JournalError {
+        line: Some(line as u64),
+        defect,
+    }
+}
+
+/// What a journal that checks out says.
+#[derive(Debug, Clone)]
+pub struct Contents {
+    /// When the journal was started (seconds since the Unix epoch).
+    pub started: u64,
+    /// Its committed checkpoints, in order.
+    pub checkpoints: Vec<Checkpoint>,
+    /// Where its last complete line ends: anything after it is a torn line that was never
+    /// committed.
+    pub valid_end: u64,
+    /// Whether there is such a torn line.
+    pub torn_tail: bool,
+}
+
+/// One committed checkpoint.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// Its line in the journal.
+    pub line: u64,
+    /// Its number (1, 2, 3, …).
+    pub number: u64,
+    /// Its files.
+    pub files: Vec<CommittedFile>,
+    /// The work items whose rows they hold.
+    pub items: RangeSet,
+}
+
+/// A file of a committed checkpoint, names relative to the journal's directory (checked by
+/// [`check`]: plain names of the output's form, inside its directory).
+#[derive(Debug, Clone)]
+pub struct CommittedFile {
+    /// Its temporary name.
+    pub tmp: String,
+    /// Its final name.
+    pub fin: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Reads and checks the journal `bytes` of the journal at `journal` (its directory is what
+/// names are relative to), for a run described by `identity` whose output names its files as
+/// `files` say. Touches no file: [`Journal::open`] checks the files on disk against what this
+/// returns. Never panics, whatever the bytes.
+pub fn check(
+    journal: &Path,
+    bytes: &[u8],
+    identity: &str,
+    files: &OutputFiles,
+) -> std::result::Result<Contents, JournalError> {
+    if bytes.is_empty() {
+        return Err(at(1, Defect::Empty));
+    }
+    let Some(last_newline) = memchr::memrchr(b'\n', bytes) else {
+        return Err(at(1, Defect::TornHeader));
+    };
+    let (complete, tail) = bytes.split_at(last_newline + 1);
+    let mut lines = complete[..last_newline].split(|&b| b == b'\n');
+    let header = lines.next().unwrap_or_default();
+    let started = parse_header(header, identity).map_err(|d| at(1, d))?;
+    let names = Names::new(journal, files);
+    let mut out = Contents {
+        started,
+        checkpoints: Vec::new(),
+        valid_end: complete.len() as u64,
+        torn_tail: !tail.is_empty(),
+    };
+    let mut finals = HashSet::new();
+    let mut n = 1;
+    for line in lines {
+        n += 1;
+        let c = parse_checkpoint(line, n as u64, &names).map_err(|d| at(n, d))?;
+        let expected = out.checkpoints.len() as u64 + 1;
+        if c.number != expected {
+            return Err(at(
+                n,
+                Defect::Sequence {
+                    expected,
+                    found: c.number,
+                },
+            ));
+        }
+        for f in &c.files {
+            if !finals.insert(f.fin.clone()) {
+                return Err(at(n, Defect::Duplicate(f.fin.clone())));
+            }
+        }
+        out.checkpoints.push(c);
+    }
+    if !is_torn_append(tail) {
+        return Err(at(n + 1, Defect::Garbage(lossy(tail))));
+    }
+    Ok(out)
+}
+
+/// Whether `tail`, the bytes after the last newline, is what a crash while a checkpoint line
+/// was being appended can leave: nothing, the start of the line, and possibly zeros after it
+/// (a file system that extended the file before its data reached the disk).
+fn is_torn_append(tail: &[u8]) -> bool {
+    const START: &[u8] = b"{\"checkpoint\":";
+    let end = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let t = &tail[..end];
+    t.starts_with(START) || START.starts_with(t)
+}
+
+/// The suffix of every line: `,"crc32":"XXXXXXXX"}`, the CRC-32 of the bytes before it.
+const CRC_KEY: &[u8] = b",\"crc32\":\"";
+const CRC_SUFFIX_LEN: usize = CRC_KEY.len() + 8 + 2;
+
+/// Ends the JSON object `body` (all but its closing brace) with its checksum and a newline.
+fn seal(body: &mut Vec<u8>) {
+    let crc = crc32fast::hash(body);
+    body.extend_from_slice(CRC_KEY);
+    body.extend_from_slice(format!("{crc:08x}\"}}\n").as_bytes());
+}
+
+/// Checks the checksum at the end of `line` (without its newline).
+fn verify(line: &[u8]) -> std::result::Result<(), Defect> {
+    let Some(split) = line.len().checked_sub(CRC_SUFFIX_LEN) else {
+        return Err(Defect::Checksum);
+    };
+    let (body, suffix) = line.split_at(split);
+    let (key, rest) = suffix.split_at(CRC_KEY.len());
+    let (hex, close) = rest.split_at(8);
+    let want = std::str::from_utf8(hex)
+        .ok()
+        .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|h| u32::from_str_radix(h, 16).ok());
+    // Under the fuzzer (`--cfg fuzzing`, set by cargo-fuzz) any 8 hex digits do: it could
+    // hardly ever find a matching CRC, and would never get past it to the names.
+    let matches = |want: u32| cfg!(fuzzing) || crc32fast::hash(body) == want;
+    match want {
+        Some(want) if key == CRC_KEY && close == b"\"}" && matches(want) => Ok(()),
+        _ => Err(Defect::Checksum),
+    }
+}
+
+fn header_line(identity: &str, started: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(format!("{{\"pinflow_journal\":{FORMAT},\"run\":").as_bytes());
+    crate::json::write_string(&mut out, identity);
+    out.extend_from_slice(format!(",\"started\":{started}").as_bytes());
+    seal(&mut out);
+    out
+}
+
+/// A checkpoint line: its number, its files (temporary name, final name, size; names
+/// relative to the journal's directory) and the items their rows hold.
+fn checkpoint_line(number: u64, files: &[(String, String, u64)], items: &RangeSet) -> Vec<u8> {
+    let mut line = Vec::with_capacity(256);
+    line.extend_from_slice(format!("{{\"checkpoint\":{number},\"files\":[").as_bytes());
+    for (i, (tmp, fin, size)) in files.iter().enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        line.push(b'[');
+        crate::json::write_string(&mut line, tmp);
+        line.push(b',');
+        crate::json::write_string(&mut line, fin);
+        line.extend_from_slice(format!(",{size}]").as_bytes());
+    }
+    line.extend_from_slice(format!("],\"items\":\"{items}\"").as_bytes());
+    seal(&mut line);
+    line
+}
+
+fn parse_json(line: &[u8]) -> std::result::Result<simd_json::OwnedValue, String> {
+    let mut bytes = line.to_vec();
+    simd_json::to_owned_value(&mut bytes).map_err(|e| e.to_string())
+}
+
+/// The header's start time, once it is found to be a journal of this format and command.
+fn parse_header(line: &[u8], identity: &str) -> std::result::Result<u64, Defect> {
+    use simd_json::prelude::*;
+    let not_one = || Defect::NotAJournal(lossy(line));
+    let v = parse_json(line).map_err(|_| not_one())?;
+    let version = v
+        .get("pinflow_journal")
+        .and_then(|n| n.as_u64())
+        .ok_or_else(not_one)?;
+    if version != FORMAT {
+        return Err(Defect::Version(version));
+    }
+    verify(line)?;
+    let run = v
+        .get("run")
+        .and_then(|r| r.as_str())
+        .ok_or_else(|| Defect::Malformed("the first line has no `run`".into()))?;
+    if run != identity {
+        return Err(Defect::OtherCommand {
+            theirs: run.to_string(),
+            ours: identity.to_string(),
+        });
+    }
+    v.get("started")
+        .and_then(|s| s.as_u64())
+        .ok_or_else(|| Defect::Malformed("the first line has no `started` time".into()))
+}
+
+fn parse_checkpoint(
+    line: &[u8],
+    n: u64,
+    names: &Names<'_>,
+) -> std::result::Result<Checkpoint, Defect> {
+    use simd_json::prelude::*;
+    verify(line)?;
+    let bad = |why: &str| Defect::Malformed(why.to_string());
+    let v = parse_json(line).map_err(Defect::Malformed)?;
+    let number = v
+        .get("checkpoint")
+        .and_then(|n| n.as_u64())
+        .ok_or_else(|| bad("no checkpoint number"))?;
+    let items = v
+        .get("items")
+        .and_then(|i| i.as_str())
+        .ok_or_else(|| bad("no items"))?
+        .parse()
+        .map_err(Defect::Malformed)?;
+    let mut files = Vec::new();
+    for f in v
+        .get("files")
+        .and_then(|f| f.as_array())
+        .ok_or_else(|| bad("no files"))?
+    {
+        let triple = f.as_array().map(|t| {
+            (
+                t.first().and_then(|t| t.as_str()),
+                t.get(1).and_then(|f| f.as_str()),
+                t.get(2).and_then(|s| s.as_u64()),
+                t.len(),
+            )
+        });
+        let Some((Some(tmp), Some(fin), Some(size), 3)) = triple else {
+            return Err(bad(
+                "a file is not [temporary name, final name, size in bytes]",
+            ));
+        };
+        names.check_pair(tmp, fin)?;
+        files.push(CommittedFile {
+            tmp: tmp.to_string(),
+            fin: fin.to_string(),
+            size,
+        });
+    }
+    Ok(Checkpoint {
+        line: n,
+        number,
+        files,
+        items,
+    })
+}
+
+/// `bytes` as text, invalid UTF-8 replaced (for messages: [`quoted`] escapes it).
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(4 * QUOTE_CHARS)]).into_owned()
+}
+
+/// How much of something read from a journal a message shows.
+const QUOTE_CHARS: usize = 80;
+
+/// `s` for a message: quoted, control characters and other non-printing ones escaped (a
+/// journal may hold anything, and a terminal must not be sent escape sequences), and cut
+/// after [`QUOTE_CHARS`] characters.
+fn quoted(s: &str) -> String {
+    match s.char_indices().nth(QUOTE_CHARS) {
+        Some((cut, _)) => format!("{:?}…", &s[..cut]),
+        None => format!("{s:?}"),
+    }
+}
+
 /// The journal of one output.
 pub struct Journal {
     path: PathBuf,
     file: File,
+    /// What names its lines may hold (checked at each commit too, so that a name the next
+    /// run would refuse is never committed).
+    files: OutputFiles,
     /// Items in committed checkpoints.
     done: RangeSet,
     next_checkpoint: u64,
@@ -144,6 +843,24 @@ pub struct Recovery {
     pub renamed: u64,
     /// Temporary files of unfinished checkpoints, deleted (their items are fetched again).
     pub removed: u64,
+    /// Whether a torn last line (a crash while it was appended) was cut off.
+    pub torn_line: bool,
+}
+
+/// A committed file's name on disk.
+enum OnDisk {
+    Absent,
+    File(u64),
+    Other,
+}
+
+fn on_disk(p: &Path) -> io::Result<OnDisk> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_file() => Ok(OnDisk::File(m.len())),
+        Ok(_) => Ok(OnDisk::Other),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(OnDisk::Absent),
+        Err(e) => Err(e),
+    }
 }
 
 impl Journal {
@@ -153,105 +870,118 @@ impl Journal {
     }
 
     /// Opens (or starts) the journal at `path` for a run described by `identity` (its source
-    /// and schema). Finishes the renames of a checkpoint a crash interrupted, deletes the
-    /// temporary files of unfinished ones (those of `temps`, and only those: other programs'
-    /// and other runs' files next to the output are left alone), and loads the items already
-    /// done.
-    pub fn open(path: &Path, identity: &str, temps: &[TempFiles]) -> Result<(Journal, Recovery)> {
-        let bad = |why: String| Error::Output {
+    /// and schema), whose output names its files as `files` says. Checks the journal and the
+    /// files on disk against it (see the module documentation) before anything is changed;
+    /// then finishes the renames of a checkpoint a crash interrupted, deletes the temporary
+    /// files of unfinished ones (this output's own only: other programs' and other outputs'
+    /// files next to it are left alone), and loads the items already done.
+    pub fn open(path: &Path, identity: &str, files: &OutputFiles) -> Result<(Journal, Recovery)> {
+        let refuse = |e: JournalError| Error::Journal {
             path: path.to_path_buf(),
-            op: "read journal",
-            cause: why,
+            line: e.line,
+            why: format!("{}; {}", e.defect, files.afresh(path)),
         };
-        let mut done = RangeSet::default();
-        let mut rec = Recovery::default();
-        let mut committed_tmps: Vec<(PathBuf, PathBuf)> = Vec::new();
-        let mut next_checkpoint = 1;
+        create(path, identity)?;
         // The journal is locked (an advisory flock, released when the run ends or dies) before
         // anything is read or deleted: a second run of the same command at the same time would
         // otherwise take the first one's temporary files for a crash's leftovers.
-        let mut file = OpenOptions::new()
-            .create(true)
+        let file = OpenOptions::new()
             .append(true)
             .open(path)
             .map_err(|e| Error::output(path, "open journal", e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                return Err(bad(
-                    "another pinflow run is using it (the same command started twice?); \
-                     wait for that run to end"
+                return Err(Error::Journal {
+                    path: path.to_path_buf(),
+                    line: None,
+                    why: "another pinflow run is using it (the same command started twice?); \
+                          wait for that run to end"
                         .into(),
-                ))
+                })
             }
             Err(fs::TryLockError::Error(e)) => return Err(Error::output(path, "lock journal", e)),
         }
-        // Where the last complete line ends: a crash while appending leaves a torn line, which
-        // was never committed and is cut off before anything is appended after it.
-        let mut valid_end = 0u64;
-        let text = fs::read(path).map_err(|e| bad(e.to_string()))?;
-        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        // Without a complete first line nothing was ever committed (a crash while the journal
-        // was being started): start it afresh.
-        let exists = complete > 0;
-        if exists {
-            let text = String::from_utf8_lossy(&text[..complete]).into_owned();
-            let mut lines = text.lines();
-            match lines.next() {
-                Some(first) => {
-                    let header = header_line(identity);
-                    if first != header {
-                        return Err(bad(format!(
-                            "it was written by another command (its header is {first}; this \
-                             run's is {header}); finish that run, or remove the journal and \
-                             its files to start over"
-                        )));
-                    }
+        remove_creation_leftovers(path);
+        let bytes = fs::read(path).map_err(|e| Error::output(path, "read journal", e))?;
+        let contents = check(path, &bytes, identity, files).map_err(refuse)?;
+
+        // Every committed file must be there, whole, before anything is renamed or deleted.
+        let base = crate::fsutil::parent_dir(path);
+        let mut renames = Vec::new();
+        let mut committed = HashSet::new();
+        let mut committed_tmps = HashSet::new();
+        let mut done = RangeSet::default();
+        for c in &contents.checkpoints {
+            let line = Some(c.line);
+            let wrong = |defect| refuse(JournalError { line, defect });
+            for f in &c.files {
+                let (tmp, fin) = (base.join(&f.tmp), base.join(&f.fin));
+                let state = |p: &Path| on_disk(p).map_err(|e| Error::output(p, "inspect", e));
+                let size = |file: &Path, found| {
+                    wrong(Defect::Size {
+                        file: file.to_path_buf(),
+                        want: f.size,
+                        found,
+                    })
+                };
+                match state(&fin)? {
+                    OnDisk::File(len) if len == f.size => {}
+                    OnDisk::File(len) => return Err(size(&fin, len)),
+                    OnDisk::Other => return Err(wrong(Defect::NotAFile(fin))),
+                    OnDisk::Absent => match state(&tmp)? {
+                        OnDisk::File(len) if len == f.size => renames.push((tmp.clone(), fin)),
+                        OnDisk::File(len) => return Err(size(&tmp, len)),
+                        OnDisk::Other => return Err(wrong(Defect::NotAFile(tmp))),
+                        OnDisk::Absent => return Err(wrong(Defect::Missing { file: fin, tmp })),
+                    },
                 }
-                None => return Err(bad("no complete first line".into())),
+                committed.insert(f.fin.clone());
+                committed_tmps.insert(base.join(&f.tmp));
             }
-            for (n, line) in lines.enumerate() {
-                let c =
-                    parse_checkpoint(line).map_err(|why| bad(format!("line {}: {why}", n + 2)))?;
-                done.extend(&c.items);
-                committed_tmps.extend(c.files);
-                next_checkpoint = c.number + 1;
-                rec.checkpoints += 1;
-            }
-            valid_end = complete as u64;
+            done.extend(&c.items);
         }
-        let base = path.parent().unwrap_or(Path::new("."));
-        for (tmp, fin) in &committed_tmps {
-            let (tmp, fin) = (base.join(tmp), base.join(fin));
-            if tmp.exists() && !fin.exists() {
-                fs::rename(&tmp, &fin).map_err(|e| Error::output(&fin, "rename into place", e))?;
-                crate::fsutil::sync_parent(&fin);
-                rec.renamed += 1;
-            }
+        // A file of this output written since the journal started, but named by no line:
+        // lines were lost (a truncated journal), and resuming would write its rows twice.
+        let unlisted: Vec<PathBuf> = recent_files(path, files, contents.started)
+            .into_iter()
+            .filter(|name| !committed.contains(name))
+            .map(|name| base.join(name))
+            .collect();
+        if let Some(first) = unlisted.first() {
+            return Err(refuse(JournalError {
+                line: None,
+                defect: Defect::Unlisted {
+                    file: first.clone(),
+                    count: unlisted.len(),
+                },
+            }));
+        }
+
+        let mut rec = Recovery {
+            checkpoints: contents.checkpoints.len() as u64,
+            torn_line: contents.torn_tail,
+            ..Recovery::default()
+        };
+        for (tmp, fin) in renames {
+            fs::rename(&tmp, &fin).map_err(|e| Error::output(&fin, "rename into place", e))?;
+            crate::fsutil::sync_parent(&fin);
+            rec.renamed += 1;
         }
         // Temporary files of ours not in a committed checkpoint: an unfinished checkpoint.
-        let committed: std::collections::HashSet<PathBuf> =
-            committed_tmps.iter().map(|(t, _)| base.join(t)).collect();
-        for scope in temps {
-            rec.removed += scope.remove_stale(&committed);
-        }
-        if file.metadata().map(|m| m.len()).unwrap_or(0) > valid_end {
-            file.set_len(valid_end)
+        rec.removed = files.remove_stale(&committed_tmps);
+        if contents.torn_tail {
+            file.set_len(contents.valid_end)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| Error::output(path, "truncate a torn journal line", e))?;
-        }
-        if !exists {
-            writeln!(file, "{}", header_line(identity))
-                .and_then(|()| file.sync_all())
-                .map_err(|e| Error::output(path, "write journal", e))?;
-            crate::fsutil::sync_parent(path);
         }
         Ok((
             Journal {
                 path: path.to_path_buf(),
                 file,
+                files: files.clone(),
                 done,
-                next_checkpoint,
+                next_checkpoint: rec.checkpoints + 1,
             },
             rec,
         ))
@@ -265,28 +995,33 @@ impl Journal {
     /// Commits a checkpoint: `files` (temporary, final) are complete and fsynced, and hold
     /// exactly the rows of `items`. Returns once the line is durable; the caller then renames.
     pub fn commit(&mut self, files: &[(PathBuf, PathBuf)], items: &RangeSet) -> Result<()> {
-        let base = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let rel = |p: &Path| -> String {
-            p.strip_prefix(&base)
-                .unwrap_or(p)
-                .to_string_lossy()
-                .into_owned()
+        let base = self.path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let names = Names::new(&self.path, &self.files);
+        // A name the next run would refuse must not be committed: it would stop every resume.
+        let refuse = |defect| Error::Journal {
+            path: self.path.clone(),
+            line: Some(self.next_checkpoint + 1),
+            why: format!("will not commit: {defect}"),
         };
-        let mut line = Vec::with_capacity(256);
-        line.extend_from_slice(
-            format!("{{\"checkpoint\":{},\"files\":[", self.next_checkpoint).as_bytes(),
-        );
-        for (i, (tmp, fin)) in files.iter().enumerate() {
-            if i > 0 {
-                line.push(b',');
+        let rel = |p: &Path| -> Result<String> {
+            match p.strip_prefix(&base) {
+                Ok(r) => Ok(r.to_string_lossy().into_owned()),
+                Err(_) => Err(refuse(Defect::Name {
+                    name: p.to_string_lossy().into_owned(),
+                    why: "is not in the journal's directory".into(),
+                })),
             }
-            line.push(b'[');
-            crate::json::write_string(&mut line, &rel(tmp));
-            line.push(b',');
-            crate::json::write_string(&mut line, &rel(fin));
-            line.push(b']');
+        };
+        let mut named = Vec::with_capacity(files.len());
+        for (tmp, fin) in files {
+            let size = fs::metadata(tmp)
+                .map_err(|e| Error::output(tmp, "read the size of", e))?
+                .len();
+            let (t, f) = (rel(tmp)?, rel(fin)?);
+            names.check_pair(&t, &f).map_err(refuse)?;
+            named.push((t, f, size));
         }
-        line.extend_from_slice(format!("],\"items\":\"{items}\"}}\n").as_bytes());
+        let line = checkpoint_line(self.next_checkpoint, &named, items);
         self.file
             .write_all(&line)
             .and_then(|()| self.file.sync_data())
@@ -297,88 +1032,131 @@ impl Journal {
     }
 }
 
-fn header_line(identity: &str) -> String {
-    let mut out = Vec::new();
-    out.extend_from_slice(b"{\"pinflow_journal\":1,\"run\":");
-    crate::json::write_string(&mut out, identity);
-    out.push(b'}');
-    String::from_utf8(out).expect("JSON text is UTF-8")
+/// `.NAME.tmp-PID`, beside `path`.
+fn creation_temp(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".tmp-{}", std::process::id()));
+    path.with_file_name(name)
 }
 
-struct Checkpoint {
-    number: u64,
-    files: Vec<(PathBuf, PathBuf)>,
-    items: RangeSet,
+/// Starts the journal at `path` unless it exists, whole: its first line is written and
+/// fsynced under a temporary name, then linked into place (a link, unlike a rename, fails if
+/// another run has created the journal meanwhile). So an existing journal always has its first
+/// line, and an empty one or one with a torn first line was damaged after the fact.
+fn create(path: &Path, identity: &str) -> Result<()> {
+    if fs::symlink_metadata(path).is_ok() {
+        return Ok(());
+    }
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let header = header_line(identity, started);
+    let tmp = creation_temp(path);
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(&header)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::output(&tmp, "start journal", e));
+    }
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        // A file system without hard links: created in place, where a crash in between
+        // leaves an empty journal (refused by the next run, with how to start afresh).
+        Err(_) => match OpenOptions::new().write(true).create_new(true).open(path) {
+            Ok(mut f) => f
+                .write_all(&header)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Error::output(path, "start journal", e))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(Error::output(path, "start journal", e)),
+        },
+    }
+    crate::fsutil::sync_parent(path);
+    Ok(())
 }
 
-fn parse_checkpoint(line: &str) -> std::result::Result<Checkpoint, String> {
-    let mut bytes = line.as_bytes().to_vec();
-    let v = simd_json::to_owned_value(&mut bytes).map_err(|e| e.to_string())?;
-    use simd_json::prelude::*;
-    let number = v
-        .get("checkpoint")
-        .and_then(|n| n.as_u64())
-        .ok_or("no checkpoint number")?;
-    let items = v
-        .get("items")
-        .and_then(|i| i.as_str())
-        .ok_or("no items")?
-        .parse()?;
-    let mut files = Vec::new();
-    for f in v
-        .get("files")
-        .and_then(|f| f.as_array())
-        .ok_or("no files")?
-    {
-        let pair = f.as_array().ok_or("a file is not a pair")?;
-        match (
-            pair.first().and_then(|t| t.as_str()),
-            pair.get(1).and_then(|t| t.as_str()),
-        ) {
-            (Some(t), Some(f)) => files.push((PathBuf::from(t), PathBuf::from(f))),
-            _ => return Err("a file is not a pair of names".into()),
+/// Deletes what a run killed while starting the journal left: `.NAME.tmp-PID` beside it.
+fn remove_creation_leftovers(path: &Path) {
+    let (Some(name), Ok(entries)) = (
+        path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        fs::read_dir(crate::fsutil::parent_dir(path)),
+    ) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        if temp_target(&file) == Some(name.as_str()) {
+            let _ = fs::remove_file(e.path());
         }
     }
-    Ok(Checkpoint {
-        number,
-        files,
-        items,
-    })
 }
 
-/// Where a run's temporary files (`.NAME.tmp-PID`, see [`crate::output`]) can be, so that
-/// recovery deletes only its own.
-#[derive(Debug, Clone)]
-pub enum TempFiles {
-    /// Beside the unpartitioned output `OUT` (`dir/STEM.EXT`): the temporary files of `OUT`
-    /// itself and of its rotated names `STEM-YYYYMMDDTHHMMSSZ-NNNNN.EXT`, in `dir` only.
-    /// Anything else there (another output's files, a subdirectory) is not this run's.
-    Beside(PathBuf),
-    /// Anywhere under this directory: a partitioned output's tree belongs to its run.
-    Under(PathBuf),
-}
-
-impl TempFiles {
-    /// Deletes the temporary files of this scope that are not in `keep`. Returns how many.
-    fn remove_stale(&self, keep: &std::collections::HashSet<PathBuf>) -> u64 {
-        match self {
-            TempFiles::Under(dir) => {
-                remove_stale_temps(dir, true, &|name| name.ends_with(".parquet"), keep)
+/// The final files of this output (names relative to the directory of `journal`) last
+/// modified at or after `since` (seconds since the Unix epoch): what runs of this journal may
+/// have written.
+fn recent_files(journal: &Path, files: &OutputFiles, since: u64) -> Vec<String> {
+    let names = Names::new(journal, files);
+    let base = crate::fsutil::parent_dir(journal);
+    let mut found = Vec::new();
+    let recent = |m: &fs::Metadata| {
+        m.modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .is_some_and(|d| d.as_secs() >= since)
+    };
+    // Directories to read, relative to `base`, with how many levels further down to go.
+    let mut todo: Vec<(String, usize)> = match (files, &names.root) {
+        (OutputFiles::Beside(_), _) => vec![(String::new(), 0)],
+        (OutputFiles::Under { partition_by, .. }, Some(root)) => {
+            vec![(root.join("/"), partition_by.len())]
+        }
+        (OutputFiles::Under { .. }, None) => Vec::new(),
+    };
+    while let Some((rel, depth)) = todo.pop() {
+        let Ok(entries) = fs::read_dir(base.join(&rel)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let child = match rel.is_empty() {
+                true => name,
+                false => format!("{rel}/{name}"),
+            };
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() && depth > 0 {
+                todo.push((child, depth - 1));
+            } else if kind.is_file()
+                && depth == 0
+                && names.check_final(&child).is_ok()
+                && e.metadata().is_ok_and(|m| recent(&m))
+            {
+                found.push(child);
             }
-            TempFiles::Beside(out) => {
-                let dir = match out.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => p,
-                    _ => Path::new("."),
-                };
-                let name = out.file_name().map(|n| n.to_string_lossy().into_owned());
-                let stem = out.file_stem().map(|n| n.to_string_lossy().into_owned());
-                let ext = out
-                    .extension()
-                    .map(|e| format!(".{}", e.to_string_lossy()))
-                    .unwrap_or_default();
-                let (Some(name), Some(stem)) = (name, stem) else {
+        }
+    }
+    found.sort();
+    found
+}
+
+impl OutputFiles {
+    /// Deletes the temporary files of this output that are not in `keep`. Returns how many.
+    fn remove_stale(&self, keep: &HashSet<PathBuf>) -> u64 {
+        match self {
+            OutputFiles::Under { root, .. } => {
+                remove_stale_temps(root, true, &|name| name.ends_with(".parquet"), keep)
+            }
+            OutputFiles::Beside(out) => {
+                let dir = crate::fsutil::parent_dir(out);
+                let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
                     return 0;
                 };
+                let (stem, ext) = stem_ext(out);
                 let ours = |file: &str| file == name || is_rotated_name(file, &stem, &ext);
                 remove_stale_temps(dir, false, &ours, keep)
             }
@@ -411,7 +1189,7 @@ fn remove_stale_temps(
     dir: &Path,
     recursive: bool,
     ours: &dyn Fn(&str) -> bool,
-    keep: &std::collections::HashSet<PathBuf>,
+    keep: &HashSet<PathBuf>,
 ) -> u64 {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
@@ -420,18 +1198,15 @@ fn remove_stale_temps(
     for e in entries.flatten() {
         let p = e.path();
         let file = e.file_name().to_string_lossy().into_owned();
-        if p.is_dir() {
+        // Not followed: a symbolic link is not part of the output's tree.
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
             if recursive {
                 n += remove_stale_temps(&p, recursive, ours, keep);
             }
             continue;
         }
-        let name = file
-            .strip_prefix('.')
-            .and_then(|f| f.rsplit_once(".tmp-"))
-            .filter(|(_, pid)| !pid.is_empty() && pid.bytes().all(|c| c.is_ascii_digit()))
-            .map(|(name, _)| name);
-        if name.is_some_and(ours) && !keep.contains(&p) && fs::remove_file(&p).is_ok() {
+        if temp_target(&file).is_some_and(ours) && !keep.contains(&p) && fs::remove_file(&p).is_ok()
+        {
             n += 1;
         }
     }
@@ -441,6 +1216,15 @@ fn remove_stale_temps(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rotated name of `o.parquet`.
+    fn rotated(seq: u64) -> String {
+        format!("o-20261124T100000Z-{seq:05}.parquet")
+    }
+
+    fn beside(d: &Path) -> OutputFiles {
+        OutputFiles::Beside(d.join("o.parquet"))
+    }
 
     #[test]
     fn range_sets_merge_and_print() {
@@ -456,6 +1240,8 @@ mod tests {
         let back: RangeSet = s.to_string().parse().unwrap();
         assert_eq!(back, s);
         assert!("3-1".parse::<RangeSet>().is_err());
+        let all: RangeSet = format!("0-{}", u64::MAX).parse().unwrap();
+        assert_eq!(all.len(), u64::MAX);
     }
 
     #[test]
@@ -463,42 +1249,46 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let path = d.join("o.parquet.journal");
-        let (mut j, rec) =
-            Journal::open(&path, "src", &[TempFiles::Under(d.to_path_buf())]).unwrap();
+        let (mut j, rec) = Journal::open(&path, "src", &beside(d)).unwrap();
         assert_eq!(rec.checkpoints, 0);
         // Checkpoint 1: committed and renamed. Checkpoint 2: committed, crash before rename.
-        std::fs::write(d.join("a.parquet"), "a").unwrap();
-        std::fs::write(d.join(".b.parquet.tmp-1"), "b").unwrap();
-        std::fs::write(d.join(".c.parquet.tmp-1"), "c").unwrap();
-        let items: RangeSet = "0-9".parse().unwrap();
-        j.commit(&[(d.join(".a.parquet.tmp-1"), d.join("a.parquet"))], &items)
+        // Checkpoint 3: a crash while its line was appended.
+        let tmp = |seq| d.join(format!(".{}.tmp-1", rotated(seq)));
+        for (seq, body) in [(1, "a"), (2, "bb"), (3, "ccc")] {
+            std::fs::write(tmp(seq), body).unwrap();
+        }
+        j.commit(&[(tmp(1), d.join(rotated(1)))], &"0-9".parse().unwrap())
             .unwrap();
-        j.commit(
-            &[(d.join(".b.parquet.tmp-1"), d.join("b.parquet"))],
-            &"10-19".parse().unwrap(),
-        )
-        .unwrap();
+        std::fs::rename(tmp(1), d.join(rotated(1))).unwrap();
+        j.commit(&[(tmp(2), d.join(rotated(2)))], &"10-19".parse().unwrap())
+            .unwrap();
         drop(j);
-        // A torn line at the end is ignored, and cut off before the next commit.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"checkpoint\":3,\"fi").unwrap();
         drop(f);
-        let (mut j, rec) =
-            Journal::open(&path, "src", &[TempFiles::Under(d.to_path_buf())]).unwrap();
-        assert_eq!((rec.checkpoints, rec.renamed, rec.removed), (2, 1, 1));
+        let (mut j, rec) = Journal::open(&path, "src", &beside(d)).unwrap();
+        assert_eq!(
+            (rec.checkpoints, rec.renamed, rec.removed, rec.torn_line),
+            (2, 1, 1, true)
+        );
         assert_eq!(j.done().to_string(), "0-19");
+        assert!(d.join(rotated(2)).exists() && !tmp(3).exists());
+        // The torn line was cut off before the next commit.
         j.commit(&[], &"20".parse().unwrap()).unwrap();
         drop(j);
-        let (j, _) = Journal::open(&path, "src", &[]).unwrap();
+        let (j, rec) = Journal::open(&path, "src", &beside(d)).unwrap();
         assert_eq!(j.done().to_string(), "0-20");
-        assert!(d.join("b.parquet").exists() && !d.join(".c.parquet.tmp-1").exists());
+        assert!(!rec.torn_line);
         drop(j);
-        // Another command's journal is refused.
-        let err = Journal::open(&path, "other", &[])
+        // Another command's journal is refused, saying what differs.
+        let err = Journal::open(&path, "source=a; chunk=2", &beside(d))
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("another command"), "{err}");
+        assert!(
+            err.contains("another command") && err.contains(":1:"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -521,34 +1311,292 @@ mod tests {
             std::fs::write(d.join(f), "x").unwrap();
         }
         let path = d.join("o.parquet.journal");
-        let (_, rec) =
-            Journal::open(&path, "src", &[TempFiles::Beside(d.join("o.parquet"))]).unwrap();
+        let (_, rec) = Journal::open(&path, "src", &beside(d)).unwrap();
         assert_eq!(rec.removed, 2);
         assert!(ours.iter().all(|f| !d.join(f).exists()));
         assert!(others.iter().all(|f| d.join(f).exists()));
     }
 
     #[test]
-    fn a_journal_in_use_is_refused_and_a_torn_start_begins_afresh() {
+    fn a_journal_in_use_is_refused_and_a_damaged_start_is_not_taken_for_a_new_one() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("o.parquet.journal");
-        let (first, _) = Journal::open(&path, "src", &[]).unwrap();
-        let err = Journal::open(&path, "src", &[]).err().unwrap().to_string();
+        let d = dir.path();
+        let path = d.join("o.parquet.journal");
+        let (first, _) = Journal::open(&path, "src", &beside(d)).unwrap();
+        let err = Journal::open(&path, "src", &beside(d))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("another pinflow run is using it"), "{err}");
         drop(first);
-        let (j, rec) = Journal::open(&path, "src", &[]).unwrap();
+        let (j, rec) = Journal::open(&path, "src", &beside(d)).unwrap();
         assert_eq!(rec.checkpoints, 0);
         drop(j);
-        // A crash while the first line was being written: no checkpoint can exist yet.
-        std::fs::write(&path, "{\"pinflow_jour").unwrap();
-        let (mut j, rec) = Journal::open(&path, "src", &[]).unwrap();
-        assert_eq!(rec.checkpoints, 0);
-        j.commit(&[], &"1-3".parse().unwrap()).unwrap();
-        drop(j);
-        let (j, rec) = Journal::open(&path, "src", &[]).unwrap();
-        assert_eq!(
-            (rec.checkpoints, j.done().to_string()),
-            (1, "1-3".to_string())
-        );
+        // The journal is created whole, so an empty one or a cut first line is damage.
+        let whole = std::fs::read(&path).unwrap();
+        for (bytes, want) in [(&whole[..0], "is empty"), (&whole[..14], "incomplete")] {
+            std::fs::write(&path, bytes).unwrap();
+            let err = Journal::open(&path, "src", &beside(d))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.contains(want) && err.contains("to start afresh"),
+                "{err}"
+            );
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "left as it was");
+        }
+        // A format 1 journal (no checksums) is refused with what it is.
+        std::fs::write(&path, "{\"pinflow_journal\":1,\"run\":\"src\"}\n").unwrap();
+        let err = Journal::open(&path, "src", &beside(d))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("format 1"), "{err}");
+    }
+
+    #[test]
+    fn names_outside_the_output_or_not_of_its_form_are_refused() {
+        let d = Path::new("/data/out");
+        let journal = d.join("o.parquet.journal");
+        let files = beside(d);
+        let names = Names::new(&journal, &files);
+        let ok = rotated(3);
+        assert_eq!(names.check_pair(&format!(".{ok}.tmp-12"), &ok), Ok(()));
+        let refused = [
+            ("../victim.tmp", "../victim", "`..`"),
+            ("/etc/x.tmp", "/etc/x", "absolute"),
+            ("", "", "empty"),
+            (".a.tmp-1", "o-20261124T100000Z-00001.parquet\0", "NUL"),
+            (
+                ".a.tmp-1",
+                "sub/o-20261124T100000Z-00001.parquet",
+                "separator",
+            ),
+            (".o.parquet.tmp-1", "o.parquet", "not a name this output"),
+            (
+                ".p-20261124T100000Z-00001.parquet.tmp-1",
+                "p-20261124T100000Z-00001.parquet",
+                "not a name",
+            ),
+            (
+                "../.o-20261124T100000Z-00001.parquet.tmp-1",
+                "o-20261124T100000Z-00001.parquet",
+                "`..`",
+            ),
+            (
+                ".other.tmp-1",
+                "o-20261124T100000Z-00001.parquet",
+                "not a temporary name",
+            ),
+            (
+                "o-20261124T100000Z-00001.parquet",
+                "o-20261124T100000Z-00001.parquet",
+                "not a temporary name",
+            ),
+            (
+                ".o-20261124T100000Z-00001.parquet.tmp-1",
+                "o-20261124T100000Z-00001.parquet\u{1b}[2J",
+                "control",
+            ),
+        ];
+        for (tmp, fin, why) in refused {
+            let err = names.check_pair(tmp, fin).unwrap_err().to_string();
+            assert!(err.contains(why), "{tmp} {fin}: {err}");
+            assert!(!err.contains('\u{1b}') && !err.contains('\0'), "{err:?}");
+        }
+        let files = OutputFiles::Under {
+            root: d.join("ds"),
+            partition_by: vec!["service".into(), "date".into()],
+        };
+        let names = Names::new(&d.join("ds.journal"), &files);
+        let fin = "ds/service=a%2Fb/date=2026-11-24/part-00012.parquet";
+        let tmp = "ds/service=a%2Fb/date=2026-11-24/.part-00012.parquet.tmp-9";
+        assert_eq!(names.check_pair(tmp, fin), Ok(()));
+        // A value `..` is the directory `service=..`, inside the output.
+        let fin = "ds/service=../date=../part-00012.parquet";
+        let tmp = "ds/service=../date=../.part-00012.parquet.tmp-9";
+        assert_eq!(names.check_pair(tmp, fin), Ok(()));
+        for fin in [
+            "ds/service=a/part-00012.parquet",
+            "ds/service=a/date=x/y/part-00012.parquet",
+            "ds/service=a/../../part-00012.parquet",
+            "other/service=a/date=b/part-00012.parquet",
+            "ds/date=b/service=a/part-00012.parquet",
+            "ds/service=/date=b/part-00012.parquet",
+            "ds/service=a/date=b/part-12.parquet",
+            "ds/service=a/date=b/secret",
+        ] {
+            let tmp = fin.replace("part-", ".part-") + ".tmp-1";
+            assert!(names.check_pair(&tmp, fin).is_err(), "{fin}");
+        }
+        assert!(names
+            .check_pair(
+                "ds/service=a/date=b/.part-00012.parquet.tmp-1",
+                "ds/service=a/date=c/part-00012.parquet"
+            )
+            .is_err());
+    }
+
+    /// Deterministic pseudo-random numbers (xorshift).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// A valid journal of `n` checkpoints for either layout, as [`Journal::commit`] writes it.
+    fn sample(rng: &mut Rng, n: u64, partitioned: bool) -> Vec<u8> {
+        let mut out = header_line("src", 1_700_000_000);
+        for k in 1..=n {
+            let files: Vec<(String, String, u64)> = (0..rng.below(3) as u64)
+                .map(|i| {
+                    let seq = k * 10 + i;
+                    let size = rng.next() % 100_000;
+                    match partitioned {
+                        false => (format!(".{}.tmp-42", rotated(seq)), rotated(seq), size),
+                        true => (
+                            format!("ds/service=s{i}/.part-{seq:05}.parquet.tmp-42"),
+                            format!("ds/service=s{i}/part-{seq:05}.parquet"),
+                            size,
+                        ),
+                    }
+                })
+                .collect();
+            let items: RangeSet = format!("{}-{}", k * 100, k * 100 + 99).parse().unwrap();
+            out.extend(checkpoint_line(k, &files, &items));
+        }
+        out
+    }
+
+    /// Checks `bytes` against both layouts; whatever they are, the answer is a journal whose
+    /// every name is inside the output, or a typed error.
+    fn check_any(bytes: &[u8]) -> [std::result::Result<Contents, JournalError>; 2] {
+        let d = Path::new("/data/out");
+        let layouts = [
+            (d.join("o.parquet.journal"), beside(d)),
+            (
+                d.join("ds.journal"),
+                OutputFiles::Under {
+                    root: d.join("ds"),
+                    partition_by: vec!["service".into()],
+                },
+            ),
+        ];
+        layouts.map(|(journal, files)| {
+            let r = check(&journal, bytes, "src", &files);
+            if let Ok(c) = &r {
+                for f in c.checkpoints.iter().flat_map(|c| &c.files) {
+                    for name in [&f.tmp, &f.fin] {
+                        assert!(plain_relative(name).is_ok(), "{name:?} accepted");
+                    }
+                }
+            }
+            if let Err(e) = &r {
+                let msg = e.to_string();
+                assert!(
+                    !msg.bytes().any(|b| b.is_ascii_control()) && msg.len() < 2000,
+                    "{msg:?}"
+                );
+            }
+            r
+        })
+    }
+
+    #[test]
+    fn random_and_damaged_journals_never_panic_and_damage_is_caught() {
+        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        let alphabet = b"{}[]\",:0123456789-abcdefghijklmnopqrstuvwxyz./=\\\n\0\x1b\xff";
+        for round in 0..6000 {
+            let n = rng.below(5) as u64;
+            let partitioned = round % 2 == 1;
+            let good = sample(&mut rng, n, partitioned);
+            let at = usize::from(partitioned);
+            let checked = check_any(&good);
+            let ok = checked[at].as_ref().map(|c| c.checkpoints.len());
+            assert_eq!(ok, Ok(n as usize), "a valid journal checks out");
+            let mut bad = good.clone();
+            match round % 8 {
+                // Truncated: the lines cut off are gone, a cut line is a torn append.
+                0 => {
+                    let cut = rng.below(good.len() + 1);
+                    bad.truncate(cut);
+                    let first = memchr::memchr(b'\n', &good).unwrap();
+                    let r = &check_any(&bad)[at];
+                    assert_eq!(r.is_ok(), cut > first, "cut at {cut}: {r:?}");
+                    if let Ok(c) = r {
+                        let complete = bad.iter().filter(|&&b| b == b'\n').count() - 1;
+                        assert_eq!(c.checkpoints.len(), complete);
+                        assert_eq!(c.torn_tail, cut > 0 && bad.last() != Some(&b'\n'));
+                    }
+                    continue;
+                }
+                // One byte changed: caught by the checksums, unless it is the last newline
+                // (then the last line reads as a torn append: cut off as uncommitted, and the
+                // files on disk tell whether it was; see `Journal::open`).
+                1 => {
+                    let i = rng.below(good.len());
+                    bad[i] ^= 1 + rng.below(255) as u8;
+                    let r = &check_any(&bad)[at];
+                    if i == good.len() - 1 && n > 0 {
+                        assert_eq!(
+                            r.as_ref().map(|c| c.checkpoints.len()).ok(),
+                            Some(n as usize - 1)
+                        );
+                    } else {
+                        assert!(r.is_err(), "byte {i} of {} changed: {r:?}", good.len());
+                    }
+                    continue;
+                }
+                2 => {
+                    let at = rng.below(bad.len() + 1);
+                    let junk: Vec<u8> = (0..1 + rng.below(20))
+                        .map(|_| alphabet[rng.below(alphabet.len())])
+                        .collect();
+                    bad.splice(at..at, junk);
+                }
+                3 => {
+                    let a = rng.below(bad.len());
+                    let b = a + rng.below(bad.len() - a);
+                    bad.drain(a..b);
+                }
+                // Lines repeated, swapped or lost: caught by the numbering.
+                4 | 5 => {
+                    let mut lines: Vec<&[u8]> = good.split_inclusive(|&b| b == b'\n').collect();
+                    if lines.len() < 3 {
+                        continue;
+                    }
+                    let i = 1 + rng.below(lines.len() - 2);
+                    match round % 8 {
+                        4 => lines.insert(i, lines[i]),
+                        _ => lines.swap(i, i + 1),
+                    }
+                    bad = lines.concat();
+                    assert!(check_any(&bad)[at].is_err());
+                    continue;
+                }
+                6 => {
+                    bad = (0..rng.below(300))
+                        .map(|_| alphabet[rng.below(alphabet.len())])
+                        .collect();
+                }
+                _ => {
+                    // Another layout's lines, with valid checksums: refused by the names.
+                    let other = sample(&mut rng, n.max(1), !partitioned);
+                    let r = &check_any(&other)[at];
+                    let named = other.windows(7).any(|w| w == b"parquet");
+                    assert!(r.is_err() || !named, "{r:?}");
+                    continue;
+                }
+            }
+            let _ = check_any(&bad);
+        }
     }
 }

@@ -110,7 +110,8 @@ mod fsutil;
 mod handoff;
 #[doc(hidden)]
 pub mod ingest;
-mod journal;
+#[doc(hidden)]
+pub mod journal;
 mod json;
 #[doc(hidden)]
 pub mod output;

@@ -305,12 +305,22 @@ impl Pipeline {
             identity.push_str(&format!("; chunk_bytes={}", cfg.fetch.batch_max_bytes));
         }
         let path = Journal::path_for(&cfg.out);
-        let temps = if output.partitioned() {
-            crate::journal::TempFiles::Under(cfg.out.clone())
+        let files = if output.partitioned() {
+            crate::journal::OutputFiles::Under {
+                root: cfg.out.clone(),
+                partition_by: cfg.writer.partition_by.clone(),
+            }
         } else {
-            crate::journal::TempFiles::Beside(cfg.out.clone())
+            crate::journal::OutputFiles::Beside(cfg.out.clone())
         };
-        let (journal, rec) = Journal::open(&path, &identity, &[temps])?;
+        let (journal, rec) = Journal::open(&path, &identity, &files)?;
+        if rec.torn_line {
+            tracing::warn!(
+                journal = %path.display(),
+                "cut off the journal's torn last line (a crash while it was appended): its \
+                 checkpoint was never committed, and its items are fetched again"
+            );
+        }
         if rec.checkpoints > 0 {
             tracing::info!(
                 journal = %path.display(),

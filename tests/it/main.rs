@@ -36,6 +36,8 @@ mod files;
 mod first_hour;
 #[cfg(feature = "cli")]
 mod hostile_http;
+#[cfg(feature = "cli")]
+mod journal_trust;
 mod library;
 #[cfg(all(feature = "sim", feature = "http", feature = "metrics-endpoint"))]
 mod metrics;

@@ -18,22 +18,6 @@ impl Rng {
     }
 }
 
-fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(parquet_files(&p));
-        } else if p.extension().is_some_and(|x| x == "parquet")
-            && !p.file_name().unwrap().to_string_lossy().starts_with('.')
-        {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Runs `args` (plus `env`), killing it after `kill_after` if given. Returns whether it was
 /// killed before finishing.
 fn run_once(args: &[String], env: &[(&str, &str)], kill_after: Option<Duration>) -> bool {
@@ -100,7 +84,7 @@ fn kill_and_resume(
         if run_once(args, env, Some(at)) {
             killed += 1;
         }
-        for f in parquet_files(dir) {
+        for f in final_parquet_files(dir) {
             // Panics on a partial or corrupt file.
             read_parquet(&f);
         }
@@ -111,7 +95,7 @@ fn kill_and_resume(
     );
     run_once(args, env, None);
     let mut all = Vec::new();
-    for f in parquet_files(dir) {
+    for f in final_parquet_files(dir) {
         all.extend(ids(&f));
     }
     all.sort_unstable();
@@ -171,9 +155,9 @@ fn a_file_source_killed_at_random_points_resumes_to_exactly_once() {
     assert_exactly_once(&all, 0..n);
     assert!(dir.path().join("out/logs.parquet.journal").exists());
     // Running it again finds nothing left to do and writes nothing.
-    let before = parquet_files(&out_dir).len();
+    let before = final_parquet_files(&out_dir).len();
     run_once(&args, &env, None);
-    assert_eq!(parquet_files(&out_dir).len(), before);
+    assert_eq!(final_parquet_files(&out_dir).len(), before);
 }
 
 #[test]
@@ -207,7 +191,7 @@ fn a_partitioned_output_killed_at_random_points_resumes_to_exactly_once() {
     let all = kill_and_resume(&root, &args, &env, 6, 0xABCD);
     assert_exactly_once(&all, 0..n);
     // Each file holds one service only.
-    for f in parquet_files(&root) {
+    for f in final_parquet_files(&root) {
         let dir = f
             .parent()
             .unwrap()

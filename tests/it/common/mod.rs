@@ -207,3 +207,21 @@ pub fn ids(path: &Path) -> Vec<i64> {
         })
         .collect()
 }
+
+/// The final Parquet files under `dir`, in its subdirectories too (not the hidden temporary
+/// ones), sorted.
+pub fn final_parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(final_parquet_files(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet")
+            && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+        {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
