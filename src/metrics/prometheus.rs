@@ -242,7 +242,7 @@ fn threads(o: &mut String, r: &Registry) {
     let uptime = r.uptime().as_secs_f64().max(1e-9);
     let _ = writeln!(
         o,
-        "# HELP pinflow_thread_busy_seconds_total Time each stage thread spent working (not waiting on a queue).\n# TYPE pinflow_thread_busy_seconds_total counter"
+        "# HELP pinflow_thread_busy_seconds_total Time each stage thread spent working: time blocked on a queue, waiting in poll for the network or the next pass, or waiting for the source is idle.\n# TYPE pinflow_thread_busy_seconds_total counter"
     );
     let statuses: Vec<_> = (0..r.threads().len()).map(|i| r.thread_status(i)).collect();
     for (t, (_, _, busy)) in r.threads().iter().zip(&statuses) {
