@@ -152,6 +152,8 @@ pub struct Registry {
     pub delivered: AtomicU64,
     /// Requests failed for good.
     pub failed: AtomicU64,
+    /// Requests a stop ended before they were done (see [`FetchStats::cancelled`]).
+    pub cancelled: AtomicU64,
     /// Attempts repeated after an error.
     pub retries: AtomicU64,
     /// Requests re-sent on a kept-alive connection the server had closed.
@@ -192,6 +194,9 @@ pub struct Registry {
     pub row_groups: AtomicU64,
     /// Parquet files finalized (renamed into place).
     pub files_finalized: AtomicU64,
+    /// When a row group or file was last written successfully, in milliseconds since the Unix
+    /// epoch (0: not yet). Set through [`Registry::wrote`].
+    pub last_write_unix_ms: AtomicU64,
     /// Completed cycles of a continuous run (1 after a one-shot run).
     pub cycles: AtomicU64,
     queue_depth: [AtomicUsize; 3],
@@ -210,6 +215,7 @@ impl Registry {
             requests: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             stale_reconnects: AtomicU64::new(0),
             connections_opened: AtomicU64::new(0),
@@ -229,6 +235,7 @@ impl Registry {
             dead_by_reason: Mutex::new(BTreeMap::new()),
             row_groups: AtomicU64::new(0),
             files_finalized: AtomicU64::new(0),
+            last_write_unix_ms: AtomicU64::new(0),
             cycles: AtomicU64::new(0),
             queue_depth: Default::default(),
             queue_capacity: Default::default(),
@@ -346,6 +353,7 @@ impl Registry {
     pub fn publish_fetch(&self, s: &FetchStats, in_flight: usize, open: usize) {
         self.requests.store(s.requests, Relaxed);
         self.delivered.store(s.delivered, Relaxed);
+        self.cancelled.store(s.cancelled, Relaxed);
         self.retries.store(s.retries, Relaxed);
         self.stale_reconnects.store(s.stale_reconnects, Relaxed);
         self.connections_opened.store(s.connections, Relaxed);
@@ -367,6 +375,20 @@ impl Registry {
         // Failures change rarely: copy the map only when the count moved.
         if self.failed.swap(s.failed, Relaxed) != s.failed {
             *self.failed_by_reason.lock() = s.failed_by_reason.clone();
+        }
+    }
+
+    /// Counts `row_groups` closed and `files` finalized, and stamps the time of the last
+    /// successful write (only when something was written).
+    pub fn wrote(&self, row_groups: u64, files: u64) {
+        self.row_groups.fetch_add(row_groups, Relaxed);
+        self.files_finalized.fetch_add(files, Relaxed);
+        if row_groups + files > 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            self.last_write_unix_ms
+                .store(now.as_millis() as u64, Relaxed);
         }
     }
 

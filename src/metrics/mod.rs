@@ -23,18 +23,39 @@ use hdrhistogram::Histogram;
 /// twelve (six stages, and a copy of each at the start of a run for the run's own figures),
 /// so three digits cost 2.3 MB of a 42 MiB file → Parquet run for precision that percentiles
 /// of latencies measured on a shared machine do not have.
+///
+/// Each observation is also counted, exactly, into one of the fixed [`BUCKETS_US`], which the
+/// metrics endpoint exposes as a Prometheus histogram: fixed boundaries are what lets
+/// Prometheus add histograms across instances and take `rate()` over a recent window, which
+/// percentiles of the whole lifetime cannot do.
 #[derive(Debug, Clone)]
-pub struct Latency(Histogram<u64>);
+pub struct Latency {
+    hdr: Histogram<u64>,
+    /// Observations per fixed bucket (not cumulative); the last one is `+Inf`.
+    buckets: [u64; BUCKETS_US.len() + 1],
+    /// Exact sum of the observations, in microseconds.
+    sum_us: u64,
+}
+
+/// The upper bounds (inclusive, microseconds) of the fixed latency buckets exposed by the
+/// metrics endpoint: 50 µs to 30 s in 1–2.5–5 steps (plus `+Inf`). Covers a parse of a small
+/// body at the low end and a request at the default total timeout at the high end.
+pub const BUCKETS_US: [u64; 18] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000,
+];
 
 /// The precision of [`Latency`].
 const SIGNIFICANT_DIGITS: u8 = 2;
 
 impl Default for Latency {
     fn default() -> Self {
-        Latency(
-            Histogram::new_with_bounds(1, 3_600_000_000, SIGNIFICANT_DIGITS)
+        Latency {
+            hdr: Histogram::new_with_bounds(1, 3_600_000_000, SIGNIFICANT_DIGITS)
                 .expect("static bounds are valid"),
-        )
+            buckets: [0; BUCKETS_US.len() + 1],
+            sum_us: 0,
+        }
     }
 }
 
@@ -43,7 +64,10 @@ impl Latency {
     pub fn record(&mut self, d: Duration) {
         let us = (d.as_micros() as u64).clamp(1, 3_600_000_000);
         // Cannot fail: the value is clamped into the histogram's range.
-        let _ = self.0.record(us);
+        let _ = self.hdr.record(us);
+        // The first bucket whose bound is not below the value (`le` is inclusive).
+        self.buckets[BUCKETS_US.partition_point(|&b| b < us)] += 1;
+        self.sum_us += us;
     }
 
     /// Records several observations.
@@ -55,33 +79,52 @@ impl Latency {
 
     /// Removes the observations of `earlier`, a past copy of this histogram.
     pub fn subtract(&mut self, earlier: &Latency) {
-        let _ = self.0.subtract(&earlier.0);
+        let _ = self.hdr.subtract(&earlier.hdr);
+        for (b, e) in self.buckets.iter_mut().zip(earlier.buckets) {
+            *b = b.saturating_sub(e);
+        }
+        self.sum_us = self.sum_us.saturating_sub(earlier.sum_us);
     }
 
     /// Adds another histogram's observations.
     pub fn merge(&mut self, other: &Latency) {
-        let _ = self.0.add(&other.0);
+        let _ = self.hdr.add(&other.hdr);
+        for (b, o) in self.buckets.iter_mut().zip(other.buckets) {
+            *b += o;
+        }
+        self.sum_us += other.sum_us;
     }
 
     /// The value at quantile `q` (0..=1), in microseconds.
     pub fn quantile_us(&self, q: f64) -> u64 {
-        self.0.value_at_quantile(q)
+        self.hdr.value_at_quantile(q)
     }
 
-    /// Sum of all observations in microseconds (from the histogram's buckets, so within its
-    /// 2-significant-digit precision).
+    /// Sum of all observations in microseconds (each clamped to 1 µs..1 h as recorded).
     pub fn sum_us(&self) -> f64 {
-        self.0.mean() * self.0.len() as f64
+        self.sum_us as f64
+    }
+
+    /// Cumulative counts of the fixed buckets: `(upper bound in µs, observations at or
+    /// below it)` for each of [`BUCKETS_US`], then `(None, count)` for `+Inf`.
+    pub fn cumulative_buckets(&self) -> impl Iterator<Item = (Option<u64>, u64)> + '_ {
+        let bounds = BUCKETS_US.iter().map(|&b| Some(b)).chain([None]);
+        bounds
+            .zip(self.buckets.iter())
+            .scan(0u64, |acc, (bound, &n)| {
+                *acc += n;
+                Some((bound, *acc))
+            })
     }
 
     /// Summary figures.
     pub fn percentiles(&self) -> Percentiles {
         Percentiles {
-            count: self.0.len(),
-            p50_us: self.0.value_at_quantile(0.50),
-            p99_us: self.0.value_at_quantile(0.99),
-            p999_us: self.0.value_at_quantile(0.999),
-            max_us: self.0.max(),
+            count: self.hdr.len(),
+            p50_us: self.hdr.value_at_quantile(0.50),
+            p99_us: self.hdr.value_at_quantile(0.99),
+            p999_us: self.hdr.value_at_quantile(0.999),
+            max_us: self.hdr.max(),
         }
     }
 }
@@ -405,6 +448,66 @@ pub fn process_cpu_time() -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 10))
 }
 
+/// The standard `process_*` figures, as the Prometheus client libraries report them. Each is
+/// `None` where the OS does not report it (everything but Linux).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessStats {
+    /// Resident set size in bytes (`VmRSS`).
+    pub resident_memory_bytes: Option<u64>,
+    /// User and system CPU time.
+    pub cpu_seconds: Option<f64>,
+    /// Open file descriptors.
+    pub open_fds: Option<u64>,
+    /// The soft limit on open file descriptors (`None` also when unlimited).
+    pub max_fds: Option<u64>,
+    /// When the process started, in seconds since the Unix epoch.
+    pub start_time_seconds: Option<f64>,
+}
+
+/// The calling process's [`ProcessStats`], read from `/proc` (a few small files: cheap enough
+/// for every scrape).
+pub fn process_stats() -> ProcessStats {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok();
+    // Fields after the parenthesised command name (which may hold spaces), from field 3.
+    let field = |n: usize| -> Option<u64> {
+        let s = stat.as_deref()?;
+        s[s.rfind(')')? + 2..]
+            .split_whitespace()
+            .nth(n - 3)?
+            .parse()
+            .ok()
+    };
+    let boot_time = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    });
+    let status = std::fs::read_to_string("/proc/self/status").ok();
+    let rss_kb = status.as_deref().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    });
+    let limits = std::fs::read_to_string("/proc/self/limits").ok();
+    let max_fds = limits.as_deref().and_then(|s| {
+        // "Max open files            1024                 1048576              files"
+        let rest = s.lines().find_map(|l| l.strip_prefix("Max open files"))?;
+        rest.split_whitespace().next()?.parse().ok()
+    });
+    ProcessStats {
+        resident_memory_bytes: rss_kb.map(|kb| kb * 1024),
+        cpu_seconds: process_cpu_time().map(|d| d.as_secs_f64()),
+        open_fds: std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as u64),
+        max_fds,
+        // Field 22 is the start time in clock ticks after boot, at USER_HZ = 100.
+        start_time_seconds: boot_time
+            .zip(field(22))
+            .map(|(boot, ticks)| boot as f64 + ticks as f64 / 100.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +543,64 @@ mod tests {
         ] {
             assert_eq!(human_micros(us), want, "{us} µs");
         }
+    }
+
+    #[test]
+    fn fixed_buckets_are_cumulative_inclusive_and_survive_subtract_and_merge() {
+        let mut a = Latency::default();
+        // On a bound, just above it, and beyond the last finite bound.
+        for us in [50, 51, 1_000, 40_000_000] {
+            a.record(Duration::from_micros(us));
+        }
+        let buckets: Vec<_> = a.cumulative_buckets().collect();
+        assert_eq!(buckets.len(), BUCKETS_US.len() + 1);
+        assert_eq!(buckets[0], (Some(50), 1), "le is inclusive");
+        assert_eq!(buckets[1], (Some(100), 2));
+        assert_eq!(buckets[4], (Some(1_000), 3));
+        assert_eq!(buckets[BUCKETS_US.len() - 1], (Some(30_000_000), 3));
+        assert_eq!(
+            buckets[BUCKETS_US.len()],
+            (None, 4),
+            "+Inf holds every observation"
+        );
+        assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1));
+        assert_eq!(
+            a.sum_us(),
+            (50 + 51 + 1_000 + 40_000_000) as f64,
+            "exact sum"
+        );
+
+        let earlier = a.clone();
+        a.record(Duration::from_micros(200));
+        a.subtract(&earlier);
+        let after: Vec<_> = a.cumulative_buckets().map(|(_, n)| n).collect();
+        assert_eq!(&after[..3], &[0, 0, 1]);
+        assert_eq!(a.sum_us(), 200.0);
+        a.merge(&earlier);
+        assert_eq!(a.cumulative_buckets().last(), Some((None, 5)));
+    }
+
+    #[test]
+    fn process_stats_are_reported_on_linux() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let p = process_stats();
+        assert!(p.resident_memory_bytes.unwrap() > 1 << 20, "{p:?}");
+        assert!(p.cpu_seconds.is_some(), "{p:?}");
+        let open = p.open_fds.unwrap();
+        assert!(open >= 3, "{p:?}");
+        assert!(p.max_fds.is_none_or(|max| max >= open), "{p:?}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let start = p.start_time_seconds.unwrap();
+        // The test process started in the past, and not before 2020.
+        assert!(
+            start <= now + 1.0 && start > 1.577e9,
+            "{start} vs now {now}"
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The Prometheus text exposition format (version 0.0.4) of a [`Registry`].
 //!
 //! Names follow the Prometheus conventions: a `pinflow_` prefix, base units (seconds, bytes),
-//! `_total` on counters. Latencies are summaries with quantiles from the hdrhistogram of each
-//! stage.
+//! `_total` on counters. Stage latencies are histograms with the fixed buckets of
+//! [`super::BUCKETS_US`] (`pinflow_stage_duration_seconds`); the older summary of lifetime
+//! quantiles (`pinflow_stage_latency_seconds`) stays for the dashboards built on it, marked
+//! deprecated. The standard `process_*` metrics come last, where the OS reports them.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
@@ -38,6 +40,7 @@ pub fn render(r: &Registry) -> String {
     queues(&mut o, r);
     threads(&mut o, r);
     latencies(&mut o, r);
+    process(&mut o);
     o
 }
 
@@ -53,14 +56,22 @@ fn gauge(o: &mut String, name: &str, help: &str, v: f64) {
 
 /// Requests: admitted, by outcome and status class, retries, connections.
 fn requests(o: &mut String, r: &Registry) {
+    counter(
+        o,
+        "pinflow_requests_admitted_total",
+        "Requests taken from the source (each ends delivered, failed or cancelled; the difference is in flight).",
+        r.requests.load(Relaxed),
+    );
+    // The outcomes partition the finished requests: summing them over `outcome` counts each
+    // request once (admitted, a count of another kind, has its own family above).
     let _ = writeln!(
         o,
-        "# HELP pinflow_requests_total Requests by final outcome (admitted = taken from the source).\n# TYPE pinflow_requests_total counter"
+        "# HELP pinflow_requests_total Finished requests by final outcome: delivered (2xx, complete body), failed (after retries), cancelled (ended by a stop before done; a resumed run fetches them).\n# TYPE pinflow_requests_total counter"
     );
     for (outcome, v) in [
-        ("admitted", r.requests.load(Relaxed)),
         ("delivered", r.delivered.load(Relaxed)),
         ("failed", r.failed.load(Relaxed)),
+        ("cancelled", r.cancelled.load(Relaxed)),
     ] {
         let _ = writeln!(o, "pinflow_requests_total{{outcome=\"{outcome}\"}} {v}");
     }
@@ -184,6 +195,12 @@ fn records(o: &mut String, r: &Registry) {
         "Parquet files finalized and renamed into place.",
         r.files_finalized.load(Relaxed),
     );
+    gauge(
+        o,
+        "pinflow_last_successful_write_timestamp_seconds",
+        "When a Parquet row group or file was last written successfully, in seconds since the Unix epoch (0: nothing written yet).",
+        r.last_write_unix_ms.load(Relaxed) as f64 / 1e3,
+    );
     counter(
         o,
         "pinflow_cycles_total",
@@ -225,7 +242,7 @@ fn threads(o: &mut String, r: &Registry) {
     let uptime = r.uptime().as_secs_f64().max(1e-9);
     let _ = writeln!(
         o,
-        "# HELP pinflow_thread_busy_seconds_total Time each stage thread spent working (not waiting on a queue).\n# TYPE pinflow_thread_busy_seconds_total counter"
+        "# HELP pinflow_thread_busy_seconds_total Time each stage thread spent working: time blocked on a queue, waiting in poll for the network or the next pass, or waiting for the source is idle.\n# TYPE pinflow_thread_busy_seconds_total counter"
     );
     let statuses: Vec<_> = (0..r.threads().len()).map(|i| r.thread_status(i)).collect();
     for (t, (_, _, busy)) in r.threads().iter().zip(&statuses) {
@@ -265,15 +282,41 @@ fn threads(o: &mut String, r: &Registry) {
     }
 }
 
-/// Per-stage latency summaries.
+/// Per-stage latency histograms (fixed buckets) and the deprecated summaries.
 fn latencies(o: &mut String, r: &Registry) {
+    const WHAT: &str = "fetch per request, parse per body, compute and write per batch, end_to_end from response complete to row in a closed row group, handoff from response complete to the batch reaching the writer";
+    // One lock per stage: a copy, so that both families show the same observations.
+    let hists: Vec<_> = Stage::ALL
+        .iter()
+        .map(|&s| (s.name(), r.latency(s).clone()))
+        .collect();
     let _ = writeln!(
         o,
-        "# HELP pinflow_stage_latency_seconds Latency per stage: fetch per request, parse per body, compute and write per batch, end_to_end from response complete to row in a closed row group, handoff from response complete to the batch reaching the writer.\n# TYPE pinflow_stage_latency_seconds summary"
+        "# HELP pinflow_stage_duration_seconds Latency per stage: {WHAT}. Buckets 50us to 30s.\n# TYPE pinflow_stage_duration_seconds histogram"
     );
-    for stage in Stage::ALL {
-        let h = r.latency(stage);
-        let name = stage.name();
+    for (name, h) in &hists {
+        for (bound, n) in h.cumulative_buckets() {
+            let le = match bound {
+                Some(us) => (us as f64 / 1e6).to_string(),
+                None => "+Inf".to_string(),
+            };
+            let _ = writeln!(
+                o,
+                "pinflow_stage_duration_seconds_bucket{{stage=\"{name}\",le=\"{le}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "pinflow_stage_duration_seconds_sum{{stage=\"{name}\"}} {}\npinflow_stage_duration_seconds_count{{stage=\"{name}\"}} {}",
+            h.sum_us() / 1e6,
+            h.percentiles().count
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_stage_latency_seconds Deprecated, use pinflow_stage_duration_seconds (a histogram: aggregates across instances, rate() over a window). Lifetime quantiles of the latency per stage: {WHAT}.\n# TYPE pinflow_stage_latency_seconds summary"
+    );
+    for (name, h) in &hists {
         for q in QUANTILES {
             let _ = writeln!(
                 o,
@@ -291,6 +334,49 @@ fn latencies(o: &mut String, r: &Registry) {
             "pinflow_stage_latency_seconds_count{{stage=\"{name}\"}} {}",
             h.percentiles().count
         );
+    }
+}
+
+/// The standard process metrics, named as the Prometheus client libraries name them; each is
+/// left out where the OS does not report it.
+fn process(o: &mut String) {
+    let p = super::process_stats();
+    let families: [(&str, &str, &str, Option<f64>); 5] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            p.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            p.resident_memory_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            p.open_fds.map(|v| v as f64),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            p.max_fds.map(|v| v as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            p.start_time_seconds,
+        ),
+    ];
+    for (name, kind, help, v) in families {
+        if let Some(v) = v {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
     }
 }
 
@@ -332,5 +418,100 @@ mod tests {
             text.contains("\npinflow_fetch_blocked_seconds_total 0\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn latency_is_a_histogram_with_fixed_cumulative_buckets() {
+        let r = Registry::new(&[Role::Fetch]);
+        for us in [40, 150, 150, 2_000_000] {
+            r.latency(Stage::Fetch)
+                .record(std::time::Duration::from_micros(us));
+        }
+        let text = render(&r);
+        assert!(text.contains("# TYPE pinflow_stage_duration_seconds histogram\n"));
+        let line = |le: &str| {
+            format!("pinflow_stage_duration_seconds_bucket{{stage=\"fetch\",le=\"{le}\"}} ")
+        };
+        for (le, n) in [
+            ("0.00005", 1),
+            ("0.0001", 1),
+            ("0.00025", 3),
+            ("2.5", 4),
+            ("30", 4),
+            ("+Inf", 4),
+        ] {
+            assert!(text.contains(&format!("{}{n}\n", line(le))), "{le}: {text}");
+        }
+        assert!(text.contains("pinflow_stage_duration_seconds_count{stage=\"fetch\"} 4\n"));
+        assert!(
+            text.contains("pinflow_stage_duration_seconds_sum{stage=\"fetch\"} 2.00034\n"),
+            "{text}"
+        );
+        // The summary stays for existing dashboards, saying what replaces it.
+        assert!(text.contains(
+            "# HELP pinflow_stage_latency_seconds Deprecated, use pinflow_stage_duration_seconds"
+        ));
+    }
+
+    #[test]
+    fn request_outcomes_partition_the_requests_and_admitted_is_its_own_counter() {
+        let r = Registry::new(&[Role::Fetch]);
+        let s = crate::metrics::FetchStats {
+            requests: 10,
+            delivered: 6,
+            failed: 1,
+            cancelled: 3,
+            ..Default::default()
+        };
+        r.publish_fetch(&s, 0, 0);
+        let text = render(&r);
+        assert!(!text.contains("outcome=\"admitted\""), "{text}");
+        assert!(
+            text.contains("\npinflow_requests_admitted_total 10\n"),
+            "{text}"
+        );
+        let outcomes: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("pinflow_requests_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(outcomes, 10, "delivered + failed + cancelled: {text}");
+        assert!(text.contains("pinflow_requests_total{outcome=\"cancelled\"} 3\n"));
+    }
+
+    #[test]
+    fn last_write_timestamp_and_process_metrics_are_exposed() {
+        let r = Registry::new(&[Role::Writer]);
+        assert!(render(&r).contains("\npinflow_last_successful_write_timestamp_seconds 0\n"));
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        r.wrote(0, 0);
+        assert_eq!(r.last_write_unix_ms.load(Relaxed), 0, "nothing written");
+        r.wrote(1, 0);
+        let text = render(&r);
+        let stamp: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("pinflow_last_successful_write_timestamp_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            stamp >= before - 1.0 && stamp < before + 60.0,
+            "{stamp} vs {before}"
+        );
+        if cfg!(target_os = "linux") {
+            for name in [
+                "process_cpu_seconds_total",
+                "process_resident_memory_bytes",
+                "process_open_fds",
+                "process_max_fds",
+                "process_start_time_seconds",
+            ] {
+                assert!(text.contains(&format!("# TYPE {name} ")), "{name}: {text}");
+                assert!(text.contains(&format!("\n{name} ")), "{name}: {text}");
+            }
+        }
     }
 }

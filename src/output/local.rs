@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
@@ -131,7 +130,7 @@ impl<'a> LocalParquet<'a> {
                 }
             }
             if closed > 0 {
-                self.registry.row_groups.fetch_add(closed, Relaxed);
+                self.registry.wrote(closed, 0);
                 slot.closed_groups += closed;
                 // The rows that filled a row group may have left some in the next one: that
                 // batch stays pending here until they are in a closed group too.
@@ -204,10 +203,7 @@ impl<'a> LocalParquet<'a> {
         pending: Vec<u64>,
         holds: &mut Holds,
     ) {
-        self.registry
-            .row_groups
-            .fetch_add(row_groups.saturating_sub(closed), Relaxed);
-        self.registry.files_finalized.fetch_add(1, Relaxed);
+        self.registry.wrote(row_groups.saturating_sub(closed), 1);
         for id in pending {
             holds.release(id);
         }
@@ -257,7 +253,7 @@ impl Output for LocalParquet<'_> {
                 .open_since()
                 .is_some_and(|t| t.elapsed() >= max_age);
             if aged && slot.file.flush_row_group()? {
-                self.registry.row_groups.fetch_add(1, Relaxed);
+                self.registry.wrote(1, 0);
                 slot.closed_groups += 1;
                 for id in std::mem::take(&mut slot.pending) {
                     holds.release(id);

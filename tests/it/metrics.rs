@@ -2,7 +2,9 @@
 //! (ureq), its output parsed by a real Prometheus text-format parser and compared with the
 //! run's summary.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, Read};
+use std::net::TcpStream;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,7 +159,7 @@ fn metrics_during_and_after_a_run_match_the_summary() {
     let s = scrape(&agent, &base);
     let count = |name: &str, labels: &[(&str, &str)]| value(&s, name, labels) as u64;
     assert_eq!(
-        count("pinflow_requests_total", &[("outcome", "admitted")]),
+        count("pinflow_requests_admitted_total", &[]),
         summary.fetch.requests
     );
     assert_eq!(
@@ -225,4 +227,350 @@ fn metrics_during_and_after_a_run_match_the_summary() {
     let (status, health) = get(&agent, &format!("{base}/healthz"));
     assert_eq!(status, 200, "finished threads are healthy: {health}");
     sim.stop();
+}
+
+/// The Prometheus text of `base`'s `/metrics`.
+fn metrics_text(agent: &ureq::Agent, base: &str) -> String {
+    let (status, text) = get(agent, &format!("{base}/metrics"));
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
+/// The value of the one unlabelled sample `name` in exposition `text`.
+fn plain(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {name}:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Checks what a Prometheus server relies on, strictly: every family is declared by one HELP
+/// and one TYPE before its samples; samples of a family are contiguous; each histogram series
+/// has buckets in increasing `le`, cumulative counts, a last `+Inf` bucket equal to its
+/// `_count`, and a `_sum`. Returns the families by type.
+fn check_exposition(text: &str) -> BTreeMap<String, String> {
+    let mut help = BTreeSet::new();
+    let mut types = BTreeMap::new();
+    let mut done = BTreeSet::new();
+    let mut current: Option<String> = None;
+    // Histogram series (family + labels without le) → [(le, count)], _count, _sum.
+    let mut buckets: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut counts: BTreeMap<String, f64> = BTreeMap::new();
+    let mut sums = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(help.insert(name.to_string()), "second HELP for {name}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(help.contains(name), "TYPE before HELP for {name}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            assert!(
+                types.insert(name.to_string(), kind.to_string()).is_none(),
+                "second TYPE for {name}"
+            );
+            if let Some(prev) = current.replace(name.to_string()) {
+                done.insert(prev);
+            }
+            continue;
+        }
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "stray line {line:?}"
+        );
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.strip_suffix('}').expect("labels end with }")),
+            None => (series, ""),
+        };
+        let family = current
+            .as_deref()
+            .unwrap_or_else(|| panic!("sample before TYPE: {line}"));
+        assert!(!done.contains(family), "{family} is not contiguous");
+        let kind = &types[family];
+        let suffix = name
+            .strip_prefix(family)
+            .unwrap_or_else(|| panic!("{name} outside its family {family}"));
+        let allowed: &[&str] = match kind.as_str() {
+            "histogram" => &["_bucket", "_sum", "_count"],
+            "summary" => &["", "_sum", "_count"],
+            _ => &[""],
+        };
+        assert!(allowed.contains(&suffix), "{name} in {kind} {family}");
+        if kind == "histogram" {
+            let mut le = None;
+            let rest: Vec<&str> = labels
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .filter(|l| match l.strip_prefix("le=") {
+                    Some(v) => {
+                        le = Some(v.trim_matches('"').to_string());
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            let key = format!("{family}{{{}}}", rest.join(","));
+            match suffix {
+                "_bucket" => {
+                    let le = le.unwrap_or_else(|| panic!("bucket without le: {line}"));
+                    let bound = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap()
+                    };
+                    buckets.entry(key).or_default().push((bound, value));
+                }
+                "_count" => {
+                    counts.insert(key, value);
+                }
+                _ => {
+                    sums.insert(key);
+                }
+            }
+        }
+    }
+    for (key, b) in &buckets {
+        assert!(
+            b.windows(2).all(|w| w[0].0 < w[1].0),
+            "{key}: le not increasing {b:?}"
+        );
+        assert!(
+            b.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{key}: not cumulative {b:?}"
+        );
+        let last = b.last().unwrap();
+        assert_eq!(last.0, f64::INFINITY, "{key} ends with +Inf");
+        assert_eq!(
+            Some(&last.1),
+            counts.get(key),
+            "{key}: +Inf bucket == _count"
+        );
+        assert!(sums.contains(key), "{key} has a _sum");
+    }
+    assert_eq!(buckets.len(), counts.len(), "every _count has buckets");
+    types
+}
+
+/// Runs `promtool check metrics` on `text` where promtool is installed (Debian: package
+/// `prometheus`); says so and skips where it is not.
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("promtool not found on PATH: skipping `promtool check metrics` (the strict check above still ran)");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // promtool exits 3 for lint findings (naming advice) and 1 for a malformed exposition;
+    // the format must be valid, and the lint must find nothing either.
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {said}\n{text}"
+    );
+}
+
+#[test]
+fn the_exposition_is_valid_and_outcomes_partition_the_requests() {
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(dir.path().join("out.parquet"));
+    cfg.metrics.addr = Some("127.0.0.1:0".parse().unwrap());
+    let pipeline = Pipeline::new(cfg).unwrap();
+    let mut urls = String::new();
+    for i in 1..=300 {
+        urls.push_str(&format!("http://{}/logs/{i}.json\n", sim.addr()));
+    }
+    urls.push_str(&format!("http://{}/status/404\n", sim.addr()).repeat(3));
+    let source = Source::Lines {
+        name: "urls".into(),
+        reader: Box::new(std::io::Cursor::new(urls.into_bytes())),
+    };
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let summary = pipeline.run(source).expect("run succeeds");
+    assert_eq!(summary.fetch.failed, 3);
+    let base = format!("http://{}", pipeline.metrics_addr().expect("endpoint"));
+    let text = metrics_text(&agent(), &base);
+
+    let types = check_exposition(&text);
+    assert_eq!(types["pinflow_stage_duration_seconds"], "histogram");
+    for (name, kind) in [
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+        ("pinflow_last_successful_write_timestamp_seconds", "gauge"),
+        ("pinflow_requests_admitted_total", "counter"),
+    ] {
+        if name.starts_with("process_") && !cfg!(target_os = "linux") {
+            continue;
+        }
+        assert_eq!(types.get(name).map(String::as_str), Some(kind), "{name}");
+    }
+    promtool_check(&text);
+
+    // The outcomes partition the requests: summed over `outcome` they are the admitted ones.
+    let outcomes: Vec<(&str, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("pinflow_requests_total{outcome=\""))
+        .map(|l| {
+            let (outcome, v) = l.split_once("\"} ").unwrap();
+            (outcome, v.parse().unwrap())
+        })
+        .collect();
+    let names: Vec<_> = outcomes.iter().map(|(o, _)| *o).collect();
+    assert_eq!(names, ["delivered", "failed", "cancelled"]);
+    let sum: f64 = outcomes.iter().map(|(_, v)| v).sum();
+    assert_eq!(sum, plain(&text, "pinflow_requests_admitted_total"));
+    assert_eq!(sum as u64, summary.fetch.requests);
+
+    // The histogram counts what the summary counts, and its buckets hold every observation.
+    let fetch_count = text
+        .lines()
+        .find_map(|l| l.strip_prefix("pinflow_stage_duration_seconds_count{stage=\"fetch\"} "))
+        .unwrap();
+    assert_eq!(
+        fetch_count.parse::<u64>().unwrap(),
+        summary.latency.fetch.percentiles().count
+    );
+
+    // Something was written during this run, and the stamp says when.
+    let wrote = plain(&text, "pinflow_last_successful_write_timestamp_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        wrote >= started - 1.0 && wrote <= now + 1.0,
+        "{started} <= {wrote} <= {now}"
+    );
+    if cfg!(target_os = "linux") {
+        let start = plain(&text, "process_start_time_seconds");
+        assert!(
+            start <= started + 1.0 && start > started - 3600.0,
+            "{start}"
+        );
+    }
+    sim.stop();
+}
+
+#[test]
+fn an_idle_continuous_run_reads_as_idle_in_thread_busy_time() {
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(dir.path().join("logs.parquet"));
+    cfg.metrics.addr = Some("127.0.0.1:0".parse().unwrap());
+    // After its first pass the run has nothing to do for an hour.
+    cfg.every = Some(Duration::from_secs(3600));
+    let pipeline = Arc::new(Pipeline::new(cfg).unwrap());
+    let registry = pipeline.metrics();
+    let stop = pipeline.stop_flag();
+    let runner = {
+        let p = Arc::clone(&pipeline);
+        let source = Source::from_arg(&sim.logs_template(200)).unwrap();
+        std::thread::spawn(move || p.run(source))
+    };
+    for _ in 0..3000 {
+        if registry.cycles.load(std::sync::atomic::Ordering::Relaxed) >= 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        registry.cycles.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the first pass ends"
+    );
+    let base = format!("http://{}", pipeline.metrics_addr().expect("endpoint"));
+    let agent = agent();
+    // Busy seconds of every thread, and uptime, as a scrape sees them.
+    let busy = |s: &Scrape| -> BTreeMap<String, f64> {
+        s.samples
+            .iter()
+            .filter(|x| x.metric == "pinflow_thread_busy_seconds_total")
+            .map(|x| match x.value {
+                Value::Counter(v) => (x.labels.get("thread").unwrap().to_string(), v),
+                ref other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let first = scrape(&agent, &base);
+    // A few seconds of scraping an idle run, as Prometheus would.
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = scrape(&agent, &base);
+    }
+    let last = scrape(&agent, &base);
+    let wall =
+        value(&last, "pinflow_uptime_seconds", &[]) - value(&first, "pinflow_uptime_seconds", &[]);
+    assert!(wall >= 2.5, "{wall}");
+    let (before, after) = (busy(&first), busy(&last));
+    assert!(after.contains_key("fetch"), "{after:?}");
+    for (thread, b) in &after {
+        let delta = b - before[thread];
+        assert!(
+            delta < 0.5 * wall,
+            "thread {thread} reads {delta:.2} s busy over {wall:.2} s of an idle run"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let summary = runner.join().unwrap().expect("the run ends cleanly");
+    assert_eq!(summary.records_written, 200);
+    sim.stop();
+}
+
+#[test]
+fn healthz_is_answered_while_four_idle_connections_are_held() {
+    use pinflow::metrics::endpoint::Endpoint;
+    use pinflow::metrics::live::Registry;
+    use pinflow::plan::Role;
+    let endpoint = Endpoint::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(Registry::new(&[Role::Fetch, Role::Writer])),
+    )
+    .unwrap();
+    // Four clients that connect and say nothing (a stuck scraper, a port scan): served one
+    // at a time, each would hold /healthz up for the 5 s request deadline, 20 s in all.
+    let idle: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(endpoint.addr()).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    // The agent gives up after 10 s: half what the four idle clients would cost in turn.
+    let (status, body) = get(&agent(), &format!("http://{}/healthz", endpoint.addr()));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("fetch"), "{body}");
+    drop(idle);
 }

@@ -106,11 +106,19 @@ pub fn run(
                         continue;
                     }
                     stats.lock().requests += 1;
-                    if work_tx.send((item, Instant::now())).is_err() {
+                    // Waiting for a free worker, or for the source, is not busy time.
+                    registry.set_state(chans.thread, ThreadState::BlockedOutput);
+                    let sent = work_tx.send((item, Instant::now()));
+                    registry.set_state(chans.thread, ThreadState::Working);
+                    if sent.is_err() {
                         break;
                     }
                 }
-                Next::Pending => std::thread::park_timeout(Duration::from_millis(100)),
+                Next::Pending => {
+                    registry.set_state(chans.thread, ThreadState::WaitingInput);
+                    std::thread::park_timeout(Duration::from_millis(100));
+                    registry.set_state(chans.thread, ThreadState::Working);
+                }
                 Next::Done => break,
             }
             if last_publish.elapsed() >= Duration::from_millis(50) {

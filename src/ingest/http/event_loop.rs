@@ -184,7 +184,13 @@ impl Fetcher {
                 break;
             }
             let timeout = self.poll_timeout();
-            if let Err(e) = self.pool.poll.poll(&mut events, timeout) {
+            // Time blocked in poll is idle time, not busy time: waiting for the network, the
+            // source or the next pass (an idle continuous run would otherwise read 100 % busy).
+            let (registry, me) = (&self.chans.registry, self.chans.thread);
+            registry.set_state(me, ThreadState::WaitingInput);
+            let polled = self.pool.poll.poll(&mut events, timeout);
+            registry.set_state(me, ThreadState::Working);
+            if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(Error::Fetch {
                         op: "poll",
