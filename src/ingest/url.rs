@@ -100,23 +100,38 @@ fn percent_decode(s: &str) -> Vec<u8> {
 /// percent-encoded (as UTF-8); a control character (a tab, say) is refused, since no encoding
 /// of it can be what the server meant.
 pub(crate) fn encode_reference(reference: &str) -> Result<Cow<'_, str>, String> {
+    use std::fmt::Write as _;
+    // Every request's path comes through here: one byte scan, no allocation, in the common
+    // case of nothing to refuse or encode.
+    let bytes = reference.as_bytes();
+    let flagged = |b: &u8| b.is_ascii_control() || needs_encoding(*b);
+    let Some(first) = bytes.iter().position(flagged) else {
+        return Ok(Cow::Borrowed(reference));
+    };
     // Control characters are ASCII: a byte scan finds them without decoding UTF-8.
-    if let Some(b) = reference.bytes().find(|b| b.is_ascii_control()) {
+    if let Some(b) = bytes[first..].iter().find(|b| b.is_ascii_control()) {
         return Err(format!("it contains a control character (U+{b:04X})"));
     }
-    let needs = |b: u8| !b.is_ascii() || b" \"<>\\^`{|}".contains(&b);
-    if !reference.bytes().any(needs) {
-        return Ok(Cow::Borrowed(reference));
-    }
     let mut out = String::with_capacity(reference.len() + 16);
-    for b in reference.bytes() {
-        if needs(b) {
-            out.push_str(&format!("%{b:02X}"));
+    // Everything before `first` is ASCII, so `first` is a character boundary.
+    out.push_str(&reference[..first]);
+    for &b in &bytes[first..] {
+        if needs_encoding(b) {
+            let _ = write!(out, "%{b:02X}");
         } else {
-            out.push(b as char);
+            out.push(char::from(b));
         }
     }
     Ok(Cow::Owned(out))
+}
+
+/// Non-ASCII bytes, and the ASCII characters RFC 3986 allows nowhere in a URI.
+fn needs_encoding(b: u8) -> bool {
+    !b.is_ascii()
+        || matches!(
+            b,
+            b' ' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+        )
 }
 
 /// Resolves a `Location` or `Link` target against the URL `base` it came in the response to,
