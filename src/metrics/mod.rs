@@ -247,6 +247,11 @@ pub struct Summary {
     pub pinning_partial: bool,
     /// Set when SIGINT/SIGTERM (or [`crate::Pipeline`]'s stop flag) ended the run early.
     pub interrupted: bool,
+    /// Whether the output file existed before the run and was replaced
+    /// (`writer.overwrite`).
+    pub replaced: bool,
+    /// Temporary files killed runs had left beside the output, removed at the start.
+    pub stale_temporaries_removed: u64,
 }
 
 impl Summary {
@@ -363,6 +368,19 @@ impl std::fmt::Display for Summary {
                     self.row_groups
                 )?;
             }
+        }
+        if self.replaced {
+            writeln!(
+                f,
+                "replaced   the output file that existed before the run (--overwrite)"
+            )?;
+        }
+        if self.stale_temporaries_removed > 0 {
+            writeln!(
+                f,
+                "cleaned    {} temporary file(s) killed runs had left beside the output",
+                self.stale_temporaries_removed
+            )?;
         }
         if let Some(dl) = &self.dead_letter_file {
             writeln!(f, "dead       {}", dl.display())?;
