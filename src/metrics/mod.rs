@@ -369,10 +369,11 @@ impl std::fmt::Display for Summary {
                 )?;
             }
         }
-        if self.replaced {
+        if let Some(out) = self.output.as_ref().filter(|_| self.replaced) {
             writeln!(
                 f,
-                "replaced   the output file that existed before the run (--overwrite)"
+                "replaced   the file that was at {} before the run",
+                out.display()
             )?;
         }
         if self.stale_temporaries_removed > 0 {

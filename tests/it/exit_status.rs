@@ -228,7 +228,13 @@ fn a_second_run_to_the_same_out_is_refused_before_fetching_unless_overwrite() {
     let third = again(&["--overwrite"]);
     let (stdout, stderr) = text(&third);
     assert_eq!(third.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains("replaced   the output file"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "replaced   the file that was at {}",
+            out.display()
+        )),
+        "{stdout}"
+    );
     let mut got = ids(&out);
     got.sort_unstable();
     assert_eq!(got, (100..105).collect::<Vec<i64>>());
