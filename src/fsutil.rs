@@ -32,6 +32,34 @@ pub(crate) fn sync_dir(dir: &Path) {
     }
 }
 
+/// Whether process `pid` may still be running: `kill(pid, 0)` finds it (or finds it but may
+/// not signal it: another user's). Where that cannot be asked, `/proc/PID` on Linux, and
+/// otherwise yes, so a caller that deletes a dead process's files deletes nothing. A pid reused
+/// by an unrelated process reads as running: its files are kept, never a live one's deleted.
+pub(crate) fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    #[cfg(all(unix, feature = "http"))]
+    {
+        let Ok(p) = libc::pid_t::try_from(pid) else {
+            return true;
+        };
+        if p <= 0 {
+            return true;
+        }
+        // SAFETY: signal 0 is not sent; kill only checks that the process exists.
+        let r = unsafe { libc::kill(p, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(all(unix, feature = "http")))]
+    {
+        let proc = Path::new("/proc");
+        !(cfg!(target_os = "linux") && proc.join("self").exists())
+            || proc.join(pid.to_string()).exists()
+    }
+}
+
 /// `path` made absolute with its symbolic links resolved, as far as it exists: canonicalized
 /// when it exists, otherwise its parent canonicalized plus its file name (a file about to be
 /// created), otherwise made absolute as it is. Two paths naming the same file resolve alike,
@@ -139,6 +167,19 @@ fn same_file(_file: &File, path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_reads_as_alive_until_it_has_ended() {
+        assert!(process_alive(std::process::id()));
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert!(process_alive(child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!process_alive(child.id()), "a reaped child's pid is gone");
+    }
 
     #[test]
     fn a_lock_is_refused_while_held_and_free_once_dropped_or_stale() {

@@ -1147,18 +1147,35 @@ fn recent_files(journal: &Path, files: &OutputFiles, since: u64) -> Vec<String> 
 impl OutputFiles {
     /// Deletes the temporary files of this output that are not in `keep`. Returns how many.
     fn remove_stale(&self, keep: &HashSet<PathBuf>) -> u64 {
+        self.remove_temps(keep, false).len() as u64
+    }
+
+    /// Deletes the temporary files (`.NAME.tmp-PID`) of this output whose process is gone:
+    /// what a run killed before it could finish (SIGKILL, a second SIGINT, a power cut) left.
+    /// For runs without a journal (a journal's recovery clears its own, keeping those of
+    /// committed checkpoints). The caller holds the output's lock, so no other run is writing
+    /// here; the process check keeps the files of a live one anyway (an older version without
+    /// the lock, a lock on a file system that does not share it). Returns the files deleted.
+    pub(crate) fn remove_dead_temps(&self) -> Vec<PathBuf> {
+        self.remove_temps(&HashSet::new(), true)
+    }
+
+    /// Deletes the temporary files of this output not in `keep` (only those of a dead
+    /// process if `dead_only`). Returns the files deleted.
+    fn remove_temps(&self, keep: &HashSet<PathBuf>, dead_only: bool) -> Vec<PathBuf> {
         match self {
             OutputFiles::Under { root, .. } => {
-                remove_stale_temps(root, true, &|name| name.ends_with(".parquet"), keep)
+                let ours = |name: &str| name.ends_with(".parquet");
+                remove_stale_temps(root, true, &ours, keep, dead_only)
             }
             OutputFiles::Beside(out) => {
                 let dir = crate::fsutil::parent_dir(out);
                 let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-                    return 0;
+                    return Vec::new();
                 };
                 let (stem, ext) = stem_ext(out);
                 let ours = |file: &str| file == name || is_rotated_name(file, &stem, &ext);
-                remove_stale_temps(dir, false, &ours, keep)
+                remove_stale_temps(dir, false, &ours, keep, dead_only)
             }
         }
     }
@@ -1184,33 +1201,44 @@ fn is_rotated_name(file: &str, stem: &str, ext: &str) -> bool {
 }
 
 /// Deletes pinflow temporary files (`.NAME.tmp-PID`, NAME accepted by `ours`) in
-/// `dir` (and its subdirectories if `recursive`) that are not in `keep`. Returns how many.
+/// `dir` (and its subdirectories if `recursive`) that are not in `keep`, and if `dead_only`
+/// whose process PID no longer runs. Returns the files deleted.
 fn remove_stale_temps(
     dir: &Path,
     recursive: bool,
     ours: &dyn Fn(&str) -> bool,
     keep: &HashSet<PathBuf>,
-) -> u64 {
+    dead_only: bool,
+) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
+        return Vec::new();
     };
-    let mut n = 0;
+    let mut removed = Vec::new();
     for e in entries.flatten() {
         let p = e.path();
         let file = e.file_name().to_string_lossy().into_owned();
         // Not followed: a symbolic link is not part of the output's tree.
         if e.file_type().is_ok_and(|t| t.is_dir()) {
             if recursive {
-                n += remove_stale_temps(&p, recursive, ours, keep);
+                removed.extend(remove_stale_temps(&p, recursive, ours, keep, dead_only));
             }
             continue;
         }
-        if temp_target(&file).is_some_and(ours) && !keep.contains(&p) && fs::remove_file(&p).is_ok()
+        let gone = || {
+            let pid = file
+                .rsplit_once(".tmp-")
+                .and_then(|(_, pid)| pid.parse().ok());
+            pid.is_some_and(|pid| !crate::fsutil::process_alive(pid))
+        };
+        if temp_target(&file).is_some_and(ours)
+            && !keep.contains(&p)
+            && (!dead_only || gone())
+            && fs::remove_file(&p).is_ok()
         {
-            n += 1;
+            removed.push(p);
         }
     }
-    n
+    removed
 }
 
 #[cfg(test)]

@@ -242,6 +242,17 @@ pub(super) mod rule {
         }
     }
 
+    pub(in crate::config) fn max_dead_letters(c: &Config) -> Vec<Bad> {
+        match c
+            .writer
+            .max_dead_letters
+            .parse::<super::super::DeadLetterTolerance>()
+        {
+            Ok(_) => Vec::new(),
+            Err(why) => vec![Bad::value(why)],
+        }
+    }
+
     pub(in crate::config) fn stats(c: &Config) -> Vec<Bad> {
         Bad::items(
             c.schema

@@ -32,6 +32,7 @@ mod kind;
 mod layers;
 mod registry;
 mod render;
+mod tolerance;
 mod values;
 
 #[cfg(test)]
@@ -61,6 +62,7 @@ pub use registry::{
     env_name, key_paths, option, options, Bounds, Flag, OptionSpec, Topic, ENV_PREFIX,
 };
 pub use render::{reference_markdown, REFERENCE_BEGIN, REFERENCE_END};
+pub use tolerance::DeadLetterTolerance;
 pub use values::{
     format_duration, parse_duration, parse_listen_addr, Compression, FetchEngine, LogFormat,
     Progress, Shard,
@@ -292,6 +294,22 @@ pub struct WriterConfig {
     /// that the same command run again after a crash skips what is done and writes every
     /// record exactly once (see docs/operations.md, "Crash safety and resume"). One-shot runs without pagination only.
     pub journal: bool,
+    /// Replace an output file that already exists. Off (the default): a run whose output
+    /// file (unrotated, unpartitioned) exists is refused before anything is fetched. Rotated
+    /// and partitioned outputs never replace a file: their new files take free names.
+    pub overwrite: bool,
+    /// How many dead-lettered records the run may have and still succeed: a number of
+    /// records or a percentage of the records found (`"5"`, `"2.5%"`; see
+    /// [`DeadLetterTolerance`]). Beyond it `pinflow` exits with status 4. Default `"0"`.
+    pub max_dead_letters: String,
+}
+
+impl WriterConfig {
+    /// [`max_dead_letters`](Self::max_dead_letters), read; the default (none) where it does
+    /// not parse, which [`Config::validate`] reports.
+    pub fn dead_letter_tolerance(&self) -> DeadLetterTolerance {
+        self.max_dead_letters.parse().unwrap_or_default()
+    }
 }
 
 /// Which columns are written and which statistics are added (see [`crate::schema`]).
@@ -466,6 +484,8 @@ impl Default for WriterConfig {
             dead_letter_max_bytes: 64 << 20,
             dead_letter_keep: 5,
             journal: false,
+            overwrite: false,
+            max_dead_letters: "0".into(),
         }
     }
 }

@@ -900,6 +900,29 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "writer.overwrite",
+        kind: Kind::Bool,
+        flag: Flag::Shared("--overwrite"),
+        value_name: "BOOL",
+        help: "Replace the output file if it exists [default: refuse to start]",
+        doc: "Replace an output file that already exists. Off: a run whose output file exists is \
+         refused before anything is fetched. Rotated and partitioned outputs never replace a \
+         file (new files take free names), so this concerns one-file outputs.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "writer.max_dead_letters",
+        kind: Kind::Text,
+        flag: Flag::Shared("--max-dead-letters"),
+        value_name: "N|P%",
+        help: "Dead-lettered records tolerated before exit status 4: a count or a percentage [default: 0]",
+        doc: "Dead-lettered records a run may have and still exit 0: a number of records (\"5\") or \
+         a percentage of the records found (\"2.5%\"). Beyond it the command exits with status 4 \
+         (the records are in the dead-letter file either way).",
+        check: Check::Custom(rule::max_dead_letters),
+        ..BLANK
+    },
+    OptionSpec {
         key: "schema.fields",
         kind: Kind::StringList,
         flag: Flag::Shared("--field"),

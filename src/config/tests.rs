@@ -257,6 +257,8 @@ fn everything_set() -> Config {
             dead_letter_keep: 2,
             // Not with continuous mode, which this config turns on.
             journal: false,
+            overwrite: true,
+            max_dead_letters: "12".into(),
         },
         schema: SchemaConfig {
             fields: vec![
@@ -526,6 +528,7 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
         ("fetch.accept_encoding", "\"gzip, br\""),
         ("schema.fields", "[\"id:nope\"]"),
         ("schema.unknown", "\"maybe\""),
+        ("writer.max_dead_letters", "\"5 records\""),
         ("schema.stats", "[\"values:nope\"]"),
         ("log.level", "\"loud\""),
     ];

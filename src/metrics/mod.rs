@@ -290,6 +290,11 @@ pub struct Summary {
     pub pinning_partial: bool,
     /// Set when SIGINT/SIGTERM (or [`crate::Pipeline`]'s stop flag) ended the run early.
     pub interrupted: bool,
+    /// Whether the output file existed before the run and was replaced
+    /// (`writer.overwrite`).
+    pub replaced: bool,
+    /// Temporary files killed runs had left beside the output, removed at the start.
+    pub stale_temporaries_removed: u64,
 }
 
 impl Summary {
@@ -406,6 +411,20 @@ impl std::fmt::Display for Summary {
                     self.row_groups
                 )?;
             }
+        }
+        if let Some(out) = self.output.as_ref().filter(|_| self.replaced) {
+            writeln!(
+                f,
+                "replaced   the file that was at {} before the run",
+                out.display()
+            )?;
+        }
+        if self.stale_temporaries_removed > 0 {
+            writeln!(
+                f,
+                "cleaned    {} temporary file(s) killed runs had left beside the output",
+                self.stale_temporaries_removed
+            )?;
         }
         if let Some(dl) = &self.dead_letter_file {
             writeln!(f, "dead       {}", dl.display())?;

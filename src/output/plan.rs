@@ -98,6 +98,12 @@ impl OutputPlan {
         )
     }
 
+    /// Whether this run would replace a file that exists: one file, neither rotated nor
+    /// partitioned (those take free names), and `out` already there.
+    pub fn replaces_a_file(&self) -> bool {
+        !self.rotates() && !self.partitioned() && self.out.exists()
+    }
+
     /// The first file number from `from` on whose rotated name is not taken: a run started
     /// within the same second as an earlier one (a quick restart, a resumed run) must not
     /// replace its files.

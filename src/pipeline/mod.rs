@@ -27,9 +27,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::config::Config;
-#[cfg(not(feature = "metrics-endpoint"))]
-use crate::error::Error;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ingest::{self, Source};
 use crate::journal::Journal;
 #[cfg(feature = "metrics-endpoint")]
@@ -190,6 +188,26 @@ impl Pipeline {
             false => None,
         };
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
+        // An output file from before is replaced only when asked: refused here, before
+        // anything is fetched or any file touched.
+        let replacing = self.parquet && output.replaces_a_file();
+        if replacing && !cfg.writer.overwrite {
+            return Err(Error::output(
+                &output.out,
+                "check",
+                "already exists, and this run would replace it: give --overwrite \
+                 (writer.overwrite = true) to replace it, or another --out path",
+            ));
+        }
+        // What killed runs left under temporary names (without a journal: its recovery
+        // clears them itself, keeping those of committed checkpoints).
+        let stale = match self.parquet && !cfg.writer.journal {
+            true => self.output_files(&output).remove_dead_temps(),
+            false => Vec::new(),
+        };
+        for path in &stale {
+            tracing::warn!(file = %path.display(), "removed a temporary file a killed run left");
+        }
         // The journal first: it finishes or clears what a killed run left, before this run
         // opens its own files.
         let journal = match cfg.writer.journal {
@@ -250,6 +268,8 @@ impl Pipeline {
         summary.live_batch_bound =
             cfg.max_live_batches(plan.parse_threads(), plan.compute_threads());
         summary.pinning_partial = plan.partial || spawner.pin_failed();
+        summary.replaced = replacing && summary.output.as_deref() == Some(cfg.out.as_path());
+        summary.stale_temporaries_removed = stale.len() as u64;
         summary.plan = plan.describe();
         if spawner.pin_failed() {
             summary.plan.push_str(" (some threads could not be pinned)");
@@ -288,6 +308,18 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// How the files of `output` are named (for the journal and the stale-file cleanup).
+    fn output_files(&self, output: &OutputPlan) -> crate::journal::OutputFiles {
+        if output.partitioned() {
+            crate::journal::OutputFiles::Under {
+                root: output.out.clone(),
+                partition_by: output.writer.partition_by.clone(),
+            }
+        } else {
+            crate::journal::OutputFiles::Beside(output.out.clone())
+        }
+    }
+
     /// Opens the resume journal of `cfg.out` (see [`crate::journal`]), recovering what a killed
     /// run left. The journal belongs to one command: its source, schema and partitioning, and
     /// for file sources the chunk size, since a file's work items are its chunks (a resume
@@ -305,14 +337,7 @@ impl Pipeline {
             identity.push_str(&format!("; chunk_bytes={}", cfg.fetch.batch_max_bytes));
         }
         let path = Journal::path_for(&cfg.out);
-        let files = if output.partitioned() {
-            crate::journal::OutputFiles::Under {
-                root: cfg.out.clone(),
-                partition_by: cfg.writer.partition_by.clone(),
-            }
-        } else {
-            crate::journal::OutputFiles::Beside(cfg.out.clone())
-        };
+        let files = self.output_files(output);
         let (journal, rec) = Journal::open(&path, &identity, &files)?;
         if rec.torn_line {
             tracing::warn!(

@@ -102,6 +102,8 @@ fn everything_set() -> Config {
             dead_letter_max_bytes: 0,
             dead_letter_keep: 1,
             journal: false,
+            overwrite: true,
+            max_dead_letters: "2.5%".into(),
         },
         schema: SchemaConfig {
             fields: vec![

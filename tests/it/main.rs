@@ -28,6 +28,8 @@ mod continuous;
 mod encoding;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod end_to_end;
+#[cfg(feature = "cli")]
+mod exit_status;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod faults;
 #[cfg(feature = "cli")]

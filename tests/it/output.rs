@@ -484,6 +484,8 @@ fn lz4_round_trips_with_metadata() {
     let out = dir.path().join("l.parquet");
     let mut cfg = Config::new(&out);
     cfg.writer.compression = Compression::Lz4;
+    // Run twice below, the second run replacing the first one's file.
+    cfg.writer.overwrite = true;
     let template = sim.logs_template(1500);
     let pipeline = Pipeline::new(cfg).unwrap();
     pipeline.run(Source::from_arg(&template).unwrap()).unwrap();

@@ -141,7 +141,7 @@ fn a_second_run_to_the_same_out_is_refused_while_the_first_keeps_its_rows() {
     // The first run has ended: its lock is free, and a new run takes it.
     let input = dir.path().join("more.ndjson");
     std::fs::write(&input, ndjson(5000..5010)).unwrap();
-    let next = pinflow(&[], &[("--files", &input), ("--out", &out)])
+    let next = pinflow(&["--overwrite"], &[("--files", &input), ("--out", &out)])
         .output()
         .unwrap();
     assert!(next.status.success(), "{}", stderr(&next));
@@ -205,7 +205,10 @@ fn a_pipeline_refuses_an_output_another_pipeline_is_writing() {
 
     let input = dir.path().join("in.ndjson");
     std::fs::write(&input, ndjson(0..10)).unwrap();
-    let second = Pipeline::new(Config::new(&out)).unwrap();
+    let mut cfg = Config::new(&out);
+    // Its second run below replaces the first pipeline's file.
+    cfg.writer.overwrite = true;
+    let second = Pipeline::new(cfg).unwrap();
     let files = || Source::files(&[input.display().to_string()]).unwrap();
     let e = second.run(files()).unwrap_err().to_string();
     assert!(
@@ -243,8 +246,8 @@ fn a_partition_value_too_long_for_a_directory_name_is_a_dead_letter() {
     )
     .output()
     .unwrap();
-    // Dead records do not fail a run (only failed requests make it exit 3).
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The record dead-lettered beyond the default tolerance (0) makes it exit 4.
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     let written: Vec<i64> = parquet_under(&ds).iter().flat_map(|p| ids(p)).collect();
     let want: Vec<i64> = (0..100).filter(|&i| i != 50).collect();
     assert_eq!(sorted(written), want);

@@ -69,52 +69,7 @@ impl Server {
 }
 
 fn pinflow() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pinflow"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PINFLOW_") {
-            c.env_remove(k);
-        }
-    }
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    c
-}
-
-/// Waits up to [`EXIT_DEADLINE`] for `cond`, failing the test (and killing `child`) past it.
-fn wait_for(child: &mut Child, what: &str, cond: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !cond() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("pinflow ended ({status}) before {what}");
-        }
-        if started.elapsed() > EXIT_DEADLINE {
-            let _ = child.kill();
-            panic!("{what}: not within {EXIT_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Sends SIGTERM and waits for the process to exit, failing the test if it takes more than
-/// [`EXIT_DEADLINE`].
-fn sigterm_and_wait(mut child: Child) -> Output {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > EXIT_DEADLINE {
-            let _ = child.kill();
-            let o = child.wait_with_output().unwrap();
-            panic!(
-                "still running {EXIT_DEADLINE:?} after SIGTERM\n{}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    pinflow_piped()
 }
 
 /// The number after `label` in the summary (`delivered 100,` or `cancelled 5 by`), 0 when
@@ -172,7 +127,7 @@ fn stalled_run(dir: &Path, extra: &[&str]) -> (Server, Server, Child) {
         .spawn()
         .unwrap();
     let (answered, held) = (healthy.requests(), Arc::clone(&stalling.held));
-    wait_for(
+    wait_for_child(
         &mut child,
         "the healthy URLs answered and stalled ones sent",
         || answered() >= 100 && held.load(Ordering::Relaxed) >= 1,
@@ -186,8 +141,10 @@ fn sigterm_with_requests_stalled_on_the_wire_exits_with_the_received_rows_final(
     let (_healthy, _stalling, child) = stalled_run(dir.path(), &[]);
     let o = sigterm_and_wait(child);
     let (stdout, stderr) = text(&o);
-    // Nothing failed: the stalled requests were cancelled, not failed (exit 3 would say so).
-    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+    // Nothing failed: the stalled requests were cancelled, not failed; the exit status says
+    // the run stopped with work left (5), and the summary how much.
+    assert_eq!(o.status.code(), Some(5), "{stdout}\n{stderr}");
+    assert!(stdout.contains("stopped early: "), "{stdout}");
     assert!(stdout.contains("stopped    early"), "{stdout}");
     let (requests, delivered) = (
         figure(&stdout, "requests   "),
@@ -213,7 +170,8 @@ fn a_journal_run_stopped_at_the_deadline_resumes_and_fetches_what_was_cancelled(
     let (healthy, stalling, child) = stalled_run(dir.path(), &["--journal"]);
     let o = sigterm_and_wait(child);
     let (stdout, stderr) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(o.status.code(), Some(5), "{stdout}\n{stderr}");
+    assert!(stdout.contains("run the same command again"), "{stdout}");
     assert!(figure(&stdout, "cancelled ") >= 1, "{stdout}");
     // The same command again, the stalling host now answering: it fetches what the stop
     // cancelled (and what was never admitted), and skips what the first run wrote.
@@ -262,12 +220,12 @@ fn files_from_an_endless_device_stop_on_sigterm() {
     // Under way: its temporary file exists (/dev/zero has no line to write; the reader runs
     // on through it until stopped).
     let tmp = dir.path().join(format!(".t.parquet.tmp-{}", child.id()));
-    wait_for(&mut child, "the run started", || tmp.exists());
+    wait_for_child(&mut child, "the run started", || tmp.exists());
     let o = sigterm_and_wait(child);
     let (stdout, stderr) = text(&o);
-    // An orderly exit, not a kill: 3 once the endless line was failed as longer than
-    // fetch.max_body_bytes, 0 when the stop came first.
-    assert!(matches!(o.status.code(), Some(0 | 3)), "{stdout}\n{stderr}");
+    // An orderly exit, not a kill: 5, stopped before the end of its input (which comes
+    // before 3, for the endless line failed as longer than fetch.max_body_bytes).
+    assert_eq!(o.status.code(), Some(5), "{stdout}\n{stderr}");
     assert!(stdout.contains("stopped    early"), "{stdout}");
     assert!(!tmp.exists(), "the temporary file is finalized or removed");
 }
@@ -293,12 +251,13 @@ fn an_endless_stdin_stream_stops_on_sigterm_with_every_row_received_written() {
             counter.fetch_add(1, Ordering::Relaxed);
         }
     });
-    wait_for(&mut child, "100,000 lines read", || {
+    wait_for_child(&mut child, "100,000 lines read", || {
         sent.load(Ordering::Relaxed) > 100_000
     });
     let o = sigterm_and_wait(child);
     let (stdout, stderr) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+    // 5: stopped before the end of its input.
+    assert_eq!(o.status.code(), Some(5), "{stdout}\n{stderr}");
     assert!(stdout.contains("stopped    early"), "{stdout}");
     // Chunks are whole lines handed over in order: what was written is a prefix of the input,
     // each line once.
@@ -332,7 +291,7 @@ fn a_held_metrics_connection_does_not_delay_exit() {
         .spawn()
         .unwrap();
     let answered = healthy.requests();
-    wait_for(&mut child, "the first pass fetched", || answered() >= 1);
+    wait_for_child(&mut child, "the first pass fetched", || answered() >= 1);
     // A slow client: one byte a second, its request never complete, kept open.
     let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let stop_slow = Arc::new(AtomicBool::new(false));

@@ -7,7 +7,7 @@ use pinflow::sim::{SimConfig, Simulator};
 use pinflow::Source;
 
 use crate::options::{flag_given, load, validated, FlagsSet, Options};
-use crate::runtime::{finish, run_pipeline};
+use crate::runtime::{finish, run_pipeline, Expected};
 use crate::Failure;
 
 /// Serves `records` generated records from a simulator on a loopback port and writes them to
@@ -20,6 +20,11 @@ pub fn demo(
     opts: &Options,
 ) -> Result<ExitCode, Failure> {
     let (mut cfg, layers) = load(file, opts)?;
+    // The demo's own file (no --out) is its scratch output: each demo replaces the last
+    // one's, as the summary says, unless writer.overwrite was set either way.
+    if out.is_none() && !layers.iter().any(|l| l.is_set("writer.overwrite")) {
+        cfg.writer.overwrite = true;
+    }
     cfg.out = out.unwrap_or_else(|| PathBuf::from("pinflow-demo.parquet"));
     if !flag_given(&layers, "dead_letter") {
         cfg.dead_letter = None;
@@ -35,6 +40,7 @@ pub fn demo(
         sim.addr()
     );
     let (source, total) = Source::from_arg_counted(&sim.logs_template(records.max(1)))?;
+    let expected = Expected::of(&cfg, total);
     let summary = run_pipeline(cfg, source, "demo", total)?;
-    Ok(finish(&summary))
+    Ok(finish(&summary, &expected))
 }

@@ -4,9 +4,12 @@
 //! file, `PINFLOW_*` environment variables, and the flags.
 //!
 //! Exit codes: 0 success; 1 the run could not be done (configuration, a bad work source,
-//! output, internal error); 2 bad command line; 3 the run finished but some requests failed
-//! for good (their URLs and reasons are in the dead-letter file). A standard output closed by
-//! its reader (`| head`) changes none of them (see `stdout.rs`).
+//! output, an output file that exists without `--overwrite`, internal error); 2 bad command
+//! line; 3 the run finished but some requests failed for good (their URLs and reasons are in
+//! the dead-letter file); 4 the run finished but more records were dead-lettered than
+//! `writer.max_dead_letters` allows; 5 a one-shot run was stopped (SIGINT/SIGTERM) with work
+//! left; 130 a second signal. Of several, the first of 5, 3, 4 (`runtime::finish`). A standard
+//! output closed by its reader (`| head`) changes none of them (see `stdout.rs`).
 
 #[macro_use]
 mod stdout;

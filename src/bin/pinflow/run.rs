@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use pinflow::Source;
 
 use crate::options::{load, validated, FlagsSet, Options};
-use crate::runtime::{finish, run_pipeline};
+use crate::runtime::{finish, run_pipeline, Expected};
 use crate::Failure;
 
 /// Fetches `urls` (or reads `files`) into `out`; each falls back to the configuration's
@@ -49,8 +49,9 @@ pub fn run(
         let cfg = validated(cfg, &layers, &set)?;
         let label = cfg.files.join(" ");
         let source = Source::files(&cfg.files)?;
+        let expected = Expected::of(&cfg, None);
         let summary = run_pipeline(cfg, source, &label, None)?;
-        return Ok(finish(&summary));
+        return Ok(finish(&summary, &expected));
     }
     let urls = match urls.or_else(|| cfg.source.clone()) {
         Some(u) => u,
@@ -64,8 +65,9 @@ pub fn run(
     };
     let cfg = validated(cfg, &layers, &set)?;
     let (source, total) = Source::from_arg_counted(&urls)?;
+    let expected = Expected::of(&cfg, total);
     let summary = run_pipeline(cfg, source, &urls, total)?;
-    Ok(finish(&summary))
+    Ok(finish(&summary, &expected))
 }
 
 /// The hint for a `--urls` value the shell split into several words (an unquoted

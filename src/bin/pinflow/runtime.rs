@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pinflow::config::{LogFormat, Progress};
+use pinflow::config::{DeadLetterTolerance, LogFormat, Progress};
 use pinflow::{Config, Pipeline, Source, Summary};
 
 use crate::progress;
@@ -151,15 +151,161 @@ fn progress_bar(pipeline: &Pipeline, total: Option<u64>, done: &AtomicBool) {
     bar.finish_and_clear();
 }
 
-/// Prints the summary and turns it into the exit status: 3 when requests failed for good.
-pub fn finish(summary: &Summary) -> ExitCode {
+/// What the exit status of a run is judged against, taken from its configuration before the
+/// run (which consumes it).
+#[derive(Debug, Clone, Copy)]
+pub struct Expected {
+    /// Continuous mode: a stop is how it ends, not work left undone.
+    continuous: bool,
+    /// Whether a stopped run can be resumed (`writer.journal`).
+    journal: bool,
+    /// `writer.max_dead_letters`.
+    tolerance: DeadLetterTolerance,
+    /// Work items the source holds, where known (not for a shard or continuous mode).
+    total: Option<u64>,
+}
+
+impl Expected {
+    /// The expectations of a run of `cfg` over a source of `total` work items.
+    pub fn of(cfg: &Config, total: Option<u64>) -> Expected {
+        Expected {
+            continuous: cfg.every.is_some(),
+            journal: cfg.writer.journal,
+            tolerance: cfg.writer.dead_letter_tolerance(),
+            total: total.filter(|_| cfg.every.is_none() && cfg.fetch.shard.is_none()),
+        }
+    }
+}
+
+/// Exit status: the run finished, but some requests failed for good.
+pub const EXIT_REQUESTS_FAILED: u8 = 3;
+/// Exit status: more records were dead-lettered than `writer.max_dead_letters` allows.
+pub const EXIT_DEAD_LETTERS: u8 = 4;
+/// Exit status: a one-shot run was stopped (SIGINT/SIGTERM) before all its work was done.
+pub const EXIT_STOPPED_EARLY: u8 = 5;
+
+/// Prints the summary and turns it into the exit status (see main.rs): 5 when a one-shot run
+/// was stopped with work left, else 3 when requests failed for good, else 4 when more
+/// records were dead-lettered than tolerated, else 0. Each reason gets a line naming what was
+/// left.
+pub fn finish(summary: &Summary, expected: &Expected) -> ExitCode {
     out!("{summary}");
+    let (code, lines) = verdict(summary, expected);
+    for line in lines {
+        outln!("{line}");
+    }
     if summary.fetch.failed > 0 {
         tracing::warn!(
             "{} request(s) failed; see the dead-letter file for every URL and reason",
             summary.fetch.failed
         );
-        return ExitCode::from(3);
     }
-    ExitCode::SUCCESS
+    ExitCode::from(code)
+}
+
+/// The exit status of a finished run, and the summary lines that explain it.
+fn verdict(s: &Summary, e: &Expected) -> (u8, Vec<String>) {
+    let mut lines = Vec::new();
+    let mut code = 0;
+    if s.interrupted && !e.continuous {
+        let done = s.fetch.delivered + s.fetch.failed + s.fetch.skipped;
+        let left = e.total.map(|total| (total.saturating_sub(done), total));
+        let c = s.fetch.cancelled;
+        let how = match left {
+            Some((n, total)) => {
+                format!("{n} of {total} requests not fetched ({c} of them cancelled by the stop)")
+            }
+            None if c > 0 => {
+                format!("{c} requests cancelled by the stop, and the rest of the source not read")
+            }
+            None => "the rest of the source not read".into(),
+        };
+        let resume = match e.journal {
+            true => "run the same command again to fetch only those (resume journal)",
+            false => {
+                "without --journal a new run fetches everything again (with it, a stopped \
+                 run resumes where it stopped)"
+            }
+        };
+        if left.is_none_or(|(n, _)| n > 0) || c > 0 {
+            code = EXIT_STOPPED_EARLY;
+            lines.push(format!("left       stopped early: {how}; {resume}"));
+        }
+    }
+    if s.fetch.failed > 0 && code == 0 {
+        code = EXIT_REQUESTS_FAILED;
+    }
+    let dead = s.records_dead_lettered;
+    if dead > 0 {
+        let allowed = e.tolerance.allows(dead, s.records_parsed);
+        let file = s
+            .dead_letter_file
+            .as_ref()
+            .map(|p| format!("; each is in {} with its reason", p.display()))
+            .unwrap_or_default();
+        lines.push(format!(
+            "tolerance  {dead} of {} records dead-lettered, {} the tolerance of {} \
+             (--max-dead-letters){file}",
+            s.records_parsed,
+            if allowed { "within" } else { "beyond" },
+            e.tolerance
+        ));
+        if !allowed && code == 0 {
+            code = EXIT_DEAD_LETTERS;
+        }
+    }
+    (code, lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expected(continuous: bool, tolerance: &str, total: Option<u64>) -> Expected {
+        Expected {
+            continuous,
+            journal: false,
+            tolerance: tolerance.parse().unwrap(),
+            total,
+        }
+    }
+
+    #[test]
+    fn the_exit_status_names_what_was_left_in_order_stopped_failed_dead() {
+        let mut s = Summary::default();
+        s.fetch.requests = 100;
+        s.fetch.delivered = 100;
+        s.records_parsed = 100;
+        s.records_written = 100;
+        assert_eq!(verdict(&s, &expected(false, "0", Some(100))), (0, vec![]));
+        s.records_written = 97;
+        s.records_dead_lettered = 3;
+        let (code, lines) = verdict(&s, &expected(false, "0", Some(100)));
+        assert_eq!(code, EXIT_DEAD_LETTERS);
+        assert!(lines[0].contains("3 of 100 records dead-lettered, beyond the tolerance of 0"));
+        assert_eq!(verdict(&s, &expected(false, "3", None)).0, 0);
+        assert_eq!(verdict(&s, &expected(false, "3%", None)).0, 0);
+        assert_eq!(
+            verdict(&s, &expected(false, "2.9%", None)).0,
+            EXIT_DEAD_LETTERS
+        );
+        s.fetch.failed = 1;
+        assert_eq!(
+            verdict(&s, &expected(false, "0", None)).0,
+            EXIT_REQUESTS_FAILED
+        );
+        s.interrupted = true;
+        s.fetch.cancelled = 4;
+        let (code, lines) = verdict(&s, &expected(false, "0", Some(5000)));
+        assert_eq!(code, EXIT_STOPPED_EARLY);
+        assert!(
+            lines[0].contains("4899 of 5000 requests not fetched (4 of them cancelled"),
+            "{lines:?}"
+        );
+        // Continuous mode ends by a stop: not work left undone.
+        assert_eq!(
+            verdict(&s, &expected(true, "100%", None)).0,
+            EXIT_REQUESTS_FAILED
+        );
+    }
 }

@@ -225,3 +225,61 @@ pub fn final_parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// How long a process told to stop may take to exit in the tests that stop one: far more than
+/// the 2 s `fetch.shutdown_timeout` they set.
+pub const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits up to [`STOP_DEADLINE`] for `cond`, failing the test (and killing `child`) past it or
+/// if `child` ends first.
+pub fn wait_for_child(child: &mut std::process::Child, what: &str, cond: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !cond() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("pinflow ended ({status}) before {what}");
+        }
+        if started.elapsed() > STOP_DEADLINE {
+            let _ = child.kill();
+            panic!("{what}: not within {STOP_DEADLINE:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends SIGTERM and waits for the process to exit, failing the test if it takes more than
+/// [`STOP_DEADLINE`].
+pub fn sigterm_and_wait(mut child: std::process::Child) -> std::process::Output {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > STOP_DEADLINE {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "still running {STOP_DEADLINE:?} after SIGTERM\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The `pinflow` command with no `PINFLOW_*` variable of the test's environment, its standard
+/// output and error captured.
+#[cfg(feature = "cli")]
+pub fn pinflow_piped() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pinflow"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PINFLOW_") {
+            c.env_remove(k);
+        }
+    }
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
+}
