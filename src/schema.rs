@@ -9,12 +9,13 @@
 //! - `unknown`: what happens to fields not in the list ([`Unknown`]): ignored (the default),
 //!   the record rejected, or kept as one JSON object string column `_extra`.
 //! - `infer`: with no `fields`, derive them from the first records instead (see
-//!   [`crate::parse::infer`] for the rules).
+//!   [`crate::parse::infer`] for the rules); unset, the first records choose between the
+//!   built-in layout and inference ([`fits_log_layout`]).
 //! - `stats`: `FIELD` or `FIELD:OP,OP,...` over a numeric list column (see [`StatOp`]), each op
 //!   a column `FIELD_OP` (`values_p99`, `values_p99_9`).
 //!
-//! With none of that configured, the layout is the built-in log workload
-//! ([`Layout::logs`]): the columns below, plus count, mean, min, max and variance of `values`.
+//! The built-in log workload's layout ([`Layout::logs`]), taken when no fields are given and
+//! the records fit it: the columns below, plus count, mean, min, max and variance of `values`.
 //!
 //! | column            | Arrow type                    | from                                  |
 //! |-------------------|-------------------------------|---------------------------------------|
@@ -492,6 +493,16 @@ impl Layout {
         .expect("the built-in layout is valid")
     }
 
+    /// One line on how this layout came from the records, for a run whose schema was not
+    /// given: the built-in layout, or the inferred fields.
+    pub fn describe_inferred(&self) -> String {
+        if self.fields == log_fields() {
+            return "the built-in log layout (the records' fields are all its own)".into();
+        }
+        let fields: Vec<String> = self.fields.iter().map(ToString::to_string).collect();
+        format!("inferred from the first records: {}", fields.join(", "))
+    }
+
     /// The columns the parse stage produces (the fields, then `_extra` if kept).
     pub fn record_schema(&self) -> SchemaRef {
         Arc::clone(&self.record_schema)
@@ -520,6 +531,16 @@ pub fn log_fields() -> Vec<FieldSpec> {
         FieldSpec::new("message", FieldType::String),
         FieldSpec::new("values", FieldType::ListFloat64),
     ]
+}
+
+/// Whether records with the inferred `fields` fit the built-in log layout: every field is one
+/// of its own (or below one of them), so taking it loses nothing. With no schema configured,
+/// such records get the built-in layout and any others an inferred one.
+pub fn fits_log_layout(fields: &[FieldSpec]) -> bool {
+    let own = log_fields();
+    fields
+        .iter()
+        .all(|f| own.iter().any(|o| o.path[0] == f.path[0]))
 }
 
 /// The columns the parse stage produces for the built-in log workload.
@@ -650,5 +671,14 @@ mod tests {
         assert_eq!(names, ["v", "x_y", "_extra", "v_sum", "v_p99"]);
         assert_eq!(l.stat_columns(), [0]);
         assert_eq!(Layout::logs().output_schema().fields().len(), 13);
+    }
+
+    #[test]
+    fn only_records_of_the_log_fields_fit_the_log_layout() {
+        let f = |s: &str| s.parse::<FieldSpec>().unwrap();
+        assert!(fits_log_layout(&[f("id:int64"), f("latency_ms:float64")]));
+        assert!(fits_log_layout(&[]));
+        assert!(!fits_log_layout(&[f("id:int64"), f("user:string")]));
+        assert!(!fits_log_layout(&[f("user:string"), f("amount:int64")]));
     }
 }

@@ -370,7 +370,7 @@ impl Config {
     /// the unknown-field policy together).
     fn schema_problems(&self, found: &mut Problems) {
         let sc = &self.schema;
-        if sc.infer && !sc.fields.is_empty() {
+        if sc.infer == Some(true) && !sc.fields.is_empty() {
             found.bad(
                 "schema.infer",
                 "infers the fields when none are listed; remove schema.fields or infer".into(),
@@ -380,7 +380,7 @@ impl Config {
         let parts_ok = [rule::unknown, rule::fields, rule::stats]
             .iter()
             .all(|r| r(self).is_empty());
-        if parts_ok && !(sc.infer && sc.fields.is_empty()) {
+        if parts_ok && (!sc.fields.is_empty() || sc.infer == Some(false)) {
             // A fixed layout can be checked as a whole now (duplicate columns, statistics of a
             // column that is not a numeric list...).
             if let Err(Error::Config { why, .. }) = sc.layout() {

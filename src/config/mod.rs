@@ -299,11 +299,16 @@ pub struct WriterConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SchemaConfig {
     /// The fields, each `PATH:TYPE` or `PATH:TYPE as COLUMN` (`"http.status:int64"`). Empty:
-    /// the built-in log layout, or inference with `infer`.
+    /// decided by `infer`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<String>,
-    /// With no `fields`, infer them from the first records (see [`crate::parse::infer`]).
-    pub infer: bool,
+    /// With no `fields`: `Some(true)` infers them from the first records (see
+    /// [`crate::parse::infer`]); `Some(false)` takes the built-in log layout; `None` (unset)
+    /// decides from the first records: the built-in layout when every field they hold is one of
+    /// its own, inference otherwise, so that records of another shape never become rows of
+    /// nulls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub infer: Option<bool>,
     /// Fields not in the schema: `ignore`, `reject` (dead-letter the record) or `extra` (keep
     /// them as a JSON object in the column `_extra`).
     pub unknown: String,
@@ -318,7 +323,7 @@ impl Default for SchemaConfig {
     fn default() -> Self {
         SchemaConfig {
             fields: Vec::new(),
-            infer: false,
+            infer: None,
             unknown: "ignore".into(),
             stats: None,
         }
@@ -326,9 +331,10 @@ impl Default for SchemaConfig {
 }
 
 impl SchemaConfig {
-    /// The fixed layout, or `None` when it is to be inferred. Errors name the key.
+    /// The fixed layout, or `None` when it is decided from the records (inferred, or chosen
+    /// by [`SchemaConfig::decides_from_records`]). Errors name the key.
     pub fn layout(&self) -> Result<Option<Layout>> {
-        if self.fields.is_empty() && self.infer {
+        if self.fields.is_empty() && self.infer != Some(false) {
             return Ok(None);
         }
         let fields = if self.fields.is_empty() {
@@ -343,6 +349,12 @@ impl SchemaConfig {
         self.layout_of(fields)
             .map(Some)
             .map_err(|why| Error::config("schema", why))
+    }
+
+    /// Whether nothing says what the schema is (no `fields`, `infer` unset): the first records
+    /// decide between the built-in log layout and inference (see [`SchemaConfig::infer`]).
+    pub fn decides_from_records(&self) -> bool {
+        self.fields.is_empty() && self.infer.is_none()
     }
 
     /// The layout of `fields` with this configuration's `unknown` and `stats`.

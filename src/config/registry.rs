@@ -917,8 +917,11 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         kind: Kind::Bool,
         flag: Flag::Shared("--infer-schema"),
         value_name: "BOOL",
-        help: "Infer the fields from the first records [default: off]",
-        doc: "With no fields listed, infer them from the first records (up to 1000).",
+        example: "false",
+        help: "With no --field: true infers the fields from the first records, false takes the built-in log layout [default: the built-in layout if the records' fields are all its own, else inferred]",
+        doc: "With no fields listed: true infers them from the first records (up to 1000), false \
+         takes the built-in log layout. Unset: the first records decide, the built-in layout \
+         when every field they hold is one of its own, inference otherwise.",
         ..BLANK
     },
     OptionSpec {

@@ -247,6 +247,9 @@ pub struct Summary {
     pub pinning_partial: bool,
     /// Set when SIGINT/SIGTERM (or [`crate::Pipeline`]'s stop flag) ended the run early.
     pub interrupted: bool,
+    /// How the records chose the schema when the configuration did not give one (see
+    /// [`crate::config::SchemaConfig::infer`]): the built-in layout, or the inferred fields.
+    pub schema: Option<String>,
 }
 
 impl Summary {
@@ -299,6 +302,9 @@ impl std::fmt::Display for Summary {
         )?;
         for (reason, n) in &self.dead_by_reason {
             writeln!(f, "  dead     {n} × {reason}")?;
+        }
+        if let Some(schema) = &self.schema {
+            writeln!(f, "schema     {schema}")?;
         }
         if self.records_filtered > 0 {
             writeln!(f, "  filtered {} by transforms", self.records_filtered)?;

@@ -304,8 +304,14 @@ impl Columns {
             ints: &mut self.ints,
             extra: &mut self.extra_json,
             prefix: &mut self.prefix,
+            matched: false,
         };
         st.walk(nodes, 0, &self.tree)?;
+        if !st.matched && self.extra_json.is_empty() {
+            // Every column would be null: the record is of another shape, and a row of nulls
+            // would lose it without a word.
+            return Err(no_field_of_the_schema(nodes));
+        }
         for (b, s) in self.builders.iter_mut().zip(&self.staged) {
             append(b, s, nodes, &self.floats, &self.ints);
         }
@@ -368,6 +374,8 @@ struct Stage<'c> {
     ints: &'c mut Vec<i64>,
     extra: &'c mut Vec<u8>,
     prefix: &'c mut String,
+    /// Whether some field of the schema was found (a null value included).
+    matched: bool,
 }
 
 impl Stage<'_> {
@@ -393,8 +401,8 @@ impl Stage<'_> {
                         self.prefix.truncate(keep);
                         r?;
                     }
-                    // A missing parent: its fields are null.
-                    Node::Static(StaticNode::Null) => {}
+                    // A missing parent: its fields are null (and present, as a null is).
+                    Node::Static(StaticNode::Null) => self.matched = true,
                     ref other => {
                         return Err(wrong_type(
                             &format!("{}{key}", self.prefix),
@@ -430,6 +438,7 @@ impl Stage<'_> {
     }
 
     fn stage(&mut self, col: usize, nodes: &[Node<'_>], v: usize, key: &str) -> Result<(), Reject> {
+        self.matched = true;
         let n = &nodes[v];
         if matches!(n, Node::Static(StaticNode::Null)) {
             self.staged[col] = Staged::Missing;
@@ -498,6 +507,53 @@ impl Stage<'_> {
             }
         };
         Ok(())
+    }
+}
+
+/// The dead-letter class of a record none of whose fields is in the schema.
+pub(crate) const NO_FIELD_CLASS: &str = "no field of the schema";
+
+/// Why the object at `nodes[0]` is refused when none of its fields is in the schema: its first
+/// few keys, and a hint when one of them holds an array of objects (the records of an
+/// envelope, most likely).
+fn no_field_of_the_schema(nodes: &[Node<'_>]) -> Reject {
+    let Node::Object { len, .. } = nodes[0] else {
+        unreachable!("the caller found an object")
+    };
+    let mut keys = Vec::new();
+    let mut envelope = None;
+    let mut idx = 1;
+    for _ in 0..len {
+        let Node::String(key) = nodes[idx] else {
+            unreachable!("object keys are strings")
+        };
+        if keys.len() < 5 {
+            keys.push(format!("`{key}`"));
+        }
+        if let Node::Array { len: n, .. } = nodes[idx + 1] {
+            if n > 0 && envelope.is_none() && matches!(nodes[idx + 2], Node::Object { .. }) {
+                envelope = Some(key.to_string());
+            }
+        }
+        idx += 1 + node_span(&nodes[idx + 1]);
+    }
+    let mut detail = match len {
+        0 => "the record is an empty object: no field of the schema".to_string(),
+        _ => format!(
+            "none of the record's fields ({}{}) is in the schema",
+            keys.join(", "),
+            if len > keys.len() { ", ..." } else { "" }
+        ),
+    };
+    if let Some(key) = envelope {
+        detail.push_str(&format!(
+            "; `{key}` holds an array of objects: if the records are in it, set \
+             fetch.records_field = \"{key}\" (--records-field {key})"
+        ));
+    }
+    Reject {
+        class: NO_FIELD_CLASS,
+        detail,
     }
 }
 

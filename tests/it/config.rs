@@ -110,7 +110,7 @@ fn everything_set() -> Config {
                 "host:string".into(),
                 "lat:list<float64>".into(),
             ],
-            infer: false,
+            infer: Some(false),
             unknown: "extra".into(),
             stats: Some(vec!["lat:mean,p99".into()]),
         },

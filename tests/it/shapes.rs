@@ -1,0 +1,167 @@
+//! Records of the shape a user's API has (issue 17, items 1, 11 and 12): without a schema the
+//! records decide it, and a record of another shape is never a row of nulls.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::RecordBatch;
+
+use crate::common::*;
+use pinflow::sim::{SimConfig, Simulator, Workload};
+
+fn pinflow() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pinflow"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A 200 response with `body` as JSON.
+fn ok(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// `pinflow run --urls URL --out OUT EXTRA...` (no progress line).
+fn run(url: &str, out: &Path, extra: &[&str]) -> Output {
+    pinflow()
+        .args(["run", "--progress", "never", "--urls", url, "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn column_names(b: &RecordBatch) -> Vec<String> {
+    b.schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
+}
+
+#[test]
+fn records_of_another_shape_get_an_inferred_schema_not_rows_of_nulls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) =
+        http_server(|_, _| ok("{\"user\":\"a\",\"amount\":3}\n{\"user\":\"b\",\"amount\":5}\n"));
+    let out = dir.path().join("shop.parquet");
+    let o = run(&format!("{base}/orders.json"), &out, &[]);
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", text(&o.stderr));
+    let batches = read_parquet(&out);
+    assert_eq!(column_names(&batches[0]), ["user", "amount"]);
+    let (mut users, mut amounts) = (Vec::new(), Vec::new());
+    for b in &batches {
+        let u = b.column_by_name("user").unwrap().as_string::<i32>();
+        let a = b
+            .column_by_name("amount")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        users.extend(u.iter().map(|v| v.unwrap().to_string()));
+        amounts.extend(a.iter().map(|v| v.unwrap()));
+    }
+    assert_eq!((users, amounts), (vec!["a".into(), "b".into()], vec![3, 5]));
+    assert!(
+        stdout.contains("schema     inferred from the first records: user:string, amount:int64"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn records_of_the_log_fields_keep_the_built_in_layout_and_the_summary_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let out = dir.path().join("logs.parquet");
+    let o = run(&sim.url("/logs/{1..20}.json"), &out, &[]);
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", text(&o.stderr));
+    assert_rows_match_workload(&rows(&out), &Workload::default(), 1..=20);
+    assert_eq!(read_parquet(&out)[0].num_columns(), 13);
+    assert!(
+        stdout.contains("schema     the built-in log layout"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_record_with_no_field_of_the_schema_is_dead_lettered_not_a_row_of_nulls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = http_server(|_, _| {
+        ok("{\"id\":1,\"name\":\"a\"}\n{\"user\":\"x\",\"amount\":2}\n{}\n{\"id\":null}\n")
+    });
+    let out = dir.path().join("mixed.parquet");
+    let url = format!("{base}/mixed.json");
+    let o = run(
+        &url,
+        &out,
+        &["--field", "id:int64", "--field", "name:string"],
+    );
+    let stdout = text(&o.stdout);
+    assert!(o.status.code().is_some(), "{stdout}\n{}", text(&o.stderr));
+    // The record with a null id has a field of the schema: a row (its id is null).
+    let n: usize = read_parquet(&out).iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(n, 2, "{stdout}");
+    assert!(
+        stdout.contains("dead     2 × no field of the schema"),
+        "{stdout}"
+    );
+    let dead = ndjson_lines(&dir.path().join("mixed.parquet.deadletter.ndjson"));
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(
+        dead[0].contains("none of the record's fields (`user`, `amount`) is in the schema"),
+        "{}",
+        dead[0]
+    );
+    assert!(dead[1].contains("empty object"), "{}", dead[1]);
+}
+
+#[test]
+fn the_built_in_layout_asked_for_dead_letters_records_of_another_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = http_server(|_, _| ok("{\"id\":7}\n{\"data\":[{\"id\":8}]}\n"));
+    let out = dir.path().join("logs.parquet");
+    let o = run(
+        &format!("{base}/x.json"),
+        &out,
+        &["--infer-schema", "false"],
+    );
+    let stdout = text(&o.stdout);
+    assert!(o.status.code().is_some(), "{stdout}\n{}", text(&o.stderr));
+    assert_eq!(ids(&out), [7]);
+    assert!(!stdout.contains("schema     "), "{stdout}");
+    let dead = ndjson_lines(&dir.path().join("logs.parquet.deadletter.ndjson"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].contains("--records-field data"), "{}", dead[0]);
+}
+
+#[test]
+fn an_envelope_without_records_field_stops_the_run_naming_the_field_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = http_server(|_, _| {
+        ok(r#"{"data":[{"user":"a","amount":3}],"meta":{"next":null,"total":1}}"#)
+    });
+    let out = dir.path().join("env.parquet");
+    let o = run(&format!("{base}/page.json"), &out, &[]);
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success(), "{}\n{stderr}", text(&o.stdout));
+    assert!(
+        stderr.contains("field `data` holds an array of objects")
+            && stderr.contains("--records-field data"),
+        "{stderr}"
+    );
+    // Told where the records are, the same run writes them.
+    let o = run(
+        &format!("{base}/page.json"),
+        &out,
+        &["--records-field", "data"],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(column_names(&read_parquet(&out)[0]), ["user", "amount"]);
+}
