@@ -20,7 +20,7 @@
 //! | column            | Arrow type                    | from                                  |
 //! |-------------------|-------------------------------|---------------------------------------|
 //! | `id`              | Int64                         | `id` (integer)                        |
-//! | `ts`              | Timestamp(µs, "UTC")          | `ts` (RFC 3339 string)                |
+//! | `ts`              | Timestamp(µs, "UTC")          | `ts` (RFC 3339, or epoch number)      |
 //! | `service`         | Utf8                          | `service`                             |
 //! | `level`           | Utf8                          | `level`                               |
 //! | `host`            | Utf8                          | `host`                                |
@@ -59,7 +59,8 @@ pub enum FieldType {
     /// `dict`: a string column dictionary-encoded in Arrow too (low-cardinality strings such as
     /// a service or a level; Parquet dictionary-encodes every column by default anyway).
     Dict,
-    /// `timestamp`: an RFC 3339 string, stored as µs since the epoch, UTC.
+    /// `timestamp`: an RFC 3339 string or an epoch number (or as `schema.timestamp_format`
+    /// says), stored as µs since the epoch, UTC.
     Timestamp,
     /// `list<float64>`: an array of numbers.
     ListFloat64,
@@ -398,6 +399,8 @@ pub struct Layout {
     pub unknown: Unknown,
     /// The statistics appended after the record columns.
     pub stats: Vec<StatSpec>,
+    /// How `timestamp` fields are read (`schema.timestamp_format`, `schema.timestamp_zone`).
+    pub timestamps: crate::time::TimestampRule,
     record_schema: SchemaRef,
     output_schema: SchemaRef,
     /// Per statistic spec, the index of its list column.
@@ -473,6 +476,7 @@ impl Layout {
             fields,
             unknown,
             stats,
+            timestamps: crate::time::TimestampRule::default(),
             record_schema,
             output_schema: Arc::new(Schema::new(out_fields)),
             stat_columns,
@@ -501,6 +505,12 @@ impl Layout {
         }
         let fields: Vec<String> = self.fields.iter().map(ToString::to_string).collect();
         format!("inferred from the first records: {}", fields.join(", "))
+    }
+
+    /// This layout, reading `timestamp` fields by `rule`.
+    pub fn with_timestamps(mut self, rule: crate::time::TimestampRule) -> Layout {
+        self.timestamps = rule;
+        self
     }
 
     /// The columns the parse stage produces (the fields, then `_extra` if kept).

@@ -317,6 +317,15 @@ pub struct SchemaConfig {
     /// list; `[]`: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<Vec<String>>,
+    /// How `timestamp` fields are read: `rfc3339` (strings with an offset; a number is an
+    /// epoch time of the unit its magnitude says), `epoch_s`, `epoch_ms`, `epoch_us`,
+    /// `epoch_ns`, or a strftime pattern (see [`crate::time::TimeFormat`]).
+    pub timestamp_format: String,
+    /// The zone of date-times that carry no offset: `UTC` or a fixed offset such as `+02:00`
+    /// (see [`crate::time::parse_zone`]). Unset: such an RFC 3339 date-time is dead-lettered,
+    /// and a pattern without `%z` is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_zone: Option<String>,
 }
 
 impl Default for SchemaConfig {
@@ -326,6 +335,8 @@ impl Default for SchemaConfig {
             infer: None,
             unknown: "ignore".into(),
             stats: None,
+            timestamp_format: "rfc3339".into(),
+            timestamp_zone: None,
         }
     }
 }
@@ -374,7 +385,25 @@ impl SchemaConfig {
                 })
                 .collect(),
         };
-        Layout::new(fields, unknown, stats)
+        Ok(Layout::new(fields, unknown, stats)?.with_timestamps(self.timestamp_rule()?))
+    }
+
+    /// How `timestamp` fields are read, from `timestamp_format` and `timestamp_zone`.
+    pub fn timestamp_rule(&self) -> std::result::Result<crate::time::TimestampRule, String> {
+        let format: crate::time::TimeFormat = self.timestamp_format.parse()?;
+        let zone = self
+            .timestamp_zone
+            .as_deref()
+            .map(crate::time::parse_zone)
+            .transpose()?;
+        if zone.is_none() && !format.has_offset() {
+            return Err(format!(
+                "the timestamp format `{}` has no %z: set schema.timestamp_zone (UTC or an \
+                 offset such as +02:00) to say which zone its times are in",
+                self.timestamp_format
+            ));
+        }
+        Ok(crate::time::TimestampRule { format, zone })
     }
 }
 

@@ -948,6 +948,32 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "schema.timestamp_format",
+        kind: Kind::Text,
+        flag: Flag::Shared("--timestamp-format"),
+        value_name: "FORMAT",
+        help: "How timestamp fields are read: rfc3339, epoch_s, epoch_ms, epoch_us, epoch_ns or a strftime pattern [default: rfc3339]",
+        doc: "How timestamp fields are read: rfc3339 (strings with an offset; a number is an \
+         epoch time, its unit decided by magnitude), epoch_s, epoch_ms, epoch_us, epoch_ns, or \
+         a strftime pattern of %Y %m %d %e %j %b %H %M %S %f %z %T %F %% (\"%d/%b/%Y:%H:%M:%S %z\").",
+        check: Check::Custom(rule::timestamp_format),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "schema.timestamp_zone",
+        kind: Kind::Text,
+        flag: Flag::Shared("--timestamp-zone"),
+        value_name: "ZONE",
+        example: "\"+02:00\"",
+        help: "The zone of timestamps without an offset: UTC or +HH:MM (zone names are refused) [default: none, such timestamps are dead-lettered]",
+        doc: "The zone of timestamps that carry no offset: \"UTC\" or a fixed offset such as \
+         \"+02:00\"; zone names (Europe/Paris) are refused, their offset changes with daylight \
+         saving time. Unset: an RFC 3339 date-time without an offset is dead-lettered, and a \
+         pattern without %z is refused.",
+        check: Check::Custom(rule::timestamp_zone),
+        ..BLANK
+    },
+    OptionSpec {
         key: "metrics.addr",
         kind: Kind::ListenAddr,
         flag: Flag::Shared("--metrics-addr"),

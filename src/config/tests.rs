@@ -59,6 +59,22 @@ fn problems_lists_every_bad_value() {
 }
 
 #[test]
+fn a_timestamp_pattern_without_an_offset_needs_a_zone() {
+    let mut c = Config::new("x.parquet");
+    c.schema.timestamp_format = "%Y-%m-%d %H:%M:%S".into();
+    let shown: Vec<String> = c.problems().iter().map(|d| d.to_string()).collect();
+    assert_eq!(shown.len(), 1, "{shown:#?}");
+    assert!(
+        shown[0].starts_with("schema.timestamp_zone: "),
+        "{}",
+        shown[0]
+    );
+    assert!(shown[0].contains("has no %z"), "{}", shown[0]);
+    c.schema.timestamp_zone = Some("UTC".into());
+    assert!(c.problems().is_empty());
+}
+
+#[test]
 fn writer_output_keys_are_checked() {
     let mut c = Config::new("x.parquet");
     // Partition columns are checked against a fixed layout (here the built-in one); a layout
@@ -271,6 +287,8 @@ fn everything_set() -> Config {
             infer: Some(false),
             unknown: "extra".into(),
             stats: Some(vec!["lat:mean,p99".into()]),
+            timestamp_format: "%d/%b/%Y:%H:%M:%S %z".into(),
+            timestamp_zone: Some("+02:00".into()),
         },
         metrics: MetricsConfig {
             addr: Some("0.0.0.0:9100".parse().unwrap()),
@@ -530,6 +548,8 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
         ("schema.fields", "[\"id:nope\"]"),
         ("schema.unknown", "\"maybe\""),
         ("schema.stats", "[\"values:nope\"]"),
+        ("schema.timestamp_format", "\"%Y-%m-%d %I\""),
+        ("schema.timestamp_zone", "\"Europe/Paris\""),
         ("log.level", "\"loud\""),
     ];
     let mut checked = 0;

@@ -19,7 +19,7 @@ use simd_json::{Node, StaticNode};
 
 use super::{node_span, Reject};
 use crate::schema::{list_item, FieldType, Layout, Unknown};
-use crate::time::parse_rfc3339;
+use crate::time::{parse_rfc3339, TimeFormat};
 
 /// Where a key leads: a column, or an object holding configured paths.
 enum Target {
@@ -461,13 +461,32 @@ impl Stage<'_> {
                 Node::String(_) => Staged::Str(v),
                 other => return Err(wrong_type(&field(), "a string", other)),
             },
-            FieldType::Timestamp => match n {
-                Node::String(s) => Staged::Ts(parse_rfc3339(s).ok_or_else(|| Reject {
+            FieldType::Timestamp => {
+                let rule = &self.layout.timestamps;
+                let read = match n {
+                    // The fast path: the default format, a date-time with its offset.
+                    Node::String(s) if rule.format == TimeFormat::Rfc3339 => match parse_rfc3339(s)
+                    {
+                        Some(us) => Ok(us),
+                        None => rule.parse_rfc3339_or_local(s),
+                    },
+                    Node::String(s) => rule.parse_str(s),
+                    other => match number(other) {
+                        Some(x) => rule.parse_number(x),
+                        None => {
+                            return Err(wrong_type(
+                                &field(),
+                                "a date-time string or an epoch number",
+                                other,
+                            ))
+                        }
+                    },
+                };
+                Staged::Ts(read.map_err(|why| Reject {
                     class: "invalid timestamp",
-                    detail: format!("field `{}`: `{s}` is not an RFC 3339 date-time", field()),
-                })?),
-                other => return Err(wrong_type(&field(), "an RFC 3339 string", other)),
-            },
+                    detail: format!("field `{}`: {why}", field()),
+                })?)
+            }
             FieldType::ListFloat64 | FieldType::ListInt64 => {
                 let Node::Array { len, count } = *n else {
                     return Err(wrong_type(&field(), "an array of numbers", n));

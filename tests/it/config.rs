@@ -113,6 +113,8 @@ fn everything_set() -> Config {
             infer: Some(false),
             unknown: "extra".into(),
             stats: Some(vec!["lat:mean,p99".into()]),
+            timestamp_format: "%d/%b/%Y:%H:%M:%S %z".into(),
+            timestamp_zone: Some("+02:00".into()),
         },
         metrics: MetricsConfig {
             addr: Some("[::1]:9100".parse::<SocketAddr>().unwrap()),

@@ -165,3 +165,109 @@ fn an_envelope_without_records_field_stops_the_run_naming_the_field_to_set() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(column_names(&read_parquet(&out)[0]), ["user", "amount"]);
 }
+
+/// The `ts` column of every row, in µs since the epoch (null as `None`).
+fn timestamps(path: &Path) -> Vec<Option<i64>> {
+    use arrow_array::types::TimestampMicrosecondType;
+    read_parquet(path)
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name("ts").unwrap();
+            a.as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// 2026-11-24T15:20:00.123Z in µs.
+const TS: i64 = 1_795_533_600_123_000;
+
+#[test]
+fn epoch_millisecond_timestamps_land_as_the_right_parquet_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = http_server(|_, _| {
+        ok("{\"id\":1,\"ts\":1795533600123}\n{\"id\":2,\"ts\":\"1795533600124\"}\n")
+    });
+    let out = dir.path().join("epoch.parquet");
+    let url = format!("{base}/e.json");
+    let o = run(
+        &url,
+        &out,
+        &[
+            "--field",
+            "id:int64",
+            "--field",
+            "ts:timestamp",
+            "--timestamp-format",
+            "epoch_ms",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(timestamps(&out), [Some(TS), Some(TS + 1000)]);
+    // With no format given, the built-in layout reads an epoch number by its magnitude.
+    let out = dir.path().join("auto.parquet");
+    let o = run(&url, &out, &[]);
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("the built-in log layout"), "{stdout}");
+    // The string is not RFC 3339: a dead letter, the number a timestamp.
+    assert_eq!(timestamps(&out), [Some(TS)], "{stdout}");
+    assert!(
+        stdout.contains("dead     1 × invalid timestamp"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_timestamp_without_an_offset_is_read_in_the_configured_zone_or_names_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = http_server(|path, _| {
+        match path {
+        "/clf.json" => ok("{\"id\":1,\"ts\":\"24/Nov/2026:17:20:00.123\"}\n{\"id\":2,\"ts\":\"24/Nov/2026:17:20:00\"}"),
+        _ => ok("{\"id\":3,\"ts\":\"2026-11-24T16:20:00.123\"}"),
+    }
+    });
+    let out = dir.path().join("clf.parquet");
+    let o = run(
+        &format!("{base}/clf.json"),
+        &out,
+        &[
+            "--timestamp-format",
+            "%d/%b/%Y:%H:%M:%S.%f",
+            "--timestamp-zone",
+            "+02:00",
+        ],
+    );
+    let stdout = text(&o.stdout);
+    assert!(o.status.code().is_some(), "{}", text(&o.stderr));
+    assert_eq!(timestamps(&out), [Some(TS)], "{stdout}");
+    assert!(
+        stdout.contains("dead     1 × invalid timestamp"),
+        "{stdout}"
+    );
+    let o = run(
+        &format!("{base}/iso.json"),
+        &dir.path().join("iso.parquet"),
+        &["--timestamp-zone", "+01:00"],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(timestamps(&dir.path().join("iso.parquet")), [Some(TS)]);
+    // Without a zone the offset-less time is a dead letter that names the option.
+    let out = dir.path().join("strict.parquet");
+    let o = run(&format!("{base}/iso.json"), &out, &[]);
+    assert!(o.status.code().is_some(), "{}", text(&o.stderr));
+    let dead = ndjson_lines(&dir.path().join("strict.parquet.deadletter.ndjson"));
+    assert!(dead[0].contains("--timestamp-zone"), "{dead:?}");
+    // A zone name is refused before the run, saying why.
+    let o = run(
+        &format!("{base}/iso.json"),
+        &out,
+        &["--timestamp-zone", "Europe/Paris"],
+    );
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("schema.timestamp_zone: `Europe/Paris`: zone names"),
+        "{stderr}"
+    );
+}
