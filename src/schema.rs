@@ -45,6 +45,53 @@ use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 /// The name of the column that holds unknown fields with [`Unknown::Extra`].
 pub const EXTRA_COLUMN: &str = "_extra";
 
+/// The lineage column of each row's source: the URL it was fetched from (its password
+/// redacted), or the file and line range it was read from.
+pub const SOURCE_COLUMN: &str = "_source";
+
+/// The lineage column of when each row's body was fetched (or read), µs since the epoch, UTC.
+pub const FETCHED_AT_COLUMN: &str = "_fetched_at";
+
+/// Which lineage columns each row gets (`schema.lineage`), after the record columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// [`SOURCE_COLUMN`].
+    pub source: bool,
+    /// [`FETCHED_AT_COLUMN`].
+    pub fetched_at: bool,
+}
+
+impl Lineage {
+    /// From the names `source` and `fetched_at`.
+    ///
+    /// ```
+    /// use pinflow::schema::Lineage;
+    /// let l = Lineage::from_names(&["fetched_at".into()]).unwrap();
+    /// assert!(l.fetched_at && !l.source);
+    /// assert!(Lineage::from_names(&["url".into()]).unwrap_err().contains("source"));
+    /// ```
+    pub fn from_names(names: &[String]) -> Result<Lineage, String> {
+        let mut l = Lineage::default();
+        for n in names {
+            match n.as_str() {
+                "source" => l.source = true,
+                "fetched_at" => l.fetched_at = true,
+                other => {
+                    return Err(format!(
+                        "`{other}` is not a lineage column (source, fetched_at)"
+                    ))
+                }
+            }
+        }
+        Ok(l)
+    }
+
+    /// Whether any column is asked for.
+    pub fn any(self) -> bool {
+        self.source || self.fetched_at
+    }
+}
+
 /// A column's type, as written in `PATH:TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
@@ -401,6 +448,8 @@ pub struct Layout {
     pub stats: Vec<StatSpec>,
     /// How `timestamp` fields are read (`schema.timestamp_format`, `schema.timestamp_zone`).
     pub timestamps: crate::time::TimestampRule,
+    /// The lineage columns, after the record columns (and `_extra`).
+    pub lineage: Lineage,
     record_schema: SchemaRef,
     output_schema: SchemaRef,
     /// Per statistic spec, the index of its list column.
@@ -416,6 +465,24 @@ impl Layout {
         unknown: Unknown,
         stats: Vec<StatSpec>,
     ) -> Result<Layout, String> {
+        Layout::build(fields, unknown, stats, Lineage::default())
+    }
+
+    /// This layout with the `lineage` columns; fails when a field takes one of their names.
+    pub fn with_lineage(self, lineage: Lineage) -> Result<Layout, String> {
+        let timestamps = self.timestamps.clone();
+        Ok(
+            Layout::build(self.fields, self.unknown, self.stats, lineage)?
+                .with_timestamps(timestamps),
+        )
+    }
+
+    fn build(
+        fields: Vec<FieldSpec>,
+        unknown: Unknown,
+        stats: Vec<StatSpec>,
+        lineage: Lineage,
+    ) -> Result<Layout, String> {
         if fields.is_empty() {
             return Err("the schema has no fields".into());
         }
@@ -426,6 +493,11 @@ impl Layout {
             }
             if unknown == Unknown::Extra && f.column == EXTRA_COLUMN {
                 return Err(format!("`{EXTRA_COLUMN}` is the column of unknown fields"));
+            }
+            if (lineage.source && f.column == SOURCE_COLUMN)
+                || (lineage.fetched_at && f.column == FETCHED_AT_COLUMN)
+            {
+                return Err(format!("`{}` is a lineage column", f.column));
             }
             names.push(&f.column);
         }
@@ -450,6 +522,16 @@ impl Layout {
             .collect();
         if unknown == Unknown::Extra {
             out_fields.push(Field::new(EXTRA_COLUMN, DataType::Utf8, true));
+        }
+        if lineage.source {
+            out_fields.push(Field::new(SOURCE_COLUMN, DataType::Utf8, true));
+        }
+        if lineage.fetched_at {
+            out_fields.push(Field::new(
+                FETCHED_AT_COLUMN,
+                FieldType::Timestamp.data_type(),
+                true,
+            ));
         }
         let record_schema = Arc::new(Schema::new(out_fields.clone()));
         for s in &stats {
@@ -477,6 +559,7 @@ impl Layout {
             unknown,
             stats,
             timestamps: crate::time::TimestampRule::default(),
+            lineage,
             record_schema,
             output_schema: Arc::new(Schema::new(out_fields)),
             stat_columns,
@@ -513,7 +596,8 @@ impl Layout {
         self
     }
 
-    /// The columns the parse stage produces (the fields, then `_extra` if kept).
+    /// The columns the parse stage produces (the fields, then `_extra` if kept, then the
+    /// lineage columns asked for).
     pub fn record_schema(&self) -> SchemaRef {
         Arc::clone(&self.record_schema)
     }
@@ -681,6 +765,35 @@ mod tests {
         assert_eq!(names, ["v", "x_y", "_extra", "v_sum", "v_p99"]);
         assert_eq!(l.stat_columns(), [0]);
         assert_eq!(Layout::logs().output_schema().fields().len(), 13);
+    }
+
+    #[test]
+    fn lineage_columns_follow_the_record_columns_and_take_no_field_name() {
+        let f = |s: &str| s.parse::<FieldSpec>().unwrap();
+        let both = Lineage {
+            source: true,
+            fetched_at: true,
+        };
+        let l = Layout::new(
+            vec![f("v:list<int64>")],
+            Unknown::Extra,
+            vec!["v:sum".parse().unwrap()],
+        )
+        .unwrap()
+        .with_lineage(both)
+        .unwrap();
+        let names: Vec<String> = l
+            .output_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["v", "_extra", "_source", "_fetched_at", "v_sum"]);
+        let err = Layout::new(vec![f("_source:string")], Unknown::Ignore, vec![])
+            .unwrap()
+            .with_lineage(both)
+            .unwrap_err();
+        assert!(err.contains("lineage"), "{err}");
     }
 
     #[test]

@@ -261,6 +261,13 @@ pub(super) mod rule {
         }
     }
 
+    pub(in crate::config) fn lineage(c: &Config) -> Vec<Bad> {
+        match crate::schema::Lineage::from_names(&c.schema.lineage) {
+            Ok(_) => Vec::new(),
+            Err(why) => vec![Bad::value(why)],
+        }
+    }
+
     pub(in crate::config) fn stats(c: &Config) -> Vec<Bad> {
         Bad::items(
             c.schema
@@ -402,6 +409,7 @@ impl Config {
             rule::stats,
             rule::timestamp_format,
             rule::timestamp_zone,
+            rule::lineage,
         ]
         .iter()
         .all(|r| r(self).is_empty());

@@ -326,6 +326,11 @@ pub struct SchemaConfig {
     /// and a pattern without `%z` is refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_zone: Option<String>,
+    /// Lineage columns added to every row: `source` (`_source`: the URL, its password
+    /// redacted, or the file and line range) and `fetched_at` (`_fetched_at`: when its body
+    /// was fetched or read). See [`crate::schema::Lineage`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lineage: Vec<String>,
 }
 
 impl Default for SchemaConfig {
@@ -337,6 +342,7 @@ impl Default for SchemaConfig {
             stats: None,
             timestamp_format: "rfc3339".into(),
             timestamp_zone: None,
+            lineage: Vec::new(),
         }
     }
 }
@@ -385,7 +391,10 @@ impl SchemaConfig {
                 })
                 .collect(),
         };
-        Ok(Layout::new(fields, unknown, stats)?.with_timestamps(self.timestamp_rule()?))
+        let lineage = crate::schema::Lineage::from_names(&self.lineage)?;
+        Layout::new(fields, unknown, stats)?
+            .with_timestamps(self.timestamp_rule()?)
+            .with_lineage(lineage)
     }
 
     /// How `timestamp` fields are read, from `timestamp_format` and `timestamp_zone`.

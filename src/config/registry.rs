@@ -974,6 +974,19 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "schema.lineage",
+        kind: Kind::NameList,
+        flag: Flag::Shared("--lineage"),
+        value_name: "COLUMNS",
+        example: "[\"source\", \"fetched_at\"]",
+        help: "Lineage columns on every row: source (_source: the URL, password redacted, or file:lines), fetched_at (_fetched_at) [default: none]",
+        doc: "Lineage columns added to every row: source (_source: the URL it was fetched from, \
+         its password redacted, or FILE:FIRST-LAST lines of a file source) and fetched_at \
+         (_fetched_at: when its body was fetched or read, UTC).",
+        check: Check::Custom(rule::lineage),
+        ..BLANK
+    },
+    OptionSpec {
         key: "metrics.addr",
         kind: Kind::ListenAddr,
         flag: Flag::Shared("--metrics-addr"),

@@ -289,6 +289,7 @@ fn everything_set() -> Config {
             stats: Some(vec!["lat:mean,p99".into()]),
             timestamp_format: "%d/%b/%Y:%H:%M:%S %z".into(),
             timestamp_zone: Some("+02:00".into()),
+            lineage: vec!["source".into(), "fetched_at".into()],
         },
         metrics: MetricsConfig {
             addr: Some("0.0.0.0:9100".parse().unwrap()),
@@ -550,6 +551,7 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
         ("schema.stats", "[\"values:nope\"]"),
         ("schema.timestamp_format", "\"%Y-%m-%d %I\""),
         ("schema.timestamp_zone", "\"Europe/Paris\""),
+        ("schema.lineage", "[\"url\"]"),
         ("log.level", "\"loud\""),
     ];
     let mut checked = 0;

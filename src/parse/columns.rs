@@ -234,7 +234,45 @@ pub(crate) struct Columns {
     extra_json: Vec<u8>,
     /// The dotted path of the object being walked, for messages and `_extra` keys.
     prefix: String,
+    /// The lineage columns asked for, and the origin of the body being parsed.
+    lineage: Option<LineageColumns>,
     pub(crate) rows: usize,
+}
+
+/// The builders of the lineage columns, and what the rows of the current body get.
+struct LineageColumns {
+    source: Option<StringBuilder>,
+    fetched_at: Option<TimestampMicrosecondBuilder>,
+    /// The current body's source, redacted.
+    origin: String,
+    /// When the current body was fetched, µs since the epoch.
+    origin_at: i64,
+}
+
+impl LineageColumns {
+    fn append(&mut self) {
+        if let Some(b) = &mut self.source {
+            b.append_value(&self.origin);
+        }
+        if let Some(b) = &mut self.fetched_at {
+            b.append_value(self.origin_at);
+        }
+    }
+
+    fn finish(&mut self, utc: &Arc<str>, columns: &mut Vec<ArrayRef>) {
+        if let Some(b) = &mut self.source {
+            let column = b.finish();
+            let n = Sizes::of(&column);
+            *b = StringBuilder::with_capacity(n.rows, n.bytes);
+            columns.push(Arc::new(column));
+        }
+        if let Some(b) = &mut self.fetched_at {
+            let column = b.finish();
+            *b = TimestampMicrosecondBuilder::with_capacity(column.len())
+                .with_timezone(Arc::clone(utc));
+            columns.push(Arc::new(column));
+        }
+    }
 }
 
 impl Columns {
@@ -246,7 +284,17 @@ impl Columns {
             .map(|f| Builder::new(f.ty, Sizes::FIRST, &shared))
             .collect();
         let n = layout.fields.len();
+        let lineage = layout.lineage.any().then(|| LineageColumns {
+            source: layout.lineage.source.then(StringBuilder::new),
+            fetched_at: layout
+                .lineage
+                .fetched_at
+                .then(|| TimestampMicrosecondBuilder::new().with_timezone(Arc::clone(&shared.utc))),
+            origin: String::new(),
+            origin_at: 0,
+        });
         Columns {
+            lineage,
             tree: PathTree::build(&layout),
             extra: (layout.unknown == Unknown::Extra).then(StringBuilder::new),
             layout,
@@ -263,6 +311,21 @@ impl Columns {
 
     pub(crate) fn layout(&self) -> &Arc<Layout> {
         &self.layout
+    }
+
+    /// Whether rows carry lineage columns (then [`Columns::set_origin`] is called per body).
+    pub(crate) fn wants_origin(&self) -> bool {
+        self.lineage.is_some()
+    }
+
+    /// The lineage of the rows of the next body: its source (already redacted) and when it
+    /// was fetched, µs since the epoch.
+    pub(crate) fn set_origin(&mut self, source: &str, fetched_at: i64) {
+        if let Some(l) = &mut self.lineage {
+            l.origin.clear();
+            l.origin.push_str(source);
+            l.origin_at = fetched_at;
+        }
     }
 
     /// The rows appended since the last call, as one batch of the layout's record schema.
@@ -282,6 +345,9 @@ impl Columns {
             let n = Sizes::of(&column);
             *extra = StringBuilder::with_capacity(n.rows, n.bytes);
             columns.push(Arc::new(column));
+        }
+        if let Some(l) = &mut self.lineage {
+            l.finish(&self.shared.utc, &mut columns);
         }
         Some(
             RecordBatch::try_new(self.layout.record_schema(), columns)
@@ -323,6 +389,9 @@ impl Columns {
                 // Built from valid UTF-8 keys and values only.
                 extra.append_value(std::str::from_utf8(&self.extra_json).unwrap_or("{}"));
             }
+        }
+        if let Some(l) = &mut self.lineage {
+            l.append();
         }
         self.rows += 1;
         Ok(())

@@ -329,6 +329,9 @@ impl Parser {
                 attempts: item.attempts,
             }),
             Outcome::Body => {
+                if let Some(cols) = self.cols.as_mut().filter(|c| c.wants_origin()) {
+                    cols.set_origin(&crate::ingest::url::redact(url), wall_micros(item.done_at));
+                }
                 *delivered += 1;
                 *oldest =
                     Some(oldest.map_or(item.done_at, |o: std::time::Instant| o.min(item.done_at)));
@@ -705,6 +708,16 @@ impl Parser {
         self.stats.rows += 1;
         Ok(())
     }
+}
+
+/// `at` as µs since the epoch: the wall clock now, less the time since `at` (an `Instant` has
+/// no wall-clock time of its own).
+fn wall_micros(at: std::time::Instant) -> i64 {
+    let now = std::time::SystemTime::now()
+        .checked_sub(at.elapsed())
+        .unwrap_or(std::time::UNIX_EPOCH);
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// The index of the value at the dotted `path` of the object at `nodes[0]`.

@@ -271,3 +271,108 @@ fn a_timestamp_without_an_offset_is_read_in_the_configured_zone_or_names_the_opt
         "{stderr}"
     );
 }
+
+fn micros_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// The `_source` and `_fetched_at` columns of every row.
+fn lineage(path: &Path) -> Vec<(String, i64)> {
+    use arrow_array::types::TimestampMicrosecondType;
+    let mut out = Vec::new();
+    for b in read_parquet(path) {
+        let src = b.column_by_name("_source").unwrap().as_string::<i32>();
+        let at = b.column_by_name("_fetched_at").unwrap();
+        let at = at.as_primitive::<TimestampMicrosecondType>();
+        for i in 0..b.num_rows() {
+            out.push((src.value(i).to_string(), at.value(i)));
+        }
+    }
+    out
+}
+
+#[test]
+fn lineage_columns_name_each_rows_source_without_its_password_and_its_fetch_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, heads) = http_server(|path, _| match path {
+        "/a.json" => ok("{\"user\":\"a\"}\n{\"user\":\"b\"}\n"),
+        _ => ok("{\"user\":\"c\"}"),
+    });
+    let authed = base.replace("http://", "http://reader:s3cr3t-pw@");
+    let list = dir.path().join("urls.txt");
+    std::fs::write(&list, format!("{authed}/a.json\n{authed}/b.json\n")).unwrap();
+    let out = dir.path().join("lin.parquet");
+    let before = micros_now();
+    let o = run(
+        list.to_str().unwrap(),
+        &out,
+        &["--lineage", "source,fetched_at"],
+    );
+    let after = micros_now();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(heads
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|h| h.contains("Authorization: Basic")));
+    let batches = read_parquet(&out);
+    assert_eq!(
+        column_names(&batches[0]),
+        ["user", "_source", "_fetched_at"]
+    );
+    let mut got = lineage(&out);
+    got.sort();
+    let shown = base.replace("http://", "http://reader:***@");
+    let sources: Vec<&str> = got.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        sources,
+        [
+            format!("{shown}/a.json"),
+            format!("{shown}/a.json"),
+            format!("{shown}/b.json")
+        ]
+    );
+    for (_, at) in &got {
+        assert!((before..=after).contains(at), "{before} <= {at} <= {after}");
+    }
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(
+        !bytes.windows(9).any(|w| w == b"s3cr3t-pw"),
+        "the password is in the file"
+    );
+}
+
+#[test]
+fn lineage_of_a_file_source_is_its_name_and_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, "{\"id\":1}\n{\"id\":2}\n").unwrap();
+    let out = dir.path().join("files.parquet");
+    let o = pinflow()
+        .args([
+            "run",
+            "--progress",
+            "never",
+            "--lineage",
+            "source",
+            "--files",
+        ])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let b = &read_parquet(&out)[0];
+    assert_eq!(b.num_columns(), 14, "{:?}", column_names(b));
+    let src = b.column_by_name("_source").unwrap().as_string::<i32>();
+    let name = input.display().to_string();
+    assert!(
+        src.iter()
+            .all(|s| s.unwrap().starts_with(&format!("{name}:1-"))),
+        "{src:?}"
+    );
+}
