@@ -756,15 +756,18 @@ mod tests {
             stats("v:sum,p99"),
         )
         .unwrap();
-        let names: Vec<String> = l
-            .output_schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let names = output_names(&l);
         assert_eq!(names, ["v", "x_y", "_extra", "v_sum", "v_p99"]);
         assert_eq!(l.stat_columns(), [0]);
         assert_eq!(Layout::logs().output_schema().fields().len(), 13);
+    }
+
+    fn output_names(l: &Layout) -> Vec<String> {
+        l.output_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
     }
 
     #[test]
@@ -782,12 +785,7 @@ mod tests {
         .unwrap()
         .with_lineage(both)
         .unwrap();
-        let names: Vec<String> = l
-            .output_schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let names = output_names(&l);
         assert_eq!(names, ["v", "_extra", "_source", "_fetched_at", "v_sum"]);
         let err = Layout::new(vec![f("_source:string")], Unknown::Ignore, vec![])
             .unwrap()
