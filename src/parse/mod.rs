@@ -84,7 +84,13 @@ pub struct Parser {
     /// One reply per paginated body of the last batch (cleared by each
     /// [`Parser::parse_batch`]), for the caller to send to the fetcher.
     pub cursor_replies: Vec<CursorReply>,
+    /// What a body's URL becomes in the `_source` lineage column (see
+    /// [`Parser::set_source_redactor`]).
+    redact_source: Redactor,
 }
+
+/// Turns a URL into the text that may be written in a file (credentials removed).
+pub type Redactor = fn(&str) -> std::borrow::Cow<'_, str>;
 
 struct Reject {
     class: &'static str,
@@ -151,7 +157,16 @@ impl Parser {
             cursor_field: None,
             cursor_found: None,
             cursor_replies: Vec::new(),
+            redact_source: |url| std::borrow::Cow::Borrowed(url),
         }
+    }
+
+    /// How a body's URL is redacted before it is written in the `_source` lineage column of a
+    /// layout that asks for it. The default writes it as it is: the pipeline sets the
+    /// fetcher's redaction (passwords of `user:password@` replaced by `***`); a caller that
+    /// parses URLs with credentials and lineage sets its own.
+    pub fn set_source_redactor(&mut self, redact: Redactor) {
+        self.redact_source = redact;
     }
 
     /// Treats every body as an envelope object whose field at the dotted path `records` holds
@@ -330,7 +345,7 @@ impl Parser {
             }),
             Outcome::Body => {
                 if let Some(cols) = self.cols.as_mut().filter(|c| c.wants_origin()) {
-                    cols.set_origin(&crate::ingest::url::redact(url), wall_micros(item.done_at));
+                    cols.set_origin(&(self.redact_source)(url), wall_micros(item.done_at));
                 }
                 *delivered += 1;
                 *oldest =

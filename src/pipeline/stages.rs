@@ -196,6 +196,8 @@ impl Parsers {
             }
         };
         parser.max_body = self.fetch.max_body_bytes;
+        // No password of a URL reaches a file through the `_source` lineage column.
+        parser.set_source_redactor(crate::ingest::url::redact);
         parser.set_envelope(
             self.fetch.records_field.as_deref(),
             self.fetch.cursor_field.as_deref(),
