@@ -53,7 +53,7 @@
 //!
 //! let pipeline = Pipeline::builder()
 //!     .parquet(false) // rows go only to the sinks
-//!     .configure(|c| c.schema.infer = true)
+//!     .configure(|c| c.schema.infer = Some(true))
 //!     .filter(|row| row.i64("status").is_some_and(|s| s >= 500))
 //!     .on_batch(|rows| println!("{} server errors", rows.num_rows()))
 //!     .build()?;

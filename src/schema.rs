@@ -9,17 +9,18 @@
 //! - `unknown`: what happens to fields not in the list ([`Unknown`]): ignored (the default),
 //!   the record rejected, or kept as one JSON object string column `_extra`.
 //! - `infer`: with no `fields`, derive them from the first records instead (see
-//!   [`crate::parse::infer`] for the rules).
+//!   [`crate::parse::infer`] for the rules); unset, the first records choose between the
+//!   built-in layout and inference ([`fits_log_layout`]).
 //! - `stats`: `FIELD` or `FIELD:OP,OP,...` over a numeric list column (see [`StatOp`]), each op
 //!   a column `FIELD_OP` (`values_p99`, `values_p99_9`).
 //!
-//! With none of that configured, the layout is the built-in log workload
-//! ([`Layout::logs`]): the columns below, plus count, mean, min, max and variance of `values`.
+//! The built-in log workload's layout ([`Layout::logs`]), taken when no fields are given and
+//! the records fit it: the columns below, plus count, mean, min, max and variance of `values`.
 //!
 //! | column            | Arrow type                    | from                                  |
 //! |-------------------|-------------------------------|---------------------------------------|
 //! | `id`              | Int64                         | `id` (integer)                        |
-//! | `ts`              | Timestamp(µs, "UTC")          | `ts` (RFC 3339 string)                |
+//! | `ts`              | Timestamp(µs, "UTC")          | `ts` (RFC 3339, or epoch number)      |
 //! | `service`         | Utf8                          | `service`                             |
 //! | `level`           | Utf8                          | `level`                               |
 //! | `host`            | Utf8                          | `host`                                |
@@ -44,6 +45,53 @@ use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 /// The name of the column that holds unknown fields with [`Unknown::Extra`].
 pub const EXTRA_COLUMN: &str = "_extra";
 
+/// The lineage column of each row's source: the URL it was fetched from (its password
+/// redacted), or the file and line range it was read from.
+pub const SOURCE_COLUMN: &str = "_source";
+
+/// The lineage column of when each row's body was fetched (or read), µs since the epoch, UTC.
+pub const FETCHED_AT_COLUMN: &str = "_fetched_at";
+
+/// Which lineage columns each row gets (`schema.lineage`), after the record columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// [`SOURCE_COLUMN`].
+    pub source: bool,
+    /// [`FETCHED_AT_COLUMN`].
+    pub fetched_at: bool,
+}
+
+impl Lineage {
+    /// From the names `source` and `fetched_at`.
+    ///
+    /// ```
+    /// use pinflow::schema::Lineage;
+    /// let l = Lineage::from_names(&["fetched_at".into()]).unwrap();
+    /// assert!(l.fetched_at && !l.source);
+    /// assert!(Lineage::from_names(&["url".into()]).unwrap_err().contains("source"));
+    /// ```
+    pub fn from_names(names: &[String]) -> Result<Lineage, String> {
+        let mut l = Lineage::default();
+        for n in names {
+            match n.as_str() {
+                "source" => l.source = true,
+                "fetched_at" => l.fetched_at = true,
+                other => {
+                    return Err(format!(
+                        "`{other}` is not a lineage column (source, fetched_at)"
+                    ))
+                }
+            }
+        }
+        Ok(l)
+    }
+
+    /// Whether any column is asked for.
+    pub fn any(self) -> bool {
+        self.source || self.fetched_at
+    }
+}
+
 /// A column's type, as written in `PATH:TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
@@ -58,7 +106,8 @@ pub enum FieldType {
     /// `dict`: a string column dictionary-encoded in Arrow too (low-cardinality strings such as
     /// a service or a level; Parquet dictionary-encodes every column by default anyway).
     Dict,
-    /// `timestamp`: an RFC 3339 string, stored as µs since the epoch, UTC.
+    /// `timestamp`: an RFC 3339 string or an epoch number (or as `schema.timestamp_format`
+    /// says), stored as µs since the epoch, UTC.
     Timestamp,
     /// `list<float64>`: an array of numbers.
     ListFloat64,
@@ -397,6 +446,10 @@ pub struct Layout {
     pub unknown: Unknown,
     /// The statistics appended after the record columns.
     pub stats: Vec<StatSpec>,
+    /// How `timestamp` fields are read (`schema.timestamp_format`, `schema.timestamp_zone`).
+    pub timestamps: crate::time::TimestampRule,
+    /// The lineage columns, after the record columns (and `_extra`).
+    pub lineage: Lineage,
     record_schema: SchemaRef,
     output_schema: SchemaRef,
     /// Per statistic spec, the index of its list column.
@@ -412,6 +465,24 @@ impl Layout {
         unknown: Unknown,
         stats: Vec<StatSpec>,
     ) -> Result<Layout, String> {
+        Layout::build(fields, unknown, stats, Lineage::default())
+    }
+
+    /// This layout with the `lineage` columns; fails when a field takes one of their names.
+    pub fn with_lineage(self, lineage: Lineage) -> Result<Layout, String> {
+        let timestamps = self.timestamps.clone();
+        Ok(
+            Layout::build(self.fields, self.unknown, self.stats, lineage)?
+                .with_timestamps(timestamps),
+        )
+    }
+
+    fn build(
+        fields: Vec<FieldSpec>,
+        unknown: Unknown,
+        stats: Vec<StatSpec>,
+        lineage: Lineage,
+    ) -> Result<Layout, String> {
         if fields.is_empty() {
             return Err("the schema has no fields".into());
         }
@@ -422,6 +493,11 @@ impl Layout {
             }
             if unknown == Unknown::Extra && f.column == EXTRA_COLUMN {
                 return Err(format!("`{EXTRA_COLUMN}` is the column of unknown fields"));
+            }
+            if (lineage.source && f.column == SOURCE_COLUMN)
+                || (lineage.fetched_at && f.column == FETCHED_AT_COLUMN)
+            {
+                return Err(format!("`{}` is a lineage column", f.column));
             }
             names.push(&f.column);
         }
@@ -446,6 +522,16 @@ impl Layout {
             .collect();
         if unknown == Unknown::Extra {
             out_fields.push(Field::new(EXTRA_COLUMN, DataType::Utf8, true));
+        }
+        if lineage.source {
+            out_fields.push(Field::new(SOURCE_COLUMN, DataType::Utf8, true));
+        }
+        if lineage.fetched_at {
+            out_fields.push(Field::new(
+                FETCHED_AT_COLUMN,
+                FieldType::Timestamp.data_type(),
+                true,
+            ));
         }
         let record_schema = Arc::new(Schema::new(out_fields.clone()));
         for s in &stats {
@@ -472,6 +558,8 @@ impl Layout {
             fields,
             unknown,
             stats,
+            timestamps: crate::time::TimestampRule::default(),
+            lineage,
             record_schema,
             output_schema: Arc::new(Schema::new(out_fields)),
             stat_columns,
@@ -492,7 +580,24 @@ impl Layout {
         .expect("the built-in layout is valid")
     }
 
-    /// The columns the parse stage produces (the fields, then `_extra` if kept).
+    /// One line on how this layout came from the records, for a run whose schema was not
+    /// given: the built-in layout, or the inferred fields.
+    pub fn describe_inferred(&self) -> String {
+        if self.fields == log_fields() {
+            return "the built-in log layout (the records' fields are all its own)".into();
+        }
+        let fields: Vec<String> = self.fields.iter().map(ToString::to_string).collect();
+        format!("inferred from the first records: {}", fields.join(", "))
+    }
+
+    /// This layout, reading `timestamp` fields by `rule`.
+    pub fn with_timestamps(mut self, rule: crate::time::TimestampRule) -> Layout {
+        self.timestamps = rule;
+        self
+    }
+
+    /// The columns the parse stage produces (the fields, then `_extra` if kept, then the
+    /// lineage columns asked for).
     pub fn record_schema(&self) -> SchemaRef {
         Arc::clone(&self.record_schema)
     }
@@ -520,6 +625,16 @@ pub fn log_fields() -> Vec<FieldSpec> {
         FieldSpec::new("message", FieldType::String),
         FieldSpec::new("values", FieldType::ListFloat64),
     ]
+}
+
+/// Whether records with the inferred `fields` fit the built-in log layout: every field is one
+/// of its own (or below one of them), so taking it loses nothing. With no schema configured,
+/// such records get the built-in layout and any others an inferred one.
+pub fn fits_log_layout(fields: &[FieldSpec]) -> bool {
+    let own = log_fields();
+    fields
+        .iter()
+        .all(|f| own.iter().any(|o| o.path[0] == f.path[0]))
 }
 
 /// The columns the parse stage produces for the built-in log workload.
@@ -641,14 +756,50 @@ mod tests {
             stats("v:sum,p99"),
         )
         .unwrap();
-        let names: Vec<String> = l
-            .output_schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let names = output_names(&l);
         assert_eq!(names, ["v", "x_y", "_extra", "v_sum", "v_p99"]);
         assert_eq!(l.stat_columns(), [0]);
         assert_eq!(Layout::logs().output_schema().fields().len(), 13);
+    }
+
+    fn output_names(l: &Layout) -> Vec<String> {
+        l.output_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    #[test]
+    fn lineage_columns_follow_the_record_columns_and_take_no_field_name() {
+        let f = |s: &str| s.parse::<FieldSpec>().unwrap();
+        let both = Lineage {
+            source: true,
+            fetched_at: true,
+        };
+        let l = Layout::new(
+            vec![f("v:list<int64>")],
+            Unknown::Extra,
+            vec!["v:sum".parse().unwrap()],
+        )
+        .unwrap()
+        .with_lineage(both)
+        .unwrap();
+        let names = output_names(&l);
+        assert_eq!(names, ["v", "_extra", "_source", "_fetched_at", "v_sum"]);
+        let err = Layout::new(vec![f("_source:string")], Unknown::Ignore, vec![])
+            .unwrap()
+            .with_lineage(both)
+            .unwrap_err();
+        assert!(err.contains("lineage"), "{err}");
+    }
+
+    #[test]
+    fn only_records_of_the_log_fields_fit_the_log_layout() {
+        let f = |s: &str| s.parse::<FieldSpec>().unwrap();
+        assert!(fits_log_layout(&[f("id:int64"), f("latency_ms:float64")]));
+        assert!(fits_log_layout(&[]));
+        assert!(!fits_log_layout(&[f("id:int64"), f("user:string")]));
+        assert!(!fits_log_layout(&[f("user:string"), f("amount:int64")]));
     }
 }

@@ -253,6 +253,32 @@ pub(super) mod rule {
         }
     }
 
+    pub(in crate::config) fn timestamp_format(c: &Config) -> Vec<Bad> {
+        match c.schema.timestamp_format.parse::<crate::time::TimeFormat>() {
+            Ok(_) => Vec::new(),
+            Err(why) => vec![Bad::value(why)],
+        }
+    }
+
+    pub(in crate::config) fn timestamp_zone(c: &Config) -> Vec<Bad> {
+        match c
+            .schema
+            .timestamp_zone
+            .as_deref()
+            .map(crate::time::parse_zone)
+        {
+            Some(Err(why)) => vec![Bad::value(why)],
+            _ => Vec::new(),
+        }
+    }
+
+    pub(in crate::config) fn lineage(c: &Config) -> Vec<Bad> {
+        match crate::schema::Lineage::from_names(&c.schema.lineage) {
+            Ok(_) => Vec::new(),
+            Err(why) => vec![Bad::value(why)],
+        }
+    }
+
     pub(in crate::config) fn stats(c: &Config) -> Vec<Bad> {
         Bad::items(
             c.schema
@@ -381,17 +407,30 @@ impl Config {
     /// the unknown-field policy together).
     fn schema_problems(&self, found: &mut Problems) {
         let sc = &self.schema;
-        if sc.infer && !sc.fields.is_empty() {
+        if sc.infer == Some(true) && !sc.fields.is_empty() {
             found.bad(
                 "schema.infer",
                 "infers the fields when none are listed; remove schema.fields or infer".into(),
             );
         }
         // Each part already had its own check; a bad one is reported there, not again here.
-        let parts_ok = [rule::unknown, rule::fields, rule::stats]
-            .iter()
-            .all(|r| r(self).is_empty());
-        if parts_ok && !(sc.infer && sc.fields.is_empty()) {
+        let parts_ok = [
+            rule::unknown,
+            rule::fields,
+            rule::stats,
+            rule::timestamp_format,
+            rule::timestamp_zone,
+            rule::lineage,
+        ]
+        .iter()
+        .all(|r| r(self).is_empty());
+        if parts_ok {
+            // A pattern without %z needs a zone, whatever the layout.
+            if let Err(why) = sc.timestamp_rule() {
+                found.bad("schema.timestamp_zone", why);
+            }
+        }
+        if parts_ok && (!sc.fields.is_empty() || sc.infer == Some(false)) {
             // A fixed layout can be checked as a whole now (duplicate columns, statistics of a
             // column that is not a numeric list...).
             if let Err(Error::Config { why, .. }) = sc.layout() {

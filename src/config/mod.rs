@@ -317,11 +317,16 @@ impl WriterConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SchemaConfig {
     /// The fields, each `PATH:TYPE` or `PATH:TYPE as COLUMN` (`"http.status:int64"`). Empty:
-    /// the built-in log layout, or inference with `infer`.
+    /// decided by `infer`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<String>,
-    /// With no `fields`, infer them from the first records (see [`crate::parse::infer`]).
-    pub infer: bool,
+    /// With no `fields`: `Some(true)` infers them from the first records (see
+    /// [`crate::parse::infer`]); `Some(false)` takes the built-in log layout; `None` (unset)
+    /// decides from the first records: the built-in layout when every field they hold is one of
+    /// its own, inference otherwise, so that records of another shape never become rows of
+    /// nulls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub infer: Option<bool>,
     /// Fields not in the schema: `ignore`, `reject` (dead-letter the record) or `extra` (keep
     /// them as a JSON object in the column `_extra`).
     pub unknown: String,
@@ -330,23 +335,41 @@ pub struct SchemaConfig {
     /// list; `[]`: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<Vec<String>>,
+    /// How `timestamp` fields are read: `rfc3339` (strings with an offset; a number is an
+    /// epoch time of the unit its magnitude says), `epoch_s`, `epoch_ms`, `epoch_us`,
+    /// `epoch_ns`, or a strftime pattern (see [`crate::time::TimeFormat`]).
+    pub timestamp_format: String,
+    /// The zone of date-times that carry no offset: `UTC` or a fixed offset such as `+02:00`
+    /// (see [`crate::time::parse_zone`]). Unset: such an RFC 3339 date-time is dead-lettered,
+    /// and a pattern without `%z` is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_zone: Option<String>,
+    /// Lineage columns added to every row: `source` (`_source`: the URL, its password
+    /// redacted, or the file and line range) and `fetched_at` (`_fetched_at`: when its body
+    /// was fetched or read). See [`crate::schema::Lineage`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lineage: Vec<String>,
 }
 
 impl Default for SchemaConfig {
     fn default() -> Self {
         SchemaConfig {
             fields: Vec::new(),
-            infer: false,
+            infer: None,
             unknown: "ignore".into(),
             stats: None,
+            timestamp_format: "rfc3339".into(),
+            timestamp_zone: None,
+            lineage: Vec::new(),
         }
     }
 }
 
 impl SchemaConfig {
-    /// The fixed layout, or `None` when it is to be inferred. Errors name the key.
+    /// The fixed layout, or `None` when it is decided from the records (inferred, or chosen
+    /// by [`SchemaConfig::decides_from_records`]). Errors name the key.
     pub fn layout(&self) -> Result<Option<Layout>> {
-        if self.fields.is_empty() && self.infer {
+        if self.fields.is_empty() && self.infer != Some(false) {
             return Ok(None);
         }
         let fields = if self.fields.is_empty() {
@@ -361,6 +384,12 @@ impl SchemaConfig {
         self.layout_of(fields)
             .map(Some)
             .map_err(|why| Error::config("schema", why))
+    }
+
+    /// Whether nothing says what the schema is (no `fields`, `infer` unset): the first records
+    /// decide between the built-in log layout and inference (see [`SchemaConfig::infer`]).
+    pub fn decides_from_records(&self) -> bool {
+        self.fields.is_empty() && self.infer.is_none()
     }
 
     /// The layout of `fields` with this configuration's `unknown` and `stats`.
@@ -380,7 +409,28 @@ impl SchemaConfig {
                 })
                 .collect(),
         };
-        Layout::new(fields, unknown, stats)
+        let lineage = crate::schema::Lineage::from_names(&self.lineage)?;
+        Layout::new(fields, unknown, stats)?
+            .with_timestamps(self.timestamp_rule()?)
+            .with_lineage(lineage)
+    }
+
+    /// How `timestamp` fields are read, from `timestamp_format` and `timestamp_zone`.
+    pub fn timestamp_rule(&self) -> std::result::Result<crate::time::TimestampRule, String> {
+        let format: crate::time::TimeFormat = self.timestamp_format.parse()?;
+        let zone = self
+            .timestamp_zone
+            .as_deref()
+            .map(crate::time::parse_zone)
+            .transpose()?;
+        if zone.is_none() && !format.has_offset() {
+            return Err(format!(
+                "the timestamp format `{}` has no %z: set schema.timestamp_zone (UTC or an \
+                 offset such as +02:00) to say which zone its times are in",
+                self.timestamp_format
+            ));
+        }
+        Ok(crate::time::TimestampRule { format, zone })
     }
 }
 

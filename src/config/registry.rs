@@ -940,8 +940,11 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         kind: Kind::Bool,
         flag: Flag::Shared("--infer-schema"),
         value_name: "BOOL",
-        help: "Infer the fields from the first records [default: off]",
-        doc: "With no fields listed, infer them from the first records (up to 1000).",
+        example: "false",
+        help: "With no --field: true infers the fields from the first records, false takes the built-in log layout [default: the built-in layout if the records' fields are all its own, else inferred]",
+        doc: "With no fields listed: true infers them from the first records (up to 1000), false \
+         takes the built-in log layout. Unset: the first records decide, the built-in layout \
+         when every field they hold is one of its own, inference otherwise.",
         ..BLANK
     },
     OptionSpec {
@@ -965,6 +968,45 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         doc: "Statistics of numeric list columns, COLUMN or COLUMN:OP,...; ops count, sum, mean, \
          variance, stddev, min, max, pNN. Unset: count, mean, min, max, variance of `values`.",
         check: Check::Custom(rule::stats),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "schema.timestamp_format",
+        kind: Kind::Text,
+        flag: Flag::Shared("--timestamp-format"),
+        value_name: "FORMAT",
+        help: "How timestamp fields are read: rfc3339, epoch_s, epoch_ms, epoch_us, epoch_ns or a strftime pattern [default: rfc3339]",
+        doc: "How timestamp fields are read: rfc3339 (strings with an offset; a number is an \
+         epoch time, its unit decided by magnitude), epoch_s, epoch_ms, epoch_us, epoch_ns, or \
+         a strftime pattern of %Y %m %d %e %j %b %H %M %S %f %z %T %F %% (\"%d/%b/%Y:%H:%M:%S %z\").",
+        check: Check::Custom(rule::timestamp_format),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "schema.timestamp_zone",
+        kind: Kind::Text,
+        flag: Flag::Shared("--timestamp-zone"),
+        value_name: "ZONE",
+        example: "\"+02:00\"",
+        help: "The zone of timestamps without an offset: UTC or +HH:MM (zone names are refused) [default: none, such timestamps are dead-lettered]",
+        doc: "The zone of timestamps that carry no offset: \"UTC\" or a fixed offset such as \
+         \"+02:00\"; zone names (Europe/Paris) are refused, their offset changes with daylight \
+         saving time. Unset: an RFC 3339 date-time without an offset is dead-lettered, and a \
+         pattern without %z is refused.",
+        check: Check::Custom(rule::timestamp_zone),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "schema.lineage",
+        kind: Kind::NameList,
+        flag: Flag::Shared("--lineage"),
+        value_name: "COLUMNS",
+        example: "[\"source\", \"fetched_at\"]",
+        help: "Lineage columns on every row: source (_source: the URL, password redacted, or file:lines), fetched_at (_fetched_at) [default: none]",
+        doc: "Lineage columns added to every row: source (_source: the URL it was fetched from, \
+         its password redacted, or FILE:FIRST-LAST lines of a file source) and fetched_at \
+         (_fetched_at: when its body was fetched or read, UTC).",
+        check: Check::Custom(rule::lineage),
         ..BLANK
     },
     OptionSpec {

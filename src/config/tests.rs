@@ -59,8 +59,27 @@ fn problems_lists_every_bad_value() {
 }
 
 #[test]
+fn a_timestamp_pattern_without_an_offset_needs_a_zone() {
+    let mut c = Config::new("x.parquet");
+    c.schema.timestamp_format = "%Y-%m-%d %H:%M:%S".into();
+    let shown: Vec<String> = c.problems().iter().map(|d| d.to_string()).collect();
+    assert_eq!(shown.len(), 1, "{shown:#?}");
+    assert!(
+        shown[0].starts_with("schema.timestamp_zone: "),
+        "{}",
+        shown[0]
+    );
+    assert!(shown[0].contains("has no %z"), "{}", shown[0]);
+    c.schema.timestamp_zone = Some("UTC".into());
+    assert!(c.problems().is_empty());
+}
+
+#[test]
 fn writer_output_keys_are_checked() {
     let mut c = Config::new("x.parquet");
+    // Partition columns are checked against a fixed layout (here the built-in one); a layout
+    // left to the records is checked when they have chosen it.
+    c.schema.infer = Some(false);
     c.writer.flush_interval = Duration::ZERO;
     c.writer.rotate_rows = Some(0);
     c.writer.rotate_bytes = Some(0);
@@ -267,9 +286,12 @@ fn everything_set() -> Config {
                 "service:string".into(),
                 "lat:list<float64>".into(),
             ],
-            infer: false,
+            infer: Some(false),
             unknown: "extra".into(),
             stats: Some(vec!["lat:mean,p99".into()]),
+            timestamp_format: "%d/%b/%Y:%H:%M:%S %z".into(),
+            timestamp_zone: Some("+02:00".into()),
+            lineage: vec!["source".into(), "fetched_at".into()],
         },
         metrics: MetricsConfig {
             addr: Some("0.0.0.0:9100".parse().unwrap()),
@@ -530,6 +552,9 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
         ("schema.unknown", "\"maybe\""),
         ("writer.max_dead_letters", "\"5 records\""),
         ("schema.stats", "[\"values:nope\"]"),
+        ("schema.timestamp_format", "\"%Y-%m-%d %I\""),
+        ("schema.timestamp_zone", "\"Europe/Paris\""),
+        ("schema.lineage", "[\"url\"]"),
         ("log.level", "\"loud\""),
     ];
     let mut checked = 0;

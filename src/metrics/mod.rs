@@ -295,6 +295,9 @@ pub struct Summary {
     pub replaced: bool,
     /// Temporary files killed runs had left beside the output, removed at the start.
     pub stale_temporaries_removed: u64,
+    /// How the records chose the schema when the configuration did not give one (see
+    /// [`crate::config::SchemaConfig::infer`]): the built-in layout, or the inferred fields.
+    pub schema: Option<String>,
 }
 
 impl Summary {
@@ -347,6 +350,9 @@ impl std::fmt::Display for Summary {
         )?;
         for (reason, n) in &self.dead_by_reason {
             writeln!(f, "  dead     {n} × {reason}")?;
+        }
+        if let Some(schema) = &self.schema {
+            writeln!(f, "schema     {schema}")?;
         }
         if self.records_filtered > 0 {
             writeln!(f, "  filtered {} by transforms", self.records_filtered)?;

@@ -19,7 +19,7 @@ use simd_json::{Node, StaticNode};
 
 use super::{node_span, Reject};
 use crate::schema::{list_item, FieldType, Layout, Unknown};
-use crate::time::parse_rfc3339;
+use crate::time::{parse_rfc3339, TimeFormat};
 
 /// Where a key leads: a column, or an object holding configured paths.
 enum Target {
@@ -234,7 +234,45 @@ pub(crate) struct Columns {
     extra_json: Vec<u8>,
     /// The dotted path of the object being walked, for messages and `_extra` keys.
     prefix: String,
+    /// The lineage columns asked for, and the origin of the body being parsed.
+    lineage: Option<LineageColumns>,
     pub(crate) rows: usize,
+}
+
+/// The builders of the lineage columns, and what the rows of the current body get.
+struct LineageColumns {
+    source: Option<StringBuilder>,
+    fetched_at: Option<TimestampMicrosecondBuilder>,
+    /// The current body's source, redacted.
+    origin: String,
+    /// When the current body was fetched, µs since the epoch.
+    origin_at: i64,
+}
+
+impl LineageColumns {
+    fn append(&mut self) {
+        if let Some(b) = &mut self.source {
+            b.append_value(&self.origin);
+        }
+        if let Some(b) = &mut self.fetched_at {
+            b.append_value(self.origin_at);
+        }
+    }
+
+    fn finish(&mut self, utc: &Arc<str>, columns: &mut Vec<ArrayRef>) {
+        if let Some(b) = &mut self.source {
+            let column = b.finish();
+            let n = Sizes::of(&column);
+            *b = StringBuilder::with_capacity(n.rows, n.bytes);
+            columns.push(Arc::new(column));
+        }
+        if let Some(b) = &mut self.fetched_at {
+            let column = b.finish();
+            *b = TimestampMicrosecondBuilder::with_capacity(column.len())
+                .with_timezone(Arc::clone(utc));
+            columns.push(Arc::new(column));
+        }
+    }
 }
 
 impl Columns {
@@ -246,7 +284,17 @@ impl Columns {
             .map(|f| Builder::new(f.ty, Sizes::FIRST, &shared))
             .collect();
         let n = layout.fields.len();
+        let lineage = layout.lineage.any().then(|| LineageColumns {
+            source: layout.lineage.source.then(StringBuilder::new),
+            fetched_at: layout
+                .lineage
+                .fetched_at
+                .then(|| TimestampMicrosecondBuilder::new().with_timezone(Arc::clone(&shared.utc))),
+            origin: String::new(),
+            origin_at: 0,
+        });
         Columns {
+            lineage,
             tree: PathTree::build(&layout),
             extra: (layout.unknown == Unknown::Extra).then(StringBuilder::new),
             layout,
@@ -263,6 +311,21 @@ impl Columns {
 
     pub(crate) fn layout(&self) -> &Arc<Layout> {
         &self.layout
+    }
+
+    /// Whether rows carry lineage columns (then [`Columns::set_origin`] is called per body).
+    pub(crate) fn wants_origin(&self) -> bool {
+        self.lineage.is_some()
+    }
+
+    /// The lineage of the rows of the next body: its source (already redacted) and when it
+    /// was fetched, µs since the epoch.
+    pub(crate) fn set_origin(&mut self, source: &str, fetched_at: i64) {
+        if let Some(l) = &mut self.lineage {
+            l.origin.clear();
+            l.origin.push_str(source);
+            l.origin_at = fetched_at;
+        }
     }
 
     /// The rows appended since the last call, as one batch of the layout's record schema.
@@ -282,6 +345,9 @@ impl Columns {
             let n = Sizes::of(&column);
             *extra = StringBuilder::with_capacity(n.rows, n.bytes);
             columns.push(Arc::new(column));
+        }
+        if let Some(l) = &mut self.lineage {
+            l.finish(&self.shared.utc, &mut columns);
         }
         Some(
             RecordBatch::try_new(self.layout.record_schema(), columns)
@@ -304,8 +370,14 @@ impl Columns {
             ints: &mut self.ints,
             extra: &mut self.extra_json,
             prefix: &mut self.prefix,
+            matched: false,
         };
         st.walk(nodes, 0, &self.tree)?;
+        if !st.matched && self.extra_json.is_empty() {
+            // Every column would be null: the record is of another shape, and a row of nulls
+            // would lose it without a word.
+            return Err(no_field_of_the_schema(nodes));
+        }
         for (b, s) in self.builders.iter_mut().zip(&self.staged) {
             append(b, s, nodes, &self.floats, &self.ints);
         }
@@ -317,6 +389,9 @@ impl Columns {
                 // Built from valid UTF-8 keys and values only.
                 extra.append_value(std::str::from_utf8(&self.extra_json).unwrap_or("{}"));
             }
+        }
+        if let Some(l) = &mut self.lineage {
+            l.append();
         }
         self.rows += 1;
         Ok(())
@@ -368,6 +443,8 @@ struct Stage<'c> {
     ints: &'c mut Vec<i64>,
     extra: &'c mut Vec<u8>,
     prefix: &'c mut String,
+    /// Whether some field of the schema was found (a null value included).
+    matched: bool,
 }
 
 impl Stage<'_> {
@@ -393,8 +470,8 @@ impl Stage<'_> {
                         self.prefix.truncate(keep);
                         r?;
                     }
-                    // A missing parent: its fields are null.
-                    Node::Static(StaticNode::Null) => {}
+                    // A missing parent: its fields are null (and present, as a null is).
+                    Node::Static(StaticNode::Null) => self.matched = true,
                     ref other => {
                         return Err(wrong_type(
                             &format!("{}{key}", self.prefix),
@@ -430,6 +507,7 @@ impl Stage<'_> {
     }
 
     fn stage(&mut self, col: usize, nodes: &[Node<'_>], v: usize, key: &str) -> Result<(), Reject> {
+        self.matched = true;
         let n = &nodes[v];
         if matches!(n, Node::Static(StaticNode::Null)) {
             self.staged[col] = Staged::Missing;
@@ -452,13 +530,32 @@ impl Stage<'_> {
                 Node::String(_) => Staged::Str(v),
                 other => return Err(wrong_type(&field(), "a string", other)),
             },
-            FieldType::Timestamp => match n {
-                Node::String(s) => Staged::Ts(parse_rfc3339(s).ok_or_else(|| Reject {
+            FieldType::Timestamp => {
+                let rule = &self.layout.timestamps;
+                let read = match n {
+                    // The fast path: the default format, a date-time with its offset.
+                    Node::String(s) if rule.format == TimeFormat::Rfc3339 => match parse_rfc3339(s)
+                    {
+                        Some(us) => Ok(us),
+                        None => rule.parse_rfc3339_or_local(s),
+                    },
+                    Node::String(s) => rule.parse_str(s),
+                    other => match number(other) {
+                        Some(x) => rule.parse_number(x),
+                        None => {
+                            return Err(wrong_type(
+                                &field(),
+                                "a date-time string or an epoch number",
+                                other,
+                            ))
+                        }
+                    },
+                };
+                Staged::Ts(read.map_err(|why| Reject {
                     class: "invalid timestamp",
-                    detail: format!("field `{}`: `{s}` is not an RFC 3339 date-time", field()),
-                })?),
-                other => return Err(wrong_type(&field(), "an RFC 3339 string", other)),
-            },
+                    detail: format!("field `{}`: {why}", field()),
+                })?)
+            }
             FieldType::ListFloat64 | FieldType::ListInt64 => {
                 let Node::Array { len, count } = *n else {
                     return Err(wrong_type(&field(), "an array of numbers", n));
@@ -498,6 +595,53 @@ impl Stage<'_> {
             }
         };
         Ok(())
+    }
+}
+
+/// The dead-letter class of a record none of whose fields is in the schema.
+pub(crate) const NO_FIELD_CLASS: &str = "no field of the schema";
+
+/// Why the object at `nodes[0]` is refused when none of its fields is in the schema: its first
+/// few keys, and a hint when one of them holds an array of objects (the records of an
+/// envelope, most likely).
+fn no_field_of_the_schema(nodes: &[Node<'_>]) -> Reject {
+    let Node::Object { len, .. } = nodes[0] else {
+        unreachable!("the caller found an object")
+    };
+    let mut keys = Vec::new();
+    let mut envelope = None;
+    let mut idx = 1;
+    for _ in 0..len {
+        let Node::String(key) = nodes[idx] else {
+            unreachable!("object keys are strings")
+        };
+        if keys.len() < 5 {
+            keys.push(format!("`{key}`"));
+        }
+        if let Node::Array { len: n, .. } = nodes[idx + 1] {
+            if n > 0 && envelope.is_none() && matches!(nodes[idx + 2], Node::Object { .. }) {
+                envelope = Some(key.to_string());
+            }
+        }
+        idx += 1 + node_span(&nodes[idx + 1]);
+    }
+    let mut detail = match len {
+        0 => "the record is an empty object: no field of the schema".to_string(),
+        _ => format!(
+            "none of the record's fields ({}{}) is in the schema",
+            keys.join(", "),
+            if len > keys.len() { ", ..." } else { "" }
+        ),
+    };
+    if let Some(key) = envelope {
+        detail.push_str(&format!(
+            "; `{key}` holds an array of objects: if the records are in it, set \
+             fetch.records_field = \"{key}\" (--records-field {key})"
+        ));
+    }
+    Reject {
+        class: NO_FIELD_CLASS,
+        detail,
     }
 }
 

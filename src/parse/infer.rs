@@ -139,6 +139,33 @@ pub fn infer<'b>(
     (fields, records)
 }
 
+/// The field that makes `bodies` look like envelopes: every body is one object (not an array,
+/// not NDJSON), and each has this top-level field holding a non-empty array of objects (the
+/// records, most likely: `{"data":[{...}],"next":"..."}`). `None` when any body is otherwise.
+pub fn envelope_field<'b>(bodies: impl Iterator<Item = &'b [u8]>) -> Option<String> {
+    let mut found: Option<String> = None;
+    let mut scratch = Vec::new();
+    for body in bodies {
+        let docs = documents(body, false);
+        let [doc] = docs.as_slice() else {
+            return None;
+        };
+        scratch.clear();
+        scratch.extend_from_slice(doc);
+        let value = simd_json::to_borrowed_value(&mut scratch).ok()?;
+        let key = value.as_object()?.iter().find_map(|(k, v)| {
+            let items = v.as_array()?;
+            (!items.is_empty() && items.iter().all(|i| i.as_object().is_some()))
+                .then(|| k.to_string())
+        })?;
+        match &found {
+            Some(f) if *f != key => return None,
+            _ => found = Some(key),
+        }
+    }
+    found
+}
+
 fn observe(
     path: &str,
     v: &BorrowedValue<'_>,
@@ -250,6 +277,19 @@ mod tests {
         ]);
         // `om` is left out with `om.a`; an integer past i64::MAX makes the column float64.
         assert_eq!(got, ["u:float64"]);
+    }
+
+    #[test]
+    fn an_envelope_is_recognised_only_when_every_body_is_one() {
+        let env = |bodies: &[&str]| envelope_field(bodies.iter().map(|b| b.as_bytes()));
+        let page = r#"{"data":[{"a":1}],"meta":{"next":"c"}}"#;
+        assert_eq!(env(&[page, page]).as_deref(), Some("data"));
+        // Records that have a list of objects, one per line or in an array, are records.
+        assert_eq!(env(&[page, "{\"a\":1}\n{\"data\":[{\"b\":2}]}"]), None);
+        assert_eq!(env(&[r#"[{"data":[{"a":1}]}]"#]), None);
+        assert_eq!(env(&[r#"{"data":[1,2]}"#]), None);
+        assert_eq!(env(&[r#"{"data":[]}"#]), None);
+        assert_eq!(env(&[page, r#"{"items":[{"a":1}]}"#]), None);
     }
 
     #[test]

@@ -84,7 +84,13 @@ pub struct Parser {
     /// One reply per paginated body of the last batch (cleared by each
     /// [`Parser::parse_batch`]), for the caller to send to the fetcher.
     pub cursor_replies: Vec<CursorReply>,
+    /// What a body's URL becomes in the `_source` lineage column (see
+    /// [`Parser::set_source_redactor`]).
+    redact_source: Redactor,
 }
+
+/// Turns a URL into the text that may be written in a file (credentials removed).
+pub type Redactor = fn(&str) -> std::borrow::Cow<'_, str>;
 
 struct Reject {
     class: &'static str,
@@ -151,7 +157,16 @@ impl Parser {
             cursor_field: None,
             cursor_found: None,
             cursor_replies: Vec::new(),
+            redact_source: |url| std::borrow::Cow::Borrowed(url),
         }
+    }
+
+    /// How a body's URL is redacted before it is written in the `_source` lineage column of a
+    /// layout that asks for it. The default writes it as it is: the pipeline sets the
+    /// fetcher's redaction (passwords of `user:password@` replaced by `***`); a caller that
+    /// parses URLs with credentials and lineage sets its own.
+    pub fn set_source_redactor(&mut self, redact: Redactor) {
+        self.redact_source = redact;
     }
 
     /// Treats every body as an envelope object whose field at the dotted path `records` holds
@@ -218,6 +233,19 @@ impl Parser {
                 bodies.push(decoded[..len].to_vec());
             }
         }
+        if self.records_field.is_none() {
+            if let Some(key) = infer::envelope_field(bodies.iter().map(Vec::as_slice)) {
+                // Inferred from the envelope itself, the layout would drop the records.
+                return Err(Error::config(
+                    "schema",
+                    format!(
+                        "each response is one object whose field `{key}` holds an array of \
+                         objects: take the records from it with fetch.records_field = \"{key}\" \
+                         (--records-field {key}), or list the fields with schema.fields (--field)"
+                    ),
+                ));
+            }
+        }
         let (fields, records) = infer::infer(
             bodies.iter().map(Vec::as_slice),
             self.records_field.as_deref(),
@@ -232,11 +260,18 @@ impl Parser {
         let layout = (inference.make)(fields).map_err(|why| {
             Error::config("schema", format!("inferred from the first records: {why}"))
         })?;
-        tracing::info!(
-            records,
-            columns = %layout.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-            "schema inferred"
-        );
+        if layout.fields == crate::schema::log_fields() {
+            tracing::info!(
+                records,
+                "schema: the built-in log layout (every field of the first records is one of its own)"
+            );
+        } else {
+            tracing::info!(
+                records,
+                columns = %layout.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                "schema inferred"
+            );
+        }
         let l = inference.cell.get_or_init(|| Arc::new(layout));
         self.cols = Some(Columns::new(Arc::clone(l)));
         Ok(())
@@ -309,6 +344,9 @@ impl Parser {
                 attempts: item.attempts,
             }),
             Outcome::Body => {
+                if let Some(cols) = self.cols.as_mut().filter(|c| c.wants_origin()) {
+                    cols.set_origin(&(self.redact_source)(url), wall_micros(item.done_at));
+                }
                 *delivered += 1;
                 *oldest =
                     Some(oldest.map_or(item.done_at, |o: std::time::Instant| o.min(item.done_at)));
@@ -687,6 +725,16 @@ impl Parser {
     }
 }
 
+/// `at` as µs since the epoch: the wall clock now, less the time since `at` (an `Instant` has
+/// no wall-clock time of its own).
+fn wall_micros(at: std::time::Instant) -> i64 {
+    let now = std::time::SystemTime::now()
+        .checked_sub(at.elapsed())
+        .unwrap_or(std::time::UNIX_EPOCH);
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 /// The index of the value at the dotted `path` of the object at `nodes[0]`.
 fn lookup(nodes: &[Node<'_>], path: &[String]) -> Option<usize> {
     let mut at = 0;
@@ -917,6 +965,38 @@ mod tests {
             out.dead_letters[0].reason,
             "field `b` is not in the schema (schema.unknown = \"reject\")"
         );
+    }
+
+    #[test]
+    fn a_record_with_no_field_of_the_schema_is_a_dead_letter_not_a_row_of_nulls() {
+        for unknown in [
+            crate::schema::Unknown::Ignore,
+            crate::schema::Unknown::Extra,
+        ] {
+            let mut p = Parser::with_layout(layout(&["a:int64", "o.b:string"], unknown));
+            let mut b = batch_of(&[
+                "{\"a\":null}\n{\"o\":null}\n{\"o\":{\"b\":\"x\"}}\n{\"u\":1,\"v\":[{\"a\":1}]}\n{}",
+            ]);
+            let out = p.parse_batch(&mut b);
+            let dead: Vec<&str> = out.dead_letters.iter().map(|d| d.reason.as_str()).collect();
+            match unknown {
+                // Unknown fields kept in `_extra` are not lost: only the empty object is refused.
+                crate::schema::Unknown::Extra => {
+                    assert_eq!(out.rows.unwrap().num_rows(), 4);
+                    assert_eq!(
+                        dead,
+                        ["the record is an empty object: no field of the schema"]
+                    );
+                }
+                _ => {
+                    assert_eq!(out.rows.unwrap().num_rows(), 3);
+                    assert_eq!(dead.len(), 2, "{dead:?}");
+                    assert!(dead[0].starts_with("none of the record's fields (`u`, `v`)"));
+                    assert!(dead[0].contains("--records-field v"), "{}", dead[0]);
+                    assert_eq!(p.stats.dead_by_reason["no field of the schema"], 2);
+                }
+            }
+        }
     }
 
     #[test]

@@ -271,6 +271,7 @@ impl Pipeline {
         summary.replaced = replacing && summary.output.as_deref() == Some(cfg.out.as_path());
         summary.stale_temporaries_removed = stale.len() as u64;
         summary.plan = plan.describe();
+        summary.schema = running.inferred.get().map(|l| l.describe_inferred());
         if spawner.pin_failed() {
             summary.plan.push_str(" (some threads could not be pinned)");
         }
@@ -299,6 +300,12 @@ impl Pipeline {
             run_id: output::new_run_id(),
             // Transforms may reshape the rows: then a file takes the schema of its first rows.
             schema: match self.transforms.is_empty() {
+                // Left to the records: a run that finds none still writes the log layout.
+                true if cfg.schema.decides_from_records() => cfg
+                    .schema
+                    .layout_of(crate::schema::log_fields())
+                    .ok()
+                    .map(|l| l.output_schema()),
                 true => cfg.schema.layout()?.map(|l| l.output_schema()),
                 false => None,
             },

@@ -182,11 +182,22 @@ impl Parsers {
                 let schema = Arc::clone(&self.schema);
                 Parser::inferring(
                     Arc::clone(&self.inferred),
-                    Arc::new(move |fields| schema.layout_of(fields)),
+                    Arc::new(move |fields| {
+                        // No schema given: records of the log fields keep the built-in layout
+                        // (and its types); records of any other shape get their own fields.
+                        if schema.decides_from_records() && crate::schema::fits_log_layout(&fields)
+                        {
+                            schema.layout_of(crate::schema::log_fields())
+                        } else {
+                            schema.layout_of(fields)
+                        }
+                    }),
                 )
             }
         };
         parser.max_body = self.fetch.max_body_bytes;
+        // No password of a URL reaches a file through the `_source` lineage column.
+        parser.set_source_redactor(crate::ingest::url::redact);
         parser.set_envelope(
             self.fetch.records_field.as_deref(),
             self.fetch.cursor_field.as_deref(),
@@ -304,6 +315,8 @@ pub(super) struct Running {
     pub(super) sinks_back: Arc<parking_lot::Mutex<Vec<Box<dyn Sink>>>>,
     /// Batches alive in the pipeline (their peak goes into the summary).
     pub(super) live: Arc<LiveBatches>,
+    /// The layout the records chose, when the configuration left it to them.
+    pub(super) inferred: Arc<OnceLock<Arc<Layout>>>,
 }
 
 /// Starts every stage of a run, downstream first.
@@ -402,6 +415,7 @@ pub(super) fn start(
         writer_parsed,
         sinks_back,
         live,
+        inferred: Arc::clone(&parsers.inferred),
     })
 }
 

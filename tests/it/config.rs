@@ -112,9 +112,12 @@ fn everything_set() -> Config {
                 "host:string".into(),
                 "lat:list<float64>".into(),
             ],
-            infer: false,
+            infer: Some(false),
             unknown: "extra".into(),
             stats: Some(vec!["lat:mean,p99".into()]),
+            timestamp_format: "%d/%b/%Y:%H:%M:%S %z".into(),
+            timestamp_zone: Some("+02:00".into()),
+            lineage: vec!["source".into(), "fetched_at".into()],
         },
         metrics: MetricsConfig {
             addr: Some("[::1]:9100".parse::<SocketAddr>().unwrap()),

@@ -161,7 +161,7 @@ fn a_batch_failing_on_the_short_path_stops_the_run_with_the_error_and_files_stay
     let pipeline = Pipeline::builder()
         .out(dir.path().join("bad.parquet"))
         .configure(|c| {
-            c.schema.infer = true;
+            c.schema.infer = Some(true);
             c.schema.stats = Some(vec!["latencies".into()]);
         })
         .build()

@@ -55,6 +55,8 @@ mod requests;
 mod resume;
 mod schema;
 #[cfg(feature = "cli")]
+mod shapes;
+#[cfg(feature = "cli")]
 mod shutdown;
 #[cfg(feature = "cli")]
 mod sim_cli;

@@ -207,7 +207,7 @@ fn inference_picks_types_from_the_first_records() {
         text.push('\n');
     }
     let schema = SchemaConfig {
-        infer: true,
+        infer: Some(true),
         ..SchemaConfig::default()
     };
     let (summary, batches) = run(dir.path(), &text, schema);
