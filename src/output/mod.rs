@@ -202,4 +202,7 @@ pub struct WriterReport {
     pub output: Option<std::path::PathBuf>,
     /// The dead-letter file, if anything went to it.
     pub dead_letter_file: Option<std::path::PathBuf>,
+    /// A batch the writer parsed and computed itself (the short path) failed: the files are
+    /// complete, as after a failed parse thread, and the run ends with this error.
+    pub stage_failed: Option<crate::error::Error>,
 }

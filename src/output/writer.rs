@@ -97,13 +97,9 @@ pub fn run(
         records_refused: w.refused,
         output: out.output,
         dead_letter_file: dead.finish()?,
+        stage_failed: w.prepare_failed.take(),
     };
     guard.finish();
-    // A short-path batch failed to parse or compute: the files are complete, as after a
-    // failed parse thread, and the run ends with that stage's error.
-    if let Some(e) = w.prepare_failed.take() {
-        return Err(e);
-    }
     Ok(report)
 }
 

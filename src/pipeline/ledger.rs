@@ -106,9 +106,22 @@ impl Ledger {
                 s.files = w.files;
                 s.output = w.output;
                 s.dead_letter_file = w.dead_letter_file;
+                if let Some(e) = w.stage_failed {
+                    self.errors.push(e);
+                }
             }
             Err(e) => self.errors.push(e),
         }
+    }
+
+    /// The one output file of a run that failed before writing a row: nothing is lost by
+    /// removing it, and left in place it would read as the run's result (and refuse the next
+    /// run's `--out` without `--overwrite`).
+    pub(super) fn empty_file_of_a_failed_run(&self) -> Option<&std::path::Path> {
+        let s = &self.summary;
+        let failed = !self.errors.is_empty();
+        let path = s.output.as_deref()?;
+        (failed && s.records_written == 0 && s.files == 1 && path.is_file()).then_some(path)
     }
 
     /// The summary since `baseline`, or the most downstream error: stages are joined upstream

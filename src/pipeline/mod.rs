@@ -263,6 +263,19 @@ impl Pipeline {
         // The sinks come back for the next run.
         *self.sinks.lock() = std::mem::take(&mut *running.sinks_back.lock());
 
+        if let Some(empty) = ledger
+            .empty_file_of_a_failed_run()
+            .filter(|_| !cfg.writer.journal)
+        {
+            match std::fs::remove_file(empty) {
+                Ok(()) => {
+                    tracing::info!(file = %empty.display(), "removed the run's empty output file")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %empty.display(), error = %e, "could not remove the run's empty output file")
+                }
+            }
+        }
         let mut summary = ledger.finish(registry, &baseline)?;
         summary.peak_live_batches = running.live.peak();
         summary.live_batch_bound =

@@ -156,6 +156,9 @@ fn an_envelope_without_records_field_stops_the_run_naming_the_field_to_set() {
             && stderr.contains("--records-field data"),
         "{stderr}"
     );
+    // A run that stopped before writing a row leaves no empty file to mistake for its result
+    // (nor one that would refuse the next run's --out).
+    assert!(!out.exists(), "a failed run left {}", out.display());
     // Told where the records are, the same run writes them.
     let o = run(
         &format!("{base}/page.json"),
