@@ -62,8 +62,8 @@ pub use registry::{
 };
 pub use render::{reference_markdown, REFERENCE_BEGIN, REFERENCE_END};
 pub use values::{
-    format_duration, parse_duration, parse_listen_addr, Compression, FetchEngine, LogFormat,
-    Progress, Shard,
+    format_bytes, format_duration, parse_bytes, parse_duration, parse_listen_addr, Compression,
+    FetchEngine, LogFormat, Progress, Shard,
 };
 
 use values::{duration_serde, opt_addr_serde, opt_duration_serde, opt_shard_serde};

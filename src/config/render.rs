@@ -1,8 +1,9 @@
 //! Documents made from the registry: `pinflow config default` and the option reference.
 
+use super::kind::Kind;
 use super::layers::lookup;
 use super::registry::{options, Bounds, Flag, Topic};
-use super::values::format_duration;
+use super::values::{format_bytes, format_duration};
 use super::Config;
 
 impl Config {
@@ -104,11 +105,22 @@ pub fn reference_markdown() -> String {
                     .collect::<Vec<_>>()
                     .join(" / "),
             };
+            let bytes = o.kind == Kind::Bytes;
             let default = match lookup(&defaults, o.key()) {
+                // A byte size also in the unit a flag would take.
+                Some(toml::Value::Integer(n)) if bytes && *n > 0 => {
+                    format!("`{n}` ({})", format_bytes(*n as u64))
+                }
                 Some(v) => format!("`{}`", v.to_string().replace('|', "\\|")),
                 None => "unset".to_string(),
             };
             let type_name = match o.bounds() {
+                Some(Bounds::Integer { min, max }) if bytes => format!(
+                    "{} ({} to {})",
+                    o.type_name(),
+                    format_bytes(min),
+                    format_bytes(max)
+                ),
                 Some(Bounds::Integer { min, max }) => {
                     format!("{} ({min} to {max})", o.type_name())
                 }
