@@ -2,7 +2,7 @@
 
 use super::kind::Kind;
 use super::layers::lookup;
-use super::registry::{options, Bounds, Flag, Topic};
+use super::registry::{options, Bounds, Flag, OptionSpec, Topic};
 use super::values::{format_bytes, format_duration};
 use super::Config;
 
@@ -35,7 +35,7 @@ impl Config {
             push_comment(&mut s, o.doc());
             let mut how = format!("Env {}", o.env());
             if o.flag() != Flag::None {
-                how.push_str(&format!(", flag {}", o.flag().describe()));
+                how.push_str(&format!(", flag {}", flags(o)));
             }
             push_comment(&mut s, &format!("{how}."));
             match (lookup(&defaults, o.key()), o.example()) {
@@ -98,8 +98,7 @@ pub fn reference_markdown() -> String {
         for o in options().iter().filter(|o| o.topic() == topic) {
             let flag = match o.flag() {
                 Flag::None => "—".to_string(),
-                f => f
-                    .describe()
+                _ => flags(o)
                     .split(" / ")
                     .map(|f| format!("`{f}`"))
                     .collect::<Vec<_>>()
@@ -143,6 +142,14 @@ pub fn reference_markdown() -> String {
         }
     }
     s
+}
+
+/// The flags of an option as the binary makes them: a boolean's `--x` comes with `--no-x`.
+fn flags(o: &OptionSpec) -> String {
+    match o.flag() {
+        Flag::Shared(on) if o.is_switch() => format!("{on} / --no-{}", &on[2..]),
+        f => f.describe(),
+    }
 }
 
 /// Text for one table cell: one line, `|` escaped.

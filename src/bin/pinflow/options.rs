@@ -171,7 +171,7 @@ impl clap::Args for Options {
                 }
                 Flag::Shared(flag) if spec.is_switch() => {
                     let off = off_switch(flag);
-                    cmd = switch_pair(cmd, spec, flag, off, format!("Turn {flag} off"));
+                    cmd = switch_pair(cmd, spec, flag, off, format!("Set {} to false", spec.key()));
                 }
                 Flag::Shared(flag) => cmd = cmd.arg(shared_arg(spec, flag)),
                 // `--out`, `--urls`, `--files` belong to the subcommands; the rest has no flag.
