@@ -524,6 +524,48 @@ pub fn check_toml(name: &str, text: &str) -> Vec<Diagnostic> {
     check(name, text).1
 }
 
+/// What `pinflow config check` reports: [`check_toml`] of the document, if any (`file` is its
+/// name and text), with the `PINFLOW_*` variables among `vars` stacked over it as a run stacks
+/// them: the problems of each, and the checks of the values they give together, each naming
+/// the file and line or the variable that set it. Empty when a run would accept both.
+///
+/// ```
+/// let diags = pinflow::config::check_config(
+///     Some(("p.toml", "[fetch]\nmax_attempts = 2\n")),
+///     [("PINFLOW_FETCH_MAX_IN_FLIGHT", "0")],
+/// );
+/// assert_eq!(diags[0].to_string(), "PINFLOW_FETCH_MAX_IN_FLIGHT: fetch.max_in_flight: must be at least 1");
+/// ```
+pub fn check_config<I, K, V>(file: Option<(&str, &str)>, vars: I) -> Vec<Diagnostic>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let mut layers = Vec::new();
+    let mut diags = Vec::new();
+    if let Some((name, text)) = file {
+        let (layer, d) = parse_layer(name, text);
+        layers.push(layer);
+        diags.extend(d);
+    }
+    match ConfigLayer::from_env(vars) {
+        Ok(layer) => layers.push(layer),
+        Err(d) => diags.extend(d),
+    }
+    match Config::from_layers(&layers) {
+        Ok(cfg) => diags.extend(cfg.problems_in(&layers)),
+        Err(more) => diags.extend(more),
+    }
+    // The file's problems by line, then the variables'.
+    diags.sort_by_key(|d| {
+        d.origin
+            .as_ref()
+            .map(|o| (o.line.is_none(), o.line, o.name.clone()))
+    });
+    diags
+}
+
 /// The configuration a document gives (when it has no problem at all) and every problem.
 pub(super) fn check(name: &str, text: &str) -> (Option<Config>, Vec<Diagnostic>) {
     // The values that were understood are checked even when others were not.

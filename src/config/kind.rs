@@ -3,7 +3,7 @@
 use super::check::describe;
 use super::headers::check_header;
 use super::values::compression_error;
-use super::{format_duration, parse_duration, parse_listen_addr};
+use super::{format_duration, parse_bytes, parse_duration, parse_listen_addr};
 use super::{Compression, FetchEngine, LogFormat, Progress, Shard};
 
 /// What a key holds, and so how it is read from TOML and from text.
@@ -13,6 +13,9 @@ pub(super) enum Kind {
     Count,
     /// A non-negative integer that fits `u32`.
     Count32,
+    /// A byte size: an integer, or text with a unit (`"64MiB"`, see
+    /// [`parse_bytes`](super::parse_bytes)); normalized to an integer.
+    Bytes,
     Bool,
     /// A string.
     Text,
@@ -44,6 +47,7 @@ impl Kind {
     pub(super) fn type_name(self) -> &'static str {
         match self {
             Kind::Count | Kind::Count32 => "integer",
+            Kind::Bytes => "byte size",
             Kind::Bool => "boolean",
             Kind::Text => "string",
             Kind::Shard => "shard (K/N)",
@@ -84,6 +88,7 @@ impl Kind {
     fn expected(self) -> &'static str {
         match self {
             Kind::Count | Kind::Count32 => "a non-negative integer",
+            Kind::Bytes => "a byte size such as \"64MiB\" or a number of bytes",
             Kind::Bool => "true or false",
             Kind::Text => "a string",
             Kind::HeaderList => "an array of \"Name: value\" strings",
@@ -131,7 +136,7 @@ impl Kind {
         };
         let at = |message: String| (path.to_string(), message);
         match (self, v) {
-            (Kind::Count | Kind::Count32, DeValue::Integer(i)) => {
+            (Kind::Count | Kind::Count32 | Kind::Bytes, DeValue::Integer(i)) => {
                 let n = i128::from_str_radix(i.as_str(), i.radix()).map_err(|_| wrong())?;
                 self.count(n).map_err(at)
             }
@@ -238,6 +243,7 @@ impl Kind {
                 "false" | "0" => Ok(toml::Value::Boolean(false)),
                 _ => Err(format!("`{s}` is not true or false")),
             },
+            Kind::Bytes => self.count(i128::from(parse_bytes(s)?)),
             Kind::Text => string(s.to_string()),
             Kind::Shard => match s.parse::<Shard>() {
                 Ok(sh) => string(sh.to_string()),

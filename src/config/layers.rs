@@ -30,6 +30,13 @@ impl ConfigLayer {
         }
     }
 
+    /// Reads what it can of a TOML document: the values that are good, and a diagnostic for
+    /// each problem (see [`ConfigLayer::from_toml`]). For a setting that must be known even
+    /// when the file is wrong, such as the log format its errors are written in.
+    pub fn from_toml_partial(name: &str, text: &str) -> (ConfigLayer, Vec<Diagnostic>) {
+        parse_layer(name, text)
+    }
+
     /// Reads a configuration file: [`ConfigLayer::from_toml`] with the path as its name.
     pub fn from_file(path: &Path) -> std::result::Result<ConfigLayer, Vec<Diagnostic>> {
         let name = path.display().to_string();

@@ -55,7 +55,7 @@ pub const DESCRIPTOR_RESERVE: usize = 32;
 /// File descriptors kept for the metrics endpoint's listener and its connections, when it is on.
 pub const METRICS_DESCRIPTORS: usize = 16;
 
-pub use check::{check_toml, Diagnostic, Origin};
+pub use check::{check_config, check_toml, Diagnostic, Origin};
 pub use headers::resolve_headers;
 pub use layers::ConfigLayer;
 pub use registry::{
@@ -64,8 +64,8 @@ pub use registry::{
 pub use render::{reference_markdown, REFERENCE_BEGIN, REFERENCE_END};
 pub use tolerance::DeadLetterTolerance;
 pub use values::{
-    format_duration, parse_duration, parse_listen_addr, Compression, FetchEngine, LogFormat,
-    Progress, Shard,
+    format_bytes, format_duration, parse_bytes, parse_duration, parse_listen_addr, Compression,
+    FetchEngine, LogFormat, Progress, Shard,
 };
 
 use values::{duration_serde, opt_addr_serde, opt_duration_serde, opt_shard_serde};

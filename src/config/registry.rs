@@ -682,20 +682,20 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
     },
     OptionSpec {
         key: "fetch.max_body_bytes",
-        kind: Kind::Count,
+        kind: Kind::Bytes,
         flag: Flag::Shared("--max-body-bytes"),
-        value_name: "N",
-        help: "Largest accepted response body, in bytes [default: 67108864]",
+        value_name: "SIZE",
+        help: "Largest accepted response body (64MiB, 512KiB or bytes) [default: 64MiB]",
         doc: "A larger response body fails its request (and nothing else) instead of exhausting memory.",
         check: Check::int(1, 2 << 30, |c| Some(c.fetch.max_body_bytes as u64)),
         ..BLANK
     },
     OptionSpec {
         key: "fetch.max_buffered_bytes",
-        kind: Kind::Count,
+        kind: Kind::Bytes,
         flag: Flag::Shared("--max-buffered-bytes"),
-        value_name: "N",
-        help: "Response bytes buffered by all connections together before reads pause [default: 268435456]",
+        value_name: "SIZE",
+        help: "Response bytes buffered by all connections together before reads pause [default: 256MiB]",
         doc: "Response bytes held by all connections together (mio fetcher). Past it no socket is \
          read until bytes are released (back-pressure, never a failure), except one connection, \
          so a body larger than this still completes or fails by max_body_bytes: the fetcher holds \
@@ -745,7 +745,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
     },
     OptionSpec {
         key: "fetch.batch_max_bytes",
-        kind: Kind::Count,
+        kind: Kind::Bytes,
         doc: "...or this many body bytes...",
         check: Check::int(1, 1 << 30, |c| Some(c.fetch.batch_max_bytes as u64)),
         ..BLANK
@@ -769,10 +769,10 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
     },
     OptionSpec {
         key: "writer.row_group_max_bytes",
-        kind: Kind::Count,
+        kind: Kind::Bytes,
         flag: Flag::Shared("--row-group-max-bytes"),
-        value_name: "N",
-        help: "...or once its encoded size reaches N bytes; 0 no bound [default: 8388608]",
+        value_name: "SIZE",
+        help: "...or once its encoded size reaches SIZE; 0 no bound [default: 8MiB]",
         doc: "...or as soon as its encoded size in memory reaches this many bytes, which bounds the \
          memory of an open row group whatever the records' size. 0: no bound by size.",
         check: Check::int(0, 64 << 30, |c| Some(c.writer.row_group_max_bytes)),
@@ -780,10 +780,10 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
     },
     OptionSpec {
         key: "writer.data_page_bytes",
-        kind: Kind::Count,
+        kind: Kind::Bytes,
         flag: Flag::Shared("--data-page-bytes"),
-        value_name: "N",
-        help: "Uncompressed bytes per Parquet data page [default: 262144]",
+        value_name: "SIZE",
+        help: "Uncompressed size of a Parquet data page [default: 256KiB]",
         doc: "Uncompressed bytes per Parquet data page (readers skip by page with the page index).",
         check: Check::int(1, 1 << 30, |c| Some(c.writer.data_page_bytes as u64)),
         ..BLANK
@@ -836,10 +836,10 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
     },
     OptionSpec {
         key: "writer.rotate_bytes",
-        kind: Kind::Count,
+        kind: Kind::Bytes,
         flag: Flag::Shared("--rotate-bytes"),
-        value_name: "N",
-        help: "Start a new Parquet file once one reaches about N bytes [default: no rotation by size]",
+        value_name: "SIZE",
+        help: "Start a new Parquet file once one reaches about SIZE (1GiB) [default: no rotation by size]",
         example: "268435456",
         doc: "Finalize a file once its size (bytes written plus the estimated open row group) \
          reaches this many bytes; files end a little over it. Unset: no rotation by size.",
@@ -870,10 +870,10 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
     },
     OptionSpec {
         key: "writer.dead_letter_max_bytes",
-        kind: Kind::Count,
+        kind: Kind::Bytes,
         flag: Flag::Shared("--dead-letter-max-bytes"),
-        value_name: "N",
-        help: "Rotate the dead-letter file before it passes N bytes; 0 never [default: 67108864]",
+        value_name: "SIZE",
+        help: "Rotate the dead-letter file before it passes SIZE; 0 never [default: 64MiB]",
         doc: "Rotate the dead-letter file before it passes this size: NAME becomes NAME.1, NAME.1 \
          becomes NAME.2, ... 0: never (leave it to logrotate).",
         check: Check::int(0, 1 << 50, |c| Some(c.writer.dead_letter_max_bytes)),

@@ -1,8 +1,9 @@
 //! Documents made from the registry: `pinflow config default` and the option reference.
 
+use super::kind::Kind;
 use super::layers::lookup;
-use super::registry::{options, Bounds, Flag, Topic};
-use super::values::format_duration;
+use super::registry::{options, Bounds, Flag, OptionSpec, Topic};
+use super::values::{format_bytes, format_duration};
 use super::Config;
 
 impl Config {
@@ -34,7 +35,7 @@ impl Config {
             push_comment(&mut s, o.doc());
             let mut how = format!("Env {}", o.env());
             if o.flag() != Flag::None {
-                how.push_str(&format!(", flag {}", o.flag().describe()));
+                how.push_str(&format!(", flag {}", flags(o)));
             }
             push_comment(&mut s, &format!("{how}."));
             match (lookup(&defaults, o.key()), o.example()) {
@@ -97,18 +98,28 @@ pub fn reference_markdown() -> String {
         for o in options().iter().filter(|o| o.topic() == topic) {
             let flag = match o.flag() {
                 Flag::None => "—".to_string(),
-                f => f
-                    .describe()
+                _ => flags(o)
                     .split(" / ")
                     .map(|f| format!("`{f}`"))
                     .collect::<Vec<_>>()
                     .join(" / "),
             };
+            let bytes = o.kind == Kind::Bytes;
             let default = match lookup(&defaults, o.key()) {
+                // A byte size also in the unit a flag would take.
+                Some(toml::Value::Integer(n)) if bytes && *n > 0 => {
+                    format!("`{n}` ({})", format_bytes(*n as u64))
+                }
                 Some(v) => format!("`{}`", v.to_string().replace('|', "\\|")),
                 None => "unset".to_string(),
             };
             let type_name = match o.bounds() {
+                Some(Bounds::Integer { min, max }) if bytes => format!(
+                    "{} ({} to {})",
+                    o.type_name(),
+                    format_bytes(min),
+                    format_bytes(max)
+                ),
                 Some(Bounds::Integer { min, max }) => {
                     format!("{} ({min} to {max})", o.type_name())
                 }
@@ -131,6 +142,14 @@ pub fn reference_markdown() -> String {
         }
     }
     s
+}
+
+/// The flags of an option as the binary makes them: a boolean's `--x` comes with `--no-x`.
+fn flags(o: &OptionSpec) -> String {
+    match o.flag() {
+        Flag::Shared(on) if o.is_switch() => format!("{on} / --no-{}", &on[2..]),
+        f => f.describe(),
+    }
 }
 
 /// Text for one table cell: one line, `|` escaped.

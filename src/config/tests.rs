@@ -628,9 +628,9 @@ fn integers_and_durations_declare_their_lower_bound() {
     ];
     for o in options() {
         let bounded = match (o.kind, o.check) {
-            (Kind::Count | Kind::Count32, Check::Int { min, .. }) => min > 0,
+            (Kind::Count | Kind::Count32 | Kind::Bytes, Check::Int { min, .. }) => min > 0,
             (Kind::Duration, Check::Span { min, .. }) => !min.is_zero(),
-            (Kind::Count | Kind::Count32 | Kind::Duration, _) => {
+            (Kind::Count | Kind::Count32 | Kind::Bytes | Kind::Duration, _) => {
                 panic!("{}: an integer or duration declares its bounds", o.key())
             }
             _ => continue,
@@ -642,4 +642,90 @@ fn integers_and_durations_declare_their_lower_bound() {
             o.key()
         );
     }
+}
+
+#[test]
+fn byte_sizes_take_iec_and_si_units_and_refuse_ambiguous_ones() {
+    for (text, n) in [
+        ("0", 0),
+        ("4096", 4096),
+        ("4096B", 4096),
+        ("512KiB", 512 << 10),
+        ("64MiB", 64 << 20),
+        ("64 mib", 64 << 20),
+        ("2GiB", 2 << 30),
+        ("1TiB", 1 << 40),
+        ("1.5KiB", 1536),
+        ("1kB", 1000),
+        ("1KB", 1000),
+        ("5MB", 5_000_000),
+        ("1GB", 1_000_000_000),
+    ] {
+        assert_eq!(parse_bytes(text), Ok(n), "{text}");
+    }
+    for (text, why) in [
+        (
+            "64M",
+            "ambiguous; write 64MiB (powers of 1024) or 64MB (powers of 1000)",
+        ),
+        ("1k", "write 1KiB"),
+        ("", "no number"),
+        ("MiB", "no number"),
+        ("-1MiB", "must not be negative"),
+        ("1.1B", "not a whole number of bytes"),
+        ("3 bytes", "unknown unit `bytes`"),
+        ("99999999TiB", "too large"),
+    ] {
+        let e = parse_bytes(text).unwrap_err();
+        assert!(
+            e.contains(why) && e.contains(&format!("`{text}`")),
+            "{text}: {e}"
+        );
+    }
+    for n in [0, 1000, 1024, 1536, 64 << 20, 3 << 40] {
+        assert_eq!(parse_bytes(&format_bytes(n)), Ok(n));
+    }
+}
+
+#[test]
+fn byte_size_options_take_units_in_toml_environment_and_flags() {
+    let file = ConfigLayer::from_toml(
+        "p.toml",
+        "[fetch]\nmax_body_bytes = \"1MiB\"\nmax_buffered_bytes = 134217728\n",
+    )
+    .unwrap();
+    let environment = env(&[("PINFLOW_WRITER_DATA_PAGE_BYTES", "512KiB")]).unwrap();
+    let flags =
+        ConfigLayer::from_flags([("writer.rotate_bytes", "--rotate-bytes", "1GB")]).unwrap();
+    let c = Config::from_layers(&[file, environment, flags]).unwrap();
+    assert_eq!(c.fetch.max_body_bytes, 1 << 20);
+    assert_eq!(c.fetch.max_buffered_bytes, 128 << 20);
+    assert_eq!(c.writer.data_page_bytes, 512 << 10);
+    assert_eq!(c.writer.rotate_bytes, Some(1_000_000_000));
+    // Errors name the option (and where it was set) and the bad value.
+    let d = ConfigLayer::from_toml("p.toml", "[fetch]\nmax_body_bytes = \"64M\"\n").unwrap_err();
+    let shown = d[0].to_string();
+    assert!(
+        shown.starts_with("p.toml:2: fetch.max_body_bytes: `64M` is not a byte size"),
+        "{shown}"
+    );
+    let d = env(&[("PINFLOW_FETCH_MAX_BODY_BYTES", "lots")]).unwrap_err();
+    let shown = d[0].to_string();
+    assert!(
+        shown.starts_with("PINFLOW_FETCH_MAX_BODY_BYTES: fetch.max_body_bytes: `lots`"),
+        "{shown}"
+    );
+    let d = ConfigLayer::from_flags([("writer.rotate_bytes", "--rotate-bytes", "2X")]).unwrap_err();
+    let shown = d[0].to_string();
+    assert!(
+        shown.starts_with("--rotate-bytes: writer.rotate_bytes: `2X` is not a byte size"),
+        "{shown}"
+    );
+    // A float is not a size in TOML (a string with a unit is).
+    let d = ConfigLayer::from_toml("p.toml", "[fetch]\nmax_body_bytes = 1.5\n").unwrap_err();
+    assert!(
+        d[0].to_string().contains("expected a byte size"),
+        "{}",
+        d[0]
+    );
 }

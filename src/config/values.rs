@@ -1,4 +1,4 @@
-//! Values as text: durations, listen addresses, shards, and the named choices (compression,
+//! Values as text: durations, byte sizes, listen addresses, shards, and the named choices (compression,
 //! fetch engine, log format, progress).
 
 use std::fmt;
@@ -322,6 +322,96 @@ pub fn format_duration(d: Duration) -> String {
         }
     }
     format!("{n}ns")
+}
+
+/// Reads a byte size: a plain number of bytes (`1048576`), or a number with a unit: IEC
+/// `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024), SI `kB`/`KB`, `MB`, `GB`, `TB` (powers of
+/// 1000, as disk makers and `ls --si` count), or `B`. Units are case-insensitive; a space may
+/// separate them from the number, and a fraction is allowed where the size comes out whole
+/// (`1.5KiB`). A bare `K`, `M`, `G` or `T` is refused with a hint: tools disagree on
+/// whether it means 1000 or 1024.
+///
+/// ```
+/// use pinflow::config::parse_bytes;
+/// assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+/// assert_eq!(parse_bytes("512 KiB"), Ok(512 << 10));
+/// assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
+/// assert_eq!(parse_bytes("4096"), Ok(4096));
+/// assert!(parse_bytes("64M").unwrap_err().contains("64MiB"));
+/// ```
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let text = s.trim();
+    let bad = |why: &str| {
+        format!("`{s}` is not a byte size: {why} (e.g. \"64MiB\", \"512KiB\", \"1GB\", \"4096\")")
+    };
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let unit = unit.trim_start();
+    if num.is_empty() {
+        return Err(bad(if text.starts_with('-') {
+            "must not be negative"
+        } else {
+            "no number"
+        }));
+    }
+    let scale: u128 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "k" | "m" | "g" | "t" => {
+            let u = unit.to_ascii_uppercase();
+            return Err(bad(&format!(
+                "`{unit}` is ambiguous; write {num}{u}iB (powers of 1024) or {num}{u}B (powers of 1000)"
+            )));
+        }
+        _ => return Err(bad(&format!("unknown unit `{unit}`"))),
+    };
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() && frac.is_empty() || frac.contains('.') {
+        return Err(bad("malformed number"));
+    }
+    let int: u128 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| bad("too large"))?
+    };
+    let mut total = int.checked_mul(scale).ok_or_else(|| bad("too large"))?;
+    if !frac.is_empty() {
+        if frac.len() > 12 {
+            return Err(bad("too many decimals"));
+        }
+        let digits: u128 = frac.parse().map_err(|_| bad("malformed number"))?;
+        let denom = 10u128.pow(frac.len() as u32);
+        if !(digits * scale).is_multiple_of(denom) {
+            return Err(bad("not a whole number of bytes"));
+        }
+        total += digits * scale / denom;
+    }
+    u64::try_from(total).map_err(|_| bad("too large"))
+}
+
+/// Writes a byte size the way [`parse_bytes`] reads it, in the largest IEC unit that keeps it
+/// exact: `64MiB`, `1536KiB`, `1000`.
+///
+/// ```
+/// assert_eq!(pinflow::config::format_bytes(64 << 20), "64MiB");
+/// assert_eq!(pinflow::config::format_bytes(1000), "1000");
+/// ```
+pub fn format_bytes(n: u64) -> String {
+    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if n != 0 && n.trailing_zeros() >= shift {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    n.to_string()
 }
 
 /// Reads a listen address: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT`, or a bare `PORT`,

@@ -459,7 +459,10 @@ fn help_shows_the_library_defaults() {
         ("--max-attempts", d.fetch.max_attempts.to_string()),
         ("--connect-timeout", format_d(d.fetch.connect_timeout)),
         ("--request-timeout", format_d(d.fetch.request_timeout)),
-        ("--max-body-bytes", d.fetch.max_body_bytes.to_string()),
+        (
+            "--max-body-bytes",
+            pinflow::config::format_bytes(d.fetch.max_body_bytes as u64),
+        ),
         ("--row-group-rows", d.writer.row_group_rows.to_string()),
         ("--compression", d.writer.compression.to_string()),
         ("--log-format", d.log.format.to_string()),
@@ -479,8 +482,8 @@ fn help_shows_the_library_defaults() {
             &rest[..end]
         );
     }
-    // Every flag the default file mentions exists.
-    let file = Config::default_toml();
+    // Every flag the default file mentions exists (its comments wrap: join them up).
+    let file = Config::default_toml().replace(" /\n# ", " / ");
     for line in file.lines().filter(|l| l.contains(", flag --")) {
         for flag in line.split(", flag ").nth(1).unwrap().split(" / ") {
             let flag = flag.trim_end_matches('.');

@@ -21,6 +21,8 @@ mod bounds;
 #[cfg(feature = "cli")]
 mod cli;
 #[cfg(feature = "cli")]
+mod cli_conventions;
+#[cfg(feature = "cli")]
 mod config;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod continuous;

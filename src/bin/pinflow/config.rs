@@ -1,9 +1,9 @@
-//! `pinflow config`: check a configuration file, or print the defaults.
+//! `pinflow config`: check a configuration file and the environment, or print the defaults.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use pinflow::config::check_toml;
+use pinflow::config::check_config;
 use pinflow::Config;
 
 use crate::Failure;
@@ -14,12 +14,24 @@ pub fn default() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `config check FILE`: every problem, each with its line; exit 1 if any.
-pub fn check(file: &Path) -> Result<ExitCode, Failure> {
-    let name = file.display().to_string();
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Failure::Errors(vec![format!("{name}: cannot read: {e}")]))?;
-    let diags = check_toml(&name, &text);
+/// `config check [FILE]`: every problem of the file (if any) and of the `PINFLOW_*` variables,
+/// as a run would stack them, each with its line or variable; exit 1 if any.
+pub fn check(file: Option<&Path>) -> Result<ExitCode, Failure> {
+    let name = file.map_or_else(|| "environment".to_string(), |f| f.display().to_string());
+    let text = match file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| Failure::Errors(vec![format!("{name}: cannot read: {e}")]))?,
+        ),
+        None => None,
+    };
+    let vars = std::env::vars_os().map(|(k, v)| {
+        (
+            k.to_string_lossy().into_owned(),
+            v.to_string_lossy().into_owned(),
+        )
+    });
+    let diags = check_config(text.as_deref().map(|t| (name.as_str(), t)), vars);
     if diags.is_empty() {
         outln!("{name}: ok");
         return Ok(ExitCode::SUCCESS);

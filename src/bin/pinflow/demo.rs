@@ -10,7 +10,7 @@ use crate::options::{flag_given, load, validated, FlagsSet, Options};
 use crate::runtime::{finish, run_pipeline, Expected};
 use crate::Failure;
 
-/// Serves `records` generated records from a simulator on a loopback port and writes them to
+/// Serves `records` (at least 1, as the command line checks) generated records from a simulator on a loopback port and writes them to
 /// `out` (never the configuration's `out` or `dead_letter`: a demo does not write where
 /// production output goes).
 pub fn demo(
@@ -39,7 +39,7 @@ pub fn demo(
         "pinflow: simulator on {}, fetching {records} records one per request",
         sim.addr()
     );
-    let (source, total) = Source::from_arg_counted(&sim.logs_template(records.max(1)))?;
+    let (source, total) = Source::from_arg_counted(&sim.logs_template(records))?;
     let expected = Expected::of(&cfg, total);
     let summary = run_pipeline(cfg, source, "demo", total)?;
     Ok(finish(&summary, &expected))

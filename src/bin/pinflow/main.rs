@@ -1,4 +1,5 @@
-//! The `pinflow` command: `demo`, `run`, `bench` and `config`.
+//! The `pinflow` command: `demo`, `run`, `bench`, `sim`, `config`, and `completions` and `man`
+//! for installing.
 //!
 //! Settings come from, each overriding the one before: built-in defaults, the `--config` TOML
 //! file, `PINFLOW_*` environment variables, and the flags.
@@ -9,7 +10,14 @@
 //! the dead-letter file); 4 the run finished but more records were dead-lettered than
 //! `writer.max_dead_letters` allows; 5 a one-shot run was stopped (SIGINT/SIGTERM) with work
 //! left; 130 a second signal. Of several, the first of 5, 3, 4 (`runtime::finish`). A standard
-//! output closed by its reader (`| head`) changes none of them (see `stdout.rs`).
+//! output closed by its reader (`| head`) changes none of them (see `stdout.rs`). The error
+//! lines of exit 1 are `pinflow: error: ...`, or log lines of level ERROR when the log format
+//! is JSON.
+//!
+//! Conventions: every boolean flag is a pair of switches, `--journal` / `--no-journal` (the last
+//! given wins; the older `--journal true|false` is still read); byte sizes take units
+//! (`64MiB`); durations take units, or seconds (`30s`, `30`); `--records` of `demo`, `sim` and
+//! `bench` is the number of records to fetch, at least 1.
 
 #[macro_use]
 mod stdout;
@@ -31,6 +39,16 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use options::Options;
+
+/// `--records`: a number of records, at least 1 (a run of none would fetch nothing; it used
+/// to fetch one all the same).
+fn records_arg(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1 (it is the number of records to fetch)".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a number of records")),
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -57,8 +75,8 @@ enum Command {
         /// not used].
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
-        /// Records to fetch (one per request).
-        #[arg(long, default_value_t = 20_000)]
+        /// Records to fetch, one per request (at least 1).
+        #[arg(long, default_value_t = 20_000, value_parser = records_arg)]
         records: u64,
         #[command(flatten)]
         opts: Options,
@@ -83,8 +101,9 @@ enum Command {
     },
     /// Throughput benchmark against the built-in simulator.
     Bench {
-        /// Records to process.
-        #[arg(long, default_value_t = 200_000)]
+        /// Records to fetch (at least 1; with --per-response P, in pages of P records, the
+        /// last page full).
+        #[arg(long, default_value_t = 200_000, value_parser = records_arg)]
         records: u64,
         /// Floats per record.
         #[arg(long, default_value_t = 64)]
@@ -112,8 +131,10 @@ enum Command {
         /// Address to listen on; port 0 picks a free one (the printed URLs show it).
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
         addr: SocketAddr,
-        /// Records covered by the printed URL templates (the server answers any id).
-        #[arg(long, default_value_t = 20_000)]
+        /// Records to fetch, as `demo --records`: the printed logs template fetches exactly
+        /// these, the pages template the pages that hold them (at least 1; the server answers
+        /// any id).
+        #[arg(long, default_value_t = 20_000, value_parser = records_arg)]
         records: u64,
         /// Floats per record.
         #[arg(long, default_value_t = 64)]
@@ -125,14 +146,24 @@ enum Command {
     /// Configuration files: check one, or print the defaults.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script: `pinflow completions bash > /etc/bash_completion.d/pinflow`
+    /// (see docs/usage.md for zsh and fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `pinflow man > /usr/local/share/man/man1/pinflow.1`.
+    Man,
 }
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Report every problem in a configuration file, each with its line; exit 1 if any.
+    /// Report every problem in a configuration file and in the PINFLOW_* environment
+    /// variables, each with its line or variable; exit 1 if any.
     Check {
-        /// The TOML file.
-        file: PathBuf,
+        /// The TOML file (or give it with --config); neither: the environment alone.
+        file: Option<PathBuf>,
     },
     /// Print a complete configuration file: every key, its default and what it does.
     Default,
@@ -144,6 +175,8 @@ enum Failure {
     Usage(String),
     /// Bad configuration or a failed run (exit 1), one message per line.
     Errors(Vec<String>),
+    /// A command line that asks for two things at once (exit 2).
+    Refused(String),
 }
 
 impl From<pinflow::Error> for Failure {
@@ -154,7 +187,8 @@ impl From<pinflow::Error> for Failure {
 
 fn main() -> ExitCode {
     runtime::fix_mmap_threshold();
-    let cli = match Cli::try_parse() {
+    let args = options::old_switch_values(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             // An unquoted `{1..5000}` reaches us as 5000 words: clap's "unexpected argument"
@@ -169,6 +203,13 @@ fn main() -> ExitCode {
             e.exit()
         }
     };
+    let flag_format = match &cli.command {
+        Command::Demo { opts, .. } | Command::Run { opts, .. } | Command::Bench { opts, .. } => {
+            opts.log_format()
+        }
+        _ => None,
+    };
+    let file = cli.config.clone();
     stdout::exit_code(match run(cli.config.as_deref(), cli.command) {
         Ok(code) => code,
         Err(Failure::Usage(msg)) => {
@@ -179,10 +220,12 @@ fn main() -> ExitCode {
                 .exit()
         }
         Err(Failure::Errors(lines)) => {
-            for line in lines {
-                eprintln!("pinflow: error: {line}");
-            }
+            runtime::fatal(&lines, options::log_format(file.as_deref(), flag_format));
             ExitCode::from(1)
+        }
+        Err(Failure::Refused(msg)) => {
+            eprintln!("pinflow: error: {msg}");
+            ExitCode::from(2)
         }
     })
 }
@@ -219,6 +262,117 @@ fn run(file: Option<&Path>, cmd: Command) -> Result<ExitCode, Failure> {
             page_size,
         } => sim::sim(addr, records, values, page_size),
         Command::Config(ConfigCommand::Default) => Ok(config::default()),
-        Command::Config(ConfigCommand::Check { file }) => config::check(&file),
+        Command::Config(ConfigCommand::Check { file: given }) => match (given.as_deref(), file) {
+            (Some(a), Some(b)) if a != b => Err(Failure::Refused(format!(
+                "config check was given two files, {} and --config {}: give one",
+                a.display(),
+                b.display()
+            ))),
+            (a, b) => config::check(a.or(b)),
+        },
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "pinflow", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            out!("{}", man_page());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
+
+/// The manual page, pinflow(1): clap_mangen's sections of the command (synopsis, description,
+/// global options), its subcommands, and the options of `run` (which `demo` and `bench` share)
+/// under their topics' headings.
+fn man_page() -> String {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let run = cmd
+        .find_subcommand("run")
+        .expect("the run subcommand")
+        .clone()
+        .mut_args(|a| match a.get_id().as_str() {
+            // Both are in the page's own OPTIONS already.
+            "config" | "help" => a.hide(true),
+            // The subcommand's own options get a heading of their own, not a second OPTIONS.
+            _ if a.get_help_heading().is_none() => a.help_heading("Run options"),
+            _ => a,
+        });
+    let mut subcommands = String::from(".SH SUBCOMMANDS\n");
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        subcommands.push_str(&format!(
+            ".TP\n\\fBpinflow {}\\fR\n{}\n",
+            roff_text(sub.get_name()),
+            roff_text(&sub.get_about().map(|a| a.to_string()).unwrap_or_default())
+        ));
+    }
+    let shared = format!(
+        ".SH \"OPTIONS OF DEMO, RUN AND BENCH\"\n{}\n",
+        roff_text(
+            "The options of `pinflow run`; `demo` and `bench` take the same ones except --urls \
+             and --files. Each is also a configuration key and a PINFLOW_* variable: \
+             `pinflow config default` lists them."
+        )
+    );
+    let settings = format!(
+        ".SH SETTINGS\n{}\n",
+        roff_text(
+            &cmd.get_after_help()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        )
+    );
+    let top = clap_mangen::Man::new(cmd);
+    let run = clap_mangen::Man::new(run);
+    let part = |render: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>| {
+        let mut part = Vec::new();
+        // Writing to a Vec does not fail.
+        let _ = render(&mut part);
+        let text = String::from_utf8_lossy(&part).into_owned();
+        // Each rendering starts with roff's apostrophe preamble: the page has it once.
+        text.strip_prefix(ROFF_PREAMBLE)
+            .map(str::to_string)
+            .unwrap_or(text)
+    };
+    // The preamble after the title, so that the page starts with `.TH` as man(7) has it.
+    let page = [
+        part(&|w| top.render_title(w)),
+        ROFF_PREAMBLE.to_string(),
+        part(&|w| top.render_name_section(w)),
+        part(&|w| top.render_synopsis_section(w)),
+        part(&|w| top.render_description_section(w)),
+        part(&|w| top.render_options_section(w)),
+        subcommands,
+        shared,
+        part(&|w| run.render_options_section(w)),
+        settings,
+        part(&|w| top.render_version_section(w)),
+    ]
+    .concat();
+    // groff reads ASCII: anything else (the `→` of the description) as its Unicode escape.
+    page.chars()
+        .map(|c| {
+            if c.is_ascii() {
+                c.to_string()
+            } else {
+                format!("\\[u{:04X}]", u32::from(c))
+            }
+        })
+        .collect()
+}
+
+/// `text` as a roff text line: backslashes and dashes escaped, a leading `.` or `'` made
+/// literal.
+fn roff_text(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with(['.', '\'']) {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
+}
+
+/// What the `roff` crate writes before every document it renders.
+const ROFF_PREAMBLE: &str = ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n";

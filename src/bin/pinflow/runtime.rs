@@ -62,8 +62,40 @@ pub fn install_signals(reopen: Arc<AtomicBool>) -> Arc<AtomicBool> {
     stop
 }
 
+/// Whether colors are wanted on a terminal: not when `NO_COLOR` is set and not empty
+/// (https://no-color.org).
+pub fn color_allowed() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Writes the errors that end the command (exit 1): `pinflow: error: ...` lines, or under
+/// `log.format = "json"` log lines of level ERROR like every other log line, so a log
+/// collector reads them too. They are written whatever `log.level` and `RUST_LOG` say.
+pub fn fatal(lines: &[String], format: LogFormat) {
+    match format {
+        LogFormat::Text => {
+            for line in lines {
+                eprintln!("pinflow: error: {line}");
+            }
+        }
+        LogFormat::Json => {
+            // A subscriber of its own: the run's may be filtered, or not installed yet.
+            let subscriber = tracing_subscriber::fmt()
+                .json()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                for line in lines {
+                    tracing::error!("{line}");
+                }
+            });
+        }
+    }
+}
+
 /// Logs go to stderr (journald keeps them under systemd), as text or one JSON object per
-/// line; `RUST_LOG` overrides `log.level`.
+/// line; `RUST_LOG` overrides `log.level`. Text is colored on a terminal unless `NO_COLOR`.
 fn init_logging(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
@@ -75,7 +107,7 @@ fn init_logging(cfg: &Config) {
     let _ = match cfg.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
+            .with_ansi(std::io::stderr().is_terminal() && color_allowed())
             .try_init(),
     };
 }

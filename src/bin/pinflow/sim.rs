@@ -11,8 +11,10 @@ use pinflow::sim::{SimConfig, Simulator, Workload};
 use crate::runtime::install_signals;
 use crate::Failure;
 
-/// Serves on `addr` until SIGINT or SIGTERM, printing URL templates that cover `records`
-/// records of `values` floats (NDJSON pages of `page_size`), then the server's statistics.
+/// Serves on `addr` until SIGINT or SIGTERM, printing URL templates that fetch `records`
+/// records of `values` floats (as `demo --records` fetches; at least 1, as the command line
+/// checks), one per request or in NDJSON pages of `page_size` (the last page full), then the
+/// server's statistics.
 pub fn sim(
     addr: SocketAddr,
     records: u64,
@@ -35,15 +37,16 @@ pub fn sim(
         what: "simulator".into(),
         why: format!("cannot listen on {addr}: {e}"),
     })?;
-    let records = records.max(1);
     outln!("base    {}", sim.url(""));
     outln!(
         "logs    {}  (one record per request)",
         sim.logs_template(records)
     );
+    let pages = records.div_ceil(page_size);
     outln!(
-        "pages   {}  (NDJSON, {page_size} records per page)",
-        sim.pages_template(records.div_ceil(page_size))
+        "pages   {}  (NDJSON, {page_size} records per page, {} records)",
+        sim.pages_template(pages),
+        pages * page_size
     );
     eprintln!("pinflow sim: serving until SIGINT or SIGTERM");
     while !stop.load(Ordering::Relaxed) {
