@@ -131,6 +131,7 @@ fn byte_size_flags_and_variables_take_units() {
             "1",
             "--urls",
             &url,
+            "--overwrite",
             "--out",
         ])
         .arg(dir.path().join(out));
@@ -408,7 +409,7 @@ fn on_a_terminal(command: &str, no_color: Option<&str>, dir: &Path) -> Option<St
 fn no_color_turns_the_colors_off_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let command = format!(
-        "'{}' demo --records 50 --progress always --out o.parquet",
+        "'{}' demo --records 50 --progress always --out o.parquet --overwrite",
         env!("CARGO_BIN_EXE_pinflow")
     );
     let Some(colored) = on_a_terminal(&command, None, dir.path()) else {
