@@ -14,7 +14,7 @@ pub(super) enum Kind {
     /// A non-negative integer that fits `u32`.
     Count32,
     /// A byte size: an integer, or text with a unit (`"64MiB"`, see
-    /// [`parse_bytes`](super::parse_bytes)); normalized to an integer.
+    /// [`parse_bytes`]); normalized to an integer.
     Bytes,
     Bool,
     /// A string.
