@@ -51,6 +51,28 @@ fn digits(b: &[u8]) -> Option<u32> {
     Some(v)
 }
 
+/// The digits of a fraction of a second at `*i`, as microseconds (digits past the sixth are
+/// read and dropped), and how many there were; `*i` moves past them. `None` without a digit.
+#[inline]
+fn fraction_micros(b: &[u8], i: &mut usize) -> Option<(i64, usize)> {
+    let start = *i;
+    let mut micros = 0i64;
+    while *i < b.len() && b[*i].is_ascii_digit() {
+        if *i - start < 6 {
+            micros = micros * 10 + (b[*i] - b'0') as i64;
+        }
+        *i += 1;
+    }
+    let n = *i - start;
+    if n == 0 {
+        return None;
+    }
+    for _ in n..6 {
+        micros *= 10;
+    }
+    Some((micros, n))
+}
+
 /// Parses an RFC 3339 date-time (`2026-11-24T18:00:00.123456Z`, `...+02:00`; `t`/`z` and a
 /// space separator accepted) into microseconds since the epoch, UTC. Fractions beyond
 /// microseconds are truncated. Returns `None` for anything else.
@@ -87,20 +109,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let mut micros = 0i64;
     if b[i] == b'.' {
         i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - start < 6 {
-                micros = micros * 10 + (b[i] - b'0') as i64;
-            }
-            i += 1;
-        }
-        let n = i - start;
-        if n == 0 {
-            return None;
-        }
-        for _ in n..6 {
-            micros *= 10;
-        }
+        micros = fraction_micros(b, &mut i)?.0;
     }
     let offset_secs: i64 = match b.get(i)? {
         b'Z' | b'z' if i + 1 == b.len() => 0,
@@ -668,20 +677,11 @@ fn parse_pattern(items: &[Item], b: &[u8], zone: i32) -> Option<i64> {
             Item::Minute => min = number_at(b, &mut i, 2)?,
             Item::Second => sec = number_at(b, &mut i, 2)?,
             Item::Fraction => {
-                let start = i;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    if i - start < 6 {
-                        micros = micros * 10 + (b[i] - b'0') as i64;
-                    }
-                    i += 1;
-                }
-                let n = i - start;
-                if n == 0 || n > 9 {
+                let (fraction, digits) = fraction_micros(b, &mut i)?;
+                if digits > 9 {
                     return None;
                 }
-                for _ in n..6 {
-                    micros *= 10;
-                }
+                micros = fraction;
             }
             Item::Offset => {
                 let (secs, used) = offset_secs(&b[i..])?;

@@ -269,28 +269,14 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
             "" => return Err(bad("a number needs a unit: ns, us, ms, s, m, h or d")),
             _ => return Err(bad(&format!("unknown unit `{unit}`"))),
         };
-        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-        if int.is_empty() && frac.is_empty() || frac.contains('.') {
-            return Err(bad("malformed number"));
-        }
-        let int: u128 = if int.is_empty() {
-            0
-        } else {
-            int.parse().map_err(|_| bad("number too large"))?
-        };
-        let mut part = int.checked_mul(scale).ok_or_else(|| bad("too long"))?;
-        if !frac.is_empty() {
-            if frac.len() > 18 {
-                return Err(bad("too many decimals"));
-            }
-            let digits: u128 = frac.parse().map_err(|_| bad("malformed number"))?;
-            let denom = 10u128.pow(frac.len() as u32);
-            let nanos = digits * scale;
-            if !nanos.is_multiple_of(denom) {
-                return Err(bad("finer than a nanosecond"));
-            }
-            part += nanos / denom;
-        }
+        let part = scaled(num, scale, 18).map_err(|e| {
+            bad(match e {
+                Scaled::Malformed => "malformed number",
+                Scaled::TooLarge => "too long",
+                Scaled::TooManyDecimals => "too many decimals",
+                Scaled::NotWhole => "finer than a nanosecond",
+            })
+        })?;
         total = total.checked_add(part).ok_or_else(|| bad("too long"))?;
     }
     let secs = u64::try_from(total / 1_000_000_000).map_err(|_| bad("too long"))?;
@@ -374,28 +360,50 @@ pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
         }
         _ => return Err(bad(&format!("unknown unit `{unit}`"))),
     };
+    let total = scaled(num, scale, 12).map_err(|e| {
+        bad(match e {
+            Scaled::Malformed => "malformed number",
+            Scaled::TooLarge => "too large",
+            Scaled::TooManyDecimals => "too many decimals",
+            Scaled::NotWhole => "not a whole number of bytes",
+        })
+    })?;
+    u64::try_from(total).map_err(|_| bad("too large"))
+}
+
+/// Why [`scaled`] refused a number.
+enum Scaled {
+    Malformed,
+    TooLarge,
+    TooManyDecimals,
+    NotWhole,
+}
+
+/// `num` (digits with at most one `.`, at most `max_decimals` after it) times `scale`, exactly:
+/// in whole smallest units (nanoseconds, bytes), or why not.
+fn scaled(num: &str, scale: u128, max_decimals: usize) -> std::result::Result<u128, Scaled> {
     let (int, frac) = num.split_once('.').unwrap_or((num, ""));
     if int.is_empty() && frac.is_empty() || frac.contains('.') {
-        return Err(bad("malformed number"));
+        return Err(Scaled::Malformed);
     }
-    let int: u128 = if int.is_empty() {
-        0
-    } else {
-        int.parse().map_err(|_| bad("too large"))?
+    let int: u128 = match int.is_empty() {
+        true => 0,
+        false => int.parse().map_err(|_| Scaled::TooLarge)?,
     };
-    let mut total = int.checked_mul(scale).ok_or_else(|| bad("too large"))?;
-    if !frac.is_empty() {
-        if frac.len() > 12 {
-            return Err(bad("too many decimals"));
-        }
-        let digits: u128 = frac.parse().map_err(|_| bad("malformed number"))?;
-        let denom = 10u128.pow(frac.len() as u32);
-        if !(digits * scale).is_multiple_of(denom) {
-            return Err(bad("not a whole number of bytes"));
-        }
-        total += digits * scale / denom;
+    let whole = int.checked_mul(scale).ok_or(Scaled::TooLarge)?;
+    if frac.is_empty() {
+        return Ok(whole);
     }
-    u64::try_from(total).map_err(|_| bad("too large"))
+    if frac.len() > max_decimals {
+        return Err(Scaled::TooManyDecimals);
+    }
+    let digits: u128 = frac.parse().map_err(|_| Scaled::Malformed)?;
+    let denom = 10u128.pow(frac.len() as u32);
+    let parts = digits.checked_mul(scale).ok_or(Scaled::TooLarge)?;
+    if !parts.is_multiple_of(denom) {
+        return Err(Scaled::NotWhole);
+    }
+    whole.checked_add(parts / denom).ok_or(Scaled::TooLarge)
 }
 
 /// Writes a byte size the way [`parse_bytes`] reads it, in the largest IEC unit that keeps it
