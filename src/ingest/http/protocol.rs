@@ -536,7 +536,9 @@ mod tests {
     }
 
     /// Property: arbitrary bytes, and valid responses with bytes flipped or cut, never panic
-    /// the decoder; it answers with a body, a need for more input, or an error.
+    /// the decoder; it answers with a body, a need for more input, or an error. What it
+    /// answers is consistent: a body is never larger than the input or the limit, what is left
+    /// over is the input's tail, and an untouched response still decodes to its body.
     #[test]
     fn random_garbage_never_panics() {
         let mut rng = Rng(42);
@@ -544,6 +546,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         ];
+        let (mut decoded, mut refused, mut intact) = (0, 0, 0);
         for case in 0..20_000 {
             let mut raw: Vec<u8> = if case % 3 == 0 {
                 (0..rng.below(200)).map(|_| rng.next() as u8).collect()
@@ -558,8 +561,28 @@ mod tests {
             }
             raw.truncate(rng.below(raw.len() + 1));
             let step = 1 + rng.below(16);
-            let _ = decode_in_steps(&raw, step, 4096);
+            match decode_in_steps(&raw, step, 4096) {
+                Ok((status, body, rest)) => {
+                    decoded += 1;
+                    assert!((100..1000).contains(&status), "case {case}: {status}");
+                    assert!(body.len() <= raw.len().min(4096), "case {case}");
+                    assert!(raw.ends_with(&rest), "case {case}: leftover not a tail");
+                    if seeds.contains(&raw.as_slice()) {
+                        intact += 1;
+                        assert_eq!(
+                            (status, &body[..], &rest[..]),
+                            (200, &b"hello"[..], &[][..])
+                        );
+                    }
+                }
+                Err(_) => refused += 1,
+            }
         }
+        // The cases reach both outcomes, and some seeds went through untouched.
+        assert!(
+            decoded > 0 && refused > 0 && intact > 0,
+            "{decoded} {refused} {intact}"
+        );
     }
 
     const CL: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloNEXT";
