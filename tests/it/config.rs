@@ -499,9 +499,30 @@ fn help_shows_the_library_defaults() {
 fn request_timeout_accepts_seconds_and_durations() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "e.toml", "");
-    for (value, ok) in [("30", true), ("1.5", true), ("250ms", true), ("0", false)] {
+    let ms = Duration::from_millis;
+    for (value, want) in [
+        ("30", Some(ms(30_000))),
+        ("1.5", Some(ms(1_500))),
+        ("250ms", Some(ms(250))),
+        ("1m30s", Some(ms(90_000))),
+        ("0", None),
+    ] {
         let o = bench(&f, &[], &["--request-timeout", value]);
-        assert_eq!(o.status.success(), ok, "{value}: {}", text(&o).1);
+        assert_eq!(
+            o.status.success(),
+            want.is_some(),
+            "{value}: {}",
+            text(&o).1
+        );
+        // The value it reads, through the layer the command builds from its flags: a bare
+        // number is seconds.
+        if let Some(want) = want {
+            let layer =
+                ConfigLayer::from_flags([("fetch.request_timeout", "--request-timeout", value)])
+                    .unwrap_or_else(|d| panic!("{value}: {d:?}"));
+            let cfg = Config::from_layers(&[layer]).unwrap();
+            assert_eq!(cfg.fetch.request_timeout, want, "{value}");
+        }
     }
     let o = bench(&f, &[], &["--request-timeout", "soon"]);
     assert_eq!(o.status.code(), Some(2), "clap rejects it");
