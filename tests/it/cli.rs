@@ -211,16 +211,75 @@ fn bench_prints_machine_readable_json() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s = String::from_utf8_lossy(&o.stdout);
-    for key in [
-        "\"records_written\":3000",
-        "\"records_per_s\":",
-        "\"peak_rss_bytes\":",
-        "\"simulator_cpu_share\":",
-        "\"allocations_per_record\":",
-        "\"parse\":{\"p50\":",
-    ] {
-        assert!(s.contains(key), "{key} missing in {s}");
+    let v: serde_json::Value =
+        serde_json::from_str(s.trim_end()).unwrap_or_else(|e| panic!("{e}: {s}"));
+    let int = |k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} not an integer in {s}"))
+    };
+    let num = |k: &str| {
+        let x = v[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} not a number in {s}"));
+        assert!(x.is_finite() && x >= 0.0, "{k} = {x}");
+        x
+    };
+    // What was asked, and all of it.
+    assert_eq!(
+        (int("records"), int("per_response"), int("records_written")),
+        (3000, 100, 3000),
+        "{s}"
+    );
+    assert_eq!((int("requests"), int("failed")), (30, 0), "{s}");
+    // Rates are positive and agree with the count and the time (to the printed precision).
+    let elapsed = num("elapsed_s");
+    assert!(elapsed > 0.0, "{s}");
+    let rate = num("records_per_s");
+    let expected = 3000.0 / elapsed;
+    assert!(
+        (rate - expected).abs() <= expected * 1e-3 + 0.1,
+        "{rate} vs {expected}: {s}"
+    );
+    assert!(num("mb_per_s") > 0.0, "{s}");
+    // Measurements the platform may not offer are null, never a made-up number.
+    for k in ["peak_rss_bytes", "cpu_s", "simulator_cpu_share"] {
+        assert!(v[k].is_null() || v[k].is_number(), "{k}: {s}");
     }
+    if !v["peak_rss_bytes"].is_null() {
+        assert!(int("peak_rss_bytes") > 0, "{s}");
+    }
+    if !v["cpu_s"].is_null() {
+        num("cpu_s");
+    }
+    if !v["simulator_cpu_share"].is_null() {
+        assert!(num("simulator_cpu_share") <= 1.0, "a share: {s}");
+    }
+    assert!(int("peak_live_batches") >= 1, "{s}");
+    num("allocations_per_record");
+    assert!(v["plan"].as_str().is_some_and(|p| !p.is_empty()), "{s}");
+    // Every stage's percentiles are ordered, and each stage saw something.
+    let stages = v["latency_us"].as_object().unwrap_or_else(|| panic!("{s}"));
+    let names: Vec<&str> = stages.keys().map(String::as_str).collect();
+    for name in [
+        "fetch",
+        "parse",
+        "compute",
+        "write",
+        "end_to_end",
+        "handoff",
+    ] {
+        assert!(names.contains(&name), "{name} missing in {s}");
+    }
+    for (name, st) in stages {
+        let p = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("{name}.{k}: {s}"));
+        assert!(p("p50") <= p("p99") && p("p99") <= p("p999"), "{name}: {s}");
+        assert!(p("n") > 0, "{name}: {s}");
+    }
+    assert_eq!(
+        stages["fetch"]["n"].as_u64(),
+        Some(30),
+        "one per request: {s}"
+    );
 }
 
 /// Continuous mode under an operator's tools: JSON logs naming each failure, SIGHUP re-creating
@@ -285,15 +344,25 @@ fn continuous_run_with_json_logs_sighup_and_sigterm() {
         );
     }
     // Every stderr line is one JSON object; failures are logged with their URL and reason.
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"));
+            assert!(v.is_object(), "{l}");
+            v
+        })
+        .collect();
     assert!(
-        lines.iter().all(|l| l.starts_with('{') && l.ends_with('}')),
-        "{stderr}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("request failed") && l.contains("/status/404")),
+        lines.iter().any(|l| {
+            let f = &l["fields"];
+            f["message"] == "request failed"
+                && f["url"]
+                    .as_str()
+                    .is_some_and(|u| u.ends_with("/status/404"))
+                && f["reason"].as_str().is_some_and(|r| r.contains("404"))
+        }),
         "{stderr}"
     );
     // Only finalized files besides the URL list and the dead letters.
