@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
+use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::RecordBatch;
 use pinflow::push::PushError;
 use pinflow::{Pipeline, Source};
@@ -308,8 +308,12 @@ fn transforms_and_sinks_see_the_statistics_and_parquet_can_be_off() {
         .unwrap();
     let (source, push) = Source::push(16);
     let run = pipeline.spawn(source).unwrap();
-    push.push("{\"id\":1,\"values\":[1,2]}\n{\"id\":2,\"values\":[3,4]}\n{\"id\":3}")
-        .unwrap();
+    // Record 2's values, whose statistics the sink must see.
+    let values: [i64; 3] = [3, 4, 8];
+    push.push(format!(
+        "{{\"id\":1,\"values\":[1,2]}}\n{{\"id\":2,\"values\":{values:?}}}\n{{\"id\":3}}"
+    ))
+    .unwrap();
     drop(push);
     let summary = run.join().unwrap();
     assert!(summary.ledger_balances(), "{summary}");
@@ -317,7 +321,22 @@ fn transforms_and_sinks_see_the_statistics_and_parquet_can_be_off() {
     let got = got.lock().unwrap();
     let ids: Vec<i64> = got.iter().flat_map(ids_of).collect();
     assert_eq!(ids, [2]);
-    assert!(got[0].column_by_name("values_variance").is_some());
+    // The sample variance, exactly: (n·Σx² − (Σx)²) / (n(n − 1)) in integers, one rounding.
+    let n = values.len() as i64;
+    let (sum, sum_sq) = (
+        values.iter().sum::<i64>(),
+        values.iter().map(|x| x * x).sum::<i64>(),
+    );
+    let want = (n * sum_sq - sum * sum) as f64 / (n * (n - 1)) as f64;
+    let column = |name: &str| {
+        got[0]
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .as_primitive::<Float64Type>()
+            .value(0)
+    };
+    assert_eq!(column("values_variance"), want);
+    assert_eq!(column("values_mean"), sum as f64 / n as f64);
     assert!(
         dir_names(dir.path()).is_empty(),
         "no Parquet file when it is off"
