@@ -203,7 +203,9 @@ fn link_next_pagination_drains_an_api_from_one_start_url() {
 }
 
 /// A cursor-paginated API: `{"data": [...], "meta": {"next": CURSOR}}`, the cursor in the
-/// `cursor` query parameter; `limit` must survive from page to page.
+/// `cursor` query parameter; `limit` must survive from page to page. It runs on the server's
+/// threads, where a panic would not fail the test: it answers what it cannot read with a 400,
+/// and the test checks the request log.
 fn cursor_api(path: &str, _head: &str) -> Vec<u8> {
     let (route, query) = path.split_once('?').unwrap_or((path, ""));
     let param = |name: &str| {
@@ -212,15 +214,17 @@ fn cursor_api(path: &str, _head: &str) -> Vec<u8> {
             .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
             .map(str::to_string)
     };
-    assert_eq!(param("limit").as_deref(), Some("2"), "{path}");
-    let page = || -> i64 {
-        param("cursor").map_or(0, |c| c.strip_prefix("c%2F").unwrap().parse().unwrap())
+    let page = match param("cursor") {
+        None => Some(0),
+        Some(c) => c.strip_prefix("c%2F").and_then(|n| n.parse::<i64>().ok()),
     };
     let body = match route {
         // Five pages of two records, the cursor text needing percent-encoding; the last page
         // says `null`.
         "/logs" => {
-            let page = page();
+            let Some(page) = page else {
+                return b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec();
+            };
             let next = if page < 4 {
                 format!("\"c/{}\"", page + 1)
             } else {
@@ -253,6 +257,18 @@ fn cursor_api(path: &str, _head: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Every request the server saw kept the start URL's `limit=2`, once.
+fn assert_limit_kept(paths: &[String]) {
+    for p in paths {
+        let query = p.split_once('?').map_or("", |(_, q)| q);
+        let limits = query
+            .split('&')
+            .filter(|kv| kv.starts_with("limit="))
+            .collect::<Vec<_>>();
+        assert_eq!(limits, ["limit=2"], "{p} in {paths:?}");
+    }
+}
+
 #[test]
 fn a_json_cursor_drains_a_paginated_api_from_one_start_url() {
     let (base, heads) = http_server(cursor_api);
@@ -265,7 +281,11 @@ fn a_json_cursor_drains_a_paginated_api_from_one_start_url() {
         .run(Source::Urls(vec![format!("{base}/logs?limit=2")]))
         .unwrap();
     assert!(summary.ledger_balances(), "{summary}");
-    assert_eq!(summary.fetch.requests, 5, "{summary}");
+    assert_eq!(
+        (summary.fetch.requests, summary.fetch.failed),
+        (5, 0),
+        "{summary}"
+    );
     let mut got = ids(summary.output.as_ref().unwrap());
     got.sort_unstable();
     assert_eq!(
@@ -277,6 +297,7 @@ fn a_json_cursor_drains_a_paginated_api_from_one_start_url() {
     assert_eq!(paths[0], "/logs?limit=2");
     assert_eq!(paths[1], "/logs?limit=2&cursor=c%2F1");
     assert_eq!(paths[4], "/logs?limit=2&cursor=c%2F4");
+    assert_limit_kept(&paths);
 
     // A repeating cursor stops at once (a pagination cycle, a failed request); a non-envelope body is dead-lettered and ends its chain;
     // a page without records is fine.
@@ -292,6 +313,7 @@ fn a_json_cursor_drains_a_paginated_api_from_one_start_url() {
     let paths = request_paths(&heads);
     // loop: twice (the second page's cursor repeats); broken: once; empty: twice.
     assert_eq!(paths.len(), 5, "{paths:?}");
+    assert_limit_kept(&paths);
     assert_eq!(summary.fetch.failed, 1, "{summary}");
     assert_eq!(
         paths.iter().filter(|p| p.starts_with("/empty")).count(),
