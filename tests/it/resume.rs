@@ -154,10 +154,35 @@ fn a_file_source_killed_at_random_points_resumes_to_exactly_once() {
     let all = kill_and_resume(&out_dir, &args, &env, 8, 0x5EED_1234);
     assert_exactly_once(&all, 0..n);
     assert!(dir.path().join("out/logs.parquet.journal").exists());
-    // Running it again finds nothing left to do and writes nothing.
-    let before = final_parquet_files(&out_dir).len();
+    // Running it again finds nothing left to do and writes nothing: every file in the output
+    // directory, the journal included, has the same bytes afterwards.
+    let journal = dir.path().join("out/logs.parquet.journal");
+    let (files_before, journal_before) =
+        (content_hashes(&out_dir), std::fs::read(&journal).unwrap());
     run_once(&args, &env, None);
-    assert_eq!(final_parquet_files(&out_dir).len(), before);
+    let journal_after = std::fs::read(&journal).unwrap();
+    assert_eq!(journal_after.len(), journal_before.len(), "journal length");
+    assert!(journal_after == journal_before, "journal bytes changed");
+    assert_eq!(content_hashes(&out_dir), files_before);
+}
+
+/// Each file under `dir` (recursively, hidden ones too) by path: its length and a hash of its
+/// bytes.
+fn content_hashes(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, (u64, u64)> {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(content_hashes(&p));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            let mut h = DefaultHasher::new();
+            h.write(&bytes);
+            out.insert(p, (bytes.len() as u64, h.finish()));
+        }
+    }
+    out
 }
 
 #[test]
