@@ -1241,6 +1241,49 @@ fn remove_stale_temps(
     removed
 }
 
+/// The property the `journal_reader` fuzz target checks, and `tests/it/fuzz_corpora.rs`
+/// replays on stable: whatever a journal holds, [`check`] does not panic; what it accepts names
+/// only files inside the output, and its errors send a terminal no control bytes. The first
+/// byte of `data` chooses the layout (rotated files beside `o.parquet`, or a dataset
+/// partitioned by `service`), the rest is the journal. Panics when the property fails.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let Some((&layout, bytes)) = data.split_first() else {
+        return;
+    };
+    let dir = Path::new("/data/out");
+    let (journal, files) = match layout % 2 {
+        0 => (
+            dir.join("o.parquet.journal"),
+            OutputFiles::Beside(dir.join("o.parquet")),
+        ),
+        _ => (
+            dir.join("ds.journal"),
+            OutputFiles::Under {
+                root: dir.join("ds"),
+                partition_by: vec!["service".into()],
+            },
+        ),
+    };
+    match check(&journal, bytes, "src", &files) {
+        Ok(contents) => {
+            assert!(contents.valid_end <= bytes.len() as u64);
+            for f in contents.checkpoints.iter().flat_map(|c| &c.files) {
+                for name in [&f.tmp, &f.fin] {
+                    let inside = Path::new(name)
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)));
+                    assert!(inside && !name.contains('\0'), "{name:?} accepted");
+                }
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!msg.bytes().any(|b| b.is_ascii_control()), "{msg:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

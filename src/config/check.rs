@@ -585,6 +585,28 @@ pub(super) fn check(name: &str, text: &str) -> (Option<Config>, Vec<Diagnostic>)
     }
 }
 
+/// The property the `config_parser` fuzz target checks, and `tests/it/fuzz_corpora.rs`
+/// replays on stable: whatever a configuration file holds (`data` read as UTF-8, invalid
+/// sequences replaced), checking it does not panic; it gives a configuration exactly when it
+/// reports no problem, every line it names is in the text, and a configuration it accepts
+/// reads back equal from [`Config::to_toml`]. Panics when the property fails.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (cfg, diags) = check("fuzz.toml", &text);
+    assert_eq!(cfg.is_some(), diags.is_empty(), "{diags:?}");
+    let lines = text.split('\n').count();
+    for d in &diags {
+        if let Some(line) = d.origin.as_ref().and_then(|o| o.line) {
+            assert!((1..=lines).contains(&line), "line {line} of {lines}: {d}");
+        }
+    }
+    if let Some(cfg) = cfg {
+        let again = cfg.to_toml().and_then(|t| Config::from_toml(&t));
+        assert_eq!(again.as_ref().ok(), Some(&cfg), "{again:?}");
+    }
+}
+
 pub(super) fn describe(v: &toml::de::DeValue<'_>) -> String {
     use toml::de::DeValue;
     match v {

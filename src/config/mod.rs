@@ -55,6 +55,8 @@ pub const DESCRIPTOR_RESERVE: usize = 32;
 /// File descriptors kept for the metrics endpoint's listener and its connections, when it is on.
 pub const METRICS_DESCRIPTORS: usize = 16;
 
+#[doc(hidden)]
+pub use check::fuzz_check;
 pub use check::{check_config, check_toml, Diagnostic, Origin};
 pub use headers::resolve_headers;
 pub use layers::ConfigLayer;

@@ -848,6 +848,39 @@ fn inflate(
     Ok(n)
 }
 
+/// The property the `ndjson_split` fuzz target checks, and `tests/it/fuzz_corpora.rs` replays
+/// on stable: whatever a body holds, parsing it does not panic and loses nothing (every record
+/// seen is a row or a dead letter with a bounded excerpt), and a body in NDJSON form (after a
+/// byte-order mark and leading whitespace, it starts with `{` and has a line that starts with
+/// `{`) is split into exactly its non-blank lines. Panics when the property fails.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let mut p = Parser::new();
+    let mut batch = BodyBatch::default();
+    batch.push_body("http://fuzz/", data, 1, std::time::Instant::now());
+    let out = p.parse_batch(&mut batch);
+    let s = &p.stats;
+    let rows = out.rows.as_ref().map_or(0, |r| r.num_rows() as u64);
+    assert_eq!(s.records, s.rows + s.dead, "{s:?}");
+    assert_eq!((rows, out.dead_letters.len() as u64), (s.rows, s.dead));
+    assert_eq!(out.delivered, 1);
+    for d in &out.dead_letters {
+        assert!(
+            d.excerpt.chars().count() <= EXCERPT_BYTES + 1,
+            "{}",
+            d.reason
+        );
+    }
+    // The split, counted independently of the parser's own loop.
+    let body = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let body = body.trim_ascii_start();
+    if body.first() == Some(&b'{') && body.windows(2).any(|w| w == b"\n{") {
+        let lines = body.split(|&b| b == b'\n');
+        let records = lines.filter(|l| !l.trim_ascii().is_empty()).count() as u64;
+        assert_eq!(s.records, records, "records of an NDJSON body");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,8 @@
 //! module.
 //!
 //! Modules are gated on the cargo features they need to build and pass, so that the core build
-//! (`cargo test --no-default-features --lib --test it`) runs what needs none: `library` and
-//! `schema`. A module that starts the `pinflow` binary needs `cli` (the binary's required
+//! (`cargo test --no-default-features --lib --test it`) runs what needs none: `library`,
+//! `schema` and most of `fuzz_corpora`. A module that starts the `pinflow` binary needs `cli` (the binary's required
 //! feature), which implies `http`, `sim` and `metrics-endpoint`; URL sources need `http`, the
 //! log simulator `sim`, and `metrics.addr` the `metrics-endpoint`. (This comment does not name
 //! the binary's path variable: tools/qemu-test.sh greps for it to find the modules that spawn.)
@@ -38,6 +38,7 @@ mod faults;
 mod files;
 #[cfg(feature = "cli")]
 mod first_hour;
+mod fuzz_corpora;
 #[cfg(feature = "cli")]
 mod hostile_http;
 #[cfg(feature = "cli")]

@@ -414,6 +414,43 @@ pub fn parse_retry_after(v: &str) -> Option<std::time::Duration> {
     ))
 }
 
+/// The property the `response_decoder` fuzz target checks, and `tests/it/fuzz_corpora.rs`
+/// replays on stable: whatever bytes a server sends, in whatever pieces (the first byte of
+/// `data` chooses the read size), the decoder does not panic, hands out no more body than its
+/// limit, and never consumes more input than it was given. Panics when the property fails.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let Some((&step, bytes)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(step % 64) + 1;
+    let limit = 4096;
+    let mut d = ResponseDecoder::new(limit);
+    let mut body = Vec::new();
+    let mut buf = Vec::new();
+    for piece in bytes.chunks(step) {
+        buf.extend_from_slice(piece);
+        match d.decode(&buf, &mut body) {
+            Ok(n) => {
+                assert!(n <= buf.len(), "consumed {n} of {} bytes", buf.len());
+                buf.drain(..n);
+            }
+            Err(_) => return,
+        }
+        assert!(
+            body.len() <= limit,
+            "{} body bytes over a limit of {limit}",
+            body.len()
+        );
+        if d.is_done() {
+            // Keep-alive: the next response starts with what is left.
+            d.reset();
+            body.clear();
+        }
+    }
+    let _ = d.eof();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
