@@ -487,7 +487,7 @@ def schema_lines(rng):
     bad({"samples": {"a": 1}}, "samples")
     bad({"ts": "2026-02-30T00:00:00Z"}, "ts")
     bad({"ts": "2026-11-24T10:00:00"}, "ts")
-    bad({"ts": 1795478400}, "ts")
+    bad({"ts": True}, "ts")  # a number would be an epoch time (issue 17)
     bad({"svc": 1}, "svc")
     bad({"s": ["a"]}, "s")
     bad({"x": "1"}, "x")
@@ -1666,7 +1666,8 @@ def case_journal(spec, fails, tables, H):
     with open(spec["journal"], encoding="utf-8") as f:
         entries = [json.loads(line) for line in f if line.strip()]
     checkpoints = [e for e in entries if "checkpoint" in e]
-    committed = sorted(final for e in checkpoints for _, final in e.get("files", []))
+    # Journal format 2: each committed file is [temporary, final, size].
+    committed = sorted(f[1] for e in checkpoints for f in e.get("files", []))
     items = sum(len(str(e.get("items", "")).split(",")) for e in checkpoints if e.get("items"))
     if committed != sorted(os.path.basename(p) for p in files):
         fails.add(label, "files present are not the committed ones",
