@@ -39,6 +39,7 @@ mod files;
 #[cfg(feature = "cli")]
 mod first_hour;
 mod fuzz_corpora;
+mod golden_stats;
 #[cfg(feature = "cli")]
 mod hostile_http;
 #[cfg(feature = "cli")]
