@@ -24,6 +24,8 @@ mod cli;
 mod cli_conventions;
 #[cfg(feature = "cli")]
 mod config;
+#[cfg(feature = "cli")]
+mod disk_full;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod continuous;
 #[cfg(feature = "http")]
@@ -47,6 +49,8 @@ mod journal_trust;
 mod library;
 #[cfg(all(feature = "sim", feature = "http", feature = "metrics-endpoint"))]
 mod metrics;
+#[cfg(feature = "cli")]
+mod net_faults;
 #[cfg(feature = "cli")]
 mod output;
 #[cfg(feature = "cli")]

@@ -172,6 +172,65 @@ enum Attempt {
     Error(String, String, bool),
 }
 
+/// How a failed call ends an attempt: ureq's error in the mio engine's classes and words, so
+/// that the summary, the metrics and the dead letters read the same whichever engine ran, and
+/// so that a name that cannot be resolved is not retried (mio's rule; issue 23).
+fn call_failure(e: ureq::Error, at: &HttpUrl, cfg: &FetchConfig) -> Attempt {
+    use std::io::ErrorKind as K;
+    use ureq::Timeout as T;
+    let addr = format!("{}:{}", at.host, at.port);
+    let (class, detail, retry) = match e {
+        ureq::Error::Timeout(T::Connect) => (
+            "timeout",
+            format!("connect to {addr} timed out after {:?}", cfg.connect_timeout),
+            true,
+        ),
+        ureq::Error::Timeout(T::RecvResponse) => (
+            "timeout",
+            format!(
+                "no response within {:?} (first-byte timeout)",
+                cfg.first_byte_timeout
+            ),
+            true,
+        ),
+        ureq::Error::Timeout(T::Global) => (
+            "timeout",
+            format!("request timed out after {:?}", cfg.request_timeout),
+            true,
+        ),
+        ureq::Error::Timeout(t) => ("timeout", format!("timeout: {t}"), true),
+        ureq::Error::HostNotFound => (
+            "resolve",
+            format!("cannot resolve {}: no addresses", at.host),
+            false,
+        ),
+        // ureq passes getaddrinfo's failure on as the `io::Error` std made of it, whose kind
+        // cannot be named on stable Rust: std's message is what tells it from a socket error.
+        ureq::Error::Io(io) if io.to_string().contains("failed to lookup address") => (
+            "resolve",
+            format!("cannot resolve {}: {io}", at.host),
+            false,
+        ),
+        // The proxy refused the tunnel (407, 502, ...): its answer is the reason.
+        ureq::Error::ConnectProxyFailed(why) => ("proxy", format!("proxy: {why}"), false),
+        // The connection broke after it was made (a reset, a close mid-response).
+        ureq::Error::Io(io)
+            if matches!(
+                io.kind(),
+                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof
+            ) =>
+        {
+            ("connection", format!("{addr}: {io}"), true)
+        }
+        e @ (ureq::Error::Io(_)
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::Protocol(_)
+        | ureq::Error::BodyStalled) => ("connect", e.to_string(), true),
+        e => ("connect", e.to_string(), false),
+    };
+    Attempt::Error(class.into(), detail, retry)
+}
+
 /// `Name: value` header lines as (name, value) pairs.
 fn header_pairs(lines: &str) -> Vec<(String, String)> {
     lines
@@ -275,23 +334,7 @@ impl Worker<'_> {
                 req = req.header(n, v);
             }
         }
-        req.call().map_err(|e| {
-            let retry = matches!(
-                e,
-                ureq::Error::Io(_)
-                    | ureq::Error::Timeout(_)
-                    | ureq::Error::ConnectionFailed
-                    | ureq::Error::HostNotFound
-                    | ureq::Error::Protocol(_)
-                    | ureq::Error::BodyStalled
-            );
-            let class = match e {
-                ureq::Error::Timeout(_) => "timeout",
-                ureq::Error::HostNotFound => "resolve",
-                _ => "connect",
-            };
-            Attempt::Error(class.into(), e.to_string(), retry)
-        })
+        req.call().map_err(|e| call_failure(e, at, self.cfg))
     }
 
     /// What a response that is not a redirect comes to: its body, or its status.
