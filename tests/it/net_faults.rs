@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -270,5 +270,197 @@ fn a_name_that_cannot_be_resolved_fails_its_request_with_the_reason_in_both_engi
         // Counted by its reason, and not retried (the mio engine's rule, kept by ureq).
         assert!(stdout.contains("resolve"), "{engine}: {stdout}");
         assert!(line.contains(r#""attempts":1"#), "{engine}: {line}");
+    }
+}
+
+/// A loopback HTTP proxy written for the tests: it opens `CONNECT host:port` tunnels (ureq
+/// sends every proxied request through one) to loopback targets, or answers every request with
+/// `refuse` (a status line such as `407 Proxy Authentication Required`). It records each
+/// tunnel's target and the local address of its upstream connection, and any other request.
+struct TestProxy {
+    url: String,
+    tunnels: Arc<Mutex<Vec<(String, SocketAddr)>>>,
+    other: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestProxy {
+    fn start(refuse: Option<&'static str>) -> TestProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tunnels, other): (Arc<Mutex<Vec<_>>>, Arc<Mutex<Vec<_>>>) = Default::default();
+        let (t, o) = (Arc::clone(&tunnels), Arc::clone(&other));
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(s) = s else { return };
+                let (t, o) = (Arc::clone(&t), Arc::clone(&o));
+                std::thread::spawn(move || TestProxy::serve(s, refuse, &t, &o));
+            }
+        });
+        TestProxy {
+            url,
+            tunnels,
+            other,
+        }
+    }
+
+    fn serve(
+        mut client: TcpStream,
+        refuse: Option<&str>,
+        tunnels: &Mutex<Vec<(String, SocketAddr)>>,
+        other: &Mutex<Vec<String>>,
+    ) {
+        let Some(head) = read_head(&mut client) else {
+            return;
+        };
+        let line = head.lines().next().unwrap_or("").to_string();
+        let target = line
+            .strip_prefix("CONNECT ")
+            .and_then(|rest| rest.split(' ').next())
+            .filter(|t| t.starts_with("127.0.0.1:"));
+        let (Some(target), None) = (target, refuse) else {
+            if refuse.is_none() {
+                other.lock().unwrap().push(line);
+            }
+            let status = refuse.unwrap_or("400 Bad Request");
+            let _ = client.write_all(
+                format!("HTTP/1.1 {status}\r\nProxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            return;
+        };
+        let Ok(upstream) = TcpStream::connect(target) else {
+            let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+            return;
+        };
+        tunnels
+            .lock()
+            .unwrap()
+            .push((target.to_string(), upstream.local_addr().unwrap()));
+        let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+        let (mut up_r, mut up_w) = (upstream.try_clone().unwrap(), upstream);
+        let (mut cl_r, mut cl_w) = (client.try_clone().unwrap(), client);
+        let forth = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut cl_r, &mut up_w);
+            let _ = up_w.shutdown(std::net::Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut up_r, &mut cl_w);
+        let _ = cl_w.shutdown(std::net::Shutdown::Both);
+        let _ = forth.join();
+    }
+}
+
+/// A keep-alive origin answering `/N` with `{"id":N}`, recording each request's peer address.
+fn origin() -> (String, Arc<Mutex<Vec<SocketAddr>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let peers: Arc<Mutex<Vec<SocketAddr>>> = Arc::default();
+    let log = Arc::clone(&peers);
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let peer = s.peer_addr().unwrap();
+                while let Some(head) = read_head(&mut s) {
+                    log.lock().unwrap().push(peer);
+                    let id = head.split(' ').nth(1).unwrap_or("/0")[1..].to_string();
+                    let body = format!(r#"{{"id":{id}}}"#);
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if s.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (base, peers)
+}
+
+/// `pinflow run` of `{base}/{1..n}` with `engine`, its proxy settings from `HTTP_PROXY` =
+/// `proxy` only (`NO_PROXY` empty, so that loopback is proxied too).
+fn run_via_proxy(dir: &Path, engine: &str, base: &str, n: u32, proxy: &str) -> Output {
+    let mut c = pinflow_piped();
+    for var in [
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "http_proxy",
+        "no_proxy",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("HTTP_PROXY", proxy)
+        .env("NO_PROXY", "")
+        .args(["run", "--urls", &format!("{base}/{{1..{n}}}")])
+        .args(["--engine", engine, "--progress", "never", "--out"])
+        .arg(dir.join(format!("{engine}.parquet")))
+        .arg("--dead-letter")
+        .arg(dir.join(format!("{engine}.dead.ndjson")))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_ureq_engine_sends_every_request_through_http_proxy_and_the_mio_engine_ignores_it() {
+    let n = 20;
+    for engine in ["ureq", "mio"] {
+        let (base, peers) = origin();
+        let proxy = TestProxy::start(None);
+        let dir = tempfile::tempdir().unwrap();
+        let o = run_via_proxy(dir.path(), engine, &base, n, &proxy.url);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{engine}: {stderr}");
+        let mut got = ids(&dir.path().join(format!("{engine}.parquet")));
+        got.sort_unstable();
+        assert_eq!(got, (1..=n as i64).collect::<Vec<_>>(), "{engine}");
+        let peers = peers.lock().unwrap().clone();
+        assert_eq!(peers.len(), n as usize, "{engine}: requests at the origin");
+        let tunnels = proxy.tunnels.lock().unwrap().clone();
+        assert!(proxy.other.lock().unwrap().is_empty(), "{engine}");
+        if engine == "ureq" {
+            let origin = base.trim_start_matches("http://");
+            assert!(!tunnels.is_empty(), "ureq: no tunnel through the proxy");
+            for (target, _) in &tunnels {
+                assert_eq!(target, origin, "ureq: a tunnel to elsewhere");
+            }
+            // Each request reached the origin from one of the proxy's upstream connections.
+            let upstream: Vec<SocketAddr> = tunnels.iter().map(|(_, a)| *a).collect();
+            for peer in &peers {
+                assert!(upstream.contains(peer), "ureq: {peer} bypassed the proxy");
+            }
+        } else {
+            // Documented (docs/usage.md, "The blocking fallback"): the mio engine connects
+            // directly and ignores the proxy variables.
+            assert!(tunnels.is_empty(), "mio went through the proxy: {tunnels:?}");
+        }
+    }
+}
+
+#[test]
+fn a_proxy_that_refuses_fails_each_request_with_its_answer_as_the_reason() {
+    for answer in ["407 Proxy Authentication Required", "502 Bad Gateway"] {
+        let (base, peers) = origin();
+        let proxy = TestProxy::start(Some(answer));
+        let dir = tempfile::tempdir().unwrap();
+        let o = run_via_proxy(dir.path(), "ureq", &base, 3, &proxy.url);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{answer}: {stdout}\n{stderr}");
+        assert!(stdout.contains("3 × proxy"), "{answer}: {stdout}");
+        let dead = ndjson_lines(&dir.path().join("ureq.dead.ndjson"));
+        assert_eq!(dead.len(), 3, "{answer}: {dead:?}");
+        let code = &answer[..3];
+        for line in &dead {
+            assert!(
+                line.contains("proxy") && line.contains(code) && line.contains(r#""attempts":1"#),
+                "{answer}: {line}"
+            );
+        }
+        assert!(peers.lock().unwrap().is_empty(), "{answer}: reached the origin");
+        assert!(proxy.tunnels.lock().unwrap().is_empty());
     }
 }
