@@ -464,3 +464,204 @@ fn a_proxy_that_refuses_fails_each_request_with_its_answer_as_the_reason() {
         assert!(proxy.tunnels.lock().unwrap().is_empty());
     }
 }
+
+/// The TLS trust rules, on the mio engine (the ureq engine fetches `http://` only).
+#[cfg(feature = "tls")]
+mod trust {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+    use super::*;
+    use crate::tls::{provider, Ca};
+
+    /// What the server does once it has read a request.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// `{"id":N}` with its Content-Length, then a clean TLS close.
+        Whole,
+        /// Headers promising 60 body bytes, one complete record of them, then the TCP
+        /// connection closed without a close_notify.
+        CutContentLength,
+        /// A body delimited by the close (no Content-Length, `Connection: close`): one record,
+        /// then the TCP connection closed, with a close_notify alert first or without one.
+        UntilClose { notify: bool },
+    }
+
+    /// An HTTPS server on 127.0.0.1 with the certificate `cert` that answers each request as
+    /// `answer` says, one request per connection. Returns its base URL and the number of
+    /// requests it read (so, of completed handshakes).
+    fn server(
+        cert: CertificateDer<'static>,
+        key: PrivateKeyDer<'static>,
+        answer: Answer,
+    ) -> (String, Arc<AtomicUsize>) {
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("https://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { return };
+                let (config, seen) = (Arc::clone(&config), Arc::clone(&seen));
+                std::thread::spawn(move || {
+                    let conn = ServerConnection::new(config).unwrap();
+                    let mut s = StreamOwned::new(conn, tcp);
+                    let Some(head) = read_head(&mut s) else {
+                        return;
+                    };
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    let id = head.split(' ').nth(1).unwrap_or("/0")[1..].to_string();
+                    let record = format!("{{\"id\":{id}}}\n");
+                    let (resp, notify) = match answer {
+                        Answer::Whole => (
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{record}",
+                                record.len()
+                            ),
+                            true,
+                        ),
+                        Answer::CutContentLength => (
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: 60\r\n\r\n{record}"),
+                            false,
+                        ),
+                        Answer::UntilClose { notify } => (
+                            format!("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{record}"),
+                            notify,
+                        ),
+                    };
+                    if s.write_all(resp.as_bytes()).and_then(|_| s.flush()).is_err() {
+                        return;
+                    }
+                    if notify {
+                        s.conn.send_close_notify();
+                        let _ = s.flush();
+                    }
+                    // rustls sends no alert of its own on drop: without the call above, the
+                    // peer sees a bare TCP close.
+                    let _ = s.sock.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        (base, requests)
+    }
+
+    fn urls(base: &str, n: u32) -> Source {
+        Source::Urls((1..=n).map(|i| format!("{base}/{i}")).collect())
+    }
+
+    fn tls_config(dir: &Path, name: &str, ca: &Ca) -> Config {
+        let mut cfg = Config::new(dir.join(format!("{name}.parquet")));
+        cfg.fetch.tls_ca_file = Some(ca.write_pem(dir, &format!("{name}-ca.pem")));
+        cfg.fetch.max_attempts = 3;
+        cfg
+    }
+
+    #[test]
+    fn a_configured_ca_that_did_not_sign_the_server_certificate_fails_once_as_unknown_issuer() {
+        let server_ca = Ca::new("the server's CA");
+        let other_ca = Ca::new("another private CA");
+        let (cert, key, _) = server_ca.issue(&["127.0.0.1"]);
+        let (base, requests) = server(cert, key, Answer::Whole);
+        let dir = tempfile::tempdir().unwrap();
+        let summary = Pipeline::new(tls_config(dir.path(), "other", &other_ca))
+            .unwrap()
+            .run(urls(&base, 2))
+            .unwrap();
+        assert!(summary.ledger_balances(), "{summary}");
+        assert_eq!(summary.fetch.failed, 2, "{summary}");
+        assert_eq!(summary.fetch.retries, 0, "a certificate is not retried");
+        assert_eq!(summary.fetch.failed_by_reason.get("tls"), Some(&2));
+        for (_, reason) in &summary.fetch.failure_samples {
+            assert!(
+                reason.contains("UnknownIssuer") && reason.contains("fetch.tls_ca_file"),
+                "{reason}"
+            );
+        }
+        assert_eq!(requests.load(Ordering::Relaxed), 0, "no request was sent");
+        // The same server, its own CA configured: trusted (the failure above was the CA's).
+        let summary = Pipeline::new(tls_config(dir.path(), "own", &server_ca))
+            .unwrap()
+            .run(urls(&base, 2))
+            .unwrap();
+        assert_eq!(summary.records_written, 2, "{summary}");
+    }
+
+    #[test]
+    fn an_expired_server_certificate_is_refused_with_a_reason_saying_expired() {
+        let ca = Ca::new("pinflow test CA");
+        let (cert, key, _) = ca.issue_with(&["127.0.0.1"], |p| {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        });
+        let (base, requests) = server(cert, key, Answer::Whole);
+        let dir = tempfile::tempdir().unwrap();
+        let summary = Pipeline::new(tls_config(dir.path(), "expired", &ca))
+            .unwrap()
+            .run(urls(&base, 1))
+            .unwrap();
+        assert_eq!(summary.fetch.failed, 1, "{summary}");
+        assert_eq!(summary.fetch.retries, 0, "an expired certificate is not retried");
+        assert_eq!(summary.fetch.failed_by_reason.get("tls"), Some(&1));
+        let (_, reason) = &summary.fetch.failure_samples[0];
+        assert!(reason.contains("expired"), "{reason}");
+        assert_eq!(requests.load(Ordering::Relaxed), 0);
+        // A certificate of the same CA that is valid now is accepted.
+        let (cert, key, _) = ca.issue(&["127.0.0.1"]);
+        let (base, _) = server(cert, key, Answer::Whole);
+        let summary = Pipeline::new(tls_config(dir.path(), "valid", &ca))
+            .unwrap()
+            .run(urls(&base, 1))
+            .unwrap();
+        assert_eq!(summary.records_written, 1, "{summary}");
+    }
+
+    /// Runs `answer` against 2 URLs with 3 attempts each.
+    fn cut_run(answer: Answer, name: &str) -> (pinflow::Summary, usize) {
+        let ca = Ca::new("pinflow test CA");
+        let (cert, key, _) = ca.issue(&["127.0.0.1"]);
+        let (base, requests) = server(cert, key, answer);
+        let dir = tempfile::tempdir().unwrap();
+        let summary = Pipeline::new(tls_config(dir.path(), name, &ca))
+            .unwrap()
+            .run(urls(&base, 2))
+            .unwrap();
+        (summary, requests.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn a_content_length_body_cut_without_close_notify_fails_and_no_row_is_written() {
+        let (summary, requests) = cut_run(Answer::CutContentLength, "cut-cl");
+        assert!(summary.ledger_balances(), "{summary}");
+        assert_eq!(summary.fetch.failed, 2, "{summary}");
+        assert_eq!(summary.records_written, 0, "a short body was taken as whole");
+        assert_eq!(summary.fetch.failed_by_reason.get("truncated"), Some(&2));
+        assert_eq!(requests, 6, "each tried 3 times");
+    }
+
+    #[test]
+    fn a_close_delimited_body_counts_only_when_the_server_sent_close_notify() {
+        // The truncation attack: whoever can cut the TCP connection chooses where the body
+        // ends, unless the end is authenticated by the TLS close_notify alert.
+        let (summary, requests) = cut_run(Answer::UntilClose { notify: false }, "cut-close");
+        assert!(summary.ledger_balances(), "{summary}");
+        assert_eq!(summary.fetch.failed, 2, "{summary}");
+        assert_eq!(summary.records_written, 0, "a cut body was taken as whole");
+        assert_eq!(summary.fetch.failed_by_reason.get("truncated"), Some(&2));
+        let (_, reason) = &summary.fetch.failure_samples[0];
+        assert!(reason.contains("close_notify"), "{reason}");
+        assert_eq!(requests, 6, "each tried 3 times");
+        // The same body ended by a close_notify is complete.
+        let (summary, _) = cut_run(Answer::UntilClose { notify: true }, "clean-close");
+        assert_eq!(summary.fetch.failed, 0, "{summary}");
+        assert_eq!(summary.records_written, 2, "{summary}");
+    }
+}
