@@ -219,20 +219,6 @@ fn netns_allowed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Skips a test whose environment is missing, or fails it where the CI says the environment
-/// is there (`require` set to 1).
-fn skip_unless(allowed: bool, require: &str, what: &str) -> bool {
-    if allowed {
-        return false;
-    }
-    assert!(
-        std::env::var(require).as_deref() != Ok("1"),
-        "{what} is not permitted here, and {require}=1 requires it"
-    );
-    eprintln!("skipped: {what} is not permitted here (set {require}=1 to make that a failure)");
-    true
-}
-
 #[test]
 fn a_name_that_cannot_be_resolved_fails_its_request_with_the_reason_in_both_engines() {
     if skip_unless(

@@ -283,3 +283,18 @@ pub fn pinflow_piped() -> std::process::Command {
         .stderr(std::process::Stdio::piped());
     c
 }
+
+/// Whether to skip a test whose environment is missing (a network namespace, a mount): true
+/// (and the reason printed) when `allowed` is false, unless the environment variable `require`
+/// is 1, as the CI sets it where the environment is there: then the test fails instead.
+pub fn skip_unless(allowed: bool, require: &str, what: &str) -> bool {
+    if allowed {
+        return false;
+    }
+    assert!(
+        std::env::var(require).as_deref() != Ok("1"),
+        "{what} is not permitted here, and {require}=1 requires it"
+    );
+    eprintln!("skipped: {what} is not permitted here (set {require}=1 to make that a failure)");
+    true
+}
