@@ -100,7 +100,10 @@ fn text(o: &Output) -> (String, String) {
 /// Every final Parquet file under `dir` reads back whole (the reader panics on a partial or
 /// corrupt one); returns their ids, sorted.
 fn final_ids(dir: &Path) -> Vec<i64> {
-    let mut all: Vec<i64> = final_parquet_files(dir).iter().flat_map(|f| ids(f)).collect();
+    let mut all: Vec<i64> = final_parquet_files(dir)
+        .iter()
+        .flat_map(|f| ids(f))
+        .collect();
     all.sort_unstable();
     all
 }
@@ -135,7 +138,14 @@ fn a_full_disk_stops_the_journal_run_and_the_rerun_after_growing_it_writes_each_
     let out = fs.dir.join("logs.parquet");
     let run = || {
         pinflow_piped()
-            .args(["run", "--journal", "--rotate-rows", "10000", "--progress", "never"])
+            .args([
+                "run",
+                "--journal",
+                "--rotate-rows",
+                "10000",
+                "--progress",
+                "never",
+            ])
             .arg("--files")
             .arg(&input)
             .arg("--out")
@@ -154,9 +164,15 @@ fn a_full_disk_stops_the_journal_run_and_the_rerun_after_growing_it_writes_each_
     // Checkpoints before the disk filled are under their final names, whole; nothing
     // partial is left behind, under a final name or a temporary one.
     let before = final_ids(&fs.dir);
-    assert!(!before.is_empty(), "no checkpoint before the disk filled: {stderr}");
+    assert!(
+        !before.is_empty(),
+        "no checkpoint before the disk filled: {stderr}"
+    );
     assert!(before.len() < n, "the disk never filled");
-    assert!(before.windows(2).all(|w| w[0] < w[1]), "a row written twice");
+    assert!(
+        before.windows(2).all(|w| w[0] < w[1]),
+        "a row written twice"
+    );
     assert_eq!(temporaries(&fs.dir), Vec::<String>::new());
     // Room again: the same command finishes the work, trusting the journal as it is.
     fs.resize("64m");

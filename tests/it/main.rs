@@ -24,10 +24,10 @@ mod cli;
 mod cli_conventions;
 #[cfg(feature = "cli")]
 mod config;
-#[cfg(feature = "cli")]
-mod disk_full;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod continuous;
+#[cfg(feature = "cli")]
+mod disk_full;
 #[cfg(feature = "http")]
 mod encoding;
 #[cfg(all(feature = "sim", feature = "http"))]

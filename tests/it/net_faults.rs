@@ -113,7 +113,10 @@ fn a_connect_that_never_completes_fails_by_fetch_connect_timeout_in_both_engines
         cfg.fetch.connect_timeout = Duration::from_millis(500);
         cfg.fetch.max_attempts = 2;
         let url = format!("http://{}/1", full.addr);
-        let summary = Pipeline::new(cfg).unwrap().run(Source::Urls(vec![url])).unwrap();
+        let summary = Pipeline::new(cfg)
+            .unwrap()
+            .run(Source::Urls(vec![url]))
+            .unwrap();
         assert!(summary.ledger_balances(), "{engine:?}: {summary}");
         assert_eq!(summary.fetch.failed, 1, "{engine:?}: {summary}");
         assert_eq!(summary.fetch.retries, 1, "{engine:?}: retried once");
@@ -236,7 +239,13 @@ fn a_name_that_cannot_be_resolved_fails_its_request_with_the_reason_in_both_engi
         let dead = dir.path().join(format!("{engine}.dead.ndjson"));
         let o = Command::new("unshare")
             .args(["-rn", "--", env!("CARGO_BIN_EXE_pinflow")])
-            .args(["run", "--urls", "http://name.invalid:8080/1", "--engine", engine])
+            .args([
+                "run",
+                "--urls",
+                "http://name.invalid:8080/1",
+                "--engine",
+                engine,
+            ])
             .args(["--max-attempts", "3", "--progress", "never", "--out"])
             .arg(&out)
             .arg("--dead-letter")
@@ -421,7 +430,10 @@ fn the_ureq_engine_sends_every_request_through_http_proxy_and_the_mio_engine_ign
         } else {
             // Documented (docs/usage.md, "The blocking fallback"): the mio engine connects
             // directly and ignores the proxy variables.
-            assert!(tunnels.is_empty(), "mio went through the proxy: {tunnels:?}");
+            assert!(
+                tunnels.is_empty(),
+                "mio went through the proxy: {tunnels:?}"
+            );
         }
     }
 }
@@ -446,7 +458,10 @@ fn a_proxy_that_refuses_fails_each_request_with_its_answer_as_the_reason() {
                 "{answer}: {line}"
             );
         }
-        assert!(peers.lock().unwrap().is_empty(), "{answer}: reached the origin");
+        assert!(
+            peers.lock().unwrap().is_empty(),
+            "{answer}: reached the origin"
+        );
         assert!(proxy.tunnels.lock().unwrap().is_empty());
     }
 }
@@ -524,7 +539,10 @@ mod trust {
                             notify,
                         ),
                     };
-                    if s.write_all(resp.as_bytes()).and_then(|_| s.flush()).is_err() {
+                    if s.write_all(resp.as_bytes())
+                        .and_then(|_| s.flush())
+                        .is_err()
+                    {
                         return;
                     }
                     if notify {
@@ -595,7 +613,10 @@ mod trust {
             .run(urls(&base, 1))
             .unwrap();
         assert_eq!(summary.fetch.failed, 1, "{summary}");
-        assert_eq!(summary.fetch.retries, 0, "an expired certificate is not retried");
+        assert_eq!(
+            summary.fetch.retries, 0,
+            "an expired certificate is not retried"
+        );
         assert_eq!(summary.fetch.failed_by_reason.get("tls"), Some(&1));
         let (_, reason) = &summary.fetch.failure_samples[0];
         assert!(reason.contains("expired"), "{reason}");
@@ -628,7 +649,10 @@ mod trust {
         let (summary, requests) = cut_run(Answer::CutContentLength, "cut-cl");
         assert!(summary.ledger_balances(), "{summary}");
         assert_eq!(summary.fetch.failed, 2, "{summary}");
-        assert_eq!(summary.records_written, 0, "a short body was taken as whole");
+        assert_eq!(
+            summary.records_written, 0,
+            "a short body was taken as whole"
+        );
         assert_eq!(summary.fetch.failed_by_reason.get("truncated"), Some(&2));
         assert_eq!(requests, 6, "each tried 3 times");
     }

@@ -182,7 +182,10 @@ fn call_failure(e: ureq::Error, at: &HttpUrl, cfg: &FetchConfig) -> Attempt {
     let (class, detail, retry) = match e {
         ureq::Error::Timeout(T::Connect) => (
             "timeout",
-            format!("connect to {addr} timed out after {:?}", cfg.connect_timeout),
+            format!(
+                "connect to {addr} timed out after {:?}",
+                cfg.connect_timeout
+            ),
             true,
         ),
         ureq::Error::Timeout(T::RecvResponse) => (
@@ -494,5 +497,49 @@ impl Worker<'_> {
             .registry
             .set_queue_depth(QueueId::Bodies, self.chans.out.len());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class_of(e: ureq::Error) -> (String, String, bool) {
+        let at = UrlParts::split("http://api.test:8080/x")
+            .unwrap()
+            .into_owned();
+        let cfg = FetchConfig {
+            connect_timeout: Duration::from_millis(750),
+            ..FetchConfig::default()
+        };
+        match call_failure(e, &at, &cfg) {
+            Attempt::Error(class, detail, retry) => (class, detail, retry),
+            _ => unreachable!("call_failure makes errors only"),
+        }
+    }
+
+    #[test]
+    fn ureq_errors_read_as_the_mio_engines() {
+        use std::io::{Error as Io, ErrorKind};
+        let (class, detail, retry) = class_of(ureq::Error::Timeout(ureq::Timeout::Connect));
+        assert_eq!((class.as_str(), retry), ("timeout", true));
+        assert_eq!(detail, "connect to api.test:8080 timed out after 750ms");
+        // std's text for a failed getaddrinfo, as ureq hands it on.
+        let lookup = Io::other("failed to lookup address information: Name or service not known");
+        let (class, detail, retry) = class_of(ureq::Error::Io(lookup));
+        assert_eq!((class.as_str(), retry), ("resolve", false));
+        assert!(detail.starts_with("cannot resolve api.test: "), "{detail}");
+        let (class, _, retry) = class_of(ureq::Error::HostNotFound);
+        assert_eq!((class.as_str(), retry), ("resolve", false));
+        let reset = Io::from(ErrorKind::ConnectionReset);
+        let (class, _, retry) = class_of(ureq::Error::Io(reset));
+        assert_eq!((class.as_str(), retry), ("connection", true));
+        let refused = Io::from(ErrorKind::ConnectionRefused);
+        let (class, _, retry) = class_of(ureq::Error::Io(refused));
+        assert_eq!((class.as_str(), retry), ("connect", true));
+        let why = "proxy server responded 407/Proxy Authentication Required".to_string();
+        let (class, detail, retry) = class_of(ureq::Error::ConnectProxyFailed(why));
+        assert_eq!((class.as_str(), retry), ("proxy", false));
+        assert!(detail.contains("407"), "{detail}");
     }
 }
