@@ -5,7 +5,7 @@
 //! once.
 //!
 //! Mounting needs root (CAP_SYS_ADMIN): where it is not permitted the tests say so and pass,
-//! unless `PINFLOW_REQUIRE_MOUNT=1` (set by .ci/run, whose machine runs them as root).
+//! unless `CI_REQUIRE_MOUNT=1` (set by .ci/run, whose machine runs them as root).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,7 +57,7 @@ impl Drop for Tmpfs {
 /// Mounts a tmpfs, or says why the test is skipped (see the module documentation).
 fn tmpfs(dir: &Path, size: &str) -> Option<Tmpfs> {
     let fs = Tmpfs::mount(dir, size);
-    if skip_unless(fs.is_some(), "PINFLOW_REQUIRE_MOUNT", "mounting a tmpfs") {
+    if skip_unless(fs.is_some(), "CI_REQUIRE_MOUNT", "mounting a tmpfs") {
         return None;
     }
     fs

@@ -223,10 +223,25 @@ fn netns_allowed() -> bool {
 }
 
 #[test]
+fn ci_exports_no_pinflow_variable_the_binary_would_refuse() {
+    // pinflow refuses an unknown PINFLOW_* variable (exit 1), and most tests that start it
+    // pass the environment on: one such export in .ci/run (a PINFLOW_REQUIRE_* switch for
+    // these tests once) fails every one of them.
+    let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
+    for line in ci.lines().filter(|l| l.trim_start().starts_with("export ")) {
+        for var in line.split_whitespace().skip(1) {
+            let name = var.split('=').next().unwrap_or("");
+            assert!(!name.starts_with("PINFLOW_"), ".ci/run: {line}");
+        }
+    }
+    assert!(ci.contains("CI_REQUIRE_NETNS=1") && ci.contains("CI_REQUIRE_MOUNT=1"));
+}
+
+#[test]
 fn a_name_that_cannot_be_resolved_fails_its_request_with_the_reason_in_both_engines() {
     if skip_unless(
         netns_allowed(),
-        "PINFLOW_REQUIRE_NETNS",
+        "CI_REQUIRE_NETNS",
         "a network namespace (unshare -rn)",
     ) {
         return;
@@ -237,7 +252,14 @@ fn a_name_that_cannot_be_resolved_fails_its_request_with_the_reason_in_both_engi
         // whatever /etc/resolv.conf says, and nothing reaches the real network.
         let out = dir.path().join(format!("{engine}.parquet"));
         let dead = dir.path().join(format!("{engine}.dead.ndjson"));
-        let o = Command::new("unshare")
+        let mut unshare = Command::new("unshare");
+        // As `pinflow_piped`: no PINFLOW_* variable of the test's environment reaches pinflow.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("PINFLOW_") {
+                unshare.env_remove(k);
+            }
+        }
+        let o = unshare
             .args(["-rn", "--", env!("CARGO_BIN_EXE_pinflow")])
             .args([
                 "run",
