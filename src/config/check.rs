@@ -341,6 +341,9 @@ impl Config {
         self.pagination_problems(found);
         self.schema_problems(found);
         self.partition_problems(found);
+        for (key, why) in super::enrich::enrich_problems(&self.enrich) {
+            found.bad(&key, why);
+        }
     }
 
     /// A client certificate and its key go together.
