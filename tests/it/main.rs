@@ -28,6 +28,8 @@ mod config;
 mod continuous;
 #[cfg(feature = "http")]
 mod encoding;
+#[cfg(feature = "http")]
+mod enrich;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod end_to_end;
 #[cfg(feature = "cli")]
