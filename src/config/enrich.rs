@@ -249,10 +249,7 @@ pub(super) fn read(
         found.push(Read::Bad(
             span,
             "enrich".into(),
-            format!(
-                "expected tables ([[enrich]]), got {}",
-                describe(value)
-            ),
+            format!("expected tables ([[enrich]]), got {}", describe(value)),
         ));
         return (tables, starts, found);
     };
@@ -261,7 +258,10 @@ pub(super) fn read(
             found.push(Read::Bad(
                 item.span(),
                 format!("enrich[{n}]"),
-                format!("expected a table ([[enrich]]), got {}", describe(item.get_ref())),
+                format!(
+                    "expected a table ([[enrich]]), got {}",
+                    describe(item.get_ref())
+                ),
             ));
             continue;
         };
@@ -269,7 +269,10 @@ pub(super) fn read(
         for (k, v) in t.iter() {
             let name: &str = k.get_ref();
             let path = format!("enrich[{n}].{name}");
-            let read = match KEYS.iter().find(|(key, _)| *key == name && *key != "position") {
+            let read = match KEYS
+                .iter()
+                .find(|(key, _)| *key == name && *key != "position")
+            {
                 None => Err((path.clone(), unknown(name))),
                 Some((_, Some(kind))) => kind.read_toml(v.get_ref(), &path),
                 Some((_, None)) => string_map(v.get_ref(), &path),
@@ -343,8 +346,14 @@ pub(super) fn enrich_problems(tables: &[EnrichConfig]) -> Vec<(String, String)> 
             found.push((path, why));
         };
         match (&e.url, &e.table) {
-            (Some(_), Some(_)) => bad("table", "an [[enrich]] table has `url` or `table`, not both".into()),
-            (None, None) => bad("", "needs `url` (an HTTP lookup) or `table` (a CSV or Parquet file)".into()),
+            (Some(_), Some(_)) => bad(
+                "table",
+                "an [[enrich]] table has `url` or `table`, not both".into(),
+            ),
+            (None, None) => bad(
+                "",
+                "needs `url` (an HTTP lookup) or `table` (a CSV or Parquet file)".into(),
+            ),
             (Some(url), None) => {
                 match url_template(url) {
                     Err(why) => bad("url", why),
@@ -366,40 +375,70 @@ pub(super) fn enrich_problems(tables: &[EnrichConfig]) -> Vec<(String, String)> 
                     }
                 }
                 if e.key.is_some() {
-                    bad("key", "is for `table` lookups; a `url` names its fields in `{}`".into());
+                    bad(
+                        "key",
+                        "is for `table` lookups; a `url` names its fields in `{}`".into(),
+                    );
                 }
             }
             (None, Some(path)) => {
                 if e.key.as_deref().is_none_or(|k| k.trim().is_empty()) {
-                    bad("key", "a `table` lookup needs `key`: the record field to match".into());
+                    bad(
+                        "key",
+                        "a `table` lookup needs `key`: the record field to match".into(),
+                    );
                 }
                 let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
                 if !matches!(ext, "csv" | "parquet") {
-                    bad("table", format!("`{}`: a .csv or .parquet file", path.display()));
+                    bad(
+                        "table",
+                        format!("`{}`: a .csv or .parquet file", path.display()),
+                    );
                 }
             }
         }
         if e.fields.is_empty() {
-            bad("fields", "names no column to add (e.g. fields = { team = \"owner.team\" })".into());
+            bad(
+                "fields",
+                "names no column to add (e.g. fields = { team = \"owner.team\" })".into(),
+            );
         }
         for (col, path) in &e.fields {
             if col.trim().is_empty() || path.trim().is_empty() {
-                bad("fields", format!("`{col} = \"{path}\"`: names must not be empty"));
+                bad(
+                    "fields",
+                    format!("`{col} = \"{path}\"`: names must not be empty"),
+                );
             } else if col.starts_with("_enrich") {
-                bad("fields", format!("`{col}`: names starting with _enrich are pinflow's"));
+                bad(
+                    "fields",
+                    format!("`{col}`: names starting with _enrich are pinflow's"),
+                );
             } else if let Some(first) = columns.insert(col, n) {
-                bad("fields", format!("column `{col}` is also added by enrich[{first}]"));
+                bad(
+                    "fields",
+                    format!("column `{col}` is also added by enrich[{first}]"),
+                );
             }
         }
         for (col, ty) in &e.types {
             if !e.fields.contains_key(col) {
                 bad("types", format!("`{col}` is not one of the `fields`"));
             } else if !ENRICH_TYPES.contains(&ty.as_str()) {
-                bad("types", format!("`{ty}` (for `{col}`) is not one of {}", ENRICH_TYPES.join(", ")));
+                bad(
+                    "types",
+                    format!(
+                        "`{ty}` (for `{col}`) is not one of {}",
+                        ENRICH_TYPES.join(", ")
+                    ),
+                );
             }
         }
         if !ON_ERROR.contains(&e.on_error.as_str()) {
-            bad("on_error", format!("`{}` is not one of {}", e.on_error, ON_ERROR.join(", ")));
+            bad(
+                "on_error",
+                format!("`{}` is not one of {}", e.on_error, ON_ERROR.join(", ")),
+            );
         }
         if e.max_entries == 0 {
             bad("max_entries", "must be at least 1".into());
@@ -411,7 +450,10 @@ pub(super) fn enrich_problems(tables: &[EnrichConfig]) -> Vec<(String, String)> 
             bad("concurrency", "must be at least 1".into());
         }
         if e.rate_limit == Some(0) {
-            bad("rate_limit", "must be at least 1 (leave it out for no limit)".into());
+            bad(
+                "rate_limit",
+                "must be at least 1 (leave it out for no limit)".into(),
+            );
         }
         if e.timeout.is_zero() {
             bad("timeout", "must be longer than 0s".into());

@@ -171,15 +171,36 @@ mod tests {
 
     #[test]
     fn freshness_follows_ttl_negative_ttl_and_max_stale() {
-        let c = Cache::new(10, None, Duration::from_secs(10), Duration::from_secs(2), Duration::from_secs(5));
+        let c = Cache::new(
+            10,
+            None,
+            Duration::from_secs(10),
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+        );
         let t0 = Instant::now();
         c.put("a".into(), answer("x"), t0);
         c.put("gone".into(), None, t0);
-        assert!(matches!(c.get("a", t0 + Duration::from_secs(9)), Cached::Fresh(Some(_))));
-        assert!(matches!(c.get("a", t0 + Duration::from_secs(11)), Cached::Stale(Some(_))));
-        assert!(matches!(c.get("a", t0 + Duration::from_secs(16)), Cached::Miss));
-        assert!(matches!(c.get("gone", t0 + Duration::from_secs(1)), Cached::Fresh(None)));
-        assert!(matches!(c.get("gone", t0 + Duration::from_secs(3)), Cached::Stale(None)));
+        assert!(matches!(
+            c.get("a", t0 + Duration::from_secs(9)),
+            Cached::Fresh(Some(_))
+        ));
+        assert!(matches!(
+            c.get("a", t0 + Duration::from_secs(11)),
+            Cached::Stale(Some(_))
+        ));
+        assert!(matches!(
+            c.get("a", t0 + Duration::from_secs(16)),
+            Cached::Miss
+        ));
+        assert!(matches!(
+            c.get("gone", t0 + Duration::from_secs(1)),
+            Cached::Fresh(None)
+        ));
+        assert!(matches!(
+            c.get("gone", t0 + Duration::from_secs(3)),
+            Cached::Stale(None)
+        ));
         assert!(matches!(c.get("nope", t0), Cached::Miss));
     }
 
@@ -200,6 +221,6 @@ mod tests {
         // Each entry weighs over 1,000 bytes: at most 20 fit in 20,000.
         assert!(by_bytes.len() <= 20, "{}", by_bytes.len());
         assert!(both.len() <= 50, "{}", both.len());
-        assert!(by_count.len() > 0 && by_bytes.len() > 0);
+        assert!(!by_count.is_empty() && !by_bytes.is_empty());
     }
 }

@@ -240,7 +240,9 @@ impl Loop {
             self.expire(now);
             self.due(now);
             self.dispatch(now);
-            let timeout = self.next_wake().map(|t| t.saturating_duration_since(Instant::now()));
+            let timeout = self
+                .next_wake()
+                .map(|t| t.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -278,7 +280,9 @@ impl Loop {
     fn add(&mut self, job: Job) {
         if let Some(&id) = self.inflight.get(&job.url) {
             if let (Some(l), Some(reply)) = (self.lookups[id].as_mut(), job.reply) {
-                self.stats.coalesced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stats
+                    .coalesced
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 l.waiters.push(reply);
             }
             return;
@@ -372,16 +376,22 @@ impl Loop {
             let found = crate::ingest::http::resolve::literal(&self.host, self.port)
                 .map(|a| vec![a])
                 .map_or_else(
-                    || (self.host.as_str(), self.port).to_socket_addrs().map(Iterator::collect),
+                    || {
+                        (self.host.as_str(), self.port)
+                            .to_socket_addrs()
+                            .map(Iterator::collect)
+                    },
                     Ok,
                 );
-            self.addrs = found.map_err(|e| connect(format!("cannot resolve {}: {e}", self.host)))?;
+            self.addrs =
+                found.map_err(|e| connect(format!("cannot resolve {}: {e}", self.host)))?;
         }
         let addr = *self
             .addrs
             .first()
             .ok_or_else(|| connect(format!("{}: no addresses", self.host)))?;
-        let tcp = TcpStream::connect(addr).map_err(|e| connect(format!("connect to {addr}: {e}")))?;
+        let tcp =
+            TcpStream::connect(addr).map_err(|e| connect(format!("connect to {addr}: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let stream = match &self.tls {
             #[cfg(feature = "tls")]
@@ -414,7 +424,11 @@ impl Loop {
         };
         self.poll
             .registry()
-            .register(link.stream.tcp_mut(), Token(slot), Interest::READABLE | Interest::WRITABLE)
+            .register(
+                link.stream.tcp_mut(),
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .map_err(|e| connect(format!("register {addr}: {e}")))?;
         self.conns[slot] = Some(link);
         Ok(slot)
@@ -556,7 +570,9 @@ impl Loop {
             self.finish(id, Err(Failure { detail, ..failure }), now);
             return;
         }
-        self.stats.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let wait = backoff(&mut self.rng, l.failures, retry_after, &self.retry_cfg);
         self.later.push((now + wait, id));
     }
@@ -578,9 +594,10 @@ impl Loop {
                 self.stats.error(f.class);
                 match self.cache.get(&l.url, now) {
                     Cached::Fresh(a) | Cached::Stale(a) => {
-                        self.stats
-                            .stale_served
-                            .fetch_add(l.waiters.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        self.stats.stale_served.fetch_add(
+                            l.waiters.len() as u64,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
                         Ok(a)
                     }
                     Cached::Miss => Err(f),
@@ -697,7 +714,10 @@ impl Link {
         }
         let stale = self.reused
             && !self.decoder.started()
-            && matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe);
+            && matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            );
         Step::Failed {
             stale,
             failure: Failure {
@@ -751,7 +771,11 @@ fn scalar_of(v: &simd_json::BorrowedValue<'_>, ty: ColumnType, column: &str) -> 
         }),
         ColumnType::Int => v
             .as_i64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+                    .map(|f| f as i64)
+            })
             .map(Scalar::Int),
         ColumnType::Float => v.cast_f64().map(Scalar::Float),
         ColumnType::Bool => v.as_bool().map(Scalar::Bool),

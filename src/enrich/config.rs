@@ -121,7 +121,12 @@ impl Spec {
             "null" => OnError::Null,
             "dead-letter" => OnError::DeadLetter,
             "fail" => OnError::Fail,
-            other => return Err(Error::config(key("on_error"), format!("`{other}` is not one of null, dead-letter, fail"))),
+            other => {
+                return Err(Error::config(
+                    key("on_error"),
+                    format!("`{other}` is not one of null, dead-letter, fail"),
+                ))
+            }
         };
         Ok(Spec {
             name: cfg.name.clone().unwrap_or_else(|| format!("enrich-{n}")),
@@ -173,7 +178,11 @@ pub(crate) fn key_text<'a>(
         DataType::Int64 => Cow::Owned(c.as_primitive::<Int64Type>().value(i).to_string()),
         DataType::Float64 => Cow::Owned(c.as_primitive::<Float64Type>().value(i).to_string()),
         DataType::Boolean => Cow::Owned(c.as_boolean().value(i).to_string()),
-        other => return Err(format!("field `{field}` is {other}, which makes no lookup key")),
+        other => {
+            return Err(format!(
+                "field `{field}` is {other}, which makes no lookup key"
+            ))
+        }
     })
 }
 

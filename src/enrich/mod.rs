@@ -361,7 +361,10 @@ impl Transform for Enricher {
         if let Some(name) = extra {
             merge_text_column(&mut fields, &mut columns, name, errors);
         }
-        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
     }
 }
 
@@ -379,7 +382,10 @@ fn merge_text_column(
     });
     let mut b = StringBuilder::with_capacity(texts.len(), 0);
     for (i, t) in texts.into_iter().enumerate() {
-        let before = earlier.as_ref().filter(|e| !e.is_null(i)).map(|e| e.value(i));
+        let before = earlier
+            .as_ref()
+            .filter(|e| !e.is_null(i))
+            .map(|e| e.value(i));
         match (before, t) {
             (Some(a), Some(b2)) => b.append_value(format!("{a}; {b2}")),
             (Some(a), None) => b.append_value(a),

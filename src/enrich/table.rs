@@ -86,7 +86,8 @@ impl Table {
                 .zip(&value_at)
                 .map(|(c, &i)| scalar_of_text(cell(i), c.ty, &c.name))
                 .collect::<Vec<_>>();
-            self.rows.insert(cell(key_at).to_string(), Arc::from(values));
+            self.rows
+                .insert(cell(key_at).to_string(), Arc::from(values));
         }
         Ok(())
     }

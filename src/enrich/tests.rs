@@ -57,8 +57,18 @@ fn error_columns_of_two_enrichers_are_joined() {
     use arrow_array::Array;
     let mut fields = Vec::new();
     let mut columns = Vec::new();
-    merge_text_column(&mut fields, &mut columns, "_e", vec![Some("a".into()), None, None]);
-    merge_text_column(&mut fields, &mut columns, "_e", vec![Some("b".into()), Some("c".into()), None]);
+    merge_text_column(
+        &mut fields,
+        &mut columns,
+        "_e",
+        vec![Some("a".into()), None, None],
+    );
+    merge_text_column(
+        &mut fields,
+        &mut columns,
+        "_e",
+        vec![Some("b".into()), Some("c".into()), None],
+    );
     assert_eq!(fields.len(), 1);
     let c = columns[0].as_string::<i32>();
     assert_eq!((c.value(0), c.value(1), c.is_null(2)), ("a; b", "c", true));

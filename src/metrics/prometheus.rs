@@ -290,13 +290,36 @@ fn enrichers(o: &mut String, r: &Registry) {
     if all.is_empty() {
         return;
     }
-    let families: [(&str, &str, fn(&super::live::EnrichStats) -> u64); 6] = [
-        ("hits", "Lookup keys answered from the cache or the table (distinct keys per batch).", |e| e.hits.load(Relaxed)),
-        ("misses", "Lookup keys asked over HTTP (distinct keys per batch).", |e| e.misses.load(Relaxed)),
-        ("coalesced", "Lookups that joined one in flight for the same key (no call of their own).", |e| e.coalesced.load(Relaxed)),
-        ("negative_hits", "Keys answered \"no value\" from the cache (404, empty) or missing from the table.", |e| e.negative_hits.load(Relaxed)),
-        ("stale_served", "Stale answers served (while revalidating, or because the lookup failed).", |e| e.stale_served.load(Relaxed)),
-        ("retries", "Lookup attempts retried.", |e| e.retries.load(Relaxed)),
+    type Read = fn(&super::live::EnrichStats) -> u64;
+    let families: [(&str, &str, Read); 6] = [
+        (
+            "hits",
+            "Lookup keys answered from the cache or the table (distinct keys per batch).",
+            |e| e.hits.load(Relaxed),
+        ),
+        (
+            "misses",
+            "Lookup keys asked over HTTP (distinct keys per batch).",
+            |e| e.misses.load(Relaxed),
+        ),
+        (
+            "coalesced",
+            "Lookups that joined one in flight for the same key (no call of their own).",
+            |e| e.coalesced.load(Relaxed),
+        ),
+        (
+            "negative_hits",
+            "Keys answered \"no value\" from the cache (404, empty) or missing from the table.",
+            |e| e.negative_hits.load(Relaxed),
+        ),
+        (
+            "stale_served",
+            "Stale answers served (while revalidating, or because the lookup failed).",
+            |e| e.stale_served.load(Relaxed),
+        ),
+        ("retries", "Lookup attempts retried.", |e| {
+            e.retries.load(Relaxed)
+        }),
     ];
     for (what, help, value) in families {
         let name = format!("pinflow_enrich_{what}_total");
@@ -324,7 +347,13 @@ fn enrichers(o: &mut String, r: &Registry) {
     );
     for e in &all {
         let h = e.lookup_latency.lock().clone();
-        histogram(o, "pinflow_enrich_lookup_duration_seconds", "enricher", &e.name, &h);
+        histogram(
+            o,
+            "pinflow_enrich_lookup_duration_seconds",
+            "enricher",
+            &e.name,
+            &h,
+        );
     }
 }
 

@@ -83,10 +83,7 @@ fn enrichers(cfg: &Config, registry: &Registry) -> Result<Vec<Arc<dyn Transform>
             .enrichers
             .lock()
             .extend(built.iter().map(|e| e.stats()));
-        Ok(built
-            .into_iter()
-            .map(|e| e as Arc<dyn Transform>)
-            .collect())
+        Ok(built.into_iter().map(|e| e as Arc<dyn Transform>).collect())
     }
     #[cfg(not(feature = "http"))]
     {

@@ -34,6 +34,9 @@ enum Mode {
     TooMany { left: usize, secs: u32 },
 }
 
+/// A condition the stub's calls wait on.
+type Gate = Arc<Mutex<Option<Box<dyn Fn() -> bool + Send>>>>;
+
 /// The stub lookup server: `/services/{key}` answers `{"owner": {"team": T}, "tier": N}`.
 struct Stub {
     base: String,
@@ -42,7 +45,7 @@ struct Stub {
     times: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
     modes: Arc<Mutex<HashMap<String, Mode>>>,
     /// Calls wait while this returns false (checked every 5 ms, for at most 60 s).
-    gate: Arc<Mutex<Option<Box<dyn Fn() -> bool + Send>>>>,
+    gate: Gate,
 }
 
 /// The data the stub serves: key → (team, tier).
@@ -72,12 +75,16 @@ impl Stub {
         let calls: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let times: Arc<Mutex<HashMap<String, Vec<Instant>>>> = Arc::default();
         let modes: Arc<Mutex<HashMap<String, Mode>>> = Arc::default();
-        let gate: Arc<Mutex<Option<Box<dyn Fn() -> bool + Send>>>> = Arc::default();
+        let gate: Gate = Arc::default();
         let (c, t, m, g) = (calls.clone(), times.clone(), modes.clone(), gate.clone());
         let (base, _) = http_server(move |path, _| {
             let key = decode(path.rsplit('/').next().unwrap_or(""));
             *c.lock().unwrap().entry(key.clone()).or_default() += 1;
-            t.lock().unwrap().entry(key.clone()).or_default().push(Instant::now());
+            t.lock()
+                .unwrap()
+                .entry(key.clone())
+                .or_default()
+                .push(Instant::now());
             let started = Instant::now();
             loop {
                 let open = g.lock().unwrap().as_ref().is_none_or(|f| f());
@@ -103,7 +110,11 @@ impl Stub {
                         n => Mode::TooMany { left: n - 1, secs },
                     };
                     m.lock().unwrap().insert(key.clone(), next);
-                    ("429 Too Many Requests", format!("Retry-After: {secs}\r\n"), String::new())
+                    (
+                        "429 Too Many Requests",
+                        format!("Retry-After: {secs}\r\n"),
+                        String::new(),
+                    )
                 }
             };
             format!(
@@ -165,7 +176,9 @@ fn batch(keys: &[Option<&str>]) -> RecordBatch {
 }
 
 fn strings(b: &RecordBatch, col: &str) -> Vec<Option<String>> {
-    let c = b.column_by_name(col).unwrap_or_else(|| panic!("no column {col}"));
+    let c = b
+        .column_by_name(col)
+        .unwrap_or_else(|| panic!("no column {col}"));
     let s = c.as_string::<i32>();
     (0..s.len())
         .map(|i| (!s.is_null(i)).then(|| s.value(i).to_string()))
@@ -183,7 +196,10 @@ fn ints(b: &RecordBatch, col: &str) -> Vec<Option<i64>> {
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
     let started = Instant::now();
     while !cond() {
-        assert!(started.elapsed() < Duration::from_secs(60), "{what}: not within 60 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: not within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -210,6 +226,31 @@ fn concurrent_misses_on_one_key_make_one_call() {
     assert_eq!(stub.calls("api"), 1);
     assert_eq!(stats.coalesced.load(Relaxed), N - 1);
     assert_eq!(stats.misses.load(Relaxed), N);
+    // The same counts on /metrics, read with a Prometheus parser.
+    let reg = pinflow::metrics::live::Registry::new(&[]);
+    reg.enrichers.lock().push(stats);
+    let text = pinflow::metrics::prometheus::render(&reg);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("valid exposition text");
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("enricher") == Some("enrich-0"))
+            .map(|s| s.value.clone())
+    };
+    assert_eq!(
+        value("pinflow_enrich_coalesced_total"),
+        Some(prometheus_parse::Value::Counter((N - 1) as f64))
+    );
+    assert_eq!(
+        value("pinflow_enrich_misses_total"),
+        Some(prometheus_parse::Value::Counter(N as f64))
+    );
+    assert!(
+        matches!(value("pinflow_enrich_lookup_duration_seconds"), Some(prometheus_parse::Value::Histogram(h)) if h.last().is_some_and(|b| b.count == 1.0)),
+        "{text}"
+    );
 }
 
 #[test]
@@ -239,14 +280,21 @@ fn calls_and_hits_follow_the_ttl() {
     assert_eq!(e.stats().hits.load(Relaxed), 0);
 }
 
-#[test]
-fn stale_answers_are_served_while_fetched_again() {
+/// A stub and an enricher whose answers go stale at once (kept an hour), after one lookup of
+/// `a`.
+fn answered_then_stale() -> (Stub, Enricher) {
     let stub = Stub::start(Duration::ZERO);
     let mut cfg = stub.table();
     cfg.ttl = Duration::from_millis(1);
     cfg.max_stale = Duration::from_secs(3600);
     let e = enricher(&cfg);
     e.apply(batch(&[Some("a")])).unwrap();
+    (stub, e)
+}
+
+#[test]
+fn stale_answers_are_served_while_fetched_again() {
+    let (stub, e) = answered_then_stale();
     std::thread::sleep(Duration::from_millis(20));
     let out = e.apply(batch(&[Some("a")])).unwrap();
     assert_eq!(strings(&out, "team"), vec![Some(data("a").0)]);
@@ -257,17 +305,16 @@ fn stale_answers_are_served_while_fetched_again() {
 
 #[test]
 fn a_stale_answer_is_served_while_the_server_fails() {
-    let stub = Stub::start(Duration::ZERO);
-    let mut cfg = stub.table();
-    cfg.ttl = Duration::from_millis(1);
-    cfg.max_stale = Duration::from_secs(3600);
-    let e = enricher(&cfg);
-    e.apply(batch(&[Some("a")])).unwrap();
+    let (stub, e) = answered_then_stale();
     stub.set("a", Mode::Fail);
     for round in 1..=3 {
         std::thread::sleep(Duration::from_millis(20));
         let out = e.apply(batch(&[Some("a")])).unwrap();
-        assert_eq!(strings(&out, "team"), vec![Some(data("a").0)], "round {round}");
+        assert_eq!(
+            strings(&out, "team"),
+            vec![Some(data("a").0)],
+            "round {round}"
+        );
         assert_eq!(strings(&out, "_enrich_error"), vec![None], "round {round}");
         wait_until("the failing call", || stub.calls("a") > round);
     }
@@ -291,7 +338,11 @@ fn retry_after_on_429_is_honoured() {
     // be met by chance, and a slow machine only makes the gap longer).
     let times = stub.times.lock().unwrap()["busy"].clone();
     for w in times.windows(2) {
-        assert!(w[1] - w[0] >= Duration::from_millis(950), "{:?}", w[1] - w[0]);
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(950),
+            "{:?}",
+            w[1] - w[0]
+        );
     }
 }
 
@@ -302,7 +353,9 @@ fn not_found_and_empty_answers_are_cached_as_no_value() {
     stub.set("blank", Mode::Empty);
     let e = enricher(&stub.table());
     for _ in 0..2 {
-        let out = e.apply(batch(&[Some("gone"), Some("blank"), Some("ok")])).unwrap();
+        let out = e
+            .apply(batch(&[Some("gone"), Some("blank"), Some("ok")]))
+            .unwrap();
         assert_eq!(strings(&out, "team"), vec![None, None, Some(data("ok").0)]);
         assert_eq!(ints(&out, "tier"), vec![None, None, Some(data("ok").1)]);
         // No value is not an error.
@@ -320,8 +373,17 @@ fn on_error_null_names_the_reason_per_row() {
     let out = e.apply(batch(&[Some("bad"), None, Some("ok")])).unwrap();
     assert_eq!(strings(&out, "team"), vec![None, None, Some(data("ok").0)]);
     let errors = strings(&out, "_enrich_error");
-    assert!(errors[0].as_deref().unwrap().contains("HTTP 500"), "{errors:?}");
-    assert!(errors[1].as_deref().unwrap().contains("field `service` is null"), "{errors:?}");
+    assert!(
+        errors[0].as_deref().unwrap().contains("HTTP 500"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1]
+            .as_deref()
+            .unwrap()
+            .contains("field `service` is null"),
+        "{errors:?}"
+    );
     assert_eq!(errors[2], None);
     // A null key makes no call.
     assert_eq!(stub.total_calls(), 2);
@@ -351,7 +413,10 @@ fn run_file(
     cfg.fetch.batch_max_bytes = 4096;
     cfg.enrich = tables;
     let p = Pipeline::new(cfg).unwrap();
-    (p.run(Source::files(&[input.display().to_string()]).unwrap()), out)
+    (
+        p.run(Source::files(&[input.display().to_string()]).unwrap()),
+        out,
+    )
 }
 
 #[test]
@@ -366,7 +431,9 @@ fn every_row_matches_the_servers_data() {
     let mut expected: BTreeMap<i64, Option<String>> = BTreeMap::new();
     let records: Vec<String> = (0..3000i64)
         .map(|id| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let pick = (x >> 33) as usize % (keys.len() + 3);
             match keys.get(pick) {
                 Some(k) => {
@@ -388,14 +455,23 @@ fn every_row_matches_the_servers_data() {
     let mut seen = 0;
     for b in read_parquet(&out) {
         let ids = ints(&b, "id");
-        let (teams, tiers, errors) = (strings(&b, "team"), ints(&b, "tier"), strings(&b, "_enrich_error"));
+        let (teams, tiers, errors) = (
+            strings(&b, "team"),
+            ints(&b, "tier"),
+            strings(&b, "_enrich_error"),
+        );
         for i in 0..b.num_rows() {
             let id = ids[i].unwrap();
             let key = &expected[&id];
             let found = key.as_ref().filter(|k| !keys[..5].contains(k));
             assert_eq!(teams[i], found.map(|k| data(k).0), "id {id}");
             assert_eq!(tiers[i], found.map(|k| data(k).1), "id {id}");
-            assert_eq!(errors[i].is_some(), key.is_none(), "id {id}: {:?}", errors[i]);
+            assert_eq!(
+                errors[i].is_some(),
+                key.is_none(),
+                "id {id}: {:?}",
+                errors[i]
+            );
             seen += 1;
         }
     }
@@ -404,7 +480,11 @@ fn every_row_matches_the_servers_data() {
     assert!(keys.iter().all(|k| stub.calls(k) <= 1));
     assert_eq!(
         stub.total_calls(),
-        expected.values().flatten().collect::<std::collections::BTreeSet<_>>().len()
+        expected
+            .values()
+            .flatten()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
     );
 }
 
@@ -424,7 +504,10 @@ fn on_error_dead_letter_writes_failed_records_to_the_dead_letter_file() {
     let (summary, out) = run_file(dir.path(), &records, vec![t]);
     let summary = summary.unwrap();
     assert!(summary.ledger_balances());
-    assert_eq!((summary.records_written, summary.records_dead_lettered), (6, 4));
+    assert_eq!(
+        (summary.records_written, summary.records_dead_lettered),
+        (6, 4)
+    );
     assert_eq!(summary.dead_by_reason.get("transform"), Some(&4));
     let rows: usize = read_parquet(&out).iter().map(|b| b.num_rows()).sum();
     assert_eq!(rows, 6);
@@ -432,7 +515,9 @@ fn on_error_dead_letter_writes_failed_records_to_the_dead_letter_file() {
     assert_eq!(dead.len(), 4, "{dead:?}");
     assert!(dead.iter().all(|l| l.contains("HTTP 500")), "{dead:?}");
     // The marker column is never written.
-    assert!(read_parquet(&out)[0].column_by_name("_dead_letter").is_none());
+    assert!(read_parquet(&out)[0]
+        .column_by_name("_dead_letter")
+        .is_none());
 }
 
 #[test]
@@ -468,8 +553,13 @@ fn a_static_csv_table_enriches_and_reloads() {
         ..EnrichConfig::default()
     };
     let e = enricher(&cfg);
-    let out = e.apply(batch(&[Some("api"), Some("web"), Some("db")])).unwrap();
-    assert_eq!(strings(&out, "team"), vec![Some("core".into()), Some("front".into()), None]);
+    let out = e
+        .apply(batch(&[Some("api"), Some("web"), Some("db")]))
+        .unwrap();
+    assert_eq!(
+        strings(&out, "team"),
+        vec![Some("core".into()), Some("front".into()), None]
+    );
     assert_eq!(ints(&out, "tier"), vec![Some(1), Some(2), None]);
     std::fs::write(&csv, "service,team,tier\napi,platform,3\n").unwrap();
     assert_eq!(e.reload().unwrap(), 1);
@@ -490,11 +580,19 @@ fn a_bad_enrich_table_fails_config_check_with_its_line() {
         .map(|d| d.to_string())
         .collect();
     let has = |s: &str| diags.iter().any(|d| d.contains(s));
-    assert!(has("p.toml:11: enrich[1].on_eror: unknown key in [[enrich]]; did you mean `on_error`?"), "{diags:#?}");
+    assert!(
+        has("p.toml:11: enrich[1].on_eror: unknown key in [[enrich]]; did you mean `on_error`?"),
+        "{diags:#?}"
+    );
     assert!(has("p.toml:8: enrich[1].url:"), "{diags:#?}");
     assert!(has("p.toml:10: enrich[1].types: `int32`"), "{diags:#?}");
     // A good table reads, with its position kept.
-    let cfg = Config::from_toml(&text.split("\n\n[[enrich]]\nurl = \"http://h/s/{}").next().unwrap()).unwrap();
+    let cfg = Config::from_toml(
+        text.split("\n\n[[enrich]]\nurl = \"http://h/s/{}")
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(cfg.enrich.len(), 1);
     assert_eq!(cfg.enrich[0].position.line, Some(3));
     let again = Config::from_toml(&cfg.to_toml().unwrap()).unwrap();
@@ -514,7 +612,11 @@ fn sighup_reloads_the_lookup_table() {
     let (base, _) = http_server(move |_, _| {
         let n = s2.fetch_add(1, Relaxed);
         let body = format!(r#"{{"id": {n}, "service": "api"}}"#);
-        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
     });
     let conf = dir.path().join("p.toml");
     std::fs::write(
@@ -539,7 +641,9 @@ fn sighup_reloads_the_lookup_table() {
         .unwrap();
     assert!(status.success());
     let at_hup = served.load(Relaxed);
-    wait_for_child(&mut child, "polls after SIGHUP", || served.load(Relaxed) >= at_hup + 5);
+    wait_for_child(&mut child, "polls after SIGHUP", || {
+        served.load(Relaxed) >= at_hup + 5
+    });
     let o = sigterm_and_wait(child);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mut teams = BTreeMap::new();

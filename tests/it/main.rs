@@ -28,10 +28,10 @@ mod config;
 mod continuous;
 #[cfg(feature = "http")]
 mod encoding;
-#[cfg(feature = "http")]
-mod enrich;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod end_to_end;
+#[cfg(feature = "http")]
+mod enrich;
 #[cfg(feature = "cli")]
 mod exit_status;
 #[cfg(all(feature = "sim", feature = "http"))]

@@ -56,7 +56,8 @@ pub fn install_signals(reopen: Arc<AtomicBool>) -> Arc<AtomicBool> {
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
     }
     let _ = signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen);
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGHUP, pinflow::enrich::reload_flag());
+    let _ =
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, pinflow::enrich::reload_flag());
     let _ = signal_hook::flag::register(
         signal_hook::consts::SIGXFSZ,
         Arc::new(AtomicBool::new(false)),
