@@ -39,6 +39,7 @@ pub mod table;
 mod tests;
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
@@ -150,23 +151,32 @@ impl Enricher {
         let mut keys = Vec::new();
         let mut reasons: HashMap<String, Arc<str>> = HashMap::new();
         let mut out = Vec::with_capacity(rows.num_rows());
-        let mut buf = String::new();
+        // Rows are matched by their fields' texts (length-prefixed, so no two differ only in
+        // where one ends); the URL is made once per distinct key, not per row.
+        let mut raw = String::new();
         for i in 0..rows.num_rows() {
-            buf.clear();
-            let made = match self.lookups {
-                Lookups::Table(_) => key_text(cols[0], fields[0], i).map(|k| buf.push_str(&k)),
-                Lookups::Http { .. } => self.url_of(&cols, i, &mut buf),
-            };
-            out.push(match made {
-                Ok(()) => match distinct.get(buf.as_str()) {
-                    Some(&s) => RowKey::Slot(s),
-                    None => {
-                        let s = keys.len() as u32;
-                        distinct.insert(buf.clone(), s);
-                        keys.push(buf.clone());
-                        RowKey::Slot(s)
+            raw.clear();
+            let made = fields.iter().zip(&cols).try_for_each(|(f, c)| {
+                let text = key_text(*c, f, i)?;
+                let _ = write!(raw, "{}:{text}", text.len());
+                Ok::<(), String>(())
+            });
+            let made = made.and_then(|()| match distinct.get(raw.as_str()) {
+                Some(&s) => Ok(s),
+                None => {
+                    let mut key = String::new();
+                    match self.lookups {
+                        Lookups::Table(_) => key.push_str(&key_text(cols[0], fields[0], i)?),
+                        Lookups::Http { .. } => self.url_of(&cols, i, &mut key)?,
                     }
-                },
+                    let s = keys.len() as u32;
+                    distinct.insert(raw.clone(), s);
+                    keys.push(key);
+                    Ok(s)
+                }
+            });
+            out.push(match made {
+                Ok(s) => RowKey::Slot(s),
                 Err(why) => {
                     self.stats.error("no_key");
                     let r = reasons
