@@ -586,6 +586,18 @@ fn a_bad_enrich_table_fails_config_check_with_its_line() {
     );
     assert!(has("p.toml:8: enrich[1].url:"), "{diags:#?}");
     assert!(has("p.toml:10: enrich[1].types: `int32`"), "{diags:#?}");
+    // A key left out is reported at its table's header.
+    let diags = pinflow::config::check_toml(
+        "q.toml",
+        "\n[[enrich]]\ntable = \"t.csv\"\nfields = { a = \"a\" }\n",
+    );
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert!(
+        diags[0]
+            .to_string()
+            .starts_with("q.toml:2: enrich[0].key: a `table` lookup needs `key`"),
+        "{diags:#?}"
+    );
     // A good table reads, with its position kept.
     let cfg = Config::from_toml(
         text.split("\n\n[[enrich]]\nurl = \"http://h/s/{}")
