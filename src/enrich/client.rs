@@ -3,7 +3,7 @@
 //! (`protocol::write_request` and `ResponseDecoder`, the TLS `Transport`, its token bucket and
 //! backoff).
 //!
-//! Compute threads send [`Job`]s (a lookup URL and where to answer) and wake the loop. A job
+//! Compute threads send `Job`s (a lookup URL and where to answer) and wake the loop. A job
 //! for a URL whose lookup is already in flight joins it (coalescing: one HTTP call, any number
 //! of waiters). Each lookup ends exactly once, with an answer or a [`Failure`]; the loop stores
 //! answers in the cache before telling the waiters, and on a failure serves what the cache
