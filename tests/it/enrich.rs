@@ -674,3 +674,67 @@ fn sighup_reloads_the_lookup_table() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("lookup table reloaded"), "{stderr}");
 }
+
+#[test]
+fn rate_limit_spaces_the_lookups() {
+    let stub = Stub::start(Duration::ZERO);
+    let mut cfg = stub.table();
+    // Two a second, two saved up: the 3rd to 6th call wait for tokens.
+    cfg.rate_limit = Some(2);
+    let e = enricher(&cfg);
+    let keys = ["k1", "k2", "k3", "k4", "k5", "k6"];
+    let out = e
+        .apply(batch(&keys.iter().map(|k| Some(*k)).collect::<Vec<_>>()))
+        .unwrap();
+    assert_eq!(strings(&out, "_enrich_error"), vec![None; 6]);
+    let times = stub.times.lock().unwrap();
+    let mut at: Vec<Instant> = keys.iter().map(|k| times[*k][0]).collect();
+    at.sort();
+    // A lower bound (four tokens earned at two a second), which a slow machine only lengthens.
+    assert!(
+        at[5] - at[0] >= Duration::from_millis(1900),
+        "{:?}",
+        at[5] - at[0]
+    );
+}
+
+#[test]
+fn a_static_parquet_table_enriches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("services.parquet");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("service", DataType::Utf8, false),
+        Field::new("tier", DataType::Int64, true),
+    ]));
+    let rows = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from(vec!["api", "web"])) as ArrayRef,
+            Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef,
+        ],
+    )
+    .unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None)
+            .unwrap();
+    w.write(&rows).unwrap();
+    w.close().unwrap();
+    let cfg = EnrichConfig {
+        table: Some(path),
+        key: Some("service".into()),
+        fields: [("tier".to_string(), "tier".to_string())].into(),
+        types: [("tier".to_string(), "int64".to_string())].into(),
+        ..EnrichConfig::default()
+    };
+    let e = enricher(&cfg);
+    let out = e
+        .apply(batch(&[Some("web"), Some("api"), Some("db"), None]))
+        .unwrap();
+    assert_eq!(ints(&out, "tier"), vec![None, Some(1), None, None]);
+    let errors = strings(&out, "_enrich_error");
+    assert_eq!(errors[..3], [None, None, None]);
+    assert!(
+        errors[3].as_deref().unwrap().contains("is null"),
+        "{errors:?}"
+    );
+}
