@@ -738,3 +738,47 @@ fn a_static_parquet_table_enriches() {
         "{errors:?}"
     );
 }
+
+#[cfg(feature = "tls")]
+#[test]
+fn https_lookups_use_the_fetchers_tls_settings_and_keep_connections() {
+    use crate::tls::{https_server, Ca};
+    let ca = Ca::new("pinflow enrich CA");
+    let (base, handshakes) = https_server(&ca, &["localhost", "127.0.0.1"], None);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = EnrichConfig {
+        // The stub answers `{"id": N, "service": "tls"}` for `/N`.
+        url: Some(format!("{base}/{{id}}")),
+        fields: [("echoed", "id"), ("via", "service")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        types: [("echoed".to_string(), "int64".to_string())].into(),
+        concurrency: 2,
+        retries: 0,
+        ..EnrichConfig::default()
+    };
+    let keys: Vec<Option<&str>> = vec![Some("x"); 300];
+    // Without the private CA: each distinct key fails with the TLS reason.
+    let untrusted = enricher(&cfg);
+    let out = untrusted.apply(batch(&keys[..3])).unwrap();
+    let errors = strings(&out, "_enrich_error");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.as_deref().is_some_and(|e| e.contains("TLS"))),
+        "{errors:?}"
+    );
+    // With it (the fetcher's `tls_ca_file`): every id echoed back.
+    let mut fetch = FetchConfig::default();
+    fetch.tls_ca_file = Some(ca.write_pem(dir.path(), "ca.pem"));
+    let before = handshakes.load(Relaxed);
+    let e = Enricher::new(0, &cfg, &fetch).unwrap();
+    let out = e.apply(batch(&keys)).unwrap();
+    let want: Vec<Option<i64>> = (0..300).map(Some).collect();
+    assert_eq!(ints(&out, "echoed"), want);
+    assert_eq!(strings(&out, "via"), vec![Some("tls".to_string()); 300]);
+    // 300 lookups over at most `concurrency` keep-alive connections.
+    let made = handshakes.load(Relaxed) - before;
+    assert!((1..=2).contains(&made), "{made} handshakes");
+}
