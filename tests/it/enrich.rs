@@ -770,8 +770,10 @@ fn https_lookups_use_the_fetchers_tls_settings_and_keep_connections() {
         "{errors:?}"
     );
     // With it (the fetcher's `tls_ca_file`): every id echoed back.
-    let mut fetch = FetchConfig::default();
-    fetch.tls_ca_file = Some(ca.write_pem(dir.path(), "ca.pem"));
+    let fetch = FetchConfig {
+        tls_ca_file: Some(ca.write_pem(dir.path(), "ca.pem")),
+        ..FetchConfig::default()
+    };
     let before = handshakes.load(Relaxed);
     let e = Enricher::new(0, &cfg, &fetch).unwrap();
     let out = e.apply(batch(&keys)).unwrap();
