@@ -85,6 +85,8 @@
 
 // The stable surface: what a program that embeds pinflow uses.
 pub mod config;
+#[cfg(feature = "http")]
+pub mod enrich;
 pub mod error;
 pub mod metrics;
 pub mod pipeline;

@@ -26,6 +26,13 @@ use arrow_schema::DataType;
 
 use crate::error::{Error, Result};
 
+/// A transform that wants some rows written to the dead-letter file instead of the Parquet
+/// file adds a text column of this name: a row with a value there (the reason) is taken out of
+/// the batch and dead-lettered with it (counted in the ledger as dead-lettered, by the reason
+/// class `transform`); the column itself is never written. The `[[enrich]]` lookups use it for
+/// `on_error = "dead-letter"`.
+pub const DEAD_LETTER_COLUMN: &str = "_dead_letter";
+
 /// The error type stages return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -341,6 +341,9 @@ impl Config {
         self.pagination_problems(found);
         self.schema_problems(found);
         self.partition_problems(found);
+        for (key, why) in super::enrich::enrich_problems(&self.enrich) {
+            found.bad(&key, why);
+        }
     }
 
     /// A client certificate and its key go together.
@@ -468,7 +471,18 @@ impl Config {
         let mut problems = self.problems();
         for p in &mut problems {
             if let Some(key) = &p.key {
-                p.origin = layers.iter().rev().find_map(|l| l.origin(key).cloned());
+                // A key that was not written (a missing `[[enrich]]` key) takes the line of
+                // the table it belongs in.
+                let mut at = key.as_str();
+                loop {
+                    p.origin = layers.iter().rev().find_map(|l| l.origin(at).cloned());
+                    match at.rsplit_once('.') {
+                        Some((table, _)) if p.origin.is_none() && at.starts_with("enrich[") => {
+                            at = table;
+                        }
+                        _ => break,
+                    }
+                }
             }
         }
         problems

@@ -344,6 +344,34 @@ impl Walk<'_> {
         });
     }
 
+    /// The `[[enrich]]` tables: each key's value and line, and the line of each table (kept
+    /// in the table's `position`, and as the origin of `enrich[N]`).
+    fn enrich(
+        &mut self,
+        value: &toml::de::DeValue<'_>,
+        span: std::ops::Range<usize>,
+        out: &mut toml::Table,
+    ) {
+        let (mut tables, starts, found) = super::enrich::read(value, span);
+        for read in found {
+            match read {
+                super::enrich::Read::Value(path, span) => {
+                    let origin = self.origin(span);
+                    self.origins.insert(path, origin);
+                }
+                super::enrich::Read::Bad(span, key, message) => self.error(span, &key, message),
+            }
+        }
+        for (n, (table, start)) in tables.iter_mut().zip(starts).enumerate() {
+            let origin = self.origin(start);
+            if let (toml::Value::Table(t), Some(line)) = (table, origin.line) {
+                t.insert("position".into(), toml::Value::Integer(line as i64));
+            }
+            self.origins.insert(format!("enrich[{n}]"), origin);
+        }
+        out.insert("enrich".into(), toml::Value::Array(tables));
+    }
+
     fn table(&mut self, table: &toml::de::DeTable<'_>, prefix: &str, out: &mut toml::Table) {
         for (k, v) in table.iter() {
             let name: &str = k.get_ref();
@@ -352,7 +380,9 @@ impl Walk<'_> {
             } else {
                 format!("{prefix}.{name}")
             };
-            if Topic::of_section(&path).is_some() {
+            if path == "enrich" {
+                self.enrich(v.get_ref(), k.span(), out);
+            } else if Topic::of_section(&path).is_some() {
                 match v.get_ref() {
                     toml::de::DeValue::Table(t) => {
                         let sub = out

@@ -27,6 +27,7 @@
 //! ```
 
 mod check;
+mod enrich;
 mod headers;
 mod kind;
 mod layers;
@@ -58,6 +59,7 @@ pub const METRICS_DESCRIPTORS: usize = 16;
 #[doc(hidden)]
 pub use check::fuzz_check;
 pub use check::{check_config, check_toml, Diagnostic, Origin};
+pub use enrich::{url_template, EnrichConfig, Position, UrlPart, ENRICH_TYPES, ON_ERROR};
 pub use headers::resolve_headers;
 pub use layers::ConfigLayer;
 pub use registry::{
@@ -118,6 +120,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging and the progress line.
     pub log: LogConfig,
+    /// Lookups adding columns to every row, in file order (`[[enrich]]` tables; see
+    /// [`crate::enrich`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub enrich: Vec<EnrichConfig>,
 }
 
 /// Threads per role and pinning. `None` means "derive from the available cores".
@@ -579,6 +585,7 @@ impl Config {
             schema: SchemaConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            enrich: Vec::new(),
         }
     }
 

@@ -301,6 +301,7 @@ fn everything_set() -> Config {
             level: "debug".into(),
             progress: Progress::Never,
         },
+        enrich: Vec::new(),
     }
 }
 

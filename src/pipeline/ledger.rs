@@ -18,6 +18,7 @@ pub(super) struct Baseline {
     started: Instant,
     latency: Vec<Latency>,
     filtered: u64,
+    transform_dead: u64,
     short_path_batches: u64,
     short_path_joins: u64,
 }
@@ -31,6 +32,9 @@ impl Baseline {
                 .map(|&s| registry.latency(s).clone())
                 .collect(),
             filtered: registry.records_filtered.load(Ordering::Relaxed),
+            transform_dead: registry
+                .records_dead_lettered_by_transforms
+                .load(Ordering::Relaxed),
             short_path_batches: registry.short_path_batches.load(Ordering::Relaxed),
             short_path_joins: registry.short_path_joins.load(Ordering::Relaxed),
         }
@@ -130,6 +134,16 @@ impl Ledger {
     pub(super) fn finish(mut self, registry: &Registry, baseline: &Baseline) -> Result<Summary> {
         let s = &mut self.summary;
         s.records_filtered = registry.records_filtered.load(Ordering::Relaxed) - baseline.filtered;
+        let transform_dead = registry
+            .records_dead_lettered_by_transforms
+            .load(Ordering::Relaxed)
+            - baseline.transform_dead;
+        if transform_dead > 0 {
+            s.records_dead_lettered += transform_dead;
+            *s.dead_by_reason
+                .entry(crate::metrics::live::TRANSFORM_DEAD.into())
+                .or_default() += transform_dead;
+        }
         s.short_path_batches =
             registry.short_path_batches.load(Ordering::Relaxed) - baseline.short_path_batches;
         s.short_path_joins =

@@ -72,6 +72,32 @@ pub struct Pipeline {
     parquet: bool,
 }
 
+/// The `[[enrich]]` lookups of `cfg`, in file order, their counters in `registry`: the first
+/// transforms of the compute stage (a library user's come after them). Their lookup threads
+/// and caches live as long as the pipeline, across the passes of continuous mode.
+fn enrichers(cfg: &Config, registry: &Registry) -> Result<Vec<Arc<dyn Transform>>> {
+    #[cfg(feature = "http")]
+    {
+        let built = crate::enrich::build(&cfg.enrich, &cfg.fetch)?;
+        registry
+            .enrichers
+            .lock()
+            .extend(built.iter().map(|e| e.stats()));
+        Ok(built.into_iter().map(|e| e as Arc<dyn Transform>).collect())
+    }
+    #[cfg(not(feature = "http"))]
+    {
+        let _ = registry;
+        match cfg.enrich.is_empty() {
+            true => Ok(Vec::new()),
+            false => Err(Error::config(
+                "enrich",
+                "lookups need the `http` cargo feature",
+            )),
+        }
+    }
+}
+
 impl Pipeline {
     /// Validates `cfg`.
     pub fn new(cfg: Config) -> Result<Pipeline> {
@@ -81,15 +107,17 @@ impl Pipeline {
             .iter()
             .map(|t| t.0)
             .collect();
+        let registry = Arc::new(Registry::new(&roles));
+        let transforms = enrichers(&cfg, &registry)?;
         Ok(Pipeline {
             cfg,
             stop: Arc::new(AtomicBool::new(false)),
             reopen: Arc::new(AtomicBool::new(false)),
-            registry: Arc::new(Registry::new(&roles)),
+            registry,
             #[cfg(feature = "metrics-endpoint")]
             endpoint: parking_lot::Mutex::new(None),
             source_label: None,
-            transforms: Vec::new(),
+            transforms,
             sinks: parking_lot::Mutex::new(Vec::new()),
             parquet: true,
         })

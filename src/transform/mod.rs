@@ -15,10 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::batch::RecordsBatch;
+use arrow_array::RecordBatch;
+
+use crate::batch::{DeadLetter, RecordsBatch};
 use crate::error::Result;
 use crate::metrics::live::{Registry, Stage};
-use crate::stage::{guarded, Transform};
+use crate::stage::{guarded, Transform, DEAD_LETTER_COLUMN};
 
 pub use statistics::add_statistics;
 
@@ -43,13 +45,55 @@ pub(crate) fn compute_batch(
                 tracing::error!(error = %e, "stopping the pipeline");
             })?;
         }
+        let dead = take_dead_letters(&mut out, &mut b.dead_letters)?;
+        if dead > 0 {
+            reg.add_transform_dead(dead);
+        }
         let kept = out.num_rows() as u64;
-        if kept < n {
-            reg.records_filtered.fetch_add(n - kept, Ordering::Relaxed);
+        if kept + dead < n {
+            reg.records_filtered
+                .fetch_add(n - kept - dead, Ordering::Relaxed);
         }
         b.rows = (kept > 0).then_some(out);
         reg.records_computed.fetch_add(n, Ordering::Relaxed);
     }
     reg.latency(Stage::Compute).record(t.elapsed());
     Ok(())
+}
+
+/// Takes the rows a transform marked in [`DEAD_LETTER_COLUMN`] out of `rows` into
+/// `dead_letters`, and drops the column; returns how many.
+fn take_dead_letters(rows: &mut RecordBatch, dead_letters: &mut Vec<DeadLetter>) -> Result<u64> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
+    let Ok(at) = rows.schema().index_of(DEAD_LETTER_COLUMN) else {
+        return Ok(0);
+    };
+    let reasons = rows.column(at).clone();
+    rows.remove_column(at);
+    let Some(reasons) = reasons.as_string_opt::<i32>() else {
+        return Ok(0);
+    };
+    if reasons.null_count() == reasons.len() {
+        return Ok(0);
+    }
+    let keep: arrow_array::BooleanArray = reasons.iter().map(|r| Some(r.is_none())).collect();
+    let mut dead = 0;
+    for reason in reasons.iter().flatten() {
+        dead += 1;
+        dead_letters.push(DeadLetter {
+            kind: "record",
+            url: String::new(),
+            reason: format!("transform: {reason}"),
+            excerpt: String::new(),
+            attempts: 0,
+        });
+    }
+    *rows = arrow_select::filter::filter_record_batch(rows, &keep).map_err(|e| {
+        crate::error::Error::Stage {
+            stage: "transform dead letters".into(),
+            why: e.to_string(),
+        }
+    })?;
+    Ok(dead)
 }

@@ -127,6 +127,7 @@ fn everything_set() -> Config {
             level: "trace".into(),
             progress: Progress::Always,
         },
+        enrich: Vec::new(),
     }
 }
 

@@ -32,6 +32,8 @@ mod disk_full;
 mod encoding;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod end_to_end;
+#[cfg(feature = "http")]
+mod enrich;
 #[cfg(feature = "cli")]
 mod exit_status;
 #[cfg(all(feature = "sim", feature = "http"))]
