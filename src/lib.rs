@@ -108,6 +108,8 @@ pub use pipeline::{Pipeline, PipelineBuilder, RunHandle};
 // (separate crates) reach them, and hidden from the documentation: not part of the API.
 #[doc(hidden)]
 pub mod batch;
+// Test-only crash points (cargo feature `failpoints`); empty without it.
+mod failpoint;
 mod fsutil;
 mod handoff;
 #[doc(hidden)]

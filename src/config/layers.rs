@@ -72,6 +72,17 @@ impl ConfigLayer {
                 name: var.to_string(),
                 line: None,
             };
+            // Not a configuration key: the test-only fail point (src/failpoint.rs).
+            if var == crate::failpoint::ENV {
+                if let Some(message) = crate::failpoint::refusal(value) {
+                    diags.push(Diagnostic {
+                        origin: Some(origin),
+                        key: None,
+                        message,
+                    });
+                }
+                continue;
+            }
             let Some(key) = options().iter().find(|o| o.env() == var) else {
                 let names: Vec<String> = options().iter().map(|o| o.env()).collect();
                 let suffixes = names.iter().map(|n| &n[ENV_PREFIX.len()..]);

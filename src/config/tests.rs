@@ -500,6 +500,24 @@ fn bad_environment_variables_are_named() {
 }
 
 #[test]
+fn the_fail_point_variable_is_no_key_and_is_refused_by_a_build_without_fail_points() {
+    let armed = env(&[("PINFLOW_FAILPOINT", "writer.after_commit@2")]);
+    match cfg!(feature = "failpoints") {
+        // Taken by src/failpoint.rs, not the configuration: the layer sets nothing.
+        true => assert!(armed.is_ok(), "{armed:?}"),
+        false => {
+            let shown = armed.unwrap_err()[0].to_string();
+            assert!(
+                shown.starts_with("PINFLOW_FAILPOINT: ") && shown.contains("`failpoints`"),
+                "{shown}"
+            );
+        }
+    }
+    // A name no point has is an error either way.
+    assert!(env(&[("PINFLOW_FAILPOINT", "nowhere")]).is_err());
+}
+
+#[test]
 fn later_layers_override_earlier_ones_and_problems_name_their_origin() {
     let file = ConfigLayer::from_toml(
         "p.toml",

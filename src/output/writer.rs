@@ -224,6 +224,7 @@ impl Writer<'_> {
         if files.is_empty() && self.items.is_empty() {
             return Ok(());
         }
+        crate::failpoint::hit("writer.before_commit");
         let committed = dead.finish().and_then(|_| {
             self.journal
                 .as_mut()
@@ -235,6 +236,7 @@ impl Writer<'_> {
             return Err(e);
         }
         self.items.clear();
+        crate::failpoint::hit("writer.after_commit");
         self.output.publish_sealed(&mut self.holds)
     }
 

@@ -26,6 +26,8 @@ mod cli_conventions;
 mod config;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod continuous;
+#[cfg(all(feature = "cli", feature = "failpoints"))]
+mod crash_points;
 #[cfg(feature = "cli")]
 mod disk_full;
 #[cfg(feature = "http")]

@@ -298,3 +298,25 @@ pub fn skip_unless(allowed: bool, require: &str, what: &str) -> bool {
     eprintln!("skipped: {what} is not permitted here (set {require}=1 to make that a failure)");
     true
 }
+
+/// Waits up to [`STOP_DEADLINE`] for `cond` (checked every millisecond), failing the test past
+/// it: for tests that wait for an event (a counter, a thread's state) instead of sleeping.
+pub fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            started.elapsed() < STOP_DEADLINE,
+            "{what}: not within {STOP_DEADLINE:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Whether a run's writer thread waits for input: one of the short path's conditions
+/// (`IngestChannels::short_path_open` in src/handoff.rs).
+pub fn writer_waiting(metrics: &pinflow::metrics::live::Registry) -> bool {
+    let writer = metrics
+        .thread_index(pinflow::plan::Role::Writer)
+        .expect("a writer thread");
+    metrics.waiting(&[writer]) == 1
+}
