@@ -272,6 +272,15 @@ pub(super) mod rule {
         }
     }
 
+    /// Each `filter` expression parses.
+    pub(in crate::config) fn filters(c: &Config) -> Vec<Bad> {
+        Bad::items(c.filter.iter().map(|f| {
+            crate::transform::config::expr::parse(f)
+                .map(|_| ())
+                .map_err(|e| format!("column {}: {}", e.offset + 1, e.message))
+        }))
+    }
+
     pub(in crate::config) fn lineage(c: &Config) -> Vec<Bad> {
         match crate::schema::Lineage::from_names(&c.schema.lineage) {
             Ok(_) => Vec::new(),
@@ -341,6 +350,21 @@ impl Config {
         self.pagination_problems(found);
         self.schema_problems(found);
         self.partition_problems(found);
+        self.transform_problems(found);
+    }
+
+    /// Each `[[transform]]` table on its own (a file's are checked as they are read, with
+    /// their lines; this is for a configuration built in code).
+    fn transform_problems(&self, found: &mut Problems) {
+        for (i, t) in self.transform.iter().enumerate() {
+            if let Some((why, offset)) = t.problem() {
+                let why = match offset {
+                    Some(o) => format!("at byte {o} of the expression: {why}"),
+                    None => why,
+                };
+                found.bad(&format!("transform[{i}]"), why);
+            }
+        }
     }
 
     /// A client certificate and its key go together.

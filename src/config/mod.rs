@@ -33,6 +33,7 @@ mod layers;
 mod registry;
 mod render;
 mod tolerance;
+mod transforms;
 mod values;
 
 #[cfg(test)]
@@ -65,6 +66,8 @@ pub use registry::{
 };
 pub use render::{reference_markdown, REFERENCE_BEGIN, REFERENCE_END};
 pub use tolerance::DeadLetterTolerance;
+pub use transforms::{Position, SetValue, TransformConfig, ACTIONS, CAST_TYPES, METADATA};
+pub(crate) use transforms::metadata_problem;
 pub use values::{
     format_bytes, format_duration, parse_bytes, parse_duration, parse_listen_addr, Compression,
     FetchEngine, LogFormat, Progress, Shard,
@@ -101,6 +104,13 @@ pub struct Config {
     /// `None` (the default) runs once.
     #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
     pub every: Option<Duration>,
+    /// Filters applied after the `[[transform]]` steps, in order (`--filter`): each an
+    /// expression as in a `[[transform]] filter`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filter: Vec<String>,
+    /// Columns removed after the `[[transform]]` steps and the filters (`--drop`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<String>,
     /// Capacity, in batches, of each queue between stages. Small is enough: batches are large.
     /// The default, 4, bounds what piles up while the writer closes a row group (three
     /// queues' worth plus one per thread, see [`Config::max_live_batches`]); with
@@ -118,6 +128,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging and the progress line.
     pub log: LogConfig,
+    /// The `[[transform]]` tables, in file order (see [`TransformConfig`] and
+    /// [`crate::transform::config`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transform: Vec<TransformConfig>,
 }
 
 /// Threads per role and pinning. `None` means "derive from the available cores".
@@ -579,6 +593,9 @@ impl Config {
             schema: SchemaConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            filter: Vec::new(),
+            drop: Vec::new(),
+            transform: Vec::new(),
         }
     }
 

@@ -190,6 +190,10 @@ pub struct Registry {
     pub records_dead_lettered: AtomicU64,
     /// Dead letters by reason class.
     pub dead_by_reason: Mutex<BTreeMap<String, u64>>,
+    /// Rows transforms turned away as dead letters (also in `records_dead_lettered`).
+    pub records_rejected: AtomicU64,
+    /// Those rows by reason class (also in `dead_by_reason`).
+    pub rejected_by_reason: Mutex<BTreeMap<String, u64>>,
     /// Row groups closed.
     pub row_groups: AtomicU64,
     /// Parquet files finalized (renamed into place).
@@ -233,6 +237,8 @@ impl Registry {
             records_written: AtomicU64::new(0),
             records_dead_lettered: AtomicU64::new(0),
             dead_by_reason: Mutex::new(BTreeMap::new()),
+            records_rejected: AtomicU64::new(0),
+            rejected_by_reason: Mutex::new(BTreeMap::new()),
             row_groups: AtomicU64::new(0),
             files_finalized: AtomicU64::new(0),
             last_write_unix_ms: AtomicU64::new(0),
@@ -401,6 +407,19 @@ impl Registry {
             for (k, v) in dead_reasons {
                 *m.entry(k.clone()).or_default() += v;
             }
+        }
+    }
+
+    /// Adds rows a transform turned away: dead letters, by reason class.
+    pub fn add_rejected(&self, rows: &[crate::stage::Rejected]) {
+        let n = rows.len() as u64;
+        self.records_rejected.fetch_add(n, Relaxed);
+        self.records_dead_lettered.fetch_add(n, Relaxed);
+        let mut dead = self.dead_by_reason.lock();
+        let mut rejected = self.rejected_by_reason.lock();
+        for r in rows {
+            *dead.entry(r.class.clone()).or_default() += 1;
+            *rejected.entry(r.class.clone()).or_default() += 1;
         }
     }
 

@@ -37,6 +37,7 @@ use crate::metrics::Summary;
 use crate::output::{self, DeadLetterLog, OutputPlan};
 use crate::plan::{Role, ThreadPlan};
 use crate::stage::{Sink, Transform};
+use crate::transform::config as transform_config;
 use ledger::{Baseline, Ledger};
 use stages::{Compute, Spawner, StageInputs};
 
@@ -66,6 +67,9 @@ pub struct Pipeline {
     /// User transforms, run on the compute stage after the statistics (the compute threads, or
     /// the parse threads when the plan has none).
     transforms: Vec<Arc<dyn Transform>>,
+    /// The configuration's transforms (`[[transform]]`, `filter`, `drop`), run before the
+    /// user's.
+    config_steps: Vec<Arc<dyn Transform>>,
     /// User sinks, run on the writer thread; taken by a run and put back after it.
     sinks: parking_lot::Mutex<Vec<Box<dyn Sink>>>,
     /// Whether Parquet files are written at all (off: only the sinks get the rows).
@@ -76,6 +80,9 @@ impl Pipeline {
     /// Validates `cfg`.
     pub fn new(cfg: Config) -> Result<Pipeline> {
         cfg.validate()?;
+        // Bound at once to a fixed schema: a step naming a column the rows lack fails here.
+        let layout = transform_config::parse_schema(&cfg).layout()?;
+        let config_steps = transform_config::build_steps(&cfg, layout.as_ref())?;
         let roles: Vec<Role> = ThreadPlan::for_this_machine(&cfg.threads)
             .threads
             .iter()
@@ -90,6 +97,7 @@ impl Pipeline {
             endpoint: parking_lot::Mutex::new(None),
             source_label: None,
             transforms: Vec::new(),
+            config_steps,
             sinks: parking_lot::Mutex::new(Vec::new()),
             parquet: true,
         })
@@ -177,6 +185,7 @@ impl Pipeline {
         // Open the output before fetching anything: an unwritable path fails the run at once.
         let output = self.output_plan(&source)?;
         ingest::preflight(&source, &cfg.fetch, cfg.every)?;
+        transform_config::check_source(cfg, &source)?;
         paths::check(cfg, &source, &output)?;
         // Lock the output (held until this function returns): a second run writing the same
         // output is refused here, before it touches the first one's files or the journal.
@@ -241,11 +250,16 @@ impl Pipeline {
             journal,
             sinks: std::mem::take(&mut *self.sinks.lock()),
             compute: Compute {
-                transforms: self.transforms.clone(),
+                transforms: self.all_transforms(),
                 stop: Arc::clone(&self.stop),
             },
         };
-        let running = stages::start(&spawner, cfg, registry, inputs)?;
+        // The parse stage also makes the lineage columns the transforms' metadata reads.
+        let parse_cfg = Config {
+            schema: transform_config::parse_schema(cfg),
+            ..cfg.clone()
+        };
+        let running = stages::start(&spawner, &parse_cfg, registry, inputs)?;
         registry.set_running(true);
 
         // Each stage ends once the one before it has ended and its queue is empty.
@@ -312,7 +326,7 @@ impl Pipeline {
                 .unwrap_or_else(|| source.describe()),
             run_id: output::new_run_id(),
             // Transforms may reshape the rows: then a file takes the schema of its first rows.
-            schema: match self.transforms.is_empty() {
+            schema: match self.all_transforms().is_empty() {
                 // Left to the records: a run that finds none still writes the log layout.
                 true if cfg.schema.decides_from_records() => cfg
                     .schema
@@ -328,6 +342,15 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// The configuration's transforms, then the user's.
+    fn all_transforms(&self) -> Vec<Arc<dyn Transform>> {
+        self.config_steps
+            .iter()
+            .chain(&self.transforms)
+            .cloned()
+            .collect()
+    }
+
     /// How the files of `output` are named (for the journal and the stale-file cleanup).
     fn output_files(&self, output: &OutputPlan) -> crate::journal::OutputFiles {
         if output.partitioned() {
@@ -355,6 +378,18 @@ impl Pipeline {
         );
         if files {
             identity.push_str(&format!("; chunk_bytes={}", cfg.fetch.batch_max_bytes));
+        }
+        // The transforms shape the rows: a resume with others would mix two shapes.
+        if !(cfg.transform.is_empty() && cfg.filter.is_empty() && cfg.drop.is_empty()) {
+            let tables: Vec<String> = cfg
+                .transform
+                .iter()
+                .map(|t| toml::to_string(t).unwrap_or_default().replace('\n', " "))
+                .collect();
+            identity.push_str(&format!(
+                "; transforms={tables:?}; filter={:?}; drop={:?}",
+                cfg.filter, cfg.drop
+            ));
         }
         let path = Journal::path_for(&cfg.out);
         let files = self.output_files(output);
