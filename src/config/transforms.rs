@@ -293,7 +293,8 @@ pub(super) fn read(
                 bad = true;
                 continue;
             }
-            if normalized.is_empty() {
+            // The first action in the file names the table.
+            if normalized.is_empty() || k.span().start < at_offset {
                 at_offset = k.span().start;
             }
             if action == "filter" {
