@@ -127,6 +127,10 @@ fn everything_set() -> Config {
             level: "trace".into(),
             progress: Progress::Always,
         },
+        filter: vec!["level != 'DEBUG'".into()],
+        drop: vec!["host".into()],
+        // `[[transform]]` tables are no registry option (their round trip: src/config/tests.rs).
+        transform: Vec::new(),
     }
 }
 
