@@ -106,6 +106,10 @@ pub use pipeline::{Pipeline, PipelineBuilder, RunHandle};
 // (separate crates) reach them, and hidden from the documentation: not part of the API.
 #[doc(hidden)]
 pub mod batch;
+/// The filter expression language of `[[transform]] filter` and `--filter` (internal: the
+/// doc tests reach it).
+#[doc(hidden)]
+pub mod expr;
 mod fsutil;
 mod handoff;
 #[doc(hidden)]

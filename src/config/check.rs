@@ -275,7 +275,7 @@ pub(super) mod rule {
     /// Each `filter` expression parses.
     pub(in crate::config) fn filters(c: &Config) -> Vec<Bad> {
         Bad::items(c.filter.iter().map(|f| {
-            crate::transform::config::expr::parse(f)
+            crate::expr::parse(f)
                 .map(|_| ())
                 .map_err(|e| format!("column {}: {}", e.offset + 1, e.message))
         }))

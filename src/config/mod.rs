@@ -66,8 +66,8 @@ pub use registry::{
 };
 pub use render::{reference_markdown, REFERENCE_BEGIN, REFERENCE_END};
 pub use tolerance::DeadLetterTolerance;
-pub use transforms::{Position, SetValue, TransformConfig, ACTIONS, CAST_TYPES, METADATA};
 pub(crate) use transforms::metadata_problem;
+pub use transforms::{Position, SetValue, TransformConfig, ACTIONS, CAST_TYPES, METADATA};
 pub use values::{
     format_bytes, format_duration, parse_bytes, parse_duration, parse_listen_addr, Compression,
     FetchEngine, LogFormat, Progress, Shard,

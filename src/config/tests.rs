@@ -315,8 +315,18 @@ fn everything_set() -> Config {
                         ("n".to_string(), SetValue::Int(3)),
                         ("x".to_string(), SetValue::Float(0.5)),
                         ("on".to_string(), SetValue::Bool(true)),
-                        ("h".to_string(), SetValue::Field { field: "host".into() }),
-                        ("u".to_string(), SetValue::Meta { meta: "source_url".into() }),
+                        (
+                            "h".to_string(),
+                            SetValue::Field {
+                                field: "host".into(),
+                            },
+                        ),
+                        (
+                            "u".to_string(),
+                            SetValue::Meta {
+                                meta: "source_url".into(),
+                            },
+                        ),
                     ]
                     .into_iter()
                     .collect(),
@@ -324,7 +334,11 @@ fn everything_set() -> Config {
                 ..TransformConfig::default()
             },
             TransformConfig {
-                cast: Some([("n".to_string(), "string".to_string())].into_iter().collect()),
+                cast: Some(
+                    [("n".to_string(), "string".to_string())]
+                        .into_iter()
+                        .collect(),
+                ),
                 ..TransformConfig::default()
             },
             TransformConfig {
@@ -776,9 +790,18 @@ fn transform_tables_are_read_in_order_with_their_positions() {
     assert_eq!(cfg.transform.len(), 2);
     let f = &cfg.transform[0];
     assert_eq!(f.filter.as_deref(), Some("level != \"DEBUG\""));
-    assert_eq!((f.at.line, f.at.expr_line, f.at.expr_column, f.at.index), (3, 3, 11, 0));
-    assert_eq!((cfg.transform[1].at.line, cfg.transform[1].at.index), (6, 1));
-    assert_eq!(cfg.transform[1].drop.as_deref(), Some(&["a".to_string()][..]));
+    assert_eq!(
+        (f.at.line, f.at.expr_line, f.at.expr_column, f.at.index),
+        (3, 3, 11, 0)
+    );
+    assert_eq!(
+        (cfg.transform[1].at.line, cfg.transform[1].at.index),
+        (6, 1)
+    );
+    assert_eq!(
+        cfg.transform[1].drop.as_deref(),
+        Some(&["a".to_string()][..])
+    );
 }
 
 #[test]
@@ -799,11 +822,26 @@ fn a_bad_filter_expression_is_reported_at_its_line_and_column() {
 #[test]
 fn a_transform_table_takes_exactly_one_known_action() {
     let text = "[[transform]]\nfilter = 'a > 1'\ndrop = [\"b\"]\n[[transform]]\n[[transform]]\nfliter = 'a'\n[[transform]]\ncast = { a = \"int\" }\n[[transform]]\nset = { k = { meta = \"kafka_offset\" } }\n";
-    let shown: Vec<String> = check_toml("p.toml", text).iter().map(|d| d.to_string()).collect();
+    let shown: Vec<String> = check_toml("p.toml", text)
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
     assert_eq!(shown.len(), 5, "{shown:#?}");
     assert!(shown[0].starts_with("p.toml:2: transform[0]: a [[transform]] table takes exactly one of filter, drop, rename, set, cast (found filter, drop)"), "{shown:#?}");
-    assert!(shown[1].starts_with("p.toml:4: transform[1]:") && shown[1].contains("found none"), "{shown:#?}");
-    assert!(shown[2].starts_with("p.toml:6: transform[2].fliter: unknown key; did you mean `filter`?"), "{shown:#?}");
-    assert!(shown[3].starts_with("p.toml:8: transform[3].cast: cast: `a` to `int`"), "{shown:#?}");
-    assert!(shown[4].contains("not available for this source") && shown[4].starts_with("p.toml:10:"), "{shown:#?}");
+    assert!(
+        shown[1].starts_with("p.toml:4: transform[1]:") && shown[1].contains("found none"),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[2].starts_with("p.toml:6: transform[2].fliter: unknown key; did you mean `filter`?"),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[3].starts_with("p.toml:8: transform[3].cast: cast: `a` to `int`"),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[4].contains("not available for this source") && shown[4].starts_with("p.toml:10:"),
+        "{shown:#?}"
+    );
 }

@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Each table has exactly one action key; the steps run in file order (what builds them:
-//! [`crate::transform::config`]).
+//! `transform::config`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -180,7 +180,7 @@ impl TransformConfig {
             ));
         }
         if let Some(f) = &self.filter {
-            if let Err(e) = crate::transform::config::expr::parse(f) {
+            if let Err(e) = crate::expr::parse(f) {
                 return Some((e.message, Some(e.offset)));
             }
         }
@@ -281,7 +281,10 @@ pub(super) fn read(
         for (k, v) in table.iter() {
             let action: &str = k.get_ref();
             if !ACTIONS.contains(&action) {
-                let mut message = format!("unknown key; a [[transform]] table takes one of {}", ACTIONS.join(", "));
+                let mut message = format!(
+                    "unknown key; a [[transform]] table takes one of {}",
+                    ACTIONS.join(", ")
+                );
                 if let Some(s) = super::check::suggest(action, ACTIONS.iter().copied()) {
                     message = format!("unknown key; did you mean `{s}`?");
                 }
@@ -344,7 +347,11 @@ pub(super) fn read(
                     name: name.to_string(),
                     line: Some(line),
                 }),
-                key: Some(if action.is_empty() { key } else { format!("{key}.{action}") }),
+                key: Some(if action.is_empty() {
+                    key
+                } else {
+                    format!("{key}.{action}")
+                }),
                 message,
             });
             continue;

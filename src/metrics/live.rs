@@ -410,17 +410,18 @@ impl Registry {
         }
     }
 
-    /// Adds rows a transform turned away: dead letters, by reason class.
-    pub fn add_rejected(&self, rows: &[crate::stage::Rejected]) {
-        let n = rows.len() as u64;
-        self.records_rejected.fetch_add(n, Relaxed);
-        self.records_dead_lettered.fetch_add(n, Relaxed);
+    /// Adds rows a transform turned away: dead letters, one per reason class given.
+    pub fn add_rejected<'a>(&self, classes: impl IntoIterator<Item = &'a str>) {
         let mut dead = self.dead_by_reason.lock();
         let mut rejected = self.rejected_by_reason.lock();
-        for r in rows {
-            *dead.entry(r.class.clone()).or_default() += 1;
-            *rejected.entry(r.class.clone()).or_default() += 1;
+        let mut n = 0;
+        for class in classes {
+            n += 1;
+            *dead.entry(class.to_string()).or_default() += 1;
+            *rejected.entry(class.to_string()).or_default() += 1;
         }
+        self.records_rejected.fetch_add(n, Relaxed);
+        self.records_dead_lettered.fetch_add(n, Relaxed);
     }
 
     /// Whether every stage thread has started and the run is not draining.

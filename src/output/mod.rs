@@ -29,8 +29,8 @@ mod partition;
 mod plan;
 mod writer;
 
-pub use deadletter::DeadLetterLog;
 pub(crate) use deadletter::row_json;
+pub use deadletter::DeadLetterLog;
 pub(crate) use local::LocalParquet;
 pub use parquet::{
     file_properties, writer_properties, ParquetFile, SealedFile, FIXED_WIDTH_DICTIONARY_BYTES,

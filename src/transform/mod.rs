@@ -43,11 +43,13 @@ pub(crate) fn compute_batch(
         let mut out = statistics::add_statistics(rows, layout);
         let mut rejected = Vec::new();
         for t in transforms {
-            out = guarded("transform", t.name(), || t.apply_rejecting(out, &mut rejected))
-                .inspect_err(|e| {
-                    stop.store(true, Ordering::Relaxed);
-                    tracing::error!(error = %e, "stopping the pipeline");
-                })?;
+            out = guarded("transform", t.name(), || {
+                t.apply_rejecting(out, &mut rejected)
+            })
+            .inspect_err(|e| {
+                stop.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "stopping the pipeline");
+            })?;
         }
         let kept = out.num_rows() as u64;
         // Rows a transform turned away are dead letters; the others it left out, filtered.
@@ -57,14 +59,15 @@ pub(crate) fn compute_batch(
             reg.records_filtered.fetch_add(filtered, Ordering::Relaxed);
         }
         if dead > 0 {
-            reg.add_rejected(&rejected);
-            b.dead_letters.extend(rejected.into_iter().map(|r| DeadLetter {
-                kind: "record",
-                url: r.source.unwrap_or_default(),
-                reason: r.reason,
-                excerpt: r.excerpt,
-                attempts: 1,
-            }));
+            reg.add_rejected(rejected.iter().map(|r| r.class.as_str()));
+            b.dead_letters
+                .extend(rejected.into_iter().map(|r| DeadLetter {
+                    kind: "record",
+                    url: r.source.unwrap_or_default(),
+                    reason: r.reason,
+                    excerpt: r.excerpt,
+                    attempts: 1,
+                }));
         }
         b.rows = (kept > 0).then_some(out);
         reg.records_computed.fetch_add(n, Ordering::Relaxed);

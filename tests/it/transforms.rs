@@ -208,7 +208,11 @@ fn render(e: &E, need: u8, full: bool) -> String {
         E::Not(a) => format!("not {}", render(a, 3, full)),
         E::IsNull(f, neg) => format!("{f} is {}null", if *neg { "not " } else { "" }),
         E::Match(f, p, neg) => {
-            format!("{f} {} \"{}\"", if *neg { "!~" } else { "=~" }, PATTERNS[*p].0)
+            format!(
+                "{f} {} \"{}\"",
+                if *neg { "!~" } else { "=~" },
+                PATTERNS[*p].0
+            )
         }
         E::In(f, list, neg) => {
             let items: Vec<String> = list.iter().map(Lit::render).collect();
@@ -273,7 +277,9 @@ fn brute(e: &E, r: &Value) -> Option<bool> {
         }
         E::In(f, list, neg) => {
             let v = get(&Operand::Field(f))?;
-            let found = list.iter().any(|l| order(&v, &l.value()).is_some_and(|o| o.is_eq()));
+            let found = list
+                .iter()
+                .any(|l| order(&v, &l.value()).is_some_and(|o| o.is_eq()));
             Some(found != *neg)
         }
         E::Flag => r.get("t")?.as_bool(),
@@ -288,9 +294,16 @@ fn pipeline_keeps(filter: &str, records: &[Value]) -> (Vec<i64>, u64) {
         .configure(|c| {
             c.threads.parse = Some(1);
             c.threads.compute = Some(0);
-            c.schema.fields = ["id:int64", "a:int64", "b:float64", "s:string", "d:dict", "t:bool"]
-                .map(String::from)
-                .to_vec();
+            c.schema.fields = [
+                "id:int64",
+                "a:int64",
+                "b:float64",
+                "s:string",
+                "d:dict",
+                "t:bool",
+            ]
+            .map(String::from)
+            .to_vec();
             c.transform = vec![TransformConfig {
                 filter: Some(filter.to_string()),
                 ..TransformConfig::default()
@@ -298,7 +311,10 @@ fn pipeline_keeps(filter: &str, records: &[Value]) -> (Vec<i64>, u64) {
         })
         .parquet(false)
         .on_batch(move |rows: &RecordBatch| {
-            let ids = rows.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+            let ids = rows
+                .column_by_name("id")
+                .unwrap()
+                .as_primitive::<Int64Type>();
             sink.lock().unwrap().extend(ids.values().iter().copied());
         })
         .build()
@@ -336,7 +352,10 @@ fn the_filter_keeps_exactly_the_rows_a_brute_force_evaluation_keeps() {
         }
     }
     // The cases are not all "keep everything" or "keep nothing".
-    assert!(nontrivial > 60, "only {nontrivial} cases kept some rows and not others");
+    assert!(
+        nontrivial > 60,
+        "only {nontrivial} cases kept some rows and not others"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,7 +377,15 @@ fn run(dir: &Path, toml: &str, args: &[&str]) -> std::process::Output {
     std::fs::write(dir.join("p.toml"), toml).unwrap();
     pinflow_piped()
         .current_dir(dir)
-        .args(["run", "--config", "p.toml", "--files", "in.ndjson", "--out", "o.parquet"])
+        .args([
+            "run",
+            "--config",
+            "p.toml",
+            "--files",
+            "in.ndjson",
+            "--out",
+            "o.parquet",
+        ])
         .args(["--max-dead-letters", "100%", "--parse-threads", "1"])
         .args(args)
         .output()
@@ -376,13 +403,19 @@ fn ok(out: &std::process::Output) -> String {
 }
 
 fn column_names(b: &RecordBatch) -> Vec<String> {
-    b.schema().fields().iter().map(|f| f.name().clone()).collect()
+    b.schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
 }
 
 fn strings(b: &RecordBatch, col: &str) -> Vec<Option<String>> {
     let a = b.column_by_name(col).unwrap_or_else(|| panic!("no {col}"));
     let a = a.as_string::<i32>();
-    (0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i).to_string())).collect()
+    (0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+        .collect()
 }
 
 fn one_batch(path: &Path) -> RecordBatch {
@@ -419,14 +452,23 @@ fn each_action_reshapes_the_rows_in_file_order() {
     // 2 filtered (DEBUG, then host e), 3 a dead letter (latency "x"): 1 and 4 are left.
     let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
     assert_eq!(ids.values().to_vec(), [1, 4]);
-    let lat = b.column_by_name("latency_ms").unwrap().as_primitive::<Float64Type>();
+    let lat = b
+        .column_by_name("latency_ms")
+        .unwrap()
+        .as_primitive::<Float64Type>();
     assert_eq!(lat.values().to_vec(), [3.5, 12.0]);
     assert_eq!(strings(&b, "h"), [Some("a".into()), Some("d".into())]);
     assert_eq!(strings(&b, "host2"), strings(&b, "h"));
-    assert_eq!(strings(&b, "env"), [Some("prod".into()), Some("prod".into())]);
+    assert_eq!(
+        strings(&b, "env"),
+        [Some("prod".into()), Some("prod".into())]
+    );
     // The metadata column names the file, without the line range of `_source`, and the
     // lineage column it was read from is not written (it was not asked for).
-    assert_eq!(strings(&b, "file"), [Some("in.ndjson".into()), Some("in.ndjson".into())]);
+    assert_eq!(
+        strings(&b, "file"),
+        [Some("in.ndjson".into()), Some("in.ndjson".into())]
+    );
     assert!(text.contains("filtered 2 by transforms"), "{text}");
     assert!(text.contains("dead-lettered 1"), "{text}");
 }
@@ -446,13 +488,24 @@ fn a_value_that_does_not_cast_is_a_dead_letter_naming_field_and_value() {
     );
     assert_eq!(d["kind"], "record");
     let row: Value = serde_json::from_str(d["excerpt"].as_str().unwrap()).unwrap();
-    assert_eq!((row["id"].as_i64(), row["latency_ms"].as_str()), (Some(3), Some("x")));
+    assert_eq!(
+        (row["id"].as_i64(), row["latency_ms"].as_str()),
+        (Some(3), Some("x"))
+    );
     assert!(text.contains("1 × cast failed"), "{text}");
     // Without a tolerance for dead letters, the run says so in its exit status.
     std::fs::remove_file(dir.path().join("o.parquet")).unwrap();
     let strict = pinflow_piped()
         .current_dir(dir.path())
-        .args(["run", "--config", "p.toml", "--files", "in.ndjson", "--out", "o.parquet"])
+        .args([
+            "run",
+            "--config",
+            "p.toml",
+            "--files",
+            "in.ndjson",
+            "--out",
+            "o.parquet",
+        ])
         .output()
         .unwrap();
     assert!(!strict.status.success());
@@ -465,7 +518,14 @@ fn filter_and_drop_flags_apply_after_the_file_steps() {
     let out = run(
         dir.path(),
         &toml,
-        &["--filter", "lvl in ['INFO', 'ERROR']", "--filter", "id > 1", "--drop", "host,latency_ms"],
+        &[
+            "--filter",
+            "lvl in ['INFO', 'ERROR']",
+            "--filter",
+            "id > 1",
+            "--drop",
+            "host,latency_ms",
+        ],
     );
     let text = ok(&out);
     let b = one_batch(&dir.path().join("o.parquet"));
@@ -508,7 +568,10 @@ fn source_url_is_not_available_for_a_file_source() {
     let out = run(dir.path(), &toml, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("`source_url` is not available for this source"), "{err}");
+    assert!(
+        err.contains("`source_url` is not available for this source"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -537,7 +600,15 @@ fn config_check_prints_the_line_and_column_of_a_bad_expression() {
     // A bad --filter on the command line is refused too, naming the flag.
     let out = pinflow_piped()
         .current_dir(dir.path())
-        .args(["run", "--files", "in.ndjson", "--out", "o.parquet", "--filter", "a = 1"])
+        .args([
+            "run",
+            "--files",
+            "in.ndjson",
+            "--out",
+            "o.parquet",
+            "--filter",
+            "a = 1",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -564,7 +635,9 @@ fn filtered_rows_are_counted_in_the_summary_and_the_metrics() {
     assert!(summary.ledger_balances());
     let metrics = pinflow::metrics::prometheus::render(&pipeline.metrics());
     assert!(
-        metrics.lines().any(|l| l == "pinflow_records_filtered_total 3"),
+        metrics
+            .lines()
+            .any(|l| l == "pinflow_records_filtered_total 3"),
         "{metrics}"
     );
 }

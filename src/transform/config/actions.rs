@@ -16,8 +16,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parking_lot::Mutex;
 
 use super::eval::{self, columns_of, resolve, Bound};
-use super::expr::Expr;
 use crate::config::{Position, SetValue};
+use crate::expr::Expr;
 use crate::schema::{FieldType, FETCHED_AT_COLUMN, SOURCE_COLUMN};
 use crate::stage::{BoxError, Rejected, Transform};
 use crate::time::TimestampRule;
@@ -77,9 +77,15 @@ pub(crate) enum SetFrom {
 /// What a step does.
 #[derive(Debug, Clone)]
 pub(crate) enum Action {
-    Filter { expr: Expr, text: String },
+    Filter {
+        expr: Expr,
+        text: String,
+    },
     /// Columns to drop; `quiet`: one missing is fine (the hidden lineage columns).
-    Drop { columns: Vec<String>, quiet: bool },
+    Drop {
+        columns: Vec<String>,
+        quiet: bool,
+    },
     Rename(Vec<(String, String)>),
     Set(Vec<(String, SetFrom)>),
     Cast(Vec<(String, CastTo)>, TimestampRule),
@@ -168,7 +174,10 @@ impl Step {
 
     fn column(&self, schema: &Schema, name: &str) -> Result<usize, String> {
         resolve(schema, name).ok_or_else(|| {
-            self.message(None, &format!("no column `{name}` ({})", columns_of(schema)))
+            self.message(
+                None,
+                &format!("no column `{name}` ({})", columns_of(schema)),
+            )
         })
     }
 
@@ -190,7 +199,8 @@ impl Step {
                     }
                 }
                 let keep: Vec<usize> = (0..fields.len()).filter(|i| !gone.contains(i)).collect();
-                let schema = Schema::new(keep.iter().map(|&i| fields[i].clone()).collect::<Vec<_>>());
+                let schema =
+                    Schema::new(keep.iter().map(|&i| fields[i].clone()).collect::<Vec<_>>());
                 Ok((Plan::Select(keep), Arc::new(schema)))
             }
             Action::Rename(pairs) => {
@@ -201,7 +211,9 @@ impl Step {
                 }
                 for (i, n) in names.iter().enumerate() {
                     if names[..i].contains(n) {
-                        return Err(self.message(None, &format!("two columns would be named `{n}`")));
+                        return Err(
+                            self.message(None, &format!("two columns would be named `{n}`"))
+                        );
                     }
                 }
                 let schema = Schema::new(
@@ -286,7 +298,9 @@ fn constant(v: &SetValue, n: usize) -> ArrayRef {
         SetValue::Float(x) => Arc::new(Float64Array::from(vec![*x; n])),
         SetValue::Text(s) => Arc::new(StringArray::from(vec![s.as_str(); n])),
         // Field and metadata sources are planned as copies; never a constant.
-        SetValue::Field { .. } | SetValue::Meta { .. } => Arc::new(StringArray::from(vec![None::<&str>; n])),
+        SetValue::Field { .. } | SetValue::Meta { .. } => {
+            Arc::new(StringArray::from(vec![None::<&str>; n]))
+        }
     }
 }
 
@@ -585,6 +599,9 @@ mod tests {
         let s = StringArray::from(vec!["2024-01-02T03:04:05Z", "soon"]);
         let (t, fails) = cast(&s, CastTo::Timestamp, &rule);
         assert_eq!(fails, [(1, "\"soon\"".to_string())]);
-        assert_eq!(t.as_primitive::<TimestampMicrosecondType>().value(0), 1_704_164_645_000_000);
+        assert_eq!(
+            t.as_primitive::<TimestampMicrosecondType>().value(0),
+            1_704_164_645_000_000
+        );
     }
 }

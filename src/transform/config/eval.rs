@@ -14,7 +14,7 @@ use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecond
 use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, Schema, TimeUnit};
 
-use super::expr::{CmpOp, Expr, Lit};
+use crate::expr::{CmpOp, Expr, Lit};
 
 /// What a column or literal holds, for type checks at bind time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -457,7 +457,9 @@ impl Bound {
             }
             Bound::IsNull(o, negate) => {
                 let g = Getter::new(o, rows);
-                (0..n).map(|r| (g.get(r).is_none() != *negate) as u8).collect()
+                (0..n)
+                    .map(|r| (g.get(r).is_none() != *negate) as u8)
+                    .collect()
             }
             Bound::In(o, list, negate) => {
                 let g = Getter::new(o, rows);
@@ -478,7 +480,10 @@ impl Bound {
 
     /// The rows to keep: those for which the expression is true.
     pub(crate) fn mask(&self, rows: &RecordBatch) -> BooleanArray {
-        self.eval(rows).into_iter().map(|t| Some(t == TRUE)).collect()
+        self.eval(rows)
+            .into_iter()
+            .map(|t| Some(t == TRUE))
+            .collect()
     }
 }
 
@@ -490,7 +495,7 @@ mod tests {
     use arrow_schema::Field;
 
     use super::*;
-    use crate::transform::config::expr::parse;
+    use crate::expr::parse;
 
     fn batch() -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
@@ -501,8 +506,18 @@ mod tests {
         ]));
         let cols: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(vec![Some(1), None, Some(3), Some(4)])),
-            Arc::new(Float64Array::from(vec![Some(0.5), Some(2.0), None, Some(4.0)])),
-            Arc::new(StringArray::from(vec![Some("ab"), Some("b"), None, Some("abc")])),
+            Arc::new(Float64Array::from(vec![
+                Some(0.5),
+                Some(2.0),
+                None,
+                Some(4.0),
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("ab"),
+                Some("b"),
+                None,
+                Some("abc"),
+            ])),
             Arc::new(Int64Array::from(vec![200, 500, 404, 503])),
         ];
         RecordBatch::try_new(schema, cols).unwrap()
@@ -545,8 +560,13 @@ mod tests {
         assert!(e.message.contains("no column `nope`"), "{}", e.message);
         assert!(e.message.contains("a, x, s, http_status"), "{}", e.message);
         let e = bind_error("s > 1");
-        assert_eq!((e.offset, e.message.as_str()), (0, "cannot compare a string with a number"));
+        assert_eq!(
+            (e.offset, e.message.as_str()),
+            (0, "cannot compare a string with a number")
+        );
         assert!(bind_error("a =~ 'x'").message.contains("match strings"));
-        assert!(bind_error("a and s == 'x'").message.contains("not a condition"));
+        assert!(bind_error("a and s == 'x'")
+            .message
+            .contains("not a condition"));
     }
 }

@@ -8,8 +8,8 @@
 //! rows will not have fails the run before anything is fetched, naming the step's line; with
 //! an inferred schema, the first batch does.
 //!
-//! - [`expr`]: the filter expression parser; `eval`: binding and column-at-a-time evaluation
-//!   with SQL's null semantics.
+//! - `eval`: binding a filter expression ([`crate::expr`]) to a schema, and evaluating it a
+//!   column at a time with SQL's null semantics.
 //! - `actions`: the steps.
 //!
 //! [`TransformConfig::at`](crate::config::TransformConfig::at) records each table's position,
@@ -17,12 +17,12 @@
 
 mod actions;
 pub(crate) mod eval;
-pub mod expr;
 
 use std::sync::Arc;
 
 use crate::config::{Config, Position, SchemaConfig, SetValue, TransformConfig};
 use crate::error::{Error, Result};
+use crate::expr;
 use crate::ingest::Source;
 use crate::schema::Layout;
 use crate::stage::Transform;
@@ -107,7 +107,12 @@ pub fn check_source(cfg: &Config, source: &Source) -> Result<()> {
 }
 
 fn action(t: &TransformConfig, cfg: &Config) -> Result<Action> {
-    let bad = |why: String| Error::config(format!("transform[{}]", t.at.index), format!("{}: {why}", t.at));
+    let bad = |why: String| {
+        Error::config(
+            format!("transform[{}]", t.at.index),
+            format!("{}: {why}", t.at),
+        )
+    };
     if let Some((why, offset)) = t.problem() {
         let why = match (offset, &t.filter) {
             (Some(o), Some(f)) if t.at.expr_line > 0 => {
@@ -226,7 +231,13 @@ pub fn build_steps(cfg: &Config, layout: Option<&Layout>) -> Result<Vec<Arc<dyn 
             file: "the lineage columns the transforms read".into(),
             ..Position::default()
         };
-        steps.push(Step::new(Action::Drop { columns, quiet: true }, at));
+        steps.push(Step::new(
+            Action::Drop {
+                columns,
+                quiet: true,
+            },
+            at,
+        ));
     }
     if let Some(layout) = layout {
         let mut schema = layout.output_schema();

@@ -1,4 +1,7 @@
-//! The filter expression language: a small hand-written recursive-descent parser.
+//! The filter expression language of `[[transform]] filter` and `--filter`: a small
+//! hand-written recursive-descent parser. (A leaf, so that the configuration's checks can
+//! parse expressions; binding them to a schema and evaluating them is
+//! `transform::config`'s.)
 //!
 //! ```text
 //! expr    := and ("or" and)*
@@ -226,7 +229,10 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
             }
             let text = src[start..i].replace('_', "");
             let tok = if float {
-                text.parse::<f64>().ok().filter(|x| x.is_finite()).map(Tok::Float)
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .map(Tok::Float)
             } else {
                 text.parse::<i64>().ok().map(Tok::Int)
             };
@@ -266,7 +272,14 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                     s.push(ch);
                 }
             }
-            out.push((if c == b'`' { Tok::Quoted(s) } else { Tok::Str(s) }, start));
+            out.push((
+                if c == b'`' {
+                    Tok::Quoted(s)
+                } else {
+                    Tok::Str(s)
+                },
+                start,
+            ));
         } else if let Some(op) = OPS.iter().find(|op| src[i..].starts_with(*op)) {
             if *op == "=" {
                 return err(i, "`=` is not an operator: compare with `==`".into());
@@ -296,7 +309,7 @@ struct Parser {
 /// Parses a filter expression.
 ///
 /// ```
-/// use pinflow::transform::config::expr::parse;
+/// use pinflow::expr::parse;
 /// let e = parse("a == 1 or b == 2 and not c").unwrap();
 /// assert_eq!(e.to_string(), "((`a` == 1) or ((`b` == 2) and (not `c`)))");
 /// assert_eq!(parse("a == ").unwrap_err().offset, 5);
@@ -543,16 +556,10 @@ mod tests {
 
     #[test]
     fn and_binds_tighter_than_or_and_not_tighter_than_and() {
-        assert_eq!(
-            shown("a or b and c"),
-            "(`a` or (`b` and `c`))"
-        );
+        assert_eq!(shown("a or b and c"), "(`a` or (`b` and `c`))");
         assert_eq!(shown("not a and b"), "((not `a`) and `b`)");
         assert_eq!(shown("not not a"), "(not (not `a`))");
-        assert_eq!(
-            shown("(a or b) and c"),
-            "((`a` or `b`) and `c`)"
-        );
+        assert_eq!(shown("(a or b) and c"), "((`a` or `b`) and `c`)");
         assert_eq!(
             shown("a == 1 or b != 'x' and c >= 2.5"),
             "((`a` == 1) or ((`b` != \"x\") and (`c` >= 2.5)))"
@@ -567,7 +574,10 @@ mod tests {
         assert_eq!(shown("msg !~ 'x'"), "(`msg` !~ \"x\")");
         assert_eq!(shown("a is null"), "(`a` is null)");
         assert_eq!(shown("a is not null"), "(`a` is not null)");
-        assert_eq!(shown("a in [1, 2.5, 'x', true]"), "(`a` in [1, 2.5, \"x\", true])");
+        assert_eq!(
+            shown("a in [1, 2.5, 'x', true]"),
+            "(`a` in [1, 2.5, \"x\", true])"
+        );
         assert_eq!(shown("a not in [1]"), "(`a` not in [1])");
         assert_eq!(shown("not a in [1]"), "(not (`a` in [1]))");
         assert_eq!(shown("s == \"a\\\"b\""), "(`s` == \"a\\\"b\")");
@@ -578,8 +588,17 @@ mod tests {
     fn errors_name_the_offset_of_the_fault() {
         assert_eq!(error("").0, 0);
         assert_eq!(error("a == ").0, 5);
-        assert_eq!(error("a = 1"), (2, "`=` is not an operator: compare with `==`".into()));
-        assert_eq!(error("(a == 1"), (7, "expected `)` to close the `(`, found the end of the expression".into()));
+        assert_eq!(
+            error("a = 1"),
+            (2, "`=` is not an operator: compare with `==`".into())
+        );
+        assert_eq!(
+            error("(a == 1"),
+            (
+                7,
+                "expected `)` to close the `(`, found the end of the expression".into()
+            )
+        );
         assert_eq!(error("a == 1)").0, 6);
         assert_eq!(error("a == 'x").0, 5);
         assert_eq!(error("a && b").0, 2);
