@@ -32,16 +32,18 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
     }
 }
 
 const STRINGS: [&str; 6] = ["ab", "b", "abc", "x", "", "Ab"];
 const NUM_FIELDS: [&str; 2] = ["a", "b"];
 const STR_FIELDS: [&str; 2] = ["s", "d"];
-/// Patterns and what they mean, evaluated here without a regex engine.
-const PATTERNS: [(&str, fn(&str) -> bool); 5] = [
+/// What a pattern matches, decided here without a regex engine.
+type Matches = fn(&str) -> bool;
+/// Patterns and what they mean.
+const PATTERNS: [(&str, Matches); 5] = [
     ("^a", |s| s.starts_with('a')),
     ("b$", |s| s.ends_with('b')),
     ("^$", |s| s.is_empty()),
@@ -136,12 +138,12 @@ fn gen(rng: &mut Rng, depth: u32) -> E {
             _ => E::Not(Box::new(gen(rng, depth - 1))),
         };
     }
-    let op = *rng.pick(&OPS);
+    let op = rng.pick(&OPS);
     match rng.below(9) {
         0 | 1 => {
-            let f = *rng.pick(&NUM_FIELDS);
+            let f = rng.pick(&NUM_FIELDS);
             let other = match rng.below(3) {
-                0 => Operand::Field(*rng.pick(&NUM_FIELDS)),
+                0 => Operand::Field(rng.pick(&NUM_FIELDS)),
                 _ => Operand::Lit(num_lit(rng)),
             };
             // Literal first sometimes: `3 < a` reads as well as `a > 3`.
@@ -152,21 +154,21 @@ fn gen(rng: &mut Rng, depth: u32) -> E {
             }
         }
         2 | 3 => {
-            let f = *rng.pick(&STR_FIELDS);
+            let f = rng.pick(&STR_FIELDS);
             let other = match rng.below(3) {
-                0 => Operand::Field(*rng.pick(&STR_FIELDS)),
-                _ => Operand::Lit(Lit::Str(*rng.pick(&STRINGS))),
+                0 => Operand::Field(rng.pick(&STR_FIELDS)),
+                _ => Operand::Lit(Lit::Str(rng.pick(&STRINGS))),
             };
             E::Cmp(op, Operand::Field(f), other)
         }
         4 => E::Cmp(
-            *rng.pick(&["==", "!="]),
+            rng.pick(&["==", "!="]),
             Operand::Field("t"),
             Operand::Lit(Lit::Bool(rng.below(2) == 1)),
         ),
-        5 => E::IsNull(*rng.pick(&["a", "b", "s", "d", "t"]), rng.below(2) == 1),
+        5 => E::IsNull(rng.pick(&["a", "b", "s", "d", "t"]), rng.below(2) == 1),
         6 => E::Match(
-            *rng.pick(&STR_FIELDS),
+            rng.pick(&STR_FIELDS),
             rng.below(PATTERNS.len() as u64) as usize,
             rng.below(2) == 1,
         ),
@@ -174,10 +176,10 @@ fn gen(rng: &mut Rng, depth: u32) -> E {
             let n = 1 + rng.below(3);
             if rng.below(2) == 0 {
                 let list = (0..n).map(|_| num_lit(rng)).collect();
-                E::In(*rng.pick(&NUM_FIELDS), list, rng.below(2) == 1)
+                E::In(rng.pick(&NUM_FIELDS), list, rng.below(2) == 1)
             } else {
-                let list = (0..n).map(|_| Lit::Str(*rng.pick(&STRINGS))).collect();
-                E::In(*rng.pick(&STR_FIELDS), list, rng.below(2) == 1)
+                let list = (0..n).map(|_| Lit::Str(rng.pick(&STRINGS))).collect();
+                E::In(rng.pick(&STR_FIELDS), list, rng.below(2) == 1)
             }
         }
         _ => E::Flag,

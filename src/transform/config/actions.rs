@@ -121,12 +121,16 @@ enum SetPlan {
     Lineage(usize, bool),
 }
 
+/// A plan and the schema of what it makes.
+type Planned = (Plan, SchemaRef);
+
 /// One `[[transform]]` step.
 pub(crate) struct Step {
     action: Action,
     at: Position,
     label: String,
-    plan: Mutex<Option<(SchemaRef, Arc<(Plan, SchemaRef)>)>>,
+    /// The plan for the last input schema seen (every batch of a run has the same one).
+    plan: Mutex<Option<(SchemaRef, Arc<Planned>)>>,
 }
 
 impl Step {
@@ -160,10 +164,10 @@ impl Step {
         Ok(self.bound(input)?.1.clone())
     }
 
-    fn bound(&self, input: &SchemaRef) -> Result<Arc<(Plan, SchemaRef)>, String> {
+    fn bound(&self, input: &SchemaRef) -> Result<Arc<Planned>, String> {
         let mut cached = self.plan.lock();
         if let Some((schema, plan)) = cached.as_ref() {
-            if schema == input {
+            if Arc::ptr_eq(schema, input) || schema == input {
                 return Ok(Arc::clone(plan));
             }
         }
@@ -181,7 +185,7 @@ impl Step {
         })
     }
 
-    fn bind(&self, input: &SchemaRef) -> Result<(Plan, SchemaRef), String> {
+    fn bind(&self, input: &SchemaRef) -> Result<Planned, String> {
         let fields = input.fields();
         match &self.action {
             Action::Filter { expr, .. } => {
@@ -512,7 +516,7 @@ fn cast(a: &dyn Array, to: CastTo, rule: &TimestampRule) -> (ArrayRef, Vec<(usiz
             V::I(i) | V::T(i) => Some(i),
             V::B(b) => Some(b as i64),
             // Only a whole number in range: a cast that rounds would change the data unseen.
-            V::F(x) => (x.fract() == 0.0 && x >= -9.2e18 && x <= 9.2e18).then_some(x as i64),
+            V::F(x) => (x.fract() == 0.0 && (-9.2e18..=9.2e18).contains(&x)).then_some(x as i64),
             V::S(s) => s.trim().parse::<i64>().ok(),
         }),
         CastTo::Float64 => build!(Float64Builder::with_capacity(n), |v: &V<'_>| match *v {
