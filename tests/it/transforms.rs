@@ -643,3 +643,45 @@ fn filtered_rows_are_counted_in_the_summary_and_the_metrics() {
         "{metrics}"
     );
 }
+
+#[test]
+fn metadata_columns_name_the_url_and_the_fetch_time_of_each_row() {
+    let (base, _) = http_server(|path, _| {
+        let n: i64 = path
+            .trim_start_matches("/logs/")
+            .trim_end_matches(".json")
+            .parse()
+            .unwrap_or(0);
+        let body = format!("{{\"id\":{n},\"host\":\"h{n}\"}}\n");
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[schema]\nfields = [\"id:int64\", \"host:string\"]\n\
+         [[transform]]\nset = { origin = { meta = \"source_url\" }, at = { meta = \"fetched_at\" } }\n",
+    )
+    .unwrap();
+    let out = pinflow_piped()
+        .current_dir(dir.path())
+        .args(["run", "--config", "p.toml", "--out", "o.parquet"])
+        .args(["--urls", &format!("{base}/logs/{{1..3}}.json")])
+        .output()
+        .unwrap();
+    ok(&out);
+    let b = one_batch(&dir.path().join("o.parquet"));
+    // The lineage columns the metadata came from were not asked for: not written.
+    assert_eq!(column_names(&b), ["id", "host", "at", "origin"]);
+    let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+    let origins = strings(&b, "origin");
+    for (i, origin) in origins.iter().enumerate() {
+        assert_eq!(origin.as_deref(), Some(format!("{base}/logs/{}.json", ids.value(i)).as_str()));
+    }
+    let at = b.column_by_name("at").unwrap();
+    assert!(matches!(at.data_type(), arrow_schema::DataType::Timestamp(_, Some(tz)) if &**tz == "UTC"));
+    assert_eq!(at.null_count(), 0);
+}
