@@ -100,7 +100,7 @@ pub use ingest::push::PushHandle;
 pub use ingest::source::Source;
 pub use ingest::{push, source};
 pub use metrics::Summary;
-pub use pipeline::{Pipeline, PipelineBuilder, RunHandle};
+pub use pipeline::{Inspection, Pipeline, PipelineBuilder, RunHandle};
 
 // Internals. Public only where the benchmarks, the fuzz targets and the integration tests
 // (separate crates) reach them, and hidden from the documentation: not part of the API.

@@ -29,7 +29,7 @@ mod partition;
 mod plan;
 mod writer;
 
-pub(crate) use deadletter::row_json;
+pub use deadletter::row_json;
 pub use deadletter::DeadLetterLog;
 pub(crate) use local::LocalParquet;
 pub use parquet::{

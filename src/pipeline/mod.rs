@@ -17,11 +17,13 @@
 //! the writer, which then finalizes the file. Nothing in a queue is ever discarded.
 
 mod builder;
+mod inspect;
 mod ledger;
 mod paths;
 mod stages;
 
 pub use builder::{PipelineBuilder, RunHandle};
+pub use inspect::Inspection;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

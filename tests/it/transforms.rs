@@ -679,9 +679,164 @@ fn metadata_columns_name_the_url_and_the_fetch_time_of_each_row() {
     let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
     let origins = strings(&b, "origin");
     for (i, origin) in origins.iter().enumerate() {
-        assert_eq!(origin.as_deref(), Some(format!("{base}/logs/{}.json", ids.value(i)).as_str()));
+        assert_eq!(
+            origin.as_deref(),
+            Some(format!("{base}/logs/{}.json", ids.value(i)).as_str())
+        );
     }
     let at = b.column_by_name("at").unwrap();
-    assert!(matches!(at.data_type(), arrow_schema::DataType::Timestamp(_, Some(tz)) if &**tz == "UTC"));
+    assert!(
+        matches!(at.data_type(), arrow_schema::DataType::Timestamp(_, Some(tz)) if &**tz == "UTC")
+    );
     assert_eq!(at.null_count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// `pinflow inspect`.
+
+#[test]
+fn inspect_shows_the_envelope_a_schema_to_paste_and_the_first_rows_after_the_transforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (1..=30)
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"level\":\"{}\",\"http\":{{\"status\":{}}},\"ts\":\"2024-05-01T00:00:{:02}Z\"}}\n",
+                if i % 2 == 0 { "DEBUG" } else { "INFO" },
+                200 + i,
+                i
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("in.ndjson"), lines).unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[[transform]]\nfilter = 'level != \"DEBUG\"'\n[[transform]]\ndrop = [\"ts\"]\n",
+    )
+    .unwrap();
+    let out = pinflow_piped()
+        .current_dir(dir.path())
+        .args([
+            "inspect",
+            "--config",
+            "p.toml",
+            "--files",
+            "in.ndjson",
+            "-n",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("envelope   NDJSON: one JSON object per line"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "30 records parsed; the first 3 after the transforms (15 filtered, 0 dead letters)"
+        ),
+        "{stdout}"
+    );
+    // The rows: a header, then ids 1, 3, 5 (the DEBUG ones filtered, `ts` dropped).
+    let table: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("id "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        table,
+        [
+            vec!["id", "level", "http_status"],
+            vec!["1", "INFO", "201"],
+            vec!["3", "INFO", "203"],
+            vec!["5", "INFO", "205"],
+        ],
+        "{text}"
+    );
+    // The schema block is TOML a configuration takes as it is, and a run with it writes the
+    // types inspect showed.
+    let block: String = stdout
+        .lines()
+        .skip_while(|l| *l != "[schema]")
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(block.contains("\"http.status:int64\","), "{block}");
+    assert!(block.contains("\"ts:timestamp\","), "{block}");
+    std::fs::write(dir.path().join("fixed.toml"), &block).unwrap();
+    let check = pinflow_piped()
+        .current_dir(dir.path())
+        .args(["config", "check", "fixed.toml"])
+        .output()
+        .unwrap();
+    ok(&check);
+    // With --json, the rows alone, one object per line.
+    let json = pinflow_piped()
+        .current_dir(dir.path())
+        .args([
+            "inspect",
+            "--config",
+            "p.toml",
+            "--files",
+            "in.ndjson",
+            "-n",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let rows: Vec<Value> = String::from_utf8_lossy(&ok_out(&json))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            json!({"id":1,"level":"INFO","http_status":201}),
+            json!({"id":3,"level":"INFO","http_status":203})
+        ]
+    );
+    // Nothing was written.
+    assert!(!dir.path().join("pinflow.parquet").exists());
+}
+
+fn ok_out(out: &std::process::Output) -> Vec<u8> {
+    ok(out);
+    out.stdout.clone()
+}
+
+#[test]
+fn inspect_fetches_the_first_pages_of_an_http_source() {
+    let (base, heads) = http_server(|path, _| {
+        let page: i64 = path
+            .trim_start_matches("/p/")
+            .trim_end_matches(".json")
+            .parse()
+            .unwrap_or(0);
+        let records: Vec<String> = (0..5)
+            .map(|k| format!("{{\"id\":{},\"page\":{page}}}", page * 10 + k))
+            .collect();
+        let body = format!("{{\"data\":[{}],\"next\":null}}", records.join(","));
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let out = pinflow_piped()
+        .args(["inspect", "--urls", &format!("{base}/p/{{1..2}}.json")])
+        .args(["--records-field", "data", "-n", "7"])
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("envelope   a JSON object with the records in `data`"),
+        "{text}"
+    );
+    assert!(stdout.contains("\"page:int64\","), "{text}");
+    let rows = stdout.lines().skip_while(|l| !l.starts_with("id ")).count();
+    assert_eq!(rows, 1 + 7, "{text}");
+    assert_eq!(heads.lock().unwrap().len(), 2);
 }
