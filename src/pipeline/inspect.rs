@@ -205,7 +205,7 @@ impl Pipeline {
             let before = registry.records_filtered.load(Ordering::Relaxed);
             compute_batch(&mut out, &compute.transforms, &registry, &compute.stop)?;
             found.filtered += registry.records_filtered.load(Ordering::Relaxed) - before;
-            found.dead_letters.extend(out.dead_letters.drain(..));
+            found.dead_letters.append(&mut out.dead_letters);
             if let Some(r) = out.rows.take() {
                 let take = r.num_rows().min(n - rows);
                 rows += take;
