@@ -845,3 +845,23 @@ fn a_transform_table_takes_exactly_one_known_action() {
         "{shown:#?}"
     );
 }
+
+#[test]
+fn a_set_value_of_no_known_form_is_refused_with_the_forms() {
+    for bad in [
+        "[1, 2]",
+        "{ field = \"a\", meta = \"fetched_at\" }",
+        "{ column = \"a\" }",
+    ] {
+        let text = format!("[[transform]]\nset = {{ x = {bad} }}\n");
+        let shown: Vec<String> = check_toml("p.toml", &text)
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(shown.len(), 1, "{bad}: {shown:?}");
+        assert!(
+            shown[0].starts_with("p.toml:2: transform[0]: set: each value is a constant"),
+            "{bad}: {shown:?}"
+        );
+    }
+}

@@ -66,7 +66,7 @@ pub struct TransformConfig {
 
 /// What `set` gives a column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum SetValue {
     /// A boolean constant.
     Bool(bool),
@@ -323,10 +323,18 @@ pub(super) fn read(
         let cfg = match parsed {
             Ok(c) => c,
             Err(e) => {
+                let mut message = e.message().trim().to_string();
+                // serde's words for a value that fits no form of `set`.
+                if message.contains("SetValue") {
+                    message = "set: each value is a constant (a string, a number, true or \
+                               false), { field = \"COLUMN\" } or { meta = \"source_url\" | \
+                               \"source_file\" | \"fetched_at\" }"
+                        .into();
+                }
                 diags.push(Diagnostic {
                     origin: origin(at_offset),
                     key: Some(key),
-                    message: e.message().trim().to_string(),
+                    message,
                 });
                 continue;
             }

@@ -90,7 +90,14 @@ fn sample(cfg: &Config, source: Source, want: usize) -> Result<Vec<BodyBatch>> {
         short_path: None,
         descriptor_reserve: cfg.descriptor_reserve(),
     };
-    let fetch = cfg.fetch.clone();
+    let mut fetch = cfg.fetch.clone();
+    // A handful of records needs a handful of requests at a time (a template's next URLs are
+    // not sent once enough came back), and what is still on the wire when they have come is
+    // not waited for long: nothing is written.
+    fetch.max_in_flight = fetch.max_in_flight.min(want.max(4));
+    fetch.shutdown_timeout = fetch
+        .shutdown_timeout
+        .min(std::time::Duration::from_secs(1));
     let stop_ingest = Arc::clone(&stop);
     let ingest = std::thread::Builder::new()
         .name("pinflow-inspect".into())
