@@ -281,6 +281,14 @@ pub(super) mod rule {
         }))
     }
 
+    /// Each `rename` entry is `OLD=NEW`, neither empty.
+    pub(in crate::config) fn renames(c: &Config) -> Vec<Bad> {
+        Bad::items(c.rename.iter().map(|r| match r.split_once('=') {
+            Some((old, new)) if !old.trim().is_empty() && !new.trim().is_empty() => Ok(()),
+            _ => Err(format!("`{r}` is not OLD=NEW")),
+        }))
+    }
+
     pub(in crate::config) fn lineage(c: &Config) -> Vec<Bad> {
         match crate::schema::Lineage::from_names(&c.schema.lineage) {
             Ok(_) => Vec::new(),

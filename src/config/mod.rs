@@ -111,6 +111,9 @@ pub struct Config {
     /// Columns removed after the `[[transform]]` steps and the filters (`--drop`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub drop: Vec<String>,
+    /// Columns renamed last, each `OLD=NEW` (`--rename`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rename: Vec<String>,
     /// Capacity, in batches, of each queue between stages. Small is enough: batches are large.
     /// The default, 4, bounds what piles up while the writer closes a row group (three
     /// queues' worth plus one per thread, see [`Config::max_live_batches`]); with
@@ -595,6 +598,7 @@ impl Config {
             log: LogConfig::default(),
             filter: Vec::new(),
             drop: Vec::new(),
+            rename: Vec::new(),
             transform: Vec::new(),
         }
     }

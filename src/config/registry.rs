@@ -381,6 +381,18 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "rename",
+        kind: Kind::NameList,
+        flag: Flag::Shared("--rename"),
+        value_name: "OLD=NEW",
+        example: "[\"latency_ms=latency\"]",
+        help: "Rename columns (comma-separated OLD=NEW), last of the transforms [default: none]",
+        doc: "Columns renamed after every other transform (`[[transform]]` steps, `filter`, \
+         `drop`), each `OLD=NEW`; all at once, as a `[[transform]] rename` table.",
+        check: Check::Custom(rule::renames),
+        ..BLANK
+    },
+    OptionSpec {
         key: "every",
         kind: Kind::Duration,
         flag: Flag::Shared("--every"),

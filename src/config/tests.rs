@@ -303,6 +303,7 @@ fn everything_set() -> Config {
         },
         filter: vec!["level != \"DEBUG\"".into(), "a in [1, 2]".into()],
         drop: vec!["message".into(), "host".into()],
+        rename: vec!["a=b".into()],
         transform: vec![
             TransformConfig {
                 filter: Some("latency_ms > 5 and not (msg =~ 'x')".into()),
@@ -590,6 +591,7 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
     let custom: &[(&str, &str)] = &[
         ("source", "\" \""),
         ("filter", "[\"a == 1\", \"a = 1\"]"),
+        ("rename", "[\"a=b\", \"c\"]"),
         ("files", "[\"a.ndjson\", \" \"]"),
         ("threads.cpus", "[]"),
         ("fetch.cursor_param", "\"a&b\""),

@@ -382,15 +382,19 @@ impl Pipeline {
             identity.push_str(&format!("; chunk_bytes={}", cfg.fetch.batch_max_bytes));
         }
         // The transforms shape the rows: a resume with others would mix two shapes.
-        if !(cfg.transform.is_empty() && cfg.filter.is_empty() && cfg.drop.is_empty()) {
+        if !(cfg.transform.is_empty()
+            && cfg.filter.is_empty()
+            && cfg.drop.is_empty()
+            && cfg.rename.is_empty())
+        {
             let tables: Vec<String> = cfg
                 .transform
                 .iter()
                 .map(|t| toml::to_string(t).unwrap_or_default().replace('\n', " "))
                 .collect();
             identity.push_str(&format!(
-                "; transforms={tables:?}; filter={:?}; drop={:?}",
-                cfg.filter, cfg.drop
+                "; transforms={tables:?}; filter={:?}; drop={:?}; rename={:?}",
+                cfg.filter, cfg.drop, cfg.rename
             ));
         }
         let path = Journal::path_for(&cfg.out);

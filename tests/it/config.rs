@@ -129,6 +129,7 @@ fn everything_set() -> Config {
         },
         filter: vec!["level != 'DEBUG'".into()],
         drop: vec!["host".into()],
+        rename: vec!["lat=latency".into()],
         // `[[transform]]` tables are no registry option (their round trip: src/config/tests.rs).
         transform: Vec::new(),
     }

@@ -514,7 +514,7 @@ fn a_value_that_does_not_cast_is_a_dead_letter_naming_field_and_value() {
 }
 
 #[test]
-fn filter_and_drop_flags_apply_after_the_file_steps() {
+fn filter_drop_and_rename_flags_apply_after_the_file_steps() {
     let dir = tempfile::tempdir().unwrap();
     let toml = format!("{FIELDS}\n[[transform]]\nrename = {{ level = \"lvl\" }}\n");
     let out = run(
@@ -527,12 +527,14 @@ fn filter_and_drop_flags_apply_after_the_file_steps() {
             "id > 1",
             "--drop",
             "host,latency_ms",
+            "--rename",
+            "lvl=severity",
         ],
     );
     let text = ok(&out);
     let b = one_batch(&dir.path().join("o.parquet"));
-    assert_eq!(column_names(&b), ["id", "lvl"], "{text}");
-    assert_eq!(strings(&b, "lvl"), [Some("ERROR".into())]);
+    assert_eq!(column_names(&b), ["id", "severity"], "{text}");
+    assert_eq!(strings(&b, "severity"), [Some("ERROR".into())]);
     assert!(text.contains("filtered 4 by transforms"), "{text}");
 }
 

@@ -1,5 +1,6 @@
 //! Transforms declared in the configuration: `[[transform]]` tables (filter, drop, rename,
-//! set, cast), then the top-level `filter` and `drop` lists (`--filter`, `--drop`), each made
+//! set, cast), then the top-level `filter`, `drop` and `rename` lists (`--filter`, `--drop`,
+//! `--rename`), each made
 //! into a [`Transform`] step that the compute stage runs in order, after the statistics and
 //! before the transforms of the library's builder.
 //!
@@ -176,7 +177,7 @@ fn action(t: &TransformConfig, cfg: &Config) -> Result<Action> {
 }
 
 /// Every step the configuration declares, in order: the `[[transform]]` tables, then each
-/// `filter` expression, then `drop`. With `layout` (a fixed schema, made with
+/// `filter` expression, then `drop`, then `rename`. With `layout` (a fixed schema, made with
 /// [`parse_schema`]), each step is bound at once to the rows it will get, so a step naming a
 /// column they do not have is an error here, naming the step's position.
 pub fn build_steps(cfg: &Config, layout: Option<&Layout>) -> Result<Vec<Arc<dyn Transform>>> {
@@ -218,6 +219,22 @@ pub fn build_steps(cfg: &Config, layout: Option<&Layout>) -> Result<Vec<Arc<dyn 
             },
             at,
         ));
+    }
+    if !cfg.rename.is_empty() {
+        let mut pairs = Vec::new();
+        for r in &cfg.rename {
+            match r.split_once('=') {
+                Some((old, new)) if !old.trim().is_empty() && !new.trim().is_empty() => {
+                    pairs.push((old.trim().to_string(), new.trim().to_string()))
+                }
+                _ => return Err(Error::config("rename", format!("`{r}` is not OLD=NEW"))),
+            }
+        }
+        let at = Position {
+            file: "rename".into(),
+            ..Position::default()
+        };
+        steps.push(Step::new(Action::Rename(pairs), at));
     }
     let hidden = hidden_lineage(cfg);
     if !hidden.is_empty() {
