@@ -272,6 +272,23 @@ pub(super) mod rule {
         }
     }
 
+    /// Each `filter` expression parses.
+    pub(in crate::config) fn filters(c: &Config) -> Vec<Bad> {
+        Bad::items(c.filter.iter().map(|f| {
+            crate::expr::parse(f)
+                .map(|_| ())
+                .map_err(|e| format!("column {}: {}", e.offset + 1, e.message))
+        }))
+    }
+
+    /// Each `rename` entry is `OLD=NEW`, neither empty.
+    pub(in crate::config) fn renames(c: &Config) -> Vec<Bad> {
+        Bad::items(c.rename.iter().map(|r| match r.split_once('=') {
+            Some((old, new)) if !old.trim().is_empty() && !new.trim().is_empty() => Ok(()),
+            _ => Err(format!("`{r}` is not OLD=NEW")),
+        }))
+    }
+
     pub(in crate::config) fn lineage(c: &Config) -> Vec<Bad> {
         match crate::schema::Lineage::from_names(&c.schema.lineage) {
             Ok(_) => Vec::new(),
@@ -343,6 +360,21 @@ impl Config {
         self.partition_problems(found);
         for (key, why) in super::enrich::enrich_problems(&self.enrich) {
             found.bad(&key, why);
+        }
+        self.transform_problems(found);
+    }
+
+    /// Each `[[transform]]` table on its own (a file's are checked as they are read, with
+    /// their lines; this is for a configuration built in code).
+    fn transform_problems(&self, found: &mut Problems) {
+        for (i, t) in self.transform.iter().enumerate() {
+            if let Some((why, offset)) = t.problem() {
+                let why = match offset {
+                    Some(o) => format!("at byte {o} of the expression: {why}"),
+                    None => why,
+                };
+                found.bad(&format!("transform[{i}]"), why);
+            }
         }
     }
 

@@ -281,6 +281,7 @@ pub(super) fn parse_layer(name: &str, text: &str) -> (ConfigLayer, Vec<Diagnosti
     let syntax_errors = diags.len();
     let mut walk = Walk {
         name,
+        text,
         lines: &lines,
         origins: &mut layer.origins,
         diags: &mut diags,
@@ -333,6 +334,7 @@ impl LineIndex {
 /// collecting a diagnostic for each bad one.
 struct Walk<'a> {
     name: &'a str,
+    text: &'a str,
     lines: &'a LineIndex,
     origins: &'a mut BTreeMap<String, Origin>,
     diags: &'a mut Vec<Diagnostic>,
@@ -393,6 +395,23 @@ impl Walk<'_> {
             };
             if path == "enrich" {
                 self.enrich(v.get_ref(), k.span(), out);
+            } else if path == "transform" {
+                // `[[transform]]` tables: an array, read with their own rules and positions.
+                let lines = self.lines;
+                let line_of = |offset: usize| lines.line(offset);
+                let value = super::transforms::read(
+                    self.name,
+                    self.text,
+                    &line_of,
+                    k.span(),
+                    v.get_ref(),
+                    self.diags,
+                );
+                if let Some(value) = value {
+                    out.insert(name.to_string(), value);
+                    let origin = self.origin(k.span());
+                    self.origins.insert(path, origin);
+                }
             } else if Topic::of_section(&path).is_some() {
                 match v.get_ref() {
                     toml::de::DeValue::Table(t) => {

@@ -34,6 +34,7 @@ mod layers;
 mod registry;
 mod render;
 mod tolerance;
+mod transforms;
 mod values;
 
 #[cfg(test)]
@@ -59,7 +60,9 @@ pub const METRICS_DESCRIPTORS: usize = 16;
 #[doc(hidden)]
 pub use check::fuzz_check;
 pub use check::{check_config, check_toml, Diagnostic, Origin};
-pub use enrich::{url_template, EnrichConfig, Position, UrlPart, ENRICH_TYPES, ON_ERROR};
+pub use enrich::{
+    url_template, EnrichConfig, Position as EnrichPosition, UrlPart, ENRICH_TYPES, ON_ERROR,
+};
 pub use headers::resolve_headers;
 pub use layers::ConfigLayer;
 pub use registry::{
@@ -67,6 +70,8 @@ pub use registry::{
 };
 pub use render::{reference_markdown, REFERENCE_BEGIN, REFERENCE_END};
 pub use tolerance::DeadLetterTolerance;
+pub(crate) use transforms::metadata_problem;
+pub use transforms::{Position, SetValue, TransformConfig, ACTIONS, CAST_TYPES, METADATA};
 pub use values::{
     format_bytes, format_duration, parse_bytes, parse_duration, parse_listen_addr, Compression,
     FetchEngine, LogFormat, Progress, Shard,
@@ -103,6 +108,16 @@ pub struct Config {
     /// `None` (the default) runs once.
     #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
     pub every: Option<Duration>,
+    /// Filters applied after the `[[transform]]` steps, in order (`--filter`): each an
+    /// expression as in a `[[transform]] filter`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filter: Vec<String>,
+    /// Columns removed after the `[[transform]]` steps and the filters (`--drop`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<String>,
+    /// Columns renamed last, each `OLD=NEW` (`--rename`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rename: Vec<String>,
     /// Capacity, in batches, of each queue between stages. Small is enough: batches are large.
     /// The default, 4, bounds what piles up while the writer closes a row group (three
     /// queues' worth plus one per thread, see [`Config::max_live_batches`]); with
@@ -124,6 +139,10 @@ pub struct Config {
     /// [`crate::enrich`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub enrich: Vec<EnrichConfig>,
+    /// The `[[transform]]` tables, in file order (see [`TransformConfig`] and
+    /// [`crate::transform::config`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transform: Vec<TransformConfig>,
 }
 
 /// Threads per role and pinning. `None` means "derive from the available cores".
@@ -586,6 +605,10 @@ impl Config {
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             enrich: Vec::new(),
+            filter: Vec::new(),
+            drop: Vec::new(),
+            rename: Vec::new(),
+            transform: Vec::new(),
         }
     }
 

@@ -357,6 +357,42 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "filter",
+        kind: Kind::StringList,
+        flag: Flag::Shared("--filter"),
+        value_name: "EXPR",
+        example: "['level != \"DEBUG\" and latency_ms > 5']",
+        help: "Keep only the rows for which EXPR is true, after the [[transform]] steps (repeatable; see docs/usage.md, Transforms) [default: none]",
+        doc: "Filters applied after the `[[transform]]` steps, in order: each keeps the rows for \
+         which its expression is true (a null compared is unknown, and unknown is not kept; \
+         see docs/usage.md, \"Transforms\"). The rows filtered out are counted as filtered.",
+        check: Check::Custom(rule::filters),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "drop",
+        kind: Kind::NameList,
+        flag: Flag::Shared("--drop"),
+        value_name: "COLUMNS",
+        example: "[\"message\"]",
+        help: "Remove these columns (comma-separated) after the [[transform]] steps and the filters [default: none]",
+        doc: "Columns removed after the `[[transform]]` steps and the filters; a column the \
+         rows do not have is an error.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "rename",
+        kind: Kind::NameList,
+        flag: Flag::Shared("--rename"),
+        value_name: "OLD=NEW",
+        example: "[\"latency_ms=latency\"]",
+        help: "Rename columns (comma-separated OLD=NEW), last of the transforms [default: none]",
+        doc: "Columns renamed after every other transform (`[[transform]]` steps, `filter`, \
+         `drop`), each `OLD=NEW`; all at once, as a `[[transform]] rename` table.",
+        check: Check::Custom(rule::renames),
+        ..BLANK
+    },
+    OptionSpec {
         key: "every",
         kind: Kind::Duration,
         flag: Flag::Shared("--every"),

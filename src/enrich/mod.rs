@@ -13,8 +13,8 @@
 //! 4. appends the new typed columns (`fields`, typed by `types`), and `_enrich_error` (the
 //!    reason of a row's failure, null when it has none) with `on_error = "null"`. With
 //!    `"dead-letter"` a failed row is taken out of the batch and written to the dead-letter
-//!    file with its reason (through [`crate::stage::DEAD_LETTER_COLUMN`]); with `"fail"` the
-//!    run stops with the reason.
+//!    file with its reason (through [`Transform::apply_rejecting`], class `enrich failed`);
+//!    with `"fail"` the run stops with the reason.
 //!
 //! A 404, an empty body, `null` or `{}` is "no value": null columns, no error, cached for
 //! `negative_ttl`. A key missing from a table is the same.
@@ -56,7 +56,7 @@ use self::table::Reloadable;
 use crate::config::{EnrichConfig, FetchConfig, UrlPart};
 use crate::error::{Error, Result};
 use crate::metrics::live::EnrichStats;
-use crate::stage::{BoxError, Transform, DEAD_LETTER_COLUMN};
+use crate::stage::{BoxError, Rejected, Transform};
 
 pub use self::table::reload_flag;
 
@@ -127,7 +127,7 @@ impl Enricher {
 
     /// Where its table was written in the configuration file (for ordering it among other
     /// steps of the file).
-    pub fn position(&self) -> crate::config::Position {
+    pub fn position(&self) -> crate::config::EnrichPosition {
         self.spec.cfg.position
     }
 
@@ -287,12 +287,48 @@ impl Enricher {
     }
 }
 
+impl Enricher {
+    /// The columns this enricher adds to (or replaces in) every batch, as the steps after it
+    /// see them: the `fields`, typed, then `_enrich_error` with `on_error = "null"`.
+    pub fn added_columns(&self) -> Vec<arrow_schema::FieldRef> {
+        let spec = &self.spec;
+        let mut out: Vec<arrow_schema::FieldRef> = spec
+            .columns
+            .iter()
+            .map(|c| Arc::new(Field::new(&c.name, c.ty.data_type(), true)))
+            .collect();
+        if spec.on_error == OnError::Null && spec.error_column {
+            out.push(Arc::new(Field::new(ERROR_COLUMN, DataType::Utf8, true)));
+        }
+        out
+    }
+}
+
 impl Transform for Enricher {
     fn name(&self) -> &str {
         &self.spec.name
     }
 
     fn apply(&self, rows: RecordBatch) -> std::result::Result<RecordBatch, BoxError> {
+        let mut rejected = Vec::new();
+        let out = self.apply_rejecting(rows, &mut rejected)?;
+        match rejected.first() {
+            // Called without a place for dead letters: failing is the only way not to lose them.
+            Some(r) => Err(format!(
+                "{} row(s) to dead-letter (on_error = \"dead-letter\"), the first: {}",
+                rejected.len(),
+                r.reason
+            )
+            .into()),
+            None => Ok(out),
+        }
+    }
+
+    fn apply_rejecting(
+        &self,
+        rows: RecordBatch,
+        rejected: &mut Vec<Rejected>,
+    ) -> std::result::Result<RecordBatch, BoxError> {
         let (row_keys, keys) = self.keys(&rows);
         let answers = self.answers(keys);
         let failed: Vec<Option<Arc<str>>> = answers
@@ -363,18 +399,33 @@ impl Transform for Enricher {
                 columns.push(b.finish());
             }
         }
-        let extra = match spec.on_error {
-            OnError::Null if spec.error_column => Some(ERROR_COLUMN),
-            OnError::DeadLetter => Some(DEAD_LETTER_COLUMN),
-            _ => None,
+        let dead_letter = spec.on_error == OnError::DeadLetter && any_error;
+        let failed_rows: Vec<bool> = match dead_letter {
+            true => errors.iter().map(Option::is_some).collect(),
+            false => Vec::new(),
         };
-        if let Some(name) = extra {
-            merge_text_column(&mut fields, &mut columns, name, errors);
+        if spec.on_error == OnError::Null && spec.error_column {
+            merge_text_column(&mut fields, &mut columns, ERROR_COLUMN, errors);
+        } else if dead_letter {
+            let original = &rows;
+            for (i, why) in errors.into_iter().enumerate() {
+                if let Some(reason) = why {
+                    rejected.push(Rejected {
+                        class: "enrich failed".into(),
+                        reason,
+                        // The row as this enricher received it.
+                        excerpt: crate::output::row_json(original, i),
+                        source: None,
+                    });
+                }
+            }
         }
-        Ok(RecordBatch::try_new(
-            Arc::new(Schema::new(fields)),
-            columns,
-        )?)
+        let out = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        if !dead_letter {
+            return Ok(out);
+        }
+        let keep: arrow_array::BooleanArray = failed_rows.iter().map(|f| Some(!f)).collect();
+        Ok(arrow_select::filter::filter_record_batch(&out, &keep)?)
     }
 }
 

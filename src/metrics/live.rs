@@ -190,11 +190,12 @@ pub struct Registry {
     pub records_dead_lettered: AtomicU64,
     /// Dead letters by reason class.
     pub dead_by_reason: Mutex<BTreeMap<String, u64>>,
-    /// Rows transforms sent to the dead-letter file (see
-    /// [`crate::stage::DEAD_LETTER_COLUMN`]); also in `records_dead_lettered`.
-    pub records_dead_lettered_by_transforms: AtomicU64,
     /// The counters of each `[[enrich]]` lookup, in file order.
     pub enrichers: Mutex<Vec<std::sync::Arc<EnrichStats>>>,
+    /// Rows transforms turned away as dead letters (also in `records_dead_lettered`).
+    pub records_rejected: AtomicU64,
+    /// Those rows by reason class (also in `dead_by_reason`).
+    pub rejected_by_reason: Mutex<BTreeMap<String, u64>>,
     /// Row groups closed.
     pub row_groups: AtomicU64,
     /// Parquet files finalized (renamed into place).
@@ -238,8 +239,9 @@ impl Registry {
             records_written: AtomicU64::new(0),
             records_dead_lettered: AtomicU64::new(0),
             dead_by_reason: Mutex::new(BTreeMap::new()),
-            records_dead_lettered_by_transforms: AtomicU64::new(0),
             enrichers: Mutex::new(Vec::new()),
+            records_rejected: AtomicU64::new(0),
+            rejected_by_reason: Mutex::new(BTreeMap::new()),
             row_groups: AtomicU64::new(0),
             files_finalized: AtomicU64::new(0),
             last_write_unix_ms: AtomicU64::new(0),
@@ -411,11 +413,18 @@ impl Registry {
         }
     }
 
-    /// Counts `n` rows a transform sent to the dead-letter file.
-    pub fn add_transform_dead(&self, n: u64) {
-        self.records_dead_lettered_by_transforms
-            .fetch_add(n, Relaxed);
-        self.add_parsed(0, n, &[(TRANSFORM_DEAD.to_string(), n)]);
+    /// Adds rows a transform turned away: dead letters, one per reason class given.
+    pub fn add_rejected<'a>(&self, classes: impl IntoIterator<Item = &'a str>) {
+        let mut dead = self.dead_by_reason.lock();
+        let mut rejected = self.rejected_by_reason.lock();
+        let mut n = 0;
+        for class in classes {
+            n += 1;
+            *dead.entry(class.to_string()).or_default() += 1;
+            *rejected.entry(class.to_string()).or_default() += 1;
+        }
+        self.records_rejected.fetch_add(n, Relaxed);
+        self.records_dead_lettered.fetch_add(n, Relaxed);
     }
 
     /// Whether every stage thread has started and the run is not draining.
@@ -557,9 +566,6 @@ mod tests {
         assert_eq!(r.open_connections.load(Relaxed), 2);
     }
 }
-
-/// The reason class of rows a transform dead-lettered.
-pub const TRANSFORM_DEAD: &str = "transform";
 
 /// The counters of one enricher (`[[enrich]]`): hits, misses and the rest count distinct keys
 /// per batch; errors count failed lookups (and rows with no key) by reason class.

@@ -157,8 +157,14 @@ fn records(o: &mut String, r: &Registry) {
     }
     counter(
         o,
+        "pinflow_records_filtered_total",
+        "Rows transforms filtered out (counted, not lost).",
+        r.records_filtered.load(Relaxed),
+    );
+    counter(
+        o,
         "pinflow_dead_letters_total",
-        "Records and bodies sent to the dead-letter file by the parse stage.",
+        "Records and bodies sent to the dead-letter file (by the parse stage and the transforms).",
         r.records_dead_lettered.load(Relaxed),
     );
     let _ = writeln!(

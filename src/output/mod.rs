@@ -29,6 +29,7 @@ mod partition;
 mod plan;
 mod writer;
 
+pub use deadletter::row_json;
 pub use deadletter::DeadLetterLog;
 pub(crate) use local::LocalParquet;
 pub use parquet::{

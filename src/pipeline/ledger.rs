@@ -18,7 +18,7 @@ pub(super) struct Baseline {
     started: Instant,
     latency: Vec<Latency>,
     filtered: u64,
-    transform_dead: u64,
+    rejected: std::collections::BTreeMap<String, u64>,
     short_path_batches: u64,
     short_path_joins: u64,
 }
@@ -32,9 +32,7 @@ impl Baseline {
                 .map(|&s| registry.latency(s).clone())
                 .collect(),
             filtered: registry.records_filtered.load(Ordering::Relaxed),
-            transform_dead: registry
-                .records_dead_lettered_by_transforms
-                .load(Ordering::Relaxed),
+            rejected: registry.rejected_by_reason.lock().clone(),
             short_path_batches: registry.short_path_batches.load(Ordering::Relaxed),
             short_path_joins: registry.short_path_joins.load(Ordering::Relaxed),
         }
@@ -134,15 +132,13 @@ impl Ledger {
     pub(super) fn finish(mut self, registry: &Registry, baseline: &Baseline) -> Result<Summary> {
         let s = &mut self.summary;
         s.records_filtered = registry.records_filtered.load(Ordering::Relaxed) - baseline.filtered;
-        let transform_dead = registry
-            .records_dead_lettered_by_transforms
-            .load(Ordering::Relaxed)
-            - baseline.transform_dead;
-        if transform_dead > 0 {
-            s.records_dead_lettered += transform_dead;
-            *s.dead_by_reason
-                .entry(crate::metrics::live::TRANSFORM_DEAD.into())
-                .or_default() += transform_dead;
+        // Rows the transforms turned away: dead letters, by reason.
+        for (class, &n) in registry.rejected_by_reason.lock().iter() {
+            let n = n - baseline.rejected.get(class).copied().unwrap_or(0);
+            if n > 0 {
+                s.records_dead_lettered += n;
+                *s.dead_by_reason.entry(class.clone()).or_default() += n;
+            }
         }
         s.short_path_batches =
             registry.short_path_batches.load(Ordering::Relaxed) - baseline.short_path_batches;

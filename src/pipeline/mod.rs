@@ -17,11 +17,13 @@
 //! the writer, which then finalizes the file. Nothing in a queue is ever discarded.
 
 mod builder;
+mod inspect;
 mod ledger;
 mod paths;
 mod stages;
 
 pub use builder::{PipelineBuilder, RunHandle};
+pub use inspect::Inspection;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -37,6 +39,7 @@ use crate::metrics::Summary;
 use crate::output::{self, DeadLetterLog, OutputPlan};
 use crate::plan::{Role, ThreadPlan};
 use crate::stage::{Sink, Transform};
+use crate::transform::config as transform_config;
 use ledger::{Baseline, Ledger};
 use stages::{Compute, Spawner, StageInputs};
 
@@ -66,6 +69,9 @@ pub struct Pipeline {
     /// User transforms, run on the compute stage after the statistics (the compute threads, or
     /// the parse threads when the plan has none).
     transforms: Vec<Arc<dyn Transform>>,
+    /// The configuration's transforms (`[[transform]]`, `filter`, `drop`), run before the
+    /// user's.
+    config_steps: Vec<Arc<dyn Transform>>,
     /// User sinks, run on the writer thread; taken by a run and put back after it.
     sinks: parking_lot::Mutex<Vec<Box<dyn Sink>>>,
     /// Whether Parquet files are written at all (off: only the sinks get the rows).
@@ -73,9 +79,11 @@ pub struct Pipeline {
 }
 
 /// The `[[enrich]]` lookups of `cfg`, in file order, their counters in `registry`: the first
-/// transforms of the compute stage (a library user's come after them). Their lookup threads
-/// and caches live as long as the pipeline, across the passes of continuous mode.
-fn enrichers(cfg: &Config, registry: &Registry) -> Result<Vec<Arc<dyn Transform>>> {
+/// transforms of the compute stage (the configuration's `[[transform]]` steps and a library
+/// user's come after them), and the columns they add. Their lookup threads and caches live as
+/// long as the pipeline, across the passes of continuous mode.
+type Enrichers = (Vec<Arc<dyn Transform>>, Vec<arrow_schema::FieldRef>);
+fn enrichers(cfg: &Config, registry: &Registry) -> Result<Enrichers> {
     #[cfg(feature = "http")]
     {
         let built = crate::enrich::build(&cfg.enrich, &cfg.fetch)?;
@@ -83,13 +91,17 @@ fn enrichers(cfg: &Config, registry: &Registry) -> Result<Vec<Arc<dyn Transform>
             .enrichers
             .lock()
             .extend(built.iter().map(|e| e.stats()));
-        Ok(built.into_iter().map(|e| e as Arc<dyn Transform>).collect())
+        let added = built.iter().flat_map(|e| e.added_columns()).collect();
+        Ok((
+            built.into_iter().map(|e| e as Arc<dyn Transform>).collect(),
+            added,
+        ))
     }
     #[cfg(not(feature = "http"))]
     {
         let _ = registry;
         match cfg.enrich.is_empty() {
-            true => Ok(Vec::new()),
+            true => Ok((Vec::new(), Vec::new())),
             false => Err(Error::config(
                 "enrich",
                 "lookups need the `http` cargo feature",
@@ -102,13 +114,24 @@ impl Pipeline {
     /// Validates `cfg`.
     pub fn new(cfg: Config) -> Result<Pipeline> {
         cfg.validate()?;
+        // Bound at once to a fixed schema: a step naming a column the rows lack fails here.
         let roles: Vec<Role> = ThreadPlan::for_this_machine(&cfg.threads)
             .threads
             .iter()
             .map(|t| t.0)
             .collect();
         let registry = Arc::new(Registry::new(&roles));
-        let transforms = enrichers(&cfg, &registry)?;
+        // The `[[enrich]]` lookups first, then the `[[transform]]` steps and the flags' (which
+        // may use the looked-up columns), then the library user's.
+        let (mut config_steps, enriched) = enrichers(&cfg, &registry)?;
+        // Bound at once to a fixed schema (with the looked-up columns): a step naming a column
+        // the rows lack fails here.
+        let layout = transform_config::parse_schema(&cfg).layout()?;
+        config_steps.extend(transform_config::build_steps(
+            &cfg,
+            layout.as_ref(),
+            &enriched,
+        )?);
         Ok(Pipeline {
             cfg,
             stop: Arc::new(AtomicBool::new(false)),
@@ -117,7 +140,8 @@ impl Pipeline {
             #[cfg(feature = "metrics-endpoint")]
             endpoint: parking_lot::Mutex::new(None),
             source_label: None,
-            transforms,
+            transforms: Vec::new(),
+            config_steps,
             sinks: parking_lot::Mutex::new(Vec::new()),
             parquet: true,
         })
@@ -205,6 +229,7 @@ impl Pipeline {
         // Open the output before fetching anything: an unwritable path fails the run at once.
         let output = self.output_plan(&source)?;
         ingest::preflight(&source, &cfg.fetch, cfg.every)?;
+        transform_config::check_source(cfg, &source)?;
         paths::check(cfg, &source, &output)?;
         // Lock the output (held until this function returns): a second run writing the same
         // output is refused here, before it touches the first one's files or the journal.
@@ -269,11 +294,16 @@ impl Pipeline {
             journal,
             sinks: std::mem::take(&mut *self.sinks.lock()),
             compute: Compute {
-                transforms: self.transforms.clone(),
+                transforms: self.all_transforms(),
                 stop: Arc::clone(&self.stop),
             },
         };
-        let running = stages::start(&spawner, cfg, registry, inputs)?;
+        // The parse stage also makes the lineage columns the transforms' metadata reads.
+        let parse_cfg = Config {
+            schema: transform_config::parse_schema(cfg),
+            ..cfg.clone()
+        };
+        let running = stages::start(&spawner, &parse_cfg, registry, inputs)?;
         registry.set_running(true);
 
         // Each stage ends once the one before it has ended and its queue is empty.
@@ -340,7 +370,7 @@ impl Pipeline {
                 .unwrap_or_else(|| source.describe()),
             run_id: output::new_run_id(),
             // Transforms may reshape the rows: then a file takes the schema of its first rows.
-            schema: match self.transforms.is_empty() {
+            schema: match self.all_transforms().is_empty() {
                 // Left to the records: a run that finds none still writes the log layout.
                 true if cfg.schema.decides_from_records() => cfg
                     .schema
@@ -356,6 +386,15 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// The configuration's transforms, then the user's.
+    fn all_transforms(&self) -> Vec<Arc<dyn Transform>> {
+        self.config_steps
+            .iter()
+            .chain(&self.transforms)
+            .cloned()
+            .collect()
+    }
+
     /// How the files of `output` are named (for the journal and the stale-file cleanup).
     fn output_files(&self, output: &OutputPlan) -> crate::journal::OutputFiles {
         if output.partitioned() {
@@ -383,6 +422,22 @@ impl Pipeline {
         );
         if files {
             identity.push_str(&format!("; chunk_bytes={}", cfg.fetch.batch_max_bytes));
+        }
+        // The transforms shape the rows: a resume with others would mix two shapes.
+        if !(cfg.transform.is_empty()
+            && cfg.filter.is_empty()
+            && cfg.drop.is_empty()
+            && cfg.rename.is_empty())
+        {
+            let tables: Vec<String> = cfg
+                .transform
+                .iter()
+                .map(|t| toml::to_string(t).unwrap_or_default().replace('\n', " "))
+                .collect();
+            identity.push_str(&format!(
+                "; transforms={tables:?}; filter={:?}; drop={:?}; rename={:?}",
+                cfg.filter, cfg.drop, cfg.rename
+            ));
         }
         let path = Journal::path_for(&cfg.out);
         let files = self.output_files(output);

@@ -128,6 +128,11 @@ fn everything_set() -> Config {
             progress: Progress::Always,
         },
         enrich: Vec::new(),
+        filter: vec!["level != 'DEBUG'".into()],
+        drop: vec!["host".into()],
+        rename: vec!["lat=latency".into()],
+        // `[[transform]]` tables are no registry option (their round trip: src/config/tests.rs).
+        transform: Vec::new(),
     }
 }
 

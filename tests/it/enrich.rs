@@ -508,16 +508,17 @@ fn on_error_dead_letter_writes_failed_records_to_the_dead_letter_file() {
         (summary.records_written, summary.records_dead_lettered),
         (6, 4)
     );
-    assert_eq!(summary.dead_by_reason.get("transform"), Some(&4));
+    assert_eq!(summary.dead_by_reason.get("enrich failed"), Some(&4));
     let rows: usize = read_parquet(&out).iter().map(|b| b.num_rows()).sum();
     assert_eq!(rows, 6);
     let dead = ndjson_lines(&dir.path().join("out.parquet.deadletter.ndjson"));
     assert_eq!(dead.len(), 4, "{dead:?}");
     assert!(dead.iter().all(|l| l.contains("HTTP 500")), "{dead:?}");
-    // The marker column is never written.
-    assert!(read_parquet(&out)[0]
-        .column_by_name("_dead_letter")
-        .is_none());
+    // Each dead letter holds its row, and no enrichment column was written for it.
+    assert!(
+        dead.iter().all(|l| l.contains(r#"\"service\":\"bad\""#)),
+        "{dead:?}"
+    );
 }
 
 #[test]

@@ -76,3 +76,5 @@ mod sim_cli;
 mod timeouts;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "cli")]
+mod transforms;

@@ -99,7 +99,7 @@ pub fn fatal(lines: &[String], format: LogFormat) {
 
 /// Logs go to stderr (journald keeps them under systemd), as text or one JSON object per
 /// line; `RUST_LOG` overrides `log.level`. Text is colored on a terminal unless `NO_COLOR`.
-fn init_logging(cfg: &Config) {
+pub fn init_logging(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("pinflow={}", cfg.log.level)));
