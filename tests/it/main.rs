@@ -67,3 +67,4 @@ mod sim_cli;
 mod timeouts;
 #[cfg(feature = "tls")]
 mod tls;
+mod window;
