@@ -559,12 +559,22 @@ mod cli {
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
+        // An endless stream (stdin is read in chunks, so it must keep coming), every record
+        // in the first hour.
         let mut stdin = child.stdin.take().unwrap();
-        let recs = records(500, 9);
-        stdin
-            .write_all(recs.iter().map(Rec::line).collect::<String>().as_bytes())
-            .unwrap();
-        stdin.flush().unwrap();
+        std::thread::spawn(move || {
+            for i in 0i64.. {
+                let r = Rec {
+                    id: i,
+                    ts: BASE_US + (i * 7_000) % 3_000_000_000,
+                    service: SERVICES[(i % 3) as usize],
+                    latency: (i % 500) as f64,
+                };
+                if stdin.write_all(r.line().as_bytes()).is_err() {
+                    return;
+                }
+            }
+        });
         let open = move || {
             let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
                 return false;
@@ -581,7 +591,6 @@ mod cli {
         };
         crate::common::wait_for_child(&mut child, "windows open", open);
         let o = crate::common::sigterm_and_wait(child);
-        drop(stdin);
         let stdout = String::from_utf8_lossy(&o.stdout);
         let windowed: u64 = stdout
             .split("windows    ")
