@@ -227,18 +227,29 @@ struct Run {
 }
 
 /// Runs `files` through windows of `spec` with `parse`/`compute` threads and file chunks of
-/// `chunk` bytes.
+/// `chunk` bytes. With `stall`, a transform holds every third batch back a while on its compute
+/// thread, so that later batches overtake it on the way to the writer (as they do on a busy
+/// machine), and only putting them back in source order gives the same rows.
 fn run_files(
     dir: &Path,
     files: &[PathBuf],
     spec: WindowSpec,
     (parse, compute): (usize, usize),
     chunk: usize,
+    stall: bool,
 ) -> Run {
     let rows = Arc::new(Mutex::new(Vec::new()));
     let got = Arc::clone(&rows);
-    let dead = dir.join(format!("dead-{parse}-{compute}-{chunk}.ndjson"));
+    let dead = dir.join(format!("dead-{parse}-{compute}-{chunk}-{stall}.ndjson"));
     let dead_path = dead.clone();
+    let stalled = std::sync::atomic::AtomicU64::new(0);
+    let stall_some = move |rows: RecordBatch| {
+        let n = stalled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if stall && n % 3 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok::<_, pinflow::stage::BoxError>(rows)
+    };
     let pipeline = Pipeline::builder()
         .parquet(false)
         .configure(move |c: &mut Config| {
@@ -252,6 +263,7 @@ fn run_files(
             c.writer.max_dead_letters = "100%".into();
         })
         .window(spec)
+        .transform(stall_some)
         .on_batch(move |b| got.lock().unwrap().push(b.clone()))
         .build()
         .unwrap();
@@ -286,21 +298,11 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
     let (want, want_late) = oracle(&recs, 1_000_000, 1_000_000, 500_000);
     assert!(want_late.len() > 20, "the input has late records to find");
 
-    let small = run_files(
-        dir.path(),
-        std::slice::from_ref(&file),
-        spec(size, size, lateness),
-        (1, 0),
-        4096,
-    );
-    let large = run_files(
-        dir.path(),
-        std::slice::from_ref(&file),
-        spec(size, size, lateness),
-        (4, 2),
-        1 << 20,
-    );
-    for run in [&small, &large] {
+    let one = std::slice::from_ref(&file);
+    let small = run_files(dir.path(), one, spec(size, size, lateness), (1, 0), 4096, false);
+    let large = run_files(dir.path(), one, spec(size, size, lateness), (4, 2), 1 << 20, false);
+    let overtaken = run_files(dir.path(), one, spec(size, size, lateness), (2, 3), 4096, true);
+    for run in [&small, &large, &overtaken] {
         assert_eq!(figures(&run.rows), want);
         assert_eq!(run.late, want_late, "late records, in source order");
         let s = &run.summary;
@@ -324,8 +326,8 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
     let second = dir.path().join("more.ndjson");
     write_ndjson(&second, &records(3000, 11));
     let files = [file, second];
-    let a = run_files(dir.path(), &files, spec(size, size, lateness), (1, 0), 4096);
-    let b = run_files(dir.path(), &files, spec(size, size, lateness), (4, 2), 1 << 20);
+    let a = run_files(dir.path(), &files, spec(size, size, lateness), (1, 0), 4096, false);
+    let b = run_files(dir.path(), &files, spec(size, size, lateness), (2, 3), 4096, true);
     let in_order = |r: &Run| {
         let mut v = Vec::new();
         for batch in &r.rows {
