@@ -201,7 +201,8 @@ impl WindowStage {
         m.open.store(g.open, Relaxed);
         m.late.store(g.late, Relaxed);
         m.closed_early.store(g.evicted, Relaxed);
-        m.watermark_us.store(g.watermark_us.unwrap_or(i64::MIN), Relaxed);
+        m.watermark_us
+            .store(g.watermark_us.unwrap_or(i64::MIN), Relaxed);
     }
 
     fn parts(&mut self) -> (&mut WindowOperator, &mut WindowOutput) {

@@ -330,7 +330,7 @@ impl Writer<'_> {
                 why: "a body batch reached a writer without a parser".into(),
             });
         };
-        let number = bodies.order;
+        let number = bodies.order();
         match prepare(bodies) {
             Ok(batch) => Ok(Some(batch)),
             Err(e) => {

@@ -162,7 +162,10 @@ fn figures(batches: &[RecordBatch]) -> Vec<Figures> {
             let key = match key.data_type() {
                 DataType::Dictionary(_, _) => {
                     let d = key.as_any_dictionary();
-                    let k = d.keys().as_primitive::<arrow_array::types::Int32Type>().value(i);
+                    let k = d
+                        .keys()
+                        .as_primitive::<arrow_array::types::Int32Type>()
+                        .value(i);
                     d.values().as_string::<i32>().value(k as usize).to_string()
                 }
                 _ => key.as_string::<i32>().value(i).to_string(),
@@ -276,7 +279,10 @@ fn run_files(
         rows,
         summary,
         late,
-        late_metric: metrics.window.late.load(std::sync::atomic::Ordering::Relaxed),
+        late_metric: metrics
+            .window
+            .late
+            .load(std::sync::atomic::Ordering::Relaxed),
         emitted_metric: metrics
             .window
             .rows_emitted
@@ -299,9 +305,30 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
     assert!(want_late.len() > 20, "the input has late records to find");
 
     let one = std::slice::from_ref(&file);
-    let small = run_files(dir.path(), one, spec(size, size, lateness), (1, 0), 4096, false);
-    let large = run_files(dir.path(), one, spec(size, size, lateness), (4, 2), 1 << 20, false);
-    let overtaken = run_files(dir.path(), one, spec(size, size, lateness), (2, 3), 4096, true);
+    let small = run_files(
+        dir.path(),
+        one,
+        spec(size, size, lateness),
+        (1, 0),
+        4096,
+        false,
+    );
+    let large = run_files(
+        dir.path(),
+        one,
+        spec(size, size, lateness),
+        (4, 2),
+        1 << 20,
+        false,
+    );
+    let overtaken = run_files(
+        dir.path(),
+        one,
+        spec(size, size, lateness),
+        (2, 3),
+        4096,
+        true,
+    );
     for run in [&small, &large, &overtaken] {
         assert_eq!(figures(&run.rows), want);
         assert_eq!(run.late, want_late, "late records, in source order");
@@ -326,8 +353,22 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
     let second = dir.path().join("more.ndjson");
     write_ndjson(&second, &records(3000, 11));
     let files = [file, second];
-    let a = run_files(dir.path(), &files, spec(size, size, lateness), (1, 0), 4096, false);
-    let b = run_files(dir.path(), &files, spec(size, size, lateness), (2, 3), 4096, true);
+    let a = run_files(
+        dir.path(),
+        &files,
+        spec(size, size, lateness),
+        (1, 0),
+        4096,
+        false,
+    );
+    let b = run_files(
+        dir.path(),
+        &files,
+        spec(size, size, lateness),
+        (2, 3),
+        4096,
+        true,
+    );
     let in_order = |r: &Run| {
         let mut v = Vec::new();
         for batch in &r.rows {
@@ -472,7 +513,10 @@ mod cli {
         let recs = records(3000, 13);
         let input = dir.path().join("in.ndjson");
         write_ndjson(&input, &recs);
-        let fields: Vec<String> = FIELDS.iter().flat_map(|f| ["--field".into(), f.to_string()]).collect();
+        let fields: Vec<String> = FIELDS
+            .iter()
+            .flat_map(|f| ["--field".into(), f.to_string()])
+            .collect();
         let by_flags = dir.path().join("flags.parquet");
         let o = pinflow()
             .args(["run", "--progress", "never", "--files"])
@@ -487,7 +531,11 @@ mod cli {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(stdout.contains("windows    "), "{stdout}");
 
         let config = dir.path().join("w.toml");
@@ -523,7 +571,10 @@ mod cli {
         let input = dir.path().join("in.ndjson");
         write_ndjson(&input, &records(10, 1));
         let out = dir.path().join("o.parquet");
-        let fields: Vec<String> = FIELDS.iter().flat_map(|f| ["--field".into(), f.to_string()]).collect();
+        let fields: Vec<String> = FIELDS
+            .iter()
+            .flat_map(|f| ["--field".into(), f.to_string()])
+            .collect();
         let o = pinflow()
             .args(["run", "--files"])
             .arg(&input)
@@ -535,7 +586,10 @@ mod cli {
             .unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success());
-        assert!(stderr.contains("window") && stderr.contains("region"), "{stderr}");
+        assert!(
+            stderr.contains("window") && stderr.contains("region"),
+            "{stderr}"
+        );
         assert!(!out.exists());
     }
 
@@ -550,7 +604,10 @@ mod cli {
             .local_addr()
             .unwrap()
             .port();
-        let fields: Vec<String> = FIELDS.iter().flat_map(|f| ["--field".into(), f.to_string()]).collect();
+        let fields: Vec<String> = FIELDS
+            .iter()
+            .flat_map(|f| ["--field".into(), f.to_string()])
+            .collect();
         let mut child = pinflow()
             .args(["run", "--files", "-", "--progress", "never", "--out"])
             .arg(&out)
