@@ -248,7 +248,7 @@ fn run_files(
     let stalled = std::sync::atomic::AtomicU64::new(0);
     let stall_some = move |rows: RecordBatch| {
         let n = stalled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if stall && n % 3 == 0 {
+        if stall && n.is_multiple_of(3) {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok::<_, pinflow::stage::BoxError>(rows)
