@@ -212,6 +212,11 @@ const FIELDS: [&str; 4] = [
     "latency_ms:float64",
 ];
 
+/// The schema of the generated records, as `schema.fields`.
+fn fields() -> Vec<String> {
+    FIELDS.iter().map(|f| f.to_string()).collect()
+}
+
 fn spec(size: Duration, hop: Duration, lateness: Duration) -> WindowSpec {
     WindowSpec::hopping(size, hop)
         .with_by(["service"])
@@ -256,7 +261,7 @@ fn run_files(
     let pipeline = Pipeline::builder()
         .parquet(false)
         .configure(move |c: &mut Config| {
-            c.schema.fields = FIELDS.iter().map(|f| f.to_string()).collect();
+            c.schema.fields = fields();
             c.threads.parse = Some(parse);
             c.threads.compute = Some(compute);
             c.threads.pin = false;
@@ -390,7 +395,7 @@ fn a_quiet_push_source_writes_its_windows_after_idle_before_the_run_ends() {
     let tx = Mutex::new(tx);
     let pipeline = Pipeline::builder()
         .parquet(false)
-        .configure(|c| c.schema.fields = FIELDS.iter().map(|f| f.to_string()).collect())
+        .configure(|c| c.schema.fields = fields())
         .window(
             spec(
                 Duration::from_secs(10),
@@ -432,7 +437,7 @@ fn a_stopped_run_writes_every_open_window() {
     let got = Arc::clone(&rows);
     let pipeline = Pipeline::builder()
         .parquet(false)
-        .configure(|c| c.schema.fields = FIELDS.iter().map(|f| f.to_string()).collect())
+        .configure(|c| c.schema.fields = fields())
         // An hour: no window closes on event time.
         .window(spec(
             Duration::from_secs(3600),
@@ -467,7 +472,7 @@ fn a_stopped_run_writes_every_open_window() {
 fn a_window_column_the_rows_lack_is_an_error_naming_the_key() {
     let fixed = Pipeline::builder()
         .parquet(false)
-        .configure(|c| c.schema.fields = FIELDS.iter().map(|f| f.to_string()).collect())
+        .configure(|c| c.schema.fields = fields())
         .window(WindowSpec::tumbling(Duration::from_secs(1)).with_by(["region"]))
         .build()
         .unwrap();
@@ -501,6 +506,14 @@ mod cli {
         crate::common::pinflow_piped()
     }
 
+    /// `--field` for each of [`FIELDS`].
+    fn field_flags() -> Vec<String> {
+        FIELDS
+            .iter()
+            .flat_map(|f| ["--field".into(), f.to_string()])
+            .collect()
+    }
+
     fn window_rows(out: &Path) -> Vec<Figures> {
         figures(&crate::common::read_parquet(out))
     }
@@ -513,10 +526,7 @@ mod cli {
         let recs = records(3000, 13);
         let input = dir.path().join("in.ndjson");
         write_ndjson(&input, &recs);
-        let fields: Vec<String> = FIELDS
-            .iter()
-            .flat_map(|f| ["--field".into(), f.to_string()])
-            .collect();
+        let fields = field_flags();
         let by_flags = dir.path().join("flags.parquet");
         let o = pinflow()
             .args(["run", "--progress", "never", "--files"])
@@ -571,10 +581,7 @@ mod cli {
         let input = dir.path().join("in.ndjson");
         write_ndjson(&input, &records(10, 1));
         let out = dir.path().join("o.parquet");
-        let fields: Vec<String> = FIELDS
-            .iter()
-            .flat_map(|f| ["--field".into(), f.to_string()])
-            .collect();
+        let fields = field_flags();
         let o = pinflow()
             .args(["run", "--files"])
             .arg(&input)
@@ -604,10 +611,7 @@ mod cli {
             .local_addr()
             .unwrap()
             .port();
-        let fields: Vec<String> = FIELDS
-            .iter()
-            .flat_map(|f| ["--field".into(), f.to_string()])
-            .collect();
+        let fields = field_flags();
         let mut child = pinflow()
             .args(["run", "--files", "-", "--progress", "never", "--out"])
             .arg(&out)
