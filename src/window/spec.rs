@@ -330,7 +330,7 @@ impl WindowSpec {
         if let Some(b) = self.by.iter().find(|b| b.is_empty()) {
             return Err(format!("a `by` column's name is empty ({b:?})"));
         }
-        if self.by.iter().any(|b| *b == self.time_field) {
+        if self.by.contains(&self.time_field) {
             return Err(format!(
                 "`{}` is the time field and cannot be a key",
                 self.time_field

@@ -528,11 +528,29 @@ fn snapshot_and_restore_at_random_points_equals_an_uninterrupted_run() {
         } else {
             (6 * S, 6 * S)
         };
-        let spec = Arc::new(spec(size, hop, S, &["service", "host"]));
+        let mut spec = spec(size, hop, S, &["service", "host"]);
+        // Some runs with a small cap, so that early closes and refusals are in the state.
+        match seed % 3 {
+            1 => (spec.max_open, spec.overflow) = (12, Overflow::CloseOldest),
+            2 => (spec.max_open, spec.overflow) = (12, Overflow::DeadLetter),
+            _ => {}
+        }
+        let spec = Arc::new(spec);
         let (want_rows, want_rej) = run_op(&spec, &events, &[]);
         let restarts: Vec<usize> = (0..events.len()).filter(|_| rng.chance(15)).collect();
         assert!(!restarts.is_empty());
         let (got_rows, got_rej) = run_op(&spec, &events, &restarts);
+        if seed % 3 == 1 {
+            let partial = |b: &RecordBatch| b.column(b.num_columns() - 1).as_boolean().true_count();
+            let n: usize = want_rows.iter().map(partial).sum();
+            assert!(n > 0, "seed {seed}: no early close");
+        }
+        if seed % 3 == 2 {
+            let full = want_rej
+                .iter()
+                .any(|r| r.2.starts_with("window state full"));
+            assert!(full, "seed {seed}: no refusal");
+        }
         assert_eq!(got_rej, want_rej, "seed {seed}");
         let cat = |b: &[RecordBatch]| {
             arrow_select::concat::concat_batches(&spec_schema(&spec), b).unwrap()
