@@ -130,4 +130,7 @@ mod tests;
 pub use aggregate::SKETCH_ALPHA;
 pub use operator::{PartitionId, Rejected, WindowGauges, WindowOperator};
 pub use output::WindowOutput;
-pub use spec::{Agg, Overflow, WindowSpec, DEFAULT_MAX_OPEN, DEFAULT_TIME_FIELD};
+pub use spec::{
+    parse_aggregates, parse_field_aggregates, Agg, Overflow, WindowSpec, DEFAULT_MAX_OPEN,
+    DEFAULT_TIME_FIELD,
+};

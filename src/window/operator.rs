@@ -18,7 +18,10 @@ use arrow_array::types::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type,
     UInt64Type, UInt8Type,
 };
-use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, ArrowPrimitiveType, BooleanArray, DictionaryArray, LargeStringArray,
+    PrimitiveArray, RecordBatch, StringArray, StringViewArray,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::aggregate::{output_type, Acc, Kind, Needs};
@@ -1126,12 +1129,29 @@ impl Apply<'_> {
     }
 }
 
-/// A batch's key columns, borrowed.
+/// A batch's key columns, borrowed and downcast once per batch.
 enum KeyColumns<'a> {
     Global,
     /// One Dictionary(Int32, Utf8) column: key ids are cached per dictionary entry.
-    Dict(&'a arrow_array::DictionaryArray<Int32Type>),
-    Cols(Vec<&'a ArrayRef>),
+    Dict(&'a DictionaryArray<Int32Type>),
+    Cols(Vec<KeyCol<'a>>),
+}
+
+/// One key column, downcast.
+enum KeyCol<'a> {
+    Utf8(&'a StringArray),
+    LargeUtf8(&'a LargeStringArray),
+    View(&'a StringViewArray),
+    Dict(&'a DictionaryArray<Int32Type>),
+    I64(&'a PrimitiveArray<Int64Type>),
+    I32(&'a PrimitiveArray<Int32Type>),
+    I16(&'a PrimitiveArray<Int16Type>),
+    I8(&'a PrimitiveArray<Int8Type>),
+    U64(&'a PrimitiveArray<UInt64Type>),
+    U32(&'a PrimitiveArray<UInt32Type>),
+    U16(&'a PrimitiveArray<UInt16Type>),
+    U8(&'a PrimitiveArray<UInt8Type>),
+    Bool(&'a BooleanArray),
 }
 
 impl<'a> KeyColumns<'a> {
@@ -1141,27 +1161,94 @@ impl<'a> KeyColumns<'a> {
             [(c, DataType::Dictionary(_, _))] => {
                 KeyColumns::Dict(rows.column(*c).as_dictionary::<Int32Type>())
             }
-            _ => KeyColumns::Cols(cols.iter().map(|(c, _)| rows.column(*c)).collect()),
+            _ => KeyColumns::Cols(
+                cols.iter()
+                    .map(|(c, _)| KeyCol::new(rows.column(*c)))
+                    .collect(),
+            ),
         }
     }
 }
 
-/// Appends row `row`'s key to `buf`: per column a tag (0 null, 1 value) then the value
-/// (integers as 8 bytes little-endian, booleans as 1 byte, strings as a 4-byte length and the
-/// bytes).
+impl<'a> KeyCol<'a> {
+    /// `c` must be of a type `KeyKind::of` admits (checked against the batch by
+    /// `check_batch`).
+    fn new(c: &'a ArrayRef) -> KeyCol<'a> {
+        match c.data_type() {
+            DataType::Utf8 => KeyCol::Utf8(c.as_string::<i32>()),
+            DataType::LargeUtf8 => KeyCol::LargeUtf8(c.as_string::<i64>()),
+            DataType::Utf8View => KeyCol::View(c.as_string_view()),
+            DataType::Dictionary(_, _) => KeyCol::Dict(c.as_dictionary::<Int32Type>()),
+            DataType::Int64 => KeyCol::I64(c.as_primitive()),
+            DataType::Int32 => KeyCol::I32(c.as_primitive()),
+            DataType::Int16 => KeyCol::I16(c.as_primitive()),
+            DataType::Int8 => KeyCol::I8(c.as_primitive()),
+            DataType::UInt64 => KeyCol::U64(c.as_primitive()),
+            DataType::UInt32 => KeyCol::U32(c.as_primitive()),
+            DataType::UInt16 => KeyCol::U16(c.as_primitive()),
+            DataType::UInt8 => KeyCol::U8(c.as_primitive()),
+            _ => KeyCol::Bool(c.as_boolean()),
+        }
+    }
+
+    /// Appends row `row`'s value: a tag (0 null, 1 value), then integers as 8 bytes
+    /// little-endian, booleans as 1 byte, strings as a 4-byte length and the bytes.
+    #[inline]
+    fn encode(&self, row: usize, buf: &mut Vec<u8>) {
+        fn int(a: &impl Array, row: usize, v: impl FnOnce() -> [u8; 8], buf: &mut Vec<u8>) {
+            if a.is_null(row) {
+                buf.push(0);
+            } else {
+                buf.push(1);
+                buf.extend_from_slice(&v());
+            }
+        }
+        fn string<'b>(a: &impl Array, row: usize, v: impl FnOnce() -> &'b [u8], buf: &mut Vec<u8>) {
+            if a.is_null(row) {
+                buf.push(0);
+            } else {
+                push_str(buf, v());
+            }
+        }
+        match self {
+            KeyCol::Utf8(a) => string(*a, row, || a.value(row).as_bytes(), buf),
+            KeyCol::LargeUtf8(a) => string(*a, row, || a.value(row).as_bytes(), buf),
+            KeyCol::View(a) => string(*a, row, || a.value(row).as_bytes(), buf),
+            KeyCol::Dict(d) => encode_dict(d, row, buf),
+            KeyCol::I64(a) => int(*a, row, || a.value(row).to_le_bytes(), buf),
+            KeyCol::I32(a) => int(*a, row, || i64::from(a.value(row)).to_le_bytes(), buf),
+            KeyCol::I16(a) => int(*a, row, || i64::from(a.value(row)).to_le_bytes(), buf),
+            KeyCol::I8(a) => int(*a, row, || i64::from(a.value(row)).to_le_bytes(), buf),
+            KeyCol::U64(a) => int(*a, row, || a.value(row).to_le_bytes(), buf),
+            KeyCol::U32(a) => int(*a, row, || u64::from(a.value(row)).to_le_bytes(), buf),
+            KeyCol::U16(a) => int(*a, row, || u64::from(a.value(row)).to_le_bytes(), buf),
+            KeyCol::U8(a) => int(*a, row, || u64::from(a.value(row)).to_le_bytes(), buf),
+            KeyCol::Bool(a) => {
+                if a.is_null(row) {
+                    buf.push(0);
+                } else {
+                    buf.push(1);
+                    buf.push(u8::from(a.value(row)));
+                }
+            }
+        }
+    }
+}
+
+/// Appends row `row`'s key to `buf` (see [`KeyCol::encode`]).
 fn encode_key(keys: &KeyColumns<'_>, row: usize, buf: &mut Vec<u8>) {
     match keys {
         KeyColumns::Global => {}
         KeyColumns::Dict(d) => encode_dict(d, row, buf),
         KeyColumns::Cols(cols) => {
             for c in cols {
-                encode_value(c, row, buf);
+                c.encode(row, buf);
             }
         }
     }
 }
 
-fn encode_dict(d: &arrow_array::DictionaryArray<Int32Type>, row: usize, buf: &mut Vec<u8>) {
+fn encode_dict(d: &DictionaryArray<Int32Type>, row: usize, buf: &mut Vec<u8>) {
     if d.is_null(row) {
         buf.push(0);
         return;
@@ -1179,40 +1266,6 @@ fn push_str(buf: &mut Vec<u8>, s: &[u8]) {
     buf.push(1);
     buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
     buf.extend_from_slice(s);
-}
-
-fn encode_value(c: &ArrayRef, row: usize, buf: &mut Vec<u8>) {
-    if c.is_null(row) {
-        buf.push(0);
-        return;
-    }
-    macro_rules! int {
-        ($t:ty, $as:ty) => {{
-            buf.push(1);
-            let v = c.as_primitive::<$t>().value(row) as $as;
-            buf.extend_from_slice(&v.to_le_bytes());
-        }};
-    }
-    match c.data_type() {
-        DataType::Utf8 => push_str(buf, c.as_string::<i32>().value(row).as_bytes()),
-        DataType::LargeUtf8 => push_str(buf, c.as_string::<i64>().value(row).as_bytes()),
-        DataType::Utf8View => push_str(buf, c.as_string_view().value(row).as_bytes()),
-        DataType::Dictionary(_, _) => encode_dict(c.as_dictionary::<Int32Type>(), row, buf),
-        DataType::Int64 => int!(Int64Type, i64),
-        DataType::Int32 => int!(Int32Type, i64),
-        DataType::Int16 => int!(Int16Type, i64),
-        DataType::Int8 => int!(Int8Type, i64),
-        DataType::UInt64 => int!(UInt64Type, u64),
-        DataType::UInt32 => int!(UInt32Type, u64),
-        DataType::UInt16 => int!(UInt16Type, u64),
-        DataType::UInt8 => int!(UInt8Type, u64),
-        DataType::Boolean => {
-            buf.push(1);
-            buf.push(u8::from(c.as_boolean().value(row)));
-        }
-        // new() admits only the types above.
-        _ => buf.push(0),
-    }
 }
 
 /// One decoded key value.

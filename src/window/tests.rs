@@ -528,11 +528,29 @@ fn snapshot_and_restore_at_random_points_equals_an_uninterrupted_run() {
         } else {
             (6 * S, 6 * S)
         };
-        let spec = Arc::new(spec(size, hop, S, &["service", "host"]));
+        let mut spec = spec(size, hop, S, &["service", "host"]);
+        // Some runs with a small cap, so that early closes and refusals are in the state.
+        match seed % 3 {
+            1 => (spec.max_open, spec.overflow) = (12, Overflow::CloseOldest),
+            2 => (spec.max_open, spec.overflow) = (12, Overflow::DeadLetter),
+            _ => {}
+        }
+        let spec = Arc::new(spec);
         let (want_rows, want_rej) = run_op(&spec, &events, &[]);
         let restarts: Vec<usize> = (0..events.len()).filter(|_| rng.chance(15)).collect();
         assert!(!restarts.is_empty());
         let (got_rows, got_rej) = run_op(&spec, &events, &restarts);
+        if seed % 3 == 1 {
+            let partial = |b: &RecordBatch| b.column(b.num_columns() - 1).as_boolean().true_count();
+            let n: usize = want_rows.iter().map(partial).sum();
+            assert!(n > 0, "seed {seed}: no early close");
+        }
+        if seed % 3 == 2 {
+            let full = want_rej
+                .iter()
+                .any(|r| r.2.starts_with("window state full"));
+            assert!(full, "seed {seed}: no refusal");
+        }
         assert_eq!(got_rej, want_rej, "seed {seed}");
         let cat = |b: &[RecordBatch]| {
             arrow_select::concat::concat_batches(&spec_schema(&spec), b).unwrap()
@@ -1070,4 +1088,151 @@ fn dictionary_keys_are_cached_per_entry_and_come_out_as_dictionaries() {
         &[1, 1, 2, 1, 1, 2, 1, 1, 2]
     );
     let _ = Float64Array::from(vec![0.0]).len();
+}
+
+#[test]
+fn keys_of_every_supported_type_come_out_by_name_and_type_in_key_order() {
+    use arrow_array::{BooleanArray, Int32Array, LargeStringArray, StringViewArray, UInt64Array};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        Field::new("ok", DataType::Boolean, true),
+        Field::new("shard", DataType::UInt64, true),
+        Field::new("code", DataType::Int32, true),
+        Field::new("region", DataType::LargeUtf8, true),
+        Field::new("zone", DataType::Utf8View, true),
+    ]));
+    let spec = Arc::new(
+        WindowSpec::tumbling(Duration::from_secs(10))
+            .with_by(["ok", "shard", "code", "region", "zone"])
+            .with_max_open(100, Overflow::DeadLetter),
+    );
+    let mut op = WindowOperator::new(spec, &schema).unwrap();
+    let out_schema = op.output_schema();
+    for (i, t) in [
+        DataType::Boolean,
+        DataType::UInt64,
+        DataType::Int32,
+        DataType::LargeUtf8,
+        DataType::Utf8View,
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_eq!(out_schema.field(2 + i).data_type(), t);
+    }
+    let mut out = op.new_output();
+    let b = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(arrow_array::TimestampMillisecondArray::from(vec![
+                1000, 2000, 3000, 4000, 5000, 6000,
+            ])),
+            Arc::new(BooleanArray::from(vec![
+                Some(true),
+                Some(false),
+                Some(true),
+                None,
+                Some(true),
+                Some(true),
+            ])),
+            Arc::new(UInt64Array::from(vec![u64::MAX, 1, 1, 1, 2, u64::MAX])),
+            Arc::new(Int32Array::from(vec![-1, 5, 5, 5, 5, -1])),
+            Arc::new(LargeStringArray::from(vec![
+                "eu", "eu", "eu", "eu", "us", "eu",
+            ])),
+            Arc::new(StringViewArray::from(vec![
+                Some("a"),
+                Some("a"),
+                None,
+                Some("a"),
+                Some("a"),
+                Some("a"),
+            ])),
+        ],
+    )
+    .unwrap();
+    op.push(PartitionId(0), &b, Instant::now(), &mut out);
+    op.flush(&mut out);
+    let rows = out.take_rows().unwrap();
+    // Key order: ok (null, false, true), then shard, ...
+    let ok = rows.column(2).as_boolean();
+    let shard = rows
+        .column(3)
+        .as_primitive::<arrow_array::types::UInt64Type>();
+    let count = rows.column(7).as_primitive::<Int64Type>();
+    let got: Vec<(Option<bool>, u64, i64)> = (0..rows.num_rows())
+        .map(|i| {
+            (
+                ok.is_valid(i).then(|| ok.value(i)),
+                shard.value(i),
+                count.value(i),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (None, 1, 1),
+            (Some(false), 1, 1),
+            (Some(true), 1, 1),
+            (Some(true), 2, 1),
+            (Some(true), u64::MAX, 2),
+        ]
+    );
+    assert!(rows.column(6).is_null(2), "a null key value stays null");
+}
+
+#[test]
+fn rows_that_cannot_be_windowed_are_rejected_with_the_reason() {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "ts",
+        DataType::Timestamp(TimeUnit::Second, None),
+        true,
+    )]));
+    let spec = Arc::new(WindowSpec::tumbling(Duration::from_secs(10)));
+    let mut op = WindowOperator::new(spec.clone(), &schema).unwrap();
+    let mut out = op.new_output();
+    let b = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(arrow_array::TimestampSecondArray::from(vec![
+            Some(5),
+            None,
+            Some(400_000_000_000),
+        ]))],
+    )
+    .unwrap();
+    op.push(PartitionId(0), &b, Instant::now(), &mut out);
+    let rej = out.take_rejected();
+    assert_eq!(
+        rej,
+        [
+            Rejected {
+                row: 1,
+                reason: "no event time: `ts` is null".into()
+            },
+            Rejected {
+                row: 2,
+                reason: "event time out of range: `ts` is 400000000000 (Second since the epoch) \
+                         (years 0000 to 9999 are accepted)"
+                    .into()
+            },
+        ]
+    );
+    // A batch of another shape: every row rejected, saying why.
+    let other = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("ts", DataType::Int64, true)])),
+        vec![Arc::new(Int64Array::from(vec![1, 2]))],
+    )
+    .unwrap();
+    op.push(PartitionId(0), &other, Instant::now(), &mut out);
+    let rej = out.take_rejected();
+    assert_eq!(rej.len(), 2);
+    assert!(
+        rej[0].reason.contains("column `ts` is Int64"),
+        "{}",
+        rej[0].reason
+    );
+    assert_eq!(op.gauges().rejected, 4);
+    op.flush(&mut out);
+    assert_eq!(out.take_rows().unwrap().num_rows(), 1);
 }
