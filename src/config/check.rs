@@ -205,12 +205,8 @@ pub(super) mod rule {
             if field.trim().is_empty() {
                 bad.push(Bad::value("a field name is empty"));
             }
-            for (n, a) in aggs.iter().enumerate() {
-                if let Err(why) = crate::window::Agg::parse(a) {
-                    bad.push(Bad::value(format!("{field}[{n}]: {why}")));
-                } else if aggs[..n].contains(a) {
-                    bad.push(Bad::value(format!("{field}: `{a}` is listed twice")));
-                }
+            if let Err(why) = crate::window::parse_aggregates(&aggs.join(",")) {
+                bad.push(Bad::value(format!("{field}: {why}")));
             }
         }
         bad
