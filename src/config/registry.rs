@@ -1037,7 +1037,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         kind: Kind::Duration,
         flag: Flag::Shared("--window-hop"),
         value_name: "DURATION",
-        help: "Hopping windows: a new window every this long, at most the size (also --window SIZE/HOP) [default: the size, tumbling]",
+        help: "Hopping windows: a new window every this long, at most the size (or give the window flag SIZE/HOP) [default: the size, tumbling]",
         example: "\"5s\"",
         doc: "Hopping windows: a new window starts every `hop` (at most `size`, and `size` a whole \
          number of hops is not required: state is kept in panes of gcd(size, hop)). Unset: \
