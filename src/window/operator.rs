@@ -697,7 +697,9 @@ impl WindowOperator {
                 }
                 s += hop;
             }
-            if self.open.len() + new <= self.spec.max_open {
+            // (An empty state always takes the record: `validate` keeps `max_open` at least
+            // the windows of one record, and this keeps a loop from spinning if not.)
+            if self.open.len() + new <= self.spec.max_open || self.open.is_empty() {
                 let mut s = first;
                 while s <= latest {
                     self.open.insert((s, key));
