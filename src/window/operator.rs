@@ -110,6 +110,8 @@ enum TimeKind {
     /// a JSON number ([`crate::time::EpochUnit::by_magnitude`]): what schema inference makes
     /// of epoch numbers (an int64 column).
     EpochInt,
+    /// The same with a fraction (a float64 column), rounded to the µs.
+    EpochFloat,
 }
 
 /// One aggregated field.
@@ -228,8 +230,8 @@ fn bad(why: impl Into<String>) -> Error {
 impl WindowOperator {
     /// Checks the spec against the rows' schema and makes an operator with no state.
     ///
-    /// The time field must be a Timestamp of any unit, or Int64 epoch numbers (their unit
-    /// by magnitude, as pinflow reads a number in a `timestamp` field); `by` columns
+    /// The time field must be a Timestamp of any unit, or Int64 or Float64 epoch numbers
+    /// (their unit by magnitude, as pinflow reads a number in a `timestamp` field); `by` columns
     /// Utf8/LargeUtf8/Utf8View/Dictionary(Int32, Utf8), any integer, or Boolean; aggregated
     /// fields any integer or float type. Errors are [`Error::Config`] naming the column.
     pub fn new(spec: Arc<WindowSpec>, input: &SchemaRef) -> Result<Self, Error> {
@@ -252,6 +254,7 @@ impl WindowOperator {
         let time_kind = match &time_type {
             DataType::Timestamp(u, _) => TimeKind::Timestamp(*u),
             DataType::Int64 => TimeKind::EpochInt,
+            DataType::Float64 => TimeKind::EpochFloat,
             other => {
                 return Err(bad(format!(
                     "the time field `{}` is {other}, not a timestamp (declare it \
@@ -564,10 +567,10 @@ impl WindowOperator {
         let col = rows.column(self.time_col);
         self.times.clear();
         self.times.reserve(col.len());
-        fn fill<T: ArrowPrimitiveType<Native = i64>>(
+        fn fill<T: ArrowPrimitiveType>(
             col: &ArrayRef,
             out: &mut Vec<i64>,
-            conv: impl Fn(i64) -> Option<i64>,
+            conv: impl Fn(T::Native) -> Option<i64>,
         ) {
             let a = col.as_primitive::<T>();
             let nulls = a.nulls();
@@ -597,6 +600,7 @@ impl WindowOperator {
                 fill::<TimestampNanosecondType>(col, out, |v| Some(v.div_euclid(1_000)))
             }
             TimeKind::EpochInt => fill::<Int64Type>(col, out, epoch_micros),
+            TimeKind::EpochFloat => fill::<Float64Type>(col, out, epoch_micros_f64),
         }
     }
 
@@ -1080,6 +1084,20 @@ fn epoch_micros(v: i64) -> Option<i64> {
     }
 }
 
+/// [`epoch_micros`] of a number with a fraction, rounded to the µs.
+fn epoch_micros_f64(v: f64) -> Option<i64> {
+    use crate::time::EpochUnit;
+    let us = match EpochUnit::by_magnitude(v) {
+        EpochUnit::Seconds => v * 1e6,
+        EpochUnit::Millis => v * 1e3,
+        EpochUnit::Micros => v,
+        EpochUnit::Nanos => v / 1e3,
+    }
+    .round();
+    // NaN, ±∞ and values past i64 fail here; the range check follows.
+    (us.is_finite() && us.abs() < 9.2e18).then_some(us as i64)
+}
+
 /// The raw value of a time column at `row`, for a reason.
 fn raw_time(col: &ArrayRef, row: usize) -> String {
     match col.data_type() {
@@ -1093,6 +1111,7 @@ fn raw_time(col: &ArrayRef, row: usize) -> String {
             format!("{v} ({u:?} since the epoch)")
         }
         DataType::Int64 => col.as_primitive::<Int64Type>().value(row).to_string(),
+        DataType::Float64 => col.as_primitive::<Float64Type>().value(row).to_string(),
         _ => "?".into(),
     }
 }

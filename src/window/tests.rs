@@ -941,6 +941,24 @@ fn epoch_number_time_columns_are_read_by_magnitude() {
     op.push(PartitionId(0), &b, Instant::now(), &mut out);
     let rows = out.take_rows().unwrap();
     assert_eq!(rows.num_rows(), 1);
+    // Fractional epoch numbers make a float64 column: read the same way.
+    let fschema = Arc::new(Schema::new(vec![Field::new("ts", DataType::Float64, true)]));
+    let spec = Arc::new(WindowSpec::tumbling(Duration::from_secs(60)));
+    let mut fop = WindowOperator::new(spec, &fschema).unwrap();
+    let fb = RecordBatch::try_new(
+        fschema.clone(),
+        vec![Arc::new(Float64Array::from(vec![
+            secs as f64 + 0.5,
+            (secs * 1000 + 59_999) as f64 + 0.4,
+            secs as f64 + 60.0,
+            f64::NAN,
+        ]))],
+    )
+    .unwrap();
+    fop.push(PartitionId(0), &fb, Instant::now(), &mut out);
+    let frows = out.take_rows().unwrap();
+    assert_eq!(frows.column(2).as_primitive::<Int64Type>().value(0), 2);
+    assert_eq!(out.take_rejected().len(), 1, "NaN is out of range");
     assert_eq!(
         rows.column(0)
             .as_primitive::<TimestampMicrosecondType>()
