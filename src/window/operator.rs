@@ -166,6 +166,9 @@ pub struct WindowOperator {
     pub(crate) spec: Arc<WindowSpec>,
     output: SchemaRef,
     time_col: usize,
+    /// The schema of the last batch, whose column indexes are in `time_col`, `key_cols` and
+    /// `fields`.
+    batch_schema: Option<SchemaRef>,
     time_kind: TimeKind,
     time_type: DataType,
     pub(crate) key_cols: Vec<(usize, DataType)>,
@@ -321,6 +324,7 @@ impl WindowOperator {
         Ok(WindowOperator {
             output: Arc::new(Schema::new(cols)),
             time_col,
+            batch_schema: Some(input.clone()),
             time_kind,
             time_type,
             key_cols,
@@ -371,8 +375,8 @@ impl WindowOperator {
     /// rows that cannot be windowed (null or out-of-range event time, over the cap under
     /// [`Overflow::DeadLetter`]) are reported in `out.rejected` with a reason; windows the
     /// watermark passed are appended to `out`. A push to an ended or idle partition makes it
-    /// active again. `rows` must have the schema the operator was made with (a batch whose
-    /// columns differ has every row rejected, with the reason).
+    /// active again. The operator's columns are found in `rows` by name; a batch that lacks
+    /// one, or has it with another type, has every row rejected, with the reason.
     pub fn push(
         &mut self,
         partition: PartitionId,
@@ -380,7 +384,7 @@ impl WindowOperator {
         now: Instant,
         out: &mut WindowOutput,
     ) {
-        if let Err(why) = self.check_batch(rows) {
+        if let Err(why) = self.resolve_batch(rows) {
             for row in 0..rows.num_rows() {
                 out.rejected.push(Rejected {
                     row,
@@ -535,29 +539,39 @@ impl WindowOperator {
 
     // --- the record path ---------------------------------------------------------------
 
-    fn check_batch(&self, rows: &RecordBatch) -> Result<(), String> {
+    /// Finds the operator's columns in the batch by name (a batch may have its columns in
+    /// another order, or more of them, than the schema the operator was made with) and checks
+    /// their types; the answer is kept until a batch comes with another schema.
+    fn resolve_batch(&mut self, rows: &RecordBatch) -> Result<(), String> {
         let schema = rows.schema();
-        let check = |col: usize, want: &DataType| -> Result<(), String> {
-            match schema.fields().get(col) {
-                Some(f) if f.data_type() == want => Ok(()),
-                Some(f) => Err(format!(
-                    "window: column `{}` is {}, not the {want} the window was set up for",
-                    f.name(),
-                    f.data_type()
-                )),
-                None => Err(format!(
-                    "window: the batch has {} columns, the window was set up for more",
-                    schema.fields().len()
-                )),
+        if self
+            .batch_schema
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &schema) || **s == *schema)
+        {
+            return Ok(());
+        }
+        self.batch_schema = None;
+        let find = |name: &str, want: &DataType| -> Result<usize, String> {
+            let i = schema
+                .index_of(name)
+                .map_err(|_| format!("window: the records have no column `{name}`"))?;
+            let t = schema.field(i).data_type();
+            if t != want {
+                return Err(format!(
+                    "window: column `{name}` is {t}, not the {want} the window was set up for"
+                ));
             }
+            Ok(i)
         };
-        check(self.time_col, &self.time_type)?;
-        for (c, t) in &self.key_cols {
-            check(*c, t)?;
+        self.time_col = find(&self.spec.time_field, &self.time_type)?;
+        for (name, (col, t)) in self.spec.by.iter().zip(self.key_cols.iter_mut()) {
+            *col = find(name, t)?;
         }
-        for f in &self.fields {
-            check(f.col, &f.data_type)?;
+        for f in &mut self.fields {
+            f.col = find(&f.name, &f.data_type)?;
         }
+        self.batch_schema = Some(schema);
         Ok(())
     }
 
@@ -823,7 +837,7 @@ impl WindowOperator {
                 DataType::UInt32 => ctx.run::<UInt32Type>(col, |v| (v.into(), v.into())),
                 DataType::UInt16 => ctx.run::<UInt16Type>(col, |v| (v.into(), v.into())),
                 DataType::UInt8 => ctx.run::<UInt8Type>(col, |v| (v.into(), v.into())),
-                // check_batch and new() admit only the types above.
+                // resolve_batch and new() admit only the types above.
                 _ => {}
             }
         }
@@ -1193,7 +1207,7 @@ impl<'a> KeyColumns<'a> {
 
 impl<'a> KeyCol<'a> {
     /// `c` must be of a type `KeyKind::of` admits (checked against the batch by
-    /// `check_batch`).
+    /// `resolve_batch`).
     fn new(c: &'a ArrayRef) -> KeyCol<'a> {
         match c.data_type() {
             DataType::Utf8 => KeyCol::Utf8(c.as_string::<i32>()),

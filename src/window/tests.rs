@@ -1379,3 +1379,53 @@ fn rows_that_cannot_be_windowed_are_rejected_with_the_reason() {
     op.flush(&mut out);
     assert_eq!(out.take_rows().unwrap().num_rows(), 1);
 }
+
+#[test]
+fn columns_are_found_by_name_in_batches_of_another_layout() {
+    let spec = Arc::new(
+        WindowSpec::tumbling(Duration::from_secs(10))
+            .with_by(["service"])
+            .with_aggregates("v", [Agg::Sum]),
+    );
+    let mut op = WindowOperator::new(spec, &schema()).unwrap();
+    let mut out = op.new_output();
+    op.push(
+        PartitionId(0),
+        &batch(&[rec(S, "a", 1.0)]),
+        Instant::now(),
+        &mut out,
+    );
+    // The same columns in another order, with one more (as a transform might add).
+    let other = Arc::new(Schema::new(vec![
+        Field::new("extra", DataType::Utf8, true),
+        Field::new("v", DataType::Float64, true),
+        Field::new("service", DataType::Utf8, true),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+    ]));
+    let b = RecordBatch::try_new(
+        other,
+        vec![
+            Arc::new(StringArray::from(vec!["x"])),
+            Arc::new(Float64Array::from(vec![2.0])),
+            Arc::new(StringArray::from(vec!["a"])),
+            Arc::new(TimestampMicrosecondArray::from(vec![2 * S]).with_timezone("UTC")),
+        ],
+    )
+    .unwrap();
+    op.push(PartitionId(0), &b, Instant::now(), &mut out);
+    op.push(
+        PartitionId(0),
+        &batch(&[rec(3 * S, "a", 4.0)]),
+        Instant::now(),
+        &mut out,
+    );
+    assert!(out.take_rejected().is_empty());
+    op.flush(&mut out);
+    let rows = out.take_rows().unwrap();
+    assert_eq!(rows.column(3).as_primitive::<Int64Type>().value(0), 3);
+    assert_eq!(rows.column(4).as_primitive::<Float64Type>().value(0), 7.0);
+}
