@@ -219,6 +219,13 @@ struct Oracle {
     rows: Vec<Row>,
     /// (event index, row) of late records.
     late: Vec<(usize, usize)>,
+    /// The state cap and its policy.
+    max_open: usize,
+    overflow: Overflow,
+    /// Per key: windows starting before this were closed early.
+    closed_below: BTreeMap<Vec<KeyVal>, i64>,
+    /// (event index, row) of records refused under `Overflow::DeadLetter`.
+    full: Vec<(usize, usize)>,
 }
 
 impl Oracle {
@@ -233,6 +240,60 @@ impl Oracle {
             buckets: BTreeMap::new(),
             rows: Vec::new(),
             late: Vec::new(),
+            max_open: usize::MAX,
+            overflow: Overflow::CloseOldest,
+            closed_below: BTreeMap::new(),
+            full: Vec::new(),
+        }
+    }
+
+    /// Places record `r` (not late by the watermark) under the state cap.
+    fn place(&mut self, ei: usize, row: usize, r: &Rec, t: i64) {
+        let key = key_of(r, &self.by);
+        let latest = t.div_euclid(self.hop) * self.hop;
+        loop {
+            let cb = self.closed_below.get(&key).copied().unwrap_or(i64::MIN);
+            if latest < cb {
+                self.late.push((ei, row));
+                return;
+            }
+            let mut windows = Vec::new();
+            let mut s = latest;
+            while s + self.size > t {
+                if s + self.size > self.wm && s >= cb {
+                    windows.push(s);
+                }
+                s -= self.hop;
+            }
+            let new = windows
+                .iter()
+                .filter(|s| !self.buckets.contains_key(&(**s, key.clone())))
+                .count();
+            if new == 0 || self.buckets.len() + new <= self.max_open || self.buckets.is_empty() {
+                for s in windows {
+                    self.buckets
+                        .entry((s, key.clone()))
+                        .or_default()
+                        .push(r.clone());
+                }
+                return;
+            }
+            match self.overflow {
+                Overflow::DeadLetter => {
+                    self.full.push((ei, row));
+                    return;
+                }
+                Overflow::CloseOldest => {
+                    // The oldest pair; the tests that get here have one key, so no ties.
+                    let (s0, k0) = self.buckets.keys().next().cloned().unwrap();
+                    let recs = self.buckets.remove(&(s0, k0.clone())).unwrap();
+                    let mut row = oracle_row(s0, s0 + self.size, k0.clone(), &recs);
+                    row.partial = true;
+                    self.rows.push(row);
+                    let e = self.closed_below.entry(k0).or_insert(i64::MIN);
+                    *e = (*e).max(s0 + self.hop);
+                }
+            }
         }
     }
 
@@ -276,14 +337,7 @@ impl Oracle {
                         if latest + self.size <= self.wm {
                             self.late.push((ei, row));
                         } else {
-                            let mut s = latest;
-                            while s + self.size > t {
-                                if s + self.size > self.wm {
-                                    let key = key_of(r, &self.by);
-                                    self.buckets.entry((s, key)).or_default().push(r.clone());
-                                }
-                                s -= self.hop;
-                            }
+                            self.place(ei, row, r, t);
                         }
                         let part = self.parts.entry(*p).or_insert((i64::MIN, false));
                         part.0 = part.0.max(t);
@@ -451,7 +505,7 @@ fn compare(got: &[Row], want: &[Row], what: &str) {
             "{}",
             ctx()
         );
-        assert!(!g.partial, "{}", ctx());
+        assert_eq!(g.partial, w.partial, "{}", ctx());
         for (c, (gv, wv)) in g.vals.iter().zip(&w.vals).enumerate() {
             match (gv, wv) {
                 (None, None) => {}
@@ -471,24 +525,61 @@ fn compare(got: &[Row], want: &[Row], what: &str) {
 }
 
 fn check_against_oracle(seed: u64, size: i64, hop: i64, lateness: i64, by: &[&'static str]) {
+    check_policy_against_oracle(
+        seed,
+        size,
+        hop,
+        lateness,
+        by,
+        usize::MAX,
+        Overflow::CloseOldest,
+    );
+}
+
+fn check_policy_against_oracle(
+    seed: u64,
+    size: i64,
+    hop: i64,
+    lateness: i64,
+    by: &[&'static str],
+    max_open: usize,
+    overflow: Overflow,
+) {
     let mut rng = Rng(seed | 1);
     let parts = 1 + rng.below(3) as u32;
     let events = stream(&mut rng, 1500, parts, S / 2, 3 * S);
-    let spec = Arc::new(spec(size, hop, lateness, by));
+    let mut sp = spec(size, hop, lateness, by);
+    if max_open != usize::MAX {
+        (sp.max_open, sp.overflow) = (max_open, overflow);
+    }
+    let spec = Arc::new(sp);
     let (batches, rejected) = run_op(&spec, &events, &[]);
     let got: Vec<Row> = batches.iter().flat_map(|b| rows_of(b, by.len())).collect();
     let mut oracle = Oracle::new(size, hop, lateness, by);
+    (oracle.max_open, oracle.overflow) = (spec.max_open, spec.overflow);
     oracle.run(&events);
-    let what = format!("seed {seed} size {size} hop {hop} lateness {lateness} by {by:?}");
+    let what = format!(
+        "seed {seed} size {size} hop {hop} lateness {lateness} by {by:?} max_open {max_open}"
+    );
     compare(&got, &oracle.rows, &what);
-    let late: Vec<(usize, usize)> = rejected
-        .iter()
-        .filter(|r| r.2.starts_with("late: "))
-        .map(|r| (r.0, r.1))
-        .collect();
-    assert_eq!(late, oracle.late, "{what}: late rows");
+    let of = |prefix: &str| -> Vec<(usize, usize)> {
+        rejected
+            .iter()
+            .filter(|r| r.2.starts_with(prefix))
+            .map(|r| (r.0, r.1))
+            .collect()
+    };
+    assert_eq!(of("late: "), oracle.late, "{what}: late rows");
+    assert_eq!(
+        of("window state full: "),
+        oracle.full,
+        "{what}: refused rows"
+    );
     // Everything else rejected is a null event time.
-    for (ei, row, reason) in rejected.iter().filter(|r| !r.2.starts_with("late: ")) {
+    for (ei, row, reason) in rejected
+        .iter()
+        .filter(|r| !r.2.starts_with("late: ") && !r.2.starts_with("window state full: "))
+    {
         let Event::Push(_, recs) = &events[*ei] else {
             panic!()
         };
@@ -499,6 +590,40 @@ fn check_against_oracle(seed: u64, size: i64, hop: i64, lateness: i64, by: &[&'s
         !oracle.rows.is_empty() && !oracle.late.is_empty(),
         "{what}: a weak stream"
     );
+    if max_open != usize::MAX {
+        let hit = match overflow {
+            Overflow::CloseOldest => oracle.rows.iter().any(|r| r.partial),
+            Overflow::DeadLetter => !oracle.full.is_empty(),
+        };
+        assert!(hit, "{what}: the cap was never reached");
+    }
+}
+
+#[test]
+fn over_max_open_policies_match_the_oracle() {
+    for seed in 1..=6 {
+        // One key: the oldest pair is never a tie.
+        check_policy_against_oracle(seed, 2 * S, 2 * S, 3 * S, &[], 2, Overflow::CloseOldest);
+        check_policy_against_oracle(seed * 3, 4 * S, 2 * S, 4 * S, &[], 3, Overflow::CloseOldest);
+        check_policy_against_oracle(
+            seed * 5,
+            4 * S,
+            4 * S,
+            S,
+            &["service"],
+            4,
+            Overflow::DeadLetter,
+        );
+        check_policy_against_oracle(
+            seed * 7,
+            6 * S,
+            3 * S,
+            2 * S,
+            &["service", "host"],
+            10,
+            Overflow::DeadLetter,
+        );
+    }
 }
 
 #[test]
@@ -941,6 +1066,24 @@ fn epoch_number_time_columns_are_read_by_magnitude() {
     op.push(PartitionId(0), &b, Instant::now(), &mut out);
     let rows = out.take_rows().unwrap();
     assert_eq!(rows.num_rows(), 1);
+    // Fractional epoch numbers make a float64 column: read the same way.
+    let fschema = Arc::new(Schema::new(vec![Field::new("ts", DataType::Float64, true)]));
+    let spec = Arc::new(WindowSpec::tumbling(Duration::from_secs(60)));
+    let mut fop = WindowOperator::new(spec, &fschema).unwrap();
+    let fb = RecordBatch::try_new(
+        fschema.clone(),
+        vec![Arc::new(Float64Array::from(vec![
+            secs as f64 + 0.5,
+            (secs * 1000 + 59_999) as f64 + 0.4,
+            secs as f64 + 60.0,
+            f64::NAN,
+        ]))],
+    )
+    .unwrap();
+    fop.push(PartitionId(0), &fb, Instant::now(), &mut out);
+    let frows = out.take_rows().unwrap();
+    assert_eq!(frows.column(2).as_primitive::<Int64Type>().value(0), 2);
+    assert_eq!(out.take_rejected().len(), 1, "NaN is out of range");
     assert_eq!(
         rows.column(0)
             .as_primitive::<TimestampMicrosecondType>()
@@ -1235,4 +1378,54 @@ fn rows_that_cannot_be_windowed_are_rejected_with_the_reason() {
     assert_eq!(op.gauges().rejected, 4);
     op.flush(&mut out);
     assert_eq!(out.take_rows().unwrap().num_rows(), 1);
+}
+
+#[test]
+fn columns_are_found_by_name_in_batches_of_another_layout() {
+    let spec = Arc::new(
+        WindowSpec::tumbling(Duration::from_secs(10))
+            .with_by(["service"])
+            .with_aggregates("v", [Agg::Sum]),
+    );
+    let mut op = WindowOperator::new(spec, &schema()).unwrap();
+    let mut out = op.new_output();
+    op.push(
+        PartitionId(0),
+        &batch(&[rec(S, "a", 1.0)]),
+        Instant::now(),
+        &mut out,
+    );
+    // The same columns in another order, with one more (as a transform might add).
+    let other = Arc::new(Schema::new(vec![
+        Field::new("extra", DataType::Utf8, true),
+        Field::new("v", DataType::Float64, true),
+        Field::new("service", DataType::Utf8, true),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+    ]));
+    let b = RecordBatch::try_new(
+        other,
+        vec![
+            Arc::new(StringArray::from(vec!["x"])),
+            Arc::new(Float64Array::from(vec![2.0])),
+            Arc::new(StringArray::from(vec!["a"])),
+            Arc::new(TimestampMicrosecondArray::from(vec![2 * S]).with_timezone("UTC")),
+        ],
+    )
+    .unwrap();
+    op.push(PartitionId(0), &b, Instant::now(), &mut out);
+    op.push(
+        PartitionId(0),
+        &batch(&[rec(3 * S, "a", 4.0)]),
+        Instant::now(),
+        &mut out,
+    );
+    assert!(out.take_rejected().is_empty());
+    op.flush(&mut out);
+    let rows = out.take_rows().unwrap();
+    assert_eq!(rows.column(3).as_primitive::<Int64Type>().value(0), 3);
+    assert_eq!(rows.column(4).as_primitive::<Float64Type>().value(0), 7.0);
 }
