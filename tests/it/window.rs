@@ -391,11 +391,16 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
 /// run ends.
 #[test]
 fn a_quiet_push_source_writes_its_windows_after_idle_before_the_run_ends() {
+    // Dead letters (late records) go here, not beside the default output in the cwd.
+    let scratch = tempfile::tempdir().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<RecordBatch>();
     let tx = Mutex::new(tx);
     let pipeline = Pipeline::builder()
         .parquet(false)
-        .configure(|c| c.schema.fields = fields())
+        .configure(|c| {
+            c.schema.fields = fields();
+            c.dead_letter = Some(scratch.path().join("dead.ndjson"));
+        })
         .window(
             spec(
                 Duration::from_secs(10),
@@ -433,11 +438,16 @@ fn a_quiet_push_source_writes_its_windows_after_idle_before_the_run_ends() {
 /// in a window that had not closed.
 #[test]
 fn a_stopped_run_writes_every_open_window() {
+    // Dead letters (late records) go here, not beside the default output in the cwd.
+    let scratch = tempfile::tempdir().unwrap();
     let rows = Arc::new(Mutex::new(Vec::new()));
     let got = Arc::clone(&rows);
     let pipeline = Pipeline::builder()
         .parquet(false)
-        .configure(|c| c.schema.fields = fields())
+        .configure(|c| {
+            c.schema.fields = fields();
+            c.dead_letter = Some(scratch.path().join("dead.ndjson"));
+        })
         // An hour: no window closes on event time.
         .window(spec(
             Duration::from_secs(3600),
@@ -470,9 +480,14 @@ fn a_stopped_run_writes_every_open_window() {
 /// key; with an inferred schema, at the first rows, naming it too.
 #[test]
 fn a_window_column_the_rows_lack_is_an_error_naming_the_key() {
+    // Dead letters (late records) go here, not beside the default output in the cwd.
+    let scratch = tempfile::tempdir().unwrap();
     let fixed = Pipeline::builder()
         .parquet(false)
-        .configure(|c| c.schema.fields = fields())
+        .configure(|c| {
+            c.schema.fields = fields();
+            c.dead_letter = Some(scratch.path().join("dead.ndjson"));
+        })
         .window(WindowSpec::tumbling(Duration::from_secs(1)).with_by(["region"]))
         .build()
         .unwrap();
@@ -484,7 +499,10 @@ fn a_window_column_the_rows_lack_is_an_error_naming_the_key() {
 
     let inferred = Pipeline::builder()
         .parquet(false)
-        .configure(|c| c.schema.infer = Some(true))
+        .configure(|c| {
+            c.schema.infer = Some(true);
+            c.dead_letter = Some(scratch.path().join("dead-inferred.ndjson"));
+        })
         .window(WindowSpec::tumbling(Duration::from_secs(1)).with_by(["region"]))
         .build()
         .unwrap();
