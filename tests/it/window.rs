@@ -514,6 +514,73 @@ fn a_window_column_the_rows_lack_is_an_error_naming_the_key() {
     assert!(e.contains("region") && e.contains("window"), "{e}");
 }
 
+/// HTTP sources: with one request in flight, responses complete in URL-list order, and the
+/// window rows are the brute force's over the records in that order, although some pages are
+/// slow and batches overtake each other on three compute threads (docs/usage.md, "Time
+/// windows": with more in flight, the order is the order responses complete).
+#[cfg(feature = "http")]
+#[test]
+fn an_http_source_with_one_request_in_flight_is_windowed_in_url_list_order() {
+    let recs = records(3000, 17);
+    let pages: Vec<String> = recs
+        .chunks(50)
+        .map(|c| c.iter().map(Rec::line).collect())
+        .collect();
+    let n = pages.len();
+    let served = pages.clone();
+    let (base, _) = crate::common::http_server(move |path, _| {
+        let i: usize = path.rsplit('/').next().unwrap().parse().unwrap();
+        if i % 5 == 0 {
+            // A slow page: with more in flight, later pages would complete before it.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let body = &served[i];
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let scratch = tempfile::tempdir().unwrap();
+    let rows = Arc::new(Mutex::new(Vec::new()));
+    let got = Arc::clone(&rows);
+    let stalled = std::sync::atomic::AtomicU64::new(0);
+    let pipeline = Pipeline::builder()
+        .parquet(false)
+        .configure(|c| {
+            c.schema.fields = fields();
+            c.dead_letter = Some(scratch.path().join("dead.ndjson"));
+            c.fetch.max_in_flight = 1;
+            c.threads.parse = Some(2);
+            c.threads.compute = Some(3);
+            c.threads.pin = false;
+        })
+        .window(spec(
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Duration::from_millis(300),
+        ))
+        .transform(move |b: RecordBatch| {
+            if stalled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .is_multiple_of(3)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok::<_, pinflow::stage::BoxError>(b)
+        })
+        .on_batch(move |b| got.lock().unwrap().push(b.clone()))
+        .build()
+        .unwrap();
+    let source = Source::from_arg(&format!("{base}/p/{{0..{}}}", n - 1)).unwrap();
+    let summary = pipeline.run(source).unwrap();
+    let (want, late) = oracle(&recs, 1_000_000, 1_000_000, 300_000);
+    assert!(!late.is_empty());
+    assert_eq!(figures(&rows.lock().unwrap()), want);
+    assert_eq!(summary.records_windowed, (recs.len() - late.len()) as u64);
+    assert!(summary.ledger_balances(), "{summary:?}");
+}
+
 #[cfg(feature = "cli")]
 mod cli {
     use super::*;
