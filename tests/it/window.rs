@@ -530,7 +530,7 @@ fn an_http_source_with_one_request_in_flight_is_windowed_in_url_list_order() {
     let served = pages.clone();
     let (base, _) = crate::common::http_server(move |path, _| {
         let i: usize = path.rsplit('/').next().unwrap().parse().unwrap();
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             // A slow page: with more in flight, later pages would complete before it.
             std::thread::sleep(Duration::from_millis(20));
         }
