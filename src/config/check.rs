@@ -172,6 +172,46 @@ impl Check {
 pub(super) mod rule {
     use super::*;
 
+    pub(in crate::config) fn window_time(c: &Config) -> Vec<Bad> {
+        Bad::when(c.window.time.trim().is_empty(), "is empty")
+    }
+
+    pub(in crate::config) fn window_by(c: &Config) -> Vec<Bad> {
+        let by = &c.window.by;
+        Bad::items(by.iter().enumerate().map(|(n, name)| {
+            if by[..n].contains(name) {
+                Err(format!("`{name}` is listed twice"))
+            } else if *name == c.window.time {
+                Err(format!(
+                    "`{name}` is the event-time column (window.time); a key must be another column"
+                ))
+            } else {
+                Ok(())
+            }
+        }))
+    }
+
+    pub(in crate::config) fn window_overflow(c: &Config) -> Vec<Bad> {
+        super::super::window_overflow(&c.window.overflow)
+            .err()
+            .map(Bad::value)
+            .into_iter()
+            .collect()
+    }
+
+    pub(in crate::config) fn window_aggregates(c: &Config) -> Vec<Bad> {
+        let mut bad = Vec::new();
+        for (field, aggs) in &c.window.aggregates {
+            if field.trim().is_empty() {
+                bad.push(Bad::value("a field name is empty"));
+            }
+            if let Err(why) = crate::window::parse_aggregates(&aggs.join(",")) {
+                bad.push(Bad::value(format!("{field}: {why}")));
+            }
+        }
+        bad
+    }
+
     pub(in crate::config) fn source(c: &Config) -> Vec<Bad> {
         Bad::when(
             c.source.as_deref().is_some_and(|s| s.trim().is_empty()),
@@ -362,6 +402,7 @@ impl Config {
             found.bad(&key, why);
         }
         self.transform_problems(found);
+        self.window_problems(found);
     }
 
     /// Each `[[transform]]` table on its own (a file's are checked as they are read, with
@@ -374,6 +415,57 @@ impl Config {
                     None => why,
                 };
                 found.bad(&format!("transform[{i}]"), why);
+            }
+        }
+    }
+
+    /// Windows: the hop within the size, window keys only with windows on, and the columns
+    /// named against a fixed schema (an inferred one is checked at the first batch).
+    fn window_problems(&self, found: &mut Problems) {
+        let w = &self.window;
+        let Some(size) = w.size else {
+            // Keys and aggregates without a size would be a run that silently writes records
+            // instead of windows; the durations alone change nothing, and are left alone.
+            let set = [
+                ("window.by", !w.by.is_empty()),
+                ("window.aggregates", !w.aggregates.is_empty()),
+            ];
+            for (key, _) in set.iter().filter(|(_, on)| *on) {
+                found.bad(
+                    key,
+                    "is set but windows are off: set window.size (--window) too".into(),
+                );
+            }
+            return;
+        };
+        if w.hop.is_some_and(|hop| hop > size) {
+            found.bad(
+                "window.hop",
+                format!(
+                    "must be at most window.size ({}): a longer hop would skip records",
+                    super::format_duration(size)
+                ),
+            );
+        }
+        // Each part already had its own check; a bad one is reported there.
+        let parts_ok = [
+            rule::window_time,
+            rule::window_by,
+            rule::window_overflow,
+            rule::window_aggregates,
+        ]
+        .iter()
+        .all(|r| r(self).is_empty());
+        if !parts_ok {
+            return;
+        }
+        if let Err(why) = self.window_spec().and_then(|spec| spec.validate()) {
+            found.bad("window", why);
+            return;
+        }
+        if let Ok(Some(layout)) = self.schema.layout() {
+            if let Err((key, why)) = self.window_against(&layout.output_schema()) {
+                found.bad(&key, why);
             }
         }
     }
@@ -479,11 +571,14 @@ impl Config {
         let w = &self.writer;
         // Problems name the whole key (not `[n]`), so they are attributed to where it was set.
         // Columns are checked against a fixed layout now; an inferred one is checked when known.
+        // With windows the rows written are window rows, whose columns are known once the
+        // operator is: checked then, at the first rows.
         let fixed_schema = self
             .schema
             .layout()
             .ok()
             .flatten()
+            .filter(|_| !self.window.enabled())
             .map(|l| l.output_schema());
         for (n, name) in w.partition_by.iter().enumerate() {
             let check = fixed_schema

@@ -89,6 +89,8 @@ fn sample(cfg: &Config, source: Source, want: usize) -> Result<Vec<BodyBatch>> {
         parse_idle: Arc::new(IdleSignal::default()),
         short_path: None,
         descriptor_reserve: cfg.descriptor_reserve(),
+        // Nothing is windowed here: batches need no end-of-file marks.
+        source_order: false,
     };
     let mut fetch = cfg.fetch.clone();
     // A handful of records needs a handful of requests at a time (a template's next URLs are

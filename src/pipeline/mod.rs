@@ -76,6 +76,9 @@ pub struct Pipeline {
     sinks: parking_lot::Mutex<Vec<Box<dyn Sink>>>,
     /// Whether Parquet files are written at all (off: only the sinks get the rows).
     parquet: bool,
+    /// Time windows: `window` of the configuration, or what [`PipelineBuilder::window`] set.
+    /// On, the writer aggregates the rows into window rows, which are what is written.
+    window: Option<Arc<crate::window::WindowSpec>>,
 }
 
 /// The `[[enrich]]` lookups of `cfg`, in file order, their counters in `registry`: the first
@@ -114,7 +117,13 @@ impl Pipeline {
     /// Validates `cfg`.
     pub fn new(cfg: Config) -> Result<Pipeline> {
         cfg.validate()?;
-        // Bound at once to a fixed schema: a step naming a column the rows lack fails here.
+        let window = match cfg.window.enabled() {
+            true => Some(Arc::new(
+                cfg.window_spec()
+                    .map_err(|why| Error::config("window", why))?,
+            )),
+            false => None,
+        };
         let roles: Vec<Role> = ThreadPlan::for_this_machine(&cfg.threads)
             .threads
             .iter()
@@ -144,6 +153,7 @@ impl Pipeline {
             config_steps,
             sinks: parking_lot::Mutex::new(Vec::new()),
             parquet: true,
+            window,
         })
     }
 
@@ -297,6 +307,7 @@ impl Pipeline {
                 transforms: self.all_transforms(),
                 stop: Arc::clone(&self.stop),
             },
+            window: self.window.clone(),
         };
         // The parse stage also makes the lineage columns the transforms' metadata reads.
         let parse_cfg = Config {
@@ -370,18 +381,47 @@ impl Pipeline {
                 .unwrap_or_else(|| source.describe()),
             run_id: output::new_run_id(),
             // Transforms may reshape the rows: then a file takes the schema of its first rows.
-            schema: match self.all_transforms().is_empty() {
-                // Left to the records: a run that finds none still writes the log layout.
-                true if cfg.schema.decides_from_records() => cfg
-                    .schema
-                    .layout_of(crate::schema::log_fields())
-                    .ok()
-                    .map(|l| l.output_schema()),
-                true => cfg.schema.layout()?.map(|l| l.output_schema()),
-                false => None,
+            schema: match self.window.as_ref() {
+                Some(spec) => self.window_schema(spec)?,
+                None => self.record_schema()?,
             },
             enabled: self.parquet,
         })
+    }
+
+    /// The schema of the records' rows, when it is known before any record is read.
+    fn record_schema(&self) -> Result<Option<arrow_schema::SchemaRef>> {
+        let cfg = &self.cfg;
+        Ok(match self.all_transforms().is_empty() {
+            // Left to the records: a run that finds none still writes the log layout.
+            true if cfg.schema.decides_from_records() => cfg
+                .schema
+                .layout_of(crate::schema::log_fields())
+                .ok()
+                .map(|l| l.output_schema()),
+            true => cfg.schema.layout()?.map(|l| l.output_schema()),
+            false => None,
+        })
+    }
+
+    /// Windows: the schema of the window rows, when the records' schema is fixed (given by
+    /// `schema.fields`, or no inference): the spec is checked against it here, before anything
+    /// is fetched, and a column it names that the rows lack is an error naming its key. Left
+    /// to the records (inferred, or reshaped by transforms), the check comes with the first
+    /// rows, on the writer.
+    fn window_schema(
+        &self,
+        spec: &crate::window::WindowSpec,
+    ) -> Result<Option<arrow_schema::SchemaRef>> {
+        let cfg = &self.cfg;
+        if !self.all_transforms().is_empty() || cfg.schema.decides_from_records() {
+            return Ok(None);
+        }
+        let Some(rows) = cfg.schema.layout()?.map(|l| l.output_schema()) else {
+            return Ok(None);
+        };
+        crate::window::WindowOperator::new(Arc::new(spec.clone()), &rows)
+            .map(|op| Some(op.output_schema()))
     }
 }
 

@@ -78,3 +78,4 @@ mod timeouts;
 mod tls;
 #[cfg(feature = "cli")]
 mod transforms;
+mod window;
