@@ -99,6 +99,14 @@ pub struct Config {
     /// [`Source::files`](crate::Source::files).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+    /// How `files` are read: `auto` (by name: `.csv` and `.csv.gz` are CSV, `.json` one
+    /// document, anything else NDJSON), `ndjson` or `csv` (every input, stdin too).
+    pub format: String,
+    /// The CSV field delimiter: one ASCII character (`","`, `";"`, `"\t"`), or `tab`.
+    pub csv_delimiter: String,
+    /// Whether a CSV file's first row names its columns; without one they are `column0`,
+    /// `column1`, ...
+    pub csv_header: bool,
     /// Continuous mode: poll the sources again every this long until signalled.
     /// `None` (the default) runs once.
     #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
@@ -577,6 +585,9 @@ impl Config {
             dead_letter: None,
             source: None,
             files: Vec::new(),
+            format: "auto".into(),
+            csv_delimiter: ",".into(),
+            csv_header: true,
             every: None,
             queue_capacity: 4,
             threads: ThreadConfig::default(),

@@ -357,6 +357,38 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "format",
+        kind: Kind::Text,
+        flag: Flag::Shared("--format"),
+        value_name: "FORMAT",
+        help: "How --files are read: auto (by name), ndjson or csv [default: auto]",
+        doc: "How `files` are read: `auto` (by name: `.csv` and `.csv.gz` are CSV, `.json` is one \
+         document, anything else NDJSON), `ndjson`, or `csv` (every input, stdin included).",
+        check: Check::Custom(rule::format),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "csv_delimiter",
+        kind: Kind::Text,
+        flag: Flag::Shared("--csv-delimiter"),
+        value_name: "CHAR",
+        help: "The CSV field delimiter: one ASCII character, or tab [default: ,]",
+        doc: "The CSV field delimiter: one ASCII character (`\",\"`, `\";\"`, `\"\\t\"`), or `\"tab\"` (for the \
+         environment, which trims a bare tab).",
+        check: Check::Custom(rule::csv_delimiter),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "csv_header",
+        kind: Kind::Bool,
+        flag: Flag::Shared("--csv-header"),
+        value_name: "BOOL",
+        help: "Whether a CSV file's first row names its columns [default: true]",
+        doc: "Whether a CSV file's first row names its columns; false names them `column0`, \
+         `column1`, ... and reads the first row as data.",
+        ..BLANK
+    },
+    OptionSpec {
         key: "every",
         kind: Kind::Duration,
         flag: Flag::Shared("--every"),

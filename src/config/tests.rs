@@ -218,6 +218,9 @@ fn everything_set() -> Config {
         dead_letter: Some("/data/dead.ndjson".into()),
         source: Some("http://127.0.0.1:8080/logs/{1..10}.json".into()),
         files: vec!["/var/log/app/*.ndjson".into(), "-".into()],
+        format: "csv".into(),
+        csv_delimiter: ";".into(),
+        csv_header: false,
         every: Some(Duration::from_secs(30)),
         queue_capacity: 3,
         threads: ThreadConfig {
@@ -544,6 +547,8 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
     let custom: &[(&str, &str)] = &[
         ("source", "\" \""),
         ("files", "[\"a.ndjson\", \" \"]"),
+        ("format", "\"xml\""),
+        ("csv_delimiter", "\";;\""),
         ("threads.cpus", "[]"),
         ("fetch.cursor_param", "\"a&b\""),
         ("fetch.shutdown_timeout", "\"2h\""),

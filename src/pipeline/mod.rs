@@ -196,7 +196,13 @@ impl Pipeline {
     /// request goes out), then the stage threads, downstream first; then the joins, upstream
     /// first, and the ledger.
     pub fn run(&self, source: Source) -> Result<Summary> {
-        let cfg = &self.cfg;
+        // CSV without configured fields: the header and first rows type the columns now, so
+        // that every chunk's cells are written as the types the parse stage expects.
+        let csv_cfg = match &source {
+            Source::Files(inputs) => ingest::files::infer_schema(&self.cfg, inputs),
+            _ => None,
+        };
+        let cfg = csv_cfg.as_ref().unwrap_or(&self.cfg);
         let plan = self.plan();
         let registry = &self.registry;
         // Latencies in the summary are this run's: the registry's histograms span all runs.
@@ -313,6 +319,12 @@ impl Pipeline {
         summary.stale_temporaries_removed = stale.len() as u64;
         summary.plan = plan.describe();
         summary.schema = running.inferred.get().map(|l| l.describe_inferred());
+        if let Some(c) = &csv_cfg {
+            summary.schema = Some(format!(
+                "inferred from the CSV header and first rows: {}",
+                c.schema.fields.join(", ")
+            ));
+        }
         if spawner.pin_failed() {
             summary.plan.push_str(" (some threads could not be pinned)");
         }

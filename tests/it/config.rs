@@ -46,6 +46,9 @@ fn everything_set() -> Config {
         dead_letter: Some("/data/logs.dead.ndjson".into()),
         source: Some("/etc/pinflow/urls.txt".into()),
         files: vec!["/data/in/**/*.ndjson".into()],
+        format: "csv".into(),
+        csv_delimiter: "tab".into(),
+        csv_header: false,
         every: Some(Duration::from_secs(45)),
         queue_capacity: 5,
         threads: ThreadConfig {

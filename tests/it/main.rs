@@ -26,6 +26,7 @@ mod cli_conventions;
 mod config;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod continuous;
+mod csv;
 #[cfg(feature = "cli")]
 mod disk_full;
 #[cfg(feature = "http")]
