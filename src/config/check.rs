@@ -201,6 +201,16 @@ pub(super) mod rule {
         )
     }
 
+    pub(in crate::config) fn dedupe_key(c: &Config) -> Vec<Bad> {
+        Bad::when(
+            c.fetch
+                .dedupe_key
+                .as_deref()
+                .is_some_and(|k| k.trim().is_empty()),
+            "is empty: give the column whose value identifies a record",
+        )
+    }
+
     pub(in crate::config) fn cpus(c: &Config) -> Vec<Bad> {
         Bad::when(
             c.threads.cpus.as_ref().is_some_and(|c| c.is_empty()),

@@ -214,6 +214,13 @@ pub struct FetchConfig {
     pub cursor_field: Option<String>,
     /// The query parameter that carries the cursor.
     pub cursor_param: String,
+    /// Continuous mode without duplicates: a row whose value in this column was already
+    /// written (within the last `dedupe_window` keys) is dropped and counted as filtered (see
+    /// [`crate::transform::dedupe`]). Unset: every pass writes everything it fetches again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedupe_key: Option<String>,
+    /// How many of the latest keys `dedupe_key` remembers (the bound on its memory).
+    pub dedupe_window: usize,
     /// Which fetcher runs: `mio` (the event loop) or `ureq` (blocking threads, proxies).
     pub engine: FetchEngine,
     /// Redirects (301, 302, 303, 307, 308) followed per request at most.
@@ -519,6 +526,8 @@ impl Default for FetchConfig {
             records_field: None,
             cursor_field: None,
             cursor_param: "cursor".into(),
+            dedupe_key: None,
+            dedupe_window: 1_000_000,
             engine: FetchEngine::Mio,
             max_redirects: 5,
             redirect_other_hosts: false,

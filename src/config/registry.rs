@@ -637,6 +637,30 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "fetch.dedupe_key",
+        kind: Kind::Text,
+        flag: Flag::Shared("--dedupe-key"),
+        value_name: "COLUMN",
+        help: "Continuous mode: drop rows whose COLUMN value was already written (counted as filtered)",
+        example: "\"id\"",
+        doc: "Polling without duplicates: a row whose value in this column is among the last \
+         `dedupe_window` written is dropped and counted as filtered. Unset, each pass of \
+         continuous mode writes everything it fetches again.",
+        check: Check::Custom(rule::dedupe_key),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.dedupe_window",
+        kind: Kind::Count,
+        flag: Flag::Shared("--dedupe-window"),
+        value_name: "N",
+        help: "Keys `--dedupe-key` remembers, the bound on its memory [default: 1000000]",
+        doc: "How many of the latest keys `dedupe_key` remembers: a duplicate older than this many \
+         keys is written again. Bounds the memory (about 100 bytes a key).",
+        check: Check::int(1, 1 << 30, |c| Some(c.fetch.dedupe_window as u64)),
+        ..BLANK
+    },
+    OptionSpec {
         key: "fetch.engine",
         kind: Kind::Engine,
         flag: Flag::Shared("--engine"),

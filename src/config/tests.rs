@@ -251,6 +251,8 @@ fn everything_set() -> Config {
             records_field: Some("data.items".into()),
             cursor_field: Some("meta.next".into()),
             cursor_param: "page_token".into(),
+            dedupe_key: Some("event_id".into()),
+            dedupe_window: 5000,
             // Not ureq: it excludes continuous mode, which this config turns on.
             engine: FetchEngine::Mio,
             max_redirects: 2,
@@ -548,6 +550,7 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
         ("source", "\" \""),
         ("files", "[\"a.ndjson\", \" \"]"),
         ("format", "\"xml\""),
+        ("fetch.dedupe_key", "\" \""),
         ("csv_delimiter", "\";;\""),
         ("threads.cpus", "[]"),
         ("fetch.cursor_param", "\"a&b\""),

@@ -108,7 +108,15 @@ impl Pipeline {
             .map(|t| t.0)
             .collect();
         let registry = Arc::new(Registry::new(&roles));
-        let transforms = enrichers(&cfg, &registry)?;
+        // Duplicates go first: no lookup is spent on a row that is dropped.
+        let mut transforms: Vec<Arc<dyn Transform>> = Vec::new();
+        if let Some(key) = &cfg.fetch.dedupe_key {
+            transforms.push(Arc::new(crate::transform::dedupe::Dedupe::new(
+                key,
+                cfg.fetch.dedupe_window,
+            )));
+        }
+        transforms.extend(enrichers(&cfg, &registry)?);
         Ok(Pipeline {
             cfg,
             stop: Arc::new(AtomicBool::new(false)),
@@ -222,6 +230,14 @@ impl Pipeline {
             false => None,
         };
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
+        let polled = !matches!(source, Source::Files(_) | Source::Push(_));
+        if cfg.every.is_some() && polled && cfg.fetch.dedupe_key.is_none() {
+            tracing::warn!(
+                "continuous mode without fetch.dedupe_key: each pass fetches every URL again \
+                 and writes all of its records again (set fetch.dedupe_key to the column that \
+                 identifies a record to drop the repeats)"
+            );
+        }
         // An output file from before is replaced only when asked: refused here, before
         // anything is fetched or any file touched.
         let replacing = self.parquet && output.replaces_a_file();

@@ -9,6 +9,7 @@
 // An internal module (hidden from the API docs): its docs may link to other internals.
 #![allow(rustdoc::private_intra_doc_links)]
 
+pub mod dedupe;
 pub mod statistics;
 
 use std::sync::atomic::{AtomicBool, Ordering};

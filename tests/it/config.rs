@@ -79,6 +79,8 @@ fn everything_set() -> Config {
             records_field: Some("results".into()),
             cursor_field: Some("next".into()),
             cursor_param: "after".into(),
+            dedupe_key: Some("id".into()),
+            dedupe_window: 777,
             engine: pinflow::config::FetchEngine::Mio,
             max_redirects: 9,
             redirect_other_hosts: true,

@@ -59,6 +59,8 @@ mod output;
 #[cfg(feature = "cli")]
 mod output_safety;
 #[cfg(feature = "http")]
+mod polling;
+#[cfg(feature = "http")]
 mod rate_limit;
 #[cfg(feature = "http")]
 mod requests;
