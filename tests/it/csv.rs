@@ -122,11 +122,11 @@ fn duckdb_python() -> Option<PathBuf> {
     None
 }
 
-/// Compares, cell by cell and ordered by `id`, DuckDB's `read_csv` of `csv` with DuckDB's
+/// Compares, cell by cell and ordered by the first column, DuckDB's `read_csv` of `csv` with DuckDB's
 /// reading of pinflow's Parquet files `parquet`; timestamps as µs since the epoch (UTC).
 const COMPARE: &str = r#"
 import datetime, sys, duckdb
-csv, delim, parquet = sys.argv[1], sys.argv[2], sys.argv[3:]
+csv, delim, header, parquet = sys.argv[1], sys.argv[2], sys.argv[3] == "true", sys.argv[4:]
 con = duckdb.connect()
 def fetch(rel, params):
     # Timestamps as µs since the epoch in SQL (their Python form would need pytz).
@@ -134,9 +134,9 @@ def fetch(rel, params):
     sel = ", ".join(
         f'epoch_us("{c}") as "{c}"' if t.startswith("TIMESTAMP") else f'"{c}"' for c, t, *_ in desc
     )
-    cur = con.execute(f"select {sel} from {rel} order by id", params)
+    cur = con.execute(f'select {sel} from {rel} order by "{desc[0][0]}"', params)
     return [d[0] for d in desc], [d[1] for d in desc], cur.fetchall()
-a_cols, a_types, a_rows = fetch("read_csv(?, header = true, delim = ?)", [csv, delim])
+a_cols, a_types, a_rows = fetch("read_csv(?, header = ?, delim = ?)", [csv, header, delim])
 b_cols, b_types, b_rows = fetch("read_parquet(?)", [parquet])
 epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 def norm(v):
@@ -170,12 +170,19 @@ for line in bad[:20]:
 sys.exit(1 if bad else 0)
 "#;
 
-fn assert_same_as_duckdb(python: &Path, csv: &Path, delim: char, parquet: &[PathBuf]) {
+fn assert_same_as_duckdb(
+    python: &Path,
+    csv: &Path,
+    delim: char,
+    header: bool,
+    parquet: &[PathBuf],
+) {
     let out = Command::new(python)
         .arg("-c")
         .arg(COMPARE)
         .arg(csv)
         .arg(delim.to_string())
+        .arg(header.to_string())
         .args(parquet)
         .output()
         .unwrap();
@@ -217,10 +224,14 @@ fn csv_output_matches_duckdb_read_csv_cell_by_cell() {
     enc.write_all(windows.as_bytes()).unwrap();
     enc.finish().unwrap();
 
-    for (input, delim, format) in [
-        (&plain, ',', "auto"),
-        (&semi_path, ';', "csv"),
-        (&gz, ',', "auto"),
+    // And without a header row: columns `column0`, `column1`, ... as DuckDB names them.
+    let headless = dir.path().join("headless.csv");
+    std::fs::write(&headless, semi.split_once('\n').unwrap().1).unwrap();
+    for (input, delim, format, header) in [
+        (&plain, ',', "auto", true),
+        (&semi_path, ';', "csv", true),
+        (&gz, ',', "auto", true),
+        (&headless, ';', "auto", false),
     ] {
         let mut cfg = Config::new(dir.path().join(format!(
             "{}.parquet",
@@ -230,21 +241,25 @@ fn csv_output_matches_duckdb_read_csv_cell_by_cell() {
         cfg.fetch.batch_max_bytes = 4096;
         cfg.format = format.into();
         cfg.csv_delimiter = delim.to_string();
+        cfg.csv_header = header;
         let summary = run_files(cfg, input);
         assert!(summary.ledger_balances(), "{summary}");
         assert_eq!(summary.records_written, n as u64, "{summary}");
         assert_eq!(summary.fetch.failed, 0, "{summary}");
         assert!(summary.fetch.requests > 10, "chunked: {summary}");
         let schema = summary.schema.clone().unwrap_or_default();
-        assert!(
-            schema.contains("id:int64")
-                && schema.contains("score:float64")
-                && schema.contains("ok:bool")
-                && schema.contains("at:timestamp")
-                && schema.contains("name:string"),
-            "{schema}"
-        );
-        assert_same_as_duckdb(&python, input, delim, &[summary.output.clone().unwrap()]);
+        let names = match header {
+            true => ["id", "name", "score", "ok", "at"],
+            false => ["column0", "column1", "column2", "column3", "column4"],
+        };
+        for (name, ty) in names
+            .iter()
+            .zip(["int64", "string", "float64", "bool", "timestamp"])
+        {
+            assert!(schema.contains(&format!("{name}:{ty}")), "{schema}");
+        }
+        let out = summary.output.clone().unwrap();
+        assert_same_as_duckdb(&python, input, delim, header, &[out]);
     }
 }
 
