@@ -226,6 +226,31 @@ pub(super) mod rule {
         )
     }
 
+    pub(in crate::config) fn format(c: &Config) -> Vec<Bad> {
+        Bad::when(
+            !matches!(c.format.as_str(), "auto" | "ndjson" | "csv"),
+            "is not auto, ndjson or csv",
+        )
+    }
+
+    pub(in crate::config) fn csv_delimiter(c: &Config) -> Vec<Bad> {
+        let d = c.csv_delimiter.as_bytes();
+        Bad::when(
+            c.csv_delimiter != "tab" && (d.len() != 1 || matches!(d[0], b'"' | b'\n' | b'\r')),
+            "is not one ASCII character other than a quote or a line break, or `tab`",
+        )
+    }
+
+    pub(in crate::config) fn dedupe_key(c: &Config) -> Vec<Bad> {
+        Bad::when(
+            c.fetch
+                .dedupe_key
+                .as_deref()
+                .is_some_and(|k| k.trim().is_empty()),
+            "is empty: give the column whose value identifies a record",
+        )
+    }
+
     pub(in crate::config) fn cpus(c: &Config) -> Vec<Bad> {
         Bad::when(
             c.threads.cpus.as_ref().is_some_and(|c| c.is_empty()),

@@ -104,6 +104,14 @@ pub struct Config {
     /// [`Source::files`](crate::Source::files).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+    /// How `files` are read: `auto` (by name: `.csv` and `.csv.gz` are CSV, `.json` one
+    /// document, anything else NDJSON), `ndjson` or `csv` (every input, stdin too).
+    pub format: String,
+    /// The CSV field delimiter: one ASCII character (`","`, `";"`, `"\t"`), or `tab`.
+    pub csv_delimiter: String,
+    /// Whether a CSV file's first row names its columns; without one they are `column0`,
+    /// `column1`, ...
+    pub csv_header: bool,
     /// Continuous mode: poll the sources again every this long until signalled.
     /// `None` (the default) runs once.
     #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
@@ -227,6 +235,13 @@ pub struct FetchConfig {
     pub cursor_field: Option<String>,
     /// The query parameter that carries the cursor.
     pub cursor_param: String,
+    /// Continuous mode without duplicates: a row whose value in this column was already
+    /// written (within the last `dedupe_window` keys) is dropped and counted as filtered (see
+    /// [`crate::transform::dedupe`]). Unset: every pass writes everything it fetches again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedupe_key: Option<String>,
+    /// How many of the latest keys `dedupe_key` remembers (the bound on its memory).
+    pub dedupe_window: usize,
     /// Which fetcher runs: `mio` (the event loop) or `ureq` (blocking threads, proxies).
     pub engine: FetchEngine,
     /// Redirects (301, 302, 303, 307, 308) followed per request at most.
@@ -659,6 +674,8 @@ impl Default for FetchConfig {
             records_field: None,
             cursor_field: None,
             cursor_param: "cursor".into(),
+            dedupe_key: None,
+            dedupe_window: 1_000_000,
             engine: FetchEngine::Mio,
             max_redirects: 5,
             redirect_other_hosts: false,
@@ -725,6 +742,9 @@ impl Config {
             dead_letter: None,
             source: None,
             files: Vec::new(),
+            format: "auto".into(),
+            csv_delimiter: ",".into(),
+            csv_header: true,
             every: None,
             queue_capacity: 4,
             threads: ThreadConfig::default(),

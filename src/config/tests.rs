@@ -218,6 +218,9 @@ fn everything_set() -> Config {
         dead_letter: Some("/data/dead.ndjson".into()),
         source: Some("http://127.0.0.1:8080/logs/{1..10}.json".into()),
         files: vec!["/var/log/app/*.ndjson".into(), "-".into()],
+        format: "csv".into(),
+        csv_delimiter: ";".into(),
+        csv_header: false,
         every: Some(Duration::from_secs(30)),
         queue_capacity: 3,
         threads: ThreadConfig {
@@ -248,6 +251,8 @@ fn everything_set() -> Config {
             records_field: Some("data.items".into()),
             cursor_field: Some("meta.next".into()),
             cursor_param: "page_token".into(),
+            dedupe_key: Some("event_id".into()),
+            dedupe_window: 5000,
             // Not ureq: it excludes continuous mode, which this config turns on.
             engine: FetchEngine::Mio,
             max_redirects: 2,
@@ -630,6 +635,9 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
         ("filter", "[\"a == 1\", \"a = 1\"]"),
         ("rename", "[\"a=b\", \"c\"]"),
         ("files", "[\"a.ndjson\", \" \"]"),
+        ("format", "\"xml\""),
+        ("fetch.dedupe_key", "\" \""),
+        ("csv_delimiter", "\";;\""),
         ("threads.cpus", "[]"),
         ("fetch.cursor_param", "\"a&b\""),
         ("fetch.shutdown_timeout", "\"2h\""),

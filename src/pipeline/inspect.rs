@@ -92,6 +92,7 @@ fn sample(cfg: &Config, source: Source, want: usize) -> Result<Vec<BodyBatch>> {
         // Nothing is windowed here: batches need no end-of-file marks.
         source_order: false,
     };
+    let file_opts = ingest::files::FileOptions::from_config(cfg);
     let mut fetch = cfg.fetch.clone();
     // A handful of records needs a handful of requests at a time (a template's next URLs are
     // not sent once enough came back), and what is still on the wire when they have come is
@@ -103,7 +104,7 @@ fn sample(cfg: &Config, source: Source, want: usize) -> Result<Vec<BodyBatch>> {
     let stop_ingest = Arc::clone(&stop);
     let ingest = std::thread::Builder::new()
         .name("pinflow-inspect".into())
-        .spawn(move || ingest::run(source, &fetch, None, chans, stop_ingest))
+        .spawn(move || ingest::run(source, &fetch, &file_opts, None, chans, stop_ingest))
         .map_err(|e| Error::Thread {
             thread: "pinflow-inspect".into(),
             why: e.to_string(),

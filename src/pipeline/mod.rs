@@ -130,9 +130,18 @@ impl Pipeline {
             .map(|t| t.0)
             .collect();
         let registry = Arc::new(Registry::new(&roles));
-        // The `[[enrich]]` lookups first, then the `[[transform]]` steps and the flags' (which
-        // may use the looked-up columns), then the library user's.
-        let (mut config_steps, enriched) = enrichers(&cfg, &registry)?;
+        // Duplicates first (no lookup is spent on a row that is dropped), then the `[[enrich]]`
+        // lookups, then the `[[transform]]` steps and the flags' (which may use the looked-up
+        // columns), then the library user's.
+        let mut config_steps: Vec<Arc<dyn Transform>> = Vec::new();
+        if let Some(key) = &cfg.fetch.dedupe_key {
+            config_steps.push(Arc::new(crate::transform::dedupe::Dedupe::new(
+                key,
+                cfg.fetch.dedupe_window,
+            )));
+        }
+        let (lookups, enriched) = enrichers(&cfg, &registry)?;
+        config_steps.extend(lookups);
         // Bound at once to a fixed schema (with the looked-up columns): a step naming a column
         // the rows lack fails here.
         let layout = transform_config::parse_schema(&cfg).layout()?;
@@ -230,7 +239,13 @@ impl Pipeline {
     /// request goes out), then the stage threads, downstream first; then the joins, upstream
     /// first, and the ledger.
     pub fn run(&self, source: Source) -> Result<Summary> {
-        let cfg = &self.cfg;
+        // CSV without configured fields: the header and first rows type the columns now, so
+        // that every chunk's cells are written as the types the parse stage expects.
+        let csv_cfg = match &source {
+            Source::Files(inputs) => ingest::files::infer_schema(&self.cfg, inputs),
+            _ => None,
+        };
+        let cfg = csv_cfg.as_ref().unwrap_or(&self.cfg);
         let plan = self.plan();
         let registry = &self.registry;
         // Latencies in the summary are this run's: the registry's histograms span all runs.
@@ -251,6 +266,14 @@ impl Pipeline {
             false => None,
         };
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
+        let polled = !matches!(source, Source::Files(_) | Source::Push(_));
+        if cfg.every.is_some() && polled && cfg.fetch.dedupe_key.is_none() {
+            tracing::warn!(
+                "continuous mode without fetch.dedupe_key: each pass fetches every URL again \
+                 and writes all of its records again (set fetch.dedupe_key to the column that \
+                 identifies a record to drop the repeats)"
+            );
+        }
         // An output file from before is replaced only when asked: refused here, before
         // anything is fetched or any file touched.
         let replacing = self.parquet && output.replaces_a_file();
@@ -354,6 +377,12 @@ impl Pipeline {
         summary.stale_temporaries_removed = stale.len() as u64;
         summary.plan = plan.describe();
         summary.schema = running.inferred.get().map(|l| l.describe_inferred());
+        if let Some(c) = &csv_cfg {
+            summary.schema = Some(format!(
+                "inferred from the CSV header and first rows: {}",
+                c.schema.fields.join(", ")
+            ));
+        }
         if spawner.pin_failed() {
             summary.plan.push_str(" (some threads could not be pinned)");
         }

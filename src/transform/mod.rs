@@ -13,6 +13,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub mod config;
+pub mod dedupe;
 pub mod statistics;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -28,6 +28,7 @@ mod config;
 mod continuous;
 #[cfg(all(feature = "cli", feature = "failpoints"))]
 mod crash_points;
+mod csv;
 #[cfg(feature = "cli")]
 mod disk_full;
 #[cfg(feature = "http")]
@@ -59,6 +60,8 @@ mod net_faults;
 mod output;
 #[cfg(feature = "cli")]
 mod output_safety;
+#[cfg(feature = "http")]
+mod polling;
 #[cfg(feature = "http")]
 mod rate_limit;
 #[cfg(feature = "http")]
