@@ -278,19 +278,26 @@ impl Enricher {
                 k.rows.push(u32::MAX);
                 continue;
             };
-            let s = *distinct.entry(v).or_insert_with(|| {
-                let t = text(&v);
-                let mut key = String::new();
-                match self.lookups {
-                    Lookups::Table(_) => key.push_str(&t),
-                    Lookups::Http { .. } => {
-                        // One field: the template's only field is this one.
-                        let _ = self.url_into(&mut key, |_| Ok(Cow::Borrowed(&t)));
+            // A lookup first: almost every row's value is known already, and `get` is
+            // cheaper than `entry`.
+            let s = match distinct.get(&v) {
+                Some(&s) => s,
+                None => {
+                    let t = text(&v);
+                    let mut key = String::new();
+                    match self.lookups {
+                        Lookups::Table(_) => key.push_str(&t),
+                        Lookups::Http { .. } => {
+                            // One field: the template's only field is this one.
+                            let _ = self.url_into(&mut key, |_| Ok(Cow::Borrowed(&t)));
+                        }
                     }
+                    let s = k.keys.len() as u32;
+                    k.keys.push(key);
+                    distinct.insert(v, s);
+                    s
                 }
-                k.keys.push(key);
-                k.keys.len() as u32 - 1
-            });
+            };
             k.rows.push(s);
         }
         if null_rows > 0 {
