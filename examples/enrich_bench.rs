@@ -125,21 +125,42 @@ fn pipeline(dir: &std::path::Path, name: &str, enrich: Vec<EnrichConfig>) -> Pip
     Pipeline::new(cfg).expect("pipeline")
 }
 
-/// Records per second of the timed runs (after one untimed run), their median.
-fn timed(p: &Pipeline, input: &std::path::Path, runs: usize, records: usize) -> f64 {
+/// CPU seconds this process has used (all threads; Linux `/proc/self/stat`, 100 ticks a
+/// second), or 0 where it cannot be read. On a shared machine the wall-clock rate depends on
+/// the others' load; the CPU spent per record does much less.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's `)`: utime and stime are the 12th and 13th.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
+/// The medians of the timed runs (after one untimed run): records per second, and CPU
+/// microseconds per record.
+fn timed(p: &Pipeline, input: &std::path::Path, runs: usize, records: usize) -> (f64, f64) {
     let source = || Source::files(&[input.display().to_string()]).expect("source");
     let first = p.run(source()).expect("run");
     assert_eq!(first.records_written as usize, records);
-    let mut rates: Vec<f64> = (0..runs)
+    let (mut rates, mut cpu): (Vec<f64>, Vec<f64>) = (0..runs)
         .map(|_| {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), cpu_seconds());
             let s = p.run(source()).expect("run");
             assert_eq!(s.records_written as usize, records);
-            records as f64 / t.elapsed().as_secs_f64()
+            (
+                records as f64 / t.elapsed().as_secs_f64(),
+                (cpu_seconds() - c) * 1e6 / records as f64,
+            )
         })
-        .collect();
+        .unzip();
     rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
+    cpu.sort_by(f64::total_cmp);
+    (rates[rates.len() / 2], cpu[cpu.len() / 2])
 }
 
 fn main() {
@@ -162,13 +183,13 @@ fn main() {
 
     // 1. Warm cache against no enrichment.
     let (base, calls) = lookup_server(Duration::ZERO);
-    let plain = timed(
+    let (plain, plain_cpu) = timed(
         &pipeline(&dir, "plain.parquet", Vec::new()),
         &input,
         a.runs,
         a.records,
     );
-    let enriched = timed(
+    let (enriched, enriched_cpu) = timed(
         &pipeline(&dir, "enriched.parquet", vec![table(&base)]),
         &input,
         a.runs,
@@ -183,6 +204,10 @@ fn main() {
         plain,
         ratio,
         calls.load(Ordering::Relaxed)
+    );
+    println!(
+        "warm cache CPU: {enriched_cpu:.3} us/record enriched, {plain_cpu:.3} without: ratio {:.3}",
+        plain_cpu / enriched_cpu
     );
 
     // 2. Cold start against a slow server: one call per distinct key.

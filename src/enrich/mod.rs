@@ -38,7 +38,7 @@ pub mod table;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -46,8 +46,10 @@ use std::time::Instant;
 
 use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
+use arrow_select::take::take;
 
 use self::cache::{Cache, Cached, Scalar};
 use self::client::{Client, Failure, Job, Outcome};
@@ -76,11 +78,20 @@ pub struct Enricher {
     stats: Arc<EnrichStats>,
 }
 
-/// A row's key: its slot among the batch's distinct keys, or why it has none.
-enum RowKey {
-    Slot(u32),
-    None(Arc<str>),
+/// A batch's rows by lookup: each row's slot, the distinct keys (slots `0..keys.len()`), then
+/// the distinct reasons why rows have no key (the slots after).
+struct Keyed {
+    rows: Vec<u32>,
+    keys: Vec<String>,
+    reasons: Vec<Arc<str>>,
 }
+
+/// The tables matching a batch's rows to their slots: hashbrown looked up by borrowed values
+/// (no allocation per row), foldhash randomly seeded (the keys come from input).
+/// Marks a row's slot as a reason's while the keys are still being counted.
+const REASON: u32 = 1 << 31;
+
+type SlotMap<K> = hashbrown::HashMap<K, u32, foldhash::fast::RandomState>;
 
 impl Enricher {
     /// The enricher of the `n`th `[[enrich]]` table (`cfg`), with the fetcher's TLS settings
@@ -140,17 +151,58 @@ impl Enricher {
         }
     }
 
-    /// Each row's key (a slot in `keys`) or why it has none.
-    fn keys(&self, rows: &RecordBatch) -> (Vec<RowKey>, Vec<String>) {
+    /// Each row's slot: among the distinct keys, or among the reasons why rows have none.
+    fn keys(&self, rows: &RecordBatch) -> Keyed {
         let fields = self.spec.key_fields();
         let cols: Vec<Option<&dyn Array>> = fields
             .iter()
             .map(|f| rows.column_by_name(f).map(|c| c.as_ref()))
             .collect();
-        let mut distinct: HashMap<String, u32> = HashMap::new();
-        let mut keys = Vec::new();
-        let mut reasons: HashMap<String, Arc<str>> = HashMap::new();
-        let mut out = Vec::with_capacity(rows.num_rows());
+        let mut k = Keyed {
+            rows: Vec::with_capacity(rows.num_rows()),
+            keys: Vec::new(),
+            reasons: Vec::new(),
+        };
+        // The common case, one key field: rows are matched by the field's value itself, and the
+        // key is made once per distinct value.
+        if let ([field], [Some(c)]) = (fields.as_slice(), cols.as_slice()) {
+            let c = *c;
+            match c.data_type() {
+                DataType::Utf8 => {
+                    let a = c.as_string::<i32>();
+                    return self.keys_of_values(
+                        k,
+                        field,
+                        a.len(),
+                        |i| a.is_valid(i).then(|| a.value(i)),
+                        |v| Cow::Borrowed(*v),
+                    );
+                }
+                DataType::LargeUtf8 => {
+                    let a = c.as_string::<i64>();
+                    return self.keys_of_values(
+                        k,
+                        field,
+                        a.len(),
+                        |i| a.is_valid(i).then(|| a.value(i)),
+                        |v| Cow::Borrowed(*v),
+                    );
+                }
+                DataType::Int64 => {
+                    let a = c.as_primitive::<Int64Type>();
+                    return self.keys_of_values(
+                        k,
+                        field,
+                        a.len(),
+                        |i| a.is_valid(i).then(|| a.value(i)),
+                        |v| Cow::Owned(v.to_string()),
+                    );
+                }
+                _ => {}
+            }
+        }
+        let mut distinct: SlotMap<String> = SlotMap::default();
+        let mut reasons: SlotMap<String> = SlotMap::default();
         // Rows are matched by their fields' texts (length-prefixed, so no two differ only in
         // where one ends); the URL is made once per distinct key, not per row.
         let mut raw = String::new();
@@ -167,43 +219,115 @@ impl Enricher {
                     let mut key = String::new();
                     match self.lookups {
                         Lookups::Table(_) => key.push_str(&key_text(cols[0], fields[0], i)?),
-                        Lookups::Http { .. } => self.url_of(&cols, i, &mut key)?,
+                        Lookups::Http { .. } => {
+                            let mut field = 0;
+                            self.url_into(&mut key, |f| {
+                                let t = key_text(cols[field], f, i);
+                                field += 1;
+                                t
+                            })?;
+                        }
                     }
-                    let s = keys.len() as u32;
+                    let s = k.keys.len() as u32;
                     distinct.insert(raw.clone(), s);
-                    keys.push(key);
+                    k.keys.push(key);
                     Ok(s)
                 }
             });
-            out.push(match made {
-                Ok(s) => RowKey::Slot(s),
+            k.rows.push(match made {
+                Ok(s) => s,
                 Err(why) => {
                     self.stats.error("no_key");
-                    let r = reasons
-                        .entry(why)
-                        .or_insert_with_key(|w| Arc::from(format!("{}: {w}", self.spec.name)));
-                    RowKey::None(Arc::clone(r))
+                    match reasons.get(why.as_str()) {
+                        Some(&r) => r,
+                        None => {
+                            let r = k.reasons.len() as u32 | REASON;
+                            k.reasons
+                                .push(Arc::from(format!("{}: {why}", self.spec.name)));
+                            reasons.insert(why, r);
+                            r
+                        }
+                    }
                 }
             });
         }
-        (out, keys)
+        // Reasons come after the keys (marked by the top bit until the keys are counted).
+        let n = k.keys.len() as u32;
+        for s in k.rows.iter_mut().filter(|s| **s & REASON != 0) {
+            *s = (*s & !REASON) + n;
+        }
+        k
     }
 
-    /// Row `i`'s lookup URL, into `out`.
-    fn url_of(
+    /// The one-key-field case: rows matched by `value(i)` (`None`: null), the key made of
+    /// `text(value)` once per distinct value.
+    fn keys_of_values<'a, V: std::hash::Hash + Eq + Copy>(
         &self,
-        cols: &[Option<&dyn Array>],
-        i: usize,
+        mut k: Keyed,
+        field: &str,
+        rows: usize,
+        value: impl Fn(usize) -> Option<V>,
+        text: impl Fn(&V) -> Cow<'a, str>,
+    ) -> Keyed {
+        let mut distinct: SlotMap<V> =
+            SlotMap::with_capacity_and_hasher(64, foldhash::fast::RandomState::default());
+        let mut null_rows = 0u64;
+        for i in 0..rows {
+            let Some(v) = value(i) else {
+                null_rows += 1;
+                k.rows.push(u32::MAX);
+                continue;
+            };
+            // A lookup first: almost every row's value is known already, and `get` is
+            // cheaper than `entry`.
+            let s = match distinct.get(&v) {
+                Some(&s) => s,
+                None => {
+                    let t = text(&v);
+                    let mut key = String::new();
+                    match self.lookups {
+                        Lookups::Table(_) => key.push_str(&t),
+                        Lookups::Http { .. } => {
+                            // One field: the template's only field is this one.
+                            let _ = self.url_into(&mut key, |_| Ok(Cow::Borrowed(&t)));
+                        }
+                    }
+                    let s = k.keys.len() as u32;
+                    k.keys.push(key);
+                    distinct.insert(v, s);
+                    s
+                }
+            };
+            k.rows.push(s);
+        }
+        if null_rows > 0 {
+            // Null rows: no key, the reason after the keys.
+            let r = k.keys.len() as u32;
+            k.reasons.push(Arc::from(format!(
+                "{}: field `{field}` is null",
+                self.spec.name
+            )));
+            for s in k.rows.iter_mut().filter(|s| **s == u32::MAX) {
+                *s = r;
+            }
+            for _ in 0..null_rows {
+                self.stats.error("no_key");
+            }
+        }
+        k
+    }
+
+    /// The lookup URL, into `out`, each field's text from `text(field name)` in template
+    /// order.
+    fn url_into<'a>(
+        &self,
         out: &mut String,
+        mut text: impl FnMut(&str) -> std::result::Result<Cow<'a, str>, String>,
     ) -> std::result::Result<(), String> {
-        let mut field = 0;
         for part in &self.spec.url {
             match part {
                 UrlPart::Text(t) => out.push_str(t),
-                UrlPart::Field(f) => {
-                    escape_into(out, &key_text(cols[field], f, i)?);
-                    field += 1;
-                }
+                UrlPart::Field(f) => escape_into(out, &text(f)?),
             }
         }
         Ok(())
@@ -329,92 +453,97 @@ impl Transform for Enricher {
         rows: RecordBatch,
         rejected: &mut Vec<Rejected>,
     ) -> std::result::Result<RecordBatch, BoxError> {
-        let (row_keys, keys) = self.keys(&rows);
+        let Keyed {
+            rows: slots,
+            keys,
+            reasons,
+        } = self.keys(&rows);
         let answers = self.answers(keys);
-        let failed: Vec<Option<Arc<str>>> = answers
-            .iter()
-            .map(|a| {
-                a.as_ref()
-                    .err()
-                    .map(|f| Arc::from(format!("{}: {}", self.spec.name, f.detail)))
-            })
-            .collect();
         let spec = &self.spec;
+        // Everything is worked out once per slot (distinct key or reason), then each column
+        // is taken row by row from its slots' values.
+        let slot_count = answers.len() + reasons.len();
         let mut builders: Vec<ColumnBuilder> = spec
             .columns
             .iter()
-            .map(|c| ColumnBuilder::new(c.ty, rows.num_rows()))
+            .map(|c| ColumnBuilder::new(c.ty, slot_count))
             .collect();
-        let mut errors: Vec<Option<String>> = Vec::with_capacity(rows.num_rows());
-        let mut any_error = false;
-        for key in &row_keys {
-            let mut why: Option<String> = None;
-            match key {
-                RowKey::None(reason) => why = Some(reason.to_string()),
-                RowKey::Slot(s) => match &answers[*s as usize] {
-                    Ok(Some(values)) => {
-                        for (b, v) in builders.iter_mut().zip(values.iter()) {
-                            if let Scalar::Bad(reason) = v {
-                                let text = format!("{}: {reason}", spec.name);
-                                why = Some(match why {
-                                    Some(w) => format!("{w}; {text}"),
-                                    None => text,
-                                });
-                            }
-                            b.push(v);
+        let mut why: Vec<Option<String>> = Vec::with_capacity(slot_count);
+        for a in &answers {
+            match a {
+                Ok(Some(values)) => {
+                    let mut w: Option<String> = None;
+                    let mut values = values.iter();
+                    for b in builders.iter_mut() {
+                        let v = values.next().unwrap_or(&Scalar::Null);
+                        if let Scalar::Bad(reason) = v {
+                            let text = format!("{}: {reason}", spec.name);
+                            w = Some(match w {
+                                Some(w) => format!("{w}; {text}"),
+                                None => text,
+                            });
                         }
+                        b.push(v);
                     }
-                    Ok(None) => builders.iter_mut().for_each(|b| b.push(&Scalar::Null)),
-                    Err(_) => why = failed[*s as usize].as_deref().map(str::to_string),
-                },
-            }
-            if why.is_some() {
-                any_error = true;
-                if !matches!(key, RowKey::Slot(s) if matches!(answers[*s as usize], Ok(Some(_)))) {
+                    why.push(w);
+                }
+                Ok(None) => {
                     builders.iter_mut().for_each(|b| b.push(&Scalar::Null));
+                    why.push(None);
+                }
+                Err(f) => {
+                    builders.iter_mut().for_each(|b| b.push(&Scalar::Null));
+                    why.push(Some(format!("{}: {}", spec.name, f.detail)));
                 }
             }
-            errors.push(why);
         }
+        for r in &reasons {
+            builders.iter_mut().for_each(|b| b.push(&Scalar::Null));
+            why.push(Some(r.to_string()));
+        }
+        let any_error =
+            why.iter().any(Option::is_some) && slots.iter().any(|&s| why[s as usize].is_some());
         if any_error && spec.on_error == OnError::Fail {
-            let (n, first) = errors
-                .iter()
-                .flatten()
-                .fold((0, None), |(n, f), e| (n + 1, f.or(Some(e))));
+            let mut failed = slots.iter().filter_map(|&s| why[s as usize].as_ref());
+            let first = failed.next().map_or("", |s| s.as_str());
             return Err(format!(
-                "{n} row(s) of a batch could not be enriched (on_error = \"fail\"), the first: {}",
-                first.map_or("", |s| s.as_str())
+                "{} row(s) of a batch could not be enriched (on_error = \"fail\"), the first: {first}",
+                failed.count() + 1
             )
             .into());
         }
+        let indices = UInt32Array::from(slots);
         let mut fields: Vec<Arc<Field>> = rows.schema().fields().iter().cloned().collect();
         let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
         for (c, b) in spec.columns.iter().zip(builders) {
+            let column = take(b.finish().as_ref(), &indices, None)?;
             if let Some(at) = fields.iter().position(|f| f.name() == &c.name) {
                 // The record already has a field of that name: the lookup's value replaces it.
                 fields[at] = Arc::new(Field::new(&c.name, c.ty.data_type(), true));
-                columns[at] = b.finish();
+                columns[at] = column;
             } else {
                 fields.push(Arc::new(Field::new(&c.name, c.ty.data_type(), true)));
-                columns.push(b.finish());
+                columns.push(column);
             }
         }
         let dead_letter = spec.on_error == OnError::DeadLetter && any_error;
-        let failed_rows: Vec<bool> = match dead_letter {
-            true => errors.iter().map(Option::is_some).collect(),
-            false => Vec::new(),
-        };
         if spec.on_error == OnError::Null && spec.error_column {
-            merge_text_column(&mut fields, &mut columns, ERROR_COLUMN, errors);
+            let texts: ArrayRef = match any_error {
+                true => {
+                    let per_slot: StringArray = why.iter().map(Option::as_deref).collect();
+                    take(&per_slot, &indices, None)?
+                }
+                false => arrow_array::new_null_array(&DataType::Utf8, rows.num_rows()),
+            };
+            merge_text_column(&mut fields, &mut columns, ERROR_COLUMN, texts);
         } else if dead_letter {
-            let original = &rows;
-            for (i, why) in errors.into_iter().enumerate() {
-                if let Some(reason) = why {
+            for (i, &s) in indices.values().iter().enumerate() {
+                if let Some(reason) = &why[s as usize] {
                     rejected.push(Rejected {
                         class: "enrich failed".into(),
-                        reason,
+                        reason: reason.clone(),
                         // The row as this enricher received it.
-                        excerpt: crate::output::row_json(original, i),
+                        excerpt: crate::output::row_json(&rows, i),
                         source: None,
                     });
                 }
@@ -424,37 +553,46 @@ impl Transform for Enricher {
         if !dead_letter {
             return Ok(out);
         }
-        let keep: arrow_array::BooleanArray = failed_rows.iter().map(|f| Some(!f)).collect();
+        let keep: arrow_array::BooleanArray = indices
+            .values()
+            .iter()
+            .map(|&s| Some(why[s as usize].is_none()))
+            .collect();
         Ok(arrow_select::filter::filter_record_batch(&out, &keep)?)
     }
 }
 
-/// Adds the text column `name`, or, when an earlier enricher added it, joins both texts
-/// (`a; b`) row by row.
+/// Adds the text column `name` (`texts`, one per row), or, when an earlier enricher added it,
+/// joins both texts (`a; b`) row by row.
 fn merge_text_column(
     fields: &mut Vec<Arc<Field>>,
     columns: &mut Vec<ArrayRef>,
     name: &str,
-    texts: Vec<Option<String>>,
+    texts: ArrayRef,
 ) {
     let existing = fields.iter().position(|f| f.name() == name);
     let earlier = existing.and_then(|at| {
         (columns[at].data_type() == &DataType::Utf8).then(|| columns[at].as_string::<i32>().clone())
     });
-    let mut b = StringBuilder::with_capacity(texts.len(), 0);
-    for (i, t) in texts.into_iter().enumerate() {
-        let before = earlier
-            .as_ref()
-            .filter(|e| !e.is_null(i))
-            .map(|e| e.value(i));
-        match (before, t) {
-            (Some(a), Some(b2)) => b.append_value(format!("{a}; {b2}")),
-            (Some(a), None) => b.append_value(a),
-            (None, Some(t)) => b.append_value(t),
-            (None, None) => b.append_null(),
+    let col: ArrayRef = match earlier {
+        // Nothing to join: the texts as they are.
+        None => texts,
+        Some(earlier) => {
+            let texts = texts.as_string::<i32>();
+            let mut b = StringBuilder::with_capacity(texts.len(), 0);
+            for i in 0..texts.len() {
+                let before = earlier.is_valid(i).then(|| earlier.value(i));
+                let t = texts.is_valid(i).then(|| texts.value(i));
+                match (before, t) {
+                    (Some(a), Some(b2)) => b.append_value(format!("{a}; {b2}")),
+                    (Some(a), None) => b.append_value(a),
+                    (None, Some(t)) => b.append_value(t),
+                    (None, None) => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
         }
-    }
-    let col: ArrayRef = Arc::new(b.finish());
+    };
     match existing {
         Some(at) => {
             fields[at] = Arc::new(Field::new(name, DataType::Utf8, true));

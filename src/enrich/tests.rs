@@ -54,20 +54,20 @@ fn answers_are_typed_by_column_and_a_misfit_is_named() {
 #[test]
 fn error_columns_of_two_enrichers_are_joined() {
     use arrow_array::cast::AsArray;
-    use arrow_array::Array;
+    use arrow_array::{Array, StringArray};
     let mut fields = Vec::new();
     let mut columns = Vec::new();
     merge_text_column(
         &mut fields,
         &mut columns,
         "_e",
-        vec![Some("a".into()), None, None],
+        Arc::new(StringArray::from(vec![Some("a"), None, None])),
     );
     merge_text_column(
         &mut fields,
         &mut columns,
         "_e",
-        vec![Some("b".into()), Some("c".into()), None],
+        Arc::new(StringArray::from(vec![Some("b"), Some("c"), None])),
     );
     assert_eq!(fields.len(), 1);
     let c = columns[0].as_string::<i32>();

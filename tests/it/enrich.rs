@@ -389,6 +389,38 @@ fn on_error_null_names_the_reason_per_row() {
     assert_eq!(stub.total_calls(), 2);
 }
 
+/// A template of several fields takes the general path (rows matched by all their fields'
+/// texts): each row still gets its own key's answer, or its own reason, with rows without a key
+/// between keyed ones.
+#[test]
+fn a_template_of_several_fields_gives_each_row_its_answer_or_reason() {
+    let stub = Stub::start(Duration::ZERO);
+    stub.set("bad-bad", Mode::Fail);
+    let mut cfg = stub.table();
+    cfg.url = Some(format!("{}/services/{{service}}-{{service}}", stub.base));
+    let e = enricher(&cfg);
+    let keys = [Some("a"), None, Some("bad"), Some("a"), None, Some("b")];
+    let out = e.apply(batch(&keys)).unwrap();
+    let (a, b) = (data("a-a"), data("b-b"));
+    assert_eq!(
+        strings(&out, "team"),
+        vec![Some(a.0.clone()), None, None, Some(a.0), None, Some(b.0)]
+    );
+    assert_eq!(
+        ints(&out, "tier"),
+        vec![Some(a.1), None, None, Some(a.1), None, Some(b.1)]
+    );
+    let errors = strings(&out, "_enrich_error");
+    let null_key = |e: &Option<String>| e.as_deref().is_some_and(|e| e.contains("is null"));
+    assert!(null_key(&errors[1]) && null_key(&errors[4]), "{errors:?}");
+    assert!(
+        errors[2].as_deref().unwrap().contains("HTTP 500"),
+        "{errors:?}"
+    );
+    assert_eq!((&errors[0], &errors[3], &errors[5]), (&None, &None, &None));
+    assert_eq!((stub.calls("a-a"), stub.total_calls()), (1, 3));
+}
+
 #[test]
 fn keys_are_percent_escaped_into_the_url() {
     let stub = Stub::start(Duration::ZERO);
