@@ -150,6 +150,14 @@ pub struct BodyBatch {
     pub ticket: Option<BatchTicket>,
     /// Records pushed ready-made ([`crate::push`]), passed through the parse stage as they are.
     pub prebuilt: Vec<arrow_array::RecordBatch>,
+    /// The batch's number in the order the ingest thread shipped it (see [`SourceOrder`]),
+    /// set when it is first shipped; `None` until then.
+    pub order: Option<u64>,
+    /// The source partition every item of this batch comes from (see [`SourceOrder`]).
+    pub partition: u32,
+    /// Set on the last batch of a partition that has ended (a file read to its end): no row
+    /// of `partition` comes after this batch's.
+    pub partition_ended: bool,
 }
 
 impl BodyBatch {
@@ -273,6 +281,9 @@ impl BodyBatch {
             item
         }));
         self.prebuilt.append(&mut other.prebuilt);
+        // Only batches of one partition join (push and HTTP sources have one); an end mark
+        // travels with the rows before it.
+        self.partition_ended |= other.partition_ended;
         other.clear();
     }
 
@@ -289,6 +300,9 @@ impl BodyBatch {
         self.items.clear();
         self.ticket = None;
         self.prebuilt.clear();
+        self.order = None;
+        self.partition = 0;
+        self.partition_ended = false;
     }
 }
 
@@ -330,6 +344,34 @@ pub struct RecordsBatch {
     pub oldest: Option<Instant>,
     /// Keeps the live-batch count while this batch is in the pipeline.
     pub ticket: Option<BatchTicket>,
+    /// Where this batch stands in source order: the number and partition of the body batch
+    /// it was parsed from.
+    pub source: SourceOrder,
+}
+
+/// Where a batch stands in source order, for the stages that must see rows in the order the
+/// source gave them (time windows decide lateness in that order, so the same input gives the
+/// same rows whatever the thread counts and batch sizes).
+///
+/// The ingest thread numbers every batch it ships, from 0 and without gaps, whether it goes
+/// through the parse threads or the short path (a batch that joins the one waiting in the short
+/// path's mailbox takes that one's number: nothing can come between them). Parse and compute
+/// threads finish batches out of order; the writer puts them back in number order.
+///
+/// A source *partition* is a stream whose records are in order among themselves: one file of a
+/// file source (its index in the list), or the whole of an HTTP or push source (partition 0).
+/// A file source ships a batch at the end of each file when source order is asked for
+/// ([`IngestChannels::source_order`](crate::handoff::IngestChannels::source_order)), so every
+/// batch's rows come from one partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceOrder {
+    /// The body batch's number ([`BodyBatch::order`]); `None` for a batch made outside the
+    /// pipeline (a test, a benchmark).
+    pub number: Option<u64>,
+    /// The partition of every row of the batch.
+    pub partition: u32,
+    /// No row of `partition` comes after this batch's.
+    pub partition_ended: bool,
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, for dead-letter excerpts.

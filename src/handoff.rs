@@ -15,7 +15,7 @@
 //!   writer wakes joins it.
 //! - [`IdleSignal`] lets an idle parse thread wake an ingest loop holding a batch back.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -224,6 +224,10 @@ pub struct IngestChannels {
     /// journal, metrics endpoint): its connections are capped at `RLIMIT_NOFILE` less this
     /// ([`crate::Config::descriptor_reserve`]).
     pub descriptor_reserve: usize,
+    /// A later stage needs rows in source order, by partition (time windows): a file source
+    /// then ships a batch at the end of each file, so no batch mixes two partitions, and
+    /// marks it [`BodyBatch::partition_ended`]. See [`crate::batch::SourceOrder`].
+    pub source_order: bool,
 }
 
 impl IngestChannels {
@@ -265,7 +269,7 @@ impl IngestChannels {
     /// Pages of cursor pagination always take the parse threads: the fetcher waits for their
     /// cursor replies, and learns that none will come when the parse threads' reply channel
     /// closes, which a writer holding a sender would prevent.
-    pub fn try_short_path(&self, batch: BodyBatch) -> std::result::Result<(), BodyBatch> {
+    pub fn try_short_path(&self, mut batch: BodyBatch) -> std::result::Result<(), BodyBatch> {
         let Some(sp) = self
             .short_path
             .as_ref()
@@ -273,6 +277,8 @@ impl IngestChannels {
         else {
             return Err(batch);
         };
+        // Numbered before the put: refused, it keeps its number on the parse threads' way.
+        self.out.number(&mut batch);
         // A batch still waiting (the writer is between its notice and taking it): this one
         // could not join it, so it goes through the parse threads, behind that notice.
         sp.mailbox.put(batch)?;
@@ -320,26 +326,46 @@ impl IngestChannels {
 
 /// The parse threads' queue. Every send counts the batch into [`Upstream`], so the short path
 /// knows when nothing is on its way to the writer.
+///
+/// It also numbers the batches in the order they are shipped ([`ToParse::number`]), for the
+/// stages that must put them back in source order ([`crate::batch::SourceOrder`]).
 #[derive(Clone)]
 pub struct ToParse {
     tx: Sender<BodyBatch>,
     upstream: Arc<Upstream>,
+    /// The next batch number. Only the ingest thread ships, so the numbers follow its order.
+    next_number: Arc<AtomicU64>,
 }
 
 impl ToParse {
     /// The queue `tx`, counting into `upstream`.
     pub fn new(tx: Sender<BodyBatch>, upstream: Arc<Upstream>) -> ToParse {
-        ToParse { tx, upstream }
+        ToParse {
+            tx,
+            upstream,
+            next_number: Arc::default(),
+        }
+    }
+
+    /// Gives `b` the next batch number, unless it has one: a batch keeps its number through
+    /// retried sends and a refused short path, so numbers have no gaps and follow the order
+    /// batches leave the ingest thread.
+    pub fn number(&self, b: &mut BodyBatch) {
+        if b.order.is_none() {
+            b.order = Some(self.next_number.fetch_add(1, Ordering::Relaxed));
+        }
     }
 
     /// Sends, blocking while the queue is full.
-    pub fn send(&self, b: BodyBatch) -> std::result::Result<(), SendError<BodyBatch>> {
+    pub fn send(&self, mut b: BodyBatch) -> std::result::Result<(), SendError<BodyBatch>> {
+        self.number(&mut b);
         self.upstream.enter();
         self.tx.send(b).inspect_err(|_| self.upstream.cancel())
     }
 
     /// Sends if there is room now.
-    pub fn try_send(&self, b: BodyBatch) -> std::result::Result<(), TrySendError<BodyBatch>> {
+    pub fn try_send(&self, mut b: BodyBatch) -> std::result::Result<(), TrySendError<BodyBatch>> {
+        self.number(&mut b);
         self.upstream.enter();
         self.tx.try_send(b).inspect_err(|_| self.upstream.cancel())
     }
@@ -347,9 +373,10 @@ impl ToParse {
     /// Sends, waiting at most `t` for room.
     pub fn send_timeout(
         &self,
-        b: BodyBatch,
+        mut b: BodyBatch,
         t: Duration,
     ) -> std::result::Result<(), SendTimeoutError<BodyBatch>> {
+        self.number(&mut b);
         self.upstream.enter();
         self.tx
             .send_timeout(b, t)
@@ -419,6 +446,7 @@ mod tests {
                 mailbox: Arc::default(),
             }),
             descriptor_reserve: 0,
+            source_order: false,
         };
         Rig {
             chans,

@@ -93,6 +93,7 @@ pub mod schema;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod stage;
+pub mod window;
 
 pub use config::{Compression, Config};
 pub use error::{Error, Result};

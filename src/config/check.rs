@@ -172,6 +172,50 @@ impl Check {
 pub(super) mod rule {
     use super::*;
 
+    pub(in crate::config) fn window_time(c: &Config) -> Vec<Bad> {
+        Bad::when(c.window.time.trim().is_empty(), "is empty")
+    }
+
+    pub(in crate::config) fn window_by(c: &Config) -> Vec<Bad> {
+        let by = &c.window.by;
+        Bad::items(by.iter().enumerate().map(|(n, name)| {
+            if by[..n].contains(name) {
+                Err(format!("`{name}` is listed twice"))
+            } else if *name == c.window.time {
+                Err(format!(
+                    "`{name}` is the event-time column (window.time); a key must be another column"
+                ))
+            } else {
+                Ok(())
+            }
+        }))
+    }
+
+    pub(in crate::config) fn window_overflow(c: &Config) -> Vec<Bad> {
+        let o = &c.window.overflow;
+        Bad::when(
+            !matches!(o.as_str(), "close-oldest" | "dead-letter"),
+            format!("`{o}` is not a policy: close-oldest or dead-letter"),
+        )
+    }
+
+    pub(in crate::config) fn window_aggregates(c: &Config) -> Vec<Bad> {
+        let mut bad = Vec::new();
+        for (field, aggs) in &c.window.aggregates {
+            if field.trim().is_empty() {
+                bad.push(Bad::value("a field name is empty"));
+            }
+            for (n, a) in aggs.iter().enumerate() {
+                if let Err(why) = crate::window::Agg::parse(a) {
+                    bad.push(Bad::value(format!("{field}[{n}]: {why}")));
+                } else if aggs[..n].contains(a) {
+                    bad.push(Bad::value(format!("{field}: `{a}` is listed twice")));
+                }
+            }
+        }
+        bad
+    }
+
     pub(in crate::config) fn source(c: &Config) -> Vec<Bad> {
         Bad::when(
             c.source.as_deref().is_some_and(|s| s.trim().is_empty()),
@@ -341,6 +385,59 @@ impl Config {
         self.pagination_problems(found);
         self.schema_problems(found);
         self.partition_problems(found);
+        self.window_problems(found);
+    }
+
+    /// Windows: the hop within the size, window keys only with windows on, and the columns
+    /// named against a fixed schema (an inferred one is checked at the first batch).
+    fn window_problems(&self, found: &mut Problems) {
+        let w = &self.window;
+        let Some(size) = w.size else {
+            let set = [
+                ("window.hop", w.hop.is_some()),
+                ("window.by", !w.by.is_empty()),
+                ("window.aggregates", !w.aggregates.is_empty()),
+                ("window.idle", w.idle.is_some()),
+                ("window.lateness", !w.lateness.is_zero()),
+            ];
+            for (key, _) in set.iter().filter(|(_, on)| *on) {
+                found.bad(
+                    key,
+                    "is set but windows are off: set window.size (--window) too".into(),
+                );
+            }
+            return;
+        };
+        if w.hop.is_some_and(|hop| hop > size) {
+            found.bad(
+                "window.hop",
+                format!(
+                    "must be at most window.size ({}): a longer hop would skip records",
+                    super::format_duration(size)
+                ),
+            );
+        }
+        // Each part already had its own check; a bad one is reported there.
+        let parts_ok = [
+            rule::window_time,
+            rule::window_by,
+            rule::window_overflow,
+            rule::window_aggregates,
+        ]
+        .iter()
+        .all(|r| r(self).is_empty());
+        if !parts_ok {
+            return;
+        }
+        if let Err(why) = self.window_spec().and_then(|spec| spec.validate()) {
+            found.bad("window", why);
+            return;
+        }
+        if let Ok(Some(layout)) = self.schema.layout() {
+            if let Err((key, why)) = self.window_against(&layout.output_schema()) {
+                found.bad(&key, why);
+            }
+        }
     }
 
     /// A client certificate and its key go together.

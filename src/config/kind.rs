@@ -40,6 +40,12 @@ pub(super) enum Kind {
     ListenAddr,
     LogFormat,
     Progress,
+    /// A duration, whose flag also takes `SIZE/HOP` (`--window 10s/5s`: the hop goes to
+    /// `window.hop`, see [`ConfigLayer::from_flags`](super::ConfigLayer::from_flags)).
+    WindowSize,
+    /// A table of field name -> array of aggregate names; in the environment and on the
+    /// command line, `FIELD:AGG,AGG` (one per line in the environment; flags repeat).
+    AggregateTable,
 }
 
 impl Kind {
@@ -62,6 +68,8 @@ impl Kind {
             Kind::ListenAddr => "address",
             Kind::LogFormat => "text or json",
             Kind::Progress => "auto, always or never",
+            Kind::WindowSize => "duration",
+            Kind::AggregateTable => "table of aggregate lists",
         }
     }
 
@@ -69,7 +77,11 @@ impl Kind {
     pub(super) fn is_list(self) -> bool {
         matches!(
             self,
-            Kind::CpuList | Kind::HeaderList | Kind::NameList | Kind::StringList
+            Kind::CpuList
+                | Kind::HeaderList
+                | Kind::NameList
+                | Kind::StringList
+                | Kind::AggregateTable
         )
     }
 
@@ -81,6 +93,14 @@ impl Kind {
             Kind::Duration if s.trim().parse::<f64>().is_ok() => {
                 self.read_text(&format!("{}s", s.trim()))
             }
+            // `SIZE/HOP`: both must read; the size is this key's value.
+            Kind::WindowSize => match s.split_once('/') {
+                Some((size, hop)) => {
+                    Kind::Duration.read_flag(hop)?;
+                    Kind::Duration.read_flag(size)
+                }
+                None => Kind::Duration.read_flag(s),
+            },
             _ => self.read_text(s),
         }
     }
@@ -103,6 +123,10 @@ impl Kind {
             Kind::LogFormat => "\"text\" or \"json\"",
             Kind::Engine => "\"mio\" or \"ureq\"",
             Kind::Progress => "\"auto\", \"always\" or \"never\"",
+            Kind::WindowSize => "a duration string such as \"10s\"",
+            Kind::AggregateTable => {
+                "a table of aggregate lists such as { latency_ms = [\"count\", \"p99\"] }"
+            }
         }
     }
 
@@ -215,8 +239,41 @@ impl Kind {
                 }
                 Ok(toml::Value::Array(out))
             }
+            (Kind::AggregateTable, DeValue::Table(fields)) => {
+                let mut out = toml::Table::new();
+                for (field, aggs) in fields.iter() {
+                    let field: &str = field.get_ref();
+                    let at = format!("{path}.{field}");
+                    let DeValue::Array(items) = aggs.get_ref() else {
+                        return Err((
+                            at,
+                            format!(
+                                "expected an array of aggregate names, got {}",
+                                describe(aggs.get_ref())
+                            ),
+                        ));
+                    };
+                    let mut names = Vec::new();
+                    for (n, item) in items.iter().enumerate() {
+                        match item.get_ref() {
+                            DeValue::String(a) if !a.trim().is_empty() => {
+                                names.push(toml::Value::String(a.trim().to_string()))
+                            }
+                            other => {
+                                return Err((
+                                    format!("{at}[{n}]"),
+                                    format!("expected an aggregate name, got {}", describe(other)),
+                                ))
+                            }
+                        }
+                    }
+                    out.insert(field.to_string(), toml::Value::Array(names));
+                }
+                Ok(toml::Value::Table(out))
+            }
             (
-                Kind::CpuList
+                Kind::AggregateTable
+                | Kind::CpuList
                 | Kind::HeaderList
                 | Kind::NameList
                 | Kind::StringList
@@ -301,6 +358,35 @@ impl Kind {
             Kind::LogFormat => string(s.parse::<LogFormat>()?.to_string()),
             Kind::Engine => string(s.parse::<FetchEngine>()?.to_string()),
             Kind::Progress => string(s.parse::<Progress>()?.to_string()),
+            Kind::WindowSize => Kind::Duration.read_text(s),
+            Kind::AggregateTable => {
+                let mut out = toml::Table::new();
+                for spec in s.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    let Some((field, aggs)) = spec.split_once(':') else {
+                        return Err(format!(
+                            "`{spec}` is not FIELD:AGG,... (e.g. latency_ms:count,mean,p99)"
+                        ));
+                    };
+                    let names: Vec<toml::Value> = aggs
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|a| !a.is_empty())
+                        .map(|a| toml::Value::String(a.to_string()))
+                        .collect();
+                    if field.trim().is_empty() || names.is_empty() {
+                        return Err(format!(
+                            "`{spec}` is not FIELD:AGG,... (e.g. latency_ms:count,mean,p99)"
+                        ));
+                    }
+                    match out.get_mut(field.trim()) {
+                        Some(toml::Value::Array(have)) => have.extend(names),
+                        _ => {
+                            out.insert(field.trim().to_string(), toml::Value::Array(names));
+                        }
+                    }
+                }
+                Ok(toml::Value::Table(out))
+            }
         }
     }
 }

@@ -148,10 +148,38 @@ impl ConfigLayer {
                 });
                 continue;
             };
+            // `--window SIZE/HOP` sets `window.hop` too.
+            if let (Some(hop), Some(hop_spec)) = (
+                (spec.kind == super::kind::Kind::WindowSize)
+                    .then(|| text.split_once('/').map(|(_, h)| h))
+                    .flatten(),
+                option("window.hop"),
+            ) {
+                if let Ok(v) = hop_spec.kind.read_flag(hop) {
+                    layer.set(hop_spec.key(), v);
+                    layer.origins.insert(hop_spec.key().to_string(), origin.clone());
+                }
+            }
             match spec.kind.read_flag(text) {
                 Ok(toml::Value::Array(more)) if layer.is_set(key) => {
                     if let Some(toml::Value::Array(items)) = layer.get_mut(key) {
                         items.extend(more);
+                    }
+                    layer.origins.insert(key.to_string(), origin);
+                }
+                // A repeated table flag (`--window-agg`): its fields add up.
+                Ok(toml::Value::Table(more)) if layer.is_set(key) => {
+                    if let Some(toml::Value::Table(have)) = layer.get_mut(key) {
+                        for (field, aggs) in more {
+                            match (have.get_mut(&field), aggs) {
+                                (Some(toml::Value::Array(a)), toml::Value::Array(b)) => {
+                                    a.extend(b)
+                                }
+                                (_, aggs) => {
+                                    have.insert(field, aggs);
+                                }
+                            }
+                        }
                     }
                     layer.origins.insert(key.to_string(), origin);
                 }

@@ -114,6 +114,8 @@ pub struct Config {
     pub writer: WriterConfig,
     /// The columns and statistics written.
     pub schema: SchemaConfig,
+    /// Time windows: per-key aggregates over event time (off unless `window.size` is set).
+    pub window: WindowConfig,
     /// The Prometheus metrics and health endpoint.
     pub metrics: MetricsConfig,
     /// Logging and the progress line.
@@ -436,6 +438,131 @@ impl SchemaConfig {
     }
 }
 
+/// Time windows (`[window]`): per-key aggregates over event time, written as rows instead of
+/// the records. Off unless [`size`](WindowConfig::size) is set; see docs/usage.md, "Time
+/// windows", and [`WindowConfig::spec`] for the engine's form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowConfig {
+    /// The window size; `None` (the default) turns windows off.
+    #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
+    pub size: Option<Duration>,
+    /// Hopping windows: a new window every `hop` (at most `size`). `None`: tumbling.
+    #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
+    pub hop: Option<Duration>,
+    /// The event-time column (a timestamp, or an integer of epoch microseconds).
+    pub time: String,
+    /// Key columns (strings or integers); empty: one global key.
+    pub by: Vec<String>,
+    /// The watermark trails the highest event time seen by this much.
+    #[serde(with = "duration_serde")]
+    pub lateness: Duration,
+    /// Processing time after which a silent source stops holding windows open; `None`: never.
+    #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
+    pub idle: Option<Duration>,
+    /// The most open (key, window) pairs.
+    pub max_open: usize,
+    /// Past `max_open`: `close-oldest` or `dead-letter`.
+    pub overflow: String,
+    /// Field -> aggregates (`count`, `sum`, `mean`, `var`, `min`, `max`, `pNN`, `first`,
+    /// `last`). Columns follow the field names' order (a TOML table has no other), each field's
+    /// aggregates in the order given.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub aggregates: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig {
+            size: None,
+            hop: None,
+            time: "ts".into(),
+            by: Vec::new(),
+            lateness: Duration::ZERO,
+            idle: None,
+            max_open: 1_000_000,
+            overflow: "close-oldest".into(),
+            aggregates: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl WindowConfig {
+    /// Whether windows are on (`size` is set).
+    pub fn enabled(&self) -> bool {
+        self.size.is_some()
+    }
+
+    /// The engine's form of these settings, for [`PipelineBuilder::window`](crate::PipelineBuilder::window)
+    /// and the writer; an error says what cannot be read (an aggregate name), and
+    /// [`WindowSpec::validate`](crate::window::WindowSpec::validate) the rest. Windows must
+    /// be on.
+    pub fn spec(&self) -> std::result::Result<crate::window::WindowSpec, String> {
+        let size = self
+            .size
+            .ok_or_else(|| "windows are off: window.size is not set".to_string())?;
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let aggregates = self
+            .aggregates
+            .iter()
+            .map(|(field, aggs)| {
+                let aggs = aggs
+                    .iter()
+                    .map(|a| crate::window::Agg::parse(a).map_err(|why| format!("{field}: {why}")))
+                    .collect::<std::result::Result<Vec<_>, String>>()?;
+                Ok((field.clone(), aggs))
+            })
+            .collect::<std::result::Result<Vec<_>, String>>()?;
+        Ok(crate::window::WindowSpec {
+            size_us: micros(size),
+            hop_us: micros(self.hop.unwrap_or(size)),
+            time_field: self.time.clone(),
+            by: self.by.clone(),
+            lateness_us: micros(self.lateness),
+            idle: self.idle,
+            max_open: self.max_open,
+            overflow: match self.overflow.as_str() {
+                "dead-letter" => crate::window::Overflow::DeadLetter,
+                _ => crate::window::Overflow::CloseOldest,
+            },
+            aggregates,
+        })
+    }
+}
+
+impl Config {
+    /// The window spec, when windows are on ([`WindowConfig::spec`]).
+    pub(crate) fn window_spec(&self) -> std::result::Result<crate::window::WindowSpec, String> {
+        self.window.spec()
+    }
+
+    /// Checks the window's columns against the rows' schema (the time column, the keys, the
+    /// aggregated fields): the error names the key to change.
+    pub(crate) fn window_against(
+        &self,
+        rows: &arrow_schema::SchemaRef,
+    ) -> std::result::Result<(), (String, String)> {
+        let spec = self
+            .window_spec()
+            .map_err(|why| ("window".to_string(), why))?;
+        window_spec_against(&spec, rows)
+    }
+}
+
+/// Whether windows of `spec` can run on rows of `schema`: the engine's own check, with the
+/// configuration key each problem is about (`window.time`, `window.by`, `window.aggregates`).
+pub(crate) fn window_spec_against(
+    spec: &crate::window::WindowSpec,
+    schema: &arrow_schema::SchemaRef,
+) -> std::result::Result<(), (String, String)> {
+    let spec = std::sync::Arc::new(spec.clone());
+    match crate::window::WindowOperator::new(spec, schema) {
+        Ok(_) => Ok(()),
+        Err(Error::Config { what, why }) => Err((what, why)),
+        Err(e) => Err(("window".to_string(), e.to_string())),
+    }
+}
+
 /// The HTTP endpoint serving Prometheus metrics and health checks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -577,6 +704,7 @@ impl Config {
             fetch: FetchConfig::default(),
             writer: WriterConfig::default(),
             schema: SchemaConfig::default(),
+            window: WindowConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
         }

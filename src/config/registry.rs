@@ -119,6 +119,8 @@ pub enum Topic {
     Writer,
     /// `[schema]`.
     Schema,
+    /// `[window]`.
+    Window,
     /// `[metrics]`.
     Metrics,
     /// `[log]`.
@@ -127,12 +129,13 @@ pub enum Topic {
 
 impl Topic {
     /// Every topic, in file order.
-    pub const ALL: [Topic; 7] = [
+    pub const ALL: [Topic; 8] = [
         Topic::Pipeline,
         Topic::Threads,
         Topic::Fetch,
         Topic::Writer,
         Topic::Schema,
+        Topic::Window,
         Topic::Metrics,
         Topic::Log,
     ];
@@ -145,6 +148,7 @@ impl Topic {
             Topic::Fetch => "fetch",
             Topic::Writer => "writer",
             Topic::Schema => "schema",
+            Topic::Window => "window",
             Topic::Metrics => "metrics",
             Topic::Log => "log",
         }
@@ -158,6 +162,7 @@ impl Topic {
             Topic::Fetch => "Fetch",
             Topic::Writer => "Writer",
             Topic::Schema => "Schema",
+            Topic::Window => "Window",
             Topic::Metrics => "Metrics",
             Topic::Log => "Log",
         }
@@ -172,6 +177,10 @@ impl Topic {
             Topic::Writer => "The Parquet writer.",
             Topic::Schema => {
                 "The columns written and the statistics added (default: the built-in log layout)."
+            }
+            Topic::Window => {
+                "Time windows: per-key aggregates over event time, written instead of the records \
+                 (off unless `size` is set). See docs/usage.md, \"Time windows\"."
             }
             Topic::Metrics => "The Prometheus metrics and health endpoint.",
             Topic::Log => "Diagnostics on standard error.",
@@ -1007,6 +1016,115 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
          its password redacted, or FILE:FIRST-LAST lines of a file source) and fetched_at \
          (_fetched_at: when its body was fetched or read, UTC).",
         check: Check::Custom(rule::lineage),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "window.size",
+        kind: Kind::WindowSize,
+        flag: Flag::Shared("--window"),
+        value_name: "SIZE[/HOP]",
+        help: "Time windows of this size on event time, SIZE or SIZE/HOP for hopping windows (e.g. 10s, 10s/5s); rows become per-window aggregates [default: off]",
+        example: "\"10s\"",
+        doc: "Turns time windows on: windows of this size on the event-time column, aligned to the \
+         Unix epoch ([k*hop, k*hop + size)). Each window's aggregates are written as one row per \
+         key once the watermark passes its end, instead of the records. The flag also takes \
+         SIZE/HOP (sets `window.hop`).",
+        check: Check::span(NONZERO, MAX_DURATION, |c| c.window.size),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "window.hop",
+        kind: Kind::Duration,
+        flag: Flag::None,
+        example: "\"5s\"",
+        doc: "Hopping windows: a new window starts every `hop` (at most `size`, and `size` a whole \
+         number of hops is not required: state is kept in panes of gcd(size, hop)). Unset: \
+         tumbling windows (hop = size). On the command line: --window SIZE/HOP.",
+        check: Check::span(NONZERO, MAX_DURATION, |c| c.window.hop),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "window.time",
+        kind: Kind::Text,
+        flag: Flag::Shared("--window-time"),
+        value_name: "COLUMN",
+        help: "The event-time column windows are on: a timestamp or an integer of epoch microseconds [default: ts]",
+        doc: "The event-time column: a timestamp column, or an integer column of epoch microseconds.",
+        check: Check::Custom(rule::window_time),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "window.by",
+        kind: Kind::NameList,
+        flag: Flag::Shared("--window-by"),
+        value_name: "COLUMNS",
+        help: "Key columns (strings or integers), comma-separated: one row per key and window [default: one global key]",
+        example: "[\"service\", \"host\"]",
+        doc: "Key columns (string or integer): one row per key and window, the key columns by their \
+         names. Empty: one global key.",
+        check: Check::Custom(rule::window_by),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "window.lateness",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--window-lateness"),
+        value_name: "DURATION",
+        help: "How far behind the highest event time seen a record may be before its window closes [default: 0s]",
+        doc: "The watermark is the highest event time seen less this: a window is written once the \
+         watermark passes its end, and a record whose windows have all been written is late (a \
+         dead letter whose reason names the window).",
+        check: Check::span(Duration::ZERO, MAX_DURATION, |c| Some(c.window.lateness)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "window.idle",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--window-idle"),
+        value_name: "DURATION",
+        help: "Close windows when nothing arrives for this long (processing time) [default: never]",
+        example: "\"30s\"",
+        doc: "Processing time: a source partition silent this long stops holding the watermark \
+         back, and when every one is, every open window is written. Unset: windows close only on \
+         event time, at the end of input and at a stop.",
+        check: Check::span(NONZERO, MAX_DURATION, |c| c.window.idle),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "window.max_open",
+        kind: Kind::Count,
+        flag: Flag::Shared("--window-max-open"),
+        value_name: "N",
+        help: "Most open (key, window) pairs kept; past it `window.overflow` applies [default: 1000000]",
+        doc: "The most open (key, window) pairs held in memory; past it, `window.overflow` decides.",
+        check: Check::int(1, 1 << 32, |c| Some(c.window.max_open as u64)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "window.overflow",
+        kind: Kind::Text,
+        flag: Flag::Shared("--window-overflow"),
+        value_name: "POLICY",
+        help: "Past window.max_open: close-oldest (write the oldest pair early, partial = true) or dead-letter (new keys) [default: close-oldest]",
+        doc: "Past `max_open`: \"close-oldest\" writes the oldest open pair early, marked in the \
+         `partial` column; \"dead-letter\" dead-letters the records that would open a new pair. \
+         Counted in pinflow_window_closed_early_total or as dead letters.",
+        check: Check::Custom(rule::window_overflow),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "window.aggregates",
+        kind: Kind::AggregateTable,
+        flag: Flag::Shared("--window-agg"),
+        value_name: "FIELD:AGG,...",
+        help: "Aggregates of a numeric field per window, FIELD:AGG,... (repeatable); count, sum, mean, var, min, max, pNN, first, last [default: count only]",
+        example: "{ latency_ms = [\"count\", \"mean\", \"var\", \"p99\"] }",
+        doc: "Aggregates per numeric field, written as FIELD_AGG columns (fields in name order, \
+         aggregates in the order given): count (non-null values), sum, mean, var (sample, n-1; null \
+         below 2 values), min, max, pNN (p50, p99, p99.9; DDSketch, relative error at most 1 %), \
+         first and last (by event time). In TOML a table, `latency_ms = [\"count\", \"p99\"]`; in \
+         the environment one FIELD:AGG,... per line.",
+        check: Check::Custom(rule::window_aggregates),
         ..BLANK
     },
     OptionSpec {

@@ -173,6 +173,9 @@ pub fn run(
         }
         r.index = index as u64;
         r.read_input(input, &stop)?;
+        if r.chans.source_order && !r.report.interrupted {
+            r.end_partition()?;
+        }
     }
     r.ship()?;
     r.chans.registry.cycles.fetch_add(1, Ordering::Relaxed);
@@ -342,6 +345,20 @@ impl Reader<'_> {
         if self.batch.is_empty() && self.batch.ticket.is_none() {
             self.batch.ticket = Some(self.chans.live.ticket());
         }
+        if self.chans.source_order {
+            // One partition per input: its index (the batch ships at the input's end).
+            self.batch.partition = self.index as u32;
+        }
+    }
+
+    /// Source order (time windows): the input is read to its end. Its last batch ships now,
+    /// marked, so no batch mixes two inputs and the window operator learns that this input no
+    /// longer holds its watermark back; an input whose rows all shipped already gets an empty
+    /// batch that carries only the mark.
+    fn end_partition(&mut self) -> Result<()> {
+        self.start_batch();
+        self.batch.partition_ended = true;
+        self.ship_now()
     }
 
     /// Hands over one body found at byte `offset` of the current input, unless the journal
@@ -383,6 +400,11 @@ impl Reader<'_> {
         if self.batch.is_empty() {
             return Ok(());
         }
+        self.ship_now()
+    }
+
+    /// Ships the batch, even an empty one (an end-of-input mark, see `end_partition`).
+    fn ship_now(&mut self) -> Result<()> {
         let mut next = self.chans.recycled.try_recv().unwrap_or_default();
         next.shrink_arena(2 * self.cfg.batch_max_bytes);
         let batch = std::mem::replace(&mut self.batch, next);

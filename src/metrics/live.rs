@@ -199,12 +199,55 @@ pub struct Registry {
     pub last_write_unix_ms: AtomicU64,
     /// Completed cycles of a continuous run (1 after a one-shot run).
     pub cycles: AtomicU64,
+    /// Time windows, when on (all zero otherwise).
+    pub window: WindowMetrics,
     queue_depth: [AtomicUsize; 3],
     queue_capacity: [AtomicUsize; 3],
     latency: [Mutex<Latency>; 6],
     threads: Vec<ThreadHealth>,
     running: AtomicBool,
     draining: AtomicBool,
+}
+
+/// The time windows' live figures, set by the writer thread (which runs the window operator).
+#[derive(Debug)]
+pub struct WindowMetrics {
+    /// Open (key, window) pairs now.
+    pub open: AtomicU64,
+    /// Window rows emitted (written to the output and the sinks).
+    pub rows_emitted: AtomicU64,
+    /// Records dead-lettered as late: every window they belong to had been written.
+    pub late: AtomicU64,
+    /// (key, window) pairs closed early, marked partial, because `window.max_open` was reached.
+    pub closed_early: AtomicU64,
+    /// The watermark, in microseconds since the Unix epoch; `i64::MIN` while there is none.
+    pub watermark_us: std::sync::atomic::AtomicI64,
+}
+
+impl Default for WindowMetrics {
+    fn default() -> Self {
+        WindowMetrics {
+            open: AtomicU64::new(0),
+            rows_emitted: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            closed_early: AtomicU64::new(0),
+            watermark_us: std::sync::atomic::AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl WindowMetrics {
+    /// Wall-clock now minus the watermark, in seconds: how far the written windows trail real
+    /// time (large when replaying old data); `None` before the first watermark.
+    pub fn watermark_lag_seconds(&self) -> Option<f64> {
+        let w = self.watermark_us.load(Relaxed);
+        (w != i64::MIN).then(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            (now.saturating_sub(w)) as f64 / 1e6
+        })
+    }
 }
 
 impl Registry {
@@ -237,6 +280,7 @@ impl Registry {
             files_finalized: AtomicU64::new(0),
             last_write_unix_ms: AtomicU64::new(0),
             cycles: AtomicU64::new(0),
+            window: WindowMetrics::default(),
             queue_depth: Default::default(),
             queue_capacity: Default::default(),
             latency: Default::default(),

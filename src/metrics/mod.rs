@@ -248,7 +248,8 @@ pub struct StageLatencies {
 /// The ledger and figures of a finished run.
 ///
 /// The ledger balances: `fetch.requests == fetch.delivered + fetch.failed + fetch.cancelled`,
-/// and `records_parsed == records_written + records_dead_lettered + records_filtered`.
+/// and `records_parsed == records_written + records_dead_lettered + records_filtered +
+/// records_windowed`.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     /// Request side.
@@ -261,6 +262,11 @@ pub struct Summary {
     pub records_dead_lettered: u64,
     /// Rows a user transform ([`crate::stage::Transform`]) dropped on purpose (a filter).
     pub records_filtered: u64,
+    /// Time windows: records taken into windows, whose aggregates are the window rows
+    /// (records the windows reject, late ones say, are dead letters).
+    pub records_windowed: u64,
+    /// Time windows: window rows written (one per key and window), not records.
+    pub window_rows_written: u64,
     /// Dead letters by reason class.
     pub dead_by_reason: BTreeMap<String, u64>,
     /// Row groups written.
@@ -315,7 +321,10 @@ impl Summary {
     pub fn ledger_balances(&self) -> bool {
         self.fetch.requests == self.fetch.delivered + self.fetch.failed + self.fetch.cancelled
             && self.records_parsed
-                == self.records_written + self.records_dead_lettered + self.records_filtered
+                == self.records_written
+                    + self.records_dead_lettered
+                    + self.records_filtered
+                    + self.records_windowed
     }
 }
 
@@ -356,6 +365,13 @@ impl std::fmt::Display for Summary {
         }
         if self.records_filtered > 0 {
             writeln!(f, "  filtered {} by transforms", self.records_filtered)?;
+        }
+        if self.records_windowed > 0 || self.window_rows_written > 0 {
+            writeln!(
+                f,
+                "windows    {} records aggregated into {} window rows written",
+                self.records_windowed, self.window_rows_written
+            )?;
         }
         writeln!(
             f,

@@ -37,6 +37,7 @@ pub fn render(r: &Registry) -> String {
 
     requests(&mut o, r);
     records(&mut o, r);
+    windows(&mut o, r);
     queues(&mut o, r);
     threads(&mut o, r);
     latencies(&mut o, r);
@@ -207,6 +208,43 @@ fn records(o: &mut String, r: &Registry) {
         "Passes over the sources completed (continuous mode polls again and again).",
         r.cycles.load(Relaxed),
     );
+}
+
+/// Time windows: open pairs, rows emitted, late records, early closes, watermark lag.
+fn windows(o: &mut String, r: &Registry) {
+    let w = &r.window;
+    gauge(
+        o,
+        "pinflow_window_open",
+        "Open (key, window) pairs held by the window operator.",
+        w.open.load(Relaxed) as f64,
+    );
+    counter(
+        o,
+        "pinflow_window_rows_emitted_total",
+        "Window rows written (one per key and window, once the watermark passed its end, or at idle, end of input or stop).",
+        w.rows_emitted.load(Relaxed),
+    );
+    counter(
+        o,
+        "pinflow_window_late_total",
+        "Records dead-lettered as late: every window they belong to had already been written.",
+        w.late.load(Relaxed),
+    );
+    counter(
+        o,
+        "pinflow_window_closed_early_total",
+        "(key, window) pairs written early, marked partial, because window.max_open was reached.",
+        w.closed_early.load(Relaxed),
+    );
+    if let Some(lag) = w.watermark_lag_seconds() {
+        gauge(
+            o,
+            "pinflow_window_watermark_lag_seconds",
+            "Wall-clock time now minus the window watermark (highest event time seen less window.lateness, the minimum over source partitions that are not idle), in seconds: how far written windows trail real time. Absent before the first record.",
+            lag,
+        );
+    }
 }
 
 /// Queue depths and capacities.

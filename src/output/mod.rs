@@ -27,6 +27,7 @@ mod local;
 mod parquet;
 mod partition;
 mod plan;
+mod windows;
 mod writer;
 
 pub use deadletter::DeadLetterLog;
@@ -205,4 +206,10 @@ pub struct WriterReport {
     /// A batch the writer parsed and computed itself (the short path) failed: the files are
     /// complete, as after a failed parse thread, and the run ends with this error.
     pub stage_failed: Option<crate::error::Error>,
+    /// Time windows: window rows written (not counted in `rows`, which are records).
+    pub window_rows: u64,
+    /// Time windows: records taken into windows (aggregated, so not written as rows).
+    pub records_windowed: u64,
+    /// Time windows: records the operator dead-lettered (late, ...), by reason class.
+    pub window_rejected: std::collections::BTreeMap<String, u64>,
 }

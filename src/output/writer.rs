@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use super::windows::WindowStage;
 use super::{DeadLetterLog, Holds, LocalParquet, Output, OutputPlan, ParquetFile, WriterReport};
 use arrow_array::{BooleanArray, RecordBatch};
 
@@ -49,6 +50,7 @@ pub fn run(
         journal,
         sinks,
         prepare,
+        window,
     } = parts;
     let guard = StateGuard::new(registry, thread);
     let output = LocalParquet::new(plan, registry, journal.is_some(), first)?;
@@ -69,6 +71,8 @@ pub fn run(
         registry,
         prepare,
         prepare_failed: None,
+        window: window.map(WindowStage::new),
+        window_rows: 0,
     };
     let mut result = w.run_loop(&rx, &mut dead, thread);
     if result.is_ok() {
@@ -98,6 +102,13 @@ pub fn run(
         output: out.output,
         dead_letter_file: dead.finish()?,
         stage_failed: w.prepare_failed.take(),
+        window_rows: w.window_rows,
+        records_windowed: w.window.as_ref().map_or(0, |s| s.records_windowed),
+        window_rejected: w
+            .window
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.rejected_by_class))
+            .unwrap_or_default(),
     };
     guard.finish();
     Ok(report)
@@ -116,6 +127,9 @@ pub struct WriterParts {
     /// Turns the short path's body batches ([`ToWriter::Bodies`]) into rows: parse and
     /// compute, as a parse thread would. Dropped when the loop ends. `None`: no short path.
     pub prepare: Option<Prepare>,
+    /// Time windows, when on: the rows go to the window operator, in source order, and its
+    /// window rows to the output and the sinks (see `windows.rs`).
+    pub window: Option<std::sync::Arc<crate::window::WindowSpec>>,
 }
 
 /// Parses and computes a body batch on the writer thread (the short path).
@@ -151,6 +165,12 @@ struct Writer<'a> {
     /// writer goes on draining its queue and finishes its files, as it does when a parse or
     /// compute thread fails, and the run then ends with this error.
     prepare_failed: Option<Error>,
+    /// Time windows, when on. The operator's state is
+    /// `window.operator` ([`WindowStage::operator`]): a checkpoint saves it with
+    /// [`crate::window::WindowOperator::snapshot`].
+    window: Option<WindowStage>,
+    /// Window rows written (the records they aggregate are counted in the window stage).
+    window_rows: u64,
 }
 
 impl Writer<'_> {
@@ -175,21 +195,22 @@ impl Writer<'_> {
             match next {
                 Ok(input) => {
                     self.registry.set_queue_depth(QueueId::Output, rx.len());
-                    if let Some(batch) = self.rows_of(input)? {
-                        self.write_batch(&batch, dead)?;
-                        if self.journal.is_some() {
-                            for &seq in &batch.items {
-                                self.items.insert(seq);
-                            }
-                            if self.output.checkpoint_due() {
-                                self.checkpoint(dead)?;
-                            }
+                    let mut ready = Vec::new();
+                    if let Some(batch) = self.rows_of(input, &mut ready)? {
+                        match &mut self.window {
+                            // Windows: in source order (see `windows.rs`).
+                            Some(w) => w.reorder.put(batch, &mut ready),
+                            None => ready.push(batch),
                         }
+                    }
+                    for batch in ready {
+                        self.take_batch(&batch, dead)?;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            self.tick_windows(dead)?;
             // (A checkpoint, like a finalized file, makes the dead letters durable itself.)
             self.failure_log.tick();
             self.output.flush_aged(&mut self.holds)?;
@@ -208,10 +229,58 @@ impl Writer<'_> {
                 dead.finish()?;
             }
         }
+        // End of input, or a stop (the stages drain, then the queue closes): what still waits
+        // for an earlier batch (lost with a failed stage) goes in order, then every open
+        // window is written.
+        if let Some(w) = &mut self.window {
+            let mut ready = Vec::new();
+            w.reorder.drain(&mut ready);
+            for batch in ready {
+                self.take_batch(&batch, dead)?;
+            }
+        }
+        if let Some(rows) = self.window.as_mut().and_then(WindowStage::flush) {
+            self.write_window_rows(&rows, dead)?;
+        }
+        if let Some(w) = &self.window {
+            w.publish(self.registry);
+        }
         if self.journal.is_some() {
             return self.checkpoint(dead);
         }
         self.output.finish(&mut self.holds)
+    }
+
+    /// One batch, in order: its rows and dead letters written (or, with windows, its rows fed
+    /// to the operator), its items noted for the journal's next checkpoint.
+    fn take_batch(&mut self, batch: &RecordsBatch, dead: &mut DeadLetterLog) -> Result<()> {
+        self.write_batch(batch, dead)?;
+        if self.journal.is_some() {
+            for &seq in &batch.items {
+                self.items.insert(seq);
+            }
+            if self.output.checkpoint_due() {
+                self.checkpoint(dead)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Windows: the processing-time step (`window.idle`), when due.
+    fn tick_windows(&mut self, dead: &mut DeadLetterLog) -> Result<()> {
+        let Some(w) = &mut self.window else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if w.deadline().is_some_and(|at| at <= now) {
+            if let Some(rows) = w.tick(now) {
+                self.write_window_rows(&rows, dead)?;
+            }
+            if let Some(w) = &self.window {
+                w.publish(self.registry);
+            }
+        }
+        Ok(())
     }
 
     /// Journal mode: seals every open file with rows, makes the dead letters durable, commits
@@ -239,8 +308,13 @@ impl Writer<'_> {
     }
 
     /// The rows of what arrived: as they are, or parsed and computed here (the short path).
-    /// `None` when that failed (see `prepare_failed`).
-    fn rows_of(&mut self, input: ToWriter) -> Result<Option<RecordsBatch>> {
+    /// `None` when that failed (see `prepare_failed`); with windows, the batch's number is then
+    /// skipped, and batches it released are added to `ready`.
+    fn rows_of(
+        &mut self,
+        input: ToWriter,
+        ready: &mut Vec<RecordsBatch>,
+    ) -> Result<Option<RecordsBatch>> {
         let bodies = match input {
             ToWriter::Rows(batch) => return Ok(Some(batch)),
             // Every notice finds its batch (see `Mailbox::take`); an empty mailbox would only
@@ -256,12 +330,16 @@ impl Writer<'_> {
                 why: "a body batch reached a writer without a parser".into(),
             });
         };
+        let number = bodies.order;
         match prepare(bodies) {
             Ok(batch) => Ok(Some(batch)),
             Err(e) => {
                 // (`prepare` has already stopped the run and closed the short path.)
                 tracing::error!(error = %e, "stopping the pipeline");
                 self.prepare_failed.get_or_insert(e);
+                if let (Some(w), Some(n)) = (&mut self.window, number) {
+                    w.reorder.skip(n, ready);
+                }
                 Ok(None)
             }
         }
@@ -275,6 +353,7 @@ impl Writer<'_> {
             .deadline()
             .into_iter()
             .chain(self.rotate.map(|every| crate::time::after(period, every)))
+            .chain(self.window.as_ref().and_then(WindowStage::deadline))
             .min()
     }
 
@@ -293,13 +372,66 @@ impl Writer<'_> {
             dead.flush()?;
         }
         self.dead_letters += batch.dead_letters.len() as u64;
+        if self.window.is_some() {
+            return self.window_batch(batch, dead);
+        }
         let Some(rows) = &batch.rows else {
             return Ok(());
         };
+        let n = self.write_rows(rows, batch.oldest, dead)?;
+        self.rows += n;
+        self.registry.records_written.fetch_add(n, Relaxed);
+        Ok(())
+    }
+
+    /// Windows: the batch's rows go to the operator; the records it rejects become dead
+    /// letters, the windows it closes rows of the output.
+    fn window_batch(&mut self, batch: &RecordsBatch, dead: &mut DeadLetterLog) -> Result<()> {
+        let w = self.window.as_mut().expect("windows on");
+        let emitted = w.push(batch.rows.as_ref(), batch.source, Instant::now())?;
+        if let (Some(rows), false) = (&batch.rows, emitted.rejected.is_empty()) {
+            let classes: Vec<(String, u64)> = emitted
+                .rejected
+                .iter()
+                .map(|(_, reason)| (super::windows::class_of(reason), 1))
+                .collect();
+            self.dead_letter_rows(rows, &emitted.rejected, dead)?;
+            let n = emitted.rejected.len() as u64;
+            self.registry.add_parsed(0, n, &classes);
+        }
+        if let Some(rows) = emitted.rows {
+            self.write_window_rows(&rows, dead)?;
+        }
+        if let Some(w) = &self.window {
+            w.publish(self.registry);
+        }
+        Ok(())
+    }
+
+    /// Writes window rows to the output and the sinks, counted apart from records.
+    fn write_window_rows(&mut self, rows: &RecordBatch, dead: &mut DeadLetterLog) -> Result<()> {
+        let n = self.write_rows(rows, None, dead)?;
+        self.window_rows += n;
+        self.registry.window.rows_emitted.fetch_add(n, Relaxed);
+        if let Some(w) = &mut self.window {
+            w.rows_emitted += n;
+        }
+        Ok(())
+    }
+
+    /// Writes `rows` to the output, then the sinks; returns how many the output held (the
+    /// others it refused are dead letters). `oldest`: the earliest fetch completion among their
+    /// bodies, for the end-to-end latency.
+    fn write_rows(
+        &mut self,
+        rows: &RecordBatch,
+        oldest: Option<Instant>,
+        dead: &mut DeadLetterLog,
+    ) -> Result<u64> {
         let started = Instant::now();
         let id = self.next_batch;
         self.next_batch += 1;
-        let tracked = batch.oldest.map(|oldest| {
+        let tracked = oldest.map(|oldest| {
             self.holds.track(id, oldest);
             id
         });
@@ -319,12 +451,35 @@ impl Writer<'_> {
         self.registry
             .latency(Stage::Write)
             .record(started.elapsed());
-        let n = rows.num_rows() as u64;
-        self.rows += n;
-        self.registry.records_written.fetch_add(n, Relaxed);
         if let Some(id) = tracked {
             self.holds.release(id);
         }
+        Ok(rows.num_rows() as u64)
+    }
+}
+
+impl Writer<'_> {
+    /// Dead-letters rows of `rows` (by index, each with its reason, the row as JSON for its
+    /// excerpt): rows the output refused, records the window operator rejected.
+    fn dead_letter_rows(
+        &mut self,
+        rows: &RecordBatch,
+        which: &[(usize, String)],
+        dead: &mut DeadLetterLog,
+    ) -> Result<()> {
+        for (i, reason) in which {
+            let d = DeadLetter {
+                kind: "record",
+                url: self.source.clone(),
+                reason: reason.clone(),
+                excerpt: super::deadletter::row_json(rows, *i),
+                attempts: 0,
+            };
+            dead.write(&d)?;
+            self.failure_log.log(&d);
+        }
+        dead.flush()?;
+        self.dead_letters += which.len() as u64;
         Ok(())
     }
 }
@@ -341,20 +496,8 @@ impl Writer<'_> {
         refused: &[(usize, String)],
         dead: &mut DeadLetterLog,
     ) -> Result<RecordBatch> {
-        for (i, reason) in refused {
-            let d = DeadLetter {
-                kind: "record",
-                url: self.source.clone(),
-                reason: reason.clone(),
-                excerpt: super::deadletter::row_json(rows, *i),
-                attempts: 0,
-            };
-            dead.write(&d)?;
-            self.failure_log.log(&d);
-        }
-        dead.flush()?;
+        self.dead_letter_rows(rows, refused, dead)?;
         let n = refused.len() as u64;
-        self.dead_letters += n;
         self.refused += n;
         self.registry
             .add_parsed(0, n, &[(REFUSED_CLASS.to_string(), n)]);

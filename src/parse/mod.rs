@@ -321,6 +321,11 @@ impl Parser {
             body_bytes: batch.body_bytes() as u64,
             oldest,
             ticket: batch.ticket.take(),
+            source: crate::batch::SourceOrder {
+                number: batch.order,
+                partition: batch.partition,
+                partition_ended: batch.partition_ended,
+            },
         }
     }
 

@@ -102,6 +102,12 @@ impl Ledger {
                         .entry(crate::output::REFUSED_CLASS.into())
                         .or_default() += w.records_refused;
                 }
+                for (class, n) in w.window_rejected {
+                    s.records_dead_lettered += n;
+                    *s.dead_by_reason.entry(class).or_default() += n;
+                }
+                s.records_windowed = w.records_windowed;
+                s.window_rows_written = w.window_rows;
                 s.row_groups = w.row_groups;
                 s.files = w.files;
                 s.output = w.output;

@@ -1,0 +1,1 @@
+//! Accumulators of one field in one pane.
