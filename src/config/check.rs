@@ -192,11 +192,11 @@ pub(super) mod rule {
     }
 
     pub(in crate::config) fn window_overflow(c: &Config) -> Vec<Bad> {
-        let o = &c.window.overflow;
-        Bad::when(
-            !matches!(o.as_str(), "close-oldest" | "dead-letter"),
-            format!("`{o}` is not a policy: close-oldest or dead-letter"),
-        )
+        super::super::window_overflow(&c.window.overflow)
+            .err()
+            .map(Bad::value)
+            .into_iter()
+            .collect()
     }
 
     pub(in crate::config) fn window_aggregates(c: &Config) -> Vec<Bad> {
@@ -541,11 +541,14 @@ impl Config {
         let w = &self.writer;
         // Problems name the whole key (not `[n]`), so they are attributed to where it was set.
         // Columns are checked against a fixed layout now; an inferred one is checked when known.
+        // With windows the rows written are window rows, whose columns are known once the
+        // operator is: checked then, at the first rows.
         let fixed_schema = self
             .schema
             .layout()
             .ok()
             .flatten()
+            .filter(|_| !self.window.enabled())
             .map(|l| l.output_schema());
         for (n, name) in w.partition_by.iter().enumerate() {
             let check = fixed_schema

@@ -521,13 +521,17 @@ impl WindowConfig {
             lateness_us: micros(self.lateness),
             idle: self.idle,
             max_open: self.max_open,
-            overflow: match self.overflow.as_str() {
-                "dead-letter" => crate::window::Overflow::DeadLetter,
-                _ => crate::window::Overflow::CloseOldest,
-            },
+            overflow: window_overflow(&self.overflow)?,
             aggregates,
         })
     }
+}
+
+/// `window.overflow`: `close-oldest` or `dead-letter` (the engine's `close_oldest` and
+/// `dead_letter` are read too).
+fn window_overflow(text: &str) -> std::result::Result<crate::window::Overflow, String> {
+    crate::window::Overflow::parse(&text.replace('-', "_"))
+        .map_err(|_| format!("`{text}` is not a policy: close-oldest or dead-letter"))
 }
 
 impl Config {

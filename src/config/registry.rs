@@ -1035,11 +1035,13 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         key: "window.hop",
         kind: Kind::Duration,
-        flag: Flag::None,
+        flag: Flag::Shared("--window-hop"),
+        value_name: "DURATION",
+        help: "Hopping windows: a new window every this long, at most the size (also --window SIZE/HOP) [default: the size, tumbling]",
         example: "\"5s\"",
         doc: "Hopping windows: a new window starts every `hop` (at most `size`, and `size` a whole \
          number of hops is not required: state is kept in panes of gcd(size, hop)). Unset: \
-         tumbling windows (hop = size). On the command line: --window SIZE/HOP.",
+         tumbling windows (the hop is the size). On the command line also --window SIZE/HOP.",
         check: Check::span(NONZERO, MAX_DURATION, |c| c.window.hop),
         ..BLANK
     },
@@ -1122,8 +1124,8 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         doc: "Aggregates per numeric field, written as FIELD_AGG columns (fields in name order, \
          aggregates in the order given): count (non-null values), sum, mean, var (sample, n-1; null \
          below 2 values), min, max, pNN (p50, p99, p99.9; DDSketch, relative error at most 1 %), \
-         first and last (by event time). In TOML a table, `latency_ms = [\"count\", \"p99\"]`; in \
-         the environment one FIELD:AGG,... per line.",
+         first and last (by event time). In TOML a table of field names to lists of aggregates (see \
+         the example); on the command line and in the environment FIELD:AGG,... (one per line).",
         check: Check::Custom(rule::window_aggregates),
         ..BLANK
     },

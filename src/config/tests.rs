@@ -282,6 +282,7 @@ fn everything_set() -> Config {
         schema: SchemaConfig {
             fields: vec![
                 "id:int64".into(),
+                "ts:timestamp".into(),
                 "http.status:int64 as status".into(),
                 "service:string".into(),
                 "lat:list<float64>".into(),
@@ -292,6 +293,22 @@ fn everything_set() -> Config {
             timestamp_format: "%d/%b/%Y:%H:%M:%S %z".into(),
             timestamp_zone: Some("+02:00".into()),
             lineage: vec!["source".into(), "fetched_at".into()],
+        },
+        window: WindowConfig {
+            size: Some(Duration::from_secs(10)),
+            hop: Some(Duration::from_secs(5)),
+            time: "ts".into(),
+            by: vec!["service".into()],
+            lateness: Duration::from_secs(2),
+            idle: Some(Duration::from_secs(30)),
+            max_open: 5000,
+            overflow: "dead-letter".into(),
+            aggregates: [
+                ("status".to_string(), vec!["count".into(), "p99".into()]),
+                ("id".to_string(), vec!["sum".into()]),
+            ]
+            .into_iter()
+            .collect(),
         },
         metrics: MetricsConfig {
             addr: Some("0.0.0.0:9100".parse().unwrap()),
@@ -312,7 +329,8 @@ fn leaf_paths(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
             format!("{prefix}.{k}")
         };
         match v {
-            toml::Value::Table(t) => leaf_paths(t, &path, out),
+            // A table-valued option (field -> aggregates) is one key.
+            toml::Value::Table(t) if path != "window.aggregates" => leaf_paths(t, &path, out),
             _ => out.push(path),
         }
     }
@@ -556,6 +574,10 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
         ("schema.timestamp_zone", "\"Europe/Paris\""),
         ("schema.lineage", "[\"url\"]"),
         ("log.level", "\"loud\""),
+        ("window.time", "\" \""),
+        ("window.by", "[\"host\", \"host\"]"),
+        ("window.overflow", "\"maybe\""),
+        ("window.aggregates", "{ latency_ms = [\"nope\"] }"),
     ];
     let mut checked = 0;
     for o in options() {
@@ -625,6 +647,7 @@ fn integers_and_durations_declare_their_lower_bound() {
         "writer.row_group_max_bytes",
         "writer.dead_letter_max_bytes",
         "writer.dead_letter_keep",
+        "window.lateness",
     ];
     for o in options() {
         let bounded = match (o.kind, o.check) {

@@ -166,11 +166,16 @@ impl Partitioner {
     }
 }
 
+/// The column the `date` partition of window rows is taken from.
+const WINDOW_DATE_SOURCE: &str = "window_start";
+
 fn column<'a>(rows: &'a RecordBatch, name: &str) -> Result<Values<'a>> {
     let missing = |what: &str| Error::config("writer.partition_by", what.to_string());
     if name == DATE_PARTITION {
+        // Window rows have no `ts`: their date is their window's start.
         let ts: &ArrayRef = rows
             .column_by_name(DATE_SOURCE)
+            .or_else(|| rows.column_by_name(WINDOW_DATE_SOURCE))
             .ok_or_else(|| missing("no `ts` column for the `date` partition"))?;
         return match ts.data_type() {
             DataType::Timestamp(TimeUnit::Microsecond, _) => {

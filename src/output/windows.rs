@@ -69,6 +69,7 @@ impl Reorder {
     }
 
     /// Batches waiting for an earlier one.
+    #[cfg(test)]
     pub(crate) fn waiting(&self) -> usize {
         self.waiting.len()
     }
@@ -201,7 +202,7 @@ impl WindowStage {
         let Some(op) = &self.operator else { return };
         let g = op.gauges();
         let m = &registry.window;
-        m.open.store(g.open as u64, Relaxed);
+        m.open.store(g.open, Relaxed);
         m.late.store(g.late, Relaxed);
         m.closed_early.store(g.evicted, Relaxed);
         m.watermark_us.store(g.watermark_us.unwrap_or(i64::MIN), Relaxed);

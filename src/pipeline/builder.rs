@@ -47,6 +47,7 @@ pub struct PipelineBuilder {
     sinks: Vec<Box<dyn Sink>>,
     parquet: bool,
     source_label: Option<String>,
+    window: Option<crate::window::WindowSpec>,
 }
 
 impl PipelineBuilder {
@@ -98,6 +99,51 @@ impl PipelineBuilder {
         self
     }
 
+    /// Time windows: the rows are aggregated per key and window on event time, and the window
+    /// rows (`window_start`, `window_end`, the keys, `count`, `FIELD_AGG`...) are what the
+    /// output and the sinks get, instead of the records. Replaces the configuration's `window`
+    /// table. Late records are dead letters; a quiet source closes its windows after
+    /// [`WindowSpec::with_idle`](crate::window::WindowSpec::with_idle), and the end of the
+    /// run (or [`RunHandle::shutdown`]) writes every open window. See docs/usage.md, "Time
+    /// windows".
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use pinflow::window::{Agg, WindowSpec};
+    /// use pinflow::{Pipeline, Source};
+    ///
+    /// let rows = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&rows);
+    /// let pipeline = Pipeline::builder()
+    ///     .parquet(false) // window rows go only to the callback
+    ///     .configure(|c| c.schema.fields = vec!["ts:timestamp".into(), "service:string".into(), "latency_ms:float64".into()])
+    ///     .window(
+    ///         WindowSpec::tumbling(Duration::from_secs(10))
+    ///             .with_by(["service"])
+    ///             .with_aggregates("latency_ms", [Agg::Count, Agg::Mean]),
+    ///     )
+    ///     .on_batch(move |batch| seen.lock().unwrap().push(batch.clone()))
+    ///     .build()?;
+    /// let (source, push) = Source::push(16);
+    /// let run = pipeline.spawn(source)?;
+    /// push.push(concat!(
+    ///     "{\"ts\":\"2026-01-01T00:00:01Z\",\"service\":\"api\",\"latency_ms\":10}\n",
+    ///     "{\"ts\":\"2026-01-01T00:00:04Z\",\"service\":\"api\",\"latency_ms\":30}\n",
+    /// ))?;
+    /// drop(push); // the end of input writes every open window
+    /// let summary = run.join()?;
+    /// assert_eq!((summary.records_windowed, summary.window_rows_written), (2, 1));
+    /// assert!(summary.ledger_balances());
+    /// let rows = rows.lock().unwrap();
+    /// assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn window(mut self, spec: crate::window::WindowSpec) -> Self {
+        self.window = Some(spec);
+        self
+    }
+
     /// Names the source in the files' `pinflow.source` metadata.
     pub fn source_label(mut self, label: impl Into<String>) -> Self {
         self.source_label = Some(label.into());
@@ -111,6 +157,10 @@ impl PipelineBuilder {
         p.sinks = parking_lot::Mutex::new(self.sinks);
         p.parquet = self.parquet;
         p.source_label = self.source_label;
+        if let Some(spec) = self.window {
+            spec.validate().map_err(|why| Error::config("window", why))?;
+            p.window = Some(Arc::new(spec));
+        }
         Ok(p)
     }
 }
@@ -161,6 +211,7 @@ impl Pipeline {
             sinks: Vec::new(),
             parquet: true,
             source_label: None,
+            window: None,
         }
     }
 

@@ -70,12 +70,21 @@ pub struct Pipeline {
     sinks: parking_lot::Mutex<Vec<Box<dyn Sink>>>,
     /// Whether Parquet files are written at all (off: only the sinks get the rows).
     parquet: bool,
+    /// Time windows: `window` of the configuration, or what [`PipelineBuilder::window`] set.
+    /// On, the writer aggregates the rows into window rows, which are what is written.
+    window: Option<Arc<crate::window::WindowSpec>>,
 }
 
 impl Pipeline {
     /// Validates `cfg`.
     pub fn new(cfg: Config) -> Result<Pipeline> {
         cfg.validate()?;
+        let window = match cfg.window.enabled() {
+            true => Some(Arc::new(
+                cfg.window_spec().map_err(|why| Error::config("window", why))?,
+            )),
+            false => None,
+        };
         let roles: Vec<Role> = ThreadPlan::for_this_machine(&cfg.threads)
             .threads
             .iter()
@@ -92,6 +101,7 @@ impl Pipeline {
             transforms: Vec::new(),
             sinks: parking_lot::Mutex::new(Vec::new()),
             parquet: true,
+            window,
         })
     }
 
@@ -244,6 +254,7 @@ impl Pipeline {
                 transforms: self.transforms.clone(),
                 stop: Arc::clone(&self.stop),
             },
+            window: self.window.clone(),
         };
         let running = stages::start(&spawner, cfg, registry, inputs)?;
         registry.set_running(true);
@@ -312,7 +323,18 @@ impl Pipeline {
                 .unwrap_or_else(|| source.describe()),
             run_id: output::new_run_id(),
             // Transforms may reshape the rows: then a file takes the schema of its first rows.
-            schema: match self.transforms.is_empty() {
+            schema: match self.window.as_ref() {
+                Some(spec) => self.window_schema(spec)?,
+                None => self.record_schema()?,
+            },
+            enabled: self.parquet,
+        })
+    }
+
+    /// The schema of the records' rows, when it is known before any record is read.
+    fn record_schema(&self) -> Result<Option<arrow_schema::SchemaRef>> {
+        let cfg = &self.cfg;
+        Ok(match self.transforms.is_empty() {
                 // Left to the records: a run that finds none still writes the log layout.
                 true if cfg.schema.decides_from_records() => cfg
                     .schema
@@ -321,9 +343,27 @@ impl Pipeline {
                     .map(|l| l.output_schema()),
                 true => cfg.schema.layout()?.map(|l| l.output_schema()),
                 false => None,
-            },
-            enabled: self.parquet,
         })
+    }
+
+    /// Windows: the schema of the window rows, when the records' schema is fixed (given by
+    /// `schema.fields`, or no inference): the spec is checked against it here, before anything
+    /// is fetched, and a column it names that the rows lack is an error naming its key. Left
+    /// to the records (inferred, or reshaped by transforms), the check comes with the first
+    /// rows, on the writer.
+    fn window_schema(
+        &self,
+        spec: &crate::window::WindowSpec,
+    ) -> Result<Option<arrow_schema::SchemaRef>> {
+        let cfg = &self.cfg;
+        if !self.transforms.is_empty() || cfg.schema.decides_from_records() {
+            return Ok(None);
+        }
+        let Some(rows) = cfg.schema.layout()?.map(|l| l.output_schema()) else {
+            return Ok(None);
+        };
+        crate::window::WindowOperator::new(Arc::new(spec.clone()), &rows)
+            .map(|op| Some(op.output_schema()))
     }
 }
 

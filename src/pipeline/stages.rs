@@ -301,6 +301,8 @@ pub(super) struct StageInputs {
     pub(super) sinks: Vec<Box<dyn Sink>>,
     /// The user's transforms and the stop flag.
     pub(super) compute: Compute,
+    /// Time windows, when on: run by the writer, on rows put back in source order.
+    pub(super) window: Option<Arc<crate::window::WindowSpec>>,
 }
 
 /// A run's stage threads, once started; `Pipeline::run` joins them, upstream first.
@@ -339,6 +341,7 @@ pub(super) fn start(
         journal,
         sinks,
         compute,
+        window,
     } = input;
     // The short path: the writer parses and computes what ingest hands it while the pipeline
     // is idle (`IngestChannels::try_short_path`). Its parser's counts join the parse threads'
@@ -374,6 +377,7 @@ pub(super) fn start(
         journal,
         sinks,
         prepare,
+        window: window.clone(),
     };
     let writer = spawn_writer(sp, &q, output, parts, &sinks_back, short_path_closed)?;
     let computes = (0..compute_n)
@@ -405,6 +409,7 @@ pub(super) fn start(
         parse_idle,
         short_path,
         descriptor_reserve: cfg.descriptor_reserve(),
+        source_order: window.is_some(),
     };
     let ingest = spawn_ingest(sp, source, cfg, chans, compute.stop)?;
     Ok(Running {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pinflow::config::{
     check_toml, env_name, key_paths, ConfigLayer, FetchConfig, LogConfig, LogFormat, MetricsConfig,
-    Progress, SchemaConfig, ThreadConfig, WriterConfig,
+    Progress, SchemaConfig, ThreadConfig, WindowConfig, WriterConfig,
 };
 use pinflow::sim::{SimConfig, Simulator};
 use pinflow::{Compression, Config};
@@ -108,6 +108,7 @@ fn everything_set() -> Config {
         schema: SchemaConfig {
             fields: vec![
                 "id:int64".into(),
+                "at:timestamp".into(),
                 "http.status:int64 as status".into(),
                 "host:string".into(),
                 "lat:list<float64>".into(),
@@ -118,6 +119,22 @@ fn everything_set() -> Config {
             timestamp_format: "%d/%b/%Y:%H:%M:%S %z".into(),
             timestamp_zone: Some("+02:00".into()),
             lineage: vec!["source".into(), "fetched_at".into()],
+        },
+        window: WindowConfig {
+            size: Some(Duration::from_secs(60)),
+            hop: Some(Duration::from_secs(20)),
+            time: "at".into(),
+            by: vec!["host".into()],
+            lateness: Duration::from_secs(3),
+            idle: Some(Duration::from_secs(45)),
+            max_open: 777,
+            overflow: "dead-letter".into(),
+            aggregates: [(
+                "status".to_string(),
+                vec!["count".to_string(), "p90".to_string()],
+            )]
+            .into_iter()
+            .collect(),
         },
         metrics: MetricsConfig {
             addr: Some("[::1]:9100".parse::<SocketAddr>().unwrap()),
@@ -588,6 +605,15 @@ fn as_text(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Array(items) => as_text(&items[0]),
+        // A table of lists (`window.aggregates`): FIELD:A,B per field, one per line.
+        toml::Value::Table(t) => t
+            .iter()
+            .map(|(k, v)| {
+                let items: Vec<String> = v.as_array().unwrap().iter().map(as_text).collect();
+                format!("{k}:{}", items.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
         other => other.to_string(),
     }
 }
@@ -657,7 +683,7 @@ fn every_registry_option_is_in_toml_env_cli_default_file_and_docs() {
         if key == "fetch.engine" {
             value = toml::Value::String("ureq".into());
         }
-        if o.is_list() {
+        if o.is_list() && value.is_array() {
             value = toml::Value::Array(vec![value.as_array().unwrap()[0].clone()]);
         }
         assert_ne!(
