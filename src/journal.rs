@@ -862,6 +862,8 @@ pub struct Journal {
     saved: Option<SavedState>,
     /// The file of the last committed state: deleted once a newer one is committed.
     state_file: Option<String>,
+    /// Whether [`Journal::take_state`] took the state.
+    state_taken: bool,
 }
 
 /// What [`Journal::open`] found.
@@ -1037,6 +1039,7 @@ impl Journal {
                 last_line,
                 saved,
                 state_file,
+                state_taken: false,
             },
             rec,
         ))
@@ -1060,13 +1063,22 @@ impl Journal {
     /// the checkpoints were committed without state (a run without windows, whose rows the
     /// windows would miss).
     pub fn take_state(&mut self, key: Option<&str>) -> Result<Option<SavedState>> {
+        self.check_state(key)?;
+        self.state_taken = true;
+        Ok(self.saved.take())
+    }
+
+    /// Whether a run whose state is keyed `key` can resume from this journal (see
+    /// [`Journal::take_state`], which it leaves the state to): called when the journal is
+    /// opened, so that a refusal comes before anything is fetched.
+    pub fn check_state(&self, key: Option<&str>) -> Result<()> {
         let refuse = |why: String| Error::Journal {
             path: self.path.clone(),
             line: self.last_line,
             why: format!("{why}; {}", self.files.afresh(&self.path)),
         };
-        match (key, self.saved.take()) {
-            (Some(ours), Some(s)) if s.key == ours => Ok(Some(s)),
+        match (key, self.saved.as_ref()) {
+            (Some(ours), Some(s)) if s.key == ours => Ok(()),
             (Some(ours), Some(s)) => Err(refuse(format!(
                 "the window state committed here is of other windows ({}), not this run's \
                  ({}): resuming would mix the two; run with the same window options to finish \
@@ -1079,12 +1091,12 @@ impl Journal {
                  run with the same window options to finish it",
                 quoted(&s.key)
             ))),
-            (Some(_), None) if self.last_line.is_some() => Err(refuse(
+            (Some(_), None) if self.last_line.is_some() && !self.state_taken => Err(refuse(
                 "the checkpoints were committed without window state (by a run without \
                  windows): the windows would miss their rows"
                     .into(),
             )),
-            (_, None) => Ok(None),
+            (_, None) => Ok(()),
         }
     }
 

@@ -157,7 +157,9 @@ impl ConfigLayer {
             ) {
                 if let Ok(v) = hop_spec.kind.read_flag(hop) {
                     layer.set(hop_spec.key(), v);
-                    layer.origins.insert(hop_spec.key().to_string(), origin.clone());
+                    layer
+                        .origins
+                        .insert(hop_spec.key().to_string(), origin.clone());
                 }
             }
             match spec.kind.read_flag(text) {
@@ -172,9 +174,7 @@ impl ConfigLayer {
                     if let Some(toml::Value::Table(have)) = layer.get_mut(key) {
                         for (field, aggs) in more {
                             match (have.get_mut(&field), aggs) {
-                                (Some(toml::Value::Array(a)), toml::Value::Array(b)) => {
-                                    a.extend(b)
-                                }
+                                (Some(toml::Value::Array(a)), toml::Value::Array(b)) => a.extend(b),
                                 (_, aggs) => {
                                     have.insert(field, aggs);
                                 }

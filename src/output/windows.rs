@@ -84,9 +84,9 @@ pub(crate) struct WindowStage {
     spec: Arc<WindowSpec>,
     /// The operator, once the rows' schema is known.
     pub(crate) operator: Option<WindowOperator>,
-    /// A snapshot to restore the operator from instead of starting empty (set before the first
-    /// batch by a resumed run).
-    pub(crate) restore: Option<Vec<u8>>,
+    /// The state to restore the operator from instead of starting empty (set before the first
+    /// batch by a resumed run; an empty one: no operator had been made, start afresh).
+    pub(crate) restore: Option<crate::journal::SavedState>,
     out: Option<WindowOutput>,
     pub(crate) reorder: Reorder,
     /// Records the operator took into windows (not rejected).
@@ -126,8 +126,21 @@ impl WindowStage {
         if self.operator.is_none() {
             let spec = Arc::clone(&self.spec);
             let made = match self.restore.take() {
-                Some(bytes) => WindowOperator::restore(spec, schema, &bytes),
-                None => WindowOperator::new(spec, schema),
+                Some(saved) if !saved.bytes.is_empty() => {
+                    WindowOperator::restore(spec, schema, &saved.bytes).map_err(|e| {
+                        Error::Journal {
+                            path: saved.path.clone(),
+                            line: None,
+                            why: format!(
+                                "the window state committed by line {} of the journal cannot \
+                                 be restored: {e}; to start afresh, move the journal, the \
+                                 state file and the files of this output aside",
+                                saved.line
+                            ),
+                        }
+                    })
+                }
+                _ => WindowOperator::new(spec, schema),
             };
             let op = made.map_err(|e| match e {
                 Error::Config { what, why } => Error::Config {
@@ -205,7 +218,8 @@ impl WindowStage {
         m.open.store(g.open, Relaxed);
         m.late.store(g.late, Relaxed);
         m.closed_early.store(g.evicted, Relaxed);
-        m.watermark_us.store(g.watermark_us.unwrap_or(i64::MIN), Relaxed);
+        m.watermark_us
+            .store(g.watermark_us.unwrap_or(i64::MIN), Relaxed);
     }
 
     fn parts(&mut self) -> (&mut WindowOperator, &mut WindowOutput) {

@@ -47,13 +47,23 @@ pub fn run(
     let WriterParts {
         first,
         mut dead,
-        journal,
+        mut journal,
         sinks,
         prepare,
         window,
     } = parts;
     let guard = StateGuard::new(registry, thread);
     let output = LocalParquet::new(plan, registry, journal.is_some(), first)?;
+    // A resumed run goes on from the window state its last checkpoint committed (checked
+    // against this run's windows when the journal was opened, before anything was fetched).
+    let window_key = window.as_deref().map(super::window_state::key);
+    let mut window = window.map(WindowStage::new);
+    if let Some(j) = &mut journal {
+        let saved = j.take_state(window_key.as_deref())?;
+        if let (Some(w), Some(saved)) = (&mut window, saved) {
+            w.restore = Some(saved);
+        }
+    }
     let mut w = Writer {
         output: Box::new(output),
         sinks,
@@ -71,7 +81,8 @@ pub fn run(
         registry,
         prepare,
         prepare_failed: None,
-        window: window.map(WindowStage::new),
+        window,
+        window_key,
         window_rows: 0,
     };
     let mut result = w.run_loop(&rx, &mut dead, thread);
@@ -169,6 +180,8 @@ struct Writer<'a> {
     /// `window.operator` ([`WindowStage::operator`]): a checkpoint saves it with
     /// [`crate::window::WindowOperator::snapshot`].
     window: Option<WindowStage>,
+    /// What the window state a checkpoint saves belongs to (`window_state::key`).
+    window_key: Option<String>,
     /// Window rows written (the records they aggregate are counted in the window stage).
     window_rows: u64,
 }
@@ -293,11 +306,18 @@ impl Writer<'_> {
         if files.is_empty() && self.items.is_empty() {
             return Ok(());
         }
+        // With windows, their state goes with exactly these files and items.
+        let bytes = self.window.as_ref().map(WindowStage::state);
+        let state = self
+            .window_key
+            .as_deref()
+            .zip(bytes.as_deref())
+            .map(|(key, bytes)| crate::journal::State { key, bytes });
         let committed = dead.finish().and_then(|_| {
             self.journal
                 .as_mut()
                 .expect("journal mode")
-                .commit(&files, &self.items)
+                .commit_with_state(&files, &self.items, state)
         });
         if let Err(e) = committed {
             self.output.discard_sealed();

@@ -158,7 +158,8 @@ impl PipelineBuilder {
         p.parquet = self.parquet;
         p.source_label = self.source_label;
         if let Some(spec) = self.window {
-            spec.validate().map_err(|why| Error::config("window", why))?;
+            spec.validate()
+                .map_err(|why| Error::config("window", why))?;
             p.window = Some(Arc::new(spec));
         }
         Ok(p)

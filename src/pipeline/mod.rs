@@ -81,7 +81,8 @@ impl Pipeline {
         cfg.validate()?;
         let window = match cfg.window.enabled() {
             true => Some(Arc::new(
-                cfg.window_spec().map_err(|why| Error::config("window", why))?,
+                cfg.window_spec()
+                    .map_err(|why| Error::config("window", why))?,
             )),
             false => None,
         };
@@ -335,14 +336,14 @@ impl Pipeline {
     fn record_schema(&self) -> Result<Option<arrow_schema::SchemaRef>> {
         let cfg = &self.cfg;
         Ok(match self.transforms.is_empty() {
-                // Left to the records: a run that finds none still writes the log layout.
-                true if cfg.schema.decides_from_records() => cfg
-                    .schema
-                    .layout_of(crate::schema::log_fields())
-                    .ok()
-                    .map(|l| l.output_schema()),
-                true => cfg.schema.layout()?.map(|l| l.output_schema()),
-                false => None,
+            // Left to the records: a run that finds none still writes the log layout.
+            true if cfg.schema.decides_from_records() => cfg
+                .schema
+                .layout_of(crate::schema::log_fields())
+                .ok()
+                .map(|l| l.output_schema()),
+            true => cfg.schema.layout()?.map(|l| l.output_schema()),
+            false => None,
         })
     }
 
@@ -399,6 +400,18 @@ impl Pipeline {
         let path = Journal::path_for(&cfg.out);
         let files = self.output_files(output);
         let (journal, rec) = Journal::open(&path, &identity, &files)?;
+        // Windows: the state the last checkpoint saved must be of these windows (the writer
+        // restores it before its first batch).
+        let window_key = match cfg.window.enabled() {
+            true => Some(crate::output::window_state_key(
+                &cfg.window_spec().map_err(|why| Error::Config {
+                    what: "window".into(),
+                    why,
+                })?,
+            )),
+            false => None,
+        };
+        journal.check_state(window_key.as_deref())?;
         if rec.torn_line {
             tracing::warn!(
                 journal = %path.display(),

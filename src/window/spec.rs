@@ -113,9 +113,9 @@ impl Agg {
             "last" => Agg::Last,
             "median" => Agg::Quantile(5000),
             _ => match s.strip_prefix('p') {
-                Some(q) => Agg::Quantile(parse_percent(q).map_err(|why| {
-                    format!("`{s}` is not a percentile: {why}")
-                })?),
+                Some(q) => Agg::Quantile(
+                    parse_percent(q).map_err(|why| format!("`{s}` is not a percentile: {why}"))?,
+                ),
                 None => {
                     return Err(format!(
                         "`{s}` is not an aggregate (count, sum, mean, var, min, max, first, \
