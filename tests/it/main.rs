@@ -67,3 +67,5 @@ mod sim_cli;
 mod timeouts;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "cli")]
+mod window_resume;
