@@ -67,5 +67,6 @@ mod sim_cli;
 mod timeouts;
 #[cfg(feature = "tls")]
 mod tls;
+mod window;
 #[cfg(feature = "cli")]
 mod window_resume;
