@@ -846,6 +846,28 @@ fn quoted(s: &str) -> String {
     }
 }
 
+/// How two state keys (`--flag value` lists) differ, for a message: each option of the
+/// journal's that this run does not have, and this run's in its place.
+fn key_diff(theirs: &str, ours: &str) -> String {
+    let split = |k: &'_ str| -> Vec<String> {
+        k.split(" --")
+            .map(|p| format!("--{}", p.trim_start_matches("--")))
+            .collect()
+    };
+    let (a, b) = (split(theirs), split(ours));
+    let only = |x: &[String], y: &[String]| -> Vec<String> {
+        x.iter()
+            .filter(|o| !y.contains(o))
+            .map(|o| quoted(o))
+            .collect()
+    };
+    format!(
+        "its {}, this run's {}",
+        only(&a, &b).join(" "),
+        only(&b, &a).join(" ")
+    )
+}
+
 /// The journal of one output.
 pub struct Journal {
     path: PathBuf,
@@ -1080,11 +1102,9 @@ impl Journal {
         match (key, self.saved.as_ref()) {
             (Some(ours), Some(s)) if s.key == ours => Ok(()),
             (Some(ours), Some(s)) => Err(refuse(format!(
-                "the window state committed here is of other windows ({}), not this run's \
-                 ({}): resuming would mix the two; run with the same window options to finish \
-                 it",
-                quoted(&s.key),
-                quoted(ours)
+                "the window state committed here is of other windows ({}): resuming would mix \
+                 the two; run with the same window options to finish it",
+                key_diff(&s.key, ours)
             ))),
             (None, Some(s)) => Err(refuse(format!(
                 "the journal holds the state of windows ({}), but this run has no windows; \

@@ -312,7 +312,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains(KEY) && e.contains("--window 20s") && e.contains(":2"),
+            e.contains("its \"--window 10s\"")
+                && e.contains("this run's \"--window 20s\"")
+                && e.contains(":2"),
             "{e}"
         );
         let e = reopen(&path).unwrap().take_state(None).unwrap_err();
