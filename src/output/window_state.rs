@@ -8,6 +8,12 @@
 //! are fetched again. The state is keyed by [`key`]: a run with other windows is refused
 //! rather than fed a state that means something else.
 
+use std::sync::Arc;
+
+use arrow_schema::{Schema, SchemaRef};
+
+use crate::error::{Error, Result};
+use crate::journal::SavedState;
 use crate::window::WindowSpec;
 
 use super::windows::WindowStage;
@@ -49,15 +55,64 @@ fn duration(us: i64) -> String {
 }
 
 impl WindowStage {
-    /// What a checkpoint saves: the operator's snapshot; before the operator is made (no rows
-    /// yet), the state it will be restored from, or nothing (an empty state: start afresh).
-    pub(crate) fn state(&self) -> Vec<u8> {
-        match (&self.operator, &self.restore) {
-            (Some(op), _) => op.snapshot(),
-            (None, Some(saved)) => saved.bytes.clone(),
-            (None, None) => Vec::new(),
+    /// What a checkpoint saves (see [`encode`]): the rows' schema and the operator's snapshot;
+    /// empty before the operator is made (no rows yet: a resumed run starts afresh).
+    pub(crate) fn state(&self) -> Result<Vec<u8>> {
+        match (&self.operator, &self.input) {
+            (Some(op), Some(input)) => encode(input, &op.snapshot()),
+            _ => Ok(Vec::new()),
         }
     }
+
+    /// A resumed run: the operator restored from `saved` now, before any batch, so that the
+    /// open windows are there even if no row comes (every item was done: the run ends by
+    /// writing them).
+    pub(crate) fn resume(&mut self, mut saved: SavedState) -> Result<()> {
+        if saved.bytes.is_empty() {
+            return Ok(());
+        }
+        let (input, at) = decode(&saved.bytes).map_err(|why| Error::Journal {
+            path: saved.path.clone(),
+            line: None,
+            why: format!(
+                "the window state committed by line {} of the journal cannot be read: {why}",
+                saved.line
+            ),
+        })?;
+        saved.bytes.drain(..at);
+        self.restore = Some(saved);
+        self.operator_for(&input)?;
+        Ok(())
+    }
+}
+
+/// The saved state: the length of the rows' schema as JSON (u32, little-endian), that JSON
+/// (arrow's own serde form: the operator reads columns by position and type, so it must be
+/// restored for the same ones), then [`crate::window::WindowOperator::snapshot`]'s bytes.
+fn encode(input: &SchemaRef, snapshot: &[u8]) -> Result<Vec<u8>> {
+    let schema = serde_json::to_vec(input.as_ref()).map_err(|e| Error::Stage {
+        stage: "window state".into(),
+        why: format!("the rows' schema cannot be saved: {e}"),
+    })?;
+    let mut out = Vec::with_capacity(4 + schema.len() + snapshot.len());
+    out.extend_from_slice(&(schema.len() as u32).to_le_bytes());
+    out.extend_from_slice(&schema);
+    out.extend_from_slice(snapshot);
+    Ok(out)
+}
+
+/// [`encode`]'s schema, and where the snapshot starts.
+fn decode(bytes: &[u8]) -> std::result::Result<(SchemaRef, usize), String> {
+    let len = bytes
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
+        .ok_or("it is shorter than its header")?;
+    let json = bytes
+        .get(4..4 + len)
+        .ok_or("it is shorter than its schema")?;
+    let schema: Schema =
+        serde_json::from_slice(json).map_err(|e| format!("its schema is not readable: {e}"))?;
+    Ok((Arc::new(schema), 4 + len))
 }
 
 #[cfg(test)]
@@ -65,6 +120,31 @@ mod tests {
     use super::*;
     use crate::window::{Agg, Overflow};
     use std::time::Duration;
+
+    #[test]
+    fn the_saved_schema_comes_back_with_the_snapshot_after_it() {
+        use arrow_schema::{DataType, Field, TimeUnit};
+        let input: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new(
+                "service",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+            Field::new("latency_ms", DataType::Float64, true),
+        ]));
+        let bytes = encode(&input, b"PFWS-snapshot").unwrap();
+        let (back, at) = decode(&bytes).unwrap();
+        assert_eq!(back.fields(), input.fields());
+        assert_eq!(&bytes[at..], b"PFWS-snapshot");
+        for cut in [0, 3, 10] {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
 
     #[test]
     fn the_key_names_every_option_that_decides_the_rows_and_not_idle() {

@@ -87,6 +87,9 @@ pub(crate) struct WindowStage {
     /// The state to restore the operator from instead of starting empty (set before the first
     /// batch by a resumed run; an empty one: no operator had been made, start afresh).
     pub(crate) restore: Option<crate::journal::SavedState>,
+    /// The schema of the rows the operator was made for (a checkpoint saves it with the state,
+    /// so that a resumed run restores the operator before any row comes).
+    pub(crate) input: Option<SchemaRef>,
     out: Option<WindowOutput>,
     pub(crate) reorder: Reorder,
     /// Records the operator took into windows (not rejected).
@@ -111,6 +114,7 @@ impl WindowStage {
             spec,
             operator: None,
             restore: None,
+            input: None,
             out: None,
             reorder: Reorder::default(),
             records_windowed: 0,
@@ -122,7 +126,21 @@ impl WindowStage {
     /// The operator for rows of `schema`, made (or restored) at the first rows. A spec that
     /// does not fit the rows (a key or field the records do not have, a column of the wrong
     /// type) is a configuration error naming the key.
-    fn operator_for(&mut self, schema: &SchemaRef) -> Result<&mut WindowOperator> {
+    pub(crate) fn operator_for(&mut self, schema: &SchemaRef) -> Result<&mut WindowOperator> {
+        if let Some(input) = self.input.as_ref().filter(|i| !Arc::ptr_eq(i, schema)) {
+            // An operator restored from saved state reads columns by their saved positions.
+            if input.fields() != schema.fields() {
+                return Err(Error::Config {
+                    what: "window".into(),
+                    why: format!(
+                        "the rows' columns ({}) are not those the window state was saved with \
+                         ({}): the records changed shape since the journal's last checkpoint",
+                        columns(schema),
+                        columns(input)
+                    ),
+                });
+            }
+        }
         if self.operator.is_none() {
             let spec = Arc::clone(&self.spec);
             let made = match self.restore.take() {
@@ -151,6 +169,7 @@ impl WindowStage {
             })?;
             self.out = Some(WindowOutput::new(op.output_schema()));
             self.operator = Some(op);
+            self.input = Some(Arc::clone(schema));
         }
         Ok(self.operator.as_mut().expect("just made"))
     }

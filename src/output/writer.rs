@@ -51,6 +51,7 @@ pub fn run(
         sinks,
         prepare,
         window,
+        stop,
     } = parts;
     let guard = StateGuard::new(registry, thread);
     let output = LocalParquet::new(plan, registry, journal.is_some(), first)?;
@@ -61,7 +62,7 @@ pub fn run(
     if let Some(j) = &mut journal {
         let saved = j.take_state(window_key.as_deref())?;
         if let (Some(w), Some(saved)) = (&mut window, saved) {
-            w.restore = Some(saved);
+            w.resume(saved)?;
         }
     }
     let mut w = Writer {
@@ -83,6 +84,7 @@ pub fn run(
         prepare_failed: None,
         window,
         window_key,
+        stop,
         window_rows: 0,
     };
     let mut result = w.run_loop(&rx, &mut dead, thread);
@@ -141,6 +143,11 @@ pub struct WriterParts {
     /// Time windows, when on: the rows go to the window operator, in source order, and its
     /// window rows to the output and the sinks (see `windows.rs`).
     pub window: Option<std::sync::Arc<crate::window::WindowSpec>>,
+    /// The pipeline's stop flag. With windows and a journal, a stopped run (SIGTERM) commits
+    /// its open windows in the journal's state instead of writing them early: the next run of
+    /// the same command goes on with them and writes each window once, whole, as an
+    /// uninterrupted run would. `None`: a stop writes them (as without a journal).
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Parses and computes a body batch on the writer thread (the short path).
@@ -182,6 +189,8 @@ struct Writer<'a> {
     window: Option<WindowStage>,
     /// What the window state a checkpoint saves belongs to (`window_state::key`).
     window_key: Option<String>,
+    /// See [`WriterParts::stop`].
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Window rows written (the records they aggregate are counted in the window stage).
     window_rows: u64,
 }
@@ -252,7 +261,17 @@ impl Writer<'_> {
                 self.take_batch(&batch, dead)?;
             }
         }
-        if let Some(rows) = self.window.as_mut().and_then(WindowStage::flush) {
+        let stopped = self.stop.as_ref().is_some_and(|s| s.load(Relaxed));
+        if self.journal.is_some() && stopped {
+            // Kept for the next run (see `WriterParts::stop`), committed by the checkpoint below.
+            if let Some(op) = self.window.as_ref().and_then(|w| w.operator.as_ref()) {
+                tracing::info!(
+                    open = op.gauges().open,
+                    "stopped: the open windows are kept in the journal's state; the next run \
+                     of the same command goes on with them"
+                );
+            }
+        } else if let Some(rows) = self.window.as_mut().and_then(WindowStage::flush) {
             self.write_window_rows(&rows, dead)?;
         }
         if let Some(w) = &self.window {
@@ -307,7 +326,7 @@ impl Writer<'_> {
             return Ok(());
         }
         // With windows, their state goes with exactly these files and items.
-        let bytes = self.window.as_ref().map(WindowStage::state);
+        let bytes = self.window.as_ref().map(WindowStage::state).transpose()?;
         let state = self
             .window_key
             .as_deref()

@@ -135,9 +135,18 @@ fn batch_rows(b: &RecordBatch) -> Vec<String> {
         .collect()
 }
 
-/// Runs `args` and kills it (SIGKILL) `delay` after its journal has one more line than when
-/// it started (a checkpoint committed). Returns whether it was killed before it ended.
-fn kill_after_checkpoint(args: &[String], journal: &Path, delay: Duration) -> bool {
+/// How a run is ended mid-way.
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    /// SIGKILL: no chance to do anything.
+    Kill,
+    /// SIGTERM: a graceful stop (what is fetched drains, a last checkpoint is committed).
+    Term,
+}
+
+/// Runs `args` and ends it (`how`) `delay` after its journal has one more line than when it
+/// started (a checkpoint committed). Returns whether it was ended before it finished.
+fn end_after_checkpoint(args: &[String], journal: &Path, delay: Duration, how: End) -> bool {
     let lines =
         |p: &Path| std::fs::read(p).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
     let before = lines(journal).max(1);
@@ -161,8 +170,22 @@ fn kill_after_checkpoint(args: &[String], journal: &Path, delay: Duration) -> bo
     }
     std::thread::sleep(delay);
     let ended = child.try_wait().unwrap().is_some();
-    child.kill().ok(); // SIGKILL
-    child.wait().unwrap();
+    match how {
+        End::Kill => {
+            child.kill().ok(); // SIGKILL
+            child.wait().unwrap();
+        }
+        End::Term if !ended => {
+            let o = sigterm_and_wait(child);
+            // 5: stopped early by a signal, the rest left for the next run.
+            assert!(
+                o.status.code().is_some_and(|c| c == 0 || c == 5),
+                "{:?}",
+                o.status
+            );
+        }
+        End::Term => {}
+    }
     !ended
 }
 
@@ -209,8 +232,10 @@ fn state_file(out_dir: &Path) -> PathBuf {
     states[0].clone()
 }
 
-#[test]
-fn a_window_run_killed_at_random_points_resumes_to_the_rows_of_an_uninterrupted_run() {
+/// Ends the window job `runs` times at random points after checkpoints (`how`; at least
+/// `at_least` of them mid-way), then lets it finish: the files must hold exactly the rows of
+/// an uninterrupted run, each once.
+fn end_and_resume_to_the_uninterrupted_rows(how: End, runs: usize, at_least: usize, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let input = write_input(dir.path());
     let (want, took) = uninterrupted(&input);
@@ -226,32 +251,45 @@ fn a_window_run_killed_at_random_points_resumes_to_the_rows_of_an_uninterrupted_
     std::fs::create_dir(&out_dir).unwrap();
     let args = window_args(&input, &out_dir, &WINDOW);
     let journal = out_dir.join("w.parquet.journal");
-    let mut rng = Rng(0x0018_C0DE);
+    let mut rng = Rng(seed);
     let mut killed = 0;
-    for _ in 0..8 {
+    for _ in 0..runs {
         // Killed once a checkpoint more than the last run's is committed (so that each run
         // resumes from a state and saves a newer one), then after a random delay: between
         // checkpoints, while state and files are being written, or while windows are open.
         let delay = Duration::from_millis(rng.below(1 + took.as_millis() as u64 / 8));
-        if kill_after_checkpoint(&args, &journal, delay) {
+        if end_after_checkpoint(&args, &journal, delay, how) {
             killed += 1;
         }
         for f in final_parquet_files(&out_dir) {
             read_parquet(&f); // panics on a partial file
         }
     }
-    // Each kill lands after a checkpoint of its own: several, or the test proves little.
-    assert!(killed >= 3, "only {killed} runs were killed mid-way");
+    // Each end lands after a checkpoint of its own: several, or the test proves little.
+    assert!(killed >= at_least, "only {killed} runs were ended mid-way");
     run_once(&args, &ENV, None);
     let got = window_rows(&out_dir);
     let missing: Vec<&String> = want.iter().filter(|r| !got.contains(r)).take(3).collect();
     let extra: Vec<&String> = got.iter().filter(|r| !want.contains(r)).take(3).collect();
     assert!(
         got == want,
-        "{} rows after {killed} kills, {} uninterrupted; missing {missing:?}, extra {extra:?}",
+        "{} rows after {killed} runs ended mid-way, {} uninterrupted; missing {missing:?}, extra {extra:?}",
         got.len(),
         want.len()
     );
+}
+
+#[test]
+fn a_window_run_killed_at_random_points_resumes_to_the_rows_of_an_uninterrupted_run() {
+    end_and_resume_to_the_uninterrupted_rows(End::Kill, 8, 3, 0x0018_C0DE);
+}
+
+/// With a journal, SIGTERM keeps the open windows in the committed state instead of writing
+/// them early: written early, the next run would write the same windows again with the rest
+/// of their records (two rows for one window).
+#[test]
+fn a_window_run_stopped_by_sigterm_resumes_to_the_rows_of_an_uninterrupted_run() {
+    end_and_resume_to_the_uninterrupted_rows(End::Term, 6, 2, 0x7E57);
 }
 
 #[test]
