@@ -151,8 +151,9 @@ pub struct BodyBatch {
     /// Records pushed ready-made ([`crate::push`]), passed through the parse stage as they are.
     pub prebuilt: Vec<arrow_array::RecordBatch>,
     /// The batch's number in the order the ingest thread shipped it (see [`SourceOrder`]),
-    /// set when it is first shipped; `None` until then.
-    pub order: Option<u64>,
+    /// plus one (so that the field stays 8 bytes), set when it is first shipped; read it with
+    /// [`BodyBatch::order`].
+    pub order_plus_one: Option<std::num::NonZeroU64>,
     /// The source partition every item of this batch comes from (see [`SourceOrder`]).
     pub partition: u32,
     /// Set on the last batch of a partition that has ended (a file read to its end): no row
@@ -212,6 +213,16 @@ impl BodyBatch {
             cursor_chain: 0,
             seq: NO_SEQ,
         });
+    }
+
+    /// The batch's number in shipping order, once shipped (see [`SourceOrder`]).
+    pub fn order(&self) -> Option<u64> {
+        self.order_plus_one.map(|n| n.get() - 1)
+    }
+
+    /// Numbers the batch (see [`BodyBatch::order`]); `n` below `u64::MAX`.
+    pub fn set_order(&mut self, n: u64) {
+        self.order_plus_one = std::num::NonZeroU64::new(n.saturating_add(1));
     }
 
     /// Sets the source position of the item appended last (see [`Fetched::seq`]).
@@ -300,7 +311,7 @@ impl BodyBatch {
         self.items.clear();
         self.ticket = None;
         self.prebuilt.clear();
-        self.order = None;
+        self.order_plus_one = None;
         self.partition = 0;
         self.partition_ended = false;
     }

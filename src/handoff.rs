@@ -351,8 +351,8 @@ impl ToParse {
     /// retried sends and a refused short path, so numbers have no gaps and follow the order
     /// batches leave the ingest thread.
     pub fn number(&self, b: &mut BodyBatch) {
-        if b.order.is_none() {
-            b.order = Some(self.next_number.fetch_add(1, Ordering::Relaxed));
+        if b.order().is_none() {
+            b.set_order(self.next_number.fetch_add(1, Ordering::Relaxed));
         }
     }
 
@@ -364,6 +364,9 @@ impl ToParse {
     }
 
     /// Sends if there is room now.
+    // The batch comes back by value when it cannot go (crossbeam's error carries it), so that
+    // nothing in it is lost; boxing it would allocate once per batch.
+    #[allow(clippy::result_large_err)]
     pub fn try_send(&self, mut b: BodyBatch) -> std::result::Result<(), TrySendError<BodyBatch>> {
         self.number(&mut b);
         self.upstream.enter();
@@ -371,6 +374,7 @@ impl ToParse {
     }
 
     /// Sends, waiting at most `t` for room.
+    #[allow(clippy::result_large_err)] // as `try_send`
     pub fn send_timeout(
         &self,
         mut b: BodyBatch,

@@ -506,10 +506,8 @@ impl WindowConfig {
             .aggregates
             .iter()
             .map(|(field, aggs)| {
-                let aggs = aggs
-                    .iter()
-                    .map(|a| crate::window::Agg::parse(a).map_err(|why| format!("{field}: {why}")))
-                    .collect::<std::result::Result<Vec<_>, String>>()?;
+                let aggs = crate::window::parse_aggregates(&aggs.join(","))
+                    .map_err(|why| format!("{field}: {why}"))?;
                 Ok((field.clone(), aggs))
             })
             .collect::<std::result::Result<Vec<_>, String>>()?;

@@ -1037,7 +1037,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         kind: Kind::Duration,
         flag: Flag::Shared("--window-hop"),
         value_name: "DURATION",
-        help: "Hopping windows: a new window every this long, at most the size (also --window SIZE/HOP) [default: the size, tumbling]",
+        help: "Hopping windows: a new window every this long, at most the size (or give the window flag SIZE/HOP) [default: the size, tumbling]",
         example: "\"5s\"",
         doc: "Hopping windows: a new window starts every `hop` (at most `size`, and `size` a whole \
          number of hops is not required: state is kept in panes of gcd(size, hop)). Unset: \
@@ -1061,7 +1061,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         flag: Flag::Shared("--window-by"),
         value_name: "COLUMNS",
         help: "Key columns (strings or integers), comma-separated: one row per key and window [default: one global key]",
-        example: "[\"service\", \"host\"]",
+        example: "[\"service\"]",
         doc: "Key columns (string or integer): one row per key and window, the key columns by their \
          names. Empty: one global key.",
         check: Check::Custom(rule::window_by),
@@ -1120,7 +1120,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         flag: Flag::Shared("--window-agg"),
         value_name: "FIELD:AGG,...",
         help: "Aggregates of a numeric field per window, FIELD:AGG,... (repeatable); count, sum, mean, var, min, max, pNN, first, last [default: count only]",
-        example: "{ latency_ms = [\"count\", \"mean\", \"var\", \"p99\"] }",
+        example: "{ http_status = [\"count\", \"mean\", \"var\", \"p99\"] }",
         doc: "Aggregates per numeric field, written as FIELD_AGG columns (fields in name order, \
          aggregates in the order given): count (non-null values), sum, mean, var (sample, n-1; null \
          below 2 values), min, max, pNN (p50, p99, p99.9; DDSketch, relative error at most 1 %), \

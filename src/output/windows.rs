@@ -16,7 +16,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
 use crate::batch::{RecordsBatch, SourceOrder};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::metrics::live::Registry;
 use crate::window::{PartitionId, WindowOperator, WindowOutput, WindowSpec};
 
@@ -160,13 +160,9 @@ impl WindowStage {
                 }
                 _ => WindowOperator::new(spec, schema),
             };
-            let op = made.map_err(|e| match e {
-                Error::Config { what, why } => Error::Config {
-                    what,
-                    why: format!("{why} (the rows' columns: {})", columns(schema)),
-                },
-                e => e,
-            })?;
+            // (A spec that does not fit the rows is a configuration error naming the key and
+            // the rows' columns: the engine's message.)
+            let op = made?;
             self.out = Some(WindowOutput::new(op.output_schema()));
             self.operator = Some(op);
             self.input = Some(Arc::clone(schema));
@@ -259,16 +255,6 @@ impl WindowStage {
 pub(crate) fn class_of(reason: &str) -> String {
     let head = reason.split(':').next().unwrap_or(reason).trim();
     format!("window: {head}")
-}
-
-/// The column names of `schema`, for an error message.
-fn columns(schema: &SchemaRef) -> String {
-    schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

@@ -369,7 +369,7 @@ impl Writer<'_> {
                 why: "a body batch reached a writer without a parser".into(),
             });
         };
-        let number = bodies.order;
+        let number = bodies.order();
         match prepare(bodies) {
             Ok(batch) => Ok(Some(batch)),
             Err(e) => {
@@ -429,11 +429,13 @@ impl Writer<'_> {
         let w = self.window.as_mut().expect("windows on");
         let emitted = w.push(batch.rows.as_ref(), batch.source, Instant::now())?;
         if let (Some(rows), false) = (&batch.rows, emitted.rejected.is_empty()) {
-            let classes: Vec<(String, u64)> = emitted
-                .rejected
-                .iter()
-                .map(|(_, reason)| (super::windows::class_of(reason), 1))
-                .collect();
+            let mut by_class = std::collections::BTreeMap::<String, u64>::new();
+            for (_, reason) in &emitted.rejected {
+                *by_class
+                    .entry(super::windows::class_of(reason))
+                    .or_default() += 1;
+            }
+            let classes: Vec<(String, u64)> = by_class.into_iter().collect();
             self.dead_letter_rows(rows, &emitted.rejected, dead)?;
             let n = emitted.rejected.len() as u64;
             self.registry.add_parsed(0, n, &classes);

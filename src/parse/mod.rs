@@ -322,7 +322,7 @@ impl Parser {
             oldest,
             ticket: batch.ticket.take(),
             source: crate::batch::SourceOrder {
-                number: batch.order,
+                number: batch.order(),
                 partition: batch.partition,
                 partition_ended: batch.partition_ended,
             },

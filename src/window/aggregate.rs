@@ -98,6 +98,10 @@ pub(crate) struct Acc {
     /// Non-null values.
     pub n: u64,
     pub sum: f64,
+    /// The first value: moments are kept of `x − shift`, which is exact for values close to
+    /// each other (1e9 + small noise), so no digit of the variance is lost to the offset.
+    pub shift: f64,
+    /// Mean of `x − shift`.
     pub mean: f64,
     pub m2: f64,
     pub min: u64,
@@ -126,6 +130,7 @@ impl Acc {
         Acc {
             n: 0,
             sum: 0.0,
+            shift: 0.0,
             mean: 0.0,
             m2: 0.0,
             min: 0,
@@ -148,9 +153,13 @@ impl Acc {
             self.sum += x;
         }
         if needs.moments {
-            let d = x - self.mean;
+            if first {
+                self.shift = x;
+            }
+            let y = x - self.shift;
+            let d = y - self.mean;
             self.mean += d / self.n as f64;
-            self.m2 += d * (x - self.mean);
+            self.m2 += d * (y - self.mean);
         }
         if needs.min && (first || kind.less(bits, self.min)) {
             self.min = bits;
@@ -188,7 +197,7 @@ impl Acc {
             self.sum += o.sum;
         }
         if needs.moments {
-            let d = o.mean - self.mean;
+            let d = (o.shift - self.shift) + (o.mean - self.mean);
             self.mean += d * (nb / n);
             self.m2 += o.m2 + d * d * (na * nb / n);
         }
@@ -218,7 +227,7 @@ impl Acc {
         match agg {
             Agg::Count => Some(self.n),
             Agg::Sum => some.then(|| self.sum.to_bits()),
-            Agg::Mean => some.then(|| self.mean.to_bits()),
+            Agg::Mean => some.then(|| (self.shift + self.mean).to_bits()),
             Agg::Var => (self.n >= 2).then(|| (self.m2 / (self.n - 1) as f64).to_bits()),
             Agg::Min => some.then_some(self.min),
             Agg::Max => some.then_some(self.max),

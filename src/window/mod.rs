@@ -71,9 +71,21 @@
 //!
 //! Per record: a hash lookup of the key's bytes (a cache per dictionary entry when the key is
 //! one `dict` column), a search of the key's few panes, then per aggregated field one
-//! accumulator update (a logarithm more for a percentile). Memory: per open (key, pane) one
-//! accumulator per field (about 100 bytes, plus a sketch of at least 1 KiB when the field
-//! has a percentile), per key its bytes.
+//! accumulator update (a logarithm more for a percentile). About 3.7 M records/s on one
+//! thread for 40 keys, 10 s tumbling windows and count/mean/var/p99 (measured on a loaded
+//! 2-core machine with `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo test --lib
+//! window::tests::throughput -- --ignored --nocapture`; `cargo bench --bench kernels --
+//! window` is the criterion version). Memory: per open (key, pane) one accumulator per field
+//! (about 120 bytes), plus, for a field with a percentile, a sketch of 8 bytes per bin in use:
+//! about 230 bins per decade of values at 0.5 %, at most 2048 per sign (16 KiB); per key
+//! its bytes. `max_open` bounds the pairs, so it bounds this too.
+//!
+//! # Comparing percentiles
+//!
+//! The sketch's bound is relative to a value of the window: `pNN` lies within 0.5 % of the
+//! value of rank ⌊q·(n − 1)⌋. DuckDB's `quantile_cont` interpolates between that value and
+//! the next one up, so a fair check against it accepts `pNN` within
+//! `[lo·(1 − 0.005), hi·(1 + 0.005)]` (for positive values), `lo` and `hi` being those two.
 //!
 //! # Example
 //!
@@ -130,4 +142,7 @@ mod tests;
 pub use aggregate::SKETCH_ALPHA;
 pub use operator::{PartitionId, Rejected, WindowGauges, WindowOperator};
 pub use output::WindowOutput;
-pub use spec::{Agg, Overflow, WindowSpec, DEFAULT_MAX_OPEN, DEFAULT_TIME_FIELD};
+pub use spec::{
+    parse_aggregates, parse_field_aggregates, Agg, Overflow, WindowSpec, DEFAULT_MAX_OPEN,
+    DEFAULT_TIME_FIELD,
+};

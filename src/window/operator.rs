@@ -18,7 +18,10 @@ use arrow_array::types::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type,
     UInt64Type, UInt8Type,
 };
-use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, ArrowPrimitiveType, BooleanArray, DictionaryArray, LargeStringArray,
+    PrimitiveArray, RecordBatch, StringArray, StringViewArray,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::aggregate::{output_type, Acc, Kind, Needs};
@@ -107,6 +110,8 @@ enum TimeKind {
     /// a JSON number ([`crate::time::EpochUnit::by_magnitude`]): what schema inference makes
     /// of epoch numbers (an int64 column).
     EpochInt,
+    /// The same with a fraction (a float64 column), rounded to the µs.
+    EpochFloat,
 }
 
 /// One aggregated field.
@@ -161,6 +166,9 @@ pub struct WindowOperator {
     pub(crate) spec: Arc<WindowSpec>,
     output: SchemaRef,
     time_col: usize,
+    /// The schema of the last batch, whose column indexes are in `time_col`, `key_cols` and
+    /// `fields`.
+    batch_schema: Option<SchemaRef>,
     time_kind: TimeKind,
     time_type: DataType,
     pub(crate) key_cols: Vec<(usize, DataType)>,
@@ -225,8 +233,8 @@ fn bad(why: impl Into<String>) -> Error {
 impl WindowOperator {
     /// Checks the spec against the rows' schema and makes an operator with no state.
     ///
-    /// The time field must be a Timestamp of any unit, or Int64 epoch numbers (their unit
-    /// by magnitude, as pinflow reads a number in a `timestamp` field); `by` columns
+    /// The time field must be a Timestamp of any unit, or Int64 or Float64 epoch numbers
+    /// (their unit by magnitude, as pinflow reads a number in a `timestamp` field); `by` columns
     /// Utf8/LargeUtf8/Utf8View/Dictionary(Int32, Utf8), any integer, or Boolean; aggregated
     /// fields any integer or float type. Errors are [`Error::Config`] naming the column.
     pub fn new(spec: Arc<WindowSpec>, input: &SchemaRef) -> Result<Self, Error> {
@@ -249,6 +257,7 @@ impl WindowOperator {
         let time_kind = match &time_type {
             DataType::Timestamp(u, _) => TimeKind::Timestamp(*u),
             DataType::Int64 => TimeKind::EpochInt,
+            DataType::Float64 => TimeKind::EpochFloat,
             other => {
                 return Err(bad(format!(
                     "the time field `{}` is {other}, not a timestamp (declare it \
@@ -315,6 +324,7 @@ impl WindowOperator {
         Ok(WindowOperator {
             output: Arc::new(Schema::new(cols)),
             time_col,
+            batch_schema: Some(input.clone()),
             time_kind,
             time_type,
             key_cols,
@@ -365,8 +375,8 @@ impl WindowOperator {
     /// rows that cannot be windowed (null or out-of-range event time, over the cap under
     /// [`Overflow::DeadLetter`]) are reported in `out.rejected` with a reason; windows the
     /// watermark passed are appended to `out`. A push to an ended or idle partition makes it
-    /// active again. `rows` must have the schema the operator was made with (a batch whose
-    /// columns differ has every row rejected, with the reason).
+    /// active again. The operator's columns are found in `rows` by name; a batch that lacks
+    /// one, or has it with another type, has every row rejected, with the reason.
     pub fn push(
         &mut self,
         partition: PartitionId,
@@ -374,7 +384,7 @@ impl WindowOperator {
         now: Instant,
         out: &mut WindowOutput,
     ) {
-        if let Err(why) = self.check_batch(rows) {
+        if let Err(why) = self.resolve_batch(rows) {
             for row in 0..rows.num_rows() {
                 out.rejected.push(Rejected {
                     row,
@@ -529,29 +539,39 @@ impl WindowOperator {
 
     // --- the record path ---------------------------------------------------------------
 
-    fn check_batch(&self, rows: &RecordBatch) -> Result<(), String> {
+    /// Finds the operator's columns in the batch by name (a batch may have its columns in
+    /// another order, or more of them, than the schema the operator was made with) and checks
+    /// their types; the answer is kept until a batch comes with another schema.
+    fn resolve_batch(&mut self, rows: &RecordBatch) -> Result<(), String> {
         let schema = rows.schema();
-        let check = |col: usize, want: &DataType| -> Result<(), String> {
-            match schema.fields().get(col) {
-                Some(f) if f.data_type() == want => Ok(()),
-                Some(f) => Err(format!(
-                    "window: column `{}` is {}, not the {want} the window was set up for",
-                    f.name(),
-                    f.data_type()
-                )),
-                None => Err(format!(
-                    "window: the batch has {} columns, the window was set up for more",
-                    schema.fields().len()
-                )),
+        if self
+            .batch_schema
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &schema) || **s == *schema)
+        {
+            return Ok(());
+        }
+        self.batch_schema = None;
+        let find = |name: &str, want: &DataType| -> Result<usize, String> {
+            let i = schema
+                .index_of(name)
+                .map_err(|_| format!("window: the records have no column `{name}`"))?;
+            let t = schema.field(i).data_type();
+            if t != want {
+                return Err(format!(
+                    "window: column `{name}` is {t}, not the {want} the window was set up for"
+                ));
             }
+            Ok(i)
         };
-        check(self.time_col, &self.time_type)?;
-        for (c, t) in &self.key_cols {
-            check(*c, t)?;
+        self.time_col = find(&self.spec.time_field, &self.time_type)?;
+        for (name, (col, t)) in self.spec.by.iter().zip(self.key_cols.iter_mut()) {
+            *col = find(name, t)?;
         }
-        for f in &self.fields {
-            check(f.col, &f.data_type)?;
+        for f in &mut self.fields {
+            f.col = find(&f.name, &f.data_type)?;
         }
+        self.batch_schema = Some(schema);
         Ok(())
     }
 
@@ -561,10 +581,10 @@ impl WindowOperator {
         let col = rows.column(self.time_col);
         self.times.clear();
         self.times.reserve(col.len());
-        fn fill<T: ArrowPrimitiveType<Native = i64>>(
+        fn fill<T: ArrowPrimitiveType>(
             col: &ArrayRef,
             out: &mut Vec<i64>,
-            conv: impl Fn(i64) -> Option<i64>,
+            conv: impl Fn(T::Native) -> Option<i64>,
         ) {
             let a = col.as_primitive::<T>();
             let nulls = a.nulls();
@@ -594,6 +614,7 @@ impl WindowOperator {
                 fill::<TimestampNanosecondType>(col, out, |v| Some(v.div_euclid(1_000)))
             }
             TimeKind::EpochInt => fill::<Int64Type>(col, out, epoch_micros),
+            TimeKind::EpochFloat => fill::<Float64Type>(col, out, epoch_micros_f64),
         }
     }
 
@@ -694,7 +715,9 @@ impl WindowOperator {
                 }
                 s += hop;
             }
-            if self.open.len() + new <= self.spec.max_open {
+            // (An empty state always takes the record: `validate` keeps `max_open` at least
+            // the windows of one record, and this keeps a loop from spinning if not.)
+            if self.open.len() + new <= self.spec.max_open || self.open.is_empty() {
                 let mut s = first;
                 while s <= latest {
                     self.open.insert((s, key));
@@ -814,7 +837,7 @@ impl WindowOperator {
                 DataType::UInt32 => ctx.run::<UInt32Type>(col, |v| (v.into(), v.into())),
                 DataType::UInt16 => ctx.run::<UInt16Type>(col, |v| (v.into(), v.into())),
                 DataType::UInt8 => ctx.run::<UInt8Type>(col, |v| (v.into(), v.into())),
-                // check_batch and new() admit only the types above.
+                // resolve_batch and new() admit only the types above.
                 _ => {}
             }
         }
@@ -1075,6 +1098,20 @@ fn epoch_micros(v: i64) -> Option<i64> {
     }
 }
 
+/// [`epoch_micros`] of a number with a fraction, rounded to the µs.
+fn epoch_micros_f64(v: f64) -> Option<i64> {
+    use crate::time::EpochUnit;
+    let us = match EpochUnit::by_magnitude(v) {
+        EpochUnit::Seconds => v * 1e6,
+        EpochUnit::Millis => v * 1e3,
+        EpochUnit::Micros => v,
+        EpochUnit::Nanos => v / 1e3,
+    }
+    .round();
+    // NaN, ±∞ and values past i64 fail here; the range check follows.
+    (us.is_finite() && us.abs() < 9.2e18).then_some(us as i64)
+}
+
 /// The raw value of a time column at `row`, for a reason.
 fn raw_time(col: &ArrayRef, row: usize) -> String {
     match col.data_type() {
@@ -1088,6 +1125,7 @@ fn raw_time(col: &ArrayRef, row: usize) -> String {
             format!("{v} ({u:?} since the epoch)")
         }
         DataType::Int64 => col.as_primitive::<Int64Type>().value(row).to_string(),
+        DataType::Float64 => col.as_primitive::<Float64Type>().value(row).to_string(),
         _ => "?".into(),
     }
 }
@@ -1126,12 +1164,29 @@ impl Apply<'_> {
     }
 }
 
-/// A batch's key columns, borrowed.
+/// A batch's key columns, borrowed and downcast once per batch.
 enum KeyColumns<'a> {
     Global,
     /// One Dictionary(Int32, Utf8) column: key ids are cached per dictionary entry.
-    Dict(&'a arrow_array::DictionaryArray<Int32Type>),
-    Cols(Vec<&'a ArrayRef>),
+    Dict(&'a DictionaryArray<Int32Type>),
+    Cols(Vec<KeyCol<'a>>),
+}
+
+/// One key column, downcast.
+enum KeyCol<'a> {
+    Utf8(&'a StringArray),
+    LargeUtf8(&'a LargeStringArray),
+    View(&'a StringViewArray),
+    Dict(&'a DictionaryArray<Int32Type>),
+    I64(&'a PrimitiveArray<Int64Type>),
+    I32(&'a PrimitiveArray<Int32Type>),
+    I16(&'a PrimitiveArray<Int16Type>),
+    I8(&'a PrimitiveArray<Int8Type>),
+    U64(&'a PrimitiveArray<UInt64Type>),
+    U32(&'a PrimitiveArray<UInt32Type>),
+    U16(&'a PrimitiveArray<UInt16Type>),
+    U8(&'a PrimitiveArray<UInt8Type>),
+    Bool(&'a BooleanArray),
 }
 
 impl<'a> KeyColumns<'a> {
@@ -1141,27 +1196,94 @@ impl<'a> KeyColumns<'a> {
             [(c, DataType::Dictionary(_, _))] => {
                 KeyColumns::Dict(rows.column(*c).as_dictionary::<Int32Type>())
             }
-            _ => KeyColumns::Cols(cols.iter().map(|(c, _)| rows.column(*c)).collect()),
+            _ => KeyColumns::Cols(
+                cols.iter()
+                    .map(|(c, _)| KeyCol::new(rows.column(*c)))
+                    .collect(),
+            ),
         }
     }
 }
 
-/// Appends row `row`'s key to `buf`: per column a tag (0 null, 1 value) then the value
-/// (integers as 8 bytes little-endian, booleans as 1 byte, strings as a 4-byte length and the
-/// bytes).
+impl<'a> KeyCol<'a> {
+    /// `c` must be of a type `KeyKind::of` admits (checked against the batch by
+    /// `resolve_batch`).
+    fn new(c: &'a ArrayRef) -> KeyCol<'a> {
+        match c.data_type() {
+            DataType::Utf8 => KeyCol::Utf8(c.as_string::<i32>()),
+            DataType::LargeUtf8 => KeyCol::LargeUtf8(c.as_string::<i64>()),
+            DataType::Utf8View => KeyCol::View(c.as_string_view()),
+            DataType::Dictionary(_, _) => KeyCol::Dict(c.as_dictionary::<Int32Type>()),
+            DataType::Int64 => KeyCol::I64(c.as_primitive()),
+            DataType::Int32 => KeyCol::I32(c.as_primitive()),
+            DataType::Int16 => KeyCol::I16(c.as_primitive()),
+            DataType::Int8 => KeyCol::I8(c.as_primitive()),
+            DataType::UInt64 => KeyCol::U64(c.as_primitive()),
+            DataType::UInt32 => KeyCol::U32(c.as_primitive()),
+            DataType::UInt16 => KeyCol::U16(c.as_primitive()),
+            DataType::UInt8 => KeyCol::U8(c.as_primitive()),
+            _ => KeyCol::Bool(c.as_boolean()),
+        }
+    }
+
+    /// Appends row `row`'s value: a tag (0 null, 1 value), then integers as 8 bytes
+    /// little-endian, booleans as 1 byte, strings as a 4-byte length and the bytes.
+    #[inline]
+    fn encode(&self, row: usize, buf: &mut Vec<u8>) {
+        fn int(a: &impl Array, row: usize, v: impl FnOnce() -> [u8; 8], buf: &mut Vec<u8>) {
+            if a.is_null(row) {
+                buf.push(0);
+            } else {
+                buf.push(1);
+                buf.extend_from_slice(&v());
+            }
+        }
+        fn string<'b>(a: &impl Array, row: usize, v: impl FnOnce() -> &'b [u8], buf: &mut Vec<u8>) {
+            if a.is_null(row) {
+                buf.push(0);
+            } else {
+                push_str(buf, v());
+            }
+        }
+        match self {
+            KeyCol::Utf8(a) => string(*a, row, || a.value(row).as_bytes(), buf),
+            KeyCol::LargeUtf8(a) => string(*a, row, || a.value(row).as_bytes(), buf),
+            KeyCol::View(a) => string(*a, row, || a.value(row).as_bytes(), buf),
+            KeyCol::Dict(d) => encode_dict(d, row, buf),
+            KeyCol::I64(a) => int(*a, row, || a.value(row).to_le_bytes(), buf),
+            KeyCol::I32(a) => int(*a, row, || i64::from(a.value(row)).to_le_bytes(), buf),
+            KeyCol::I16(a) => int(*a, row, || i64::from(a.value(row)).to_le_bytes(), buf),
+            KeyCol::I8(a) => int(*a, row, || i64::from(a.value(row)).to_le_bytes(), buf),
+            KeyCol::U64(a) => int(*a, row, || a.value(row).to_le_bytes(), buf),
+            KeyCol::U32(a) => int(*a, row, || u64::from(a.value(row)).to_le_bytes(), buf),
+            KeyCol::U16(a) => int(*a, row, || u64::from(a.value(row)).to_le_bytes(), buf),
+            KeyCol::U8(a) => int(*a, row, || u64::from(a.value(row)).to_le_bytes(), buf),
+            KeyCol::Bool(a) => {
+                if a.is_null(row) {
+                    buf.push(0);
+                } else {
+                    buf.push(1);
+                    buf.push(u8::from(a.value(row)));
+                }
+            }
+        }
+    }
+}
+
+/// Appends row `row`'s key to `buf` (see [`KeyCol::encode`]).
 fn encode_key(keys: &KeyColumns<'_>, row: usize, buf: &mut Vec<u8>) {
     match keys {
         KeyColumns::Global => {}
         KeyColumns::Dict(d) => encode_dict(d, row, buf),
         KeyColumns::Cols(cols) => {
             for c in cols {
-                encode_value(c, row, buf);
+                c.encode(row, buf);
             }
         }
     }
 }
 
-fn encode_dict(d: &arrow_array::DictionaryArray<Int32Type>, row: usize, buf: &mut Vec<u8>) {
+fn encode_dict(d: &DictionaryArray<Int32Type>, row: usize, buf: &mut Vec<u8>) {
     if d.is_null(row) {
         buf.push(0);
         return;
@@ -1179,40 +1301,6 @@ fn push_str(buf: &mut Vec<u8>, s: &[u8]) {
     buf.push(1);
     buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
     buf.extend_from_slice(s);
-}
-
-fn encode_value(c: &ArrayRef, row: usize, buf: &mut Vec<u8>) {
-    if c.is_null(row) {
-        buf.push(0);
-        return;
-    }
-    macro_rules! int {
-        ($t:ty, $as:ty) => {{
-            buf.push(1);
-            let v = c.as_primitive::<$t>().value(row) as $as;
-            buf.extend_from_slice(&v.to_le_bytes());
-        }};
-    }
-    match c.data_type() {
-        DataType::Utf8 => push_str(buf, c.as_string::<i32>().value(row).as_bytes()),
-        DataType::LargeUtf8 => push_str(buf, c.as_string::<i64>().value(row).as_bytes()),
-        DataType::Utf8View => push_str(buf, c.as_string_view().value(row).as_bytes()),
-        DataType::Dictionary(_, _) => encode_dict(c.as_dictionary::<Int32Type>(), row, buf),
-        DataType::Int64 => int!(Int64Type, i64),
-        DataType::Int32 => int!(Int32Type, i64),
-        DataType::Int16 => int!(Int16Type, i64),
-        DataType::Int8 => int!(Int8Type, i64),
-        DataType::UInt64 => int!(UInt64Type, u64),
-        DataType::UInt32 => int!(UInt32Type, u64),
-        DataType::UInt16 => int!(UInt16Type, u64),
-        DataType::UInt8 => int!(UInt8Type, u64),
-        DataType::Boolean => {
-            buf.push(1);
-            buf.push(u8::from(c.as_boolean().value(row)));
-        }
-        // new() admits only the types above.
-        _ => buf.push(0),
-    }
 }
 
 /// One decoded key value.

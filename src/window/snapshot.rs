@@ -111,6 +111,7 @@ fn write_acc(w: &mut W, needs: Needs, a: &Acc) {
         w.f64(a.sum);
     }
     if needs.moments {
+        w.f64(a.shift);
         w.f64(a.mean);
         w.f64(a.m2);
     }
@@ -143,6 +144,7 @@ fn read_acc(r: &mut R<'_>, needs: Needs) -> Result<Acc, Error> {
         a.sum = r.f64()?;
     }
     if needs.moments {
+        a.shift = r.f64()?;
         a.mean = r.f64()?;
         a.m2 = r.f64()?;
     }

@@ -158,6 +158,44 @@ impl Agg {
     }
 }
 
+/// A comma-separated list of aggregates (`count,mean,var,p99`), in order, none twice.
+///
+/// ```
+/// use pinflow::window::{parse_aggregates, Agg};
+/// assert_eq!(parse_aggregates("count, p99"), Ok(vec![Agg::Count, Agg::Quantile(9900)]));
+/// assert!(parse_aggregates("mean,mean").unwrap_err().contains("twice"));
+/// ```
+pub fn parse_aggregates(list: &str) -> Result<Vec<Agg>, String> {
+    let mut out: Vec<Agg> = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        let a = Agg::parse(item)?;
+        if out.contains(&a) {
+            return Err(format!("`{item}` is listed twice"));
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+/// `FIELD:AGG[,AGG...]`, the value of `--window-agg` (`latency_ms:count,mean,p99`).
+///
+/// ```
+/// use pinflow::window::{parse_field_aggregates, Agg};
+/// let (field, aggs) = parse_field_aggregates("latency_ms:count,p99.9").unwrap();
+/// assert_eq!((field.as_str(), aggs), ("latency_ms", vec![Agg::Count, Agg::Quantile(9990)]));
+/// assert!(parse_field_aggregates("latency_ms").unwrap_err().contains("FIELD:AGG"));
+/// ```
+pub fn parse_field_aggregates(s: &str) -> Result<(String, Vec<Agg>), String> {
+    let (field, list) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{s}`: expected FIELD:AGG[,AGG...], e.g. latency_ms:mean,p99"))?;
+    let field = field.trim();
+    if field.is_empty() {
+        return Err(format!("`{s}`: the field name is empty"));
+    }
+    Ok((field.to_string(), parse_aggregates(list)?))
+}
+
 impl std::fmt::Display for Agg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -330,7 +368,7 @@ impl WindowSpec {
         if let Some(b) = self.by.iter().find(|b| b.is_empty()) {
             return Err(format!("a `by` column's name is empty ({b:?})"));
         }
-        if self.by.iter().any(|b| *b == self.time_field) {
+        if self.by.contains(&self.time_field) {
             return Err(format!(
                 "`{}` is the time field and cannot be a key",
                 self.time_field

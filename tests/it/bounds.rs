@@ -404,6 +404,9 @@ fn the_longest_durations_and_largest_limits_run_and_exit_normally() {
         "threads.parse",
         "threads.compute",
         "fetch.connections_per_host",
+        // Turns time windows on: the records would become window rows (these have no event
+        // time at all). tests/it/window.rs runs windows.
+        "window.size",
     ];
     for o in options() {
         let (Some(bounds), pinflow::config::Flag::Shared(flag)) = (o.bounds(), o.flag()) else {

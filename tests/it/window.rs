@@ -162,7 +162,10 @@ fn figures(batches: &[RecordBatch]) -> Vec<Figures> {
             let key = match key.data_type() {
                 DataType::Dictionary(_, _) => {
                     let d = key.as_any_dictionary();
-                    let k = d.keys().as_primitive::<arrow_array::types::Int32Type>().value(i);
+                    let k = d
+                        .keys()
+                        .as_primitive::<arrow_array::types::Int32Type>()
+                        .value(i);
                     d.values().as_string::<i32>().value(k as usize).to_string()
                 }
                 _ => key.as_string::<i32>().value(i).to_string(),
@@ -209,6 +212,11 @@ const FIELDS: [&str; 4] = [
     "latency_ms:float64",
 ];
 
+/// The schema of the generated records, as `schema.fields`.
+fn fields() -> Vec<String> {
+    FIELDS.iter().map(|f| f.to_string()).collect()
+}
+
 fn spec(size: Duration, hop: Duration, lateness: Duration) -> WindowSpec {
     WindowSpec::hopping(size, hop)
         .with_by(["service"])
@@ -227,22 +235,33 @@ struct Run {
 }
 
 /// Runs `files` through windows of `spec` with `parse`/`compute` threads and file chunks of
-/// `chunk` bytes.
+/// `chunk` bytes. With `stall`, a transform holds every third batch back a while on its compute
+/// thread, so that later batches overtake it on the way to the writer (as they do on a busy
+/// machine), and only putting them back in source order gives the same rows.
 fn run_files(
     dir: &Path,
     files: &[PathBuf],
     spec: WindowSpec,
     (parse, compute): (usize, usize),
     chunk: usize,
+    stall: bool,
 ) -> Run {
     let rows = Arc::new(Mutex::new(Vec::new()));
     let got = Arc::clone(&rows);
-    let dead = dir.join(format!("dead-{parse}-{compute}-{chunk}.ndjson"));
+    let dead = dir.join(format!("dead-{parse}-{compute}-{chunk}-{stall}.ndjson"));
     let dead_path = dead.clone();
+    let stalled = std::sync::atomic::AtomicU64::new(0);
+    let stall_some = move |rows: RecordBatch| {
+        let n = stalled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if stall && n.is_multiple_of(3) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok::<_, pinflow::stage::BoxError>(rows)
+    };
     let pipeline = Pipeline::builder()
         .parquet(false)
         .configure(move |c: &mut Config| {
-            c.schema.fields = FIELDS.iter().map(|f| f.to_string()).collect();
+            c.schema.fields = fields();
             c.threads.parse = Some(parse);
             c.threads.compute = Some(compute);
             c.threads.pin = false;
@@ -252,6 +271,7 @@ fn run_files(
             c.writer.max_dead_letters = "100%".into();
         })
         .window(spec)
+        .transform(stall_some)
         .on_batch(move |b| got.lock().unwrap().push(b.clone()))
         .build()
         .unwrap();
@@ -264,7 +284,10 @@ fn run_files(
         rows,
         summary,
         late,
-        late_metric: metrics.window.late.load(std::sync::atomic::Ordering::Relaxed),
+        late_metric: metrics
+            .window
+            .late
+            .load(std::sync::atomic::Ordering::Relaxed),
         emitted_metric: metrics
             .window
             .rows_emitted
@@ -286,21 +309,32 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
     let (want, want_late) = oracle(&recs, 1_000_000, 1_000_000, 500_000);
     assert!(want_late.len() > 20, "the input has late records to find");
 
+    let one = std::slice::from_ref(&file);
     let small = run_files(
         dir.path(),
-        std::slice::from_ref(&file),
+        one,
         spec(size, size, lateness),
         (1, 0),
         4096,
+        false,
     );
     let large = run_files(
         dir.path(),
-        std::slice::from_ref(&file),
+        one,
         spec(size, size, lateness),
         (4, 2),
         1 << 20,
+        false,
     );
-    for run in [&small, &large] {
+    let overtaken = run_files(
+        dir.path(),
+        one,
+        spec(size, size, lateness),
+        (2, 3),
+        4096,
+        true,
+    );
+    for run in [&small, &large, &overtaken] {
         assert_eq!(figures(&run.rows), want);
         assert_eq!(run.late, want_late, "late records, in source order");
         let s = &run.summary;
@@ -324,8 +358,22 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
     let second = dir.path().join("more.ndjson");
     write_ndjson(&second, &records(3000, 11));
     let files = [file, second];
-    let a = run_files(dir.path(), &files, spec(size, size, lateness), (1, 0), 4096);
-    let b = run_files(dir.path(), &files, spec(size, size, lateness), (4, 2), 1 << 20);
+    let a = run_files(
+        dir.path(),
+        &files,
+        spec(size, size, lateness),
+        (1, 0),
+        4096,
+        false,
+    );
+    let b = run_files(
+        dir.path(),
+        &files,
+        spec(size, size, lateness),
+        (2, 3),
+        4096,
+        true,
+    );
     let in_order = |r: &Run| {
         let mut v = Vec::new();
         for batch in &r.rows {
@@ -343,11 +391,16 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
 /// run ends.
 #[test]
 fn a_quiet_push_source_writes_its_windows_after_idle_before_the_run_ends() {
+    // Dead letters (late records) go here, not beside the default output in the cwd.
+    let scratch = tempfile::tempdir().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<RecordBatch>();
     let tx = Mutex::new(tx);
     let pipeline = Pipeline::builder()
         .parquet(false)
-        .configure(|c| c.schema.fields = FIELDS.iter().map(|f| f.to_string()).collect())
+        .configure(|c| {
+            c.schema.fields = fields();
+            c.dead_letter = Some(scratch.path().join("dead.ndjson"));
+        })
         .window(
             spec(
                 Duration::from_secs(10),
@@ -385,11 +438,16 @@ fn a_quiet_push_source_writes_its_windows_after_idle_before_the_run_ends() {
 /// in a window that had not closed.
 #[test]
 fn a_stopped_run_writes_every_open_window() {
+    // Dead letters (late records) go here, not beside the default output in the cwd.
+    let scratch = tempfile::tempdir().unwrap();
     let rows = Arc::new(Mutex::new(Vec::new()));
     let got = Arc::clone(&rows);
     let pipeline = Pipeline::builder()
         .parquet(false)
-        .configure(|c| c.schema.fields = FIELDS.iter().map(|f| f.to_string()).collect())
+        .configure(|c| {
+            c.schema.fields = fields();
+            c.dead_letter = Some(scratch.path().join("dead.ndjson"));
+        })
         // An hour: no window closes on event time.
         .window(spec(
             Duration::from_secs(3600),
@@ -422,9 +480,14 @@ fn a_stopped_run_writes_every_open_window() {
 /// key; with an inferred schema, at the first rows, naming it too.
 #[test]
 fn a_window_column_the_rows_lack_is_an_error_naming_the_key() {
+    // Dead letters (late records) go here, not beside the default output in the cwd.
+    let scratch = tempfile::tempdir().unwrap();
     let fixed = Pipeline::builder()
         .parquet(false)
-        .configure(|c| c.schema.fields = FIELDS.iter().map(|f| f.to_string()).collect())
+        .configure(|c| {
+            c.schema.fields = fields();
+            c.dead_letter = Some(scratch.path().join("dead.ndjson"));
+        })
         .window(WindowSpec::tumbling(Duration::from_secs(1)).with_by(["region"]))
         .build()
         .unwrap();
@@ -436,7 +499,10 @@ fn a_window_column_the_rows_lack_is_an_error_naming_the_key() {
 
     let inferred = Pipeline::builder()
         .parquet(false)
-        .configure(|c| c.schema.infer = Some(true))
+        .configure(|c| {
+            c.schema.infer = Some(true);
+            c.dead_letter = Some(scratch.path().join("dead-inferred.ndjson"));
+        })
         .window(WindowSpec::tumbling(Duration::from_secs(1)).with_by(["region"]))
         .build()
         .unwrap();
@@ -448,6 +514,73 @@ fn a_window_column_the_rows_lack_is_an_error_naming_the_key() {
     assert!(e.contains("region") && e.contains("window"), "{e}");
 }
 
+/// HTTP sources: with one request in flight, responses complete in URL-list order, and the
+/// window rows are the brute force's over the records in that order, although some pages are
+/// slow and batches overtake each other on three compute threads (docs/usage.md, "Time
+/// windows": with more in flight, the order is the order responses complete).
+#[cfg(feature = "http")]
+#[test]
+fn an_http_source_with_one_request_in_flight_is_windowed_in_url_list_order() {
+    let recs = records(3000, 17);
+    let pages: Vec<String> = recs
+        .chunks(50)
+        .map(|c| c.iter().map(Rec::line).collect())
+        .collect();
+    let n = pages.len();
+    let served = pages.clone();
+    let (base, _) = crate::common::http_server(move |path, _| {
+        let i: usize = path.rsplit('/').next().unwrap().parse().unwrap();
+        if i.is_multiple_of(5) {
+            // A slow page: with more in flight, later pages would complete before it.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let body = &served[i];
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let scratch = tempfile::tempdir().unwrap();
+    let rows = Arc::new(Mutex::new(Vec::new()));
+    let got = Arc::clone(&rows);
+    let stalled = std::sync::atomic::AtomicU64::new(0);
+    let pipeline = Pipeline::builder()
+        .parquet(false)
+        .configure(|c| {
+            c.schema.fields = fields();
+            c.dead_letter = Some(scratch.path().join("dead.ndjson"));
+            c.fetch.max_in_flight = 1;
+            c.threads.parse = Some(2);
+            c.threads.compute = Some(3);
+            c.threads.pin = false;
+        })
+        .window(spec(
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Duration::from_millis(300),
+        ))
+        .transform(move |b: RecordBatch| {
+            if stalled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .is_multiple_of(3)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok::<_, pinflow::stage::BoxError>(b)
+        })
+        .on_batch(move |b| got.lock().unwrap().push(b.clone()))
+        .build()
+        .unwrap();
+    let source = Source::from_arg(&format!("{base}/p/{{0..{}}}", n - 1)).unwrap();
+    let summary = pipeline.run(source).unwrap();
+    let (want, late) = oracle(&recs, 1_000_000, 1_000_000, 300_000);
+    assert!(!late.is_empty());
+    assert_eq!(figures(&rows.lock().unwrap()), want);
+    assert_eq!(summary.records_windowed, (recs.len() - late.len()) as u64);
+    assert!(summary.ledger_balances(), "{summary:?}");
+}
+
 #[cfg(feature = "cli")]
 mod cli {
     use super::*;
@@ -456,6 +589,14 @@ mod cli {
 
     fn pinflow() -> Command {
         crate::common::pinflow_piped()
+    }
+
+    /// `--field` for each of [`FIELDS`].
+    fn field_flags() -> Vec<String> {
+        FIELDS
+            .iter()
+            .flat_map(|f| ["--field".into(), f.to_string()])
+            .collect()
     }
 
     fn window_rows(out: &Path) -> Vec<Figures> {
@@ -470,7 +611,7 @@ mod cli {
         let recs = records(3000, 13);
         let input = dir.path().join("in.ndjson");
         write_ndjson(&input, &recs);
-        let fields: Vec<String> = FIELDS.iter().flat_map(|f| ["--field".into(), f.to_string()]).collect();
+        let fields = field_flags();
         let by_flags = dir.path().join("flags.parquet");
         let o = pinflow()
             .args(["run", "--progress", "never", "--files"])
@@ -485,7 +626,11 @@ mod cli {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(stdout.contains("windows    "), "{stdout}");
 
         let config = dir.path().join("w.toml");
@@ -521,7 +666,7 @@ mod cli {
         let input = dir.path().join("in.ndjson");
         write_ndjson(&input, &records(10, 1));
         let out = dir.path().join("o.parquet");
-        let fields: Vec<String> = FIELDS.iter().flat_map(|f| ["--field".into(), f.to_string()]).collect();
+        let fields = field_flags();
         let o = pinflow()
             .args(["run", "--files"])
             .arg(&input)
@@ -533,7 +678,10 @@ mod cli {
             .unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success());
-        assert!(stderr.contains("window") && stderr.contains("region"), "{stderr}");
+        assert!(
+            stderr.contains("window") && stderr.contains("region"),
+            "{stderr}"
+        );
         assert!(!out.exists());
     }
 
@@ -548,7 +696,7 @@ mod cli {
             .local_addr()
             .unwrap()
             .port();
-        let fields: Vec<String> = FIELDS.iter().flat_map(|f| ["--field".into(), f.to_string()]).collect();
+        let fields = field_flags();
         let mut child = pinflow()
             .args(["run", "--files", "-", "--progress", "never", "--out"])
             .arg(&out)
