@@ -87,8 +87,8 @@ impl WindowStage {
 }
 
 /// The saved state: the length of the rows' schema as JSON (u32, little-endian), that JSON
-/// (arrow's own serde form: the operator reads columns by position and type, so it must be
-/// restored for the same ones), then [`crate::window::WindowOperator::snapshot`]'s bytes.
+/// (arrow's own serde form: the operator is made for a schema, and a resumed run restores it
+/// before any row shows it one), then [`crate::window::WindowOperator::snapshot`]'s bytes.
 fn encode(input: &SchemaRef, snapshot: &[u8]) -> Result<Vec<u8>> {
     let schema = serde_json::to_vec(input.as_ref()).map_err(|e| Error::Stage {
         stage: "window state".into(),

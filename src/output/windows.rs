@@ -16,7 +16,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
 use crate::batch::{RecordsBatch, SourceOrder};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::live::Registry;
 use crate::window::{PartitionId, WindowOperator, WindowOutput, WindowSpec};
 
@@ -127,20 +127,6 @@ impl WindowStage {
     /// does not fit the rows (a key or field the records do not have, a column of the wrong
     /// type) is a configuration error naming the key.
     pub(crate) fn operator_for(&mut self, schema: &SchemaRef) -> Result<&mut WindowOperator> {
-        if let Some(input) = self.input.as_ref().filter(|i| !Arc::ptr_eq(i, schema)) {
-            // An operator restored from saved state reads columns by their saved positions.
-            if input.fields() != schema.fields() {
-                return Err(Error::Config {
-                    what: "window".into(),
-                    why: format!(
-                        "the rows' columns ({}) are not those the window state was saved with \
-                         ({}): the records changed shape since the journal's last checkpoint",
-                        columns(schema),
-                        columns(input)
-                    ),
-                });
-            }
-        }
         if self.operator.is_none() {
             let spec = Arc::clone(&self.spec);
             let made = match self.restore.take() {
