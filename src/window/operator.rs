@@ -921,13 +921,9 @@ impl WindowOperator {
         if ids.len() < 2 || self.key_kinds.is_empty() {
             return;
         }
-        ids.sort_by(|a, b| {
-            compare_keys(
-                &self.key_kinds,
-                &self.keys[*a as usize].bytes,
-                &self.keys[*b as usize].bytes,
-            )
-        });
+        // Each key decoded once (a window start can have a million keys).
+        let keys = &self.keys;
+        ids.sort_by_cached_key(|id| decode_key(&self.key_kinds, &keys[*id as usize].bytes));
     }
 
     /// Emits window `[s, s + size)` of key `k` from its panes.
@@ -1303,7 +1299,9 @@ fn push_str(buf: &mut Vec<u8>, s: &[u8]) {
     buf.extend_from_slice(s);
 }
 
-/// One decoded key value.
+/// One decoded key value. The derived order is the emission order of keys: per column, null
+/// first, then numbers, booleans (`false` first) and strings (by bytes) in their natural order
+/// (a column holds one kind, so kinds are never compared with each other).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum KeyValue<'a> {
     Null,
@@ -1347,10 +1345,4 @@ pub(crate) fn decode_key<'a>(kinds: &[KeyKind], mut b: &'a [u8]) -> Vec<KeyValue
         });
     }
     out
-}
-
-/// Key order: column by column, null first, then numbers, booleans (false first) and
-/// strings (by bytes) in their natural order.
-fn compare_keys(kinds: &[KeyKind], a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    decode_key(kinds, a).cmp(&decode_key(kinds, b))
 }
