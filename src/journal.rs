@@ -1042,6 +1042,7 @@ impl Journal {
             fs::rename(&tmp, &fin).map_err(|e| Error::output(&fin, "rename into place", e))?;
             crate::fsutil::sync_parent(&fin);
             rec.renamed += 1;
+            crate::failpoint::hit("journal.recover");
         }
         // Temporary files of ours not in a committed checkpoint: an unfinished checkpoint.
         rec.removed = files.remove_stale(&committed_tmps);

@@ -85,6 +85,8 @@
 
 // The stable surface: what a program that embeds pinflow uses.
 pub mod config;
+#[cfg(feature = "http")]
+pub mod enrich;
 pub mod error;
 pub mod metrics;
 pub mod pipeline;
@@ -101,12 +103,18 @@ pub use ingest::push::PushHandle;
 pub use ingest::source::Source;
 pub use ingest::{push, source};
 pub use metrics::Summary;
-pub use pipeline::{Pipeline, PipelineBuilder, RunHandle};
+pub use pipeline::{Inspection, Pipeline, PipelineBuilder, RunHandle};
 
 // Internals. Public only where the benchmarks, the fuzz targets and the integration tests
 // (separate crates) reach them, and hidden from the documentation: not part of the API.
 #[doc(hidden)]
 pub mod batch;
+// Test-only crash points (cargo feature `failpoints`); empty without it.
+/// The filter expression language of `[[transform]] filter` and `--filter` (internal: the
+/// doc tests reach it).
+#[doc(hidden)]
+pub mod expr;
+mod failpoint;
 mod fsutil;
 mod handoff;
 #[doc(hidden)]

@@ -51,6 +51,33 @@ pub trait Transform: Send + Sync + 'static {
     /// Turns one batch into another. Every batch of a run must come out with the same schema
     /// (the Parquet file has one).
     fn apply(&self, rows: RecordBatch) -> std::result::Result<RecordBatch, BoxError>;
+
+    /// [`Transform::apply`] for a transform that may turn rows away as dead letters: each row
+    /// it leaves out of its result and adds to `rejected` becomes a dead letter (counted with
+    /// the dead letters, not as filtered). The compute stage calls this one; the default
+    /// rejects nothing.
+    fn apply_rejecting(
+        &self,
+        rows: RecordBatch,
+        rejected: &mut Vec<Rejected>,
+    ) -> std::result::Result<RecordBatch, BoxError> {
+        let _ = rejected;
+        self.apply(rows)
+    }
+}
+
+/// A row a transform turned away (see [`Transform::apply_rejecting`]): it is written to the
+/// dead-letter file with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The reason's class, for the dead-letter counts by reason (`cast failed`).
+    pub class: String,
+    /// Why, naming the field and the value.
+    pub reason: String,
+    /// The row, as one JSON object.
+    pub excerpt: String,
+    /// Where the row came from, when the transform knows (its `_source` lineage column).
+    pub source: Option<String>,
 }
 
 /// Any `Fn(RecordBatch) -> Result<RecordBatch, BoxError>` is a transform.

@@ -226,6 +226,31 @@ pub(super) mod rule {
         )
     }
 
+    pub(in crate::config) fn format(c: &Config) -> Vec<Bad> {
+        Bad::when(
+            !matches!(c.format.as_str(), "auto" | "ndjson" | "csv"),
+            "is not auto, ndjson or csv",
+        )
+    }
+
+    pub(in crate::config) fn csv_delimiter(c: &Config) -> Vec<Bad> {
+        let d = c.csv_delimiter.as_bytes();
+        Bad::when(
+            c.csv_delimiter != "tab" && (d.len() != 1 || matches!(d[0], b'"' | b'\n' | b'\r')),
+            "is not one ASCII character other than a quote or a line break, or `tab`",
+        )
+    }
+
+    pub(in crate::config) fn dedupe_key(c: &Config) -> Vec<Bad> {
+        Bad::when(
+            c.fetch
+                .dedupe_key
+                .as_deref()
+                .is_some_and(|k| k.trim().is_empty()),
+            "is empty: give the column whose value identifies a record",
+        )
+    }
+
     pub(in crate::config) fn cpus(c: &Config) -> Vec<Bad> {
         Bad::when(
             c.threads.cpus.as_ref().is_some_and(|c| c.is_empty()),
@@ -312,6 +337,23 @@ pub(super) mod rule {
         }
     }
 
+    /// Each `filter` expression parses.
+    pub(in crate::config) fn filters(c: &Config) -> Vec<Bad> {
+        Bad::items(c.filter.iter().map(|f| {
+            crate::expr::parse(f)
+                .map(|_| ())
+                .map_err(|e| format!("column {}: {}", e.offset + 1, e.message))
+        }))
+    }
+
+    /// Each `rename` entry is `OLD=NEW`, neither empty.
+    pub(in crate::config) fn renames(c: &Config) -> Vec<Bad> {
+        Bad::items(c.rename.iter().map(|r| match r.split_once('=') {
+            Some((old, new)) if !old.trim().is_empty() && !new.trim().is_empty() => Ok(()),
+            _ => Err(format!("`{r}` is not OLD=NEW")),
+        }))
+    }
+
     pub(in crate::config) fn lineage(c: &Config) -> Vec<Bad> {
         match crate::schema::Lineage::from_names(&c.schema.lineage) {
             Ok(_) => Vec::new(),
@@ -381,7 +423,25 @@ impl Config {
         self.pagination_problems(found);
         self.schema_problems(found);
         self.partition_problems(found);
+        for (key, why) in super::enrich::enrich_problems(&self.enrich) {
+            found.bad(&key, why);
+        }
+        self.transform_problems(found);
         self.window_problems(found);
+    }
+
+    /// Each `[[transform]]` table on its own (a file's are checked as they are read, with
+    /// their lines; this is for a configuration built in code).
+    fn transform_problems(&self, found: &mut Problems) {
+        for (i, t) in self.transform.iter().enumerate() {
+            if let Some((why, offset)) = t.problem() {
+                let why = match offset {
+                    Some(o) => format!("at byte {o} of the expression: {why}"),
+                    None => why,
+                };
+                found.bad(&format!("transform[{i}]"), why);
+            }
+        }
     }
 
     /// Windows: the hop within the size, window keys only with windows on, and the columns
@@ -563,7 +623,18 @@ impl Config {
         let mut problems = self.problems();
         for p in &mut problems {
             if let Some(key) = &p.key {
-                p.origin = layers.iter().rev().find_map(|l| l.origin(key).cloned());
+                // A key that was not written (a missing `[[enrich]]` key) takes the line of
+                // the table it belongs in.
+                let mut at = key.as_str();
+                loop {
+                    p.origin = layers.iter().rev().find_map(|l| l.origin(at).cloned());
+                    match at.rsplit_once('.') {
+                        Some((table, _)) if p.origin.is_none() && at.starts_with("enrich[") => {
+                            at = table;
+                        }
+                        _ => break,
+                    }
+                }
             }
         }
         problems

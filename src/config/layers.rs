@@ -72,6 +72,17 @@ impl ConfigLayer {
                 name: var.to_string(),
                 line: None,
             };
+            // Not a configuration key: the test-only fail point (src/failpoint.rs).
+            if var == crate::failpoint::ENV {
+                if let Some(message) = crate::failpoint::refusal(value) {
+                    diags.push(Diagnostic {
+                        origin: Some(origin),
+                        key: None,
+                        message,
+                    });
+                }
+                continue;
+            }
             let Some(key) = options().iter().find(|o| o.env() == var) else {
                 let names: Vec<String> = options().iter().map(|o| o.env()).collect();
                 let suffixes = names.iter().map(|n| &n[ENV_PREFIX.len()..]);
@@ -298,6 +309,7 @@ pub(super) fn parse_layer(name: &str, text: &str) -> (ConfigLayer, Vec<Diagnosti
     let syntax_errors = diags.len();
     let mut walk = Walk {
         name,
+        text,
         lines: &lines,
         origins: &mut layer.origins,
         diags: &mut diags,
@@ -350,6 +362,7 @@ impl LineIndex {
 /// collecting a diagnostic for each bad one.
 struct Walk<'a> {
     name: &'a str,
+    text: &'a str,
     lines: &'a LineIndex,
     origins: &'a mut BTreeMap<String, Origin>,
     diags: &'a mut Vec<Diagnostic>,
@@ -372,6 +385,34 @@ impl Walk<'_> {
         });
     }
 
+    /// The `[[enrich]]` tables: each key's value and line, and the line of each table (kept
+    /// in the table's `position`, and as the origin of `enrich[N]`).
+    fn enrich(
+        &mut self,
+        value: &toml::de::DeValue<'_>,
+        span: std::ops::Range<usize>,
+        out: &mut toml::Table,
+    ) {
+        let (mut tables, starts, found) = super::enrich::read(value, span);
+        for read in found {
+            match read {
+                super::enrich::Read::Value(path, span) => {
+                    let origin = self.origin(span);
+                    self.origins.insert(path, origin);
+                }
+                super::enrich::Read::Bad(span, key, message) => self.error(span, &key, message),
+            }
+        }
+        for (n, (table, start)) in tables.iter_mut().zip(starts).enumerate() {
+            let origin = self.origin(start);
+            if let (toml::Value::Table(t), Some(line)) = (table, origin.line) {
+                t.insert("position".into(), toml::Value::Integer(line as i64));
+            }
+            self.origins.insert(format!("enrich[{n}]"), origin);
+        }
+        out.insert("enrich".into(), toml::Value::Array(tables));
+    }
+
     fn table(&mut self, table: &toml::de::DeTable<'_>, prefix: &str, out: &mut toml::Table) {
         for (k, v) in table.iter() {
             let name: &str = k.get_ref();
@@ -380,7 +421,26 @@ impl Walk<'_> {
             } else {
                 format!("{prefix}.{name}")
             };
-            if Topic::of_section(&path).is_some() {
+            if path == "enrich" {
+                self.enrich(v.get_ref(), k.span(), out);
+            } else if path == "transform" {
+                // `[[transform]]` tables: an array, read with their own rules and positions.
+                let lines = self.lines;
+                let line_of = |offset: usize| lines.line(offset);
+                let value = super::transforms::read(
+                    self.name,
+                    self.text,
+                    &line_of,
+                    k.span(),
+                    v.get_ref(),
+                    self.diags,
+                );
+                if let Some(value) = value {
+                    out.insert(name.to_string(), value);
+                    let origin = self.origin(k.span());
+                    self.origins.insert(path, origin);
+                }
+            } else if Topic::of_section(&path).is_some() {
                 match v.get_ref() {
                     toml::de::DeValue::Table(t) => {
                         let sub = out

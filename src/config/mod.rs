@@ -27,12 +27,14 @@
 //! ```
 
 mod check;
+mod enrich;
 mod headers;
 mod kind;
 mod layers;
 mod registry;
 mod render;
 mod tolerance;
+mod transforms;
 mod values;
 
 #[cfg(test)]
@@ -58,6 +60,9 @@ pub const METRICS_DESCRIPTORS: usize = 16;
 #[doc(hidden)]
 pub use check::fuzz_check;
 pub use check::{check_config, check_toml, Diagnostic, Origin};
+pub use enrich::{
+    url_template, EnrichConfig, Position as EnrichPosition, UrlPart, ENRICH_TYPES, ON_ERROR,
+};
 pub use headers::resolve_headers;
 pub use layers::ConfigLayer;
 pub use registry::{
@@ -65,6 +70,8 @@ pub use registry::{
 };
 pub use render::{reference_markdown, REFERENCE_BEGIN, REFERENCE_END};
 pub use tolerance::DeadLetterTolerance;
+pub(crate) use transforms::metadata_problem;
+pub use transforms::{Position, SetValue, TransformConfig, ACTIONS, CAST_TYPES, METADATA};
 pub use values::{
     format_bytes, format_duration, parse_bytes, parse_duration, parse_listen_addr, Compression,
     FetchEngine, LogFormat, Progress, Shard,
@@ -97,10 +104,28 @@ pub struct Config {
     /// [`Source::files`](crate::Source::files).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+    /// How `files` are read: `auto` (by name: `.csv` and `.csv.gz` are CSV, `.json` one
+    /// document, anything else NDJSON), `ndjson` or `csv` (every input, stdin too).
+    pub format: String,
+    /// The CSV field delimiter: one ASCII character (`","`, `";"`, `"\t"`), or `tab`.
+    pub csv_delimiter: String,
+    /// Whether a CSV file's first row names its columns; without one they are `column0`,
+    /// `column1`, ...
+    pub csv_header: bool,
     /// Continuous mode: poll the sources again every this long until signalled.
     /// `None` (the default) runs once.
     #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
     pub every: Option<Duration>,
+    /// Filters applied after the `[[transform]]` steps, in order (`--filter`): each an
+    /// expression as in a `[[transform]] filter`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filter: Vec<String>,
+    /// Columns removed after the `[[transform]]` steps and the filters (`--drop`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<String>,
+    /// Columns renamed last, each `OLD=NEW` (`--rename`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rename: Vec<String>,
     /// Capacity, in batches, of each queue between stages. Small is enough: batches are large.
     /// The default, 4, bounds what piles up while the writer closes a row group (three
     /// queues' worth plus one per thread, see [`Config::max_live_batches`]); with
@@ -120,6 +145,14 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging and the progress line.
     pub log: LogConfig,
+    /// Lookups adding columns to every row, in file order (`[[enrich]]` tables; see
+    /// [`crate::enrich`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub enrich: Vec<EnrichConfig>,
+    /// The `[[transform]]` tables, in file order (see [`TransformConfig`] and
+    /// [`crate::transform::config`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transform: Vec<TransformConfig>,
 }
 
 /// Threads per role and pinning. `None` means "derive from the available cores".
@@ -202,6 +235,13 @@ pub struct FetchConfig {
     pub cursor_field: Option<String>,
     /// The query parameter that carries the cursor.
     pub cursor_param: String,
+    /// Continuous mode without duplicates: a row whose value in this column was already
+    /// written (within the last `dedupe_window` keys) is dropped and counted as filtered (see
+    /// [`crate::transform::dedupe`]). Unset: every pass writes everything it fetches again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedupe_key: Option<String>,
+    /// How many of the latest keys `dedupe_key` remembers (the bound on its memory).
+    pub dedupe_window: usize,
     /// Which fetcher runs: `mio` (the event loop) or `ureq` (blocking threads, proxies).
     pub engine: FetchEngine,
     /// Redirects (301, 302, 303, 307, 308) followed per request at most.
@@ -634,6 +674,8 @@ impl Default for FetchConfig {
             records_field: None,
             cursor_field: None,
             cursor_param: "cursor".into(),
+            dedupe_key: None,
+            dedupe_window: 1_000_000,
             engine: FetchEngine::Mio,
             max_redirects: 5,
             redirect_other_hosts: false,
@@ -700,6 +742,9 @@ impl Config {
             dead_letter: None,
             source: None,
             files: Vec::new(),
+            format: "auto".into(),
+            csv_delimiter: ",".into(),
+            csv_header: true,
             every: None,
             queue_capacity: 4,
             threads: ThreadConfig::default(),
@@ -709,6 +754,11 @@ impl Config {
             window: WindowConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            enrich: Vec::new(),
+            filter: Vec::new(),
+            drop: Vec::new(),
+            rename: Vec::new(),
+            transform: Vec::new(),
         }
     }
 

@@ -366,6 +366,74 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "filter",
+        kind: Kind::StringList,
+        flag: Flag::Shared("--filter"),
+        value_name: "EXPR",
+        example: "['level != \"DEBUG\" and latency_ms > 5']",
+        help: "Keep only the rows for which EXPR is true, after the [[transform]] steps (repeatable; see docs/usage.md, Transforms) [default: none]",
+        doc: "Filters applied after the `[[transform]]` steps, in order: each keeps the rows for \
+         which its expression is true (a null compared is unknown, and unknown is not kept; \
+         see docs/usage.md, \"Transforms\"). The rows filtered out are counted as filtered.",
+        check: Check::Custom(rule::filters),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "drop",
+        kind: Kind::NameList,
+        flag: Flag::Shared("--drop"),
+        value_name: "COLUMNS",
+        example: "[\"message\"]",
+        help: "Remove these columns (comma-separated) after the [[transform]] steps and the filters [default: none]",
+        doc: "Columns removed after the `[[transform]]` steps and the filters; a column the \
+         rows do not have is an error.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "rename",
+        kind: Kind::NameList,
+        flag: Flag::Shared("--rename"),
+        value_name: "OLD=NEW",
+        example: "[\"latency_ms=latency\"]",
+        help: "Rename columns (comma-separated OLD=NEW), last of the transforms [default: none]",
+        doc: "Columns renamed after every other transform (`[[transform]]` steps, `filter`, \
+         `drop`), each `OLD=NEW`; all at once, as a `[[transform]] rename` table.",
+        check: Check::Custom(rule::renames),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "format",
+        kind: Kind::Text,
+        flag: Flag::Shared("--format"),
+        value_name: "FORMAT",
+        help: "How --files are read: auto (by name), ndjson or csv [default: auto]",
+        doc: "How `files` are read: `auto` (by name: `.csv` and `.csv.gz` are CSV, `.json` is one \
+         document, anything else NDJSON), `ndjson`, or `csv` (every input, stdin included).",
+        check: Check::Custom(rule::format),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "csv_delimiter",
+        kind: Kind::Text,
+        flag: Flag::Shared("--csv-delimiter"),
+        value_name: "CHAR",
+        help: "The CSV field delimiter: one ASCII character, or tab [default: ,]",
+        doc: "The CSV field delimiter: one ASCII character (`\",\"`, `\";\"`, `\"\\t\"`), or `\"tab\"` (for the \
+         environment, which trims a bare tab).",
+        check: Check::Custom(rule::csv_delimiter),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "csv_header",
+        kind: Kind::Bool,
+        flag: Flag::Shared("--csv-header"),
+        value_name: "BOOL",
+        help: "Whether a CSV file's first row names its columns [default: true]",
+        doc: "Whether a CSV file's first row names its columns; false names them `column0`, \
+         `column1`, ... and reads the first row as data.",
+        ..BLANK
+    },
+    OptionSpec {
         key: "every",
         kind: Kind::Duration,
         flag: Flag::Shared("--every"),
@@ -611,6 +679,30 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Query parameter carrying the cursor [default: cursor]",
         doc: "The query parameter that carries the cursor in the next page's URL.",
         check: Check::Custom(rule::cursor_param),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.dedupe_key",
+        kind: Kind::Text,
+        flag: Flag::Shared("--dedupe-key"),
+        value_name: "COLUMN",
+        help: "Continuous mode: drop rows whose COLUMN value was already written (counted as filtered)",
+        example: "\"id\"",
+        doc: "Polling without duplicates: a row whose value in this column is among the last \
+         `dedupe_window` written is dropped and counted as filtered. Unset, each pass of \
+         continuous mode writes everything it fetches again.",
+        check: Check::Custom(rule::dedupe_key),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.dedupe_window",
+        kind: Kind::Count,
+        flag: Flag::Shared("--dedupe-window"),
+        value_name: "N",
+        help: "Keys `--dedupe-key` remembers, the bound on its memory [default: 1000000]",
+        doc: "How many of the latest keys `dedupe_key` remembers: a duplicate older than this many \
+         keys is written again. Bounds the memory (about 100 bytes a key).",
+        check: Check::int(1, 1 << 30, |c| Some(c.fetch.dedupe_window as u64)),
         ..BLANK
     },
     OptionSpec {

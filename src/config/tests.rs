@@ -218,6 +218,9 @@ fn everything_set() -> Config {
         dead_letter: Some("/data/dead.ndjson".into()),
         source: Some("http://127.0.0.1:8080/logs/{1..10}.json".into()),
         files: vec!["/var/log/app/*.ndjson".into(), "-".into()],
+        format: "csv".into(),
+        csv_delimiter: ";".into(),
+        csv_header: false,
         every: Some(Duration::from_secs(30)),
         queue_capacity: 3,
         threads: ThreadConfig {
@@ -248,6 +251,8 @@ fn everything_set() -> Config {
             records_field: Some("data.items".into()),
             cursor_field: Some("meta.next".into()),
             cursor_param: "page_token".into(),
+            dedupe_key: Some("event_id".into()),
+            dedupe_window: 5000,
             // Not ureq: it excludes continuous mode, which this config turns on.
             engine: FetchEngine::Mio,
             max_redirects: 2,
@@ -318,6 +323,53 @@ fn everything_set() -> Config {
             level: "debug".into(),
             progress: Progress::Never,
         },
+        enrich: Vec::new(),
+        filter: vec!["level != \"DEBUG\"".into(), "a in [1, 2]".into()],
+        drop: vec!["message".into(), "host".into()],
+        rename: vec!["a=b".into()],
+        transform: vec![
+            TransformConfig {
+                filter: Some("latency_ms > 5 and not (msg =~ 'x')".into()),
+                ..TransformConfig::default()
+            },
+            TransformConfig {
+                set: Some(
+                    [
+                        ("env".to_string(), SetValue::Text("prod".into())),
+                        ("n".to_string(), SetValue::Int(3)),
+                        ("x".to_string(), SetValue::Float(0.5)),
+                        ("on".to_string(), SetValue::Bool(true)),
+                        (
+                            "h".to_string(),
+                            SetValue::Field {
+                                field: "host".into(),
+                            },
+                        ),
+                        (
+                            "u".to_string(),
+                            SetValue::Meta {
+                                meta: "source_url".into(),
+                            },
+                        ),
+                    ]
+                    .into_iter()
+                    .collect(),
+                ),
+                ..TransformConfig::default()
+            },
+            TransformConfig {
+                cast: Some(
+                    [("n".to_string(), "string".to_string())]
+                        .into_iter()
+                        .collect(),
+                ),
+                ..TransformConfig::default()
+            },
+            TransformConfig {
+                rename: Some([("a".to_string(), "b".to_string())].into_iter().collect()),
+                ..TransformConfig::default()
+            },
+        ],
     }
 }
 
@@ -341,6 +393,8 @@ fn the_schema_lists_exactly_the_fields() {
     let table = toml::Table::try_from(everything_set()).unwrap();
     let mut fields = Vec::new();
     leaf_paths(&table, "", &mut fields);
+    // `[[transform]]` tables are no option of the registry: an array with rules of its own.
+    fields.retain(|f| f != "transform");
     fields.sort();
     let mut keys: Vec<String> = key_paths().map(String::from).collect();
     keys.sort();
@@ -517,6 +571,24 @@ fn bad_environment_variables_are_named() {
 }
 
 #[test]
+fn the_fail_point_variable_is_no_key_and_is_refused_by_a_build_without_fail_points() {
+    let armed = env(&[("PINFLOW_FAILPOINT", "writer.after_commit@2")]);
+    match cfg!(feature = "failpoints") {
+        // Taken by src/failpoint.rs, not the configuration: the layer sets nothing.
+        true => assert!(armed.is_ok(), "{armed:?}"),
+        false => {
+            let shown = armed.unwrap_err()[0].to_string();
+            assert!(
+                shown.starts_with("PINFLOW_FAILPOINT: ") && shown.contains("`failpoints`"),
+                "{shown}"
+            );
+        }
+    }
+    // A name no point has is an error either way.
+    assert!(env(&[("PINFLOW_FAILPOINT", "nowhere")]).is_err());
+}
+
+#[test]
 fn later_layers_override_earlier_ones_and_problems_name_their_origin() {
     let file = ConfigLayer::from_toml(
         "p.toml",
@@ -560,7 +632,12 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
     // A value breaking each option's rule of its own, in TOML.
     let custom: &[(&str, &str)] = &[
         ("source", "\" \""),
+        ("filter", "[\"a == 1\", \"a = 1\"]"),
+        ("rename", "[\"a=b\", \"c\"]"),
         ("files", "[\"a.ndjson\", \" \"]"),
+        ("format", "\"xml\""),
+        ("fetch.dedupe_key", "\" \""),
+        ("csv_delimiter", "\";;\""),
         ("threads.cpus", "[]"),
         ("fetch.cursor_param", "\"a&b\""),
         ("fetch.shutdown_timeout", "\"2h\""),
@@ -751,4 +828,92 @@ fn byte_size_options_take_units_in_toml_environment_and_flags() {
         "{}",
         d[0]
     );
+}
+
+#[test]
+fn transform_tables_are_read_in_order_with_their_positions() {
+    let text = "out = \"x.parquet\"\n\
+                [[transform]]\n\
+                filter = 'level != \"DEBUG\"'\n\
+                \n\
+                [[transform]]\n\
+                drop = [\"a\"]\n";
+    let cfg = Config::from_toml(text).unwrap();
+    assert_eq!(cfg.transform.len(), 2);
+    let f = &cfg.transform[0];
+    assert_eq!(f.filter.as_deref(), Some("level != \"DEBUG\""));
+    assert_eq!(
+        (f.at.line, f.at.expr_line, f.at.expr_column, f.at.index),
+        (3, 3, 11, 0)
+    );
+    assert_eq!(
+        (cfg.transform[1].at.line, cfg.transform[1].at.index),
+        (6, 1)
+    );
+    assert_eq!(
+        cfg.transform[1].drop.as_deref(),
+        Some(&["a".to_string()][..])
+    );
+}
+
+#[test]
+fn a_bad_filter_expression_is_reported_at_its_line_and_column() {
+    let text = "[[transform]]\nfilter = 'a == 1 and'\n[[transform]]\nfilter = '''\nlevel == \"x\"\n  or = 3'''\n";
+    let diags = check_toml("p.toml", text);
+    let shown: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "p.toml:2: transform[0].filter: column 21: expected a field or a value, found the end of the expression",
+            "p.toml:6: transform[1].filter: column 6: `=` is not an operator: compare with `==`"
+        ],
+        "{shown:#?}"
+    );
+}
+
+#[test]
+fn a_transform_table_takes_exactly_one_known_action() {
+    let text = "[[transform]]\nfilter = 'a > 1'\ndrop = [\"b\"]\n[[transform]]\n[[transform]]\nfliter = 'a'\n[[transform]]\ncast = { a = \"int\" }\n[[transform]]\nset = { k = { meta = \"kafka_offset\" } }\n";
+    let shown: Vec<String> = check_toml("p.toml", text)
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(shown.len(), 5, "{shown:#?}");
+    assert!(shown[0].starts_with("p.toml:2: transform[0]: a [[transform]] table takes exactly one of filter, drop, rename, set, cast (found filter, drop)"), "{shown:#?}");
+    assert!(
+        shown[1].starts_with("p.toml:4: transform[1]:") && shown[1].contains("found none"),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[2].starts_with("p.toml:6: transform[2].fliter: unknown key; did you mean `filter`?"),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[3].starts_with("p.toml:8: transform[3].cast: cast: `a` to `int`"),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[4].contains("not available for this source") && shown[4].starts_with("p.toml:10:"),
+        "{shown:#?}"
+    );
+}
+
+#[test]
+fn a_set_value_of_no_known_form_is_refused_with_the_forms() {
+    for bad in [
+        "[1, 2]",
+        "{ field = \"a\", meta = \"fetched_at\" }",
+        "{ column = \"a\" }",
+    ] {
+        let text = format!("[[transform]]\nset = {{ x = {bad} }}\n");
+        let shown: Vec<String> = check_toml("p.toml", &text)
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(shown.len(), 1, "{bad}: {shown:?}");
+        assert!(
+            shown[0].starts_with("p.toml:2: transform[0]: set: each value is a constant"),
+            "{bad}: {shown:?}"
+        );
+    }
 }

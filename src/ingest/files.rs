@@ -10,6 +10,9 @@
 //! - A **`.json`** file is one document (an object, an array of objects, or NDJSON after all)
 //!   handed over whole; it must fit `fetch.max_body_bytes`.
 //!
+//! - **CSV** (`.csv`, `.csv.gz`, or any name with `format = "csv"`): rows become records, in
+//!   chunks cut between rows; see [`csv`].
+//!
 //! A file that cannot be opened or read, or a line longer than `fetch.max_body_bytes`, is a
 //! failed work item with its reason (in the ledger and the dead-letter file), and the run goes
 //! on with the next one.
@@ -32,6 +35,54 @@ use crate::handoff::{downstream_gone, IngestChannels};
 use crate::ingest::IngestReport;
 use crate::metrics::live::{QueueId, ThreadState};
 
+pub mod csv;
+
+pub use self::csv::{infer_schema, CsvOptions};
+
+/// How file inputs are read: the top-level `format`, `csv_delimiter` and `csv_header`.
+#[derive(Debug, Clone)]
+pub struct FileOptions {
+    /// `auto`, `ndjson` or `csv` (see [`crate::config::Config::format`]).
+    format: String,
+    csv: CsvOptions,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            format: "auto".into(),
+            csv: CsvOptions::default(),
+        }
+    }
+}
+
+impl FileOptions {
+    /// The options of `cfg`.
+    pub fn from_config(cfg: &crate::config::Config) -> FileOptions {
+        FileOptions {
+            format: cfg.format.clone(),
+            csv: CsvOptions::from_config(cfg),
+        }
+    }
+}
+
+/// Whether `input` is read as CSV under `format`.
+fn csv_format(format: &str, input: &FileInput) -> bool {
+    match (format, input) {
+        ("csv", _) => true,
+        ("auto", FileInput::Path(p)) => {
+            let name = p.to_string_lossy().to_ascii_lowercase();
+            name.ends_with(".csv") || name.ends_with(".csv.gz")
+        }
+        _ => false,
+    }
+}
+
+/// Whether `cfg` reads `input` as CSV.
+pub(crate) fn is_csv(cfg: &crate::config::Config, input: &FileInput) -> bool {
+    csv_format(&cfg.format, input)
+}
+
 /// One input of a file source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileInput {
@@ -51,7 +102,7 @@ impl std::fmt::Display for FileInput {
 }
 
 /// Extensions a directory is searched for.
-const DATA_EXTENSIONS: [&str; 3] = ["json", "ndjson", "jsonl"];
+const DATA_EXTENSIONS: [&str; 4] = ["json", "ndjson", "jsonl", "csv"];
 
 /// Expands `specs` (paths, directories, glob patterns, `-`) into the files to read, in order:
 /// each spec's matches sorted by name. A spec that matches nothing is an error naming it.
@@ -94,7 +145,7 @@ pub fn expand(specs: &[String]) -> Result<Vec<FileInput>> {
                 .collect();
             if found.is_empty() {
                 return Err(bad(
-                    "the directory holds no .json, .ndjson or .jsonl file".into()
+                    "the directory holds no .json, .ndjson, .jsonl or .csv file".into(),
                 ));
             }
             found.sort();
@@ -145,11 +196,14 @@ pub(crate) fn would_read(spec: &str, path: &Path) -> bool {
 pub fn run(
     inputs: Vec<FileInput>,
     cfg: &FetchConfig,
+    opts: &FileOptions,
     chans: IngestChannels,
     stop: Arc<AtomicBool>,
 ) -> Result<IngestReport> {
     let mut r = Reader {
         cfg,
+        format: &opts.format,
+        csv: opts.csv.clone(),
         chans,
         batch: BodyBatch::default(),
         report: IngestReport::default(),
@@ -185,6 +239,9 @@ pub fn run(
 
 struct Reader<'a> {
     cfg: &'a FetchConfig,
+    /// `format` (see [`FileOptions`]).
+    format: &'a str,
+    csv: CsvOptions,
     chans: IngestChannels,
     batch: BodyBatch,
     report: IngestReport,
@@ -198,8 +255,17 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn read_input(&mut self, input: &FileInput, stop: &AtomicBool) -> Result<()> {
         let name = input.to_string();
-        let whole =
-            matches!(input, FileInput::Path(p) if p.extension().is_some_and(|e| e == "json"));
+        if csv_format(self.format, input) {
+            return match csv::open_input(input) {
+                Ok(reader) => self.read_csv(&name, reader, stop),
+                Err(e) => {
+                    self.fail(&name, "open", format!("{name}: cannot open: {e}"));
+                    Ok(())
+                }
+            };
+        }
+        let whole = self.format == "auto"
+            && matches!(input, FileInput::Path(p) if p.extension().is_some_and(|e| e == "json"));
         let opened: io::Result<Box<dyn Read>> = match input {
             FileInput::Stdin => Ok(Box::new(io::stdin().lock())),
             FileInput::Path(p) => File::open(p).map(|f| Box::new(f) as Box<dyn Read>),

@@ -6,7 +6,7 @@
 //! | source                                   | implementation                      |
 //! |------------------------------------------|-------------------------------------|
 //! | URL template, list or file (`http`)      | [`http`]: one mio event loop, or the blocking ureq engine |
-//! | local NDJSON / JSON files, stdin         | [`files`]                           |
+//! | local NDJSON / JSON / CSV files, stdin   | [`files`] (CSV: [`files::csv`])     |
 //! | records handed in by the program         | [`push`]                            |
 //!
 //! # The contract
@@ -100,12 +100,13 @@ pub(crate) fn preflight(source: &Source, cfg: &FetchConfig, every: Option<Durati
 pub(crate) fn run(
     source: Source,
     cfg: &FetchConfig,
+    file_opts: &files::FileOptions,
     every: Option<Duration>,
     chans: IngestChannels,
     stop: Arc<AtomicBool>,
 ) -> Result<IngestReport> {
     match source {
-        Source::Files(inputs) => files::run(inputs, cfg, chans, stop),
+        Source::Files(inputs) => files::run(inputs, cfg, file_opts, chans, stop),
         Source::Push(input) => push::run(input, cfg, chans, stop),
         #[cfg(feature = "http")]
         source => match cfg.engine {

@@ -190,6 +190,12 @@ pub struct Registry {
     pub records_dead_lettered: AtomicU64,
     /// Dead letters by reason class.
     pub dead_by_reason: Mutex<BTreeMap<String, u64>>,
+    /// The counters of each `[[enrich]]` lookup, in file order.
+    pub enrichers: Mutex<Vec<std::sync::Arc<EnrichStats>>>,
+    /// Rows transforms turned away as dead letters (also in `records_dead_lettered`).
+    pub records_rejected: AtomicU64,
+    /// Those rows by reason class (also in `dead_by_reason`).
+    pub rejected_by_reason: Mutex<BTreeMap<String, u64>>,
     /// Row groups closed.
     pub row_groups: AtomicU64,
     /// Parquet files finalized (renamed into place).
@@ -276,6 +282,9 @@ impl Registry {
             records_written: AtomicU64::new(0),
             records_dead_lettered: AtomicU64::new(0),
             dead_by_reason: Mutex::new(BTreeMap::new()),
+            enrichers: Mutex::new(Vec::new()),
+            records_rejected: AtomicU64::new(0),
+            rejected_by_reason: Mutex::new(BTreeMap::new()),
             row_groups: AtomicU64::new(0),
             files_finalized: AtomicU64::new(0),
             last_write_unix_ms: AtomicU64::new(0),
@@ -448,6 +457,20 @@ impl Registry {
         }
     }
 
+    /// Adds rows a transform turned away: dead letters, one per reason class given.
+    pub fn add_rejected<'a>(&self, classes: impl IntoIterator<Item = &'a str>) {
+        let mut dead = self.dead_by_reason.lock();
+        let mut rejected = self.rejected_by_reason.lock();
+        let mut n = 0;
+        for class in classes {
+            n += 1;
+            *dead.entry(class.to_string()).or_default() += 1;
+            *rejected.entry(class.to_string()).or_default() += 1;
+        }
+        self.records_rejected.fetch_add(n, Relaxed);
+        self.records_dead_lettered.fetch_add(n, Relaxed);
+    }
+
     /// Whether every stage thread has started and the run is not draining.
     pub fn ready(&self) -> bool {
         self.running.load(Relaxed) && !self.draining.load(Relaxed)
@@ -585,5 +608,52 @@ mod tests {
         assert_eq!((class(1), class(3), class(4)), (3, 1, 1));
         assert_eq!(r.failed_by_reason.lock().get("http 503"), Some(&1));
         assert_eq!(r.open_connections.load(Relaxed), 2);
+    }
+}
+
+/// The counters of one enricher (`[[enrich]]`): hits, misses and the rest count distinct keys
+/// per batch; errors count failed lookups (and rows with no key) by reason class.
+#[derive(Debug)]
+pub struct EnrichStats {
+    /// The enricher's name (the `enricher` label).
+    pub name: String,
+    /// Keys answered from the cache (or the table).
+    pub hits: AtomicU64,
+    /// Keys looked up over HTTP.
+    pub misses: AtomicU64,
+    /// Lookups that joined one already in flight for the same key (no HTTP call of their own).
+    pub coalesced: AtomicU64,
+    /// Keys answered "no value" from the cache (a cached 404 or empty answer), or not in the
+    /// table.
+    pub negative_hits: AtomicU64,
+    /// Stale answers served: past their ttl while fetched again, or when fetching failed.
+    pub stale_served: AtomicU64,
+    /// Attempts retried.
+    pub retries: AtomicU64,
+    /// Failed lookups by reason class.
+    pub errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Lookup latency, first try to answer.
+    pub lookup_latency: Mutex<Latency>,
+}
+
+impl EnrichStats {
+    /// Zeroed counters for the enricher `name`.
+    pub fn new(name: &str) -> EnrichStats {
+        EnrichStats {
+            name: name.to_string(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
+            negative_hits: AtomicU64::new(0),
+            stale_served: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            errors: Mutex::new(BTreeMap::new()),
+            lookup_latency: Mutex::new(Latency::default()),
+        }
+    }
+
+    /// Counts one error of class `class`.
+    pub fn error(&self, class: &'static str) {
+        *self.errors.lock().entry(class).or_default() += 1;
     }
 }

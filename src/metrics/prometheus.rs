@@ -41,6 +41,7 @@ pub fn render(r: &Registry) -> String {
     queues(&mut o, r);
     threads(&mut o, r);
     latencies(&mut o, r);
+    enrichers(&mut o, r);
     process(&mut o);
     o
 }
@@ -157,8 +158,14 @@ fn records(o: &mut String, r: &Registry) {
     }
     counter(
         o,
+        "pinflow_records_filtered_total",
+        "Rows transforms filtered out (counted, not lost).",
+        r.records_filtered.load(Relaxed),
+    );
+    counter(
+        o,
         "pinflow_dead_letters_total",
-        "Records and bodies sent to the dead-letter file by the parse stage.",
+        "Records and bodies sent to the dead-letter file (by the parse stage and the transforms).",
         r.records_dead_lettered.load(Relaxed),
     );
     let _ = writeln!(
@@ -320,6 +327,98 @@ fn threads(o: &mut String, r: &Registry) {
     }
 }
 
+/// The `[[enrich]]` lookups' counters and latency histograms, labelled by enricher (none
+/// when the run has no enricher).
+fn enrichers(o: &mut String, r: &Registry) {
+    let all = r.enrichers.lock().clone();
+    if all.is_empty() {
+        return;
+    }
+    type Read = fn(&super::live::EnrichStats) -> u64;
+    let families: [(&str, &str, Read); 6] = [
+        (
+            "hits",
+            "Lookup keys answered from the cache or the table (distinct keys per batch).",
+            |e| e.hits.load(Relaxed),
+        ),
+        (
+            "misses",
+            "Lookup keys asked over HTTP (distinct keys per batch).",
+            |e| e.misses.load(Relaxed),
+        ),
+        (
+            "coalesced",
+            "Lookups that joined one in flight for the same key (no call of their own).",
+            |e| e.coalesced.load(Relaxed),
+        ),
+        (
+            "negative_hits",
+            "Keys answered \"no value\" from the cache (404, empty) or missing from the table.",
+            |e| e.negative_hits.load(Relaxed),
+        ),
+        (
+            "stale_served",
+            "Stale answers served (while revalidating, or because the lookup failed).",
+            |e| e.stale_served.load(Relaxed),
+        ),
+        ("retries", "Lookup attempts retried.", |e| {
+            e.retries.load(Relaxed)
+        }),
+    ];
+    for (what, help, value) in families {
+        let name = format!("pinflow_enrich_{what}_total");
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
+        for e in &all {
+            let _ = writeln!(o, "{name}{{enricher=\"{}\"}} {}", escape(&e.name), value(e));
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_enrich_errors_total Failed lookups (and rows with no key) by reason class.\n# TYPE pinflow_enrich_errors_total counter"
+    );
+    for e in &all {
+        for (reason, n) in e.errors.lock().iter() {
+            let _ = writeln!(
+                o,
+                "pinflow_enrich_errors_total{{enricher=\"{}\",reason=\"{reason}\"}} {n}",
+                escape(&e.name)
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_enrich_lookup_duration_seconds Lookup latency, first try to answer. Buckets 50us to 30s.\n# TYPE pinflow_enrich_lookup_duration_seconds histogram"
+    );
+    for e in &all {
+        let h = e.lookup_latency.lock().clone();
+        histogram(
+            o,
+            "pinflow_enrich_lookup_duration_seconds",
+            "enricher",
+            &e.name,
+            &h,
+        );
+    }
+}
+
+/// One histogram's buckets, sum and count, with one label.
+fn histogram(o: &mut String, family: &str, label: &str, value: &str, h: &super::Latency) {
+    let value = escape(value);
+    for (bound, n) in h.cumulative_buckets() {
+        let le = match bound {
+            Some(us) => (us as f64 / 1e6).to_string(),
+            None => "+Inf".to_string(),
+        };
+        let _ = writeln!(o, "{family}_bucket{{{label}=\"{value}\",le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(
+        o,
+        "{family}_sum{{{label}=\"{value}\"}} {}\n{family}_count{{{label}=\"{value}\"}} {}",
+        h.sum_us() / 1e6,
+        h.percentiles().count
+    );
+}
+
 /// Per-stage latency histograms (fixed buckets) and the deprecated summaries.
 fn latencies(o: &mut String, r: &Registry) {
     const WHAT: &str = "fetch per request, parse per body, compute and write per batch, end_to_end from response complete to row in a closed row group, handoff from response complete to the batch reaching the writer";
@@ -333,22 +432,7 @@ fn latencies(o: &mut String, r: &Registry) {
         "# HELP pinflow_stage_duration_seconds Latency per stage: {WHAT}. Buckets 50us to 30s.\n# TYPE pinflow_stage_duration_seconds histogram"
     );
     for (name, h) in &hists {
-        for (bound, n) in h.cumulative_buckets() {
-            let le = match bound {
-                Some(us) => (us as f64 / 1e6).to_string(),
-                None => "+Inf".to_string(),
-            };
-            let _ = writeln!(
-                o,
-                "pinflow_stage_duration_seconds_bucket{{stage=\"{name}\",le=\"{le}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            o,
-            "pinflow_stage_duration_seconds_sum{{stage=\"{name}\"}} {}\npinflow_stage_duration_seconds_count{{stage=\"{name}\"}} {}",
-            h.sum_us() / 1e6,
-            h.percentiles().count
-        );
+        histogram(o, "pinflow_stage_duration_seconds", "stage", name, h);
     }
     let _ = writeln!(
         o,

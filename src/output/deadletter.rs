@@ -178,7 +178,7 @@ impl DeadLetterLog {
 /// Row `i` of `rows` as one JSON object, columns in order: the excerpt of a row refused
 /// after it was parsed (its original text is gone by then). Timestamps are RFC 3339 strings,
 /// as they were read; a type no layout produces is written as its Arrow type name.
-pub(crate) fn row_json(rows: &RecordBatch, i: usize) -> String {
+pub fn row_json(rows: &RecordBatch, i: usize) -> String {
     let mut out = Vec::with_capacity(256);
     out.push(b'{');
     for (j, field) in rows.schema().fields().iter().enumerate() {

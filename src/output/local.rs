@@ -130,6 +130,7 @@ impl<'a> LocalParquet<'a> {
                 }
             }
             if closed > 0 {
+                crate::failpoint::hit("writer.after_row_group");
                 self.registry.wrote(closed, 0);
                 slot.closed_groups += closed;
                 // The rows that filled a row group may have left some in the next one: that
@@ -169,6 +170,7 @@ impl<'a> LocalParquet<'a> {
                     .map(|(k, _)| k.clone())
                     .expect("at least one file is open");
                 self.finalize_slot(&lru, holds)?;
+                crate::failpoint::hit("output.evict");
             }
             let dir = self.plan.partition_dir(key)?;
             let part = match self.next_part.get(key) {
@@ -287,6 +289,8 @@ impl Output for LocalParquet<'_> {
     }
 
     fn seal(&mut self) -> Result<Vec<(PathBuf, PathBuf)>> {
+        // With a journal, partitions past `max_open_partitions` are evicted by this seal.
+        let evicting = self.slots.len() > self.plan.writer.max_open_partitions.max(1);
         let mut keys: Vec<String> = self.slots.keys().cloned().collect();
         keys.sort();
         for key in keys {
@@ -296,7 +300,12 @@ impl Output for LocalParquet<'_> {
                 continue;
             }
             match slot.file.seal() {
-                Ok(s) => self.sealed.push((s, slot.closed_groups, slot.pending)),
+                Ok(s) => {
+                    self.sealed.push((s, slot.closed_groups, slot.pending));
+                    if evicting {
+                        crate::failpoint::hit("output.evict");
+                    }
+                }
                 Err(e) => {
                     self.discard_sealed();
                     return Err(e);
@@ -314,6 +323,7 @@ impl Output for LocalParquet<'_> {
         for (s, closed_groups, pending) in std::mem::take(&mut self.sealed) {
             let row_groups = s.row_groups;
             let path = s.publish()?;
+            crate::failpoint::hit("writer.mid_publish");
             self.count_finalized(path, row_groups, closed_groups, pending, holds);
         }
         Ok(())

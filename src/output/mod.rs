@@ -31,6 +31,7 @@ mod window_state;
 mod windows;
 mod writer;
 
+pub use deadletter::row_json;
 pub use deadletter::DeadLetterLog;
 pub(crate) use local::LocalParquet;
 pub use parquet::{

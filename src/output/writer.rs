@@ -325,6 +325,7 @@ impl Writer<'_> {
         if files.is_empty() && self.items.is_empty() {
             return Ok(());
         }
+        crate::failpoint::hit("writer.before_commit");
         // With windows, their state goes with exactly these files and items.
         let bytes = self.window.as_ref().map(WindowStage::state).transpose()?;
         let state = self
@@ -343,6 +344,7 @@ impl Writer<'_> {
             return Err(e);
         }
         self.items.clear();
+        crate::failpoint::hit("writer.after_commit");
         self.output.publish_sealed(&mut self.holds)
     }
 

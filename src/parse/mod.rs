@@ -817,7 +817,7 @@ fn number(n: &Node<'_>) -> Option<f64> {
 /// Decompresses `body` into `out` (followed by simd-json's padding); returns the decoded
 /// length. More than `max` decoded bytes is an error, so a small compressed body cannot expand
 /// without bound.
-fn inflate(
+pub(crate) fn inflate(
     body: &[u8],
     encoding: ContentEncoding,
     max: usize,

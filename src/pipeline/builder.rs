@@ -153,7 +153,8 @@ impl PipelineBuilder {
     /// Validates the configuration and makes the pipeline.
     pub fn build(self) -> Result<Pipeline> {
         let mut p = Pipeline::new(self.cfg)?;
-        p.transforms = self.transforms;
+        // After the enrichers of the configuration's `[[enrich]]` tables.
+        p.transforms.extend(self.transforms);
         p.sinks = parking_lot::Mutex::new(self.sinks);
         p.parquet = self.parquet;
         p.source_label = self.source_label;

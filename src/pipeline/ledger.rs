@@ -18,6 +18,7 @@ pub(super) struct Baseline {
     started: Instant,
     latency: Vec<Latency>,
     filtered: u64,
+    rejected: std::collections::BTreeMap<String, u64>,
     short_path_batches: u64,
     short_path_joins: u64,
 }
@@ -31,6 +32,7 @@ impl Baseline {
                 .map(|&s| registry.latency(s).clone())
                 .collect(),
             filtered: registry.records_filtered.load(Ordering::Relaxed),
+            rejected: registry.rejected_by_reason.lock().clone(),
             short_path_batches: registry.short_path_batches.load(Ordering::Relaxed),
             short_path_joins: registry.short_path_joins.load(Ordering::Relaxed),
         }
@@ -136,6 +138,14 @@ impl Ledger {
     pub(super) fn finish(mut self, registry: &Registry, baseline: &Baseline) -> Result<Summary> {
         let s = &mut self.summary;
         s.records_filtered = registry.records_filtered.load(Ordering::Relaxed) - baseline.filtered;
+        // Rows the transforms turned away: dead letters, by reason.
+        for (class, &n) in registry.rejected_by_reason.lock().iter() {
+            let n = n - baseline.rejected.get(class).copied().unwrap_or(0);
+            if n > 0 {
+                s.records_dead_lettered += n;
+                *s.dead_by_reason.entry(class.clone()).or_default() += n;
+            }
+        }
         s.short_path_batches =
             registry.short_path_batches.load(Ordering::Relaxed) - baseline.short_path_batches;
         s.short_path_joins =

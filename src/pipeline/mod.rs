@@ -17,11 +17,13 @@
 //! the writer, which then finalizes the file. Nothing in a queue is ever discarded.
 
 mod builder;
+mod inspect;
 mod ledger;
 mod paths;
 mod stages;
 
 pub use builder::{PipelineBuilder, RunHandle};
+pub use inspect::Inspection;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -37,6 +39,7 @@ use crate::metrics::Summary;
 use crate::output::{self, DeadLetterLog, OutputPlan};
 use crate::plan::{Role, ThreadPlan};
 use crate::stage::{Sink, Transform};
+use crate::transform::config as transform_config;
 use ledger::{Baseline, Ledger};
 use stages::{Compute, Spawner, StageInputs};
 
@@ -66,6 +69,9 @@ pub struct Pipeline {
     /// User transforms, run on the compute stage after the statistics (the compute threads, or
     /// the parse threads when the plan has none).
     transforms: Vec<Arc<dyn Transform>>,
+    /// The configuration's transforms (`[[transform]]`, `filter`, `drop`), run before the
+    /// user's.
+    config_steps: Vec<Arc<dyn Transform>>,
     /// User sinks, run on the writer thread; taken by a run and put back after it.
     sinks: parking_lot::Mutex<Vec<Box<dyn Sink>>>,
     /// Whether Parquet files are written at all (off: only the sinks get the rows).
@@ -73,6 +79,38 @@ pub struct Pipeline {
     /// Time windows: `window` of the configuration, or what [`PipelineBuilder::window`] set.
     /// On, the writer aggregates the rows into window rows, which are what is written.
     window: Option<Arc<crate::window::WindowSpec>>,
+}
+
+/// The `[[enrich]]` lookups of `cfg`, in file order, their counters in `registry`: the first
+/// transforms of the compute stage (the configuration's `[[transform]]` steps and a library
+/// user's come after them), and the columns they add. Their lookup threads and caches live as
+/// long as the pipeline, across the passes of continuous mode.
+type Enrichers = (Vec<Arc<dyn Transform>>, Vec<arrow_schema::FieldRef>);
+fn enrichers(cfg: &Config, registry: &Registry) -> Result<Enrichers> {
+    #[cfg(feature = "http")]
+    {
+        let built = crate::enrich::build(&cfg.enrich, &cfg.fetch)?;
+        registry
+            .enrichers
+            .lock()
+            .extend(built.iter().map(|e| e.stats()));
+        let added = built.iter().flat_map(|e| e.added_columns()).collect();
+        Ok((
+            built.into_iter().map(|e| e as Arc<dyn Transform>).collect(),
+            added,
+        ))
+    }
+    #[cfg(not(feature = "http"))]
+    {
+        let _ = registry;
+        match cfg.enrich.is_empty() {
+            true => Ok((Vec::new(), Vec::new())),
+            false => Err(Error::config(
+                "enrich",
+                "lookups need the `http` cargo feature",
+            )),
+        }
+    }
 }
 
 impl Pipeline {
@@ -91,15 +129,37 @@ impl Pipeline {
             .iter()
             .map(|t| t.0)
             .collect();
+        let registry = Arc::new(Registry::new(&roles));
+        // Duplicates first (no lookup is spent on a row that is dropped), then the `[[enrich]]`
+        // lookups, then the `[[transform]]` steps and the flags' (which may use the looked-up
+        // columns), then the library user's.
+        let mut config_steps: Vec<Arc<dyn Transform>> = Vec::new();
+        if let Some(key) = &cfg.fetch.dedupe_key {
+            config_steps.push(Arc::new(crate::transform::dedupe::Dedupe::new(
+                key,
+                cfg.fetch.dedupe_window,
+            )));
+        }
+        let (lookups, enriched) = enrichers(&cfg, &registry)?;
+        config_steps.extend(lookups);
+        // Bound at once to a fixed schema (with the looked-up columns): a step naming a column
+        // the rows lack fails here.
+        let layout = transform_config::parse_schema(&cfg).layout()?;
+        config_steps.extend(transform_config::build_steps(
+            &cfg,
+            layout.as_ref(),
+            &enriched,
+        )?);
         Ok(Pipeline {
             cfg,
             stop: Arc::new(AtomicBool::new(false)),
             reopen: Arc::new(AtomicBool::new(false)),
-            registry: Arc::new(Registry::new(&roles)),
+            registry,
             #[cfg(feature = "metrics-endpoint")]
             endpoint: parking_lot::Mutex::new(None),
             source_label: None,
             transforms: Vec::new(),
+            config_steps,
             sinks: parking_lot::Mutex::new(Vec::new()),
             parquet: true,
             window,
@@ -179,7 +239,13 @@ impl Pipeline {
     /// request goes out), then the stage threads, downstream first; then the joins, upstream
     /// first, and the ledger.
     pub fn run(&self, source: Source) -> Result<Summary> {
-        let cfg = &self.cfg;
+        // CSV without configured fields: the header and first rows type the columns now, so
+        // that every chunk's cells are written as the types the parse stage expects.
+        let csv_cfg = match &source {
+            Source::Files(inputs) => ingest::files::infer_schema(&self.cfg, inputs),
+            _ => None,
+        };
+        let cfg = csv_cfg.as_ref().unwrap_or(&self.cfg);
         let plan = self.plan();
         let registry = &self.registry;
         // Latencies in the summary are this run's: the registry's histograms span all runs.
@@ -188,6 +254,7 @@ impl Pipeline {
         // Open the output before fetching anything: an unwritable path fails the run at once.
         let output = self.output_plan(&source)?;
         ingest::preflight(&source, &cfg.fetch, cfg.every)?;
+        transform_config::check_source(cfg, &source)?;
         paths::check(cfg, &source, &output)?;
         // Lock the output (held until this function returns): a second run writing the same
         // output is refused here, before it touches the first one's files or the journal.
@@ -199,6 +266,14 @@ impl Pipeline {
             false => None,
         };
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
+        let polled = !matches!(source, Source::Files(_) | Source::Push(_));
+        if cfg.every.is_some() && polled && cfg.fetch.dedupe_key.is_none() {
+            tracing::warn!(
+                "continuous mode without fetch.dedupe_key: each pass fetches every URL again \
+                 and writes all of its records again (set fetch.dedupe_key to the column that \
+                 identifies a record to drop the repeats)"
+            );
+        }
         // An output file from before is replaced only when asked: refused here, before
         // anything is fetched or any file touched.
         let replacing = self.parquet && output.replaces_a_file();
@@ -252,12 +327,17 @@ impl Pipeline {
             journal,
             sinks: std::mem::take(&mut *self.sinks.lock()),
             compute: Compute {
-                transforms: self.transforms.clone(),
+                transforms: self.all_transforms(),
                 stop: Arc::clone(&self.stop),
             },
             window: self.window.clone(),
         };
-        let running = stages::start(&spawner, cfg, registry, inputs)?;
+        // The parse stage also makes the lineage columns the transforms' metadata reads.
+        let parse_cfg = Config {
+            schema: transform_config::parse_schema(cfg),
+            ..cfg.clone()
+        };
+        let running = stages::start(&spawner, &parse_cfg, registry, inputs)?;
         registry.set_running(true);
 
         // Each stage ends once the one before it has ended and its queue is empty.
@@ -297,6 +377,12 @@ impl Pipeline {
         summary.stale_temporaries_removed = stale.len() as u64;
         summary.plan = plan.describe();
         summary.schema = running.inferred.get().map(|l| l.describe_inferred());
+        if let Some(c) = &csv_cfg {
+            summary.schema = Some(format!(
+                "inferred from the CSV header and first rows: {}",
+                c.schema.fields.join(", ")
+            ));
+        }
         if spawner.pin_failed() {
             summary.plan.push_str(" (some threads could not be pinned)");
         }
@@ -335,7 +421,7 @@ impl Pipeline {
     /// The schema of the records' rows, when it is known before any record is read.
     fn record_schema(&self) -> Result<Option<arrow_schema::SchemaRef>> {
         let cfg = &self.cfg;
-        Ok(match self.transforms.is_empty() {
+        Ok(match self.all_transforms().is_empty() {
             // Left to the records: a run that finds none still writes the log layout.
             true if cfg.schema.decides_from_records() => cfg
                 .schema
@@ -357,7 +443,7 @@ impl Pipeline {
         spec: &crate::window::WindowSpec,
     ) -> Result<Option<arrow_schema::SchemaRef>> {
         let cfg = &self.cfg;
-        if !self.transforms.is_empty() || cfg.schema.decides_from_records() {
+        if !self.all_transforms().is_empty() || cfg.schema.decides_from_records() {
             return Ok(None);
         }
         let Some(rows) = cfg.schema.layout()?.map(|l| l.output_schema()) else {
@@ -369,6 +455,15 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// The configuration's transforms, then the user's.
+    fn all_transforms(&self) -> Vec<Arc<dyn Transform>> {
+        self.config_steps
+            .iter()
+            .chain(&self.transforms)
+            .cloned()
+            .collect()
+    }
+
     /// How the files of `output` are named (for the journal and the stale-file cleanup).
     fn output_files(&self, output: &OutputPlan) -> crate::journal::OutputFiles {
         if output.partitioned() {
@@ -396,6 +491,22 @@ impl Pipeline {
         );
         if files {
             identity.push_str(&format!("; chunk_bytes={}", cfg.fetch.batch_max_bytes));
+        }
+        // The transforms shape the rows: a resume with others would mix two shapes.
+        if !(cfg.transform.is_empty()
+            && cfg.filter.is_empty()
+            && cfg.drop.is_empty()
+            && cfg.rename.is_empty())
+        {
+            let tables: Vec<String> = cfg
+                .transform
+                .iter()
+                .map(|t| toml::to_string(t).unwrap_or_default().replace('\n', " "))
+                .collect();
+            identity.push_str(&format!(
+                "; transforms={tables:?}; filter={:?}; drop={:?}; rename={:?}",
+                cfg.filter, cfg.drop, cfg.rename
+            ));
         }
         let path = Journal::path_for(&cfg.out);
         let files = self.output_files(output);

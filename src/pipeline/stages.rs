@@ -557,6 +557,7 @@ fn spawn_ingest(
     stop: Arc<AtomicBool>,
 ) -> Result<StageThread<IngestReport>> {
     let fetch_cfg = cfg.fetch.clone();
+    let file_opts = ingest::files::FileOptions::from_config(cfg);
     let every: Option<Duration> = cfg.every;
     sp.spawn(Role::Fetch, move |reg, me| {
         let guard = StateGuard::new(reg, me);
@@ -564,7 +565,7 @@ fn spawn_ingest(
             thread: me,
             ..chans
         };
-        let report = ingest::run(source, &fetch_cfg, every, chans, stop)?;
+        let report = ingest::run(source, &fetch_cfg, &file_opts, every, chans, stop)?;
         guard.finish();
         Ok(report)
     })

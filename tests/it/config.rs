@@ -46,6 +46,9 @@ fn everything_set() -> Config {
         dead_letter: Some("/data/logs.dead.ndjson".into()),
         source: Some("/etc/pinflow/urls.txt".into()),
         files: vec!["/data/in/**/*.ndjson".into()],
+        format: "csv".into(),
+        csv_delimiter: "tab".into(),
+        csv_header: false,
         every: Some(Duration::from_secs(45)),
         queue_capacity: 5,
         threads: ThreadConfig {
@@ -76,6 +79,8 @@ fn everything_set() -> Config {
             records_field: Some("results".into()),
             cursor_field: Some("next".into()),
             cursor_param: "after".into(),
+            dedupe_key: Some("id".into()),
+            dedupe_window: 777,
             engine: pinflow::config::FetchEngine::Mio,
             max_redirects: 9,
             redirect_other_hosts: true,
@@ -144,6 +149,12 @@ fn everything_set() -> Config {
             level: "trace".into(),
             progress: Progress::Always,
         },
+        enrich: Vec::new(),
+        filter: vec!["level != 'DEBUG'".into()],
+        drop: vec!["host".into()],
+        rename: vec!["lat=latency".into()],
+        // `[[transform]]` tables are no registry option (their round trip: src/config/tests.rs).
+        transform: Vec::new(),
     }
 }
 

@@ -103,6 +103,9 @@ fn short_path_with(compute: usize, transform: bool) {
         .configure(|c| {
             c.threads.parse = Some(1);
             c.threads.compute = Some(compute);
+            // No row group deadline: the writer wakes only for input, so it is waiting at
+            // every push below however long the test takes.
+            c.writer.flush_interval = Duration::from_secs(3600);
         })
         .on_batch(move |rows| {
             let mut seen = sink_seen.lock().unwrap();
@@ -115,18 +118,23 @@ fn short_path_with(compute: usize, transform: bool) {
     let pipeline = builder.build().unwrap();
     let (source, push) = Source::push(64);
     let run = pipeline.spawn(source).unwrap();
+    let metrics = run.metrics();
     // One record at a time, each pushed once the one before has reached the sink and the
-    // writer had a moment to wait again: the pipeline is idle at every push.
+    // writer waits for input again (its state, not a sleep): the pipeline is idle at every
+    // push, so every one of them takes the short path (asserted below).
     let idle = 40;
     for id in 0..idle {
+        wait_until("the writer to wait for input", || writer_waiting(&metrics));
         push.push(format!("{{\"id\":{id},\"values\":[{id},2]}}"))
             .unwrap();
         while arrived.recv_timeout(Duration::from_secs(30)).unwrap() < id as usize + 1 {}
-        std::thread::sleep(Duration::from_millis(5));
     }
     // A malformed record while idle: its dead letter is counted wherever it was parsed.
+    wait_until("the writer to wait for input", || writer_waiting(&metrics));
     push.push("{\"id\": 7,").unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    wait_until("the malformed record's dead letter", || {
+        metrics.records_dead_lettered.load(Ordering::Relaxed) == 1
+    });
     // Then a burst: the queues fill and the parse threads take it.
     let burst = 20_000i64;
     for id in idle..idle + burst {
@@ -135,7 +143,8 @@ fn short_path_with(compute: usize, transform: bool) {
     drop(push);
     let summary = run.join().unwrap();
     match transform {
-        false => assert!(summary.short_path_batches > 0, "{summary}"),
+        // Each idle push, the malformed one too, went the short path (the burst may add more).
+        false => assert!(summary.short_path_batches > idle as u64, "{summary}"),
         true => assert_eq!(
             (summary.short_path_batches, summary.short_path_joins),
             (0, 0),
@@ -168,12 +177,15 @@ fn a_batch_failing_on_the_short_path_stops_the_run_with_the_error_and_files_stay
         .unwrap();
     let (source, push) = Source::push(8);
     let run = pipeline.spawn(source).unwrap();
-    // (Time for the writer to start waiting, so that the batch takes the short path.)
-    std::thread::sleep(Duration::from_millis(50));
+    let metrics = run.metrics();
+    // Pushed once the writer waits for input, so that the batch takes the short path.
+    wait_until("the writer to wait for input", || writer_waiting(&metrics));
     push.push("{\"id\":1,\"values\":[1,2]}").unwrap();
     drop(push);
     let err = run.join().unwrap_err().to_string();
     assert!(err.contains("latencies"), "{err}");
+    // It did: the failure this test is about happened on the writer, not a parse thread.
+    assert_eq!(metrics.short_path_batches.load(Ordering::Relaxed), 1);
     // The writer finished its file, as after a failing parse thread; holding no row, the
     // failed run then removed it, so nothing is left to read as its result (nor a temporary).
     let names = dir_names(dir.path());
@@ -199,6 +211,9 @@ fn a_full_queue_refuses_at_once_and_shutdown_drains_what_was_queued() {
         .build()
         .unwrap();
     let (source, push) = Source::push(4);
+    // The flag `RunHandle::shutdown` sets: set here directly, so that the stop is known to
+    // come before the gate opens (a thread calling `shutdown` gave no such order).
+    let stop = pipeline.stop_flag();
     let run = pipeline.spawn(source).unwrap();
     let mut accepted = 0;
     let mut full = None;
@@ -210,7 +225,8 @@ fn a_full_queue_refuses_at_once_and_shutdown_drains_what_was_queued() {
                 break;
             }
         }
-        // Let the feeder take some so the queues between the stages fill too.
+        // Let the feeder take some so the queues between the stages fill too. (How many are
+        // accepted varies with timing; every assertion below holds for any number.)
         if i % 4 == 3 {
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -225,10 +241,10 @@ fn a_full_queue_refuses_at_once_and_shutdown_drains_what_was_queued() {
     assert!(String::from_utf8(body).unwrap().starts_with("{\"id\":"));
     // Shut down with records still queued (in the push queue and between stages), then open
     // the gate: everything accepted is written, and later pushes are refused.
-    let shutdown = std::thread::spawn(move || run.shutdown());
-    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
     gate.store(true, Ordering::Release);
-    let summary = shutdown.join().unwrap().unwrap();
+    let summary = run.join().unwrap();
+    assert!(summary.interrupted, "a stopped run: {summary}");
     assert_eq!(summary.records_written, accepted, "{summary}");
     assert_eq!(written.load(Ordering::Relaxed) as u64, accepted);
     assert!(matches!(

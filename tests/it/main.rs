@@ -26,10 +26,17 @@ mod cli_conventions;
 mod config;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod continuous;
+#[cfg(all(feature = "cli", feature = "failpoints"))]
+mod crash_points;
+mod csv;
+#[cfg(feature = "cli")]
+mod disk_full;
 #[cfg(feature = "http")]
 mod encoding;
 #[cfg(all(feature = "sim", feature = "http"))]
 mod end_to_end;
+#[cfg(feature = "http")]
+mod enrich;
 #[cfg(feature = "cli")]
 mod exit_status;
 #[cfg(all(feature = "sim", feature = "http"))]
@@ -39,6 +46,7 @@ mod files;
 #[cfg(feature = "cli")]
 mod first_hour;
 mod fuzz_corpora;
+mod golden_stats;
 #[cfg(feature = "cli")]
 mod hostile_http;
 #[cfg(feature = "cli")]
@@ -47,9 +55,13 @@ mod library;
 #[cfg(all(feature = "sim", feature = "http", feature = "metrics-endpoint"))]
 mod metrics;
 #[cfg(feature = "cli")]
+mod net_faults;
+#[cfg(feature = "cli")]
 mod output;
 #[cfg(feature = "cli")]
 mod output_safety;
+#[cfg(feature = "http")]
+mod polling;
 #[cfg(feature = "http")]
 mod rate_limit;
 #[cfg(feature = "http")]
@@ -67,6 +79,8 @@ mod sim_cli;
 mod timeouts;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "cli")]
+mod transforms;
 mod window;
 #[cfg(feature = "cli")]
 mod window_resume;

@@ -365,7 +365,8 @@ fn check_exposition(text: &str) -> BTreeMap<String, String> {
 }
 
 /// Runs `promtool check metrics` on `text` where promtool is installed (Debian: package
-/// `prometheus`); says so and skips where it is not.
+/// `prometheus`); says so and skips where it is not, unless `CI_REQUIRE_PROMTOOL=1`
+/// (set by `.ci/run`, which installs it), where a missing promtool fails the test.
 fn promtool_check(text: &str) {
     use std::io::Write;
     use std::process::{Command, Stdio};
@@ -376,6 +377,10 @@ fn promtool_check(text: &str) {
         .stderr(Stdio::piped())
         .spawn();
     let Ok(mut child) = child else {
+        assert!(
+            std::env::var_os("CI_REQUIRE_PROMTOOL").is_none_or(|v| v != "1"),
+            "CI_REQUIRE_PROMTOOL=1 but promtool is not on PATH (Debian: apt-get install prometheus)"
+        );
         eprintln!("promtool not found on PATH: skipping `promtool check metrics` (the strict check above still ran)");
         return;
     };

@@ -451,30 +451,54 @@ fn partition_values_are_escaped_and_nulls_get_the_default_partition() {
 
 #[test]
 fn a_slow_stream_gets_row_groups_closed_by_age() {
+    use std::sync::atomic::Ordering::Relaxed;
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let n = 5;
+    // A slow stream, paced by events rather than sleeps: each record is pushed once the one
+    // before is in a row group the writer closed by age (the row-group counter went up).
     let out = dir.path().join("slow.parquet");
-    let mut cfg = Config::new(&out);
-    // 20 records at 20 requests per second, one at a time: about a second in all.
-    cfg.fetch.rate_limit = Some(20);
-    cfg.fetch.rate_burst = Some(1);
-    cfg.writer.flush_interval = std::time::Duration::from_millis(50);
-    let summary = Pipeline::new(cfg).unwrap().run(logs(&sim, 1, 20)).unwrap();
-    assert_eq!(summary.records_written, 20);
-    // Far fewer rows than row_group_rows (65536), yet several row groups: each was closed
-    // by age while the run went on, not by size and not only at the end.
-    let groups = num_row_groups(&out);
-    assert!(groups >= 2, "{groups} row group(s)");
-    assert_eq!(summary.row_groups, groups as u64);
-    assert_rows_match_workload(&rows(&out), &Workload::default(), 1..=20);
+    let summary = paced_stream(&out, 50, n, |m| m.row_groups.load(Relaxed));
+    assert_eq!(summary.records_written, n, "{summary}");
+    // Far fewer rows than row_group_rows (65536), yet one row group per record: each was
+    // closed by age while the run went on, not by size and not only at the end.
+    assert_eq!(num_row_groups(&out), n as usize);
+    assert_eq!(summary.row_groups, n);
+    let mut got = ids(&out);
+    got.sort_unstable();
+    assert_eq!(got, (1..=n as i64).collect::<Vec<_>>());
 
-    // The same stream with the default (10 s) interval makes one row group.
-    let out2 = dir.path().join("default.parquet");
-    let mut cfg = Config::new(&out2);
-    cfg.fetch.rate_limit = Some(100);
-    Pipeline::new(cfg).unwrap().run(logs(&sim, 1, 20)).unwrap();
+    // The same stream with no age limit reached (an hour) makes one row group: what closed
+    // them above was their age. Each record is pushed once the one before is written.
+    let out2 = dir.path().join("unaged.parquet");
+    paced_stream(&out2, 3_600_000, n, |m| m.records_written.load(Relaxed));
     assert_eq!(num_row_groups(&out2), 1);
-    sim.stop();
+}
+
+/// Pushes records 1..=n to a run writing `out` with `flush_interval_ms`, each once `progress`
+/// of the run's metrics has reached the number of the record before; returns the ledger.
+fn paced_stream(
+    out: &Path,
+    flush_interval_ms: u64,
+    n: u64,
+    progress: impl Fn(&pinflow::metrics::live::Registry) -> u64,
+) -> pinflow::Summary {
+    let mut cfg = Config::new(out);
+    cfg.writer.flush_interval = std::time::Duration::from_millis(flush_interval_ms);
+    let (source, push) = Source::push(8);
+    let run = Pipeline::builder()
+        .config(cfg)
+        .build()
+        .unwrap()
+        .spawn(source)
+        .unwrap();
+    let metrics = run.metrics();
+    for id in 1..=n {
+        push.push(format!("{{\"id\":{id},\"values\":[{id},2]}}"))
+            .unwrap();
+        wait_until("the record's progress", || progress(&metrics) >= id);
+    }
+    drop(push);
+    run.join().unwrap()
 }
 
 #[test]

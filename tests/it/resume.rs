@@ -55,7 +55,7 @@ pub(crate) fn run_once(
 
 /// Kills the command `kills` times at random points, checking after each that every final
 /// file reads back completely, then lets it finish; returns the ids across all final files.
-fn kill_and_resume(
+pub(crate) fn kill_and_resume(
     dir: &Path,
     args: &[String],
     env: &[(&str, &str)],
@@ -107,7 +107,7 @@ fn kill_and_resume(
 }
 
 /// `sorted` holds each id of `want` exactly once (says how it does not, without printing every id).
-fn assert_exactly_once(sorted: &[i64], want: std::ops::Range<i64>) {
+pub(crate) fn assert_exactly_once(sorted: &[i64], want: std::ops::Range<i64>) {
     let dups = sorted.windows(2).filter(|w| w[0] == w[1]).count();
     let mut uniq = sorted.to_vec();
     uniq.dedup();

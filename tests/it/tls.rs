@@ -17,7 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection, StreamOwned};
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -37,11 +37,25 @@ impl Ca {
     }
 
     /// A leaf certificate for `names` and its key.
-    fn issue(&self, names: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>, String) {
+    pub(crate) fn issue(
+        &self,
+        names: &[&str],
+    ) -> (CertificateDer<'static>, PrivateKeyDer<'static>, String) {
+        self.issue_with(names, |_| {})
+    }
+
+    /// A leaf certificate for `names` and its key, its parameters changed by `edit` first (a
+    /// validity period in the past, for example).
+    pub(crate) fn issue_with(
+        &self,
+        names: &[&str],
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> (CertificateDer<'static>, PrivateKeyDer<'static>, String) {
         let key = KeyPair::generate().unwrap();
-        let params =
+        let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();
+        edit(&mut params);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let pem = format!("{}{}", cert.pem(), key.serialize_pem());
         (

@@ -1,4 +1,4 @@
-//! The `pinflow` command: `demo`, `run`, `bench`, `sim`, `config`, and `completions` and `man`
+//! The `pinflow` command: `demo`, `run`, `inspect`, `bench`, `sim`, `config`, and `completions` and `man`
 //! for installing.
 //!
 //! Settings come from, each overriding the one before: built-in defaults, the `--config` TOML
@@ -26,6 +26,7 @@ mod alloc;
 mod bench;
 mod config;
 mod demo;
+mod inspect;
 mod options;
 mod progress;
 mod run;
@@ -96,6 +97,26 @@ enum Command {
         /// Output Parquet file [default: `out` from the config file or PINFLOW_OUT].
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        opts: Options,
+    },
+    /// Read or fetch the first records of a source and show what a run would write: the
+    /// bodies' envelope, the schema as TOML to paste into [schema], and the first rows after
+    /// the transforms. Writes nothing.
+    Inspect {
+        /// One http(s) URL, a URL file, `-`, or a template [default: `source` from the config
+        /// file].
+        #[arg(long, value_name = "SOURCE")]
+        urls: Option<String>,
+        /// Local files instead of URLs [default: `files` from the config file].
+        #[arg(long, value_name = "PATH", num_args = 1.., conflicts_with = "urls")]
+        files: Vec<String>,
+        /// Records to show (at least 1).
+        #[arg(short = 'n', long = "records", default_value_t = 10, value_parser = records_arg)]
+        records: u64,
+        /// Print the rows as JSON lines, and nothing else.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         opts: Options,
     },
@@ -204,9 +225,10 @@ fn main() -> ExitCode {
         }
     };
     let flag_format = match &cli.command {
-        Command::Demo { opts, .. } | Command::Run { opts, .. } | Command::Bench { opts, .. } => {
-            opts.log_format()
-        }
+        Command::Demo { opts, .. }
+        | Command::Run { opts, .. }
+        | Command::Inspect { opts, .. }
+        | Command::Bench { opts, .. } => opts.log_format(),
         _ => None,
     };
     let file = cli.config.clone();
@@ -240,6 +262,13 @@ fn run(file: Option<&Path>, cmd: Command) -> Result<ExitCode, Failure> {
             out,
             opts,
         } => run::run(file, urls, files, out, &opts),
+        Command::Inspect {
+            urls,
+            files,
+            records,
+            json,
+            opts,
+        } => inspect::inspect(file, urls, files, records as usize, json, &opts),
         Command::Bench {
             records,
             values,

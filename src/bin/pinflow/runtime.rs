@@ -44,7 +44,8 @@ pub fn fix_mmap_threshold() {
 /// SIGINT/SIGTERM set `stop` (requests in flight get `fetch.shutdown_timeout`, then the rest
 /// is cancelled, drained and finalized); a second one exits at once, leaving only
 /// complete files under final names (an unfinished file is still under its temporary name).
-/// SIGHUP sets `reopen`: the dead-letter file is closed and re-created (logrotate).
+/// SIGHUP sets `reopen`: the dead-letter file is closed and re-created (logrotate); and asks
+/// every `[[enrich]]` lookup table to be read again before its next batch.
 /// SIGXFSZ is caught and ignored, so a write past the file size limit (`ulimit -f`) fails with
 /// EFBIG, which the writer reports with the path before stopping cleanly, instead of the signal
 /// killing the process mid-file.
@@ -55,6 +56,8 @@ pub fn install_signals(reopen: Arc<AtomicBool>) -> Arc<AtomicBool> {
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
     }
     let _ = signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen);
+    let _ =
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, pinflow::enrich::reload_flag());
     let _ = signal_hook::flag::register(
         signal_hook::consts::SIGXFSZ,
         Arc::new(AtomicBool::new(false)),
@@ -96,7 +99,7 @@ pub fn fatal(lines: &[String], format: LogFormat) {
 
 /// Logs go to stderr (journald keeps them under systemd), as text or one JSON object per
 /// line; `RUST_LOG` overrides `log.level`. Text is colored on a terminal unless `NO_COLOR`.
-fn init_logging(cfg: &Config) {
+pub fn init_logging(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("pinflow={}", cfg.log.level)));

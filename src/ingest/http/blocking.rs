@@ -172,6 +172,68 @@ enum Attempt {
     Error(String, String, bool),
 }
 
+/// How a failed call ends an attempt: ureq's error in the mio engine's classes and words, so
+/// that the summary, the metrics and the dead letters read the same whichever engine ran, and
+/// so that a name that cannot be resolved is not retried (mio's rule; issue 23).
+fn call_failure(e: ureq::Error, at: &HttpUrl, cfg: &FetchConfig) -> Attempt {
+    use std::io::ErrorKind as K;
+    use ureq::Timeout as T;
+    let addr = format!("{}:{}", at.host, at.port);
+    let (class, detail, retry) = match e {
+        ureq::Error::Timeout(T::Connect) => (
+            "timeout",
+            format!(
+                "connect to {addr} timed out after {:?}",
+                cfg.connect_timeout
+            ),
+            true,
+        ),
+        ureq::Error::Timeout(T::RecvResponse) => (
+            "timeout",
+            format!(
+                "no response within {:?} (first-byte timeout)",
+                cfg.first_byte_timeout
+            ),
+            true,
+        ),
+        ureq::Error::Timeout(T::Global) => (
+            "timeout",
+            format!("request timed out after {:?}", cfg.request_timeout),
+            true,
+        ),
+        ureq::Error::Timeout(t) => ("timeout", format!("timeout: {t}"), true),
+        ureq::Error::HostNotFound => (
+            "resolve",
+            format!("cannot resolve {}: no addresses", at.host),
+            false,
+        ),
+        // ureq passes getaddrinfo's failure on as the `io::Error` std made of it, whose kind
+        // cannot be named on stable Rust: std's message is what tells it from a socket error.
+        ureq::Error::Io(io) if io.to_string().contains("failed to lookup address") => (
+            "resolve",
+            format!("cannot resolve {}: {io}", at.host),
+            false,
+        ),
+        // The proxy refused the tunnel (407, 502, ...): its answer is the reason.
+        ureq::Error::ConnectProxyFailed(why) => ("proxy", format!("proxy: {why}"), false),
+        // The connection broke after it was made (a reset, a close mid-response).
+        ureq::Error::Io(io)
+            if matches!(
+                io.kind(),
+                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof
+            ) =>
+        {
+            ("connection", format!("{addr}: {io}"), true)
+        }
+        e @ (ureq::Error::Io(_)
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::Protocol(_)
+        | ureq::Error::BodyStalled) => ("connect", e.to_string(), true),
+        e => ("connect", e.to_string(), false),
+    };
+    Attempt::Error(class.into(), detail, retry)
+}
+
 /// `Name: value` header lines as (name, value) pairs.
 fn header_pairs(lines: &str) -> Vec<(String, String)> {
     lines
@@ -275,23 +337,7 @@ impl Worker<'_> {
                 req = req.header(n, v);
             }
         }
-        req.call().map_err(|e| {
-            let retry = matches!(
-                e,
-                ureq::Error::Io(_)
-                    | ureq::Error::Timeout(_)
-                    | ureq::Error::ConnectionFailed
-                    | ureq::Error::HostNotFound
-                    | ureq::Error::Protocol(_)
-                    | ureq::Error::BodyStalled
-            );
-            let class = match e {
-                ureq::Error::Timeout(_) => "timeout",
-                ureq::Error::HostNotFound => "resolve",
-                _ => "connect",
-            };
-            Attempt::Error(class.into(), e.to_string(), retry)
-        })
+        req.call().map_err(|e| call_failure(e, at, self.cfg))
     }
 
     /// What a response that is not a redirect comes to: its body, or its status.
@@ -451,5 +497,49 @@ impl Worker<'_> {
             .registry
             .set_queue_depth(QueueId::Bodies, self.chans.out.len());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class_of(e: ureq::Error) -> (String, String, bool) {
+        let at = UrlParts::split("http://api.test:8080/x")
+            .unwrap()
+            .into_owned();
+        let cfg = FetchConfig {
+            connect_timeout: Duration::from_millis(750),
+            ..FetchConfig::default()
+        };
+        match call_failure(e, &at, &cfg) {
+            Attempt::Error(class, detail, retry) => (class, detail, retry),
+            _ => unreachable!("call_failure makes errors only"),
+        }
+    }
+
+    #[test]
+    fn ureq_errors_read_as_the_mio_engines() {
+        use std::io::{Error as Io, ErrorKind};
+        let (class, detail, retry) = class_of(ureq::Error::Timeout(ureq::Timeout::Connect));
+        assert_eq!((class.as_str(), retry), ("timeout", true));
+        assert_eq!(detail, "connect to api.test:8080 timed out after 750ms");
+        // std's text for a failed getaddrinfo, as ureq hands it on.
+        let lookup = Io::other("failed to lookup address information: Name or service not known");
+        let (class, detail, retry) = class_of(ureq::Error::Io(lookup));
+        assert_eq!((class.as_str(), retry), ("resolve", false));
+        assert!(detail.starts_with("cannot resolve api.test: "), "{detail}");
+        let (class, _, retry) = class_of(ureq::Error::HostNotFound);
+        assert_eq!((class.as_str(), retry), ("resolve", false));
+        let reset = Io::from(ErrorKind::ConnectionReset);
+        let (class, _, retry) = class_of(ureq::Error::Io(reset));
+        assert_eq!((class.as_str(), retry), ("connection", true));
+        let refused = Io::from(ErrorKind::ConnectionRefused);
+        let (class, _, retry) = class_of(ureq::Error::Io(refused));
+        assert_eq!((class.as_str(), retry), ("connect", true));
+        let why = "proxy server responded 407/Proxy Authentication Required".to_string();
+        let (class, detail, retry) = class_of(ureq::Error::ConnectProxyFailed(why));
+        assert_eq!((class.as_str(), retry), ("proxy", false));
+        assert!(detail.contains("407"), "{detail}");
     }
 }

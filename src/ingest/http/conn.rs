@@ -332,7 +332,19 @@ impl Conn {
             // The server closed an idle keep-alive connection: normal.
             return Response::Unasked;
         }
+        let until_close = !self.decoder.is_done();
         match self.decoder.eof() {
+            // A body delimited by the close, over TLS, cut without close_notify: its end is not
+            // authenticated, so it may be a prefix chosen by whoever cut the connection (the
+            // truncation attack, issue 23). Not taken as complete; retried like a truncation.
+            Ok(()) if until_close && self.stream.closed_without_notify() => {
+                Response::Failed(ConnFailure::Retryable {
+                    class: "truncated",
+                    detail: "connection closed without a TLS close_notify before the end of a \
+                             response delimited by the close: it may be cut short"
+                        .into(),
+                })
+            }
             Ok(()) => Response::Complete,
             Err(e) => Response::Failed(if !self.decoder.started() && self.reused {
                 ConnFailure::Stale

@@ -45,9 +45,9 @@ mod event_loop;
 mod paginate;
 mod pool;
 pub mod protocol;
-mod resolve;
+pub(crate) mod resolve;
 mod schedule;
-mod transport;
+pub(crate) mod transport;
 
 pub use event_loop::{preflight, run};
-pub(crate) use schedule::backoff;
+pub(crate) use schedule::{backoff, TokenBucket};

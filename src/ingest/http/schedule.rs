@@ -92,7 +92,7 @@ impl Request {
 }
 
 /// A token bucket: `rate` tokens per second, at most `burst` saved up.
-pub(super) struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -100,7 +100,7 @@ pub(super) struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub(super) fn new(rate: u32, burst: u32) -> TokenBucket {
+    pub(crate) fn new(rate: u32, burst: u32) -> TokenBucket {
         TokenBucket {
             rate: f64::from(rate),
             burst: f64::from(burst.max(1)),
@@ -110,7 +110,7 @@ impl TokenBucket {
     }
 
     /// Takes a token, or says how long until one is there.
-    fn take(&mut self, now: Instant) -> std::result::Result<(), Duration> {
+    pub(crate) fn take(&mut self, now: Instant) -> std::result::Result<(), Duration> {
         let earned = now.duration_since(self.last).as_secs_f64() * self.rate;
         self.tokens = (self.tokens + earned).min(self.burst);
         self.last = now;

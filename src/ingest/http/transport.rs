@@ -108,7 +108,10 @@ mod tls {
                 self.0,
                 rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
             ) {
-                f.write_str(" (a private CA? name its certificate in fetch.tls_ca_file)")?;
+                // Also when fetch.tls_ca_file is set: then it holds the wrong CA.
+                f.write_str(
+                    " (issued by no CA trusted here: a private CA's certificate goes in fetch.tls_ca_file)",
+                )?;
             }
             Ok(())
         }
@@ -136,6 +139,8 @@ pub enum Transport {
         tls: Box<rustls::ClientConnection>,
         /// The socket reached end of file.
         eof: bool,
+        /// The peer closed the TCP connection without a close_notify alert.
+        cut: bool,
     },
 }
 
@@ -158,6 +163,7 @@ impl Transport {
             tcp,
             tls: Box::new(conn),
             eof: false,
+            cut: false,
         })
     }
 
@@ -198,6 +204,17 @@ impl Transport {
         }
     }
 
+    /// Whether the peer ended a TLS connection by closing TCP without a close_notify alert:
+    /// the end of the stream is then not authenticated, and anyone on the path could have cut
+    /// it, so a body delimited by the close cannot be trusted as whole (the truncation attack).
+    pub fn closed_without_notify(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Transport::Tls { cut, .. } => *cut,
+        }
+    }
+
     /// Says goodbye politely on TLS (close_notify), best effort; the socket closes on drop.
     pub fn shutdown(&mut self) {
         #[cfg(feature = "tls")]
@@ -235,25 +252,30 @@ impl Read for Transport {
         match self {
             Transport::Plain(tcp) => tcp.read(buf),
             #[cfg(feature = "tls")]
-            Transport::Tls { tcp, tls, eof } => read_tls(tcp, tls, eof, buf),
+            Transport::Tls { tcp, tls, eof, cut } => read_tls(tcp, tls, eof, cut, buf),
         }
     }
 }
 
 /// Decrypted bytes of a TLS connection. A peer that closes the TCP connection without a
 /// close_notify alert also reads as the end: many HTTP servers do that, and the HTTP framing
-/// (Content-Length, chunked) decides whether the response was complete.
+/// (Content-Length, chunked) decides whether the response was complete; `cut` records it, so
+/// that a body delimited by the close is not taken as complete (see `Conn::eof`).
 #[cfg(feature = "tls")]
 fn read_tls(
     tcp: &mut TcpStream,
     tls: &mut rustls::ClientConnection,
     eof: &mut bool,
+    cut: &mut bool,
     buf: &mut [u8],
 ) -> io::Result<usize> {
     loop {
         match tls.reader().read(buf) {
             Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                *cut = true;
+                return Ok(0);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if *eof {
                     return Ok(0);

@@ -283,3 +283,40 @@ pub fn pinflow_piped() -> std::process::Command {
         .stderr(std::process::Stdio::piped());
     c
 }
+
+/// Whether to skip a test whose environment is missing (a network namespace, a mount): true
+/// (and the reason printed) when `allowed` is false, unless the environment variable `require`
+/// is 1, as the CI sets it where the environment is there: then the test fails instead.
+pub fn skip_unless(allowed: bool, require: &str, what: &str) -> bool {
+    if allowed {
+        return false;
+    }
+    assert!(
+        std::env::var(require).as_deref() != Ok("1"),
+        "{what} is not permitted here, and {require}=1 requires it"
+    );
+    eprintln!("skipped: {what} is not permitted here (set {require}=1 to make that a failure)");
+    true
+}
+
+/// Waits up to [`STOP_DEADLINE`] for `cond` (checked every millisecond), failing the test past
+/// it: for tests that wait for an event (a counter, a thread's state) instead of sleeping.
+pub fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            started.elapsed() < STOP_DEADLINE,
+            "{what}: not within {STOP_DEADLINE:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Whether a run's writer thread waits for input: one of the short path's conditions
+/// (`IngestChannels::short_path_open` in src/handoff.rs).
+pub fn writer_waiting(metrics: &pinflow::metrics::live::Registry) -> bool {
+    let writer = metrics
+        .thread_index(pinflow::plan::Role::Writer)
+        .expect("a writer thread");
+    metrics.waiting(&[writer]) == 1
+}
