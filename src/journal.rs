@@ -1160,6 +1160,9 @@ impl Journal {
             Some(s) => Some(state::write(&self.path, self.next_checkpoint, &s)?),
             None => None,
         };
+        if saved.is_some() {
+            crate::failpoint::hit("journal.after_state");
+        }
         let line = checkpoint_line(self.next_checkpoint, &named, items, saved.as_ref());
         self.file
             .write_all(&line)
