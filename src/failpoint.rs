@@ -33,6 +33,11 @@ pub const POINTS: &[(&str, &str)] = &[
         "a checkpoint's files are sealed (footer, fsync), before its journal line is written",
     ),
     (
+        "journal.after_state",
+        "a checkpoint's window state file is durable under its name, before the journal line \
+         that names it",
+    ),
+    (
         "writer.after_commit",
         "a checkpoint's journal line is fsynced, before its files are renamed into place",
     ),

@@ -39,6 +39,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 
+mod state;
+pub use state::{SavedState, State};
+
 /// The journal format this version writes and reads. Format 2 added a CRC-32 to every line,
 /// the size of every committed file and the time the journal was started; format 1 had none
 /// of them and is refused with a message.
@@ -420,6 +423,13 @@ pub enum Defect {
     },
     /// A committed file's name is something other than a regular file.
     NotAFile(PathBuf),
+    /// The state file a checkpoint commits (the open time windows) is missing or damaged.
+    StateFile {
+        /// The state file.
+        file: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Files of this output written since the journal was started that no line names.
     Unlisted {
         /// The first of them.
@@ -510,6 +520,7 @@ impl std::fmt::Display for Defect {
             Defect::NotAFile(file) => {
                 write!(f, "{} is not a regular file", file.display())
             }
+            Defect::StateFile { file, why } => write!(f, "the state file {} {why}", file.display()),
             Defect::Unlisted { file, count } => {
                 write!(f, "{}", file.display())?;
                 if *count > 1 {
@@ -578,6 +589,8 @@ pub struct Checkpoint {
     pub files: Vec<CommittedFile>,
     /// The work items whose rows they hold.
     pub items: RangeSet,
+    /// The operator state committed with them ([`state`]), if any.
+    state: Option<state::StateRef>,
 }
 
 /// A file of a committed checkpoint, names relative to the journal's directory (checked by
@@ -623,7 +636,7 @@ pub fn check(
     let mut n = 1;
     for line in lines {
         n += 1;
-        let c = parse_checkpoint(line, n as u64, &names).map_err(|d| at(n, d))?;
+        let c = parse_checkpoint(line, n as u64, journal, &names).map_err(|d| at(n, d))?;
         let expected = out.checkpoints.len() as u64 + 1;
         if c.number != expected {
             return Err(at(
@@ -700,7 +713,12 @@ fn header_line(identity: &str, started: u64) -> Vec<u8> {
 
 /// A checkpoint line: its number, its files (temporary name, final name, size; names
 /// relative to the journal's directory) and the items their rows hold.
-fn checkpoint_line(number: u64, files: &[(String, String, u64)], items: &RangeSet) -> Vec<u8> {
+fn checkpoint_line(
+    number: u64,
+    files: &[(String, String, u64)],
+    items: &RangeSet,
+    state: Option<&state::StateRef>,
+) -> Vec<u8> {
     let mut line = Vec::with_capacity(256);
     line.extend_from_slice(format!("{{\"checkpoint\":{number},\"files\":[").as_bytes());
     for (i, (tmp, fin, size)) in files.iter().enumerate() {
@@ -714,6 +732,9 @@ fn checkpoint_line(number: u64, files: &[(String, String, u64)], items: &RangeSe
         line.extend_from_slice(format!(",{size}]").as_bytes());
     }
     line.extend_from_slice(format!("],\"items\":\"{items}\"").as_bytes());
+    if let Some(r) = state {
+        state::to_json(r, &mut line);
+    }
     seal(&mut line);
     line
 }
@@ -754,6 +775,7 @@ fn parse_header(line: &[u8], identity: &str) -> std::result::Result<u64, Defect>
 fn parse_checkpoint(
     line: &[u8],
     n: u64,
+    journal: &Path,
     names: &Names<'_>,
 ) -> std::result::Result<Checkpoint, Defect> {
     use simd_json::prelude::*;
@@ -770,6 +792,7 @@ fn parse_checkpoint(
         .ok_or_else(|| bad("no items"))?
         .parse()
         .map_err(Defect::Malformed)?;
+    let state = state::parse(&v, journal, number)?;
     let mut files = Vec::new();
     for f in v
         .get("files")
@@ -801,6 +824,7 @@ fn parse_checkpoint(
         number,
         files,
         items,
+        state,
     })
 }
 
@@ -822,6 +846,28 @@ fn quoted(s: &str) -> String {
     }
 }
 
+/// How two state keys (`--flag value` lists) differ, for a message: each option of the
+/// journal's that this run does not have, and this run's in its place.
+fn key_diff(theirs: &str, ours: &str) -> String {
+    let split = |k: &'_ str| -> Vec<String> {
+        k.split(" --")
+            .map(|p| format!("--{}", p.trim_start_matches("--")))
+            .collect()
+    };
+    let (a, b) = (split(theirs), split(ours));
+    let only = |x: &[String], y: &[String]| -> Vec<String> {
+        x.iter()
+            .filter(|o| !y.contains(o))
+            .map(|o| quoted(o))
+            .collect()
+    };
+    format!(
+        "its {}, this run's {}",
+        only(&a, &b).join(" "),
+        only(&b, &a).join(" ")
+    )
+}
+
 /// The journal of one output.
 pub struct Journal {
     path: PathBuf,
@@ -832,6 +878,14 @@ pub struct Journal {
     /// Items in committed checkpoints.
     done: RangeSet,
     next_checkpoint: u64,
+    /// The line of the last committed checkpoint, if any.
+    last_line: Option<u64>,
+    /// The last committed checkpoint's state, until [`Journal::take_state`] takes it.
+    saved: Option<SavedState>,
+    /// The file of the last committed state: deleted once a newer one is committed.
+    state_file: Option<String>,
+    /// Whether [`Journal::take_state`] took the state.
+    state_taken: bool,
 }
 
 /// What [`Journal::open`] found.
@@ -941,6 +995,27 @@ impl Journal {
             }
             done.extend(&c.items);
         }
+        // The state the last checkpoint committed (its windows), whole, before any change.
+        let last = contents.checkpoints.last();
+        let saved = match last.and_then(|c| c.state.as_ref().map(|r| (c, r))) {
+            None => None,
+            Some((c, r)) => {
+                let bytes = state::load(path, r).map_err(|defect| {
+                    refuse(JournalError {
+                        line: Some(c.line),
+                        defect,
+                    })
+                })?;
+                Some(SavedState {
+                    key: r.key.clone(),
+                    bytes,
+                    path: path.with_file_name(&r.file),
+                    line: c.line,
+                })
+            }
+        };
+        let state_file = last.and_then(|c| c.state.as_ref().map(|r| r.file.clone()));
+        let last_line = last.map(|c| c.line);
         // A file of this output written since the journal started, but named by no line:
         // lines were lost (a truncated journal), and resuming would write its rows twice.
         let unlisted: Vec<PathBuf> = recent_files(path, files, contents.started)
@@ -971,6 +1046,7 @@ impl Journal {
         }
         // Temporary files of ours not in a committed checkpoint: an unfinished checkpoint.
         rec.removed = files.remove_stale(&committed_tmps);
+        state::sweep(path, state_file.as_deref());
         if contents.torn_tail {
             file.set_len(contents.valid_end)
                 .and_then(|()| file.sync_all())
@@ -983,6 +1059,10 @@ impl Journal {
                 files: files.clone(),
                 done,
                 next_checkpoint: rec.checkpoints + 1,
+                last_line,
+                saved,
+                state_file,
+                state_taken: false,
             },
             rec,
         ))
@@ -996,6 +1076,60 @@ impl Journal {
     /// Commits a checkpoint: `files` (temporary, final) are complete and fsynced, and hold
     /// exactly the rows of `items`. Returns once the line is durable; the caller then renames.
     pub fn commit(&mut self, files: &[(PathBuf, PathBuf)], items: &RangeSet) -> Result<()> {
+        self.commit_with_state(files, items, None)
+    }
+
+    /// The state the last committed checkpoint saved, for a run whose state is keyed `key`
+    /// (`None`: a run without one), taken once; `None` when there is nothing to resume from.
+    /// Refused, with the journal's path and line, when it cannot be resumed from: the state
+    /// is of other windows (the key differs), the run has none but the journal has one, or
+    /// the checkpoints were committed without state (a run without windows, whose rows the
+    /// windows would miss).
+    pub fn take_state(&mut self, key: Option<&str>) -> Result<Option<SavedState>> {
+        self.check_state(key)?;
+        self.state_taken = true;
+        Ok(self.saved.take())
+    }
+
+    /// Whether a run whose state is keyed `key` can resume from this journal (see
+    /// [`Journal::take_state`], which it leaves the state to): called when the journal is
+    /// opened, so that a refusal comes before anything is fetched.
+    pub fn check_state(&self, key: Option<&str>) -> Result<()> {
+        let refuse = |why: String| Error::Journal {
+            path: self.path.clone(),
+            line: self.last_line,
+            why: format!("{why}; {}", self.files.afresh(&self.path)),
+        };
+        match (key, self.saved.as_ref()) {
+            (Some(ours), Some(s)) if s.key == ours => Ok(()),
+            (Some(ours), Some(s)) => Err(refuse(format!(
+                "the window state committed here is of other windows ({}): resuming would mix \
+                 the two; run with the same window options to finish it",
+                key_diff(&s.key, ours)
+            ))),
+            (None, Some(s)) => Err(refuse(format!(
+                "the journal holds the state of windows ({}), but this run has no windows; \
+                 run with the same window options to finish it",
+                quoted(&s.key)
+            ))),
+            (Some(_), None) if self.last_line.is_some() && !self.state_taken => Err(refuse(
+                "the checkpoints were committed without window state (by a run without \
+                 windows): the windows would miss their rows"
+                    .into(),
+            )),
+            (_, None) => Ok(()),
+        }
+    }
+
+    /// Commits a checkpoint as [`Journal::commit`] does, with the operator `state` that goes
+    /// with exactly these files and items (see [`state`]): the state file is made durable
+    /// first, and the line that commits the files commits it too.
+    pub fn commit_with_state(
+        &mut self,
+        files: &[(PathBuf, PathBuf)],
+        items: &RangeSet,
+        state: Option<State<'_>>,
+    ) -> Result<()> {
         let base = self.path.parent().unwrap_or(Path::new("")).to_path_buf();
         let names = Names::new(&self.path, &self.files);
         // A name the next run would refuse must not be committed: it would stop every resume.
@@ -1022,13 +1156,27 @@ impl Journal {
             names.check_pair(&t, &f).map_err(refuse)?;
             named.push((t, f, size));
         }
-        let line = checkpoint_line(self.next_checkpoint, &named, items);
+        let saved = match state {
+            Some(s) => Some(state::write(&self.path, self.next_checkpoint, &s)?),
+            None => None,
+        };
+        if saved.is_some() {
+            crate::failpoint::hit("journal.after_state");
+        }
+        let line = checkpoint_line(self.next_checkpoint, &named, items, saved.as_ref());
         self.file
             .write_all(&line)
             .and_then(|()| self.file.sync_data())
             .map_err(|e| Error::output(&self.path, "write journal", e))?;
         self.done.extend(items);
+        // (Line 1 is the header: checkpoint N is line N + 1.)
+        self.last_line = Some(self.next_checkpoint + 1);
         self.next_checkpoint += 1;
+        // The older state is no longer needed: this line names the newer one.
+        if let Some(old) = self.state_file.take() {
+            let _ = fs::remove_file(self.path.with_file_name(old));
+        }
+        self.state_file = saved.map(|s| s.file);
         Ok(())
     }
 }
@@ -1543,7 +1691,7 @@ mod tests {
                 })
                 .collect();
             let items: RangeSet = format!("{}-{}", k * 100, k * 100 + 99).parse().unwrap();
-            out.extend(checkpoint_line(k, &files, &items));
+            out.extend(checkpoint_line(k, &files, &items, None));
         }
         out
     }

@@ -3,7 +3,8 @@
 # tools/interop/check.py compares every value and statistic (see docs/interop.md): the log
 # layout (demo, every codec, edge cases served over HTTP), and with
 # tools/interop/cases.py a configurable schema, schema inference, Hive-partitioned datasets and
-# a journal run over the file source.
+# a journal run over the file source, and with tools/interop/windows.py time windows
+# against DuckDB computing the same windows from the same files.
 #
 #   tools/interop-check.sh [PINFLOW_BINARY]
 #
@@ -160,6 +161,16 @@ for k in 1 2; do
   ls -A "$WORK/journal" >"$WORK/journal-files-$k.txt"
 done
 unset PINFLOW_FETCH_BATCH_MAX_BYTES
+# Time windows (issue 18; tools/interop/windows.py): tumbling by two keys with every
+# aggregate, and hopping; no record is late (lateness 2 s covers the input's disorder), so
+# DuckDB, which has no lateness, computes the same windows from the same files.
+"$PY" tools/interop/windows.py gen "$WORK" >"$WORK/windows-gen.log"
+WAGGS=latency_ms:count,sum,mean,var,min,max,p50,p99,first,last
+run_pinflow window-tumbling run --files "$WORK/window-in" --out "$WORK/window-tumbling.parquet" \
+  --window 10s --window-by service,host --window-agg "$WAGGS" --window-lateness 2s
+run_pinflow window-hopping run --files "$WORK/window-in" --out "$WORK/window-hopping.parquet" \
+  --window 10s/5s --window-by service --window-agg latency_ms:count,mean,var,p99 \
+  --window-lateness 2s
 
 # --- 4. The check -----------------------------------------------------------------------------
 cat >"$WORK/manifest.json" <<EOF
@@ -221,7 +232,15 @@ cat >"$WORK/manifest.json" <<EOF
      "files_before": "$WORK/journal-files-1.txt", "files_after": "$WORK/journal-files-2.txt",
      "dead_letter": "$WORK/journal/out.parquet.deadletter.ndjson",
      "row_group_rows": 65536, "compression": "SNAPPY", "version": "$VERSION",
-     "source": "$WORK/schema-in"}
+     "source": "$WORK/schema-in"},
+    {"kind": "window", "label": "window-tumbling", "path": "$WORK/window-tumbling.parquet",
+     "inputs": ["$WORK/window-in"], "size_s": 10, "by": ["service", "host"],
+     "aggregates": ["$WAGGS"],
+     "dead_letter": "$WORK/window-tumbling.parquet.deadletter.ndjson"},
+    {"kind": "window", "label": "window-hopping", "path": "$WORK/window-hopping.parquet",
+     "inputs": ["$WORK/window-in"], "size_s": 10, "hop_s": 5, "by": ["service"],
+     "aggregates": ["latency_ms:count,mean,var,p99"],
+     "dead_letter": "$WORK/window-hopping.parquet.deadletter.ndjson"}
   ]
 }
 EOF

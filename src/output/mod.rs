@@ -27,6 +27,7 @@ mod local;
 mod parquet;
 mod partition;
 mod plan;
+mod window_state;
 mod windows;
 mod writer;
 
@@ -39,6 +40,7 @@ pub use parquet::{
 };
 pub use partition::{escape_value, Partitioner, Split, HIVE_DEFAULT_PARTITION, NAME_MAX};
 pub use plan::OutputPlan;
+pub(crate) use window_state::key as window_state_key;
 pub use writer::{run, Prepare, WriterParts, FAILURE_LINES_PER_SEC, REFUSED_CLASS};
 
 use std::collections::HashMap;

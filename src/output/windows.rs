@@ -16,7 +16,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
 use crate::batch::{RecordsBatch, SourceOrder};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::live::Registry;
 use crate::window::{PartitionId, WindowOperator, WindowOutput, WindowSpec};
 
@@ -84,9 +84,12 @@ pub(crate) struct WindowStage {
     spec: Arc<WindowSpec>,
     /// The operator, once the rows' schema is known.
     pub(crate) operator: Option<WindowOperator>,
-    /// A snapshot to restore the operator from instead of starting empty (set before the first
-    /// batch by a resumed run).
-    pub(crate) restore: Option<Vec<u8>>,
+    /// The state to restore the operator from instead of starting empty (set before the first
+    /// batch by a resumed run; an empty one: no operator had been made, start afresh).
+    pub(crate) restore: Option<crate::journal::SavedState>,
+    /// The schema of the rows the operator was made for (a checkpoint saves it with the state,
+    /// so that a resumed run restores the operator before any row comes).
+    pub(crate) input: Option<SchemaRef>,
     out: Option<WindowOutput>,
     pub(crate) reorder: Reorder,
     /// Records the operator took into windows (not rejected).
@@ -111,6 +114,7 @@ impl WindowStage {
             spec,
             operator: None,
             restore: None,
+            input: None,
             out: None,
             reorder: Reorder::default(),
             records_windowed: 0,
@@ -122,18 +126,32 @@ impl WindowStage {
     /// The operator for rows of `schema`, made (or restored) at the first rows. A spec that
     /// does not fit the rows (a key or field the records do not have, a column of the wrong
     /// type) is a configuration error naming the key.
-    fn operator_for(&mut self, schema: &SchemaRef) -> Result<&mut WindowOperator> {
+    pub(crate) fn operator_for(&mut self, schema: &SchemaRef) -> Result<&mut WindowOperator> {
         if self.operator.is_none() {
             let spec = Arc::clone(&self.spec);
             let made = match self.restore.take() {
-                Some(bytes) => WindowOperator::restore(spec, schema, &bytes),
-                None => WindowOperator::new(spec, schema),
+                Some(saved) if !saved.bytes.is_empty() => {
+                    WindowOperator::restore(spec, schema, &saved.bytes).map_err(|e| {
+                        Error::Journal {
+                            path: saved.path.clone(),
+                            line: None,
+                            why: format!(
+                                "the window state committed by line {} of the journal cannot \
+                                 be restored: {e}; to start afresh, move the journal, the \
+                                 state file and the files of this output aside",
+                                saved.line
+                            ),
+                        }
+                    })
+                }
+                _ => WindowOperator::new(spec, schema),
             };
             // (A spec that does not fit the rows is a configuration error naming the key and
             // the rows' columns: the engine's message.)
             let op = made?;
             self.out = Some(WindowOutput::new(op.output_schema()));
             self.operator = Some(op);
+            self.input = Some(Arc::clone(schema));
         }
         Ok(self.operator.as_mut().expect("just made"))
     }

@@ -47,13 +47,24 @@ pub fn run(
     let WriterParts {
         first,
         mut dead,
-        journal,
+        mut journal,
         sinks,
         prepare,
         window,
+        stop,
     } = parts;
     let guard = StateGuard::new(registry, thread);
     let output = LocalParquet::new(plan, registry, journal.is_some(), first)?;
+    // A resumed run goes on from the window state its last checkpoint committed (checked
+    // against this run's windows when the journal was opened, before anything was fetched).
+    let window_key = window.as_deref().map(super::window_state::key);
+    let mut window = window.map(WindowStage::new);
+    if let Some(j) = &mut journal {
+        let saved = j.take_state(window_key.as_deref())?;
+        if let (Some(w), Some(saved)) = (&mut window, saved) {
+            w.resume(saved)?;
+        }
+    }
     let mut w = Writer {
         output: Box::new(output),
         sinks,
@@ -71,7 +82,9 @@ pub fn run(
         registry,
         prepare,
         prepare_failed: None,
-        window: window.map(WindowStage::new),
+        window,
+        window_key,
+        stop,
         window_rows: 0,
     };
     let mut result = w.run_loop(&rx, &mut dead, thread);
@@ -130,6 +143,11 @@ pub struct WriterParts {
     /// Time windows, when on: the rows go to the window operator, in source order, and its
     /// window rows to the output and the sinks (see `windows.rs`).
     pub window: Option<std::sync::Arc<crate::window::WindowSpec>>,
+    /// The pipeline's stop flag. With windows and a journal, a stopped run (SIGTERM) commits
+    /// its open windows in the journal's state instead of writing them early: the next run of
+    /// the same command goes on with them and writes each window once, whole, as an
+    /// uninterrupted run would. `None`: a stop writes them (as without a journal).
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Parses and computes a body batch on the writer thread (the short path).
@@ -169,6 +187,10 @@ struct Writer<'a> {
     /// `window.operator` ([`WindowStage::operator`]): a checkpoint saves it with
     /// [`crate::window::WindowOperator::snapshot`].
     window: Option<WindowStage>,
+    /// What the window state a checkpoint saves belongs to (`window_state::key`).
+    window_key: Option<String>,
+    /// See [`WriterParts::stop`].
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Window rows written (the records they aggregate are counted in the window stage).
     window_rows: u64,
 }
@@ -239,7 +261,17 @@ impl Writer<'_> {
                 self.take_batch(&batch, dead)?;
             }
         }
-        if let Some(rows) = self.window.as_mut().and_then(WindowStage::flush) {
+        let stopped = self.stop.as_ref().is_some_and(|s| s.load(Relaxed));
+        if self.journal.is_some() && stopped {
+            // Kept for the next run (see `WriterParts::stop`), committed by the checkpoint below.
+            if let Some(op) = self.window.as_ref().and_then(|w| w.operator.as_ref()) {
+                tracing::info!(
+                    open = op.gauges().open,
+                    "stopped: the open windows are kept in the journal's state; the next run \
+                     of the same command goes on with them"
+                );
+            }
+        } else if let Some(rows) = self.window.as_mut().and_then(WindowStage::flush) {
             self.write_window_rows(&rows, dead)?;
         }
         if let Some(w) = &self.window {
@@ -294,11 +326,18 @@ impl Writer<'_> {
             return Ok(());
         }
         crate::failpoint::hit("writer.before_commit");
+        // With windows, their state goes with exactly these files and items.
+        let bytes = self.window.as_ref().map(WindowStage::state).transpose()?;
+        let state = self
+            .window_key
+            .as_deref()
+            .zip(bytes.as_deref())
+            .map(|(key, bytes)| crate::journal::State { key, bytes });
         let committed = dead.finish().and_then(|_| {
             self.journal
                 .as_mut()
                 .expect("journal mode")
-                .commit(&files, &self.items)
+                .commit_with_state(&files, &self.items, state)
         });
         if let Err(e) = committed {
             self.output.discard_sealed();

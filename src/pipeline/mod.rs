@@ -511,6 +511,18 @@ impl Pipeline {
         let path = Journal::path_for(&cfg.out);
         let files = self.output_files(output);
         let (journal, rec) = Journal::open(&path, &identity, &files)?;
+        // Windows: the state the last checkpoint saved must be of these windows (the writer
+        // restores it before its first batch).
+        let window_key = match cfg.window.enabled() {
+            true => Some(crate::output::window_state_key(
+                &cfg.window_spec().map_err(|why| Error::Config {
+                    what: "window".into(),
+                    why,
+                })?,
+            )),
+            false => None,
+        };
+        journal.check_state(window_key.as_deref())?;
         if rec.torn_line {
             tracing::warn!(
                 journal = %path.display(),

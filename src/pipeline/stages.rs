@@ -378,6 +378,7 @@ pub(super) fn start(
         sinks,
         prepare,
         window: window.clone(),
+        stop: Some(Arc::clone(&compute.stop)),
     };
     let writer = spawn_writer(sp, &q, output, parts, &sinks_back, short_path_closed)?;
     let computes = (0..compute_n)

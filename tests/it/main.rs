@@ -82,3 +82,5 @@ mod tls;
 #[cfg(feature = "cli")]
 mod transforms;
 mod window;
+#[cfg(feature = "cli")]
+mod window_resume;

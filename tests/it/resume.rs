@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Deterministic kill points (xorshift) within a run.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -20,7 +20,11 @@ impl Rng {
 
 /// Runs `args` (plus `env`), killing it after `kill_after` if given. Returns whether it was
 /// killed before finishing.
-fn run_once(args: &[String], env: &[(&str, &str)], kill_after: Option<Duration>) -> bool {
+pub(crate) fn run_once(
+    args: &[String],
+    env: &[(&str, &str)],
+    kill_after: Option<Duration>,
+) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pinflow"))
         .args(args)
         .envs(env.iter().copied())

@@ -1701,8 +1701,13 @@ def case_journal(spec, fails, tables, H):
     return summary
 
 
+def case_window(spec, fails, tables, H):
+    import windows  # tools/interop/windows.py: time windows against DuckDB's
+    return windows.case_window(spec, fails, tables, H)
+
+
 CASES = {"schema": case_schema, "infer": case_infer, "hive": case_hive,
-         "journal": case_journal}
+         "journal": case_journal, "window": case_window}
 
 
 def check_case(spec, fails, tables, helpers):
