@@ -14,71 +14,15 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::OnceLock;
 
 use crate::common::*;
 
 /// Records in each test's input; ids 0..N.
 const N: i64 = 20_000;
 
-/// The interop check's Python with pyarrow and DuckDB, created as tools/interop-check.sh
-/// creates it when missing. `None`: no Python (the caller skips, or fails when required).
+/// The interop check's Python with pyarrow and DuckDB.
 fn python() -> Option<&'static Path> {
-    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let py = PY.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let venv = std::env::var_os("INTEROP_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target/interop-venv"));
-        let py = venv.join("bin/python");
-        let works = |py: &Path| {
-            std::process::Command::new(py)
-                .args(["-c", "import pyarrow, duckdb"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if works(&py) {
-            return Some(py);
-        }
-        let req = root.join("tools/interop/requirements.txt");
-        eprintln!(
-            "crash_points: creating {} with {} (as tools/interop-check.sh does)",
-            venv.display(),
-            req.display()
-        );
-        let script = r#"set -e
-python3 -m venv --clear "$1"
-"$1/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: -r "$2"
-sha256sum "$2" | cut -d' ' -f1 >"$1/.interop-requirements.sha256""#;
-        let made = std::process::Command::new("bash")
-            .args(["-c", script, "venv"])
-            .arg(&venv)
-            .arg(&req)
-            .output();
-        match made {
-            Ok(o) if o.status.success() && works(&py) => Some(py),
-            Ok(o) => {
-                eprintln!("crash_points: {}", String::from_utf8_lossy(&o.stderr));
-                None
-            }
-            Err(e) => {
-                eprintln!("crash_points: cannot run bash: {e}");
-                None
-            }
-        }
-    });
-    if py.is_none() {
-        assert!(
-            std::env::var_os("CI_REQUIRE_PYARROW").is_none_or(|v| v != "1"),
-            "CI_REQUIRE_PYARROW=1 but no Python with pyarrow and DuckDB could be had \
-             (python3 with venv and pip, and PyPI for the first run)"
-        );
-        eprintln!(
-            "crash_points: SKIPPED: no Python with pyarrow and DuckDB (python3 with venv and \
-             pip, and PyPI for the first run); set CI_REQUIRE_PYARROW=1 to fail instead"
-        );
-    }
-    py.as_deref()
+    interop_python("crash_points")
 }
 
 /// One run's input and output: `N` records over `services` services, in a scratch directory.

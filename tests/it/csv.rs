@@ -77,51 +77,6 @@ fn csv_text(rows: std::ops::Range<i64>, delim: char, windows: bool) -> (String, 
     (text, starts)
 }
 
-/// The Python of the interop venv, made like tools/interop-check.sh makes it when missing;
-/// `None` (after saying why) when it cannot be had and `CI_REQUIRE_PYARROW` is unset.
-fn duckdb_python() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/interop-venv");
-    let python = venv.join("bin/python");
-    let works = |p: &Path| {
-        Command::new(p)
-            .args(["-c", "import duckdb"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if works(&python) {
-        return Some(python);
-    }
-    let made = Command::new("python3")
-        .args(["-m", "venv", "--clear"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--only-binary=:all:",
-                "-r",
-            ])
-            .arg(root.join("tools/interop/requirements.txt"))
-            .status()
-            .is_ok_and(|s| s.success());
-    if made && works(&python) {
-        return Some(python);
-    }
-    let skip = skip_unless(
-        false,
-        "CI_REQUIRE_PYARROW",
-        "Python with DuckDB (target/interop-venv, as tools/interop-check.sh makes it)",
-    );
-    assert!(skip);
-    None
-}
-
 /// Compares, cell by cell and ordered by the first column, DuckDB's `read_csv` of `csv` with DuckDB's
 /// reading of pinflow's Parquet files `parquet`; timestamps as µs since the epoch (UTC).
 const COMPARE: &str = r#"
@@ -203,7 +158,7 @@ fn run_files(cfg: Config, spec: &Path) -> pinflow::Summary {
 
 #[test]
 fn csv_output_matches_duckdb_read_csv_cell_by_cell() {
-    let Some(python) = duckdb_python() else {
+    let Some(python) = interop_python("csv") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -259,7 +214,7 @@ fn csv_output_matches_duckdb_read_csv_cell_by_cell() {
             assert!(schema.contains(&format!("{name}:{ty}")), "{schema}");
         }
         let out = summary.output.clone().unwrap();
-        assert_same_as_duckdb(&python, input, delim, header, &[out]);
+        assert_same_as_duckdb(python, input, delim, header, &[out]);
     }
 }
 

@@ -36,7 +36,9 @@ pub(crate) fn run_once(
         let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
-            "{}",
+            "pinflow {}: {}: {}",
+            args.join(" "),
+            out.status,
             String::from_utf8_lossy(&out.stderr)
         );
         return false;

@@ -320,3 +320,66 @@ pub fn writer_waiting(metrics: &pinflow::metrics::live::Registry) -> bool {
         .expect("a writer thread");
     metrics.waiting(&[writer]) == 1
 }
+
+/// The interop check's Python with pyarrow and DuckDB (target/interop-venv, or `INTEROP_VENV`),
+/// created the way tools/interop-check.sh creates it when missing, once per test process: tests
+/// running in parallel must not each `venv --clear` the same directory. `None` (after saying
+/// why) when it cannot be had; a failure instead when `CI_REQUIRE_PYARROW=1`, as .ci/run sets.
+pub fn interop_python(test: &str) -> Option<&'static Path> {
+    static PY: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let py = PY.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let venv = std::env::var_os("INTEROP_VENV")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join("target/interop-venv"));
+        let py = venv.join("bin/python");
+        let works = |py: &Path| {
+            std::process::Command::new(py)
+                .args(["-c", "import pyarrow, duckdb"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if works(&py) {
+            return Some(py);
+        }
+        let req = root.join("tools/interop/requirements.txt");
+        eprintln!(
+            "creating {} with {} (as tools/interop-check.sh does)",
+            venv.display(),
+            req.display()
+        );
+        // The requirements' hash is what tools/interop-check.sh compares to reuse the venv.
+        let script = r#"set -e
+python3 -m venv --clear "$1"
+"$1/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: -r "$2"
+sha256sum "$2" | cut -d' ' -f1 >"$1/.interop-requirements.sha256""#;
+        let made = std::process::Command::new("bash")
+            .args(["-c", script, "venv"])
+            .arg(&venv)
+            .arg(&req)
+            .output();
+        match made {
+            Ok(o) if o.status.success() && works(&py) => Some(py),
+            Ok(o) => {
+                eprintln!("{}", String::from_utf8_lossy(&o.stderr));
+                None
+            }
+            Err(e) => {
+                eprintln!("cannot run bash: {e}");
+                None
+            }
+        }
+    });
+    if py.is_none() {
+        assert!(
+            std::env::var_os("CI_REQUIRE_PYARROW").is_none_or(|v| v != "1"),
+            "{test}: CI_REQUIRE_PYARROW=1 but no Python with pyarrow and DuckDB could be had \
+             (python3 with venv and pip, and PyPI for the first run)"
+        );
+        eprintln!(
+            "{test}: SKIPPED: no Python with pyarrow and DuckDB (python3 with venv and pip, and \
+             PyPI for the first run); set CI_REQUIRE_PYARROW=1 to fail instead"
+        );
+    }
+    py.as_deref()
+}
