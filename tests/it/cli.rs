@@ -230,6 +230,11 @@ fn bench_prints_machine_readable_json() {
         "{s}"
     );
     assert_eq!((int("requests"), int("failed")), (30, 0), "{s}");
+    assert_eq!(
+        (int("records_windowed"), int("records_dead_lettered")),
+        (0, 0),
+        "{s}"
+    );
     // Rates are positive and agree with the count and the time (to the printed precision).
     let elapsed = num("elapsed_s");
     assert!(elapsed > 0.0, "{s}");

@@ -182,9 +182,11 @@ pub fn bench(
     ];
     if json {
         let mut s = format!(
-            "{{\"records\":{},\"values\":{values},\"per_response\":{per_response},\"records_written\":{},\"elapsed_s\":{:.6},\"records_per_s\":{:.1},\"mb_per_s\":{:.2},\"requests\":{},\"failed\":{},\"peak_rss_bytes\":{},\"cpu_s\":{},\"simulator_cpu_share\":{},\"peak_live_batches\":{},\"allocations_per_record\":{:.3},\"plan\":{:?},\"latency_us\":{{",
+            "{{\"records\":{},\"values\":{values},\"per_response\":{per_response},\"records_written\":{},\"records_windowed\":{},\"records_dead_lettered\":{},\"elapsed_s\":{:.6},\"records_per_s\":{:.1},\"mb_per_s\":{:.2},\"requests\":{},\"failed\":{},\"peak_rss_bytes\":{},\"cpu_s\":{},\"simulator_cpu_share\":{},\"peak_live_batches\":{},\"allocations_per_record\":{:.3},\"plan\":{:?},\"latency_us\":{{",
             records,
             summary.records_written,
+            summary.records_windowed,
+            summary.records_dead_lettered,
             summary.elapsed.as_secs_f64(),
             summary.records_per_sec(),
             summary.mb_per_sec(),
