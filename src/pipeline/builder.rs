@@ -152,7 +152,7 @@ impl PipelineBuilder {
 
     /// Validates the configuration and makes the pipeline.
     pub fn build(self) -> Result<Pipeline> {
-        let mut p = Pipeline::new(self.cfg)?;
+        let mut p = Pipeline::with_windows(self.cfg, self.window.is_some())?;
         // After the enrichers of the configuration's `[[enrich]]` tables.
         p.transforms.extend(self.transforms);
         p.sinks = parking_lot::Mutex::new(self.sinks);

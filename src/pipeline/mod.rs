@@ -116,6 +116,12 @@ fn enrichers(cfg: &Config, registry: &Registry) -> Result<Enrichers> {
 impl Pipeline {
     /// Validates `cfg`.
     pub fn new(cfg: Config) -> Result<Pipeline> {
+        Pipeline::with_windows(cfg, false)
+    }
+
+    /// [`Pipeline::new`] for a pipeline that aggregates time windows even without `[window]`
+    /// in `cfg` (the builder's [`PipelineBuilder::window`]): the thread plan depends on it.
+    pub(crate) fn with_windows(cfg: Config, windowed: bool) -> Result<Pipeline> {
         cfg.validate()?;
         let window = match cfg.window.enabled() {
             true => Some(Arc::new(
@@ -124,7 +130,8 @@ impl Pipeline {
             )),
             false => None,
         };
-        let roles: Vec<Role> = ThreadPlan::for_this_machine(&cfg.threads)
+        let windowed = windowed || window.is_some();
+        let roles: Vec<Role> = ThreadPlan::for_run(&cfg.threads, windowed)
             .threads
             .iter()
             .map(|t| t.0)
@@ -230,7 +237,7 @@ impl Pipeline {
 
     /// The thread plan a run would use on this machine.
     pub fn plan(&self) -> ThreadPlan {
-        ThreadPlan::for_this_machine(&self.cfg.threads)
+        ThreadPlan::for_run(&self.cfg.threads, self.window.is_some())
     }
 
     /// Runs the pipeline over `source` to the end and returns the ledger.
