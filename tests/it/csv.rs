@@ -315,20 +315,7 @@ fn a_csv_run_killed_and_resumed_with_the_journal_writes_each_row_once() {
     std::fs::write(&input, text).unwrap();
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
-    let args: Vec<String> = [
-        "run",
-        "--files",
-        input.to_str().unwrap(),
-        "--out",
-        out_dir.join("rows.parquet").to_str().unwrap(),
-        "--journal",
-        "--rotate-rows",
-        "5000",
-        "--progress",
-        "never",
-    ]
-    .map(String::from)
-    .to_vec();
+    let args = crate::resume::journal_run_args(&input, &out_dir.join("rows.parquet"), 5000);
     let env = [("PINFLOW_FETCH_BATCH_MAX_BYTES", "16384")];
     let all = crate::resume::kill_and_resume(&out_dir, &args, &env, 4, 0xC5F_0001);
     crate::resume::assert_exactly_once(&all, 0..n);

@@ -18,6 +18,27 @@ impl Rng {
     }
 }
 
+/// `pinflow run --files INPUT --out OUT --journal --rotate-rows ROWS --progress never`: the
+/// command the kill-and-resume tests run again and again.
+pub(crate) fn journal_run_args(input: &Path, out: &Path, rotate_rows: u64) -> Vec<String> {
+    let (input, out) = (input.display().to_string(), out.display().to_string());
+    let rows = rotate_rows.to_string();
+    [
+        "run",
+        "--files",
+        &input,
+        "--out",
+        &out,
+        "--journal",
+        "--rotate-rows",
+        &rows,
+    ]
+    .into_iter()
+    .chain(["--progress", "never"])
+    .map(String::from)
+    .collect()
+}
+
 /// Runs `args` (plus `env`), killing it after `kill_after` if given. Returns whether it was
 /// killed before finishing.
 pub(crate) fn run_once(
@@ -141,20 +162,7 @@ fn a_file_source_killed_at_random_points_resumes_to_exactly_once() {
     std::fs::write(&input, text).unwrap();
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
-    let args: Vec<String> = [
-        "run",
-        "--files",
-        input.to_str().unwrap(),
-        "--out",
-        out_dir.join("logs.parquet").to_str().unwrap(),
-        "--journal",
-        "--rotate-rows",
-        "10000",
-        "--progress",
-        "never",
-    ]
-    .map(String::from)
-    .to_vec();
+    let args = journal_run_args(&input, &out_dir.join("logs.parquet"), 10_000);
     // Small chunks and batches: many checkpoints and many kill points between them.
     let env = [("PINFLOW_FETCH_BATCH_MAX_BYTES", "16384")];
     let all = kill_and_resume(&out_dir, &args, &env, 8, 0x5EED_1234);

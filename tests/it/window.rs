@@ -48,32 +48,17 @@ impl Rec {
     }
 }
 
-/// A small deterministic generator (xorshift64*), so every run sees the same stream.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// `n` records, mostly in order (7 ms apart), a fifth of them up to 1.5 s early-stamped (out of
 /// order) and one in a hundred 3 to 10 s behind (late for a lateness under 3 s). Latencies are
 /// whole numbers, so sums are exact whatever the order of addition.
 fn records(n: usize, seed: u64) -> Vec<Rec> {
-    let mut rng = Rng(seed);
+    let mut rng = fastrand::Rng::with_seed(seed); // the same stream on every run
     (0..n)
         .map(|i| {
             let mut ts = BASE_US + 20_000_000 + i as i64 * 7_000;
-            match rng.below(100) {
-                0 => ts -= 3_000_000 + rng.below(7_000_000) as i64,
-                1..=20 => ts -= rng.below(1_500_000) as i64,
+            match rng.u64(..100) {
+                0 => ts -= 3_000_000 + rng.u64(..7_000_000) as i64,
+                1..=20 => ts -= rng.u64(..1_500_000) as i64,
                 _ => {}
             }
             // Millisecond precision, as the lines carry.
@@ -81,8 +66,8 @@ fn records(n: usize, seed: u64) -> Vec<Rec> {
             Rec {
                 id: i as i64,
                 ts,
-                service: SERVICES[rng.below(3) as usize],
-                latency: rng.below(500) as f64,
+                service: SERVICES[rng.u64(..3) as usize],
+                latency: rng.u64(..500) as f64,
             }
         })
         .collect()

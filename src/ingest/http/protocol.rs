@@ -525,28 +525,14 @@ mod tests {
         Ok((d.status(), body, buf))
     }
 
-    /// A tiny deterministic generator (xorshift64*), so the property tests need no crate.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     /// Property: any well-formed response, Content-Length or chunked with random chunk sizes,
     /// fed in random pieces, decodes to exactly its body and leaves the next bytes untouched.
     #[test]
     fn random_valid_responses_in_random_pieces_decode_exactly() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15); // replayable
         for case in 0..2000 {
-            let len = rng.below(3000);
-            let body: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let len = rng.usize(..3000);
+            let body: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
             let mut raw = b"HTTP/1.1 200 OK\r\nX-Case: 1\r\n".to_vec();
             if case % 2 == 0 {
                 raw.extend_from_slice(format!("Content-Length: {len}\r\n\r\n").as_bytes());
@@ -555,7 +541,7 @@ mod tests {
                 raw.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
                 let mut rest = &body[..];
                 while !rest.is_empty() {
-                    let n = 1 + rng.below(rest.len().min(700));
+                    let n = 1 + rng.usize(..rest.len().min(700));
                     raw.extend_from_slice(format!("{n:x}\r\n").as_bytes());
                     raw.extend_from_slice(&rest[..n]);
                     raw.extend_from_slice(b"\r\n");
@@ -564,7 +550,7 @@ mod tests {
                 raw.extend_from_slice(b"0\r\n\r\n");
             }
             raw.extend_from_slice(b"HTTP/1.1");
-            let step = 1 + rng.below(64);
+            let step = 1 + rng.usize(..64);
             let (status, got, rest) = decode_in_steps(&raw, step, 1 << 20).unwrap();
             assert_eq!((status, got.len()), (200, body.len()), "case {case}");
             assert_eq!(got, body, "case {case}");
@@ -578,7 +564,7 @@ mod tests {
     /// over is the input's tail, and an untouched response still decodes to its body.
     #[test]
     fn random_garbage_never_panics() {
-        let mut rng = Rng(42);
+        let mut rng = fastrand::Rng::with_seed(42);
         let seeds: [&[u8]; 2] = [
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -586,18 +572,18 @@ mod tests {
         let (mut decoded, mut refused, mut intact) = (0, 0, 0);
         for case in 0..20_000 {
             let mut raw: Vec<u8> = if case % 3 == 0 {
-                (0..rng.below(200)).map(|_| rng.next() as u8).collect()
+                (0..rng.usize(..200)).map(|_| rng.u8(..)).collect()
             } else {
                 seeds[case % 2].to_vec()
             };
-            for _ in 0..rng.below(4) {
+            for _ in 0..rng.usize(..4) {
                 if !raw.is_empty() {
-                    let i = rng.below(raw.len());
-                    raw[i] = rng.next() as u8;
+                    let i = rng.usize(..raw.len());
+                    raw[i] = rng.u8(..);
                 }
             }
-            raw.truncate(rng.below(raw.len() + 1));
-            let step = 1 + rng.below(16);
+            raw.truncate(rng.usize(..raw.len() + 1));
+            let step = 1 + rng.usize(..16);
             match decode_in_steps(&raw, step, 4096) {
                 Ok((status, body, rest)) => {
                     decoded += 1;
