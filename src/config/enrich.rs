@@ -205,7 +205,7 @@ pub fn url_template(url: &str) -> std::result::Result<Vec<UrlPart>, String> {
 }
 
 /// The keys of an `[[enrich]]` table and how each is read.
-const KEYS: [(&str, Option<Kind>); 19] = [
+pub(super) const KEYS: [(&str, Option<Kind>); 19] = [
     ("name", Some(Kind::Text)),
     ("url", Some(Kind::Text)),
     ("table", Some(Kind::Path)),

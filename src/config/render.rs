@@ -45,9 +45,42 @@ impl Config {
                 }
             }
         }
+        s.push_str(STEP_TABLES_TOML);
         s
     }
 }
+
+/// The repeatable tables, which are steps in file order rather than options with a default:
+/// shown commented out, with a pointer to their documentation.
+const STEP_TABLES_TOML: &str = "
+# Steps: tables that may be repeated, applied in file order on the compute stage, lookups
+# first (docs/usage.md, \"Enrichment\" and \"Transforms\"). None by default.
+#
+# [[enrich]]                            # a lookup: HTTP (url) or a CSV/Parquet table (table, key)
+# name = \"teams\"
+# url = \"http://team-api/services/{service}\"
+# fields = { team = \"owner.team\" }      # new column = dotted path in the JSON answer
+# ttl = \"5m\"
+# on_error = \"null\"                     # or \"dead-letter\", or \"fail\"
+#
+# [[transform]]                         # one action per table: filter, drop, rename, set, cast
+# filter = 'level != \"DEBUG\" and latency_ms > 5'
+";
+
+/// The same tables in the option reference.
+const STEP_TABLES_MD: &str = "
+### Steps: `[[enrich]]` and `[[transform]]`
+
+Repeatable tables, applied in file order on the compute stage: the `[[enrich]]` lookups first,
+then the `[[transform]]` steps, then the top-level `filter`, `drop` and `rename` lists. None by
+default, and not settable from the environment or flags (except through `--filter`, `--drop`
+and `--rename`).
+
+| table | keys | documented in |
+|---|---|---|
+| `[[enrich]]` | `name`; `url` (a template of record fields) or `table` and `key`; `fields`, `types`, `ttl`, `negative_ttl`, `max_stale`, `max_entries`, `max_bytes`, `timeout`, `concurrency`, `rate_limit`, `retries`, `max_retry_after`, `on_error`, `error_column` | [usage.md, Enrichment](usage.md#enrichment) |
+| `[[transform]]` | one of `filter`, `drop`, `rename`, `set`, `cast` | [usage.md, Transforms](usage.md#transforms) |
+";
 
 fn push_comment(s: &mut String, text: &str) {
     let mut line = String::from("#");
@@ -141,6 +174,7 @@ pub fn reference_markdown() -> String {
             ));
         }
     }
+    s.push_str(STEP_TABLES_MD);
     s
 }
 
@@ -158,4 +192,19 @@ fn cell(text: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .replace('|', "\\|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::STEP_TABLES_MD;
+
+    #[test]
+    fn the_step_tables_reference_names_every_enrich_key() {
+        for (key, _) in super::super::enrich::KEYS {
+            // `position` is the table's place in the file, kept for error messages.
+            if key != "position" {
+                assert!(STEP_TABLES_MD.contains(&format!("`{key}`")), "{key}");
+            }
+        }
+    }
 }

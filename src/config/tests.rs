@@ -446,6 +446,7 @@ fn the_default_file_is_the_defaults() {
         .lines()
         .map(|l| match l.strip_prefix("# ") {
             Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+            Some(rest) if rest.starts_with("[[") => rest,
             _ => l,
         })
         .map(|l| format!("{l}\n"))
@@ -454,6 +455,7 @@ fn the_default_file_is_the_defaults() {
     assert_eq!(cfg.threads.cpus, Some(vec![0, 1, 2, 3]));
     assert_eq!(cfg.metrics.addr, Some("127.0.0.1:9100".parse().unwrap()));
     assert_eq!(cfg.every, Some(Duration::from_secs(30)));
+    assert_eq!((cfg.enrich.len(), cfg.transform.len()), (1, 1));
 }
 
 #[test]
