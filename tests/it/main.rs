@@ -73,6 +73,8 @@ mod schema;
 mod shapes;
 #[cfg(feature = "cli")]
 mod shutdown;
+#[cfg(feature = "http")]
+mod since;
 #[cfg(feature = "cli")]
 mod sim_cli;
 #[cfg(feature = "http")]
