@@ -1024,7 +1024,8 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "BOOL",
         help: "Crash-safe resume through OUT.journal: run the same command again after a crash [default: off]",
         doc: "Crash-safe resume: files are finalized at checkpoints recorded in OUT.journal; the same \
-         command run again after a crash skips what is done. One-shot runs, no pagination.",
+         command run again after a crash skips what is done. One-shot runs (or, with \
+         fetch.since_field, continuous ones: it keeps the `{since}` position), no pagination.",
         ..BLANK
     },
     OptionSpec {

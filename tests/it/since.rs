@@ -245,3 +245,44 @@ fn since_placeholder_and_field_are_refused_apart_and_the_field_must_be_a_positio
     c.fetch.since_field = Some("ts".into());
     assert!(Pipeline::new(c).is_ok());
 }
+
+/// The binary, in continuous mode with the journal: stopped by SIGTERM and started again, it
+/// asks first from the position its last checkpoint saved, and writes each record once.
+#[test]
+#[cfg(feature = "cli")]
+fn a_continuous_run_with_the_journal_resumes_from_its_position_after_sigterm() {
+    let (base, asked, held) = seq_api();
+    held.store(4, Ordering::SeqCst);
+    let url = format!("{base}/feed?after={{since}}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("feed.parquet");
+    let start = || {
+        pinflow_piped()
+            .args(["run", "--urls", &url, "--out"])
+            .arg(&out)
+            .args(["--every", "100ms", "--journal", "--since-field", "seq"])
+            .args(["--field", "id:int64", "--field", "seq:int64"])
+            .args(["--progress", "never"])
+            .spawn()
+            .unwrap()
+    };
+    let asked_for = |v: &str| asked.lock().unwrap().iter().any(|a| a == v);
+    let mut child = start();
+    wait_for_child(&mut child, "a pass asking after 4", || asked_for("4"));
+    let first = sigterm_and_wait(child);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(first.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("pass starts"), "{stderr}");
+    // Records arrive while nothing runs; the restarted process knows only its journal.
+    held.store(7, Ordering::SeqCst);
+    let before = asked.lock().unwrap().len();
+    let mut child = start();
+    wait_for_child(&mut child, "a pass asking after 7", || asked_for("7"));
+    let second = sigterm_and_wait(child);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{stderr}");
+    let later = asked.lock().unwrap()[before..].to_vec();
+    assert_eq!(later[0], "4", "the restarted run's first request: {later:?}");
+    let want: Vec<i64> = (1..=7).collect();
+    assert_eq!(all_ids(dir.path()), want, "each record once across the runs");
+}
