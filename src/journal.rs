@@ -1582,16 +1582,23 @@ mod tests {
         drop(j);
         // The position is inside the line's checksum: changed, the line is refused.
         fs::write(&path, text.replace("1767225629000000", "1767225629000001")).unwrap();
-        let e = Journal::open(&path, "id", &files).err().unwrap().to_string();
+        let e = Journal::open(&path, "id", &files)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("checksum") || e.contains("CRC"), "{e}");
         // A position of another shape is malformed, whatever its checksum.
-        let mut line = b"{\"checkpoint\":1,\"files\":[],\"items\":\"0\",\"since\":[\"ts\",\"date\",1]"
-            .to_vec();
+        let mut line =
+            b"{\"checkpoint\":1,\"files\":[],\"items\":\"0\",\"since\":[\"ts\",\"date\",1]"
+                .to_vec();
         seal(&mut line);
         let mut bytes = header_line("id", 0);
         bytes.extend_from_slice(&line);
         let e = check(&path, &bytes, "id", &files).unwrap_err();
-        assert!(matches!(e.defect, Defect::Malformed(ref m) if m.contains("since")), "{e:?}");
+        assert!(
+            matches!(e.defect, Defect::Malformed(ref m) if m.contains("since")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -549,7 +549,10 @@ pub(crate) enum Feed {
     },
     /// Another feed, with `{since}` in its URLs replaced by `encoded` (already
     /// percent-encoded): see [`Feed::with_since`].
-    Since { inner: Box<Feed>, encoded: String },
+    Since {
+        inner: Box<Feed>,
+        encoded: String,
+    },
 }
 
 /// One pull from a [`Feed`].
@@ -1031,7 +1034,9 @@ mod tests {
         // A URL file's lines are filled as they come.
         let lines = Source::Lines {
             name: "t".into(),
-            reader: Box::new(io::Cursor::new(b"http://a/x?s={since}\nhttp://a/y\n".to_vec())),
+            reader: Box::new(io::Cursor::new(
+                b"http://a/x?s={since}\nhttp://a/y\n".to_vec(),
+            )),
         };
         let mut feed = lines.into_feed(Arc::new(|| {})).unwrap().with_since("42");
         let mut urls = Vec::new();

@@ -507,8 +507,7 @@ impl Pipeline {
     /// A resumed run's `{since}` position: what the journal's last checkpoint saved. A
     /// position saved for another column is refused rather than taken for this one's.
     fn resume_since(&self, cfg: &Config, journal: &Journal) -> Result<()> {
-        let (Some(field), Some(saved)) = (cfg.fetch.since_field.as_deref(), journal.since())
-        else {
+        let (Some(field), Some(saved)) = (cfg.fetch.since_field.as_deref(), journal.since()) else {
             return Ok(());
         };
         if saved.field != field {

@@ -73,10 +73,10 @@ mod schema;
 mod shapes;
 #[cfg(feature = "cli")]
 mod shutdown;
-#[cfg(feature = "http")]
-mod since;
 #[cfg(feature = "cli")]
 mod sim_cli;
+#[cfg(feature = "http")]
+mod since;
 #[cfg(feature = "http")]
 mod timeouts;
 #[cfg(feature = "tls")]

@@ -178,7 +178,10 @@ fn a_restarted_run_asks_from_the_position_its_journal_saved() {
     let first = run();
     assert_eq!(first.records_written, 5, "{first}");
     let journal = std::fs::read_to_string(dir.path().join("feed.parquet.journal")).unwrap();
-    assert!(journal.contains(r#""since":["seq","int64",5]"#), "{journal}");
+    assert!(
+        journal.contains(r#""since":["seq","int64",5]"#),
+        "{journal}"
+    );
     // Records arrive while nothing runs.
     held.store(9, Ordering::SeqCst);
     let second = run();
@@ -188,7 +191,11 @@ fn a_restarted_run_asks_from_the_position_its_journal_saved() {
     assert_eq!(third.records_written, 0, "{third}");
     assert_eq!(*asked.lock().unwrap(), ["", "5", "9"]);
     let want: Vec<i64> = (1..=9).collect();
-    assert_eq!(all_ids(dir.path()), want, "each record once across the runs");
+    assert_eq!(
+        all_ids(dir.path()),
+        want,
+        "each record once across the runs"
+    );
     // A position saved for another column is not taken for this one's.
     let mut other = config();
     other.fetch.since_field = Some("id".into());
@@ -224,9 +231,15 @@ fn since_placeholder_and_field_are_refused_apart_and_the_field_must_be_a_positio
     let with = "http://127.0.0.1:9/events?since={since}";
     let without = "http://127.0.0.1:9/events";
     let e = run_error(cfg(None), with);
-    assert!(e.contains("fetch.since_field") && e.contains("{since}"), "{e}");
+    assert!(
+        e.contains("fetch.since_field") && e.contains("{since}"),
+        "{e}"
+    );
     let e = run_error(cfg(Some("ts")), without);
-    assert!(e.contains("fetch.since_field") && e.contains("{since}"), "{e}");
+    assert!(
+        e.contains("fetch.since_field") && e.contains("{since}"),
+        "{e}"
+    );
     let e = run_error(cfg(Some("nope")), with);
     assert!(e.contains("`nope` is not a column"), "{e}");
     let e = run_error(cfg(Some("v")), with);
@@ -282,7 +295,14 @@ fn a_continuous_run_with_the_journal_resumes_from_its_position_after_sigterm() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(0), "{stderr}");
     let later = asked.lock().unwrap()[before..].to_vec();
-    assert_eq!(later[0], "4", "the restarted run's first request: {later:?}");
+    assert_eq!(
+        later[0], "4",
+        "the restarted run's first request: {later:?}"
+    );
     let want: Vec<i64> = (1..=7).collect();
-    assert_eq!(all_ids(dir.path()), want, "each record once across the runs");
+    assert_eq!(
+        all_ids(dir.path()),
+        want,
+        "each record once across the runs"
+    );
 }
