@@ -246,6 +246,25 @@ fn since_placeholder_and_field_are_refused_apart_and_the_field_must_be_a_positio
     assert!(e.contains("not a timestamp or int64"), "{e}");
     let e = run_error(cfg(Some(" ")), with);
     assert!(e.contains("fetch.since_field"), "{e}");
+    // Left to the records (no fields listed), the column is checked with the first rows:
+    // the run stops there, before any of them is written.
+    let (base, _) = http_server(|_, _| {
+        let body = r#"[{"id":1,"name":"first"}]"#;
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let inferred = tempfile::tempdir().unwrap();
+    let mut c = Config::new(inferred.path().join("x.parquet"));
+    c.fetch.since_field = Some("name".into());
+    let e = run_error(c, &format!("{base}/e?since={{since}}"));
+    assert!(
+        e.contains("fetch.since_field") && e.contains("column `name` is"),
+        "{e}"
+    );
+    assert!(final_parquet_files(inferred.path()).is_empty());
     // A template keeps its range with the placeholder anywhere.
     let t = Source::from_arg("http://127.0.0.1:9/d/{1..3}?since={since}").unwrap();
     assert_eq!(t.mentions_since(), Some(true));
