@@ -42,6 +42,59 @@ use crate::error::{Error, Result};
 mod state;
 pub use state::{SavedState, State};
 
+/// The position of `{since}` polling (`fetch.since_field`) a checkpoint commits: the highest
+/// value of the column among the rows of its files and of every earlier checkpoint's. It
+/// goes into the checkpoint line as `"since":[FIELD,"timestamp"|"int64",VALUE]` (inside the
+/// line's CRC; journals without it read as before), and a restarted run starts from the last
+/// one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedSince {
+    /// The column (`fetch.since_field`).
+    pub field: String,
+    /// Whether it is a timestamp (`value` in µs since the Unix epoch) rather than an int64.
+    pub timestamp: bool,
+    /// The highest value committed.
+    pub value: i64,
+}
+
+impl SavedSince {
+    /// Appends `,"since":[…]` to a checkpoint line being built.
+    fn to_json(&self, line: &mut Vec<u8>) {
+        line.extend_from_slice(b",\"since\":[");
+        crate::json::write_string(line, &self.field);
+        let kind = if self.timestamp { "timestamp" } else { "int64" };
+        line.extend_from_slice(format!(",\"{kind}\",{}]", self.value).as_bytes());
+    }
+
+    /// The `since` of a checkpoint line, if it has one.
+    fn parse(v: &simd_json::OwnedValue) -> std::result::Result<Option<SavedSince>, Defect> {
+        use simd_json::prelude::*;
+        let Some(s) = v.get("since") else {
+            return Ok(None);
+        };
+        let parts = s.as_array().map(|a| {
+            (
+                a.first().and_then(|f| f.as_str()),
+                a.get(1).and_then(|k| k.as_str()),
+                a.get(2).and_then(|n| n.as_i64()),
+                a.len(),
+            )
+        });
+        match parts {
+            Some((Some(field), Some(kind @ ("timestamp" | "int64")), Some(value), 3)) => {
+                Ok(Some(SavedSince {
+                    field: field.to_string(),
+                    timestamp: kind == "timestamp",
+                    value,
+                }))
+            }
+            _ => Err(Defect::Malformed(
+                "`since` is not [column, \"timestamp\" or \"int64\", integer]".into(),
+            )),
+        }
+    }
+}
+
 /// The journal format this version writes and reads. Format 2 added a CRC-32 to every line,
 /// the size of every committed file and the time the journal was started; format 1 had none
 /// of them and is refused with a message.
@@ -591,6 +644,8 @@ pub struct Checkpoint {
     pub items: RangeSet,
     /// The operator state committed with them ([`state`]), if any.
     state: Option<state::StateRef>,
+    /// The `{since}` position committed with them, if any.
+    pub since: Option<SavedSince>,
 }
 
 /// A file of a committed checkpoint, names relative to the journal's directory (checked by
@@ -718,6 +773,7 @@ fn checkpoint_line(
     files: &[(String, String, u64)],
     items: &RangeSet,
     state: Option<&state::StateRef>,
+    since: Option<&SavedSince>,
 ) -> Vec<u8> {
     let mut line = Vec::with_capacity(256);
     line.extend_from_slice(format!("{{\"checkpoint\":{number},\"files\":[").as_bytes());
@@ -734,6 +790,9 @@ fn checkpoint_line(
     line.extend_from_slice(format!("],\"items\":\"{items}\"").as_bytes());
     if let Some(r) = state {
         state::to_json(r, &mut line);
+    }
+    if let Some(s) = since {
+        s.to_json(&mut line);
     }
     seal(&mut line);
     line
@@ -793,6 +852,7 @@ fn parse_checkpoint(
         .parse()
         .map_err(Defect::Malformed)?;
     let state = state::parse(&v, journal, number)?;
+    let since = SavedSince::parse(&v)?;
     let mut files = Vec::new();
     for f in v
         .get("files")
@@ -825,6 +885,7 @@ fn parse_checkpoint(
         files,
         items,
         state,
+        since,
     })
 }
 
@@ -886,6 +947,9 @@ pub struct Journal {
     state_file: Option<String>,
     /// Whether [`Journal::take_state`] took the state.
     state_taken: bool,
+    /// The `{since}` position: the last committed one, then what [`Journal::set_since`]
+    /// gives, which every later checkpoint line carries.
+    since: Option<SavedSince>,
 }
 
 /// What [`Journal::open`] found.
@@ -1015,6 +1079,11 @@ impl Journal {
             }
         };
         let state_file = last.and_then(|c| c.state.as_ref().map(|r| r.file.clone()));
+        let since = contents
+            .checkpoints
+            .iter()
+            .rev()
+            .find_map(|c| c.since.clone());
         let last_line = last.map(|c| c.line);
         // A file of this output written since the journal started, but named by no line:
         // lines were lost (a truncated journal), and resuming would write its rows twice.
@@ -1063,6 +1132,7 @@ impl Journal {
                 saved,
                 state_file,
                 state_taken: false,
+                since,
             },
             rec,
         ))
@@ -1071,6 +1141,18 @@ impl Journal {
     /// The items done by committed checkpoints.
     pub fn done(&self) -> &RangeSet {
         &self.done
+    }
+
+    /// The `{since}` position the last committed checkpoint saved (or, once
+    /// [`Journal::set_since`] was called, the one the next checkpoint will).
+    pub fn since(&self) -> Option<&SavedSince> {
+        self.since.as_ref()
+    }
+
+    /// The `{since}` position the next checkpoints commit: the highest value among every row
+    /// they and the earlier ones hold (the writer's, at the checkpoint).
+    pub fn set_since(&mut self, since: SavedSince) {
+        self.since = Some(since);
     }
 
     /// Commits a checkpoint: `files` (temporary, final) are complete and fsynced, and hold
@@ -1163,7 +1245,13 @@ impl Journal {
         if saved.is_some() {
             crate::failpoint::hit("journal.after_state");
         }
-        let line = checkpoint_line(self.next_checkpoint, &named, items, saved.as_ref());
+        let line = checkpoint_line(
+            self.next_checkpoint,
+            &named,
+            items,
+            saved.as_ref(),
+            self.since.as_ref(),
+        );
         self.file
             .write_all(&line)
             .and_then(|()| self.file.sync_data())
@@ -1465,6 +1553,55 @@ mod tests {
     }
 
     #[test]
+    fn the_since_position_is_committed_with_checkpoints_and_read_back() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("o.parquet.journal");
+        let files = beside(d.path());
+        let (mut j, _) = Journal::open(&path, "id", &files).unwrap();
+        assert_eq!(j.since(), None);
+        // A checkpoint before any position, then two with one: the last one counts.
+        j.commit(&[], &"0".parse().unwrap()).unwrap();
+        let at = |value| SavedSince {
+            field: "ts".into(),
+            timestamp: true,
+            value,
+        };
+        j.set_since(at(-5));
+        j.commit(&[], &"1".parse().unwrap()).unwrap();
+        j.set_since(at(1_767_225_629_000_000));
+        j.commit(&[], &"2".parse().unwrap()).unwrap();
+        drop(j);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(r#""since":["ts","timestamp",1767225629000000],"crc32""#),
+            "{text}"
+        );
+        let (j, rec) = Journal::open(&path, "id", &files).unwrap();
+        assert_eq!(rec.checkpoints, 3);
+        assert_eq!(j.since(), Some(&at(1_767_225_629_000_000)));
+        drop(j);
+        // The position is inside the line's checksum: changed, the line is refused.
+        fs::write(&path, text.replace("1767225629000000", "1767225629000001")).unwrap();
+        let e = Journal::open(&path, "id", &files)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("checksum") || e.contains("CRC"), "{e}");
+        // A position of another shape is malformed, whatever its checksum.
+        let mut line =
+            b"{\"checkpoint\":1,\"files\":[],\"items\":\"0\",\"since\":[\"ts\",\"date\",1]"
+                .to_vec();
+        seal(&mut line);
+        let mut bytes = header_line("id", 0);
+        bytes.extend_from_slice(&line);
+        let e = check(&path, &bytes, "id", &files).unwrap_err();
+        assert!(
+            matches!(e.defect, Defect::Malformed(ref m) if m.contains("since")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn a_committed_checkpoint_is_finished_and_an_unfinished_one_undone() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -1691,7 +1828,7 @@ mod tests {
                 })
                 .collect();
             let items: RangeSet = format!("{}-{}", k * 100, k * 100 + 99).parse().unwrap();
-            out.extend(checkpoint_line(k, &files, &items, None));
+            out.extend(checkpoint_line(k, &files, &items, None, None));
         }
         out
     }

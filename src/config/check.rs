@@ -251,6 +251,16 @@ pub(super) mod rule {
         )
     }
 
+    pub(in crate::config) fn since_field(c: &Config) -> Vec<Bad> {
+        Bad::when(
+            c.fetch
+                .since_field
+                .as_deref()
+                .is_some_and(|k| k.trim().is_empty()),
+            "is empty: give the timestamp or int64 column whose highest value fills `{since}`",
+        )
+    }
+
     pub(in crate::config) fn cpus(c: &Config) -> Vec<Bad> {
         Bad::when(
             c.threads.cpus.as_ref().is_some_and(|c| c.is_empty()),
@@ -526,10 +536,12 @@ impl Config {
             );
         }
         if self.writer.journal {
-            if self.every.is_some() {
+            // With `{since}`, the journal keeps the position a restarted run starts from.
+            if self.every.is_some() && f.since_field.is_none() {
                 found.bad(
                     "writer.journal",
-                    "is for one-shot runs; continuous mode (`every`) resumes with its next pass"
+                    "is for one-shot runs; continuous mode (`every`) resumes with its next pass \
+                     (with fetch.since_field, the journal keeps its position)"
                         .into(),
                 );
             }

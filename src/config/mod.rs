@@ -242,6 +242,15 @@ pub struct FetchConfig {
     pub dedupe_key: Option<String>,
     /// How many of the latest keys `dedupe_key` remembers (the bound on its memory).
     pub dedupe_window: usize,
+    /// `{since}` polling: the column (timestamp or int64) whose highest value among the rows
+    /// that reached the writer fills the `{since}` placeholder of the source's URLs at the
+    /// start of each pass (see [`crate::source::fill_since`]); with `writer.journal` it is
+    /// saved with every checkpoint, and a restarted run starts from it. Needs `{since}` in
+    /// the source's URLs, and the placeholder needs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_field: Option<String>,
+    /// What `{since}` is before any row of `since_field` was written (empty by default).
+    pub since_start: String,
     /// Which fetcher runs: `mio` (the event loop) or `ureq` (blocking threads, proxies).
     pub engine: FetchEngine,
     /// Redirects (301, 302, 303, 307, 308) followed per request at most.
@@ -676,6 +685,8 @@ impl Default for FetchConfig {
             cursor_param: "cursor".into(),
             dedupe_key: None,
             dedupe_window: 1_000_000,
+            since_field: None,
+            since_start: String::new(),
             engine: FetchEngine::Mio,
             max_redirects: 5,
             redirect_other_hosts: false,

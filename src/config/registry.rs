@@ -706,6 +706,33 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "fetch.since_field",
+        kind: Kind::Text,
+        flag: Flag::Shared("--since-field"),
+        value_name: "COLUMN",
+        help: "Fill `{since}` in the URLs with COLUMN's highest value written so far (a timestamp or int64 column)",
+        example: "\"ts\"",
+        doc: "Polling from a saved position: each pass (and a one-shot run) fills the `{since}` \
+         placeholder of the source's URLs with the highest value of this column (timestamp: \
+         RFC 3339 UTC with microseconds; int64: decimal) among the rows that reached the \
+         writer, percent-encoded. With `writer.journal` the value is saved with every \
+         checkpoint and a restarted run starts from it. Needs `{since}` in the URLs.",
+        check: Check::Custom(rule::since_field),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "fetch.since_start",
+        kind: Kind::Text,
+        flag: Flag::Shared("--since-start"),
+        value_name: "VALUE",
+        help: "What `{since}` is before any row was written [default: empty]",
+        example: "\"2026-01-01T00:00:00Z\"",
+        doc: "What `{since}` is filled with before any row of `since_field` was written (and \
+         saved): empty by default; give the API's \"from the beginning\" value if it refuses \
+         an empty one.",
+        ..BLANK
+    },
+    OptionSpec {
         key: "fetch.engine",
         kind: Kind::Engine,
         flag: Flag::Shared("--engine"),
@@ -997,7 +1024,8 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "BOOL",
         help: "Crash-safe resume through OUT.journal: run the same command again after a crash [default: off]",
         doc: "Crash-safe resume: files are finalized at checkpoints recorded in OUT.journal; the same \
-         command run again after a crash skips what is done. One-shot runs, no pagination.",
+         command run again after a crash skips what is done. One-shot runs (or, with \
+         fetch.since_field, continuous ones: it keeps the `{since}` position), no pagination.",
         ..BLANK
     },
     OptionSpec {

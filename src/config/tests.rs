@@ -253,6 +253,8 @@ fn everything_set() -> Config {
             cursor_param: "page_token".into(),
             dedupe_key: Some("event_id".into()),
             dedupe_window: 5000,
+            since_field: Some("ts".into()),
+            since_start: "0".into(),
             // Not ureq: it excludes continuous mode, which this config turns on.
             engine: FetchEngine::Mio,
             max_redirects: 2,
@@ -639,6 +641,7 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
         ("files", "[\"a.ndjson\", \" \"]"),
         ("format", "\"xml\""),
         ("fetch.dedupe_key", "\" \""),
+        ("fetch.since_field", "\" \""),
         ("csv_delimiter", "\";;\""),
         ("threads.cpus", "[]"),
         ("fetch.cursor_param", "\"a&b\""),

@@ -84,6 +84,7 @@ pub(crate) fn preflight(source: &Source, cfg: &FetchConfig, every: Option<Durati
         #[cfg(feature = "http")]
         http::preflight(cfg)?;
     }
+    since_preflight(source, cfg)?;
     if every.is_some() && matches!(source, Source::Files(_) | Source::Push(_)) {
         return Err(Error::config(
             "every",
@@ -93,6 +94,44 @@ pub(crate) fn preflight(source: &Source, cfg: &FetchConfig, every: Option<Durati
     }
     let _ = cfg;
     Ok(())
+}
+
+/// `{since}` polling (`fetch.since_field`): the placeholder and the option go together, so
+/// that neither is silently ignored. A source read once as the run goes (standard input, a
+/// pipe) cannot be looked at before: it is filled in as its lines come.
+fn since_preflight(source: &Source, cfg: &FetchConfig) -> Result<()> {
+    match (cfg.since_field.as_deref(), source.mentions_since()) {
+        (None, Some(true)) => Err(Error::config(
+            "fetch.since_field",
+            "the source's URLs hold `{since}`, but fetch.since_field (--since-field) is not \
+             set: give the column (timestamp or int64) whose highest written value fills it",
+        )),
+        (Some(field), Some(false)) => Err(Error::config(
+            "fetch.since_field",
+            format!(
+                "is `{field}`, but no URL of the source holds `{{since}}`, the placeholder it \
+                 fills: put it where the API takes the position (`?since={{since}}`)"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The `{since}` value of a pass that starts now (`fetch.since_field`): the highest value of
+/// the column among the rows that reached the writer, or `fetch.since_start` before any;
+/// `None` when the option is off. Logged, once a pass.
+#[cfg(feature = "http")]
+pub(crate) fn since_for_pass(
+    cfg: &FetchConfig,
+    registry: &crate::metrics::live::Registry,
+) -> Option<String> {
+    let field = cfg.since_field.as_deref()?;
+    let (since, from) = match registry.since.text() {
+        Some(text) => (text, "the highest value written"),
+        None => (cfg.since_start.clone(), "fetch.since_start"),
+    };
+    tracing::info!(field, since = %since, from, "pass starts: {{since}} filled");
+    Some(since)
 }
 
 /// Runs `source`'s implementation on the calling thread (the ingest thread) until it ends.

@@ -71,7 +71,8 @@ pub struct Template {
 }
 
 impl Template {
-    /// Parses `prefix{START..END}suffix`.
+    /// Parses `prefix{START..END}suffix`. A `{since}` placeholder (see [`fill_since`]) may
+    /// be anywhere in it and is not the range.
     ///
     /// ```
     /// let t = pinflow::source::Template::parse("http://h/logs/{1..3}.json").unwrap();
@@ -85,7 +86,7 @@ impl Template {
             source_name: crate::ingest::url::redact(s).into_owned(),
             why: why.to_string(),
         };
-        let open = s.find('{').ok_or_else(|| bad("no `{START..END}` range"))?;
+        let open = range_open(s).ok_or_else(|| bad("no `{START..END}` range"))?;
         let close = s[open..]
             .find('}')
             .map(|i| open + i)
@@ -106,7 +107,7 @@ impl Template {
             return Err(bad("range end is below its start"));
         }
         let suffix = &s[close + 1..];
-        if suffix.contains('{') {
+        if range_open(suffix).is_some() {
             return Err(bad("only one {START..END} range is supported"));
         }
         let (a, b) = (a.trim(), b.trim());
@@ -201,7 +202,7 @@ impl Source {
             };
             return Ok((stdin, None));
         }
-        if arg.contains('{') && arg.contains("..") {
+        if range_open(arg).is_some() && arg.contains("..") {
             let t = Template::parse(arg)?;
             // Every URL of the range has the shape of the first and the last.
             for url in [t.url(0), t.url(t.len() - 1)] {
@@ -463,6 +464,75 @@ fn feed_lines(
     send(&mut chunk);
 }
 
+impl Source {
+    /// Whether the source's URLs hold the `{since}` placeholder ([`fill_since`]): known for a
+    /// template and a list, read from a URL file; `None` for standard input and pipes (read
+    /// only once, as the run goes). Files and pushed records have no URLs.
+    pub fn mentions_since(&self) -> Option<bool> {
+        match self {
+            Source::Template(t) => Some(t.prefix.contains(SINCE) || t.suffix.contains(SINCE)),
+            Source::Urls(v) => Some(v.iter().any(|u| u.contains(SINCE))),
+            Source::Lines { name, .. } if name != "-" => {
+                let path = std::path::Path::new(name);
+                if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+                    return None;
+                }
+                let text = std::fs::read(path).ok()?;
+                Some(text.windows(SINCE.len()).any(|w| w == SINCE.as_bytes()))
+            }
+            Source::Lines { .. } => None,
+            Source::Files(_) | Source::Push(_) => Some(false),
+        }
+    }
+}
+
+/// The placeholder a URL (a template, a list's URL, a URL file's line) may hold for the
+/// position of `{since}` polling (`fetch.since_field`): each pass fills it in.
+pub const SINCE: &str = "{since}";
+
+/// The first `{` of `s` that is not the `{since}` placeholder: where a template's range opens.
+fn range_open(s: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = s[from..].find('{').map(|i| from + i) {
+        if !s[i..].starts_with(SINCE) {
+            return Some(i);
+        }
+        from = i + SINCE.len();
+    }
+    None
+}
+
+/// `url` with every `{since}` replaced by `value`, percent-encoded as a query value is
+/// (everything but `A-Z a-z 0-9 - . _ ~`), so that a timestamp's `:` or a `+` reaches the
+/// server as the value it is.
+///
+/// ```
+/// use pinflow::source::fill_since;
+/// assert_eq!(
+///     fill_since("http://h/events?since={since}&limit=5", "2026-12-04T07:54:24.000001Z"),
+///     "http://h/events?since=2026-12-04T07%3A54%3A24.000001Z&limit=5"
+/// );
+/// assert_eq!(fill_since("http://h/after/{since}", "a b+c"), "http://h/after/a%20b%2Bc");
+/// assert_eq!(fill_since("http://h/x?since={since}", ""), "http://h/x?since=");
+/// ```
+pub fn fill_since(url: &str, value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len() + 8);
+    push_encoded(&mut encoded, value);
+    url.replace(SINCE, &encoded)
+}
+
+/// Appends `value` percent-encoded as a query value (RFC 3986 unreserved characters kept).
+fn push_encoded(out: &mut String, value: &str) {
+    use std::fmt::Write as _;
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
 /// What the fetch thread pulls work from.
 #[cfg(feature = "http")]
 pub(crate) enum Feed {
@@ -476,6 +546,12 @@ pub(crate) enum Feed {
         rx: Receiver<Result<Vec<WorkItem>, String>>,
         chunk: std::vec::IntoIter<WorkItem>,
         error: Option<String>,
+    },
+    /// Another feed, with `{since}` in its URLs replaced by `encoded` (already
+    /// percent-encoded): see [`Feed::with_since`].
+    Since {
+        inner: Box<Feed>,
+        encoded: String,
     },
 }
 
@@ -491,6 +567,18 @@ pub(crate) enum Next {
 
 #[cfg(feature = "http")]
 impl Feed {
+    /// This feed with every `{since}` in its URLs filled with `value` ([`fill_since`]). Work
+    /// items keep their numbers; a retry repeats its filled URL, and the next pages of a
+    /// paginated chain are the server's.
+    pub(crate) fn with_since(self, value: &str) -> Feed {
+        let mut encoded = String::with_capacity(value.len() + 8);
+        push_encoded(&mut encoded, value);
+        Feed::Since {
+            inner: Box::new(self),
+            encoded,
+        }
+    }
+
     pub(crate) fn next(&mut self) -> Next {
         self.next_reusing(&mut Vec::new())
     }
@@ -509,6 +597,15 @@ impl Feed {
                 *next += 1;
                 Next::Item(item)
             }
+            Feed::Since { inner, encoded } => match inner.next_reusing(spare) {
+                Next::Item(mut item) => {
+                    if item.url.contains(SINCE) {
+                        item.url = item.url.replace(SINCE, encoded.as_str());
+                    }
+                    Next::Item(item)
+                }
+                other => other,
+            },
             Feed::Iter(it) => it.next().map_or(Next::Done, Next::Item),
             Feed::Channel { rx, chunk, error } => loop {
                 if let Some(item) = chunk.next() {
@@ -529,6 +626,7 @@ impl Feed {
         match self {
             Feed::Template { .. } | Feed::Iter(_) => None,
             Feed::Channel { error, .. } => error.take(),
+            Feed::Since { inner, .. } => inner.take_error(),
         }
     }
 }
@@ -545,6 +643,15 @@ fn url_scheme(s: &str) -> Option<&str> {
 /// Whether `url` can be fetched, and if not, why: an unsupported scheme is named as such
 /// (before the parser's more general complaint).
 fn check_url(url: &str) -> std::result::Result<(), String> {
+    // `{since}` is filled in before each pass; checked with a value in its place.
+    let filled;
+    let url = match url.contains(SINCE) {
+        true => {
+            filled = fill_since(url, "0");
+            filled.as_str()
+        }
+        false => url,
+    };
     match url_scheme(url) {
         Some(s) if !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https") => Err(
             format!("unsupported scheme `{s}` (pinflow fetches http:// and https:// URLs)"),
@@ -790,13 +897,7 @@ pub fn with_query_param(url: &str, name: &str, value: &str) -> String {
     out.push(sep);
     out.push_str(name);
     out.push('=');
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
+    push_encoded(&mut out, value);
     out
 }
 
@@ -892,6 +993,61 @@ mod tests {
         assert!(spare.is_empty());
         assert_eq!(items[0].url.as_ptr(), spare_ptr);
         assert!(matches!(feed.next_reusing(&mut spare), Next::Done));
+    }
+
+    #[test]
+    fn the_since_placeholder_is_not_a_range_and_is_filled_per_pass() {
+        let t = Template::parse("http://h/e?since={since}&page={1..2}").unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.url(1), "http://h/e?since={since}&page=2");
+        let t = Template::parse("http://h/{1..2}/{since}").unwrap();
+        assert_eq!(t.url(0), "http://h/1/{since}");
+        assert!(Template::parse("http://h/{since}").is_err());
+        assert!(Template::parse("http://h/{1..2}/{3..4}?s={since}").is_err());
+        let (one, n) = Source::from_arg_counted("http://h/e?since={since}").unwrap();
+        assert!(matches!(one, Source::Urls(_)));
+        assert_eq!((n, one.mentions_since()), (Some(1), Some(true)));
+        let plain = Source::from_arg("http://h/e?since=1").unwrap();
+        assert_eq!(plain.mentions_since(), Some(false));
+        // Escaped as a query value: `:` and `+` of a time, a space, `&` that would split it.
+        assert_eq!(
+            fill_since("http://h/?a={since}&b={since}", "2026-01-01T00:00:00+01:00 &x"),
+            "http://h/?a=2026-01-01T00%3A00%3A00%2B01%3A00%20%26x&b=2026-01-01T00%3A00%3A00%2B01%3A00%20%26x"
+        );
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn a_feed_with_since_fills_every_url_and_keeps_the_numbers() {
+        let source = Source::from_arg("http://h/{7..8}?after={since}").unwrap();
+        let mut feed = source
+            .into_feed(Arc::new(|| {}))
+            .unwrap()
+            .with_since("2026-12-04T07:54:24.000001Z");
+        let mut got = Vec::new();
+        while let Next::Item(item) = feed.next() {
+            got.push((item.seq, item.url));
+        }
+        let url = |n: u64| format!("http://h/{n}?after=2026-12-04T07%3A54%3A24.000001Z");
+        assert_eq!(got, [(0, url(7)), (1, url(8))]);
+        assert!(feed.take_error().is_none());
+        // A URL file's lines are filled as they come.
+        let lines = Source::Lines {
+            name: "t".into(),
+            reader: Box::new(io::Cursor::new(
+                b"http://a/x?s={since}\nhttp://a/y\n".to_vec(),
+            )),
+        };
+        let mut feed = lines.into_feed(Arc::new(|| {})).unwrap().with_since("42");
+        let mut urls = Vec::new();
+        loop {
+            match feed.next() {
+                Next::Item(i) => urls.push(i.url),
+                Next::Pending => std::thread::yield_now(),
+                Next::Done => break,
+            }
+        }
+        assert_eq!(urls, ["http://a/x?s=42", "http://a/y"]);
     }
 
     #[test]

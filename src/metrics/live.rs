@@ -207,12 +207,79 @@ pub struct Registry {
     pub cycles: AtomicU64,
     /// Time windows, when on (all zero otherwise).
     pub window: WindowMetrics,
+    /// `{since}` polling's position (`fetch.since_field`), when on.
+    pub since: SincePosition,
     queue_depth: [AtomicUsize; 3],
     queue_capacity: [AtomicUsize; 3],
     latency: [Mutex<Latency>; 6],
     threads: Vec<ThreadHealth>,
     running: AtomicBool,
     draining: AtomicBool,
+}
+
+/// `{since}` polling's position (`fetch.since_field`): the highest value of that column among
+/// the rows that reached the writer. The writer raises it ([`SincePosition::advance`]); the
+/// fetcher reads it at the start of each pass to fill `{since}` in its URLs, and the metrics
+/// show it. It lives here, in the registry both threads already share, and like the registry
+/// it spans every run of a pipeline (a resumed run raises it to what its journal saved).
+#[derive(Debug)]
+pub struct SincePosition {
+    /// µs since the Unix epoch for a timestamp column, the value for an integer column;
+    /// `i64::MIN` while there is none.
+    value: std::sync::atomic::AtomicI64,
+    /// Whether the column is a timestamp (shown as RFC 3339) rather than an integer.
+    timestamp: AtomicBool,
+}
+
+impl Default for SincePosition {
+    fn default() -> Self {
+        SincePosition {
+            value: std::sync::atomic::AtomicI64::new(i64::MIN),
+            timestamp: AtomicBool::new(false),
+        }
+    }
+}
+
+impl SincePosition {
+    /// Raises the position to `value` if it is higher: µs since the Unix epoch when
+    /// `timestamp`, else an integer.
+    pub fn advance(&self, value: i64, timestamp: bool) {
+        // The kind is set first: a reader that sees the value sees its kind.
+        self.timestamp.store(timestamp, Relaxed);
+        self.value
+            .fetch_max(value, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The position, and whether it is a timestamp; `None` before any row.
+    pub fn get(&self) -> Option<(i64, bool)> {
+        let v = self.value.load(std::sync::atomic::Ordering::Acquire);
+        (v != i64::MIN).then(|| (v, self.timestamp.load(Relaxed)))
+    }
+
+    /// The position as `{since}` text: a timestamp as RFC 3339 in UTC with microseconds
+    /// (`2026-12-04T07:54:24.123456Z`), an integer in decimal; `None` before any row.
+    ///
+    /// ```
+    /// let p = pinflow::metrics::live::SincePosition::default();
+    /// assert_eq!(p.text(), None);
+    /// p.advance(1_500_000, true);
+    /// assert_eq!(p.text().as_deref(), Some("1970-01-01T00:00:01.500000Z"));
+    /// p.advance(7, true); // lower: no change
+    /// assert_eq!(p.get(), Some((1_500_000, true)));
+    /// ```
+    pub fn text(&self) -> Option<String> {
+        self.get().map(|(v, ts)| since_text(v, ts))
+    }
+}
+
+/// `value` as `{since}` text: RFC 3339 UTC with microseconds when `timestamp`, else decimal.
+pub fn since_text(value: i64, timestamp: bool) -> String {
+    if !timestamp {
+        return value.to_string();
+    }
+    let mut out = Vec::with_capacity(crate::time::RFC3339_MICROS_LEN);
+    crate::time::format_rfc3339_micros(value, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The time windows' live figures, set by the writer thread (which runs the window operator).
@@ -290,6 +357,7 @@ impl Registry {
             last_write_unix_ms: AtomicU64::new(0),
             cycles: AtomicU64::new(0),
             window: WindowMetrics::default(),
+            since: SincePosition::default(),
             queue_depth: Default::default(),
             queue_capacity: Default::default(),
             latency: Default::default(),

@@ -215,6 +215,13 @@ fn records(o: &mut String, r: &Registry) {
         "Passes over the sources completed (continuous mode polls again and again).",
         r.cycles.load(Relaxed),
     );
+    if let Some((v, timestamp)) = r.since.get() {
+        let help = match timestamp {
+            true => "The `{since}` position (fetch.since_field): the highest value among the rows that reached the writer, in microseconds since the Unix epoch. Absent before the first row.",
+            false => "The `{since}` position (fetch.since_field): the highest value among the rows that reached the writer. Absent before the first row.",
+        };
+        gauge(o, "pinflow_since_position", help, v as f64);
+    }
 }
 
 /// Time windows: open pairs, rows emitted, late records, early closes, watermark lag.

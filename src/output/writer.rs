@@ -52,6 +52,7 @@ pub fn run(
         prepare,
         window,
         stop,
+        since_field,
     } = parts;
     let guard = StateGuard::new(registry, thread);
     let output = LocalParquet::new(plan, registry, journal.is_some(), first)?;
@@ -86,6 +87,7 @@ pub fn run(
         window_key,
         stop,
         window_rows: 0,
+        since_field,
     };
     let mut result = w.run_loop(&rx, &mut dead, thread);
     if result.is_ok() {
@@ -148,6 +150,10 @@ pub struct WriterParts {
     /// the same command goes on with them and writes each window once, whole, as an
     /// uninterrupted run would. `None`: a stop writes them (as without a journal).
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// `fetch.since_field`: the column whose highest value among the rows taken raises the
+    /// registry's `{since}` position ([`crate::metrics::live::SincePosition`]), and with a
+    /// journal is committed with each checkpoint.
+    pub since_field: Option<String>,
 }
 
 /// Parses and computes a body batch on the writer thread (the short path).
@@ -193,6 +199,8 @@ struct Writer<'a> {
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Window rows written (the records they aggregate are counted in the window stage).
     window_rows: u64,
+    /// See [`WriterParts::since_field`].
+    since_field: Option<String>,
 }
 
 impl Writer<'_> {
@@ -286,7 +294,18 @@ impl Writer<'_> {
     /// One batch, in order: its rows and dead letters written (or, with windows, its rows fed
     /// to the operator), its items noted for the journal's next checkpoint.
     fn take_batch(&mut self, batch: &RecordsBatch, dead: &mut DeadLetterLog) -> Result<()> {
+        // Read before anything of the batch is written: a column that cannot be a position
+        // stops the run here, with nothing half done.
+        let high = match (&self.since_field, &batch.rows) {
+            (Some(field), Some(rows)) => since_high(rows, field)?,
+            _ => None,
+        };
         self.write_batch(batch, dead)?;
+        // Only now, once its rows are taken (written, dead-lettered, or held by the windows),
+        // may the next pass ask from past them.
+        if let Some((value, timestamp)) = high {
+            self.registry.since.advance(value, timestamp);
+        }
         if self.journal.is_some() {
             for &seq in &batch.items {
                 self.items.insert(seq);
@@ -326,6 +345,19 @@ impl Writer<'_> {
             return Ok(());
         }
         crate::failpoint::hit("writer.before_commit");
+        // `{since}`: everything taken so far is in these files or earlier ones.
+        if let (Some(field), Some((value, timestamp))) =
+            (&self.since_field, self.registry.since.get())
+        {
+            self.journal
+                .as_mut()
+                .expect("journal mode")
+                .set_since(crate::journal::SavedSince {
+                    field: field.clone(),
+                    timestamp,
+                    value,
+                });
+        }
         // With windows, their state goes with exactly these files and items.
         let bytes = self.window.as_ref().map(WindowStage::state).transpose()?;
         let state = self
@@ -555,6 +587,51 @@ impl Writer<'_> {
             }
         })
     }
+}
+
+/// The highest value of `rows`' column `field` (nulls left out), and whether it is a
+/// timestamp: `None` when every value is null. A column that is missing, or neither a
+/// timestamp nor an int64, is a configuration error naming `fetch.since_field`.
+fn since_high(rows: &RecordBatch, field: &str) -> Result<Option<(i64, bool)>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+    use arrow_array::Array;
+    use arrow_schema::{DataType, TimeUnit};
+    let bad = |why: String| Error::Config {
+        what: "fetch.since_field".into(),
+        why,
+    };
+    let Some(col) = rows.column_by_name(field) else {
+        let names: Vec<&str> = rows
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        return Err(bad(format!(
+            "the rows have no column `{field}` (their columns: {})",
+            names.join(", ")
+        )));
+    };
+    Ok(match col.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => col
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .flatten()
+            .max()
+            .map(|v| (v, true)),
+        DataType::Int64 => col
+            .as_primitive::<Int64Type>()
+            .iter()
+            .flatten()
+            .max()
+            .map(|v| (v, false)),
+        other => {
+            return Err(bad(format!(
+                "column `{field}` is {other}, not a timestamp or int64: it cannot be a position"
+            )))
+        }
+    })
 }
 
 /// Failure lines logged per second at most; the rest are counted and summarized, so a flood of

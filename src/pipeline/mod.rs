@@ -261,6 +261,7 @@ impl Pipeline {
         // Open the output before fetching anything: an unwritable path fails the run at once.
         let output = self.output_plan(&source)?;
         ingest::preflight(&source, &cfg.fetch, cfg.every)?;
+        self.check_since_field()?;
         transform_config::check_source(cfg, &source)?;
         paths::check(cfg, &source, &output)?;
         // Lock the output (held until this function returns): a second run writing the same
@@ -307,12 +308,18 @@ impl Pipeline {
             true => Some(self.open_journal(&output, matches!(source, Source::Files(_)))?),
             false => None,
         };
+        // `{since}` polling resumes from its saved position, not by work items: every URL is
+        // asked again, from where the committed rows reached.
         let skip = Arc::new(
             journal
                 .as_ref()
+                .filter(|_| cfg.fetch.since_field.is_none())
                 .map(|j| j.done().clone())
                 .unwrap_or_default(),
         );
+        if let Some(j) = &journal {
+            self.resume_since(cfg, j)?;
+        }
         let first_file = match self.parquet {
             true => output.prepare()?,
             false => None,
@@ -462,6 +469,75 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// `fetch.since_field` against the records' schema, when it is known before any record
+    /// (fixed fields, no transforms): the column must be there, a timestamp or an int64.
+    /// Left to the records, the writer checks it with the first rows.
+    fn check_since_field(&self) -> Result<()> {
+        let Some(field) = self.cfg.fetch.since_field.as_deref() else {
+            return Ok(());
+        };
+        // Dropping duplicates reshapes nothing; other transforms may.
+        let reshaped = self
+            .all_transforms()
+            .iter()
+            .any(|t| t.name() != "fetch.dedupe_key");
+        if reshaped || self.cfg.schema.decides_from_records() {
+            return Ok(());
+        }
+        let Some(schema) = self.cfg.schema.layout()?.map(|l| l.output_schema()) else {
+            return Ok(());
+        };
+        let bad = |why: String| Error::config("fetch.since_field", why);
+        match schema.field_with_name(field) {
+            Err(_) => Err(bad(format!(
+                "`{field}` is not a column of the schema (its columns: {})",
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            Ok(f) => match f.data_type() {
+                arrow_schema::DataType::Int64
+                | arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => {
+                    Ok(())
+                }
+                _ => Err(bad(format!(
+                    "column `{field}` is not a timestamp or int64 (declare it `{field}:timestamp` \
+                     or `{field}:int64`): it cannot be a position"
+                ))),
+            },
+        }
+    }
+
+    /// A resumed run's `{since}` position: what the journal's last checkpoint saved. A
+    /// position saved for another column is refused rather than taken for this one's.
+    fn resume_since(&self, cfg: &Config, journal: &Journal) -> Result<()> {
+        let (Some(field), Some(saved)) = (cfg.fetch.since_field.as_deref(), journal.since()) else {
+            return Ok(());
+        };
+        if saved.field != field {
+            return Err(Error::config(
+                "fetch.since_field",
+                format!(
+                    "is `{field}`, but the journal {} saved the position of `{}`: run with \
+                     --since-field {} to go on from it, or start afresh (move the journal aside)",
+                    Journal::path_for(&cfg.out).display(),
+                    saved.field,
+                    saved.field
+                ),
+            ));
+        }
+        self.registry.since.advance(saved.value, saved.timestamp);
+        tracing::info!(
+            field,
+            since = %crate::metrics::live::since_text(saved.value, saved.timestamp),
+            "resuming from the {{since}} position the journal saved"
+        );
+        Ok(())
+    }
+
     /// The configuration's transforms, then the user's.
     fn all_transforms(&self) -> Vec<Arc<dyn Transform>> {
         self.config_steps
@@ -537,7 +613,7 @@ impl Pipeline {
                  checkpoint was never committed, and its items are fetched again"
             );
         }
-        if rec.checkpoints > 0 {
+        if rec.checkpoints > 0 && cfg.fetch.since_field.is_none() {
             tracing::info!(
                 journal = %path.display(),
                 checkpoints = rec.checkpoints,

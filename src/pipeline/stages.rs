@@ -379,6 +379,7 @@ pub(super) fn start(
         prepare,
         window: window.clone(),
         stop: Some(Arc::clone(&compute.stop)),
+        since_field: cfg.fetch.since_field.clone(),
     };
     let writer = spawn_writer(sp, &q, output, parts, &sinks_back, short_path_closed)?;
     let computes = (0..compute_n)

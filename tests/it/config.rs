@@ -81,6 +81,8 @@ fn everything_set() -> Config {
             cursor_param: "after".into(),
             dedupe_key: Some("id".into()),
             dedupe_window: 777,
+            since_field: Some("ts".into()),
+            since_start: "0".into(),
             engine: pinflow::config::FetchEngine::Mio,
             max_redirects: 9,
             redirect_other_hosts: true,

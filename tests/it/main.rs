@@ -76,6 +76,8 @@ mod shutdown;
 #[cfg(feature = "cli")]
 mod sim_cli;
 #[cfg(feature = "http")]
+mod since;
+#[cfg(feature = "http")]
 mod timeouts;
 #[cfg(feature = "tls")]
 mod tls;

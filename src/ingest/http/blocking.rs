@@ -53,6 +53,9 @@ pub fn run(
     let me = std::thread::current();
     let feed_wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || me.unpark());
     let mut feed = source.into_feed(feed_wake)?;
+    if let Some(since) = crate::ingest::since_for_pass(cfg, &chans.registry) {
+        feed = feed.with_since(&since);
+    }
     let stats = Mutex::new(FetchStats::default());
     let workers = cfg.connections_per_host.max(1);
     let (work_tx, work_rx) = bounded::<(WorkItem, Instant)>(workers);

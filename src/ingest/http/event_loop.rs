@@ -88,7 +88,10 @@ pub fn run(
     // Certificates are read once, here: a bad CA or key file fails the run before any request.
     #[cfg(feature = "tls")]
     let tls = transport::client_config(cfg)?;
-    let feed = source.into_feed(Arc::clone(&wake))?;
+    let mut feed = source.into_feed(Arc::clone(&wake))?;
+    if let Some(since) = crate::ingest::since_for_pass(cfg, &chans.registry) {
+        feed = feed.with_since(&since);
+    }
     let max_conns = super::pool::connection_cap(chans.descriptor_reserve);
     if max_conns < cfg.max_in_flight {
         tracing::warn!(
@@ -259,6 +262,8 @@ impl Fetcher {
         if now < resume_at {
             return Ok(false);
         }
+        // `{since}` polling: this pass asks from the position the rows written so far reached.
+        let since = crate::ingest::since_for_pass(&self.cfg, &self.chans.registry);
         let p = &mut self.passes;
         p.resume_at = None;
         p.started = now;
@@ -269,6 +274,10 @@ impl Fetcher {
             .expect("continuous mode keeps its source")
             .try_clone()
             .and_then(|s| s.into_feed(Arc::clone(&p.wake)));
+        let next = next.map(|feed| match &since {
+            Some(since) => feed.with_since(since),
+            None => feed,
+        });
         match next {
             Ok(feed) => {
                 self.schedule.feed = feed;
