@@ -253,11 +253,15 @@ fn end_and_resume_to_the_uninterrupted_rows(how: End, runs: usize, at_least: usi
     let journal = out_dir.join("w.parquet.journal");
     let mut rng = Rng(seed);
     let mut killed = 0;
-    for _ in 0..runs {
+    for run in 0..runs {
         // Killed once a checkpoint more than the last run's is committed (so that each run
         // resumes from a state and saves a newer one), then after a random delay: between
         // checkpoints, while state and files are being written, or while windows are open.
-        let delay = Duration::from_millis(rng.below(1 + took.as_millis() as u64 / 8));
+        // The first `at_least` runs are ended at once: a random delay on a loaded machine
+        // could let a run finish the job, and then no later run has anything left to end
+        // (this failed once under load: "only 1 runs were ended mid-way").
+        let random = Duration::from_millis(rng.below(1 + took.as_millis() as u64 / 8));
+        let delay = if run < at_least { Duration::ZERO } else { random };
         if end_after_checkpoint(&args, &journal, delay, how) {
             killed += 1;
         }
