@@ -97,17 +97,6 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-/// Every final Parquet file under `dir` reads back whole (the reader panics on a partial or
-/// corrupt one); returns their ids, sorted.
-fn final_ids(dir: &Path) -> Vec<i64> {
-    let mut all: Vec<i64> = final_parquet_files(dir)
-        .iter()
-        .flat_map(|f| ids(f))
-        .collect();
-    all.sort_unstable();
-    all
-}
-
 /// The names of the temporary files left under `dir`, in subdirectories too.
 fn temporaries(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -163,7 +152,7 @@ fn a_full_disk_stops_the_journal_run_and_the_rerun_after_growing_it_writes_each_
     );
     // Checkpoints before the disk filled are under their final names, whole; nothing
     // partial is left behind, under a final name or a temporary one.
-    let before = final_ids(&fs.dir);
+    let before = all_final_ids(&fs.dir);
     assert!(
         !before.is_empty(),
         "no checkpoint before the disk filled: {stderr}"
@@ -180,7 +169,7 @@ fn a_full_disk_stops_the_journal_run_and_the_rerun_after_growing_it_writes_each_
     let (stdout, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
     assert_eq!(
-        final_ids(&fs.dir),
+        all_final_ids(&fs.dir),
         (0..n as i64).collect::<Vec<_>>(),
         "every record exactly once"
     );
@@ -250,13 +239,13 @@ fn a_journal_append_that_meets_a_full_disk_stops_the_run_and_the_rerun_writes_ea
     );
     // Nothing was committed, so nothing is under a final name, and the sealed temporary
     // files were removed.
-    assert_eq!(final_ids(&inner.dir), Vec::<i64>::new());
+    assert_eq!(all_final_ids(&inner.dir), Vec::<i64>::new());
     assert_eq!(temporaries(&inner.dir), Vec::<String>::new());
     let o = run(false);
     let (stdout, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
     assert_eq!(
-        final_ids(&inner.dir),
+        all_final_ids(&inner.dir),
         (0..n as i64).collect::<Vec<_>>(),
         "every record exactly once"
     );

@@ -55,16 +55,6 @@ fn polling_config(out: &std::path::Path) -> Config {
     cfg
 }
 
-/// Every row's id across the finalized files in `dir`, sorted.
-fn all_ids(dir: &std::path::Path) -> Vec<i64> {
-    let mut all: Vec<i64> = final_parquet_files(dir)
-        .iter()
-        .flat_map(|f| ids(f))
-        .collect();
-    all.sort_unstable();
-    all
-}
-
 #[test]
 fn a_growing_paginated_api_polled_with_dedupe_key_writes_each_record_once() {
     let (url, passes) = growing_api();
@@ -94,7 +84,7 @@ fn a_growing_paginated_api_polled_with_dedupe_key_writes_each_record_once() {
     assert!(summary.ledger_balances(), "{summary}");
     assert_eq!(summary.fetch.failed, 0, "{summary}");
     let want: Vec<i64> = (0..120).collect();
-    assert_eq!(all_ids(dir.path()), want);
+    assert_eq!(all_final_ids(dir.path()), want);
     assert_eq!(summary.records_written, 120, "{summary}");
     // Passes 2 and 3 repeated 40 and 80 records, pass 4 (and any later one) all 120: each
     // counted as filtered, none lost.
@@ -133,7 +123,7 @@ fn polling_without_dedupe_key_warns_once_and_writes_every_pass_again() {
     let mut child = child;
     // A finalized file holding all 120 ids more than once: passes repeated.
     wait_for_child(&mut child, "a repeated record written", || {
-        let ids = all_ids(dir.path());
+        let ids = all_final_ids(dir.path());
         ids.len() > 120 && ids.windows(2).any(|w| w[0] == w[1])
     });
     let done = sigterm_and_wait(child);

@@ -75,16 +75,6 @@ fn time_api(step: u64, cap: u64) -> TimeApi {
     }
 }
 
-/// Every row's id across the finalized files in `dir`, sorted.
-fn all_ids(dir: &std::path::Path) -> Vec<i64> {
-    let mut all: Vec<i64> = final_parquet_files(dir)
-        .iter()
-        .flat_map(|f| ids(f))
-        .collect();
-    all.sort_unstable();
-    all
-}
-
 #[test]
 fn since_polling_asks_from_the_highest_time_written_and_writes_each_record_once() {
     let api = time_api(10, 30);
@@ -113,7 +103,7 @@ fn since_polling_asks_from_the_highest_time_written_and_writes_each_record_once(
     assert!(summary.ledger_balances(), "{summary}");
     assert_eq!(summary.fetch.failed, 0, "{summary}");
     let want: Vec<i64> = (0..30).collect();
-    assert_eq!(all_ids(dir.path()), want, "each record once");
+    assert_eq!(all_final_ids(dir.path()), want, "each record once");
     // What the API served more than once is what the deduplication dropped: nothing else.
     let served = api.served.load(Ordering::SeqCst);
     assert_eq!(summary.records_filtered, served - 30, "{summary}");
@@ -192,7 +182,7 @@ fn a_restarted_run_asks_from_the_position_its_journal_saved() {
     assert_eq!(*asked.lock().unwrap(), ["", "5", "9"]);
     let want: Vec<i64> = (1..=9).collect();
     assert_eq!(
-        all_ids(dir.path()),
+        all_final_ids(dir.path()),
         want,
         "each record once across the runs"
     );
@@ -320,7 +310,7 @@ fn a_continuous_run_with_the_journal_resumes_from_its_position_after_sigterm() {
     );
     let want: Vec<i64> = (1..=7).collect();
     assert_eq!(
-        all_ids(dir.path()),
+        all_final_ids(dir.path()),
         want,
         "each record once across the runs"
     );

@@ -261,7 +261,11 @@ fn end_and_resume_to_the_uninterrupted_rows(how: End, runs: usize, at_least: usi
         // could let a run finish the job, and then no later run has anything left to end
         // (this failed once under load: "only 1 runs were ended mid-way").
         let random = Duration::from_millis(rng.below(1 + took.as_millis() as u64 / 8));
-        let delay = if run < at_least { Duration::ZERO } else { random };
+        let delay = if run < at_least {
+            Duration::ZERO
+        } else {
+            random
+        };
         if end_after_checkpoint(&args, &journal, delay, how) {
             killed += 1;
         }

@@ -208,6 +208,17 @@ pub fn ids(path: &Path) -> Vec<i64> {
         .collect()
 }
 
+/// Every row's id across the final Parquet files under `dir`, sorted (each file is read
+/// whole: the reader panics on a partial or corrupt one).
+pub fn all_final_ids(dir: &Path) -> Vec<i64> {
+    let mut all: Vec<i64> = final_parquet_files(dir)
+        .iter()
+        .flat_map(|f| ids(f))
+        .collect();
+    all.sort_unstable();
+    all
+}
+
 /// The final Parquet files under `dir`, in its subdirectories too (not the hidden temporary
 /// ones), sorted.
 pub fn final_parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
