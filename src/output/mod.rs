@@ -41,6 +41,7 @@ pub use parquet::{
 pub use partition::{escape_value, Partitioner, Split, HIVE_DEFAULT_PARTITION, NAME_MAX};
 pub use plan::OutputPlan;
 pub(crate) use window_state::key as window_state_key;
+pub(crate) use writer::since_column_kind;
 pub use writer::{run, Prepare, WriterParts, FAILURE_LINES_PER_SEC, REFUSED_CLASS};
 
 use std::collections::HashMap;

@@ -589,49 +589,45 @@ impl Writer<'_> {
     }
 }
 
+/// Whether `fetch.since_field`'s column `field` of `schema` is a timestamp (true) or an int64
+/// (false): a column that is missing, or of another type, is a configuration error naming the
+/// option. Checked on the configured schema before a run, and on the rows otherwise.
+pub(crate) fn since_column_kind(schema: &arrow_schema::Schema, field: &str) -> Result<bool> {
+    use arrow_schema::{DataType, TimeUnit};
+    let bad = |why: String| Error::config("fetch.since_field", why);
+    let f = schema.field_with_name(field).map_err(|_| {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        bad(format!(
+            "`{field}` is not a column of the rows (their columns: {})",
+            names.join(", ")
+        ))
+    })?;
+    match f.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => Ok(true),
+        DataType::Int64 => Ok(false),
+        other => Err(bad(format!(
+            "column `{field}` is {other}, not a timestamp or int64 (declare it \
+             `{field}:timestamp` or `{field}:int64`): it cannot be a position"
+        ))),
+    }
+}
+
 /// The highest value of `rows`' column `field` (nulls left out), and whether it is a
-/// timestamp: `None` when every value is null. A column that is missing, or neither a
-/// timestamp nor an int64, is a configuration error naming `fetch.since_field`.
+/// timestamp: `None` when every value is null. The column is checked by [`since_column_kind`].
 fn since_high(rows: &RecordBatch, field: &str) -> Result<Option<(i64, bool)>> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-    use arrow_array::Array;
-    use arrow_schema::{DataType, TimeUnit};
-    let bad = |why: String| Error::Config {
-        what: "fetch.since_field".into(),
-        why,
-    };
-    let Some(col) = rows.column_by_name(field) else {
-        let names: Vec<&str> = rows
-            .schema_ref()
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
-        return Err(bad(format!(
-            "the rows have no column `{field}` (their columns: {})",
-            names.join(", ")
-        )));
-    };
-    Ok(match col.data_type() {
-        DataType::Timestamp(TimeUnit::Microsecond, _) => col
+    let timestamp = since_column_kind(rows.schema_ref(), field)?;
+    let col = rows.column_by_name(field).expect("checked above");
+    let high = match timestamp {
+        true => col
             .as_primitive::<TimestampMicrosecondType>()
             .iter()
             .flatten()
-            .max()
-            .map(|v| (v, true)),
-        DataType::Int64 => col
-            .as_primitive::<Int64Type>()
-            .iter()
-            .flatten()
-            .max()
-            .map(|v| (v, false)),
-        other => {
-            return Err(bad(format!(
-                "column `{field}` is {other}, not a timestamp or int64: it cannot be a position"
-            )))
-        }
-    })
+            .max(),
+        false => col.as_primitive::<Int64Type>().iter().flatten().max(),
+    };
+    Ok(high.map(|v| (v, timestamp)))
 }
 
 /// Failure lines logged per second at most; the rest are counted and summarized, so a flood of

@@ -487,28 +487,7 @@ impl Pipeline {
         let Some(schema) = self.cfg.schema.layout()?.map(|l| l.output_schema()) else {
             return Ok(());
         };
-        let bad = |why: String| Error::config("fetch.since_field", why);
-        match schema.field_with_name(field) {
-            Err(_) => Err(bad(format!(
-                "`{field}` is not a column of the schema (its columns: {})",
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-            Ok(f) => match f.data_type() {
-                arrow_schema::DataType::Int64
-                | arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => {
-                    Ok(())
-                }
-                _ => Err(bad(format!(
-                    "column `{field}` is not a timestamp or int64 (declare it `{field}:timestamp` \
-                     or `{field}:int64`): it cannot be a position"
-                ))),
-            },
-        }
+        crate::output::since_column_kind(&schema, field).map(|_| ())
     }
 
     /// A resumed run's `{since}` position: what the journal's last checkpoint saved. A
