@@ -180,9 +180,9 @@ fn late_dead_letters(path: &Path) -> (Vec<i64>, Vec<String>) {
     for line in text.lines() {
         let d: serde_json::Value = serde_json::from_str(line).unwrap();
         let reason = d["reason"].as_str().unwrap().to_string();
-        let excerpt: serde_json::Value =
-            serde_json::from_str(d["excerpt"].as_str().unwrap()).unwrap();
         if reason.starts_with("late") {
+            let excerpt: serde_json::Value =
+                serde_json::from_str(d["excerpt"].as_str().unwrap()).unwrap();
             ids.push(excerpt["id"].as_i64().unwrap());
         }
         reasons.push(reason);
@@ -499,71 +499,127 @@ fn a_window_column_the_rows_lack_is_an_error_naming_the_key() {
     assert!(e.contains("region") && e.contains("window"), "{e}");
 }
 
-/// HTTP sources: with one request in flight, responses complete in URL-list order, and the
-/// window rows are the brute force's over the records in that order, although some pages are
-/// slow and batches overtake each other on three compute threads (docs/usage.md, "Time
-/// windows": with more in flight, the order is the order responses complete).
+/// HTTP sources are windowed in URL-list order however many requests are in flight: the
+/// fetcher holds a response that completes before those of earlier URLs until they have ended
+/// (docs/usage.md, "Time windows"). Some pages are slow (later ones complete first), some
+/// fail (their records are in no window), some continue on a second page through
+/// `Link: rel="next"` (a chain is one work item, its pages in order); batches overtake each
+/// other on three compute threads. The window rows and the late records are the brute
+/// force's over the records in URL order, with one request in flight and with sixteen; and
+/// with the blocking engine (which follows no `Link`, and fetches with one thread for it).
 #[cfg(feature = "http")]
 #[test]
-fn an_http_source_with_one_request_in_flight_is_windowed_in_url_list_order() {
+fn an_http_source_is_windowed_in_url_list_order_with_many_requests_in_flight() {
     let recs = records(3000, 17);
-    let pages: Vec<String> = recs
-        .chunks(50)
-        .map(|c| c.iter().map(Rec::line).collect())
+    let chunks: Vec<&[Rec]> = recs.chunks(50).collect();
+    let n = chunks.len();
+    let failing = |i: usize| i % 11 == 4;
+    let two_pages = |i: usize| i % 7 == 3;
+    let text = |rs: &[Rec]| rs.iter().map(Rec::line).collect::<String>();
+    let served: Vec<(String, String)> = chunks
+        .iter()
+        .map(|c| (text(&c[..c.len() / 2]), text(&c[c.len() / 2..])))
         .collect();
-    let n = pages.len();
-    let served = pages.clone();
     let (base, _) = crate::common::http_server(move |path, _| {
-        let i: usize = path.rsplit('/').next().unwrap().parse().unwrap();
-        if i.is_multiple_of(5) {
-            // A slow page: with more in flight, later pages would complete before it.
-            std::thread::sleep(Duration::from_millis(20));
+        let mut parts = path.trim_start_matches("/p/").split('/');
+        let i: usize = parts.next().unwrap().parse().unwrap();
+        let second = parts.next().is_some();
+        // Early pages slow, so later ones complete before them when several are in flight.
+        if i.is_multiple_of(5) || second {
+            std::thread::sleep(Duration::from_millis(30 - (i as u64 % 20)));
         }
-        let body = &served[i];
+        if failing(i) {
+            return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec();
+        }
+        let (first_half, second_half) = &served[i];
+        let (body, link) = match (two_pages(i), second) {
+            (false, _) => (format!("{first_half}{second_half}"), String::new()),
+            (true, false) => (
+                first_half.clone(),
+                format!("Link: </p/{i}/2>; rel=\"next\"\r\n"),
+            ),
+            (true, true) => (second_half.clone(), String::new()),
+        };
         format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{link}\r\n{body}",
             body.len()
         )
         .into_bytes()
     });
-    let scratch = tempfile::tempdir().unwrap();
-    let rows = Arc::new(Mutex::new(Vec::new()));
-    let got = Arc::clone(&rows);
-    let stalled = std::sync::atomic::AtomicU64::new(0);
-    let pipeline = Pipeline::builder()
-        .parquet(false)
-        .configure(|c| {
-            c.schema.fields = fields();
-            c.dead_letter = Some(scratch.path().join("dead.ndjson"));
-            c.fetch.max_in_flight = 1;
-            c.threads.parse = Some(2);
-            c.threads.compute = Some(3);
-            c.threads.pin = false;
-        })
-        .window(spec(
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-            Duration::from_millis(300),
-        ))
-        .transform(move |b: RecordBatch| {
-            if stalled
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                .is_multiple_of(3)
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok::<_, pinflow::stage::BoxError>(b)
-        })
-        .on_batch(move |b| got.lock().unwrap().push(b.clone()))
-        .build()
-        .unwrap();
-    let source = Source::from_arg(&format!("{base}/p/{{0..{}}}", n - 1)).unwrap();
-    let summary = pipeline.run(source).unwrap();
-    let (want, late) = oracle(&recs, 1_000_000, 1_000_000, 300_000);
-    assert!(!late.is_empty());
-    assert_eq!(figures(&rows.lock().unwrap()), want);
-    assert_eq!(summary.records_windowed, (recs.len() - late.len()) as u64);
-    assert!(summary.ledger_balances(), "{summary:?}");
+    let fetched = |second_pages: bool| -> Vec<Rec> {
+        let page = |(i, c): (usize, &&[Rec])| match two_pages(i) && !second_pages {
+            true => c[..c.len() / 2].to_vec(),
+            false => c.to_vec(),
+        };
+        let pages = chunks.iter().enumerate().filter(|(i, _)| !failing(*i));
+        pages.flat_map(page).collect()
+    };
+    let cases = [
+        (1, pinflow::config::FetchEngine::Mio),
+        (16, pinflow::config::FetchEngine::Mio),
+        (16, pinflow::config::FetchEngine::Ureq),
+    ];
+    for (in_flight, engine) in cases {
+        let mio = engine == pinflow::config::FetchEngine::Mio;
+        let fetched = fetched(mio);
+        let (want, late) = oracle(&fetched, 1_000_000, 1_000_000, 300_000);
+        assert!(!late.is_empty());
+        let scratch = tempfile::tempdir().unwrap();
+        let rows = Arc::new(Mutex::new(Vec::new()));
+        let got = Arc::clone(&rows);
+        let stalled = std::sync::atomic::AtomicU64::new(0);
+        let pipeline = Pipeline::builder()
+            .parquet(false)
+            .configure(|c| {
+                c.schema.fields = fields();
+                c.dead_letter = Some(scratch.path().join("dead.ndjson"));
+                c.fetch.max_in_flight = in_flight;
+                c.fetch.connections_per_host = in_flight;
+                c.fetch.follow_link_next = mio;
+                c.fetch.engine = engine;
+                c.threads.parse = Some(2);
+                c.threads.compute = Some(3);
+                c.threads.pin = false;
+            })
+            .window(spec(
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+                Duration::from_millis(300),
+            ))
+            .transform(move |b: RecordBatch| {
+                if stalled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .is_multiple_of(3)
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok::<_, pinflow::stage::BoxError>(b)
+            })
+            .on_batch(move |b| got.lock().unwrap().push(b.clone()))
+            .build()
+            .unwrap();
+        let source = Source::from_arg(&format!("{base}/p/{{0..{}}}", n - 1)).unwrap();
+        let summary = pipeline.run(source).unwrap();
+        assert_eq!(
+            figures(&rows.lock().unwrap()),
+            want,
+            "{in_flight} in flight, {engine:?}"
+        );
+        let (late_ts, _) = late_dead_letters(&scratch.path().join("dead.ndjson"));
+        assert_eq!(
+            late_ts, late,
+            "{in_flight} in flight, {engine:?}: the same late records"
+        );
+        assert_eq!(
+            summary.records_windowed,
+            (fetched.len() - late.len()) as u64
+        );
+        assert_eq!(
+            summary.fetch.failed,
+            (0..n).filter(|&i| failing(i)).count() as u64
+        );
+        assert!(summary.ledger_balances(), "{summary:?}");
+    }
 }
 
 #[cfg(feature = "cli")]

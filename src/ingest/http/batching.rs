@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{SendTimeoutError, TrySendError};
 
 use super::event_loop::Fetcher;
+use super::order::HeldBody;
 use super::schedule::Request;
 use crate::batch::{BodyBatch, ContentEncoding, LiveBatches};
 use crate::config::FetchConfig;
@@ -69,6 +70,18 @@ impl Batcher {
             .push_encoded_body(&req.url, body, encoding, attempts, now);
         self.batch.set_seq(req.seq);
         if let Some((chain, page)) = cursor_page {
+            self.batch.expect_cursor_in(chain, page);
+        }
+    }
+
+    /// Adds a body held for source order ([`InOrder`](super::order::InOrder)), as
+    /// [`Batcher::push_body`] would have when it was delivered.
+    pub(super) fn push_held(&mut self, held: &HeldBody, live: &Arc<LiveBatches>) {
+        self.open(Instant::now(), live);
+        self.batch
+            .push_encoded_body(&held.url, &held.body, held.encoding, held.attempts, held.at);
+        self.batch.set_seq(held.seq);
+        if let Some((chain, page)) = held.cursor_page {
             self.batch.expect_cursor_in(chain, page);
         }
     }

@@ -12,7 +12,8 @@
 //! URL's `user:password@` (sent as basic auth) only on the work item's own origin. Not
 //! supported here: continuous mode. On a stop, work not yet sent and retries are cancelled at
 //! once, but an attempt already in ureq's hands runs to its end (at most `request_timeout`):
-//! `shutdown_timeout` is the mio loop's.
+//! `shutdown_timeout` is the mio loop's. With source order (time windows) it fetches with one
+//! worker, one URL at a time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -57,7 +58,20 @@ pub fn run(
         feed = feed.with_since(&since);
     }
     let stats = Mutex::new(FetchStats::default());
-    let workers = cfg.connections_per_host.max(1);
+    // Source order (time windows) from a pool of threads would need their bodies put back in
+    // order; one worker fetches in list order instead (the mio engine holds bodies for it).
+    let workers = match chans.source_order {
+        true => {
+            if cfg.connections_per_host > 1 {
+                tracing::info!(
+                    "time windows need source order: the blocking engine fetches one URL at a \
+                     time (fetch.engine = \"mio\" keeps many requests in flight, in order)"
+                );
+            }
+            1
+        }
+        false => cfg.connections_per_host.max(1),
+    };
     let (work_tx, work_rx) = bounded::<(WorkItem, Instant)>(workers);
     let registry = Arc::clone(&chans.registry);
     registry.set_state(chans.thread, ThreadState::Working);

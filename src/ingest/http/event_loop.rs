@@ -14,6 +14,7 @@ use mio::{Events, Poll, Token, Waker};
 
 use super::batching::Batcher;
 use super::conn::{ConnFailure, Connected, Received, Response};
+use super::order::InOrder;
 use super::paginate::Pagination;
 use super::pool::Pool;
 use super::resolve::Resolver;
@@ -119,6 +120,7 @@ pub fn run(
         schedule: Schedule::new(feed),
         pages: Pagination::new(chans.cursors.take()),
         batcher: Batcher::new(parse_threads),
+        order: chans.source_order.then(InOrder::default),
         chans,
         stop,
         report: IngestReport::default(),
@@ -156,6 +158,8 @@ pub(super) struct Fetcher {
     pub(super) pages: Pagination,
     /// The batch being filled.
     pub(super) batcher: Batcher,
+    /// Source order (time windows): bodies held until the items before them have ended.
+    pub(super) order: Option<InOrder>,
     passes: Passes,
     last_publish: Instant,
 }
@@ -179,6 +183,7 @@ impl Fetcher {
             self.admit();
             self.take_cursors();
             self.dispatch();
+            self.release_held(false)?;
             if self.schedule.feed_done
                 && self.schedule.in_flight == 0
                 && self.pages.awaiting == 0
@@ -211,6 +216,7 @@ impl Fetcher {
                     // (Shipping any batch here as soon as a parse thread waited, or the writer
                     // for the short path, was tried: more, smaller batches and a higher p99
                     // handoff; CHANGELOG.md, measurement history, latency steps 4 and 5.)
+                    self.release_held(false)?;
                     self.ship_if_full()?;
                 }
             }
@@ -227,6 +233,9 @@ impl Fetcher {
             }
             self.ship_or_hold(now, events.is_empty())?;
         }
+        // Every item has ended, so nothing is held; were anything left, it would go now,
+        // still in order, rather than be lost.
+        self.release_held(true)?;
         self.ship()?;
         Ok(())
     }
@@ -426,21 +435,32 @@ impl Fetcher {
         if let ((200..300), Err(unknown)) = (status, &encoding) {
             // Not retried: the server would answer the same way again.
             let detail = format!("unsupported Content-Encoding `{unknown}`");
-            self.finish_failed(&req.url, "content encoding", &detail, attempts);
+            self.finish_failed(req.order, &req.url, "content encoding", &detail, attempts);
         } else if (200..300).contains(&status) {
             let cursor_page = self.pages.park(&mut req, &self.pool);
             let conn = self.pool.conns[slot].as_mut().expect("caller checked");
             let encoding = encoding.unwrap_or_default();
-            let live = &self.chans.live;
-            self.batcher
-                .push_body(&req, &conn.body, encoding, cursor_page, now, live);
+            match self.order.as_mut().filter(|o| o.must_hold(req.order)) {
+                Some(o) => o.hold(req.order, &req, &conn.body, encoding, cursor_page, now),
+                None => {
+                    let live = &self.chans.live;
+                    self.batcher
+                        .push_body(&req, &conn.body, encoding, cursor_page, now, live);
+                }
+            }
             self.report.stats.delivered += 1;
             self.report.stats.body_bytes += conn.body.len() as u64;
             self.schedule.in_flight -= 1;
+            let mut continues = cursor_page.is_some();
             if self.cfg.follow_link_next {
                 if let Some(next) = conn.decoder.link_next().map(str::to_string) {
-                    self.follow_next(&mut req, &next);
+                    continues |= self.follow_next(&mut req, &next);
                 }
+            }
+            if !continues {
+                // The last page of its work item (with a cursor, the parse threads' reply
+                // decides: `take_cursors`).
+                self.end_item(req.order);
             }
             // Its text is in the batch now: the string can carry the next template URL.
             self.schedule.spare_url(req.url);
@@ -456,7 +476,7 @@ impl Fetcher {
                 let location = conn.decoder.location().map(str::to_string);
                 self.redirect(req, status, location, attempts);
             } else {
-                self.finish_failed(&req.url, &class, &detail, attempts);
+                self.finish_failed(req.order, &req.url, &class, &detail, attempts);
             }
         }
         self.pool.reuse(slot, keep);

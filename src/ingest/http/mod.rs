@@ -35,13 +35,16 @@
 //! - `paginate`: next pages (`Link: rel="next"`, cursors) and redirects, and the chains of
 //!   pages (a page seen twice in one chain stops it);
 //! - `credentials`: which headers a request carries (none away from its URL's origin);
-//! - `batching`: the batch being filled, and when and how it ships.
+//! - `batching`: the batch being filled, and when and how it ships;
+//! - `order`: source order (time windows): bodies held until the work items before them have
+//!   ended, so they go downstream in the order of the URL list.
 
 mod batching;
 pub mod blocking;
 mod conn;
 mod credentials;
 mod event_loop;
+mod order;
 mod paginate;
 mod pool;
 pub mod protocol;

@@ -42,8 +42,21 @@ pub(super) struct Pagination {
 /// A cursor page's chain, origin and credentials while the parse threads read its cursor.
 struct Parked {
     chain: Box<Chain>,
+    /// The work item's admission number (source order).
+    order: u64,
     origin: usize,
     auth: Option<Arc<str>>,
+}
+
+/// What a next page takes over from the page before it.
+struct NextPage {
+    /// Its number in the chain (0 is the source URL's page).
+    page: u32,
+    /// The work item's admission number (source order).
+    order: u64,
+    origin: usize,
+    auth: Option<Arc<str>>,
+    chain: Box<Chain>,
 }
 
 /// The pages one chain has requested, as hashes of their URLs (8 bytes a page: the default
@@ -97,6 +110,7 @@ impl Pagination {
         self.next_chain += 1;
         let parked = Parked {
             chain,
+            order: req.order,
             origin: req.origin,
             auth: req.auth.clone(),
         };
@@ -120,7 +134,7 @@ impl Fetcher {
         let class = "redirect";
         let Some(location) = location else {
             let detail = format!("HTTP status {status} without a Location header");
-            return self.finish_failed(&req.url, class, &detail, attempts);
+            return self.finish_failed(req.order, &req.url, class, &detail, attempts);
         };
         // The target as messages show it: a server may put credentials in it.
         let shown = url::redact(&location);
@@ -129,27 +143,33 @@ impl Fetcher {
                 "more than {} redirects (last to {shown})",
                 self.cfg.max_redirects
             );
-            return self.finish_failed(&req.url, class, &detail, attempts);
+            return self.finish_failed(req.order, &req.url, class, &detail, attempts);
         }
         let here = &self.pool.hosts[req.host];
         let target = match resolve_reference(here, &req, &location) {
             Ok(t) => t,
             Err(why) => {
                 let detail = format!("redirect to `{shown}` cannot be followed: {why}");
-                return self.finish_failed(&req.url, class, &detail, attempts);
+                return self.finish_failed(req.order, &req.url, class, &detail, attempts);
             }
         };
         if !same_origin(here, &target) && !self.cfg.redirect_other_hosts {
             let detail = format!(
                 "redirect to another host refused ({shown}); set fetch.redirect_other_hosts"
             );
-            return self.finish_failed(&req.url, class, &detail, attempts);
+            return self.finish_failed(req.order, &req.url, class, &detail, attempts);
         }
         // A page that redirects back to a page of its chain closes a cycle too.
         if let Some(chain) = req.chain.as_mut() {
             if !chain.first_visit(&target.host, target.port, target.tls, &target.path) {
                 let detail = cycle(req.page, &target.to_string());
-                return self.finish_failed(&req.url, "pagination cycle", &detail, attempts);
+                return self.finish_failed(
+                    req.order,
+                    &req.url,
+                    "pagination cycle",
+                    &detail,
+                    attempts,
+                );
             }
         }
         req.redirects += 1;
@@ -164,11 +184,12 @@ impl Fetcher {
     /// Pagination: a delivered page whose `Link` header has `rel="next"` adds the next page as
     /// a new work item (same host unless `redirect_other_hosts`; at most `max_link_pages` pages
     /// from one source URL; never a page its chain has requested before). A next link that
-    /// cannot be followed is logged, and the pages so far stand.
-    pub(super) fn follow_next(&mut self, req: &mut Request, next: &str) {
+    /// cannot be followed is logged, and the pages so far stand. Returns whether a next page
+    /// was added (or failed as a cycle, which ends the chain): when not, the chain ended here.
+    pub(super) fn follow_next(&mut self, req: &mut Request, next: &str) -> bool {
         if req.page + 1 >= self.cfg.max_link_pages {
             tracing::warn!(url = %req.url, pages = req.page + 1, "pagination stopped at fetch.max_link_pages");
-            return;
+            return false;
         }
         let h = &self.pool.hosts[req.host];
         let target = match resolve_reference(h, req, next) {
@@ -176,46 +197,46 @@ impl Fetcher {
             Err(why) => {
                 let next = url::redact(next);
                 tracing::warn!(url = %req.url, %next, %why, "next-page link cannot be followed");
-                return;
+                return false;
             }
         };
         if !same_origin(h, &target) && !self.cfg.redirect_other_hosts {
             let next = url::redact(next);
             tracing::warn!(url = %req.url, %next, "next-page link to another host not followed");
-            return;
+            return false;
         }
         let chain = req
             .chain
             .take()
             .unwrap_or_else(|| Chain::starting(req, &self.pool));
         let (origin, auth) = (req.origin, req.auth.clone());
-        self.next_page(
-            target.to_string(),
-            target,
-            req.page + 1,
+        let next = NextPage {
+            page: req.page + 1,
+            order: req.order,
             origin,
             auth,
             chain,
-        );
+        };
+        self.next_page(target.to_string(), target, next);
+        true
     }
 
     /// Adds a next page (found by `Link` or by cursor) as a new work item, unless its chain has
     /// requested it before: then the chain ends there, and the page is a failed request that
     /// says so. Pages are not tracked by the resume journal (a journal cannot be combined with
     /// pagination).
-    fn next_page(
-        &mut self,
-        url: String,
-        target: HttpUrl,
-        page: u32,
-        origin: usize,
-        auth: Option<Arc<str>>,
-        mut chain: Box<Chain>,
-    ) {
+    fn next_page(&mut self, url: String, target: HttpUrl, next: NextPage) {
+        let NextPage {
+            page,
+            order,
+            origin,
+            auth,
+            mut chain,
+        } = next;
         self.schedule.in_flight += 1;
         self.report.stats.requests += 1;
         if !chain.first_visit(&target.host, target.port, target.tls, &target.path) {
-            return self.finish_failed(&url, "pagination cycle", &cycle(page, &url), 0);
+            return self.finish_failed(order, &url, "pagination cycle", &cycle(page, &url), 0);
         }
         let host = self
             .pool
@@ -223,6 +244,7 @@ impl Fetcher {
         self.pool.hosts[host].queue.push_back(Request {
             url,
             seq: crate::batch::NO_SEQ,
+            order,
             path: RequestPath::Own(target.path),
             host,
             failures: 0,
@@ -261,38 +283,49 @@ impl Fetcher {
         }
         for reply in next {
             // The chain ends here unless a next page follows.
-            let parked = self.pages.parked.remove(&reply.chain);
-            let (Some(cursor), Some(parked)) = (reply.cursor, parked) else {
+            let Some(parked) = self.pages.parked.remove(&reply.chain) else {
                 continue;
             };
-            if self.stop.load(Ordering::Relaxed) {
-                continue;
+            let order = parked.order;
+            if !self.next_cursor_page(reply, parked) {
+                self.end_item(order);
             }
-            if reply.page + 1 >= self.cfg.max_link_pages {
-                tracing::warn!(url = %reply.url, pages = reply.page + 1, "pagination stopped at fetch.max_link_pages");
-                continue;
-            }
-            // The page's URL as shown (its password redacted): the credentials travel with
-            // the chain, not in the URL.
-            let url = crate::ingest::source::with_query_param(
-                &reply.url,
-                &self.cfg.cursor_param,
-                &cursor,
-            );
-            let target = match UrlParts::split(&url) {
-                Ok(u) => u.into_owned(),
-                Err(why) => {
-                    tracing::warn!(url, %why, "next page cannot be requested");
-                    continue;
-                }
-            };
-            let Parked {
-                chain,
-                origin,
-                auth,
-            } = parked;
-            self.next_page(url, target, reply.page + 1, origin, auth, chain);
         }
+    }
+
+    /// The next page a cursor reply names, when there is one and it may be requested. Returns
+    /// whether one was added (or failed as a cycle, which ends the chain).
+    fn next_cursor_page(&mut self, reply: crate::batch::CursorReply, parked: Parked) -> bool {
+        let Some(cursor) = reply.cursor else {
+            return false;
+        };
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        if reply.page + 1 >= self.cfg.max_link_pages {
+            tracing::warn!(url = %reply.url, pages = reply.page + 1, "pagination stopped at fetch.max_link_pages");
+            return false;
+        }
+        // The page's URL as shown (its password redacted): the credentials travel with the
+        // chain, not in the URL.
+        let url =
+            crate::ingest::source::with_query_param(&reply.url, &self.cfg.cursor_param, &cursor);
+        let target = match UrlParts::split(&url) {
+            Ok(u) => u.into_owned(),
+            Err(why) => {
+                tracing::warn!(url, %why, "next page cannot be requested");
+                return false;
+            }
+        };
+        let next = NextPage {
+            page: reply.page + 1,
+            order: parked.order,
+            origin: parked.origin,
+            auth: parked.auth,
+            chain: parked.chain,
+        };
+        self.next_page(url, target, next);
+        true
     }
 }
 

@@ -32,6 +32,9 @@ pub(super) struct Request {
     pub(super) url: String,
     /// The work item's position in the source (its next pages carry the same one).
     pub(super) seq: u64,
+    /// The work item's admission number, for source order ([`InOrder`](super::order::InOrder));
+    /// its next pages carry the same one. 0 when source order is off.
+    pub(super) order: u64,
     /// What the request line asks for: see [`Request::path`].
     pub(super) path: RequestPath,
     pub(super) host: usize,
@@ -82,6 +85,26 @@ impl RequestPath {
 }
 
 impl Request {
+    /// A request for `url` as admission makes one, for unit tests.
+    #[cfg(test)]
+    pub(super) fn for_test(url: &str) -> Request {
+        Request {
+            url: url.to_string(),
+            seq: 0,
+            order: 0,
+            path: RequestPath::Own("/".into()),
+            host: 0,
+            failures: 0,
+            stale_resends: 0,
+            admitted_at: Instant::now(),
+            redirects: 0,
+            page: 0,
+            origin: 0,
+            auth: None,
+            chain: None,
+        }
+    }
+
     /// The path and query the request line asks for, starting with `/`.
     pub(super) fn path(&self) -> &str {
         match &self.path {
@@ -250,12 +273,17 @@ impl Fetcher {
         self.report.stats.cancelled += 1;
         self.report.interrupted = true;
         self.schedule.in_flight -= 1;
+        self.end_item(req.order);
         self.schedule.spare_url(req.url);
     }
 
     /// Takes work items from the source while the in-flight bound allows.
     pub(super) fn admit(&mut self) {
-        while !self.schedule.feed_done && self.schedule.in_flight < self.cfg.max_in_flight {
+        // Bodies held for source order count as in flight: they hold memory the same way.
+        let held = |f: &Fetcher| f.order.as_ref().map_or(0, |o| o.held());
+        while !self.schedule.feed_done
+            && self.schedule.in_flight + held(self) < self.cfg.max_in_flight
+        {
             let s = &mut self.schedule;
             let item = match s.feed.next_reusing(&mut s.spare_urls) {
                 Next::Item(item) => item,
@@ -278,6 +306,7 @@ impl Fetcher {
             }
             self.schedule.in_flight += 1;
             self.report.stats.requests += 1;
+            let order = self.order.as_mut().map_or(0, |o| o.admit());
             // From here on the URL is shown (logs, dead letters, summary) without its password.
             let (url, auth) = crate::ingest::url::take_userinfo(item.url);
             match UrlParts::split(&url) {
@@ -287,6 +316,7 @@ impl Fetcher {
                     self.pool.hosts[host].queue.push_back(Request {
                         url,
                         seq: item.seq,
+                        order,
                         path,
                         host,
                         failures: 0,
@@ -302,7 +332,7 @@ impl Fetcher {
                 Err(why) => {
                     let url = crate::ingest::url::redact(&url);
                     let detail = format!("invalid URL `{url}`: {why}");
-                    self.finish_failed(&url, "invalid url", &detail, 0);
+                    self.finish_failed(order, &url, "invalid url", &detail, 0);
                 }
             }
         }
@@ -323,7 +353,8 @@ impl Fetcher {
                 Ok(false) => continue,
                 Err(why) => {
                     while let Some(req) = self.pool.hosts[h].queue.pop_front() {
-                        self.finish_failed(&req.url, "resolve", &why, req.failures + 1);
+                        let (order, attempts) = (req.order, req.failures + 1);
+                        self.finish_failed(order, &req.url, "resolve", &why, attempts);
                     }
                     continue;
                 }
@@ -400,7 +431,7 @@ impl Fetcher {
             }
             Some(ConnFailure::Fatal { class, detail }) => {
                 let attempts = req.failures + 1;
-                self.finish_failed(&req.url, class, &detail, attempts);
+                self.finish_failed(req.order, &req.url, class, &detail, attempts);
             }
             None => {
                 self.retry_or_fail(req, "closed", "connection closed".into(), None);
@@ -440,6 +471,7 @@ impl Fetcher {
         } else {
             let n = req.failures;
             self.finish_failed(
+                req.order,
                 &req.url,
                 class,
                 &format!("{detail} (after {n} attempts)"),
@@ -488,12 +520,21 @@ impl Fetcher {
 
     /// Records a work item's final failure; it travels downstream in the batch so the writer can
     /// log it next to dead-lettered records.
-    pub(super) fn finish_failed(&mut self, url: &str, class: &str, detail: &str, attempts: u32) {
+    /// Ends its work item (`order`, for source order): a failure has no next page.
+    pub(super) fn finish_failed(
+        &mut self,
+        order: u64,
+        url: &str,
+        class: &str,
+        detail: &str,
+        attempts: u32,
+    ) {
         self.report.stats.fail(class, url, detail);
         self.schedule.in_flight -= 1;
         let now = Instant::now();
         self.batcher
             .push_failure(url, detail, attempts, now, &self.chans.live);
+        self.end_item(order);
     }
 }
 
@@ -550,17 +591,8 @@ mod tests {
         let path = RequestPath::of(&url, parts.path);
         let req = Request {
             url,
-            seq: 0,
             path,
-            host: 0,
-            failures: 0,
-            stale_resends: 0,
-            admitted_at: Instant::now(),
-            redirects: 0,
-            page: 0,
-            origin: 0,
-            auth: None,
-            chain: None,
+            ..Request::for_test("")
         };
         // The URL moved into the request: the range still names its path.
         assert_eq!(req.path(), "/a/b?c");
