@@ -34,6 +34,8 @@ pub enum Role {
     Compute(usize),
     /// The Parquet writer.
     Writer,
+    /// Window thread `n` (`window.threads` > 1): the windows of its share of the keys.
+    Window(usize),
 }
 
 impl std::fmt::Display for Role {
@@ -43,6 +45,7 @@ impl std::fmt::Display for Role {
             Role::Parse(n) => write!(f, "parse-{n}"),
             Role::Compute(n) => write!(f, "compute-{n}"),
             Role::Writer => write!(f, "writer"),
+            Role::Window(n) => write!(f, "window-{n}"),
         }
     }
 }
@@ -84,16 +87,55 @@ impl ThreadPlan {
     /// made the window benchmark's file run about 20 % faster (docs/performance.md, "Time
     /// windows"). With Parquet to encode it is not worth its memory (the File → Parquet
     /// comparison: the same speed, 3.5 MiB more).
-    pub fn for_run(cfg: &ThreadConfig, windowed: bool) -> ThreadPlan {
-        let plan = ThreadPlan::for_this_machine(cfg);
+    ///
+    /// With `window_threads` > 1 the plan adds that many window threads (`Role::Window`), on
+    /// the parse and compute threads' cores in turn: they share those cores, as the work
+    /// moves from parsing to aggregating.
+    pub fn for_run(cfg: &ThreadConfig, windowed: bool, window_threads: usize) -> ThreadPlan {
+        let mut plan = ThreadPlan::for_this_machine(cfg);
         if windowed && cfg.parse.is_none() && plan.cores == 2 {
             let both = ThreadConfig {
                 parse: Some(2),
                 ..cfg.clone()
             };
-            return ThreadPlan::for_this_machine(&both);
+            plan = ThreadPlan::for_this_machine(&both);
+        }
+        if windowed && window_threads > 1 {
+            plan.add_window_threads(window_threads, cfg);
         }
         plan
+    }
+
+    /// Adds `n` window threads on the workers' cores (see [`ThreadPlan::for_run`]).
+    fn add_window_threads(&mut self, n: usize, cfg: &ThreadConfig) {
+        // The cores as `derive` assigned them, pinned or not.
+        let mut assigned = ThreadPlan::for_this_machine(&ThreadConfig {
+            pin: true,
+            pin_shared: true,
+            parse: Some(self.parse_threads()),
+            compute: Some(self.compute_threads()),
+            ..cfg.clone()
+        });
+        let workers: Vec<usize> = assigned
+            .threads
+            .iter()
+            .filter(|t| matches!(t.0, Role::Parse(_) | Role::Compute(_)))
+            .filter_map(|t| t.1)
+            .collect();
+        for i in 0..n {
+            let core = workers.get(i % workers.len().max(1)).copied();
+            assigned.threads.push((Role::Window(i), core));
+        }
+        let mut used: Vec<usize> = assigned.threads.iter().filter_map(|t| t.1).collect();
+        used.sort_unstable();
+        used.dedup();
+        self.partial = cfg.pin && used.len() < assigned.threads.len();
+        if !cfg.pin || (self.partial && !cfg.pin_shared) {
+            for t in &mut assigned.threads {
+                t.1 = None;
+            }
+        }
+        self.threads = assigned.threads;
     }
 
     /// The plan for a given core list (exposed for tests and for `--cpus`).
@@ -261,7 +303,7 @@ mod tests {
                 parse,
                 ..ThreadConfig::default()
             };
-            ThreadPlan::for_run(&cfg, windowed).parse_threads()
+            ThreadPlan::for_run(&cfg, windowed, 1).parse_threads()
         };
         assert_eq!(on(&[0, 1], None, false), 1);
         assert_eq!(on(&[0, 1], None, true), 2);
@@ -271,6 +313,33 @@ mod tests {
             on(&[0, 1, 2, 3], None, true),
             on(&[0, 1, 2, 3], None, false)
         );
+    }
+
+    #[test]
+    fn window_threads_go_on_the_workers_cores_in_turn() {
+        let cfg = |pin_shared| ThreadConfig {
+            cpus: Some((0..8).collect()),
+            pin_shared,
+            ..ThreadConfig::default()
+        };
+        let plan = ThreadPlan::for_run(&cfg(true), true, 3);
+        let window: Vec<_> = plan
+            .threads
+            .iter()
+            .filter(|t| matches!(t.0, Role::Window(_)))
+            .collect();
+        assert_eq!(window.len(), 3);
+        // 8 cores: fetch 0, writer 1, workers 2..8 (parse 2..7, compute 7).
+        assert_eq!(plan.core_of(Role::Window(0)), Some(2));
+        assert_eq!(plan.core_of(Role::Window(2)), Some(4));
+        assert!(plan.partial, "window threads share the workers' cores");
+        assert_eq!(plan.core_of(Role::Fetch), Some(0));
+        // Not asked to share cores: nothing is pinned, as for any plan with more threads.
+        let plan = ThreadPlan::for_run(&cfg(false), true, 3);
+        assert!(plan.threads.iter().all(|t| t.1.is_none()));
+        // One window thread is the writer's: no thread added.
+        let plan = ThreadPlan::for_run(&cfg(true), true, 1);
+        assert!(!plan.threads.iter().any(|t| matches!(t.0, Role::Window(_))));
     }
 
     #[test]

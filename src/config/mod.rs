@@ -513,6 +513,9 @@ pub struct WindowConfig {
     pub max_open: usize,
     /// Past `max_open`: `close-oldest` or `dead-letter`.
     pub overflow: String,
+    /// Threads holding the windows: 1 runs them on the writer's thread; more spread the keys
+    /// over that many window threads by hash.
+    pub threads: usize,
     /// Field -> aggregates (`count`, `sum`, `mean`, `var`, `min`, `max`, `pNN`, `first`,
     /// `last`). Columns follow the field names' order (a TOML table has no other), each field's
     /// aggregates in the order given.
@@ -531,6 +534,7 @@ impl Default for WindowConfig {
             idle: None,
             max_open: 1_000_000,
             overflow: "close-oldest".into(),
+            threads: 1,
             aggregates: std::collections::BTreeMap::new(),
         }
     }

@@ -1235,6 +1235,21 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "window.threads",
+        kind: Kind::Count,
+        flag: Flag::Shared("--window-threads"),
+        value_name: "N",
+        help: "Threads holding the windows, keys spread over them by hash [default: 1: the writer's]",
+        doc: "Threads that hold the windows. 1 (the default) runs them on the writer's thread; \
+         more spread the keys over that many window threads by a hash of their values, each \
+         thread pinned like a compute thread, for runs whose aggregates (many percentiles, many \
+         keys) are more than one core's work. The rows and late records are those of one thread, \
+         but `max_open` is split evenly over the threads, and a resumed run needs the same \
+         count. Needs `window.by`.",
+        check: Check::Custom(rule::window_threads),
+        ..BLANK
+    },
+    OptionSpec {
         key: "window.aggregates",
         kind: Kind::AggregateTable,
         flag: Flag::Shared("--window-agg"),

@@ -310,6 +310,7 @@ fn everything_set() -> Config {
             idle: Some(Duration::from_secs(30)),
             max_open: 5000,
             overflow: "dead-letter".into(),
+            threads: 2,
             aggregates: [
                 ("status".to_string(), vec!["count".into(), "p99".into()]),
                 ("id".to_string(), vec!["sum".into()]),

@@ -57,9 +57,9 @@ fn duration(us: i64) -> String {
 impl WindowStage {
     /// What a checkpoint saves (see [`encode`]): the rows' schema and the operator's snapshot;
     /// empty before the operator is made (no rows yet: a resumed run starts afresh).
-    pub(crate) fn state(&self) -> Result<Vec<u8>> {
-        match (&self.operator, &self.input) {
-            (Some(op), Some(input)) => encode(input, &op.snapshot()),
+    pub(crate) fn state(&mut self) -> Result<Vec<u8>> {
+        match (self.snapshot()?, &self.input) {
+            (Some(snapshot), Some(input)) => encode(input, &snapshot),
             _ => Ok(Vec::new()),
         }
     }
@@ -81,7 +81,7 @@ impl WindowStage {
         })?;
         saved.bytes.drain(..at);
         self.restore = Some(saved);
-        self.operator_for(&input)?;
+        self.engine_for(&input)?;
         Ok(())
     }
 }

@@ -18,7 +18,8 @@ use arrow_schema::SchemaRef;
 use crate::batch::{RecordsBatch, SourceOrder};
 use crate::error::{Error, Result};
 use crate::metrics::live::Registry;
-use crate::window::{PartitionId, WindowOperator, WindowOutput, WindowSpec};
+use crate::window::sharded::{ShardLink, ShardedWindows};
+use crate::window::{PartitionId, WindowGauges, WindowOperator, WindowOutput, WindowSpec};
 
 /// Batches back in source order: each is released once every batch numbered before it has
 /// been released (or is known never to come, [`Reorder::skip`]).
@@ -75,28 +76,46 @@ impl Reorder {
     }
 }
 
-/// The window stage the writer owns: the reorder buffer, the operator and its counts.
+/// The window engine: one operator on the writer's thread, or a router over window threads
+/// (`window.threads` > 1, [`ShardedWindows`]).
+pub(crate) enum Engine {
+    One(WindowOperator, WindowOutput),
+    Sharded(ShardedWindows),
+}
+
+impl Engine {
+    fn gauges(&self) -> WindowGauges {
+        match self {
+            Engine::One(op, _) => op.gauges(),
+            Engine::Sharded(s) => s.gauges(),
+        }
+    }
+}
+
+/// The window stage the writer owns: the reorder buffer, the engine and its counts.
 ///
-/// The operator is made from the first rows' schema (the layout's, or the inferred one), or
+/// The engine is made from the first rows' schema (the layout's, or the inferred one), or
 /// restored from a snapshot when [`WindowStage::restore`] is set (a resumed run: the journal's
-/// checkpoint saved [`WindowOperator::snapshot`] of [`WindowStage::operator`]).
+/// checkpoint saved [`WindowStage::snapshot`]).
 pub(crate) struct WindowStage {
     spec: Arc<WindowSpec>,
-    /// The operator, once the rows' schema is known.
-    pub(crate) operator: Option<WindowOperator>,
-    /// The state to restore the operator from instead of starting empty (set before the first
-    /// batch by a resumed run; an empty one: no operator had been made, start afresh).
+    /// The engine, once the rows' schema is known.
+    pub(crate) engine: Option<Engine>,
+    /// The channels to the window threads, until the engine takes them (none: one operator
+    /// on this thread).
+    links: Vec<ShardLink>,
+    /// The state to restore the engine from instead of starting empty (set before the first
+    /// batch by a resumed run; an empty one: no engine had been made, start afresh).
     pub(crate) restore: Option<crate::journal::SavedState>,
-    /// The schema of the rows the operator was made for (a checkpoint saves it with the state,
-    /// so that a resumed run restores the operator before any row comes).
+    /// The schema of the rows the engine was made for (a checkpoint saves it with the state,
+    /// so that a resumed run restores the engine before any row comes).
     pub(crate) input: Option<SchemaRef>,
-    out: Option<WindowOutput>,
     pub(crate) reorder: Reorder,
-    /// Records the operator took into windows (not rejected).
+    /// Records the engine took into windows (not rejected).
     pub(crate) records_windowed: u64,
     /// Window rows written.
     pub(crate) rows_emitted: u64,
-    /// Records the operator rejected (dead-lettered), by reason class.
+    /// Records the engine rejected (dead-lettered), by reason class.
     pub(crate) rejected_by_class: BTreeMap<String, u64>,
 }
 
@@ -109,13 +128,14 @@ pub(crate) struct Emitted {
 }
 
 impl WindowStage {
-    pub(crate) fn new(spec: Arc<WindowSpec>) -> WindowStage {
+    /// The stage for `spec`; with `links`, its keys are spread over those window threads.
+    pub(crate) fn new(spec: Arc<WindowSpec>, links: Vec<ShardLink>) -> WindowStage {
         WindowStage {
             spec,
-            operator: None,
+            engine: None,
+            links,
             restore: None,
             input: None,
-            out: None,
             reorder: Reorder::default(),
             records_windowed: 0,
             rows_emitted: 0,
@@ -123,37 +143,53 @@ impl WindowStage {
         }
     }
 
-    /// The operator for rows of `schema`, made (or restored) at the first rows. A spec that
+    /// The engine for rows of `schema`, made (or restored) at the first rows. A spec that
     /// does not fit the rows (a key or field the records do not have, a column of the wrong
     /// type) is a configuration error naming the key.
-    pub(crate) fn operator_for(&mut self, schema: &SchemaRef) -> Result<&mut WindowOperator> {
-        if self.operator.is_none() {
+    pub(crate) fn engine_for(&mut self, schema: &SchemaRef) -> Result<&mut Engine> {
+        if self.engine.is_none() {
             let spec = Arc::clone(&self.spec);
-            let made = match self.restore.take() {
-                Some(saved) if !saved.bytes.is_empty() => {
-                    WindowOperator::restore(spec, schema, &saved.bytes).map_err(|e| {
-                        Error::Journal {
-                            path: saved.path.clone(),
-                            line: None,
-                            why: format!(
-                                "the window state committed by line {} of the journal cannot \
-                                 be restored: {e}; to start afresh, move the journal, the \
-                                 state file and the files of this output aside",
-                                saved.line
-                            ),
-                        }
+            let saved = self.restore.take().filter(|s| !s.bytes.is_empty());
+            let bytes = saved.as_ref().map(|s| s.bytes.as_slice());
+            let made = match std::mem::take(&mut self.links) {
+                links if links.is_empty() => match bytes {
+                    Some(b) if crate::window::sharded::is_sharded_state(b) => Err(Error::Stage {
+                        stage: "window state".into(),
+                        why: "saved by a run with several window threads (window.threads); \
+                              run with the same count to resume"
+                            .into(),
+                    }),
+                    Some(b) => WindowOperator::restore(spec, schema, b),
+                    None => WindowOperator::new(spec, schema),
+                }
+                .map(|op| {
+                    let out = op.new_output();
+                    Engine::One(op, out)
+                }),
+                links => ShardedWindows::new(spec, schema, links, bytes).map(Engine::Sharded),
+            };
+            let engine = match (made, &saved) {
+                (Ok(e), _) => e,
+                (Err(e), Some(saved)) => {
+                    return Err(Error::Journal {
+                        path: saved.path.clone(),
+                        line: None,
+                        why: format!(
+                            "the window state committed by line {} of the journal cannot \
+                             be restored: {e}; to start afresh, move the journal, the \
+                             state file and the files of this output aside",
+                            saved.line
+                        ),
                     })
                 }
-                _ => WindowOperator::new(spec, schema),
+                // A spec that does not fit the rows is a configuration error naming the key
+                // and the rows' columns: the engine's message.
+                (Err(e), None) => return Err(e),
             };
-            // (A spec that does not fit the rows is a configuration error naming the key and
-            // the rows' columns: the engine's message.)
-            let op = made?;
-            self.out = Some(WindowOutput::new(op.output_schema()));
-            self.operator = Some(op);
+            self.engine = Some(engine);
             self.input = Some(Arc::clone(schema));
         }
-        Ok(self.operator.as_mut().expect("just made"))
+        Ok(self.engine.as_mut().expect("just made"))
     }
 
     /// Feeds a batch's rows, in source order, and marks its partition ended if it is.
@@ -165,12 +201,17 @@ impl WindowStage {
     ) -> Result<Emitted> {
         let partition = PartitionId(source.partition);
         let mut rejected = Vec::new();
+        let mut emitted = Vec::new();
         if let Some(rows) = rows.filter(|r| r.num_rows() > 0) {
-            self.operator_for(&rows.schema())?;
-            let (op, out) = self.parts();
-            op.push(partition, rows, now, out);
-            rejected = out
-                .take_rejected()
+            let (out_rows, out_rejected) = match self.engine_for(&rows.schema())? {
+                Engine::One(op, out) => {
+                    op.push(partition, rows, now, out);
+                    (take_rows(out), out.take_rejected())
+                }
+                Engine::Sharded(s) => s.push(partition, rows, now)?,
+            };
+            emitted.extend(out_rows);
+            rejected = out_rejected
                 .into_iter()
                 .map(|r| (r.row, r.reason))
                 .collect();
@@ -179,42 +220,75 @@ impl WindowStage {
             }
             self.records_windowed += (rows.num_rows() - rejected.len()) as u64;
         }
-        if source.partition_ended && self.operator.is_some() {
-            let (op, out) = self.parts();
-            op.partition_ended(partition, out);
+        if source.partition_ended {
+            let ended = match &mut self.engine {
+                Some(Engine::One(op, out)) => {
+                    op.partition_ended(partition, out);
+                    take_rows(out)
+                }
+                Some(Engine::Sharded(s)) => s.partition_ended(partition)?,
+                None => None,
+            };
+            emitted.extend(ended);
         }
         Ok(Emitted {
-            rows: self.take_rows(),
+            rows: self.concat(emitted)?,
             rejected,
         })
     }
 
     /// The processing-time step (`window.idle`).
-    pub(crate) fn tick(&mut self, now: Instant) -> Option<RecordBatch> {
-        self.operator.as_ref()?;
-        let (op, out) = self.parts();
-        op.tick(now, out);
-        self.take_rows()
+    pub(crate) fn tick(&mut self, now: Instant) -> Result<Option<RecordBatch>> {
+        match &mut self.engine {
+            Some(Engine::One(op, out)) => {
+                op.tick(now, out);
+                Ok(take_rows(out))
+            }
+            Some(Engine::Sharded(s)) => s.tick(now),
+            None => Ok(None),
+        }
     }
 
     /// End of input, or a stop: every open window.
-    pub(crate) fn flush(&mut self) -> Option<RecordBatch> {
-        self.operator.as_ref()?;
-        let (op, out) = self.parts();
-        op.flush(out);
-        self.take_rows()
+    pub(crate) fn flush(&mut self) -> Result<Option<RecordBatch>> {
+        match &mut self.engine {
+            Some(Engine::One(op, out)) => {
+                op.flush(out);
+                Ok(take_rows(out))
+            }
+            Some(Engine::Sharded(s)) => s.flush(),
+            None => Ok(None),
+        }
     }
 
-    /// When the operator must be ticked even without a batch.
+    /// When the engine must be ticked even without a batch.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.operator.as_ref()?.next_deadline()
+        match self.engine.as_ref()? {
+            Engine::One(op, _) => op.next_deadline(),
+            Engine::Sharded(s) => s.next_deadline(),
+        }
     }
 
-    /// Publishes the operator's gauges to the live metrics.
+    /// Windows open now (for the log of a stopped run).
+    pub(crate) fn open(&self) -> Option<u64> {
+        self.engine.as_ref().map(|e| e.gauges().open)
+    }
+
+    /// The engine's state as bytes: [`WindowOperator::snapshot`], or
+    /// [`ShardedWindows::snapshot`]; `None` before the engine is made.
+    pub(crate) fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(match &mut self.engine {
+            Some(Engine::One(op, _)) => Some(op.snapshot()),
+            Some(Engine::Sharded(s)) => Some(s.snapshot()?),
+            None => None,
+        })
+    }
+
+    /// Publishes the engine's gauges to the live metrics.
     pub(crate) fn publish(&self, registry: &Registry) {
         use std::sync::atomic::Ordering::Relaxed;
-        let Some(op) = &self.operator else { return };
-        let g = op.gauges();
+        let Some(engine) = &self.engine else { return };
+        let g = engine.gauges();
         let m = &registry.window;
         m.open.store(g.open, Relaxed);
         m.late.store(g.late, Relaxed);
@@ -223,17 +297,23 @@ impl WindowStage {
             .store(g.watermark_us.unwrap_or(i64::MIN), Relaxed);
     }
 
-    fn parts(&mut self) -> (&mut WindowOperator, &mut WindowOutput) {
-        (
-            self.operator.as_mut().expect("operator made"),
-            self.out.as_mut().expect("made with the operator"),
-        )
+    /// Window rows of one step (a push and its partition's end) as one batch.
+    fn concat(&self, mut rows: Vec<RecordBatch>) -> Result<Option<RecordBatch>> {
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(rows.pop()),
+            _ => arrow_select::concat::concat_batches(&rows[0].schema(), &rows)
+                .map(Some)
+                .map_err(|e| Error::Stage {
+                    stage: "window".into(),
+                    why: format!("putting window rows together: {e}"),
+                }),
+        }
     }
+}
 
-    fn take_rows(&mut self) -> Option<RecordBatch> {
-        let rows = self.out.as_mut()?.take_rows()?;
-        (rows.num_rows() > 0).then_some(rows)
-    }
+fn take_rows(out: &mut WindowOutput) -> Option<RecordBatch> {
+    out.take_rows().filter(|r| r.num_rows() > 0)
 }
 
 /// The dead-letter class (summary, metrics) of a rejection: its reason up to the first `:`

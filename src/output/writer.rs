@@ -51,6 +51,7 @@ pub fn run(
         sinks,
         prepare,
         window,
+        window_shards,
         stop,
         since_field,
     } = parts;
@@ -59,7 +60,7 @@ pub fn run(
     // A resumed run goes on from the window state its last checkpoint committed (checked
     // against this run's windows when the journal was opened, before anything was fetched).
     let window_key = window.as_deref().map(super::window_state::key);
-    let mut window = window.map(WindowStage::new);
+    let mut window = window.map(|spec| WindowStage::new(spec, window_shards));
     if let Some(j) = &mut journal {
         let saved = j.take_state(window_key.as_deref())?;
         if let (Some(w), Some(saved)) = (&mut window, saved) {
@@ -145,6 +146,9 @@ pub struct WriterParts {
     /// Time windows, when on: the rows go to the window operator, in source order, and its
     /// window rows to the output and the sinks (see `windows.rs`).
     pub window: Option<std::sync::Arc<crate::window::WindowSpec>>,
+    /// With `window.threads` > 1: the channels to the window threads, which hold the keys'
+    /// windows (see [`crate::window::sharded`]); empty: the writer runs the one operator.
+    pub window_shards: Vec<crate::window::sharded::ShardLink>,
     /// The pipeline's stop flag. With windows and a journal, a stopped run (SIGTERM) commits
     /// its open windows in the journal's state instead of writing them early: the next run of
     /// the same command goes on with them and writes each window once, whole, as an
@@ -189,9 +193,7 @@ struct Writer<'a> {
     /// writer goes on draining its queue and finishes its files, as it does when a parse or
     /// compute thread fails, and the run then ends with this error.
     prepare_failed: Option<Error>,
-    /// Time windows, when on. The operator's state is
-    /// `window.operator` ([`WindowStage::operator`]): a checkpoint saves it with
-    /// [`crate::window::WindowOperator::snapshot`].
+    /// Time windows, when on. A checkpoint saves their state ([`WindowStage::snapshot`]).
     window: Option<WindowStage>,
     /// What the window state a checkpoint saves belongs to (`window_state::key`).
     window_key: Option<String>,
@@ -272,14 +274,14 @@ impl Writer<'_> {
         let stopped = self.stop.as_ref().is_some_and(|s| s.load(Relaxed));
         if self.journal.is_some() && stopped {
             // Kept for the next run (see `WriterParts::stop`), committed by the checkpoint below.
-            if let Some(op) = self.window.as_ref().and_then(|w| w.operator.as_ref()) {
+            if let Some(open) = self.window.as_ref().and_then(WindowStage::open) {
                 tracing::info!(
-                    open = op.gauges().open,
+                    open,
                     "stopped: the open windows are kept in the journal's state; the next run \
                      of the same command goes on with them"
                 );
             }
-        } else if let Some(rows) = self.window.as_mut().and_then(WindowStage::flush) {
+        } else if let Some(Some(rows)) = self.window.as_mut().map(WindowStage::flush).transpose()? {
             self.write_window_rows(&rows, dead)?;
         }
         if let Some(w) = &self.window {
@@ -324,7 +326,7 @@ impl Writer<'_> {
         };
         let now = Instant::now();
         if w.deadline().is_some_and(|at| at <= now) {
-            if let Some(rows) = w.tick(now) {
+            if let Some(rows) = w.tick(now)? {
                 self.write_window_rows(&rows, dead)?;
             }
             if let Some(w) = &self.window {
@@ -359,7 +361,7 @@ impl Writer<'_> {
                 });
         }
         // With windows, their state goes with exactly these files and items.
-        let bytes = self.window.as_ref().map(WindowStage::state).transpose()?;
+        let bytes = self.window.as_mut().map(WindowStage::state).transpose()?;
         let state = self
             .window_key
             .as_deref()

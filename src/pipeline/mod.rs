@@ -131,7 +131,7 @@ impl Pipeline {
             false => None,
         };
         let windowed = windowed || window.is_some();
-        let roles: Vec<Role> = ThreadPlan::for_run(&cfg.threads, windowed)
+        let roles: Vec<Role> = ThreadPlan::for_run(&cfg.threads, windowed, cfg.window.threads)
             .threads
             .iter()
             .map(|t| t.0)
@@ -237,7 +237,11 @@ impl Pipeline {
 
     /// The thread plan a run would use on this machine.
     pub fn plan(&self) -> ThreadPlan {
-        ThreadPlan::for_run(&self.cfg.threads, self.window.is_some())
+        ThreadPlan::for_run(
+            &self.cfg.threads,
+            self.window.is_some(),
+            self.cfg.window.threads,
+        )
     }
 
     /// Runs the pipeline over `source` to the end and returns the ledger.
@@ -365,6 +369,9 @@ impl Pipeline {
             ledger.computed(compute.join());
         }
         ledger.written(running.writer.join(), &running.writer_parsed);
+        for window in running.windows {
+            ledger.computed(window.join());
+        }
         registry.set_running(false);
         // The sinks come back for the next run.
         *self.sinks.lock() = std::mem::take(&mut *running.sinks_back.lock());

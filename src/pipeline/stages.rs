@@ -311,6 +311,8 @@ pub(super) struct Running {
     pub(super) parsers: Vec<StageThread<ParseStats>>,
     pub(super) computes: Vec<StageThread<()>>,
     pub(super) writer: StageThread<WriterReport>,
+    /// The window threads (`window.threads` > 1); they end when the writer does.
+    pub(super) windows: Vec<StageThread<()>>,
     /// The writer's parser's counts (the short path), once the writer has dropped it.
     pub(super) writer_parsed: Arc<parking_lot::Mutex<ParseStats>>,
     /// The user's sinks, handed back by the writer for the next run.
@@ -371,6 +373,10 @@ pub(super) fn start(
             mailbox: Arc::default(),
         });
     let sinks_back = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (windows, window_shards) = match &window {
+        Some(spec) => spawn_windows(sp, spec)?,
+        None => (Vec::new(), Vec::new()),
+    };
     let parts = output::WriterParts {
         first: first_file,
         dead,
@@ -378,6 +384,7 @@ pub(super) fn start(
         sinks,
         prepare,
         window: window.clone(),
+        window_shards,
         stop: Some(Arc::clone(&compute.stop)),
         since_field: cfg.fetch.since_field.clone(),
     };
@@ -419,6 +426,7 @@ pub(super) fn start(
         parsers: parse_threads,
         computes,
         writer,
+        windows,
         writer_parsed,
         sinks_back,
         live,
@@ -459,6 +467,49 @@ fn spawn_writer(
         short_path_closed.store(true, Ordering::Relaxed);
         result
     })
+}
+
+/// The window threads of the plan (`Role::Window`), each holding its share of the keys'
+/// windows, and the writer's channels to them; none when the writer holds the windows.
+fn spawn_windows(
+    sp: &Spawner,
+    spec: &Arc<crate::window::WindowSpec>,
+) -> Result<(Vec<StageThread<()>>, Vec<crate::window::sharded::ShardLink>)> {
+    use crate::window::sharded::{run_shard, shard_spec, ShardLink};
+    let roles: Vec<Role> = sp
+        .plan
+        .threads
+        .iter()
+        .map(|t| t.0)
+        .filter(|r| matches!(r, Role::Window(_)))
+        .collect();
+    let shard = Arc::new(shard_spec(spec, roles.len()));
+    let (mut threads, mut links) = (Vec::new(), Vec::new());
+    for role in roles {
+        // One job at a time each way: the writer waits for every reply of a round.
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(1);
+        let (replies_tx, replies_rx) = crossbeam_channel::bounded(1);
+        let spec = Arc::clone(&shard);
+        threads.push(sp.spawn(role, move |reg, me| {
+            let guard = StateGuard::new(reg, me);
+            let waiting = |w: bool| {
+                let state = match w {
+                    true => ThreadState::WaitingInput,
+                    false => ThreadState::Working,
+                };
+                reg.set_state(me, state);
+                reg.heartbeat(me);
+            };
+            run_shard(spec, jobs_rx, replies_tx, waiting);
+            guard.finish();
+            Ok(())
+        })?);
+        links.push(ShardLink {
+            jobs: jobs_tx,
+            replies: replies_rx,
+        });
+    }
+    Ok((threads, links))
 }
 
 fn spawn_compute(sp: &Spawner, j: usize, q: &Queues, compute: &Compute) -> Result<StageThread<()>> {

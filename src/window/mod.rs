@@ -135,6 +135,7 @@
 mod aggregate;
 mod operator;
 mod output;
+pub(crate) mod sharded;
 mod snapshot;
 mod spec;
 #[cfg(test)]

@@ -384,69 +384,18 @@ impl WindowOperator {
         now: Instant,
         out: &mut WindowOutput,
     ) {
-        if let Err(why) = self.resolve_batch(rows) {
-            for row in 0..rows.num_rows() {
-                out.rejected.push(Rejected {
-                    row,
-                    reason: why.clone(),
-                });
-            }
-            self.counters.rejected += rows.num_rows() as u64;
+        if !self.fits(rows, out) {
             return;
         }
-        let part = self.parts.entry(partition.0).or_insert(Part {
-            max: NO_WM,
-            last_seen: now,
-            ended: false,
-            idle: false,
-        });
-        (part.last_seen, part.ended, part.idle) = (now, false, false);
-        let mut pmax = part.max;
-        // The other active partitions' minimum is fixed during this batch.
-        let others = self
-            .parts
-            .iter()
-            .filter(|(id, p)| **id != partition.0 && p.active())
-            .map(|(_, p)| p.max)
-            .min()
-            .unwrap_or(i64::MAX);
+        let (mut pmax, others) = self.enter_partition(partition, now);
         self.fill_times(rows);
         let keys = KeyColumns::new(rows, &self.key_cols);
-        let cache_len = match &keys {
-            KeyColumns::Dict(d) => d.values().len() + 1,
-            KeyColumns::Global => 1,
-            KeyColumns::Cols(_) => 0,
-        };
-        self.dict_cache.clear();
-        self.dict_cache.resize(cache_len, NO_SLOT);
-        self.dict_stale = false;
-        self.pending.clear();
+        self.begin_batch(&keys);
         let lateness = self.spec.lateness_us;
         for row in 0..rows.num_rows() {
+            self.take_row(&keys, row, rows, out);
             let t = self.times[row];
-            if t == NULL_T || t == BAD_T {
-                let reason = if t == NULL_T {
-                    format!("no event time: `{}` is null", self.spec.time_field)
-                } else {
-                    format!(
-                        "event time out of range: `{}` is {} (years 0000 to 9999 are accepted)",
-                        self.spec.time_field,
-                        raw_time(rows.column(self.time_col), row)
-                    )
-                };
-                out.rejected.push(Rejected { row, reason });
-                self.counters.rejected += 1;
-                continue;
-            }
-            let key = self.key_id(&keys, row);
-            match self.place(key, t, rows, out) {
-                Ok(slot) => self.pending.push((row as u32, slot)),
-                Err(r) => {
-                    let reason = self.refusal_reason(r, t);
-                    out.rejected.push(Rejected { row, reason });
-                }
-            }
-            if t > pmax {
+            if t != NULL_T && t != BAD_T && t > pmax {
                 pmax = t;
                 let cand = pmax.min(others) - lateness;
                 if cand > self.wm {
@@ -464,12 +413,191 @@ impl WindowOperator {
         }
     }
 
-    /// Processing-time step: partitions silent for `idle` stop holding the watermark back;
-    /// when no partition is active any more (every one seen is idle or ended, at least one
-    /// idle), every open window closes, and the watermark moves to the end of the last of
-    /// them (a record for a closed window is then late).
-    pub fn tick(&mut self, now: Instant, out: &mut WindowOutput) {
-        let Some(idle) = self.spec.idle else { return };
+    /// Whether the batch's columns fit the operator; when not, every row is rejected with the
+    /// reason.
+    fn fits(&mut self, rows: &RecordBatch, out: &mut WindowOutput) -> bool {
+        let Err(why) = self.resolve_batch(rows) else {
+            return true;
+        };
+        for row in 0..rows.num_rows() {
+            out.rejected.push(Rejected {
+                row,
+                reason: why.clone(),
+            });
+        }
+        self.counters.rejected += rows.num_rows() as u64;
+        false
+    }
+
+    /// Notes a push to `partition` at `now` (active again); returns its highest event time
+    /// so far and the other active partitions' minimum (fixed during a batch).
+    fn enter_partition(&mut self, partition: PartitionId, now: Instant) -> (i64, i64) {
+        let part = self.parts.entry(partition.0).or_insert(Part {
+            max: NO_WM,
+            last_seen: now,
+            ended: false,
+            idle: false,
+        });
+        (part.last_seen, part.ended, part.idle) = (now, false, false);
+        let pmax = part.max;
+        let others = self
+            .parts
+            .iter()
+            .filter(|(id, p)| **id != partition.0 && p.active())
+            .map(|(_, p)| p.max)
+            .min()
+            .unwrap_or(i64::MAX);
+        (pmax, others)
+    }
+
+    /// Readies the per-batch scratch for rows with these key columns.
+    fn begin_batch(&mut self, keys: &KeyColumns<'_>) {
+        let cache_len = match keys {
+            KeyColumns::Dict(d) => d.values().len() + 1,
+            KeyColumns::Global => 1,
+            KeyColumns::Cols(_) => 0,
+        };
+        self.dict_cache.clear();
+        self.dict_cache.resize(cache_len, NO_SLOT);
+        self.dict_stale = false;
+        self.pending.clear();
+    }
+
+    /// One row of a push, against the watermark as it stands: rejected when its event time is
+    /// null or out of range, otherwise placed in its key's open windows or refused (late,
+    /// closed early, state full), with the reason.
+    fn take_row(
+        &mut self,
+        keys: &KeyColumns<'_>,
+        row: usize,
+        rows: &RecordBatch,
+        out: &mut WindowOutput,
+    ) {
+        let t = self.times[row];
+        if t == NULL_T || t == BAD_T {
+            let reason = if t == NULL_T {
+                format!("no event time: `{}` is null", self.spec.time_field)
+            } else {
+                format!(
+                    "event time out of range: `{}` is {} (years 0000 to 9999 are accepted)",
+                    self.spec.time_field,
+                    raw_time(rows.column(self.time_col), row)
+                )
+            };
+            out.rejected.push(Rejected { row, reason });
+            self.counters.rejected += 1;
+            return;
+        }
+        let key = self.key_id(keys, row);
+        match self.place(key, t, rows, out) {
+            Ok(slot) => self.pending.push((row as u32, slot)),
+            Err(r) => {
+                let reason = self.refusal_reason(r, t);
+                out.rejected.push(Rejected { row, reason });
+            }
+        }
+    }
+
+    // --- driven by a router (several window threads: `super::sharded`) ------------------
+
+    /// The watermark side of [`WindowOperator::push`] alone, for a router that spreads keys
+    /// over several operators: notes the batch's event times in `partition` and gives, per
+    /// row, the watermark before it (into `before`); returns the watermark after the batch.
+    /// Places nothing. A batch whose columns do not fit moves nothing (the operators that
+    /// get its rows reject them, with the reason).
+    pub(crate) fn watermarks(
+        &mut self,
+        partition: PartitionId,
+        rows: &RecordBatch,
+        now: Instant,
+        before: &mut Vec<i64>,
+    ) -> i64 {
+        before.clear();
+        if self.resolve_batch(rows).is_err() {
+            before.resize(rows.num_rows(), self.wm);
+            return self.wm;
+        }
+        let (mut pmax, others) = self.enter_partition(partition, now);
+        self.fill_times(rows);
+        let lateness = self.spec.lateness_us;
+        for &t in &self.times {
+            before.push(self.wm);
+            if t != NULL_T && t != BAD_T && t > pmax {
+                pmax = t;
+                self.wm = self.wm.max(pmax.min(others) - lateness);
+            }
+        }
+        if let Some(p) = self.parts.get_mut(&partition.0) {
+            p.max = pmax;
+        }
+        self.wm
+    }
+
+    /// The shard of each row (into `shards`: its key's hash modulo `n`), by a hash fixed
+    /// across runs, so that a key's windows are on the same shard after a restart. Every row
+    /// to shard 0 when the columns do not fit.
+    pub(crate) fn shards_of(&mut self, rows: &RecordBatch, n: usize, shards: &mut Vec<u32>) {
+        use std::hash::BuildHasher;
+        shards.clear();
+        if self.resolve_batch(rows).is_err() {
+            shards.resize(rows.num_rows(), 0);
+            return;
+        }
+        let keys = KeyColumns::new(rows, &self.key_cols);
+        let hasher = foldhash::fast::FixedState::with_seed(0x7069_6e66_6c6f_7721);
+        for row in 0..rows.num_rows() {
+            self.key_buf.clear();
+            encode_key(&keys, row, &mut self.key_buf);
+            shards.push((hasher.hash_one(&self.key_buf) % n as u64) as u32);
+        }
+    }
+
+    /// [`WindowOperator::push`] with the watermark given per row by a router
+    /// ([`WindowOperator::watermarks`] over the whole batch): `before[i]` is the watermark
+    /// before row `i`, `after` the one after the batch. The rows' lateness is then decided as
+    /// by one operator that saw every key.
+    pub(crate) fn push_driven(
+        &mut self,
+        rows: &RecordBatch,
+        before: &[i64],
+        after: i64,
+        out: &mut WindowOutput,
+    ) {
+        if !self.fits(rows, out) {
+            return;
+        }
+        self.fill_times(rows);
+        let keys = KeyColumns::new(rows, &self.key_cols);
+        self.begin_batch(&keys);
+        for (row, &wm) in before.iter().enumerate().take(rows.num_rows()) {
+            if wm > self.wm {
+                self.wm = wm;
+                if self.first_open_end().is_some_and(|e| e <= self.wm) {
+                    self.apply_pending(rows);
+                    self.emit_closed(out);
+                }
+            }
+            self.take_row(&keys, row, rows, out);
+        }
+        self.apply_pending(rows);
+        self.advance_to(after, out);
+    }
+
+    /// Moves the watermark to `wm` (never back) and emits what it passes.
+    pub(crate) fn advance_to(&mut self, wm: i64, out: &mut WindowOutput) {
+        self.wm = self.wm.max(wm);
+        self.emit_closed(out);
+    }
+
+    /// The watermark (`i64::MIN` before the first event time).
+    pub(crate) fn watermark(&self) -> i64 {
+        self.wm
+    }
+
+    /// Marks partitions silent for `idle` as idle; `None` when none changed, else whether
+    /// every partition seen is quiet now (idle or ended). See [`WindowOperator::tick`].
+    pub(crate) fn mark_idle(&mut self, now: Instant) -> Option<bool> {
+        let idle = self.spec.idle?;
         let mut changed = false;
         for p in self.parts.values_mut() {
             if p.active() && now.saturating_duration_since(p.last_seen) >= idle {
@@ -478,16 +606,39 @@ impl WindowOperator {
             }
         }
         if !changed {
-            return;
+            return None;
         }
-        self.advance(out);
         let seen = self.parts.values().filter(|p| p.max != NO_WM);
         let (mut any, mut all_quiet) = (false, true);
         for p in seen {
             any = true;
             all_quiet &= p.idle || p.ended;
         }
-        if any && all_quiet {
+        Some(any && all_quiet)
+    }
+
+    /// Recomputes the watermark from the partitions (after [`WindowOperator::mark_idle`] or
+    /// a partition's end) and emits what it passes.
+    pub(crate) fn recompute(&mut self, out: &mut WindowOutput) {
+        self.advance(out);
+    }
+
+    /// Closes every open window (see [`WindowOperator::flush`]); returns the watermark then.
+    pub(crate) fn close_every_window(&mut self, out: &mut WindowOutput) -> i64 {
+        self.close_all(out);
+        self.wm
+    }
+
+    /// Processing-time step: partitions silent for `idle` stop holding the watermark back;
+    /// when no partition is active any more (every one seen is idle or ended, at least one
+    /// idle), every open window closes, and the watermark moves to the end of the last of
+    /// them (a record for a closed window is then late).
+    pub fn tick(&mut self, now: Instant, out: &mut WindowOutput) {
+        let Some(all_quiet) = self.mark_idle(now) else {
+            return;
+        };
+        self.advance(out);
+        if all_quiet {
             self.close_all(out);
         }
     }
@@ -914,6 +1065,30 @@ impl WindowOperator {
         self.free_panes_before(k, s + self.hop);
         let e = &mut self.keys[k as usize];
         e.closed_below = e.closed_below.max(s + self.hop);
+    }
+
+    /// The order of `rows` (window rows of operators with this spec, several shards' put
+    /// together) in which one operator emits them: by window start, then by key value.
+    pub(crate) fn emission_order(&self, rows: &RecordBatch) -> Vec<u32> {
+        // The key columns follow window_start and window_end, with the input's types.
+        let cols: Vec<(usize, DataType)> = (self.key_cols.iter().enumerate())
+            .map(|(i, (_, t))| (2 + i, t.clone()))
+            .collect();
+        let keys = KeyColumns::new(rows, &cols);
+        let starts = rows.column(0).as_primitive::<TimestampMicrosecondType>();
+        let encoded: Vec<Vec<u8>> = (0..rows.num_rows())
+            .map(|r| {
+                let mut buf = Vec::new();
+                encode_key(&keys, r, &mut buf);
+                buf
+            })
+            .collect();
+        let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+        order.sort_by_cached_key(|&i| {
+            let i = i as usize;
+            (starts.value(i), decode_key(&self.key_kinds, &encoded[i]))
+        });
+        order
     }
 
     /// Sorts key ids by their values (the emission order within one window start).

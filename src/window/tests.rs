@@ -1440,3 +1440,114 @@ fn columns_are_found_by_name_in_batches_of_another_layout() {
     assert_eq!(rows.column(3).as_primitive::<Int64Type>().value(0), 3);
     assert_eq!(rows.column(4).as_primitive::<Float64Type>().value(0), 7.0);
 }
+
+/// Runs [`ShardedWindows`](super::sharded::ShardedWindows) over `events` with `n` shard
+/// threads, snapshotting and restoring (new threads) before the events in `restarts`.
+fn run_sharded(
+    spec: &Arc<WindowSpec>,
+    events: &[Event],
+    n: usize,
+    restarts: &[usize],
+) -> (Vec<RecordBatch>, Vec<(usize, usize, String)>) {
+    use super::sharded::{run_shard, shard_spec, ShardLink, ShardedWindows};
+    let start = |saved: Option<&[u8]>| {
+        let shard = Arc::new(shard_spec(spec, n));
+        let links = (0..n)
+            .map(|_| {
+                let (jobs, jobs_rx) = crossbeam_channel::bounded(1);
+                let (replies_tx, replies) = crossbeam_channel::bounded(1);
+                let spec = Arc::clone(&shard);
+                std::thread::spawn(move || run_shard(spec, jobs_rx, replies_tx, |_| {}));
+                ShardLink { jobs, replies }
+            })
+            .collect();
+        ShardedWindows::new(spec.clone(), &schema(), links, saved).unwrap()
+    };
+    let mut w = start(None);
+    let (mut batches, mut rejected) = (Vec::new(), Vec::new());
+    let now = Instant::now();
+    for (ei, e) in events.iter().enumerate() {
+        if restarts.contains(&ei) {
+            let bytes = w.snapshot().unwrap();
+            w = start(Some(&bytes));
+        }
+        let (rows, rej) = match e {
+            Event::Push(p, recs) => w.push(PartitionId(*p), &batch(recs), now).unwrap(),
+            Event::End(p) => (w.partition_ended(PartitionId(*p)).unwrap(), Vec::new()),
+            Event::Flush => (w.flush().unwrap(), Vec::new()),
+        };
+        rejected.extend(rej.into_iter().map(|r| (ei, r.row, r.reason)));
+        batches.extend(rows);
+    }
+    (batches, rejected)
+}
+
+/// Keys spread over several window threads give the rows and the late records of one
+/// operator: the same rows in the same order and the same rejections, row for row with the
+/// same reasons; through snapshots and restores onto new threads too.
+#[test]
+fn window_threads_give_the_rows_and_late_records_of_one_operator() {
+    for seed in 1..=6u64 {
+        let mut rng = Rng::new(seed * 17 + 5);
+        let events = stream(&mut rng, 1200, 3, S / 2, 3 * S);
+        let (size, hop) = match seed % 2 {
+            0 => (10 * S, 5 * S),
+            _ => (6 * S, 6 * S),
+        };
+        let spec = Arc::new(spec(size, hop, S, &["service", "host"]));
+        let (want_rows, want_rej) = run_op(&spec, &events, &[]);
+        assert!(want_rej.iter().any(|r| r.2.starts_with("late")));
+        let in_order =
+            |b: &[RecordBatch]| -> Vec<Row> { b.iter().flat_map(|b| rows_of(b, 2)).collect() };
+        for n in [2, 3, 5] {
+            let restarts: Vec<usize> = match n {
+                3 => (0..events.len()).filter(|_| rng.chance(10)).collect(),
+                _ => Vec::new(),
+            };
+            let (rows, rej) = run_sharded(&spec, &events, n, &restarts);
+            assert_eq!(rej, want_rej, "seed {seed}, {n} threads");
+            let (got, want) = (in_order(&rows), in_order(&want_rows));
+            assert_eq!(got, want, "seed {seed}, {n} threads");
+        }
+    }
+}
+
+/// A saved state of several window threads is refused by a run with another count, naming
+/// both counts.
+#[test]
+fn window_thread_state_needs_the_same_thread_count() {
+    let mut rng = Rng::new(99);
+    let events = stream(&mut rng, 200, 1, S / 2, S);
+    let spec = Arc::new(spec(6 * S, 6 * S, S, &["service"]));
+    let (_, _) = run_sharded(&spec, &events, 2, &[]);
+    use super::sharded::{run_shard, shard_spec, ShardLink, ShardedWindows};
+    let links = |n: usize| -> Vec<ShardLink> {
+        (0..n)
+            .map(|_| {
+                let (jobs, jobs_rx) = crossbeam_channel::bounded(1);
+                let (replies_tx, replies) = crossbeam_channel::bounded(1);
+                let s = Arc::new(shard_spec(&spec, n));
+                std::thread::spawn(move || run_shard(s, jobs_rx, replies_tx, |_| {}));
+                ShardLink { jobs, replies }
+            })
+            .collect()
+    };
+    let mut w = ShardedWindows::new(spec.clone(), &schema(), links(2), None).unwrap();
+    if let Event::Push(p, recs) = &events[0] {
+        w.push(PartitionId(*p), &batch(recs), Instant::now())
+            .unwrap();
+    }
+    let bytes = w.snapshot().unwrap();
+    let e = ShardedWindows::new(spec.clone(), &schema(), links(3), Some(&bytes))
+        .err()
+        .expect("another count is refused")
+        .to_string();
+    assert!(
+        e.contains("2 window threads") && e.contains("this run has 3"),
+        "{e}"
+    );
+    let mut cut = bytes.clone();
+    cut.truncate(bytes.len() - 3);
+    assert!(ShardedWindows::new(spec.clone(), &schema(), links(2), Some(&cut)).is_err());
+    assert!(ShardedWindows::new(spec.clone(), &schema(), links(2), Some(&bytes)).is_ok());
+}

@@ -136,6 +136,7 @@ fn everything_set() -> Config {
             idle: Some(Duration::from_secs(45)),
             max_open: 777,
             overflow: "dead-letter".into(),
+            threads: 3,
             aggregates: [(
                 "status".to_string(),
                 vec!["count".to_string(), "p90".to_string()],

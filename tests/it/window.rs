@@ -227,13 +227,15 @@ fn run_files(
     dir: &Path,
     files: &[PathBuf],
     spec: WindowSpec,
-    (parse, compute): (usize, usize),
+    (parse, compute, window_threads): (usize, usize, usize),
     chunk: usize,
     stall: bool,
 ) -> Run {
     let rows = Arc::new(Mutex::new(Vec::new()));
     let got = Arc::clone(&rows);
-    let dead = dir.join(format!("dead-{parse}-{compute}-{chunk}-{stall}.ndjson"));
+    let dead = dir.join(format!(
+        "dead-{parse}-{compute}-{window_threads}-{chunk}-{stall}.ndjson"
+    ));
     let dead_path = dead.clone();
     let stalled = std::sync::atomic::AtomicU64::new(0);
     let stall_some = move |rows: RecordBatch| {
@@ -250,6 +252,7 @@ fn run_files(
             c.threads.parse = Some(parse);
             c.threads.compute = Some(compute);
             c.threads.pin = false;
+            c.window.threads = window_threads;
             c.queue_capacity = 2;
             c.fetch.batch_max_bytes = chunk;
             c.dead_letter = Some(dead_path);
@@ -282,7 +285,7 @@ fn run_files(
 
 /// The guard of source order: the same out-of-order input gives the same window rows and the
 /// same late records with one parse thread and small chunks as with four parse and two compute
-/// threads and large ones; both agree with the brute force, late records are dead letters
+/// threads and large ones, and with the keys spread over three window threads; both agree with the brute force, late records are dead letters
 /// counted in the summary and the metrics, and the ledger balances.
 #[test]
 fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
@@ -299,7 +302,7 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
         dir.path(),
         one,
         spec(size, size, lateness),
-        (1, 0),
+        (1, 0, 1),
         4096,
         false,
     );
@@ -307,7 +310,7 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
         dir.path(),
         one,
         spec(size, size, lateness),
-        (4, 2),
+        (4, 2, 1),
         1 << 20,
         false,
     );
@@ -315,7 +318,7 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
         dir.path(),
         one,
         spec(size, size, lateness),
-        (2, 3),
+        (2, 3, 3),
         4096,
         true,
     );
@@ -347,7 +350,7 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
         dir.path(),
         &files,
         spec(size, size, lateness),
-        (1, 0),
+        (1, 0, 1),
         4096,
         false,
     );
@@ -355,7 +358,7 @@ fn window_rows_and_late_records_do_not_depend_on_threads_or_batch_sizes() {
         dir.path(),
         &files,
         spec(size, size, lateness),
-        (2, 3),
+        (2, 3, 3),
         4096,
         true,
     );
