@@ -222,12 +222,29 @@ pub enum OutputFiles {
         /// The partition column names, in order.
         partition_by: Vec<String>,
     },
+    /// Two outputs committed by the same checkpoints (the window rows and, with
+    /// `window.records`, the records): a name may be either's.
+    Both(Box<OutputFiles>, Box<OutputFiles>),
 }
 
 impl OutputFiles {
     /// How to start afresh: which files to move aside.
     fn afresh(&self, journal: &Path) -> String {
-        let what = match self {
+        format!(
+            "to start afresh (every item fetched again), move {} aside, then run the \
+             command again",
+            self.what(journal)
+        )
+    }
+
+    /// The journal and the files of this output, for [`OutputFiles::afresh`].
+    fn what(&self, journal: &Path) -> String {
+        match self {
+            OutputFiles::Both(a, b) => {
+                let b = b.what(journal);
+                let b = b.split_once(" and ").map_or(b.as_str(), |(_, rest)| rest);
+                format!("{} and {b}", a.what(journal))
+            }
             OutputFiles::Beside(out) => {
                 let (stem, ext) = stem_ext(out);
                 let dir = crate::fsutil::parent_dir(out);
@@ -242,11 +259,7 @@ impl OutputFiles {
                 journal.display(),
                 root.display()
             ),
-        };
-        format!(
-            "to start afresh (every item fetched again), move {what} aside, then run the \
-             command again"
-        )
+        }
     }
 }
 
@@ -267,6 +280,8 @@ fn stem_ext(out: &Path) -> (String, String) {
 /// of the form its output gives its files.
 struct Names<'a> {
     files: &'a OutputFiles,
+    /// Both: the two outputs' names.
+    both: Option<(Box<Names<'a>>, Box<Names<'a>>)>,
     /// Beside: the output's stem and extension. Under: unused.
     stem: String,
     ext: String,
@@ -278,7 +293,15 @@ struct Names<'a> {
 impl<'a> Names<'a> {
     fn new(journal: &Path, files: &'a OutputFiles) -> Names<'a> {
         let base = journal.parent().unwrap_or(Path::new(""));
+        let mut both = None;
         let (stem, ext, root) = match files {
+            OutputFiles::Both(a, b) => {
+                both = Some((
+                    Box::new(Names::new(journal, a)),
+                    Box::new(Names::new(journal, b)),
+                ));
+                (String::new(), String::new(), None)
+            }
             OutputFiles::Beside(out) => {
                 let (stem, ext) = stem_ext(out);
                 (stem, ext, None)
@@ -294,6 +317,7 @@ impl<'a> Names<'a> {
         };
         Names {
             files,
+            both,
             stem,
             ext,
             root,
@@ -303,7 +327,11 @@ impl<'a> Names<'a> {
     /// Checks a final name; `Err` says why it is not one of this output's.
     fn check_final(&self, name: &str) -> std::result::Result<(), String> {
         plain_relative(name)?;
+        if let Some((a, b)) = &self.both {
+            return a.check_final(name).or_else(|_| b.check_final(name));
+        }
         match self.files {
+            OutputFiles::Both(..) => unreachable!("checked above"),
             OutputFiles::Beside(_) => {
                 if name.contains('/') {
                     return Err("has a path separator, but this output's files are all in \
@@ -1338,6 +1366,12 @@ fn remove_creation_leftovers(path: &Path) {
 /// modified at or after `since` (seconds since the Unix epoch): what runs of this journal may
 /// have written.
 fn recent_files(journal: &Path, files: &OutputFiles, since: u64) -> Vec<String> {
+    if let OutputFiles::Both(a, b) = files {
+        let mut found = recent_files(journal, a, since);
+        found.extend(recent_files(journal, b, since));
+        found.sort();
+        return found;
+    }
     let names = Names::new(journal, files);
     let base = crate::fsutil::parent_dir(journal);
     let mut found = Vec::new();
@@ -1353,7 +1387,7 @@ fn recent_files(journal: &Path, files: &OutputFiles, since: u64) -> Vec<String> 
         (OutputFiles::Under { partition_by, .. }, Some(root)) => {
             vec![(root.join("/"), partition_by.len())]
         }
-        (OutputFiles::Under { .. }, None) => Vec::new(),
+        (OutputFiles::Under { .. }, None) | (OutputFiles::Both(..), _) => Vec::new(),
     };
     while let Some((rel, depth)) = todo.pop() {
         let Ok(entries) = fs::read_dir(base.join(&rel)) else {
@@ -1401,6 +1435,11 @@ impl OutputFiles {
     /// process if `dead_only`). Returns the files deleted.
     fn remove_temps(&self, keep: &HashSet<PathBuf>, dead_only: bool) -> Vec<PathBuf> {
         match self {
+            OutputFiles::Both(a, b) => {
+                let mut removed = a.remove_temps(keep, dead_only);
+                removed.extend(b.remove_temps(keep, dead_only));
+                removed
+            }
             OutputFiles::Under { root, .. } => {
                 let ours = |name: &str| name.ends_with(".parquet");
                 remove_stale_temps(root, true, &ours, keep, dead_only)

@@ -477,6 +477,7 @@ impl Config {
             let set = [
                 ("window.by", !w.by.is_empty()),
                 ("window.aggregates", !w.aggregates.is_empty()),
+                ("window.records", w.records.is_some()),
             ];
             for (key, _) in set.iter().filter(|(_, on)| *on) {
                 found.bad(
@@ -486,6 +487,24 @@ impl Config {
             }
             return;
         };
+        if let Some(records) = &w.records {
+            let dir = |p: &std::path::Path| crate::fsutil::parent_dir(p).to_path_buf();
+            if *records == self.out {
+                found.bad(
+                    "window.records",
+                    "is the output file (out): the records need a file of their own".into(),
+                );
+            } else if self.writer.journal && dir(records) != dir(&self.out) {
+                found.bad(
+                    "window.records",
+                    format!(
+                        "is not in the output's directory ({}): with writer.journal the \
+                         journal there commits the records' files too, so they go beside it",
+                        dir(&self.out).display()
+                    ),
+                );
+            }
+        }
         if w.hop.is_some_and(|hop| hop > size) {
             found.bad(
                 "window.hop",

@@ -516,6 +516,10 @@ pub struct WindowConfig {
     /// Threads holding the windows: 1 runs them on the writer's thread; more spread the keys
     /// over that many window threads by hash.
     pub threads: usize,
+    /// Where the records themselves go as well (Parquet, rotated like `out`); `None`: only
+    /// the window rows are written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<PathBuf>,
     /// Field -> aggregates (`count`, `sum`, `mean`, `var`, `min`, `max`, `pNN`, `first`,
     /// `last`). Columns follow the field names' order (a TOML table has no other), each field's
     /// aggregates in the order given.
@@ -535,6 +539,7 @@ impl Default for WindowConfig {
             max_open: 1_000_000,
             overflow: "close-oldest".into(),
             threads: 1,
+            records: None,
             aggregates: std::collections::BTreeMap::new(),
         }
     }

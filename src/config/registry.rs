@@ -1250,6 +1250,20 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "window.records",
+        kind: Kind::Path,
+        flag: Flag::Shared("--window-records"),
+        value_name: "PATH",
+        help: "Write the records themselves as well, to this Parquet file [default: only window rows]",
+        example: "\"records.parquet\"",
+        doc: "Also write the records themselves, every one the windows are given (late ones \
+         too: they are dead-lettered for the windows, and here), as Parquet to this path, \
+         rotated like `out` (unpartitioned) and committed by the same journal checkpoints. \
+         Unset: only the window rows are written.",
+        check: Check::FilePath(|c| c.window.records.as_deref()),
+        ..BLANK
+    },
+    OptionSpec {
         key: "window.aggregates",
         kind: Kind::AggregateTable,
         flag: Flag::Shared("--window-agg"),

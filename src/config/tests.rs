@@ -311,6 +311,7 @@ fn everything_set() -> Config {
             max_open: 5000,
             overflow: "dead-letter".into(),
             threads: 2,
+            records: Some("records.parquet".into()),
             aggregates: [
                 ("status".to_string(), vec!["count".into(), "p99".into()]),
                 ("id".to_string(), vec!["sum".into()]),

@@ -267,6 +267,9 @@ pub struct Summary {
     pub records_windowed: u64,
     /// Time windows: window rows written (one per key and window), not records.
     pub window_rows_written: u64,
+    /// `window.records`: the records written as well, to their own file (a copy, outside
+    /// the ledger: each is also windowed or dead-lettered), and its last finalized path.
+    pub records_also_written: Option<(u64, Option<std::path::PathBuf>)>,
     /// Dead letters by reason class.
     pub dead_by_reason: BTreeMap<String, u64>,
     /// Row groups written.
@@ -372,6 +375,14 @@ impl std::fmt::Display for Summary {
                 f,
                 "windows    {} records aggregated into {} window rows written",
                 self.records_windowed, self.window_rows_written
+            )?;
+        }
+        if let Some((n, path)) = &self.records_also_written {
+            let to = path.as_ref().map(|p| format!(" to {}", p.display()));
+            writeln!(
+                f,
+                "also       {n} records written as well{} (window.records)",
+                to.unwrap_or_default()
             )?;
         }
         writeln!(

@@ -27,6 +27,7 @@ mod local;
 mod parquet;
 mod partition;
 mod plan;
+mod tee;
 mod window_state;
 mod windows;
 mod writer;
@@ -40,9 +41,10 @@ pub use parquet::{
 };
 pub use partition::{escape_value, Partitioner, Split, HIVE_DEFAULT_PARTITION, NAME_MAX};
 pub use plan::OutputPlan;
+pub(crate) use tee::Tee;
 pub(crate) use window_state::key as window_state_key;
 pub(crate) use writer::since_column_kind;
-pub use writer::{run, Prepare, WriterParts, FAILURE_LINES_PER_SEC, REFUSED_CLASS};
+pub use writer::{run, Prepare, RecordsOutput, WriterParts, FAILURE_LINES_PER_SEC, REFUSED_CLASS};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -106,6 +108,20 @@ pub(crate) trait Output {
     fn take_finalized(&mut self) -> u64;
     /// What has been finalized so far.
     fn report(&self) -> OutputReport;
+    /// With `window.records` ([`Tee`](tee::Tee)): appends records, besides the window rows
+    /// [`write`](Output::write) takes. Returns the rows it cannot hold (as `write`); `None`
+    /// from an output that takes no records.
+    fn write_records(
+        &mut self,
+        _rows: &RecordBatch,
+        _holds: &mut Holds,
+    ) -> Result<Option<Vec<(usize, String)>>> {
+        Ok(None)
+    }
+    /// With `window.records`: the records written, and what their output finalized.
+    fn records_report(&self) -> Option<(u64, OutputReport)> {
+        None
+    }
 }
 
 /// What an [`Output`] finalized.
@@ -216,4 +232,7 @@ pub struct WriterReport {
     pub records_windowed: u64,
     /// Time windows: records the operator dead-lettered (late, ...), by reason class.
     pub window_rejected: std::collections::BTreeMap<String, u64>,
+    /// `window.records`: records written as well (a copy of what the windows were given),
+    /// and the last finalized file of theirs.
+    pub records_also: Option<(u64, Option<std::path::PathBuf>)>,
 }

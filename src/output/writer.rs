@@ -52,11 +52,30 @@ pub fn run(
         prepare,
         window,
         window_shards,
+        records,
         stop,
         since_field,
     } = parts;
     let guard = StateGuard::new(registry, thread);
-    let output = LocalParquet::new(plan, registry, journal.is_some(), first)?;
+    let main = LocalParquet::new(plan, registry, journal.is_some(), first)?;
+    // `window.records`: the records' own plan lives as long as the writer's output.
+    let (records_plan, records_first) = match records {
+        Some(r) => (Some(r.plan), r.first),
+        None => (None, None),
+    };
+    let output: Box<dyn super::Output + '_> = match &records_plan {
+        Some(rp) => Box::new(super::Tee {
+            main: Box::new(main),
+            records: Box::new(LocalParquet::new(
+                rp,
+                registry,
+                journal.is_some(),
+                records_first,
+            )?),
+            records_written: 0,
+        }),
+        None => Box::new(main),
+    };
     // A resumed run goes on from the window state its last checkpoint committed (checked
     // against this run's windows when the journal was opened, before anything was fetched).
     let window_key = window.as_deref().map(super::window_state::key);
@@ -68,7 +87,7 @@ pub fn run(
         }
     }
     let mut w = Writer {
-        output: Box::new(output),
+        output,
         sinks,
         journal,
         items: RangeSet::default(),
@@ -125,9 +144,21 @@ pub fn run(
             .as_mut()
             .map(|s| std::mem::take(&mut s.rejected_by_class))
             .unwrap_or_default(),
+        records_also: w
+            .output
+            .records_report()
+            .map(|(n, report)| (n, report.output)),
     };
     guard.finish();
     Ok(report)
+}
+
+/// `window.records`: where the records go as well, besides the window rows.
+pub struct RecordsOutput {
+    /// Their files' plan (path, rotation, schema).
+    pub plan: OutputPlan,
+    /// File number 1 and its number, opened before anything is fetched.
+    pub first: Option<(u64, ParquetFile)>,
 }
 
 /// What the writer thread owns besides its queue and [`OutputPlan`].
@@ -149,6 +180,9 @@ pub struct WriterParts {
     /// With `window.threads` > 1: the channels to the window threads, which hold the keys'
     /// windows (see [`crate::window::sharded`]); empty: the writer runs the one operator.
     pub window_shards: Vec<crate::window::sharded::ShardLink>,
+    /// `window.records`: the records' own output (its plan, and its first file when opened
+    /// before anything is fetched).
+    pub records: Option<RecordsOutput>,
     /// The pipeline's stop flag. With windows and a journal, a stopped run (SIGTERM) commits
     /// its open windows in the journal's state instead of writing them early: the next run of
     /// the same command goes on with them and writes each window once, whole, as an
@@ -462,6 +496,18 @@ impl Writer<'_> {
     /// Windows: the batch's rows go to the operator; the records it rejects become dead
     /// letters, the windows it closes rows of the output.
     fn window_batch(&mut self, batch: &RecordsBatch, dead: &mut DeadLetterLog) -> Result<()> {
+        // `window.records`: the records as well, before the windows take them (a late one
+        // is both here and a dead letter of the windows).
+        if let Some(rows) = batch.rows.as_ref().filter(|r| r.num_rows() > 0) {
+            // (Unpartitioned, so it refuses nothing: a refusal is a partition name.)
+            let refused = self.output.write_records(rows, &mut self.holds)?;
+            if let Some((_, why)) = refused.as_ref().and_then(|r| r.first()) {
+                return Err(Error::Stage {
+                    stage: "window.records".into(),
+                    why: why.clone(),
+                });
+            }
+        }
         let w = self.window.as_mut().expect("windows on");
         let emitted = w.push(batch.rows.as_ref(), batch.source, Instant::now())?;
         if let (Some(rows), false) = (&batch.rows, emitted.rejected.is_empty()) {

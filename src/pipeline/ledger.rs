@@ -110,6 +110,7 @@ impl Ledger {
                 }
                 s.records_windowed = w.records_windowed;
                 s.window_rows_written = w.window_rows;
+                s.records_also_written = w.records_also;
                 s.row_groups = w.row_groups;
                 s.files = w.files;
                 s.output = w.output;

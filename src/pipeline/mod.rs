@@ -264,6 +264,7 @@ impl Pipeline {
 
         // Open the output before fetching anything: an unwritable path fails the run at once.
         let output = self.output_plan(&source)?;
+        let records = self.records_plan(&output)?;
         ingest::preflight(&source, &cfg.fetch, cfg.every)?;
         self.check_since_field()?;
         transform_config::check_source(cfg, &source)?;
@@ -277,6 +278,13 @@ impl Pipeline {
             }
             false => None,
         };
+        let _records_lock = match &records {
+            Some(r) => {
+                r.check_target()?;
+                Some(r.lock()?)
+            }
+            None => None,
+        };
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
         let polled = !matches!(source, Source::Files(_) | Source::Push(_));
         if cfg.every.is_some() && polled && cfg.fetch.dedupe_key.is_none() {
@@ -289,13 +297,17 @@ impl Pipeline {
         // An output file from before is replaced only when asked: refused here, before
         // anything is fetched or any file touched.
         let replacing = self.parquet && output.replaces_a_file();
-        if replacing && !cfg.writer.overwrite {
-            return Err(Error::output(
-                &output.out,
-                "check",
-                "already exists, and this run would replace it: give --overwrite \
-                 (writer.overwrite = true) to replace it, or another --out path",
-            ));
+        let replaced = (replacing.then_some(&output).into_iter())
+            .chain(records.iter().filter(|r| r.replaces_a_file()));
+        for plan in replaced {
+            if !cfg.writer.overwrite {
+                return Err(Error::output(
+                    &plan.out,
+                    "check",
+                    "already exists, and this run would replace it: give --overwrite \
+                     (writer.overwrite = true) to replace it, or another path",
+                ));
+            }
         }
         // What killed runs left under temporary names (without a journal: its recovery
         // clears them itself, keeping those of committed checkpoints).
@@ -328,6 +340,13 @@ impl Pipeline {
             true => output.prepare()?,
             false => None,
         };
+        let records = match records {
+            Some(plan) => Some(output::RecordsOutput {
+                first: plan.prepare()?,
+                plan,
+            }),
+            None => None,
+        };
         let dead = DeadLetterLog::new(cfg.dead_letter_path()).with_rotation(
             cfg.writer.dead_letter_max_bytes,
             cfg.writer.dead_letter_keep,
@@ -349,6 +368,7 @@ impl Pipeline {
                 stop: Arc::clone(&self.stop),
             },
             window: self.window.clone(),
+            records,
         };
         // The parse stage also makes the lineage columns the transforms' metadata reads.
         let parse_cfg = Config {
@@ -533,16 +553,43 @@ impl Pipeline {
             .collect()
     }
 
-    /// How the files of `output` are named (for the journal and the stale-file cleanup).
+    /// How the files of `output` are named (for the journal and the stale-file cleanup); with
+    /// `window.records`, the records' files too.
     fn output_files(&self, output: &OutputPlan) -> crate::journal::OutputFiles {
-        if output.partitioned() {
-            crate::journal::OutputFiles::Under {
+        use crate::journal::OutputFiles;
+        let main = if output.partitioned() {
+            OutputFiles::Under {
                 root: output.out.clone(),
                 partition_by: output.writer.partition_by.clone(),
             }
         } else {
-            crate::journal::OutputFiles::Beside(output.out.clone())
+            OutputFiles::Beside(output.out.clone())
+        };
+        match self.records_path() {
+            Some(records) => {
+                OutputFiles::Both(Box::new(main), Box::new(OutputFiles::Beside(records)))
+            }
+            None => main,
         }
+    }
+
+    /// `window.records`, when windows are on and files are written.
+    fn records_path(&self) -> Option<std::path::PathBuf> {
+        let on = self.window.is_some() && self.parquet;
+        self.cfg.window.records.clone().filter(|_| on)
+    }
+
+    /// `window.records`: the records' output, beside the window rows' and like it (rotation,
+    /// row groups, codec, run identity) but unpartitioned, with the records' schema.
+    fn records_plan(&self, output: &OutputPlan) -> Result<Option<OutputPlan>> {
+        let Some(out) = self.records_path() else {
+            return Ok(None);
+        };
+        let mut plan = output.clone();
+        plan.out = out;
+        plan.writer.partition_by.clear();
+        plan.schema = self.record_schema()?;
+        Ok(Some(plan))
     }
 
     /// Opens the resume journal of `cfg.out` (see [`crate::journal`]), recovering what a killed
@@ -576,6 +623,11 @@ impl Pipeline {
                 "; transforms={tables:?}; filter={:?}; drop={:?}; rename={:?}",
                 cfg.filter, cfg.drop, cfg.rename
             ));
+        }
+        // With the records written as well, a journal begun without them (or with them
+        // elsewhere) would resume with the records of its committed items missing.
+        if let Some(records) = self.records_path() {
+            identity.push_str(&format!("; window.records={}", records.display()));
         }
         let path = Journal::path_for(&cfg.out);
         let files = self.output_files(output);

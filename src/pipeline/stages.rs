@@ -303,6 +303,8 @@ pub(super) struct StageInputs {
     pub(super) compute: Compute,
     /// Time windows, when on: run by the writer, on rows put back in source order.
     pub(super) window: Option<Arc<crate::window::WindowSpec>>,
+    /// `window.records`: the records' own output.
+    pub(super) records: Option<output::RecordsOutput>,
 }
 
 /// A run's stage threads, once started; `Pipeline::run` joins them, upstream first.
@@ -344,6 +346,7 @@ pub(super) fn start(
         sinks,
         compute,
         window,
+        records,
     } = input;
     // The short path: the writer parses and computes what ingest hands it while the pipeline
     // is idle (`IngestChannels::try_short_path`). Its parser's counts join the parse threads'
@@ -385,6 +388,7 @@ pub(super) fn start(
         prepare,
         window: window.clone(),
         window_shards,
+        records,
         stop: Some(Arc::clone(&compute.stop)),
         since_field: cfg.fetch.since_field.clone(),
     };

@@ -137,6 +137,7 @@ fn everything_set() -> Config {
             max_open: 777,
             overflow: "dead-letter".into(),
             threads: 3,
+            records: Some("records.parquet".into()),
             aggregates: [(
                 "status".to_string(),
                 vec!["count".to_string(), "p90".to_string()],

@@ -419,3 +419,54 @@ fn an_abort_at_each_window_checkpoint_step_resumes_to_the_uninterrupted_rows() {
         );
     }
 }
+
+/// `--window-records`: the records are written as well, committed by the same checkpoints as
+/// the window rows. Killed at random points after checkpoints and run again, the window
+/// rows are those of an uninterrupted run and every record is in the records' files exactly
+/// once (late ones too: they are dead letters of the windows, and records).
+#[test]
+fn records_written_as_well_are_each_in_one_file_after_kills_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path());
+    let (want, took) = uninterrupted(&input);
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let mut args = window_args(&input, &out_dir, &WINDOW);
+    let records = out_dir.join("rec.parquet");
+    args.extend(["--window-records".into(), records.display().to_string()]);
+    let journal = out_dir.join("w.parquet.journal");
+    let mut rng = Rng(0x04EC_04D5);
+    let mut killed = 0;
+    for run in 0..5 {
+        let delay = match run {
+            0 | 1 => Duration::ZERO,
+            _ => Duration::from_millis(rng.below(1 + took.as_millis() as u64 / 8)),
+        };
+        killed += usize::from(end_after_checkpoint(&args, &journal, delay, End::Kill));
+    }
+    assert!(killed >= 2, "only {killed} runs were ended mid-way");
+    run_once(&args, &ENV, None);
+    let named = |prefix: &str| -> Vec<PathBuf> {
+        final_parquet_files(&out_dir)
+            .into_iter()
+            .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .collect()
+    };
+    let mut got = Vec::new();
+    for f in named("w-") {
+        for b in read_parquet(&f) {
+            got.extend(batch_rows(&b));
+        }
+    }
+    got.sort();
+    assert!(
+        got == want,
+        "{} window rows, {} uninterrupted",
+        got.len(),
+        want.len()
+    );
+    let mut ids: Vec<i64> = named("rec-").iter().flat_map(|f| ids(f)).collect();
+    ids.sort_unstable();
+    assert_eq!(ids.len(), 24_000, "every record once, after {killed} kills");
+    assert!(ids.iter().enumerate().all(|(i, &id)| i as i64 == id));
+}
