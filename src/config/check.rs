@@ -191,19 +191,6 @@ pub(super) mod rule {
         }))
     }
 
-    pub(in crate::config) fn window_threads(c: &Config) -> Vec<Bad> {
-        let n = c.window.threads;
-        if !(1..=256).contains(&n) {
-            vec![Bad::value(format!("must be from 1 to 256, not {n}"))]
-        } else {
-            Bad::when(
-                n > 1 && c.window.size.is_some() && c.window.by.is_empty(),
-                "is more than 1 without window.by: the keys are what is spread over the threads, \
-                 and without window.by there is one",
-            )
-        }
-    }
-
     pub(in crate::config) fn window_overflow(c: &Config) -> Vec<Bad> {
         super::super::window_overflow(&c.window.overflow)
             .err()
@@ -487,6 +474,14 @@ impl Config {
             }
             return;
         };
+        if w.threads > 1 && w.by.is_empty() {
+            found.bad(
+                "window.threads",
+                "is more than 1 without window.by: the keys are what is spread over the \
+                 threads, and without window.by there is one"
+                    .into(),
+            );
+        }
         if let Some(records) = &w.records {
             let dir = |p: &std::path::Path| crate::fsutil::parent_dir(p).to_path_buf();
             if *records == self.out {

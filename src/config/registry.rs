@@ -1246,7 +1246,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
          keys) are more than one core's work. The rows and late records are those of one thread, \
          but `max_open` is split evenly over the threads, and a resumed run needs the same \
          count. Needs `window.by`.",
-        check: Check::Custom(rule::window_threads),
+        check: Check::int(1, 256, |c| Some(c.window.threads as u64)),
         ..BLANK
     },
     OptionSpec {
