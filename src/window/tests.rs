@@ -1441,6 +1441,22 @@ fn columns_are_found_by_name_in_batches_of_another_layout() {
     assert_eq!(rows.column(4).as_primitive::<Float64Type>().value(0), 7.0);
 }
 
+/// `n` window threads running [`run_shard`](super::sharded::run_shard) for `spec`, and the
+/// links to them.
+fn shard_links(spec: &WindowSpec, n: usize) -> Vec<super::sharded::ShardLink> {
+    use super::sharded::{run_shard, shard_spec, ShardLink};
+    let shard = Arc::new(shard_spec(spec, n));
+    (0..n)
+        .map(|_| {
+            let (jobs, jobs_rx) = crossbeam_channel::bounded(1);
+            let (replies_tx, replies) = crossbeam_channel::bounded(1);
+            let s = Arc::clone(&shard);
+            std::thread::spawn(move || run_shard(s, jobs_rx, replies_tx, |_| {}));
+            ShardLink { jobs, replies }
+        })
+        .collect()
+}
+
 /// Runs [`ShardedWindows`](super::sharded::ShardedWindows) over `events` with `n` shard
 /// threads, snapshotting and restoring (new threads) before the events in `restarts`.
 fn run_sharded(
@@ -1449,18 +1465,9 @@ fn run_sharded(
     n: usize,
     restarts: &[usize],
 ) -> (Vec<RecordBatch>, Vec<(usize, usize, String)>) {
-    use super::sharded::{run_shard, shard_spec, ShardLink, ShardedWindows};
+    use super::sharded::ShardedWindows;
     let start = |saved: Option<&[u8]>| {
-        let shard = Arc::new(shard_spec(spec, n));
-        let links = (0..n)
-            .map(|_| {
-                let (jobs, jobs_rx) = crossbeam_channel::bounded(1);
-                let (replies_tx, replies) = crossbeam_channel::bounded(1);
-                let spec = Arc::clone(&shard);
-                std::thread::spawn(move || run_shard(spec, jobs_rx, replies_tx, |_| {}));
-                ShardLink { jobs, replies }
-            })
-            .collect();
+        let links = shard_links(spec, n);
         ShardedWindows::new(spec.clone(), &schema(), links, saved).unwrap()
     };
     let mut w = start(None);
@@ -1520,18 +1527,8 @@ fn window_thread_state_needs_the_same_thread_count() {
     let events = stream(&mut rng, 200, 1, S / 2, S);
     let spec = Arc::new(spec(6 * S, 6 * S, S, &["service"]));
     let (_, _) = run_sharded(&spec, &events, 2, &[]);
-    use super::sharded::{run_shard, shard_spec, ShardLink, ShardedWindows};
-    let links = |n: usize| -> Vec<ShardLink> {
-        (0..n)
-            .map(|_| {
-                let (jobs, jobs_rx) = crossbeam_channel::bounded(1);
-                let (replies_tx, replies) = crossbeam_channel::bounded(1);
-                let s = Arc::new(shard_spec(&spec, n));
-                std::thread::spawn(move || run_shard(s, jobs_rx, replies_tx, |_| {}));
-                ShardLink { jobs, replies }
-            })
-            .collect()
-    };
+    use super::sharded::ShardedWindows;
+    let links = |n: usize| shard_links(&spec, n);
     let mut w = ShardedWindows::new(spec.clone(), &schema(), links(2), None).unwrap();
     if let Event::Push(p, recs) = &events[0] {
         w.push(PartitionId(*p), &batch(recs), Instant::now())
@@ -1550,4 +1547,82 @@ fn window_thread_state_needs_the_same_thread_count() {
     cut.truncate(bytes.len() - 3);
     assert!(ShardedWindows::new(spec.clone(), &schema(), links(2), Some(&cut)).is_err());
     assert!(ShardedWindows::new(spec.clone(), &schema(), links(2), Some(&bytes)).is_ok());
+}
+
+/// Idle partitions (processing time) over several window threads: with pushes, ticks and
+/// ends interleaved at random instants, the rows (in order) and the rejections are one
+/// operator's.
+#[test]
+fn window_threads_close_idle_streams_as_one_operator_does() {
+    use super::sharded::ShardedWindows;
+    enum Step {
+        Push(u32, Vec<Rec>, Instant),
+        Tick(Instant),
+        End(u32),
+    }
+    for seed in 1..=4u64 {
+        let mut rng = Rng::new(seed * 7 + 3);
+        let spec =
+            Arc::new(spec(4 * S, 2 * S, S, &["service", "host"]).with_idle(Duration::from_secs(3)));
+        let t0 = Instant::now();
+        let mut at = t0;
+        let mut steps = Vec::new();
+        for e in stream(&mut rng, 600, 3, S / 3, 2 * S) {
+            at += Duration::from_millis(rng.below(1500));
+            match e {
+                Event::Push(p, recs) => steps.push(Step::Push(p, recs, at)),
+                Event::End(p) => steps.push(Step::End(p)),
+                Event::Flush => {}
+            }
+            if rng.chance(30) {
+                at += Duration::from_millis(rng.below(5000));
+                steps.push(Step::Tick(at));
+            }
+        }
+        let rows =
+            |b: &[RecordBatch]| -> Vec<Row> { b.iter().flat_map(|b| rows_of(b, 2)).collect() };
+        // One operator, and three window threads, step by step.
+        let mut op = WindowOperator::new(spec.clone(), &schema()).unwrap();
+        let mut out = op.new_output();
+        let links = shard_links(&spec, 3);
+        let mut w = ShardedWindows::new(spec.clone(), &schema(), links, None).unwrap();
+        let (mut want, mut want_rej) = (Vec::new(), Vec::new());
+        let (mut got, mut got_rej) = (Vec::new(), Vec::new());
+        for (i, s) in steps.iter().enumerate() {
+            let (r, rej) = match s {
+                Step::Push(p, recs, at) => {
+                    op.push(PartitionId(*p), &batch(recs), *at, &mut out);
+                    w.push(PartitionId(*p), &batch(recs), *at).unwrap()
+                }
+                Step::Tick(at) => {
+                    op.tick(*at, &mut out);
+                    (w.tick(*at).unwrap(), Vec::new())
+                }
+                Step::End(p) => {
+                    op.partition_ended(PartitionId(*p), &mut out);
+                    (w.partition_ended(PartitionId(*p)).unwrap(), Vec::new())
+                }
+            };
+            want_rej.extend(
+                out.take_rejected()
+                    .into_iter()
+                    .map(|r| (i, r.row, r.reason)),
+            );
+            want.extend(out.take_rows());
+            got_rej.extend(rej.into_iter().map(|r| (i, r.row, r.reason)));
+            got.extend(r);
+            assert_eq!(
+                w.next_deadline(),
+                op.next_deadline(),
+                "seed {seed}, step {i}"
+            );
+            assert_eq!(w.gauges(), op.gauges(), "seed {seed}, step {i}");
+        }
+        assert!(
+            want_rej.iter().any(|r| r.2.starts_with("late")),
+            "seed {seed}: some late records"
+        );
+        assert_eq!(got_rej, want_rej, "seed {seed}");
+        assert_eq!(rows(&got), rows(&want), "seed {seed}");
+    }
 }
