@@ -1,0 +1,107 @@
+//! Waiting for files to change: inotify on the directories the tail reads (Linux), or a
+//! plain sleep of `tail_poll_interval` where there is none.
+//!
+//! inotify only shortens the wait: a change wakes the tail at once, and the tail looks at
+//! every file it follows and at the pattern's matches at least every poll interval anyway. So
+//! a directory that cannot be watched (not there yet, out of watches), a file rotated into
+//! another directory, or a file system without inotify (NFS) is still followed, by polling.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// Wakes the tail when a watched directory changes, or after the poll interval.
+pub struct Watch {
+    #[cfg(all(target_os = "linux", feature = "http"))]
+    fd: Option<std::os::fd::OwnedFd>,
+    /// Directories watched.
+    watched: Vec<std::path::PathBuf>,
+}
+
+impl Watch {
+    /// A watch with no directory yet; `inotify` off (or unavailable) sleeps instead.
+    pub fn new(inotify: bool) -> Watch {
+        #[cfg(not(all(target_os = "linux", feature = "http")))]
+        let _ = inotify;
+        Watch {
+            #[cfg(all(target_os = "linux", feature = "http"))]
+            fd: if inotify { inotify_init() } else { None },
+            watched: Vec::new(),
+        }
+    }
+
+    /// Whether changes wake the tail (inotify is on), rather than only the poll interval.
+    pub fn is_live(&self) -> bool {
+        #[cfg(all(target_os = "linux", feature = "http"))]
+        return self.fd.is_some() && !self.watched.is_empty();
+        #[cfg(not(all(target_os = "linux", feature = "http")))]
+        false
+    }
+
+    /// Watches `dir` (once) for appends, new files, renames and removals in it. A directory
+    /// that cannot be watched is polled; the next call tries again.
+    pub fn add(&mut self, dir: &Path) {
+        if self.watched.iter().any(|d| d == dir) {
+            return;
+        }
+        #[cfg(all(target_os = "linux", feature = "http"))]
+        if let Some(fd) = &self.fd {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::ffi::OsStrExt;
+            let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+                return;
+            };
+            let mask = libc::IN_MODIFY
+                | libc::IN_CREATE
+                | libc::IN_MOVED_FROM
+                | libc::IN_MOVED_TO
+                | libc::IN_DELETE
+                | libc::IN_CLOSE_WRITE
+                | libc::IN_ATTRIB;
+            // SAFETY: `fd` is an open inotify descriptor and `c` a NUL-terminated path.
+            let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
+            if wd >= 0 {
+                self.watched.push(dir.to_path_buf());
+            }
+        }
+    }
+
+    /// Waits until a watched directory changes or `timeout` passes, whichever is first.
+    pub fn wait(&mut self, timeout: Duration) {
+        #[cfg(all(target_os = "linux", feature = "http"))]
+        if let (Some(fd), false) = (&self.fd, self.watched.is_empty()) {
+            use std::os::fd::AsRawFd;
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd, for the length given.
+            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if n > 0 {
+                // What changed does not matter (every file is looked at): drain the events.
+                let mut buf = [0u8; 4096];
+                loop {
+                    // SAFETY: reads into a buffer of the length given; the fd is non-blocking.
+                    let r = unsafe {
+                        libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+                    };
+                    if r <= 0 {
+                        break;
+                    }
+                }
+            }
+            return;
+        }
+        std::thread::sleep(timeout);
+    }
+}
+
+#[cfg(all(target_os = "linux", feature = "http"))]
+fn inotify_init() -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: no arguments but flags; the result is checked.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    // SAFETY: a descriptor inotify_init1 just returned, owned by nothing else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
