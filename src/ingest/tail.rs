@@ -462,25 +462,23 @@ impl Tail<'_> {
                     }
                 }
             }
-            match memchr::memrchr(b'\n', &buf) {
-                Some(nl) => {
-                    let cut = nl + 1;
-                    self.deliver(f, &buf[..cut]);
-                    buf.drain(..cut);
-                    f.line_start += cut as u64;
-                }
-                None if buf.len() > limit => {
-                    let (name, at) = (&f.name, f.line_start);
-                    let why = format!(
-                        "{name}: the line at byte {at} is longer than fetch.max_body_bytes \
-                         ({limit} bytes)"
-                    );
-                    self.fail(&format!("{name}@{at}"), "too large", why);
-                    f.line_start = f.offset;
-                    buf.clear();
-                    f.oversized = true;
-                }
-                None => {}
+            if let Some(nl) = memchr::memrchr(b'\n', &buf) {
+                let cut = nl + 1;
+                self.deliver(f, &buf[..cut]);
+                buf.drain(..cut);
+                f.line_start += cut as u64;
+            }
+            // What is left is a partial line: it waits for its newline, up to the bound.
+            if buf.len() > limit {
+                let (name, at) = (&f.name, f.line_start);
+                let why = format!(
+                    "{name}: the line at byte {at} is longer than fetch.max_body_bytes \
+                     ({limit} bytes)"
+                );
+                self.fail(&format!("{name}@{at}"), "too large", why);
+                f.line_start = f.offset;
+                buf.clear();
+                f.oversized = true;
             }
             f.partial = buf;
             self.ship_if_full()?;
