@@ -520,30 +520,15 @@ impl Tail<'_> {
     fn deliver(&mut self, f: &mut Followed, bytes: &[u8]) {
         let start = f.line_start;
         let end = start + bytes.len() as u64;
-        let mut at = start;
-        while let Some(&(a, b)) = f.skip.first() {
-            if b <= at {
-                f.skip.remove(0);
-                continue;
+        for (a, b, ship) in split_committed(start, end, &mut f.skip) {
+            let piece = &bytes[(a - start) as usize..(b - start) as usize];
+            if ship {
+                self.deliver_piece(f, a, piece);
+            } else {
+                // Committed by an earlier run: accounted for already.
+                self.report.stats.skipped += 1;
+                f.unaccounted = b;
             }
-            if a >= end {
-                break;
-            }
-            if a > at {
-                let piece = &bytes[(at - start) as usize..(a - start) as usize];
-                self.deliver_piece(f, at, piece);
-            }
-            // Committed by an earlier run: accounted for already.
-            self.report.stats.skipped += 1;
-            at = b.min(end);
-            f.unaccounted = at;
-            if b > end {
-                break;
-            }
-            f.skip.remove(0);
-        }
-        if at < end {
-            self.deliver_piece(f, at, &bytes[(at - start) as usize..]);
         }
     }
 
@@ -646,6 +631,37 @@ impl Tail<'_> {
     }
 }
 
+/// Splits the bytes `[start, end)` into pieces `(from, to, ship)`: those to ship, and those an
+/// earlier run committed (`skip`, sorted; the ranges passed are removed from it). Both are
+/// whole lines, since every committed range is.
+fn split_committed(start: u64, end: u64, skip: &mut Vec<(u64, u64)>) -> Vec<(u64, u64, bool)> {
+    let mut out = Vec::new();
+    let mut at = start;
+    while let Some(&(a, b)) = skip.first() {
+        if b <= at {
+            skip.remove(0);
+            continue;
+        }
+        if a >= end {
+            break;
+        }
+        if a > at {
+            out.push((at, a, true));
+        }
+        let to = b.min(end);
+        out.push((at.max(a), to, false));
+        at = to;
+        if b > end {
+            break;
+        }
+        skip.remove(0);
+    }
+    if at < end {
+        out.push((at, end, true));
+    }
+    out
+}
+
 /// Finds the file of a saved `entry`: under its saved name, or another name in the same
 /// directory (renamed while pinflow was down), by device and inode.
 fn find(entry: &FileEntry) -> Option<(PathBuf, File, std::fs::Metadata)> {
@@ -671,4 +687,50 @@ fn find(entry: &FileEntry) -> Option<(PathBuf, File, std::fs::Metadata)> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_ranges_are_cut_out_of_what_is_read_again() {
+        // A restart read from 100; 150-200 and 300-400 were committed by the killed run.
+        let mut skip = vec![(150, 200), (300, 400)];
+        assert_eq!(
+            split_committed(100, 350, &mut skip),
+            [(100, 150, true), (150, 200, false), (200, 300, true), (300, 350, false)]
+        );
+        // The rest of the second range comes with the next read.
+        assert_eq!(skip, [(300, 400)]);
+        assert_eq!(
+            split_committed(350, 500, &mut skip),
+            [(350, 400, false), (400, 500, true)]
+        );
+        assert!(skip.is_empty());
+        assert_eq!(split_committed(500, 600, &mut skip), [(500, 600, true)]);
+    }
+
+    #[test]
+    fn the_directory_watched_is_the_pattern_part_before_its_first_wildcard() {
+        assert_eq!(base_dir("/var/log/app/*.log"), Path::new("/var/log/app"));
+        assert_eq!(base_dir("/var/log/app.log"), Path::new("/var/log"));
+        assert_eq!(base_dir("/var/log/*/x.log"), Path::new("/var/log"));
+        assert_eq!(base_dir("app.log*"), Path::new("."));
+        assert_eq!(base_dir("/app.log"), Path::new("/"));
+    }
+
+    #[test]
+    fn a_pattern_is_checked_when_the_source_is_made() {
+        let e = TailSource::new("logs/[.log").unwrap_err().to_string();
+        assert!(e.contains("not a glob pattern"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let e = TailSource::new(&dir.path().display().to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is a directory"), "{e}");
+        assert!(TailSource::new(" ").is_err());
+        // Nothing matches yet: a tail waits for it.
+        assert!(TailSource::new(&format!("{}/*.log", dir.path().display())).is_ok());
+    }
 }

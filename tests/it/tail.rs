@@ -182,6 +182,41 @@ fn a_pattern_that_matches_nothing_yet_waits_for_its_files() {
     assert_exactly_once(&all_final_ids(dir.path()), 0..60);
 }
 
+#[test]
+fn a_restart_goes_on_where_the_committed_lines_end_and_finds_a_file_rotated_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let mut cfg = config(dir.path());
+    cfg.writer.journal = true;
+    append(&log, &lines(0..100));
+    let pattern = log.display().to_string();
+    let run = Pipeline::new(cfg.clone())
+        .unwrap()
+        .spawn(Source::tail(&pattern).unwrap())
+        .unwrap();
+    let m = run.metrics();
+    let first = std::fs::metadata(&log).unwrap().len();
+    wait_until("the first lines read", || m.tail.bytes_read.load(Relaxed) == first);
+    run.shutdown().unwrap();
+    // While pinflow is down: lines appended, the file rotated out of the pattern, a new one.
+    append(&log, &lines(100..150));
+    let rotated = dir.path().join("app.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    append(&log, &lines(150..200));
+    let run = Pipeline::new(cfg)
+        .unwrap()
+        .spawn(Source::tail(&pattern).unwrap())
+        .unwrap();
+    let m = run.metrics();
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    let want = size(&rotated) - first + size(&log);
+    wait_until("only the new lines read, the rotated file let go of", || {
+        m.tail.bytes_read.load(Relaxed) == want && m.tail.files.load(Relaxed) == 1
+    });
+    run.shutdown().unwrap();
+    assert_exactly_once(&all_final_ids(dir.path()), 0..200);
+}
+
 #[cfg(feature = "cli")]
 mod cli {
     use std::path::{Path, PathBuf};
