@@ -754,6 +754,11 @@ impl Default for Config {
     }
 }
 
+/// The default of [`Config::tail_poll_interval`].
+pub const DEFAULT_TAIL_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// The default of [`Config::tail_rotate_wait`].
+pub const DEFAULT_TAIL_ROTATE_WAIT: Duration = Duration::from_secs(5);
+
 impl Config {
     /// The output file of [`Config::default`] (and of a configuration file without `out`).
     pub const DEFAULT_OUT: &'static str = "pinflow.parquet";
@@ -766,8 +771,8 @@ impl Config {
             source: None,
             files: Vec::new(),
             tail: None,
-            tail_poll_interval: crate::ingest::tail::DEFAULT_POLL_INTERVAL,
-            tail_rotate_wait: crate::ingest::tail::DEFAULT_ROTATE_WAIT,
+            tail_poll_interval: DEFAULT_TAIL_POLL_INTERVAL,
+            tail_rotate_wait: DEFAULT_TAIL_ROTATE_WAIT,
             format: "auto".into(),
             csv_delimiter: ",".into(),
             csv_header: true,

@@ -42,10 +42,7 @@ use crate::metrics::live::{QueueId, ThreadState};
 
 use self::position::{FileEntry, Positions};
 
-/// The default of `tail_poll_interval`.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// The default of `tail_rotate_wait`.
-pub const DEFAULT_ROTATE_WAIT: Duration = Duration::from_secs(5);
+use crate::config::{DEFAULT_TAIL_POLL_INTERVAL, DEFAULT_TAIL_ROTATE_WAIT};
 
 /// A tail source (inside [`Source::Tail`](crate::Source::Tail)): the pattern, and the
 /// positions the journal commits.
@@ -80,8 +77,8 @@ impl TailSource {
             pattern: pattern.to_string(),
             positions: Arc::default(),
             saved: Vec::new(),
-            poll_interval: DEFAULT_POLL_INTERVAL,
-            rotate_wait: DEFAULT_ROTATE_WAIT,
+            poll_interval: DEFAULT_TAIL_POLL_INTERVAL,
+            rotate_wait: DEFAULT_TAIL_ROTATE_WAIT,
         })
     }
 
