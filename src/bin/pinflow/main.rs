@@ -95,8 +95,8 @@ enum Command {
         #[arg(long, value_name = "PATH", num_args = 1.., conflicts_with = "urls")]
         files: Vec<String>,
         /// Follow growing NDJSON files until SIGINT/SIGTERM: a path or a glob pattern
-        /// ('/var/log/app/*.log'), across rotation and truncation; with --journal a restart
-        /// goes on where it stopped [default: `tail` from the config file].
+        /// ('/var/log/app/*.log'), across rotation and truncation; with the resume journal on,
+        /// a restart goes on where it stopped [default: `tail` from the config file].
         #[arg(long, value_name = "PATH|GLOB", conflicts_with_all = ["urls", "files"])]
         tail: Option<String>,
         /// Output Parquet file [default: `out` from the config file or PINFLOW_OUT].
