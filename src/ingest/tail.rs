@@ -283,7 +283,10 @@ impl Tail<'_> {
         let base = base_dir(&self.source.pattern);
         self.watch.add(&base);
         let matches: Vec<PathBuf> = match glob::glob(&self.source.pattern) {
-            Ok(paths) => paths.filter_map(|p| p.ok()).filter(|p| p.is_file()).collect(),
+            Ok(paths) => paths
+                .filter_map(|p| p.ok())
+                .filter(|p| p.is_file())
+                .collect(),
             Err(_) => Vec::new(),
         };
         let empty = matches.is_empty() && self.files.is_empty();
@@ -353,7 +356,11 @@ impl Tail<'_> {
         if meta.len() < at {
             // Truncated while pinflow was down: what is there now is new.
             tracing::warn!(file = %name, size = meta.len(), saved = at, "the file is shorter than the position saved for it (truncated): reading it from its first byte");
-            self.chans.registry.tail.truncations.fetch_add(1, Ordering::Relaxed);
+            self.chans
+                .registry
+                .tail
+                .truncations
+                .fetch_add(1, Ordering::Relaxed);
             entry = FileEntry::new(dev, ino, name.clone());
             at = 0;
         }
@@ -696,7 +703,12 @@ mod tests {
         let mut skip = vec![(150, 200), (300, 400)];
         assert_eq!(
             split_committed(100, 350, &mut skip),
-            [(100, 150, true), (150, 200, false), (200, 300, true), (300, 350, false)]
+            [
+                (100, 150, true),
+                (150, 200, false),
+                (200, 300, true),
+                (300, 350, false)
+            ]
         );
         // The rest of the second range comes with the next read.
         assert_eq!(skip, [(300, 400)]);

@@ -42,8 +42,17 @@ fn assert_exactly_once(ids: &[i64], want: std::ops::Range<i64>) {
         for id in ids {
             *seen.entry(*id).or_insert(0) += 1;
         }
-        let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).map(|(k, _)| k).take(10).collect();
-        let missing: Vec<_> = expected.iter().filter(|i| !seen.contains_key(i)).take(10).collect();
+        let twice: Vec<_> = seen
+            .iter()
+            .filter(|(_, &n)| n > 1)
+            .map(|(k, _)| k)
+            .take(10)
+            .collect();
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|i| !seen.contains_key(i))
+            .take(10)
+            .collect();
         panic!(
             "{} rows for {} ids: twice {twice:?}, missing {missing:?}",
             ids.len(),
@@ -64,12 +73,16 @@ fn appended_lines_are_written_and_a_partial_last_line_waits_for_its_newline() {
         .unwrap();
     let m = run.metrics();
     let size = |p: &Path| std::fs::metadata(p).unwrap().len();
-    wait_until("the first lines read", || m.tail.bytes_read.load(Relaxed) == size(&log));
+    wait_until("the first lines read", || {
+        m.tail.bytes_read.load(Relaxed) == size(&log)
+    });
     // The rest of the partial line, more lines, and a partial line left at the stop.
     append(&log, "\"line 100\"}\n");
     append(&log, &lines(101..150));
     append(&log, "{\"id\":150");
-    wait_until("the appended lines read", || m.tail.bytes_read.load(Relaxed) == size(&log));
+    wait_until("the appended lines read", || {
+        m.tail.bytes_read.load(Relaxed) == size(&log)
+    });
     assert_eq!(m.tail.files.load(Relaxed), 1);
     let summary = run.shutdown().unwrap();
     assert_exactly_once(&all_final_ids(dir.path()), 0..150);
@@ -87,7 +100,9 @@ fn a_truncated_file_is_read_again_from_its_first_byte() {
         .unwrap();
     let m = run.metrics();
     let first = std::fs::metadata(&log).unwrap().len();
-    wait_until("the first lines read", || m.tail.bytes_read.load(Relaxed) == first);
+    wait_until("the first lines read", || {
+        m.tail.bytes_read.load(Relaxed) == first
+    });
     // copytruncate: emptied in place, then written again (shorter than before).
     std::fs::OpenOptions::new()
         .write(true)
@@ -115,14 +130,18 @@ fn a_file_renamed_away_is_read_to_its_end_then_the_new_one_from_its_first_byte()
         .spawn(Source::tail(&log.display().to_string()).unwrap())
         .unwrap();
     let m = run.metrics();
-    wait_until("the first lines read", || m.tail.bytes_read.load(Relaxed) > 0);
+    wait_until("the first lines read", || {
+        m.tail.bytes_read.load(Relaxed) > 0
+    });
     // The writer keeps its descriptor across the rename for a moment: those lines too.
     let mut old = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
     old.write_all(lines(100..120).as_bytes()).unwrap();
     drop(old);
     append(&log, &lines(120..200));
-    let total = std::fs::metadata(dir.path().join("app.log.1")).unwrap().len()
+    let total = std::fs::metadata(dir.path().join("app.log.1"))
+        .unwrap()
+        .len()
         + std::fs::metadata(&log).unwrap().len();
     wait_until("both files read and the old one let go of", || {
         m.tail.bytes_read.load(Relaxed) == total
@@ -142,7 +161,10 @@ fn a_line_longer_than_max_body_bytes_is_a_dead_letter_naming_file_and_offset() {
     cfg.fetch.batch_max_bytes = 256;
     let head = lines(0..10);
     append(&log, &head);
-    append(&log, &format!("{{\"id\":-1,\"msg\":\"{}\"}}\n", "x".repeat(5000)));
+    append(
+        &log,
+        &format!("{{\"id\":-1,\"msg\":\"{}\"}}\n", "x".repeat(5000)),
+    );
     append(&log, &lines(10..20));
     let run = Pipeline::new(cfg)
         .unwrap()
@@ -155,7 +177,10 @@ fn a_line_longer_than_max_body_bytes_is_a_dead_letter_naming_file_and_offset() {
     assert_exactly_once(&all_final_ids(dir.path()), 0..20);
     assert_eq!(summary.fetch.failed, 1);
     let dead = std::fs::read_to_string(dir.path().join("out.parquet.deadletter.ndjson")).unwrap();
-    let want = format!("the line at byte {} is longer than fetch.max_body_bytes", head.len());
+    let want = format!(
+        "the line at byte {} is longer than fetch.max_body_bytes",
+        head.len()
+    );
     assert!(dead.contains(&want) && dead.contains("app.log"), "{dead}");
 }
 
@@ -196,7 +221,9 @@ fn a_restart_goes_on_where_the_committed_lines_end_and_finds_a_file_rotated_mean
         .unwrap();
     let m = run.metrics();
     let first = std::fs::metadata(&log).unwrap().len();
-    wait_until("the first lines read", || m.tail.bytes_read.load(Relaxed) == first);
+    wait_until("the first lines read", || {
+        m.tail.bytes_read.load(Relaxed) == first
+    });
     run.shutdown().unwrap();
     // While pinflow is down: lines appended, the file rotated out of the pattern, a new one.
     append(&log, &lines(100..150));
@@ -210,9 +237,10 @@ fn a_restart_goes_on_where_the_committed_lines_end_and_finds_a_file_rotated_mean
     let m = run.metrics();
     let size = |p: &Path| std::fs::metadata(p).unwrap().len();
     let want = size(&rotated) - first + size(&log);
-    wait_until("only the new lines read, the rotated file let go of", || {
-        m.tail.bytes_read.load(Relaxed) == want && m.tail.files.load(Relaxed) == 1
-    });
+    wait_until(
+        "only the new lines read, the rotated file let go of",
+        || m.tail.bytes_read.load(Relaxed) == want && m.tail.files.load(Relaxed) == 1,
+    );
     run.shutdown().unwrap();
     assert_exactly_once(&all_final_ids(dir.path()), 0..200);
 }
@@ -238,7 +266,12 @@ mod cli {
             .arg("--out")
             .arg(out)
             .args(["--journal", "--rotate-rows", "1500", "--progress", "never"])
-            .args(["--tail-poll-interval", "20ms", "--tail-rotate-wait", "200ms"])
+            .args([
+                "--tail-poll-interval",
+                "20ms",
+                "--tail-rotate-wait",
+                "200ms",
+            ])
             // Small chunks: many work items, many checkpoints between the kills.
             .env("PINFLOW_FETCH_BATCH_MAX_BYTES", "8192")
             .stdout(Stdio::null())

@@ -237,7 +237,10 @@ mod tests {
         // Its chunk is not committed yet: it stays, under its new name.
         let saved = load(&p.commit(&RangeSet::default())).unwrap();
         assert_eq!(saved.len(), 2);
-        assert_eq!((saved[0].name.as_str(), saved[0].closed), ("app.log.1", true));
+        assert_eq!(
+            (saved[0].name.as_str(), saved[0].closed),
+            ("app.log.1", true)
+        );
         let mut items = RangeSet::default();
         items.insert(c);
         let saved = load(&p.commit(&items)).unwrap();

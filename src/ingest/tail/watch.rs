@@ -40,11 +40,11 @@ impl Watch {
     /// Watches `dir` (once) for appends, new files, renames and removals in it. A directory
     /// that cannot be watched is polled; the next call tries again.
     pub fn add(&mut self, dir: &Path) {
-        if self.watched.iter().any(|d| d == dir) {
-            return;
-        }
+        let new = !self.watched.iter().any(|d| d == dir);
+        #[cfg(not(all(target_os = "linux", feature = "http")))]
+        let _ = new;
         #[cfg(all(target_os = "linux", feature = "http"))]
-        if let Some(fd) = &self.fd {
+        if let (Some(fd), true) = (&self.fd, new) {
             use std::os::fd::AsRawFd;
             use std::os::unix::ffi::OsStrExt;
             let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
@@ -83,9 +83,8 @@ impl Watch {
                 let mut buf = [0u8; 4096];
                 loop {
                     // SAFETY: reads into a buffer of the length given; the fd is non-blocking.
-                    let r = unsafe {
-                        libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
-                    };
+                    let r =
+                        unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
                     if r <= 0 {
                         break;
                     }
