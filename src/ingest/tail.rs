@@ -16,7 +16,8 @@
 //!   [`position`]), and a restarted run goes on from them: lines appended while pinflow was
 //!   down are read, none twice. Without a journal, files are read from their first byte.
 //! - On stop, every complete line already in the files is read and shipped before the thread
-//!   returns; a partial last line is left for the next run.
+//!   returns (for at most `fetch.shutdown_timeout` while a writer keeps appending); a partial
+//!   last line is left for the next run.
 //!
 //! Each chunk is one work item (body `PATH@START-END`, its byte range); a line dead-lettered
 //! for its length or cut off by a truncation is a failed one. So the ledger holds as for every
@@ -199,8 +200,14 @@ pub fn run(
         .registry
         .set_state(t.chans.thread, ThreadState::Working);
     t.resume();
+    // When the stop was first seen: the drain reads what the files hold then, but a writer
+    // that never pauses must not keep the run from ending, so it gets fetch.shutdown_timeout.
+    let mut stopped_at: Option<Instant> = None;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
+        if stopping && stopped_at.is_none() {
+            stopped_at = Some(Instant::now());
+        }
         let due = t
             .last_scan
             .is_none_or(|at| at.elapsed() >= t.source.poll_interval);
@@ -208,7 +215,15 @@ pub fn run(
             t.scan();
         }
         let read = t.read_all()?;
-        if stopping && !read {
+        let out_of_time = stopped_at.is_some_and(|at| at.elapsed() >= cfg.shutdown_timeout);
+        if stopping && (!read || out_of_time) {
+            if read {
+                tracing::warn!(
+                    timeout = ?cfg.shutdown_timeout,
+                    "stopped while the files still grew: the lines not read by \
+                     fetch.shutdown_timeout are left for the next run"
+                );
+            }
             break;
         }
         if read {
