@@ -5,7 +5,7 @@
 #
 #   tools/tail-bench.sh                     # 1 GB file, 3 runs each, release build
 #   SIZE_MB=50 RUNS=3 tools/tail-bench.sh   # a quick check
-#   PINFLOW_BIN=target/debug/pinflow SIZE_MB=50 tools/tail-bench.sh
+#   BIN=target/debug/pinflow SIZE_MB=50 tools/tail-bench.sh
 #
 # How the tail run is timed: it is started with the metrics endpoint on, and stopped with
 # SIGTERM as soon as `pinflow_tail_bytes_read_total` equals the file's size (read every 20
@@ -13,14 +13,14 @@
 # exit, as the file run's is, so both include writing every row; the tail's includes up to
 # one polling step (20 ms) more.
 #
-# Environment: SIZE_MB (default 1024), RUNS (3), PINFLOW_BIN (default: a release build made
+# Environment: SIZE_MB (default 1024), RUNS (3), BIN (default: a release build made
 # here), WORK (a scratch directory; default a new one under /tmp, removed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mb=${SIZE_MB:-1024}
 runs=${RUNS:-3}
-if [[ -n "${PINFLOW_BIN:-}" ]]; then
-  bin=$PINFLOW_BIN
+if [[ -n "${BIN:-}" ]]; then
+  bin=$BIN
 else
   cargo build --release --quiet
   bin=target/release/pinflow
