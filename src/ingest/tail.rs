@@ -111,6 +111,7 @@ impl TailSource {
                 why,
             })?;
         }
+        self.positions.track();
         j.track_position(Arc::clone(&self.positions) as Arc<_>);
         Ok(())
     }

@@ -105,6 +105,9 @@ pub fn load(json: &str) -> Result<Vec<FileEntry>, String> {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Whether a journal commits the positions ([`Positions::track`]); without one nothing
+    /// is kept past its use, so that a long run holds no record of every chunk it shipped.
+    tracked: bool,
     next_item: u64,
     next_slot: u64,
     /// Work items shipped and not yet committed: slot and byte range.
@@ -121,6 +124,11 @@ pub struct Positions {
 }
 
 impl Positions {
+    /// Keeps the chunks and files for a journal's checkpoints to commit.
+    pub fn track(&self) {
+        self.inner.lock().tracked = true;
+    }
+
     /// Starts following a file from `entry` (its `done` ranges as saved); returns its slot.
     pub fn add_file(&self, entry: FileEntry) -> u64 {
         let mut i = self.inner.lock();
@@ -135,13 +143,18 @@ impl Positions {
         let mut i = self.inner.lock();
         let item = i.next_item;
         i.next_item += 1;
-        i.pending.insert(item, (slot, start, end));
+        if i.tracked {
+            i.pending.insert(item, (slot, start, end));
+        }
         item
     }
 
     /// Lets go of `slot`: forgotten once its chunks are committed.
     pub fn close(&self, slot: u64) {
-        if let Some(f) = self.inner.lock().files.get_mut(&slot) {
+        let mut i = self.inner.lock();
+        if !i.tracked {
+            i.files.remove(&slot);
+        } else if let Some(f) = i.files.get_mut(&slot) {
             f.closed = true;
         }
     }
@@ -208,6 +221,7 @@ mod tests {
     #[test]
     fn only_committed_chunks_advance_a_file_and_a_gap_is_kept() {
         let p = Positions::default();
+        p.track();
         let a = p.add_file(FileEntry::new(1, 2, "a.log".into()));
         let c0 = p.chunk(a, 0, 100);
         let c1 = p.chunk(a, 100, 250);
@@ -229,6 +243,7 @@ mod tests {
     #[test]
     fn a_closed_file_is_forgotten_once_its_chunks_are_committed() {
         let p = Positions::default();
+        p.track();
         let old = p.add_file(FileEntry::new(1, 2, "app.log".into()));
         let new = p.add_file(FileEntry::new(1, 3, "app.log".into()));
         let c = p.chunk(old, 0, 10);
@@ -247,6 +262,18 @@ mod tests {
         assert_eq!(saved.len(), 1);
         assert_eq!(saved[0].ino, 3);
         let _ = new;
+    }
+
+    #[test]
+    fn without_a_journal_nothing_is_kept_past_its_use() {
+        let p = Positions::default();
+        let a = p.add_file(FileEntry::new(1, 2, "a.log".into()));
+        for k in 0..1000 {
+            p.chunk(a, k * 10, k * 10 + 10);
+        }
+        assert!(p.inner.lock().pending.is_empty());
+        p.close(a);
+        assert!(p.entries().is_empty());
     }
 
     #[test]
