@@ -245,6 +245,19 @@ fn a_restart_goes_on_where_the_committed_lines_end_and_finds_a_file_rotated_mean
     assert_exactly_once(&all_final_ids(dir.path()), 0..200);
 }
 
+#[test]
+fn an_output_the_tail_pattern_would_read_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = dir.path().join("*").display().to_string();
+    let e = Pipeline::new(config(dir.path()))
+        .unwrap()
+        .run(Source::tail(&pattern).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("would be read as an input (--tail"), "{e}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
 #[cfg(feature = "cli")]
 mod cli {
     use std::path::{Path, PathBuf};
