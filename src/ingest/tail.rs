@@ -238,7 +238,7 @@ pub fn run(
             .registry
             .set_state(t.chans.thread, ThreadState::WaitingInput);
         let live = t.watch.is_live();
-        t.watch.wait(t.source.poll_interval);
+        t.watch.wait(t.source.poll_interval, &stop);
         t.chans
             .registry
             .set_state(t.chans.thread, ThreadState::Working);

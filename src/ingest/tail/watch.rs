@@ -9,6 +9,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+/// How often a wait looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(20);
+
 /// Wakes the tail when a watched directory changes, or after the poll interval.
 pub struct Watch {
     #[cfg(all(target_os = "linux", feature = "http"))]
@@ -65,8 +68,24 @@ impl Watch {
         }
     }
 
-    /// Waits until a watched directory changes or `timeout` passes, whichever is first.
-    pub fn wait(&mut self, timeout: Duration) {
+    /// Waits until a watched directory changes, `timeout` passes or `stop` is set, whichever
+    /// is first (`stop` is looked at every [`STOP_CHECK`]: a stop must not wait for a long
+    /// poll interval).
+    pub fn wait(&mut self, timeout: Duration, stop: &std::sync::atomic::AtomicBool) {
+        let started = std::time::Instant::now();
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            if self.wait_once(left.min(STOP_CHECK)) {
+                return;
+            }
+        }
+    }
+
+    /// One wait of at most `timeout`; whether a watched directory changed.
+    fn wait_once(&mut self, timeout: Duration) -> bool {
         #[cfg(all(target_os = "linux", feature = "http"))]
         if let (Some(fd), false) = (&self.fd, self.watched.is_empty()) {
             use std::os::fd::AsRawFd;
@@ -90,9 +109,10 @@ impl Watch {
                     }
                 }
             }
-            return;
+            return n > 0;
         }
         std::thread::sleep(timeout);
+        false
     }
 }
 
