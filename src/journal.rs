@@ -95,6 +95,18 @@ impl SavedSince {
     }
 }
 
+/// A source's own resume position, committed with each checkpoint as its `"position"` (a JSON
+/// value inside the line's CRC; journals without it read as before). A source whose work
+/// items are not stable numbers across runs (a tail of growing files: what one chunk holds
+/// depends on when it was read) keeps its position here instead: [`SourcePosition::commit`]
+/// is told which of its items the checkpoint commits, and returns the position they reach.
+/// A restarted run reads the last one back with [`Journal::position`].
+pub trait SourcePosition: Send + Sync {
+    /// The position once the items in `items` are committed, as one JSON value. Called once
+    /// per checkpoint, just before its line is written.
+    fn commit(&self, items: &RangeSet) -> String;
+}
+
 /// The journal format this version writes and reads. Format 2 added a CRC-32 to every line,
 /// the size of every committed file and the time the journal was started; format 1 had none
 /// of them and is refused with a message.
@@ -674,6 +686,8 @@ pub struct Checkpoint {
     state: Option<state::StateRef>,
     /// The `{since}` position committed with them, if any.
     pub since: Option<SavedSince>,
+    /// The source's own position committed with them ([`SourcePosition`]), as JSON text.
+    pub position: Option<String>,
 }
 
 /// A file of a committed checkpoint, names relative to the journal's directory (checked by
@@ -802,6 +816,7 @@ fn checkpoint_line(
     items: &RangeSet,
     state: Option<&state::StateRef>,
     since: Option<&SavedSince>,
+    position: Option<&str>,
 ) -> Vec<u8> {
     let mut line = Vec::with_capacity(256);
     line.extend_from_slice(format!("{{\"checkpoint\":{number},\"files\":[").as_bytes());
@@ -821,6 +836,10 @@ fn checkpoint_line(
     }
     if let Some(s) = since {
         s.to_json(&mut line);
+    }
+    if let Some(p) = position {
+        line.extend_from_slice(b",\"position\":");
+        line.extend_from_slice(p.as_bytes());
     }
     seal(&mut line);
     line
@@ -881,6 +900,7 @@ fn parse_checkpoint(
         .map_err(Defect::Malformed)?;
     let state = state::parse(&v, journal, number)?;
     let since = SavedSince::parse(&v)?;
+    let position = v.get("position").map(|p| p.encode());
     let mut files = Vec::new();
     for f in v
         .get("files")
@@ -914,6 +934,7 @@ fn parse_checkpoint(
         items,
         state,
         since,
+        position,
     })
 }
 
@@ -978,6 +999,10 @@ pub struct Journal {
     /// The `{since}` position: the last committed one, then what [`Journal::set_since`]
     /// gives, which every later checkpoint line carries.
     since: Option<SavedSince>,
+    /// The source's position ([`SourcePosition`]): the last committed one, as JSON text.
+    position: Option<String>,
+    /// Where the next checkpoints take the source's position from.
+    position_source: Option<std::sync::Arc<dyn SourcePosition>>,
 }
 
 /// What [`Journal::open`] found.
@@ -1112,6 +1137,11 @@ impl Journal {
             .iter()
             .rev()
             .find_map(|c| c.since.clone());
+        let position = contents
+            .checkpoints
+            .iter()
+            .rev()
+            .find_map(|c| c.position.clone());
         let last_line = last.map(|c| c.line);
         // A file of this output written since the journal started, but named by no line:
         // lines were lost (a truncated journal), and resuming would write its rows twice.
@@ -1161,6 +1191,8 @@ impl Journal {
                 state_file,
                 state_taken: false,
                 since,
+                position,
+                position_source: None,
             },
             rec,
         ))
@@ -1181,6 +1213,17 @@ impl Journal {
     /// they and the earlier ones hold (the writer's, at the checkpoint).
     pub fn set_since(&mut self, since: SavedSince) {
         self.since = Some(since);
+    }
+
+    /// The source's position ([`SourcePosition`]) the last committed checkpoint saved, as
+    /// JSON text; `None` when no checkpoint saved one.
+    pub fn position(&self) -> Option<&str> {
+        self.position.as_deref()
+    }
+
+    /// Makes every later checkpoint commit `source`'s position with its items.
+    pub fn track_position(&mut self, source: std::sync::Arc<dyn SourcePosition>) {
+        self.position_source = Some(source);
     }
 
     /// Commits a checkpoint: `files` (temporary, final) are complete and fsynced, and hold
@@ -1273,18 +1316,23 @@ impl Journal {
         if saved.is_some() {
             crate::failpoint::hit("journal.after_state");
         }
+        let position = self.position_source.as_ref().map(|p| p.commit(items));
         let line = checkpoint_line(
             self.next_checkpoint,
             &named,
             items,
             saved.as_ref(),
             self.since.as_ref(),
+            position.as_deref(),
         );
         self.file
             .write_all(&line)
             .and_then(|()| self.file.sync_data())
             .map_err(|e| Error::output(&self.path, "write journal", e))?;
         self.done.extend(items);
+        if position.is_some() {
+            self.position = position;
+        }
         // (Line 1 is the header: checkpoint N is line N + 1.)
         self.last_line = Some(self.next_checkpoint + 1);
         self.next_checkpoint += 1;
@@ -1641,6 +1689,36 @@ mod tests {
     }
 
     #[test]
+    fn a_source_position_is_committed_with_checkpoints_and_read_back() {
+        // The items each checkpoint commits, as the source is told them.
+        struct Seen(parking_lot::Mutex<Vec<String>>);
+        impl SourcePosition for Seen {
+            fn commit(&self, items: &RangeSet) -> String {
+                let mut seen = self.0.lock();
+                seen.push(format!("\"{items}\""));
+                format!("{{\"upto\":[{}]}}", seen.join(","))
+            }
+        }
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("o.parquet.journal");
+        let files = beside(d.path());
+        let (mut j, _) = Journal::open(&path, "id", &files).unwrap();
+        assert_eq!(j.position(), None);
+        j.commit(&[], &"0".parse().unwrap()).unwrap();
+        let seen = std::sync::Arc::new(Seen(Default::default()));
+        j.track_position(seen.clone());
+        j.commit(&[], &"1-3".parse().unwrap()).unwrap();
+        j.commit(&[], &"7".parse().unwrap()).unwrap();
+        assert_eq!(*seen.0.lock(), ["\"1-3\"", "\"7\""]);
+        drop(j);
+        let (j, rec) = Journal::open(&path, "id", &files).unwrap();
+        assert_eq!(rec.checkpoints, 3);
+        // The last one, re-encoded: the same value.
+        let back: serde_json::Value = serde_json::from_str(j.position().unwrap()).unwrap();
+        assert_eq!(back, serde_json::json!({"upto": ["1-3", "7"]}));
+    }
+
+    #[test]
     fn a_committed_checkpoint_is_finished_and_an_unfinished_one_undone() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -1867,7 +1945,7 @@ mod tests {
                 })
                 .collect();
             let items: RangeSet = format!("{}-{}", k * 100, k * 100 + 99).parse().unwrap();
-            out.extend(checkpoint_line(k, &files, &items, None, None));
+            out.extend(checkpoint_line(k, &files, &items, None, None, None));
         }
         out
     }

@@ -226,6 +226,17 @@ pub(super) mod rule {
         )
     }
 
+    pub(in crate::config) fn tail(c: &Config) -> Vec<Bad> {
+        match c.tail.as_deref() {
+            Some(t) if t.trim().is_empty() => Bad::when(true, "is empty"),
+            Some(t) => Bad::when(
+                glob::Pattern::new(t).is_err(),
+                "is not a path or glob pattern",
+            ),
+            None => Vec::new(),
+        }
+    }
+
     pub(in crate::config) fn format(c: &Config) -> Vec<Bad> {
         Bad::when(
             !matches!(c.format.as_str(), "auto" | "ndjson" | "csv"),

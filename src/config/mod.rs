@@ -104,6 +104,18 @@ pub struct Config {
     /// [`Source::files`](crate::Source::files).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+    /// Growing NDJSON files to follow until stopped (`pinflow run --tail`): a path or a glob
+    /// pattern. See [`Source::tail`](crate::Source::tail).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tail: Option<String>,
+    /// How often the tail looks at its files and its pattern's matches when nothing woke it
+    /// (inotify, where there is one, wakes it at once).
+    #[serde(with = "duration_serde")]
+    pub tail_poll_interval: Duration,
+    /// How long a file rotated away (or deleted) must stay unchanged, once read to its end,
+    /// before the tail lets go of it: a writer may still append to it for a moment.
+    #[serde(with = "duration_serde")]
+    pub tail_rotate_wait: Duration,
     /// How `files` are read: `auto` (by name: `.csv` and `.csv.gz` are CSV, `.json` one
     /// document, anything else NDJSON), `ndjson` or `csv` (every input, stdin too).
     pub format: String,
@@ -751,6 +763,11 @@ impl Default for Config {
     }
 }
 
+/// The default of [`Config::tail_poll_interval`].
+pub const DEFAULT_TAIL_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// The default of [`Config::tail_rotate_wait`].
+pub const DEFAULT_TAIL_ROTATE_WAIT: Duration = Duration::from_secs(5);
+
 impl Config {
     /// The output file of [`Config::default`] (and of a configuration file without `out`).
     pub const DEFAULT_OUT: &'static str = "pinflow.parquet";
@@ -762,6 +779,9 @@ impl Config {
             dead_letter: None,
             source: None,
             files: Vec::new(),
+            tail: None,
+            tail_poll_interval: DEFAULT_TAIL_POLL_INTERVAL,
+            tail_rotate_wait: DEFAULT_TAIL_ROTATE_WAIT,
             format: "auto".into(),
             csv_delimiter: ",".into(),
             csv_header: true,

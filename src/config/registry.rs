@@ -366,6 +366,41 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "tail",
+        kind: Kind::Text,
+        flag: Flag::Command("--tail"),
+        example: "\"/var/log/app/*.log\"",
+        doc: "Growing NDJSON files to follow until SIGINT or SIGTERM instead of URLs: a path or \
+         a glob pattern (new matches are followed as they appear). Rotation by rename and \
+         truncation are followed; with writer.journal a restart goes on where the committed \
+         lines end. See docs/usage.md, \"Tailing files\".",
+        check: Check::Custom(rule::tail),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "tail_poll_interval",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--tail-poll-interval"),
+        value_name: "DURATION",
+        help: "How often --tail looks at its files when nothing woke it (inotify wakes it at once) [default: 250ms]",
+        doc: "How often the tail looks at its files and at its pattern's matches when nothing \
+         woke it; where inotify works (Linux, local file systems) a change wakes it at once.",
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.tail_poll_interval)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "tail_rotate_wait",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--tail-rotate-wait"),
+        value_name: "DURATION",
+        help: "How long a rotated-away file, read to its end, stays followed unchanged before --tail lets go of it [default: 5s]",
+        doc: "How long a file renamed away from the tail's pattern (rotated) or deleted, once \
+         read to its end, must stay unchanged before the tail lets go of it (a writer may still \
+         append to it for a moment).",
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.tail_rotate_wait)),
+        ..BLANK
+    },
+    OptionSpec {
         key: "filter",
         kind: Kind::StringList,
         flag: Flag::Shared("--filter"),

@@ -8,6 +8,7 @@
 //! | URL template, list or file (`http`)      | [`http`]: one mio event loop, or the blocking ureq engine |
 //! | local NDJSON / JSON / CSV files, stdin   | [`files`] (CSV: [`files::csv`])     |
 //! | records handed in by the program         | [`push`]                            |
+//! | growing files, across rotation (`--tail`) | [`tail`]                           |
 //!
 //! # The contract
 //!
@@ -39,6 +40,7 @@ pub mod http;
 pub mod files;
 pub mod push;
 pub mod source;
+pub mod tail;
 pub(crate) mod url;
 
 use std::sync::atomic::AtomicBool;
@@ -85,11 +87,11 @@ pub(crate) fn preflight(source: &Source, cfg: &FetchConfig, every: Option<Durati
         http::preflight(cfg)?;
     }
     since_preflight(source, cfg)?;
-    if every.is_some() && matches!(source, Source::Files(_) | Source::Push(_)) {
+    if every.is_some() && matches!(source, Source::Files(_) | Source::Push(_) | Source::Tail(_)) {
         return Err(Error::config(
             "every",
-            "continuous mode is for URL sources; files are read once and pushes end when \
-             their handles are dropped",
+            "continuous mode is for URL sources; files are read once, a tail follows its \
+             files until stopped, and pushes end when their handles are dropped",
         ));
     }
     let _ = cfg;
@@ -147,6 +149,7 @@ pub(crate) fn run(
     match source {
         Source::Files(inputs) => files::run(inputs, cfg, file_opts, chans, stop),
         Source::Push(input) => push::run(input, cfg, chans, stop),
+        Source::Tail(tail) => tail::run(tail, cfg, chans, stop),
         #[cfg(feature = "http")]
         source => match cfg.engine {
             crate::config::FetchEngine::Mio => http::run(cfg, source, every, chans, stop),

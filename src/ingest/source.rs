@@ -44,6 +44,8 @@ pub enum Source {
     Files(Vec<crate::ingest::files::FileInput>),
     /// Bodies and records pushed by the embedding program ([`Source::push`]).
     Push(crate::ingest::push::PushReceiver),
+    /// Growing NDJSON files followed until the run is stopped ([`Source::tail`]).
+    Tail(crate::ingest::tail::TailSource),
 }
 
 impl std::fmt::Debug for Source {
@@ -54,6 +56,7 @@ impl std::fmt::Debug for Source {
             Source::Lines { name, .. } => write!(f, "Lines({name})"),
             Source::Files(v) => write!(f, "Files({} inputs)", v.len()),
             Source::Push(_) => f.write_str("Push"),
+            Source::Tail(t) => write!(f, "Tail({})", t.pattern()),
         }
     }
 }
@@ -265,6 +268,22 @@ impl Source {
         (Source::Push(rx), handle)
     }
 
+    /// A tail of the NDJSON files `pattern` (a path or a glob pattern such as
+    /// `/var/log/app/*.log`) names, now or later: followed as they grow, across rotation and
+    /// truncation, until the run is stopped (see [`crate::ingest::tail`]). With
+    /// `writer.journal`, a restarted run goes on where the committed lines end. An invalid
+    /// pattern fails here; one that matches nothing yet waits for a file.
+    ///
+    /// ```
+    /// let source = pinflow::Source::tail("/var/log/app/*.log")?;
+    /// assert_eq!(source.describe(), "tail /var/log/app/*.log");
+    /// assert!(pinflow::Source::tail("logs/[.log").is_err());
+    /// # Ok::<(), pinflow::Error>(())
+    /// ```
+    pub fn tail(pattern: &str) -> Result<Source> {
+        crate::ingest::tail::TailSource::new(pattern).map(Source::Tail)
+    }
+
     /// A file with one URL per line.
     pub fn file(path: impl Into<PathBuf>) -> Result<Source> {
         let path = path.into();
@@ -294,7 +313,7 @@ impl Source {
                     .into(),
             }),
             Source::Lines { name, .. } => Source::file(name),
-            Source::Files(_) | Source::Push(_) => Err(Error::Source {
+            Source::Files(_) | Source::Push(_) | Source::Tail(_) => Err(Error::Source {
                 source_name: "files".into(),
                 why: "continuous mode (`every`) is for URL sources".into(),
             }),
@@ -332,7 +351,7 @@ impl Source {
                     error: None,
                 })
             }
-            Source::Files(_) | Source::Push(_) => Err(Error::Source {
+            Source::Files(_) | Source::Push(_) | Source::Tail(_) => Err(Error::Source {
                 source_name: "files".into(),
                 why: "files and pushed items are not fetched".into(),
             }),
@@ -346,6 +365,7 @@ impl Source {
             Source::Template(t) => t.to_string(),
             Source::Lines { name, .. } => name.clone(),
             Source::Push(_) => "push".into(),
+            Source::Tail(t) => format!("tail {}", t.pattern()),
             Source::Files(inputs) => match inputs.first() {
                 Some(first) if inputs.len() > 1 => {
                     format!("{first} and {} more files", inputs.len() - 1)
@@ -481,7 +501,7 @@ impl Source {
                 Some(text.windows(SINCE.len()).any(|w| w == SINCE.as_bytes()))
             }
             Source::Lines { .. } => None,
-            Source::Files(_) | Source::Push(_) => Some(false),
+            Source::Files(_) | Source::Push(_) | Source::Tail(_) => Some(false),
         }
     }
 }

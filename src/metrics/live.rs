@@ -209,6 +209,8 @@ pub struct Registry {
     pub window: WindowMetrics,
     /// `{since}` polling's position (`fetch.since_field`), when on.
     pub since: SincePosition,
+    /// The tail source's figures (all zero for other sources).
+    pub tail: TailMetrics,
     queue_depth: [AtomicUsize; 3],
     queue_capacity: [AtomicUsize; 3],
     latency: [Mutex<Latency>; 6],
@@ -280,6 +282,19 @@ pub fn since_text(value: i64, timestamp: bool) -> String {
     let mut out = Vec::with_capacity(crate::time::RFC3339_MICROS_LEN);
     crate::time::format_rfc3339_micros(value, &mut out);
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The tail source's live figures ([`crate::ingest::tail`]), set by the ingest thread.
+#[derive(Debug, Default)]
+pub struct TailMetrics {
+    /// Files followed now.
+    pub files: AtomicU64,
+    /// Bytes read from followed files.
+    pub bytes_read: AtomicU64,
+    /// Followed files that left the pattern by a rename (rotation).
+    pub rotations: AtomicU64,
+    /// Followed files found shorter than the offset read (read again from byte 0).
+    pub truncations: AtomicU64,
 }
 
 /// The time windows' live figures, set by the writer thread (which runs the window operator).
@@ -358,6 +373,7 @@ impl Registry {
             cycles: AtomicU64::new(0),
             window: WindowMetrics::default(),
             since: SincePosition::default(),
+            tail: TailMetrics::default(),
             queue_depth: Default::default(),
             queue_capacity: Default::default(),
             latency: Default::default(),

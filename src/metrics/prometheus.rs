@@ -38,6 +38,7 @@ pub fn render(r: &Registry) -> String {
     requests(&mut o, r);
     records(&mut o, r);
     windows(&mut o, r);
+    tail(&mut o, r);
     queues(&mut o, r);
     threads(&mut o, r);
     latencies(&mut o, r);
@@ -259,6 +260,35 @@ fn windows(o: &mut String, r: &Registry) {
             lag,
         );
     }
+}
+
+/// The tail source: files followed, bytes read, rotations, truncations.
+fn tail(o: &mut String, r: &Registry) {
+    let t = &r.tail;
+    gauge(
+        o,
+        "pinflow_tail_files",
+        "Files the tail source follows now (0 for other sources).",
+        t.files.load(Relaxed) as f64,
+    );
+    counter(
+        o,
+        "pinflow_tail_bytes_read_total",
+        "Bytes the tail source read from the files it follows.",
+        t.bytes_read.load(Relaxed),
+    );
+    counter(
+        o,
+        "pinflow_tail_rotations_total",
+        "Followed files that left the tail pattern by a rename (rotation): read to their end, then let go of.",
+        t.rotations.load(Relaxed),
+    );
+    counter(
+        o,
+        "pinflow_tail_truncations_total",
+        "Followed files found shorter than the offset read (truncated), read again from their first byte.",
+        t.truncations.load(Relaxed),
+    );
 }
 
 /// Queue depths and capacities.

@@ -249,7 +249,7 @@ impl Pipeline {
     /// Preflight and the output first (everything that can fail before a file exists or a
     /// request goes out), then the stage threads, downstream first; then the joins, upstream
     /// first, and the ledger.
-    pub fn run(&self, source: Source) -> Result<Summary> {
+    pub fn run(&self, mut source: Source) -> Result<Summary> {
         // CSV without configured fields: the header and first rows type the columns now, so
         // that every chunk's cells are written as the types the parse stage expects.
         let csv_cfg = match &source {
@@ -286,7 +286,7 @@ impl Pipeline {
             None => None,
         };
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
-        let polled = !matches!(source, Source::Files(_) | Source::Push(_));
+        let polled = !matches!(source, Source::Files(_) | Source::Push(_) | Source::Tail(_));
         if cfg.every.is_some() && polled && cfg.fetch.dedupe_key.is_none() {
             tracing::warn!(
                 "continuous mode without fetch.dedupe_key: each pass fetches every URL again \
@@ -320,10 +320,14 @@ impl Pipeline {
         }
         // The journal first: it finishes or clears what a killed run left, before this run
         // opens its own files.
-        let journal = match cfg.writer.journal {
+        let mut journal = match cfg.writer.journal {
             true => Some(self.open_journal(&output, matches!(source, Source::Files(_)))?),
             false => None,
         };
+        // A tail resumes from the positions the journal saved, not by work items.
+        if let Source::Tail(t) = &mut source {
+            t.prepare(cfg, journal.as_mut())?;
+        }
         // `{since}` polling resumes from its saved position, not by work items: every URL is
         // asked again, from where the committed rows reached.
         let skip = Arc::new(

@@ -97,20 +97,23 @@ pub(super) fn check(cfg: &Config, source: &Source, output: &OutputPlan) -> Resul
     // A file not there yet is not among the inputs; the next run of the same command would
     // read it (a dead-letter file in an input directory: its records, dead-lettered again,
     // appended to the file being read, again and again).
-    if matches!(source, Source::Files(_)) {
-        for spec in &cfg.files {
-            if let Some(w) = written.iter().find(|w| would_read(spec, &w.path)) {
-                return Err(Error::config(
-                    w.key,
-                    format!(
-                        "{} is {} and would be read as an input (--files {spec}): the run \
-                         would read back what it writes; {} outside the inputs",
-                        w.path.display(),
-                        w.what,
-                        w.fix
-                    ),
-                ));
-            }
+    let (flag, specs): (&str, Vec<&str>) = match source {
+        Source::Files(_) => ("--files", cfg.files.iter().map(String::as_str).collect()),
+        Source::Tail(t) => ("--tail", vec![t.pattern()]),
+        _ => ("", Vec::new()),
+    };
+    for spec in specs {
+        if let Some(w) = written.iter().find(|w| would_read(spec, &w.path)) {
+            return Err(Error::config(
+                w.key,
+                format!(
+                    "{} is {} and would be read as an input ({flag} {spec}): the run \
+                     would read back what it writes; {} outside the inputs",
+                    w.path.display(),
+                    w.what,
+                    w.fix
+                ),
+            ));
         }
     }
     Ok(())

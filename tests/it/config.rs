@@ -46,6 +46,9 @@ fn everything_set() -> Config {
         dead_letter: Some("/data/logs.dead.ndjson".into()),
         source: Some("/etc/pinflow/urls.txt".into()),
         files: vec!["/data/in/**/*.ndjson".into()],
+        tail: Some("/var/log/app/*.log".into()),
+        tail_poll_interval: Duration::from_millis(500),
+        tail_rotate_wait: Duration::from_secs(10),
         format: "csv".into(),
         csv_delimiter: "tab".into(),
         csv_header: false,
@@ -738,7 +741,7 @@ fn every_registry_option_is_in_toml_env_cli_default_file_and_docs() {
         match key {
             // Each of these makes `run` want the other one.
             "out" => run_until_no_source(&[], &vars, key),
-            "source" | "files" => run_until_no_source(&[], &vars, key),
+            "source" | "files" | "tail" => run_until_no_source(&[], &vars, key),
             _ => run_until_no_source(&out_args, &vars, key),
         }
 
@@ -769,7 +772,7 @@ fn every_registry_option_is_in_toml_env_cli_default_file_and_docs() {
             }
             match key {
                 "out" => run_until_no_source(&[flag, v], &[], flag),
-                "source" | "files" => run_until_no_source(&[flag, v], &[], flag),
+                "source" | "files" | "tail" => run_until_no_source(&[flag, v], &[], flag),
                 _ => {
                     run_until_no_source(&[&out_args[..], &[flag, v]].concat(), &[], flag);
                     let layer = ConfigLayer::from_flags([(key, *flag, v.as_str())])

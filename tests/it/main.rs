@@ -77,6 +77,7 @@ mod shutdown;
 mod sim_cli;
 #[cfg(feature = "http")]
 mod since;
+mod tail;
 #[cfg(feature = "http")]
 mod timeouts;
 #[cfg(feature = "tls")]

@@ -94,6 +94,11 @@ enum Command {
         /// or `-` for NDJSON on stdin [default: `files` from the config file].
         #[arg(long, value_name = "PATH", num_args = 1.., conflicts_with = "urls")]
         files: Vec<String>,
+        /// Follow growing NDJSON files until SIGINT/SIGTERM: a path or a glob pattern
+        /// ('/var/log/app/*.log'), across rotation and truncation; with the resume journal on,
+        /// a restart goes on where it stopped [default: `tail` from the config file].
+        #[arg(long, value_name = "PATH|GLOB", conflicts_with_all = ["urls", "files"])]
+        tail: Option<String>,
         /// Output Parquet file [default: `out` from the config file or PINFLOW_OUT].
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
@@ -259,9 +264,10 @@ fn run(file: Option<&Path>, cmd: Command) -> Result<ExitCode, Failure> {
         Command::Run {
             urls,
             files,
+            tail,
             out,
             opts,
-        } => run::run(file, urls, files, out, &opts),
+        } => run::run(file, urls, files, tail, out, &opts),
         Command::Inspect {
             urls,
             files,

@@ -15,6 +15,7 @@ pub fn run(
     file: Option<&Path>,
     urls: Option<String>,
     files: Vec<String>,
+    tail: Option<String>,
     out: Option<PathBuf>,
     opts: &Options,
 ) -> Result<ExitCode, Failure> {
@@ -33,6 +34,25 @@ pub fn run(
     if !files.is_empty() {
         cfg.files = files;
         set.push(("files", "--files"));
+    }
+    if let Some(tail) = tail {
+        cfg.tail = Some(tail);
+        set.push(("tail", "--tail"));
+    }
+    // A tail: from the flag, or from the configuration when no other source is asked for.
+    let other_flag = urls.is_some() || set.iter().any(|(k, _)| *k == "files");
+    if let Some(pattern) = cfg.tail.clone().filter(|_| !other_flag) {
+        if cfg.source.is_some() || !cfg.files.is_empty() {
+            return Err(Failure::Usage(
+                "`tail` and `source` or `files` are configured: give --tail, --urls or --files"
+                    .into(),
+            ));
+        }
+        let cfg = validated(cfg, &layers, &set)?;
+        let source = Source::tail(&pattern)?;
+        let expected = Expected::of(&cfg, None);
+        let summary = run_pipeline(cfg, source, &format!("--tail {pattern}"), None)?;
+        return Ok(finish(&summary, &expected));
     }
     // A flag picks the source; otherwise the configuration must name exactly one.
     let from_flag = urls.is_some() || set.iter().any(|(k, _)| *k == "files");

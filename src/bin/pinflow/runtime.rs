@@ -204,7 +204,8 @@ impl Expected {
     /// The expectations of a run of `cfg` over a source of `total` work items.
     pub fn of(cfg: &Config, total: Option<u64>) -> Expected {
         Expected {
-            continuous: cfg.every.is_some(),
+            // A tail, too, runs until it is stopped.
+            continuous: cfg.every.is_some() || cfg.tail.is_some(),
             journal: cfg.writer.journal,
             tolerance: cfg.writer.dead_letter_tolerance(),
             total: total.filter(|_| cfg.every.is_none() && cfg.fetch.shard.is_none()),
