@@ -151,6 +151,11 @@ impl RangeSet {
         }
     }
 
+    /// The largest member.
+    pub fn last(&self) -> Option<u64> {
+        self.ranges.last().map(|&(_, hi)| hi)
+    }
+
     /// Number of members.
     pub fn len(&self) -> u64 {
         // Saturating: a journal's `0-18446744073709551615` has one more member than a u64 holds.

@@ -8,6 +8,7 @@
 //! | URL template, list or file (`http`)      | [`http`]: one mio event loop, or the blocking ureq engine |
 //! | local NDJSON / JSON / CSV files, stdin   | [`files`] (CSV: [`files::csv`])     |
 //! | records handed in by the program         | [`push`]                            |
+//! | records posted to an HTTP endpoint        | [`listen`]                          |
 //!
 //! # The contract
 //!
@@ -37,6 +38,7 @@
 pub mod http;
 
 pub mod files;
+pub mod listen;
 pub mod push;
 pub mod source;
 pub(crate) mod url;
@@ -85,7 +87,12 @@ pub(crate) fn preflight(source: &Source, cfg: &FetchConfig, every: Option<Durati
         http::preflight(cfg)?;
     }
     since_preflight(source, cfg)?;
-    if every.is_some() && matches!(source, Source::Files(_) | Source::Push(_)) {
+    if every.is_some()
+        && matches!(
+            source,
+            Source::Files(_) | Source::Push(_) | Source::Listen(_)
+        )
+    {
         return Err(Error::config(
             "every",
             "continuous mode is for URL sources; files are read once and pushes end when \
@@ -147,6 +154,8 @@ pub(crate) fn run(
     match source {
         Source::Files(inputs) => files::run(inputs, cfg, file_opts, chans, stop),
         Source::Push(input) => push::run(input, cfg, chans, stop),
+        #[cfg(feature = "http")]
+        Source::Listen(opts) => listen::run(opts, cfg, chans, stop),
         #[cfg(feature = "http")]
         source => match cfg.engine {
             crate::config::FetchEngine::Mio => http::run(cfg, source, every, chans, stop),

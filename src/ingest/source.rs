@@ -44,6 +44,8 @@ pub enum Source {
     Files(Vec<crate::ingest::files::FileInput>),
     /// Bodies and records pushed by the embedding program ([`Source::push`]).
     Push(crate::ingest::push::PushReceiver),
+    /// Records posted by clients to an HTTP endpoint ([`crate::ingest::listen`]).
+    Listen(crate::ingest::listen::ListenOptions),
 }
 
 impl std::fmt::Debug for Source {
@@ -54,6 +56,7 @@ impl std::fmt::Debug for Source {
             Source::Lines { name, .. } => write!(f, "Lines({name})"),
             Source::Files(v) => write!(f, "Files({} inputs)", v.len()),
             Source::Push(_) => f.write_str("Push"),
+            Source::Listen(o) => write!(f, "Listen({})", o.addr),
         }
     }
 }
@@ -265,6 +268,11 @@ impl Source {
         (Source::Push(rx), handle)
     }
 
+    /// An HTTP endpoint that receives records (`POST /ingest`, see [`crate::ingest::listen`]).
+    pub fn listen(options: crate::ingest::listen::ListenOptions) -> Source {
+        Source::Listen(options)
+    }
+
     /// A file with one URL per line.
     pub fn file(path: impl Into<PathBuf>) -> Result<Source> {
         let path = path.into();
@@ -294,7 +302,7 @@ impl Source {
                     .into(),
             }),
             Source::Lines { name, .. } => Source::file(name),
-            Source::Files(_) | Source::Push(_) => Err(Error::Source {
+            Source::Files(_) | Source::Push(_) | Source::Listen(_) => Err(Error::Source {
                 source_name: "files".into(),
                 why: "continuous mode (`every`) is for URL sources".into(),
             }),
@@ -332,9 +340,9 @@ impl Source {
                     error: None,
                 })
             }
-            Source::Files(_) | Source::Push(_) => Err(Error::Source {
+            Source::Files(_) | Source::Push(_) | Source::Listen(_) => Err(Error::Source {
                 source_name: "files".into(),
-                why: "files and pushed items are not fetched".into(),
+                why: "files, pushed and received items are not fetched".into(),
             }),
         }
     }
@@ -346,6 +354,7 @@ impl Source {
             Source::Template(t) => t.to_string(),
             Source::Lines { name, .. } => name.clone(),
             Source::Push(_) => "push".into(),
+            Source::Listen(o) => format!("listen {}", o.addr),
             Source::Files(inputs) => match inputs.first() {
                 Some(first) if inputs.len() > 1 => {
                     format!("{first} and {} more files", inputs.len() - 1)
@@ -481,7 +490,7 @@ impl Source {
                 Some(text.windows(SINCE.len()).any(|w| w == SINCE.as_bytes()))
             }
             Source::Lines { .. } => None,
-            Source::Files(_) | Source::Push(_) => Some(false),
+            Source::Files(_) | Source::Push(_) | Source::Listen(_) => Some(false),
         }
     }
 }

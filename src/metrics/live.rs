@@ -209,6 +209,9 @@ pub struct Registry {
     pub window: WindowMetrics,
     /// `{since}` polling's position (`fetch.since_field`), when on.
     pub since: SincePosition,
+    /// Work items the journal has committed: how the HTTP receive source
+    /// ([`crate::ingest::listen`]) learns that a request's records are durable.
+    pub committed: CommittedItems,
     queue_depth: [AtomicUsize; 3],
     queue_capacity: [AtomicUsize; 3],
     latency: [Mutex<Latency>; 6],
@@ -323,6 +326,36 @@ impl WindowMetrics {
     }
 }
 
+/// The work items committed by the journal's checkpoints so far (the writer adds each
+/// checkpoint's items after its commit), with a generation that moves at every addition so a
+/// reader polls a counter, not the set.
+#[derive(Debug, Default)]
+pub struct CommittedItems {
+    items: Mutex<crate::journal::RangeSet>,
+    generation: AtomicU64,
+}
+
+impl CommittedItems {
+    /// Adds the items of a checkpoint just committed.
+    pub fn add(&self, items: &crate::journal::RangeSet) {
+        if items.is_empty() {
+            return;
+        }
+        self.items.lock().extend(items);
+        self.generation.fetch_add(1, Relaxed);
+    }
+
+    /// Moves at every [`CommittedItems::add`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
+    }
+
+    /// Whether item `seq` has been committed.
+    pub fn contains(&self, seq: u64) -> bool {
+        self.items.lock().contains(seq)
+    }
+}
+
 impl Registry {
     /// A registry for the given stage threads.
     pub fn new(roles: &[Role]) -> Registry {
@@ -358,6 +391,7 @@ impl Registry {
             cycles: AtomicU64::new(0),
             window: WindowMetrics::default(),
             since: SincePosition::default(),
+            committed: CommittedItems::default(),
             queue_depth: Default::default(),
             queue_capacity: Default::default(),
             latency: Default::default(),

@@ -261,6 +261,7 @@ impl Pipeline {
         // Open the output before fetching anything: an unwritable path fails the run at once.
         let output = self.output_plan(&source)?;
         ingest::preflight(&source, &cfg.fetch, cfg.every)?;
+        ingest::listen::preflight(&source, cfg)?;
         self.check_since_field()?;
         transform_config::check_source(cfg, &source)?;
         paths::check(cfg, &source, &output)?;
@@ -274,7 +275,10 @@ impl Pipeline {
             false => None,
         };
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
-        let polled = !matches!(source, Source::Files(_) | Source::Push(_));
+        let polled = !matches!(
+            source,
+            Source::Files(_) | Source::Push(_) | Source::Listen(_)
+        );
         if cfg.every.is_some() && polled && cfg.fetch.dedupe_key.is_none() {
             tracing::warn!(
                 "continuous mode without fetch.dedupe_key: each pass fetches every URL again \
