@@ -143,6 +143,8 @@ pub struct Config {
     pub window: WindowConfig,
     /// The Prometheus metrics and health endpoint.
     pub metrics: MetricsConfig,
+    /// The HTTP receive endpoint (a source, when its address is set).
+    pub listen: ListenConfig,
     /// Logging and the progress line.
     pub log: LogConfig,
     /// Lookups adding columns to every row, in file order (`[[enrich]]` tables; see
@@ -625,6 +627,66 @@ pub struct MetricsConfig {
     pub addr: Option<SocketAddr>,
 }
 
+/// The HTTP receive endpoint (`[listen]`, see [`crate::ingest::listen`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Address to listen on; `None` (the default): no endpoint.
+    #[serde(with = "opt_addr_serde", skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    /// The bearer token clients must send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Largest request body, as sent.
+    pub max_body_bytes: usize,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Time for a request's headers.
+    #[serde(with = "duration_serde")]
+    pub header_timeout: Duration,
+    /// Time for a request's body.
+    #[serde(with = "duration_serde")]
+    pub body_timeout: Duration,
+    /// Idle kept-alive connections are closed after this.
+    #[serde(with = "duration_serde")]
+    pub idle_timeout: Duration,
+    /// How long a request waits for its commit.
+    #[serde(with = "duration_serde")]
+    pub ack_timeout: Duration,
+}
+
+impl Default for ListenConfig {
+    fn default() -> ListenConfig {
+        let o = crate::ingest::listen::ListenOptions::new(([127, 0, 0, 1], 0).into());
+        ListenConfig {
+            addr: None,
+            token: None,
+            max_body_bytes: o.max_body_bytes,
+            max_connections: o.max_connections,
+            header_timeout: o.header_timeout,
+            body_timeout: o.body_timeout,
+            idle_timeout: o.idle_timeout,
+            ack_timeout: o.ack_timeout,
+        }
+    }
+}
+
+impl ListenConfig {
+    /// The endpoint's options, when its address is set.
+    pub fn options(&self) -> Option<crate::ingest::listen::ListenOptions> {
+        Some(crate::ingest::listen::ListenOptions {
+            addr: self.addr?,
+            token: self.token.clone(),
+            max_body_bytes: self.max_body_bytes,
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            ack_timeout: self.ack_timeout,
+        })
+    }
+}
+
 /// Diagnostics on standard error: their format, their level and the progress line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -764,6 +826,7 @@ impl Config {
             schema: SchemaConfig::default(),
             window: WindowConfig::default(),
             metrics: MetricsConfig::default(),
+            listen: ListenConfig::default(),
             log: LogConfig::default(),
             enrich: Vec::new(),
             filter: Vec::new(),

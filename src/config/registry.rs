@@ -123,13 +123,15 @@ pub enum Topic {
     Window,
     /// `[metrics]`.
     Metrics,
+    /// `[listen]`.
+    Listen,
     /// `[log]`.
     Log,
 }
 
 impl Topic {
     /// Every topic, in file order.
-    pub const ALL: [Topic; 8] = [
+    pub const ALL: [Topic; 9] = [
         Topic::Pipeline,
         Topic::Threads,
         Topic::Fetch,
@@ -137,6 +139,7 @@ impl Topic {
         Topic::Schema,
         Topic::Window,
         Topic::Metrics,
+        Topic::Listen,
         Topic::Log,
     ];
 
@@ -150,6 +153,7 @@ impl Topic {
             Topic::Schema => "schema",
             Topic::Window => "window",
             Topic::Metrics => "metrics",
+            Topic::Listen => "listen",
             Topic::Log => "log",
         }
     }
@@ -164,6 +168,7 @@ impl Topic {
             Topic::Schema => "Schema",
             Topic::Window => "Window",
             Topic::Metrics => "Metrics",
+            Topic::Listen => "Listen",
             Topic::Log => "Log",
         }
     }
@@ -183,6 +188,10 @@ impl Topic {
                  (off unless `size` is set). See docs/usage.md, \"Time windows\"."
             }
             Topic::Metrics => "The Prometheus metrics and health endpoint.",
+            Topic::Listen => {
+                "HTTP receive: clients POST records to /ingest (off unless `addr` is set). See \
+                 docs/usage.md, \"Receiving records over HTTP\"."
+            }
             Topic::Log => "Diagnostics on standard error.",
         }
     }
@@ -1258,6 +1267,69 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "\"127.0.0.1:9100\"",
         doc: "Serve Prometheus metrics and health checks over HTTP on this address: \"HOST:PORT\", \
          or \"PORT\" for 127.0.0.1:PORT. Unset: no endpoint.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.addr",
+        kind: Kind::ListenAddr,
+        flag: Flag::Shared("--listen"),
+        value_name: "ADDR",
+        help: "Receive records: POST /ingest on HOST:PORT, or PORT for 127.0.0.1:PORT (needs --journal and --rotate-interval) [default: off]",
+        example: "\"0.0.0.0:8080\"",
+        doc: "Receive records over HTTP instead of fetching: clients POST a JSON object, array or \
+         NDJSON (gzip accepted) to /ingest on this address, and get 200 once the journal has \
+         committed them (writer.journal on; writer.rotate_interval sets how often). Unset: off.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.token",
+        kind: Kind::Text,
+        example: "\"s3cret\"",
+        doc: "Bearer token clients must send (`Authorization: Bearer TOKEN`); others get 401. \
+         Compared in constant time and never logged. Unset: no token asked.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.max_body_bytes",
+        kind: Kind::Bytes,
+        doc: "Largest request body as sent (before gzip is inflated); larger ones get 413.",
+        check: Check::int(1, 2 << 30, |c| Some(c.listen.max_body_bytes as u64)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.max_connections",
+        kind: Kind::Count,
+        doc: "Open client connections at most; more are answered 503 (Retry-After) and closed.",
+        check: Check::int(1, 1 << 20, |c| Some(c.listen.max_connections as u64)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.header_timeout",
+        kind: Kind::Duration,
+        doc: "Time for a request's headers to arrive from its first byte; then 408 and close.",
+        check: Check::span(Duration::from_millis(1), MAX_SHUTDOWN_TIMEOUT, |c| Some(c.listen.header_timeout)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.body_timeout",
+        kind: Kind::Duration,
+        doc: "Time for a request's body to arrive after its headers; then 408 and close.",
+        check: Check::span(Duration::from_millis(1), MAX_SHUTDOWN_TIMEOUT, |c| Some(c.listen.body_timeout)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.idle_timeout",
+        kind: Kind::Duration,
+        doc: "A kept-alive connection with no request for this long is closed.",
+        check: Check::span(Duration::from_millis(1), MAX_SHUTDOWN_TIMEOUT, |c| Some(c.listen.idle_timeout)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.ack_timeout",
+        kind: Kind::Duration,
+        doc: "How long a request waits for the checkpoint that makes it durable; then 503 \
+         (its records may still be written: a retry may duplicate them).",
+        check: Check::span(Duration::from_millis(1), MAX_SHUTDOWN_TIMEOUT, |c| Some(c.listen.ack_timeout)),
         ..BLANK
     },
     OptionSpec {

@@ -34,6 +34,16 @@ pub fn run(
         cfg.files = files;
         set.push(("files", "--files"));
     }
+    // `--listen` (or `listen.addr`): clients post the records.
+    if urls.is_none() && !set.iter().any(|(k, _)| *k == "files") {
+        if let Some(listen) = cfg.listen.options() {
+            let cfg = validated(cfg, &layers, &set)?;
+            let label = format!("listen {}", listen.addr);
+            let expected = Expected::of(&cfg, None);
+            let summary = run_pipeline(cfg, Source::listen(listen), &label, None)?;
+            return Ok(finish(&summary, &expected));
+        }
+    }
     // A flag picks the source; otherwise the configuration must name exactly one.
     let from_flag = urls.is_some() || set.iter().any(|(k, _)| *k == "files");
     let use_files = if from_flag {
