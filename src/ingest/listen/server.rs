@@ -672,7 +672,9 @@ fn admit(
         None => &conn.buf[head..range_end],
     };
     if let Some(why) = shape_error(body_bytes, gzip) {
-        return refuse(conn, report, 400, why, Some(range_end));
+        // Kept alive only when the client did not ask to close.
+        let consumed = (!close_after).then_some(range_end);
+        return refuse(conn, report, 400, why, consumed);
     }
     // Room in the batch in hand? Full and the queue full too: the pipeline pushes back.
     let b = batch.get_or_insert_with(|| {
