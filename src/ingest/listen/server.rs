@@ -451,7 +451,7 @@ fn json_string(s: &str) -> String {
 }
 
 /// Constant-time comparison: the time taken says nothing about how much of the token matched.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same_secret(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
     for i in 0..a.len().max(b.len()) {
         diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
@@ -460,7 +460,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The body's shape, cheaply: JSON text (an object, an array, NDJSON objects) or a gzip stream.
-fn shape_error(body: &[u8], gzip: bool) -> Option<&'static str> {
+pub(super) fn shape_error(body: &[u8], gzip: bool) -> Option<&'static str> {
     if gzip {
         return (!body.starts_with(&[0x1f, 0x8b]))
             .then_some("Content-Encoding: gzip, but the body is not a gzip stream");
