@@ -151,6 +151,11 @@ impl RangeSet {
         }
     }
 
+    /// The members as inclusive ranges, in order.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges.iter().copied()
+    }
+
     /// The largest member.
     pub fn last(&self) -> Option<u64> {
         self.ranges.last().map(|&(_, hi)| hi)

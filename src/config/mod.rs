@@ -657,33 +657,16 @@ pub struct ListenConfig {
 
 impl Default for ListenConfig {
     fn default() -> ListenConfig {
-        let o = crate::ingest::listen::ListenOptions::new(([127, 0, 0, 1], 0).into());
         ListenConfig {
             addr: None,
             token: None,
-            max_body_bytes: o.max_body_bytes,
-            max_connections: o.max_connections,
-            header_timeout: o.header_timeout,
-            body_timeout: o.body_timeout,
-            idle_timeout: o.idle_timeout,
-            ack_timeout: o.ack_timeout,
+            max_body_bytes: 16 << 20,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            ack_timeout: Duration::from_secs(60),
         }
-    }
-}
-
-impl ListenConfig {
-    /// The endpoint's options, when its address is set.
-    pub fn options(&self) -> Option<crate::ingest::listen::ListenOptions> {
-        Some(crate::ingest::listen::ListenOptions {
-            addr: self.addr?,
-            token: self.token.clone(),
-            max_body_bytes: self.max_body_bytes,
-            max_connections: self.max_connections,
-            header_timeout: self.header_timeout,
-            body_timeout: self.body_timeout,
-            idle_timeout: self.idle_timeout,
-            ack_timeout: self.ack_timeout,
-        })
     }
 }
 

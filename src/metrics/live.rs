@@ -328,21 +328,40 @@ impl WindowMetrics {
 
 /// The work items committed by the journal's checkpoints so far (the writer adds each
 /// checkpoint's items after its commit), with a generation that moves at every addition so a
-/// reader polls a counter, not the set.
+/// reader polls a counter, not the set. Ranges `lo -> hi` (inclusive), merged when they touch:
+/// one entry per gap, not per item.
 #[derive(Debug, Default)]
 pub struct CommittedItems {
-    items: Mutex<crate::journal::RangeSet>,
+    ranges: Mutex<BTreeMap<u64, u64>>,
     generation: AtomicU64,
 }
 
 impl CommittedItems {
-    /// Adds the items of a checkpoint just committed.
-    pub fn add(&self, items: &crate::journal::RangeSet) {
-        if items.is_empty() {
-            return;
+    /// Adds the items of a checkpoint just committed, as inclusive ranges.
+    pub fn add(&self, items: impl IntoIterator<Item = (u64, u64)>) {
+        let mut ranges = self.ranges.lock();
+        let mut added = false;
+        for (mut lo, mut hi) in items {
+            added = true;
+            // Merge with a range that ends just before or overlaps, and those it reaches.
+            if let Some((&plo, &phi)) = ranges.range(..=lo).next_back() {
+                if phi.saturating_add(1) >= lo {
+                    lo = plo;
+                    hi = hi.max(phi);
+                }
+            }
+            while let Some((&nlo, &nhi)) = ranges.range(lo..).next() {
+                if nlo > hi.saturating_add(1) {
+                    break;
+                }
+                hi = hi.max(nhi);
+                ranges.remove(&nlo);
+            }
+            ranges.insert(lo, hi);
         }
-        self.items.lock().extend(items);
-        self.generation.fetch_add(1, Relaxed);
+        if added {
+            self.generation.fetch_add(1, Relaxed);
+        }
     }
 
     /// Moves at every [`CommittedItems::add`].
@@ -352,7 +371,11 @@ impl CommittedItems {
 
     /// Whether item `seq` has been committed.
     pub fn contains(&self, seq: u64) -> bool {
-        self.items.lock().contains(seq)
+        self.ranges
+            .lock()
+            .range(..=seq)
+            .next_back()
+            .is_some_and(|(_, &hi)| hi >= seq)
     }
 }
 
@@ -661,6 +684,21 @@ impl Drop for StateGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn committed_items_merge_and_answer_membership() {
+        let c = CommittedItems::default();
+        assert!(!c.contains(0));
+        let g = c.generation();
+        c.add([(0, 4), (10, 12)]);
+        assert_ne!(c.generation(), g);
+        c.add([(5, 9)]);
+        assert_eq!(c.ranges.lock().len(), 1, "touching ranges merge");
+        assert!((0..=12).all(|i| c.contains(i)));
+        assert!(!c.contains(13));
+        c.add([(20, 20)]);
+        assert!(c.contains(20) && !c.contains(19) && !c.contains(21));
+    }
 
     #[test]
     fn busy_time_accumulates_only_while_working() {

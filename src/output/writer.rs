@@ -376,7 +376,7 @@ impl Writer<'_> {
             return Err(e);
         }
         // Durable now: a source that answers its clients (HTTP receive) may say so.
-        self.registry.committed.add(&self.items);
+        self.registry.committed.add(self.items.ranges());
         self.items.clear();
         crate::failpoint::hit("writer.after_commit");
         self.output.publish_sealed(&mut self.holds)

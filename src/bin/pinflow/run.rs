@@ -36,7 +36,7 @@ pub fn run(
     }
     // `--listen` (or `listen.addr`): clients post the records.
     if urls.is_none() && !set.iter().any(|(k, _)| *k == "files") {
-        if let Some(listen) = cfg.listen.options() {
+        if let Some(listen) = pinflow::ingest::listen::ListenOptions::of(&cfg.listen) {
             let cfg = validated(cfg, &layers, &set)?;
             let label = format!("listen {}", listen.addr);
             let expected = Expected::of(&cfg, None);

@@ -49,8 +49,8 @@ use std::time::Duration;
 #[cfg(feature = "http")]
 pub(crate) use server::run;
 
-/// Settings of the receive endpoint (`[listen]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Settings of the receive endpoint (`[listen]`). Its `Debug` hides the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ListenOptions {
     /// The address to listen on.
     pub addr: SocketAddr,
@@ -70,18 +70,42 @@ pub struct ListenOptions {
     pub ack_timeout: Duration,
 }
 
+impl std::fmt::Debug for ListenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenOptions")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ListenOptions {
-    /// The defaults, listening on `addr`.
+    /// The defaults (those of `[listen]`), listening on `addr`.
     pub fn new(addr: SocketAddr) -> ListenOptions {
+        let c = crate::config::ListenConfig::default();
         ListenOptions {
             addr,
-            token: None,
-            max_body_bytes: 16 << 20,
-            max_connections: 1024,
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            ack_timeout: Duration::from_secs(60),
+            ..ListenOptions::from_config(&c, addr)
+        }
+    }
+
+    /// The options of a `[listen]` table, when its address is set.
+    pub fn of(c: &crate::config::ListenConfig) -> Option<ListenOptions> {
+        Some(ListenOptions::from_config(c, c.addr?))
+    }
+
+    fn from_config(c: &crate::config::ListenConfig, addr: SocketAddr) -> ListenOptions {
+        ListenOptions {
+            addr,
+            token: c.token.clone(),
+            max_body_bytes: c.max_body_bytes,
+            max_connections: c.max_connections,
+            header_timeout: c.header_timeout,
+            body_timeout: c.body_timeout,
+            idle_timeout: c.idle_timeout,
+            ack_timeout: c.ack_timeout,
         }
     }
 }
