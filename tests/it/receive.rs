@@ -146,8 +146,8 @@ fn acknowledged_records_survive_kill_9_exactly_once_and_bad_posts_are_refused() 
         c.join().unwrap();
     }
     let o = sigterm_and_wait(child);
-    // A receive run ends only by a stop: today that reads as "stopped early" (5).
-    assert!(matches!(o.status.code(), Some(0 | 5)), "{o:?}");
+    // A receive run ends only by a stop: its normal end, exit 0.
+    assert!(o.status.success(), "{o:?}");
 
     let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
     for id in all_final_ids(&dir) {

@@ -37,9 +37,17 @@ pub fn run(
     // `--listen` (or `listen.addr`): clients post the records.
     if urls.is_none() && !set.iter().any(|(k, _)| *k == "files") {
         if let Some(listen) = pinflow::ingest::listen::ListenOptions::of(&cfg.listen) {
+            if urls.is_none() && (cfg.source.is_some() || !cfg.files.is_empty()) {
+                return Err(Failure::Usage(
+                    "both `listen.addr` and `source` or `files` are configured: give --urls \
+                     or --files to fetch or read, or configure only one source"
+                        .into(),
+                ));
+            }
             let cfg = validated(cfg, &layers, &set)?;
             let label = format!("listen {}", listen.addr);
-            let expected = Expected::of(&cfg, None);
+            // It receives until stopped: SIGTERM is its normal end (exit 0).
+            let expected = Expected::of(&cfg, None).until_stopped();
             let summary = run_pipeline(cfg, Source::listen(listen), &label, None)?;
             return Ok(finish(&summary, &expected));
         }
