@@ -746,7 +746,7 @@ fn every_registry_option_is_in_toml_env_cli_default_file_and_docs() {
         match key {
             // Each of these makes `run` want the other one.
             "out" => run_until_no_source(&[], &vars, key),
-            "source" | "files" => run_until_no_source(&[], &vars, key),
+            "source" | "files" | "listen.addr" => run_until_no_source(&[], &vars, key),
             _ => run_until_no_source(&out_args, &vars, key),
         }
 
@@ -777,7 +777,7 @@ fn every_registry_option_is_in_toml_env_cli_default_file_and_docs() {
             }
             match key {
                 "out" => run_until_no_source(&[flag, v], &[], flag),
-                "source" | "files" => run_until_no_source(&[flag, v], &[], flag),
+                "source" | "files" | "listen.addr" => run_until_no_source(&[flag, v], &[], flag),
                 _ => {
                     run_until_no_source(&[&out_args[..], &[flag, v]].concat(), &[], flag);
                     let layer = ConfigLayer::from_flags([(key, *flag, v.as_str())])

@@ -166,3 +166,74 @@ fn acknowledged_records_survive_kill_9_exactly_once_and_bad_posts_are_refused() 
     assert!(!counts.contains_key(&-1), "a refused post was written");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Reads one answer from a kept-alive connection: its status.
+fn read_answer(r: &mut std::io::BufReader<TcpStream>) -> u16 {
+    use std::io::BufRead;
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status = line.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut length = 0;
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line.trim_end().is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).unwrap();
+    status
+}
+
+#[test]
+fn chunked_posts_and_kept_alive_connections_are_acknowledged_in_turn() {
+    let dir = std::env::temp_dir().join(format!("pinflow-receive-ka-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let child = start(&dir.join("out.parquet"), port);
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(STOP_DEADLINE)).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    // Chunked, split across chunks mid-record.
+    write!(
+        w,
+        "POST /ingest HTTP/1.1\r\nHost: x\r\n{}Transfer-Encoding: chunked\r\n\r\n\
+         5\r\n{{\"id\"\r\n9\r\n:1}}\n{{\"id\"\r\n3\r\n:2}}\r\n0\r\n\r\n",
+        auth()
+    )
+    .unwrap();
+    assert_eq!(read_answer(&mut r), 200);
+    // The same connection: a JSON array, then a wrong path and a wrong method, then one more.
+    let body = "[{\"id\":3},{\"id\":4}]";
+    write!(
+        w,
+        "POST /ingest HTTP/1.1\r\nHost: x\r\n{}Content-Length: {}\r\n\r\n{body}",
+        auth(),
+        body.len()
+    )
+    .unwrap();
+    assert_eq!(read_answer(&mut r), 200);
+    assert_eq!(post(port, &auth(), b""), Some(400), "an empty body");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /ingest HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut a = String::new();
+    let _ = s.read_to_string(&mut a);
+    assert!(a.starts_with("HTTP/1.1 405"), "{a}");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"POST /other HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        .unwrap();
+    let mut a = String::new();
+    let _ = s.read_to_string(&mut a);
+    assert!(a.starts_with("HTTP/1.1 404"), "{a}");
+    let o = sigterm_and_wait(child);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(all_final_ids(&dir), [1, 2, 3, 4]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
