@@ -163,6 +163,16 @@ impl RangeSet {
         }
     }
 
+    /// The members as inclusive ranges, in order.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges.iter().copied()
+    }
+
+    /// The largest member.
+    pub fn last(&self) -> Option<u64> {
+        self.ranges.last().map(|&(_, hi)| hi)
+    }
+
     /// Number of members.
     pub fn len(&self) -> u64 {
         // Saturating: a journal's `0-18446744073709551615` has one more member than a u64 holds.

@@ -155,6 +155,8 @@ pub struct Config {
     pub window: WindowConfig,
     /// The Prometheus metrics and health endpoint.
     pub metrics: MetricsConfig,
+    /// The HTTP receive endpoint (a source, when its address is set).
+    pub listen: ListenConfig,
     /// Logging and the progress line.
     pub log: LogConfig,
     /// Lookups adding columns to every row, in file order (`[[enrich]]` tables; see
@@ -646,6 +648,49 @@ pub struct MetricsConfig {
     pub addr: Option<SocketAddr>,
 }
 
+/// The HTTP receive endpoint (`[listen]`, see [`crate::ingest::listen`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Address to listen on; `None` (the default): no endpoint.
+    #[serde(with = "opt_addr_serde", skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    /// The bearer token clients must send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Largest request body, as sent.
+    pub max_body_bytes: usize,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Time for a request's headers.
+    #[serde(with = "duration_serde")]
+    pub header_timeout: Duration,
+    /// Time for a request's body.
+    #[serde(with = "duration_serde")]
+    pub body_timeout: Duration,
+    /// Idle kept-alive connections are closed after this.
+    #[serde(with = "duration_serde")]
+    pub idle_timeout: Duration,
+    /// How long a request waits for its commit.
+    #[serde(with = "duration_serde")]
+    pub ack_timeout: Duration,
+}
+
+impl Default for ListenConfig {
+    fn default() -> ListenConfig {
+        ListenConfig {
+            addr: None,
+            token: None,
+            max_body_bytes: 16 << 20,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            ack_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Diagnostics on standard error: their format, their level and the progress line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -793,6 +838,7 @@ impl Config {
             schema: SchemaConfig::default(),
             window: WindowConfig::default(),
             metrics: MetricsConfig::default(),
+            listen: ListenConfig::default(),
             log: LogConfig::default(),
             enrich: Vec::new(),
             filter: Vec::new(),

@@ -123,13 +123,15 @@ pub enum Topic {
     Window,
     /// `[metrics]`.
     Metrics,
+    /// `[listen]`.
+    Listen,
     /// `[log]`.
     Log,
 }
 
 impl Topic {
     /// Every topic, in file order.
-    pub const ALL: [Topic; 8] = [
+    pub const ALL: [Topic; 9] = [
         Topic::Pipeline,
         Topic::Threads,
         Topic::Fetch,
@@ -137,6 +139,7 @@ impl Topic {
         Topic::Schema,
         Topic::Window,
         Topic::Metrics,
+        Topic::Listen,
         Topic::Log,
     ];
 
@@ -150,6 +153,7 @@ impl Topic {
             Topic::Schema => "schema",
             Topic::Window => "window",
             Topic::Metrics => "metrics",
+            Topic::Listen => "listen",
             Topic::Log => "log",
         }
     }
@@ -164,6 +168,7 @@ impl Topic {
             Topic::Schema => "Schema",
             Topic::Window => "Window",
             Topic::Metrics => "Metrics",
+            Topic::Listen => "Listen",
             Topic::Log => "Log",
         }
     }
@@ -183,6 +188,10 @@ impl Topic {
                  (off unless `size` is set). See docs/usage.md, \"Time windows\"."
             }
             Topic::Metrics => "The Prometheus metrics and health endpoint.",
+            Topic::Listen => {
+                "HTTP receive: clients POST records to /ingest (off unless `addr` is set). See \
+                 docs/usage.md, \"Receiving records over HTTP\"."
+            }
             Topic::Log => "Diagnostics on standard error.",
         }
     }
@@ -1322,6 +1331,90 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         example: "\"127.0.0.1:9100\"",
         doc: "Serve Prometheus metrics and health checks over HTTP on this address: \"HOST:PORT\", \
          or \"PORT\" for 127.0.0.1:PORT. Unset: no endpoint.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.addr",
+        kind: Kind::ListenAddr,
+        flag: Flag::Shared("--listen"),
+        value_name: "ADDR",
+        help: "Receive records: POST /ingest on HOST:PORT, or PORT for 127.0.0.1:PORT (needs writer.journal and writer.rotate_interval) [default: off]",
+        example: "\"0.0.0.0:8080\"",
+        doc: "Receive records over HTTP instead of fetching: clients POST a JSON object, array or \
+         NDJSON (gzip accepted) to /ingest on this address, and get 200 once the journal has \
+         committed them (writer.journal on; writer.rotate_interval sets how often). Unset: off.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.token",
+        kind: Kind::Text,
+        flag: Flag::Shared("--listen-token"),
+        value_name: "TOKEN",
+        help: "Bearer token receive clients must send (prefer PINFLOW_LISTEN_TOKEN: a flag shows in ps) [default: none]",
+        example: "\"s3cret\"",
+        doc: "Bearer token clients must send (`Authorization: Bearer TOKEN`); others get 401. \
+         Compared in constant time and never logged. Unset: no token asked.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.max_body_bytes",
+        kind: Kind::Bytes,
+        flag: Flag::Shared("--listen-max-body-bytes"),
+        value_name: "SIZE",
+        help: "Largest received request body, as sent [default: 16MiB]",
+        doc: "Largest request body as sent (before gzip is inflated); larger ones get 413.",
+        check: Check::int(1, 2 << 30, |c| Some(c.listen.max_body_bytes as u64)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.max_connections",
+        kind: Kind::Count,
+        flag: Flag::Shared("--listen-max-connections"),
+        value_name: "N",
+        help: "Open receive connections at most [default: 1024]",
+        doc: "Open client connections at most; more are answered 503 (Retry-After) and closed.",
+        check: Check::int(1, 1 << 20, |c| Some(c.listen.max_connections as u64)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.header_timeout",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--listen-header-timeout"),
+        value_name: "DURATION",
+        help: "Time for a received request's headers [default: 10s]",
+        doc: "Time for a request's headers to arrive from its first byte; then 408 and close.",
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.listen.header_timeout)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.body_timeout",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--listen-body-timeout"),
+        value_name: "DURATION",
+        help: "Time for a received request's body [default: 30s]",
+        doc: "Time for a request's body to arrive after its headers; then 408 and close.",
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.listen.body_timeout)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.idle_timeout",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--listen-idle-timeout"),
+        value_name: "DURATION",
+        help: "Idle kept-alive receive connections are closed after this [default: 60s]",
+        doc: "A kept-alive connection with no request for this long is closed.",
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.listen.idle_timeout)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.ack_timeout",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--listen-ack-timeout"),
+        value_name: "DURATION",
+        help: "How long a received request waits for its commit before 503 [default: 60s]",
+        doc: "How long a request waits for the checkpoint that makes it durable; then 503 \
+         (its records may still be written: a retry may duplicate them).",
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.listen.ack_timeout)),
         ..BLANK
     },
     OptionSpec {

@@ -325,6 +325,16 @@ fn everything_set() -> Config {
         metrics: MetricsConfig {
             addr: Some("0.0.0.0:9100".parse().unwrap()),
         },
+        listen: ListenConfig {
+            addr: Some("127.0.0.1:8080".parse().unwrap()),
+            token: Some("s3cret".into()),
+            max_body_bytes: 1 << 20,
+            max_connections: 64,
+            header_timeout: Duration::from_secs(3),
+            body_timeout: Duration::from_secs(4),
+            idle_timeout: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(6),
+        },
         log: LogConfig {
             format: LogFormat::Json,
             level: "debug".into(),

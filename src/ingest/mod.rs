@@ -9,6 +9,7 @@
 //! | local NDJSON / JSON / CSV files, stdin   | [`files`] (CSV: [`files::csv`])     |
 //! | records handed in by the program         | [`push`]                            |
 //! | growing files, across rotation (`--tail`) | [`tail`]                           |
+//! | records posted to an HTTP endpoint        | [`listen`]                          |
 //!
 //! # The contract
 //!
@@ -38,6 +39,7 @@
 pub mod http;
 
 pub mod files;
+pub mod listen;
 pub mod push;
 pub mod source;
 pub mod tail;
@@ -87,7 +89,12 @@ pub(crate) fn preflight(source: &Source, cfg: &FetchConfig, every: Option<Durati
         http::preflight(cfg)?;
     }
     since_preflight(source, cfg)?;
-    if every.is_some() && matches!(source, Source::Files(_) | Source::Push(_) | Source::Tail(_)) {
+    if every.is_some()
+        && matches!(
+            source,
+            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_)
+        )
+    {
         return Err(Error::config(
             "every",
             "continuous mode is for URL sources; files are read once, a tail follows its \
@@ -150,6 +157,8 @@ pub(crate) fn run(
         Source::Files(inputs) => files::run(inputs, cfg, file_opts, chans, stop),
         Source::Push(input) => push::run(input, cfg, chans, stop),
         Source::Tail(tail) => tail::run(tail, cfg, chans, stop),
+        #[cfg(feature = "http")]
+        Source::Listen(opts) => listen::run(opts, cfg, chans, stop),
         #[cfg(feature = "http")]
         source => match cfg.engine {
             crate::config::FetchEngine::Mio => http::run(cfg, source, every, chans, stop),

@@ -46,6 +46,8 @@ pub enum Source {
     Push(crate::ingest::push::PushReceiver),
     /// Growing NDJSON files followed until the run is stopped ([`Source::tail`]).
     Tail(crate::ingest::tail::TailSource),
+    /// Records posted by clients to an HTTP endpoint ([`crate::ingest::listen`]).
+    Listen(crate::ingest::listen::ListenOptions),
 }
 
 impl std::fmt::Debug for Source {
@@ -57,6 +59,7 @@ impl std::fmt::Debug for Source {
             Source::Files(v) => write!(f, "Files({} inputs)", v.len()),
             Source::Push(_) => f.write_str("Push"),
             Source::Tail(t) => write!(f, "Tail({})", t.pattern()),
+            Source::Listen(o) => write!(f, "Listen({})", o.addr),
         }
     }
 }
@@ -284,6 +287,11 @@ impl Source {
         crate::ingest::tail::TailSource::new(pattern).map(Source::Tail)
     }
 
+    /// An HTTP endpoint that receives records (`POST /ingest`, see [`crate::ingest::listen`]).
+    pub fn listen(options: crate::ingest::listen::ListenOptions) -> Source {
+        Source::Listen(options)
+    }
+
     /// A file with one URL per line.
     pub fn file(path: impl Into<PathBuf>) -> Result<Source> {
         let path = path.into();
@@ -313,7 +321,7 @@ impl Source {
                     .into(),
             }),
             Source::Lines { name, .. } => Source::file(name),
-            Source::Files(_) | Source::Push(_) | Source::Tail(_) => Err(Error::Source {
+            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_) => Err(Error::Source {
                 source_name: "files".into(),
                 why: "continuous mode (`every`) is for URL sources".into(),
             }),
@@ -351,9 +359,9 @@ impl Source {
                     error: None,
                 })
             }
-            Source::Files(_) | Source::Push(_) | Source::Tail(_) => Err(Error::Source {
+            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_) => Err(Error::Source {
                 source_name: "files".into(),
-                why: "files and pushed items are not fetched".into(),
+                why: "files, pushed and received items are not fetched".into(),
             }),
         }
     }
@@ -366,6 +374,7 @@ impl Source {
             Source::Lines { name, .. } => name.clone(),
             Source::Push(_) => "push".into(),
             Source::Tail(t) => format!("tail {}", t.pattern()),
+            Source::Listen(o) => format!("listen {}", o.addr),
             Source::Files(inputs) => match inputs.first() {
                 Some(first) if inputs.len() > 1 => {
                     format!("{first} and {} more files", inputs.len() - 1)
@@ -501,7 +510,7 @@ impl Source {
                 Some(text.windows(SINCE.len()).any(|w| w == SINCE.as_bytes()))
             }
             Source::Lines { .. } => None,
-            Source::Files(_) | Source::Push(_) | Source::Tail(_) => Some(false),
+            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_) => Some(false),
         }
     }
 }

@@ -211,6 +211,9 @@ pub struct Registry {
     pub since: SincePosition,
     /// The tail source's figures (all zero for other sources).
     pub tail: TailMetrics,
+    /// Work items the journal has committed: how the HTTP receive source
+    /// ([`crate::ingest::listen`]) learns that a request's records are durable.
+    pub committed: CommittedItems,
     queue_depth: [AtomicUsize; 3],
     queue_capacity: [AtomicUsize; 3],
     latency: [Mutex<Latency>; 6],
@@ -338,6 +341,59 @@ impl WindowMetrics {
     }
 }
 
+/// The work items committed by the journal's checkpoints so far (the writer adds each
+/// checkpoint's items after its commit), with a generation that moves at every addition so a
+/// reader polls a counter, not the set. Ranges `lo -> hi` (inclusive), merged when they touch:
+/// one entry per gap, not per item.
+#[derive(Debug, Default)]
+pub struct CommittedItems {
+    ranges: Mutex<BTreeMap<u64, u64>>,
+    generation: AtomicU64,
+}
+
+impl CommittedItems {
+    /// Adds the items of a checkpoint just committed, as inclusive ranges.
+    pub fn add(&self, items: impl IntoIterator<Item = (u64, u64)>) {
+        let mut ranges = self.ranges.lock();
+        let mut added = false;
+        for (mut lo, mut hi) in items {
+            added = true;
+            // Merge with a range that ends just before or overlaps, and those it reaches.
+            if let Some((&plo, &phi)) = ranges.range(..=lo).next_back() {
+                if phi.saturating_add(1) >= lo {
+                    lo = plo;
+                    hi = hi.max(phi);
+                }
+            }
+            while let Some((&nlo, &nhi)) = ranges.range(lo..).next() {
+                if nlo > hi.saturating_add(1) {
+                    break;
+                }
+                hi = hi.max(nhi);
+                ranges.remove(&nlo);
+            }
+            ranges.insert(lo, hi);
+        }
+        if added {
+            self.generation.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Moves at every [`CommittedItems::add`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
+    }
+
+    /// Whether item `seq` has been committed.
+    pub fn contains(&self, seq: u64) -> bool {
+        self.ranges
+            .lock()
+            .range(..=seq)
+            .next_back()
+            .is_some_and(|(_, &hi)| hi >= seq)
+    }
+}
+
 impl Registry {
     /// A registry for the given stage threads.
     pub fn new(roles: &[Role]) -> Registry {
@@ -374,6 +430,7 @@ impl Registry {
             window: WindowMetrics::default(),
             since: SincePosition::default(),
             tail: TailMetrics::default(),
+            committed: CommittedItems::default(),
             queue_depth: Default::default(),
             queue_capacity: Default::default(),
             latency: Default::default(),
@@ -643,6 +700,21 @@ impl Drop for StateGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn committed_items_merge_and_answer_membership() {
+        let c = CommittedItems::default();
+        assert!(!c.contains(0));
+        let g = c.generation();
+        c.add([(0, 4), (10, 12)]);
+        assert_ne!(c.generation(), g);
+        c.add([(5, 9)]);
+        assert_eq!(c.ranges.lock().len(), 1, "touching ranges merge");
+        assert!((0..=12).all(|i| c.contains(i)));
+        assert!(!c.contains(13));
+        c.add([(20, 20)]);
+        assert!(c.contains(20) && !c.contains(19) && !c.contains(21));
+    }
 
     #[test]
     fn busy_time_accumulates_only_while_working() {

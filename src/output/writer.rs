@@ -411,6 +411,8 @@ impl Writer<'_> {
             self.output.discard_sealed();
             return Err(e);
         }
+        // Durable now: a source that answers its clients (HTTP receive) may say so.
+        self.registry.committed.add(self.items.ranges());
         self.items.clear();
         crate::failpoint::hit("writer.after_commit");
         self.output.publish_sealed(&mut self.holds)

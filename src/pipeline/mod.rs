@@ -266,6 +266,7 @@ impl Pipeline {
         let output = self.output_plan(&source)?;
         let records = self.records_plan(&output)?;
         ingest::preflight(&source, &cfg.fetch, cfg.every)?;
+        ingest::listen::preflight(&source, cfg)?;
         self.check_since_field()?;
         transform_config::check_source(cfg, &source)?;
         paths::check(cfg, &source, &output)?;
@@ -286,7 +287,10 @@ impl Pipeline {
             None => None,
         };
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
-        let polled = !matches!(source, Source::Files(_) | Source::Push(_) | Source::Tail(_));
+        let polled = !matches!(
+            source,
+            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_)
+        );
         if cfg.every.is_some() && polled && cfg.fetch.dedupe_key.is_none() {
             tracing::warn!(
                 "continuous mode without fetch.dedupe_key: each pass fetches every URL again \

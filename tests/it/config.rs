@@ -151,6 +151,16 @@ fn everything_set() -> Config {
         metrics: MetricsConfig {
             addr: Some("[::1]:9100".parse::<SocketAddr>().unwrap()),
         },
+        listen: pinflow::config::ListenConfig {
+            addr: Some("[::1]:8080".parse::<SocketAddr>().unwrap()),
+            token: Some("s3cret".into()),
+            max_body_bytes: 1 << 20,
+            max_connections: 64,
+            header_timeout: Duration::from_secs(3),
+            body_timeout: Duration::from_secs(4),
+            idle_timeout: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(6),
+        },
         log: LogConfig {
             format: LogFormat::Json,
             level: "trace".into(),
@@ -741,7 +751,7 @@ fn every_registry_option_is_in_toml_env_cli_default_file_and_docs() {
         match key {
             // Each of these makes `run` want the other one.
             "out" => run_until_no_source(&[], &vars, key),
-            "source" | "files" | "tail" => run_until_no_source(&[], &vars, key),
+            "source" | "files" | "tail" | "listen.addr" => run_until_no_source(&[], &vars, key),
             _ => run_until_no_source(&out_args, &vars, key),
         }
 
@@ -772,7 +782,7 @@ fn every_registry_option_is_in_toml_env_cli_default_file_and_docs() {
             }
             match key {
                 "out" => run_until_no_source(&[flag, v], &[], flag),
-                "source" | "files" | "tail" => run_until_no_source(&[flag, v], &[], flag),
+                "source" | "files" | "tail" | "listen.addr" => run_until_no_source(&[flag, v], &[], flag),
                 _ => {
                     run_until_no_source(&[&out_args[..], &[flag, v]].concat(), &[], flag);
                     let layer = ConfigLayer::from_flags([(key, *flag, v.as_str())])

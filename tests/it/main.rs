@@ -64,6 +64,8 @@ mod output_safety;
 mod polling;
 #[cfg(feature = "http")]
 mod rate_limit;
+#[cfg(feature = "cli")]
+mod receive;
 #[cfg(feature = "http")]
 mod requests;
 #[cfg(feature = "cli")]

@@ -42,9 +42,10 @@ pub fn run(
     // A tail: from the flag, or from the configuration when no other source is asked for.
     let other_flag = urls.is_some() || set.iter().any(|(k, _)| *k == "files");
     if let Some(pattern) = cfg.tail.clone().filter(|_| !other_flag) {
-        if cfg.source.is_some() || !cfg.files.is_empty() {
+        if cfg.source.is_some() || !cfg.files.is_empty() || cfg.listen.addr.is_some() {
             return Err(Failure::Usage(
-                "`tail` and `source` or `files` are configured: give --tail, --urls or --files"
+                "`tail` and `source`, `files` or `listen.addr` are configured: give --tail, \
+                 --urls or --files, or configure only one source"
                     .into(),
             ));
         }
@@ -53,6 +54,24 @@ pub fn run(
         let expected = Expected::of(&cfg, None);
         let summary = run_pipeline(cfg, source, &format!("--tail {pattern}"), None)?;
         return Ok(finish(&summary, &expected));
+    }
+    // `--listen` (or `listen.addr`): clients post the records.
+    if urls.is_none() && !set.iter().any(|(k, _)| *k == "files") {
+        if let Some(listen) = pinflow::ingest::listen::ListenOptions::of(&cfg.listen) {
+            if urls.is_none() && (cfg.source.is_some() || !cfg.files.is_empty()) {
+                return Err(Failure::Usage(
+                    "both `listen.addr` and `source` or `files` are configured: give --urls \
+                     or --files to fetch or read, or configure only one source"
+                        .into(),
+                ));
+            }
+            let cfg = validated(cfg, &layers, &set)?;
+            let label = format!("listen {}", listen.addr);
+            // It receives until stopped: SIGTERM is its normal end (exit 0).
+            let expected = Expected::of(&cfg, None).until_stopped();
+            let summary = run_pipeline(cfg, Source::listen(listen), &label, None)?;
+            return Ok(finish(&summary, &expected));
+        }
     }
     // A flag picks the source; otherwise the configuration must name exactly one.
     let from_flag = urls.is_some() || set.iter().any(|(k, _)| *k == "files");

@@ -211,6 +211,12 @@ impl Expected {
             total: total.filter(|_| cfg.every.is_none() && cfg.fetch.shard.is_none()),
         }
     }
+
+    /// A source that runs until stopped (HTTP receive): a stop is how it ends.
+    pub fn until_stopped(mut self) -> Expected {
+        self.continuous = true;
+        self
+    }
 }
 
 /// Exit status: the run finished, but some requests failed for good.
