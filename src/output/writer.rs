@@ -55,7 +55,24 @@ pub fn run(
         since_field,
     } = parts;
     let guard = StateGuard::new(registry, thread);
-    let output = LocalParquet::new(plan, registry, journal.is_some(), first)?;
+    let local = LocalParquet::new(plan, registry, journal.is_some(), first)?;
+    let output: Box<dyn Output> = match &plan.s3 {
+        None => Box::new(local),
+        #[cfg(feature = "s3")]
+        Some(target) => Box::new(super::s3::S3Output::new(
+            local,
+            plan.staging_root().to_path_buf(),
+            target.clone(),
+            super::S3Settings::from_env(|k| std::env::var(k).ok())?,
+        )?),
+        #[cfg(not(feature = "s3"))]
+        Some(_) => {
+            return Err(Error::config(
+                "out",
+                "s3:// output needs the `s3` cargo feature",
+            ))
+        }
+    };
     // A resumed run goes on from the window state its last checkpoint committed (checked
     // against this run's windows when the journal was opened, before anything was fetched).
     let window_key = window.as_deref().map(super::window_state::key);
@@ -67,7 +84,7 @@ pub fn run(
         }
     }
     let mut w = Writer {
-        output: Box::new(output),
+        output,
         sinks,
         journal,
         items: RangeSet::default(),
