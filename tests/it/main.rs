@@ -68,6 +68,8 @@ mod rate_limit;
 mod requests;
 #[cfg(feature = "cli")]
 mod resume;
+#[cfg(all(feature = "cli", feature = "s3"))]
+mod s3;
 mod schema;
 #[cfg(feature = "cli")]
 mod shapes;
