@@ -200,6 +200,7 @@ impl<'a> LocalParquet<'a> {
     }
 
     /// The files finalized since the last call (an uploader takes them from here).
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
     pub(crate) fn take_finalized_paths(&mut self) -> Vec<PathBuf> {
         std::mem::take(&mut self.finalized_paths)
     }
