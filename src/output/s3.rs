@@ -193,6 +193,18 @@ impl<'a> S3Output<'a> {
                 thread: "pinflow-s3-upload".into(),
                 why: e.to_string(),
             })?;
+        // Files an earlier run staged and did not upload (the store was down, the run failed or
+        // was killed) go first: their keys are their paths, the same as then.
+        let mut left = Vec::new();
+        staged_files(&staging, &mut left);
+        left.sort();
+        for path in left {
+            if let Ok(meta) = std::fs::metadata(&path) {
+                tracing::info!(file = %path.display(), "uploading a file an earlier run staged");
+                shared.state.lock().staged_bytes += meta.len();
+                let _ = tx.send((path, meta.len()));
+            }
+        }
         Ok(S3Output {
             inner,
             staging,
@@ -335,6 +347,25 @@ impl Drop for S3Output<'_> {
         self.tx = None;
         if let Some(h) = self.uploader.take() {
             let _ = h.join();
+        }
+    }
+}
+
+/// The finished Parquet files under `dir` (not the hidden temporaries of open files).
+fn staged_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let hidden = e.file_name().to_string_lossy().starts_with('.');
+        if hidden {
+            continue;
+        }
+        if p.is_dir() {
+            staged_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
         }
     }
 }

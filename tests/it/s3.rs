@@ -403,3 +403,42 @@ fn slowdown_and_dropped_connections_are_retried_until_the_upload_succeeds() {
     assert_eq!(all_final_ids(&got), (0..2000).collect::<Vec<_>>());
     assert_eq!(moto.open_uploads("pinflow-faults"), 0);
 }
+
+#[test]
+fn files_staged_while_the_store_was_down_go_up_with_the_next_run() {
+    let Some(moto) = Moto::start("s3 store down") else {
+        return;
+    };
+    moto.create_bucket("pinflow-down");
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("staging");
+    let input = input(dir.path(), 1500);
+    // A port nothing listens on: the store is down for the whole first run.
+    let down = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", down.local_addr().unwrap());
+    drop(down);
+    let rotated = ["--rotate-rows", "1000000"];
+    let o = run_to(&dead, &input, "s3://pinflow-down/d/", &staging, &rotated);
+    assert!(!o.status.success(), "the upload cannot succeed");
+    assert_eq!(all_final_ids(&staging), (0..1500).collect::<Vec<_>>());
+    let staged = crate::common::final_parquet_files(&staging);
+    let name = staged[0].file_name().unwrap().to_str().unwrap().to_string();
+    // The store is back; the next run (with nothing new to read) uploads what was staged.
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, "").unwrap();
+    let o = run_to(
+        &moto.endpoint(),
+        &empty,
+        "s3://pinflow-down/d/",
+        &staging,
+        &rotated,
+    );
+    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+    let got = dir.path().join("got");
+    let keys = moto.download("pinflow-down", "d/", &got);
+    // The staged file under the key it had then (the second run adds its own file, without
+    // rows: a run that reads nothing still writes the layout).
+    assert!(keys.contains(&format!("d/{name}")), "{keys:?}");
+    assert_eq!(all_final_ids(&got), (0..1500).collect::<Vec<_>>());
+    assert!(crate::common::final_parquet_files(&staging).is_empty());
+}
