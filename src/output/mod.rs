@@ -2,7 +2,7 @@
 //!
 //! The writer thread ([`run`], in `writer.rs`) is the only thread that touches output. It
 //! drives one [`Output`], the contract below; local Parquet files ([`LocalParquet`], in
-//! `local.rs`) are the first implementation; [`S3Output`] (`s3.rs`, with the `s3` feature) stages
+//! `local.rs`) are the first implementation; `S3Output` (`s3.rs`, with the `s3` feature) stages
 //! them and uploads them to an object store; Kafka is next. Around
 //! the output the writer keeps what every output shares: dead letters ([`DeadLetterLog`]), the
 //! user's sinks, the resume journal's checkpoints, deadlines and rotation, and the end-to-end
