@@ -57,6 +57,8 @@ pub(crate) struct LocalParquet<'a> {
     report: OutputReport,
     /// Files finalized since [`Output::take_finalized`] was last called.
     finalized: u64,
+    /// The paths finalized since [`LocalParquet::take_finalized_paths`] was last called.
+    finalized_paths: Vec<PathBuf>,
 }
 
 impl<'a> LocalParquet<'a> {
@@ -83,6 +85,7 @@ impl<'a> LocalParquet<'a> {
             sealed: Vec::new(),
             report: OutputReport::default(),
             finalized: 0,
+            finalized_paths: Vec::new(),
         };
         if let Some((seq, file)) = first {
             out.seq = seq;
@@ -196,6 +199,12 @@ impl<'a> LocalParquet<'a> {
         Ok(())
     }
 
+    /// The files finalized since the last call (an uploader takes them from here).
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    pub(crate) fn take_finalized_paths(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.finalized_paths)
+    }
+
     /// Counts a finalized file in the report and the live metrics.
     fn count_finalized(
         &mut self,
@@ -211,6 +220,7 @@ impl<'a> LocalParquet<'a> {
         }
         self.report.row_groups += row_groups;
         self.report.files += 1;
+        self.finalized_paths.push(path.clone());
         self.report.output = Some(path);
         self.finalized += 1;
     }

@@ -2,7 +2,8 @@
 //!
 //! The writer thread ([`run`], in `writer.rs`) is the only thread that touches output. It
 //! drives one [`Output`], the contract below; local Parquet files ([`LocalParquet`], in
-//! `local.rs`) are the first implementation, object storage and Kafka the next ones. Around
+//! `local.rs`) are the first implementation; `S3Output` (`s3.rs`, with the `s3` feature) stages
+//! them and uploads them to an object store; Kafka is next. Around
 //! the output the writer keeps what every output shares: dead letters ([`DeadLetterLog`]), the
 //! user's sinks, the resume journal's checkpoints, deadlines and rotation, and the end-to-end
 //! latency of each batch ([`Holds`]).
@@ -28,6 +29,8 @@ mod parquet;
 mod partition;
 mod plan;
 mod tee;
+#[cfg(feature = "s3")]
+mod s3;
 mod window_state;
 mod windows;
 mod writer;
@@ -40,8 +43,10 @@ pub use parquet::{
     VERSION_KEY,
 };
 pub use partition::{escape_value, Partitioner, Split, HIVE_DEFAULT_PARTITION, NAME_MAX};
-pub use plan::OutputPlan;
+pub use plan::{OutputPlan, S3Target};
 pub(crate) use tee::Tee;
+#[cfg(feature = "s3")]
+pub use s3::{S3Settings, MIN_PART_SIZE};
 pub(crate) use window_state::key as window_state_key;
 pub(crate) use writer::since_column_kind;
 pub use writer::{run, Prepare, RecordsOutput, WriterParts, FAILURE_LINES_PER_SEC, REFUSED_CLASS};

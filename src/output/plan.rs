@@ -2,7 +2,7 @@
 //! what metadata they carry. The writer's outputs read it; nothing here writes rows.
 
 use std::fs::{self, File};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::parquet::file::properties::WriterProperties;
@@ -34,6 +34,9 @@ pub struct OutputPlan {
     pub schema: Option<arrow_schema::SchemaRef>,
     /// Whether Parquet files are written at all (off: rows go only to the user sinks).
     pub enabled: bool,
+    /// `--out s3://BUCKET/PREFIX/`: `out` is then the local staging directory (or a file in
+    /// it), and every finalized file is uploaded under the prefix.
+    pub s3: Option<S3Target>,
 }
 
 impl OutputPlan {
@@ -44,6 +47,15 @@ impl OutputPlan {
             || self.rotate.is_some()
             || self.writer.rotate_rows.is_some()
             || self.writer.rotate_bytes.is_some()
+    }
+
+    /// The directory the output's files are under: `out` when partitioned, its parent
+    /// otherwise. With `s3`, keys are the files' paths relative to it.
+    pub fn staging_root(&self) -> &Path {
+        match self.partitioned() {
+            true => &self.out,
+            false => parent_dir(&self.out),
+        }
     }
 
     /// Whether rows are split into Hive-style partition directories under `out`.
@@ -253,5 +265,45 @@ impl OutputPlan {
             }
         }
         Ok(dir)
+    }
+}
+
+/// Where objects go: `s3://BUCKET/PREFIX/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Target {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix, empty or ending in `/`.
+    pub prefix: String,
+}
+
+impl S3Target {
+    /// Parses `s3://BUCKET/PREFIX`: `None` when `url` is not an `s3://` URL.
+    pub fn parse(url: &str) -> Option<Result<S3Target>> {
+        let rest = url.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Some(Err(Error::config(
+                "out",
+                format!("`{url}` names no bucket"),
+            )));
+        }
+        let mut prefix = prefix.trim_start_matches('/').to_string();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Some(Ok(S3Target {
+            bucket: bucket.to_string(),
+            prefix,
+        }))
+    }
+
+    /// The object key of the staged file `rel` (relative to the staging directory).
+    pub fn key(&self, rel: &Path) -> String {
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        format!("{}{}", self.prefix, parts.join("/"))
     }
 }

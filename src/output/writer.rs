@@ -57,15 +57,32 @@ pub fn run(
         since_field,
     } = parts;
     let guard = StateGuard::new(registry, thread);
-    let main = LocalParquet::new(plan, registry, journal.is_some(), first)?;
+    let local = LocalParquet::new(plan, registry, journal.is_some(), first)?;
+    let main: Box<dyn Output + '_> = match &plan.s3 {
+        None => Box::new(local),
+        #[cfg(feature = "s3")]
+        Some(target) => Box::new(super::s3::S3Output::new(
+            local,
+            plan.staging_root().to_path_buf(),
+            target.clone(),
+            super::S3Settings::from_env(|k| std::env::var(k).ok())?,
+        )?),
+        #[cfg(not(feature = "s3"))]
+        Some(_) => {
+            return Err(Error::config(
+                "out",
+                "s3:// output needs the `s3` cargo feature",
+            ))
+        }
+    };
     // `window.records`: the records' own plan lives as long as the writer's output.
     let (records_plan, records_first) = match records {
         Some(r) => (Some(r.plan), r.first),
         None => (None, None),
     };
-    let output: Box<dyn super::Output + '_> = match &records_plan {
+    let output: Box<dyn Output + '_> = match &records_plan {
         Some(rp) => Box::new(super::Tee {
-            main: Box::new(main),
+            main,
             records: Box::new(LocalParquet::new(
                 rp,
                 registry,
@@ -74,7 +91,7 @@ pub fn run(
             )?),
             records_written: 0,
         }),
-        None => Box::new(main),
+        None => main,
     };
     // A resumed run goes on from the window state its last checkpoint committed (checked
     // against this run's windows when the journal was opened, before anything was fetched).

@@ -79,6 +79,9 @@ pub struct Pipeline {
     /// Time windows: `window` of the configuration, or what [`PipelineBuilder::window`] set.
     /// On, the writer aggregates the rows into window rows, which are what is written.
     window: Option<Arc<crate::window::WindowSpec>>,
+    /// `--out s3://BUCKET/PREFIX/`: where the files go; `cfg.out` is then in the staging
+    /// directory.
+    s3: Option<output::S3Target>,
 }
 
 /// The `[[enrich]]` lookups of `cfg`, in file order, their counters in `registry`: the first
@@ -113,6 +116,29 @@ fn enrichers(cfg: &Config, registry: &Registry) -> Result<Enrichers> {
     }
 }
 
+/// `--out s3://BUCKET/PREFIX/`: the target, with `cfg.out` turned into the local staging
+/// path (`S3_STAGING_DIR`, default `pinflow-s3-staging/BUCKET/PREFIX` in the working
+/// directory; created): `part.parquet` in it, or the directory itself when partitioned.
+fn stage_s3(cfg: &mut Config) -> Result<Option<output::S3Target>> {
+    let Some(target) = cfg.out.to_str().and_then(output::S3Target::parse) else {
+        return Ok(None);
+    };
+    let target = target?;
+    let root = match std::env::var_os("S3_STAGING_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::Path::new("pinflow-s3-staging")
+            .join(&target.bucket)
+            .join(target.prefix.trim_end_matches('/')),
+    };
+    std::fs::create_dir_all(&root)
+        .map_err(|e| Error::output(&root, "create the staging directory", e))?;
+    cfg.out = match cfg.writer.partition_by.is_empty() {
+        true => root.join("part.parquet"),
+        false => root,
+    };
+    Ok(Some(target))
+}
+
 impl Pipeline {
     /// Validates `cfg`.
     pub fn new(cfg: Config) -> Result<Pipeline> {
@@ -121,7 +147,8 @@ impl Pipeline {
 
     /// [`Pipeline::new`] for a pipeline that aggregates time windows even without `[window]`
     /// in `cfg` (the builder's [`PipelineBuilder::window`]): the thread plan depends on it.
-    pub(crate) fn with_windows(cfg: Config, windowed: bool) -> Result<Pipeline> {
+    pub(crate) fn with_windows(mut cfg: Config, windowed: bool) -> Result<Pipeline> {
+        let s3 = stage_s3(&mut cfg)?;
         cfg.validate()?;
         let window = match cfg.window.enabled() {
             true => Some(Arc::new(
@@ -170,6 +197,7 @@ impl Pipeline {
             sinks: parking_lot::Mutex::new(Vec::new()),
             parquet: true,
             window,
+            s3,
         })
     }
 
@@ -464,6 +492,7 @@ impl Pipeline {
                 None => self.record_schema()?,
             },
             enabled: self.parquet,
+            s3: self.s3.clone(),
         })
     }
 
@@ -595,6 +624,8 @@ impl Pipeline {
         };
         let mut plan = output.clone();
         plan.out = out;
+        // Local files: the window rows may go to object storage, the records stay here.
+        plan.s3 = None;
         plan.writer.partition_by.clear();
         plan.schema = self.record_schema()?;
         Ok(Some(plan))

@@ -142,6 +142,7 @@ mod tests {
             run_id: String::new(),
             schema: None,
             enabled: true,
+            s3: None,
         };
         let check_with = |cfg: &Config, src: &Source| check(cfg, src, &plan(cfg));
         let in_spec = vec![input.display().to_string()];

@@ -70,6 +70,8 @@ mod receive;
 mod requests;
 #[cfg(feature = "cli")]
 mod resume;
+#[cfg(all(feature = "cli", feature = "s3"))]
+mod s3;
 mod schema;
 #[cfg(feature = "cli")]
 mod shapes;

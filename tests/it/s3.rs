@@ -1,0 +1,444 @@
+//! `--out s3://BUCKET/PREFIX/` against a real S3-compatible server on loopback: moto's server
+//! (tools/s3/requirements.txt, installed into target/moto-venv on first use). Objects are
+//! listed and downloaded with boto3, an independent client, and every row is compared.
+//! Outside CI a machine without Python or moto skips with the reason; with `CI_REQUIRE_MOTO=1`
+//! (set by .ci/run) that is a failure.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::common::{all_final_ids, pinflow_piped, skip_unless};
+
+/// The moto venv's python, made on first use; `None` (and the reason printed) when it cannot be.
+fn moto_python() -> Option<&'static Path> {
+    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let py = PY.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let venv = root.join("target/moto-venv");
+        let py = venv.join("bin/python");
+        let works = |py: &Path| {
+            Command::new(py)
+                .args(["-c", "import moto, boto3"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if works(&py) {
+            return Some(py);
+        }
+        let req = root.join("tools/s3/requirements.txt");
+        eprintln!("creating {} with {}", venv.display(), req.display());
+        let script = r#"set -e
+python3 -m venv --clear "$1"
+"$1/bin/python" -m pip install --quiet --disable-pip-version-check -r "$2""#;
+        let made = Command::new("bash")
+            .args(["-c", script, "venv"])
+            .arg(&venv)
+            .arg(&req)
+            .output();
+        match made {
+            Ok(o) if o.status.success() && works(&py) => Some(py),
+            Ok(o) => {
+                eprintln!("{}", String::from_utf8_lossy(&o.stderr));
+                None
+            }
+            Err(e) => {
+                eprintln!("cannot run bash: {e}");
+                None
+            }
+        }
+    });
+    py.as_deref()
+}
+
+/// A moto server on a free loopback port, stopped when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+    py: &'static Path,
+}
+
+impl Moto {
+    /// Starts one with `S3_UPLOAD_PART_MIN_SIZE` lowered to 64 KiB (small multipart parts),
+    /// or `None` when moto is missing and not required.
+    fn start(test: &str) -> Option<Moto> {
+        let py = moto_python();
+        if skip_unless(py.is_some(), "CI_REQUIRE_MOTO", &format!("{test}: moto")) {
+            return None;
+        }
+        let py = py.unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(py.parent().unwrap().join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("S3_UPLOAD_PART_MIN_SIZE", "65536")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let m = Moto { child, port, py };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto did not listen within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(m)
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a boto3 snippet with `s3` a client of this server; returns its stdout.
+    fn boto(&self, code: &str, args: &[&str]) -> String {
+        let script = format!(
+            "import sys, boto3\ns3 = boto3.client('s3', endpoint_url='{}', \
+             aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n{code}",
+            self.endpoint()
+        );
+        let o = Command::new(self.py)
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "boto3: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        self.boto("s3.create_bucket(Bucket=sys.argv[1])", &[bucket]);
+    }
+
+    /// Downloads every object under `prefix` into `dir` (keys as relative paths); returns the
+    /// keys, sorted.
+    fn download(&self, bucket: &str, prefix: &str, dir: &Path) -> Vec<String> {
+        let code = "import os\n\
+            b, p, d = sys.argv[1:4]\n\
+            keys = []\n\
+            for page in s3.get_paginator('list_objects_v2').paginate(Bucket=b, Prefix=p):\n\
+            \x20   for o in page.get('Contents', []):\n\
+            \x20       k = o['Key']; keys.append(k)\n\
+            \x20       f = os.path.join(d, k); os.makedirs(os.path.dirname(f), exist_ok=True)\n\
+            \x20       s3.download_file(b, k, f)\n\
+            print('\\n'.join(sorted(keys)))";
+        let out = self.boto(code, &[bucket, prefix, dir.to_str().unwrap()]);
+        out.lines().map(str::to_string).collect()
+    }
+
+    /// How many multipart uploads are open in `bucket` (started, neither completed nor aborted).
+    fn open_uploads(&self, bucket: &str) -> usize {
+        let out = self.boto(
+            "print(len(s3.list_multipart_uploads(Bucket=sys.argv[1]).get('Uploads', [])))",
+            &[bucket],
+        );
+        out.trim().parse().unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` NDJSON records with ids 0..n, in `dir/in.ndjson`.
+fn input(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join("in.ndjson");
+    let text: String = (0..n)
+        .map(|i| format!("{{\"id\":{i},\"service\":\"svc-{}\",\"msg\":\"record number {i} of the s3 test\"}}\n", i % 3))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `pinflow run --files INPUT --out URL EXTRA...` against `endpoint`, staging in `staging`.
+fn run_to(endpoint: &str, input: &Path, url: &str, staging: &Path, extra: &[&str]) -> Output {
+    let mut c = pinflow_piped();
+    c.args(["run", "--files", input.to_str().unwrap(), "--out", url])
+        .args(["--progress", "never"])
+        .args(extra)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret-never-logged")
+        .env("AWS_REGION", "us-east-1")
+        .env("S3_STAGING_DIR", staging)
+        // Small parts, so that a file of a few hundred KiB goes up in several.
+        .env("S3_PART_SIZE", "65536")
+        .env("S3_ATTEMPTS", "6");
+    c.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn every_record_lands_once_in_objects_put_whole_or_in_parts() {
+    let Some(moto) = Moto::start("s3 output") else {
+        return;
+    };
+    moto.create_bucket("pinflow-test");
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 20_000;
+    let input = input(dir.path(), N);
+    let staging = dir.path().join("staging");
+    // Rotated by rows: several files, some over the part size (multipart), one small tail
+    // (a single PUT).
+    let o = run_to(
+        &moto.endpoint(),
+        &input,
+        "s3://pinflow-test/logs/run1/",
+        &staging,
+        &["--rotate-rows", "9000"],
+    );
+    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+    assert!(!stderr(&o).contains("test-secret-never-logged"));
+    let got = dir.path().join("got");
+    let keys = moto.download("pinflow-test", "logs/run1/", &got);
+    assert_eq!(keys.len(), 3, "one object per rotated file: {keys:?}");
+    assert!(keys.iter().all(|k| k.ends_with(".parquet")), "{keys:?}");
+    let sizes: Vec<u64> = keys
+        .iter()
+        .map(|k| std::fs::metadata(got.join(k)).unwrap().len())
+        .collect();
+    assert!(
+        sizes.iter().any(|&s| s >= 65536) && sizes.iter().any(|&s| s < 65536),
+        "the run should exercise both multipart and a single PUT: {sizes:?}"
+    );
+    let ids = all_final_ids(&got.join("logs/run1"));
+    assert_eq!(
+        ids,
+        (0..N as i64).collect::<Vec<_>>(),
+        "every record exactly once"
+    );
+    assert_eq!(
+        moto.open_uploads("pinflow-test"),
+        0,
+        "no multipart upload left open"
+    );
+    // Uploaded files leave the staging directory.
+    assert!(
+        crate::common::final_parquet_files(&staging).is_empty(),
+        "staged copies are removed once uploaded"
+    );
+}
+
+#[test]
+fn partitions_become_key_prefixes() {
+    let Some(moto) = Moto::start("s3 partitions") else {
+        return;
+    };
+    moto.create_bucket("pinflow-parts");
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 3000);
+    let staging = dir.path().join("staging");
+    let o = run_to(
+        &moto.endpoint(),
+        &input,
+        "s3://pinflow-parts/ds",
+        &staging,
+        &["--partition-by", "service"],
+    );
+    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+    let got = dir.path().join("got");
+    let keys = moto.download("pinflow-parts", "ds/", &got);
+    assert_eq!(
+        keys,
+        [
+            "ds/service=svc-0/part-00001.parquet",
+            "ds/service=svc-1/part-00001.parquet",
+            "ds/service=svc-2/part-00001.parquet"
+        ]
+    );
+    assert_eq!(all_final_ids(&got), (0..3000).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_missing_bucket_fails_clearly_and_keeps_the_staged_file() {
+    let Some(moto) = Moto::start("s3 missing bucket") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 500);
+    let staging = dir.path().join("staging");
+    let o = run_to(
+        &moto.endpoint(),
+        &input,
+        "s3://no-such-bucket/x/",
+        &staging,
+        &[],
+    );
+    assert!(!o.status.success(), "a missing bucket must fail the run");
+    let err = stderr(&o);
+    assert!(err.contains("NoSuchBucket"), "{err}");
+    assert!(err.contains("staged files are kept"), "{err}");
+    assert_eq!(all_final_ids(&staging), (0..500).collect::<Vec<_>>());
+}
+
+/// A proxy in front of moto that answers the first `fail` requests with `503 SlowDown` (every
+/// other one of them by dropping the connection instead), then forwards each request.
+fn flaky_proxy(upstream: u16, fail: usize) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        // Bounded: the test's requests, and at most a few thousand.
+        for conn in listener.incoming().take(5000) {
+            let Ok(mut conn) = conn else { continue };
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                let Some(req) = read_request(&mut conn) else {
+                    return;
+                };
+                if n < fail {
+                    if n % 2 == 1 {
+                        return; // Dropped without an answer.
+                    }
+                    let body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 503 Slow Down\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    return;
+                }
+                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                if up.write_all(&req).is_err() {
+                    return;
+                }
+                let mut resp = Vec::new();
+                let _ = up.read_to_end(&mut resp);
+                let _ = conn.write_all(&resp);
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// One request, its headers rewritten to `Connection: close`, with its body.
+fn read_request(conn: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let mut out = String::new();
+    for l in head.trim_end().lines() {
+        if !l.to_ascii_lowercase().starts_with("connection:") {
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let mut req = out.into_bytes();
+    req.extend_from_slice(&buf[head_end..head_end + len]);
+    Some(req)
+}
+
+#[test]
+fn slowdown_and_dropped_connections_are_retried_until_the_upload_succeeds() {
+    let Some(moto) = Moto::start("s3 faults") else {
+        return;
+    };
+    moto.create_bucket("pinflow-faults");
+    let (proxy, seen) = flaky_proxy(moto.port, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 2000);
+    let staging = dir.path().join("staging");
+    let o = run_to(
+        &format!("http://127.0.0.1:{proxy}"),
+        &input,
+        "s3://pinflow-faults/f/",
+        &staging,
+        &[],
+    );
+    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+    assert!(seen.load(Ordering::SeqCst) > 4, "the faults were met");
+    assert!(stderr(&o).contains("retrying"), "{}", stderr(&o));
+    let got = dir.path().join("got");
+    moto.download("pinflow-faults", "f/", &got);
+    assert_eq!(all_final_ids(&got), (0..2000).collect::<Vec<_>>());
+    assert_eq!(moto.open_uploads("pinflow-faults"), 0);
+}
+
+#[test]
+fn files_staged_while_the_store_was_down_go_up_with_the_next_run() {
+    let Some(moto) = Moto::start("s3 store down") else {
+        return;
+    };
+    moto.create_bucket("pinflow-down");
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("staging");
+    let input = input(dir.path(), 1500);
+    // A port nothing listens on: the store is down for the whole first run.
+    let down = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", down.local_addr().unwrap());
+    drop(down);
+    let rotated = ["--rotate-rows", "1000000"];
+    let o = run_to(&dead, &input, "s3://pinflow-down/d/", &staging, &rotated);
+    assert!(!o.status.success(), "the upload cannot succeed");
+    assert_eq!(all_final_ids(&staging), (0..1500).collect::<Vec<_>>());
+    let staged = crate::common::final_parquet_files(&staging);
+    let name = staged[0].file_name().unwrap().to_str().unwrap().to_string();
+    // The store is back; the next run (with nothing new to read) uploads what was staged.
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, "").unwrap();
+    let o = run_to(
+        &moto.endpoint(),
+        &empty,
+        "s3://pinflow-down/d/",
+        &staging,
+        &rotated,
+    );
+    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+    let got = dir.path().join("got");
+    let keys = moto.download("pinflow-down", "d/", &got);
+    // The staged file under the key it had then (the second run adds its own file, without
+    // rows: a run that reads nothing still writes the layout).
+    assert!(keys.contains(&format!("d/{name}")), "{keys:?}");
+    assert_eq!(all_final_ids(&got), (0..1500).collect::<Vec<_>>());
+    assert!(crate::common::final_parquet_files(&staging).is_empty());
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Object-storage benchmark (issue 20): NDJSON pages from the built-in simulator through
+# `pinflow bench` to a local directory and to s3:// on a moto server on loopback, RUNS times
+# each, alternating; prints the median wall time of each (the s3 run's includes every upload:
+# the run ends only when the last object exists) and the throughput ratio s3/local (the bar:
+# at least 0.9).
+#
+#   tools/s3-bench.sh [PINFLOW_BINARY]
+#
+# Without a binary it runs `cargo build --release`. moto comes from target/moto-venv
+# (tools/s3/requirements.txt; created here when missing). Environment: RECORDS (default
+# 200000), PER_RESPONSE (records per page, default 100), RUNS (default 5), ROTATE_ROWS (default
+# 50000: several objects, so uploads overlap the pipeline). Network: 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN=${1:-}
+if [ -z "$BIN" ]; then
+  cargo build --release --quiet
+  BIN=$ROOT/target/release/pinflow
+fi
+RECORDS=${RECORDS:-200000}
+PER_RESPONSE=${PER_RESPONSE:-100}
+RUNS=${RUNS:-5}
+ROTATE_ROWS=${ROTATE_ROWS:-50000}
+VENV=$ROOT/target/moto-venv
+if ! "$VENV/bin/python" -c 'import moto, boto3' 2>/dev/null; then
+  python3 -m venv --clear "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tools/s3/requirements.txt
+fi
+WORK=$(mktemp -d)
+PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
+MOTO=$!
+trap 'kill $MOTO 2>/dev/null; rm -rf "$WORK"' EXIT
+export AWS_ENDPOINT_URL=http://127.0.0.1:$PORT AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
+for _ in $(seq 1 100); do
+  "$VENV/bin/python" -c "import boto3; boto3.client('s3').create_bucket(Bucket='bench')" 2>/dev/null && break
+  sleep 0.1
+done
+export S3_STAGING_DIR=$WORK/staging
+now() { date +%s.%N; }
+run() { # $1: --out target; prints seconds
+  local t0
+  t0=$(now)
+  "$BIN" bench --records "$RECORDS" --per-response "$PER_RESPONSE" --rotate-rows "$ROTATE_ROWS" \
+    --out "$1" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; exit 1; }
+  awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.3f\n", b - a }'
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+: >"$WORK/local"
+: >"$WORK/s3"
+for i in $(seq 1 "$RUNS"); do
+  mkdir -p "$WORK/local-$i"
+  run "$WORK/local-$i/bench.parquet" >>"$WORK/local"
+  run "s3://bench/run-$i/" >>"$WORK/s3"
+done
+L=$(median <"$WORK/local")
+S=$(median <"$WORK/s3")
+echo "records $RECORDS in pages of $PER_RESPONSE, $RUNS runs each"
+echo "local median ${L}s, s3 median ${S}s"
+awk -v l="$L" -v s="$S" 'BEGIN { printf "throughput ratio s3/local: %.2f (bar: 0.90)\n", l / s }'
