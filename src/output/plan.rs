@@ -41,9 +41,12 @@ pub struct OutputPlan {
 
 impl OutputPlan {
     /// Whether files rotate: by time (`rotate`), rows or bytes; and with a journal, whose runs
-    /// add files beside those of earlier runs.
+    /// add files beside those of earlier runs; and to object storage, where a run's object
+    /// named like the last one's would replace it (a rerun that read nothing would upload an
+    /// empty `part.parquet` over the rows of the one before).
     pub fn rotates(&self) -> bool {
         self.writer.journal
+            || self.s3.is_some()
             || self.rotate.is_some()
             || self.writer.rotate_rows.is_some()
             || self.writer.rotate_bytes.is_some()
