@@ -121,6 +121,7 @@ mod handoff;
 pub mod ingest;
 #[doc(hidden)]
 pub mod journal;
+pub mod kafka;
 mod json;
 #[doc(hidden)]
 pub mod output;

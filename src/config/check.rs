@@ -172,6 +172,28 @@ impl Check {
 pub(super) mod rule {
     use super::*;
 
+    pub(in crate::config) fn kafka_properties(c: &Config) -> Vec<Bad> {
+        let mut bad = Vec::new();
+        for p in &c.kafka.properties {
+            match p.split_once('=') {
+                Some((name, _)) if !name.trim().is_empty() => {
+                    if crate::kafka::FIXED_PROPERTIES.contains(&name.trim()) {
+                        bad.push(Bad::value(format!(
+                            "`{}` is set by pinflow itself and cannot be changed",
+                            name.trim()
+                        )));
+                    }
+                }
+                // (Only the part before `=`: the value may be a secret.)
+                _ => bad.push(Bad::value(format!(
+                    "`{}` is not `name=value`",
+                    p.split('=').next().unwrap_or_default()
+                ))),
+            }
+        }
+        bad
+    }
+
     pub(in crate::config) fn window_time(c: &Config) -> Vec<Bad> {
         Bad::when(c.window.time.trim().is_empty(), "is empty")
     }

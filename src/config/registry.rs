@@ -125,11 +125,13 @@ pub enum Topic {
     Metrics,
     /// `[log]`.
     Log,
+    /// `[kafka]`.
+    Kafka,
 }
 
 impl Topic {
     /// Every topic, in file order.
-    pub const ALL: [Topic; 8] = [
+    pub const ALL: [Topic; 9] = [
         Topic::Pipeline,
         Topic::Threads,
         Topic::Fetch,
@@ -138,6 +140,7 @@ impl Topic {
         Topic::Window,
         Topic::Metrics,
         Topic::Log,
+        Topic::Kafka,
     ];
 
     /// The TOML table (`fetch`); empty for top-level keys.
@@ -151,6 +154,7 @@ impl Topic {
             Topic::Window => "window",
             Topic::Metrics => "metrics",
             Topic::Log => "log",
+            Topic::Kafka => "kafka",
         }
     }
 
@@ -165,6 +169,7 @@ impl Topic {
             Topic::Window => "Window",
             Topic::Metrics => "Metrics",
             Topic::Log => "Log",
+            Topic::Kafka => "Kafka",
         }
     }
 
@@ -184,6 +189,10 @@ impl Topic {
             }
             Topic::Metrics => "The Prometheus metrics and health endpoint.",
             Topic::Log => "Diagnostics on standard error.",
+            Topic::Kafka => {
+                "The Kafka output (`--out kafka://HOST:PORT/TOPIC`, feature `kafka`). See \
+                 docs/usage.md, \"Kafka output\"."
+            }
         }
     }
 
@@ -1315,6 +1324,30 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "WHEN",
         help: "Progress line: auto (on a terminal), always, never [default: auto]",
         doc: "Progress line: \"auto\" (only on a terminal), \"always\" or \"never\".",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "kafka.key_field",
+        kind: Kind::Text,
+        flag: Flag::Shared("--kafka-key"),
+        value_name: "COLUMN",
+        help: "Kafka output: the message key is COLUMN's value [default: no key]",
+        example: "\"host\"",
+        doc: "The column whose value is each Kafka message's key (strings as they are, other \
+         values as JSON; a null: no key), so that records with the same value go to the same \
+         partition, in order. Default: no key (librdkafka spreads the messages).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "kafka.properties",
+        kind: Kind::StringList,
+        flag: Flag::None,
+        example: "[\"compression.type=zstd\", \"linger.ms=20\"]",
+        doc: "librdkafka properties for the Kafka output, each `name=value`, passed through as \
+         given (TLS and SASL need a librdkafka built with them; values are never logged). \
+         `bootstrap.servers`, `enable.idempotence` and `acks` are pinflow's own: the brokers \
+         come from the URL, and the producer is idempotent with `acks=all`.",
+        check: Check::Custom(rule::kafka_properties),
         ..BLANK
     },
 ];

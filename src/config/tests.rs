@@ -327,6 +327,7 @@ fn everything_set() -> Config {
             level: "debug".into(),
             progress: Progress::Never,
         },
+        kafka: Default::default(),
         enrich: Vec::new(),
         filter: vec!["level != \"DEBUG\"".into(), "a in [1, 2]".into()],
         drop: vec!["message".into(), "host".into()],

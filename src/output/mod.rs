@@ -122,6 +122,26 @@ pub(crate) trait Output {
     fn records_report(&self) -> Option<(u64, OutputReport)> {
         None
     }
+    /// Whether a row handed to [`write`](Output::write) is written only once the output says
+    /// so later ([`take_settled`](Output::take_settled)): Kafka, whose broker acknowledges
+    /// each message. The writer then counts rows written as they settle, not as it hands
+    /// them over.
+    fn deferred(&self) -> bool {
+        false
+    }
+    /// With [`deferred`](Output::deferred): the rows settled since the last call.
+    fn take_settled(&mut self) -> Settled {
+        Settled::default()
+    }
+}
+
+/// Rows a [`deferred`](Output::deferred) output settled: written, or failed for good.
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    /// Rows now written (acknowledged).
+    pub(crate) delivered: u64,
+    /// Rows that failed for good: (the row as JSON, the reason), dead-lettered by the writer.
+    pub(crate) failed: Vec<(String, String)>,
 }
 
 /// What an [`Output`] finalized.
