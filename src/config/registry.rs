@@ -1342,7 +1342,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         key: "kafka.properties",
         kind: Kind::StringList,
         flag: Flag::None,
-        example: "[\"compression.type=zstd\", \"linger.ms=20\"]",
+        example: "[\"compression.type=lz4\", \"linger.ms=20\"]",
         doc: "librdkafka properties for the Kafka output, each `name=value`, passed through as \
          given (TLS and SASL need a librdkafka built with them; values are never logged). \
          `bootstrap.servers`, `enable.idempotence` and `acks` are pinflow's own: the brokers \

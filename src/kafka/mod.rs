@@ -7,13 +7,10 @@
 //!   named `kafka:`.
 //! - [`client_config`] turns it into librdkafka's configuration (the properties passed
 //!   through, never logged).
-//! - `KafkaOutput` (in `output.rs`) is the writer's [`Output`](crate::output) for it: a
+//! - `KafkaOutput` (in `output/kafka.rs`) is the writer's output for it: a
 //!   `BaseProducer` polled from the writer thread itself (no async runtime, no thread of its
 //!   own), idempotent, whose delivery reports settle each record: delivered, it is counted
 //!   written; failed, it is a dead letter with the broker's reason.
-
-#[cfg(feature = "kafka")]
-pub(crate) mod output;
 
 use std::path::Path;
 

@@ -23,6 +23,8 @@
 
 mod deadletter;
 mod footer;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod local;
 mod parquet;
 mod partition;

