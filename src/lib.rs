@@ -121,8 +121,8 @@ mod handoff;
 pub mod ingest;
 #[doc(hidden)]
 pub mod journal;
-pub mod kafka;
 mod json;
+pub mod kafka;
 #[doc(hidden)]
 pub mod output;
 #[doc(hidden)]

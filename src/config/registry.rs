@@ -1341,7 +1341,9 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         key: "kafka.properties",
         kind: Kind::StringList,
-        flag: Flag::None,
+        flag: Flag::Shared("--kafka-property"),
+        value_name: "NAME=VALUE",
+        help: "Kafka output: a librdkafka property (repeatable; put secrets in the config file, not here) [default: none]",
         example: "[\"compression.type=lz4\", \"linger.ms=20\"]",
         doc: "librdkafka properties for the Kafka output, each `name=value`, passed through as \
          given (TLS and SASL need a librdkafka built with them; values are never logged). \

@@ -23,10 +23,10 @@ use rdkafka::producer::{
 };
 use rdkafka::{ClientContext, Message};
 
-use crate::kafka::KafkaTarget;
-use crate::error::{Error, Result};
-use crate::metrics::live::KafkaStats;
 use super::{row_json, Holds, Output, OutputReport, Settled};
+use crate::error::{Error, Result};
+use crate::kafka::KafkaTarget;
+use crate::metrics::live::KafkaStats;
 
 /// How often the writer wakes to poll for delivery reports while messages are in flight.
 const POLL_EVERY: Duration = Duration::from_millis(50);
@@ -110,7 +110,12 @@ impl KafkaOutput {
         stats: Arc<KafkaStats>,
         stop: Option<Arc<AtomicBool>>,
     ) -> Result<KafkaOutput> {
-        let url = PathBuf::from(format!("{}{}/{}", crate::kafka::SCHEME, target.brokers, target.topic));
+        let url = PathBuf::from(format!(
+            "{}{}/{}",
+            crate::kafka::SCHEME,
+            target.brokers,
+            target.topic
+        ));
         let context = Reports {
             settled: parking_lot::Mutex::default(),
             stats: Arc::clone(&stats),
@@ -161,7 +166,10 @@ impl KafkaOutput {
         };
         let col = rows.column(j);
         let one = RecordBatch::try_new(
-            Arc::new(arrow_schema::Schema::new(vec![rows.schema().field(j).clone()])),
+            Arc::new(arrow_schema::Schema::new(vec![rows
+                .schema()
+                .field(j)
+                .clone()])),
             vec![Arc::clone(col)],
         )
         .map_err(|e| Error::config("kafka.key_field", e.to_string()))?;
@@ -282,7 +290,10 @@ impl Output for KafkaOutput {
     fn discard_sealed(&mut self) {}
 
     fn finish(&mut self, _holds: &mut Holds) -> Result<()> {
-        let stopped = self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
+        let stopped = self
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed));
         // Without a stop every report is awaited: librdkafka fails a message that cannot be
         // delivered within `message.timeout.ms`, so this ends.
         self.drain(stopped.then(|| self.target.shutdown_timeout / 2));

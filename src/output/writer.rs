@@ -75,12 +75,7 @@ pub fn run(
             )?),
             records_written: 0,
         }),
-        (None, None) => Box::new(LocalParquet::new(
-            plan,
-            registry,
-            journal.is_some(),
-            first,
-        )?),
+        (None, None) => Box::new(LocalParquet::new(plan, registry, journal.is_some(), first)?),
     };
     // A resumed run goes on from the window state its last checkpoint committed (checked
     // against this run's windows when the journal was opened, before anything was fetched).

@@ -43,7 +43,11 @@ fn consume(bootstrap: &str, topic: &str, n: usize) -> Vec<(Option<String>, serde
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut got = Vec::new();
     while got.len() < n {
-        assert!(Instant::now() < deadline, "only {} of {n} messages", got.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} messages",
+            got.len()
+        );
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => got.push((
                 m.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
@@ -80,7 +84,14 @@ fn every_record_is_produced_once_as_json_with_its_key() {
     let input = records(dir.path(), 500);
     let o = pinflow_piped()
         .current_dir(dir.path())
-        .args(["run", "--progress", "never", "--kafka-key", "host", "--files"])
+        .args([
+            "run",
+            "--progress",
+            "never",
+            "--kafka-key",
+            "host",
+            "--files",
+        ])
         .arg(&input)
         .arg("--out")
         .arg(format!("kafka://{}/logs", cluster.bootstrap_servers()))
@@ -125,8 +136,7 @@ fn a_broker_that_is_down_makes_every_record_a_dead_letter_none_counted_written()
         let d: serde_json::Value = serde_json::from_str(line).unwrap();
         let reason = d["reason"].as_str().unwrap();
         assert!(reason.starts_with("kafka delivery failed"), "{reason}");
-        let row: serde_json::Value =
-            serde_json::from_str(d["excerpt"].as_str().unwrap()).unwrap();
+        let row: serde_json::Value = serde_json::from_str(d["excerpt"].as_str().unwrap()).unwrap();
         ids.insert(row["id"].as_i64().unwrap());
     }
     assert_eq!(ids, (0..50).collect(), "each record dead-lettered once");
@@ -213,7 +223,13 @@ fn start_tansu(py: &Path, log: &Path) -> Tansu {
         .port();
     let url = format!("tcp://127.0.0.1:{port}");
     let child = std::process::Command::new(&bin)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
         .args(["--storage-engine", "memory://tansu/"])
         .stdout(std::fs::File::create(log).unwrap())
         .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
@@ -275,7 +291,11 @@ fn a_real_broker_receives_every_record_read_back_by_another_client() {
             .unwrap()
     };
     let made = client("create");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let input = records(dir.path(), 300);
     let o = pinflow_piped()
         .current_dir(dir.path())
@@ -288,8 +308,15 @@ fn a_real_broker_receives_every_record_read_back_by_another_client() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let read = client("300");
     let text = String::from_utf8_lossy(&read.stdout);
-    assert!(read.status.success(), "{text}{}", String::from_utf8_lossy(&read.stderr));
-    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        read.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 300, "every record once, nothing more");
     let mut ids: Vec<i64> = rows.iter().map(|v| v["id"].as_i64().unwrap()).collect();
     ids.sort_unstable();
