@@ -92,10 +92,25 @@ pub fn parse_url(url: &str) -> Result<(String, String)> {
     Ok((brokers.to_string(), topic.to_string()))
 }
 
-/// The Kafka output `cfg` asks for, if `out` is a `kafka://` URL: its target, with the
-/// `[kafka]` options. Without the `kafka` feature such a URL is refused, naming the feature.
-pub fn target(cfg: &crate::config::Config) -> Result<Option<KafkaTarget>> {
-    let Some(url) = cfg.out.to_str().filter(|s| s.starts_with(SCHEME)) else {
+/// The options a Kafka output is made from (the `[kafka]` table, `writer.journal`,
+/// `fetch.shutdown_timeout`), as plain values: this module sits below `config`, which uses its
+/// URL rule and [`FIXED_PROPERTIES`].
+#[derive(Clone, Copy)]
+pub struct Options<'a> {
+    /// `kafka.key_field`.
+    pub key_field: Option<&'a str>,
+    /// `kafka.properties`, each `name=value` (checked with the configuration).
+    pub properties: &'a [String],
+    /// `writer.journal`: refused with a Kafka output, for now.
+    pub journal: bool,
+    /// `fetch.shutdown_timeout`.
+    pub shutdown_timeout: std::time::Duration,
+}
+
+/// The Kafka output `out` asks for, if it is a `kafka://` URL: its target, with the `[kafka]`
+/// options. Without the `kafka` feature such a URL is refused, naming the feature.
+pub fn target(out: &Path, o: Options<'_>) -> Result<Option<KafkaTarget>> {
+    let Some(url) = out.to_str().filter(|s| s.starts_with(SCHEME)) else {
         return Ok(None);
     };
     let (brokers, topic) = parse_url(url)?;
@@ -105,7 +120,7 @@ pub fn target(cfg: &crate::config::Config) -> Result<Option<KafkaTarget>> {
             format!("`{url}`: this pinflow was built without Kafka (cargo build --features kafka)"),
         ));
     }
-    if cfg.writer.journal {
+    if o.journal {
         return Err(Error::config(
             "writer.journal",
             "is not supported with a kafka:// output yet: the broker, not a journal, holds \
@@ -115,16 +130,14 @@ pub fn target(cfg: &crate::config::Config) -> Result<Option<KafkaTarget>> {
     Ok(Some(KafkaTarget {
         brokers,
         topic,
-        key_field: cfg.kafka.key_field.clone(),
-        // (Each is `name=value`, checked with the configuration.)
-        properties: cfg
-            .kafka
+        key_field: o.key_field.map(str::to_string),
+        properties: o
             .properties
             .iter()
             .filter_map(|p| p.split_once('='))
             .map(|(k, v)| (k.trim().to_string(), v.to_string()))
             .collect(),
-        shutdown_timeout: cfg.fetch.shutdown_timeout,
+        shutdown_timeout: o.shutdown_timeout,
     }))
 }
 

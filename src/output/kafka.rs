@@ -134,6 +134,13 @@ impl KafkaOutput {
         })
     }
 
+    /// Whether the pipeline was told to stop (SIGTERM).
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
     /// Runs the delivery reports that are ready (waiting up to `wait` for one) and publishes
     /// the queue depth.
     fn poll(&self, wait: Duration) {
@@ -216,12 +223,16 @@ impl KafkaOutput {
         }
     }
 
-    /// Waits for every outstanding delivery report, up to `limit`; then purges what is left,
-    /// whose reports settle it as failed.
-    fn drain(&mut self, limit: Option<Duration>) {
-        let started = Instant::now();
+    /// Waits for every outstanding delivery report; once the pipeline is stopped (before or
+    /// during the wait), for half of `fetch.shutdown_timeout` at most: then it purges what is
+    /// left, whose reports settle it as failed.
+    fn drain(&mut self) {
+        let mut until: Option<Instant> = None;
         while self.producer.in_flight_count() > 0 {
-            if limit.is_some_and(|l| started.elapsed() >= l) {
+            if until.is_none() && self.stopped() {
+                until = Some(Instant::now() + self.target.shutdown_timeout / 2);
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
                 let left = self.producer.in_flight_count();
                 tracing::warn!(
                     left,
@@ -279,7 +290,7 @@ impl Output for KafkaOutput {
 
     fn seal(&mut self) -> Result<Vec<(PathBuf, PathBuf)>> {
         // (No journal with Kafka: refused by `kafka::target`. Settle everything anyway.)
-        self.drain(None);
+        self.drain();
         Ok(Vec::new())
     }
 
@@ -290,13 +301,9 @@ impl Output for KafkaOutput {
     fn discard_sealed(&mut self) {}
 
     fn finish(&mut self, _holds: &mut Holds) -> Result<()> {
-        let stopped = self
-            .stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::Relaxed));
         // Without a stop every report is awaited: librdkafka fails a message that cannot be
         // delivered within `message.timeout.ms`, so this ends.
-        self.drain(stopped.then(|| self.target.shutdown_timeout / 2));
+        self.drain();
         Ok(())
     }
 

@@ -46,6 +46,7 @@ pub use plan::OutputPlan;
 pub(crate) use tee::Tee;
 pub(crate) use window_state::key as window_state_key;
 pub(crate) use writer::since_column_kind;
+pub use writer::DELIVERY_FAILED_CLASS;
 pub use writer::{run, Prepare, RecordsOutput, WriterParts, FAILURE_LINES_PER_SEC, REFUSED_CLASS};
 
 use std::collections::HashMap;
@@ -241,6 +242,9 @@ pub struct WriterReport {
     /// Rows the output could not hold (a partition value too long for a directory name),
     /// dead-lettered by the writer: parsed records, counted here rather than by a parser.
     pub records_refused: u64,
+    /// Rows a deferred output (Kafka) could not deliver, dead-lettered by the writer with the
+    /// broker's reason: parsed records, counted here rather than by a parser.
+    pub records_undelivered: u64,
     /// The last finalized output path.
     pub output: Option<std::path::PathBuf>,
     /// The dead-letter file, if anything went to it.

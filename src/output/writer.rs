@@ -98,6 +98,7 @@ pub fn run(
         rows: 0,
         dead_letters: 0,
         refused: 0,
+        undelivered: 0,
         source: plan.source.clone(),
         next_batch: 0,
         failure_log: FailureLog::default(),
@@ -135,6 +136,7 @@ pub fn run(
         files: out.files,
         dead_letters: w.dead_letters,
         records_refused: w.refused,
+        records_undelivered: w.undelivered,
         output: out.output,
         dead_letter_file: dead.finish()?,
         stage_failed: w.prepare_failed.take(),
@@ -219,6 +221,8 @@ struct Writer<'a> {
     dead_letters: u64,
     /// Rows the output refused, dead-lettered here (see [`Output::write`]).
     refused: u64,
+    /// Rows a deferred output could not deliver, dead-lettered here (see `settle`).
+    undelivered: u64,
     /// What the rows come from: the `url` of the dead letters of refused rows, whose own
     /// URL is no longer known.
     source: String,
@@ -333,8 +337,8 @@ impl Writer<'_> {
     }
 
     /// A [`deferred`](Output::deferred) output's rows that settled: the acknowledged ones
-    /// counted written, the failed ones dead-lettered with their reason (and counted as the
-    /// output's refusals: records a parser counted, dead-lettered here).
+    /// counted written, the failed ones dead-lettered with their reason (records a parser
+    /// counted, dead-lettered here).
     fn settle(&mut self, dead: &mut DeadLetterLog) -> Result<()> {
         let settled = self.output.take_settled();
         self.rows += settled.delivered;
@@ -358,7 +362,7 @@ impl Writer<'_> {
         dead.flush()?;
         let n = settled.failed.len() as u64;
         self.dead_letters += n;
-        self.refused += n;
+        self.undelivered += n;
         self.registry
             .add_parsed(0, n, &[(DELIVERY_FAILED_CLASS.to_string(), n)]);
         Ok(())

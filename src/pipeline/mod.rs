@@ -264,7 +264,15 @@ impl Pipeline {
 
         // `--out kafka://...`: no Parquet file (nothing to lock, replace or open), the
         // writer produces to the topic.
-        let kafka = crate::kafka::target(cfg)?;
+        let kafka = crate::kafka::target(
+            &cfg.out,
+            crate::kafka::Options {
+                key_field: cfg.kafka.key_field.as_deref(),
+                properties: &cfg.kafka.properties,
+                journal: cfg.writer.journal,
+                shutdown_timeout: cfg.fetch.shutdown_timeout,
+            },
+        )?;
         let parquet = self.parquet && kafka.is_none();
         // Open the output before fetching anything: an unwritable path fails the run at once.
         let mut output = self.output_plan(&source)?;

@@ -107,8 +107,13 @@ fn every_record_is_produced_once_as_json_with_its_key() {
         check_row(v, id);
         assert_eq!(key.as_deref(), Some(format!("h{}", id % 4).as_str()));
     }
-    // No dead letters: every record was acknowledged.
+    // No dead letters: every record was acknowledged, and counted written.
     assert!(!dir.path().join("logs.deadletter.ndjson").exists(), "{err}");
+    let summary = format!("{err}{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        summary.contains("fetched 500 / written 500 / dead-lettered 0"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -140,12 +145,13 @@ fn a_broker_that_is_down_makes_every_record_a_dead_letter_none_counted_written()
         ids.insert(row["id"].as_i64().unwrap());
     }
     assert_eq!(ids, (0..50).collect(), "each record dead-lettered once");
-    // The ledger: none of them written.
+    // The ledger: none of them written, each dead-lettered as undelivered.
     let summary = format!("{err}{}", String::from_utf8_lossy(&o.stdout));
     assert!(
-        !summary.contains("50 written") && !summary.contains("written=50"),
+        summary.contains("fetched 50 / written 0 / dead-lettered 50"),
         "{summary}"
     );
+    assert!(summary.contains("50 × delivery failed"), "{summary}");
 }
 
 /// The end-to-end test's Python (target/kafka-venv, or `KAFKA_VENV`) with Tansu (the
@@ -325,4 +331,60 @@ fn a_real_broker_receives_every_record_read_back_by_another_client() {
         let id = v["id"].as_i64().unwrap();
         check_row(v, id);
     }
+}
+
+/// A metric's value in pinflow's `/metrics` on `port` (`None` while it cannot be read).
+fn metric(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn sigterm_dead_letters_what_the_broker_has_not_acknowledged() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("stuck", 1, 1).unwrap();
+    // Down for good: librdkafka would retry for its default message.timeout.ms (300 s).
+    cluster.broker_down(1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = pinflow_piped()
+        .current_dir(dir.path())
+        .args(["run", "--progress", "never", "--shutdown-timeout", "2s"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--files"])
+        .arg(records(dir.path(), 20))
+        .arg("--out")
+        .arg(format!("kafka://{}/stuck", cluster.bootstrap_servers()))
+        .spawn()
+        .unwrap();
+    // All 20 handed to the producer (the input is read), none acknowledged: the run waits
+    // for their delivery reports until SIGTERM.
+    crate::common::wait_for_child(&mut child, "20 messages queued", || {
+        metric(port, "pinflow_kafka_producer_queue_depth") == Some(20.0)
+    });
+    let o = crate::common::sigterm_and_wait(child);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let dead = ndjson_lines(&dir.path().join("stuck.deadletter.ndjson"));
+    assert_eq!(dead.len(), 20, "{err}");
+    for line in &dead {
+        let d: serde_json::Value = serde_json::from_str(line).unwrap();
+        let reason = d["reason"].as_str().unwrap();
+        assert!(reason.contains("before the shutdown timeout"), "{reason}");
+    }
+    let summary = format!("{err}{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        summary.contains("written 0 / dead-lettered 20"),
+        "{summary}"
+    );
 }
