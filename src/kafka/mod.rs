@@ -5,7 +5,7 @@
 //!   the message key's field, librdkafka properties. Parsed in every build, so that a build
 //!   without the feature refuses such an `--out` with a clear error instead of writing a file
 //!   named `kafka:`.
-//! - [`client_config`] turns it into librdkafka's configuration (the properties passed
+//! - `client_config` (feature `kafka`) turns it into librdkafka's configuration (the properties passed
 //!   through, never logged).
 //! - `KafkaOutput` (in `output/kafka.rs`) is the writer's output for it: a
 //!   `BaseProducer` polled from the writer thread itself (no async runtime, no thread of its
