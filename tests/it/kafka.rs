@@ -117,6 +117,37 @@ fn every_record_is_produced_once_as_json_with_its_key() {
 }
 
 #[test]
+fn a_full_producer_queue_slows_the_writer_and_drops_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("small", 1, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = records(dir.path(), 400);
+    let o = pinflow_piped()
+        .current_dir(dir.path())
+        // librdkafka's queue holds 5 messages: sending the 6th finds it full.
+        .args(["run", "--progress", "never"])
+        .args([
+            "--kafka-property",
+            "queue.buffering.max.messages=5",
+            "--files",
+        ])
+        .arg(&input)
+        .arg("--out")
+        .arg(format!("kafka://{}/small", cluster.bootstrap_servers()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let got = consume(&cluster.bootstrap_servers(), "small", 400);
+    let ids: BTreeSet<i64> = got.iter().map(|(_, v)| v["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (0..400).collect(), "every record once, none dropped");
+    assert!(
+        got.iter().all(|(key, _)| key.is_none()),
+        "no key by default"
+    );
+}
+
+#[test]
 fn a_broker_that_is_down_makes_every_record_a_dead_letter_none_counted_written() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("down", 1, 1).unwrap();
