@@ -103,6 +103,8 @@ pub struct Options<'a> {
     pub properties: &'a [String],
     /// `writer.journal`: refused with a Kafka output, for now.
     pub journal: bool,
+    /// Whether time windows are on (`window.size`): refused with a Kafka output, for now.
+    pub windows: bool,
     /// `fetch.shutdown_timeout`.
     pub shutdown_timeout: std::time::Duration,
 }
@@ -118,6 +120,13 @@ pub fn target(out: &Path, o: Options<'_>) -> Result<Option<KafkaTarget>> {
         return Err(Error::config(
             "out",
             format!("`{url}`: this pinflow was built without Kafka (cargo build --features kafka)"),
+        ));
+    }
+    if o.windows {
+        return Err(Error::config(
+            "window.size",
+            "time windows are not supported with a kafka:// output yet: write their rows to \
+             Parquet",
         ));
     }
     if o.journal {

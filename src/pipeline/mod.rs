@@ -270,6 +270,7 @@ impl Pipeline {
                 key_field: cfg.kafka.key_field.as_deref(),
                 properties: &cfg.kafka.properties,
                 journal: cfg.writer.journal,
+                windows: self.window.is_some(),
                 shutdown_timeout: cfg.fetch.shutdown_timeout,
             },
         )?;

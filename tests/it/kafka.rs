@@ -419,3 +419,48 @@ fn sigterm_dead_letters_what_the_broker_has_not_acknowledged() {
         "{summary}"
     );
 }
+
+#[test]
+fn a_journal_or_time_windows_with_a_kafka_output_are_refused_before_anything_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = records(dir.path(), 5);
+    for (flags, key) in [
+        (&["--journal"][..], "writer.journal"),
+        (&["--window", "1m"][..], "window.size"),
+    ] {
+        let o = pinflow_piped()
+            .current_dir(dir.path())
+            .args(["run", "--progress", "never"])
+            .args(flags)
+            .arg("--files")
+            .arg(&input)
+            .args(["--out", "kafka://127.0.0.1:9/t"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{flags:?}: {err}");
+        assert!(err.contains(key) && err.contains("kafka://"), "{err}");
+    }
+    // Nothing was written or dead-lettered.
+    assert!(!dir.path().join("t.deadletter.ndjson").exists());
+}
+
+#[test]
+fn a_malformed_kafka_url_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = records(dir.path(), 1);
+    for (url, why) in [
+        ("kafka://127.0.0.1:9092", "no /TOPIC"),
+        ("kafka://localhost/t", "is not HOST:PORT"),
+        ("kafka://127.0.0.1:9092/a b", "not a Kafka topic name"),
+    ] {
+        let o = pinflow_piped()
+            .args(["run", "--progress", "never", "--files"])
+            .arg(&input)
+            .args(["--out", url])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(why), "{url}: {err}");
+    }
+}
