@@ -122,8 +122,14 @@ impl KafkaOutput {
         };
         let producer = crate::kafka::client_config(&target)
             .create_with_context(context)
-            // (librdkafka's message names the property, never its value.)
-            .map_err(|e| Error::config("kafka.properties", e.to_string()))?;
+            .map_err(|e| {
+                // librdkafka quotes an invalid value: none of the values may be shown.
+                let mut why = e.to_string();
+                for (_, v) in target.properties.iter().filter(|(_, v)| !v.is_empty()) {
+                    why = why.replace(v.as_str(), "***");
+                }
+                Error::config("kafka.properties", why)
+            })?;
         stats.active.store(true, Relaxed);
         Ok(KafkaOutput {
             producer,

@@ -464,3 +464,24 @@ fn a_malformed_kafka_url_names_what_is_wrong() {
         assert!(!o.status.success() && err.contains(why), "{url}: {err}");
     }
 }
+
+#[test]
+fn a_property_librdkafka_refuses_fails_the_run_without_showing_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = records(dir.path(), 1);
+    let o = pinflow_piped()
+        .current_dir(dir.path())
+        .args(["run", "--progress", "never", "--files"])
+        .arg(&input)
+        .args(["--kafka-property", "linger.ms=hunter2"])
+        .args(["--out", "kafka://127.0.0.1:9/t"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("kafka.properties") && err.contains("linger.ms"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
