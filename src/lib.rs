@@ -122,6 +122,7 @@ pub mod ingest;
 #[doc(hidden)]
 pub mod journal;
 mod json;
+pub mod kafka;
 #[doc(hidden)]
 pub mod output;
 #[doc(hidden)]

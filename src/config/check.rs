@@ -172,6 +172,25 @@ impl Check {
 pub(super) mod rule {
     use super::*;
 
+    pub(in crate::config) fn kafka_properties(c: &Config) -> Vec<Bad> {
+        let mut bad = Vec::new();
+        for (i, p) in c.kafka.properties.iter().enumerate() {
+            match p.split_once('=') {
+                Some((name, _)) if !name.trim().is_empty() => {
+                    if crate::kafka::FIXED_PROPERTIES.contains(&name.trim()) {
+                        bad.push(Bad::value(format!(
+                            "`{}` is set by pinflow itself and cannot be changed",
+                            name.trim()
+                        )));
+                    }
+                }
+                // (Not shown: it may be a secret.)
+                _ => bad.push(Bad::value(format!("entry {} is not `name=value`", i + 1))),
+            }
+        }
+        bad
+    }
+
     pub(in crate::config) fn window_time(c: &Config) -> Vec<Bad> {
         Bad::when(c.window.time.trim().is_empty(), "is empty")
     }

@@ -159,6 +159,8 @@ pub struct Config {
     pub listen: ListenConfig,
     /// Logging and the progress line.
     pub log: LogConfig,
+    /// The Kafka output (`--out kafka://...`).
+    pub kafka: KafkaConfig,
     /// Lookups adding columns to every row, in file order (`[[enrich]]` tables; see
     /// [`crate::enrich`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -691,6 +693,33 @@ impl Default for ListenConfig {
     }
 }
 
+/// The Kafka output (`--out kafka://HOST:PORT/TOPIC`; see [`crate::kafka`]).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// The column whose value is each message's key; `None`: no key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_field: Option<String>,
+    /// librdkafka properties, each `name=value`, passed through (values never logged).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub properties: Vec<String>,
+}
+
+// By hand: a property's value may be a secret (`sasl.password=...`); only names show.
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self
+            .properties
+            .iter()
+            .map(|p| p.split('=').next().unwrap_or_default())
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("key_field", &self.key_field)
+            .field("properties", &names)
+            .finish()
+    }
+}
+
 /// Diagnostics on standard error: their format, their level and the progress line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -840,6 +869,7 @@ impl Config {
             metrics: MetricsConfig::default(),
             listen: ListenConfig::default(),
             log: LogConfig::default(),
+            kafka: KafkaConfig::default(),
             enrich: Vec::new(),
             filter: Vec::new(),
             drop: Vec::new(),
@@ -852,6 +882,12 @@ impl Config {
     pub fn dead_letter_path(&self) -> PathBuf {
         match &self.dead_letter {
             Some(p) => p.clone(),
+            // `kafka://HOST:PORT/TOPIC`: TOPIC.deadletter.ndjson in the working directory.
+            None if crate::kafka::is_kafka_url(&self.out) => {
+                let url = self.out.to_string_lossy();
+                let topic = url.rsplit('/').next().unwrap_or("kafka");
+                PathBuf::from(format!("{topic}.deadletter.ndjson"))
+            }
             None => crate::fsutil::with_suffix(&self.out, ".deadletter.ndjson"),
         }
     }

@@ -127,11 +127,13 @@ pub enum Topic {
     Listen,
     /// `[log]`.
     Log,
+    /// `[kafka]`.
+    Kafka,
 }
 
 impl Topic {
     /// Every topic, in file order.
-    pub const ALL: [Topic; 9] = [
+    pub const ALL: [Topic; 10] = [
         Topic::Pipeline,
         Topic::Threads,
         Topic::Fetch,
@@ -141,6 +143,7 @@ impl Topic {
         Topic::Metrics,
         Topic::Listen,
         Topic::Log,
+        Topic::Kafka,
     ];
 
     /// The TOML table (`fetch`); empty for top-level keys.
@@ -155,6 +158,7 @@ impl Topic {
             Topic::Metrics => "metrics",
             Topic::Listen => "listen",
             Topic::Log => "log",
+            Topic::Kafka => "kafka",
         }
     }
 
@@ -170,6 +174,7 @@ impl Topic {
             Topic::Metrics => "Metrics",
             Topic::Listen => "Listen",
             Topic::Log => "Log",
+            Topic::Kafka => "Kafka",
         }
     }
 
@@ -193,6 +198,10 @@ impl Topic {
                  docs/usage.md, \"Receiving records over HTTP\"."
             }
             Topic::Log => "Diagnostics on standard error.",
+            Topic::Kafka => {
+                "The Kafka output (`--out kafka://HOST:PORT/TOPIC`, feature `kafka`). See \
+                 docs/usage.md, \"Kafka output\"."
+            }
         }
     }
 
@@ -1443,6 +1452,32 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "WHEN",
         help: "Progress line: auto (on a terminal), always, never [default: auto]",
         doc: "Progress line: \"auto\" (only on a terminal), \"always\" or \"never\".",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "kafka.key_field",
+        kind: Kind::Text,
+        flag: Flag::Shared("--kafka-key"),
+        value_name: "COLUMN",
+        help: "Kafka output: the message key is COLUMN's value [default: no key]",
+        example: "\"host\"",
+        doc: "The column whose value is each Kafka message's key (strings as they are, other \
+         values as JSON; a null: no key), so that records with the same value go to the same \
+         partition, in order. Default: no key (librdkafka spreads the messages).",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "kafka.properties",
+        kind: Kind::StringList,
+        flag: Flag::Shared("--kafka-property"),
+        value_name: "NAME=VALUE",
+        help: "Kafka output: a librdkafka property (repeatable; put secrets in the config file, not here) [default: none]",
+        example: "[\"compression.type=lz4\", \"linger.ms=20\"]",
+        doc: "librdkafka properties for the Kafka output, each `name=value`, passed through as \
+         given (TLS and SASL need a librdkafka built with them; values are never logged). \
+         `bootstrap.servers`, `enable.idempotence` and `acks` are pinflow's own: the brokers \
+         come from the URL, and the producer is idempotent with `acks=all`.",
+        check: Check::Custom(rule::kafka_properties),
         ..BLANK
     },
 ];

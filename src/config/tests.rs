@@ -340,6 +340,10 @@ fn everything_set() -> Config {
             level: "debug".into(),
             progress: Progress::Never,
         },
+        kafka: KafkaConfig {
+            key_field: Some("host".into()),
+            properties: vec!["compression.type=lz4".into()],
+        },
         enrich: Vec::new(),
         filter: vec!["level != \"DEBUG\"".into(), "a in [1, 2]".into()],
         drop: vec!["message".into(), "host".into()],
@@ -651,6 +655,7 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
     // A value breaking each option's rule of its own, in TOML.
     let custom: &[(&str, &str)] = &[
         ("source", "\" \""),
+        ("kafka.properties", "[\"linger.ms=5\", \"acks=0\"]"),
         ("filter", "[\"a == 1\", \"a = 1\"]"),
         ("rename", "[\"a=b\", \"c\"]"),
         ("files", "[\"a.ndjson\", \" \"]"),
@@ -937,4 +942,36 @@ fn a_set_value_of_no_known_form_is_refused_with_the_forms() {
             "{bad}: {shown:?}"
         );
     }
+}
+
+#[test]
+fn kafka_properties_are_name_value_and_never_pinflows_own() {
+    let problems = |props: &[&str]| {
+        let mut c = Config::default();
+        c.kafka.properties = props.iter().map(|p| p.to_string()).collect();
+        c.problems()
+            .into_iter()
+            .map(|d| format!("{d:?}"))
+            .collect::<Vec<_>>()
+    };
+    assert!(problems(&["linger.ms=5", "sasl.password=a=b"]).is_empty());
+    let bad = problems(&["acks=0"]).join("\n");
+    assert!(
+        bad.contains("kafka.properties") && bad.contains("`acks`"),
+        "{bad}"
+    );
+    // A malformed entry is named by its position, not shown: it may be a secret.
+    let bad = problems(&["linger.ms=5", "hunter2"]).join("\n");
+    assert!(bad.contains("entry 2 is not `name=value`"), "{bad}");
+    assert!(!bad.contains("hunter2"), "{bad}");
+    assert_eq!(
+        format!(
+            "{:?}",
+            KafkaConfig {
+                key_field: None,
+                properties: vec!["sasl.password=hunter2".into()],
+            }
+        ),
+        "KafkaConfig { key_field: None, properties: [\"sasl.password\"] }"
+    );
 }

@@ -207,6 +207,9 @@ pub struct Registry {
     pub cycles: AtomicU64,
     /// Time windows, when on (all zero otherwise).
     pub window: WindowMetrics,
+    /// The Kafka output, when on (all zero otherwise). Shared with the producer's delivery
+    /// callback.
+    pub kafka: std::sync::Arc<KafkaStats>,
     /// `{since}` polling's position (`fetch.since_field`), when on.
     pub since: SincePosition,
     /// The tail source's figures (all zero for other sources).
@@ -428,6 +431,7 @@ impl Registry {
             last_write_unix_ms: AtomicU64::new(0),
             cycles: AtomicU64::new(0),
             window: WindowMetrics::default(),
+            kafka: Default::default(),
             since: SincePosition::default(),
             tail: TailMetrics::default(),
             committed: CommittedItems::default(),
@@ -812,4 +816,19 @@ impl EnrichStats {
     pub fn error(&self, class: &'static str) {
         *self.errors.lock().entry(class).or_default() += 1;
     }
+}
+
+/// The Kafka output's counters (`--out kafka://...`).
+#[derive(Debug, Default)]
+pub struct KafkaStats {
+    /// Set once a Kafka output starts: only then are these rendered.
+    pub active: AtomicBool,
+    /// Messages handed to librdkafka and not yet settled by a delivery report.
+    pub queue_depth: AtomicU64,
+    /// Messages the broker acknowledged.
+    pub delivered: AtomicU64,
+    /// Messages that failed for good (dead-lettered with the broker's reason).
+    pub delivery_failed: AtomicU64,
+    /// Times the writer waited because librdkafka's queue was full (back-pressure).
+    pub queue_full_waits: AtomicU64,
 }

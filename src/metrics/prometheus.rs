@@ -39,6 +39,7 @@ pub fn render(r: &Registry) -> String {
     records(&mut o, r);
     windows(&mut o, r);
     tail(&mut o, r);
+    kafka(&mut o, r);
     queues(&mut o, r);
     threads(&mut o, r);
     latencies(&mut o, r);
@@ -226,6 +227,38 @@ fn records(o: &mut String, r: &Registry) {
 }
 
 /// Time windows: open pairs, rows emitted, late records, early closes, watermark lag.
+/// The Kafka output, once one has started.
+fn kafka(o: &mut String, r: &Registry) {
+    let k = &r.kafka;
+    if !k.active.load(Relaxed) {
+        return;
+    }
+    gauge(
+        o,
+        "pinflow_kafka_producer_queue_depth",
+        "Messages handed to the Kafka producer and not yet acknowledged or failed.",
+        k.queue_depth.load(Relaxed) as f64,
+    );
+    counter(
+        o,
+        "pinflow_kafka_messages_delivered_total",
+        "Messages the Kafka broker acknowledged (counted written only then).",
+        k.delivered.load(Relaxed),
+    );
+    counter(
+        o,
+        "pinflow_kafka_delivery_failures_total",
+        "Messages whose delivery failed for good, dead-lettered with the broker's reason.",
+        k.delivery_failed.load(Relaxed),
+    );
+    counter(
+        o,
+        "pinflow_kafka_queue_full_waits_total",
+        "Times the writer waited because the Kafka producer's queue was full (back-pressure).",
+        k.queue_full_waits.load(Relaxed),
+    );
+}
+
 fn windows(o: &mut String, r: &Registry) {
     let w = &r.window;
     gauge(

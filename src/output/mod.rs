@@ -24,6 +24,8 @@
 
 mod deadletter;
 mod footer;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod local;
 mod parquet;
 mod partition;
@@ -49,6 +51,7 @@ pub(crate) use tee::Tee;
 pub use s3::{S3Settings, MIN_PART_SIZE};
 pub(crate) use window_state::key as window_state_key;
 pub(crate) use writer::since_column_kind;
+pub use writer::DELIVERY_FAILED_CLASS;
 pub use writer::{run, Prepare, RecordsOutput, WriterParts, FAILURE_LINES_PER_SEC, REFUSED_CLASS};
 
 use std::collections::HashMap;
@@ -127,6 +130,26 @@ pub(crate) trait Output {
     fn records_report(&self) -> Option<(u64, OutputReport)> {
         None
     }
+    /// Whether a row handed to [`write`](Output::write) is written only once the output says
+    /// so later ([`take_settled`](Output::take_settled)): Kafka, whose broker acknowledges
+    /// each message. The writer then counts rows written as they settle, not as it hands
+    /// them over.
+    fn deferred(&self) -> bool {
+        false
+    }
+    /// With [`deferred`](Output::deferred): the rows settled since the last call.
+    fn take_settled(&mut self) -> Settled {
+        Settled::default()
+    }
+}
+
+/// Rows a [`deferred`](Output::deferred) output settled: written, or failed for good.
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    /// Rows now written (acknowledged).
+    pub(crate) delivered: u64,
+    /// Rows that failed for good: (the row as JSON, the reason), dead-lettered by the writer.
+    pub(crate) failed: Vec<(String, String)>,
 }
 
 /// What an [`Output`] finalized.
@@ -224,6 +247,9 @@ pub struct WriterReport {
     /// Rows the output could not hold (a partition value too long for a directory name),
     /// dead-lettered by the writer: parsed records, counted here rather than by a parser.
     pub records_refused: u64,
+    /// Rows a deferred output (Kafka) could not deliver, dead-lettered by the writer with the
+    /// broker's reason: parsed records, counted here rather than by a parser.
+    pub records_undelivered: u64,
     /// The last finalized output path.
     pub output: Option<std::path::PathBuf>,
     /// The dead-letter file, if anything went to it.

@@ -55,43 +55,49 @@ pub fn run(
         records,
         stop,
         since_field,
+        kafka,
     } = parts;
     let guard = StateGuard::new(registry, thread);
-    let local = LocalParquet::new(plan, registry, journal.is_some(), first)?;
-    let main: Box<dyn Output + '_> = match &plan.s3 {
-        None => Box::new(local),
-        #[cfg(feature = "s3")]
-        Some(target) => Box::new(super::s3::S3Output::new(
-            local,
-            plan.staging_root().to_path_buf(),
-            target.clone(),
-            super::S3Settings::from_env(|k| std::env::var(k).ok())?,
-        )?),
-        #[cfg(not(feature = "s3"))]
-        Some(_) => {
-            return Err(Error::config(
-                "out",
-                "s3:// output needs the `s3` cargo feature",
-            ))
-        }
-    };
     // `window.records`: the records' own plan lives as long as the writer's output.
     let (records_plan, records_first) = match records {
         Some(r) => (Some(r.plan), r.first),
         None => (None, None),
     };
-    let output: Box<dyn Output + '_> = match &records_plan {
-        Some(rp) => Box::new(super::Tee {
-            main,
-            records: Box::new(LocalParquet::new(
-                rp,
-                registry,
-                journal.is_some(),
-                records_first,
-            )?),
-            records_written: 0,
-        }),
-        None => main,
+    let output: Box<dyn Output + '_> = match kafka {
+        Some(target) => kafka_output(target, registry, stop.clone())?,
+        None => {
+            let local = LocalParquet::new(plan, registry, journal.is_some(), first)?;
+            let main: Box<dyn Output + '_> = match &plan.s3 {
+                None => Box::new(local),
+                #[cfg(feature = "s3")]
+                Some(target) => Box::new(super::s3::S3Output::new(
+                    local,
+                    plan.staging_root().to_path_buf(),
+                    target.clone(),
+                    super::S3Settings::from_env(|k| std::env::var(k).ok())?,
+                )?),
+                #[cfg(not(feature = "s3"))]
+                Some(_) => {
+                    return Err(Error::config(
+                        "out",
+                        "s3:// output needs the `s3` cargo feature",
+                    ))
+                }
+            };
+            match &records_plan {
+                Some(rp) => Box::new(super::Tee {
+                    main,
+                    records: Box::new(LocalParquet::new(
+                        rp,
+                        registry,
+                        journal.is_some(),
+                        records_first,
+                    )?),
+                    records_written: 0,
+                }),
+                None => main,
+            }
+        }
     };
     // A resumed run goes on from the window state its last checkpoint committed (checked
     // against this run's windows when the journal was opened, before anything was fetched).
@@ -114,6 +120,7 @@ pub fn run(
         rows: 0,
         dead_letters: 0,
         refused: 0,
+        undelivered: 0,
         source: plan.source.clone(),
         next_batch: 0,
         failure_log: FailureLog::default(),
@@ -151,6 +158,7 @@ pub fn run(
         files: out.files,
         dead_letters: w.dead_letters,
         records_refused: w.refused,
+        records_undelivered: w.undelivered,
         output: out.output,
         dead_letter_file: dead.finish()?,
         stage_failed: w.prepare_failed.take(),
@@ -209,6 +217,8 @@ pub struct WriterParts {
     /// registry's `{since}` position ([`crate::metrics::live::SincePosition`]), and with a
     /// journal is committed with each checkpoint.
     pub since_field: Option<String>,
+    /// `--out kafka://...`: the rows go to this Kafka topic instead of Parquet files.
+    pub kafka: Option<crate::kafka::KafkaTarget>,
 }
 
 /// Parses and computes a body batch on the writer thread (the short path).
@@ -233,6 +243,8 @@ struct Writer<'a> {
     dead_letters: u64,
     /// Rows the output refused, dead-lettered here (see [`Output::write`]).
     refused: u64,
+    /// Rows a deferred output could not deliver, dead-lettered here (see `settle`).
+    undelivered: u64,
     /// What the rows come from: the `url` of the dead letters of refused rows, whose own
     /// URL is no longer known.
     source: String,
@@ -297,6 +309,7 @@ impl Writer<'_> {
             // (A checkpoint, like a finalized file, makes the dead letters durable itself.)
             self.failure_log.tick();
             self.output.flush_aged(&mut self.holds)?;
+            self.settle(dead)?;
             if let Some(every) = self.rotate {
                 if period.elapsed() >= every {
                     period = Instant::now();
@@ -341,7 +354,40 @@ impl Writer<'_> {
         if self.journal.is_some() {
             return self.checkpoint(dead);
         }
-        self.output.finish(&mut self.holds)
+        self.output.finish(&mut self.holds)?;
+        self.settle(dead)
+    }
+
+    /// A [`deferred`](Output::deferred) output's rows that settled: the acknowledged ones
+    /// counted written, the failed ones dead-lettered with their reason (records a parser
+    /// counted, dead-lettered here).
+    fn settle(&mut self, dead: &mut DeadLetterLog) -> Result<()> {
+        let settled = self.output.take_settled();
+        self.rows += settled.delivered;
+        self.registry
+            .records_written
+            .fetch_add(settled.delivered, Relaxed);
+        if settled.failed.is_empty() {
+            return Ok(());
+        }
+        for (excerpt, reason) in settled.failed.iter() {
+            let d = DeadLetter {
+                kind: "record",
+                url: self.source.clone(),
+                reason: reason.clone(),
+                excerpt: excerpt.clone(),
+                attempts: 0,
+            };
+            dead.write(&d)?;
+            self.failure_log.log(&d);
+        }
+        dead.flush()?;
+        let n = settled.failed.len() as u64;
+        self.dead_letters += n;
+        self.undelivered += n;
+        self.registry
+            .add_parsed(0, n, &[(DELIVERY_FAILED_CLASS.to_string(), n)]);
+        Ok(())
     }
 
     /// One batch, in order: its rows and dead letters written (or, with windows, its rows fed
@@ -507,6 +553,10 @@ impl Writer<'_> {
             return Ok(());
         };
         let n = self.write_rows(rows, batch.oldest, dead)?;
+        if self.output.deferred() {
+            // Counted as they settle (`settle`), not as they are handed over.
+            return self.settle(dead);
+        }
         self.rows += n;
         self.registry.records_written.fetch_add(n, Relaxed);
         Ok(())
@@ -624,6 +674,30 @@ impl Writer<'_> {
         self.dead_letters += which.len() as u64;
         Ok(())
     }
+}
+
+/// The dead-letter class of rows a [`deferred`](Output::deferred) output could not deliver.
+pub const DELIVERY_FAILED_CLASS: &str = "delivery failed";
+
+/// The Kafka output for `target` (feature `kafka`).
+#[cfg(feature = "kafka")]
+fn kafka_output<'a>(
+    target: crate::kafka::KafkaTarget,
+    registry: &'a Registry,
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+) -> Result<Box<dyn Output + 'a>> {
+    let out = super::kafka::KafkaOutput::new(target, registry.kafka.clone(), stop)?;
+    Ok(Box::new(out))
+}
+
+/// Without the feature a `kafka://` output is refused before the run (`kafka::target`).
+#[cfg(not(feature = "kafka"))]
+fn kafka_output<'a>(
+    _: crate::kafka::KafkaTarget,
+    _: &'a Registry,
+    _: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+) -> Result<Box<dyn Output + 'a>> {
+    Err(Error::config("out", "this pinflow was built without Kafka"))
 }
 
 /// The dead-letter class (in the summary and the metrics) of rows the output refused.

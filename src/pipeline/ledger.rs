@@ -104,6 +104,12 @@ impl Ledger {
                         .entry(crate::output::REFUSED_CLASS.into())
                         .or_default() += w.records_refused;
                 }
+                if w.records_undelivered > 0 {
+                    s.records_dead_lettered += w.records_undelivered;
+                    *s.dead_by_reason
+                        .entry(crate::output::DELIVERY_FAILED_CLASS.into())
+                        .or_default() += w.records_undelivered;
+                }
                 for (class, n) in w.window_rejected {
                     s.records_dead_lettered += n;
                     *s.dead_by_reason.entry(class).or_default() += n;

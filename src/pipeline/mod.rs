@@ -290,8 +290,22 @@ impl Pipeline {
         // Latencies in the summary are this run's: the registry's histograms span all runs.
         let baseline = Baseline::take(registry);
 
+        // `--out kafka://...`: no Parquet file (nothing to lock, replace or open), the
+        // writer produces to the topic.
+        let kafka = crate::kafka::target(
+            &cfg.out,
+            crate::kafka::Options {
+                key_field: cfg.kafka.key_field.as_deref(),
+                properties: &cfg.kafka.properties,
+                journal: cfg.writer.journal,
+                windows: self.window.is_some(),
+                shutdown_timeout: cfg.fetch.shutdown_timeout,
+            },
+        )?;
+        let parquet = self.parquet && kafka.is_none();
         // Open the output before fetching anything: an unwritable path fails the run at once.
-        let output = self.output_plan(&source)?;
+        let mut output = self.output_plan(&source)?;
+        output.enabled &= parquet;
         let records = self.records_plan(&output)?;
         ingest::preflight(&source, &cfg.fetch, cfg.every)?;
         ingest::listen::preflight(&source, cfg)?;
@@ -300,7 +314,7 @@ impl Pipeline {
         paths::check(cfg, &source, &output)?;
         // Lock the output (held until this function returns): a second run writing the same
         // output is refused here, before it touches the first one's files or the journal.
-        let _lock = match self.parquet {
+        let _lock = match parquet {
             true => {
                 output.check_target()?;
                 Some(output.lock()?)
@@ -328,7 +342,7 @@ impl Pipeline {
         }
         // An output file from before is replaced only when asked: refused here, before
         // anything is fetched or any file touched.
-        let replacing = self.parquet && output.replaces_a_file();
+        let replacing = parquet && output.replaces_a_file();
         let replaced = (replacing.then_some(&output).into_iter())
             .chain(records.iter().filter(|r| r.replaces_a_file()));
         for plan in replaced {
@@ -343,7 +357,7 @@ impl Pipeline {
         }
         // What killed runs left under temporary names (without a journal: its recovery
         // clears them itself, keeping those of committed checkpoints).
-        let stale = match self.parquet && !cfg.writer.journal {
+        let stale = match parquet && !cfg.writer.journal {
             true => self.output_files(&output).remove_dead_temps(),
             false => Vec::new(),
         };
@@ -372,7 +386,7 @@ impl Pipeline {
         if let Some(j) = &journal {
             self.resume_since(cfg, j)?;
         }
-        let first_file = match self.parquet {
+        let first_file = match parquet {
             true => output.prepare()?,
             false => None,
         };
@@ -405,6 +419,7 @@ impl Pipeline {
             },
             window: self.window.clone(),
             records,
+            kafka,
         };
         // The parse stage also makes the lineage columns the transforms' metadata reads.
         let parse_cfg = Config {

@@ -305,6 +305,8 @@ pub(super) struct StageInputs {
     pub(super) window: Option<Arc<crate::window::WindowSpec>>,
     /// `window.records`: the records' own output.
     pub(super) records: Option<output::RecordsOutput>,
+    /// `--out kafka://...`: the writer produces to Kafka instead of writing Parquet.
+    pub(super) kafka: Option<crate::kafka::KafkaTarget>,
 }
 
 /// A run's stage threads, once started; `Pipeline::run` joins them, upstream first.
@@ -347,6 +349,7 @@ pub(super) fn start(
         compute,
         window,
         records,
+        kafka,
     } = input;
     // The short path: the writer parses and computes what ingest hands it while the pipeline
     // is idle (`IngestChannels::try_short_path`). Its parser's counts join the parse threads'
@@ -391,6 +394,7 @@ pub(super) fn start(
         records,
         stop: Some(Arc::clone(&compute.stop)),
         since_field: cfg.fetch.since_field.clone(),
+        kafka,
     };
     let writer = spawn_writer(sp, &q, output, parts, &sinks_back, short_path_closed)?;
     let computes = (0..compute_n)

@@ -166,6 +166,10 @@ fn everything_set() -> Config {
             level: "trace".into(),
             progress: Progress::Always,
         },
+        kafka: pinflow::config::KafkaConfig {
+            key_field: Some("host".into()),
+            properties: vec!["linger.ms=20".into()],
+        },
         enrich: Vec::new(),
         filter: vec!["level != 'DEBUG'".into()],
         drop: vec!["host".into()],

@@ -51,6 +51,8 @@ mod golden_stats;
 mod hostile_http;
 #[cfg(feature = "cli")]
 mod journal_trust;
+#[cfg(all(feature = "cli", feature = "kafka"))]
+mod kafka;
 mod library;
 #[cfg(all(feature = "sim", feature = "http", feature = "metrics-endpoint"))]
 mod metrics;

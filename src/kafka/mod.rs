@@ -1,0 +1,169 @@
+//! Kafka: the `kafka://HOST:PORT[,HOST:PORT]/TOPIC` output (feature `kafka`), and the client
+//! setup a consumer-group source will share.
+//!
+//! - [`KafkaTarget`] is what a `kafka://` URL and the `[kafka]` options name: brokers, topic,
+//!   the message key's field, librdkafka properties. Parsed in every build, so that a build
+//!   without the feature refuses such an `--out` with a clear error instead of writing a file
+//!   named `kafka:`.
+//! - `client_config` (feature `kafka`) turns it into librdkafka's configuration (the properties passed
+//!   through, never logged).
+//! - `KafkaOutput` (in `output/kafka.rs`) is the writer's output for it: a
+//!   `BaseProducer` polled from the writer thread itself (no async runtime, no thread of its
+//!   own), idempotent, whose delivery reports settle each record: delivered, it is counted
+//!   written; failed, it is a dead letter with the broker's reason.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// The URL scheme of the Kafka output.
+pub const SCHEME: &str = "kafka://";
+
+/// Where a Kafka output writes, and how.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaTarget {
+    /// `HOST:PORT[,HOST:PORT]`: librdkafka's `bootstrap.servers`.
+    pub brokers: String,
+    /// The topic every record goes to.
+    pub topic: String,
+    /// The column whose value (as text; JSON for non-strings) is each message's key; `None`:
+    /// no key (librdkafka spreads the messages over the partitions).
+    pub key_field: Option<String>,
+    /// librdkafka properties, passed through as given (`acks`, `compression.type`,
+    /// `security.protocol`, `sasl.username`, ...). Their values are never logged.
+    pub properties: Vec<(String, String)>,
+    /// After a stop (SIGTERM), the output waits half of this for outstanding deliveries
+    /// (`fetch.shutdown_timeout`), then dead-letters what is left.
+    pub shutdown_timeout: std::time::Duration,
+}
+
+// By hand: the properties may hold secrets (`sasl.password`), so only their names show.
+impl std::fmt::Debug for KafkaTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.properties.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("KafkaTarget")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("key_field", &self.key_field)
+            .field("properties", &names)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
+}
+
+/// Whether `out` is a `kafka://` URL.
+pub fn is_kafka_url(out: &Path) -> bool {
+    out.to_str().is_some_and(|s| s.starts_with(SCHEME))
+}
+
+/// Parses `kafka://HOST:PORT[,HOST:PORT]/TOPIC` into (brokers, topic). Errors name what is
+/// wrong with it, for the `out` option.
+///
+/// ```
+/// let (brokers, topic) = pinflow::kafka::parse_url("kafka://a:9092,b:9093/logs").unwrap();
+/// assert_eq!((brokers.as_str(), topic.as_str()), ("a:9092,b:9093", "logs"));
+/// assert!(pinflow::kafka::parse_url("kafka://a:9092/").is_err());
+/// assert!(pinflow::kafka::parse_url("kafka://a/logs").is_err());
+/// ```
+pub fn parse_url(url: &str) -> Result<(String, String)> {
+    let bad = |why: String| Error::config("out", format!("`{url}`: {why}"));
+    let rest = url
+        .strip_prefix(SCHEME)
+        .ok_or_else(|| bad(format!("does not start with {SCHEME}")))?;
+    let (brokers, topic) = rest
+        .split_once('/')
+        .ok_or_else(|| bad("has no /TOPIC after the brokers".into()))?;
+    if brokers.is_empty() {
+        return Err(bad("names no broker (kafka://HOST:PORT/TOPIC)".into()));
+    }
+    for b in brokers.split(',') {
+        let port = b.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+        if !matches!(port, Some((h, Ok(p))) if !h.is_empty() && p > 0) {
+            return Err(bad(format!("broker `{b}` is not HOST:PORT")));
+        }
+    }
+    // Kafka's own rule for topic names: 1 to 249 of [a-zA-Z0-9._-].
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if topic.is_empty() || topic.len() > 249 || !topic.chars().all(legal) || topic == "." {
+        return Err(bad(format!(
+            "topic `{topic}` is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"
+        )));
+    }
+    Ok((brokers.to_string(), topic.to_string()))
+}
+
+/// The options a Kafka output is made from (the `[kafka]` table, `writer.journal`,
+/// `fetch.shutdown_timeout`), as plain values: this module sits below `config`, which uses its
+/// URL rule and [`FIXED_PROPERTIES`].
+#[derive(Clone, Copy)]
+pub struct Options<'a> {
+    /// `kafka.key_field`.
+    pub key_field: Option<&'a str>,
+    /// `kafka.properties`, each `name=value` (checked with the configuration).
+    pub properties: &'a [String],
+    /// `writer.journal`: refused with a Kafka output, for now.
+    pub journal: bool,
+    /// Whether time windows are on (`window.size`): refused with a Kafka output, for now.
+    pub windows: bool,
+    /// `fetch.shutdown_timeout`.
+    pub shutdown_timeout: std::time::Duration,
+}
+
+/// The Kafka output `out` asks for, if it is a `kafka://` URL: its target, with the `[kafka]`
+/// options. Without the `kafka` feature such a URL is refused, naming the feature.
+pub fn target(out: &Path, o: Options<'_>) -> Result<Option<KafkaTarget>> {
+    let Some(url) = out.to_str().filter(|s| s.starts_with(SCHEME)) else {
+        return Ok(None);
+    };
+    let (brokers, topic) = parse_url(url)?;
+    if !cfg!(feature = "kafka") {
+        return Err(Error::config(
+            "out",
+            format!("`{url}`: this pinflow was built without Kafka (cargo build --features kafka)"),
+        ));
+    }
+    if o.windows {
+        return Err(Error::config(
+            "window.size",
+            "time windows are not supported with a kafka:// output yet: write their rows to \
+             Parquet",
+        ));
+    }
+    if o.journal {
+        return Err(Error::config(
+            "writer.journal",
+            "is not supported with a kafka:// output yet: the broker, not a journal, holds \
+             what was delivered",
+        ));
+    }
+    Ok(Some(KafkaTarget {
+        brokers,
+        topic,
+        key_field: o.key_field.map(str::to_string),
+        properties: o
+            .properties
+            .iter()
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+            .collect(),
+        shutdown_timeout: o.shutdown_timeout,
+    }))
+}
+
+/// Properties pinflow sets itself, refused in `kafka.properties`: changing them would break
+/// what the output promises (every record acknowledged by all in-sync replicas, once).
+pub const FIXED_PROPERTIES: [&str; 3] = ["bootstrap.servers", "enable.idempotence", "acks"];
+
+/// librdkafka's configuration for `t`: its properties, then the brokers and an idempotent
+/// producer (`enable.idempotence=true`, which implies `acks=all` and retries that neither
+/// lose nor duplicate a message).
+#[cfg(feature = "kafka")]
+pub fn client_config(t: &KafkaTarget) -> rdkafka::ClientConfig {
+    let mut c = rdkafka::ClientConfig::new();
+    for (k, v) in &t.properties {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", &t.brokers)
+        .set("enable.idempotence", "true");
+    c
+}

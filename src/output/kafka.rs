@@ -1,0 +1,341 @@
+//! `KafkaOutput`: the writer's [`Output`] for `kafka://`. One JSON object per row (the row as
+//! [`row_json`] writes it, statistics columns included), produced by an idempotent
+//! `BaseProducer` that the writer thread polls itself.
+//!
+//! Nothing is counted written when it is handed to librdkafka: each message's delivery report
+//! settles it ([`Settled`]): acknowledged by the broker, it is written; failed for good
+//! (librdkafka has retried until `message.timeout.ms`), it is a dead letter with the broker's
+//! reason and the message as its excerpt. When librdkafka's queue is full the writer polls
+//! and waits: the pipeline slows down, nothing is dropped. At the end of the input the output
+//! waits for every report; after a stop (SIGTERM) for half of `fetch.shutdown_timeout` at
+//! most, then purges what is left, whose reports dead-letter it as not acknowledged.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, RecordBatch};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
+};
+use rdkafka::{ClientContext, Message};
+
+use super::{row_json, Holds, Output, OutputReport, Settled};
+use crate::error::{Error, Result};
+use crate::kafka::KafkaTarget;
+use crate::metrics::live::KafkaStats;
+
+/// How often the writer wakes to poll for delivery reports while messages are in flight.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// The producer's context: collects the delivery reports that `poll` (on the writer thread)
+/// runs, for [`Output::take_settled`], and sends librdkafka's own logs to `tracing`.
+struct Reports {
+    settled: parking_lot::Mutex<Settled>,
+    stats: Arc<KafkaStats>,
+}
+
+impl ClientContext for Reports {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(facility = fac, "librdkafka: {message}")
+            }
+            L::Warning => tracing::warn!(facility = fac, "librdkafka: {message}"),
+            _ => tracing::debug!(facility = fac, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Transient (a broker down, retried by librdkafka); a message that fails for good
+        // shows in its delivery report.
+        tracing::warn!(error = %error, "kafka: {reason}");
+    }
+}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let mut s = self.settled.lock();
+        match result {
+            Ok(_) => {
+                s.delivered += 1;
+                self.stats.delivered.fetch_add(1, Relaxed);
+            }
+            Err((e, msg)) => {
+                let excerpt = msg
+                    .payload()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .unwrap_or_default();
+                s.failed.push((excerpt, reason(e)));
+                self.stats.delivery_failed.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// A failed delivery's dead-letter reason.
+fn reason(e: &KafkaError) -> String {
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::PurgeQueue) => {
+            "kafka: not sent before the shutdown timeout (purged from the producer's queue)".into()
+        }
+        Some(RDKafkaErrorCode::PurgeInflight) => "kafka: not acknowledged before the shutdown \
+             timeout (purged in flight: the broker may have it)"
+            .into(),
+        _ => format!("kafka delivery failed: {e}"),
+    }
+}
+
+/// The Kafka output: see the module documentation.
+pub(crate) struct KafkaOutput {
+    producer: BaseProducer<Reports>,
+    target: KafkaTarget,
+    stats: Arc<KafkaStats>,
+    /// The pipeline's stop flag: after a stop, [`Output::finish`] waits only so long.
+    stop: Option<Arc<AtomicBool>>,
+    url: PathBuf,
+}
+
+impl KafkaOutput {
+    /// A producer for `target`. librdkafka connects in the background: a broker that cannot
+    /// be reached shows as failed deliveries (after `message.timeout.ms`), not here.
+    pub(crate) fn new(
+        target: KafkaTarget,
+        stats: Arc<KafkaStats>,
+        stop: Option<Arc<AtomicBool>>,
+    ) -> Result<KafkaOutput> {
+        let url = PathBuf::from(format!(
+            "{}{}/{}",
+            crate::kafka::SCHEME,
+            target.brokers,
+            target.topic
+        ));
+        let context = Reports {
+            settled: parking_lot::Mutex::default(),
+            stats: Arc::clone(&stats),
+        };
+        let producer = crate::kafka::client_config(&target)
+            .create_with_context(context)
+            .map_err(|e| {
+                // librdkafka quotes an invalid value: none of the values may be shown.
+                let mut why = e.to_string();
+                for (_, v) in target.properties.iter().filter(|(_, v)| !v.is_empty()) {
+                    why = why.replace(v.as_str(), "***");
+                }
+                Error::config("kafka.properties", why)
+            })?;
+        stats.active.store(true, Relaxed);
+        Ok(KafkaOutput {
+            producer,
+            target,
+            stats,
+            stop,
+            url,
+        })
+    }
+
+    /// Whether the pipeline was told to stop (SIGTERM).
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// Runs the delivery reports that are ready (waiting up to `wait` for one) and publishes
+    /// the queue depth.
+    fn poll(&self, wait: Duration) {
+        self.producer.poll(wait);
+        let depth = self.producer.in_flight_count().max(0) as u64;
+        self.stats.queue_depth.store(depth, Relaxed);
+    }
+
+    /// The message key of each row: the key column's values as text (strings as they are,
+    /// other values as JSON); `None` for a null, or without `key_field`.
+    fn keys(&self, rows: &RecordBatch) -> Result<Vec<Option<String>>> {
+        let n = rows.num_rows();
+        let Some(field) = &self.target.key_field else {
+            return Ok(vec![None; n]);
+        };
+        let Some((j, _)) = rows.schema().column_with_name(field) else {
+            let names: Vec<String> = rows
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            return Err(Error::config(
+                "kafka.key_field",
+                format!(
+                    "`{field}` is not a column of the rows (their columns: {})",
+                    names.join(", ")
+                ),
+            ));
+        };
+        let col = rows.column(j);
+        let one = RecordBatch::try_new(
+            Arc::new(arrow_schema::Schema::new(vec![rows
+                .schema()
+                .field(j)
+                .clone()])),
+            vec![Arc::clone(col)],
+        )
+        .map_err(|e| Error::config("kafka.key_field", e.to_string()))?;
+        Ok((0..n)
+            .map(|i| {
+                if col.is_null(i) {
+                    return None;
+                }
+                // `{"name":value}`: the value, a string as its text, anything else as JSON.
+                let json = row_json(&one, i);
+                let mut object: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&json).ok()?;
+                match object.remove(field)? {
+                    serde_json::Value::String(s) => Some(s),
+                    v => Some(v.to_string()),
+                }
+            })
+            .collect())
+    }
+
+    /// Sends one message, waiting (polling) while librdkafka's queue is full: back-pressure,
+    /// never a drop. An error other than a full queue (a message over `message.max.bytes`)
+    /// settles the message at once as failed.
+    fn send(&mut self, payload: &str, key: Option<&str>) {
+        let mut record = BaseRecord::to(&self.target.topic).payload(payload);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.stats.queue_full_waits.fetch_add(1, Relaxed);
+                    self.poll(POLL_EVERY);
+                }
+                Err((e, _)) => {
+                    let mut s = self.producer.context().settled.lock();
+                    s.failed.push((payload.to_string(), reason(&e)));
+                    self.stats.delivery_failed.fetch_add(1, Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits for every outstanding delivery report; once the pipeline is stopped (before or
+    /// during the wait), for half of `fetch.shutdown_timeout` at most: then it purges what is
+    /// left, whose reports settle it as failed.
+    fn drain(&mut self) {
+        let mut until: Option<Instant> = None;
+        while self.producer.in_flight_count() > 0 {
+            if until.is_none() && self.stopped() {
+                until = Some(Instant::now() + self.target.shutdown_timeout / 2);
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                let left = self.producer.in_flight_count();
+                tracing::warn!(
+                    left,
+                    "kafka: messages not acknowledged within the shutdown timeout are \
+                     dead-lettered"
+                );
+                self.producer
+                    .purge(PurgeConfig::default().queue().inflight());
+                // Purged messages get their (failed) reports on the next polls.
+                let until = Instant::now() + Duration::from_secs(5);
+                while self.producer.in_flight_count() > 0 && Instant::now() < until {
+                    self.poll(POLL_EVERY);
+                }
+                break;
+            }
+            self.poll(POLL_EVERY);
+        }
+        self.poll(Duration::ZERO);
+    }
+}
+
+impl Output for KafkaOutput {
+    fn write(
+        &mut self,
+        rows: &RecordBatch,
+        _id: Option<u64>,
+        _holds: &mut Holds,
+    ) -> Result<Vec<(usize, String)>> {
+        let keys = self.keys(rows)?;
+        for (i, key) in keys.iter().enumerate() {
+            let payload = row_json(rows, i);
+            self.send(&payload, key.as_deref());
+        }
+        self.poll(Duration::ZERO);
+        Ok(Vec::new())
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        (self.producer.in_flight_count() > 0).then(|| Instant::now() + POLL_EVERY)
+    }
+
+    fn flush_aged(&mut self, _holds: &mut Holds) -> Result<()> {
+        self.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        false
+    }
+
+    fn finalize_all(&mut self, _holds: &mut Holds) -> Result<()> {
+        self.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn seal(&mut self) -> Result<Vec<(PathBuf, PathBuf)>> {
+        // (No journal with Kafka: refused by `kafka::target`. Settle everything anyway.)
+        self.drain();
+        Ok(Vec::new())
+    }
+
+    fn publish_sealed(&mut self, _holds: &mut Holds) -> Result<()> {
+        Ok(())
+    }
+
+    fn discard_sealed(&mut self) {}
+
+    fn finish(&mut self, _holds: &mut Holds) -> Result<()> {
+        // Without a stop every report is awaited: librdkafka fails a message that cannot be
+        // delivered within `message.timeout.ms`, so this ends.
+        self.drain();
+        Ok(())
+    }
+
+    fn abort(&mut self) {
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        self.poll(Duration::ZERO);
+    }
+
+    fn take_finalized(&mut self) -> u64 {
+        0
+    }
+
+    fn report(&self) -> OutputReport {
+        OutputReport {
+            row_groups: 0,
+            files: 0,
+            output: Some(self.url.clone()),
+        }
+    }
+
+    fn deferred(&self) -> bool {
+        true
+    }
+
+    fn take_settled(&mut self) -> Settled {
+        std::mem::take(&mut *self.producer.context().settled.lock())
+    }
+}

