@@ -321,10 +321,12 @@ impl Source {
                     .into(),
             }),
             Source::Lines { name, .. } => Source::file(name),
-            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_) => Err(Error::Source {
-                source_name: "files".into(),
-                why: "continuous mode (`every`) is for URL sources".into(),
-            }),
+            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_) => {
+                Err(Error::Source {
+                    source_name: "files".into(),
+                    why: "continuous mode (`every`) is for URL sources".into(),
+                })
+            }
         }
     }
     /// Turns the source into the feed the fetch thread pulls from. `wake` is called by the
@@ -359,10 +361,12 @@ impl Source {
                     error: None,
                 })
             }
-            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_) => Err(Error::Source {
-                source_name: "files".into(),
-                why: "files, pushed and received items are not fetched".into(),
-            }),
+            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_) => {
+                Err(Error::Source {
+                    source_name: "files".into(),
+                    why: "files, pushed and received items are not fetched".into(),
+                })
+            }
         }
     }
 

@@ -30,9 +30,9 @@ mod local;
 mod parquet;
 mod partition;
 mod plan;
-mod tee;
 #[cfg(feature = "s3")]
 mod s3;
+mod tee;
 mod window_state;
 mod windows;
 mod writer;
@@ -46,9 +46,9 @@ pub use parquet::{
 };
 pub use partition::{escape_value, Partitioner, Split, HIVE_DEFAULT_PARTITION, NAME_MAX};
 pub use plan::{OutputPlan, S3Target};
-pub(crate) use tee::Tee;
 #[cfg(feature = "s3")]
 pub use s3::{S3Settings, MIN_PART_SIZE};
+pub(crate) use tee::Tee;
 pub(crate) use window_state::key as window_state_key;
 pub(crate) use writer::since_column_kind;
 pub use writer::DELIVERY_FAILED_CLASS;

@@ -786,7 +786,9 @@ fn every_registry_option_is_in_toml_env_cli_default_file_and_docs() {
             }
             match key {
                 "out" => run_until_no_source(&[flag, v], &[], flag),
-                "source" | "files" | "tail" | "listen.addr" => run_until_no_source(&[flag, v], &[], flag),
+                "source" | "files" | "tail" | "listen.addr" => {
+                    run_until_no_source(&[flag, v], &[], flag)
+                }
                 _ => {
                     run_until_no_source(&[&out_args[..], &[flag, v]].concat(), &[], flag);
                     let layer = ConfigLayer::from_flags([(key, *flag, v.as_str())])
