@@ -1295,7 +1295,8 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Threads holding the windows, keys spread over them by hash [default: 1: the writer's]",
         doc: "Threads that hold the windows. 1 (the default) runs them on the writer's thread; \
          more spread the keys over that many window threads by a hash of their values, each \
-         thread pinned like a compute thread, for runs whose aggregates (many percentiles, many \
+         thread placed on a worker core (pinned only with --pin-shared: the window threads \
+         share the parse threads' cores), for runs whose aggregates (many percentiles, many \
          keys) are more than one core's work. The rows and late records are those of one thread, \
          but `max_open` is split evenly over the threads, and a resumed run needs the same \
          count. Needs `window.by`.",
