@@ -363,3 +363,55 @@ mod cli {
         assert!(dir.path().join("app.log.1").exists());
     }
 }
+
+#[test]
+fn source_file_names_the_tailed_file_without_its_byte_range() {
+    use arrow_array::{cast::AsArray, Array};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app@edge.log");
+    append(&log, &lines(0..20));
+    let toml = "[[transform]]\nset = { file = { meta = \"source_file\" } }\n";
+    let mut cfg = Config::from_toml(toml).unwrap();
+    cfg.out = dir.path().join("out.parquet");
+    cfg.tail_poll_interval = Duration::from_millis(20);
+    let run = Pipeline::new(cfg)
+        .unwrap()
+        .spawn(Source::tail(&log.display().to_string()).unwrap())
+        .unwrap();
+    let m = run.metrics();
+    wait_until("the lines read", || {
+        m.tail.bytes_read.load(Relaxed) == std::fs::metadata(&log).unwrap().len()
+    });
+    run.shutdown().unwrap();
+    let files = crate::common::final_parquet_files(dir.path());
+    let mut names = Vec::new();
+    for b in files.iter().flat_map(|f| crate::common::read_parquet(f)) {
+        let c = b.column_by_name("file").expect("the `file` column");
+        let c = c.as_string::<i32>();
+        names.extend((0..c.len()).map(|i| c.value(i).to_string()));
+    }
+    assert_eq!(names.len(), 20);
+    let want = log.display().to_string();
+    assert!(names.iter().all(|n| *n == want), "{names:?}");
+}
+
+#[test]
+fn source_url_is_refused_for_a_tail_before_anything_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[[transform]]\nset = { u = { meta = \"source_url\" } }\n";
+    let mut cfg = Config::from_toml(toml).unwrap();
+    cfg.out = dir.path().join("out.parquet");
+    let log = dir.path().join("app.log").display().to_string();
+    // The check runs when the pipeline starts; its error comes back with the run's end.
+    let ran = Pipeline::new(cfg)
+        .and_then(|p| p.spawn(Source::tail(&log).unwrap()))
+        .and_then(|run| run.shutdown());
+    let err = match ran {
+        Ok(_) => panic!("a tail has no source_url"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("source_url") && err.contains("a file source has source_file"),
+        "{err}"
+    );
+}

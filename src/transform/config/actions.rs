@@ -308,9 +308,15 @@ fn constant(v: &SetValue, n: usize) -> ArrayRef {
     }
 }
 
-/// A `_source` value without its `:FIRST-LAST` line range: the file a row was read from.
+/// A `_source` value without its `:FIRST-LAST` line range (`--files`) or its `@START-END`
+/// byte range (`--tail`): the file a row was read from.
 fn file_of(source: &str) -> &str {
-    match source.rsplit_once(':') {
+    let cut = match (source.rsplit_once(':'), source.rsplit_once('@')) {
+        // The later separator is the range's: a path may hold the other character.
+        (Some(c), Some(a)) => Some(if c.0.len() > a.0.len() { c } else { a }),
+        (c, a) => c.or(a),
+    };
+    match cut {
         Some((file, range))
             if !range.is_empty()
                 && range.split_once('-').is_some_and(|(a, b)| {
@@ -587,6 +593,11 @@ mod tests {
         assert_eq!(file_of("C:/x:3-3"), "C:/x");
         assert_eq!(file_of("/a:b"), "/a:b");
         assert_eq!(file_of("-:1-2"), "-");
+        assert_eq!(file_of("/var/log/app.log@0-4096"), "/var/log/app.log");
+        assert_eq!(file_of("/logs/a@b.log@10-20"), "/logs/a@b.log");
+        assert_eq!(file_of("/logs/a@b.log:3-4"), "/logs/a@b.log");
+        assert_eq!(file_of("/logs/x:y@1-2"), "/logs/x:y");
+        assert_eq!(file_of("/logs/user@host"), "/logs/user@host");
     }
 
     #[test]

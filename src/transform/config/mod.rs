@@ -74,31 +74,37 @@ pub fn parse_schema(cfg: &Config) -> SchemaConfig {
 }
 
 /// Whether `source` has the metadata the transforms read: `source_url` needs an HTTP source
-/// (a URL list, a template), `source_file` a file source.
+/// (a URL list, a template), `source_file` a file source (`--files`, `--tail`).
 pub fn check_source(cfg: &Config, source: &Source) -> Result<()> {
-    let files = matches!(source, Source::Files(_));
-    let push = matches!(source, Source::Push(_));
+    // What each kind of source has, and how a message says so.
+    let (has_url, has_file, what) = match source {
+        Source::Files(_) | Source::Tail(_) => (false, true, "a file source has source_file"),
+        Source::Push(_) => (
+            false,
+            false,
+            "pushed records have neither source_url nor source_file",
+        ),
+        Source::Listen(_) => (
+            false,
+            false,
+            "received records have neither source_url nor source_file",
+        ),
+        _ => (true, false, "an HTTP source has source_url"),
+    };
     for (i, t) in cfg.transform.iter().enumerate() {
         for (col, v) in t.set.iter().flatten() {
             let SetValue::Meta { meta } = v else { continue };
             let missing = match meta.as_str() {
-                "source_url" => files || push,
-                "source_file" => !files,
+                "source_url" => !has_url,
+                "source_file" => !has_file,
                 _ => false,
             };
             if missing {
                 return Err(Error::config(
                     format!("transform[{i}].set.{col}"),
                     format!(
-                        "set at {}: `{meta}` is not available for this source ({})",
-                        t.at,
-                        if files {
-                            "a file source has source_file"
-                        } else if push {
-                            "pushed records have neither source_url nor source_file"
-                        } else {
-                            "an HTTP source has source_url"
-                        }
+                        "set at {}: `{meta}` is not available for this source ({what})",
+                        t.at
                     ),
                 ));
             }
