@@ -14,7 +14,7 @@ const STOP_CHECK: Duration = Duration::from_millis(20);
 
 /// Wakes the tail when a watched directory changes, or after the poll interval.
 pub struct Watch {
-    #[cfg(all(target_os = "linux", feature = "http"))]
+    #[cfg(target_os = "linux")]
     fd: Option<std::os::fd::OwnedFd>,
     /// Directories watched.
     watched: Vec<std::path::PathBuf>,
@@ -23,10 +23,10 @@ pub struct Watch {
 impl Watch {
     /// A watch with no directory yet; `inotify` off (or unavailable) sleeps instead.
     pub fn new(inotify: bool) -> Watch {
-        #[cfg(not(all(target_os = "linux", feature = "http")))]
+        #[cfg(not(target_os = "linux"))]
         let _ = inotify;
         Watch {
-            #[cfg(all(target_os = "linux", feature = "http"))]
+            #[cfg(target_os = "linux")]
             fd: if inotify { inotify_init() } else { None },
             watched: Vec::new(),
         }
@@ -34,9 +34,9 @@ impl Watch {
 
     /// Whether changes wake the tail (inotify is on), rather than only the poll interval.
     pub fn is_live(&self) -> bool {
-        #[cfg(all(target_os = "linux", feature = "http"))]
+        #[cfg(target_os = "linux")]
         return self.fd.is_some() && !self.watched.is_empty();
-        #[cfg(not(all(target_os = "linux", feature = "http")))]
+        #[cfg(not(target_os = "linux"))]
         false
     }
 
@@ -44,9 +44,9 @@ impl Watch {
     /// that cannot be watched is polled; the next call tries again.
     pub fn add(&mut self, dir: &Path) {
         let new = !self.watched.iter().any(|d| d == dir);
-        #[cfg(not(all(target_os = "linux", feature = "http")))]
+        #[cfg(not(target_os = "linux"))]
         let _ = new;
-        #[cfg(all(target_os = "linux", feature = "http"))]
+        #[cfg(target_os = "linux")]
         if let (Some(fd), true) = (&self.fd, new) {
             use std::os::fd::AsRawFd;
             use std::os::unix::ffi::OsStrExt;
@@ -86,7 +86,7 @@ impl Watch {
 
     /// One wait of at most `timeout`; whether a watched directory changed.
     fn wait_once(&mut self, timeout: Duration) -> bool {
-        #[cfg(all(target_os = "linux", feature = "http"))]
+        #[cfg(target_os = "linux")]
         if let (Some(fd), false) = (&self.fd, self.watched.is_empty()) {
             use std::os::fd::AsRawFd;
             let mut pfd = libc::pollfd {
@@ -116,7 +116,7 @@ impl Watch {
     }
 }
 
-#[cfg(all(target_os = "linux", feature = "http"))]
+#[cfg(target_os = "linux")]
 fn inotify_init() -> Option<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     // SAFETY: no arguments but flags; the result is checked.
