@@ -26,14 +26,13 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use crate::batch::BodyBatch;
 use crate::config::FetchConfig;
 use crate::error::{Error, Result};
-use crate::handoff::{downstream_gone, IngestChannels};
+use crate::handoff::IngestChannels;
+use crate::ingest::batcher::Batcher;
 use crate::ingest::IngestReport;
-use crate::metrics::live::{QueueId, ThreadState};
+use crate::metrics::live::ThreadState;
 
 pub mod csv;
 
@@ -204,17 +203,12 @@ pub fn run(
         cfg,
         format: &opts.format,
         csv: opts.csv.clone(),
-        chans,
-        batch: BodyBatch::default(),
-        report: IngestReport::default(),
+        out: Batcher::new(chans, cfg),
         buf: Vec::new(),
-        last_publish: Instant::now(),
         index: 0,
     };
-    r.chans
-        .registry
-        .set_state(r.chans.thread, ThreadState::Working);
-    if !r.chans.skip.is_empty() && inputs.contains(&FileInput::Stdin) {
+    r.out.set_state(ThreadState::Working);
+    if !r.out.chans.skip.is_empty() && inputs.contains(&FileInput::Stdin) {
         return Err(Error::config(
             "writer.journal",
             "standard input cannot be resumed; use files with a journal",
@@ -222,19 +216,21 @@ pub fn run(
     }
     for (index, input) in inputs.iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
-            r.report.interrupted = true;
+            r.out.report.interrupted = true;
             break;
         }
         r.index = index as u64;
+        // One partition per input in source order: its index (the batch ships at its end).
+        r.out.partition = r.out.chans.source_order.then_some(index as u32);
         r.read_input(input, &stop)?;
-        if r.chans.source_order && !r.report.interrupted {
+        if r.out.chans.source_order && !r.out.report.interrupted {
             r.end_partition()?;
         }
     }
-    r.ship()?;
-    r.chans.registry.cycles.fetch_add(1, Ordering::Relaxed);
-    r.publish();
-    Ok(r.report)
+    r.out.ship()?;
+    r.out.chans.registry.cycles.fetch_add(1, Ordering::Relaxed);
+    r.out.publish();
+    Ok(r.out.report)
 }
 
 struct Reader<'a> {
@@ -242,12 +238,10 @@ struct Reader<'a> {
     /// `format` (see [`FileOptions`]).
     format: &'a str,
     csv: CsvOptions,
-    chans: IngestChannels,
-    batch: BodyBatch,
-    report: IngestReport,
+    /// The batch being filled, the ledger, the channels.
+    out: Batcher,
     /// Bytes read but not yet handed over (at most a partial line between chunks).
     buf: Vec<u8>,
-    last_publish: Instant,
     /// The index of the input being read.
     index: u64,
 }
@@ -259,7 +253,8 @@ impl Reader<'_> {
             return match csv::open_input(input) {
                 Ok(reader) => self.read_csv(&name, reader, stop),
                 Err(e) => {
-                    self.fail(&name, "open", format!("{name}: cannot open: {e}"));
+                    self.out
+                        .fail(&name, "open", format!("{name}: cannot open: {e}"));
                     Ok(())
                 }
             };
@@ -273,7 +268,8 @@ impl Reader<'_> {
         let reader = match opened {
             Ok(r) => r,
             Err(e) => {
-                self.fail(&name, "open", format!("{name}: cannot open: {e}"));
+                self.out
+                    .fail(&name, "open", format!("{name}: cannot open: {e}"));
                 return Ok(());
             }
         };
@@ -289,8 +285,10 @@ impl Reader<'_> {
         let limit = self.cfg.max_body_bytes;
         self.buf.clear();
         match reader.take(limit as u64 + 1).read_to_end(&mut self.buf) {
-            Err(e) => self.fail(name, "read", format!("{name}: read error: {e}")),
-            Ok(n) if n > limit => self.fail(
+            Err(e) => self
+                .out
+                .fail(name, "read", format!("{name}: read error: {e}")),
+            Ok(n) if n > limit => self.out.fail(
                 name,
                 "too large",
                 format!(
@@ -305,7 +303,7 @@ impl Reader<'_> {
             }
         }
         self.buf.clear();
-        self.ship_if_full()
+        self.out.ship_if_full()
     }
 
     /// NDJSON: chunks of whole lines.
@@ -325,7 +323,7 @@ impl Reader<'_> {
             // Checked on every chunk read, delivered or not: an endless input (`/dev/zero`, a
             // line that never ends) must stop as promptly as one that yields lines.
             if stop.load(Ordering::Relaxed) {
-                self.report.interrupted = true;
+                self.out.report.interrupted = true;
                 break;
             }
             while !eof && buf.len() < want {
@@ -342,7 +340,7 @@ impl Reader<'_> {
                         buf.truncate(old);
                         eof = true;
                         let why = format!("{name}: read error after line {line}: {e}");
-                        self.fail(name, "read", why);
+                        self.out.fail(name, "read", why);
                     }
                 }
             }
@@ -376,7 +374,7 @@ impl Reader<'_> {
                         let why = format!(
                             "{name}: line {line} is longer than fetch.max_body_bytes ({limit} bytes)"
                         );
-                        self.fail(&format!("{name}:{line}"), "too large", why);
+                        self.out.fail(&format!("{name}:{line}"), "too large", why);
                         offset += buf.len() as u64;
                         buf.clear();
                         skipping = true;
@@ -401,20 +399,10 @@ impl Reader<'_> {
             offset += cut as u64;
             buf.drain(..cut);
             want = chunk;
-            self.ship_if_full()?;
+            self.out.ship_if_full()?;
         }
         self.buf = buf;
         Ok(())
-    }
-
-    fn start_batch(&mut self) {
-        if self.batch.is_empty() && self.batch.ticket.is_none() {
-            self.batch.ticket = Some(self.chans.live.ticket());
-        }
-        if self.chans.source_order {
-            // One partition per input: its index (the batch ships at the input's end).
-            self.batch.partition = self.index as u32;
-        }
     }
 
     /// Source order (time windows): the input is read to its end. Its last batch ships now,
@@ -422,73 +410,20 @@ impl Reader<'_> {
     /// longer holds its watermark back; an input whose rows all shipped already gets an empty
     /// batch that carries only the mark.
     fn end_partition(&mut self) -> Result<()> {
-        self.start_batch();
-        self.batch.partition_ended = true;
-        self.ship_now()
+        self.out.start();
+        self.out.batch.partition_ended = true;
+        self.out.ship_now()
     }
 
     /// Hands over one body found at byte `offset` of the current input, unless the journal
     /// says an earlier run wrote it.
     fn deliver(&mut self, url: &str, body: &[u8], offset: u64) {
         let seq = (self.index << 40) | offset;
-        if self.chans.skip.contains(seq) {
-            self.report.stats.skipped += 1;
+        if self.out.chans.skip.contains(seq) {
+            self.out.report.stats.skipped += 1;
             return;
         }
-        self.start_batch();
-        self.report.stats.requests += 1;
-        self.report.stats.delivered += 1;
-        self.report.stats.body_bytes += body.len() as u64;
-        self.batch.push_body(url, body, 1, Instant::now());
-        self.batch.set_seq(seq);
-    }
-
-    fn fail(&mut self, url: &str, class: &str, detail: String) {
-        self.start_batch();
-        self.report.stats.requests += 1;
-        self.report.stats.fail(class, url, &detail);
-        self.batch.push_failure(url, detail, 1, Instant::now());
-    }
-
-    fn ship_if_full(&mut self) -> Result<()> {
-        if self.batch.len() >= self.cfg.batch_max_items
-            || self.batch.arena.len() >= self.cfg.batch_max_bytes
-        {
-            self.ship()?;
-        }
-        if self.last_publish.elapsed() >= Duration::from_millis(50) {
-            self.publish();
-        }
-        Ok(())
-    }
-
-    fn ship(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        self.ship_now()
-    }
-
-    /// Ships the batch, even an empty one (an end-of-input mark, see `end_partition`).
-    fn ship_now(&mut self) -> Result<()> {
-        let mut next = self.chans.recycled.try_recv().unwrap_or_default();
-        next.shrink_arena(2 * self.cfg.batch_max_bytes);
-        let batch = std::mem::replace(&mut self.batch, next);
-        let (registry, thread) = (&self.chans.registry, self.chans.thread);
-        registry.set_state(thread, ThreadState::BlockedOutput);
-        let started = Instant::now();
-        self.chans.out.send(batch).map_err(|_| downstream_gone())?;
-        self.report.stats.blocked += started.elapsed();
-        registry.set_state(thread, ThreadState::Working);
-        registry.set_queue_depth(QueueId::Bodies, self.chans.out.len());
-        Ok(())
-    }
-
-    fn publish(&mut self) {
-        self.last_publish = Instant::now();
-        let r = &self.chans.registry;
-        r.publish_fetch(&self.report.stats, 0, 0);
-        r.heartbeat(self.chans.thread);
+        self.out.body(url, body, seq);
     }
 }
 

@@ -38,6 +38,7 @@
 #[cfg(feature = "http")]
 pub mod http;
 
+pub(crate) mod batcher;
 pub mod files;
 pub mod listen;
 pub mod push;

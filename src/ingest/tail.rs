@@ -34,12 +34,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::batch::BodyBatch;
 use crate::config::FetchConfig;
 use crate::error::{Error, Result};
-use crate::handoff::{downstream_gone, IngestChannels};
+use crate::handoff::IngestChannels;
+use crate::ingest::batcher::Batcher;
 use crate::ingest::IngestReport;
-use crate::metrics::live::{QueueId, ThreadState};
+use crate::metrics::live::ThreadState;
 
 use self::position::{FileEntry, Positions};
 
@@ -163,9 +163,8 @@ struct Followed {
 struct Tail<'a> {
     source: TailSource,
     cfg: &'a FetchConfig,
-    chans: IngestChannels,
-    batch: BodyBatch,
-    report: IngestReport,
+    /// The batch being filled, the ledger, the channels.
+    out: Batcher,
     files: Vec<Followed>,
     /// Files that could not be opened, reported once each.
     refused: HashSet<PathBuf>,
@@ -173,7 +172,6 @@ struct Tail<'a> {
     last_scan: Option<Instant>,
     /// Whether the last scan matched nothing (logged once until it matches).
     said_empty: bool,
-    last_publish: Instant,
 }
 
 /// Follows the files of `source` until `stop` is set, then drains (see the module
@@ -187,19 +185,14 @@ pub fn run(
     let mut t = Tail {
         source,
         cfg,
-        chans,
-        batch: BodyBatch::default(),
-        report: IngestReport::default(),
+        out: Batcher::new(chans, cfg),
         files: Vec::new(),
         refused: HashSet::new(),
         watch: watch::Watch::new(true),
         last_scan: None,
         said_empty: false,
-        last_publish: Instant::now(),
     };
-    t.chans
-        .registry
-        .set_state(t.chans.thread, ThreadState::Working);
+    t.out.set_state(ThreadState::Working);
     t.resume();
     // When the stop was first seen: the drain reads what the files hold then, but a writer
     // that never pauses must not keep the run from ending, so it gets fetch.shutdown_timeout.
@@ -228,20 +221,16 @@ pub fn run(
             break;
         }
         if read {
-            t.ship_if_full()?;
+            t.out.ship_if_full()?;
             continue;
         }
         t.let_go();
-        t.ship()?;
-        t.publish();
-        t.chans
-            .registry
-            .set_state(t.chans.thread, ThreadState::WaitingInput);
+        t.out.ship()?;
+        t.out.publish();
+        t.out.set_state(ThreadState::WaitingInput);
         let live = t.watch.is_live();
         t.watch.wait(t.source.poll_interval, &stop);
-        t.chans
-            .registry
-            .set_state(t.chans.thread, ThreadState::Working);
+        t.out.set_state(ThreadState::Working);
         if live {
             // A change woke us (or the interval passed): look at the pattern again.
             t.last_scan = None;
@@ -258,10 +247,10 @@ pub fn run(
             );
         }
     }
-    t.ship()?;
-    t.chans.registry.cycles.fetch_add(1, Ordering::Relaxed);
-    t.publish();
-    Ok(t.report)
+    t.out.ship()?;
+    t.out.chans.registry.cycles.fetch_add(1, Ordering::Relaxed);
+    t.out.publish();
+    Ok(t.out.report)
 }
 
 impl Tail<'_> {
@@ -335,12 +324,13 @@ impl Tail<'_> {
                 Err(e) => {
                     if self.refused.insert(path.clone()) {
                         tracing::warn!(file = %name, error = %e, "cannot open a file the tail pattern matches; trying again at each look");
-                        self.fail(&name, "open", format!("{name}: cannot open: {e}"));
+                        self.out
+                            .fail(&name, "open", format!("{name}: cannot open: {e}"));
                     }
                 }
             }
         }
-        let tail = &self.chans.registry.tail;
+        let tail = &self.out.chans.registry.tail;
         for f in &mut self.files {
             if seen.contains(&(f.dev, f.ino)) || f.gone_since.is_some() {
                 continue;
@@ -372,7 +362,8 @@ impl Tail<'_> {
         if meta.len() < at {
             // Truncated while pinflow was down: what is there now is new.
             tracing::warn!(file = %name, size = meta.len(), saved = at, "the file is shorter than the position saved for it (truncated): reading it from its first byte");
-            self.chans
+            self.out
+                .chans
                 .registry
                 .tail
                 .truncations
@@ -462,7 +453,8 @@ impl Tail<'_> {
             any = true;
             f.offset += n as u64;
             f.grew_at = Instant::now();
-            self.chans
+            self.out
+                .chans
                 .registry
                 .tail
                 .bytes_read
@@ -495,13 +487,13 @@ impl Tail<'_> {
                     "{name}: the line at byte {at} is longer than fetch.max_body_bytes \
                      ({limit} bytes)"
                 );
-                self.fail(&format!("{name}@{at}"), "too large", why);
+                self.out.fail(&format!("{name}@{at}"), "too large", why);
                 f.line_start = f.offset;
                 buf.clear();
                 f.oversized = true;
             }
             f.partial = buf;
-            self.ship_if_full()?;
+            self.out.ship_if_full()?;
         }
         Ok(any)
     }
@@ -509,7 +501,8 @@ impl Tail<'_> {
     /// The file shrank below what was read: reads it again from byte 0, as a new slot.
     fn truncated(&mut self, f: &mut Followed, size: u64) {
         tracing::warn!(file = %f.name, size, read = f.offset, "the file was truncated: reading it again from its first byte");
-        self.chans
+        self.out
+            .chans
             .registry
             .tail
             .truncations
@@ -520,7 +513,7 @@ impl Tail<'_> {
                 "{name}: truncated before the line at byte {at} ended ({n} bytes without a \
                  newline)"
             );
-            self.fail(&format!("{name}@{at}"), "truncated", why);
+            self.out.fail(&format!("{name}@{at}"), "truncated", why);
         }
         self.source.positions.close(f.slot);
         f.slot = self
@@ -546,7 +539,7 @@ impl Tail<'_> {
                 self.deliver_piece(f, a, piece);
             } else {
                 // Committed by an earlier run: accounted for already.
-                self.report.stats.skipped += 1;
+                self.out.report.stats.skipped += 1;
                 f.unaccounted = b;
             }
         }
@@ -559,13 +552,8 @@ impl Tail<'_> {
             .positions
             .chunk(f.slot, f.unaccounted.min(at), end);
         f.unaccounted = end;
-        self.start_batch();
-        self.report.stats.requests += 1;
-        self.report.stats.delivered += 1;
-        self.report.stats.body_bytes += body.len() as u64;
         let url = format!("{}@{at}-{end}", f.name);
-        self.batch.push_body(&url, body, 1, Instant::now());
-        self.batch.set_seq(item);
+        self.out.body(&url, body, item);
     }
 
     /// Lets go of the files out of the pattern that were read to their end and have not
@@ -588,7 +576,7 @@ impl Tail<'_> {
                     "{name}: ends without a newline after byte {at} ({n} bytes), and was \
                      let go of (rotated away or deleted)"
                 );
-                self.fail(&format!("{name}@{at}"), "partial line", why);
+                self.out.fail(&format!("{name}@{at}"), "partial line", why);
             }
             tracing::info!(file = %f.name, read = f.offset, "let go of a file read to its end");
             self.source.positions.close(f.slot);
@@ -598,56 +586,12 @@ impl Tail<'_> {
 
     fn publish_files(&self) {
         let n = self.files.len() as u64;
-        self.chans.registry.tail.files.store(n, Ordering::Relaxed);
-    }
-
-    fn start_batch(&mut self) {
-        if self.batch.is_empty() && self.batch.ticket.is_none() {
-            self.batch.ticket = Some(self.chans.live.ticket());
-        }
-    }
-
-    fn fail(&mut self, url: &str, class: &str, detail: String) {
-        self.start_batch();
-        self.report.stats.requests += 1;
-        self.report.stats.fail(class, url, &detail);
-        self.batch.push_failure(url, detail, 1, Instant::now());
-    }
-
-    fn ship_if_full(&mut self) -> Result<()> {
-        if self.batch.len() >= self.cfg.batch_max_items
-            || self.batch.arena.len() >= self.cfg.batch_max_bytes
-        {
-            self.ship()?;
-        }
-        if self.last_publish.elapsed() >= Duration::from_millis(50) {
-            self.publish();
-        }
-        Ok(())
-    }
-
-    fn ship(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let mut next = self.chans.recycled.try_recv().unwrap_or_default();
-        next.shrink_arena(2 * self.cfg.batch_max_bytes);
-        let batch = std::mem::replace(&mut self.batch, next);
-        let (registry, thread) = (&self.chans.registry, self.chans.thread);
-        registry.set_state(thread, ThreadState::BlockedOutput);
-        let started = Instant::now();
-        self.chans.out.send(batch).map_err(|_| downstream_gone())?;
-        self.report.stats.blocked += started.elapsed();
-        registry.set_state(thread, ThreadState::Working);
-        registry.set_queue_depth(QueueId::Bodies, self.chans.out.len());
-        Ok(())
-    }
-
-    fn publish(&mut self) {
-        self.last_publish = Instant::now();
-        let r = &self.chans.registry;
-        r.publish_fetch(&self.report.stats, 0, 0);
-        r.heartbeat(self.chans.thread);
+        self.out
+            .chans
+            .registry
+            .tail
+            .files
+            .store(n, Ordering::Relaxed);
     }
 }
 

@@ -270,7 +270,7 @@ impl Reader<'_> {
                 Ok(true) => header = Some(rec.clone()),
                 Ok(false) => return Ok(()), // An empty file holds no rows.
                 Err(e) => {
-                    self.fail(name, "read", read_error(0, e));
+                    self.out.fail(name, "read", read_error(0, e));
                     return Ok(());
                 }
             }
@@ -288,7 +288,7 @@ impl Reader<'_> {
         let mut line = 1;
         loop {
             if stop.load(Ordering::Relaxed) {
-                self.report.interrupted = true;
+                self.out.report.interrupted = true;
                 break;
             }
             match rdr.read_byte_record(&mut rec) {
@@ -296,7 +296,8 @@ impl Reader<'_> {
                 Ok(false) => break,
                 Err(e) => {
                     // I/O or gzip errors only: csv-core reads any bytes as some record.
-                    self.fail(&format!("{name}:{line}"), "read", read_error(line, e));
+                    self.out
+                        .fail(&format!("{name}:{line}"), "read", read_error(line, e));
                     break;
                 }
             }
@@ -344,16 +345,16 @@ impl Reader<'_> {
             return Ok(());
         };
         let bad = std::mem::take(&mut chunk.bad);
-        if !self.chans.skip.contains((self.index << 40) | offset) {
+        if !self.out.chans.skip.contains((self.index << 40) | offset) {
             for (url, why) in bad {
-                self.fail(&url, "bad row", why);
+                self.out.fail(&url, "bad row", why);
             }
         }
         // Delivered even when every row was bad: its position goes in the journal all the same.
         let url = format!("{name}:{}-{}", chunk.first, chunk.last);
         self.deliver(&url, body, offset);
         body.clear();
-        self.ship_if_full()
+        self.out.ship_if_full()
     }
 }
 
