@@ -25,10 +25,10 @@ use crate::config::{Config, Position, SchemaConfig, SetValue, TransformConfig};
 use crate::error::{Error, Result};
 use crate::expr;
 use crate::ingest::Source;
-use crate::schema::Layout;
+use crate::schema::{Layout, FETCHED_AT_COLUMN, SOURCE_COLUMN};
 use crate::stage::Transform;
 
-use actions::{Action, CastTo, SetFrom, Step, LINEAGE_COLUMNS};
+use actions::{Action, CastTo, LineagePart, SetFrom, Step, LINEAGE_COLUMNS};
 
 /// The metadata names of the `set` entries of `cfg`'s transforms.
 fn metadata(cfg: &Config) -> impl Iterator<Item = &str> {
@@ -45,7 +45,7 @@ fn metadata(cfg: &Config) -> impl Iterator<Item = &str> {
 /// The lineage column (`source`, `fetched_at`) a metadata name reads.
 fn lineage_of(meta: &str) -> Option<&'static str> {
     match meta {
-        "source_url" | "source_file" => Some("source"),
+        "source_url" | "source_file" | "kafka_partition" | "kafka_offset" => Some("source"),
         "fetched_at" => Some("fetched_at"),
         _ => None,
     }
@@ -74,16 +74,19 @@ pub fn parse_schema(cfg: &Config) -> SchemaConfig {
 }
 
 /// Whether `source` has the metadata the transforms read: `source_url` needs an HTTP source
-/// (a URL list, a template), `source_file` a file source.
+/// (a URL list, a template), `source_file` a file source, `kafka_partition` and
+/// `kafka_offset` the Kafka source.
 pub fn check_source(cfg: &Config, source: &Source) -> Result<()> {
     let files = matches!(source, Source::Files(_));
     let push = matches!(source, Source::Push(_));
+    let kafka = matches!(source, Source::Kafka(_));
     for (i, t) in cfg.transform.iter().enumerate() {
         for (col, v) in t.set.iter().flatten() {
             let SetValue::Meta { meta } = v else { continue };
             let missing = match meta.as_str() {
-                "source_url" => files || push,
+                "source_url" => files || push || kafka,
                 "source_file" => !files,
+                "kafka_partition" | "kafka_offset" => !kafka,
                 _ => false,
             };
             if missing {
@@ -96,6 +99,8 @@ pub fn check_source(cfg: &Config, source: &Source) -> Result<()> {
                             "a file source has source_file"
                         } else if push {
                             "pushed records have neither source_url nor source_file"
+                        } else if kafka {
+                            "a Kafka source has kafka_partition and kafka_offset"
                         } else {
                             "an HTTP source has source_url"
                         }
@@ -149,9 +154,13 @@ fn action(t: &TransformConfig, cfg: &Config) -> Result<Action> {
             let from = match v {
                 SetValue::Field { field } => SetFrom::Field(field.clone()),
                 SetValue::Meta { meta } => match meta.as_str() {
-                    "source_url" => SetFrom::Lineage(crate::schema::SOURCE_COLUMN, false),
-                    "source_file" => SetFrom::Lineage(crate::schema::SOURCE_COLUMN, true),
-                    "fetched_at" => SetFrom::Lineage(crate::schema::FETCHED_AT_COLUMN, false),
+                    "source_url" => SetFrom::Lineage(SOURCE_COLUMN, LineagePart::Whole),
+                    "source_file" => SetFrom::Lineage(SOURCE_COLUMN, LineagePart::File),
+                    "fetched_at" => SetFrom::Lineage(FETCHED_AT_COLUMN, LineagePart::Whole),
+                    "kafka_partition" => {
+                        SetFrom::Lineage(SOURCE_COLUMN, LineagePart::KafkaPartition)
+                    }
+                    "kafka_offset" => SetFrom::Lineage(SOURCE_COLUMN, LineagePart::KafkaOffset),
                     other => {
                         let why = crate::config::metadata_problem(other)
                             .unwrap_or_else(|| format!("`{other}` is no metadata"));
