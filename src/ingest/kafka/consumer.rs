@@ -52,6 +52,9 @@ struct Owned {
     unsettled: VecDeque<(u64, i64)>,
     /// At the end of the partition, as librdkafka last said (`--exit-at-end`).
     eof: bool,
+    /// The offset up to which this assignment's messages are durable (what the group's
+    /// offset should be), once known.
+    durable: Option<i64>,
 }
 
 impl Owned {
@@ -81,6 +84,9 @@ impl Owned {
             }
             to = Some(next);
             self.unsettled.pop_front();
+        }
+        if to.is_some() {
+            self.durable = to;
         }
         to
     }
@@ -122,6 +128,14 @@ struct SourceContext {
 impl ClientContext for SourceContext {}
 
 impl ConsumerContext for SourceContext {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            // A later commit carries them: the next that moves the partition, or the
+            // synchronous one of its revocation or of the end.
+            tracing::warn!(error = %e, "Kafka: an offset commit to the group failed");
+        }
+    }
+
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -233,6 +247,7 @@ impl SourceContext {
                     next: start.map(|o| o as i64),
                     unsettled: VecDeque::new(),
                     eof: false,
+                    durable: None,
                 },
             );
         }
@@ -243,6 +258,10 @@ impl SourceContext {
     /// before the partitions move on. Then their assignment (epoch) ends.
     fn revoking(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let keys = keys_of(tpl);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         if self.journal {
             let shipped = self.state.lock().ship(true, true);
             if let Err(e) = shipped {
@@ -273,15 +292,16 @@ impl SourceContext {
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
+            // Every durable offset, not only those that moved: an asynchronous commit made
+            // during the rebalance may have been refused.
             let mut s = self.state.lock();
             let mut commit = TopicPartitionList::new();
             for k in &keys {
-                if let Some(to) = s
-                    .owned
-                    .get_mut(k)
-                    .and_then(|o| o.settle(&self.registry.committed))
-                {
-                    let _ = commit.add_partition_offset(&k.0, k.1, Offset::Offset(to));
+                if let Some(o) = s.owned.get_mut(k) {
+                    o.settle(&self.registry.committed);
+                    if let Some(to) = o.durable {
+                        let _ = commit.add_partition_offset(&k.0, k.1, Offset::Offset(to));
+                    }
                 }
             }
             drop(s);
@@ -292,6 +312,11 @@ impl SourceContext {
             }
         }
         let mut s = self.state.lock();
+        // Eager rebalancing takes every partition and an assignment follows: until it
+        // comes, `--exit-at-end` has nothing to look at (no partition is not the end).
+        if !cooperative || s.owned.len() <= keys.len() {
+            s.assigned = false;
+        }
         for k in keys {
             if let Some(o) = s.owned.remove(&k) {
                 tracing::info!(topic = %k.0, partition = k.1, epoch = o.epoch, "Kafka partition revoked");
@@ -576,16 +601,19 @@ fn pause_or_resume(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) 
     Ok(())
 }
 
-/// Commits to the group the offsets whose messages a checkpoint made durable.
+/// Commits to the group the offsets whose messages a checkpoint made durable: those that
+/// moved (asynchronously, as the run goes), or, `Sync` at the end, every one known.
 fn commit_settled(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext, mode: CommitMode) {
     if !ctx.journal {
         return;
     }
+    let every = matches!(mode, CommitMode::Sync);
     let mut commit = TopicPartitionList::new();
     {
         let mut s = ctx.state.lock();
         for (k, o) in s.owned.iter_mut() {
-            if let Some(to) = o.settle(&ctx.registry.committed) {
+            let moved = o.settle(&ctx.registry.committed);
+            if let Some(to) = if every { o.durable } else { moved } {
                 let _ = commit.add_partition_offset(&k.0, k.1, Offset::Offset(to));
             }
         }
