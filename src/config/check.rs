@@ -191,6 +191,17 @@ pub(super) mod rule {
         bad
     }
 
+    pub(in crate::config) fn kafka_brokers(c: &Config) -> Vec<Bad> {
+        match c.kafka.brokers.as_deref().map(crate::kafka::check_brokers) {
+            Some(Err(why)) => vec![Bad::value(why)],
+            _ => Vec::new(),
+        }
+    }
+
+    pub(in crate::config) fn kafka_topics(c: &Config) -> Vec<Bad> {
+        Bad::items(c.kafka.topics.iter().map(|t| crate::kafka::check_topic(t)))
+    }
+
     pub(in crate::config) fn window_time(c: &Config) -> Vec<Bad> {
         Bad::when(c.window.time.trim().is_empty(), "is empty")
     }

@@ -159,7 +159,7 @@ pub struct Config {
     pub listen: ListenConfig,
     /// Logging and the progress line.
     pub log: LogConfig,
-    /// The Kafka output (`--out kafka://...`).
+    /// Kafka: the output (`--out kafka://...`) and the source (`--kafka-brokers`).
     pub kafka: KafkaConfig,
     /// Lookups adding columns to every row, in file order (`[[enrich]]` tables; see
     /// [`crate::enrich`]).
@@ -693,7 +693,8 @@ impl Default for ListenConfig {
     }
 }
 
-/// The Kafka output (`--out kafka://HOST:PORT/TOPIC`; see [`crate::kafka`]).
+/// Kafka: the output (`--out kafka://HOST:PORT/TOPIC`; see [`crate::kafka`]) and the
+/// consumer-group source (`--kafka-brokers`; see [`crate::ingest::kafka`]).
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
@@ -703,6 +704,18 @@ pub struct KafkaConfig {
     /// librdkafka properties, each `name=value`, passed through (values never logged).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<String>,
+    /// The Kafka source's brokers, `HOST:PORT[,HOST:PORT]`; set, the run reads Kafka.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+    /// The topics the Kafka source subscribes to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
+    /// The Kafka source's consumer group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The Kafka source stops once every assigned partition reached the end it had when
+    /// assigned, and what was read is durable (otherwise it runs until stopped).
+    pub exit_at_end: bool,
 }
 
 // By hand: a property's value may be a secret (`sasl.password=...`); only names show.
@@ -716,6 +729,10 @@ impl std::fmt::Debug for KafkaConfig {
         f.debug_struct("KafkaConfig")
             .field("key_field", &self.key_field)
             .field("properties", &names)
+            .field("brokers", &self.brokers)
+            .field("topics", &self.topics)
+            .field("group", &self.group)
+            .field("exit_at_end", &self.exit_at_end)
             .finish()
     }
 }

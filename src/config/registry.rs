@@ -199,8 +199,9 @@ impl Topic {
             }
             Topic::Log => "Diagnostics on standard error.",
             Topic::Kafka => {
-                "The Kafka output (`--out kafka://HOST:PORT/TOPIC`, feature `kafka`). See \
-                 docs/usage.md, \"Kafka output\"."
+                "Kafka (feature `kafka`): the output (`--out kafka://HOST:PORT/TOPIC`) and \
+                 the consumer-group source (`--kafka-brokers`). See docs/usage.md, \"Kafka \
+                 output\" and \"Kafka source\"."
             }
         }
     }
@@ -1479,6 +1480,56 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
          `bootstrap.servers`, `enable.idempotence` and `acks` are pinflow's own: the brokers \
          come from the URL, and the producer is idempotent with `acks=all`.",
         check: Check::Custom(rule::kafka_properties),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "kafka.brokers",
+        kind: Kind::Text,
+        flag: Flag::Shared("--kafka-brokers"),
+        value_name: "HOST:PORT[,...]",
+        help: "Kafka source: read the topics of --kafka-topics from these brokers, in the group of --kafka-group [default: no Kafka source]",
+        example: "\"127.0.0.1:9092\"",
+        doc: "The Kafka source's brokers, `HOST:PORT[,HOST:PORT]` (librdkafka's \
+         `bootstrap.servers`): set, `pinflow run` consumes `kafka.topics` as a member of \
+         `kafka.group` instead of fetching URLs, one record per message (a JSON object; NDJSON \
+         or an array in one message also work). See docs/usage.md, \"Kafka source\".",
+        check: Check::Custom(rule::kafka_brokers),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "kafka.topics",
+        kind: Kind::NameList,
+        flag: Flag::Shared("--kafka-topics"),
+        value_name: "TOPICS",
+        help: "Kafka source: the topics to consume (comma-separated) [default: none]",
+        example: "[\"logs\"]",
+        doc: "The topics the Kafka source subscribes to (needs `kafka.brokers` and \
+         `kafka.group`).",
+        check: Check::Custom(rule::kafka_topics),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "kafka.group",
+        kind: Kind::Text,
+        flag: Flag::Shared("--kafka-group"),
+        value_name: "GROUP",
+        help: "Kafka source: the consumer group (processes of one group share the partitions) [default: none]",
+        example: "\"pinflow\"",
+        doc: "The Kafka source's consumer group (`group.id`): the processes of one group share \
+         the topics' partitions, and a partition moves to another member when its reader \
+         stops. Offsets are committed to it only once what they cover is durable.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "kafka.exit_at_end",
+        kind: Kind::Bool,
+        flag: Flag::Shared("--exit-at-end"),
+        value_name: "BOOL",
+        help: "Kafka source: stop once every assigned partition reached the end it had when assigned [default: false: run until stopped]",
+        doc: "The Kafka source stops once every partition assigned to it reached the end \
+         offset (high watermark) it had when it was assigned, and what it read is durable \
+         (for batch-style runs); false: it runs until SIGINT or SIGTERM, which drain and \
+         commit.",
         ..BLANK
     },
 ];

@@ -343,6 +343,10 @@ fn everything_set() -> Config {
         kafka: KafkaConfig {
             key_field: Some("host".into()),
             properties: vec!["compression.type=lz4".into()],
+            brokers: Some("127.0.0.1:9092".into()),
+            topics: vec!["logs".into(), "audit".into()],
+            group: Some("pinflow".into()),
+            exit_at_end: true,
         },
         enrich: Vec::new(),
         filter: vec!["level != \"DEBUG\"".into(), "a in [1, 2]".into()],
@@ -656,6 +660,8 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
     let custom: &[(&str, &str)] = &[
         ("source", "\" \""),
         ("kafka.properties", "[\"linger.ms=5\", \"acks=0\"]"),
+        ("kafka.brokers", "\"127.0.0.1\""),
+        ("kafka.topics", "[\"logs\", \"bad topic\"]"),
         ("filter", "[\"a == 1\", \"a = 1\"]"),
         ("rename", "[\"a=b\", \"c\"]"),
         ("files", "[\"a.ndjson\", \" \"]"),
@@ -899,7 +905,7 @@ fn a_bad_filter_expression_is_reported_at_its_line_and_column() {
 
 #[test]
 fn a_transform_table_takes_exactly_one_known_action() {
-    let text = "[[transform]]\nfilter = 'a > 1'\ndrop = [\"b\"]\n[[transform]]\n[[transform]]\nfliter = 'a'\n[[transform]]\ncast = { a = \"int\" }\n[[transform]]\nset = { k = { meta = \"kafka_offset\" } }\n";
+    let text = "[[transform]]\nfilter = 'a > 1'\ndrop = [\"b\"]\n[[transform]]\n[[transform]]\nfliter = 'a'\n[[transform]]\ncast = { a = \"int\" }\n[[transform]]\nset = { k = { meta = \"kafka_ofset\" } }\n";
     let shown: Vec<String> = check_toml("p.toml", text)
         .iter()
         .map(|d| d.to_string())
@@ -919,7 +925,8 @@ fn a_transform_table_takes_exactly_one_known_action() {
         "{shown:#?}"
     );
     assert!(
-        shown[4].contains("not available for this source") && shown[4].starts_with("p.toml:10:"),
+        shown[4].contains("`kafka_ofset` is no metadata (source_url, source_file, fetched_at, kafka_partition, kafka_offset)")
+            && shown[4].starts_with("p.toml:10:"),
         "{shown:#?}"
     );
 }
@@ -970,8 +977,10 @@ fn kafka_properties_are_name_value_and_never_pinflows_own() {
             KafkaConfig {
                 key_field: None,
                 properties: vec!["sasl.password=hunter2".into()],
+                ..KafkaConfig::default()
             }
         ),
-        "KafkaConfig { key_field: None, properties: [\"sasl.password\"] }"
+        "KafkaConfig { key_field: None, properties: [\"sasl.password\"], brokers: None, \
+         topics: [], group: None, exit_at_end: false }"
     );
 }

@@ -225,13 +225,10 @@ impl TransformConfig {
 /// Why a metadata name cannot be used (whatever the source), if it cannot.
 pub(crate) fn metadata_problem(meta: &str) -> Option<String> {
     match meta {
-        "source_url" | "source_file" | "fetched_at" => None,
-        "kafka_partition" | "kafka_offset" => Some(format!(
-            "`{meta}` is not available for this source (pinflow has no Kafka source yet)"
-        )),
+        m if METADATA.contains(&m) => None,
         other => Some(format!(
             "`{other}` is no metadata ({})",
-            METADATA[..3].join(", ")
+            METADATA.join(", ")
         )),
     }
 }

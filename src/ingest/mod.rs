@@ -10,6 +10,7 @@
 //! | records handed in by the program         | [`push`]                            |
 //! | growing files, across rotation (`--tail`) | [`tail`]                           |
 //! | records posted to an HTTP endpoint        | [`listen`]                          |
+//! | messages of Kafka topics, in a group      | [`kafka`] (feature `kafka`)         |
 //!
 //! # The contract
 //!
@@ -40,6 +41,7 @@ pub mod http;
 
 pub(crate) mod batcher;
 pub mod files;
+pub mod kafka;
 pub mod listen;
 pub mod push;
 pub mod source;
@@ -89,11 +91,16 @@ pub(crate) fn preflight(source: &Source, cfg: &FetchConfig, every: Option<Durati
         #[cfg(feature = "http")]
         http::preflight(cfg)?;
     }
+    kafka::preflight(source)?;
     since_preflight(source, cfg)?;
     if every.is_some()
         && matches!(
             source,
-            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_)
+            Source::Files(_)
+                | Source::Push(_)
+                | Source::Tail(_)
+                | Source::Listen(_)
+                | Source::Kafka(_)
         )
     {
         return Err(Error::config(
@@ -160,6 +167,13 @@ pub(crate) fn run(
         Source::Tail(tail) => tail::run(tail, cfg, chans, stop),
         #[cfg(feature = "http")]
         Source::Listen(opts) => listen::run(opts, cfg, chans, stop),
+        #[cfg(feature = "kafka")]
+        Source::Kafka(k) => kafka::run(k, cfg, chans, stop),
+        #[cfg(not(feature = "kafka"))]
+        Source::Kafka(_) => Err(Error::config(
+            "kafka.brokers",
+            "this pinflow was built without Kafka (cargo build --features kafka)",
+        )),
         #[cfg(feature = "http")]
         source => match cfg.engine {
             crate::config::FetchEngine::Mio => http::run(cfg, source, every, chans, stop),

@@ -48,6 +48,8 @@ pub enum Source {
     Tail(crate::ingest::tail::TailSource),
     /// Records posted by clients to an HTTP endpoint ([`crate::ingest::listen`]).
     Listen(crate::ingest::listen::ListenOptions),
+    /// Messages of Kafka topics, as a member of a consumer group ([`crate::ingest::kafka`]).
+    Kafka(crate::ingest::kafka::KafkaSource),
 }
 
 impl std::fmt::Debug for Source {
@@ -60,6 +62,7 @@ impl std::fmt::Debug for Source {
             Source::Push(_) => f.write_str("Push"),
             Source::Tail(t) => write!(f, "Tail({})", t.pattern()),
             Source::Listen(o) => write!(f, "Listen({})", o.addr),
+            Source::Kafka(k) => write!(f, "Kafka({})", k.describe()),
         }
     }
 }
@@ -292,6 +295,12 @@ impl Source {
         Source::Listen(options)
     }
 
+    /// Messages of Kafka topics, read as a member of a consumer group (feature `kafka`; see
+    /// [`crate::ingest::kafka`]).
+    pub fn kafka(source: crate::ingest::kafka::KafkaSource) -> Source {
+        Source::Kafka(source)
+    }
+
     /// A file with one URL per line.
     pub fn file(path: impl Into<PathBuf>) -> Result<Source> {
         let path = path.into();
@@ -321,12 +330,14 @@ impl Source {
                     .into(),
             }),
             Source::Lines { name, .. } => Source::file(name),
-            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_) => {
-                Err(Error::Source {
-                    source_name: "files".into(),
-                    why: "continuous mode (`every`) is for URL sources".into(),
-                })
-            }
+            Source::Files(_)
+            | Source::Push(_)
+            | Source::Tail(_)
+            | Source::Listen(_)
+            | Source::Kafka(_) => Err(Error::Source {
+                source_name: "files".into(),
+                why: "continuous mode (`every`) is for URL sources".into(),
+            }),
         }
     }
     /// Turns the source into the feed the fetch thread pulls from. `wake` is called by the
@@ -361,12 +372,14 @@ impl Source {
                     error: None,
                 })
             }
-            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_) => {
-                Err(Error::Source {
-                    source_name: "files".into(),
-                    why: "files, pushed and received items are not fetched".into(),
-                })
-            }
+            Source::Files(_)
+            | Source::Push(_)
+            | Source::Tail(_)
+            | Source::Listen(_)
+            | Source::Kafka(_) => Err(Error::Source {
+                source_name: "files".into(),
+                why: "files, pushed and received items are not fetched".into(),
+            }),
         }
     }
 
@@ -379,6 +392,7 @@ impl Source {
             Source::Push(_) => "push".into(),
             Source::Tail(t) => format!("tail {}", t.pattern()),
             Source::Listen(o) => format!("listen {}", o.addr),
+            Source::Kafka(k) => k.describe(),
             Source::Files(inputs) => match inputs.first() {
                 Some(first) if inputs.len() > 1 => {
                     format!("{first} and {} more files", inputs.len() - 1)
@@ -514,7 +528,11 @@ impl Source {
                 Some(text.windows(SINCE.len()).any(|w| w == SINCE.as_bytes()))
             }
             Source::Lines { .. } => None,
-            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_) => Some(false),
+            Source::Files(_)
+            | Source::Push(_)
+            | Source::Tail(_)
+            | Source::Listen(_)
+            | Source::Kafka(_) => Some(false),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Kafka: the `kafka://HOST:PORT[,HOST:PORT]/TOPIC` output (feature `kafka`), and the client
-//! setup a consumer-group source will share.
+//! setup it shares with the consumer-group source (`ingest::kafka`).
 //!
 //! - [`KafkaTarget`] is what a `kafka://` URL and the `[kafka]` options name: brokers, topic,
 //!   the message key's field, librdkafka properties. Parsed in every build, so that a build
@@ -76,20 +76,39 @@ pub fn parse_url(url: &str) -> Result<(String, String)> {
     if brokers.is_empty() {
         return Err(bad("names no broker (kafka://HOST:PORT/TOPIC)".into()));
     }
+    check_brokers(brokers).map_err(bad)?;
+    check_topic(topic).map_err(bad)?;
+    Ok((brokers.to_string(), topic.to_string()))
+}
+
+/// Checks `HOST:PORT[,HOST:PORT]`: why it is not such a list, if it is not.
+///
+/// ```
+/// assert!(pinflow::kafka::check_brokers("a:9092,b:9093").is_ok());
+/// assert!(pinflow::kafka::check_brokers("a:9092,b").is_err());
+/// ```
+pub fn check_brokers(brokers: &str) -> std::result::Result<(), String> {
+    if brokers.trim().is_empty() {
+        return Err("names no broker (HOST:PORT[,HOST:PORT])".into());
+    }
     for b in brokers.split(',') {
         let port = b.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
         if !matches!(port, Some((h, Ok(p))) if !h.is_empty() && p > 0) {
-            return Err(bad(format!("broker `{b}` is not HOST:PORT")));
+            return Err(format!("broker `{b}` is not HOST:PORT"));
         }
     }
-    // Kafka's own rule for topic names: 1 to 249 of [a-zA-Z0-9._-].
+    Ok(())
+}
+
+/// Checks a topic name against Kafka's own rule (1 to 249 of `a-z A-Z 0-9 . _ -`).
+pub fn check_topic(topic: &str) -> std::result::Result<(), String> {
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     if topic.is_empty() || topic.len() > 249 || !topic.chars().all(legal) || topic == "." {
-        return Err(bad(format!(
+        return Err(format!(
             "topic `{topic}` is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"
-        )));
+        ));
     }
-    Ok((brokers.to_string(), topic.to_string()))
+    Ok(())
 }
 
 /// The options a Kafka output is made from (the `[kafka]` table, `writer.journal`,
@@ -151,8 +170,17 @@ pub fn target(out: &Path, o: Options<'_>) -> Result<Option<KafkaTarget>> {
 }
 
 /// Properties pinflow sets itself, refused in `kafka.properties`: changing them would break
-/// what the output promises (every record acknowledged by all in-sync replicas, once).
-pub const FIXED_PROPERTIES: [&str; 3] = ["bootstrap.servers", "enable.idempotence", "acks"];
+/// what the output promises (every record acknowledged by all in-sync replicas, once) or
+/// what the source does (the group is `kafka.group`; offsets are committed by pinflow, only
+/// once the data is durable).
+pub const FIXED_PROPERTIES: [&str; 6] = [
+    "bootstrap.servers",
+    "enable.idempotence",
+    "acks",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+];
 
 /// librdkafka's configuration for `t`: its properties, then the brokers and an idempotent
 /// producer (`enable.idempotence=true`, which implies `acks=all` and retries that neither

@@ -331,7 +331,11 @@ impl Pipeline {
         tracing::info!(run_id = %output.run_id, source = %output.source, "run started");
         let polled = !matches!(
             source,
-            Source::Files(_) | Source::Push(_) | Source::Tail(_) | Source::Listen(_)
+            Source::Files(_)
+                | Source::Push(_)
+                | Source::Tail(_)
+                | Source::Listen(_)
+                | Source::Kafka(_)
         );
         if cfg.every.is_some() && polled && cfg.fetch.dedupe_key.is_none() {
             tracing::warn!(
@@ -373,6 +377,10 @@ impl Pipeline {
         // A tail resumes from the positions the journal saved, not by work items.
         if let Source::Tail(t) = &mut source {
             t.prepare(cfg, journal.as_mut())?;
+        }
+        // So does a Kafka source, by partition and offset.
+        if let Source::Kafka(k) = &mut source {
+            k.prepare(cfg, journal.as_mut())?;
         }
         // `{since}` polling resumes from its saved position, not by work items: every URL is
         // asked again, from where the committed rows reached.

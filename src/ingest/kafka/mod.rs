@@ -1,0 +1,237 @@
+//! The Kafka source (`--kafka-brokers HOST:PORT --kafka-topics T --kafka-group G`, feature
+//! `kafka`): a member of a consumer group, one record per message.
+//!
+//! - A librdkafka `BaseConsumer` polled on the ingest thread itself (no async runtime). Each
+//!   message's payload is one body of the batch in hand, named `TOPIC/PARTITION@OFFSET`
+//!   (what `{ meta = "kafka_partition" }` and `kafka_offset` read), and one work item; the
+//!   parse threads read it as any body: a JSON object, an array, or NDJSON. A message that
+//!   is not JSON is a dead letter naming that name; one without a payload (a tombstone) is a
+//!   failed item with its reason. So received = written + dead-lettered.
+//! - With `writer.journal`, each checkpoint saves the partitions' committed offset ranges
+//!   ([`position`]), and offsets are committed to the group only once the checkpoint that
+//!   holds their messages is durable (the writer's [`CommittedItems`]); on assignment a
+//!   partition is read from the journal's position (or the group's committed offset, when
+//!   that is further, else `auto.offset.reset`), so a kill -9 and a restart write every
+//!   message once. Without a journal no offset is committed, and a restart reads from the
+//!   group's committed offsets (if any) or `auto.offset.reset` again.
+//! - On revocation (a rebalance), the batch in hand is shipped and the callback waits, up to
+//!   `fetch.shutdown_timeout`, for the partition's messages to be committed by a checkpoint,
+//!   then commits their offsets before the partition moves. Each assignment has its epoch:
+//!   work of a partition lost is never committed to the group afterwards.
+//! - Back-pressure: when the parse queue is full, the assigned partitions are paused and
+//!   polling goes on (so `max.poll.interval.ms` is never exceeded), then resumed.
+//! - `--exit-at-end`: stops once every assigned partition reached the high watermark it had
+//!   when assigned; otherwise it runs until stopped. Either way it then ships what it holds,
+//!   lets the pipeline drain, waits for the last checkpoint and commits its offsets.
+//!
+//! [`CommittedItems`]: crate::metrics::live::CommittedItems
+
+#[cfg(feature = "kafka")]
+mod consumer;
+pub mod position;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+#[cfg(feature = "kafka")]
+pub(crate) use consumer::run;
+
+use self::position::Positions;
+
+/// A Kafka source (inside [`Source::Kafka`](crate::Source::Kafka)): what to consume, and
+/// the positions the journal commits.
+pub struct KafkaSource {
+    /// `HOST:PORT[,HOST:PORT]`.
+    pub(crate) brokers: String,
+    /// The topics subscribed to.
+    pub(crate) topics: Vec<String>,
+    /// The consumer group.
+    pub(crate) group: String,
+    /// librdkafka properties, passed through (values never logged).
+    pub(crate) properties: Vec<(String, String)>,
+    /// Stop at the ends the partitions had when assigned.
+    pub(crate) exit_at_end: bool,
+    /// With a journal: the positions its checkpoints commit.
+    pub(crate) positions: Arc<Positions>,
+    /// Whether a journal commits the positions (then offsets are committed to the group).
+    pub(crate) journal: bool,
+    /// How long a revocation waits for its partitions' messages to be durable.
+    pub(crate) revoke_wait: Duration,
+}
+
+// By hand: the properties may hold secrets (`sasl.password`), so only their names show.
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.properties.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("KafkaSource")
+            .field("brokers", &self.brokers)
+            .field("topics", &self.topics)
+            .field("group", &self.group)
+            .field("properties", &names)
+            .field("exit_at_end", &self.exit_at_end)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    /// A source consuming `topics` from `brokers` as a member of `group`; errors name the
+    /// option that is wrong.
+    pub fn new(brokers: &str, topics: &[String], group: &str) -> Result<KafkaSource> {
+        crate::kafka::check_brokers(brokers).map_err(|why| Error::config("kafka.brokers", why))?;
+        if topics.is_empty() {
+            return Err(Error::config(
+                "kafka.topics",
+                "the Kafka source needs the topics to consume (--kafka-topics T[,T])",
+            ));
+        }
+        for t in topics {
+            crate::kafka::check_topic(t).map_err(|why| Error::config("kafka.topics", why))?;
+        }
+        if group.trim().is_empty() {
+            return Err(Error::config(
+                "kafka.group",
+                "the Kafka source needs a consumer group (--kafka-group G): its members \
+                 share the partitions, and it holds the committed offsets",
+            ));
+        }
+        Ok(KafkaSource {
+            brokers: brokers.to_string(),
+            topics: topics.to_vec(),
+            group: group.to_string(),
+            properties: Vec::new(),
+            exit_at_end: false,
+            positions: Arc::default(),
+            journal: false,
+            revoke_wait: crate::config::FetchConfig::default().shutdown_timeout,
+        })
+    }
+
+    /// The source `cfg`'s `[kafka]` table asks for, when `kafka.brokers`, `kafka.topics` and
+    /// `kafka.group` are all set ([`KafkaSource::incomplete`] says which are missing when
+    /// only some are).
+    pub fn from_config(cfg: &crate::Config) -> Result<Option<KafkaSource>> {
+        let k = &cfg.kafka;
+        let (Some(brokers), Some(group)) = (k.brokers.as_deref(), k.group.as_deref()) else {
+            return Ok(None);
+        };
+        if k.topics.is_empty() {
+            return Ok(None);
+        }
+        let mut s = KafkaSource::new(brokers, &k.topics, group)?;
+        s.exit_at_end = k.exit_at_end;
+        s.properties = k
+            .properties
+            .iter()
+            .filter_map(|p| p.split_once('='))
+            .map(|(n, v)| (n.trim().to_string(), v.to_string()))
+            .collect();
+        Ok(Some(s))
+    }
+
+    /// When some of `kafka.brokers`, `kafka.topics` and `kafka.group` are set but not all:
+    /// what is missing, in words.
+    pub fn incomplete(cfg: &crate::Config) -> Option<String> {
+        let k = &cfg.kafka;
+        let set = [
+            ("kafka.brokers (--kafka-brokers)", k.brokers.is_some()),
+            ("kafka.topics (--kafka-topics)", !k.topics.is_empty()),
+            ("kafka.group (--kafka-group)", k.group.is_some()),
+        ];
+        let missing: Vec<&str> = set.iter().filter(|s| !s.1).map(|s| s.0).collect();
+        (!missing.is_empty() && missing.len() < set.len()).then(|| {
+            format!(
+                "a Kafka source needs kafka.brokers, kafka.topics and kafka.group; {} not set",
+                missing.join(" and ")
+            )
+        })
+    }
+
+    /// Stops once every assigned partition reached the end it had when assigned.
+    pub fn exit_at_end(mut self, on: bool) -> KafkaSource {
+        self.exit_at_end = on;
+        self
+    }
+
+    /// Adds a librdkafka property (`name`, `value`), passed through.
+    pub fn property(mut self, name: &str, value: &str) -> KafkaSource {
+        self.properties.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// What the source reads, for messages and the `pinflow.source` metadata.
+    pub fn describe(&self) -> String {
+        format!(
+            "kafka {} topics {} group {}",
+            self.brokers,
+            self.topics.join(","),
+            self.group
+        )
+    }
+
+    /// With a journal, resumes from the positions its last checkpoint saved and has every
+    /// later checkpoint save them; takes the revocation wait from `cfg`.
+    pub(crate) fn prepare(
+        &mut self,
+        cfg: &crate::Config,
+        journal: Option<&mut crate::journal::Journal>,
+    ) -> Result<()> {
+        self.revoke_wait = cfg.fetch.shutdown_timeout;
+        let Some(j) = journal else {
+            tracing::warn!(
+                group = %self.group,
+                "Kafka source without writer.journal: no offset is committed to the group, \
+                 and a restart reads again from its committed offsets or auto.offset.reset"
+            );
+            return Ok(());
+        };
+        let saved = match j.position() {
+            Some(text) => position::load(text).map_err(|why| Error::Source {
+                source_name: self.describe(),
+                why,
+            })?,
+            None => Vec::new(),
+        };
+        self.positions.track(saved);
+        self.journal = true;
+        j.track_position(Arc::clone(&self.positions) as Arc<_>);
+        Ok(())
+    }
+}
+
+/// Checks before anything is opened: this build has Kafka.
+pub(crate) fn preflight(source: &crate::Source) -> Result<()> {
+    if matches!(source, crate::Source::Kafka(_)) && !cfg!(feature = "kafka") {
+        return Err(Error::config(
+            "kafka.brokers",
+            "this pinflow was built without Kafka (cargo build --features kafka)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_names_the_option_that_is_wrong() {
+        let topics = vec!["logs".to_string()];
+        let e = KafkaSource::new("a", &topics, "g").unwrap_err().to_string();
+        assert!(
+            e.contains("kafka.brokers") && e.contains("HOST:PORT"),
+            "{e}"
+        );
+        let e = KafkaSource::new("a:1", &[], "g").unwrap_err().to_string();
+        assert!(e.contains("kafka.topics"), "{e}");
+        let bad = vec!["lo gs".to_string()];
+        let e = KafkaSource::new("a:1", &bad, "g").unwrap_err().to_string();
+        assert!(e.contains("not a Kafka topic name"), "{e}");
+        let e = KafkaSource::new("a:1", &topics, " ")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kafka.group"), "{e}");
+        assert!(KafkaSource::new("a:1,b:2", &topics, "g").is_ok());
+    }
+}

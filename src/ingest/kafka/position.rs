@@ -1,0 +1,294 @@
+//! The Kafka source's position in the journal: which offsets of which partitions are in
+//! committed files.
+//!
+//! Each message shipped is one work item, numbered past every item the journal holds, and
+//! [`Positions`] remembers which partition and which offsets `[start, end)` it accounts for
+//! (`start` is the end of the message shipped before it in the partition, so that a gap in
+//! the offsets, compaction's or a transaction marker's, belongs to the message after it).
+//! When a checkpoint commits a set of items, [`Positions::commit`] moves their ranges into
+//! their partition's `done` ranges, and the checkpoint line saves them:
+//!
+//! ```text
+//! "position":{"kafka":[{"topic":"logs","partition":0,"from":0,"done":[[0,5000]]}]}
+//! ```
+//!
+//! Messages are written in any order (parse threads run side by side), so `done` may have a
+//! gap: a restarted run reads a partition from the end of the range that holds `from` (where
+//! this output began to read it) and skips the messages of the later ranges, so every
+//! message is written once. The position wins over the group's committed offset unless that
+//! one is further (another member of the group wrote what lies between).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::tail::position::add_range;
+use crate::journal::{RangeSet, SourcePosition};
+
+/// One partition's saved position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionEntry {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Where this output began to read the partition (or, after the group's committed offset
+    /// moved past its position, where it began again).
+    pub from: u64,
+    /// Offset ranges `[start, end)` whose messages are in committed files: sorted, disjoint
+    /// and not adjacent.
+    pub done: Vec<(u64, u64)>,
+}
+
+impl PartitionEntry {
+    /// Where reading resumes: the end of the committed range that holds `from`, or `from`.
+    pub fn resume_at(&self) -> u64 {
+        self.done
+            .iter()
+            .find(|&&(a, b)| a <= self.from && self.from <= b)
+            .map_or(self.from, |&(_, b)| b)
+    }
+
+    /// Whether the message at `offset` is in a committed file already.
+    pub fn is_done(&self, offset: u64) -> bool {
+        self.done.iter().any(|&(a, b)| a <= offset && offset < b)
+    }
+}
+
+/// What the saved position of a checkpoint holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    kafka: Vec<PartitionEntry>,
+}
+
+/// Reads a saved position (the journal's `"position"`); a position of another source is an
+/// error naming what it holds.
+pub fn load(json: &str) -> Result<Vec<PartitionEntry>, String> {
+    serde_json::from_str::<Saved>(json)
+        .map(|s| s.kafka)
+        .map_err(|e| format!("the saved position is not a Kafka source's ({e}): {json:.200}"))
+}
+
+/// A partition: topic and number.
+pub type PartitionKey = (String, i32);
+
+#[derive(Debug, Default)]
+struct Tracked {
+    entry: Option<PartitionEntry>,
+    /// The first offset no work item accounts for yet (`None`: not known before the first
+    /// message, when librdkafka picks the start).
+    unaccounted: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Whether a journal commits the positions ([`Positions::track`]).
+    tracked: bool,
+    /// Work items shipped and not yet committed: partition and offset range.
+    pending: BTreeMap<u64, (PartitionKey, u64, u64)>,
+    partitions: BTreeMap<PartitionKey, Tracked>,
+}
+
+/// The positions of one Kafka source, shared by its ingest thread (which ships messages)
+/// and the journal (which commits them; see the module documentation).
+#[derive(Debug, Default)]
+pub struct Positions {
+    inner: parking_lot::Mutex<Inner>,
+}
+
+impl Positions {
+    /// Keeps the items and partitions for a journal's checkpoints to commit, starting from
+    /// what the last checkpoint saved.
+    pub fn track(&self, saved: Vec<PartitionEntry>) {
+        let mut i = self.inner.lock();
+        i.tracked = true;
+        for e in saved {
+            let key = (e.topic.clone(), e.partition);
+            i.partitions.insert(
+                key,
+                Tracked {
+                    entry: Some(e),
+                    unaccounted: None,
+                },
+            );
+        }
+    }
+
+    /// Where the journal says `key` resumes, if it has a position for it.
+    pub fn resume_at(&self, key: &PartitionKey) -> Option<u64> {
+        let i = self.inner.lock();
+        i.partitions.get(key)?.entry.as_ref().map(|e| e.resume_at())
+    }
+
+    /// `key` is assigned, read from `start` (`None`: librdkafka picks it). A start past the
+    /// journal's position (the group's committed offset, moved on by another member) becomes
+    /// the partition's `from`.
+    pub fn assign(&self, key: &PartitionKey, start: Option<u64>) {
+        let mut i = self.inner.lock();
+        let tracked = i.tracked;
+        let t = i.partitions.entry(key.clone()).or_default();
+        t.unaccounted = start;
+        if let (Some(start), Some(e)) = (start, t.entry.as_mut()) {
+            if start > e.resume_at() {
+                e.from = start;
+                e.done.retain(|&(_, b)| b > start);
+            }
+        }
+        if !tracked {
+            t.entry = None;
+        }
+    }
+
+    /// Whether the message at `offset` of `key` is in a committed file (an earlier run wrote
+    /// it after a gap): then it is accounted for, and not shipped again.
+    pub fn skip(&self, key: &PartitionKey, offset: u64) -> bool {
+        let mut i = self.inner.lock();
+        let Some(t) = i.partitions.get_mut(key) else {
+            return false;
+        };
+        let done = t.entry.as_ref().is_some_and(|e| e.is_done(offset));
+        if done {
+            t.unaccounted = Some(offset + 1);
+        }
+        done
+    }
+
+    /// Work item `item` is the message at `offset` of `key`.
+    pub fn message(&self, item: u64, key: &PartitionKey, offset: u64) {
+        let mut i = self.inner.lock();
+        if !i.tracked {
+            return;
+        }
+        let t = i.partitions.entry(key.clone()).or_default();
+        let start = t.unaccounted.map_or(offset, |u| u.min(offset));
+        t.unaccounted = Some(offset + 1);
+        let e = t.entry.get_or_insert_with(|| PartitionEntry {
+            topic: key.0.clone(),
+            partition: key.1,
+            from: start,
+            done: Vec::new(),
+        });
+        if e.done.is_empty() && e.from > start {
+            e.from = start;
+        }
+        i.pending.insert(item, (key.clone(), start, offset + 1));
+    }
+
+    /// The entries a checkpoint would save now, in partition order.
+    pub fn entries(&self) -> Vec<PartitionEntry> {
+        let i = self.inner.lock();
+        i.partitions
+            .values()
+            .filter_map(|t| t.entry.clone())
+            .collect()
+    }
+}
+
+impl SourcePosition for Positions {
+    fn commit(&self, items: &RangeSet) -> String {
+        let mut i = self.inner.lock();
+        let committed: Vec<u64> = i
+            .pending
+            .keys()
+            .copied()
+            .filter(|&k| items.contains(k))
+            .collect();
+        for k in committed {
+            if let Some((key, start, end)) = i.pending.remove(&k) {
+                if let Some(e) = i.partitions.get_mut(&key).and_then(|t| t.entry.as_mut()) {
+                    add_range(&mut e.done, start, end);
+                }
+            }
+        }
+        let saved = Saved {
+            kafka: i
+                .partitions
+                .values()
+                .filter_map(|t| t.entry.clone())
+                .collect(),
+        };
+        serde_json::to_string(&saved).unwrap_or_else(|_| "{\"kafka\":[]}".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(p: i32) -> PartitionKey {
+        ("logs".to_string(), p)
+    }
+
+    fn items(of: &[u64]) -> RangeSet {
+        let mut r = RangeSet::default();
+        for &x in of {
+            r.insert(x);
+        }
+        r
+    }
+
+    #[test]
+    fn a_gap_is_kept_and_the_messages_after_it_are_skipped_on_resume() {
+        let p = Positions::default();
+        p.track(Vec::new());
+        p.assign(&key(0), None);
+        // Offsets 10, 11, 13 (12 compacted away): items 100..103.
+        p.message(100, &key(0), 10);
+        p.message(101, &key(0), 11);
+        p.message(102, &key(0), 13);
+        // 100 and 102 written, 101 still in a parse thread.
+        let saved = load(&p.commit(&items(&[100, 102]))).unwrap();
+        assert_eq!(saved[0].from, 10);
+        assert_eq!(saved[0].done, [(10, 11), (12, 14)]);
+        assert_eq!(saved[0].resume_at(), 11);
+        // A restart: reads from 11, writes 11, skips 13.
+        let q = Positions::default();
+        q.track(saved);
+        assert_eq!(q.resume_at(&key(0)), Some(11));
+        q.assign(&key(0), Some(11));
+        assert!(!q.skip(&key(0), 11));
+        q.message(0, &key(0), 11);
+        assert!(q.skip(&key(0), 13));
+        let saved = load(&q.commit(&items(&[0]))).unwrap();
+        assert_eq!(saved[0].done, [(10, 14)]);
+        assert_eq!(saved[0].resume_at(), 14);
+    }
+
+    #[test]
+    fn a_group_offset_past_the_position_moves_where_the_partition_begins() {
+        let p = Positions::default();
+        p.track(vec![PartitionEntry {
+            topic: "logs".into(),
+            partition: 1,
+            from: 0,
+            done: vec![(0, 50)],
+        }]);
+        // Another member wrote 50..80 and committed 80.
+        p.assign(&key(1), Some(80));
+        p.message(7, &key(1), 80);
+        let saved = load(&p.commit(&items(&[7]))).unwrap();
+        assert_eq!(saved[0].from, 80);
+        assert_eq!(saved[0].done, [(80, 81)]);
+        assert_eq!(saved[0].resume_at(), 81);
+    }
+
+    #[test]
+    fn without_a_journal_nothing_is_kept() {
+        let p = Positions::default();
+        p.assign(&key(0), Some(0));
+        for k in 0..100 {
+            p.message(k, &key(0), k);
+        }
+        assert!(p.inner.lock().pending.is_empty());
+        assert!(p.entries().is_empty());
+    }
+
+    #[test]
+    fn another_sources_position_is_refused_with_what_it_holds() {
+        let e = load("{\"tail\":[]}").unwrap_err();
+        assert!(
+            e.contains("not a Kafka source's") && e.contains("tail"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! The Kafka source (`--kafka-brokers ... --kafka-topics ... --kafka-group ...`, feature
+//! `kafka`) against librdkafka's in-process mock cluster (and, with the Kafka venv, a real
+//! Tansu broker fed by confluent-kafka): messages produced by an independent producer are
+//! read back from the Parquet files pinflow wrote, each exactly once, bad ones
+//! dead-lettered with their topic, partition and offset; a kill -9 and a restart with the
+//! journal, and two members of one group, still write every message once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+use crate::common::{all_final_ids, final_parquet_files, pinflow_piped, read_parquet};
+
+/// Record `id` of the built-in log layout, as a message's payload.
+fn record(id: u64) -> String {
+    format!(
+        r#"{{"id":{id},"ts":"2024-05-01T12:00:00Z","service":"api","level":"info","host":"h{}","latency_ms":1.5,"message":"line {id}","values":[1.0,2.0,{id}.0]}}"#,
+        id % 4
+    )
+}
+
+/// Produces `messages` (partition, payload; `None`: a tombstone) with librdkafka's producer,
+/// waiting until every one is acknowledged.
+fn produce(bootstrap: &str, topic: &str, messages: &[(i32, Option<String>)]) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    for (partition, payload) in messages {
+        let mut r = BaseRecord::<(), str>::to(topic).partition(*partition);
+        if let Some(body) = payload {
+            r = r.payload(body.as_str());
+        }
+        let mut r = Some(r);
+        while let Some(rec) = r.take() {
+            if let Err((e, rec)) = p.send(rec) {
+                assert!(
+                    matches!(
+                        e,
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull
+                        )
+                    ),
+                    "{e}"
+                );
+                p.poll(Duration::from_millis(50));
+                r = Some(rec);
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Messages with the records `ids`, each to partition `id % partitions`.
+fn records_over(ids: std::ops::Range<u64>, partitions: i32) -> Vec<(i32, Option<String>)> {
+    ids.map(|i| ((i % partitions as u64) as i32, Some(record(i))))
+        .collect()
+}
+
+/// `pinflow run` reading `topic` from `bootstrap` in `group` into `out`, with `extra` flags.
+fn pinflow(dir: &Path, bootstrap: &str, group: &str, out: &str, extra: &[&str]) -> Command {
+    let mut c = pinflow_piped();
+    c.current_dir(dir)
+        .args(["run", "--progress", "never", "--kafka-brokers", bootstrap])
+        .args([
+            "--kafka-topics",
+            "logs",
+            "--kafka-group",
+            group,
+            "--out",
+            out,
+        ])
+        .args(extra)
+        // Small batches: many checkpoints, each holding part of a partition.
+        .env("PINFLOW_FETCH_BATCH_MAX_ITEMS", "16");
+    c
+}
+
+fn stderr(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    )
+}
+
+/// Asserts that `ids` are exactly `0..n`, each once, naming the missing and the repeated.
+fn assert_exactly_once(mut ids: Vec<i64>, n: i64, logs: &str) {
+    ids.sort_unstable();
+    let mut count: BTreeMap<i64, usize> = BTreeMap::new();
+    for &i in &ids {
+        *count.entry(i).or_default() += 1;
+    }
+    let repeated: Vec<_> = count
+        .iter()
+        .filter(|(_, &c)| c > 1)
+        .map(|(i, _)| *i)
+        .collect();
+    let missing: Vec<_> = (0..n).filter(|i| !count.contains_key(i)).collect();
+    assert!(
+        repeated.is_empty() && missing.is_empty() && ids.len() == n as usize,
+        "{} rows; repeated {repeated:?}; missing {missing:?}\n{logs}",
+        ids.len()
+    );
+}
+
+#[test]
+fn every_message_is_written_once_with_its_partition_and_offset_and_bad_ones_dead_lettered() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let mut messages = records_over(0..300, 3);
+    // NDJSON and an array in one message are records too.
+    messages.push((0, Some(format!("{}\n{}\n", record(300), record(301)))));
+    messages.push((1, Some(format!("[{},{}]", record(302), record(303)))));
+    // Not JSON, and a tombstone: dead letters naming where they are.
+    messages.push((2, Some("not json at all".into())));
+    messages.push((2, None));
+    produce(&bootstrap, "logs", &messages);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pinflow.toml"),
+        "[[transform]]\nset = { part = { meta = \"kafka_partition\" }, off = { meta = \"kafka_offset\" } }\n",
+    )
+    .unwrap();
+    let o = pinflow(
+        dir.path(),
+        &bootstrap,
+        "g1",
+        "x.parquet",
+        &[
+            "--config",
+            "pinflow.toml",
+            "--exit-at-end",
+            "--max-dead-letters",
+            "1",
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = stderr(&o);
+    // 3: an item failed (the tombstone), dead-lettered with its reason.
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    let batches = read_parquet(&dir.path().join("x.parquet"));
+    let mut ids = Vec::new();
+    let mut offsets: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for b in &batches {
+        let id = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        let part = b
+            .column_by_name("part")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let off = b.column_by_name("off").unwrap().as_primitive::<Int64Type>();
+        for r in 0..b.num_rows() {
+            ids.push(id.value(r));
+            if id.value(r) < 300 {
+                // Produced to partition id % 3, in order: its offset is its rank there.
+                assert_eq!(part.value(r), id.value(r) % 3, "row {}", id.value(r));
+                offsets.entry(part.value(r)).or_default().push(off.value(r));
+            }
+        }
+    }
+    assert_exactly_once(ids, 304, &text);
+    for (p, mut offs) in offsets {
+        offs.sort_unstable();
+        assert_eq!(offs, (0..100).collect::<Vec<_>>(), "partition {p}");
+    }
+    let dead = std::fs::read_to_string(dir.path().join("x.parquet.deadletter.ndjson"))
+        .unwrap_or_else(|e| panic!("no dead letters ({e}): {text}"));
+    let lines: Vec<&str> = dead.lines().collect();
+    assert_eq!(lines.len(), 2, "{dead}");
+    assert!(lines.iter().any(|l| l.contains("logs/2@100")), "{dead}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("logs/2@101") && l.contains("tombstone")),
+        "{dead}"
+    );
+    assert!(text.contains("written 304"), "{text}");
+}
+
+/// The final Parquet files of `out` (a directory of rotated files).
+fn final_ids(out: &Path) -> Vec<i64> {
+    if !out.exists() {
+        return Vec::new();
+    }
+    all_final_ids(out)
+}
+
+#[test]
+fn a_kill_9_mid_run_and_a_restart_with_the_journal_write_every_message_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, "logs", &records_over(0..6000, 3));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let flags = ["--journal", "true", "--rotate-interval", "100ms"];
+    // Killed once a checkpoint committed files, while it reads on.
+    let mut child = pinflow(dir.path(), &bootstrap, "g2", "out/x.parquet", &flags)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = dir.path().join("out");
+    crate::common::wait_for_child(&mut child, "a first checkpoint", || {
+        !final_parquet_files(&out).is_empty()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = final_ids(&out).len();
+    // More messages while it is down, then a restart to the end.
+    produce(&bootstrap, "logs", &records_over(6000..9000, 3));
+    let mut extra = flags.to_vec();
+    extra.push("--exit-at-end");
+    let o = pinflow(dir.path(), &bootstrap, "g2", "out/x.parquet", &extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(before > 0 && before < 9000, "{before} rows before the kill");
+    assert_exactly_once(final_ids(&out), 9000, &stderr(&o));
+}
+
+#[test]
+fn two_members_of_one_group_write_every_message_once_between_them() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 6, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, "logs", &records_over(0..6000, 6));
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--journal",
+        "true",
+        "--rotate-interval",
+        "100ms",
+        "--exit-at-end",
+    ];
+    // Both start together, so the group splits the partitions before either commits
+    // anything. (A member joining mid-run makes the first one commit in its revocation
+    // callback, which librdkafka's mock cluster refuses while it rebalances: see
+    // docs/usage.md, "Kafka source".)
+    let mut members: Vec<std::process::Child> = ["a", "b"]
+        .iter()
+        .map(|m| {
+            std::fs::create_dir(dir.path().join(m)).unwrap();
+            let out = format!("{m}/x.parquet");
+            pinflow(dir.path(), &bootstrap, "g3", &out, &flags)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = members
+        .drain(..)
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outputs {
+        assert!(o.status.success(), "{}", stderr(o));
+    }
+    let mut ids = final_ids(&dir.path().join("a"));
+    ids.extend(final_ids(&dir.path().join("b")));
+    let logs: Vec<String> = outputs.iter().map(stderr).collect();
+    assert_exactly_once(ids, 6000, &logs.join("\n----\n"));
+}
+
+/// The offsets `group` committed for partitions `0..partitions` of `logs` (`None`: none).
+fn committed(bootstrap: &str, group: &str, partitions: i32) -> Vec<Option<i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition("logs", p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(30)).unwrap();
+    (0..partitions)
+        .map(|p| match got.find_partition("logs", p).unwrap().offset() {
+            rdkafka::Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_drains_commits_the_offsets_and_a_restart_reads_nothing_twice() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, "logs", &records_over(0..900, 3));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let out = dir.path().join("out");
+    let flags = ["--journal", "true", "--rotate-interval", "100ms"];
+    // No --exit-at-end: it consumes until stopped.
+    let mut child = pinflow(dir.path(), &bootstrap, "g4", "out/x.parquet", &flags)
+        .spawn()
+        .unwrap();
+    crate::common::wait_for_child(&mut child, "every message written", || {
+        final_ids(&out).len() >= 900
+    });
+    let o = crate::common::sigterm_and_wait(child);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_exactly_once(final_ids(&out), 900, &stderr(&o));
+    // What the checkpoints made durable was committed to the group: 300 per partition.
+    assert_eq!(
+        committed(&bootstrap, "g4", 3),
+        [Some(300), Some(300), Some(300)]
+    );
+    // A restart finds nothing new, and writes nothing again.
+    produce(&bootstrap, "logs", &records_over(900..960, 3));
+    let mut extra = flags.to_vec();
+    extra.push("--exit-at-end");
+    let o = pinflow(dir.path(), &bootstrap, "g4", "out/x.parquet", &extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_exactly_once(final_ids(&out), 960, &stderr(&o));
+    assert_eq!(
+        committed(&bootstrap, "g4", 3),
+        [Some(320), Some(320), Some(320)]
+    );
+}
+
+/// The Tansu end-to-end test's client: confluent-kafka creates the topic with 3 partitions
+/// and produces `n` records (ids 0..n) to it.
+const PRODUCER: &str = r#"
+import sys, json
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+broker, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+admin = AdminClient({"bootstrap.servers": broker})
+for f in admin.create_topics([NewTopic(topic, 3, 1)]).values():
+    f.result(60)
+p = Producer({"bootstrap.servers": broker})
+for i in range(n):
+    rec = {"id": i, "ts": "2024-05-01T12:00:00Z", "service": "api", "level": "info",
+           "host": "h%d" % (i % 4), "latency_ms": 1.5, "message": "line %d" % i,
+           "values": [1.0, 2.0, float(i)]}
+    while True:
+        try:
+            p.produce(topic, json.dumps(rec).encode(), partition=i % 3)
+            break
+        except BufferError:
+            p.poll(0.1)
+left = p.flush(60)
+sys.exit(1 if left else 0)
+"#;
+
+#[test]
+fn a_real_broker_fed_by_another_client_is_read_to_its_end_once() {
+    let Some(py) = crate::kafka::kafka_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = crate::kafka::start_tansu(py, &dir.path().join("tansu.log"));
+    let broker = format!("127.0.0.1:{}", tansu.port);
+    let made = Command::new(py)
+        .args(["-c", PRODUCER, &broker, "logs", "500"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let o = pinflow(
+        dir.path(),
+        &broker,
+        "e2e",
+        "x.parquet",
+        &["--exit-at-end", "--journal", "true"],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_exactly_once(all_final_ids(dir.path()), 500, &stderr(&o));
+}
