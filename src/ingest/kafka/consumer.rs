@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::TrySendError;
+use crossbeam_channel::SendTimeoutError;
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
@@ -34,6 +34,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the loop publishes its counts, commits what became durable and looks at the
 /// partitions' ends.
 const TICK: Duration = Duration::from_millis(50);
+/// How long a batch waits for room in the parse queue before the partitions are paused (the
+/// poll loop goes on meanwhile, far within `max.poll.interval.ms`).
+const PATIENCE: Duration = Duration::from_millis(200);
 /// The work item of a message an earlier run wrote (skipped): durable already.
 const DURABLE: u64 = u64::MAX;
 
@@ -394,7 +397,7 @@ impl State {
     }
 
     /// Sends the held batch, then the batch in hand when `all` or when it is full. Without
-    /// `block`, what the parse queue has no room for stays held.
+    /// `block`, what the parse queue has no room for within [`PATIENCE`] stays held.
     fn ship(&mut self, all: bool, block: bool) -> Result<()> {
         loop {
             let Some(chans) = &self.chans else {
@@ -417,13 +420,20 @@ impl State {
                 self.report.stats.blocked += started.elapsed();
                 registry.set_state(thread, ThreadState::Working);
             } else {
-                match chans.out.try_send(b) {
+                // A short wait first: pausing makes librdkafka drop what it prefetched and
+                // fetch it again on resume, far dearer than a moment's wait for a parser.
+                registry.set_state(thread, ThreadState::BlockedOutput);
+                let started = Instant::now();
+                let sent = chans.out.send_timeout(b, PATIENCE);
+                self.report.stats.blocked += started.elapsed();
+                registry.set_state(thread, ThreadState::Working);
+                match sent {
                     Ok(()) => {}
-                    Err(TrySendError::Full(b)) => {
+                    Err(SendTimeoutError::Timeout(b)) => {
                         self.held = Some(b);
                         return Ok(());
                     }
-                    Err(TrySendError::Disconnected(_)) => return Err(downstream_gone()),
+                    Err(SendTimeoutError::Disconnected(_)) => return Err(downstream_gone()),
                 }
             }
             registry.set_queue_depth(QueueId::Bodies, chans.out.len());

@@ -18,8 +18,8 @@
 //!   `fetch.shutdown_timeout`, for the partition's messages to be committed by a checkpoint,
 //!   then commits their offsets before the partition moves. Each assignment has its epoch:
 //!   work of a partition lost is never committed to the group afterwards.
-//! - Back-pressure: when the parse queue is full, the assigned partitions are paused and
-//!   polling goes on (so `max.poll.interval.ms` is never exceeded), then resumed.
+//! - Back-pressure: when the parse queue stays full for a moment, the assigned partitions are
+//!   paused and polling goes on (so `max.poll.interval.ms` is never exceeded), then resumed.
 //! - `--exit-at-end`: stops once every assigned partition reached the high watermark it had
 //!   when assigned; otherwise it runs until stopped. Either way it then ships what it holds,
 //!   lets the pipeline drain, waits for the last checkpoint and commits its offsets.

