@@ -210,6 +210,8 @@ pub struct Registry {
     /// The Kafka output, when on (all zero otherwise). Shared with the producer's delivery
     /// callback.
     pub kafka: std::sync::Arc<KafkaStats>,
+    /// The Kafka source, when on (empty otherwise).
+    pub kafka_source: KafkaSourceStats,
     /// `{since}` polling's position (`fetch.since_field`), when on.
     pub since: SincePosition,
     /// The tail source's figures (all zero for other sources).
@@ -432,6 +434,7 @@ impl Registry {
             cycles: AtomicU64::new(0),
             window: WindowMetrics::default(),
             kafka: Default::default(),
+            kafka_source: KafkaSourceStats::default(),
             since: SincePosition::default(),
             tail: TailMetrics::default(),
             committed: CommittedItems::default(),
@@ -816,6 +819,32 @@ impl EnrichStats {
     pub fn error(&self, class: &'static str) {
         *self.errors.lock().entry(class).or_default() += 1;
     }
+}
+
+/// The Kafka source's figures (`--kafka-brokers`): rebalances, and per partition the
+/// messages consumed and, for the partitions owned now, the consumer lag.
+#[derive(Debug, Default)]
+pub struct KafkaSourceStats {
+    /// Set once a Kafka source starts: only then are these rendered.
+    pub active: AtomicBool,
+    /// Partitions assigned to this member, counted one by one over the run.
+    pub assigned: AtomicU64,
+    /// Partitions revoked from this member, counted one by one over the run.
+    pub revoked: AtomicU64,
+    /// Per topic and partition: every partition this member has owned during the run.
+    pub partitions: Mutex<BTreeMap<(String, i32), KafkaPartitionStats>>,
+}
+
+/// One partition's figures in [`KafkaSourceStats`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KafkaPartitionStats {
+    /// Whether this member owns the partition now.
+    pub owned: bool,
+    /// Messages read from it by this member (those an earlier run wrote included).
+    pub consumed: u64,
+    /// Messages in the partition past the next one to read, as librdkafka's last statistics
+    /// said (`None`: not known yet, or not owned).
+    pub lag: Option<i64>,
 }
 
 /// The Kafka output's counters (`--out kafka://...`).

@@ -40,6 +40,7 @@ pub fn render(r: &Registry) -> String {
     windows(&mut o, r);
     tail(&mut o, r);
     kafka(&mut o, r);
+    kafka_source(&mut o, r);
     queues(&mut o, r);
     threads(&mut o, r);
     latencies(&mut o, r);
@@ -257,6 +258,58 @@ fn kafka(o: &mut String, r: &Registry) {
         "Times the writer waited because the Kafka producer's queue was full (back-pressure).",
         k.queue_full_waits.load(Relaxed),
     );
+}
+
+/// The Kafka source, once one has started: rebalances, per-partition consumption, and the
+/// lag of the partitions owned now.
+fn kafka_source(o: &mut String, r: &Registry) {
+    let k = &r.kafka_source;
+    if !k.active.load(Relaxed) {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_kafka_rebalanced_partitions_total Partitions assigned to or revoked from this group member.\n# TYPE pinflow_kafka_rebalanced_partitions_total counter"
+    );
+    for (kind, n) in [("assigned", &k.assigned), ("revoked", &k.revoked)] {
+        let _ = writeln!(
+            o,
+            "pinflow_kafka_rebalanced_partitions_total{{change=\"{kind}\"}} {}",
+            n.load(Relaxed)
+        );
+    }
+    let partitions = k.partitions.lock().clone();
+    gauge(
+        o,
+        "pinflow_kafka_partitions_owned",
+        "Partitions this group member owns now.",
+        partitions.values().filter(|p| p.owned).count() as f64,
+    );
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_kafka_messages_consumed_total Messages read from each partition by this member.\n# TYPE pinflow_kafka_messages_consumed_total counter"
+    );
+    for ((topic, partition), p) in &partitions {
+        let _ = writeln!(
+            o,
+            "pinflow_kafka_messages_consumed_total{{topic=\"{}\",partition=\"{partition}\"}} {}",
+            escape(topic),
+            p.consumed
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_kafka_consumer_lag Messages past this member's position, per partition owned now (librdkafka's statistics, each second).\n# TYPE pinflow_kafka_consumer_lag gauge"
+    );
+    for ((topic, partition), p) in &partitions {
+        if let (true, Some(lag)) = (p.owned, p.lag) {
+            let _ = writeln!(
+                o,
+                "pinflow_kafka_consumer_lag{{topic=\"{}\",partition=\"{partition}\"}} {lag}",
+                escape(topic)
+            );
+        }
+    }
 }
 
 fn windows(o: &mut String, r: &Registry) {

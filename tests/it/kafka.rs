@@ -365,7 +365,7 @@ fn a_real_broker_receives_every_record_read_back_by_another_client() {
 }
 
 /// A metric's value in pinflow's `/metrics` on `port` (`None` while it cannot be read).
-fn metric(port: u16, name: &str) -> Option<f64> {
+pub(crate) fn metric(port: u16, name: &str) -> Option<f64> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

@@ -301,13 +301,35 @@ fn sigterm_drains_commits_the_offsets_and_a_restart_reads_nothing_twice() {
     std::fs::create_dir(dir.path().join("out")).unwrap();
     let out = dir.path().join("out");
     let flags = ["--journal", "true", "--rotate-interval", "100ms"];
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut first = flags.to_vec();
+    first.extend(["--metrics-addr", &addr]);
     // No --exit-at-end: it consumes until stopped.
-    let mut child = pinflow(dir.path(), &bootstrap, "g4", "out/x.parquet", &flags)
+    let mut child = pinflow(dir.path(), &bootstrap, "g4", "out/x.parquet", &first)
         .spawn()
         .unwrap();
     crate::common::wait_for_child(&mut child, "every message written", || {
         final_ids(&out).len() >= 900
     });
+    // The metrics: three partitions owned, 300 messages read of each, and (librdkafka's
+    // statistics come each second) no lag left.
+    let metric = |name: &str| crate::kafka::metric(port, name);
+    let partition = |family: &str, p: i32| format!("{family}{{topic=\"logs\",partition=\"{p}\"}}");
+    crate::common::wait_for_child(&mut child, "no lag in the metrics", || {
+        (0..3).all(|p| metric(&partition("pinflow_kafka_consumer_lag", p)) == Some(0.0))
+    });
+    for p in 0..3 {
+        let consumed = metric(&partition("pinflow_kafka_messages_consumed_total", p));
+        assert_eq!(consumed, Some(300.0), "partition {p}");
+    }
+    assert_eq!(metric("pinflow_kafka_partitions_owned"), Some(3.0));
+    let assigned = "pinflow_kafka_rebalanced_partitions_total{change=\"assigned\"}";
+    assert_eq!(metric(assigned), Some(3.0));
     let o = crate::common::sigterm_and_wait(child);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_exactly_once(final_ids(&out), 900, &stderr(&o));

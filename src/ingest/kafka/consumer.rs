@@ -58,6 +58,8 @@ struct Owned {
     /// The offset up to which this assignment's messages are durable (what the group's
     /// offset should be), once known.
     durable: Option<i64>,
+    /// Messages read since the count was last added to the metrics.
+    consumed: u64,
 }
 
 impl Owned {
@@ -128,7 +130,22 @@ struct SourceContext {
     failure: Mutex<Option<Error>>,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// librdkafka's statistics (`statistics.interval.ms`): the consumer lag of the
+    /// partitions owned now, for the metrics.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut partitions = self.registry.kafka_source.partitions.lock();
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                if let Some(m) = partitions.get_mut(&(topic.clone(), partition)) {
+                    if m.owned {
+                        m.lag = (p.consumer_lag >= 0).then_some(p.consumer_lag);
+                    }
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
@@ -242,6 +259,13 @@ impl SourceContext {
             s.epochs += 1;
             let epoch = s.epochs;
             tracing::info!(topic = %k.0, partition = k.1, epoch, start = ?start, "Kafka partition assigned");
+            let metrics = &self.registry.kafka_source;
+            metrics.assigned.fetch_add(1, Ordering::Relaxed);
+            let mut partitions = metrics.partitions.lock();
+            let m = partitions.entry(k.clone()).or_default();
+            m.owned = true;
+            m.lag = None;
+            drop(partitions);
             s.owned.insert(
                 k,
                 Owned {
@@ -251,6 +275,7 @@ impl SourceContext {
                     unsettled: VecDeque::new(),
                     eof: false,
                     durable: None,
+                    consumed: 0,
                 },
             );
         }
@@ -323,6 +348,13 @@ impl SourceContext {
         for k in keys {
             if let Some(o) = s.owned.remove(&k) {
                 tracing::info!(topic = %k.0, partition = k.1, epoch = o.epoch, "Kafka partition revoked");
+                let metrics = &self.registry.kafka_source;
+                metrics.revoked.fetch_add(1, Ordering::Relaxed);
+                let mut partitions = metrics.partitions.lock();
+                let m = partitions.entry(k).or_default();
+                m.owned = false;
+                m.lag = None;
+                m.consumed += o.consumed;
             }
         }
     }
@@ -339,6 +371,15 @@ fn writer_ended(registry: &Registry) -> bool {
 }
 
 impl State {
+    /// Adds the messages read of each partition owned since the last call to the metrics.
+    fn publish_consumed(&mut self, registry: &Registry) {
+        let mut partitions = registry.kafka_source.partitions.lock();
+        for (k, o) in self.owned.iter_mut().filter(|(_, o)| o.consumed > 0) {
+            partitions.entry(k.clone()).or_default().consumed += o.consumed;
+            o.consumed = 0;
+        }
+    }
+
     /// Appends message `m` to the batch in hand, as the next work item (or skips it: an
     /// earlier run wrote it).
     fn take(&mut self, m: &BorrowedMessage<'_>, ctx: &SourceContext) {
@@ -350,6 +391,7 @@ impl State {
         };
         owned.next = Some(offset + 1);
         owned.eof = false;
+        owned.consumed += 1;
         let at = offset.max(0) as u64;
         if ctx.journal && ctx.positions.skip(&key, at) {
             self.report.stats.skipped += 1;
@@ -470,6 +512,14 @@ fn client_config(s: &KafkaSource) -> ClientConfig {
         .set("group.id", &s.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
+    if !s
+        .properties
+        .iter()
+        .any(|(k, _)| k == "statistics.interval.ms")
+    {
+        // The consumer lag of the metrics (`SourceContext::stats`).
+        c.set("statistics.interval.ms", "1000");
+    }
     if s.exit_at_end {
         // Its "end of partition" events say when a partition is read to its end.
         c.set("enable.partition.eof", "true");
@@ -525,6 +575,7 @@ pub(crate) fn run(
     })?;
     tracing::info!(brokers = %source.brokers, topics = %source.topics.join(","), group = %source.group, "Kafka source subscribed");
     registry.set_state(thread, ThreadState::Working);
+    registry.kafka_source.active.store(true, Ordering::Relaxed);
     let ctx = Arc::clone(consumer.context());
     let mut last_tick = Instant::now();
     let mut seen_generation = registry.committed.generation();
@@ -575,7 +626,8 @@ pub(crate) fn run(
                 commit_settled(&consumer, &ctx, CommitMode::Async);
             }
             let done = source.exit_at_end && reached_ends(&consumer, &ctx);
-            let s = ctx.state.lock();
+            let mut s = ctx.state.lock();
+            s.publish_consumed(&registry);
             registry.publish_fetch(&s.report.stats, 0, 0);
             registry.heartbeat(thread);
             if done && s.held.is_none() && s.batch.is_empty() {
@@ -675,6 +727,7 @@ fn finish(
     {
         let mut s = ctx.state.lock();
         s.ship(true, true)?;
+        s.publish_consumed(registry);
         registry.publish_fetch(&s.report.stats, 0, 0);
         // The queues close: the stages after this one drain, and the writer commits its
         // last checkpoint.
