@@ -395,6 +395,16 @@ impl CommittedItems {
             .next_back()
             .is_some_and(|(_, &hi)| hi >= seq)
     }
+
+    /// Whether every item of `lo..=hi` has been committed.
+    pub fn covers(&self, lo: u64, hi: u64) -> bool {
+        // Ranges are merged when they touch, so one range holds them all or none does.
+        self.ranges
+            .lock()
+            .range(..=lo)
+            .next_back()
+            .is_some_and(|(_, &end)| end >= hi)
+    }
 }
 
 impl Registry {
