@@ -214,6 +214,8 @@ pub struct Registry {
     pub since: SincePosition,
     /// The tail source's figures (all zero for other sources).
     pub tail: TailMetrics,
+    /// The HTTP receive source's figures (empty for other sources).
+    pub receive: ReceiveMetrics,
     /// Work items the journal has committed: how the HTTP receive source
     /// ([`crate::ingest::listen`]) learns that a request's records are durable.
     pub committed: CommittedItems,
@@ -301,6 +303,16 @@ pub struct TailMetrics {
     pub rotations: AtomicU64,
     /// Followed files found shorter than the offset read (read again from byte 0).
     pub truncations: AtomicU64,
+}
+
+/// The HTTP receive source's live figures ([`crate::ingest::listen`]), set by the ingest
+/// thread.
+#[derive(Debug, Default)]
+pub struct ReceiveMetrics {
+    /// From a request's admission to its 200, when the write-ahead log's sync made it durable.
+    pub ack_from_log: Mutex<Latency>,
+    /// The same, when a journal checkpoint committed it first.
+    pub ack_from_checkpoint: Mutex<Latency>,
 }
 
 /// The time windows' live figures, set by the writer thread (which runs the window operator).
@@ -444,6 +456,7 @@ impl Registry {
             kafka: Default::default(),
             since: SincePosition::default(),
             tail: TailMetrics::default(),
+            receive: ReceiveMetrics::default(),
             committed: CommittedItems::default(),
             queue_depth: Default::default(),
             queue_capacity: Default::default(),

@@ -50,6 +50,7 @@ enum Phase {
     Acking {
         seq: u64,
         wal_end: Option<u64>,
+        admitted: Instant,
         until: Instant,
         close: bool,
     },
@@ -226,13 +227,23 @@ pub(crate) fn run(
                 if let Phase::Acking {
                     seq,
                     wal_end,
+                    admitted,
                     close,
                     ..
                 } = conn.phase
                 {
                     let logged = wal_end.is_some_and(|end| durable.is_some_and(|d| end <= d));
-                    if logged || (seen_generation != generation && registry.committed.contains(seq))
-                    {
+                    let from = if logged {
+                        Some(&registry.receive.ack_from_log)
+                    } else if seen_generation != generation && registry.committed.contains(seq) {
+                        Some(&registry.receive.ack_from_checkpoint)
+                    } else {
+                        None
+                    };
+                    if let Some(histogram) = from {
+                        histogram
+                            .lock()
+                            .record(now.saturating_duration_since(admitted));
                         answer(conn, 200, "{\"status\":\"ok\"}", close);
                     }
                 }
@@ -558,7 +569,8 @@ pub(super) fn shape_error(body: &[u8], gzip: bool) -> Option<&'static str> {
     if *first != b'{' && *first != b'[' {
         return Some("the body is not JSON: send a JSON object, a JSON array or NDJSON (one object per line)");
     }
-    if std::str::from_utf8(body).is_err() {
+    // SIMD validation: std's took a tenth of a receive run, all of it on the event loop.
+    if simdutf8::basic::from_utf8(body).is_err() {
         return Some("the body is not UTF-8 text");
     }
     None
@@ -826,6 +838,7 @@ fn admit(
     conn.phase = Phase::Acking {
         seq,
         wal_end,
+        admitted: now,
         until: now + opts.ack_timeout,
         close: close_after,
     };
