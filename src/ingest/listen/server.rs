@@ -775,11 +775,6 @@ fn admit(
         Some(v) => v,
         None => &conn.buf[head..range_end],
     };
-    if let Some(why) = shape_error(body_bytes, gzip) {
-        // Kept alive only when the client did not ask to close.
-        let consumed = (!close_after).then_some(range_end);
-        return refuse(conn, report, 400, why, consumed);
-    }
     // Room in the batch in hand? When it is full it goes to the parse queue now; when that
     // is full too, the pipeline pushes back: the request waits, whole, for room.
     let full = |b: &BodyBatch| {
@@ -805,6 +800,13 @@ fn admit(
                 return;
             }
         }
+    }
+    // Looked at once there is room: a request held for room is not validated again at every
+    // turn of the loop.
+    if let Some(why) = shape_error(body_bytes, gzip) {
+        // Kept alive only when the client did not ask to close.
+        let consumed = (!close_after).then_some(range_end);
+        return refuse(conn, report, 400, why, consumed);
     }
     // Durable in the log before it is in the batch: a body is never in a batch the log lacks.
     let seq = *next_seq;
