@@ -45,6 +45,11 @@
 //! commit get until `fetch.shutdown_timeout`, then every connection is closed; the batch in
 //! hand is shipped, so everything admitted is written by the run's last checkpoint.
 //!
+//! # Metrics
+//! Besides the fetch counters (a request is a request), `pinflow_receive_ack_seconds` is a
+//! histogram of the time from a request's admission to its 200, labelled by what made it
+//! durable first: `from="log"` or `from="checkpoint"`.
+//!
 //! TLS (`https://` receive) is not built yet: put a TLS terminating proxy in front.
 
 #[cfg(feature = "http")]
