@@ -374,6 +374,7 @@ impl Pipeline {
         // there (a killed run's log is read back by the next).
         if let Source::Listen(o) = &mut source {
             o.wal_dir = Some(crate::ingest::listen::wal_dir_for(&cfg.out));
+            o.wal_owner = journal.as_ref().map_or(0, Journal::started);
         }
         // A tail resumes from the positions the journal saved, not by work items.
         if let Source::Tail(t) = &mut source {

@@ -86,6 +86,10 @@ pub struct ListenOptions {
     /// The write-ahead log's directory ([`wal`]); `None`: requests are answered at the
     /// journal's checkpoints only. A run sets it beside its output ([`wal_dir_for`]).
     pub wal_dir: Option<PathBuf>,
+    /// The start time of the journal the log goes with ([`crate::journal::Journal::started`]):
+    /// a log left by the runs of another journal (one moved aside to start afresh) is refused,
+    /// not admitted into this one's output.
+    pub wal_owner: u64,
 }
 
 /// The directory of the write-ahead log of a receive run writing `out`:
@@ -132,6 +136,7 @@ impl ListenOptions {
             idle_timeout: c.idle_timeout,
             ack_timeout: c.ack_timeout,
             wal_dir: None,
+            wal_owner: 0,
         }
     }
 }

@@ -105,7 +105,7 @@ pub(crate) fn run(
     let mut wal = match &opts.wal_dir {
         Some(dir) => {
             let waker = Waker::new(poll.registry(), WAKE).map_err(|e| io_err("event loop", e))?;
-            let (replayed, old) = wal::replay(dir, &chans.skip)?;
+            let (replayed, old) = wal::replay(dir, &chans.skip, opts.wal_owner)?;
             if !replayed.is_empty() {
                 tracing::info!(
                     bodies = replayed.len(),
@@ -135,6 +135,7 @@ pub(crate) fn run(
             }
             Some(Wal::start(
                 dir,
+                opts.wal_owner,
                 next_seq,
                 old,
                 Box::new(move || {

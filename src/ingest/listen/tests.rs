@@ -55,6 +55,7 @@ mod write_ahead_log {
         let w = Arc::clone(&wakes);
         let mut wal = Wal::start(
             &dir,
+            7,
             10,
             Vec::new(),
             Box::new(move || {
@@ -84,7 +85,13 @@ mod write_ahead_log {
         drop(f);
         let mut done = RangeSet::default();
         done.insert_range(0, 10);
-        let (bodies, kept) = replay(&dir, &done).unwrap();
+        // Another journal's log (this one moved aside, a new one started) is refused.
+        let why = replay(&dir, &done, 8).unwrap_err().to_string();
+        assert!(
+            why.contains("goes with another journal") && why.contains("started at 7"),
+            "{why}"
+        );
+        let (bodies, kept) = replay(&dir, &done, 7).unwrap();
         let expect = |seq: u64| Replayed {
             seq,
             gzip: seq == 12,
@@ -95,7 +102,7 @@ mod write_ahead_log {
         assert_eq!(kept[0].items.to_string(), "11-13");
 
         // The next run keeps the old segment until its items are committed, then deletes it.
-        let mut wal = Wal::start(&dir, 14, kept, Box::new(|| {})).unwrap();
+        let mut wal = Wal::start(&dir, 7, 14, kept, Box::new(|| {})).unwrap();
         let committed = CommittedItems::default();
         committed.add([(11, 12)]);
         wal.trim(&committed);
@@ -106,8 +113,12 @@ mod write_ahead_log {
         drop(wal);
         // All of a segment committed by an earlier run: deleted when read back.
         done.insert_range(0, 20);
-        let (bodies, kept) = replay(&dir, &done).unwrap();
+        let (bodies, kept) = replay(&dir, &done, 7).unwrap();
         assert!(bodies.is_empty() && kept.is_empty());
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["journal-started"], "no segment left");
     }
 }

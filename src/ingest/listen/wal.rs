@@ -14,7 +14,9 @@
 //! ([`replay`]) and admits again every body whose item no checkpoint committed, under its
 //! old number, so it is written exactly once; a cut or damaged record ends its segment (it was
 //! being appended when the run died, and was never acknowledged). A segment is deleted once
-//! checkpoints committed all its items; a new run never appends to an old segment.
+//! checkpoints committed all its items; a new run never appends to an old segment. The log
+//! names the journal it goes with (its start time, in `journal-started`): a journal started
+//! afresh does not take another's log.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -89,14 +91,22 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> crate::error::Error {
     )
 }
 
+/// The file in the log's directory that names the journal the log goes with.
+const OWNER: &str = "journal-started";
+
 fn segment_name(first_seq: u64) -> String {
     format!("wal-{first_seq:020}.log")
 }
 
 /// Reads the segments a killed run left in `dir` (none when it does not exist): the bodies
 /// whose items `done` does not hold, in order, and the segments with the items they still
-/// wait for (segments with none are deleted).
-pub fn replay(dir: &Path, done: &RangeSet) -> crate::error::Result<(Vec<Replayed>, Vec<Segment>)> {
+/// wait for (segments with none are deleted). Segments of another journal than the one
+/// started at `owner` are refused: their numbers mean nothing to this one.
+pub fn replay(
+    dir: &Path,
+    done: &RangeSet,
+    owner: u64,
+) -> crate::error::Result<(Vec<Replayed>, Vec<Segment>)> {
     let mut names: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -110,6 +120,20 @@ pub fn replay(dir: &Path, done: &RangeSet) -> crate::error::Result<(Vec<Replayed
         Err(e) => return Err(io_error("cannot read", dir, e)),
     };
     names.sort();
+    let written_for = std::fs::read_to_string(dir.join(OWNER)).ok();
+    if !names.is_empty() && written_for.as_deref().map(str::trim) != Some(&owner.to_string()) {
+        return Err(crate::error::Error::config(
+            "listen.addr",
+            format!(
+                "the receive write-ahead log {} goes with another journal than this output's \
+                 (one started at {}, this one at {owner}): its bodies may be acknowledged \
+                 records that no output holds. Run with that journal again to write them, or \
+                 move the log aside to start afresh",
+                dir.display(),
+                written_for.as_deref().map_or("an unknown time", str::trim)
+            ),
+        ));
+    }
     let (mut bodies, mut kept) = (Vec::new(), Vec::new());
     for path in names {
         let data = std::fs::read(&path).map_err(|e| io_error("cannot read", &path, e))?;
@@ -186,12 +210,27 @@ impl Wal {
     /// items are committed. `wake` is called after each sync, from the sync thread.
     pub fn start(
         dir: &Path,
+        owner: u64,
         first_seq: u64,
         old: Vec<Segment>,
         wake: Box<dyn Fn() + Send>,
     ) -> crate::error::Result<Wal> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, e))?;
         crate::fsutil::sync_parent(dir);
+        let owner_path = dir.join(OWNER);
+        if std::fs::read_to_string(&owner_path)
+            .ok()
+            .as_deref()
+            .map(str::trim)
+            != Some(&owner.to_string())
+        {
+            // Durable before the first segment: a log is never found without its owner.
+            let mut f =
+                File::create(&owner_path).map_err(|e| io_error("cannot create", &owner_path, e))?;
+            f.write_all(owner.to_string().as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| io_error("cannot write", &owner_path, e))?;
+        }
         let (path, file) = create_segment(dir, first_seq)?;
         let file = Arc::new(file);
         let shared = Arc::new(Shared {
