@@ -997,6 +997,9 @@ pub struct Journal {
     files: OutputFiles,
     /// Items in committed checkpoints.
     done: RangeSet,
+    /// When the journal was started (seconds since the Unix epoch): what tells this journal
+    /// from one started afresh at the same path.
+    started: u64,
     next_checkpoint: u64,
     /// The line of the last committed checkpoint, if any.
     last_line: Option<u64>,
@@ -1195,6 +1198,7 @@ impl Journal {
                 file,
                 files: files.clone(),
                 done,
+                started: contents.started,
                 next_checkpoint: rec.checkpoints + 1,
                 last_line,
                 saved,
@@ -1211,6 +1215,11 @@ impl Journal {
     /// The items done by committed checkpoints.
     pub fn done(&self) -> &RangeSet {
         &self.done
+    }
+
+    /// When the journal was started (seconds since the Unix epoch).
+    pub fn started(&self) -> u64 {
+        self.started
     }
 
     /// The `{since}` position the last committed checkpoint saved (or, once

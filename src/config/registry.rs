@@ -1352,8 +1352,10 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Receive records: POST /ingest on HOST:PORT, or PORT for 127.0.0.1:PORT (needs writer.journal and writer.rotate_interval) [default: off]",
         example: "\"0.0.0.0:8080\"",
         doc: "Receive records over HTTP instead of fetching: clients POST a JSON object, array or \
-         NDJSON (gzip accepted) to /ingest on this address, and get 200 once the journal has \
-         committed them (writer.journal on; writer.rotate_interval sets how often). Unset: off.",
+         NDJSON (gzip accepted) to /ingest on this address, and get 200 once the records are \
+         durable: fsynced in the write-ahead log OUT.receive-wal/ beside the output, or \
+         committed by the journal (writer.journal on; checkpoints every \
+         writer.rotate_interval free the log). Unset: off.",
         ..BLANK
     },
     OptionSpec {
@@ -1422,9 +1424,10 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         kind: Kind::Duration,
         flag: Flag::Shared("--listen-ack-timeout"),
         value_name: "DURATION",
-        help: "How long a received request waits for its commit before 503 [default: 60s]",
-        doc: "How long a request waits for the checkpoint that makes it durable; then 503 \
-         (its records may still be written: a retry may duplicate them).",
+        help: "How long a received request waits for room and durability before 503 [default: 60s]",
+        doc: "How long a request waits for room in the pipeline, then for the write-ahead \
+         log's fsync (or the checkpoint) that makes it durable; then 503 (once admitted, its \
+         records may still be written: a retry may duplicate them).",
         check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.listen.ack_timeout)),
         ..BLANK
     },

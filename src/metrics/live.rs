@@ -216,6 +216,8 @@ pub struct Registry {
     pub since: SincePosition,
     /// The tail source's figures (all zero for other sources).
     pub tail: TailMetrics,
+    /// The HTTP receive source's figures (empty for other sources).
+    pub receive: ReceiveMetrics,
     /// Work items the journal has committed: how the HTTP receive source
     /// ([`crate::ingest::listen`]) learns that a request's records are durable.
     pub committed: CommittedItems,
@@ -303,6 +305,16 @@ pub struct TailMetrics {
     pub rotations: AtomicU64,
     /// Followed files found shorter than the offset read (read again from byte 0).
     pub truncations: AtomicU64,
+}
+
+/// The HTTP receive source's live figures ([`crate::ingest::listen`]), set by the ingest
+/// thread.
+#[derive(Debug, Default)]
+pub struct ReceiveMetrics {
+    /// From a request's admission to its 200, when the write-ahead log's sync made it durable.
+    pub ack_from_log: Mutex<Latency>,
+    /// The same, when a journal checkpoint committed it first.
+    pub ack_from_checkpoint: Mutex<Latency>,
 }
 
 /// The time windows' live figures, set by the writer thread (which runs the window operator).
@@ -397,6 +409,16 @@ impl CommittedItems {
             .next_back()
             .is_some_and(|(_, &hi)| hi >= seq)
     }
+
+    /// Whether every item of `lo..=hi` has been committed.
+    pub fn covers(&self, lo: u64, hi: u64) -> bool {
+        // Ranges are merged when they touch, so one range holds them all or none does.
+        self.ranges
+            .lock()
+            .range(..=lo)
+            .next_back()
+            .is_some_and(|(_, &end)| end >= hi)
+    }
 }
 
 impl Registry {
@@ -437,6 +459,7 @@ impl Registry {
             kafka_source: KafkaSourceStats::default(),
             since: SincePosition::default(),
             tail: TailMetrics::default(),
+            receive: ReceiveMetrics::default(),
             committed: CommittedItems::default(),
             queue_depth: Default::default(),
             queue_capacity: Default::default(),

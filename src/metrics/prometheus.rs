@@ -39,6 +39,7 @@ pub fn render(r: &Registry) -> String {
     records(&mut o, r);
     windows(&mut o, r);
     tail(&mut o, r);
+    receive(&mut o, r);
     kafka(&mut o, r);
     kafka_source(&mut o, r);
     queues(&mut o, r);
@@ -374,6 +375,26 @@ fn tail(o: &mut String, r: &Registry) {
         "pinflow_tail_truncations_total",
         "Followed files found shorter than the offset read (truncated), read again from their first byte.",
         t.truncations.load(Relaxed),
+    );
+}
+
+/// The HTTP receive source: how long a request waited for its 200, by what made it durable.
+fn receive(o: &mut String, r: &Registry) {
+    let _ = writeln!(
+        o,
+        "# HELP pinflow_receive_ack_seconds HTTP receive: from a request's admission to its 200, by what made it durable first (the write-ahead log's fsync, or a journal checkpoint). Buckets 50us to 30s.\n# TYPE pinflow_receive_ack_seconds histogram"
+    );
+    let (log, checkpoint) = (
+        r.receive.ack_from_log.lock().clone(),
+        r.receive.ack_from_checkpoint.lock().clone(),
+    );
+    histogram(o, "pinflow_receive_ack_seconds", "from", "log", &log);
+    histogram(
+        o,
+        "pinflow_receive_ack_seconds",
+        "from",
+        "checkpoint",
+        &checkpoint,
     );
 }
 

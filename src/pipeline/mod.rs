@@ -374,6 +374,12 @@ impl Pipeline {
             true => Some(self.open_journal(&output, matches!(source, Source::Files(_)))?),
             false => None,
         };
+        // A receive run logs admitted bodies beside its output and acknowledges them from
+        // there (a killed run's log is read back by the next).
+        if let Source::Listen(o) = &mut source {
+            o.wal_dir = Some(crate::ingest::listen::wal_dir_for(&cfg.out));
+            o.wal_owner = journal.as_ref().map_or(0, Journal::started);
+        }
         // A tail resumes from the positions the journal saved, not by work items.
         if let Source::Tail(t) = &mut source {
             t.prepare(cfg, journal.as_mut())?;

@@ -21,10 +21,16 @@ fn free_port() -> u16 {
 }
 
 fn start(out: &Path, port: u16) -> std::process::Child {
+    start_checkpointing(out, port, "200ms", &[])
+}
+
+/// Starts pinflow with checkpoints every `rotate` (`--rotate-interval`), and `extra` flags.
+fn start_checkpointing(out: &Path, port: u16, rotate: &str, extra: &[&str]) -> std::process::Child {
     let child = pinflow_piped()
         .args(["run", "--listen", &port.to_string(), "--out"])
         .arg(out)
-        .args(["--journal", "--rotate-interval", "200ms"])
+        .args(["--journal", "--rotate-interval", rotate])
+        .args(extra)
         .args(["--field", "id:int64", "--shutdown-timeout", "2s"])
         .env("PINFLOW_LISTEN_TOKEN", TOKEN)
         .env("PINFLOW_LISTEN_HEADER_TIMEOUT", "1s")
@@ -236,4 +242,82 @@ fn chunked_posts_and_kept_alive_connections_are_acknowledged_in_turn() {
     assert!(o.status.success(), "{o:?}");
     assert_eq!(all_final_ids(&dir), [1, 2, 3, 4]);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn records_acknowledged_from_the_write_ahead_log_alone_survive_kill_9_exactly_once() {
+    let dir = std::env::temp_dir().join(format!("pinflow-receive-wal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out.parquet");
+    let port = free_port();
+    // No checkpoint in the first run's life: every answer comes from the log.
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut child = start_checkpointing(&out, port, "1h", &["--metrics-addr", &metrics]);
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(STOP_DEADLINE)).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut acked = Vec::new();
+    for b in 0..30i64 {
+        let ids: Vec<i64> = (0..50).map(|i| b * 1000 + i).collect();
+        let body: String = ids.iter().map(|id| format!("{{\"id\":{id}}}\n")).collect();
+        // Every third body gzipped: it is logged as posted and inflated by the parse threads.
+        let (body, extra) = match b % 3 {
+            0 => (gzip(body.as_bytes()), "Content-Encoding: gzip\r\n"),
+            _ => (body.into_bytes(), ""),
+        };
+        write!(
+            w,
+            "POST /ingest HTTP/1.1\r\nHost: x\r\n{}{extra}Content-Length: {}\r\n\r\n",
+            auth(),
+            body.len()
+        )
+        .unwrap();
+        w.write_all(&body).unwrap();
+        assert_eq!(read_answer(&mut r), 200, "body {b}");
+        acked.extend(ids);
+    }
+    assert!(
+        crate::common::final_parquet_files(&dir).is_empty(),
+        "no checkpoint yet, so nothing was written before the kill"
+    );
+    let text = metrics_text(&metrics);
+    assert!(
+        text.contains("pinflow_receive_ack_seconds_count{from=\"log\"} 30\n")
+            && text.contains("pinflow_receive_ack_seconds_count{from=\"checkpoint\"} 0\n"),
+        "every answer came from the log: {text}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop((r, w));
+    // The restart admits the logged bodies again; one more post goes in after them.
+    let child = start_checkpointing(&out, port, "1h", &[]);
+    assert_eq!(post(port, &auth(), b"{\"id\":-7}"), Some(200));
+    let o = sigterm_and_wait(child);
+    assert!(o.status.success(), "{o:?}");
+    acked.push(-7);
+    acked.sort_unstable();
+    assert_eq!(
+        all_final_ids(&dir),
+        acked,
+        "every acknowledged record exactly once"
+    );
+    // A third run finds every logged body committed: it writes nothing again.
+    let child = start_checkpointing(&out, port, "1h", &[]);
+    let o = sigterm_and_wait(child);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(all_final_ids(&dir), acked, "nothing admitted twice");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The metrics endpoint's text at `addr`.
+fn metrics_text(addr: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(STOP_DEADLINE)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
 }

@@ -9,11 +9,15 @@
 //! them within `fetch.max_body_bytes` as they do a fetched response's.
 //!
 //! # Answers
-//! - `200` once the journal has committed a checkpoint whose items include the request's
-//!   (the writer reports each commit in [`crate::metrics::live::CommittedItems`]): its records
-//!   are in finalized files or dead-lettered, and survive kill -9. So a receive run needs the
-//!   journal (`writer.journal`) and a checkpoint period (`writer.rotate_interval`): acks come
-//!   at the next checkpoint.
+//! - `200` once the request's body is durable: in the write-ahead log ([`wal`], `OUT.receive-wal/`
+//!   beside the output), appended when it is admitted and fsynced by a sync thread that
+//!   covers every connection's bodies at once (group commit), or, if that comes first, once
+//!   the journal has committed a checkpoint whose items include the request's (the writer
+//!   reports each commit in [`crate::metrics::live::CommittedItems`]). Either way it survives
+//!   kill -9: a restart admits again every logged body no checkpoint committed, under its
+//!   old item number, so it is written exactly once. A receive run needs the journal
+//!   (`writer.journal`), which says what is committed, and a checkpoint period
+//!   (`writer.rotate_interval`), after which the log's segments are deleted.
 //! - `400` for a body that is not JSON by a cheap look at its shape (not UTF-8 text starting
 //!   with `{` or `[`; gzip: not a gzip stream). Records that fail to parse inside an admitted
 //!   body are dead-lettered with their reason by the parse threads, like a fetched page's,
@@ -21,9 +25,12 @@
 //! - `413` past `listen.max_body_bytes`, `431` for headers past 16 KiB, `401` without the
 //!   bearer token when `listen.token` is set (compared in constant time, never logged),
 //!   `404`/`405` for other paths and methods.
-//! - `503` with `Retry-After` when the pipeline pushes back (the parse queue is full and the
-//!   batch waiting for it is full), when `listen.max_connections` are open, and to requests
-//!   still waiting for their commit when `listen.ack_timeout` passes or the run stops.
+//! - No answer yet while the pipeline pushes back (the parse queue is full and the batch
+//!   waiting for it is full): the whole request waits on its connection for room, and its
+//!   client waits for the answer, as a fetched server waits under TCP back-pressure; `503`
+//!   with `Retry-After` if no room comes within `listen.ack_timeout`. Also `503` when
+//!   `listen.max_connections` are open, when the log cannot be written, and to requests
+//!   still waiting for their answer when `listen.ack_timeout` passes or the run stops.
 //!   A request answered 503 after admission may still be written: a client that retries it
 //!   may write it twice. Duplicates are possible only among requests never answered 2xx.
 //!
@@ -38,12 +45,20 @@
 //! commit get until `fetch.shutdown_timeout`, then every connection is closed; the batch in
 //! hand is shipped, so everything admitted is written by the run's last checkpoint.
 //!
+//! # Metrics
+//! Besides the fetch counters (a request is a request), `pinflow_receive_ack_seconds` is a
+//! histogram of the time from a request's admission to its 200, labelled by what made it
+//! durable first: `from="log"` or `from="checkpoint"`.
+//!
 //! TLS (`https://` receive) is not built yet: put a TLS terminating proxy in front.
 
 #[cfg(feature = "http")]
 pub mod server;
+#[cfg(feature = "http")]
+pub mod wal;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[cfg(feature = "http")]
@@ -68,6 +83,19 @@ pub struct ListenOptions {
     pub idle_timeout: Duration,
     /// A request waits this long for the checkpoint that makes it durable, then gets 503.
     pub ack_timeout: Duration,
+    /// The write-ahead log's directory ([`wal`]); `None`: requests are answered at the
+    /// journal's checkpoints only. A run sets it beside its output ([`wal_dir_for`]).
+    pub wal_dir: Option<PathBuf>,
+    /// The start time of the journal the log goes with ([`crate::journal::Journal::started`]):
+    /// a log left by the runs of another journal (one moved aside to start afresh) is refused,
+    /// not admitted into this one's output.
+    pub wal_owner: u64,
+}
+
+/// The directory of the write-ahead log of a receive run writing `out`:
+/// `OUT.receive-wal/` beside it.
+pub fn wal_dir_for(out: &Path) -> PathBuf {
+    crate::fsutil::with_suffix(out, ".receive-wal")
 }
 
 impl std::fmt::Debug for ListenOptions {
@@ -77,6 +105,7 @@ impl std::fmt::Debug for ListenOptions {
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_connections", &self.max_connections)
+            .field("wal_dir", &self.wal_dir)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +135,8 @@ impl ListenOptions {
             body_timeout: c.body_timeout,
             idle_timeout: c.idle_timeout,
             ack_timeout: c.ack_timeout,
+            wal_dir: None,
+            wal_owner: 0,
         }
     }
 }
