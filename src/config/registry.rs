@@ -1490,7 +1490,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         kind: Kind::Text,
         flag: Flag::Shared("--kafka-brokers"),
         value_name: "HOST:PORT[,...]",
-        help: "Kafka source: read the topics of --kafka-topics from these brokers, in the group of --kafka-group [default: no Kafka source]",
+        help: "Kafka source: the brokers to consume the topics (--kafka-topics) from, as a member of the group (--kafka-group) [default: no Kafka source]",
         example: "\"127.0.0.1:9092\"",
         doc: "The Kafka source's brokers, `HOST:PORT[,HOST:PORT]` (librdkafka's \
          `bootstrap.servers`): set, `pinflow run` consumes `kafka.topics` as a member of \

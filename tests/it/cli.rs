@@ -495,8 +495,11 @@ fn help_groups_the_configuration_flags_by_topic() {
                 format!("{}:", spec.topic().heading()),
                 "{cmd}: {flag}"
             );
+            // Once: its own line (help after it, or on the next line when long), never
+            // another flag's help naming it as a word.
             assert_eq!(
-                help.matches(&format!(" {flag} ")).count(),
+                help.matches(&format!(" {flag} ")).count()
+                    + help.lines().filter(|l| l.trim_start() == flag).count(),
                 1,
                 "{cmd}: {flag}"
             );

@@ -62,8 +62,11 @@ fn every_boolean_flag_is_a_pair_of_switches_without_a_value() {
         };
         for f in [&on, &off] {
             assert!(
-                help.lines()
-                    .any(|l| l.trim_start().starts_with(&format!("{f} "))),
+                // Its help on the same line, or (a long one) on the next.
+                help.lines().any(|l| {
+                    let l = l.trim_start();
+                    l == f.as_str() || l.starts_with(&format!("{f} "))
+                }),
                 "{}: no switch {f} in run --help:\n{help}",
                 spec.key()
             );
