@@ -344,6 +344,17 @@ fn everything_set() -> Config {
             key_field: Some("host".into()),
             properties: vec!["compression.type=lz4".into()],
         },
+        output: OutputConfig {
+            s3: S3Config {
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: Some("eu-west-1".into()),
+                path_style: true,
+                staging_dir: Some("/var/spool/pinflow".into()),
+                staging_max_bytes: 1 << 20,
+                part_size: 16 << 20,
+                attempts: 3,
+            },
+        },
         enrich: Vec::new(),
         filter: vec!["level != \"DEBUG\"".into(), "a in [1, 2]".into()],
         drop: vec!["message".into(), "host".into()],
@@ -656,6 +667,7 @@ fn every_declared_check_rejects_a_bad_value_under_its_key() {
     let custom: &[(&str, &str)] = &[
         ("source", "\" \""),
         ("kafka.properties", "[\"linger.ms=5\", \"acks=0\"]"),
+        ("output.s3.endpoint", "\"ftp://store\""),
         ("filter", "[\"a == 1\", \"a = 1\"]"),
         ("rename", "[\"a=b\", \"c\"]"),
         ("files", "[\"a.ndjson\", \" \"]"),

@@ -168,7 +168,7 @@ fn input(dir: &Path, n: usize) -> PathBuf {
 }
 
 /// `pinflow run --files INPUT --out URL EXTRA...` against `endpoint`, staging in `staging`.
-fn run_to(endpoint: &str, input: &Path, url: &str, staging: &Path, extra: &[&str]) -> Output {
+fn command(endpoint: &str, input: &Path, url: &str, staging: &Path, extra: &[&str]) -> Command {
     let mut c = pinflow_piped();
     c.args(["run", "--files", input.to_str().unwrap(), "--out", url])
         .args(["--progress", "never"])
@@ -177,11 +177,19 @@ fn run_to(endpoint: &str, input: &Path, url: &str, staging: &Path, extra: &[&str
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test-secret-never-logged")
         .env("AWS_REGION", "us-east-1")
-        .env("S3_STAGING_DIR", staging)
-        // Small parts, so that a file of a few hundred KiB goes up in several.
-        .env("S3_PART_SIZE", "65536")
-        .env("S3_ATTEMPTS", "6");
-    c.output().unwrap()
+        .env("PINFLOW_OUTPUT_S3_STAGING_DIR", staging)
+        // Small parts (the test knob; S3's minimum is 5 MiB), so that a file of a few hundred
+        // KiB goes up in several.
+        .env("S3_UPLOAD_PART_MIN_SIZE", "65536")
+        .env("PINFLOW_OUTPUT_S3_ATTEMPTS", "6");
+    c
+}
+
+/// [`command`], run to its end.
+fn run_to(endpoint: &str, input: &Path, url: &str, staging: &Path, extra: &[&str]) -> Output {
+    command(endpoint, input, url, staging, extra)
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -239,8 +247,24 @@ fn every_record_lands_once_in_objects_put_whole_or_in_parts() {
     );
 }
 
+/// Whether `key` is `PREFIX/RUN-NAME`, RUN a run identity (`20261204T153012Z-9c1e03`).
+fn keyed(key: &str, prefix: &str, name: &str) -> bool {
+    let Some(run) = key
+        .strip_prefix(prefix)
+        .and_then(|k| k.strip_suffix(name))
+        .and_then(|k| k.strip_suffix('-'))
+    else {
+        return false;
+    };
+    let (stamp, hash) = run.split_once('-').unwrap_or_default();
+    stamp.len() == 16
+        && stamp.ends_with('Z')
+        && hash.len() == 6
+        && hash.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 #[test]
-fn partitions_become_key_prefixes() {
+fn partitions_become_key_prefixes_and_a_rerun_adds_objects_beside_the_first_runs() {
     let Some(moto) = Moto::start("s3 partitions") else {
         return;
     };
@@ -248,25 +272,39 @@ fn partitions_become_key_prefixes() {
     let dir = tempfile::tempdir().unwrap();
     let input = input(dir.path(), 3000);
     let staging = dir.path().join("staging");
-    let o = run_to(
-        &moto.endpoint(),
-        &input,
-        "s3://pinflow-parts/ds",
-        &staging,
-        &["--partition-by", "service"],
-    );
-    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+    let run = || {
+        let by = ["--partition-by", "service"];
+        let o = run_to(
+            &moto.endpoint(),
+            &input,
+            "s3://pinflow-parts/ds",
+            &staging,
+            &by,
+        );
+        assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+    };
+    run();
     let got = dir.path().join("got");
     let keys = moto.download("pinflow-parts", "ds/", &got);
-    assert_eq!(
-        keys,
-        [
-            "ds/service=svc-0/part-00001.parquet",
-            "ds/service=svc-1/part-00001.parquet",
-            "ds/service=svc-2/part-00001.parquet"
-        ]
-    );
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for (k, svc) in keys.iter().zip(0..) {
+        let prefix = format!("ds/service=svc-{svc}/");
+        assert!(keyed(k, &prefix, "part-00001.parquet"), "{k}");
+    }
     assert_eq!(all_final_ids(&got), (0..3000).collect::<Vec<_>>());
+    // The same command again: its files are part-00001 per partition too, but its objects
+    // carry its own run identity, so none of the first run's is replaced.
+    run();
+    let again = dir.path().join("again");
+    let all = moto.download("pinflow-parts", "ds/", &again);
+    assert_eq!(all.len(), 6, "{all:?}");
+    assert!(keys.iter().all(|k| all.contains(k)), "{all:?}");
+    let twice: Vec<i64> = (0..3000).flat_map(|i| [i, i]).collect();
+    assert_eq!(
+        all_final_ids(&again),
+        twice,
+        "each run's rows, once per run"
+    );
 }
 
 #[test]
@@ -294,6 +332,12 @@ fn a_missing_bucket_fails_clearly_and_keeps_the_staged_file() {
 /// A proxy in front of moto that answers the first `fail` requests with `503 SlowDown` (every
 /// other one of them by dropping the connection instead), then forwards each request.
 fn flaky_proxy(upstream: u16, fail: usize) -> (u16, Arc<AtomicUsize>) {
+    proxy(upstream, fail, Duration::ZERO)
+}
+
+/// [`flaky_proxy`], holding each forwarded request for `delay` first (a slow uplink: uploads
+/// take long enough for a kill to land in them).
+fn proxy(upstream: u16, fail: usize, delay: Duration) -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(AtomicUsize::new(0));
@@ -320,6 +364,7 @@ fn flaky_proxy(upstream: u16, fail: usize) -> (u16, Arc<AtomicUsize>) {
                     );
                     return;
                 }
+                std::thread::sleep(delay);
                 let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     return;
                 };
@@ -436,9 +481,131 @@ fn files_staged_while_the_store_was_down_go_up_with_the_next_run() {
     assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
     let got = dir.path().join("got");
     let keys = moto.download("pinflow-down", "d/", &got);
-    // The staged file under the key it had then (the second run adds its own file, without
-    // rows: a run that reads nothing still writes the layout).
-    assert!(keys.contains(&format!("d/{name}")), "{keys:?}");
+    // The staged file under a key of its own name (the second run adds its own file,
+    // without rows: a run that reads nothing still writes the layout).
+    assert!(keys.iter().any(|k| keyed(k, "d/", &name)), "{keys:?}");
     assert_eq!(all_final_ids(&got), (0..1500).collect::<Vec<_>>());
     assert!(crate::common::final_parquet_files(&staging).is_empty());
+}
+
+/// `n` NDJSON records with ids 0..n, each with 48 hex digits that do not compress, in
+/// `dir/in.ndjson`: files of a few thousand rows are a few parts of 64 KiB.
+fn incompressible_input(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join("in.ndjson");
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut text = String::new();
+    for i in 0..n {
+        let mut blob = String::new();
+        for _ in 0..3 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            blob.push_str(&format!("{x:016x}"));
+        }
+        text.push_str(&format!(
+            "{{\"id\":{i},\"service\":\"svc\",\"msg\":\"{blob}\"}}\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn kill_9_at_random_instants_during_uploads_then_a_rerun_leaves_every_record_in_one_object() {
+    let Some(moto) = Moto::start("s3 kill -9") else {
+        return;
+    };
+    moto.create_bucket("pinflow-kill");
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 32_000;
+    let input = incompressible_input(dir.path(), N);
+    let staging = dir.path().join("staging");
+    let url = "s3://pinflow-kill/k/";
+    let rotated = ["--rotate-rows", "4000"];
+    // Everything staged first, as a local run names its files (the s3:// output stages under
+    // `part.parquet` the same way), so that the kills below land in uploads, not in reading.
+    std::fs::create_dir_all(&staging).unwrap();
+    let o = pinflow_piped()
+        .args([
+            "run",
+            "--files",
+            input.to_str().unwrap(),
+            "--progress",
+            "never",
+        ])
+        .args(["--out", staging.join("part.parquet").to_str().unwrap()])
+        .args(rotated)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+    assert_eq!(all_final_ids(&staging), (0..N as i64).collect::<Vec<_>>());
+    let staged = crate::common::final_parquet_files(&staging).len();
+    assert!(staged >= 6, "several files to upload: {staged}");
+    // Runs with nothing new to read upload them through a slow proxy, each killed (SIGKILL)
+    // at a random instant; the seed is printed so a failure can be replayed.
+    let (slow, _) = proxy(moto.port, 0, Duration::from_millis(50));
+    let slow = format!("http://127.0.0.1:{slow}");
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, "").unwrap();
+    let seed = std::env::var("S3_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64
+                | 1
+        });
+    eprintln!("kill seed {seed} (S3_KILL_SEED replays it)");
+    let mut x = seed;
+    for round in 0..8 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(100 + (x >> 33) % 1200);
+        let mut child = command(&slow, &empty, url, &staging, &rotated)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(after);
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        eprintln!("round {round}: killed after {after:?} ({status})");
+    }
+    // The last run is left to finish.
+    let o = run_to(&moto.endpoint(), &empty, url, &staging, &rotated);
+    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+    let got = dir.path().join("got");
+    moto.download("pinflow-kill", "k/", &got);
+    assert_eq!(
+        all_final_ids(&got.join("k")),
+        (0..N as i64).collect::<Vec<_>>(),
+        "every record in exactly one object (seed {seed})"
+    );
+    assert_eq!(
+        moto.open_uploads("pinflow-kill"),
+        0,
+        "no multipart upload left open (seed {seed})"
+    );
+    assert!(crate::common::final_parquet_files(&staging).is_empty());
+    let left: Vec<_> = walk(&staging)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".s3"))
+        .collect();
+    assert!(left.is_empty(), "upload states left: {left:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        match p.is_dir() {
+            true => out.extend(walk(&p)),
+            false => out.push(p),
+        }
+    }
+    out
 }
