@@ -56,7 +56,7 @@ python3 -m venv --clear "$1"
 }
 
 /// A moto server on a free loopback port, stopped when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
     port: u16,
     py: &'static Path,
@@ -65,7 +65,7 @@ struct Moto {
 impl Moto {
     /// Starts one with `S3_UPLOAD_PART_MIN_SIZE` lowered to 64 KiB (small multipart parts),
     /// or `None` when moto is missing and not required.
-    fn start(test: &str) -> Option<Moto> {
+    pub(crate) fn start(test: &str) -> Option<Moto> {
         let py = moto_python();
         if skip_unless(py.is_some(), "CI_REQUIRE_MOTO", &format!("{test}: moto")) {
             return None;
@@ -95,7 +95,7 @@ impl Moto {
         Some(m)
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -120,7 +120,7 @@ impl Moto {
         String::from_utf8(o.stdout).unwrap()
     }
 
-    fn create_bucket(&self, bucket: &str) {
+    pub(crate) fn create_bucket(&self, bucket: &str) {
         self.boto("s3.create_bucket(Bucket=sys.argv[1])", &[bucket]);
     }
 
@@ -510,43 +510,94 @@ fn incompressible_input(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
+/// Files staged for upload, as a killed or failed run leaves them: `n` records with ids
+/// 0..n in files of `rows` rows, a few 64 KiB parts each, under `dir/staging`.
+pub(crate) struct StagedCase {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) staging: PathBuf,
+    /// An empty input: the runs that upload have nothing new to read.
+    pub(crate) empty: PathBuf,
+    n: usize,
+}
+
+/// The flags of every run of a [`StagedCase`].
+pub(crate) const ROTATED: [&str; 2] = ["--rotate-rows", "4000"];
+
+impl StagedCase {
+    /// Stages the files with a local run, which names them as the s3:// output does (it
+    /// stages under `part.parquet` the same way): what comes next is uploads, no reading.
+    pub(crate) fn new(n: usize) -> StagedCase {
+        let dir = tempfile::tempdir().unwrap();
+        let input = incompressible_input(dir.path(), n);
+        let staging = dir.path().join("staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        let o = pinflow_piped()
+            .args(["run", "--files", input.to_str().unwrap()])
+            .args(["--progress", "never"])
+            .args(["--out", staging.join("part.parquet").to_str().unwrap()])
+            .args(ROTATED)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+        assert_eq!(all_final_ids(&staging), (0..n as i64).collect::<Vec<_>>());
+        let empty = dir.path().join("empty.ndjson");
+        std::fs::write(&empty, "").unwrap();
+        StagedCase {
+            dir,
+            staging,
+            empty,
+            n,
+        }
+    }
+
+    /// A run that uploads what is staged to `s3://BUCKET/k/` through `endpoint`.
+    pub(crate) fn command(&self, endpoint: &str, bucket: &str) -> Command {
+        let url = format!("s3://{bucket}/k/");
+        command(endpoint, &self.empty, &url, &self.staging, &ROTATED)
+    }
+
+    /// Runs one to its end against `moto`, then checks every record is in exactly one object
+    /// under the prefix (read back with boto3 and the Parquet reader), no multipart upload is
+    /// open, and nothing is left staged: no file, no upload state. Returns the run's
+    /// standard error.
+    pub(crate) fn finish_and_check(&self, moto: &Moto, bucket: &str, context: &str) -> String {
+        let o = self.command(&moto.endpoint(), bucket).output().unwrap();
+        assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+        let got = self.dir.path().join("got");
+        moto.download(bucket, "k/", &got);
+        assert_eq!(
+            all_final_ids(&got.join("k")),
+            (0..self.n as i64).collect::<Vec<_>>(),
+            "every record in exactly one object ({context})"
+        );
+        assert_eq!(
+            moto.open_uploads(bucket),
+            0,
+            "no multipart upload left open ({context})"
+        );
+        assert!(crate::common::final_parquet_files(&self.staging).is_empty());
+        let left: Vec<_> = walk(&self.staging)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".s3"))
+            .collect();
+        assert!(left.is_empty(), "upload states left: {left:?}");
+        stderr(&o)
+    }
+}
+
 #[test]
 fn kill_9_at_random_instants_during_uploads_then_a_rerun_leaves_every_record_in_one_object() {
     let Some(moto) = Moto::start("s3 kill -9") else {
         return;
     };
     moto.create_bucket("pinflow-kill");
-    let dir = tempfile::tempdir().unwrap();
-    const N: usize = 32_000;
-    let input = incompressible_input(dir.path(), N);
-    let staging = dir.path().join("staging");
-    let url = "s3://pinflow-kill/k/";
-    let rotated = ["--rotate-rows", "4000"];
-    // Everything staged first, as a local run names its files (the s3:// output stages under
-    // `part.parquet` the same way), so that the kills below land in uploads, not in reading.
-    std::fs::create_dir_all(&staging).unwrap();
-    let o = pinflow_piped()
-        .args([
-            "run",
-            "--files",
-            input.to_str().unwrap(),
-            "--progress",
-            "never",
-        ])
-        .args(["--out", staging.join("part.parquet").to_str().unwrap()])
-        .args(rotated)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
-    assert_eq!(all_final_ids(&staging), (0..N as i64).collect::<Vec<_>>());
-    let staged = crate::common::final_parquet_files(&staging).len();
+    let case = StagedCase::new(32_000);
+    let staged = crate::common::final_parquet_files(&case.staging).len();
     assert!(staged >= 6, "several files to upload: {staged}");
     // Runs with nothing new to read upload them through a slow proxy, each killed (SIGKILL)
     // at a random instant; the seed is printed so a failure can be replayed.
     let (slow, _) = proxy(moto.port, 0, Duration::from_millis(50));
     let slow = format!("http://127.0.0.1:{slow}");
-    let empty = dir.path().join("empty.ndjson");
-    std::fs::write(&empty, "").unwrap();
     let seed = std::env::var("S3_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -564,7 +615,8 @@ fn kill_9_at_random_instants_during_uploads_then_a_rerun_leaves_every_record_in_
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let after = Duration::from_millis(100 + (x >> 33) % 1200);
-        let mut child = command(&slow, &empty, url, &staging, &rotated)
+        let mut child = case
+            .command(&slow, "pinflow-kill")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -575,26 +627,7 @@ fn kill_9_at_random_instants_during_uploads_then_a_rerun_leaves_every_record_in_
         eprintln!("round {round}: killed after {after:?} ({status})");
     }
     // The last run is left to finish.
-    let o = run_to(&moto.endpoint(), &empty, url, &staging, &rotated);
-    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
-    let got = dir.path().join("got");
-    moto.download("pinflow-kill", "k/", &got);
-    assert_eq!(
-        all_final_ids(&got.join("k")),
-        (0..N as i64).collect::<Vec<_>>(),
-        "every record in exactly one object (seed {seed})"
-    );
-    assert_eq!(
-        moto.open_uploads("pinflow-kill"),
-        0,
-        "no multipart upload left open (seed {seed})"
-    );
-    assert!(crate::common::final_parquet_files(&staging).is_empty());
-    let left: Vec<_> = walk(&staging)
-        .into_iter()
-        .filter(|p| p.to_string_lossy().ends_with(".s3"))
-        .collect();
-    assert!(left.is_empty(), "upload states left: {left:?}");
+    case.finish_and_check(&moto, "pinflow-kill", &format!("seed {seed}"));
 }
 
 /// Every file under `dir`.

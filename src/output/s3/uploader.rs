@@ -82,6 +82,10 @@ impl Uploader {
     fn settle(&self, file: &Staged) -> Step<String> {
         let path = &file.path;
         let mut st = match UploadState::load(path).map_err(|e| e.to_string())? {
+            Some(st) if st.uploaded => {
+                tracing::info!(key = %st.key, "an earlier run uploaded this file (its state says so); removing the staged copy");
+                st
+            }
             Some(mut st) => {
                 // An earlier run got this far: find out where the store stands.
                 self.reconcile(path, file.size, &mut st)
@@ -93,7 +97,9 @@ impl Uploader {
         if !st.uploaded {
             self.upload(path, file.size, &mut st)
                 .map_err(|why| format!("{}: {why}", st.key))?;
+            crate::failpoint::hit("objstore.after_complete");
             st.record_uploaded(path).map_err(|e| e.to_string())?;
+            crate::failpoint::hit("objstore.after_uploaded");
             self.shared
                 .stats
                 .bytes_uploaded
@@ -125,7 +131,10 @@ impl Uploader {
     fn reconcile(&self, path: &Path, size: u64, st: &mut UploadState) -> Step<()> {
         if let Some(id) = st.upload_id.clone() {
             match self.listed_parts(&st.key, &id, size)? {
-                Some(parts) => st.parts = parts,
+                Some(parts) => {
+                    tracing::info!(key = %st.key, upload = %id, parts_stored = parts.len(), "resuming a multipart upload an earlier run began");
+                    st.parts = parts;
+                }
                 None => {
                     st.upload_id = None;
                     st.parts.clear();
@@ -135,7 +144,7 @@ impl Uploader {
         if st.upload_id.is_none() {
             match self.head(&st.key)? {
                 Some(len) if len == size => {
-                    tracing::info!(key = %st.key, "an earlier run uploaded this file; removing the staged copy");
+                    tracing::info!(key = %st.key, "found this file's object in the store (an earlier run uploaded it); removing the staged copy");
                     return st.record_uploaded(path).map_err(|e| e.to_string());
                 }
                 Some(len) => {
@@ -213,6 +222,7 @@ impl Uploader {
                         .map(|r| r.upload_id().to_string())
                         .map_err(|e| permanent(format!("unreadable response: {e}")))
                 })?;
+                crate::failpoint::hit("objstore.after_create");
                 st.record_upload(path, &id).map_err(|e| e.to_string())?;
                 id
             }
@@ -237,6 +247,7 @@ impl Uploader {
                 let (etag, _) = check(self.agent.put(url.as_str()).send(&buf[..]))?;
                 etag.ok_or_else(|| transient("UploadPart answered without an ETag"))
             })?;
+            crate::failpoint::hit("objstore.after_part");
             st.record_part(path, number, &etag)
                 .map_err(|e| e.to_string())?;
         }
