@@ -76,6 +76,7 @@ pub fn run(
                     target.clone(),
                     &plan.run_id,
                     registry,
+                    journal.is_some(),
                 )?),
                 #[cfg(not(feature = "s3"))]
                 Some(_) => {

@@ -698,3 +698,73 @@ fn the_upload_metrics_count_what_the_store_holds() {
     }
     assert_eq!(all_final_ids(&got), (0..5000).collect::<Vec<_>>());
 }
+
+#[test]
+fn with_a_journal_a_rerun_finds_its_uploaded_files_committed_and_adds_no_record_twice() {
+    let Some(moto) = Moto::start("s3 journal") else {
+        return;
+    };
+    moto.create_bucket("pinflow-journal");
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 6000);
+    for (prefix, extra) in [
+        ("flat/", &["--rotate-rows", "2500"][..]),
+        ("parts/", &["--partition-by", "service"][..]),
+    ] {
+        let staging = dir.path().join(prefix.trim_end_matches('/'));
+        let url = format!("s3://pinflow-journal/{prefix}");
+        let args: Vec<&str> = [&["--journal", "true"][..], extra].concat();
+        for run in 1..=2 {
+            let o = run_to(&moto.endpoint(), &input, &url, &staging, &args);
+            assert!(o.status.success(), "{prefix} run {run}: {}", stderr(&o));
+        }
+        let got = dir.path().join("got").join(prefix);
+        moto.download("pinflow-journal", prefix, &got);
+        assert_eq!(
+            all_final_ids(&got),
+            (0..6000).collect::<Vec<_>>(),
+            "{prefix}: every record once, the rerun skipping what the journal committed"
+        );
+        assert!(crate::common::final_parquet_files(&staging).is_empty());
+    }
+}
+
+#[test]
+fn with_a_journal_kill_9_while_reading_and_uploading_then_a_rerun_writes_every_record_once() {
+    let Some(moto) = Moto::start("s3 journal kill -9") else {
+        return;
+    };
+    moto.create_bucket("pinflow-jkill");
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 32_000;
+    let input = incompressible_input(dir.path(), N);
+    let staging = dir.path().join("staging");
+    let url = "s3://pinflow-jkill/j/";
+    let args = ["--journal", "true", "--rotate-rows", "4000"];
+    let (slow, _) = proxy(moto.port, 0, Duration::from_millis(50));
+    let slow = format!("http://127.0.0.1:{slow}");
+    // The same command each time (the journal belongs to it), killed at instants spread over
+    // the reading and the uploads (no seed needed: every instant must be safe).
+    for (round, ms) in [150u64, 400, 700, 1000].into_iter().enumerate() {
+        let mut child = command(&slow, &input, url, &staging, &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        eprintln!("round {round}: killed after {ms} ms ({status})");
+    }
+    let o = run_to(&moto.endpoint(), &input, url, &staging, &args);
+    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+    let got = dir.path().join("got");
+    moto.download("pinflow-jkill", "j/", &got);
+    assert_eq!(
+        all_final_ids(&got),
+        (0..N as i64).collect::<Vec<_>>(),
+        "every record in exactly one object"
+    );
+    assert_eq!(moto.open_uploads("pinflow-jkill"), 0);
+    assert!(crate::common::final_parquet_files(&staging).is_empty());
+}

@@ -241,13 +241,15 @@ pub(crate) struct S3Output<'a> {
 impl<'a> S3Output<'a> {
     /// Starts the uploader thread for files finalized under `staging`, whose keys carry
     /// `run_id` (the run's [`new_run_id`](crate::output::new_run_id)); its counters go to
-    /// `registry`.
+    /// `registry`. With a `journal`, each uploaded file's state is kept as the journal's
+    /// record of it.
     pub(crate) fn new(
         inner: LocalParquet<'a>,
         staging: PathBuf,
         target: S3Target,
         run_id: &str,
         registry: &Registry,
+        journal: bool,
     ) -> Result<S3Output<'a>> {
         let settings = S3Settings::new(&target.config, |k| std::env::var(k).ok())?;
         let bucket = Bucket::new(
@@ -291,6 +293,7 @@ impl<'a> S3Output<'a> {
             staging: staging.clone(),
             target: target.clone(),
             run: run.clone(),
+            keep_states: journal,
             shared: Arc::clone(&shared),
         };
         let uploader = std::thread::Builder::new()
@@ -302,7 +305,7 @@ impl<'a> S3Output<'a> {
             })?;
         // Files an earlier run staged and did not finish uploading (the store was down, the
         // run failed or was killed) go first, under the keys their state files fixed then.
-        state::sweep(&staging);
+        state::sweep(&staging, journal);
         let mut left = Vec::new();
         staged_files(&staging, &mut left);
         left.sort();

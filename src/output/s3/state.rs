@@ -36,13 +36,10 @@ pub(super) struct UploadState {
     pub uploaded: bool,
 }
 
-/// The state file of the staged file `staged`: `.NAME.s3` beside it.
+/// The state file of the staged file `staged`: `.NAME.s3` beside it (the journal reads it
+/// too, see [`crate::journal::upload_state_path`]).
 pub(super) fn state_path(staged: &Path) -> PathBuf {
-    let name = staged
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    staged.with_file_name(format!(".{name}.s3"))
+    crate::journal::upload_state_path(staged)
 }
 
 /// The staged file a state file belongs to, if `path` is one (`.NAME.s3` → `NAME`).
@@ -53,16 +50,17 @@ pub(super) fn staged_path(state: &Path) -> Option<PathBuf> {
 }
 
 /// Removes, under `dir`, the states left without their staged file by a run killed between
-/// the two removals (the object exists: the state says `uploaded`). Any other such state is
-/// kept and reported: its file was moved away by hand, and so was its upload's fate.
-pub(super) fn sweep(dir: &Path) {
+/// the two removals (the object exists: the state says `uploaded`), unless `keep` (with a
+/// journal, which takes them for the files). Any other such state is kept and reported: its
+/// file was moved away by hand, and so was its upload's fate.
+pub(super) fn sweep(dir: &Path, keep: bool) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
-            sweep(&p);
+            sweep(&p, keep);
             continue;
         }
         let Some(staged) = staged_path(&p) else {
@@ -73,7 +71,9 @@ pub(super) fn sweep(dir: &Path) {
         }
         match UploadState::load(&staged) {
             Ok(Some(st)) if st.uploaded => {
-                let _ = std::fs::remove_file(&p);
+                if !keep {
+                    let _ = std::fs::remove_file(&p);
+                }
             }
             _ => {
                 tracing::warn!(state = %p.display(), "an upload state without its staged file is kept")

@@ -47,6 +47,8 @@ pub(super) struct Uploader {
     pub(super) target: S3Target,
     /// This run's identity in the keys of the files it stages (see [`run_identity`]).
     pub(super) run: String,
+    /// Keep each uploaded file's state (`writer.journal`: the journal's record of it).
+    pub(super) keep_states: bool,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -112,7 +114,10 @@ impl Uploader {
                 tracing::warn!(file = %path.display(), error = %e, "uploaded, but could not remove the staged copy");
             }
         }
-        let _ = std::fs::remove_file(state_path(path));
+        // With a journal, the state stays: the journal takes it for the file it committed.
+        if !self.keep_states {
+            let _ = std::fs::remove_file(state_path(path));
+        }
         sync_parent(path);
         Ok(st.key)
     }
