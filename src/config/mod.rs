@@ -746,6 +746,10 @@ pub struct S3Config {
     /// Path-style addressing (`endpoint/bucket/key`) even for a named host (MinIO, Ceph);
     /// an IP address or `localhost` always gets it.
     pub path_style: bool,
+    /// A PEM file of the CA certificates an `https://` endpoint is checked against (a private
+    /// CA); `None`: Mozilla's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// Where files are written before they are uploaded; `None`:
     /// `pinflow-s3-staging/BUCKET/PREFIX` in the working directory.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -765,6 +769,7 @@ impl Default for S3Config {
             endpoint: None,
             region: None,
             path_style: false,
+            ca_file: None,
             staging_dir: None,
             staging_max_bytes: 1 << 30,
             part_size: 8 << 20,

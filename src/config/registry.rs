@@ -1509,7 +1509,7 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "URL",
         help: "Object storage: the store's URL [default: AWS_ENDPOINT_URL, or AWS]",
         example: "\"http://127.0.0.1:9000\"",
-        doc: "The object store's URL (MinIO, Ceph, moto; `https://` is refused for now). \
+        doc: "The object store's URL (AWS, MinIO, Ceph, moto), `https://` or `http://`. \
          Unset: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS's own for the region.",
         check: Check::Custom(rule::output_s3_endpoint),
         ..BLANK
@@ -1536,6 +1536,19 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Object storage: path-style addressing (ENDPOINT/BUCKET/KEY) [default: only for an IP address or localhost]",
         doc: "Address objects as ENDPOINT/BUCKET/KEY (MinIO, Ceph, moto by name) rather than \
          BUCKET.ENDPOINT/KEY. An endpoint that is an IP address or `localhost` always is.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "output.s3.ca_file",
+        kind: Kind::Path,
+        flag: Flag::Shared("--s3-ca-file"),
+        value_name: "PATH",
+        help: "Object storage: PEM file of the CAs an https:// store is checked against [default: Mozilla's roots]",
+        example: "\"/etc/pinflow/store-ca.pem\"",
+        doc: "A PEM file of the CA certificates an https:// endpoint's certificate is checked \
+         against, instead of Mozilla's roots (a private CA, a self-signed store). Unset: \
+         Mozilla's roots.",
+        check: Check::FilePath(|c| c.output.s3.ca_file.as_deref()),
         ..BLANK
     },
     OptionSpec {

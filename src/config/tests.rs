@@ -349,6 +349,7 @@ fn everything_set() -> Config {
                 endpoint: Some("http://127.0.0.1:9000".into()),
                 region: Some("eu-west-1".into()),
                 path_style: true,
+                ca_file: Some("/etc/pinflow/store-ca.pem".into()),
                 staging_dir: Some("/var/spool/pinflow".into()),
                 staging_max_bytes: 1 << 20,
                 part_size: 16 << 20,

@@ -175,6 +175,7 @@ fn everything_set() -> Config {
                 endpoint: Some("http://10.0.0.5:9000".into()),
                 region: Some("eu-central-1".into()),
                 path_style: true,
+                ca_file: Some("/etc/pinflow/store-ca.pem".into()),
                 staging_dir: Some("/var/spool/pinflow".into()),
                 staging_max_bytes: 64 << 20,
                 part_size: 32 << 20,

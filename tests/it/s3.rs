@@ -60,12 +60,20 @@ pub(crate) struct Moto {
     child: Child,
     port: u16,
     py: &'static Path,
+    /// The PEM file (certificate and key) it serves https:// with; `None`: http://.
+    tls: Option<PathBuf>,
 }
 
 impl Moto {
     /// Starts one with `S3_UPLOAD_PART_MIN_SIZE` lowered to 64 KiB (small multipart parts),
     /// or `None` when moto is missing and not required.
     pub(crate) fn start(test: &str) -> Option<Moto> {
+        Moto::start_with(test, None)
+    }
+
+    /// [`Moto::start`], serving https:// with `tls` (a PEM file of its certificate and key)
+    /// when given.
+    fn start_with(test: &str, tls: Option<PathBuf>) -> Option<Moto> {
         let py = moto_python();
         if skip_unless(py.is_some(), "CI_REQUIRE_MOTO", &format!("{test}: moto")) {
             return None;
@@ -76,14 +84,23 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(py.parent().unwrap().join("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut cmd = Command::new(py.parent().unwrap().join("moto_server"));
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        if let Some(pem) = &tls {
+            cmd.arg("-c").arg(pem).arg("-k").arg(pem);
+        }
+        let child = cmd
             .env("S3_UPLOAD_PART_MIN_SIZE", "65536")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
-        let m = Moto { child, port, py };
+        let m = Moto {
+            child,
+            port,
+            py,
+            tls,
+        };
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -96,14 +113,22 @@ impl Moto {
     }
 
     pub(crate) fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Runs a boto3 snippet with `s3` a client of this server; returns its stdout.
     fn boto(&self, code: &str, args: &[&str]) -> String {
+        // The reader does not check an https:// moto's certificate: pinflow's check of it is
+        // what a test is about.
+        let verify = match &self.tls {
+            Some(_) => "False\nimport urllib3; urllib3.disable_warnings()",
+            None => "True",
+        };
         let script = format!(
-            "import sys, boto3\ns3 = boto3.client('s3', endpoint_url='{}', \
-             aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n{code}",
+            "import sys, boto3\nverify = {verify}\ns3 = boto3.client('s3', endpoint_url='{}', \
+             verify=verify, aws_access_key_id='test', aws_secret_access_key='test', \
+             region_name='us-east-1')\n{code}",
             self.endpoint()
         );
         let o = Command::new(self.py)
@@ -767,4 +792,50 @@ fn with_a_journal_kill_9_while_reading_and_uploading_then_a_rerun_writes_every_r
     );
     assert_eq!(moto.open_uploads("pinflow-jkill"), 0);
     assert!(crate::common::final_parquet_files(&staging).is_empty());
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn an_https_store_is_reached_through_rustls_checked_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::tls::Ca::new("pinflow s3 test CA");
+    let (_, _, pem) = ca.issue(&["127.0.0.1"]);
+    let server_pem = dir.path().join("moto.pem");
+    std::fs::write(&server_pem, pem).unwrap();
+    let ca_file = ca.write_pem(dir.path(), "ca.pem");
+    let Some(moto) = Moto::start_with("s3 https", Some(server_pem)) else {
+        return;
+    };
+    moto.create_bucket("pinflow-tls");
+    let input = input(dir.path(), 3000);
+    let staging = dir.path().join("staging");
+    let upload = || {
+        command(
+            &moto.endpoint(),
+            &input,
+            "s3://pinflow-tls/t/",
+            &staging,
+            &[],
+        )
+    };
+    // Mozilla's roots do not know this CA: the certificate is refused, the file kept staged.
+    let o = upload()
+        .env("PINFLOW_OUTPUT_S3_ATTEMPTS", "1")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "an unknown issuer must be refused");
+    let err = stderr(&o).to_lowercase();
+    assert!(err.contains("certificate"), "{err}");
+    // With the CA configured: uploaded (the staged file too), every row read back.
+    let o = upload()
+        .env("PINFLOW_OUTPUT_S3_CA_FILE", &ca_file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+    let got = dir.path().join("got");
+    moto.download("pinflow-tls", "t/", &got);
+    let once: Vec<i64> = (0..3000).collect();
+    let twice: Vec<i64> = once.iter().flat_map(|&i| [i, i]).collect();
+    // The first run's file (staged when its upload failed) and the second run's own.
+    assert_eq!(all_final_ids(&got), twice);
 }

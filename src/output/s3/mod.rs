@@ -263,13 +263,7 @@ impl<'a> S3Output<'a> {
             settings.region.clone(),
         )
         .map_err(|e| Error::config("out", format!("bucket `{}`: {e}", target.bucket)))?;
-        if settings.endpoint.scheme() == "https" {
-            // ureq is built without TLS in pinflow; the mio loop's rustls is not wired here yet.
-            return Err(Error::config(
-                "output.s3.endpoint",
-                "https:// object stores are not supported yet; use an http:// endpoint",
-            ));
-        }
+        let agent = agent(&settings, &target.config)?;
         let stats = Arc::new(UploadStats::default());
         *registry.uploads.lock() = Some(Arc::clone(&stats));
         let shared = Arc::new(Shared {
@@ -282,14 +276,7 @@ impl<'a> S3Output<'a> {
         let up = Uploader {
             bucket,
             settings: settings.clone(),
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_connect(Some(Duration::from_secs(10)))
-                .timeout_recv_response(Some(Duration::from_secs(60)))
-                .timeout_global(Some(Duration::from_secs(600)))
-                .user_agent(concat!("pinflow/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .into(),
+            agent,
             staging: staging.clone(),
             target: target.clone(),
             run: run.clone(),
@@ -471,6 +458,66 @@ impl Drop for S3Output<'_> {
             let _ = h.join();
         }
     }
+}
+
+/// The uploader's HTTP client: blocking ureq with the timeouts of docs/object-storage.md, and
+/// for `https://` the TLS stack the fetcher has (see [`tls_config`]). Without the `tls`
+/// feature an `https://` endpoint is refused here, before anything is staged.
+fn agent(settings: &S3Settings, cfg: &S3Config) -> Result<ureq::Agent> {
+    let builder = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .timeout_global(Some(Duration::from_secs(600)))
+        .user_agent(concat!("pinflow/", env!("CARGO_PKG_VERSION")));
+    #[cfg(feature = "tls")]
+    let builder = builder.tls_config(tls_config(cfg)?);
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = cfg;
+        if settings.endpoint.scheme() == "https" {
+            return Err(Error::config(
+                "output.s3.endpoint",
+                "https:// object stores need the `tls` cargo feature; use an http:// endpoint",
+            ));
+        }
+    }
+    #[cfg(feature = "tls")]
+    let _ = settings;
+    Ok(builder.build().into())
+}
+
+/// rustls with the ring provider the fetcher uses, checking the store's certificate against
+/// Mozilla's roots or the CAs of `output.s3.ca_file`.
+#[cfg(feature = "tls")]
+fn tls_config(cfg: &S3Config) -> Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
+    let roots = match &cfg.ca_file {
+        None => RootCerts::WebPki,
+        Some(path) => {
+            let key = "output.s3.ca_file";
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::config(key, format!("{}: {e}", path.display())))?;
+            let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(Error::config(
+                    key,
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
+            }
+            RootCerts::new_with_certs(&certs)
+        }
+    };
+    Ok(TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(roots)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .build())
 }
 
 /// The finished Parquet files under `dir` (not the hidden temporaries of open files).
