@@ -759,7 +759,8 @@ pub struct S3Config {
     /// The size of a multipart upload's parts, and the size from which a file goes up in
     /// parts (larger for a file that would need more than 10,000).
     pub part_size: u64,
-    /// Attempts per request before a transient failure fails the run.
+    /// Attempts per request before a transient failure fails the run, at its end or after a
+    /// stop (while it goes on, a store that stays away is waited for).
     pub attempts: u32,
 }
 

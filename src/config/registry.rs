@@ -1599,7 +1599,9 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         value_name: "N",
         help: "Object storage: attempts per request [default: 8]",
         doc: "Attempts per request (the first included) before a transient failure (5xx, \
-         SlowDown, a dropped connection, a timeout) fails the run, keeping the staged files.",
+         SlowDown, a dropped connection, a timeout) fails the run, keeping the staged files; \
+         this bounds them at the end of the run or after a stop, while before it a store that \
+         stays away is waited for (files stay staged, the staging bound slows the pipeline).",
         check: Check::int(1, 1000, |c| Some(u64::from(c.output.s3.attempts))),
         ..BLANK
     },

@@ -77,6 +77,7 @@ pub fn run(
                     &plan.run_id,
                     registry,
                     journal.is_some(),
+                    stop.clone(),
                 )?),
                 #[cfg(not(feature = "s3"))]
                 Some(_) => {

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -194,8 +194,22 @@ fn input(dir: &Path, n: usize) -> PathBuf {
 
 /// `pinflow run --files INPUT --out URL EXTRA...` against `endpoint`, staging in `staging`.
 fn command(endpoint: &str, input: &Path, url: &str, staging: &Path, extra: &[&str]) -> Command {
+    let source = ["--files", input.to_str().unwrap()];
+    command_from(&source, endpoint, url, staging, extra)
+}
+
+/// [`command`] reading `source` (`--files PATH`, `--tail PATH`).
+fn command_from(
+    source: &[&str],
+    endpoint: &str,
+    url: &str,
+    staging: &Path,
+    extra: &[&str],
+) -> Command {
     let mut c = pinflow_piped();
-    c.args(["run", "--files", input.to_str().unwrap(), "--out", url])
+    c.arg("run")
+        .args(source)
+        .args(["--out", url])
         .args(["--progress", "never"])
         .args(extra)
         .env("AWS_ENDPOINT_URL", endpoint)
@@ -357,12 +371,24 @@ fn a_missing_bucket_fails_clearly_and_keeps_the_staged_file() {
 /// A proxy in front of moto that answers the first `fail` requests with `503 SlowDown` (every
 /// other one of them by dropping the connection instead), then forwards each request.
 fn flaky_proxy(upstream: u16, fail: usize) -> (u16, Arc<AtomicUsize>) {
-    proxy(upstream, fail, Duration::ZERO)
+    proxy_with(upstream, fail, Duration::ZERO, Arc::default())
 }
 
-/// [`flaky_proxy`], holding each forwarded request for `delay` first (a slow uplink: uploads
-/// take long enough for a kill to land in them).
+/// [`flaky_proxy`] with no failures, holding each request for `delay` first (a slow uplink:
+/// uploads take long enough for a kill to land in them).
 fn proxy(upstream: u16, fail: usize, delay: Duration) -> (u16, Arc<AtomicUsize>) {
+    proxy_with(upstream, fail, delay, Arc::default())
+}
+
+/// The proxy: the first `fail` requests, and every request while `down` is set (the store is
+/// away), fail (a `503 SlowDown`, or every other one a dropped connection); the rest are held
+/// for `delay`, then forwarded.
+fn proxy_with(
+    upstream: u16,
+    fail: usize,
+    delay: Duration,
+    down: Arc<AtomicBool>,
+) -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(AtomicUsize::new(0));
@@ -372,12 +398,13 @@ fn proxy(upstream: u16, fail: usize, delay: Duration) -> (u16, Arc<AtomicUsize>)
         for conn in listener.incoming().take(5000) {
             let Ok(mut conn) = conn else { continue };
             let n = count.fetch_add(1, Ordering::SeqCst);
+            let away = down.load(Ordering::SeqCst);
             std::thread::spawn(move || {
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
                 let Some(req) = read_request(&mut conn) else {
                     return;
                 };
-                if n < fail {
+                if n < fail || away {
                     if n % 2 == 1 {
                         return; // Dropped without an answer.
                     }
@@ -838,4 +865,72 @@ fn an_https_store_is_reached_through_rustls_checked_against_the_configured_ca() 
     let twice: Vec<i64> = once.iter().flat_map(|&i| [i, i]).collect();
     // The first run's file (staged when its upload failed) and the second run's own.
     assert_eq!(all_final_ids(&got), twice);
+}
+
+#[test]
+fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on() {
+    let Some(moto) = Moto::start("s3 store away") else {
+        return;
+    };
+    moto.create_bucket("pinflow-away");
+    let down = Arc::new(AtomicBool::new(true));
+    let (away, seen) = proxy_with(moto.port, 0, Duration::ZERO, Arc::clone(&down));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "").unwrap();
+    let staging = dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let err_path = dir.path().join("stderr");
+    // Following a log until stopped; two attempts per request, while the store is away.
+    let mut child = command_from(
+        &["--tail", log.to_str().unwrap()],
+        &format!("http://127.0.0.1:{away}"),
+        "s3://pinflow-away/a/",
+        &staging,
+        &["--rotate-rows", "1000", "--tail-poll-interval", "20ms"],
+    )
+    .env("PINFLOW_OUTPUT_S3_ATTEMPTS", "2")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&err_path).unwrap())
+    .spawn()
+    .unwrap();
+    let lines: String = (0..3000)
+        .map(|i| format!("{{\"id\":{i},\"msg\":\"away {i}\"}}\n"))
+        .collect();
+    std::fs::write(&log, lines).unwrap();
+    // Bounded waits: three files staged and far more requests refused than two attempts
+    // allow, with the run still going.
+    let waited = Instant::now();
+    while crate::common::final_parquet_files(&staging).len() < 3 || seen.load(Ordering::SeqCst) < 6
+    {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "nothing staged or refused"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended while the store was away: {}",
+            std::fs::read_to_string(&err_path).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the run goes on");
+    // The store is back: the waiting files go up without a new run.
+    down.store(false, Ordering::SeqCst);
+    let waited = Instant::now();
+    while !crate::common::final_parquet_files(&staging).is_empty() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "the files never went up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = crate::common::sigterm_and_wait(child);
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(o.status.success(), "pinflow failed: {err}");
+    assert!(err.contains("files wait staged"), "{err}");
+    let got = dir.path().join("got");
+    moto.download("pinflow-away", "a/", &got);
+    assert_eq!(all_final_ids(&got), (0..3000).collect::<Vec<_>>());
+    assert_eq!(moto.open_uploads("pinflow-away"), 0);
 }

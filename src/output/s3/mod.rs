@@ -17,7 +17,7 @@
 //! (403, 404) fails the run with the status and the store's message, keeping the staged files.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -187,6 +187,19 @@ struct Shared {
     state: Mutex<SharedState>,
     changed: Condvar,
     stats: Arc<UploadStats>,
+    /// Set once the run ends or is stopped: from then on `attempts` bounds every request
+    /// (before, the store may be away as long as the staging bound lets the pipeline run).
+    impatient: AtomicBool,
+    /// The pipeline's stop flag (SIGTERM): makes the uploader impatient too.
+    stop: Option<Arc<AtomicBool>>,
+}
+
+impl Shared {
+    /// Whether a request that has used its attempts fails the run (at the end of the run, or
+    /// once stopped) rather than being retried while files wait.
+    fn impatient(&self) -> bool {
+        self.impatient.load(Relaxed) || self.stop.as_ref().is_some_and(|s| s.load(Relaxed))
+    }
 }
 
 #[derive(Default)]
@@ -242,7 +255,9 @@ impl<'a> S3Output<'a> {
     /// Starts the uploader thread for files finalized under `staging`, whose keys carry
     /// `run_id` (the run's [`new_run_id`](crate::output::new_run_id)); its counters go to
     /// `registry`. With a `journal`, each uploaded file's state is kept as the journal's
-    /// record of it.
+    /// record of it. Until the run ends or `stop` is set, a store that stays away past a
+    /// request's attempts is waited for (files stay staged, the staging bound slows the
+    /// pipeline); after, it fails the run.
     pub(crate) fn new(
         inner: LocalParquet<'a>,
         staging: PathBuf,
@@ -250,6 +265,7 @@ impl<'a> S3Output<'a> {
         run_id: &str,
         registry: &Registry,
         journal: bool,
+        stop: Option<Arc<AtomicBool>>,
     ) -> Result<S3Output<'a>> {
         let settings = S3Settings::new(&target.config, |k| std::env::var(k).ok())?;
         let bucket = Bucket::new(
@@ -270,6 +286,8 @@ impl<'a> S3Output<'a> {
             state: Mutex::new(SharedState::default()),
             changed: Condvar::new(),
             stats,
+            impatient: AtomicBool::new(false),
+            stop,
         });
         let run = run_identity(run_id);
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -363,8 +381,10 @@ impl<'a> S3Output<'a> {
         )
     }
 
-    /// Closes the uploader's queue and waits for it to upload everything staged.
+    /// Closes the uploader's queue and waits for it to upload everything staged, each request
+    /// within its `attempts` now.
     fn drain(&mut self) -> Result<()> {
+        self.shared.impatient.store(true, Relaxed);
         self.tx = None;
         if let Some(h) = self.uploader.take() {
             let _ = h.join();

@@ -367,8 +367,9 @@ impl Uploader {
         }
     }
 
-    /// Runs `f` until it succeeds, fails for good, or has failed `attempts` times, waiting a
-    /// jittered, doubling backoff between attempts.
+    /// Runs `f` until it succeeds, fails for good, or has failed `attempts` times once the
+    /// uploader is impatient (see [`Shared::impatient`]), waiting a jittered, doubling backoff
+    /// (up to 10 s) between attempts.
     fn retried<T>(&self, what: &str, mut f: impl FnMut() -> Attempt<T>) -> Step<T> {
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1;
@@ -379,8 +380,17 @@ impl Uploader {
                     self.shared.stats.last_progress_unix.store(now, Relaxed);
                     return Ok(v);
                 }
-                Err(e) if e.transient && attempt < self.settings.attempts => {
-                    tracing::warn!(request = what, attempt, error = %e.why, "retrying");
+                Err(e)
+                    if e.transient
+                        && (attempt < self.settings.attempts || !self.shared.impatient()) =>
+                {
+                    match attempt < self.settings.attempts {
+                        true => tracing::warn!(request = what, attempt, error = %e.why, "retrying"),
+                        // The run goes on: the files wait for the store, staged.
+                        false => {
+                            tracing::warn!(request = what, attempt, error = %e.why, "the store is still unreachable; files wait staged, retrying")
+                        }
+                    }
                     self.shared.stats.retries.fetch_add(1, Relaxed);
                     std::thread::sleep(jitter(backoff));
                     backoff = (backoff * 2).min(Duration::from_secs(10));
