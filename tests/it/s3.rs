@@ -934,3 +934,30 @@ fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on() {
     assert_eq!(all_final_ids(&got), (0..3000).collect::<Vec<_>>());
     assert_eq!(moto.open_uploads("pinflow-away"), 0);
 }
+
+#[test]
+fn a_damaged_upload_state_stops_the_run_naming_it_and_keeps_the_file() {
+    let Some(moto) = Moto::start("s3 damaged state") else {
+        return;
+    };
+    moto.create_bucket("pinflow-damaged");
+    let case = StagedCase::new(4000);
+    let staged = crate::common::final_parquet_files(&case.staging);
+    let name = staged[0].file_name().unwrap().to_str().unwrap().to_string();
+    let state = case.staging.join(format!(".{name}.s3"));
+    std::fs::write(&state, "key\tk/x.parquet\nuplod\tabc\n").unwrap();
+    let o = case
+        .command(&moto.endpoint(), "pinflow-damaged")
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "a state that does not check out stops the run"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(".{name}.s3")) && err.contains("line 2"),
+        "{err}"
+    );
+    assert!(staged[0].exists(), "the file stays staged");
+}
