@@ -515,7 +515,12 @@ fn files_staged_while_the_store_was_down_go_up_with_the_next_run() {
     let dead = format!("http://{}", down.local_addr().unwrap());
     drop(down);
     let rotated = ["--rotate-rows", "1000000"];
-    let o = run_to(&dead, &input, "s3://pinflow-down/d/", &staging, &rotated);
+    // The staging bound passed by the last file: the end of the run must not wait for a store
+    // that is away.
+    let o = command(&dead, &input, "s3://pinflow-down/d/", &staging, &rotated)
+        .env("PINFLOW_OUTPUT_S3_STAGING_MAX_BYTES", "1")
+        .output()
+        .unwrap();
     assert!(!o.status.success(), "the upload cannot succeed");
     assert_eq!(all_final_ids(&staging), (0..1500).collect::<Vec<_>>());
     let staged = crate::common::final_parquet_files(&staging);
@@ -882,7 +887,7 @@ fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on() {
     std::fs::create_dir_all(&staging).unwrap();
     let err_path = dir.path().join("stderr");
     // Following a log until stopped; two attempts per request, while the store is away.
-    let mut child = command_from(
+    let child = command_from(
         &["--tail", log.to_str().unwrap()],
         &format!("http://127.0.0.1:{away}"),
         "s3://pinflow-away/a/",
@@ -894,6 +899,7 @@ fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on() {
     .stderr(std::fs::File::create(&err_path).unwrap())
     .spawn()
     .unwrap();
+    let mut child = KillOnDrop(Some(child));
     let lines: String = (0..3000)
         .map(|i| format!("{{\"id\":{i},\"msg\":\"away {i}\"}}\n"))
         .collect();
@@ -908,13 +914,13 @@ fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on() {
             "nothing staged or refused"
         );
         assert!(
-            child.try_wait().unwrap().is_none(),
+            child.running(),
             "the run ended while the store was away: {}",
             std::fs::read_to_string(&err_path).unwrap()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(child.try_wait().unwrap().is_none(), "the run goes on");
+    assert!(child.running(), "the run goes on");
     // The store is back: the waiting files go up without a new run.
     down.store(false, Ordering::SeqCst);
     let waited = Instant::now();
@@ -925,7 +931,7 @@ fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let o = crate::common::sigterm_and_wait(child);
+    let o = crate::common::sigterm_and_wait(child.0.take().unwrap());
     let err = std::fs::read_to_string(&err_path).unwrap();
     assert!(o.status.success(), "pinflow failed: {err}");
     assert!(err.contains("files wait staged"), "{err}");
@@ -960,4 +966,24 @@ fn a_damaged_upload_state_stops_the_run_naming_it_and_keeps_the_file() {
         "{err}"
     );
     assert!(staged[0].exists(), "the file stays staged");
+}
+
+/// A child process killed when the test ends early (a failed assertion), so none outlives it.
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    fn running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

@@ -441,12 +441,15 @@ impl Output for S3Output<'_> {
     }
 
     fn finish(&mut self, holds: &mut Holds) -> Result<()> {
+        // The end: a store still away must fail the run, not hold the last wait forever.
+        self.shared.impatient.store(true, Relaxed);
         self.inner.finish(holds)?;
         self.ship()?;
         self.drain()
     }
 
     fn abort(&mut self) {
+        self.shared.impatient.store(true, Relaxed);
         self.inner.abort();
         // What was finalized is complete: it is still uploaded (or stays staged).
         let _ = self.ship();
@@ -473,6 +476,7 @@ impl Output for S3Output<'_> {
 
 impl Drop for S3Output<'_> {
     fn drop(&mut self) {
+        self.shared.impatient.store(true, Relaxed);
         self.tx = None;
         if let Some(h) = self.uploader.take() {
             let _ = h.join();
