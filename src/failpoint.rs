@@ -21,8 +21,8 @@ compile_error!(
 /// The environment variable that arms a fail point: `NAME` or `NAME@N`.
 pub const ENV: &str = "PINFLOW_FAILPOINT";
 
-/// Every fail point, with where it is. The last two are reserved for the outputs as they
-/// land (object storage, Kafka offsets); nothing hits them yet.
+/// Every fail point, with where it is. The last one is reserved for the Kafka source's
+/// offsets as it lands; nothing hits it yet.
 pub const POINTS: &[(&str, &str)] = &[
     (
         "writer.after_row_group",
@@ -54,8 +54,20 @@ pub const POINTS: &[(&str, &str)] = &[
         "a partition's file was closed to make room for another (max_open_partitions)",
     ),
     (
-        "objstore.upload",
-        "reserved: mid-upload, for the object-storage output as it lands",
+        "objstore.after_create",
+        "a multipart upload was created in the store, before the file's state records its id",
+    ),
+    (
+        "objstore.after_part",
+        "a part is in the store, before the file's state records its ETag",
+    ),
+    (
+        "objstore.after_complete",
+        "the object exists in the store (PUT or completion), before the state says uploaded",
+    ),
+    (
+        "objstore.after_uploaded",
+        "the state says uploaded, before the staged file and its state are removed",
     ),
     (
         "kafka.commit",

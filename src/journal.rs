@@ -40,6 +40,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::error::{Error, Result};
 
 mod state;
+
+/// Where the object-storage output (`--out s3://`) records the upload of the staged file
+/// `file`: `.NAME.s3` beside it, one step a line (`src/output/s3/state.rs`). With a journal
+/// the record is kept once the file is uploaded and removed, ending in `uploaded`: the file's
+/// rows are in the store, and [`Journal::open`] takes the record for the file.
+pub fn upload_state_path(file: &Path) -> PathBuf {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    file.with_file_name(format!(".{name}.s3"))
+}
+
+/// Whether `file` is absent because it was uploaded: its upload record's last complete line
+/// is `uploaded`.
+fn uploaded(file: &Path) -> bool {
+    fs::read_to_string(upload_state_path(file))
+        .is_ok_and(|t| t.lines().any(|l| l == "uploaded") && t.ends_with('\n'))
+}
 pub use state::{SavedState, State};
 
 /// The position of `{since}` polling (`fetch.since_field`) a checkpoint commits: the highest
@@ -1117,6 +1136,8 @@ impl Journal {
                         OnDisk::File(len) if len == f.size => renames.push((tmp.clone(), fin)),
                         OnDisk::File(len) => return Err(size(&tmp, len)),
                         OnDisk::Other => return Err(wrong(Defect::NotAFile(tmp))),
+                        // Uploaded to object storage and removed here: its rows are safe.
+                        OnDisk::Absent if uploaded(&fin) => {}
                         OnDisk::Absent => return Err(wrong(Defect::Missing { file: fin, tmp })),
                     },
                 }

@@ -2,15 +2,17 @@
 # Object-storage benchmark (issue 20): NDJSON pages from the built-in simulator through
 # `pinflow bench` to a local directory and to s3:// on a moto server on loopback, RUNS times
 # each, alternating; prints the median wall time of each (the s3 run's includes every upload:
-# the run ends only when the last object exists) and the throughput ratio s3/local (the bar:
-# at least 0.9).
+# the run ends only when the last object exists), the throughput ratio s3/local (the bar:
+# at least 0.9), and the peak disk use of the staging directory over the s3 runs (sampled
+# every 20 ms with du; the bound is output.s3.staging_max_bytes, STAGING_MAX_BYTES here).
 #
 #   tools/s3-bench.sh [PINFLOW_BINARY]
 #
 # Without a binary it runs `cargo build --release`. moto comes from target/moto-venv
 # (tools/s3/requirements.txt; created here when missing). Environment: RECORDS (default
 # 200000), PER_RESPONSE (records per page, default 100), RUNS (default 5), ROTATE_ROWS (default
-# 50000: several objects, so uploads overlap the pipeline). Network: 127.0.0.1 only.
+# 50000: several objects, so uploads overlap the pipeline), STAGING_MAX_BYTES (default 64MiB).
+# Network: 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -23,6 +25,7 @@ RECORDS=${RECORDS:-200000}
 PER_RESPONSE=${PER_RESPONSE:-100}
 RUNS=${RUNS:-5}
 ROTATE_ROWS=${ROTATE_ROWS:-50000}
+STAGING_MAX_BYTES=${STAGING_MAX_BYTES:-64MiB}
 VENV=$ROOT/target/moto-venv
 if ! "$VENV/bin/python" -c 'import moto, boto3' 2>/dev/null; then
   python3 -m venv --clear "$VENV"
@@ -38,7 +41,8 @@ for _ in $(seq 1 100); do
   "$VENV/bin/python" -c "import boto3; boto3.client('s3').create_bucket(Bucket='bench')" 2>/dev/null && break
   sleep 0.1
 done
-export S3_STAGING_DIR=$WORK/staging
+export PINFLOW_OUTPUT_S3_STAGING_DIR=$WORK/staging
+export PINFLOW_OUTPUT_S3_STAGING_MAX_BYTES=$STAGING_MAX_BYTES
 now() { date +%s.%N; }
 run() { # $1: --out target; prints seconds
   local t0
@@ -48,6 +52,19 @@ run() { # $1: --out target; prints seconds
   awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.3f\n", b - a }'
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# The staging directory's peak size while the s3 runs go on, into $WORK/peak.
+echo 0 >"$WORK/peak"
+sample_staging() {
+  local peak=0 now
+  while [ ! -e "$WORK/stop-sampling" ]; do
+    now=$(du -sb "$PINFLOW_OUTPUT_S3_STAGING_DIR" 2>/dev/null | cut -f1 || echo 0)
+    [ "${now:-0}" -gt "$peak" ] && peak=$now && echo "$peak" >"$WORK/peak"
+    sleep 0.02
+  done
+}
+sample_staging &
+SAMPLER=$!
+trap 'touch "$WORK/stop-sampling"; wait $SAMPLER 2>/dev/null; kill $MOTO 2>/dev/null; rm -rf "$WORK"' EXIT
 : >"$WORK/local"
 : >"$WORK/s3"
 for i in $(seq 1 "$RUNS"); do
@@ -60,3 +77,6 @@ S=$(median <"$WORK/s3")
 echo "records $RECORDS in pages of $PER_RESPONSE, $RUNS runs each"
 echo "local median ${L}s, s3 median ${S}s"
 awk -v l="$L" -v s="$S" 'BEGIN { printf "throughput ratio s3/local: %.2f (bar: 0.90)\n", l / s }'
+touch "$WORK/stop-sampling"
+wait $SAMPLER 2>/dev/null || true
+echo "peak staging disk use $(cat "$WORK/peak") bytes (staging_max_bytes $STAGING_MAX_BYTES, plus the files being written)"

@@ -202,6 +202,19 @@ pub(super) mod rule {
         Bad::items(c.kafka.topics.iter().map(|t| crate::kafka::check_topic(t)))
     }
 
+    pub(in crate::config) fn output_s3_endpoint(c: &Config) -> Vec<Bad> {
+        let Some(e) = &c.output.s3.endpoint else {
+            return Vec::new();
+        };
+        let host = e
+            .strip_prefix("http://")
+            .or_else(|| e.strip_prefix("https://"));
+        Bad::when(
+            host.is_none_or(|h| h.is_empty() || h.starts_with('/')),
+            format!("`{e}` is not an http:// or https:// URL with a host"),
+        )
+    }
+
     pub(in crate::config) fn window_time(c: &Config) -> Vec<Bad> {
         Bad::when(c.window.time.trim().is_empty(), "is empty")
     }

@@ -440,7 +440,7 @@ impl Walk<'_> {
                     let origin = self.origin(k.span());
                     self.origins.insert(path, origin);
                 }
-            } else if Topic::of_section(&path).is_some() {
+            } else if Topic::of_section(&path).is_some() || Topic::is_parent(&path) {
                 match v.get_ref() {
                     toml::de::DeValue::Table(t) => {
                         let sub = out

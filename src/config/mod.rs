@@ -161,6 +161,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Kafka: the output (`--out kafka://...`) and the source (`--kafka-brokers`).
     pub kafka: KafkaConfig,
+    /// Outputs that need more than a path: `[output.s3]`.
+    pub output: OutputConfig,
     /// Lookups adding columns to every row, in file order (`[[enrich]]` tables; see
     /// [`crate::enrich`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -737,6 +739,63 @@ impl std::fmt::Debug for KafkaConfig {
     }
 }
 
+/// Outputs that need more than a path (`[output.*]` tables).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// `--out s3://BUCKET/PREFIX/` (feature `s3`; see docs/object-storage.md).
+    pub s3: S3Config,
+}
+
+/// The object-storage output (`--out s3://BUCKET/PREFIX/`). Credentials are not here: they
+/// are read from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, the
+/// way AWS tools read them, and never logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// The store's URL; `None`: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, or AWS's own
+    /// (`https://s3.REGION.amazonaws.com`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The region signed for; `None`: `AWS_REGION`, `AWS_DEFAULT_REGION`, or `us-east-1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`) even for a named host (MinIO, Ceph);
+    /// an IP address or `localhost` always gets it.
+    pub path_style: bool,
+    /// A PEM file of the CA certificates an `https://` endpoint is checked against (a private
+    /// CA); `None`: Mozilla's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Where files are written before they are uploaded; `None`:
+    /// `pinflow-s3-staging/BUCKET/PREFIX` in the working directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staging_dir: Option<PathBuf>,
+    /// Staged bytes past which the writer waits for the uploader (back-pressure).
+    pub staging_max_bytes: u64,
+    /// The size of a multipart upload's parts, and the size from which a file goes up in
+    /// parts (larger for a file that would need more than 10,000).
+    pub part_size: u64,
+    /// Attempts per request before a transient failure fails the run, at its end or after a
+    /// stop (while it goes on, a store that stays away is waited for).
+    pub attempts: u32,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: None,
+            region: None,
+            path_style: false,
+            ca_file: None,
+            staging_dir: None,
+            staging_max_bytes: 1 << 30,
+            part_size: 8 << 20,
+            attempts: 8,
+        }
+    }
+}
+
 /// Diagnostics on standard error: their format, their level and the progress line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -753,6 +812,10 @@ pub struct LogConfig {
 /// The default of `fetch.shutdown_timeout`: well under the 60 s that systemd (and
 /// deploy/pinflow.service) give a unit to stop, leaving time to finalize the files.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The smallest part of a multipart upload S3 accepts (except the last): the least
+/// `output.s3.part_size`.
+pub const S3_MIN_PART_SIZE: u64 = 5 << 20;
 
 /// The longest `fetch.shutdown_timeout` accepted: a stop that may wait longer is not one.
 pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -887,6 +950,7 @@ impl Config {
             listen: ListenConfig::default(),
             log: LogConfig::default(),
             kafka: KafkaConfig::default(),
+            output: OutputConfig::default(),
             enrich: Vec::new(),
             filter: Vec::new(),
             drop: Vec::new(),

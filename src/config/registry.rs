@@ -129,11 +129,13 @@ pub enum Topic {
     Log,
     /// `[kafka]`.
     Kafka,
+    /// `[output.s3]`.
+    OutputS3,
 }
 
 impl Topic {
     /// Every topic, in file order.
-    pub const ALL: [Topic; 10] = [
+    pub const ALL: [Topic; 11] = [
         Topic::Pipeline,
         Topic::Threads,
         Topic::Fetch,
@@ -144,6 +146,7 @@ impl Topic {
         Topic::Listen,
         Topic::Log,
         Topic::Kafka,
+        Topic::OutputS3,
     ];
 
     /// The TOML table (`fetch`); empty for top-level keys.
@@ -159,6 +162,7 @@ impl Topic {
             Topic::Listen => "listen",
             Topic::Log => "log",
             Topic::Kafka => "kafka",
+            Topic::OutputS3 => "output.s3",
         }
     }
 
@@ -175,6 +179,7 @@ impl Topic {
             Topic::Listen => "Listen",
             Topic::Log => "Log",
             Topic::Kafka => "Kafka",
+            Topic::OutputS3 => "Object storage",
         }
     }
 
@@ -203,6 +208,11 @@ impl Topic {
                  the consumer-group source (`--kafka-brokers`). See docs/usage.md, \"Kafka \
                  output\" and \"Kafka source\"."
             }
+            Topic::OutputS3 => {
+                "The object-storage output (`--out s3://BUCKET/PREFIX/`, feature `s3`). \
+                 Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and \
+                 AWS_SESSION_TOKEN, never from here. See docs/object-storage.md."
+            }
         }
     }
 
@@ -211,6 +221,16 @@ impl Topic {
         Topic::ALL
             .into_iter()
             .find(|t| !section.is_empty() && t.section() == section)
+    }
+
+    /// Whether a TOML table name holds topics' tables (`output`, for `[output.s3]`).
+    pub(super) fn is_parent(section: &str) -> bool {
+        !section.is_empty()
+            && Topic::ALL.into_iter().any(|t| {
+                t.section()
+                    .strip_prefix(section)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
     }
 }
 
@@ -232,7 +252,8 @@ impl OptionSpec {
 
     /// Its group: the TOML table it is in.
     pub fn topic(&self) -> Topic {
-        match self.key.split_once('.') {
+        // The table is all but the last part: `output.s3` for `output.s3.part_size`.
+        match self.key.rsplit_once('.') {
             Some((section, _)) => Topic::of_section(section).unwrap_or(Topic::Pipeline),
             None => Topic::Pipeline,
         }
@@ -1533,6 +1554,109 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
          offset (high watermark) it had when it was assigned, and what it read is durable \
          (for batch-style runs); false: it runs until SIGINT or SIGTERM, which drain and \
          commit.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "output.s3.endpoint",
+        kind: Kind::Text,
+        flag: Flag::Shared("--s3-endpoint"),
+        value_name: "URL",
+        help: "Object storage: the store's URL [default: AWS_ENDPOINT_URL, or AWS]",
+        example: "\"http://127.0.0.1:9000\"",
+        doc: "The object store's URL (AWS, MinIO, Ceph, moto), `https://` or `http://`. \
+         Unset: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS's own for the region.",
+        check: Check::Custom(rule::output_s3_endpoint),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "output.s3.region",
+        kind: Kind::Text,
+        flag: Flag::Shared("--s3-region"),
+        value_name: "REGION",
+        help: "Object storage: the region signed for [default: AWS_REGION, or us-east-1]",
+        example: "\"eu-west-1\"",
+        doc: "The region requests are signed for. Unset: AWS_REGION, AWS_DEFAULT_REGION, or \
+         us-east-1.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "output.s3.path_style",
+        kind: Kind::Bool,
+        flag: Flag::Negatable {
+            on: "--s3-path-style",
+            off: "--no-s3-path-style",
+            off_help: "Object storage: virtual-host addressing unless the endpoint is an IP address",
+        },
+        help: "Object storage: path-style addressing (ENDPOINT/BUCKET/KEY) [default: only for an IP address or localhost]",
+        doc: "Address objects as ENDPOINT/BUCKET/KEY (MinIO, Ceph, moto by name) rather than \
+         BUCKET.ENDPOINT/KEY. An endpoint that is an IP address or `localhost` always is.",
+        ..BLANK
+    },
+    OptionSpec {
+        key: "output.s3.ca_file",
+        kind: Kind::Path,
+        flag: Flag::Shared("--s3-ca-file"),
+        value_name: "PATH",
+        help: "Object storage: PEM file of the CAs an https:// store is checked against [default: Mozilla's roots]",
+        example: "\"/etc/pinflow/store-ca.pem\"",
+        doc: "A PEM file of the CA certificates an https:// endpoint's certificate is checked \
+         against, instead of Mozilla's roots (a private CA, a self-signed store). Unset: \
+         Mozilla's roots.",
+        check: Check::FilePath(|c| c.output.s3.ca_file.as_deref()),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "output.s3.staging_dir",
+        kind: Kind::Path,
+        flag: Flag::Shared("--s3-staging-dir"),
+        value_name: "DIR",
+        help: "Object storage: where files wait to be uploaded [default: pinflow-s3-staging/BUCKET/PREFIX]",
+        example: "\"/var/spool/pinflow\"",
+        doc: "Where finished files wait to be uploaded (with each file's upload state beside \
+         it); a later run to the same directory uploads what an earlier one left. Unset: \
+         pinflow-s3-staging/BUCKET/PREFIX in the working directory.",
+        check: Check::NonEmptyPath(|c| c.output.s3.staging_dir.as_deref()),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "output.s3.staging_max_bytes",
+        kind: Kind::Bytes,
+        flag: Flag::Shared("--s3-staging-max-bytes"),
+        value_name: "SIZE",
+        help: "Object storage: staged bytes past which the writer waits [default: 1GiB]",
+        doc: "Staged bytes past which the writer waits for the uploader (and so the pipeline \
+         slows down); nothing is discarded. A file being written is not counted until it is \
+         finished.",
+        check: Check::int(1, 1 << 50, |c| Some(c.output.s3.staging_max_bytes)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "output.s3.part_size",
+        kind: Kind::Bytes,
+        flag: Flag::Shared("--s3-part-size"),
+        value_name: "SIZE",
+        help: "Object storage: multipart part size, at least 5MiB [default: 8MiB]",
+        doc: "Files of at least this size go up as multipart uploads in parts of this size \
+         (or of size/10,000, for a file that would need more parts); smaller ones in one PUT. \
+         S3 takes parts of 5 MiB to 5 GiB.",
+        check: Check::int(
+            crate::config::S3_MIN_PART_SIZE,
+            5 << 30,
+            |c| Some(c.output.s3.part_size),
+        ),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "output.s3.attempts",
+        kind: Kind::Count32,
+        flag: Flag::Shared("--s3-attempts"),
+        value_name: "N",
+        help: "Object storage: attempts per request [default: 8]",
+        doc: "Attempts per request (the first included) before a transient failure (5xx, \
+         SlowDown, a dropped connection, a timeout) fails the run, keeping the staged files; \
+         this bounds them at the end of the run or after a stop, while before it a store that \
+         stays away is waited for (files stay staged, the staging bound slows the pipeline).",
+        check: Check::int(1, 1000, |c| Some(u64::from(c.output.s3.attempts))),
         ..BLANK
     },
 ];

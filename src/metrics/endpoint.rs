@@ -19,7 +19,8 @@
 //! - `GET /healthz`: 200 when every stage thread is alive and either making progress or idle
 //!   for a known reason (waiting for input, blocked on a full queue, finished); 503 naming the
 //!   thread otherwise. Wire it to a supervisor's liveness check.
-//! - `GET /readyz`: 200 while the pipeline runs and is not draining, else 503.
+//! - `GET /readyz`: 200 while the pipeline runs and is not draining, else 503 (also while
+//!   the object-storage uploader is stuck, saying why).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -336,7 +337,9 @@ fn route(req: &httparse::Request<'_, '_>, registry: &Registry) -> Vec<u8> {
             Err(lines) => answer(503, "text/plain", &(lines.join("\n") + "\n")),
         },
         "/readyz" => {
-            if registry.ready() {
+            if let Some(why) = registry.upload_stalled() {
+                answer(503, "text/plain", &(why + "\n"))
+            } else if registry.ready() {
                 answer(200, "text/plain", "ready\n")
             } else if registry.draining() {
                 answer(503, "text/plain", "draining\n")

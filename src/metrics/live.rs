@@ -192,6 +192,8 @@ pub struct Registry {
     pub dead_by_reason: Mutex<BTreeMap<String, u64>>,
     /// The counters of each `[[enrich]]` lookup, in file order.
     pub enrichers: Mutex<Vec<std::sync::Arc<EnrichStats>>>,
+    /// The object-storage uploader's counters, when the output is `s3://`.
+    pub uploads: Mutex<Option<std::sync::Arc<UploadStats>>>,
     /// Rows transforms turned away as dead letters (also in `records_dead_lettered`).
     pub records_rejected: AtomicU64,
     /// Those rows by reason class (also in `dead_by_reason`).
@@ -448,6 +450,7 @@ impl Registry {
             records_dead_lettered: AtomicU64::new(0),
             dead_by_reason: Mutex::new(BTreeMap::new()),
             enrichers: Mutex::new(Vec::new()),
+            uploads: Mutex::new(None),
             records_rejected: AtomicU64::new(0),
             rejected_by_reason: Mutex::new(BTreeMap::new()),
             row_groups: AtomicU64::new(0),
@@ -647,6 +650,14 @@ impl Registry {
         self.running.load(Relaxed) && !self.draining.load(Relaxed)
     }
 
+    /// Why the object-storage uploader is stuck, if it is (see [`UploadStats::stalled`]).
+    pub fn upload_stalled(&self) -> Option<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.uploads.lock().as_ref()?.stalled(now)
+    }
+
     /// Marks the run as started (all threads spawned) or ended.
     pub fn set_running(&self, running: bool) {
         self.running.store(running, Relaxed);
@@ -794,6 +805,59 @@ mod tests {
         assert_eq!((class(1), class(3), class(4)), (3, 1, 1));
         assert_eq!(r.failed_by_reason.lock().get("http 503"), Some(&1));
         assert_eq!(r.open_connections.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn an_uploader_is_stuck_only_when_files_wait_and_nothing_succeeds_for_long() {
+        let u = UploadStats::default();
+        u.last_progress_unix.store(1_000, Relaxed);
+        let late = 1_000 + UPLOAD_STALL;
+        assert_eq!(u.stalled(late), None, "nothing staged");
+        u.staged_files.store(3, Relaxed);
+        assert_eq!(u.stalled(late), None, "nothing in flight");
+        u.in_flight.store(1, Relaxed);
+        assert_eq!(u.stalled(late - 1), None, "not quiet long enough");
+        let why = u.stalled(late).unwrap();
+        assert!(why.contains("3 files staged"), "{why}");
+    }
+}
+
+/// How long the uploader may go without a request succeeding while files wait before
+/// `/readyz` calls it stuck: longer than one request may take (600 s) plus its retries.
+pub const UPLOAD_STALL: u64 = 900;
+
+/// The object-storage uploader's gauges and counters (`--out s3://`), shared with its thread.
+#[derive(Debug, Default)]
+pub struct UploadStats {
+    /// Bytes of finished files waiting in the staging directory (or being uploaded).
+    pub staged_bytes: AtomicU64,
+    /// Those files.
+    pub staged_files: AtomicU64,
+    /// When the oldest of them was staged, in seconds since the Unix epoch (0: none).
+    pub oldest_staged_unix: AtomicU64,
+    /// Uploads going on: 0 or 1 (one uploader thread, one file at a time).
+    pub in_flight: AtomicU64,
+    /// When a request last succeeded (or the current file was begun), in seconds since the
+    /// Unix epoch.
+    pub last_progress_unix: AtomicU64,
+    /// Requests retried (parts and the rest) after a transient failure.
+    pub retries: AtomicU64,
+    /// Bytes of files uploaded.
+    pub bytes_uploaded: AtomicU64,
+    /// Files uploaded.
+    pub files_uploaded: AtomicU64,
+}
+
+impl UploadStats {
+    /// Why the uploader is stuck at `now` (seconds since the Unix epoch): files wait, one is
+    /// being uploaded, and no request has succeeded for [`UPLOAD_STALL`] seconds. `None`
+    /// while it moves (or has nothing to do).
+    pub fn stalled(&self, now: u64) -> Option<String> {
+        let files = self.staged_files.load(Relaxed);
+        let quiet = now.saturating_sub(self.last_progress_unix.load(Relaxed));
+        (files > 0 && self.in_flight.load(Relaxed) > 0 && quiet >= UPLOAD_STALL).then(|| {
+            format!("uploader stuck: {files} files staged, no request has succeeded for {quiet} s")
+        })
     }
 }
 

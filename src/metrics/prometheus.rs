@@ -42,6 +42,7 @@ pub fn render(r: &Registry) -> String {
     receive(&mut o, r);
     kafka(&mut o, r);
     kafka_source(&mut o, r);
+    uploads(&mut o, r);
     queues(&mut o, r);
     threads(&mut o, r);
     latencies(&mut o, r);
@@ -230,6 +231,63 @@ fn records(o: &mut String, r: &Registry) {
 
 /// Time windows: open pairs, rows emitted, late records, early closes, watermark lag.
 /// The Kafka output, once one has started.
+/// The object-storage uploader's figures (none unless the output is `s3://`).
+fn uploads(o: &mut String, r: &Registry) {
+    let Some(u) = r.uploads.lock().clone() else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let oldest = u.oldest_staged_unix.load(Relaxed);
+    let figures: [(&str, &str, f64); 4] = [
+        (
+            "pinflow_s3_staged_bytes",
+            "Bytes of finished files in the staging directory, waiting for or in upload.",
+            u.staged_bytes.load(Relaxed) as f64,
+        ),
+        (
+            "pinflow_s3_staged_files",
+            "Finished files in the staging directory, waiting for or in upload.",
+            u.staged_files.load(Relaxed) as f64,
+        ),
+        (
+            "pinflow_s3_oldest_staged_age_seconds",
+            "How long the oldest staged file has waited (0: none waits).",
+            match oldest {
+                0 => 0.0,
+                t => now.saturating_sub(t) as f64,
+            },
+        ),
+        (
+            "pinflow_s3_uploads_in_flight",
+            "Files being uploaded (one uploader thread: 0 or 1).",
+            u.in_flight.load(Relaxed) as f64,
+        ),
+    ];
+    for (name, help, v) in figures {
+        gauge(o, name, help, v);
+    }
+    counter(
+        o,
+        "pinflow_s3_request_retries_total",
+        "Requests to the store (parts and the rest) retried after a transient failure.",
+        u.retries.load(Relaxed),
+    );
+    counter(
+        o,
+        "pinflow_s3_uploaded_bytes_total",
+        "Bytes of files uploaded (objects complete in the store).",
+        u.bytes_uploaded.load(Relaxed),
+    );
+    counter(
+        o,
+        "pinflow_s3_uploaded_files_total",
+        "Files uploaded (objects complete in the store).",
+        u.files_uploaded.load(Relaxed),
+    );
+}
+
 fn kafka(o: &mut String, r: &Registry) {
     let k = &r.kafka;
     if !k.active.load(Relaxed) {

@@ -378,7 +378,10 @@ impl Output for LocalParquet<'_> {
 }
 
 /// The first part number after every `part-NNNNN.parquet` already in `dir` (1 if none), so a
-/// later run adds to a partition instead of replacing its files.
+/// later run adds to a partition instead of replacing its files. The upload state an
+/// object-storage output keeps for a file it uploaded and removed (`.part-NNNNN.parquet.s3`,
+/// see [`crate::journal::upload_state_path`]) holds its number too: a new file of that name
+/// would be taken for the uploaded one.
 fn next_free_part(dir: &Path) -> u64 {
     let Ok(entries) = fs::read_dir(dir) else {
         return 1;
@@ -387,6 +390,10 @@ fn next_free_part(dir: &Path) -> u64 {
         .filter_map(|e| {
             let name = e.ok()?.file_name();
             let name = name.to_str()?;
+            let name = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".s3"))
+                .unwrap_or(name);
             name.strip_prefix("part-")?
                 .strip_suffix(".parquet")?
                 .parse::<u64>()

@@ -86,15 +86,9 @@ impl OutputPlan {
         let micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
-        let mut ts = Vec::with_capacity(32);
-        crate::time::format_rfc3339_micros(micros, &mut ts);
-        // 2026-11-24T10:00:00.123456Z -> 20261124T100000Z
-        let compact: String = String::from_utf8_lossy(&ts[..19])
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect();
+        let compact = compact_utc(micros);
         self.out
-            .with_file_name(format!("{stem}-{compact}Z-{seq:05}{ext}"))
+            .with_file_name(format!("{stem}-{compact}-{seq:05}{ext}"))
     }
 
     /// The path of part number `part` of `partition` (a relative directory such as
@@ -271,6 +265,20 @@ impl OutputPlan {
     }
 }
 
+/// The UTC second of `micros` (µs since the Unix epoch) in the compact form names carry:
+/// `20261124T100000Z`.
+pub(crate) fn compact_utc(micros: i64) -> String {
+    let mut ts = Vec::with_capacity(32);
+    crate::time::format_rfc3339_micros(micros, &mut ts);
+    // 2026-11-24T10:00:00.123456Z -> 20261124T100000Z
+    let mut compact: String = String::from_utf8_lossy(&ts[..19])
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    compact.push('Z');
+    compact
+}
+
 /// Where objects go: `s3://BUCKET/PREFIX/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Target {
@@ -278,6 +286,8 @@ pub struct S3Target {
     pub bucket: String,
     /// The key prefix, empty or ending in `/`.
     pub prefix: String,
+    /// The `[output.s3]` settings.
+    pub config: crate::config::S3Config,
 }
 
 impl S3Target {
@@ -298,6 +308,7 @@ impl S3Target {
         Some(Ok(S3Target {
             bucket: bucket.to_string(),
             prefix,
+            config: crate::config::S3Config::default(),
         }))
     }
 

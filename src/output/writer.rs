@@ -74,7 +74,10 @@ pub fn run(
                     local,
                     plan.staging_root().to_path_buf(),
                     target.clone(),
-                    super::S3Settings::from_env(|k| std::env::var(k).ok())?,
+                    &plan.run_id,
+                    registry,
+                    journal.is_some(),
+                    stop.clone(),
                 )?),
                 #[cfg(not(feature = "s3"))]
                 Some(_) => {

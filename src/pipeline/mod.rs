@@ -117,15 +117,18 @@ fn enrichers(cfg: &Config, registry: &Registry) -> Result<Enrichers> {
 }
 
 /// `--out s3://BUCKET/PREFIX/`: the target, with `cfg.out` turned into the local staging
-/// path (`S3_STAGING_DIR`, default `pinflow-s3-staging/BUCKET/PREFIX` in the working
+/// path (`output.s3.staging_dir`, default `pinflow-s3-staging/BUCKET/PREFIX` in the working
 /// directory; created): `part.parquet` in it, or the directory itself when partitioned.
 fn stage_s3(cfg: &mut Config) -> Result<Option<output::S3Target>> {
     let Some(target) = cfg.out.to_str().and_then(output::S3Target::parse) else {
         return Ok(None);
     };
-    let target = target?;
-    let root = match std::env::var_os("S3_STAGING_DIR") {
-        Some(dir) => std::path::PathBuf::from(dir),
+    let mut target = target?;
+    target.config = cfg.output.s3.clone();
+    #[cfg(feature = "s3")]
+    output::refuse_retired_variables(|k| std::env::var(k).ok())?;
+    let root = match &target.config.staging_dir {
+        Some(dir) => dir.clone(),
         None => std::path::Path::new("pinflow-s3-staging")
             .join(&target.bucket)
             .join(target.prefix.trim_end_matches('/')),

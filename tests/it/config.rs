@@ -174,6 +174,18 @@ fn everything_set() -> Config {
             group: Some("pinflow".into()),
             exit_at_end: true,
         },
+        output: pinflow::config::OutputConfig {
+            s3: pinflow::config::S3Config {
+                endpoint: Some("http://10.0.0.5:9000".into()),
+                region: Some("eu-central-1".into()),
+                path_style: true,
+                ca_file: Some("/etc/pinflow/store-ca.pem".into()),
+                staging_dir: Some("/var/spool/pinflow".into()),
+                staging_max_bytes: 64 << 20,
+                part_size: 32 << 20,
+                attempts: 4,
+            },
+        },
         enrich: Vec::new(),
         filter: vec!["level != 'DEBUG'".into()],
         drop: vec!["host".into()],

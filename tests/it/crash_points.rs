@@ -343,3 +343,67 @@ fn an_unknown_fail_point_is_refused_by_name() {
         "{stderr}"
     );
 }
+
+/// The object-storage output's points: files staged, a run uploading them aborts at `point`,
+/// the next run finishes, and every record is in exactly one object, no multipart upload is
+/// open and nothing is left staged (tests/it/s3.rs, `StagedCase`). The next run says it
+/// took the path `settled` names (resumed, found the object, aborted the orphan).
+#[cfg(feature = "s3")]
+fn s3_abort_at(point: &str, settled: &str) {
+    use crate::s3::{Moto, StagedCase};
+    let Some(moto) = Moto::start(&format!("crash point {point}")) else {
+        return;
+    };
+    let bucket = "pinflow-crash";
+    moto.create_bucket(bucket);
+    let case = StagedCase::new(12_000);
+    let o = case
+        .command(&moto.endpoint(), bucket)
+        .env("PINFLOW_FAILPOINT", point)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.signal(), Some(libc_sigabrt()), "{err}");
+    assert!(
+        err.contains(&format!("fail point {point} reached")),
+        "{err}"
+    );
+    let err = case.finish_and_check(&moto, bucket, point);
+    assert!(
+        err.contains(settled),
+        "{point}: expected `{settled}` in:\n{err}"
+    );
+}
+
+#[cfg(feature = "s3")]
+#[test]
+fn an_abort_after_a_multipart_upload_is_created_before_it_is_recorded_leaves_no_orphan() {
+    s3_abort_at(
+        "objstore.after_create",
+        "aborting a multipart upload an earlier run left",
+    );
+}
+
+#[cfg(feature = "s3")]
+#[test]
+fn an_abort_after_a_part_is_stored_before_it_is_recorded_loses_and_duplicates_nothing() {
+    s3_abort_at("objstore.after_part", "resuming a multipart upload");
+}
+
+#[cfg(feature = "s3")]
+#[test]
+fn an_abort_after_an_object_completes_before_it_is_recorded_uploads_it_once() {
+    s3_abort_at(
+        "objstore.after_complete",
+        "found this file's object in the store",
+    );
+}
+
+#[cfg(feature = "s3")]
+#[test]
+fn an_abort_after_an_upload_is_recorded_before_the_local_copy_goes_uploads_it_once() {
+    s3_abort_at(
+        "objstore.after_uploaded",
+        "an earlier run uploaded this file (its state says so)",
+    );
+}

@@ -1,0 +1,601 @@
+//! [`Uploader`]: the thread that moves staged files into the store, one at a time, each
+//! through the steps its [`UploadState`] records (staged → uploading → uploaded → removed).
+//!
+//! A file staged by this run gets its key and goes up. A file an earlier run left is first
+//! reconciled with the store, because that run may have died at any step: its multipart
+//! upload is resumed from the parts the store lists (ListParts); an object already at its key
+//! (HEAD) means it was uploaded and only the local copy is left; multipart uploads of its key
+//! that are not the recorded one (created just before a crash, never recorded) are aborted.
+//! Its key never changes, so no record can end up in two objects.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use rusty_s3::{Bucket, Credentials, S3Action};
+
+use super::state::{state_path, UploadState};
+use super::{S3Settings, Shared, Staged};
+use crate::fsutil::sync_parent;
+use crate::output::S3Target;
+
+/// How long a signed URL stays valid: one request, retried within this.
+const SIGNED_FOR: Duration = Duration::from_secs(3600);
+
+/// One request's failure: whether a retry may succeed, and what to say.
+struct Failed {
+    transient: bool,
+    /// The HTTP status, when the store answered.
+    status: Option<u16>,
+    why: String,
+}
+
+type Attempt<T> = std::result::Result<T, Failed>;
+/// A step's failure, in words (the run fails with it; the staged file is kept).
+type Step<T> = std::result::Result<T, String>;
+
+/// The uploader thread's state.
+pub(super) struct Uploader {
+    pub(super) bucket: Bucket,
+    pub(super) settings: S3Settings,
+    pub(super) agent: ureq::Agent,
+    pub(super) staging: PathBuf,
+    pub(super) target: S3Target,
+    /// This run's identity in the keys of the files it stages (see [`run_identity`]).
+    pub(super) run: String,
+    /// Keep each uploaded file's state (`writer.journal`: the journal's record of it).
+    pub(super) keep_states: bool,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Uploader {
+    pub(super) fn run(self, rx: Receiver<Staged>) {
+        for file in rx {
+            if self.shared.state.lock().failed.is_some() {
+                continue; // Kept staged: the run has failed.
+            }
+            let stats = &self.shared.stats;
+            stats.in_flight.store(1, Relaxed);
+            stats.last_progress_unix.store(super::now_secs(), Relaxed);
+            let result = self.settle(&file);
+            stats.in_flight.store(0, Relaxed);
+            match result {
+                Ok(key) => {
+                    tracing::debug!(key = %key, bytes = file.size, "uploaded");
+                    self.shared.unstage(&file);
+                }
+                Err(why) => {
+                    tracing::error!(file = %file.path.display(), error = %why, "upload failed; the file stays staged");
+                    self.shared.state.lock().failed = Some(why);
+                }
+            }
+            self.shared.changed.notify_all();
+        }
+        self.shared.state.lock().done = true;
+        self.shared.changed.notify_all();
+    }
+
+    /// Takes one staged file through to an object, then removes the staged copy and its
+    /// state. Returns the key.
+    fn settle(&self, file: &Staged) -> Step<String> {
+        let path = &file.path;
+        let mut st = match UploadState::load(path).map_err(|e| e.to_string())? {
+            Some(st) if st.uploaded => {
+                tracing::info!(key = %st.key, "an earlier run uploaded this file (its state says so); removing the staged copy");
+                st
+            }
+            Some(mut st) => {
+                // An earlier run got this far: find out where the store stands.
+                self.reconcile(path, file.size, &mut st)
+                    .map_err(|why| format!("{}: {why}", st.key))?;
+                st
+            }
+            None => UploadState::create(path, &self.key_for(path)).map_err(|e| e.to_string())?,
+        };
+        if !st.uploaded {
+            self.upload(path, file.size, &mut st)
+                .map_err(|why| format!("{}: {why}", st.key))?;
+            crate::failpoint::hit("objstore.after_complete");
+            st.record_uploaded(path).map_err(|e| e.to_string())?;
+            crate::failpoint::hit("objstore.after_uploaded");
+            self.shared
+                .stats
+                .bytes_uploaded
+                .fetch_add(file.size, Relaxed);
+            self.shared.stats.files_uploaded.fetch_add(1, Relaxed);
+        }
+        // The object exists and says so durably: the local copies may go, data first.
+        if let Err(e) = std::fs::remove_file(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = %path.display(), error = %e, "uploaded, but could not remove the staged copy");
+            }
+        }
+        // With a journal, the state stays: the journal takes it for the file it committed.
+        if !self.keep_states {
+            let _ = std::fs::remove_file(state_path(path));
+        }
+        sync_parent(path);
+        Ok(st.key)
+    }
+
+    /// The key of a file this run staged: its path under the staging directory, the run's
+    /// identity before its name (`service=api/20261204T153012Z-9c1e03-part-00001.parquet`), so
+    /// that no run's object replaces another's.
+    fn key_for(&self, path: &Path) -> String {
+        let rel = path.strip_prefix(&self.staging).unwrap_or(path);
+        self.target.key(&keyed_name(rel, &self.run))
+    }
+
+    /// Brings `st`, left by an earlier run, in line with the store: a multipart upload that
+    /// is gone (completed, or aborted) is forgotten, an object at the key marks the file
+    /// uploaded, and multipart uploads of the key other than the recorded one are aborted.
+    fn reconcile(&self, path: &Path, size: u64, st: &mut UploadState) -> Step<()> {
+        if let Some(id) = st.upload_id.clone() {
+            match self.listed_parts(&st.key, &id, size)? {
+                Some(parts) => {
+                    tracing::info!(key = %st.key, upload = %id, parts_stored = parts.len(), "resuming a multipart upload an earlier run began");
+                    st.parts = parts;
+                }
+                None => {
+                    st.upload_id = None;
+                    st.parts.clear();
+                }
+            }
+        }
+        if st.upload_id.is_none() {
+            match self.head(&st.key)? {
+                Some(len) if len == size => {
+                    tracing::info!(key = %st.key, "found this file's object in the store (an earlier run uploaded it); removing the staged copy");
+                    return st.record_uploaded(path).map_err(|e| e.to_string());
+                }
+                Some(len) => {
+                    tracing::warn!(key = %st.key, bytes = len, staged = size, "an object of another size is at this file's key; it is replaced")
+                }
+                None => {}
+            }
+        }
+        for id in self.open_uploads(&st.key)? {
+            if st.upload_id.as_deref() != Some(id.as_str()) {
+                tracing::info!(key = %st.key, upload = %id, "aborting a multipart upload an earlier run left");
+                self.abort(&st.key, &id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads the file under `st.key`: one PUT when small, otherwise the parts `st` does not
+    /// have yet and the completion, recording each step.
+    fn upload(&self, path: &Path, size: u64, st: &mut UploadState) -> Step<()> {
+        if size < self.settings.part_size && st.upload_id.is_none() {
+            let body = std::fs::read(path).map_err(|e| format!("read the staged file: {e}"))?;
+            // Idempotent: the same bytes under the same key.
+            return self.retried("PUT", || self.put(&st.key, &body));
+        }
+        let result = self.multipart(path, size, st);
+        if result.is_err() {
+            if let Some(id) = &st.upload_id {
+                // Nothing of a failed upload may linger (billed, never visible); should the
+                // abort fail too, the next run resumes or aborts it.
+                let _ = self.retried("AbortMultipartUpload", || self.abort_once(&st.key, id));
+            }
+        }
+        result
+    }
+
+    fn creds(&self) -> Option<&Credentials> {
+        self.settings.credentials.as_ref()
+    }
+
+    fn put(&self, key: &str, body: &[u8]) -> Attempt<()> {
+        let url = self.bucket.put_object(self.creds(), key).sign(SIGNED_FOR);
+        check(self.agent.put(url.as_str()).send(body)).map(|_| ())
+    }
+
+    /// The size of the object at `key`, or `None` when there is none.
+    fn head(&self, key: &str) -> Step<Option<u64>> {
+        self.retried("HeadObject", || {
+            let url = self.bucket.head_object(self.creds(), key).sign(SIGNED_FOR);
+            match self.agent.head(url.as_str()).call() {
+                Ok(r) if r.status().as_u16() == 404 => Ok(None),
+                Ok(r) if r.status().is_success() => Ok(Some(
+                    r.headers()
+                        .get("content-length")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                )),
+                other => check(other).map(|_| None),
+            }
+        })
+    }
+
+    fn multipart(&self, path: &Path, size: u64, st: &mut UploadState) -> Step<()> {
+        let id = match st.upload_id.clone() {
+            Some(id) => id,
+            None => {
+                let id = self.retried("CreateMultipartUpload", || {
+                    let url = self
+                        .bucket
+                        .create_multipart_upload(self.creds(), &st.key)
+                        .sign(SIGNED_FOR);
+                    let (_, body) = check(self.agent.post(url.as_str()).send_empty())?;
+                    rusty_s3::actions::CreateMultipartUpload::parse_response(&body)
+                        .map(|r| r.upload_id().to_string())
+                        .map_err(|e| permanent(format!("unreadable response: {e}")))
+                })?;
+                crate::failpoint::hit("objstore.after_create");
+                st.record_upload(path, &id).map_err(|e| e.to_string())?;
+                id
+            }
+        };
+        let part_size = self.settings.part_size_for(size);
+        let mut file = std::fs::File::open(path).map_err(|e| format!("open: {e}"))?;
+        let mut buf = Vec::new();
+        for number in 1..=size.div_ceil(part_size) {
+            let number = number as u16; // At most 10,000 (part_size_for).
+            if st.parts.contains_key(&number) {
+                continue; // In the store already (resumed).
+            }
+            buf.clear();
+            file.seek(SeekFrom::Start(u64::from(number - 1) * part_size))
+                .and_then(|_| (&mut file).take(part_size).read_to_end(&mut buf))
+                .map_err(|e| format!("read the staged file: {e}"))?;
+            let etag = self.retried("UploadPart", || {
+                let url = self
+                    .bucket
+                    .upload_part(self.creds(), &st.key, number, &id)
+                    .sign(SIGNED_FOR);
+                let (etag, _) = check(self.agent.put(url.as_str()).send(&buf[..]))?;
+                etag.ok_or_else(|| transient("UploadPart answered without an ETag"))
+            })?;
+            crate::failpoint::hit("objstore.after_part");
+            st.record_part(path, number, &etag)
+                .map_err(|e| e.to_string())?;
+        }
+        let completed = self.retried("CompleteMultipartUpload", || {
+            let action = self.bucket.complete_multipart_upload(
+                self.creds(),
+                &st.key,
+                &id,
+                st.parts.values().map(String::as_str),
+            );
+            let url = action.sign(SIGNED_FOR);
+            let (_, text) = check(self.agent.post(url.as_str()).send(action.body().as_bytes()))?;
+            // S3 may answer 200 with an error document once the completion has started.
+            match text.contains("<Error>") {
+                true => Err(transient(format!("error document: {}", error_text(&text)))),
+                false => Ok(()),
+            }
+        });
+        match completed {
+            // An answer lost on the way: the retry finds the upload gone because it completed.
+            Err(why) if why.contains("NoSuchUpload") => match self.head(&st.key)? {
+                Some(len) if len == size => Ok(()),
+                _ => Err(why),
+            },
+            other => other,
+        }
+    }
+
+    /// The parts of upload `id` in the store (ListParts), when they fit a file of `size` in
+    /// this run's part size; `None` when the upload is gone. An upload whose parts do not fit
+    /// (the part size changed) is aborted and reads as gone.
+    fn listed_parts(&self, key: &str, id: &str, size: u64) -> Step<Option<BTreeMap<u16, String>>> {
+        let part_size = self.settings.part_size_for(size);
+        let last = size.div_ceil(part_size);
+        let mut parts = BTreeMap::new();
+        let mut marker = 0u16;
+        loop {
+            let page = self.retried("ListParts", || {
+                let mut action = self.bucket.list_parts(self.creds(), key, id);
+                if marker > 0 {
+                    action.set_part_number_marker(marker);
+                }
+                let url = action.sign(SIGNED_FOR);
+                match check(self.agent.get(url.as_str()).call()) {
+                    Ok((_, body)) => parse_list_parts(&body).map(Some),
+                    Err(f) if f.status == Some(404) => Ok(None),
+                    Err(f) => Err(f),
+                }
+            })?;
+            let Some(page) = page else {
+                return Ok(None);
+            };
+            for p in &page.parts {
+                let n = u64::from(p.number);
+                let want = match n == last {
+                    true => size - (last - 1) * part_size,
+                    false => part_size,
+                };
+                if n == 0 || n > last || p.size != want {
+                    tracing::info!(
+                        key,
+                        upload = id,
+                        "the parts of an earlier upload do not fit this part size; starting again"
+                    );
+                    self.abort(key, id)?;
+                    return Ok(None);
+                }
+                parts.insert(p.number, p.etag.clone());
+            }
+            match page.next_marker {
+                Some(m) if m > marker => marker = m,
+                _ => return Ok(Some(parts)),
+            }
+        }
+    }
+
+    /// The ids of the multipart uploads open for exactly `key` (ListMultipartUploads, which
+    /// rusty-s3 has no action for: a listing request re-aimed at `?uploads`).
+    fn open_uploads(&self, key: &str) -> Step<Vec<String>> {
+        self.retried("ListMultipartUploads", || {
+            let mut action = self.bucket.list_objects_v2(self.creds());
+            action.query_mut().remove("list-type");
+            action.query_mut().remove("encoding-type");
+            action.query_mut().insert("uploads", "");
+            action.query_mut().insert("prefix", key);
+            let url = action.sign(SIGNED_FOR);
+            let (_, body) = check(self.agent.get(url.as_str()).call())?;
+            Ok(body
+                .split("<Upload>")
+                .skip(1)
+                .filter_map(|u| {
+                    let k = xml_unescape(&tag(u, "Key")?);
+                    let id = xml_unescape(&tag(u, "UploadId")?);
+                    (k == key).then_some(id)
+                })
+                .collect())
+        })
+    }
+
+    fn abort(&self, key: &str, id: &str) -> Step<()> {
+        self.retried("AbortMultipartUpload", || self.abort_once(key, id))
+    }
+
+    fn abort_once(&self, key: &str, id: &str) -> Attempt<()> {
+        let url = self
+            .bucket
+            .abort_multipart_upload(self.creds(), key, id)
+            .sign(SIGNED_FOR);
+        match check(self.agent.delete(url.as_str()).call()) {
+            Err(f) if f.status == Some(404) => Ok(()), // Gone already.
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Runs `f` until it succeeds, fails for good, or has failed `attempts` times once the
+    /// uploader is impatient (see [`Shared::impatient`]), waiting a jittered, doubling backoff
+    /// (up to 10 s) between attempts.
+    fn retried<T>(&self, what: &str, mut f: impl FnMut() -> Attempt<T>) -> Step<T> {
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match f() {
+                Ok(v) => {
+                    let now = super::now_secs();
+                    self.shared.stats.last_progress_unix.store(now, Relaxed);
+                    return Ok(v);
+                }
+                Err(e)
+                    if e.transient
+                        && (attempt < self.settings.attempts || !self.shared.impatient()) =>
+                {
+                    match attempt < self.settings.attempts {
+                        true => tracing::warn!(request = what, attempt, error = %e.why, "retrying"),
+                        // The run goes on: the files wait for the store, staged.
+                        false => {
+                            tracing::warn!(request = what, attempt, error = %e.why, "the store is still unreachable; files wait staged, retrying")
+                        }
+                    }
+                    self.shared.stats.retries.fetch_add(1, Relaxed);
+                    std::thread::sleep(jitter(backoff));
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    attempt += 1;
+                }
+                Err(e) => return Err(format!("{what}: {} (after {attempt} attempts)", e.why)),
+            }
+        }
+    }
+}
+
+/// A run's identity in its keys: the UTC second it started and six hex digits of its id
+/// (`20261204T153012Z-9c1e03`), readable and sorting by time.
+pub(super) fn run_identity(run_id: &str) -> String {
+    let micros = run_id
+        .split('-')
+        .next()
+        .and_then(|h| i64::from_str_radix(h, 16).ok())
+        .unwrap_or(0);
+    // FNV-1a: the pid and microseconds of the id, folded.
+    let hash = run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!(
+        "{}-{:06x}",
+        crate::output::plan::compact_utc(micros),
+        hash & 0xff_ffff
+    )
+}
+
+/// `rel` (a staged file's path under the staging directory) with `run` before its name.
+pub(super) fn keyed_name(rel: &Path, run: &str) -> PathBuf {
+    let name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    rel.with_file_name(format!("{run}-{name}"))
+}
+
+fn transient(why: impl Into<String>) -> Failed {
+    Failed {
+        transient: true,
+        status: None,
+        why: why.into(),
+    }
+}
+
+fn permanent(why: impl Into<String>) -> Failed {
+    Failed {
+        transient: false,
+        status: None,
+        why: why.into(),
+    }
+}
+
+/// Between half and all of `d`: retries of many uploaders do not fall in step.
+fn jitter(d: Duration) -> Duration {
+    let nanos = Instant::now().elapsed().as_nanos() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.subsec_nanos() as u64);
+    let frac = 0.5 + (nanos % 1000) as f64 / 2000.0;
+    d.mul_f64(frac)
+}
+
+/// A response's ETag and body when it succeeded; otherwise whether a retry may help.
+fn check(
+    resp: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Attempt<(Option<String>, String)> {
+    let mut resp = match resp {
+        Ok(r) => r,
+        // Connection refused or dropped, timeouts: the store may be back soon.
+        Err(e) => return Err(transient(e.to_string())),
+    };
+    let status = resp.status().as_u16();
+    let etag = resp
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .map_err(|e| transient(format!("reading the response: {e}")))?;
+    if (200..300).contains(&status) {
+        return Ok((etag, body));
+    }
+    Err(Failed {
+        // 5xx (SlowDown is a 503), 408 and 429 may pass later; 403, 404 and the rest cannot.
+        transient: status >= 500 || status == 408 || status == 429,
+        status: Some(status),
+        why: format!("HTTP {status}: {}", error_text(&body)),
+    })
+}
+
+/// One page of a ListParts answer.
+struct PartsPage {
+    parts: Vec<ListedPart>,
+    /// Where the next page starts, when the list goes on.
+    next_marker: Option<u16>,
+}
+
+/// A part as ListParts lists it.
+struct ListedPart {
+    number: u16,
+    etag: String,
+    size: u64,
+}
+
+/// Reads a ListParts answer. By hand, not with rusty-s3's reader: that one insists on the
+/// root element AWS sends (`ListPartsResult`), and stores differ (moto's is
+/// `ListPartsResponse`); the elements read here are the same in all.
+fn parse_list_parts(body: &str) -> Attempt<PartsPage> {
+    let unreadable = |what: &str| permanent(format!("unreadable ListParts answer: {what}"));
+    let mut parts = Vec::new();
+    for p in body.split("<Part>").skip(1) {
+        let number = tag(p, "PartNumber").and_then(|n| n.trim().parse().ok());
+        let size = tag(p, "Size").and_then(|n| n.trim().parse().ok());
+        match (number, tag(p, "ETag"), size) {
+            (Some(number), Some(etag), Some(size)) => parts.push(ListedPart {
+                number,
+                etag: xml_unescape(&etag),
+                size,
+            }),
+            _ => return Err(unreadable("a part without its number, ETag or size")),
+        }
+    }
+    let truncated = tag(body, "IsTruncated").is_some_and(|t| t.trim() == "true");
+    let next_marker = match truncated {
+        false => None,
+        true => Some(
+            tag(body, "NextPartNumberMarker")
+                .and_then(|n| n.trim().parse().ok())
+                .ok_or_else(|| unreadable("truncated without NextPartNumberMarker"))?,
+        ),
+    };
+    Ok(PartsPage { parts, next_marker })
+}
+
+/// The text of the first `<t>…</t>` in `xml`.
+fn tag(xml: &str, t: &str) -> Option<String> {
+    let open = format!("<{t}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find("</")?;
+    Some(xml[start..start + end].to_string())
+}
+
+/// XML's five escapes undone (keys may hold `&`).
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// The `Code` and `Message` of an S3 error document, or its start.
+fn error_text(body: &str) -> String {
+    match (tag(body, "Code"), tag(body, "Message")) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c,
+        _ => body.chars().take(200).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_parts_answers_read_whatever_their_root_element() {
+        let body = "<?xml version=\"1.0\"?><ListPartsResponse xmlns=\"x\"><Bucket>b</Bucket>\
+            <IsTruncated>true</IsTruncated><NextPartNumberMarker>2</NextPartNumberMarker>\
+            <Part><PartNumber>1</PartNumber><ETag>&quot;e1&quot;</ETag><Size>65536</Size></Part>\
+            <Part><PartNumber>2</PartNumber><ETag>\"e2\"</ETag><Size>10</Size></Part>\
+            </ListPartsResponse>";
+        let page = parse_list_parts(body).ok().unwrap();
+        let got: Vec<(u16, &str, u64)> = page
+            .parts
+            .iter()
+            .map(|p| (p.number, p.etag.as_str(), p.size))
+            .collect();
+        assert_eq!(got, [(1, "\"e1\"", 65536), (2, "\"e2\"", 10)]);
+        assert_eq!(page.next_marker, Some(2));
+        assert!(parse_list_parts("<Part><PartNumber>1</PartNumber></Part>").is_err());
+    }
+
+    #[test]
+    fn an_error_document_reads_as_code_and_message() {
+        let body = "<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>";
+        assert_eq!(error_text(body), "SlowDown: Reduce your rate");
+    }
+
+    #[test]
+    fn a_run_identity_is_its_start_second_and_a_hash() {
+        // 2026-12-04T15:30:12.5Z in µs, hex; pid 0x3039.
+        let id = format!("{:x}-3039", 1_796_398_212_500_000u64);
+        let r = run_identity(&id);
+        assert!(r.starts_with("20261204T153012Z-"), "{r}");
+        assert_eq!(r.len(), "20261204T153012Z-".len() + 6);
+        assert_ne!(
+            r,
+            run_identity(&format!("{:x}-303a", 1_796_398_212_500_000u64))
+        );
+    }
+}
