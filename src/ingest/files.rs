@@ -1,7 +1,7 @@
 //! The file reader: local NDJSON and JSON files, or standard input, in place of the fetcher.
 //!
 //! For local ETL without HTTP, this stage takes the fetch thread's seat and feeds the same
-//! parse, compute and write threads with the same [`BodyBatch`]es:
+//! parse, compute and write threads with the same [`BodyBatch`](crate::batch::BodyBatch)es:
 //!
 //! - **NDJSON** (`.ndjson`, `.jsonl`, any other name, and standard input) is streamed in chunks
 //!   of about `fetch.batch_max_bytes`, each cut after a newline, so a file of any size costs
