@@ -22,7 +22,8 @@ pub(super) enum ReadEnd {
     Open,
     /// The peer closed the connection.
     Closed,
-    /// The TLS handshake or a record failed: the alert is sent, the connection must close.
+    /// The TLS handshake or a record failed: the connection must close ([`Session::close`]
+    /// sends the alert that says why).
     Failed(String),
 }
 
@@ -135,8 +136,8 @@ mod on {
                     Err(_) => return ReadEnd::Closed,
                 }
                 if let Err(e) = tls.process_new_packets() {
-                    // The alert that tells the client why, best effort.
-                    let _ = flush(tcp, tls);
+                    // The alert that tells the client why goes with the close, after the
+                    // caller counted the failure.
                     return ReadEnd::Failed(e.to_string());
                 }
             }
