@@ -34,17 +34,26 @@ fn endpoint_files(dir: &Path, ca: &Ca) -> (PathBuf, PathBuf, PathBuf) {
     (cert, key, ca.write_pem(dir, "ca.pem"))
 }
 
-/// A TLS client connection to the endpoint, trusting only the test's CA.
-fn tls_client(port: u16, ca_pem: &Path) -> BufReader<StreamOwned<ClientConnection, TcpStream>> {
+type TlsClient = BufReader<StreamOwned<ClientConnection, TcpStream>>;
+
+/// A TLS client connection to the endpoint, trusting only the test's CA, presenting the client
+/// certificate and key `me` if given.
+fn tls_client(port: u16, ca_pem: &Path, me: Option<&Ca>) -> TlsClient {
     let mut roots = RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(ca_pem).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let mut config = ClientConfig::builder_with_provider(provider())
+    let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match me {
+        Some(client_ca) => {
+            let (cert, key, _) = client_ca.issue(&["receive-test-client"]);
+            config.with_client_auth_cert(vec![cert], key).unwrap()
+        }
+        None => config.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = "127.0.0.1".try_into().unwrap();
     let conn = ClientConnection::new(Arc::new(config), name).unwrap();
@@ -54,7 +63,13 @@ fn tls_client(port: u16, ca_pem: &Path) -> BufReader<StreamOwned<ClientConnectio
 }
 
 /// Posts the records `ids` on a kept-alive TLS connection: the answer's status.
-fn post_ids(c: &mut BufReader<StreamOwned<ClientConnection, TcpStream>>, ids: &[i64]) -> u16 {
+fn post_ids(c: &mut TlsClient, ids: &[i64]) -> u16 {
+    send_ids(c, ids).unwrap();
+    read_answer(c)
+}
+
+/// Sends a request posting the records `ids`.
+fn send_ids(c: &mut TlsClient, ids: &[i64]) -> std::io::Result<()> {
     let body: String = ids.iter().map(|id| format!("{{\"id\":{id}}}\n")).collect();
     let w = c.get_mut();
     write!(
@@ -62,10 +77,8 @@ fn post_ids(c: &mut BufReader<StreamOwned<ClientConnection, TcpStream>>, ids: &[
         "POST /ingest HTTP/1.1\r\nHost: x\r\n{}Content-Length: {}\r\n\r\n{body}",
         auth(),
         body.len()
-    )
-    .unwrap();
-    w.flush().unwrap();
-    read_answer(c)
+    )?;
+    w.flush()
 }
 
 /// What the server sent on `s` until it closed the connection (an end or a reset, not the
@@ -80,32 +93,54 @@ fn read_until_closed(s: &mut TcpStream, who: &str) -> Vec<u8> {
     got
 }
 
+/// A receiving pinflow over TLS.
+struct Endpoint {
+    child: std::process::Child,
+    port: u16,
+    /// The PEM file of the CA that issued the endpoint's certificate.
+    ca_pem: PathBuf,
+    /// The metrics endpoint's address.
+    metrics: String,
+}
+
+/// Starts pinflow receiving over TLS into `dir`, with a certificate of a new CA and `extra`
+/// flags.
+fn start_tls(dir: &Path, extra: &[&str]) -> Endpoint {
+    let (cert, key, ca_pem) = endpoint_files(dir, &Ca::new("receive test CA"));
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut args = vec![
+        "--listen-tls-cert",
+        cert.to_str().unwrap(),
+        "--listen-tls-key",
+        key.to_str().unwrap(),
+        "--metrics-addr",
+        &metrics,
+    ];
+    args.extend_from_slice(extra);
+    let child = start_checkpointing(&dir.join("out.parquet"), port, "200ms", &args);
+    Endpoint {
+        child,
+        port,
+        ca_pem,
+        metrics,
+    }
+}
+
 #[test]
 fn posts_over_tls_are_written_exactly_once_and_plain_or_silent_clients_are_closed() {
     let dir = fresh_dir("tls");
-    let ca = Ca::new("receive test CA");
-    let (cert, key, ca_pem) = endpoint_files(&dir, &ca);
-    let port = free_port();
-    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let child = start_checkpointing(
-        &dir.join("out.parquet"),
+    let Endpoint {
+        child,
         port,
-        "200ms",
-        &[
-            "--listen-tls-cert",
-            cert_arg,
-            "--listen-tls-key",
-            key_arg,
-            "--metrics-addr",
-            &metrics,
-        ],
-    );
+        ca_pem,
+        metrics,
+    } = start_tls(&dir, &[]);
     // A client that connects and never starts its handshake (the header timeout is 1s).
     let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
     silent.set_read_timeout(Some(STOP_DEADLINE)).unwrap();
 
-    let mut client = tls_client(port, &ca_pem);
+    let mut client = tls_client(port, &ca_pem, None);
     let mut expected = Vec::new();
     for b in 0..3i64 {
         let ids: Vec<i64> = (0..20).map(|i| b * 100 + i).collect();
@@ -142,7 +177,7 @@ fn posts_over_tls_are_written_exactly_once_and_plain_or_silent_clients_are_close
     // The TLS client was not disturbed: its kept-alive connection goes on.
     assert_eq!(post_ids(&mut client, &[1000, 1001]), 200);
     expected.extend([1000, 1001]);
-    let mut second = tls_client(port, &ca_pem);
+    let mut second = tls_client(port, &ca_pem, None);
     assert_eq!(post_ids(&mut second, &[2000]), 200);
     expected.push(2000);
     drop((client, second));
@@ -155,6 +190,42 @@ fn posts_over_tls_are_written_exactly_once_and_plain_or_silent_clients_are_close
         expected,
         "every acknowledged record exactly once, none of the plain client's"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn with_tls_client_ca_only_clients_with_a_certificate_of_that_ca_are_received() {
+    let dir = fresh_dir("mtls");
+    let clients = Ca::new("receive clients CA");
+    let clients_pem = clients.write_pem(&dir, "clients-ca.pem");
+    let Endpoint {
+        child,
+        port,
+        ca_pem,
+        metrics,
+    } = start_tls(
+        &dir,
+        &["--listen-tls-client-ca", clients_pem.to_str().unwrap()],
+    );
+    let mut known = tls_client(port, &ca_pem, Some(&clients));
+    assert_eq!(post_ids(&mut known, &[1, 2]), 200);
+    // No certificate, then one of another CA: the handshake fails, nothing is answered.
+    for me in [None, Some(&Ca::new("stranger CA"))] {
+        let mut stranger = tls_client(port, &ca_pem, me);
+        let sent = send_ids(&mut stranger, &[-1]);
+        let mut got = Vec::new();
+        let end = sent.and_then(|()| stranger.read_to_end(&mut got));
+        assert!(end.is_err() && got.is_empty(), "{end:?} {got:?}");
+    }
+    assert!(
+        metrics_text(&metrics).contains("\npinflow_receive_tls_failures_total 2\n"),
+        "both strangers counted"
+    );
+    assert_eq!(post_ids(&mut known, &[3]), 200);
+    drop(known);
+    let o = sigterm_and_wait(child);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(all_final_ids(&dir), [1, 2, 3]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
