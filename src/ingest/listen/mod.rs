@@ -50,7 +50,13 @@
 //! histogram of the time from a request's admission to its 200, labelled by what made it
 //! durable first: `from="log"` or `from="checkpoint"`.
 //!
-//! TLS (`https://` receive) is not built yet: put a TLS terminating proxy in front.
+//! # TLS
+//! With `listen.tls_cert` and `listen.tls_key` the endpoint is `https://` ([`tls`]): one rustls
+//! session per connection on the same loop, its plaintext framed as a plain connection's; the
+//! handshake counts against `listen.header_timeout`; a failed one closes only its connection
+//! and is counted in `pinflow_receive_tls_failures_total`. `listen.tls_client_ca` requires
+//! client certificates (mutual TLS). The files are read by [`preflight`], so a bad one fails the
+//! start before the journal or the output is touched.
 
 #[cfg(feature = "http")]
 pub mod server;
