@@ -586,7 +586,7 @@ impl Config {
         }
     }
 
-    /// A client certificate and its key go together.
+    /// A certificate and its key go together (the fetcher's client one, the receive endpoint's).
     fn tls_pair_problems(&self, found: &mut Problems) {
         match (&self.fetch.tls_client_cert, &self.fetch.tls_client_key) {
             (Some(_), None) => found.bad(
@@ -598,6 +598,19 @@ impl Config {
                 "is needed with fetch.tls_client_key".into(),
             ),
             _ => {}
+        }
+        let l = &self.listen;
+        match (&l.tls_cert, &l.tls_key) {
+            (Some(_), None) => found.bad("listen.tls_key", "is needed with listen.tls_cert".into()),
+            (None, Some(_)) => found.bad("listen.tls_cert", "is needed with listen.tls_key".into()),
+            _ => {}
+        }
+        if l.tls_client_ca.is_some() && l.tls_cert.is_none() {
+            found.bad(
+                "listen.tls_client_ca",
+                "needs listen.tls_cert and listen.tls_key (client certificates are asked over TLS)"
+                    .into(),
+            );
         }
     }
 

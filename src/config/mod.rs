@@ -678,6 +678,15 @@ pub struct ListenConfig {
     /// How long a request waits for its commit.
     #[serde(with = "duration_serde")]
     pub ack_timeout: Duration,
+    /// TLS: the server's PEM certificate chain, leaf first. Needs `tls_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the PEM private key of `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// TLS: PEM CA certificates; set, clients must present a certificate one of them issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for ListenConfig {
@@ -691,6 +700,9 @@ impl Default for ListenConfig {
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             ack_timeout: Duration::from_secs(60),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }

@@ -1453,6 +1453,43 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "listen.tls_cert",
+        kind: Kind::Path,
+        flag: Flag::Shared("--listen-tls-cert"),
+        value_name: "PATH",
+        help: "Receive over https: PEM certificate chain of the endpoint (with --listen-tls-key) [default: plain HTTP]",
+        example: "\"/etc/pinflow/receive.pem\"",
+        doc: "Serve the receive endpoint over TLS (https://) with this PEM certificate chain, \
+         leaf first; needs tls_key. Read at start: a missing or invalid file fails the run. \
+         Unset: plain HTTP.",
+        check: Check::NonEmptyPath(|c| c.listen.tls_cert.as_deref()),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.tls_key",
+        kind: Kind::Path,
+        flag: Flag::Shared("--listen-tls-key"),
+        value_name: "PATH",
+        help: "PEM private key of --listen-tls-cert",
+        example: "\"/etc/pinflow/receive.key\"",
+        doc: "The PEM private key (PKCS#8, PKCS#1 or SEC1) of tls_cert.",
+        check: Check::NonEmptyPath(|c| c.listen.tls_key.as_deref()),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "listen.tls_client_ca",
+        kind: Kind::Path,
+        flag: Flag::Shared("--listen-tls-client-ca"),
+        value_name: "PATH",
+        help: "Require receive clients to present a certificate issued by a CA in this PEM file (mTLS) [default: not asked]",
+        example: "\"/etc/pinflow/clients-ca.pem\"",
+        doc: "Mutual TLS: clients must present a certificate issued by one of the CA \
+         certificates in this PEM file, or their handshake fails. Needs tls_cert. Unset: no \
+         client certificate asked.",
+        check: Check::NonEmptyPath(|c| c.listen.tls_client_ca.as_deref()),
+        ..BLANK
+    },
+    OptionSpec {
         key: "log.format",
         kind: Kind::LogFormat,
         flag: Flag::Shared("--log-format"),

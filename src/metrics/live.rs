@@ -317,6 +317,9 @@ pub struct ReceiveMetrics {
     pub ack_from_log: Mutex<Latency>,
     /// The same, when a journal checkpoint committed it first.
     pub ack_from_checkpoint: Mutex<Latency>,
+    /// TLS connections closed for a failed handshake (a plain-HTTP client, an untrusted client
+    /// certificate, a handshake past `listen.header_timeout`) or a bad record.
+    pub tls_failures: AtomicU64,
 }
 
 /// The time windows' live figures, set by the writer thread (which runs the window operator).

@@ -454,6 +454,12 @@ fn receive(o: &mut String, r: &Registry) {
         "checkpoint",
         &checkpoint,
     );
+    counter(
+        o,
+        "pinflow_receive_tls_failures_total",
+        "HTTP receive over TLS: connections closed for a failed handshake (a plain-HTTP client, an untrusted client certificate, a handshake past listen.header_timeout) or a bad TLS record.",
+        r.receive.tls_failures.load(Relaxed),
+    );
 }
 
 /// Queue depths and capacities.

@@ -160,6 +160,9 @@ fn everything_set() -> Config {
             body_timeout: Duration::from_secs(4),
             idle_timeout: Duration::from_secs(5),
             ack_timeout: Duration::from_secs(6),
+            tls_cert: Some("/etc/pinflow/receive.pem".into()),
+            tls_key: Some("/etc/pinflow/receive.key".into()),
+            tls_client_ca: Some("/etc/pinflow/clients-ca.pem".into()),
         },
         log: LogConfig {
             format: LogFormat::Json,

@@ -70,6 +70,8 @@ mod polling;
 mod rate_limit;
 #[cfg(feature = "cli")]
 mod receive;
+#[cfg(all(feature = "cli", feature = "tls"))]
+mod receive_tls;
 #[cfg(feature = "http")]
 mod requests;
 #[cfg(feature = "cli")]

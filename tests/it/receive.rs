@@ -12,7 +12,7 @@ use crate::common::{all_final_ids, pinflow_piped, sigterm_and_wait, STOP_DEADLIN
 
 const TOKEN: &str = "t0ken-for-tests";
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -25,7 +25,12 @@ fn start(out: &Path, port: u16) -> std::process::Child {
 }
 
 /// Starts pinflow with checkpoints every `rotate` (`--rotate-interval`), and `extra` flags.
-fn start_checkpointing(out: &Path, port: u16, rotate: &str, extra: &[&str]) -> std::process::Child {
+pub(crate) fn start_checkpointing(
+    out: &Path,
+    port: u16,
+    rotate: &str,
+    extra: &[&str],
+) -> std::process::Child {
     let child = pinflow_piped()
         .args(["run", "--listen", &port.to_string(), "--out"])
         .arg(out)
@@ -67,7 +72,7 @@ fn post(port: u16, head_extra: &str, body: &[u8]) -> Option<u16> {
         .ok()
 }
 
-fn auth() -> String {
+pub(crate) fn auth() -> String {
     format!("Authorization: Bearer {TOKEN}\r\n")
 }
 
@@ -174,8 +179,7 @@ fn acknowledged_records_survive_kill_9_exactly_once_and_bad_posts_are_refused() 
 }
 
 /// Reads one answer from a kept-alive connection: its status.
-fn read_answer(r: &mut std::io::BufReader<TcpStream>) -> u16 {
-    use std::io::BufRead;
+pub(crate) fn read_answer<R: std::io::BufRead>(r: &mut R) -> u16 {
     let mut line = String::new();
     r.read_line(&mut line).unwrap();
     let status = line.split(' ').nth(1).unwrap().parse().unwrap();
@@ -312,7 +316,7 @@ fn records_acknowledged_from_the_write_ahead_log_alone_survive_kill_9_exactly_on
 }
 
 /// The metrics endpoint's text at `addr`.
-fn metrics_text(addr: &str) -> String {
+pub(crate) fn metrics_text(addr: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(STOP_DEADLINE)).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -22,6 +22,9 @@ use mio::net::TcpStream;
 
 #[cfg(feature = "tls")]
 pub use tls::client_config;
+/// Shared with the receive endpoint's TLS ([`crate::ingest::listen::tls`]).
+#[cfg(feature = "tls")]
+pub(crate) use tls::{bad_file, read_certs};
 
 #[cfg(feature = "tls")]
 mod tls {
@@ -77,7 +80,9 @@ mod tls {
         Ok(Arc::new(config))
     }
 
-    fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    /// The certificates of the PEM file `path` (the option `key`); none or an unreadable file
+    /// is an error naming both.
+    pub(crate) fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
             .map_err(|e| bad_file(key, path, e.to_string()))?;
@@ -91,7 +96,8 @@ mod tls {
         Ok(certs)
     }
 
-    fn bad_file(key: &str, path: &Path, why: String) -> Error {
+    /// A configuration error naming the option `key` and its file `path`.
+    pub(crate) fn bad_file(key: &str, path: &Path, why: String) -> Error {
         Error::config(key, format!("{}: {why}", path.display()))
     }
 
@@ -225,8 +231,13 @@ impl Transport {
     }
 }
 
+/// Sends the TLS records rustls has waiting (a client's or a server's connection); `WouldBlock`
+/// when the socket is full.
 #[cfg(feature = "tls")]
-fn flush_tls(tcp: &mut TcpStream, tls: &mut rustls::ClientConnection) -> io::Result<()> {
+pub(crate) fn flush_tls<Side>(
+    tcp: &mut TcpStream,
+    tls: &mut rustls::ConnectionCommon<Side>,
+) -> io::Result<()> {
     while tls.wants_write() {
         match tls.write_tls(tcp) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

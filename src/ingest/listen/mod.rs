@@ -50,10 +50,18 @@
 //! histogram of the time from a request's admission to its 200, labelled by what made it
 //! durable first: `from="log"` or `from="checkpoint"`.
 //!
-//! TLS (`https://` receive) is not built yet: put a TLS terminating proxy in front.
+//! # TLS
+//! With `listen.tls_cert` and `listen.tls_key` the endpoint is `https://` ([`tls`]): one rustls
+//! session per connection on the same loop, its plaintext framed as a plain connection's; the
+//! handshake counts against `listen.header_timeout`; a failed one closes only its connection
+//! and is counted in `pinflow_receive_tls_failures_total`. `listen.tls_client_ca` requires
+//! client certificates (mutual TLS). The files are read by [`preflight`], so a bad one fails the
+//! start before the journal or the output is touched.
 
 #[cfg(feature = "http")]
 pub mod server;
+#[cfg(feature = "http")]
+pub mod tls;
 #[cfg(feature = "http")]
 pub mod wal;
 
@@ -90,6 +98,12 @@ pub struct ListenOptions {
     /// a log left by the runs of another journal (one moved aside to start afresh) is refused,
     /// not admitted into this one's output.
     pub wal_owner: u64,
+    /// TLS: the PEM certificate chain served; `None`: plain HTTP ([`tls`]).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// TLS: the PEM CA certificates that clients' certificates must chain to; `None`: none asked.
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// The directory of the write-ahead log of a receive run writing `out`:
@@ -106,6 +120,7 @@ impl std::fmt::Debug for ListenOptions {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_connections", &self.max_connections)
             .field("wal_dir", &self.wal_dir)
+            .field("tls_cert", &self.tls_cert)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +152,9 @@ impl ListenOptions {
             ack_timeout: c.ack_timeout,
             wal_dir: None,
             wal_owner: 0,
+            tls_cert: c.tls_cert.clone(),
+            tls_key: c.tls_key.clone(),
+            tls_client_ca: c.tls_client_ca.clone(),
         }
     }
 }
@@ -167,6 +185,12 @@ pub(crate) fn preflight(source: &crate::Source, cfg: &crate::Config) -> crate::e
              writer.rotate_interval (--rotate-interval 1s), which bounds how long a client \
              waits for its answer",
         ));
+    }
+    // The certificate and key files are read now, before the journal or the output is
+    // touched: a bad one fails the start, named (the receive loop reads them again).
+    #[cfg(feature = "http")]
+    if let Some(opts) = ListenOptions::of(&cfg.listen) {
+        tls::server_config(&opts)?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use crossbeam_channel::TrySendError;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::tls::{self, ReadEnd, ServerConfig, Session};
 use super::wal::{self, Wal};
 use super::ListenOptions;
 use crate::batch::{BodyBatch, ContentEncoding};
@@ -17,7 +18,7 @@ use crate::config::FetchConfig;
 use crate::error::{Error, Result};
 use crate::handoff::{downstream_gone, IngestChannels};
 use crate::ingest::IngestReport;
-use crate::metrics::live::ThreadState;
+use crate::metrics::live::{Registry, ThreadState};
 
 const LISTENER: Token = Token(usize::MAX);
 /// The write-ahead log's sync thread: a sync reached further.
@@ -73,8 +74,17 @@ enum BodyFraming {
 
 struct Conn {
     stream: TcpStream,
+    /// `Some` on a TLS endpoint: the bytes of `stream` go through it.
+    tls: Option<Session>,
+    /// Plaintext read and not yet framed.
     buf: Vec<u8>,
     phase: Phase,
+}
+
+impl Conn {
+    fn handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(Session::handshaking)
+    }
 }
 
 /// The receive endpoint's loop, on the ingest thread, until `stop` (then the drain).
@@ -88,6 +98,8 @@ pub(crate) fn run(
     let (registry, thread) = (Arc::clone(&chans.registry), chans.thread);
     let io_err =
         |what: &str, e: std::io::Error| Error::config("listen.addr", format!("{what}: {e}"));
+    // The certificate and key are read before the port opens: a bad file fails the start.
+    let tls_config = tls::server_config(&opts)?;
     let mut poll = Poll::new().map_err(|e| io_err("event loop", e))?;
     let mut listener = Some(
         TcpListener::bind(opts.addr)
@@ -97,7 +109,11 @@ pub(crate) fn run(
         poll.registry()
             .register(l, LISTENER, Interest::READABLE)
             .map_err(|e| io_err("event loop", e))?;
-        tracing::info!(addr = %l.local_addr().map_err(|e| io_err("address", e))?, "receiving on POST /ingest");
+        tracing::info!(
+            addr = %l.local_addr().map_err(|e| io_err("address", e))?,
+            tls = tls_config.is_some(),
+            "receiving on POST /ingest"
+        );
     }
     // Past every item an earlier run committed: a resumed run's numbers never collide.
     let mut next_seq = chans.skip.last().map_or(0, |l| l + 1);
@@ -184,7 +200,7 @@ pub(crate) fn run(
                         &poll,
                         &mut conns,
                         &mut next_token,
-                        &opts,
+                        (&opts, tls_config.as_ref()),
                         &mut report,
                     );
                     continue;
@@ -193,7 +209,14 @@ pub(crate) fn run(
                 let Some(conn) = conns.get_mut(&id) else {
                     continue;
                 };
-                if let Step::Close = step(conn, &opts, &mut report, drain_until.is_some(), now)? {
+                if let Step::Close = step(
+                    conn,
+                    &opts,
+                    &registry,
+                    &mut report,
+                    drain_until.is_some(),
+                    now,
+                )? {
                     close(&poll, &mut conns, id);
                 }
             }
@@ -249,8 +272,9 @@ pub(crate) fn run(
                     }
                 }
                 let late = match conn.phase {
+                    // A TLS handshake is part of the wait for the head.
                     Phase::Head { since: Some(t) } => {
-                        now >= t + if conn.buf.is_empty() {
+                        now >= t + if conn.buf.is_empty() && !conn.handshaking() {
                             opts.idle_timeout
                         } else {
                             opts.header_timeout
@@ -270,6 +294,14 @@ pub(crate) fn run(
                             answer(conn, 503, "{\"error\":\"not yet durable: the records may still be written; retry\"}", true);
                         }
                         Phase::Head { .. } if conn.buf.is_empty() => {
+                            if conn.handshaking() {
+                                let peer = peer_of(conn);
+                                tls_failed(
+                                    &registry,
+                                    &peer,
+                                    "handshake not done within listen.header_timeout",
+                                );
+                            }
                             close(&poll, &mut conns, id);
                             continue;
                         }
@@ -349,7 +381,7 @@ fn accept(
     poll: &Poll,
     conns: &mut HashMap<usize, Conn>,
     next_token: &mut usize,
-    opts: &ListenOptions,
+    (opts, tls_config): (&ListenOptions, Option<&ServerConfig>),
     report: &mut IngestReport,
 ) {
     let Some(l) = listener.as_mut() else { return };
@@ -365,9 +397,17 @@ fn accept(
         };
         if conns.len() >= opts.max_connections {
             count(report, 503);
-            let _ = stream.write(&response(503, "{\"error\":\"too many connections\"}", true));
+            // A TLS client could not read a plain answer: it only sees the close.
+            if tls_config.is_none() {
+                let _ = stream.write(&response(503, "{\"error\":\"too many connections\"}", true));
+            }
             continue;
         }
+        let tls = match tls_config.map(Session::new) {
+            None => None,
+            Some(Some(session)) => Some(session),
+            Some(None) => continue,
+        };
         report.stats.connections += 1;
         let id = *next_token;
         *next_token = next_token.wrapping_add(1) % (usize::MAX - 1);
@@ -384,6 +424,7 @@ fn accept(
                 id,
                 Conn {
                     stream,
+                    tls,
                     buf: Vec::new(),
                     phase: Phase::Head {
                         since: Some(Instant::now()),
@@ -396,6 +437,9 @@ fn accept(
 
 fn close(poll: &Poll, conns: &mut HashMap<usize, Conn>, id: usize) {
     if let Some(mut c) = conns.remove(&id) {
+        if let Some(tls) = c.tls.as_mut() {
+            tls.close(&mut c.stream);
+        }
         let _ = poll.registry().deregister(&mut c.stream);
     }
 }
@@ -409,6 +453,7 @@ enum Step {
 fn step(
     conn: &mut Conn,
     opts: &ListenOptions,
+    registry: &Registry,
     report: &mut IngestReport,
     draining: bool,
     now: Instant,
@@ -418,10 +463,32 @@ fn step(
         Phase::Head { .. } | Phase::Body { .. } | Phase::Acking { .. }
     ) && !draining
     {
+        // Bounded: the head limit, or the body limit plus chunk framing.
+        let limit = opts.max_body_bytes + MAX_HEAD + (64 << 10);
+        if let Some(tls) = conn.tls.as_mut() {
+            let (before, handshaking) = (conn.buf.len(), tls.handshaking());
+            match tls.read(&mut conn.stream, &mut conn.buf, limit) {
+                ReadEnd::Open => {}
+                ReadEnd::Closed => return Ok(Step::Close),
+                ReadEnd::Failed(why) => {
+                    let peer = peer_of(conn);
+                    tls_failed(registry, &peer, &why);
+                    return Ok(Step::Close);
+                }
+            }
+            report.stats.body_bytes += (conn.buf.len() - before) as u64;
+            // A head's time runs from its first byte, or from the accept through the handshake.
+            if let Phase::Head { since } = &mut conn.phase {
+                if before == 0 && !conn.buf.is_empty() && !handshaking {
+                    *since = Some(now);
+                }
+            }
+            // Reading phases: no answer to write (the handshake's replies went with the read).
+            return Ok(Step::Keep);
+        }
         let mut chunk = [0u8; 64 << 10];
         loop {
-            // Bounded: the head limit, or the body limit plus chunk framing.
-            if conn.buf.len() > opts.max_body_bytes + MAX_HEAD + (64 << 10) {
+            if conn.buf.len() > limit {
                 break;
             }
             match conn.stream.read(&mut chunk) {
@@ -444,13 +511,44 @@ fn step(
     if matches!(conn.phase, Phase::Answer { .. }) {
         return flush(conn, draining, now);
     }
+    // Handshake replies the socket did not take at once, while the request waits.
+    if let Some(tls) = conn.tls.as_mut() {
+        if tls.send_pending(&mut conn.stream).is_err() {
+            return Ok(Step::Close);
+        }
+    }
     Ok(Step::Keep)
+}
+
+/// The client's address, for a log line.
+fn peer_of(conn: &Conn) -> String {
+    conn.stream
+        .peer_addr()
+        .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string())
+}
+
+/// Counts and logs a failed TLS connection: the handshake (a plain-HTTP client, an unknown
+/// certificate, no common cipher) or a bad record. rustls's reason names no secret.
+/// Not a failed request: nothing was admitted, and a port scanner must not fail the run.
+fn tls_failed(registry: &Registry, peer: &str, why: &str) {
+    tracing::info!(peer, reason = why, "receive: TLS connection failed, closed");
+    registry
+        .receive
+        .tls_failures
+        .fetch_add(1, Ordering::Relaxed);
 }
 
 fn flush(conn: &mut Conn, _draining: bool, _now: Instant) -> Result<Step> {
     let Phase::Answer { out, at, close } = &mut conn.phase else {
         return Ok(Step::Keep);
     };
+    if let Some(tls) = conn.tls.as_mut() {
+        match tls.write(&mut conn.stream, out, at) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Step::Keep),
+            Err(_) => return Ok(Step::Close),
+        }
+    }
     while *at < out.len() {
         match conn.stream.write(&out[*at..]) {
             Ok(0) => return Ok(Step::Close),
