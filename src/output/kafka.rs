@@ -1,5 +1,5 @@
 //! `KafkaOutput`: the writer's [`Output`] for `kafka://`. One JSON object per row (the row as
-//! [`row_json`] writes it, statistics columns included), produced by an idempotent
+//! [`row_json`](super::row_json) writes it, statistics columns included), produced by an idempotent
 //! `BaseProducer` that the writer thread polls itself.
 //!
 //! Nothing is counted written when it is handed to librdkafka: each message's delivery report
@@ -23,7 +23,8 @@ use rdkafka::producer::{
 };
 use rdkafka::{ClientContext, Message};
 
-use super::{row_json, Holds, Output, OutputReport, Settled};
+use super::row_json::JsonRows;
+use super::{Holds, Output, OutputReport, Settled};
 use crate::error::{Error, Result};
 use crate::kafka::KafkaTarget;
 use crate::metrics::live::KafkaStats;
@@ -100,6 +101,8 @@ pub(crate) struct KafkaOutput {
     /// The pipeline's stop flag: after a stop, [`Output::finish`] waits only so long.
     stop: Option<Arc<AtomicBool>>,
     url: PathBuf,
+    /// The message being written (reused: librdkafka copies it).
+    payload: Vec<u8>,
 }
 
 impl KafkaOutput {
@@ -137,6 +140,7 @@ impl KafkaOutput {
             stats,
             stop,
             url,
+            payload: Vec::with_capacity(1024),
         })
     }
 
@@ -155,58 +159,36 @@ impl KafkaOutput {
         self.stats.queue_depth.store(depth, Relaxed);
     }
 
-    /// The message key of each row: the key column's values as text (strings as they are,
-    /// other values as JSON); `None` for a null, or without `key_field`.
-    fn keys(&self, rows: &RecordBatch) -> Result<Vec<Option<String>>> {
-        let n = rows.num_rows();
+    /// The column number of the message key (`key_field`), if one is configured; a name that
+    /// is not a column of the rows is a configuration error naming the columns there are.
+    fn key_column(&self, rows: &RecordBatch) -> Result<Option<usize>> {
         let Some(field) = &self.target.key_field else {
-            return Ok(vec![None; n]);
+            return Ok(None);
         };
-        let Some((j, _)) = rows.schema().column_with_name(field) else {
-            let names: Vec<String> = rows
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            return Err(Error::config(
-                "kafka.key_field",
-                format!(
-                    "`{field}` is not a column of the rows (their columns: {})",
-                    names.join(", ")
-                ),
-            ));
-        };
-        let col = rows.column(j);
-        let one = RecordBatch::try_new(
-            Arc::new(arrow_schema::Schema::new(vec![rows
-                .schema()
-                .field(j)
-                .clone()])),
-            vec![Arc::clone(col)],
-        )
-        .map_err(|e| Error::config("kafka.key_field", e.to_string()))?;
-        Ok((0..n)
-            .map(|i| {
-                if col.is_null(i) {
-                    return None;
-                }
-                // `{"name":value}`: the value, a string as its text, anything else as JSON.
-                let json = row_json(&one, i);
-                let mut object: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(&json).ok()?;
-                match object.remove(field)? {
-                    serde_json::Value::String(s) => Some(s),
-                    v => Some(v.to_string()),
-                }
-            })
-            .collect())
+        match rows.schema().column_with_name(field) {
+            Some((j, _)) => Ok(Some(j)),
+            None => {
+                let names: Vec<String> = rows
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                Err(Error::config(
+                    "kafka.key_field",
+                    format!(
+                        "`{field}` is not a column of the rows (their columns: {})",
+                        names.join(", ")
+                    ),
+                ))
+            }
+        }
     }
 
     /// Sends one message, waiting (polling) while librdkafka's queue is full: back-pressure,
     /// never a drop. An error other than a full queue (a message over `message.max.bytes`)
     /// settles the message at once as failed.
-    fn send(&mut self, payload: &str, key: Option<&str>) {
+    fn send(&mut self, payload: &[u8], key: Option<&[u8]>) {
         let mut record = BaseRecord::to(&self.target.topic).payload(payload);
         if let Some(k) = key {
             record = record.key(k);
@@ -221,7 +203,8 @@ impl KafkaOutput {
                 }
                 Err((e, _)) => {
                     let mut s = self.producer.context().settled.lock();
-                    s.failed.push((payload.to_string(), reason(&e)));
+                    let excerpt = String::from_utf8_lossy(payload).into_owned();
+                    s.failed.push((excerpt, reason(&e)));
                     self.stats.delivery_failed.fetch_add(1, Relaxed);
                     return;
                 }
@@ -267,11 +250,27 @@ impl Output for KafkaOutput {
         _id: Option<u64>,
         _holds: &mut Holds,
     ) -> Result<Vec<(usize, String)>> {
-        let keys = self.keys(rows)?;
-        for (i, key) in keys.iter().enumerate() {
-            let payload = row_json(rows, i);
-            self.send(&payload, key.as_deref());
+        let key_column = self.key_column(rows)?;
+        let json = JsonRows::new(rows);
+        let (mut payload, mut key) = (std::mem::take(&mut self.payload), Vec::new());
+        for i in 0..rows.num_rows() {
+            payload.clear();
+            json.write_row(i, &mut payload);
+            // The key: a string as its text, any other value as JSON, none for a null.
+            let key = key_column.and_then(|j| {
+                if let Some(s) = json.str_value(j, i) {
+                    return Some(s.as_bytes());
+                }
+                if rows.column(j).is_null(i) {
+                    return None;
+                }
+                key.clear();
+                json.write_value(j, i, &mut key);
+                Some(key.as_slice())
+            });
+            self.send(&payload, key);
         }
+        self.payload = payload;
         self.poll(Duration::ZERO);
         Ok(Vec::new())
     }

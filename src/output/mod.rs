@@ -30,6 +30,7 @@ mod local;
 mod parquet;
 mod partition;
 mod plan;
+mod row_json;
 #[cfg(feature = "s3")]
 mod s3;
 mod tee;
@@ -37,7 +38,6 @@ mod window_state;
 mod windows;
 mod writer;
 
-pub use deadletter::row_json;
 pub use deadletter::DeadLetterLog;
 pub(crate) use local::LocalParquet;
 pub use parquet::{
@@ -46,6 +46,7 @@ pub use parquet::{
 };
 pub use partition::{escape_value, Partitioner, Split, HIVE_DEFAULT_PARTITION, NAME_MAX};
 pub use plan::{OutputPlan, S3Target};
+pub use row_json::row_json;
 #[cfg(feature = "s3")]
 pub use s3::{refuse_retired_variables, S3Settings, TEST_PART_SIZE_ENV};
 pub(crate) use tee::Tee;

@@ -667,7 +667,7 @@ impl Writer<'_> {
                 kind: "record",
                 url: self.source.clone(),
                 reason: reason.clone(),
-                excerpt: super::deadletter::row_json(rows, *i),
+                excerpt: super::row_json(rows, *i),
                 attempts: 0,
             };
             dead.write(&d)?;
