@@ -605,6 +605,20 @@ impl Config {
             (None, Some(_)) => found.bad("listen.tls_cert", "is needed with listen.tls_key".into()),
             _ => {}
         }
+        // Without an address nothing listens: TLS files there would be ignored in silence.
+        if l.addr.is_none() {
+            let set = [
+                ("listen.tls_cert", l.tls_cert.is_some()),
+                ("listen.tls_key", l.tls_key.is_some()),
+                ("listen.tls_client_ca", l.tls_client_ca.is_some()),
+            ];
+            for (key, _) in set.iter().filter(|(_, on)| *on) {
+                found.bad(
+                    key,
+                    "is set, but nothing listens: it needs listen.addr (--listen)".into(),
+                );
+            }
+        }
         if l.tls_client_ca.is_some() && l.tls_cert.is_none() {
             found.bad(
                 "listen.tls_client_ca",

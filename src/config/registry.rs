@@ -1460,8 +1460,9 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Receive over https: PEM certificate chain of the endpoint (with --listen-tls-key) [default: plain HTTP]",
         example: "\"/etc/pinflow/receive.pem\"",
         doc: "Serve the receive endpoint over TLS (https://) with this PEM certificate chain, \
-         leaf first; needs tls_key. Read at start: a missing or invalid file fails the run. \
-         Unset: plain HTTP.",
+         leaf first; needs tls_key and listen.addr (set without an address, it is refused \
+         rather than ignored). Read at start: a missing or invalid file fails the run. Unset: \
+         plain HTTP.",
         check: Check::NonEmptyPath(|c| c.listen.tls_cert.as_deref()),
         ..BLANK
     },

@@ -261,7 +261,7 @@ fn fails_to_start(dir: &Path, extra: &[&str]) -> String {
 }
 
 #[test]
-fn missing_or_invalid_certificate_and_key_files_fail_the_start_naming_them() {
+fn missing_invalid_or_unused_certificate_and_key_files_fail_the_start_naming_them() {
     let dir = fresh_dir("tls-bad");
     let (cert, key, _) = endpoint_files(&dir, &Ca::new("receive test CA"));
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
@@ -300,5 +300,19 @@ fn missing_or_invalid_certificate_and_key_files_fail_the_start_naming_them() {
         ],
     );
     assert!(e.contains("listen.tls_key"), "{e}");
+    // Without --listen nothing would serve them: refused, not ignored.
+    let o = pinflow_piped()
+        .args(["run", "--files", garbage, "--listen-tls-cert", cert])
+        .args(["--listen-tls-key", key, "--out"])
+        .arg(dir.join("files.parquet"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{e}");
+    assert!(
+        e.contains("listen.tls_cert") && e.contains("nothing listens"),
+        "{e}"
+    );
+    assert!(!dir.join("files.parquet").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
