@@ -584,4 +584,10 @@ fn the_ledger_per_partition_counts_messages_written_and_dead_lettered_as_committ
     // 3: the tombstone is a failed item.
     assert_eq!(o.status.code(), Some(3), "{text}");
     assert_exactly_once(final_ids(&out), 301, &text);
+    // The same ledger in the run's summary.
+    for (p, (c, w, d)) in expected.iter().enumerate() {
+        let line =
+            format!("kafka    logs/{p}: consumed {c} / written {w} / dead-lettered {d} messages");
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
 }
