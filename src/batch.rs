@@ -159,6 +159,9 @@ pub struct BodyBatch {
     /// Set on the last batch of a partition that has ended (a file read to its end): no row
     /// of `partition` comes after this batch's.
     pub partition_ended: bool,
+    /// Set by the Kafka source: every item is one message, named `TOPIC/PARTITION@OFFSET`;
+    /// the parser then says which messages gave rows ([`RecordsBatch::kafka`]).
+    pub kafka_messages: bool,
 }
 
 impl BodyBatch {
@@ -295,6 +298,7 @@ impl BodyBatch {
         // Only batches of one partition join (push and HTTP sources have one); an end mark
         // travels with the rows before it.
         self.partition_ended |= other.partition_ended;
+        self.kafka_messages |= other.kafka_messages;
         other.clear();
     }
 
@@ -314,6 +318,7 @@ impl BodyBatch {
         self.order_plus_one = None;
         self.partition = 0;
         self.partition_ended = false;
+        self.kafka_messages = false;
     }
 }
 
@@ -358,6 +363,9 @@ pub struct RecordsBatch {
     /// Where this batch stands in source order: the number and partition of the body batch
     /// it was parsed from.
     pub source: SourceOrder,
+    /// From a Kafka source: which of its messages gave rows and which only dead letters
+    /// (empty for other sources).
+    pub kafka: crate::kafka::offsets::MessageOutcomes,
 }
 
 /// Where a batch stands in source order, for the stages that must see rows in the order the

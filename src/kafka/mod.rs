@@ -11,6 +11,10 @@
 //!   `BaseProducer` polled from the writer thread itself (no async runtime, no thread of its
 //!   own), idempotent, whose delivery reports settle each record: delivered, it is counted
 //!   written; failed, it is a dead letter with the broker's reason.
+//! - [`offsets`]: which messages of the Kafka source a batch or a file holds (the
+//!   `pinflow.kafka.offsets` metadata of each Parquet file, and the per-partition ledger).
+
+pub mod offsets;
 
 use std::path::Path;
 

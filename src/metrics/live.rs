@@ -912,7 +912,8 @@ impl EnrichStats {
 }
 
 /// The Kafka source's figures (`--kafka-brokers`): rebalances, and per partition the
-/// messages consumed and, for the partitions owned now, the consumer lag.
+/// messages consumed, written and dead-lettered and, for the partitions owned now, the
+/// consumer lag.
 #[derive(Debug, Default)]
 pub struct KafkaSourceStats {
     /// Set once a Kafka source starts: only then are these rendered.
@@ -932,6 +933,12 @@ pub struct KafkaPartitionStats {
     pub owned: bool,
     /// Messages read from it by this member (those an earlier run wrote included).
     pub consumed: u64,
+    /// Messages the writer took whose records it wrote (or that held none), counted once a
+    /// checkpoint commits them (with a journal) or as it takes them.
+    pub written: u64,
+    /// Messages that gave no row, only dead letters (not JSON, a tombstone, every record
+    /// rejected), counted as [`written`](Self::written) is.
+    pub dead_lettered: u64,
     /// Messages in the partition past the next one to read, as librdkafka's last statistics
     /// said (`None`: not known yet, or not owned).
     pub lag: Option<i64>,

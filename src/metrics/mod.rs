@@ -307,6 +307,9 @@ pub struct Summary {
     /// How the records chose the schema when the configuration did not give one (see
     /// [`crate::config::SchemaConfig::infer`]): the built-in layout, or the inferred fields.
     pub schema: Option<String>,
+    /// The Kafka source's ledger per topic and partition: messages consumed, written and
+    /// dead-lettered (empty for other sources).
+    pub kafka_partitions: BTreeMap<(String, i32), live::KafkaPartitionStats>,
 }
 
 impl Summary {
@@ -363,6 +366,13 @@ impl std::fmt::Display for Summary {
         )?;
         for (reason, n) in &self.dead_by_reason {
             writeln!(f, "  dead     {n} × {reason}")?;
+        }
+        for ((topic, partition), p) in &self.kafka_partitions {
+            writeln!(
+                f,
+                "  kafka    {topic}/{partition}: consumed {} / written {} / dead-lettered {} messages",
+                p.consumed, p.written, p.dead_lettered
+            )?;
         }
         if let Some(schema) = &self.schema {
             writeln!(f, "schema     {schema}")?;

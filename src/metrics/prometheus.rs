@@ -9,7 +9,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::live::{QueueId, Registry, Stage};
+use super::live::{KafkaPartitionStats, QueueId, Registry, Stage};
 
 /// Quantiles exported for each latency summary.
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
@@ -344,17 +344,34 @@ fn kafka_source(o: &mut String, r: &Registry) {
         "Partitions this group member owns now.",
         partitions.values().filter(|p| p.owned).count() as f64,
     );
-    let _ = writeln!(
-        o,
-        "# HELP pinflow_kafka_messages_consumed_total Messages read from each partition by this member.\n# TYPE pinflow_kafka_messages_consumed_total counter"
-    );
-    for ((topic, partition), p) in &partitions {
-        let _ = writeln!(
-            o,
-            "pinflow_kafka_messages_consumed_total{{topic=\"{}\",partition=\"{partition}\"}} {}",
-            escape(topic),
-            p.consumed
-        );
+    type Count = fn(&KafkaPartitionStats) -> u64;
+    let ledger: [(&str, &str, Count); 3] = [
+        (
+            "pinflow_kafka_messages_consumed_total",
+            "Messages read from each partition by this member.",
+            |p| p.consumed,
+        ),
+        (
+            "pinflow_kafka_messages_written_total",
+            "Messages of each partition whose records the writer wrote, counted when committed.",
+            |p| p.written,
+        ),
+        (
+            "pinflow_kafka_messages_dead_lettered_total",
+            "Messages of each partition that gave only dead letters, counted when committed.",
+            |p| p.dead_lettered,
+        ),
+    ];
+    for (name, help, value) in ledger {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
+        for ((topic, partition), p) in &partitions {
+            let _ = writeln!(
+                o,
+                "{name}{{topic=\"{}\",partition=\"{partition}\"}} {}",
+                escape(topic),
+                value(p)
+            );
+        }
     }
     let _ = writeln!(
         o,

@@ -11,6 +11,7 @@ use arrow_array::RecordBatch;
 
 use super::{Holds, Output, OutputPlan, OutputReport, ParquetFile, Partitioner, SealedFile, Split};
 use crate::error::Result;
+use crate::kafka::offsets::{OffsetRanges, OFFSETS_KEY};
 use crate::metrics::live::Registry;
 
 /// One open Parquet file and what the writer knows about it.
@@ -24,6 +25,8 @@ struct Slot {
     last_used: u64,
     /// Batches (by id) with rows in this file not yet counted visible.
     pending: Vec<u64>,
+    /// The Kafka messages whose rows are in this file (see [`Output::kafka_messages`]).
+    messages: OffsetRanges,
 }
 
 impl Slot {
@@ -34,7 +37,16 @@ impl Slot {
             closed_groups: 0,
             last_used: 0,
             pending: Vec::new(),
+            messages: OffsetRanges::default(),
         }
+    }
+
+    /// Writes what the footer learns only at the end (the Kafka messages held), then seals.
+    fn seal(mut self) -> Result<(SealedFile, u64, Vec<u64>)> {
+        if !self.messages.is_empty() {
+            self.file.set_metadata(OFFSETS_KEY, self.messages.to_json());
+        }
+        Ok((self.file.seal()?, self.closed_groups, self.pending))
     }
 }
 
@@ -59,6 +71,8 @@ pub(crate) struct LocalParquet<'a> {
     finalized: u64,
     /// The paths finalized since [`LocalParquet::take_finalized_paths`] was last called.
     finalized_paths: Vec<PathBuf>,
+    /// The Kafka messages of the rows being written (see [`Output::kafka_messages`]).
+    batch_messages: OffsetRanges,
 }
 
 impl<'a> LocalParquet<'a> {
@@ -86,6 +100,7 @@ impl<'a> LocalParquet<'a> {
             report: OutputReport::default(),
             finalized: 0,
             finalized_paths: Vec::new(),
+            batch_messages: OffsetRanges::default(),
         };
         if let Some((seq, file)) = first {
             out.seq = seq;
@@ -126,6 +141,8 @@ impl<'a> LocalParquet<'a> {
             };
             let (closed, open_rows) = slot.file.write(&part)?;
             slot.rows += take as u64;
+            // Rows of a batch cut by a rotation go to two files: both list its messages.
+            slot.messages.merge(&self.batch_messages);
             if let Some(id) = id {
                 if slot.pending.last() != Some(&id) {
                     slot.pending.push(id);
@@ -194,8 +211,10 @@ impl<'a> LocalParquet<'a> {
     /// Finalizes the file of `key`: footer, fsync, rename, directory fsync; counts it.
     fn finalize_slot(&mut self, key: &str, holds: &mut Holds) -> Result<()> {
         let slot = self.slots.remove(key).expect("finalizing an open file");
-        let (path, row_groups) = slot.file.finish()?;
-        self.count_finalized(path, row_groups, slot.closed_groups, slot.pending, holds);
+        let (sealed, closed_groups, pending) = slot.seal()?;
+        let row_groups = sealed.row_groups;
+        let path = sealed.publish()?;
+        self.count_finalized(path, row_groups, closed_groups, pending, holds);
         Ok(())
     }
 
@@ -309,9 +328,9 @@ impl Output for LocalParquet<'_> {
                 slot.file.abort();
                 continue;
             }
-            match slot.file.seal() {
-                Ok(s) => {
-                    self.sealed.push((s, slot.closed_groups, slot.pending));
+            match slot.seal() {
+                Ok(sealed) => {
+                    self.sealed.push(sealed);
                     if evicting {
                         crate::failpoint::hit("output.evict");
                     }
@@ -374,6 +393,10 @@ impl Output for LocalParquet<'_> {
 
     fn report(&self) -> OutputReport {
         self.report.clone()
+    }
+
+    fn kafka_messages(&mut self, messages: &OffsetRanges) {
+        self.batch_messages.clone_from(messages);
     }
 }
 

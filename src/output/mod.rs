@@ -17,7 +17,9 @@
 //!   `writer.max_open_partitions` files open. [`OutputPlan`] names its files.
 //! - [`DeadLetterLog`] appends rejected records and failed requests as NDJSON, rotated by size.
 //!
-//! Every file carries key-value metadata: [`VERSION_KEY`], [`SOURCE_KEY`] and [`RUN_ID_KEY`].
+//! Every file carries key-value metadata: [`VERSION_KEY`], [`SOURCE_KEY`] and [`RUN_ID_KEY`];
+//! a file written from a Kafka source also the offsets of the messages it holds
+//! ([`OFFSETS_KEY`](crate::kafka::offsets::OFFSETS_KEY)).
 
 // An internal module (hidden from the API docs): its docs may link to other internals.
 #![allow(rustdoc::private_intra_doc_links)]
@@ -64,6 +66,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arrow_array::RecordBatch;
 
 use crate::error::Result;
+use crate::kafka::offsets::OffsetRanges;
 use crate::metrics::live::{Registry, Stage};
 
 /// What the writer thread drives: one place rows go.
@@ -142,6 +145,11 @@ pub(crate) trait Output {
     fn take_settled(&mut self) -> Settled {
         Settled::default()
     }
+    /// The Kafka source's messages whose rows the next [`write`](Output::write) (or
+    /// [`write_records`](Output::write_records)) calls hand over, until the next call (empty:
+    /// none). Parquet files record them in each file that takes some of the rows
+    /// ([`OFFSETS_KEY`](crate::kafka::offsets::OFFSETS_KEY)); other outputs ignore them.
+    fn kafka_messages(&mut self, _messages: &OffsetRanges) {}
 }
 
 /// Rows a [`deferred`](Output::deferred) output settled: written, or failed for good.

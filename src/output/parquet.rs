@@ -29,6 +29,8 @@ pub struct ParquetFile {
     empty_schema: Option<SchemaRef>,
     /// When the oldest row of the open row group arrived; `None` while no row group is open.
     open_since: Option<Instant>,
+    /// Key-value metadata known only once the rows are written, added to the footer.
+    late_metadata: Vec<KeyValue>,
 }
 
 /// The key of the key-value metadata entry holding the pinflow version, in every file.
@@ -154,6 +156,7 @@ impl ParquetFile {
             pending: Some((file, props)),
             empty_schema,
             open_since: None,
+            late_metadata: Vec::new(),
         })
     }
 
@@ -170,6 +173,15 @@ impl ParquetFile {
             self.writer = Some(w);
         }
         Ok(self.writer.as_mut().expect("started above"))
+    }
+
+    /// Sets key-value metadata entry `key` of the footer (written when the file is sealed),
+    /// replacing what an earlier call set: for what is known only once the rows are in, such
+    /// as the Kafka offsets the file holds.
+    pub fn set_metadata(&mut self, key: &str, value: String) {
+        self.late_metadata.retain(|kv| kv.key != key);
+        self.late_metadata
+            .push(KeyValue::new(key.to_string(), Some(value)));
     }
 
     /// The name the file gets once finished.
@@ -251,6 +263,9 @@ impl ParquetFile {
     }
 
     fn close(&self, mut writer: ArrowWriter<File>) -> Result<SealedFile> {
+        for kv in &self.late_metadata {
+            writer.append_key_value_metadata(kv.clone());
+        }
         // Flush the last (partial) row group, then write the footer.
         writer
             .flush()

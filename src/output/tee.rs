@@ -60,6 +60,11 @@ impl Output for Tee<'_> {
         self.main.checkpoint_due() || self.records.checkpoint_due()
     }
 
+    /// The records file holds the messages' rows; the main output holds window rows.
+    fn kafka_messages(&mut self, messages: &crate::kafka::offsets::OffsetRanges) {
+        self.records.kafka_messages(messages)
+    }
+
     fn finalize_all(&mut self, holds: &mut Holds) -> Result<()> {
         self.main.finalize_all(holds)?;
         self.records.finalize_all(holds)

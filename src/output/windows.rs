@@ -341,6 +341,7 @@ mod tests {
                 number: n,
                 ..SourceOrder::default()
             },
+            kafka: Default::default(),
         }
     }
 

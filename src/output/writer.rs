@@ -16,6 +16,7 @@ use crate::batch::{BodyBatch, DeadLetter, RecordsBatch};
 use crate::error::{Error, Result};
 use crate::handoff::ToWriter;
 use crate::journal::{Journal, RangeSet};
+use crate::kafka::offsets::{MessageOutcomes, OffsetRanges};
 use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
 use crate::stage::Sink;
 
@@ -117,6 +118,7 @@ pub fn run(
         sinks,
         journal,
         items: RangeSet::default(),
+        kafka_uncommitted: MessageOutcomes::default(),
         rotate: plan.rotate,
         reopen: &plan.reopen,
         holds: Holds::new(registry),
@@ -236,6 +238,9 @@ struct Writer<'a> {
     journal: Option<Journal>,
     /// Items written since the last checkpoint.
     items: RangeSet,
+    /// The Kafka source's messages taken since the last checkpoint, counted in the
+    /// per-partition ledger once it commits them.
+    kafka_uncommitted: MessageOutcomes,
     /// Finalize (or, with a journal, checkpoint) every this long.
     rotate: Option<Duration>,
     /// Set to close and re-open the dead-letter file (SIGHUP).
@@ -408,6 +413,11 @@ impl Writer<'_> {
         if let Some((value, timestamp)) = high {
             self.registry.since.advance(value, timestamp);
         }
+        // The per-partition ledger: at the checkpoint that commits the batch, with a journal.
+        match self.journal.is_some() {
+            true => self.kafka_uncommitted.merge(&batch.kafka),
+            false => count_kafka_messages(self.registry, &batch.kafka),
+        }
         if self.journal.is_some() {
             for &seq in &batch.items {
                 self.items.insert(seq);
@@ -480,6 +490,8 @@ impl Writer<'_> {
         // Durable now: a source that answers its clients (HTTP receive) may say so.
         self.registry.committed.add(self.items.ranges());
         self.items.clear();
+        count_kafka_messages(self.registry, &self.kafka_uncommitted);
+        self.kafka_uncommitted.clear();
         crate::failpoint::hit("writer.after_commit");
         self.output.publish_sealed(&mut self.holds)
     }
@@ -555,7 +567,10 @@ impl Writer<'_> {
         let Some(rows) = &batch.rows else {
             return Ok(());
         };
-        let n = self.write_rows(rows, batch.oldest, dead)?;
+        self.output.kafka_messages(&batch.kafka.written);
+        let n = self.write_rows(rows, batch.oldest, dead);
+        self.output.kafka_messages(&OffsetRanges::default());
+        let n = n?;
         if self.output.deferred() {
             // Counted as they settle (`settle`), not as they are handed over.
             return self.settle(dead);
@@ -572,7 +587,10 @@ impl Writer<'_> {
         // is both here and a dead letter of the windows).
         if let Some(rows) = batch.rows.as_ref().filter(|r| r.num_rows() > 0) {
             // (Unpartitioned, so it refuses nothing: a refusal is a partition name.)
-            let refused = self.output.write_records(rows, &mut self.holds)?;
+            self.output.kafka_messages(&batch.kafka.written);
+            let refused = self.output.write_records(rows, &mut self.holds);
+            self.output.kafka_messages(&OffsetRanges::default());
+            let refused = refused?;
             if let Some((_, why)) = refused.as_ref().and_then(|r| r.first()) {
                 return Err(Error::Stage {
                     stage: "window.records".into(),
@@ -676,6 +694,27 @@ impl Writer<'_> {
         dead.flush()?;
         self.dead_letters += which.len() as u64;
         Ok(())
+    }
+}
+
+/// Adds the Kafka source's messages of `outcomes` to the per-partition ledger: written, or
+/// dead-lettered (the source counts them consumed).
+fn count_kafka_messages(registry: &Registry, outcomes: &MessageOutcomes) {
+    if outcomes.is_empty() {
+        return;
+    }
+    let mut partitions = registry.kafka_source.partitions.lock();
+    for (topic, partition, n) in outcomes.written.counts() {
+        partitions
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .written += n;
+    }
+    for (topic, partition, n) in outcomes.dead_lettered.counts() {
+        partitions
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .dead_lettered += n;
     }
 }
 

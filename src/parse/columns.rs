@@ -328,6 +328,11 @@ impl Columns {
         }
     }
 
+    /// How many rows were appended since the last [`Columns::finish`].
+    pub(crate) fn pending_rows(&self) -> usize {
+        self.rows
+    }
+
     /// The rows appended since the last call, as one batch of the layout's record schema.
     pub(crate) fn finish(&mut self) -> Option<RecordBatch> {
         if self.rows == 0 {

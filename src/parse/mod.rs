@@ -284,13 +284,23 @@ impl Parser {
         let mut oldest = None;
         self.cursor_replies.clear();
         let mut items = Vec::new();
+        let mut kafka = crate::kafka::offsets::MessageOutcomes::default();
         for idx in 0..batch.items.len() {
             let it = &batch.items[idx];
             if matches!(it.outcome, Outcome::Body) && it.seq != crate::batch::NO_SEQ {
                 items.push(it.seq);
             }
             self.cursor_found = None;
+            let before = (self.pending_rows(), dead.len());
             self.parse_item(batch, idx, &mut dead, &mut delivered, &mut oldest);
+            if batch.kafka_messages {
+                let name = &batch.urls[batch.items[idx].url.clone()];
+                let gave_rows = self.pending_rows() > before.0;
+                match gave_rows || dead.len() == before.1 {
+                    true => kafka.written.add_name(name),
+                    false => kafka.dead_lettered.add_name(name),
+                };
+            }
             if let Some(page) = batch.items[idx].cursor_page {
                 self.cursor_replies.push(CursorReply {
                     url: batch.urls[batch.items[idx].url.clone()].to_string(),
@@ -326,7 +336,13 @@ impl Parser {
                 partition: batch.partition,
                 partition_ended: batch.partition_ended,
             },
+            kafka,
         }
+    }
+
+    /// Rows appended since the batch began (none before the layout is settled).
+    fn pending_rows(&self) -> usize {
+        self.cols.as_ref().map_or(0, Columns::pending_rows)
     }
 
     /// Parses item `idx` of `batch`: a failed request becomes a dead letter, a body rows.
@@ -1111,6 +1127,34 @@ mod tests {
         );
         assert_eq!(p.stats.records, 6);
         assert_eq!(p.stats.rows + p.stats.dead, 6);
+    }
+
+    #[test]
+    fn a_kafka_batch_says_which_messages_gave_rows_and_which_only_dead_letters() {
+        let mut p = Parser::new();
+        let mut b = BodyBatch::default();
+        let now = Instant::now();
+        b.push_body("logs/0@7", b"{\"id\":1}", 1, now);
+        b.push_body("logs/0@8", b"not json", 1, now);
+        // One good record and one bad: it gave a row.
+        b.push_body("logs/1@3", b"{\"id\":2}\n{\"id\":\"x\"}\n", 1, now);
+        b.push_body("logs/1@4", b"[{\"id\":\"y\"}]", 1, now);
+        b.push_failure("logs/1@5", "a tombstone".into(), 1, now);
+        b.push_body("logs/0@9", b" \n", 1, now);
+        b.kafka_messages = true;
+        let out = p.parse_batch(&mut b);
+        assert_eq!(ids(&out.rows.unwrap()), vec![Some(1), Some(2)]);
+        assert_eq!(
+            out.kafka.written.to_json(),
+            r#"{"logs/0":[[7,7],[9,9]],"logs/1":[[3,3]]}"#
+        );
+        assert_eq!(
+            out.kafka.dead_lettered.to_json(),
+            r#"{"logs/0":[[8,8]],"logs/1":[[4,5]]}"#
+        );
+        // Other sources' batches say nothing.
+        let mut b = batch_of(&["{\"id\":1}"]);
+        assert!(p.parse_batch(&mut b).kafka.is_empty());
     }
 
     #[test]

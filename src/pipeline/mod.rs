@@ -484,6 +484,13 @@ impl Pipeline {
         summary.pinning_partial = plan.partial || spawner.pin_failed();
         summary.replaced = replacing && summary.output.as_deref() == Some(cfg.out.as_path());
         summary.stale_temporaries_removed = stale.len() as u64;
+        if registry
+            .kafka_source
+            .active
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            summary.kafka_partitions = registry.kafka_source.partitions.lock().clone();
+        }
         summary.plan = plan.describe();
         summary.schema = running.inferred.get().map(|l| l.describe_inferred());
         if let Some(c) = &csv_cfg {

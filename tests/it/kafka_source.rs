@@ -18,6 +18,16 @@ use rdkafka::ClientConfig;
 
 use crate::common::{all_final_ids, final_parquet_files, pinflow_piped, read_parquet};
 
+/// Writes `pinflow.toml` in `dir`: the columns `part` and `off`, each row's partition and
+/// offset.
+fn write_meta_columns_config(dir: &Path) {
+    std::fs::write(
+        dir.join("pinflow.toml"),
+        "[[transform]]\nset = { part = { meta = \"kafka_partition\" }, off = { meta = \"kafka_offset\" } }\n",
+    )
+    .unwrap();
+}
+
 /// Record `id` of the built-in log layout, as a message's payload.
 fn record(id: u64) -> String {
     format!(
@@ -126,11 +136,7 @@ fn every_message_is_written_once_with_its_partition_and_offset_and_bad_ones_dead
     produce(&bootstrap, "logs", &messages);
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("pinflow.toml"),
-        "[[transform]]\nset = { part = { meta = \"kafka_partition\" }, off = { meta = \"kafka_offset\" } }\n",
-    )
-    .unwrap();
+    write_meta_columns_config(dir.path());
     let o = pinflow(
         dir.path(),
         &bootstrap,
@@ -402,4 +408,186 @@ fn a_real_broker_fed_by_another_client_is_read_to_its_end_once() {
     .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_exactly_once(all_final_ids(dir.path()), 500, &stderr(&o));
+}
+
+/// Prints, for each Parquet file named on the command line, read by pyarrow: its
+/// `pinflow.kafka.offsets` metadata (or null) and the `part`/`off` columns of its rows.
+const FILE_OFFSETS: &str = r#"
+import sys, json
+import pyarrow.parquet as pq
+out = {}
+for path in sys.argv[1:]:
+    f = pq.ParquetFile(path)
+    kv = f.metadata.metadata or {}
+    meta = kv.get(b"pinflow.kafka.offsets")
+    t = f.read(columns=["part", "off"])
+    rows = list(zip(t.column("part").to_pylist(), t.column("off").to_pylist()))
+    out[path] = {"meta": None if meta is None else json.loads(meta), "rows": rows}
+print(json.dumps(out))
+"#;
+
+/// The messages a file's `pinflow.kafka.offsets` value names: (partition of `logs`, offset).
+fn offsets_named(meta: &serde_json::Value) -> std::collections::BTreeSet<(i64, i64)> {
+    let mut out = std::collections::BTreeSet::new();
+    for (key, ranges) in meta.as_object().expect("an object") {
+        let partition: i64 = key
+            .strip_prefix("logs/")
+            .expect("TOPIC/PARTITION")
+            .parse()
+            .unwrap();
+        for r in ranges.as_array().expect("a list of ranges") {
+            let (first, last) = (r[0].as_i64().unwrap(), r[1].as_i64().unwrap());
+            assert!(first <= last, "{key}: {r}");
+            out.extend((first..=last).map(|o| (partition, o)));
+        }
+    }
+    out
+}
+
+#[test]
+fn each_file_records_the_offsets_of_the_messages_whose_rows_it_holds() {
+    let Some(py) = crate::common::interop_python("kafka_source") else {
+        return;
+    };
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let mut messages = records_over(0..600, 3);
+    // Two records in one message (both rows carry its offset); a message that is not JSON
+    // and a tombstone, which are in no file; then more records after them.
+    messages.push((0, Some(format!("{}\n{}\n", record(600), record(601)))));
+    messages.push((2, Some("not json at all".into())));
+    messages.push((2, None));
+    messages.extend(records_over(602..650, 3));
+    produce(&bootstrap, "logs", &messages);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    write_meta_columns_config(dir.path());
+    // With the journal, files end at checkpoints: every 100 rows or so, several files.
+    let o = pinflow(
+        dir.path(),
+        &bootstrap,
+        "g5",
+        "out/x.parquet",
+        &[
+            "--config",
+            "pinflow.toml",
+            "--journal",
+            "true",
+            "--rotate-rows",
+            "100",
+            "--exit-at-end",
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    let files = final_parquet_files(&dir.path().join("out"));
+    assert!(files.len() >= 3, "{files:?}\n{text}");
+    let read = Command::new(py)
+        .args(["-c", FILE_OFFSETS])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", stderr(&read));
+    let by_file: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&read.stdout).unwrap();
+    let mut every = std::collections::BTreeSet::new();
+    let mut rows_total = 0;
+    for (path, f) in &by_file {
+        let named = offsets_named(&f["meta"]);
+        let rows: std::collections::BTreeSet<(i64, i64)> = f["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[0].as_i64().unwrap(), r[1].as_i64().unwrap()))
+            .collect();
+        rows_total += f["rows"].as_array().unwrap().len();
+        // Exactly the messages whose rows the file holds.
+        assert_eq!(named, rows, "{path}: {}", f["meta"]);
+        // And no message in two files.
+        let again: Vec<_> = named.intersection(&every).collect();
+        assert!(again.is_empty(), "{path} repeats {again:?}");
+        every.extend(named);
+    }
+    assert_eq!(rows_total, 650, "{text}");
+    // Every message of a record is in some file; the two dead letters (partition 2, offsets
+    // 200 and 201) are in none.
+    let mut expected = std::collections::BTreeSet::new();
+    expected.extend((0..217).map(|o| (0, o)));
+    expected.extend((0..216).map(|o| (1, o)));
+    expected.extend((0..200).chain(202..218).map(|o| (2, o)));
+    assert_eq!(every, expected, "{text}");
+}
+
+#[test]
+fn the_ledger_per_partition_counts_messages_written_and_dead_lettered_as_committed() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let mut messages = records_over(0..300, 3);
+    // Partition 0: a message that is not JSON; 1: a tombstone; 2: a message with one good
+    // record and one of the wrong type (written: it gave a row), and a broken object.
+    messages.push((0, Some("not json at all".into())));
+    messages.push((1, None));
+    messages.push((2, Some(format!("{}\n{{\"id\":\"x\"}}\n", record(300)))));
+    messages.push((2, Some("{\"id\": 5".into())));
+    produce(&bootstrap, "logs", &messages);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let out = dir.path().join("out");
+    let port = crate::receive::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let flags = [
+        "--journal",
+        "true",
+        "--rotate-interval",
+        "100ms",
+        "--metrics-addr",
+        &addr,
+    ];
+    let mut child = pinflow(dir.path(), &bootstrap, "g6", "out/x.parquet", &flags)
+        .spawn()
+        .unwrap();
+    let metric = |family: &str, p: i32| {
+        crate::kafka::metric(
+            port,
+            &format!("pinflow_kafka_messages_{family}_total{{topic=\"logs\",partition=\"{p}\"}}"),
+        )
+    };
+    let expected = [
+        (101.0, 100.0, 1.0),
+        (101.0, 100.0, 1.0),
+        (102.0, 101.0, 1.0),
+    ];
+    let ledger = |p: i32| {
+        (
+            metric("consumed", p),
+            metric("written", p),
+            metric("dead_lettered", p),
+        )
+    };
+    crate::common::wait_for_child(&mut child, "every message committed", || {
+        (0..3).all(|p| {
+            let (c, w, d) = ledger(p);
+            c.is_some() && c == Some(expected[p as usize].0) && w.zip(d).map(|(w, d)| w + d) == c
+        })
+    });
+    for p in 0..3 {
+        let (c, w, d) = expected[p as usize];
+        assert_eq!(ledger(p), (Some(c), Some(w), Some(d)), "partition {p}");
+    }
+    let o = crate::common::sigterm_and_wait(child);
+    let text = stderr(&o);
+    // 3: the tombstone is a failed item.
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    assert_exactly_once(final_ids(&out), 301, &text);
+    // The same ledger in the run's summary.
+    for (p, (c, w, d)) in expected.iter().enumerate() {
+        let line =
+            format!("kafka    logs/{p}: consumed {c} / written {w} / dead-lettered {d} messages");
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
 }

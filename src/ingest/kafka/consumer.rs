@@ -432,6 +432,9 @@ impl State {
             }
         }
         self.batch.set_seq(item);
+        // The parser then tells the writer which messages gave rows (their offsets go into the
+        // files' metadata and the per-partition ledger).
+        self.batch.kafka_messages = true;
     }
 
     fn full(&self, ctx: &SourceContext) -> bool {

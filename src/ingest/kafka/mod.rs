@@ -7,6 +7,10 @@
 //!   parse threads read it as any body: a JSON object, an array, or NDJSON. A message that
 //!   is not JSON is a dead letter naming that name; one without a payload (a tombstone) is a
 //!   failed item with its reason. So received = written + dead-lettered.
+//! - Its batches are marked [`kafka_messages`](crate::batch::BodyBatch::kafka_messages): the
+//!   parser tells the writer which messages gave rows, which each Parquet file records
+//!   ([`OFFSETS_KEY`](crate::kafka::offsets::OFFSETS_KEY)) and the per-partition ledger
+//!   counts (written, dead-lettered) when a checkpoint commits them.
 //! - With `writer.journal`, each checkpoint saves the partitions' committed offset ranges
 //!   ([`position`]), and offsets are committed to the group only once the checkpoint that
 //!   holds their messages is durable (the writer's [`CommittedItems`]); on assignment a

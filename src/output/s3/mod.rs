@@ -422,6 +422,10 @@ impl Output for S3Output<'_> {
         self.inner.checkpoint_due()
     }
 
+    fn kafka_messages(&mut self, messages: &crate::kafka::offsets::OffsetRanges) {
+        self.inner.kafka_messages(messages)
+    }
+
     fn finalize_all(&mut self, holds: &mut Holds) -> Result<()> {
         self.inner.finalize_all(holds)?;
         self.ship()
