@@ -126,7 +126,7 @@ fn stage_s3(cfg: &mut Config) -> Result<Option<output::S3Target>> {
     let mut target = target?;
     target.config = cfg.output.s3.clone();
     #[cfg(feature = "s3")]
-    output::refuse_retired_variables(|k| std::env::var(k).ok())?;
+    crate::s3::refuse_retired_variables(|k| std::env::var(k).ok())?;
     let root = match &target.config.staging_dir {
         Some(dir) => dir.clone(),
         None => std::path::Path::new("pinflow-s3-staging")
