@@ -75,6 +75,35 @@ pub(crate) fn check(
         why: format!("HTTP {status}: {}", error_text(&body)),
     })
 }
+/// Runs `f` until it succeeds, fails for good, or has failed `attempts` times, waiting a
+/// jittered, doubling backoff (100 ms, up to 10 s) between attempts. The failure that ends it
+/// names `what` and the attempts made.
+pub(crate) fn retried<T>(
+    attempts: u32,
+    what: &str,
+    mut f: impl FnMut() -> Attempt<T>,
+) -> Attempt<T> {
+    let mut backoff = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if e.transient && attempt < attempts => {
+                tracing::warn!(request = what, attempt, error = %e.why, "retrying");
+                std::thread::sleep(jitter(backoff));
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(Failed {
+                    why: format!("{what}: {} (after {attempt} attempts)", e.why),
+                    ..e
+                })
+            }
+        }
+    }
+}
+
 /// The text of the first `<t>…</t>` in `xml`.
 pub(crate) fn tag(xml: &str, t: &str) -> Option<String> {
     let open = format!("<{t}>");
