@@ -185,13 +185,15 @@ pub fn expand_with(specs: &[String], s3: &crate::config::S3Config) -> Result<Vec
         }
         if spec.starts_with("s3://") {
             #[cfg(feature = "s3")]
-            out.extend(s3::expand(spec, s3)?.into_iter().map(FileInput::Object));
+            {
+                out.extend(s3::expand(spec, s3)?.into_iter().map(FileInput::Object));
+                continue;
+            }
             #[cfg(not(feature = "s3"))]
             {
                 let _ = s3;
                 return Err(bad("reading s3:// needs the `s3` cargo feature".into()));
             }
-            continue;
         }
         if spec.contains(['*', '?', '[']) {
             let paths = glob::glob(spec).map_err(|e| bad(format!("not a glob pattern: {e}")))?;
