@@ -401,8 +401,10 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         kind: Kind::StringList,
         flag: Flag::Command("--files"),
         example: "[\"/var/log/app/*.ndjson\"]",
-        doc: "Local files instead of URLs: paths, directories or glob patterns, `-` for stdin. \
-         NDJSON is streamed in chunks; a .json file is one document (object or array).",
+        doc: "Local files instead of URLs: paths, directories or glob patterns, `-` for stdin, \
+         or objects of an S3-compatible store (`s3://BUCKET/PREFIX/*.ndjson`, see \
+         docs/object-storage.md). NDJSON is streamed in chunks; a .json file is one document \
+         (object or array).",
         check: Check::Custom(rule::files),
         ..BLANK
     },
