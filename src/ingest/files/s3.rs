@@ -192,7 +192,10 @@ pub(crate) fn expand(spec: &str, cfg: &S3Config) -> Result<Vec<S3Object>> {
     let objects: Vec<S3Object> = listed
         .into_iter()
         .filter(|(k, _, _)| {
-            let name = &k[dir.len()..];
+            // A key outside the prefix (a store that ignored it) is no match.
+            let Some(name) = k.strip_prefix(dir) else {
+                return false;
+            };
             match (&pattern, last.is_empty()) {
                 (Some(p), _) => p.matches(name),
                 (None, true) => name
