@@ -170,13 +170,12 @@ fn a_missing_bucket_or_object_fails_naming_it() {
     assert!(stderr(&o).contains("no such object"), "{}", stderr(&o));
 }
 
-/// A proxy in front of moto that cuts the first `cut` object bodies it forwards (ranged GET
-/// answers, `206`) after half their bytes, closing the connection; everything else passes.
-fn cutting_proxy(upstream: u16, cut: usize) -> (u16, Arc<AtomicUsize>) {
+/// A proxy in front of moto: each request is forwarded (rewritten to `Connection: close`) and
+/// `answer` decides what goes back from the request and moto's answer (the connection closes
+/// after it, mid-body when it is cut short).
+fn proxy(upstream: u16, answer: impl Fn(&[u8], Vec<u8>) -> Vec<u8> + Send + 'static) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let cuts = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&cuts);
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
@@ -186,24 +185,32 @@ fn cutting_proxy(upstream: u16, cut: usize) -> (u16, Arc<AtomicUsize>) {
             let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
                 continue;
             };
-            let mut answer = Vec::new();
-            if up.write_all(&req).is_err() || up.read_to_end(&mut answer).is_err() {
+            let mut got = Vec::new();
+            if up.write_all(&req).is_err() || up.read_to_end(&mut got).is_err() {
                 continue;
             }
-            let head_end = answer
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map_or(answer.len(), |i| i + 4);
-            let partial = answer.starts_with(b"HTTP/1.1 206");
-            let body = answer.len() - head_end;
-            if partial && body > 1 && count.load(Ordering::SeqCst) < cut {
-                count.fetch_add(1, Ordering::SeqCst);
-                let _ = conn.write_all(&answer[..head_end + body / 2]);
-            } else {
-                let _ = conn.write_all(&answer);
-            }
-            // Dropped: the connection closes (mid-body, for a cut one).
+            let _ = conn.write_all(&answer(&req, got));
         }
+    });
+    port
+}
+
+/// [`proxy`] cutting the first `cut` object bodies (ranged GET answers, `206`) after half
+/// their bytes; the count of those cut.
+fn cutting_proxy(upstream: u16, cut: usize) -> (u16, Arc<AtomicUsize>) {
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&cuts);
+    let port = proxy(upstream, move |_, answer| {
+        let head_end = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(answer.len(), |i| i + 4);
+        let body = answer.len() - head_end;
+        if answer.starts_with(b"HTTP/1.1 206") && body > 1 && count.load(Ordering::SeqCst) < cut {
+            count.fetch_add(1, Ordering::SeqCst);
+            return answer[..head_end + body / 2].to_vec();
+        }
+        answer
     });
     (port, cuts)
 }
@@ -276,4 +283,49 @@ fn with_a_journal_a_rerun_skips_what_was_read_and_a_changed_object_is_not_resume
     let err = stderr(&o);
     assert!(err.contains("objects=2 objects"), "{err}");
     assert_eq!(all_final_ids(dir.path()), (0..1000).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_object_the_store_refuses_fails_naming_it_and_the_others_are_read() {
+    let Some(moto) = lake(
+        "s3 reads refused",
+        &[
+            ("in/a.ndjson", records(0..100)),
+            ("in/b.ndjson", records(100..200)),
+            ("in/c.ndjson", records(200..300)),
+        ],
+    ) else {
+        return;
+    };
+    // Every GET of b is refused as a store without the permission would refuse it.
+    let port = proxy(moto.port(), |req, answer| {
+        if !req.starts_with(b"GET /lake/in/b.ndjson?") {
+            return answer;
+        }
+        let body = "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+        format!(
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        &format!("http://127.0.0.1:{port}"),
+        "s3://lake/in/*.ndjson",
+        dir.path(),
+        &[],
+    );
+    let err = stderr(&o);
+    assert!(!err.contains(SECRET), "{err}");
+    assert_eq!(
+        all_final_ids(dir.path()),
+        (0..100).chain(200..300).collect::<Vec<_>>(),
+        "the objects read, each record once: {err}"
+    );
+    let dead = std::fs::read_to_string(dir.path().join("out.parquet.deadletter.ndjson")).unwrap();
+    assert!(
+        dead.contains("s3://lake/in/b.ndjson") && dead.contains("AccessDenied: Access Denied"),
+        "{dead}"
+    );
 }
