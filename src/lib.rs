@@ -127,6 +127,8 @@ pub mod kafka;
 pub mod output;
 #[doc(hidden)]
 pub mod parse;
+#[cfg(feature = "s3")]
+mod s3;
 #[doc(hidden)]
 pub mod stats;
 #[doc(hidden)]

@@ -791,6 +791,9 @@ pub struct S3Config {
     /// Attempts per request before a transient failure fails the run, at its end or after a
     /// stop (while it goes on, a store that stays away is waited for).
     pub attempts: u32,
+    /// The bytes one ranged GET of a `--files s3://` object asks for: a dropped connection
+    /// costs at most this, read again.
+    pub read_chunk_bytes: u64,
 }
 
 impl Default for S3Config {
@@ -804,6 +807,7 @@ impl Default for S3Config {
             staging_max_bytes: 1 << 30,
             part_size: 8 << 20,
             attempts: 8,
+            read_chunk_bytes: 8 << 20,
         }
     }
 }

@@ -209,8 +209,9 @@ impl Topic {
                  output\" and \"Kafka source\"."
             }
             Topic::OutputS3 => {
-                "The object-storage output (`--out s3://BUCKET/PREFIX/`, feature `s3`). \
-                 Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and \
+                "The object-storage output (`--out s3://BUCKET/PREFIX/`, feature `s3`); its \
+                 endpoint, region, path_style, ca_file and attempts serve `--files s3://` \
+                 reads too. Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and \
                  AWS_SESSION_TOKEN, never from here. See docs/object-storage.md."
             }
         }
@@ -400,8 +401,10 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         kind: Kind::StringList,
         flag: Flag::Command("--files"),
         example: "[\"/var/log/app/*.ndjson\"]",
-        doc: "Local files instead of URLs: paths, directories or glob patterns, `-` for stdin. \
-         NDJSON is streamed in chunks; a .json file is one document (object or array).",
+        doc: "Local files instead of URLs: paths, directories or glob patterns, `-` for stdin, \
+         or objects of an S3-compatible store (`s3://BUCKET/PREFIX/*.ndjson`, see \
+         docs/object-storage.md). NDJSON is streamed in chunks; a .json file is one document \
+         (object or array).",
         check: Check::Custom(rule::files),
         ..BLANK
     },
@@ -1695,6 +1698,19 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
          this bounds them at the end of the run or after a stop, while before it a store that \
          stays away is waited for (files stay staged, the staging bound slows the pipeline).",
         check: Check::int(1, 1000, |c| Some(u64::from(c.output.s3.attempts))),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "output.s3.read_chunk_bytes",
+        kind: Kind::Bytes,
+        flag: Flag::Shared("--s3-read-chunk-bytes"),
+        value_name: "SIZE",
+        help: "Object storage: bytes per ranged GET of a --files s3:// object [default: 8MiB]",
+        doc: "`--files s3://` reads each object by ranged GETs of this many bytes, streamed \
+         (no object is held whole in memory); a connection dropped mid-range is read again \
+         from the byte reached. The reads use this table's endpoint, region, path_style, \
+         ca_file and attempts too.",
+        check: Check::int(1024, 1 << 32, |c| Some(c.output.s3.read_chunk_bytes)),
         ..BLANK
     },
 ];

@@ -361,6 +361,7 @@ fn everything_set() -> Config {
                 staging_max_bytes: 1 << 20,
                 part_size: 16 << 20,
                 attempts: 3,
+                read_chunk_bytes: 1 << 20,
             },
         },
         enrich: Vec::new(),

@@ -17,6 +17,9 @@
 //! failed work item with its reason (in the ledger and the dead-letter file), and the run goes
 //! on with the next one.
 //!
+//! - **Objects** of an S3-compatible store (`s3://BUCKET/PREFIX/*.ndjson`, feature `s3`) are
+//!   listed when the source is made and read by ranged GETs into the same chunks; see [`s3`].
+//!
 //! Each chunk's source position for the resume journal is its input's index and its byte
 //! offset, `index << 40 | offset`: the same chunks come out of the same files with the same
 //! `batch_max_bytes`, so a resumed run skips exactly the chunks already written.
@@ -35,6 +38,8 @@ use crate::ingest::IngestReport;
 use crate::metrics::live::ThreadState;
 
 pub mod csv;
+#[cfg(feature = "s3")]
+mod s3;
 
 pub use self::csv::{infer_schema, CsvOptions};
 
@@ -44,6 +49,8 @@ pub struct FileOptions {
     /// `auto`, `ndjson` or `csv` (see [`crate::config::Config::format`]).
     format: String,
     csv: CsvOptions,
+    /// How `s3://` inputs are reached: `[output.s3]` (see [`s3`]).
+    s3: crate::config::S3Config,
 }
 
 impl Default for FileOptions {
@@ -51,6 +58,7 @@ impl Default for FileOptions {
         FileOptions {
             format: "auto".into(),
             csv: CsvOptions::default(),
+            s3: crate::config::S3Config::default(),
         }
     }
 }
@@ -61,6 +69,7 @@ impl FileOptions {
         FileOptions {
             format: cfg.format.clone(),
             csv: CsvOptions::from_config(cfg),
+            s3: cfg.output.s3.clone(),
         }
     }
 }
@@ -71,6 +80,10 @@ fn csv_format(format: &str, input: &FileInput) -> bool {
         ("csv", _) => true,
         ("auto", FileInput::Path(p)) => {
             let name = p.to_string_lossy().to_ascii_lowercase();
+            name.ends_with(".csv") || name.ends_with(".csv.gz")
+        }
+        ("auto", FileInput::Object(o)) => {
+            let name = o.key.to_ascii_lowercase();
             name.ends_with(".csv") || name.ends_with(".csv.gz")
         }
         _ => false,
@@ -89,6 +102,8 @@ pub enum FileInput {
     Path(PathBuf),
     /// Standard input (NDJSON).
     Stdin,
+    /// An object of an S3-compatible store (`s3://BUCKET/KEY`).
+    Object(S3Object),
 }
 
 impl std::fmt::Display for FileInput {
@@ -96,16 +111,68 @@ impl std::fmt::Display for FileInput {
         match self {
             FileInput::Path(p) => write!(f, "{}", p.display()),
             FileInput::Stdin => f.write_str("-"),
+            FileInput::Object(o) => f.write_str(&o.url),
         }
     }
+}
+
+/// An object as its listing found it. Its ETag and size are its identity: the resume journal
+/// of a run over it holds them, and every read of it asks for that ETag, so an object that
+/// changed is never read as a mix of two versions nor resumed where the old one stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Object {
+    /// `s3://BUCKET/KEY`: its name in dead letters and `source_file`.
+    pub url: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The key.
+    pub key: String,
+    /// The ETag the listing gave (quoted, as the store sends it).
+    pub etag: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The identity of the objects among `inputs` for the resume journal: how many, and a hash of
+/// each one's URL, ETag and size, in order (`None` when there is none). Chunk positions are
+/// `index << 40 | offset`, so a changed object, or one more or fewer in the listing, must make
+/// another identity.
+pub(crate) fn objects_identity(inputs: &[FileInput]) -> Option<String> {
+    let objects: Vec<&S3Object> = inputs
+        .iter()
+        .filter_map(|i| match i {
+            FileInput::Object(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    if objects.is_empty() {
+        return None;
+    }
+    // FNV-1a: stable across builds and platforms (the journal outlives the binary).
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for o in &objects {
+        let line = format!("{}\n{}\n{}\n", o.url, o.etag, o.size);
+        for b in line.bytes() {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    Some(format!("{} objects, {hash:016x}", objects.len()))
 }
 
 /// Extensions a directory is searched for.
 const DATA_EXTENSIONS: [&str; 4] = ["json", "ndjson", "jsonl", "csv"];
 
-/// Expands `specs` (paths, directories, glob patterns, `-`) into the files to read, in order:
-/// each spec's matches sorted by name. A spec that matches nothing is an error naming it.
+/// Expands `specs` (paths, directories, glob patterns, `-`, `s3://` URLs) into the files to
+/// read, in order: each spec's matches sorted by name. A spec that matches nothing is an error
+/// naming it. Object stores are reached with the `AWS_*` variables alone (see
+/// [`expand_with`]).
 pub fn expand(specs: &[String]) -> Result<Vec<FileInput>> {
+    expand_with(specs, &crate::config::S3Config::default())
+}
+
+/// [`expand`], listing `s3://` specs with the store settings of `s3` (`[output.s3]`: endpoint,
+/// region, path style, CA file, attempts), then the `AWS_*` variables.
+pub fn expand_with(specs: &[String], s3: &crate::config::S3Config) -> Result<Vec<FileInput>> {
     let mut out = Vec::new();
     for spec in specs {
         let bad = |why: String| Error::Source {
@@ -115,6 +182,18 @@ pub fn expand(specs: &[String]) -> Result<Vec<FileInput>> {
         if spec == "-" {
             out.push(FileInput::Stdin);
             continue;
+        }
+        if spec.starts_with("s3://") {
+            #[cfg(feature = "s3")]
+            {
+                out.extend(s3::expand(spec, s3)?.into_iter().map(FileInput::Object));
+                continue;
+            }
+            #[cfg(not(feature = "s3"))]
+            {
+                let _ = s3;
+                return Err(bad("reading s3:// needs the `s3` cargo feature".into()));
+            }
         }
         if spec.contains(['*', '?', '[']) {
             let paths = glob::glob(spec).map_err(|e| bad(format!("not a glob pattern: {e}")))?;
@@ -161,7 +240,7 @@ pub fn expand(specs: &[String]) -> Result<Vec<FileInput>> {
 /// directory `spec` names, or a match of the glob `spec`. The run checks its outputs with
 /// this, so that none of them is ever read back as input by this run or the next.
 pub(crate) fn would_read(spec: &str, path: &Path) -> bool {
-    if spec == "-" {
+    if spec == "-" || spec.starts_with("s3://") {
         return false;
     }
     if spec.contains(['*', '?', '[']) {
@@ -206,6 +285,9 @@ pub fn run(
         out: Batcher::new(chans, cfg),
         buf: Vec::new(),
         index: 0,
+        s3: &opts.s3,
+        #[cfg(feature = "s3")]
+        store: None,
     };
     r.out.set_state(ThreadState::Working);
     if !r.out.chans.skip.is_empty() && inputs.contains(&FileInput::Stdin) {
@@ -244,10 +326,18 @@ struct Reader<'a> {
     buf: Vec<u8>,
     /// The index of the input being read.
     index: u64,
+    /// How `s3://` inputs are reached.
+    s3: &'a crate::config::S3Config,
+    /// The client of the bucket last read from.
+    #[cfg(feature = "s3")]
+    store: Option<Arc<s3::Store>>,
 }
 
 impl Reader<'_> {
     fn read_input(&mut self, input: &FileInput, stop: &AtomicBool) -> Result<()> {
+        if let FileInput::Object(object) = input {
+            return self.read_object(object, stop);
+        }
         let name = input.to_string();
         if csv_format(self.format, input) {
             return match csv::open_input(input) {
@@ -264,6 +354,7 @@ impl Reader<'_> {
         let opened: io::Result<Box<dyn Read>> = match input {
             FileInput::Stdin => Ok(Box::new(io::stdin().lock())),
             FileInput::Path(p) => File::open(p).map(|f| Box::new(f) as Box<dyn Read>),
+            FileInput::Object(_) => unreachable!("read by read_object"),
         };
         let reader = match opened {
             Ok(r) => r,
@@ -278,6 +369,50 @@ impl Reader<'_> {
         } else {
             self.stream(&name, reader, stop)
         }
+    }
+
+    /// An object of a store: read like a file of its name (a `.json` one whole, a `.csv` one
+    /// as CSV, the rest as NDJSON), through ranged GETs.
+    #[cfg(feature = "s3")]
+    fn read_object(&mut self, object: &S3Object, stop: &AtomicBool) -> Result<()> {
+        let name = object.url.as_str();
+        let store = match &self.store {
+            Some(s) if s.name() == object.bucket => Arc::clone(s),
+            _ => {
+                let s = Arc::new(s3::Store::new(self.s3, &object.bucket)?);
+                self.store = Some(Arc::clone(&s));
+                s
+            }
+        };
+        let reader: Box<dyn Read> = Box::new(store.open(object));
+        let key = object.key.to_ascii_lowercase();
+        let input = FileInput::Object(object.clone());
+        if csv_format(self.format, &input) {
+            let reader: Box<dyn Read> = match key.ends_with(".gz") {
+                true => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(
+                    reader,
+                ))),
+                false => reader,
+            };
+            self.read_csv(name, reader, stop)
+        } else if self.format == "auto" && key.ends_with(".json") {
+            self.read_whole(name, reader)
+        } else {
+            self.stream(name, reader, stop)
+        }
+    }
+
+    /// Without the `s3` feature no object is listed, so none is read.
+    #[cfg(not(feature = "s3"))]
+    fn read_object(&mut self, object: &S3Object, _stop: &AtomicBool) -> Result<()> {
+        let _ = self.s3;
+        let name = object.url.as_str();
+        self.out.fail(
+            name,
+            "open",
+            format!("{name}: reading s3:// needs the `s3` cargo feature"),
+        );
+        Ok(())
     }
 
     /// A `.json` file: one body.
@@ -443,6 +578,7 @@ mod tests {
                 .map(|f| match f {
                     FileInput::Path(p) => p.file_name().unwrap().to_string_lossy().into_owned(),
                     FileInput::Stdin => "-".into(),
+                    FileInput::Object(o) => o.url.clone(),
                 })
                 .collect()
         };
@@ -460,5 +596,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing.ndjson"), "{err}");
+    }
+
+    #[test]
+    fn the_objects_identity_changes_with_an_etag_a_size_or_one_more_object() {
+        let object = |key: &str, etag: &str, size: u64| {
+            FileInput::Object(S3Object {
+                url: format!("s3://b/{key}"),
+                bucket: "b".into(),
+                key: key.into(),
+                etag: etag.into(),
+                size,
+            })
+        };
+        let local = FileInput::Path("/tmp/x.ndjson".into());
+        assert_eq!(objects_identity(std::slice::from_ref(&local)), None);
+        let base = objects_identity(&[object("a", "\"e1\"", 10), local.clone()]).unwrap();
+        assert!(base.starts_with("1 objects, "), "{base}");
+        for other in [
+            vec![object("a", "\"e2\"", 10)],
+            vec![object("a", "\"e1\"", 11)],
+            vec![object("a", "\"e1\"", 10), object("b", "\"e1\"", 10)],
+        ] {
+            assert_ne!(objects_identity(&other).unwrap(), base);
+        }
     }
 }

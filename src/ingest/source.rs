@@ -250,6 +250,13 @@ impl Source {
         crate::ingest::files::expand(specs).map(Source::Files)
     }
 
+    /// [`Source::files`], where `s3://BUCKET/PREFIX/*.ndjson` specs (feature `s3`) are listed
+    /// with `cfg`'s store settings (`[output.s3]`: endpoint, region, path style, CA file,
+    /// attempts) before the `AWS_*` variables; [`Source::files`] has only the variables.
+    pub fn files_in(specs: &[String], cfg: &crate::Config) -> Result<Source> {
+        crate::ingest::files::expand_with(specs, &cfg.output.s3).map(Source::Files)
+    }
+
     /// A push source with room for `capacity` queued items, and the handle producers push
     /// through (see [`crate::push`]).
     ///

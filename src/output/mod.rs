@@ -49,8 +49,6 @@ pub use parquet::{
 pub use partition::{escape_value, Partitioner, Split, HIVE_DEFAULT_PARTITION, NAME_MAX};
 pub use plan::{OutputPlan, S3Target};
 pub use row_json::row_json;
-#[cfg(feature = "s3")]
-pub use s3::{refuse_retired_variables, S3Settings, TEST_PART_SIZE_ENV};
 pub(crate) use tee::Tee;
 pub(crate) use window_state::key as window_state_key;
 pub(crate) use writer::since_column_kind;

@@ -126,7 +126,7 @@ fn stage_s3(cfg: &mut Config) -> Result<Option<output::S3Target>> {
     let mut target = target?;
     target.config = cfg.output.s3.clone();
     #[cfg(feature = "s3")]
-    output::refuse_retired_variables(|k| std::env::var(k).ok())?;
+    crate::s3::refuse_retired_variables(|k| std::env::var(k).ok())?;
     let root = match &target.config.staging_dir {
         Some(dir) => dir.clone(),
         None => std::path::Path::new("pinflow-s3-staging")
@@ -374,7 +374,13 @@ impl Pipeline {
         // The journal first: it finishes or clears what a killed run left, before this run
         // opens its own files.
         let mut journal = match cfg.writer.journal {
-            true => Some(self.open_journal(&output, matches!(source, Source::Files(_)))?),
+            true => Some(self.open_journal(
+                &output,
+                match &source {
+                    Source::Files(inputs) => Some(inputs.as_slice()),
+                    _ => None,
+                },
+            )?),
             false => None,
         };
         // A receive run logs admitted bodies beside its output and acknowledges them from
@@ -673,8 +679,14 @@ impl Pipeline {
     /// Opens the resume journal of `cfg.out` (see [`crate::journal`]), recovering what a killed
     /// run left. The journal belongs to one command: its source, schema and partitioning, and
     /// for file sources the chunk size, since a file's work items are its chunks (a resume
-    /// with other chunk boundaries would read some lines twice).
-    fn open_journal(&self, output: &OutputPlan, files: bool) -> Result<Journal> {
+    /// with other chunk boundaries would read some lines twice), and for objects of a store
+    /// their ETags and sizes (a resume over an object that changed, or a listing that gained
+    /// or lost one, would skip the wrong chunks).
+    fn open_journal(
+        &self,
+        output: &OutputPlan,
+        files: Option<&[ingest::files::FileInput]>,
+    ) -> Result<Journal> {
         let cfg = &self.cfg;
         let mut identity = format!(
             "source={}; fields={}; stats={}; partition_by={}",
@@ -683,8 +695,11 @@ impl Pipeline {
             cfg.schema.stats.as_deref().unwrap_or_default().join(";"),
             cfg.writer.partition_by.join(",")
         );
-        if files {
+        if let Some(inputs) = files {
             identity.push_str(&format!("; chunk_bytes={}", cfg.fetch.batch_max_bytes));
+            if let Some(objects) = ingest::files::objects_identity(inputs) {
+                identity.push_str(&format!("; objects={objects}"));
+            }
         }
         // The transforms shape the rows: a resume with others would mix two shapes.
         if !(cfg.transform.is_empty()

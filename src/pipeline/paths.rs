@@ -73,7 +73,7 @@ pub(super) fn check(cfg: &Config, source: &Source, output: &OutputPlan) -> Resul
             .iter()
             .filter_map(|i| match i {
                 FileInput::Path(p) => Some(p.as_path()),
-                FileInput::Stdin => None,
+                FileInput::Stdin | FileInput::Object(_) => None,
             })
             .collect(),
         Source::Lines { name, .. } if name != "-" => vec![Path::new(name)],

@@ -187,6 +187,7 @@ fn everything_set() -> Config {
                 staging_max_bytes: 64 << 20,
                 part_size: 32 << 20,
                 attempts: 4,
+                read_chunk_bytes: 2 << 20,
             },
         },
         enrich: Vec::new(),

@@ -78,6 +78,8 @@ mod requests;
 mod resume;
 #[cfg(all(feature = "cli", feature = "s3"))]
 mod s3;
+#[cfg(all(feature = "cli", feature = "s3"))]
+mod s3_read;
 mod schema;
 #[cfg(feature = "cli")]
 mod shapes;

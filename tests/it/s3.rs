@@ -117,8 +117,13 @@ impl Moto {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
+    /// Its port on 127.0.0.1 (for a proxy in front of it).
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Runs a boto3 snippet with `s3` a client of this server; returns its stdout.
-    fn boto(&self, code: &str, args: &[&str]) -> String {
+    pub(crate) fn boto(&self, code: &str, args: &[&str]) -> String {
         // The reader does not check an https:// moto's certificate: pinflow's check of it is
         // what a test is about.
         let verify = match &self.tls {
@@ -433,7 +438,7 @@ fn proxy_with(
 }
 
 /// One request, its headers rewritten to `Connection: close`, with its body.
-fn read_request(conn: &mut TcpStream) -> Option<Vec<u8>> {
+pub(crate) fn read_request(conn: &mut TcpStream) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {

@@ -44,7 +44,7 @@ pub fn inspect(
     let cfg = validated(cfg, &layers, &set)?;
     crate::runtime::init_logging(&cfg);
     let (source, label) = if use_files {
-        (Source::files(&cfg.files)?, cfg.files.join(" "))
+        (Source::files_in(&cfg.files, &cfg)?, cfg.files.join(" "))
     } else {
         let u = urls.or_else(|| cfg.source.clone()).unwrap_or_default();
         (Source::from_arg_counted(&u)?.0, u)

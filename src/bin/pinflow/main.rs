@@ -91,7 +91,8 @@ enum Command {
         #[arg(long, value_name = "SOURCE")]
         urls: Option<String>,
         /// Local files instead of URLs: paths, directories, glob patterns ('logs/*.ndjson'),
-        /// or `-` for NDJSON on stdin [default: `files` from the config file].
+        /// `-` for NDJSON on stdin, or objects ('s3://BUCKET/PREFIX/*.ndjson') [default:
+        /// `files` from the config file].
         #[arg(long, value_name = "PATH", num_args = 1.., conflicts_with = "urls")]
         files: Vec<String>,
         /// Follow growing NDJSON files until SIGINT/SIGTERM: a path or a glob pattern

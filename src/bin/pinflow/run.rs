@@ -114,7 +114,7 @@ pub fn run(
     if use_files {
         let cfg = validated(cfg, &layers, &set)?;
         let label = cfg.files.join(" ");
-        let source = Source::files(&cfg.files)?;
+        let source = Source::files_in(&cfg.files, &cfg)?;
         let expected = Expected::of(&cfg, None);
         let summary = run_pipeline(cfg, source, &label, None)?;
         return Ok(finish(&summary, &expected));

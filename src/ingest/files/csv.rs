@@ -98,6 +98,8 @@ pub(super) fn open_input(input: &FileInput) -> io::Result<Box<dyn Read>> {
     match input {
         FileInput::Stdin => Ok(Box::new(io::stdin().lock())),
         FileInput::Path(p) => open(p),
+        // Read by `Reader::read_object`, through the store's client.
+        FileInput::Object(o) => Err(io::Error::other(format!("{}: not a local file", o.url))),
     }
 }
 

@@ -13,28 +13,23 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use rusty_s3::{Bucket, Credentials, S3Action};
 
 use super::state::{state_path, UploadState};
-use super::{S3Settings, Shared, Staged};
+use super::{Shared, Staged};
 use crate::fsutil::sync_parent;
 use crate::output::S3Target;
+use crate::s3::response::{
+    check, error_text, jitter, permanent, tag, transient, xml_unescape, Attempt,
+};
+use crate::s3::S3Settings;
 
 /// How long a signed URL stays valid: one request, retried within this.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
 
-/// One request's failure: whether a retry may succeed, and what to say.
-struct Failed {
-    transient: bool,
-    /// The HTTP status, when the store answered.
-    status: Option<u16>,
-    why: String,
-}
-
-type Attempt<T> = std::result::Result<T, Failed>;
 /// A step's failure, in words (the run fails with it; the staged file is kept).
 type Step<T> = std::result::Result<T, String>;
 
@@ -430,64 +425,6 @@ pub(super) fn keyed_name(rel: &Path, run: &str) -> PathBuf {
     rel.with_file_name(format!("{run}-{name}"))
 }
 
-fn transient(why: impl Into<String>) -> Failed {
-    Failed {
-        transient: true,
-        status: None,
-        why: why.into(),
-    }
-}
-
-fn permanent(why: impl Into<String>) -> Failed {
-    Failed {
-        transient: false,
-        status: None,
-        why: why.into(),
-    }
-}
-
-/// Between half and all of `d`: retries of many uploaders do not fall in step.
-fn jitter(d: Duration) -> Duration {
-    let nanos = Instant::now().elapsed().as_nanos() as u64
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |t| t.subsec_nanos() as u64);
-    let frac = 0.5 + (nanos % 1000) as f64 / 2000.0;
-    d.mul_f64(frac)
-}
-
-/// A response's ETag and body when it succeeded; otherwise whether a retry may help.
-fn check(
-    resp: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-) -> Attempt<(Option<String>, String)> {
-    let mut resp = match resp {
-        Ok(r) => r,
-        // Connection refused or dropped, timeouts: the store may be back soon.
-        Err(e) => return Err(transient(e.to_string())),
-    };
-    let status = resp.status().as_u16();
-    let etag = resp
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(1 << 20)
-        .read_to_string()
-        .map_err(|e| transient(format!("reading the response: {e}")))?;
-    if (200..300).contains(&status) {
-        return Ok((etag, body));
-    }
-    Err(Failed {
-        // 5xx (SlowDown is a 503), 408 and 429 may pass later; 403, 404 and the rest cannot.
-        transient: status >= 500 || status == 408 || status == 429,
-        status: Some(status),
-        why: format!("HTTP {status}: {}", error_text(&body)),
-    })
-}
-
 /// One page of a ListParts answer.
 struct PartsPage {
     parts: Vec<ListedPart>,
@@ -532,32 +469,6 @@ fn parse_list_parts(body: &str) -> Attempt<PartsPage> {
     Ok(PartsPage { parts, next_marker })
 }
 
-/// The text of the first `<t>…</t>` in `xml`.
-fn tag(xml: &str, t: &str) -> Option<String> {
-    let open = format!("<{t}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find("</")?;
-    Some(xml[start..start + end].to_string())
-}
-
-/// XML's five escapes undone (keys may hold `&`).
-fn xml_unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
-}
-
-/// The `Code` and `Message` of an S3 error document, or its start.
-fn error_text(body: &str) -> String {
-    match (tag(body, "Code"), tag(body, "Message")) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c,
-        _ => body.chars().take(200).collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,12 +489,6 @@ mod tests {
         assert_eq!(got, [(1, "\"e1\"", 65536), (2, "\"e2\"", 10)]);
         assert_eq!(page.next_marker, Some(2));
         assert!(parse_list_parts("<Part><PartNumber>1</PartNumber></Part>").is_err());
-    }
-
-    #[test]
-    fn an_error_document_reads_as_code_and_message() {
-        let body = "<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>";
-        assert_eq!(error_text(body), "SlowDown: Reduce your rate");
     }
 
     #[test]
