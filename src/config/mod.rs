@@ -791,6 +791,9 @@ pub struct S3Config {
     /// Attempts per request before a transient failure fails the run, at its end or after a
     /// stop (while it goes on, a store that stays away is waited for).
     pub attempts: u32,
+    /// Requests to the store at once: files uploaded side by side, and the parts of one
+    /// multipart upload sent side by side, together at most this many.
+    pub upload_concurrency: u32,
 }
 
 impl Default for S3Config {
@@ -804,6 +807,7 @@ impl Default for S3Config {
             staging_max_bytes: 1 << 30,
             part_size: 8 << 20,
             attempts: 8,
+            upload_concurrency: 4,
         }
     }
 }

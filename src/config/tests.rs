@@ -361,6 +361,7 @@ fn everything_set() -> Config {
                 staging_max_bytes: 1 << 20,
                 part_size: 16 << 20,
                 attempts: 3,
+                upload_concurrency: 2,
             },
         },
         enrich: Vec::new(),

@@ -187,6 +187,7 @@ fn everything_set() -> Config {
                 staging_max_bytes: 64 << 20,
                 part_size: 32 << 20,
                 attempts: 4,
+                upload_concurrency: 3,
             },
         },
         enrich: Vec::new(),
