@@ -794,6 +794,9 @@ pub struct S3Config {
     /// The bytes one ranged GET of a `--files s3://` object asks for: a dropped connection
     /// costs at most this, read again.
     pub read_chunk_bytes: u64,
+    /// Requests to the store at once: files uploaded side by side, and the parts of one
+    /// multipart upload sent side by side, together at most this many.
+    pub upload_concurrency: u32,
 }
 
 impl Default for S3Config {
@@ -808,6 +811,7 @@ impl Default for S3Config {
             part_size: 8 << 20,
             attempts: 8,
             read_chunk_bytes: 8 << 20,
+            upload_concurrency: 4,
         }
     }
 }

@@ -1713,4 +1713,17 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         check: Check::int(1024, 1 << 32, |c| Some(c.output.s3.read_chunk_bytes)),
         ..BLANK
     },
+    OptionSpec {
+        key: "output.s3.upload_concurrency",
+        kind: Kind::Count32,
+        flag: Flag::Shared("--s3-upload-concurrency"),
+        value_name: "N",
+        help: "Object storage: requests to the store at once [default: 4]",
+        doc: "Requests to the store at once: staged files are uploaded side by side, and the \
+         parts of one multipart upload are sent side by side, together at most this many \
+         (each file still goes through its own recorded steps, so a kill leaves each one \
+         resumable). A multipart upload holds up to this many parts in memory.",
+        check: Check::int(1, 64, |c| Some(u64::from(c.output.s3.upload_concurrency))),
+        ..BLANK
+    },
 ];

@@ -362,6 +362,7 @@ fn everything_set() -> Config {
                 part_size: 16 << 20,
                 attempts: 3,
                 read_chunk_bytes: 1 << 20,
+                upload_concurrency: 2,
             },
         },
         enrich: Vec::new(),

@@ -829,7 +829,7 @@ mod tests {
 /// `/readyz` calls it stuck: longer than one request may take (600 s) plus its retries.
 pub const UPLOAD_STALL: u64 = 900;
 
-/// The object-storage uploader's gauges and counters (`--out s3://`), shared with its thread.
+/// The object-storage uploader's gauges and counters (`--out s3://`), shared with its threads.
 #[derive(Debug, Default)]
 pub struct UploadStats {
     /// Bytes of finished files waiting in the staging directory (or being uploaded).
@@ -838,7 +838,7 @@ pub struct UploadStats {
     pub staged_files: AtomicU64,
     /// When the oldest of them was staged, in seconds since the Unix epoch (0: none).
     pub oldest_staged_unix: AtomicU64,
-    /// Uploads going on: 0 or 1 (one uploader thread, one file at a time).
+    /// Files being uploaded at once (up to `output.s3.upload_concurrency`).
     pub in_flight: AtomicU64,
     /// When a request last succeeded (or the current file was begun), in seconds since the
     /// Unix epoch.

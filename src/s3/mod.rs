@@ -162,8 +162,12 @@ impl S3Settings {
 /// for `https://` the TLS stack the fetcher has (see [`tls_config`]). Without the `tls`
 /// feature an `https://` endpoint is refused here, before anything is staged.
 pub(crate) fn agent(settings: &S3Settings, cfg: &S3Config) -> Result<ureq::Agent> {
+    // Keep a connection for each request that may be under way at once.
+    let idle = (cfg.upload_concurrency as usize).clamp(3, 64);
     let builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_idle_connections_per_host(idle)
+        .max_idle_connections(idle.max(10))
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_recv_response(Some(Duration::from_secs(60)))
         .timeout_global(Some(Duration::from_secs(600)))

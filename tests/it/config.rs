@@ -188,6 +188,7 @@ fn everything_set() -> Config {
                 part_size: 32 << 20,
                 attempts: 4,
                 read_chunk_bytes: 2 << 20,
+                upload_concurrency: 3,
             },
         },
         enrich: Vec::new(),

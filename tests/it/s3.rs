@@ -376,23 +376,38 @@ fn a_missing_bucket_fails_clearly_and_keeps_the_staged_file() {
 /// A proxy in front of moto that answers the first `fail` requests with `503 SlowDown` (every
 /// other one of them by dropping the connection instead), then forwards each request.
 fn flaky_proxy(upstream: u16, fail: usize) -> (u16, Arc<AtomicUsize>) {
-    proxy_with(upstream, fail, Duration::ZERO, Arc::default())
+    proxy_with(
+        upstream,
+        fail,
+        Duration::ZERO,
+        Arc::default(),
+        Arc::default(),
+    )
 }
 
 /// [`flaky_proxy`] with no failures, holding each request for `delay` first (a slow uplink:
 /// uploads take long enough for a kill to land in them).
 fn proxy(upstream: u16, fail: usize, delay: Duration) -> (u16, Arc<AtomicUsize>) {
-    proxy_with(upstream, fail, delay, Arc::default())
+    proxy_with(upstream, fail, delay, Arc::default(), Arc::default())
+}
+
+/// The requests a proxy is forwarding (from the moment it has read one to the moment it has
+/// answered it), and the most at once.
+#[derive(Default)]
+struct Load {
+    active: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 /// The proxy: the first `fail` requests, and every request while `down` is set (the store is
 /// away), fail (a `503 SlowDown`, or every other one a dropped connection); the rest are held
-/// for `delay`, then forwarded.
+/// for `delay`, then forwarded, counted in `load`.
 fn proxy_with(
     upstream: u16,
     fail: usize,
     delay: Duration,
     down: Arc<AtomicBool>,
+    load: Arc<Load>,
 ) -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -404,6 +419,7 @@ fn proxy_with(
             let Ok(mut conn) = conn else { continue };
             let n = count.fetch_add(1, Ordering::SeqCst);
             let away = down.load(Ordering::SeqCst);
+            let load = Arc::clone(&load);
             std::thread::spawn(move || {
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
                 let Some(req) = read_request(&mut conn) else {
@@ -421,16 +437,17 @@ fn proxy_with(
                     );
                     return;
                 }
+                let now = load.active.fetch_add(1, Ordering::SeqCst) + 1;
+                load.peak.fetch_max(now, Ordering::SeqCst);
                 std::thread::sleep(delay);
-                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                    return;
-                };
-                if up.write_all(&req).is_err() {
-                    return;
+                if let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) {
+                    if up.write_all(&req).is_ok() {
+                        let mut resp = Vec::new();
+                        let _ = up.read_to_end(&mut resp);
+                        let _ = conn.write_all(&resp);
+                    }
                 }
-                let mut resp = Vec::new();
-                let _ = up.read_to_end(&mut resp);
-                let _ = conn.write_all(&resp);
+                load.active.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
@@ -647,15 +664,46 @@ impl StagedCase {
     }
 }
 
+/// moto with `bucket`, and a [`StagedCase`] of `n` records in at least `files` staged files
+/// (`None` where moto is not installed).
+fn moto_and_staged(test: &str, bucket: &str, n: usize, files: usize) -> Option<(Moto, StagedCase)> {
+    let moto = Moto::start(test)?;
+    moto.create_bucket(bucket);
+    let case = StagedCase::new(n);
+    let staged = crate::common::final_parquet_files(&case.staging).len();
+    assert!(staged >= files, "several files to upload: {staged}");
+    Some((moto, case))
+}
+
 #[test]
-fn kill_9_at_random_instants_during_uploads_then_a_rerun_leaves_every_record_in_one_object() {
-    let Some(moto) = Moto::start("s3 kill -9") else {
+fn files_and_parts_go_up_side_by_side_never_more_requests_than_upload_concurrency() {
+    let Some((moto, case)) = moto_and_staged("s3 concurrency", "pinflow-side", 12_000, 3) else {
         return;
     };
-    moto.create_bucket("pinflow-kill");
-    let case = StagedCase::new(32_000);
-    let staged = crate::common::final_parquet_files(&case.staging).len();
-    assert!(staged >= 6, "several files to upload: {staged}");
+    // Each request held a while, so that those sent side by side are under way together.
+    let load = Arc::new(Load::default());
+    let delay = Duration::from_millis(100);
+    let (port, _) = proxy_with(moto.port, 0, delay, Arc::default(), Arc::clone(&load));
+    let o = case
+        .command(&format!("http://127.0.0.1:{port}"), "pinflow-side")
+        .env("PINFLOW_OUTPUT_S3_UPLOAD_CONCURRENCY", "3")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "pinflow failed: {}", stderr(&o));
+    let peak = load.peak.load(Ordering::SeqCst);
+    assert!(
+        (2..=3).contains(&peak),
+        "requests at once: {peak} (upload_concurrency 3)"
+    );
+    // Nothing left to upload: the rerun checks every record is in one object, no upload open.
+    case.finish_and_check(&moto, "pinflow-side", "side by side");
+}
+
+#[test]
+fn kill_9_at_random_instants_during_uploads_then_a_rerun_leaves_every_record_in_one_object() {
+    let Some((moto, case)) = moto_and_staged("s3 kill -9", "pinflow-kill", 32_000, 6) else {
+        return;
+    };
     // Runs with nothing new to read upload them through a slow proxy, each killed (SIGKILL)
     // at a random instant; the seed is printed so a failure can be replayed.
     let (slow, _) = proxy(moto.port, 0, Duration::from_millis(50));
@@ -884,7 +932,13 @@ fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on() {
     };
     moto.create_bucket("pinflow-away");
     let down = Arc::new(AtomicBool::new(true));
-    let (away, seen) = proxy_with(moto.port, 0, Duration::ZERO, Arc::clone(&down));
+    let (away, seen) = proxy_with(
+        moto.port,
+        0,
+        Duration::ZERO,
+        Arc::clone(&down),
+        Arc::default(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     std::fs::write(&log, "").unwrap();

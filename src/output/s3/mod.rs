@@ -2,8 +2,8 @@
 //! record in exactly one object.
 //!
 //! The files are written exactly as [`LocalParquet`] writes them (rotation, partitions), into
-//! a local staging directory; each finalized file is handed to an uploader thread
-//! (`uploader.rs`), which uploads it (one PUT when small, multipart when at least
+//! a local staging directory; each finalized file is handed to the uploader threads
+//! (`uploader.rs`, `output.s3.upload_concurrency` of them), one of which uploads it (one PUT when small, multipart when at least
 //! `part_size`) and then removes the staged copy. Every step is recorded durably beside the
 //! file first (`state.rs`), so a run killed at any instant is finished by the next one without
 //! an object twice or a record lost. An object appears only when its PUT or its multipart
@@ -34,7 +34,7 @@ use crate::s3::{agent, S3Settings};
 mod state;
 mod uploader;
 
-use uploader::{run_identity, Uploader};
+use uploader::{run_identity, RequestSlots, Uploader};
 
 /// A finalized file handed to the uploader.
 struct Staged {
@@ -43,6 +43,8 @@ struct Staged {
     /// When it was handed over (seconds since the Unix epoch): the age of the oldest is a
     /// metric.
     since: u64,
+    /// When it was handed over, for the time it waited (logged at debug).
+    staged_at: Instant,
 }
 
 /// What the writer and the uploader share: the staged bytes, the uploader's failure, and the
@@ -69,9 +71,13 @@ impl Shared {
 #[derive(Default)]
 struct SharedState {
     staged_bytes: u64,
-    /// When each file waiting was handed over, oldest first (the uploader takes them in order).
+    /// When each file waiting was handed over, oldest first (the uploaders take them in
+    /// order, and may finish them out of it).
     waiting_since: std::collections::VecDeque<u64>,
     failed: Option<String>,
+    /// Uploader threads still running.
+    workers: usize,
+    /// Every uploader thread has ended.
     done: bool,
 }
 
@@ -88,7 +94,10 @@ impl Shared {
     fn unstage(&self, file: &Staged) {
         let mut st = self.state.lock();
         st.staged_bytes = st.staged_bytes.saturating_sub(file.size);
-        st.waiting_since.pop_front();
+        // Any entry of the same second will do: only the oldest is published.
+        if let Some(i) = st.waiting_since.iter().position(|&s| s == file.since) {
+            st.waiting_since.remove(i);
+        }
         self.publish(&st);
     }
 
@@ -102,21 +111,21 @@ impl Shared {
     }
 }
 
-/// [`LocalParquet`] into a staging directory, plus the uploader thread.
+/// [`LocalParquet`] into a staging directory, plus the uploader threads.
 pub(crate) struct S3Output<'a> {
     inner: LocalParquet<'a>,
     staging: PathBuf,
     target: S3Target,
     max_bytes: u64,
     tx: Option<Sender<Staged>>,
-    uploader: Option<JoinHandle<()>>,
+    uploaders: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
     /// This run's identity in the keys it gives its files.
     run: String,
 }
 
 impl<'a> S3Output<'a> {
-    /// Starts the uploader thread for files finalized under `staging`, whose keys carry
+    /// Starts the uploader threads for files finalized under `staging`, whose keys carry
     /// `run_id` (the run's [`new_run_id`](crate::output::new_run_id)); its counters go to
     /// `registry`. With a `journal`, each uploaded file's state is kept as the journal's
     /// record of it. Until the run ends or `stop` is set, a store that stays away past a
@@ -146,8 +155,12 @@ impl<'a> S3Output<'a> {
         let agent = agent(&settings, &target.config)?;
         let stats = Arc::new(UploadStats::default());
         *registry.uploads.lock() = Some(Arc::clone(&stats));
+        let concurrency = target.config.upload_concurrency.clamp(1, 64) as usize;
         let shared = Arc::new(Shared {
-            state: Mutex::new(SharedState::default()),
+            state: Mutex::new(SharedState {
+                workers: concurrency,
+                ..SharedState::default()
+            }),
             changed: Condvar::new(),
             stats,
             impatient: AtomicBool::new(false),
@@ -155,7 +168,7 @@ impl<'a> S3Output<'a> {
         });
         let run = run_identity(run_id);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let up = Uploader {
+        let up = Arc::new(Uploader {
             bucket,
             settings: settings.clone(),
             agent,
@@ -164,14 +177,29 @@ impl<'a> S3Output<'a> {
             run: run.clone(),
             keep_states: journal,
             shared: Arc::clone(&shared),
-        };
-        let uploader = std::thread::Builder::new()
-            .name("pinflow-s3-upload".into())
-            .spawn(move || up.run(rx))
-            .map_err(|e| Error::Thread {
-                thread: "pinflow-s3-upload".into(),
-                why: e.to_string(),
-            })?;
+            concurrency,
+            slots: RequestSlots::new(concurrency),
+        });
+        let mut uploaders = Vec::with_capacity(concurrency);
+        for _ in 0..concurrency {
+            let (up, rx) = (Arc::clone(&up), rx.clone());
+            let spawned = std::thread::Builder::new()
+                .name("pinflow-s3-upload".into())
+                .spawn(move || up.run(rx))
+                .map_err(|e| Error::Thread {
+                    thread: "pinflow-s3-upload".into(),
+                    why: e.to_string(),
+                });
+            match spawned {
+                Ok(h) => uploaders.push(h),
+                Err(e) => {
+                    // Those started end once the queue closes (dropped with `tx` here).
+                    shared.state.lock().failed = Some(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        drop(rx);
         // Files an earlier run staged and did not finish uploading (the store was down, the
         // run failed or was killed) go first, under the keys their state files fixed then.
         state::sweep(&staging, journal);
@@ -185,6 +213,7 @@ impl<'a> S3Output<'a> {
                     path,
                     size: meta.len(),
                     since: now_secs(),
+                    staged_at: Instant::now(),
                 };
                 shared.stage(&file);
                 let _ = tx.send(file);
@@ -196,7 +225,7 @@ impl<'a> S3Output<'a> {
             target,
             max_bytes: settings.staging_max_bytes,
             tx: Some(tx),
-            uploader: Some(uploader),
+            uploaders,
             shared,
             run,
         })
@@ -213,6 +242,7 @@ impl<'a> S3Output<'a> {
                 path,
                 size,
                 since: now_secs(),
+                staged_at: Instant::now(),
             };
             self.shared.stage(&file);
             if let Some(tx) = &self.tx {
@@ -245,14 +275,17 @@ impl<'a> S3Output<'a> {
         )
     }
 
-    /// Closes the uploader's queue and waits for it to upload everything staged, each request
-    /// within its `attempts` now.
+    /// Closes the uploaders' queue and waits for them to upload everything staged, each
+    /// request within its `attempts` now.
     fn drain(&mut self) -> Result<()> {
         self.shared.impatient.store(true, Relaxed);
         self.tx = None;
-        if let Some(h) = self.uploader.take() {
+        let began = Instant::now();
+        for h in self.uploaders.drain(..) {
             let _ = h.join();
         }
+        // The end of the run's tail: what the uploads took after the last file was staged.
+        tracing::debug!(took_ms = began.elapsed().as_millis() as u64, "uploads done");
         let st = self.shared.state.lock();
         match &st.failed {
             Some(why) => Err(self.failure(why)),
@@ -311,7 +344,12 @@ impl Output for S3Output<'_> {
     fn finish(&mut self, holds: &mut Holds) -> Result<()> {
         // The end: a store still away must fail the run, not hold the last wait forever.
         self.shared.impatient.store(true, Relaxed);
+        let began = Instant::now();
         self.inner.finish(holds)?;
+        tracing::debug!(
+            took_ms = began.elapsed().as_millis() as u64,
+            "the last files are staged"
+        );
         self.ship()?;
         self.drain()
     }
@@ -346,7 +384,7 @@ impl Drop for S3Output<'_> {
     fn drop(&mut self) {
         self.shared.impatient.store(true, Relaxed);
         self.tx = None;
-        if let Some(h) = self.uploader.take() {
+        for h in self.uploaders.drain(..) {
             let _ = h.join();
         }
     }

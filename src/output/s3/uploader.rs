@@ -1,5 +1,10 @@
-//! [`Uploader`]: the thread that moves staged files into the store, one at a time, each
-//! through the steps its [`UploadState`] records (staged → uploading → uploaded → removed).
+//! [`Uploader`]: the threads that move staged files into the store, each file through the
+//! steps its [`UploadState`] records (staged → uploading → uploaded → removed).
+//!
+//! `output.s3.upload_concurrency` threads take staged files side by side, and a multipart
+//! upload sends its parts side by side; [`RequestSlots`] holds the requests of all of them
+//! together to that many. Files are independent: each has its own key, state file and
+//! steps, so a kill leaves every file in flight settled by the next run as if it were alone.
 //!
 //! A file staged by this run gets its key and goes up. A file an earlier run left is first
 //! reconciled with the store, because that run may have died at any step: its multipart
@@ -11,11 +16,12 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use parking_lot::{Condvar, Mutex};
 use rusty_s3::{Bucket, Credentials, S3Action};
 
 use super::state::{state_path, UploadState};
@@ -33,7 +39,44 @@ const SIGNED_FOR: Duration = Duration::from_secs(3600);
 /// A step's failure, in words (the run fails with it; the staged file is kept).
 type Step<T> = std::result::Result<T, String>;
 
-/// The uploader thread's state.
+/// At most so many requests to the store at once, all uploads together (a counting
+/// semaphore): files side by side and parts side by side share `upload_concurrency`.
+pub(super) struct RequestSlots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A request's slot, given back when dropped.
+struct Slot<'a>(&'a RequestSlots);
+
+impl RequestSlots {
+    pub(super) fn new(n: usize) -> RequestSlots {
+        RequestSlots {
+            free: Mutex::new(n.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot and takes it.
+    fn take(&self) -> Slot<'_> {
+        let mut free = self.free.lock();
+        while *free == 0 {
+            self.freed.wait(&mut free);
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock() += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// What the uploader threads share: one of them per `upload_concurrency`, each taking the
+/// next staged file from the queue.
 pub(super) struct Uploader {
     pub(super) bucket: Bucket,
     pub(super) settings: S3Settings,
@@ -45,22 +88,35 @@ pub(super) struct Uploader {
     /// Keep each uploaded file's state (`writer.journal`: the journal's record of it).
     pub(super) keep_states: bool,
     pub(super) shared: Arc<Shared>,
+    /// Requests at once, and so the parts of one file sent side by side.
+    pub(super) concurrency: usize,
+    /// The requests of all uploads together, at most `concurrency` at once.
+    pub(super) slots: RequestSlots,
 }
 
 impl Uploader {
-    pub(super) fn run(self, rx: Receiver<Staged>) {
+    /// One uploader thread: settles staged files from `rx` until it is closed and empty.
+    /// The last thread to end marks the uploads done.
+    pub(super) fn run(&self, rx: Receiver<Staged>) {
         for file in rx {
             if self.shared.state.lock().failed.is_some() {
                 continue; // Kept staged: the run has failed.
             }
             let stats = &self.shared.stats;
-            stats.in_flight.store(1, Relaxed);
+            stats.in_flight.fetch_add(1, Relaxed);
             stats.last_progress_unix.store(super::now_secs(), Relaxed);
+            let began = Instant::now();
             let result = self.settle(&file);
-            stats.in_flight.store(0, Relaxed);
+            stats.in_flight.fetch_sub(1, Relaxed);
             match result {
                 Ok(key) => {
-                    tracing::debug!(key = %key, bytes = file.size, "uploaded");
+                    tracing::debug!(
+                        key = %key,
+                        bytes = file.size,
+                        waited_ms = began.duration_since(file.staged_at).as_millis() as u64,
+                        took_ms = began.elapsed().as_millis() as u64,
+                        "uploaded"
+                    );
                     self.shared.unstage(&file);
                 }
                 Err(why) => {
@@ -70,7 +126,10 @@ impl Uploader {
             }
             self.shared.changed.notify_all();
         }
-        self.shared.state.lock().done = true;
+        let mut st = self.shared.state.lock();
+        st.workers = st.workers.saturating_sub(1);
+        st.done = st.workers == 0;
+        drop(st);
         self.shared.changed.notify_all();
     }
 
@@ -227,30 +286,7 @@ impl Uploader {
                 id
             }
         };
-        let part_size = self.settings.part_size_for(size);
-        let mut file = std::fs::File::open(path).map_err(|e| format!("open: {e}"))?;
-        let mut buf = Vec::new();
-        for number in 1..=size.div_ceil(part_size) {
-            let number = number as u16; // At most 10,000 (part_size_for).
-            if st.parts.contains_key(&number) {
-                continue; // In the store already (resumed).
-            }
-            buf.clear();
-            file.seek(SeekFrom::Start(u64::from(number - 1) * part_size))
-                .and_then(|_| (&mut file).take(part_size).read_to_end(&mut buf))
-                .map_err(|e| format!("read the staged file: {e}"))?;
-            let etag = self.retried("UploadPart", || {
-                let url = self
-                    .bucket
-                    .upload_part(self.creds(), &st.key, number, &id)
-                    .sign(SIGNED_FOR);
-                let (etag, _) = check(self.agent.put(url.as_str()).send(&buf[..]))?;
-                etag.ok_or_else(|| transient("UploadPart answered without an ETag"))
-            })?;
-            crate::failpoint::hit("objstore.after_part");
-            st.record_part(path, number, &etag)
-                .map_err(|e| e.to_string())?;
-        }
+        self.send_parts(path, size, &id, st)?;
         let completed = self.retried("CompleteMultipartUpload", || {
             let action = self.bucket.complete_multipart_upload(
                 self.creds(),
@@ -274,6 +310,88 @@ impl Uploader {
             },
             other => other,
         }
+    }
+
+    /// Sends the parts of upload `id` that `st` does not have, up to `concurrency` side by
+    /// side, recording each part's ETag as it is stored (in whatever order they finish: a
+    /// resumed upload lists them, and the completion takes them by number). The first
+    /// failure stops the rest from starting and is returned once those under way end.
+    fn send_parts(&self, path: &Path, size: u64, id: &str, st: &mut UploadState) -> Step<()> {
+        let part_size = self.settings.part_size_for(size);
+        let missing: Vec<u16> = (1..=size.div_ceil(part_size))
+            .map(|n| n as u16) // At most 10,000 (part_size_for).
+            .filter(|n| !st.parts.contains_key(n)) // In the store already (resumed).
+            .collect();
+        let key = st.key.clone();
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let state = Mutex::new(st);
+        let failure = Mutex::new(None::<String>);
+        // Each sender takes the next missing part until none is left or one has failed.
+        let sender = || {
+            while !stop.load(Relaxed) {
+                let Some(&number) = missing.get(next.fetch_add(1, Relaxed)) else {
+                    return;
+                };
+                let sent = self
+                    .send_part(path, &key, id, number, part_size)
+                    .and_then(|etag| {
+                        crate::failpoint::hit("objstore.after_part");
+                        let mut st = state.lock();
+                        st.record_part(path, number, &etag)
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(why) = sent {
+                    stop.store(true, Relaxed);
+                    failure.lock().get_or_insert(why);
+                    return;
+                }
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..self.concurrency.min(missing.len()) {
+                let spawned = std::thread::Builder::new()
+                    .name("pinflow-s3-part".into())
+                    .spawn_scoped(scope, sender);
+                if let Err(e) = spawned {
+                    // Fewer senders, not none: this thread sends too.
+                    tracing::warn!(error = %e, "could not start a part sender; sending with fewer");
+                    break;
+                }
+            }
+            sender();
+        });
+        match failure.into_inner() {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends part `number` of upload `id` (read from the staged file at each attempt, so
+    /// that only requests under way hold parts in memory) and returns its ETag.
+    fn send_part(
+        &self,
+        path: &Path,
+        key: &str,
+        id: &str,
+        number: u16,
+        part_size: u64,
+    ) -> Step<String> {
+        self.retried("UploadPart", || {
+            let mut body = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|mut f| {
+                    f.seek(SeekFrom::Start(u64::from(number - 1) * part_size))?;
+                    f.take(part_size).read_to_end(&mut body)
+                })
+                .map_err(|e| permanent(format!("read the staged file: {e}")))?;
+            let url = self
+                .bucket
+                .upload_part(self.creds(), key, number, id)
+                .sign(SIGNED_FOR);
+            let (etag, _) = check(self.agent.put(url.as_str()).send(&body[..]))?;
+            etag.ok_or_else(|| transient("UploadPart answered without an ETag"))
+        })
     }
 
     /// The parts of upload `id` in the store (ListParts), when they fit a file of `size` in
@@ -364,12 +482,17 @@ impl Uploader {
 
     /// Runs `f` until it succeeds, fails for good, or has failed `attempts` times once the
     /// uploader is impatient (see [`Shared::impatient`]), waiting a jittered, doubling backoff
-    /// (up to 10 s) between attempts.
+    /// (up to 10 s) between attempts. Each attempt holds one of the [`RequestSlots`]; the
+    /// waits between them do not.
     fn retried<T>(&self, what: &str, mut f: impl FnMut() -> Attempt<T>) -> Step<T> {
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1;
         loop {
-            match f() {
+            let result = {
+                let _slot = self.slots.take();
+                f()
+            };
+            match result {
                 Ok(v) => {
                     let now = super::now_secs();
                     self.shared.stats.last_progress_unix.store(now, Relaxed);
