@@ -74,11 +74,13 @@ impl<'a> JsonRows<'a> {
     }
 
     /// Appends the value of row `i` in column number `j` as JSON.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // (A Kafka message's key.)
     pub(crate) fn write_value(&self, j: usize, i: usize, out: &mut Vec<u8>) {
         self.columns[j].1.write(i, out);
     }
 
     /// The text of row `i` in column number `j` if it is a string (not JSON-quoted).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) fn str_value(&self, j: usize, i: usize) -> Option<&'a str> {
         self.columns[j].1.str_value(i)
     }
@@ -172,6 +174,7 @@ impl<'a> Column<'a> {
         }
     }
 
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     fn str_value(&self, i: usize) -> Option<&'a str> {
         if self.array().is_null(i) {
             return None;
