@@ -131,6 +131,16 @@ struct SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::kafka::log_to_tracing(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Transient (a broker down, retried by librdkafka); what fails a message shows in
+        // the loop's `poll`.
+        tracing::warn!(error = %error, "Kafka consumer: {reason}");
+    }
+
     /// librdkafka's statistics (`statistics.interval.ms`): the consumer lag of the
     /// partitions owned now, for the metrics.
     fn stats(&self, statistics: rdkafka::Statistics) {
@@ -511,7 +521,8 @@ fn client_config(s: &KafkaSource) -> ClientConfig {
     c.set("bootstrap.servers", &s.brokers)
         .set("group.id", &s.group)
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
+        .set("enable.auto.offset.store", "false")
+        .set_log_level(crate::kafka::log_level());
     if !s
         .properties
         .iter()
@@ -652,6 +663,11 @@ fn pause_or_resume(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) 
     }
     s.paused = want;
     drop(s);
+    // (Each pause drops what librdkafka prefetched: the resume fetches it again.)
+    match want {
+        true => tracing::debug!("Kafka: the parse queue stays full: pausing the partitions"),
+        false => tracing::debug!("Kafka: the parse queue has room: resuming the partitions"),
+    }
     let assigned = consumer.assignment().unwrap_or_default();
     let r = match want {
         true => consumer.pause(&assigned),
@@ -704,6 +720,7 @@ fn reached_ends(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) -> 
     for k in unknown {
         match consumer.fetch_watermarks(&k.0, k.1, REQUEST_TIMEOUT) {
             Ok((low, high)) => {
+                tracing::debug!(topic = %k.0, partition = k.1, low, high, "Kafka: the partition's watermarks, read after its assignment");
                 if let Some(o) = ctx.state.lock().owned.get_mut(&k) {
                     o.end = Some((high, high <= low));
                 }
