@@ -186,6 +186,36 @@ pub const FIXED_PROPERTIES: [&str; 6] = [
     "enable.auto.offset.store",
 ];
 
+/// Sends one of librdkafka's log lines (a client context's `log`) to `tracing`: errors and
+/// warnings as such, the rest (what its `debug` property asks for) at debug level. Without
+/// this they would go to the `log` crate, which nothing here reads.
+#[cfg(feature = "kafka")]
+pub fn log_to_tracing(level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!(facility, "librdkafka: {message}")
+        }
+        L::Warning => tracing::warn!(facility, "librdkafka: {message}"),
+        _ => tracing::debug!(facility, "librdkafka: {message}"),
+    }
+}
+
+/// The level librdkafka logs at: what `tracing` lets through (`RUST_LOG`, `log.level`).
+/// rdkafka's own default asks the `log` crate, which has no logger here, and so would stay
+/// at errors: librdkafka's warnings, and the `debug` property's lines, would never be seen.
+#[cfg(feature = "kafka")]
+pub fn log_level() -> rdkafka::config::RDKafkaLogLevel {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    use tracing::level_filters::LevelFilter;
+    match LevelFilter::current() {
+        f if f >= LevelFilter::DEBUG => L::Debug,
+        LevelFilter::INFO => L::Info,
+        LevelFilter::WARN => L::Warning,
+        _ => L::Error,
+    }
+}
+
 /// librdkafka's configuration for `t`: its properties, then the brokers and an idempotent
 /// producer (`enable.idempotence=true`, which implies `acks=all` and retries that neither
 /// lose nor duplicate a message).
@@ -196,6 +226,7 @@ pub fn client_config(t: &KafkaTarget) -> rdkafka::ClientConfig {
         c.set(k, v);
     }
     c.set("bootstrap.servers", &t.brokers)
-        .set("enable.idempotence", "true");
+        .set("enable.idempotence", "true")
+        .set_log_level(log_level());
     c
 }

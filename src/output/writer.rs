@@ -180,6 +180,13 @@ pub fn run(
             .map(|(n, report)| (n, report.output)),
     };
     guard.finish();
+    // When the output was complete, apart from the process's teardown (what
+    // tools/kafka-bench.sh times a run to).
+    tracing::debug!(
+        rows = report.rows,
+        files = report.files,
+        "writer finished: the output is complete"
+    );
     Ok(report)
 }
 

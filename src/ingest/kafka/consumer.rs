@@ -65,7 +65,8 @@ struct Owned {
 impl Owned {
     /// Whether the partition reached its end: librdkafka said so (end of partition, which it
     /// says once every message before the high watermark of a fetch, at least the one of the
-    /// assignment, was handed out) and no message came since.
+    /// assignment, was handed out), or the loop saw the next offset reach the high watermark
+    /// of the last fetch ([`State::reached_fetched_ends`]); and no message came since.
     fn at_end(&self) -> bool {
         self.eof
     }
@@ -115,6 +116,8 @@ struct State {
     url: String,
     /// The arena size a recycled batch is shrunk to (an outsized message inflated it).
     arena_bound: usize,
+    /// When the batch in hand got its first message: the time its messages were taken.
+    batch_at: Instant,
 }
 
 /// The consumer's context: the rebalance callbacks.
@@ -131,6 +134,16 @@ struct SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::kafka::log_to_tracing(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Transient (a broker down, retried by librdkafka); what fails a message shows in
+        // the loop's `poll`.
+        tracing::warn!(error = %error, "Kafka consumer: {reason}");
+    }
+
     /// librdkafka's statistics (`statistics.interval.ms`): the consumer lag of the
     /// partitions owned now, for the metrics.
     fn stats(&self, statistics: rdkafka::Statistics) {
@@ -407,14 +420,20 @@ impl State {
         use std::fmt::Write;
         self.url.clear();
         let _ = write!(self.url, "{}/{}@{}", key.0, key.1, offset);
-        if self.batch.is_empty() && self.batch.ticket.is_none() {
-            if let Some(c) = &self.chans {
-                self.batch.ticket = Some(c.live.ticket());
+        if self.batch.is_empty() {
+            // One clock reading a batch, not one a message (in this loop a reading costs
+            // about what taking a message does): a batch is filled from what librdkafka has
+            // in hand, in one go, and shipped when it has no more.
+            self.batch_at = Instant::now();
+            if self.batch.ticket.is_none() {
+                if let Some(c) = &self.chans {
+                    self.batch.ticket = Some(c.live.ticket());
+                }
             }
         }
         let stats = &mut self.report.stats;
         stats.requests += 1;
-        let now = Instant::now();
+        let now = self.batch_at;
         match m.payload() {
             Some(body) if !body.is_empty() => {
                 stats.delivered += 1;
@@ -485,6 +504,21 @@ impl State {
         }
     }
 
+    /// Marks at their end the partitions whose next offset reached the high watermark of
+    /// their last fetch (librdkafka's cached one: no request). Its "end of partition" event
+    /// comes only with the next fetch, which on a partition read to its end waits
+    /// `fetch.wait.max.ms` (500 ms) for nothing. (Not the watermark `fetch_watermarks`
+    /// reads on assignment: Tansu answers that with the first offset of its last batch.)
+    fn reached_fetched_ends(&mut self, consumer: &BaseConsumer<SourceContext>) {
+        for (k, o) in self.owned.iter_mut().filter(|(_, o)| !o.eof) {
+            let Some(next) = o.next else { continue };
+            // (Negative until a fetch came.)
+            if cached_high_watermark(consumer, k).is_some_and(|high| high >= 0 && next >= high) {
+                o.eof = true;
+            }
+        }
+    }
+
     /// Whether every partition owned reached its end (`--exit-at-end`).
     fn at_end(&self) -> bool {
         self.assigned && self.owned.values().all(Owned::at_end)
@@ -503,6 +537,27 @@ impl State {
     }
 }
 
+/// The high watermark of partition `k` that its last fetch response carried, as librdkafka
+/// keeps it (`rd_kafka_get_watermark_offsets`, which rdkafka does not wrap: no request, no
+/// wait); `None` when librdkafka knows no such partition.
+fn cached_high_watermark(consumer: &BaseConsumer<SourceContext>, k: &PartitionKey) -> Option<i64> {
+    let topic = std::ffi::CString::new(k.0.as_str()).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer lives as long as `consumer`; `topic` is a NUL-terminated
+    // string that outlives the call, which only reads it; `low` and `high` are valid for
+    // writes. librdkafka takes its own locks.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            k.1,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR).then_some(high)
+}
+
 /// librdkafka's configuration of the consumer: `auto.offset.reset=earliest` unless the
 /// properties say otherwise, then the properties, then what pinflow sets itself.
 fn client_config(s: &KafkaSource) -> ClientConfig {
@@ -514,7 +569,8 @@ fn client_config(s: &KafkaSource) -> ClientConfig {
     c.set("bootstrap.servers", &s.brokers)
         .set("group.id", &s.group)
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
+        .set("enable.auto.offset.store", "false")
+        .set_log_level(crate::kafka::log_level());
     if !s
         .properties
         .iter()
@@ -526,6 +582,16 @@ fn client_config(s: &KafkaSource) -> ClientConfig {
     if s.exit_at_end {
         // Its "end of partition" events say when a partition is read to its end.
         c.set("enable.partition.eof", "true");
+    }
+    if !s
+        .properties
+        .iter()
+        .any(|(k, _)| k == "fetch.queue.backoff.ms")
+    {
+        // Once more than `queued.min.messages` (100000) wait in its queue, librdkafka fetches
+        // again only after this; its default, 1 s, left the loop without messages for most
+        // of that second each time the parse threads fell behind for a moment.
+        c.set("fetch.queue.backoff.ms", "10");
     }
     c
 }
@@ -554,6 +620,7 @@ pub(crate) fn run(
             assigned: false,
             url: String::new(),
             arena_bound: 2 * cfg.batch_max_bytes,
+            batch_at: Instant::now(),
         }),
         positions: Arc::clone(&source.positions),
         journal: source.journal,
@@ -581,6 +648,7 @@ pub(crate) fn run(
     registry.kafka_source.active.store(true, Ordering::Relaxed);
     let ctx = Arc::clone(consumer.context());
     let mut last_tick = Instant::now();
+    let mut polls: u32 = 0;
     let mut seen_generation = registry.committed.generation();
     let mut last_error = String::new();
     loop {
@@ -600,6 +668,9 @@ pub(crate) fn run(
             (false, true) => Duration::ZERO,
             (false, false) => Duration::from_millis(100),
         };
+        // Whether to look for the ends now, not only each tick: the moment librdkafka has
+        // nothing more to hand out, or says a partition ended.
+        let mut look = false;
         match consumer.poll(timeout) {
             Some(Ok(m)) => {
                 let mut s = ctx.state.lock();
@@ -610,6 +681,7 @@ pub(crate) fn run(
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 ctx.state.lock().end_of_partition(partition);
+                look = true;
             }
             Some(Err(e)) => {
                 let text = e.to_string();
@@ -618,22 +690,30 @@ pub(crate) fn run(
                     last_error = text;
                 }
             }
-            None => ctx.state.lock().ship(true, false)?,
+            None => {
+                ctx.state.lock().ship(true, false)?;
+                look = true;
+            }
         }
         pause_or_resume(&consumer, &ctx)?;
-        if last_tick.elapsed() >= TICK {
+        // (The clock is read once every 64 messages while they stream, as in `take`.)
+        polls = polls.wrapping_add(1);
+        let tick = (look || polls.is_multiple_of(64)) && last_tick.elapsed() >= TICK;
+        if tick {
             last_tick = Instant::now();
             let generation = registry.committed.generation();
             if generation != seen_generation {
                 seen_generation = generation;
                 commit_settled(&consumer, &ctx, CommitMode::Async);
             }
-            let done = source.exit_at_end && reached_ends(&consumer, &ctx);
             let mut s = ctx.state.lock();
             s.publish_consumed(&registry);
             registry.publish_fetch(&s.report.stats, 0, 0);
             registry.heartbeat(thread);
-            if done && s.held.is_none() && s.batch.is_empty() {
+        }
+        if (tick || look) && source.exit_at_end && reached_ends(&consumer, &ctx) {
+            let s = ctx.state.lock();
+            if s.held.is_none() && s.batch.is_empty() {
                 tracing::info!("Kafka source: every assigned partition reached its end");
                 break;
             }
@@ -655,6 +735,11 @@ fn pause_or_resume(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) 
     }
     s.paused = want;
     drop(s);
+    // (Each pause drops what librdkafka prefetched: the resume fetches it again.)
+    match want {
+        true => tracing::debug!("Kafka: the parse queue stays full: pausing the partitions"),
+        false => tracing::debug!("Kafka: the parse queue has room: resuming the partitions"),
+    }
     let assigned = consumer.assignment().unwrap_or_default();
     let r = match want {
         true => consumer.pause(&assigned),
@@ -707,6 +792,7 @@ fn reached_ends(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) -> 
     for k in unknown {
         match consumer.fetch_watermarks(&k.0, k.1, REQUEST_TIMEOUT) {
             Ok((low, high)) => {
+                tracing::debug!(topic = %k.0, partition = k.1, low, high, "Kafka: the partition's watermarks, read after its assignment");
                 if let Some(o) = ctx.state.lock().owned.get_mut(&k) {
                     o.end = Some((high, high <= low));
                 }
@@ -716,7 +802,9 @@ fn reached_ends(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) -> 
             }
         }
     }
-    ctx.state.lock().at_end()
+    let mut s = ctx.state.lock();
+    s.reached_fetched_ends(consumer);
+    s.at_end()
 }
 
 /// The end: ships what is held, lets the pipeline drain, waits for the writer's last
