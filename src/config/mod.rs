@@ -797,6 +797,10 @@ pub struct S3Config {
     /// Requests to the store at once: files uploaded side by side, and the parts of one
     /// multipart upload sent side by side, together at most this many.
     pub upload_concurrency: u32,
+    /// How long the uploader may go without a request succeeding, while files wait, before
+    /// `/readyz` reports it stuck.
+    #[serde(with = "duration_serde")]
+    pub stall_after: Duration,
 }
 
 impl Default for S3Config {
@@ -812,6 +816,7 @@ impl Default for S3Config {
             attempts: 8,
             read_chunk_bytes: 8 << 20,
             upload_concurrency: 4,
+            stall_after: Duration::from_secs(900),
         }
     }
 }

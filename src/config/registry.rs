@@ -1729,4 +1729,18 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         check: Check::int(1, 64, |c| Some(u64::from(c.output.s3.upload_concurrency))),
         ..BLANK
     },
+    OptionSpec {
+        key: "output.s3.stall_after",
+        kind: Kind::Duration,
+        flag: Flag::Shared("--s3-stall-after"),
+        value_name: "DURATION",
+        help: "Object storage: no successful request for this long while files wait, and /readyz reports the uploader stuck [default: 15m]",
+        doc: "How long the uploader may go without a request to the store succeeding, while \
+         files wait to be uploaded, before `/readyz` answers 503 naming it stuck (the run goes \
+         on waiting for the store; readiness comes back with the next success). The default \
+         outlasts one request's own limit (600 s) and its retries; lower it where an \
+         orchestrator should notice an unreachable store sooner.",
+        check: Check::span(NONZERO, MAX_DURATION, |c| Some(c.output.s3.stall_after)),
+        ..BLANK
+    },
 ];

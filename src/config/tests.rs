@@ -363,6 +363,7 @@ fn everything_set() -> Config {
                 attempts: 3,
                 read_chunk_bytes: 1 << 20,
                 upload_concurrency: 2,
+                stall_after: Duration::from_secs(120),
             },
         },
         enrich: Vec::new(),

@@ -822,11 +822,16 @@ mod tests {
         assert_eq!(u.stalled(late - 1), None, "not quiet long enough");
         let why = u.stalled(late).unwrap();
         assert!(why.contains("3 files staged"), "{why}");
+        // `output.s3.stall_after` shortens (or lengthens) the wait.
+        u.stall_after_secs.store(5, Relaxed);
+        assert_eq!(u.stalled(1_004), None);
+        assert!(u.stalled(1_005).is_some());
     }
 }
 
 /// How long the uploader may go without a request succeeding while files wait before
-/// `/readyz` calls it stuck: longer than one request may take (600 s) plus its retries.
+/// `/readyz` calls it stuck, by default (`output.s3.stall_after`): longer than one request
+/// may take (600 s) plus its retries.
 pub const UPLOAD_STALL: u64 = 900;
 
 /// The object-storage uploader's gauges and counters (`--out s3://`), shared with its threads.
@@ -849,16 +854,23 @@ pub struct UploadStats {
     pub bytes_uploaded: AtomicU64,
     /// Files uploaded.
     pub files_uploaded: AtomicU64,
+    /// Seconds without a successful request, while files wait, after which the uploader is
+    /// stuck (`output.s3.stall_after`); 0: [`UPLOAD_STALL`].
+    pub stall_after_secs: AtomicU64,
 }
 
 impl UploadStats {
     /// Why the uploader is stuck at `now` (seconds since the Unix epoch): files wait, one is
-    /// being uploaded, and no request has succeeded for [`UPLOAD_STALL`] seconds. `None`
-    /// while it moves (or has nothing to do).
+    /// being uploaded, and no request has succeeded for `stall_after_secs` (by default
+    /// [`UPLOAD_STALL`]) seconds. `None` while it moves (or has nothing to do).
     pub fn stalled(&self, now: u64) -> Option<String> {
         let files = self.staged_files.load(Relaxed);
         let quiet = now.saturating_sub(self.last_progress_unix.load(Relaxed));
-        (files > 0 && self.in_flight.load(Relaxed) > 0 && quiet >= UPLOAD_STALL).then(|| {
+        let limit = match self.stall_after_secs.load(Relaxed) {
+            0 => UPLOAD_STALL,
+            s => s,
+        };
+        (files > 0 && self.in_flight.load(Relaxed) > 0 && quiet >= limit).then(|| {
             format!("uploader stuck: {files} files staged, no request has succeeded for {quiet} s")
         })
     }

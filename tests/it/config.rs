@@ -189,6 +189,7 @@ fn everything_set() -> Config {
                 attempts: 4,
                 read_chunk_bytes: 2 << 20,
                 upload_concurrency: 3,
+                stall_after: Duration::from_secs(300),
             },
         },
         enrich: Vec::new(),

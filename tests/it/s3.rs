@@ -753,6 +753,25 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The status and body of `GET PATH` from the metrics endpoint on 127.0.0.1:`port`.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
 /// A `/metrics` answer's samples of the `pinflow_s3_*` families, by name.
 fn s3_metrics(addr: std::net::SocketAddr) -> std::collections::BTreeMap<String, f64> {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -926,7 +945,7 @@ fn an_https_store_is_reached_through_rustls_checked_against_the_configured_ca() 
 }
 
 #[test]
-fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on() {
+fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on_not_ready() {
     let Some(moto) = Moto::start("s3 store away") else {
         return;
     };
@@ -945,7 +964,9 @@ fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on() {
     let staging = dir.path().join("staging");
     std::fs::create_dir_all(&staging).unwrap();
     let err_path = dir.path().join("stderr");
-    // Following a log until stopped; two attempts per request, while the store is away.
+    let metrics = crate::receive::free_port();
+    // Following a log until stopped; two attempts per request, while the store is away; the
+    // uploader called stuck after 1 s without a success.
     let child = command_from(
         &["--tail", log.to_str().unwrap()],
         &format!("http://127.0.0.1:{away}"),
@@ -953,6 +974,8 @@ fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on() {
         &staging,
         &["--rotate-rows", "1000", "--tail-poll-interval", "20ms"],
     )
+    .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+    .args(["--s3-stall-after", "1s"])
     .env("PINFLOW_OUTPUT_S3_ATTEMPTS", "2")
     .stdout(Stdio::null())
     .stderr(std::fs::File::create(&err_path).unwrap())
@@ -980,7 +1003,18 @@ fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(child.running(), "the run goes on");
-    // The store is back: the waiting files go up without a new run.
+    // Not ready while nothing goes up (bounded wait: a few seconds past `stall_after`).
+    let waited = Instant::now();
+    let (status, body) = loop {
+        let (status, body) = http_get(metrics, "/readyz");
+        if status == 503 || waited.elapsed() > Duration::from_secs(60) {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 503, "/readyz while the store is away: {body}");
+    assert!(body.contains("uploader stuck"), "{body}");
+    // The store is back: the waiting files go up without a new run, and it is ready again.
     down.store(false, Ordering::SeqCst);
     let waited = Instant::now();
     while !crate::common::final_parquet_files(&staging).is_empty() {
@@ -990,6 +1024,8 @@ fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let (status, body) = http_get(metrics, "/readyz");
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
     let o = crate::common::sigterm_and_wait(child.0.take().unwrap());
     let err = std::fs::read_to_string(&err_path).unwrap();
     assert!(o.status.success(), "pinflow failed: {err}");

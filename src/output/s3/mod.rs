@@ -154,6 +154,9 @@ impl<'a> S3Output<'a> {
         .map_err(|e| Error::config("out", format!("bucket `{}`: {e}", target.bucket)))?;
         let agent = agent(&settings, &target.config)?;
         let stats = Arc::new(UploadStats::default());
+        // (Whole seconds, at least one: the clock the check reads.)
+        let stall = target.config.stall_after.as_secs().max(1);
+        stats.stall_after_secs.store(stall, Relaxed);
         *registry.uploads.lock() = Some(Arc::clone(&stats));
         let concurrency = target.config.upload_concurrency.clamp(1, 64) as usize;
         let shared = Arc::new(Shared {
