@@ -80,6 +80,8 @@ mod resume;
 mod s3;
 #[cfg(all(feature = "cli", feature = "s3"))]
 mod s3_read;
+#[cfg(all(feature = "cli", feature = "s3"))]
+mod s3_signed;
 mod schema;
 #[cfg(feature = "cli")]
 mod shapes;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::common::{all_final_ids, pinflow_piped, skip_unless};
 
 /// The moto venv's python, made on first use; `None` (and the reason printed) when it cannot be.
-fn moto_python() -> Option<&'static Path> {
+pub(crate) fn moto_python() -> Option<&'static Path> {
     static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
     let py = PY.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -126,15 +126,71 @@ impl Moto {
     pub(crate) fn boto(&self, code: &str, args: &[&str]) -> String {
         // The reader does not check an https:// moto's certificate: pinflow's check of it is
         // what a test is about.
-        let verify = match &self.tls {
-            Some(_) => "False\nimport urllib3; urllib3.disable_warnings()",
-            None => "True",
+        let store = BotoStore {
+            py: self.py,
+            endpoint: self.endpoint(),
+            key: "test",
+            secret: "test",
+            verify_tls: self.tls.is_none(),
+        };
+        store.boto(code, args)
+    }
+
+    pub(crate) fn create_bucket(&self, bucket: &str) {
+        self.boto("s3.create_bucket(Bucket=sys.argv[1])", &[bucket]);
+    }
+
+    /// Downloads every object under `prefix` into `dir` (keys as relative paths); returns the
+    /// keys, sorted.
+    fn download(&self, bucket: &str, prefix: &str, dir: &Path) -> Vec<String> {
+        let out = self.boto(DOWNLOAD, &[bucket, prefix, dir.to_str().unwrap()]);
+        out.lines().map(str::to_string).collect()
+    }
+
+    /// How many multipart uploads are open in `bucket` (started, neither completed nor aborted).
+    fn open_uploads(&self, bucket: &str) -> usize {
+        let out = self.boto(
+            "print(len(s3.list_multipart_uploads(Bucket=sys.argv[1]).get('Uploads', [])))",
+            &[bucket],
+        );
+        out.trim().parse().unwrap()
+    }
+}
+
+/// A boto3 snippet that downloads every object of bucket `argv[1]` under prefix `argv[2]`
+/// into directory `argv[3]` (keys as relative paths) and prints the keys, sorted.
+pub(crate) const DOWNLOAD: &str = "import os\n\
+            b, p, d = sys.argv[1:4]\n\
+            keys = []\n\
+            for page in s3.get_paginator('list_objects_v2').paginate(Bucket=b, Prefix=p):\n\
+            \x20   for o in page.get('Contents', []):\n\
+            \x20       k = o['Key']; keys.append(k)\n\
+            \x20       f = os.path.join(d, k); os.makedirs(os.path.dirname(f), exist_ok=True)\n\
+            \x20       s3.download_file(b, k, f)\n\
+            print('\\n'.join(sorted(keys)))";
+
+/// An S3 store that boto3, the independent client, reaches at `endpoint` with these
+/// credentials (`verify_tls`: whether it checks an https:// store's certificate).
+pub(crate) struct BotoStore<'a> {
+    pub(crate) py: &'a Path,
+    pub(crate) endpoint: String,
+    pub(crate) key: &'a str,
+    pub(crate) secret: &'a str,
+    pub(crate) verify_tls: bool,
+}
+
+impl BotoStore<'_> {
+    /// Runs a boto3 snippet with `s3` a client of the store; returns its stdout.
+    pub(crate) fn boto(&self, code: &str, args: &[&str]) -> String {
+        let verify = match self.verify_tls {
+            true => "True",
+            false => "False\nimport urllib3; urllib3.disable_warnings()",
         };
         let script = format!(
             "import sys, boto3\nverify = {verify}\ns3 = boto3.client('s3', endpoint_url='{}', \
-             verify=verify, aws_access_key_id='test', aws_secret_access_key='test', \
+             verify=verify, aws_access_key_id='{}', aws_secret_access_key='{}', \
              region_name='us-east-1')\n{code}",
-            self.endpoint()
+            self.endpoint, self.key, self.secret
         );
         let o = Command::new(self.py)
             .arg("-c")
@@ -148,35 +204,6 @@ impl Moto {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8(o.stdout).unwrap()
-    }
-
-    pub(crate) fn create_bucket(&self, bucket: &str) {
-        self.boto("s3.create_bucket(Bucket=sys.argv[1])", &[bucket]);
-    }
-
-    /// Downloads every object under `prefix` into `dir` (keys as relative paths); returns the
-    /// keys, sorted.
-    fn download(&self, bucket: &str, prefix: &str, dir: &Path) -> Vec<String> {
-        let code = "import os\n\
-            b, p, d = sys.argv[1:4]\n\
-            keys = []\n\
-            for page in s3.get_paginator('list_objects_v2').paginate(Bucket=b, Prefix=p):\n\
-            \x20   for o in page.get('Contents', []):\n\
-            \x20       k = o['Key']; keys.append(k)\n\
-            \x20       f = os.path.join(d, k); os.makedirs(os.path.dirname(f), exist_ok=True)\n\
-            \x20       s3.download_file(b, k, f)\n\
-            print('\\n'.join(sorted(keys)))";
-        let out = self.boto(code, &[bucket, prefix, dir.to_str().unwrap()]);
-        out.lines().map(str::to_string).collect()
-    }
-
-    /// How many multipart uploads are open in `bucket` (started, neither completed nor aborted).
-    fn open_uploads(&self, bucket: &str) -> usize {
-        let out = self.boto(
-            "print(len(s3.list_multipart_uploads(Bucket=sys.argv[1]).get('Uploads', [])))",
-            &[bucket],
-        );
-        out.trim().parse().unwrap()
     }
 }
 
@@ -569,7 +596,7 @@ fn files_staged_while_the_store_was_down_go_up_with_the_next_run() {
 
 /// `n` NDJSON records with ids 0..n, each with 48 hex digits that do not compress, in
 /// `dir/in.ndjson`: files of a few thousand rows are a few parts of 64 KiB.
-fn incompressible_input(dir: &Path, n: usize) -> PathBuf {
+pub(crate) fn incompressible_input(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join("in.ndjson");
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let mut text = String::new();
