@@ -240,11 +240,21 @@ impl OutputPlan {
                     ),
                 )
             }
-            LockError::Io(e) => Error::output(
-                &self.out,
-                "lock",
-                format!("cannot create the lock file {}: {e}", path.display()),
-            ),
+            LockError::Io(e) => {
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+                let why = match dir {
+                    // The common first-hour mistake: say which directory, not just ENOENT.
+                    Some(d) if e.kind() == std::io::ErrorKind::NotFound && !d.is_dir() => {
+                        format!(
+                            "its directory {} does not exist (pinflow does not create it: \
+                             create it, or write elsewhere)",
+                            d.display()
+                        )
+                    }
+                    _ => format!("cannot create the lock file {}: {e}", path.display()),
+                };
+                Error::output(&self.out, "lock", why)
+            }
         })
     }
 

@@ -81,7 +81,7 @@ fn errors_name_what_and_where() {
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
-        e.contains("/nonexistent-pinflow/") && e.contains("No such file"),
+        e.contains("its directory /nonexistent-pinflow does not exist"),
         "{e}"
     );
 

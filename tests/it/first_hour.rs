@@ -176,3 +176,30 @@ fn a_url_list_behind_a_pipe_path_is_read_once_not_checked_away() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_rows_match_workload(&rows(&out), &Workload::default(), 1..=3);
 }
+
+#[test]
+fn an_output_whose_directory_does_not_exist_names_that_directory_and_reads_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, "{\"id\":1}\n").unwrap();
+    let missing = dir.path().join("not-made").join("yet");
+    let out = missing.join("x.parquet");
+    let o = pinflow()
+        .args(["run", "--progress", "never", "--files"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "its directory {} does not exist",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("os error"), "{stderr}");
+    assert!(!dir.path().join("not-made").exists(), "nothing made");
+}
