@@ -1541,9 +1541,9 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         help: "Kafka source and output: a librdkafka property (repeatable; put secrets in the config file, not here) [default: none]",
         example: "[\"compression.type=lz4\", \"linger.ms=20\"]",
         doc: "librdkafka properties for the Kafka source's consumer and the Kafka output's \
-         producer, each `name=value`, passed through as given (SASL/PLAIN works as built; \
-         TLS and SCRAM need a librdkafka built with OpenSSL, which this build's is not; \
-         values are never logged). `bootstrap.servers`, `enable.idempotence`, `acks`, \
+         producer, each `name=value`, passed through as given (TLS with \
+         `security.protocol=ssl` and `ssl.ca.location`, SASL PLAIN and SCRAM, through the \
+         system's OpenSSL; not Kerberos; values are never logged). `bootstrap.servers`, `enable.idempotence`, `acks`, \
          `group.id` and the offset-commit settings are pinflow's own: the brokers come from \
          the URL or kafka.brokers, the producer is idempotent with `acks=all`, and the \
          source commits offsets itself once they are durable.",

@@ -230,3 +230,90 @@ pub fn client_config(t: &KafkaTarget) -> rdkafka::ClientConfig {
         .set_log_level(log_level());
     c
 }
+
+/// librdkafka's client errors (a context's `error` callback: a broker down, a TLS handshake
+/// refused, an authentication failure), which it retries itself and repeats at each attempt,
+/// a few times a second against a broker it cannot reach. Each distinct text is logged as a
+/// warning once per [`ClientErrors::QUIET`]; the last one that says more than "all brokers are
+/// down" is kept, so that what then fails (a message timed out) can say why.
+#[cfg(feature = "kafka")]
+#[derive(Default)]
+pub struct ClientErrors {
+    /// When each text was last logged (cleared when it grows past 64 texts).
+    logged: parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    last: parking_lot::Mutex<Option<String>>,
+}
+
+#[cfg(feature = "kafka")]
+impl ClientErrors {
+    /// How long the same text stays unlogged after it was logged.
+    pub const QUIET: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Takes one error callback of client `who` ("Kafka consumer", "kafka").
+    pub fn report(&self, who: &str, error: &rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::error::RDKafkaErrorCode as C;
+        // librdkafka ends a repeated text with how it went this time ("(after 1ms in state
+        // SSL_HANDSHAKE, 1 identical error(s) suppressed)"): the same error all the same.
+        let cause = reason.rfind(" (after ").map_or(reason, |i| &reason[..i]);
+        if self.first_in_a_while(&format!("{who}: {cause}"), std::time::Instant::now()) {
+            tracing::warn!("{who}: {reason} ({error})");
+        }
+        if error.rdkafka_error_code() != Some(C::AllBrokersDown) {
+            *self.last.lock() = Some(reason.to_string());
+        }
+    }
+
+    /// The last error that names its cause (not "all brokers are down").
+    pub fn last(&self) -> Option<String> {
+        self.last.lock().clone()
+    }
+
+    fn first_in_a_while(&self, text: &str, now: std::time::Instant) -> bool {
+        let mut logged = self.logged.lock();
+        if logged
+            .get(text)
+            .is_some_and(|&at| now.duration_since(at) < Self::QUIET)
+        {
+            return false;
+        }
+        if logged.len() >= 64 {
+            logged.clear();
+        }
+        logged.insert(text.to_string(), now);
+        true
+    }
+}
+
+#[cfg(all(test, feature = "kafka"))]
+mod client_error_tests {
+    use super::ClientErrors;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_repeated_error_is_logged_once_a_minute_and_the_last_cause_is_kept() {
+        let e = ClientErrors::default();
+        let t0 = Instant::now();
+        assert!(e.first_in_a_while("a", t0));
+        assert!(!e.first_in_a_while("a", t0 + Duration::from_secs(59)));
+        assert!(e.first_in_a_while("b", t0 + Duration::from_secs(1)));
+        assert!(e.first_in_a_while("a", t0 + ClientErrors::QUIET));
+        assert_eq!(e.last(), None);
+        let ssl = KafkaError::Global(C::SSL);
+        e.report(
+            "kafka",
+            &ssl,
+            "SSL handshake failed: certificate verify failed",
+        );
+        e.report(
+            "kafka",
+            &KafkaError::Global(C::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        assert_eq!(
+            e.last().as_deref(),
+            Some("SSL handshake failed: certificate verify failed"),
+            "all brokers down says nothing new"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 //! `KafkaOutput`: the writer's [`Output`] for `kafka://`. One JSON object per row (the row as
-//! [`row_json`](super::row_json) writes it, statistics columns included), produced by an idempotent
+//! `output::row_json` writes it, statistics columns included), produced by an idempotent
 //! `BaseProducer` that the writer thread polls itself.
 //!
 //! Nothing is counted written when it is handed to librdkafka: each message's delivery report
@@ -37,6 +37,9 @@ const POLL_EVERY: Duration = Duration::from_millis(50);
 struct Reports {
     settled: parking_lot::Mutex<Settled>,
     stats: Arc<KafkaStats>,
+    /// Connection errors, for the log (once a minute each) and for the reason of a message
+    /// that then times out.
+    errors: crate::kafka::ClientErrors,
 }
 
 impl ClientContext for Reports {
@@ -46,8 +49,8 @@ impl ClientContext for Reports {
 
     fn error(&self, error: KafkaError, reason: &str) {
         // Transient (a broker down, retried by librdkafka); a message that fails for good
-        // shows in its delivery report.
-        tracing::warn!(error = %error, "kafka: {reason}");
+        // shows in its delivery report, with the last of these as its cause.
+        self.errors.report("kafka", &error, reason);
     }
 }
 
@@ -66,15 +69,17 @@ impl ProducerContext for Reports {
                     .payload()
                     .map(|p| String::from_utf8_lossy(p).into_owned())
                     .unwrap_or_default();
-                s.failed.push((excerpt, reason(e)));
+                s.failed.push((excerpt, reason(e, self.errors.last())));
                 self.stats.delivery_failed.fetch_add(1, Relaxed);
             }
         }
     }
 }
 
-/// A failed delivery's dead-letter reason.
-fn reason(e: &KafkaError) -> String {
+/// A failed delivery's dead-letter reason; a message that timed out names the brokers' last
+/// connection error (`last`), which is usually why: "Message timed out" alone does not say
+/// that the TLS handshake or the authentication was refused.
+fn reason(e: &KafkaError, last: Option<String>) -> String {
     match e.rdkafka_error_code() {
         Some(RDKafkaErrorCode::PurgeQueue) => {
             "kafka: not sent before the shutdown timeout (purged from the producer's queue)".into()
@@ -82,6 +87,10 @@ fn reason(e: &KafkaError) -> String {
         Some(RDKafkaErrorCode::PurgeInflight) => "kafka: not acknowledged before the shutdown \
              timeout (purged in flight: the broker may have it)"
             .into(),
+        Some(RDKafkaErrorCode::MessageTimedOut) if last.is_some() => format!(
+            "kafka delivery failed: {e}; the brokers' last error: {}",
+            last.unwrap_or_default()
+        ),
         _ => format!("kafka delivery failed: {e}"),
     }
 }
@@ -115,6 +124,7 @@ impl KafkaOutput {
         let context = Reports {
             settled: parking_lot::Mutex::default(),
             stats: Arc::clone(&stats),
+            errors: crate::kafka::ClientErrors::default(),
         };
         let producer = crate::kafka::client_config(&target)
             .create_with_context(context)
@@ -197,7 +207,7 @@ impl KafkaOutput {
                 Err((e, _)) => {
                     let mut s = self.producer.context().settled.lock();
                     let excerpt = String::from_utf8_lossy(payload).into_owned();
-                    s.failed.push((excerpt, reason(&e)));
+                    s.failed.push((excerpt, reason(&e, None)));
                     self.stats.delivery_failed.fetch_add(1, Relaxed);
                     return;
                 }

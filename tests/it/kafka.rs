@@ -245,6 +245,12 @@ impl Drop for Tansu {
 }
 
 pub(crate) fn start_tansu(py: &Path, log: &Path) -> Tansu {
+    start_tansu_advertising(py, log, None)
+}
+
+/// [`start_tansu`], telling clients to connect to `advertised` (a port on 127.0.0.1) instead
+/// of the port it listens on: a TLS terminator's in front of it (tests/it/kafka_tls.rs).
+pub(crate) fn start_tansu_advertising(py: &Path, log: &Path, advertised: Option<u16>) -> Tansu {
     let out = std::process::Command::new(py)
         .args([
             "-c",
@@ -259,13 +265,14 @@ pub(crate) fn start_tansu(py: &Path, log: &Path) -> Tansu {
         .unwrap()
         .port();
     let url = format!("tcp://127.0.0.1:{port}");
+    let advertised = format!("tcp://127.0.0.1:{}", advertised.unwrap_or(port));
     let child = std::process::Command::new(&bin)
         .args([
             "broker",
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised,
         ])
         .args(["--storage-engine", "memory://tansu/"])
         .stdout(std::fs::File::create(log).unwrap())

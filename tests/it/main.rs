@@ -55,6 +55,8 @@ mod journal_trust;
 mod kafka;
 #[cfg(all(feature = "cli", feature = "kafka"))]
 mod kafka_source;
+#[cfg(all(feature = "cli", feature = "kafka", feature = "tls"))]
+mod kafka_tls;
 mod library;
 #[cfg(all(feature = "sim", feature = "http", feature = "metrics-endpoint"))]
 mod metrics;

@@ -131,6 +131,8 @@ struct SourceContext {
     batch_max_bytes: usize,
     /// An error of a callback (the pipeline after it is gone), for the loop to return.
     failure: Mutex<Option<Error>>,
+    /// librdkafka's connection errors, logged once a minute each.
+    errors: crate::kafka::ClientErrors,
 }
 
 impl ClientContext for SourceContext {
@@ -141,7 +143,7 @@ impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // Transient (a broker down, retried by librdkafka); what fails a message shows in
         // the loop's `poll`.
-        tracing::warn!(error = %error, "Kafka consumer: {reason}");
+        self.errors.report("Kafka consumer", &error, reason);
     }
 
     /// librdkafka's statistics (`statistics.interval.ms`): the consumer lag of the
@@ -629,6 +631,7 @@ pub(crate) fn run(
         batch_max_items: cfg.batch_max_items.max(1),
         batch_max_bytes: cfg.batch_max_bytes,
         failure: Mutex::new(None),
+        errors: crate::kafka::ClientErrors::default(),
     };
     let consumer: BaseConsumer<SourceContext> = client_config(&source)
         .create_with_context(ctx)

@@ -1,0 +1,241 @@
+//! Kafka over TLS (`security.protocol=ssl`, feature `kafka` built with librdkafka's OpenSSL
+//! support): a real Tansu broker behind a TLS terminator on loopback (Python's `ssl` module,
+//! from the Kafka venv; Tansu itself is run in plaintext, since its own TLS listener would not
+//! take the certificates made here), with a CA made by the test. The broker advertises the
+//! terminator's port, so every connection a client makes, bootstrap and broker, goes through
+//! TLS. confluent-kafka (not pinflow) creates the topics, produces the source's messages and
+//! reads the output's back, over the same TLS. pinflow trusts the CA through
+//! `ssl.ca.location` and checks the broker's name; with another CA it connects nowhere and
+//! says why.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{all_final_ids, ndjson_lines, pinflow_piped};
+use crate::kafka::{kafka_python, start_tansu_advertising};
+use crate::tls::Ca;
+
+/// A TLS terminator: takes TLS on `argv[1]` with the certificate and key in `argv[3]`, and
+/// passes the bytes both ways to 127.0.0.1:`argv[2]` in plaintext.
+const TERMINATOR: &str = r#"
+import asyncio, ssl, sys
+port, upstream, pem = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(pem)
+async def pipe(r, w):
+    try:
+        while True:
+            data = await r.read(65536)
+            if not data:
+                break
+            w.write(data)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def handle(cr, cw):
+    try:
+        ur, uw = await asyncio.open_connection("127.0.0.1", upstream)
+    except OSError:
+        cw.close()
+        return
+    await asyncio.gather(pipe(cr, uw), pipe(ur, cw))
+async def main():
+    srv = await asyncio.start_server(handle, "127.0.0.1", port, ssl=ctx)
+    async with srv:
+        await srv.serve_forever()
+asyncio.run(main())
+"#;
+
+/// confluent-kafka over TLS (CA file `argv[2]`) to broker `argv[1]`: `create TOPIC PARTITIONS`,
+/// `produce TOPIC N` (records with ids 0..N over the partitions), or `read TOPIC N` (prints
+/// each message's payload, one per line, until N or a deadline).
+const CLIENT: &str = r#"
+import sys, json, time
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+broker, ca, what, topic = sys.argv[1:5]
+tls = {"bootstrap.servers": broker, "security.protocol": "ssl", "ssl.ca.location": ca}
+if what == "create":
+    admin = AdminClient(tls)
+    for f in admin.create_topics([NewTopic(topic, int(sys.argv[5]), 1)]).values():
+        f.result(60)
+elif what == "produce":
+    p = Producer(tls)
+    n = int(sys.argv[5])
+    for i in range(n):
+        rec = {"id": i, "ts": "2024-05-01T12:00:00Z", "service": "api", "level": "info",
+               "host": "h%d" % (i % 4), "latency_ms": 1.5, "message": "line %d" % i}
+        p.produce(topic, json.dumps(rec).encode(), partition=i % 3)
+        p.poll(0)
+    sys.exit(1 if p.flush(60) else 0)
+elif what == "read":
+    n = int(sys.argv[5])
+    c = Consumer(dict(tls, **{"group.id": "reader", "auto.offset.reset": "earliest"}))
+    c.subscribe([topic])
+    got, deadline = 0, time.time() + 120
+    while got < n and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        print(m.value().decode()); got += 1
+    c.close()
+    sys.exit(0 if got == n else 1)
+"#;
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    )
+}
+
+/// `n` records with ids 0..n, NDJSON, in `dir/in.ndjson`.
+fn records(dir: &Path, n: usize) -> std::path::PathBuf {
+    let path = dir.join("in.ndjson");
+    let body: String = (0..n)
+        .map(|i| format!("{{\"id\":{i},\"service\":\"api\",\"message\":\"line {i}\"}}\n"))
+        .collect();
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+#[test]
+fn a_broker_behind_tls_is_read_and_written_with_its_ca_and_refused_with_another() {
+    let Some(py) = kafka_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("pinflow kafka test CA");
+    let ca_file = ca.write_pem(dir.path(), "ca.pem");
+    let (_, _, pem) = ca.issue(&["127.0.0.1", "localhost"]);
+    let pem_file = dir.path().join("broker.pem");
+    std::fs::write(&pem_file, pem).unwrap();
+
+    let tls_port = crate::receive::free_port();
+    let tansu = start_tansu_advertising(py, &dir.path().join("tansu.log"), Some(tls_port));
+    let _terminator = KillOnDrop(
+        Command::new(py)
+            .args(["-c", TERMINATOR, &tls_port.to_string()])
+            .arg(tansu.port.to_string())
+            .arg(&pem_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the TLS terminator did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let broker = format!("127.0.0.1:{tls_port}");
+    let client = |args: &[&str]| {
+        let o = Command::new(py)
+            .args(["-c", CLIENT, &broker])
+            .arg(&ca_file)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "confluent-kafka {args:?}: {}", text(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    client(&["create", "logs", "3"]);
+    client(&["create", "out", "1"]);
+    client(&["produce", "logs", "300"]);
+    let trust = format!("ssl.ca.location={}", ca_file.display());
+    let tls_props = [
+        "--kafka-property",
+        "security.protocol=ssl",
+        "--kafka-property",
+        &trust,
+    ];
+
+    // The source: every message once, read over TLS.
+    let o = pinflow_piped()
+        .current_dir(dir.path())
+        .args(["run", "--progress", "never", "--kafka-brokers", &broker])
+        .args(["--kafka-topics", "logs", "--kafka-group", "tls"])
+        .args(["--out", "x.parquet", "--exit-at-end", "--journal", "true"])
+        .args(tls_props)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(all_final_ids(dir.path()), (0..300).collect::<Vec<_>>());
+
+    // The output: every record acknowledged over TLS, read back by confluent-kafka.
+    let input = records(dir.path(), 200);
+    let o = pinflow_piped()
+        .current_dir(dir.path())
+        .args(["run", "--progress", "never", "--files"])
+        .arg(&input)
+        .args(["--out", &format!("kafka://{broker}/out")])
+        .args(tls_props)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let read = client(&["read", "out", "200"]);
+    let mut ids: Vec<i64> = read
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..200).collect::<Vec<_>>(), "every record once");
+
+    // Another CA: no connection; the records fail with the delivery timeout, the run says
+    // why (librdkafka's log, forwarded), and nothing reaches the topic.
+    let other = Ca::new("not the broker's CA").write_pem(dir.path(), "other.pem");
+    let distrust = format!("ssl.ca.location={}", other.display());
+    let o = pinflow_piped()
+        .current_dir(dir.path())
+        .args(["run", "--progress", "never", "--files"])
+        .arg(records(dir.path(), 5))
+        .args(["--out", &format!("kafka://{broker}/out")])
+        .args(["--kafka-property", "security.protocol=ssl"])
+        .args(["--kafka-property", &distrust])
+        .args(["--kafka-property", "message.timeout.ms=3000"])
+        .output()
+        .unwrap();
+    let log = text(&o);
+    // (4: more dead letters than `--max-dead-letters`, 0 by default, allows.)
+    assert_eq!(o.status.code(), Some(4), "records failed: {log}");
+    assert!(log.contains("certificate verify failed"), "{log}");
+    let dead = ndjson_lines(&dir.path().join("out.deadletter.ndjson"));
+    assert_eq!(dead.len(), 5, "{log}");
+    for line in &dead {
+        let d: serde_json::Value = serde_json::from_str(line).unwrap();
+        let reason = d["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("Message timed out")
+                && reason.contains("the brokers' last error")
+                && reason.contains("certificate verify failed"),
+            "the dead letter says why: {reason}"
+        );
+    }
+    // pinflow's warning once, not at each of librdkafka's reconnects (librdkafka's own
+    // log lines, `librdkafka: ...`, are its own, and it thins them itself).
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN kafka:") && l.contains("SSL handshake failed"))
+        .count();
+    assert_eq!(warnings, 1, "the same error logged once: {log}");
+}
