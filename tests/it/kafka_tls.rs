@@ -9,10 +9,10 @@
 //! says why.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{all_final_ids, ndjson_lines, pinflow_piped};
+use crate::common::{all_final_ids, ndjson_lines, pinflow_piped, KillOnDrop};
 use crate::kafka::{kafka_python, start_tansu_advertising};
 use crate::tls::Ca;
 
@@ -85,15 +85,6 @@ elif what == "read":
     sys.exit(0 if got == n else 1)
 "#;
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -126,7 +117,7 @@ fn a_broker_behind_tls_is_read_and_written_with_its_ca_and_refused_with_another(
 
     let tls_port = crate::receive::free_port();
     let tansu = start_tansu_advertising(py, &dir.path().join("tansu.log"), Some(tls_port));
-    let _terminator = KillOnDrop(
+    let _terminator = KillOnDrop(Some(
         Command::new(py)
             .args(["-c", TERMINATOR, &tls_port.to_string()])
             .arg(tansu.port.to_string())
@@ -135,7 +126,7 @@ fn a_broker_behind_tls_is_read_and_written_with_its_ca_and_refused_with_another(
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
+    ));
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
         assert!(

@@ -1008,7 +1008,7 @@ fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on_not
     .stderr(std::fs::File::create(&err_path).unwrap())
     .spawn()
     .unwrap();
-    let mut child = KillOnDrop(Some(child));
+    let mut child = crate::common::KillOnDrop(Some(child));
     let lines: String = (0..3000)
         .map(|i| format!("{{\"id\":{i},\"msg\":\"away {i}\"}}\n"))
         .collect();
@@ -1088,24 +1088,4 @@ fn a_damaged_upload_state_stops_the_run_naming_it_and_keeps_the_file() {
         "{err}"
     );
     assert!(staged[0].exists(), "the file stays staged");
-}
-
-/// A child process killed when the test ends early (a failed assertion), so none outlives it.
-struct KillOnDrop(Option<Child>);
-
-impl KillOnDrop {
-    fn running(&mut self) -> bool {
-        self.0
-            .as_mut()
-            .is_some_and(|c| c.try_wait().unwrap().is_none())
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }

@@ -394,3 +394,24 @@ sha256sum "$2" | cut -d' ' -f1 >"$1/.interop-requirements.sha256""#;
     }
     py.as_deref()
 }
+
+/// A child process killed when the test ends early (a failed assertion), so none outlives it.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl KillOnDrop {
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
