@@ -252,6 +252,14 @@ impl ClientErrors {
     /// Takes one error callback of client `who` ("Kafka consumer", "kafka").
     pub fn report(&self, who: &str, error: &rdkafka::error::KafkaError, reason: &str) {
         use rdkafka::error::RDKafkaErrorCode as C;
+        if matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(C::PartitionEOF)
+        {
+            // Not an error: the end of a partition (`--exit-at-end` asks for it), which the
+            // source's loop takes from its poll.
+            tracing::debug!("{who}: {reason}");
+            return;
+        }
         // librdkafka ends a repeated text with how it went this time ("(after 1ms in state
         // SSL_HANDSHAKE, 1 identical error(s) suppressed)"): the same error all the same.
         let cause = reason.rfind(" (after ").map_or(reason, |i| &reason[..i]);
@@ -314,6 +322,16 @@ mod client_error_tests {
             e.last().as_deref(),
             Some("SSL handshake failed: certificate verify failed"),
             "all brokers down says nothing new"
+        );
+        e.report(
+            "Kafka consumer",
+            &KafkaError::Global(C::PartitionEOF),
+            "end",
+        );
+        assert_eq!(
+            e.last().as_deref(),
+            Some("SSL handshake failed: certificate verify failed"),
+            "the end of a partition is no error"
         );
     }
 }

@@ -236,6 +236,100 @@ fn a_kill_9_mid_run_and_a_restart_with_the_journal_write_every_message_once() {
 }
 
 #[test]
+fn kill_9_at_random_instants_and_restarts_with_the_journal_write_every_message_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    // KAFKA_KILL_KEEP=1 keeps the directory (the runs' logs, the files, the journal).
+    let keep = std::env::var_os("KAFKA_KILL_KEEP").is_some();
+    let dir = tempfile::Builder::new()
+        .disable_cleanup(keep)
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let out = dir.path().join("out");
+    // A short session: each restart joins a group whose killed member librdkafka's mock
+    // cluster drops only once its session expires.
+    let flags = [
+        "--journal",
+        "true",
+        "--rotate-interval",
+        "100ms",
+        "--kafka-property",
+        "session.timeout.ms=3000",
+        "--kafka-property",
+        "heartbeat.interval.ms=500",
+    ];
+    // The seed is printed, so that a failure can be replayed (KAFKA_KILL_SEED).
+    let seed = std::env::var("KAFKA_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("kill seed {seed} (KAFKA_KILL_SEED replays it)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // 5 × 8000 messages of about 200 bytes over 3 partitions: under the mock broker's
+    // retention (it deletes a partition's oldest messages past a few MB; checked below).
+    const PER_ROUND: u64 = 8_000;
+    const ROUNDS: u64 = 5;
+    let mut rows_seen = Vec::new();
+    for round in 0..ROUNDS {
+        // More messages each round, so that kills land while it reads, checkpoints or
+        // joins the group.
+        let ids = round * PER_ROUND..(round + 1) * PER_ROUND;
+        produce(&bootstrap, "logs", &records_over(ids, 3));
+        let log = std::fs::File::create(dir.path().join(format!("round-{round}.log"))).unwrap();
+        let mut child = pinflow(dir.path(), &bootstrap, "g5", "out/x.parquet", &flags)
+            .env("RUST_LOG", "pinflow=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        // Once this run has committed a checkpoint (it joined the group and reads), at a
+        // random instant within the next 400 ms: while it reads, checkpoints or commits.
+        let files = final_parquet_files(&out).len();
+        crate::common::wait_for_child(&mut child, "a checkpoint of this run", || {
+            final_parquet_files(&out).len() > files
+        });
+        let after = Duration::from_millis(rng.u64(0..400));
+        std::thread::sleep(after);
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let rows = final_ids(&out).len();
+        eprintln!(
+            "round {round}: killed {after:?} after a checkpoint ({status}), {rows} rows in files"
+        );
+        rows_seen.push(rows);
+    }
+    let mut extra = flags.to_vec();
+    extra.push("--exit-at-end");
+    let o = pinflow(dir.path(), &bootstrap, "g5", "out/x.parquet", &extra)
+        .env("RUST_LOG", "pinflow=debug")
+        .output()
+        .unwrap();
+    std::fs::write(dir.path().join("final.log"), stderr(&o)).unwrap();
+    if keep {
+        eprintln!("kept {}", dir.path().display());
+    }
+    assert!(o.status.success(), "{}", stderr(&o));
+    let total = (ROUNDS * PER_ROUND) as i64;
+    let low = low_watermarks(&bootstrap, 3);
+    assert_eq!(
+        low,
+        [0, 0, 0],
+        "the mock broker deleted messages: produce fewer"
+    );
+
+    assert_exactly_once(
+        final_ids(&out),
+        total,
+        &format!(
+            "seed {seed}, rows after each kill {rows_seen:?}\n{}",
+            stderr(&o)
+        ),
+    );
+}
+
+#[test]
 fn two_members_of_one_group_write_every_message_once_between_them() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("logs", 6, 1).unwrap();
@@ -274,6 +368,23 @@ fn two_members_of_one_group_write_every_message_once_between_them() {
     ids.extend(final_ids(&dir.path().join("b")));
     let logs: Vec<String> = outputs.iter().map(stderr).collect();
     assert_exactly_once(ids, 6000, &logs.join("\n----\n"));
+}
+
+/// The low watermark of partitions `0..partitions` of `logs`: above 0 once the broker deleted
+/// messages (retention).
+fn low_watermarks(bootstrap: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    (0..partitions)
+        .map(|p| {
+            c.fetch_watermarks("logs", p, Duration::from_secs(30))
+                .unwrap()
+                .0
+        })
+        .collect()
 }
 
 /// The offsets `group` committed for partitions `0..partitions` of `logs` (`None`: none).
