@@ -30,17 +30,7 @@ cd "$(dirname "$0")/.."
 . tools/lib.sh
 records=${RECORDS:-1000000}
 runs=${RUNS:-3}
-if [[ -n "${BIN:-}" ]]; then
-  bin=$BIN
-else
-  cargo build --release --quiet --features kafka
-  bin=target/release/pinflow
-fi
-venv=${KAFKA_VENV:-target/kafka-venv}
-ensure_venv "$venv" tools/kafka/requirements.txt
-py=$venv/bin/python
-work=$(mktemp -d /tmp/pinflow-kafka-bench.XXXXXX)
-start_tansu "$py" "$work"
+kafka_bench_setup kafka-bench
 trap 'stop_tansu; rm -rf "$work"' EXIT
 broker=$TANSU_BROKER
 

@@ -28,17 +28,7 @@ cd "$(dirname "$0")/.."
 . tools/lib.sh
 records=${RECORDS:-200000}
 runs=${RUNS:-3}
-if [[ -n "${BIN:-}" ]]; then
-  bin=$BIN
-else
-  cargo build --release --quiet --features kafka
-  bin=target/release/pinflow
-fi
-venv=${KAFKA_VENV:-target/kafka-venv}
-ensure_venv "$venv" tools/kafka/requirements.txt
-py=$venv/bin/python
-work=$(mktemp -d /tmp/pinflow-kafka-produce-bench.XXXXXX)
-start_tansu "$py" "$work"
+kafka_bench_setup kafka-produce-bench
 trap 'stop_tansu; rm -rf "$work"' EXIT
 
 "$py" - "$work/records.ndjson" "$records" <<'PY'

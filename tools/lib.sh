@@ -53,3 +53,22 @@ stop_tansu() {
   kill "$TANSU_PID" 2>/dev/null || true
   wait "$TANSU_PID" 2>/dev/null || true
 }
+
+# kafka_bench_setup NAME: what both Kafka benchmarks start with. Sets `bin` (BIN, else a
+# release build with the kafka feature), `py` (the Python of KAFKA_VENV, default
+# target/kafka-venv, made from tools/kafka/requirements.txt when missing) and `work` (a
+# scratch directory /tmp/pinflow-NAME.*), and starts a Tansu broker there (start_tansu). The
+# caller traps `stop_tansu; rm -rf "$work"`.
+kafka_bench_setup() {
+  local venv=${KAFKA_VENV:-target/kafka-venv}
+  if [[ -n "${BIN:-}" ]]; then
+    bin=$BIN
+  else
+    cargo build --release --quiet --features kafka
+    bin=target/release/pinflow
+  fi
+  ensure_venv "$venv" tools/kafka/requirements.txt
+  py=$venv/bin/python
+  work=$(mktemp -d "/tmp/pinflow-$1.XXXXXX")
+  start_tansu "$py" "$work"
+}

@@ -252,9 +252,7 @@ impl ClientErrors {
     /// Takes one error callback of client `who` ("Kafka consumer", "kafka").
     pub fn report(&self, who: &str, error: &rdkafka::error::KafkaError, reason: &str) {
         use rdkafka::error::RDKafkaErrorCode as C;
-        if matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
-            || error.rdkafka_error_code() == Some(C::PartitionEOF)
-        {
+        if error.rdkafka_error_code() == Some(C::PartitionEOF) {
             // Not an error: the end of a partition (`--exit-at-end` asks for it), which the
             // source's loop takes from its poll.
             tracing::debug!("{who}: {reason}");
