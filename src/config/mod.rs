@@ -709,7 +709,7 @@ impl Default for ListenConfig {
 
 /// Kafka: the output (`--out kafka://HOST:PORT/TOPIC`; see [`crate::kafka`]) and the
 /// consumer-group source (`--kafka-brokers`; see [`crate::ingest::kafka`]).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// The column whose value is each message's key; `None`: no key.
@@ -730,6 +730,26 @@ pub struct KafkaConfig {
     /// The Kafka source stops once every assigned partition reached the end it had when
     /// assigned, and what was read is durable (otherwise it runs until stopped).
     pub exit_at_end: bool,
+    /// A batch of the Kafka source goes to the parse threads when it holds this many
+    /// messages...
+    pub batch_max_messages: usize,
+    /// ...or this many message bytes (or when librdkafka has no more in hand).
+    pub batch_max_bytes: usize,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            key_field: None,
+            properties: Vec::new(),
+            brokers: None,
+            topics: Vec::new(),
+            group: None,
+            exit_at_end: false,
+            batch_max_messages: crate::ingest::kafka::DEFAULT_BATCH_MAX_MESSAGES,
+            batch_max_bytes: crate::ingest::kafka::DEFAULT_BATCH_MAX_BYTES,
+        }
+    }
 }
 
 // By hand: a property's value may be a secret (`sasl.password=...`); only names show.
@@ -747,6 +767,8 @@ impl std::fmt::Debug for KafkaConfig {
             .field("topics", &self.topics)
             .field("group", &self.group)
             .field("exit_at_end", &self.exit_at_end)
+            .field("batch_max_messages", &self.batch_max_messages)
+            .field("batch_max_bytes", &self.batch_max_bytes)
             .finish()
     }
 }

@@ -1601,6 +1601,25 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "kafka.batch_max_messages",
+        kind: Kind::Count,
+        doc: "A batch of the Kafka source goes to the parse threads when it holds this many \
+         messages...",
+        check: Check::int(1, 1_000_000, |c| Some(c.kafka.batch_max_messages as u64)),
+        ..BLANK
+    },
+    OptionSpec {
+        key: "kafka.batch_max_bytes",
+        kind: Kind::Bytes,
+        doc: "...or this many message bytes, or when librdkafka has no more in hand (so under \
+         a light flow batches stay small). The Kafka source's own, not fetch.batch_max_items \
+         and fetch.batch_max_bytes, which are sized for HTTP responses: a message is usually \
+         one small record, and batches that small made the per-batch work a visible share of \
+         a Kafka read (docs/performance.md).",
+        check: Check::int(1, 1 << 30, |c| Some(c.kafka.batch_max_bytes as u64)),
+        ..BLANK
+    },
+    OptionSpec {
         key: "output.s3.endpoint",
         kind: Kind::Text,
         flag: Flag::Shared("--s3-endpoint"),

@@ -350,6 +350,8 @@ fn everything_set() -> Config {
             topics: vec!["logs".into(), "audit".into()],
             group: Some("pinflow".into()),
             exit_at_end: true,
+            batch_max_messages: 1024,
+            batch_max_bytes: 512 << 10,
         },
         output: OutputConfig {
             s3: S3Config {
@@ -1000,6 +1002,7 @@ fn kafka_properties_are_name_value_and_never_pinflows_own() {
             }
         ),
         "KafkaConfig { key_field: None, properties: [\"sasl.password\"], brokers: None, \
-         topics: [], group: None, exit_at_end: false }"
+         topics: [], group: None, exit_at_end: false, batch_max_messages: 4096, \
+         batch_max_bytes: 1048576 }"
     );
 }

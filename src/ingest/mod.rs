@@ -168,7 +168,7 @@ pub(crate) fn run(
         #[cfg(feature = "http")]
         Source::Listen(opts) => listen::run(opts, cfg, chans, stop),
         #[cfg(feature = "kafka")]
-        Source::Kafka(k) => kafka::run(k, cfg, chans, stop),
+        Source::Kafka(k) => kafka::run(k, chans, stop),
         #[cfg(not(feature = "kafka"))]
         Source::Kafka(_) => Err(Error::config(
             "kafka.brokers",

@@ -89,7 +89,7 @@ fn pinflow(dir: &Path, bootstrap: &str, group: &str, out: &str, extra: &[&str]) 
         ])
         .args(extra)
         // Small batches: many checkpoints, each holding part of a partition.
-        .env("PINFLOW_FETCH_BATCH_MAX_ITEMS", "16");
+        .env("PINFLOW_KAFKA_BATCH_MAX_MESSAGES", "16");
     c
 }
 
@@ -150,6 +150,8 @@ fn every_message_is_written_once_with_its_partition_and_offset_and_bad_ones_dead
             "1",
         ],
     )
+    // Batches full by bytes (a record is about 110 bytes), before they are by count.
+    .env("PINFLOW_KAFKA_BATCH_MAX_BYTES", "500")
     .output()
     .unwrap();
     let text = stderr(&o);

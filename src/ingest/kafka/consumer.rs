@@ -6,7 +6,7 @@
 //! `poll`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,15 +14,14 @@ use crossbeam_channel::SendTimeoutError;
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
-use rdkafka::message::BorrowedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Message};
 
 use super::position::{PartitionKey, Positions};
+use super::queue::{self, MessageQueue, Taken};
 use super::KafkaSource;
 use crate::batch::BodyBatch;
-use crate::config::FetchConfig;
 use crate::error::{Error, Result};
 use crate::handoff::{downstream_gone, IngestChannels};
 use crate::ingest::IngestReport;
@@ -34,6 +33,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the loop publishes its counts, commits what became durable and looks at the
 /// partitions' ends.
 const TICK: Duration = Duration::from_millis(50);
+/// How long the loop waits for a message when it has none in hand (the consumer's queue,
+/// rebalances included, is served between waits).
+const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// How long a batch waits for room in the parse queue before the partitions are paused (the
 /// poll loop goes on meanwhile, far within `max.poll.interval.ms`).
 const PATIENCE: Duration = Duration::from_millis(200);
@@ -127,12 +129,17 @@ struct SourceContext {
     journal: bool,
     registry: Arc<Registry>,
     revoke_wait: Duration,
-    batch_max_items: usize,
+    batch_max_messages: usize,
     batch_max_bytes: usize,
     /// An error of a callback (the pipeline after it is gone), for the loop to return.
     failure: Mutex<Option<Error>>,
     /// librdkafka's connection errors, logged once a minute each.
     errors: crate::kafka::ClientErrors,
+    /// The source's message queue ([`queue`]), to which each partition assigned is
+    /// forwarded; null once the loop let go of it.
+    messages: AtomicPtr<rdkafka::bindings::rd_kafka_queue_t>,
+    /// Rebalances served: the loop empties the consumer's queue after one (see [`queue`]).
+    rebalances: AtomicU64,
 }
 
 impl ClientContext for SourceContext {
@@ -181,13 +188,21 @@ impl ConsumerContext for SourceContext {
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
         );
+        self.rebalances.fetch_add(1, Ordering::Relaxed);
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.assigning(consumer, tpl);
-                match cooperative {
+                let assigned = match cooperative {
                     true => consumer.incremental_assign(tpl),
                     false => consumer.assign(tpl),
+                };
+                let messages = self.messages.load(Ordering::Relaxed);
+                if assigned.is_ok() && !messages.is_null() {
+                    // SAFETY: the consumer is live (it called this), and the loop clears
+                    // `messages` before it destroys that queue, on this same thread.
+                    unsafe { queue::forward(consumer.client().native_ptr(), messages, tpl) };
                 }
+                assigned
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.revoking(consumer, tpl);
@@ -395,12 +410,16 @@ impl State {
         }
     }
 
-    /// Appends message `m` to the batch in hand, as the next work item (or skips it: an
-    /// earlier run wrote it).
-    fn take(&mut self, m: &BorrowedMessage<'_>, ctx: &SourceContext) {
-        let key = (m.topic().to_string(), m.partition());
-        let offset = m.offset();
-        let Some(owned) = self.owned.get_mut(&key) else {
+    /// Appends message `offset` of `key` to the batch in hand, as the next work item (or skips
+    /// it: an earlier run wrote it); `payload` is `None` for a tombstone.
+    fn take(
+        &mut self,
+        key: &PartitionKey,
+        offset: i64,
+        payload: Option<&[u8]>,
+        ctx: &SourceContext,
+    ) {
+        let Some(owned) = self.owned.get_mut(key) else {
             // Of a partition revoked meanwhile: its next owner reads it.
             return;
         };
@@ -408,7 +427,7 @@ impl State {
         owned.eof = false;
         owned.consumed += 1;
         let at = offset.max(0) as u64;
-        if ctx.journal && ctx.positions.skip(&key, at) {
+        if ctx.journal && ctx.positions.skip(key, at) {
             self.report.stats.skipped += 1;
             owned.unsettled.push_back((DURABLE, offset + 1));
             return;
@@ -416,12 +435,15 @@ impl State {
         let item = self.next_seq;
         self.next_seq += 1;
         if ctx.journal {
-            ctx.positions.message(item, &key, at);
+            ctx.positions.message(item, key, at);
             owned.unsettled.push_back((item, offset + 1));
         }
-        use std::fmt::Write;
         self.url.clear();
-        let _ = write!(self.url, "{}/{}@{}", key.0, key.1, offset);
+        self.url.push_str(&key.0);
+        self.url.push('/');
+        self.url.push_str(itoa::Buffer::new().format(key.1));
+        self.url.push('@');
+        self.url.push_str(itoa::Buffer::new().format(offset));
         if self.batch.is_empty() {
             // One clock reading a batch, not one a message (in this loop a reading costs
             // about what taking a message does): a batch is filled from what librdkafka has
@@ -436,7 +458,7 @@ impl State {
         let stats = &mut self.report.stats;
         stats.requests += 1;
         let now = self.batch_at;
-        match m.payload() {
+        match payload {
             Some(body) if !body.is_empty() => {
                 stats.delivered += 1;
                 stats.body_bytes += body.len() as u64;
@@ -459,7 +481,7 @@ impl State {
     }
 
     fn full(&self, ctx: &SourceContext) -> bool {
-        self.batch.len() >= ctx.batch_max_items || self.batch.arena.len() >= ctx.batch_max_bytes
+        self.batch.len() >= ctx.batch_max_messages || self.batch.arena.len() >= ctx.batch_max_bytes
     }
 
     /// Sends the held batch, then the batch in hand when `all` or when it is full. Without
@@ -602,7 +624,6 @@ fn client_config(s: &KafkaSource) -> ClientConfig {
 /// drains (see the module documentation).
 pub(crate) fn run(
     source: KafkaSource,
-    cfg: &FetchConfig,
     chans: IngestChannels,
     stop: Arc<AtomicBool>,
 ) -> Result<IngestReport> {
@@ -621,17 +642,19 @@ pub(crate) fn run(
             epochs: 0,
             assigned: false,
             url: String::new(),
-            arena_bound: 2 * cfg.batch_max_bytes,
+            arena_bound: 2 * source.batch_max_bytes,
             batch_at: Instant::now(),
         }),
         positions: Arc::clone(&source.positions),
         journal: source.journal,
         registry: Arc::clone(&registry),
         revoke_wait: source.revoke_wait,
-        batch_max_items: cfg.batch_max_items.max(1),
-        batch_max_bytes: cfg.batch_max_bytes,
+        batch_max_messages: source.batch_max_messages.max(1),
+        batch_max_bytes: source.batch_max_bytes,
         failure: Mutex::new(None),
         errors: crate::kafka::ClientErrors::default(),
+        messages: AtomicPtr::new(std::ptr::null_mut()),
+        rebalances: AtomicU64::new(0),
     };
     let consumer: BaseConsumer<SourceContext> = client_config(&source)
         .create_with_context(ctx)
@@ -641,6 +664,16 @@ pub(crate) fn run(
                 format!("librdkafka refused the consumer's configuration: {e}"),
             )
         })?;
+    let mut messages =
+        MessageQueue::new(consumer.client().native_ptr()).ok_or_else(|| Error::Source {
+            source_name: source.describe(),
+            why: "librdkafka gave no message queue".to_string(),
+        })?;
+    // (Before the subscription: its first assignment forwards the partitions there.)
+    consumer
+        .context()
+        .messages
+        .store(messages.as_ptr(), Ordering::Relaxed);
     let topics: Vec<&str> = source.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| Error::Source {
         source_name: source.describe(),
@@ -651,9 +684,10 @@ pub(crate) fn run(
     registry.kafka_source.active.store(true, Ordering::Relaxed);
     let ctx = Arc::clone(consumer.context());
     let mut last_tick = Instant::now();
-    let mut polls: u32 = 0;
     let mut seen_generation = registry.committed.generation();
     let mut last_error = String::new();
+    // The partition of the message in hand, kept between messages (no allocation a message).
+    let mut key: PartitionKey = (String::new(), 0);
     loop {
         if let Some(e) = ctx.failure.lock().take() {
             return Err(e);
@@ -662,46 +696,93 @@ pub(crate) fn run(
             ctx.state.lock().report.interrupted = true;
             break;
         }
-        let (holding, in_hand) = {
-            let s = ctx.state.lock();
-            (s.held.is_some(), !s.batch.is_empty())
-        };
-        let timeout = match (holding, in_hand) {
-            (true, _) => Duration::from_millis(20),
-            (false, true) => Duration::ZERO,
-            (false, false) => Duration::from_millis(100),
-        };
+        let holding = ctx.state.lock().held.is_some();
         // Whether to look for the ends now, not only each tick: the moment librdkafka has
         // nothing more to hand out, or says a partition ended.
         let mut look = false;
-        match consumer.poll(timeout) {
-            Some(Ok(m)) => {
-                let mut s = ctx.state.lock();
-                s.take(&m, &ctx);
-                if s.full(&ctx) && s.held.is_none() {
-                    s.ship(true, false)?;
+        // The consumer's queue first, to its end: rebalances, commits and errors, and any
+        // message fetched before its partition was forwarded (older than those forwarded).
+        // While a batch is held, only this queue is served, with a short wait.
+        let mut wait = match holding {
+            true => Duration::from_millis(20),
+            false => Duration::ZERO,
+        };
+        // (Bounded: were a partition's messages to stream in here, the loop still ticks.)
+        for _ in 0..ctx.batch_max_messages {
+            let rebalances = ctx.rebalances.load(Ordering::Relaxed);
+            match consumer.poll(wait) {
+                Some(Ok(m)) => {
+                    let mut s = ctx.state.lock();
+                    key.0.clear();
+                    key.0.push_str(m.topic());
+                    key.1 = m.partition();
+                    s.take(&key, m.offset(), m.payload(), &ctx);
+                    if s.full(&ctx) && s.held.is_none() {
+                        s.ship(true, false)?;
+                    }
                 }
-            }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                ctx.state.lock().end_of_partition(partition);
-                look = true;
-            }
-            Some(Err(e)) => {
-                let text = e.to_string();
-                if text != last_error {
-                    tracing::warn!(error = %text, "Kafka consumer");
-                    last_error = text;
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    ctx.state.lock().end_of_partition(partition);
+                    look = true;
                 }
+                Some(Err(e)) => report_error(e.to_string(), &mut last_error),
+                None if ctx.rebalances.load(Ordering::Relaxed) != rebalances => {}
+                None => break,
             }
-            None => {
-                ctx.state.lock().ship(true, false)?;
+            wait = Duration::ZERO;
+        }
+        if !holding {
+            let (in_hand, room) = {
+                let s = ctx.state.lock();
+                (
+                    !s.batch.is_empty(),
+                    ctx.batch_max_messages.saturating_sub(s.batch.len()),
+                )
+            };
+            let wait = if in_hand { Duration::ZERO } else { IDLE_WAIT };
+            let mut s = None;
+            let mut took = 0;
+            let mut shipped = Ok(());
+            messages.take(room, wait, |m| {
+                let s = s.get_or_insert_with(|| ctx.state.lock());
+                match m {
+                    Taken::Message {
+                        topic,
+                        partition,
+                        offset,
+                        payload,
+                    } => {
+                        took += 1;
+                        if key.0 != topic {
+                            key.0.clear();
+                            key.0.push_str(topic);
+                        }
+                        key.1 = partition;
+                        s.take(&key, offset, payload, &ctx);
+                        // (Full by bytes before by count: large messages.)
+                        if s.full(&ctx) && s.held.is_none() && shipped.is_ok() {
+                            shipped = s.ship(true, false);
+                        }
+                    }
+                    Taken::End { topic, partition } => {
+                        if let Some(o) = s.owned.get_mut(&(topic.to_string(), partition)) {
+                            o.eof = true;
+                        }
+                        look = true;
+                    }
+                    Taken::Error(text) => report_error(text, &mut last_error),
+                }
+            });
+            shipped?;
+            let mut s = s.unwrap_or_else(|| ctx.state.lock());
+            if took == 0 {
+                // librdkafka has no more in hand: the batch goes as it is.
+                s.ship(true, false)?;
                 look = true;
             }
         }
         pause_or_resume(&consumer, &ctx)?;
-        // (The clock is read once every 64 messages while they stream, as in `take`.)
-        polls = polls.wrapping_add(1);
-        let tick = (look || polls.is_multiple_of(64)) && last_tick.elapsed() >= TICK;
+        let tick = last_tick.elapsed() >= TICK;
         if tick {
             last_tick = Instant::now();
             let generation = registry.committed.generation();
@@ -722,7 +803,15 @@ pub(crate) fn run(
             }
         }
     }
-    finish(consumer, &ctx, &registry, thread)
+    finish(consumer, messages, &ctx, &registry, thread)
+}
+
+/// Logs a consumer error librdkafka reports, unless it is the one logged last.
+fn report_error(text: String, last: &mut String) {
+    if text != *last {
+        tracing::warn!(error = %text, "Kafka consumer");
+        *last = text;
+    }
 }
 
 /// Pauses the assigned partitions while a batch is held (the parse queue is full), and
@@ -814,6 +903,7 @@ fn reached_ends(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) -> 
 /// checkpoint (with a journal) and commits its offsets, then leaves the group.
 fn finish(
     consumer: BaseConsumer<SourceContext>,
+    messages: MessageQueue,
     ctx: &SourceContext,
     registry: &Registry,
     thread: usize,
@@ -839,6 +929,10 @@ fn finish(
         commit_settled(&consumer, ctx, CommitMode::Sync);
     }
     consumer.unsubscribe();
+    // The message queue goes before the consumer (librdkafka's order); no assignment
+    // forwards to it after this.
+    ctx.messages.store(std::ptr::null_mut(), Ordering::Relaxed);
+    drop(messages);
     drop(consumer);
     let mut s = ctx.state.lock();
     registry.cycles.fetch_add(1, Ordering::Relaxed);

@@ -1,8 +1,9 @@
 //! The Kafka source (`--kafka-brokers HOST:PORT --kafka-topics T --kafka-group G`, feature
 //! `kafka`): a member of a consumer group, one record per message.
 //!
-//! - A librdkafka `BaseConsumer` polled on the ingest thread itself (no async runtime). Each
-//!   message's payload is one body of the batch in hand, named `TOPIC/PARTITION@OFFSET`
+//! - A librdkafka `BaseConsumer` polled on the ingest thread itself (no async runtime) for
+//!   its events (rebalances, commits, errors), its messages taken from a queue of the source's
+//!   own a batch a call ([`queue`]). Each message's payload is one body of the batch in hand, named `TOPIC/PARTITION@OFFSET`
 //!   (what `{ meta = "kafka_partition" }` and `kafka_offset` read), and one work item; the
 //!   parse threads read it as any body: a JSON object, an array, or NDJSON. A message that
 //!   is not JSON is a dead letter naming that name; one without a payload (a tombstone) is a
@@ -33,6 +34,8 @@
 #[cfg(feature = "kafka")]
 mod consumer;
 pub mod position;
+#[cfg(feature = "kafka")]
+mod queue;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +46,11 @@ use crate::error::{Error, Result};
 pub(crate) use consumer::run;
 
 use self::position::Positions;
+
+/// The default of `kafka.batch_max_messages`: messages a batch holds at most.
+pub const DEFAULT_BATCH_MAX_MESSAGES: usize = 4096;
+/// The default of `kafka.batch_max_bytes`: message bytes a batch holds at most (about).
+pub const DEFAULT_BATCH_MAX_BYTES: usize = 1 << 20;
 
 /// A Kafka source (inside [`Source::Kafka`](crate::Source::Kafka)): what to consume, and
 /// the positions the journal commits.
@@ -63,6 +71,10 @@ pub struct KafkaSource {
     pub(crate) journal: bool,
     /// How long a revocation waits for its partitions' messages to be durable.
     pub(crate) revoke_wait: Duration,
+    /// Messages a batch holds at most (`kafka.batch_max_messages`)...
+    pub(crate) batch_max_messages: usize,
+    /// ...and message bytes (`kafka.batch_max_bytes`).
+    pub(crate) batch_max_bytes: usize,
 }
 
 // By hand: the properties may hold secrets (`sasl.password`), so only their names show.
@@ -109,6 +121,8 @@ impl KafkaSource {
             positions: Arc::default(),
             journal: false,
             revoke_wait: crate::config::FetchConfig::default().shutdown_timeout,
+            batch_max_messages: DEFAULT_BATCH_MAX_MESSAGES,
+            batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
         })
     }
 
@@ -125,6 +139,8 @@ impl KafkaSource {
         }
         let mut s = KafkaSource::new(brokers, &k.topics, group)?;
         s.exit_at_end = k.exit_at_end;
+        s.batch_max_messages = k.batch_max_messages.max(1);
+        s.batch_max_bytes = k.batch_max_bytes.max(1);
         s.properties = k
             .properties
             .iter()
@@ -155,6 +171,16 @@ impl KafkaSource {
     /// Stops once every assigned partition reached the end it had when assigned.
     pub fn exit_at_end(mut self, on: bool) -> KafkaSource {
         self.exit_at_end = on;
+        self
+    }
+
+    /// A batch goes to the parse threads once it holds `messages` messages or `bytes` of
+    /// them (defaults [`DEFAULT_BATCH_MAX_MESSAGES`] and [`DEFAULT_BATCH_MAX_BYTES`];
+    /// `kafka.batch_max_messages`, `kafka.batch_max_bytes`), or librdkafka has no more in
+    /// hand.
+    pub fn batch_limits(mut self, messages: usize, bytes: usize) -> KafkaSource {
+        self.batch_max_messages = messages.max(1);
+        self.batch_max_bytes = bytes.max(1);
         self
     }
 
