@@ -6,7 +6,7 @@
 //! `poll`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -139,7 +139,7 @@ struct SourceContext {
     errors: crate::kafka::ClientErrors,
     /// The source's message queue ([`queue`]), to which each partition assigned is
     /// forwarded; null once the loop let go of it.
-    messages: AtomicPtr<rdkafka::bindings::rd_kafka_queue_t>,
+    messages: queue::QueueSlot,
     /// Rebalances served: the loop empties the consumer's queue after one (see [`queue`]).
     rebalances: AtomicU64,
 }
@@ -198,10 +198,10 @@ impl ConsumerContext for SourceContext {
                     true => consumer.incremental_assign(tpl),
                     false => consumer.assign(tpl),
                 };
-                let messages = self.messages.load(Ordering::Relaxed);
+                let messages = self.messages.load(Ordering::Acquire);
                 if assigned.is_ok() && !messages.is_null() {
-                    // SAFETY: the consumer is live (it called this), and the loop clears
-                    // `messages` before it destroys that queue, on this same thread.
+                    // SAFETY: the consumer is live (it called this), and the queue clears
+                    // `messages` before it is destroyed, which is on this same thread.
                     unsafe { queue::forward(consumer.client().native_ptr(), messages, tpl) };
                 }
                 assigned
@@ -655,7 +655,7 @@ pub(crate) fn run(
         batch_max_bytes: source.batch_max_bytes,
         failure: Mutex::new(None),
         errors: crate::kafka::ClientErrors::default(),
-        messages: AtomicPtr::new(std::ptr::null_mut()),
+        messages: queue::QueueSlot::default(),
         rebalances: AtomicU64::new(0),
     };
     let consumer: BaseConsumer<SourceContext> = client_config(&source)
@@ -666,16 +666,15 @@ pub(crate) fn run(
                 format!("librdkafka refused the consumer's configuration: {e}"),
             )
         })?;
-    let mut messages =
-        MessageQueue::new(consumer.client().native_ptr()).ok_or_else(|| Error::Source {
+    // (Before the subscription: its first assignment forwards the partitions there.)
+    // SAFETY: the consumer is live, and the queue, declared after it, drops before it (also
+    // in `finish`).
+    let slot = Arc::clone(&consumer.context().messages);
+    let mut messages = unsafe { MessageQueue::new(consumer.client().native_ptr(), slot) }
+        .ok_or_else(|| Error::Source {
             source_name: source.describe(),
             why: "librdkafka gave no message queue".to_string(),
         })?;
-    // (Before the subscription: its first assignment forwards the partitions there.)
-    consumer
-        .context()
-        .messages
-        .store(messages.as_ptr(), Ordering::Relaxed);
     let topics: Vec<&str> = source.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| Error::Source {
         source_name: source.describe(),
@@ -931,9 +930,7 @@ fn finish(
         commit_settled(&consumer, ctx, CommitMode::Sync);
     }
     consumer.unsubscribe();
-    // The message queue goes before the consumer (librdkafka's order); no assignment
-    // forwards to it after this.
-    ctx.messages.store(std::ptr::null_mut(), Ordering::Relaxed);
+    // The message queue goes before the consumer (librdkafka's order).
     drop(messages);
     drop(consumer);
     let mut s = ctx.state.lock();

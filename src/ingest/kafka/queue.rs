@@ -16,15 +16,23 @@
 
 use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::bindings as rdsys;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
 
+/// Where the assignment callback finds the queue to forward partitions to: null while there
+/// is none.
+pub(super) type QueueSlot = Arc<AtomicPtr<rdsys::rd_kafka_queue_t>>;
+
 /// The source's own message queue (see the [module documentation](self)).
 pub(super) struct MessageQueue {
     queue: NonNull<rdsys::rd_kafka_queue_t>,
+    /// Holds `queue` while it lives (cleared before it is destroyed, whatever the way out).
+    slot: QueueSlot,
     /// The messages of the last [`take`](MessageQueue::take), until its [`Taken`] drops.
     taken: Vec<*mut rdsys::rd_kafka_message_t>,
 }
@@ -46,20 +54,23 @@ pub(super) enum Taken<'a> {
 }
 
 impl MessageQueue {
-    /// A new queue of the consumer `client`; `None` if librdkafka gives none.
-    pub(super) fn new(client: *mut rdsys::rd_kafka_t) -> Option<MessageQueue> {
-        // SAFETY: `client` is a live consumer handle; the queue is destroyed (in `drop`)
-        // before the caller drops the consumer.
+    /// A new queue of the consumer `client`, put in `slot` until it drops; `None` if
+    /// librdkafka gives none.
+    ///
+    /// # Safety
+    /// `client` must be a live consumer handle, and the queue must drop before it does.
+    pub(super) unsafe fn new(
+        client: *mut rdsys::rd_kafka_t,
+        slot: QueueSlot,
+    ) -> Option<MessageQueue> {
+        // SAFETY: per this function's contract.
         let queue = NonNull::new(unsafe { rdsys::rd_kafka_queue_new(client) })?;
+        slot.store(queue.as_ptr(), Ordering::Release);
         Some(MessageQueue {
             queue,
+            slot,
             taken: Vec::new(),
         })
-    }
-
-    /// The queue, for [`forward`].
-    pub(super) fn as_ptr(&self) -> *mut rdsys::rd_kafka_queue_t {
-        self.queue.as_ptr()
     }
 
     /// Takes up to `max` messages (at least one): what the queue holds now, or, when it holds
@@ -115,6 +126,8 @@ impl MessageQueue {
 
 impl Drop for MessageQueue {
     fn drop(&mut self) {
+        // No assignment forwards to it from now on.
+        self.slot.store(std::ptr::null_mut(), Ordering::Release);
         self.release();
         // SAFETY: the queue was made by `rd_kafka_queue_new` and is destroyed once; the
         // partitions still forwarded to it drop what comes after.
