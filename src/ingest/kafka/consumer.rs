@@ -30,8 +30,8 @@ use crate::plan::Role;
 
 /// How long a request to the group coordinator or a partition leader may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the loop publishes its counts, commits what became durable and looks at the
-/// partitions' ends.
+/// How often the loop publishes its counts and looks at the partitions' ends (what became
+/// durable it commits as soon as it sees it).
 const TICK: Duration = Duration::from_millis(50);
 /// How long the loop waits for a message when it has none in hand (the consumer's queue,
 /// rebalances included, is served between waits).
@@ -783,14 +783,16 @@ pub(crate) fn run(
             }
         }
         pause_or_resume(&consumer, &ctx)?;
+        // A checkpoint's offsets go to the group at once, not at the next tick: until they
+        // do, a kill -9 leaves the group behind the journal (see usage, "Not exactly once").
+        let generation = registry.committed.generation();
+        if generation != seen_generation {
+            seen_generation = generation;
+            commit_settled(&consumer, &ctx, CommitMode::Async);
+        }
         let tick = last_tick.elapsed() >= TICK;
         if tick {
             last_tick = Instant::now();
-            let generation = registry.committed.generation();
-            if generation != seen_generation {
-                seen_generation = generation;
-                commit_settled(&consumer, &ctx, CommitMode::Async);
-            }
             let mut s = ctx.state.lock();
             s.publish_consumed(&registry);
             registry.publish_fetch(&s.report.stats, 0, 0);
