@@ -3,11 +3,12 @@
 //!
 //! - A librdkafka `BaseConsumer` polled on the ingest thread itself (no async runtime) for
 //!   its events (rebalances, commits, errors), its messages taken from a queue of the source's
-//!   own a batch a call ([`queue`]). Each message's payload is one body of the batch in hand, named `TOPIC/PARTITION@OFFSET`
-//!   (what `{ meta = "kafka_partition" }` and `kafka_offset` read), and one work item; the
-//!   parse threads read it as any body: a JSON object, an array, or NDJSON. A message that
-//!   is not JSON is a dead letter naming that name; one without a payload (a tombstone) is a
-//!   failed item with its reason. So received = written + dead-lettered.
+//!   own a batch a call (`queue.rs`). Each message's payload is one body of the batch in
+//!   hand, named `TOPIC/PARTITION@OFFSET` (what `{ meta = "kafka_partition" }` and
+//!   `kafka_offset` read), and one work item; the parse threads read it as any body: a JSON
+//!   object, an array, or NDJSON. A message that is not JSON is a dead letter naming that
+//!   name; one without a payload (a tombstone) is a failed item with its reason. So
+//!   received = written + dead-lettered.
 //! - Its batches are marked [`kafka_messages`](crate::batch::BodyBatch::kafka_messages): the
 //!   parser tells the writer which messages gave rows, which each Parquet file records
 //!   ([`OFFSETS_KEY`](crate::kafka::offsets::OFFSETS_KEY)) and the per-partition ledger
