@@ -237,6 +237,31 @@ fn a_kill_9_mid_run_and_a_restart_with_the_journal_write_every_message_once() {
     assert_exactly_once(final_ids(&out), 9000, &stderr(&o));
 }
 
+/// The flags of the runs the kill tests kill: the journal, a checkpoint every 100 ms, and a
+/// short session, so that librdkafka's mock cluster drops a killed member from the group (and
+/// gives its partitions to another, or lets its restart join) within seconds.
+const KILL_FLAGS: [&str; 8] = [
+    "--journal",
+    "true",
+    "--rotate-interval",
+    "100ms",
+    "--kafka-property",
+    "session.timeout.ms=3000",
+    "--kafka-property",
+    "heartbeat.interval.ms=500",
+];
+
+/// The kill instants' random source and its seed, printed so that a failure can be replayed
+/// (`KAFKA_KILL_SEED`).
+fn kill_seed() -> (u64, fastrand::Rng) {
+    let seed = std::env::var("KAFKA_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("kill seed {seed} (KAFKA_KILL_SEED replays it)");
+    (seed, fastrand::Rng::with_seed(seed))
+}
+
 #[test]
 fn kill_9_at_random_instants_and_restarts_with_the_journal_write_every_message_once() {
     let cluster = MockCluster::new(1).unwrap();
@@ -250,25 +275,8 @@ fn kill_9_at_random_instants_and_restarts_with_the_journal_write_every_message_o
         .unwrap();
     std::fs::create_dir(dir.path().join("out")).unwrap();
     let out = dir.path().join("out");
-    // A short session: each restart joins a group whose killed member librdkafka's mock
-    // cluster drops only once its session expires.
-    let flags = [
-        "--journal",
-        "true",
-        "--rotate-interval",
-        "100ms",
-        "--kafka-property",
-        "session.timeout.ms=3000",
-        "--kafka-property",
-        "heartbeat.interval.ms=500",
-    ];
-    // The seed is printed, so that a failure can be replayed (KAFKA_KILL_SEED).
-    let seed = std::env::var("KAFKA_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    eprintln!("kill seed {seed} (KAFKA_KILL_SEED replays it)");
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let flags = KILL_FLAGS;
+    let (seed, mut rng) = kill_seed();
     // 5 × 8000 messages of about 200 bytes over 3 partitions: under the mock broker's
     // retention (it deletes a partition's oldest messages past a few MB; checked below).
     const PER_ROUND: u64 = 8_000;
@@ -429,24 +437,8 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
         })
     };
     let dir = tempfile::tempdir().unwrap();
-    // A short session, so that the group gives the killed member's partitions to the other
-    // within seconds.
-    let flags = [
-        "--journal",
-        "true",
-        "--rotate-interval",
-        "100ms",
-        "--kafka-property",
-        "session.timeout.ms=3000",
-        "--kafka-property",
-        "heartbeat.interval.ms=500",
-    ];
-    let seed = std::env::var("KAFKA_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    eprintln!("kill seed {seed} (KAFKA_KILL_SEED replays it)");
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let flags = KILL_FLAGS;
+    let (seed, mut rng) = kill_seed();
     let start = |m: &str, log: &str, extra: &[&str]| {
         let mut f = flags.to_vec();
         f.extend(extra);
