@@ -339,45 +339,110 @@ fn kill_9_at_random_instants_and_restarts_with_the_journal_write_every_message_o
     );
 }
 
+/// A member of a group: a `pinflow run` reading `logs` into `dir/NAME/x.parquet`, its log in
+/// `dir/LOG`, its metrics on a port of its own.
+struct Member {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Member {
+    fn start(
+        dir: &Path,
+        bootstrap: &str,
+        group: &str,
+        (name, log): (&str, &str),
+        flags: &[&str],
+    ) -> Member {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut f = flags.to_vec();
+        f.extend(["--metrics-addr", &addr]);
+        let _ = std::fs::create_dir(dir.join(name));
+        let log = std::fs::File::create(dir.join(log)).unwrap();
+        let child = pinflow(dir, bootstrap, group, &format!("{name}/x.parquet"), &f)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Member { child, port }
+    }
+}
+
+/// Waits until `cond`, failing the test if a member ends first or past the deadline.
+fn wait_for_members(members: &mut [&mut Member], what: &str, cond: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !cond() {
+        for m in members.iter_mut() {
+            if let Some(status) = m.child.try_wait().unwrap() {
+                panic!("a member ended ({status}) before {what}");
+            }
+        }
+        assert!(
+            started.elapsed() < crate::common::STOP_DEADLINE,
+            "{what}: not within {:?}",
+            crate::common::STOP_DEADLINE
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until each of `members` owns `each` partitions: the group has settled, so that
+/// messages produced now are read by their partition's one owner. (Had one member read
+/// before the other joined, it would commit in its revocation callback, which librdkafka's
+/// mock cluster refuses while the group rebalances: see docs/usage.md, "Kafka source".)
+fn wait_settled(members: &mut [&mut Member], each: usize) {
+    let ports: Vec<u16> = members.iter().map(|m| m.port).collect();
+    wait_for_members(members, "the group settled", || {
+        ports.iter().all(|&port| {
+            crate::kafka::metric(port, "pinflow_kafka_partitions_owned") == Some(each as f64)
+        })
+    });
+}
+
+/// Reads the logs `names` of `dir`, one after the other.
+fn logs_of(dir: &Path, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|l| std::fs::read_to_string(dir.join(l)).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n----\n")
+}
+
 #[test]
 fn two_members_of_one_group_write_every_message_once_between_them() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("logs", 6, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    produce(&bootstrap, "logs", &records_over(0..6000, 6));
     let dir = tempfile::tempdir().unwrap();
-    let flags = [
-        "--journal",
-        "true",
-        "--rotate-interval",
-        "100ms",
-        "--exit-at-end",
-    ];
-    // Both start together, so the group splits the partitions before either commits
-    // anything. (A member joining mid-run makes the first one commit in its revocation
-    // callback, which librdkafka's mock cluster refuses while it rebalances: see
-    // docs/usage.md, "Kafka source".)
-    let mut members: Vec<std::process::Child> = ["a", "b"]
-        .iter()
-        .map(|m| {
-            std::fs::create_dir(dir.path().join(m)).unwrap();
-            let out = format!("{m}/x.parquet");
-            pinflow(dir.path(), &bootstrap, "g3", &out, &flags)
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outputs: Vec<Output> = members
-        .drain(..)
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    for o in &outputs {
-        assert!(o.status.success(), "{}", stderr(o));
+    let flags = ["--journal", "true", "--rotate-interval", "100ms"];
+    let [mut a, mut b] = [("a", "a.log"), ("b", "b.log")]
+        .map(|m| Member::start(dir.path(), &bootstrap, "g3", m, &flags));
+    wait_settled(&mut [&mut a, &mut b], 3);
+    produce(&bootstrap, "logs", &records_over(0..6000, 6));
+    wait_for_members(&mut [&mut a, &mut b], "every message committed", || {
+        committed(&bootstrap, "g3", 6) == [Some(1000); 6]
+    });
+    for m in [a, b] {
+        let o = crate::common::sigterm_and_wait(m.child);
+        assert!(
+            o.status.success(),
+            "{}",
+            logs_of(dir.path(), &["a.log", "b.log"])
+        );
     }
     let mut ids = final_ids(&dir.path().join("a"));
-    ids.extend(final_ids(&dir.path().join("b")));
-    let logs: Vec<String> = outputs.iter().map(stderr).collect();
-    assert_exactly_once(ids, 6000, &logs.join("\n----\n"));
+    let b_ids = final_ids(&dir.path().join("b"));
+    assert!(
+        !ids.is_empty() && !b_ids.is_empty(),
+        "one member wrote nothing"
+    );
+    ids.extend(b_ids);
+    assert_exactly_once(ids, 6000, &logs_of(dir.path(), &["a.log", "b.log"]));
 }
 
 /// Sends `signal` (`STOP`, `CONT`, `KILL`) to `child`.
@@ -420,14 +485,19 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("logs", 4, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    produce(&bootstrap, "logs", &records_over(0..4000, 4));
+    let dir = tempfile::tempdir().unwrap();
+    let (seed, mut rng) = kill_seed();
+    let start = |m, flags: &[&str]| Member::start(dir.path(), &bootstrap, "g6", m, flags);
+    let mut a = start(("a", "a.log"), &KILL_FLAGS);
+    let mut b = start(("b", "b.log"), &KILL_FLAGS);
+    wait_settled(&mut [&mut a, &mut b], 2);
     // Messages keep coming until member a is killed, so that it dies while it reads (at
     // most 36,000 in all: under the mock broker's retention, checked below).
     let producing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let producer = {
         let (producing, bootstrap) = (std::sync::Arc::clone(&producing), bootstrap.clone());
         std::thread::spawn(move || {
-            let mut next = 4000;
+            let mut next = 0;
             while producing.load(std::sync::atomic::Ordering::Relaxed) && next < 32_000 {
                 produce(&bootstrap, "logs", &records_over(next..next + 400, 4));
                 next += 400;
@@ -436,25 +506,8 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
             next
         })
     };
-    let dir = tempfile::tempdir().unwrap();
-    let flags = KILL_FLAGS;
-    let (seed, mut rng) = kill_seed();
-    let start = |m: &str, log: &str, extra: &[&str]| {
-        let mut f = flags.to_vec();
-        f.extend(extra);
-        let _ = std::fs::create_dir(dir.path().join(m));
-        let log = std::fs::File::create(dir.path().join(log)).unwrap();
-        pinflow(dir.path(), &bootstrap, "g6", &format!("{m}/x.parquet"), &f)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
-    };
-    // Both start together (see the test above), neither stops at the end.
-    let mut a = start("a", "a.log", &[]);
-    let mut b = start("b", "b.log", &[]);
     let a_out = dir.path().join("a");
-    crate::common::wait_for_child(&mut a, "a first checkpoint of member a", || {
+    crate::common::wait_for_child(&mut a.child, "a first checkpoint of member a", || {
         !final_parquet_files(&a_out).is_empty()
     });
     std::thread::sleep(Duration::from_millis(rng.u64(0..1000)));
@@ -466,7 +519,7 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
     let journal = a_out.join("x.parquet.journal");
     let mut tries = 0;
     loop {
-        signal(&a, "STOP");
+        signal(&a.child, "STOP");
         let written = journal_written_ends(&journal);
         let group = committed(&bootstrap, "g6", 4);
         let behind = written
@@ -477,11 +530,11 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
         }
         tries += 1;
         assert!(tries < 200, "the group stayed behind member a's journal");
-        signal(&a, "CONT");
+        signal(&a.child, "CONT");
         std::thread::sleep(Duration::from_millis(rng.u64(5..50)));
     }
-    signal(&a, "KILL");
-    a.wait().unwrap();
+    signal(&a.child, "KILL");
+    a.child.wait().unwrap();
     producing.store(false, std::sync::atomic::Ordering::Relaxed);
     let produced = producer.join().unwrap();
     let killed_with = final_ids(&a_out).len();
@@ -493,23 +546,25 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
     let total = produced + 4000;
     produce(&bootstrap, "logs", &records_over(produced..total, 4));
     let ends = [total as i64 / 4; 4];
-    crate::common::wait_for_child(&mut b, "member b committing every message", || {
+    crate::common::wait_for_child(&mut b.child, "member b committing every message", || {
         committed(&bootstrap, "g6", 4)
             .iter()
             .zip(ends)
             .all(|(c, end)| *c == Some(end))
     });
-    let o = crate::common::sigterm_and_wait(b);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = crate::common::sigterm_and_wait(b.child);
+    let logs = || logs_of(dir.path(), &["a.log", "b.log", "a-again.log"]);
+    assert!(o.status.success(), "{}", logs());
     // Member a again, which finishes its own journal (files whose checkpoint committed but
     // were not yet in place) and finds nothing left to read.
-    let again = start("a", "a-again.log", &["--exit-at-end"])
-        .wait_with_output()
-        .unwrap();
-    let logs = ["a.log", "b.log", "a-again.log"]
-        .map(|l| std::fs::read_to_string(dir.path().join(l)).unwrap())
-        .join("\n----\n");
-    assert!(again.status.success(), "{logs}");
+    let again = start(
+        ("a", "a-again.log"),
+        &[&KILL_FLAGS[..], &["--exit-at-end"]].concat(),
+    )
+    .child
+    .wait()
+    .unwrap();
+    assert!(again.success(), "{}", logs());
     let mut ids = final_ids(&a_out);
     let b_ids = final_ids(&dir.path().join("b"));
     assert!(
@@ -522,7 +577,7 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
     assert_exactly_once(
         ids,
         total as i64,
-        &format!("seed {seed}, {tries} tries\n{logs}"),
+        &format!("seed {seed}, {tries} tries\n{}", logs()),
     );
 }
 
