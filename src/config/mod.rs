@@ -737,6 +737,14 @@ pub struct KafkaConfig {
     pub batch_max_bytes: usize,
 }
 
+impl KafkaConfig {
+    /// Whether the run's source is a Kafka consumer group: `brokers`, `topics` and `group`
+    /// all set.
+    pub fn is_source(&self) -> bool {
+        self.brokers.is_some() && self.group.is_some() && !self.topics.is_empty()
+    }
+}
+
 impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {

@@ -161,11 +161,16 @@ impl Pipeline {
             false => None,
         };
         let windowed = windowed || window.is_some();
-        let roles: Vec<Role> = ThreadPlan::for_run(&cfg.threads, windowed, cfg.window.threads)
-            .threads
-            .iter()
-            .map(|t| t.0)
-            .collect();
+        let roles: Vec<Role> = ThreadPlan::for_run(
+            &cfg.threads,
+            windowed,
+            cfg.window.threads,
+            cfg.kafka.is_source(),
+        )
+        .threads
+        .iter()
+        .map(|t| t.0)
+        .collect();
         let registry = Arc::new(Registry::new(&roles));
         // Duplicates first (no lookup is spent on a row that is dropped), then the `[[enrich]]`
         // lookups, then the `[[transform]]` steps and the flags' (which may use the looked-up
@@ -272,6 +277,7 @@ impl Pipeline {
             &self.cfg.threads,
             self.window.is_some(),
             self.cfg.window.threads,
+            self.cfg.kafka.is_source(),
         )
     }
 

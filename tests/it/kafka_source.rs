@@ -211,7 +211,7 @@ fn a_kill_9_mid_run_and_a_restart_with_the_journal_write_every_message_once() {
     produce(&bootstrap, "logs", &records_over(0..6000, 3));
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("out")).unwrap();
-    let flags = ["--journal", "true", "--rotate-interval", "100ms"];
+    let flags = KILL_FLAGS;
     // Killed once a checkpoint committed files, while it reads on.
     let mut child = pinflow(dir.path(), &bootstrap, "g2", "out/x.parquet", &flags)
         .stdout(Stdio::null())
@@ -387,7 +387,7 @@ fn wait_for_members(members: &mut [&mut Member], what: &str, cond: impl Fn() -> 
             "{what}: not within {:?}",
             crate::common::STOP_DEADLINE
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -424,8 +424,9 @@ fn two_members_of_one_group_write_every_message_once_between_them() {
         .map(|m| Member::start(dir.path(), &bootstrap, "g3", m, &flags));
     wait_settled(&mut [&mut a, &mut b], 3);
     produce(&bootstrap, "logs", &records_over(0..6000, 6));
+    let group = GroupOffsets::new(&bootstrap, "g3", 6);
     wait_for_members(&mut [&mut a, &mut b], "every message committed", || {
-        committed(&bootstrap, "g3", 6) == [Some(1000); 6]
+        group.read() == [Some(1000); 6]
     });
     for m in [a, b] {
         let o = crate::common::sigterm_and_wait(m.child);
@@ -517,11 +518,12 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
     // stopped first, its journal compared with the group's offsets, and let go on a while
     // if the group is behind.
     let journal = a_out.join("x.parquet.journal");
+    let offsets = GroupOffsets::new(&bootstrap, "g6", 4);
     let mut tries = 0;
     loop {
         signal(&a.child, "STOP");
         let written = journal_written_ends(&journal);
-        let group = committed(&bootstrap, "g6", 4);
+        let group = offsets.read();
         let behind = written
             .iter()
             .any(|(&p, &end)| group[p as usize].is_none_or(|c| c < end));
@@ -547,7 +549,8 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
     produce(&bootstrap, "logs", &records_over(produced..total, 4));
     let ends = [total as i64 / 4; 4];
     crate::common::wait_for_child(&mut b.child, "member b committing every message", || {
-        committed(&bootstrap, "g6", 4)
+        offsets
+            .read()
             .iter()
             .zip(ends)
             .all(|(c, end)| *c == Some(end))
@@ -600,23 +603,47 @@ fn low_watermarks(bootstrap: &str, partitions: i32) -> Vec<i64> {
 
 /// The offsets `group` committed for partitions `0..partitions` of `logs` (`None`: none).
 fn committed(bootstrap: &str, group: &str, partitions: i32) -> Vec<Option<i64>> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition("logs", p);
+    GroupOffsets::new(bootstrap, group, partitions).read()
+}
+
+/// A reader of the offsets a group committed, for tests that ask many times (one client, not
+/// one a question: each makes connections and threads).
+struct GroupOffsets {
+    consumer: rdkafka::consumer::BaseConsumer,
+    partitions: i32,
+}
+
+impl GroupOffsets {
+    fn new(bootstrap: &str, group: &str, partitions: i32) -> GroupOffsets {
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        GroupOffsets {
+            consumer,
+            partitions,
+        }
     }
-    let got = c.committed_offsets(tpl, Duration::from_secs(30)).unwrap();
-    (0..partitions)
-        .map(|p| match got.find_partition("logs", p).unwrap().offset() {
-            rdkafka::Offset::Offset(o) => Some(o),
-            _ => None,
-        })
-        .collect()
+
+    /// The committed offsets of partitions `0..partitions` of `logs` (`None`: none).
+    fn read(&self) -> Vec<Option<i64>> {
+        use rdkafka::consumer::Consumer;
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..self.partitions {
+            tpl.add_partition("logs", p);
+        }
+        let got = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(30))
+            .unwrap();
+        (0..self.partitions)
+            .map(|p| match got.find_partition("logs", p).unwrap().offset() {
+                rdkafka::Offset::Offset(o) => Some(o),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 #[test]
