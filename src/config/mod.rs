@@ -738,6 +738,11 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The default of `kafka.batch_max_messages`: messages a batch holds at most.
+    pub const DEFAULT_BATCH_MAX_MESSAGES: usize = 4096;
+    /// The default of `kafka.batch_max_bytes`: message bytes a batch holds at most (about).
+    pub const DEFAULT_BATCH_MAX_BYTES: usize = 1 << 20;
+
     /// Whether the run's source is a Kafka consumer group: `brokers`, `topics` and `group`
     /// all set.
     pub fn is_source(&self) -> bool {
@@ -754,8 +759,8 @@ impl Default for KafkaConfig {
             topics: Vec::new(),
             group: None,
             exit_at_end: false,
-            batch_max_messages: crate::ingest::kafka::DEFAULT_BATCH_MAX_MESSAGES,
-            batch_max_bytes: crate::ingest::kafka::DEFAULT_BATCH_MAX_BYTES,
+            batch_max_messages: KafkaConfig::DEFAULT_BATCH_MAX_MESSAGES,
+            batch_max_bytes: KafkaConfig::DEFAULT_BATCH_MAX_BYTES,
         }
     }
 }

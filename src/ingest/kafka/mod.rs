@@ -48,10 +48,12 @@ pub(crate) use consumer::run;
 
 use self::position::Positions;
 
-/// The default of `kafka.batch_max_messages`: messages a batch holds at most.
-pub const DEFAULT_BATCH_MAX_MESSAGES: usize = 4096;
+/// The default of `kafka.batch_max_messages`: messages a batch holds at most (defined with
+/// the configuration, which comes before the sources).
+pub const DEFAULT_BATCH_MAX_MESSAGES: usize =
+    crate::config::KafkaConfig::DEFAULT_BATCH_MAX_MESSAGES;
 /// The default of `kafka.batch_max_bytes`: message bytes a batch holds at most (about).
-pub const DEFAULT_BATCH_MAX_BYTES: usize = 1 << 20;
+pub const DEFAULT_BATCH_MAX_BYTES: usize = crate::config::KafkaConfig::DEFAULT_BATCH_MAX_BYTES;
 
 /// A Kafka source (inside [`Source::Kafka`](crate::Source::Kafka)): what to consume, and
 /// the positions the journal commits.
