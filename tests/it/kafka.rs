@@ -259,11 +259,7 @@ pub(crate) fn start_tansu_advertising(py: &Path, log: &Path, advertised: Option<
         .output()
         .unwrap();
     let bin = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::receive::free_port();
     let url = format!("tcp://127.0.0.1:{port}");
     let advertised = format!("tcp://127.0.0.1:{}", advertised.unwrap_or(port));
     let child = std::process::Command::new(&bin)
@@ -392,11 +388,7 @@ fn sigterm_dead_letters_what_the_broker_has_not_acknowledged() {
     // Down for good: librdkafka would retry for its default message.timeout.ms (300 s).
     cluster.broker_down(1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::receive::free_port();
     let mut child = pinflow_piped()
         .current_dir(dir.path())
         .args(["run", "--progress", "never", "--shutdown-timeout", "2s"])

@@ -354,11 +354,7 @@ impl Member {
         (name, log): (&str, &str),
         flags: &[&str],
     ) -> Member {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::receive::free_port();
         let addr = format!("127.0.0.1:{port}");
         let mut f = flags.to_vec();
         f.extend(["--metrics-addr", &addr]);
@@ -656,11 +652,7 @@ fn sigterm_drains_commits_the_offsets_and_a_restart_reads_nothing_twice() {
     std::fs::create_dir(dir.path().join("out")).unwrap();
     let out = dir.path().join("out");
     let flags = ["--journal", "true", "--rotate-interval", "100ms"];
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::receive::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut first = flags.to_vec();
     first.extend(["--metrics-addr", &addr]);

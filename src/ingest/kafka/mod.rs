@@ -41,19 +41,13 @@ mod queue;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 
 #[cfg(feature = "kafka")]
 pub(crate) use consumer::run;
 
 use self::position::Positions;
-
-/// The default of `kafka.batch_max_messages`: messages a batch holds at most (defined with
-/// the configuration, which comes before the sources).
-pub const DEFAULT_BATCH_MAX_MESSAGES: usize =
-    crate::config::KafkaConfig::DEFAULT_BATCH_MAX_MESSAGES;
-/// The default of `kafka.batch_max_bytes`: message bytes a batch holds at most (about).
-pub const DEFAULT_BATCH_MAX_BYTES: usize = crate::config::KafkaConfig::DEFAULT_BATCH_MAX_BYTES;
 
 /// A Kafka source (inside [`Source::Kafka`](crate::Source::Kafka)): what to consume, and
 /// the positions the journal commits.
@@ -124,8 +118,8 @@ impl KafkaSource {
             positions: Arc::default(),
             journal: false,
             revoke_wait: crate::config::FetchConfig::default().shutdown_timeout,
-            batch_max_messages: DEFAULT_BATCH_MAX_MESSAGES,
-            batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
+            batch_max_messages: KafkaConfig::DEFAULT_BATCH_MAX_MESSAGES,
+            batch_max_bytes: KafkaConfig::DEFAULT_BATCH_MAX_BYTES,
         })
     }
 
@@ -178,9 +172,9 @@ impl KafkaSource {
     }
 
     /// A batch goes to the parse threads once it holds `messages` messages or `bytes` of
-    /// them (defaults [`DEFAULT_BATCH_MAX_MESSAGES`] and [`DEFAULT_BATCH_MAX_BYTES`];
-    /// `kafka.batch_max_messages`, `kafka.batch_max_bytes`), or librdkafka has no more in
-    /// hand.
+    /// them (`kafka.batch_max_messages`, `kafka.batch_max_bytes`; defaults
+    /// [`KafkaConfig::DEFAULT_BATCH_MAX_MESSAGES`] and
+    /// [`KafkaConfig::DEFAULT_BATCH_MAX_BYTES`]), or librdkafka has no more in hand.
     pub fn batch_limits(mut self, messages: usize, bytes: usize) -> KafkaSource {
         self.batch_max_messages = messages.max(1);
         self.batch_max_bytes = bytes.max(1);
