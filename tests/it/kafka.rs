@@ -1,70 +1,16 @@
 //! The Kafka output (`--out kafka://...`, feature `kafka`) against librdkafka's in-process
-//! mock cluster: what pinflow produced is read back by an independent consumer, and a broker
-//! that is down makes every record a dead letter with the broker's reason, none counted
-//! written.
+//! mock cluster and a real broker: what pinflow produced is read back by an independent
+//! consumer. (Tests that take a broker down are in tests/kafka_outage.rs, a process of their
+//! own.)
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::{ClientConfig, Message};
 
-use crate::common::{ndjson_lines, pinflow_piped};
-
-/// `n` NDJSON records of the built-in log layout (so the statistics columns are computed),
-/// `id` 0..n, in a file of `dir`.
-fn records(dir: &Path, n: usize) -> std::path::PathBuf {
-    let path = dir.join("in.ndjson");
-    let lines: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"id":{i},"ts":"2024-05-01T12:00:00Z","service":"api","level":"info","host":"h{}","latency_ms":1.5,"message":"line {i}","values":[1.0,2.0,{i}.0]}}"#,
-                i % 4
-            )
-        })
-        .collect();
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    path
-}
-
-/// Every message of `topic`'s partitions from the start, until `n` arrived (failing the test
-/// past a generous deadline): (key, payload as JSON).
-fn consume(bootstrap: &str, topic: &str, n: usize) -> Vec<(Option<String>, serde_json::Value)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "pinflow-test")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut got = Vec::new();
-    while got.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} messages",
-            got.len()
-        );
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => got.push((
-                m.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
-                serde_json::from_slice(m.payload().unwrap()).unwrap(),
-            )),
-            Some(Err(e)) => eprintln!("consumer: {e}"),
-            None => {}
-        }
-    }
-    // Nothing more than was written: one more poll finds no further message.
-    for _ in 0..5 {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            panic!("an extra message: {:?}", m.payload_view::<str>());
-        }
-    }
-    got
-}
+use crate::common::kafka::{consume, records_file};
+use crate::common::pinflow_piped;
 
 /// A message is the row as JSON: the record's fields and the computed statistics.
 fn check_row(v: &serde_json::Value, id: i64) {
@@ -81,7 +27,7 @@ fn every_record_is_produced_once_as_json_with_its_key() {
     let cluster = MockCluster::new(3).unwrap();
     cluster.create_topic("logs", 3, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let input = records(dir.path(), 500);
+    let input = records_file(dir.path(), 500);
     let o = pinflow_piped()
         .current_dir(dir.path())
         .args([
@@ -121,7 +67,7 @@ fn a_full_producer_queue_slows_the_writer_and_drops_nothing() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("small", 1, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let input = records(dir.path(), 400);
+    let input = records_file(dir.path(), 400);
     let o = pinflow_piped()
         .current_dir(dir.path())
         // librdkafka's queue holds 5 messages: sending the 6th finds it full.
@@ -145,44 +91,6 @@ fn a_full_producer_queue_slows_the_writer_and_drops_nothing() {
         got.iter().all(|(key, _)| key.is_none()),
         "no key by default"
     );
-}
-
-#[test]
-fn a_broker_that_is_down_makes_every_record_a_dead_letter_none_counted_written() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("down", 1, 1).unwrap();
-    cluster.broker_down(1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let input = records(dir.path(), 50);
-    let o = pinflow_piped()
-        .current_dir(dir.path())
-        // librdkafka retries until the message times out, then reports it failed.
-        .env("PINFLOW_KAFKA_PROPERTIES", "message.timeout.ms=2000")
-        .args(["run", "--progress", "never", "--files"])
-        .arg(&input)
-        .arg("--out")
-        .arg(format!("kafka://{}/down", cluster.bootstrap_servers()))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    let dead = ndjson_lines(&dir.path().join("down.deadletter.ndjson"));
-    assert_eq!(dead.len(), 50, "{err}");
-    let mut ids = BTreeSet::new();
-    for line in &dead {
-        let d: serde_json::Value = serde_json::from_str(line).unwrap();
-        let reason = d["reason"].as_str().unwrap();
-        assert!(reason.starts_with("kafka delivery failed"), "{reason}");
-        let row: serde_json::Value = serde_json::from_str(d["excerpt"].as_str().unwrap()).unwrap();
-        ids.insert(row["id"].as_i64().unwrap());
-    }
-    assert_eq!(ids, (0..50).collect(), "each record dead-lettered once");
-    // The ledger: none of them written, each dead-lettered as undelivered.
-    let summary = format!("{err}{}", String::from_utf8_lossy(&o.stdout));
-    assert!(
-        summary.contains("fetched 50 / written 0 / dead-lettered 50"),
-        "{summary}"
-    );
-    assert!(summary.contains("50 × delivery failed"), "{summary}");
 }
 
 /// The end-to-end test's Python (target/kafka-venv, or `KAFKA_VENV`) with Tansu (the
@@ -259,7 +167,7 @@ pub(crate) fn start_tansu_advertising(py: &Path, log: &Path, advertised: Option<
         .output()
         .unwrap();
     let bin = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let port = crate::receive::free_port();
+    let port = crate::common::free_port();
     let url = format!("tcp://127.0.0.1:{port}");
     let advertised = format!("tcp://127.0.0.1:{}", advertised.unwrap_or(port));
     let child = std::process::Command::new(&bin)
@@ -336,7 +244,7 @@ fn a_real_broker_receives_every_record_read_back_by_another_client() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    let input = records(dir.path(), 300);
+    let input = records_file(dir.path(), 300);
     let o = pinflow_piped()
         .current_dir(dir.path())
         .args(["run", "--progress", "never", "--files"])
@@ -367,62 +275,10 @@ fn a_real_broker_receives_every_record_read_back_by_another_client() {
     }
 }
 
-/// A metric's value in pinflow's `/metrics` on `port` (`None` while it cannot be read).
-pub(crate) fn metric(port: u16, name: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-#[test]
-fn sigterm_dead_letters_what_the_broker_has_not_acknowledged() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("stuck", 1, 1).unwrap();
-    // Down for good: librdkafka would retry for its default message.timeout.ms (300 s).
-    cluster.broker_down(1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = crate::receive::free_port();
-    let mut child = pinflow_piped()
-        .current_dir(dir.path())
-        .args(["run", "--progress", "never", "--shutdown-timeout", "2s"])
-        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--files"])
-        .arg(records(dir.path(), 20))
-        .arg("--out")
-        .arg(format!("kafka://{}/stuck", cluster.bootstrap_servers()))
-        .spawn()
-        .unwrap();
-    // All 20 handed to the producer (the input is read), none acknowledged: the run waits
-    // for their delivery reports until SIGTERM.
-    crate::common::wait_for_child(&mut child, "20 messages queued", || {
-        metric(port, "pinflow_kafka_producer_queue_depth") == Some(20.0)
-    });
-    let o = crate::common::sigterm_and_wait(child);
-    let err = String::from_utf8_lossy(&o.stderr);
-    let dead = ndjson_lines(&dir.path().join("stuck.deadletter.ndjson"));
-    assert_eq!(dead.len(), 20, "{err}");
-    for line in &dead {
-        let d: serde_json::Value = serde_json::from_str(line).unwrap();
-        let reason = d["reason"].as_str().unwrap();
-        assert!(reason.contains("before the shutdown timeout"), "{reason}");
-    }
-    let summary = format!("{err}{}", String::from_utf8_lossy(&o.stdout));
-    assert!(
-        summary.contains("written 0 / dead-lettered 20"),
-        "{summary}"
-    );
-}
-
 #[test]
 fn a_journal_or_time_windows_with_a_kafka_output_are_refused_before_anything_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let input = records(dir.path(), 5);
+    let input = records_file(dir.path(), 5);
     for (flags, key) in [
         (&["--journal"][..], "writer.journal"),
         (&["--window", "1m"][..], "window.size"),
@@ -447,7 +303,7 @@ fn a_journal_or_time_windows_with_a_kafka_output_are_refused_before_anything_is_
 #[test]
 fn a_malformed_kafka_url_names_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
-    let input = records(dir.path(), 1);
+    let input = records_file(dir.path(), 1);
     for (url, why) in [
         ("kafka://127.0.0.1:9092", "no /TOPIC"),
         ("kafka://localhost/t", "is not HOST:PORT"),
@@ -467,7 +323,7 @@ fn a_malformed_kafka_url_names_what_is_wrong() {
 #[test]
 fn a_property_librdkafka_refuses_fails_the_run_without_showing_its_value() {
     let dir = tempfile::tempdir().unwrap();
-    let input = records(dir.path(), 1);
+    let input = records_file(dir.path(), 1);
     let o = pinflow_piped()
         .current_dir(dir.path())
         .args(["run", "--progress", "never", "--files"])

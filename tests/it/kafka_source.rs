@@ -7,16 +7,19 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
-use crate::common::{all_final_ids, final_parquet_files, pinflow_piped, read_parquet};
+use crate::common::kafka::{
+    assert_exactly_once, final_ids, logs, metric, pinflow_source, produce, record, records_over,
+    GroupOffsets, SHORT_SESSION_FLAGS,
+};
+use crate::common::{all_final_ids, final_parquet_files, read_parquet};
 
 /// Writes `pinflow.toml` in `dir`: the columns `part` and `off`, each row's partition and
 /// offset.
@@ -26,99 +29,6 @@ fn write_meta_columns_config(dir: &Path) {
         "[[transform]]\nset = { part = { meta = \"kafka_partition\" }, off = { meta = \"kafka_offset\" } }\n",
     )
     .unwrap();
-}
-
-/// Record `id` of the built-in log layout, as a message's payload.
-fn record(id: u64) -> String {
-    format!(
-        r#"{{"id":{id},"ts":"2024-05-01T12:00:00Z","service":"api","level":"info","host":"h{}","latency_ms":1.5,"message":"line {id}","values":[1.0,2.0,{id}.0]}}"#,
-        id % 4
-    )
-}
-
-/// Produces `messages` (partition, payload; `None`: a tombstone) with librdkafka's producer,
-/// waiting until every one is acknowledged.
-fn produce(bootstrap: &str, topic: &str, messages: &[(i32, Option<String>)]) {
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    for (partition, payload) in messages {
-        let mut r = BaseRecord::<(), str>::to(topic).partition(*partition);
-        if let Some(body) = payload {
-            r = r.payload(body.as_str());
-        }
-        let mut r = Some(r);
-        while let Some(rec) = r.take() {
-            if let Err((e, rec)) = p.send(rec) {
-                assert!(
-                    matches!(
-                        e,
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull
-                        )
-                    ),
-                    "{e}"
-                );
-                p.poll(Duration::from_millis(50));
-                r = Some(rec);
-            }
-        }
-    }
-    p.flush(Duration::from_secs(60)).unwrap();
-}
-
-/// Messages with the records `ids`, each to partition `id % partitions`.
-fn records_over(ids: std::ops::Range<u64>, partitions: i32) -> Vec<(i32, Option<String>)> {
-    ids.map(|i| ((i % partitions as u64) as i32, Some(record(i))))
-        .collect()
-}
-
-/// `pinflow run` reading `topic` from `bootstrap` in `group` into `out`, with `extra` flags.
-fn pinflow(dir: &Path, bootstrap: &str, group: &str, out: &str, extra: &[&str]) -> Command {
-    let mut c = pinflow_piped();
-    c.current_dir(dir)
-        .args(["run", "--progress", "never", "--kafka-brokers", bootstrap])
-        .args([
-            "--kafka-topics",
-            "logs",
-            "--kafka-group",
-            group,
-            "--out",
-            out,
-        ])
-        .args(extra)
-        // Small batches: many checkpoints, each holding part of a partition.
-        .env("PINFLOW_KAFKA_BATCH_MAX_MESSAGES", "16");
-    c
-}
-
-fn stderr(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    )
-}
-
-/// Asserts that `ids` are exactly `0..n`, each once, naming the missing and the repeated.
-fn assert_exactly_once(mut ids: Vec<i64>, n: i64, logs: &str) {
-    ids.sort_unstable();
-    let mut count: BTreeMap<i64, usize> = BTreeMap::new();
-    for &i in &ids {
-        *count.entry(i).or_default() += 1;
-    }
-    let repeated: Vec<_> = count
-        .iter()
-        .filter(|(_, &c)| c > 1)
-        .map(|(i, _)| *i)
-        .collect();
-    let missing: Vec<_> = (0..n).filter(|i| !count.contains_key(i)).collect();
-    assert!(
-        repeated.is_empty() && missing.is_empty() && ids.len() == n as usize,
-        "{} rows; repeated {repeated:?}; missing {missing:?}\n{logs}",
-        ids.len()
-    );
 }
 
 #[test]
@@ -137,7 +47,7 @@ fn every_message_is_written_once_with_its_partition_and_offset_and_bad_ones_dead
 
     let dir = tempfile::tempdir().unwrap();
     write_meta_columns_config(dir.path());
-    let o = pinflow(
+    let o = pinflow_source(
         dir.path(),
         &bootstrap,
         "g1",
@@ -154,7 +64,7 @@ fn every_message_is_written_once_with_its_partition_and_offset_and_bad_ones_dead
     .env("PINFLOW_KAFKA_BATCH_MAX_BYTES", "500")
     .output()
     .unwrap();
-    let text = stderr(&o);
+    let text = logs(&o);
     // 3: an item failed (the tombstone), dead-lettered with its reason.
     assert_eq!(o.status.code(), Some(3), "{text}");
     let batches = read_parquet(&dir.path().join("x.parquet"));
@@ -195,14 +105,6 @@ fn every_message_is_written_once_with_its_partition_and_offset_and_bad_ones_dead
     assert!(text.contains("written 304"), "{text}");
 }
 
-/// The final Parquet files of `out` (a directory of rotated files).
-fn final_ids(out: &Path) -> Vec<i64> {
-    if !out.exists() {
-        return Vec::new();
-    }
-    all_final_ids(out)
-}
-
 #[test]
 fn a_kill_9_mid_run_and_a_restart_with_the_journal_write_every_message_once() {
     let cluster = MockCluster::new(1).unwrap();
@@ -211,9 +113,9 @@ fn a_kill_9_mid_run_and_a_restart_with_the_journal_write_every_message_once() {
     produce(&bootstrap, "logs", &records_over(0..6000, 3));
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("out")).unwrap();
-    let flags = KILL_FLAGS;
+    let flags = SHORT_SESSION_FLAGS;
     // Killed once a checkpoint committed files, while it reads on.
-    let mut child = pinflow(dir.path(), &bootstrap, "g2", "out/x.parquet", &flags)
+    let mut child = pinflow_source(dir.path(), &bootstrap, "g2", "out/x.parquet", &flags)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -229,27 +131,13 @@ fn a_kill_9_mid_run_and_a_restart_with_the_journal_write_every_message_once() {
     produce(&bootstrap, "logs", &records_over(6000..9000, 3));
     let mut extra = flags.to_vec();
     extra.push("--exit-at-end");
-    let o = pinflow(dir.path(), &bootstrap, "g2", "out/x.parquet", &extra)
+    let o = pinflow_source(dir.path(), &bootstrap, "g2", "out/x.parquet", &extra)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", logs(&o));
     assert!(before > 0 && before < 9000, "{before} rows before the kill");
-    assert_exactly_once(final_ids(&out), 9000, &stderr(&o));
+    assert_exactly_once(final_ids(&out), 9000, &logs(&o));
 }
-
-/// The flags of the runs the kill tests kill: the journal, a checkpoint every 100 ms, and a
-/// short session, so that librdkafka's mock cluster drops a killed member from the group (and
-/// gives its partitions to another, or lets its restart join) within seconds.
-const KILL_FLAGS: [&str; 8] = [
-    "--journal",
-    "true",
-    "--rotate-interval",
-    "100ms",
-    "--kafka-property",
-    "session.timeout.ms=3000",
-    "--kafka-property",
-    "heartbeat.interval.ms=500",
-];
 
 /// The kill instants' random source and its seed, printed so that a failure can be replayed
 /// (`KAFKA_KILL_SEED`).
@@ -275,7 +163,7 @@ fn kill_9_at_random_instants_and_restarts_with_the_journal_write_every_message_o
         .unwrap();
     std::fs::create_dir(dir.path().join("out")).unwrap();
     let out = dir.path().join("out");
-    let flags = KILL_FLAGS;
+    let flags = SHORT_SESSION_FLAGS;
     let (seed, mut rng) = kill_seed();
     // 5 × 8000 messages of about 200 bytes over 3 partitions: under the mock broker's
     // retention (it deletes a partition's oldest messages past a few MB; checked below).
@@ -288,7 +176,7 @@ fn kill_9_at_random_instants_and_restarts_with_the_journal_write_every_message_o
         let ids = round * PER_ROUND..(round + 1) * PER_ROUND;
         produce(&bootstrap, "logs", &records_over(ids, 3));
         let log = std::fs::File::create(dir.path().join(format!("round-{round}.log"))).unwrap();
-        let mut child = pinflow(dir.path(), &bootstrap, "g5", "out/x.parquet", &flags)
+        let mut child = pinflow_source(dir.path(), &bootstrap, "g5", "out/x.parquet", &flags)
             .env("RUST_LOG", "pinflow=debug")
             .stdout(Stdio::null())
             .stderr(log)
@@ -312,15 +200,15 @@ fn kill_9_at_random_instants_and_restarts_with_the_journal_write_every_message_o
     }
     let mut extra = flags.to_vec();
     extra.push("--exit-at-end");
-    let o = pinflow(dir.path(), &bootstrap, "g5", "out/x.parquet", &extra)
+    let o = pinflow_source(dir.path(), &bootstrap, "g5", "out/x.parquet", &extra)
         .env("RUST_LOG", "pinflow=debug")
         .output()
         .unwrap();
-    std::fs::write(dir.path().join("final.log"), stderr(&o)).unwrap();
+    std::fs::write(dir.path().join("final.log"), logs(&o)).unwrap();
     if keep {
         eprintln!("kept {}", dir.path().display());
     }
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", logs(&o));
     let total = (ROUNDS * PER_ROUND) as i64;
     let low = low_watermarks(&bootstrap, 3);
     assert_eq!(
@@ -334,7 +222,7 @@ fn kill_9_at_random_instants_and_restarts_with_the_journal_write_every_message_o
         total,
         &format!(
             "seed {seed}, rows after each kill {rows_seen:?}\n{}",
-            stderr(&o)
+            logs(&o)
         ),
     );
 }
@@ -354,13 +242,13 @@ impl Member {
         (name, log): (&str, &str),
         flags: &[&str],
     ) -> Member {
-        let port = crate::receive::free_port();
+        let port = crate::common::free_port();
         let addr = format!("127.0.0.1:{port}");
         let mut f = flags.to_vec();
         f.extend(["--metrics-addr", &addr]);
         let _ = std::fs::create_dir(dir.join(name));
         let log = std::fs::File::create(dir.join(log)).unwrap();
-        let child = pinflow(dir, bootstrap, group, &format!("{name}/x.parquet"), &f)
+        let child = pinflow_source(dir, bootstrap, group, &format!("{name}/x.parquet"), &f)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -394,9 +282,9 @@ fn wait_for_members(members: &mut [&mut Member], what: &str, cond: impl Fn() -> 
 fn wait_settled(members: &mut [&mut Member], each: usize) {
     let ports: Vec<u16> = members.iter().map(|m| m.port).collect();
     wait_for_members(members, "the group settled", || {
-        ports.iter().all(|&port| {
-            crate::kafka::metric(port, "pinflow_kafka_partitions_owned") == Some(each as f64)
-        })
+        ports
+            .iter()
+            .all(|&port| metric(port, "pinflow_kafka_partitions_owned") == Some(each as f64))
     });
 }
 
@@ -485,8 +373,8 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
     let dir = tempfile::tempdir().unwrap();
     let (seed, mut rng) = kill_seed();
     let start = |m, flags: &[&str]| Member::start(dir.path(), &bootstrap, "g6", m, flags);
-    let mut a = start(("a", "a.log"), &KILL_FLAGS);
-    let mut b = start(("b", "b.log"), &KILL_FLAGS);
+    let mut a = start(("a", "a.log"), &SHORT_SESSION_FLAGS);
+    let mut b = start(("b", "b.log"), &SHORT_SESSION_FLAGS);
     wait_settled(&mut [&mut a, &mut b], 2);
     // Messages keep coming until member a is killed, so that it dies while it reads (at
     // most 36,000 in all: under the mock broker's retention, checked below).
@@ -558,7 +446,7 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
     // were not yet in place) and finds nothing left to read.
     let again = start(
         ("a", "a-again.log"),
-        &[&KILL_FLAGS[..], &["--exit-at-end"]].concat(),
+        &[&SHORT_SESSION_FLAGS[..], &["--exit-at-end"]].concat(),
     )
     .child
     .wait()
@@ -602,46 +490,6 @@ fn committed(bootstrap: &str, group: &str, partitions: i32) -> Vec<Option<i64>> 
     GroupOffsets::new(bootstrap, group, partitions).read()
 }
 
-/// A reader of the offsets a group committed, for tests that ask many times (one client, not
-/// one a question: each makes connections and threads).
-struct GroupOffsets {
-    consumer: rdkafka::consumer::BaseConsumer,
-    partitions: i32,
-}
-
-impl GroupOffsets {
-    fn new(bootstrap: &str, group: &str, partitions: i32) -> GroupOffsets {
-        let consumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", group)
-            .create()
-            .unwrap();
-        GroupOffsets {
-            consumer,
-            partitions,
-        }
-    }
-
-    /// The committed offsets of partitions `0..partitions` of `logs` (`None`: none).
-    fn read(&self) -> Vec<Option<i64>> {
-        use rdkafka::consumer::Consumer;
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in 0..self.partitions {
-            tpl.add_partition("logs", p);
-        }
-        let got = self
-            .consumer
-            .committed_offsets(tpl, Duration::from_secs(30))
-            .unwrap();
-        (0..self.partitions)
-            .map(|p| match got.find_partition("logs", p).unwrap().offset() {
-                rdkafka::Offset::Offset(o) => Some(o),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
 #[test]
 fn sigterm_drains_commits_the_offsets_and_a_restart_reads_nothing_twice() {
     let cluster = MockCluster::new(1).unwrap();
@@ -652,12 +500,12 @@ fn sigterm_drains_commits_the_offsets_and_a_restart_reads_nothing_twice() {
     std::fs::create_dir(dir.path().join("out")).unwrap();
     let out = dir.path().join("out");
     let flags = ["--journal", "true", "--rotate-interval", "100ms"];
-    let port = crate::receive::free_port();
+    let port = crate::common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut first = flags.to_vec();
     first.extend(["--metrics-addr", &addr]);
     // No --exit-at-end: it consumes until stopped.
-    let mut child = pinflow(dir.path(), &bootstrap, "g4", "out/x.parquet", &first)
+    let mut child = pinflow_source(dir.path(), &bootstrap, "g4", "out/x.parquet", &first)
         .spawn()
         .unwrap();
     crate::common::wait_for_child(&mut child, "every message written", || {
@@ -665,7 +513,7 @@ fn sigterm_drains_commits_the_offsets_and_a_restart_reads_nothing_twice() {
     });
     // The metrics: three partitions owned, 300 messages read of each, and (librdkafka's
     // statistics come each second) no lag left.
-    let metric = |name: &str| crate::kafka::metric(port, name);
+    let metric = |name: &str| metric(port, name);
     let partition = |family: &str, p: i32| format!("{family}{{topic=\"logs\",partition=\"{p}\"}}");
     crate::common::wait_for_child(&mut child, "no lag in the metrics", || {
         (0..3).all(|p| metric(&partition("pinflow_kafka_consumer_lag", p)) == Some(0.0))
@@ -678,8 +526,8 @@ fn sigterm_drains_commits_the_offsets_and_a_restart_reads_nothing_twice() {
     let assigned = "pinflow_kafka_rebalanced_partitions_total{change=\"assigned\"}";
     assert_eq!(metric(assigned), Some(3.0));
     let o = crate::common::sigterm_and_wait(child);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_exactly_once(final_ids(&out), 900, &stderr(&o));
+    assert!(o.status.success(), "{}", logs(&o));
+    assert_exactly_once(final_ids(&out), 900, &logs(&o));
     // What the checkpoints made durable was committed to the group: 300 per partition.
     assert_eq!(
         committed(&bootstrap, "g4", 3),
@@ -689,11 +537,11 @@ fn sigterm_drains_commits_the_offsets_and_a_restart_reads_nothing_twice() {
     produce(&bootstrap, "logs", &records_over(900..960, 3));
     let mut extra = flags.to_vec();
     extra.push("--exit-at-end");
-    let o = pinflow(dir.path(), &bootstrap, "g4", "out/x.parquet", &extra)
+    let o = pinflow_source(dir.path(), &bootstrap, "g4", "out/x.parquet", &extra)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_exactly_once(final_ids(&out), 960, &stderr(&o));
+    assert!(o.status.success(), "{}", logs(&o));
+    assert_exactly_once(final_ids(&out), 960, &logs(&o));
     assert_eq!(
         committed(&bootstrap, "g4", 3),
         [Some(320), Some(320), Some(320)]
@@ -737,8 +585,8 @@ fn a_real_broker_fed_by_another_client_is_read_to_its_end_once() {
         .args(["-c", PRODUCER, &broker, "logs", "500"])
         .output()
         .unwrap();
-    assert!(made.status.success(), "{}", stderr(&made));
-    let o = pinflow(
+    assert!(made.status.success(), "{}", logs(&made));
+    let o = pinflow_source(
         dir.path(),
         &broker,
         "e2e",
@@ -747,8 +595,8 @@ fn a_real_broker_fed_by_another_client_is_read_to_its_end_once() {
     )
     .output()
     .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_exactly_once(all_final_ids(dir.path()), 500, &stderr(&o));
+    assert!(o.status.success(), "{}", logs(&o));
+    assert_exactly_once(all_final_ids(dir.path()), 500, &logs(&o));
 }
 
 /// Prints, for each Parquet file named on the command line, read by pyarrow: its
@@ -806,7 +654,7 @@ fn each_file_records_the_offsets_of_the_messages_whose_rows_it_holds() {
     std::fs::create_dir(dir.path().join("out")).unwrap();
     write_meta_columns_config(dir.path());
     // With the journal, files end at checkpoints: every 100 rows or so, several files.
-    let o = pinflow(
+    let o = pinflow_source(
         dir.path(),
         &bootstrap,
         "g5",
@@ -823,7 +671,7 @@ fn each_file_records_the_offsets_of_the_messages_whose_rows_it_holds() {
     )
     .output()
     .unwrap();
-    let text = stderr(&o);
+    let text = logs(&o);
     assert_eq!(o.status.code(), Some(3), "{text}");
     let files = final_parquet_files(&dir.path().join("out"));
     assert!(files.len() >= 3, "{files:?}\n{text}");
@@ -832,7 +680,7 @@ fn each_file_records_the_offsets_of_the_messages_whose_rows_it_holds() {
         .args(&files)
         .output()
         .unwrap();
-    assert!(read.status.success(), "{}", stderr(&read));
+    assert!(read.status.success(), "{}", logs(&read));
     let by_file: BTreeMap<String, serde_json::Value> =
         serde_json::from_slice(&read.stdout).unwrap();
     let mut every = std::collections::BTreeSet::new();
@@ -879,7 +727,7 @@ fn the_ledger_per_partition_counts_messages_written_and_dead_lettered_as_committ
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("out")).unwrap();
     let out = dir.path().join("out");
-    let port = crate::receive::free_port();
+    let port = crate::common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let flags = [
         "--journal",
@@ -889,11 +737,11 @@ fn the_ledger_per_partition_counts_messages_written_and_dead_lettered_as_committ
         "--metrics-addr",
         &addr,
     ];
-    let mut child = pinflow(dir.path(), &bootstrap, "g6", "out/x.parquet", &flags)
+    let mut child = pinflow_source(dir.path(), &bootstrap, "g6", "out/x.parquet", &flags)
         .spawn()
         .unwrap();
     let metric = |family: &str, p: i32| {
-        crate::kafka::metric(
+        metric(
             port,
             &format!("pinflow_kafka_messages_{family}_total{{topic=\"logs\",partition=\"{p}\"}}"),
         )
@@ -921,7 +769,7 @@ fn the_ledger_per_partition_counts_messages_written_and_dead_lettered_as_committ
         assert_eq!(ledger(p), (Some(c), Some(w), Some(d)), "partition {p}");
     }
     let o = crate::common::sigterm_and_wait(child);
-    let text = stderr(&o);
+    let text = logs(&o);
     // 3: the tombstone is a failed item.
     assert_eq!(o.status.code(), Some(3), "{text}");
     assert_exactly_once(final_ids(&out), 301, &text);

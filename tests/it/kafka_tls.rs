@@ -115,7 +115,7 @@ fn a_broker_behind_tls_is_read_and_written_with_its_ca_and_refused_with_another(
     let pem_file = dir.path().join("broker.pem");
     std::fs::write(&pem_file, pem).unwrap();
 
-    let tls_port = crate::receive::free_port();
+    let tls_port = crate::common::free_port();
     let tansu = start_tansu_advertising(py, &dir.path().join("tansu.log"), Some(tls_port));
     let _terminator = KillOnDrop(Some(
         Command::new(py)

@@ -8,17 +8,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{all_final_ids, pinflow_piped, sigterm_and_wait, STOP_DEADLINE};
+use crate::common::{all_final_ids, free_port, pinflow_piped, sigterm_and_wait, STOP_DEADLINE};
 
 const TOKEN: &str = "t0ken-for-tests";
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start(out: &Path, port: u16) -> std::process::Child {
     start_checkpointing(out, port, "200ms", &[])

@@ -11,8 +11,9 @@ use std::time::Instant;
 use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
+use crate::common::free_port;
 use crate::common::{all_final_ids, pinflow_piped, sigterm_and_wait, STOP_DEADLINE};
-use crate::receive::{auth, free_port, metrics_text, read_answer, start_checkpointing};
+use crate::receive::{auth, metrics_text, read_answer, start_checkpointing};
 use crate::tls::{provider, Ca};
 
 /// An empty directory of this test process, `pinflow-receive-TAG-PID` in the temp directory.

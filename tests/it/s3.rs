@@ -991,7 +991,7 @@ fn a_store_away_longer_than_the_attempts_is_waited_for_while_the_run_goes_on_not
     let staging = dir.path().join("staging");
     std::fs::create_dir_all(&staging).unwrap();
     let err_path = dir.path().join("stderr");
-    let metrics = crate::receive::free_port();
+    let metrics = crate::common::free_port();
     // Following a log until stopped; two attempts per request, while the store is away; the
     // uploader called stuck after 1 s without a success.
     let child = command_from(

@@ -39,7 +39,7 @@ impl S3sFs {
             return None;
         }
         let root = tempfile::tempdir().unwrap();
-        let port = crate::receive::free_port();
+        let port = crate::common::free_port();
         let child = Command::new(&bin)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", KEY, "--secret-key", SECRET])

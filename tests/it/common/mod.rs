@@ -15,6 +15,19 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 #[cfg(feature = "sim")]
 use pinflow::sim::Record;
 
+#[cfg(all(feature = "kafka", feature = "cli"))]
+pub mod kafka;
+
+/// A loopback port nothing listened on a moment ago (the kernel's pick), for a server a test
+/// starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Every batch of a Parquet file, read with the parquet crate's own reader.
 pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
     let f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
