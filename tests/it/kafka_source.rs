@@ -228,9 +228,10 @@ fn kill_9_at_random_instants_and_restarts_with_the_journal_write_every_message_o
 }
 
 /// A member of a group: a `pinflow run` reading `logs` into `dir/NAME/x.parquet`, its log in
-/// `dir/LOG`, its metrics on a port of its own.
+/// `dir/LOG`, its metrics on a port of its own; killed if the test ends (a failure) before it
+/// did.
 struct Member {
-    child: std::process::Child,
+    process: crate::common::KillOnDrop,
     port: u16,
 }
 
@@ -253,7 +254,26 @@ impl Member {
             .stderr(log)
             .spawn()
             .unwrap();
-        Member { child, port }
+        Member {
+            process: crate::common::KillOnDrop(Some(child)),
+            port,
+        }
+    }
+
+    /// Its process, while this holds it.
+    fn child(&mut self) -> &mut std::process::Child {
+        self.process
+            .0
+            .as_mut()
+            .expect("a member's process, not yet taken")
+    }
+
+    /// Its process, no longer killed on drop.
+    fn take(mut self) -> std::process::Child {
+        self.process
+            .0
+            .take()
+            .expect("a member's process, not yet taken")
     }
 }
 
@@ -262,7 +282,7 @@ fn wait_for_members(members: &mut [&mut Member], what: &str, cond: impl Fn() -> 
     let started = std::time::Instant::now();
     while !cond() {
         for m in members.iter_mut() {
-            if let Some(status) = m.child.try_wait().unwrap() {
+            if let Some(status) = m.child().try_wait().unwrap() {
                 panic!("a member ended ({status}) before {what}");
             }
         }
@@ -313,7 +333,7 @@ fn two_members_of_one_group_write_every_message_once_between_them() {
         group.read() == [Some(1000); 6]
     });
     for m in [a, b] {
-        let o = crate::common::sigterm_and_wait(m.child);
+        let o = crate::common::sigterm_and_wait(m.take());
         assert!(
             o.status.success(),
             "{}",
@@ -392,7 +412,7 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
         })
     };
     let a_out = dir.path().join("a");
-    crate::common::wait_for_child(&mut a.child, "a first checkpoint of member a", || {
+    crate::common::wait_for_child(a.child(), "a first checkpoint of member a", || {
         !final_parquet_files(&a_out).is_empty()
     });
     std::thread::sleep(Duration::from_millis(rng.u64(0..1000)));
@@ -405,7 +425,7 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
     let offsets = GroupOffsets::new(&bootstrap, "g6", 4);
     let mut tries = 0;
     loop {
-        signal(&a.child, "STOP");
+        signal(a.child(), "STOP");
         let written = journal_written_ends(&journal);
         let group = offsets.read();
         let behind = written
@@ -416,11 +436,11 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
         }
         tries += 1;
         assert!(tries < 200, "the group stayed behind member a's journal");
-        signal(&a.child, "CONT");
+        signal(a.child(), "CONT");
         std::thread::sleep(Duration::from_millis(rng.u64(5..50)));
     }
-    signal(&a.child, "KILL");
-    a.child.wait().unwrap();
+    signal(a.child(), "KILL");
+    a.child().wait().unwrap();
     producing.store(false, std::sync::atomic::Ordering::Relaxed);
     let produced = producer.join().unwrap();
     let killed_with = final_ids(&a_out).len();
@@ -432,14 +452,14 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
     let total = produced + 4000;
     produce(&bootstrap, "logs", &records_over(produced..total, 4));
     let ends = [total as i64 / 4; 4];
-    crate::common::wait_for_child(&mut b.child, "member b committing every message", || {
+    crate::common::wait_for_child(b.child(), "member b committing every message", || {
         offsets
             .read()
             .iter()
             .zip(ends)
             .all(|(c, end)| *c == Some(end))
     });
-    let o = crate::common::sigterm_and_wait(b.child);
+    let o = crate::common::sigterm_and_wait(b.take());
     let logs = || logs_of(dir.path(), &["a.log", "b.log", "a-again.log"]);
     assert!(o.status.success(), "{}", logs());
     // Member a again, which finishes its own journal (files whose checkpoint committed but
@@ -448,7 +468,7 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
         ("a", "a-again.log"),
         &[&SHORT_SESSION_FLAGS[..], &["--exit-at-end"]].concat(),
     )
-    .child
+    .child()
     .wait()
     .unwrap();
     assert!(again.success(), "{}", logs());
