@@ -951,6 +951,9 @@ pub struct KafkaPartitionStats {
     /// Messages that gave no row, only dead letters (not JSON, a tombstone, every record
     /// rejected), counted as [`written`](Self::written) is.
     pub dead_lettered: u64,
+    /// Offsets the broker deleted before this member read them (retention: the partition's
+    /// log had moved past them when they were to be fetched); their messages are lost.
+    pub deleted_unread: u64,
     /// Messages in the partition past the next one to read, as librdkafka's last statistics
     /// said (`None`: not known yet, or not owned).
     pub lag: Option<i64>,

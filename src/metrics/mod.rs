@@ -368,11 +368,19 @@ impl std::fmt::Display for Summary {
             writeln!(f, "  dead     {n} × {reason}")?;
         }
         for ((topic, partition), p) in &self.kafka_partitions {
-            writeln!(
+            write!(
                 f,
                 "  kafka    {topic}/{partition}: consumed {} / written {} / dead-lettered {} messages",
                 p.consumed, p.written, p.dead_lettered
             )?;
+            if p.deleted_unread > 0 {
+                write!(
+                    f,
+                    "; {} offsets deleted by the broker before they were read",
+                    p.deleted_unread
+                )?;
+            }
+            writeln!(f)?;
         }
         if let Some(schema) = &self.schema {
             writeln!(f, "schema     {schema}")?;

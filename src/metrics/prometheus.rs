@@ -345,7 +345,7 @@ fn kafka_source(o: &mut String, r: &Registry) {
         partitions.values().filter(|p| p.owned).count() as f64,
     );
     type Count = fn(&KafkaPartitionStats) -> u64;
-    let ledger: [(&str, &str, Count); 3] = [
+    let ledger: [(&str, &str, Count); 4] = [
         (
             "pinflow_kafka_messages_consumed_total",
             "Messages read from each partition by this member.",
@@ -360,6 +360,11 @@ fn kafka_source(o: &mut String, r: &Registry) {
             "pinflow_kafka_messages_dead_lettered_total",
             "Messages of each partition that gave only dead letters, counted when committed.",
             |p| p.dead_lettered,
+        ),
+        (
+            "pinflow_kafka_offsets_deleted_unread_total",
+            "Offsets of each partition the broker deleted before this member read them (retention): messages lost.",
+            |p| p.deleted_unread,
         ),
     ];
     for (name, help, value) in ledger {

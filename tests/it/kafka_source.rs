@@ -800,3 +800,55 @@ fn the_ledger_per_partition_counts_messages_written_and_dead_lettered_as_committ
         assert!(text.contains(&line), "{line}\n{text}");
     }
 }
+
+#[test]
+fn messages_the_broker_deleted_before_they_were_read_are_reported_with_their_offsets() {
+    const TOTAL: i64 = 4_100;
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, "logs", &records_over(0..100, 1));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let out = dir.path().join("out");
+    // (The short session: the second run joins without waiting out the first's.)
+    let flags = [&SHORT_SESSION_FLAGS[..], &["--exit-at-end"]].concat();
+    let o = pinflow_source(dir.path(), &bootstrap, "g7", "out/x.parquet", &flags)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", logs(&o));
+    // While it is not running, 8 MB more: the mock broker keeps about 5 MB of a partition
+    // and deletes the oldest messages, the first run's next one among them. (Records of 2 kB,
+    // long messages, so that there are not too many to read.)
+    let long = "x".repeat(2000);
+    let big: Vec<_> = (100..TOTAL)
+        .map(|id| {
+            let r = record(id as u64).replace("\"message\":\"", &format!("\"message\":\"{long}"));
+            (0, Some(r))
+        })
+        .collect();
+    produce(&bootstrap, "logs", &big);
+    let low = low_watermarks(&bootstrap, 1)[0];
+    assert!(
+        low > 100,
+        "nothing deleted (low watermark {low}): produce more"
+    );
+    let o = pinflow_source(dir.path(), &bootstrap, "g7", "out/x.parquet", &flags)
+        .output()
+        .unwrap();
+    let text = logs(&o);
+    assert!(o.status.success(), "{text}");
+    // What the broker still had, each once, after what the first run wrote.
+    let mut ids = final_ids(&out);
+    ids.retain(|&i| i >= low);
+    assert_exactly_once(ids.iter().map(|&i| i - low).collect(), TOTAL - low, &text);
+    assert_eq!(final_ids(&out).len() as i64, 100 + TOTAL - low, "{text}");
+    // The lost ones, named by their offsets and counted.
+    let warning = format!("offsets 100..{low} of logs/0 were deleted by the broker");
+    assert!(text.contains(&warning), "{warning}\n{text}");
+    let line = format!(
+        "; {} offsets deleted by the broker before they were read",
+        low - 100
+    );
+    assert!(text.contains(&line), "{line}\n{text}");
+}

@@ -122,6 +122,10 @@ struct State {
     arena_bound: usize,
     /// When the batch in hand got its first message: the time its messages were taken.
     batch_at: Instant,
+    /// Partitions whose messages jumped past the next offset expected (partition, expected,
+    /// the offset that came), for the loop to tell deleted messages from offsets that hold
+    /// none ([`report_deleted_unread`]).
+    jumps: Vec<(PartitionKey, i64, i64)>,
 }
 
 /// The consumer's context: the rebalance callbacks.
@@ -425,6 +429,9 @@ impl State {
             // Of a partition revoked meanwhile: its next owner reads it.
             return;
         };
+        if let Some(expected) = owned.next.filter(|&n| offset > n) {
+            self.jumps.push((key.clone(), expected, offset));
+        }
         owned.next = Some(offset + 1);
         owned.eof = false;
         owned.consumed += 1;
@@ -539,7 +546,7 @@ impl State {
         for (k, o) in self.owned.iter_mut().filter(|(_, o)| !o.eof) {
             let Some(next) = o.next else { continue };
             // (Negative until a fetch came.)
-            if cached_high_watermark(consumer, k).is_some_and(|high| high >= 0 && next >= high) {
+            if cached_watermarks(consumer, k).is_some_and(|(_, high)| high >= 0 && next >= high) {
                 o.eof = true;
             }
         }
@@ -563,10 +570,14 @@ impl State {
     }
 }
 
-/// The high watermark of partition `k` that its last fetch response carried, as librdkafka
-/// keeps it (`rd_kafka_get_watermark_offsets`, which rdkafka does not wrap: no request, no
-/// wait); `None` when librdkafka knows no such partition.
-fn cached_high_watermark(consumer: &BaseConsumer<SourceContext>, k: &PartitionKey) -> Option<i64> {
+/// The low and high watermarks of partition `k` that its last fetch response carried (the
+/// log's start and end), as librdkafka keeps them (`rd_kafka_get_watermark_offsets`, which
+/// rdkafka does not wrap: no request, no wait); `None` when librdkafka knows no such
+/// partition.
+fn cached_watermarks(
+    consumer: &BaseConsumer<SourceContext>,
+    k: &PartitionKey,
+) -> Option<(i64, i64)> {
     let topic = std::ffi::CString::new(k.0.as_str()).ok()?;
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client pointer lives as long as `consumer`; `topic` is a NUL-terminated
@@ -581,7 +592,34 @@ fn cached_high_watermark(consumer: &BaseConsumer<SourceContext>, k: &PartitionKe
             &mut high,
         )
     };
-    (err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR).then_some(high)
+    (err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR).then_some((low, high))
+}
+
+/// Partition `k`'s messages jumped from the expected offset `expected` to `came`. The offsets
+/// between that lie below the log's start, as the fetch that brought `came` said, were deleted
+/// by the broker before this member read them (retention; librdkafka then moves the position
+/// to where `auto.offset.reset` says): logged as a warning and counted
+/// (`pinflow_kafka_offsets_deleted_unread_total`, the summary). The others hold no message
+/// (compacted away, transaction markers) and are not reported.
+fn report_deleted_unread(
+    consumer: &BaseConsumer<SourceContext>,
+    registry: &Registry,
+    (k, expected, came): (PartitionKey, i64, i64),
+) {
+    let Some((low, _)) = cached_watermarks(consumer, &k) else {
+        return;
+    };
+    let deleted_to = low.min(came);
+    if deleted_to <= expected {
+        return;
+    }
+    let (topic, partition) = (&k.0, k.1);
+    tracing::warn!(
+        "Kafka: offsets {expected}..{deleted_to} of {topic}/{partition} were deleted by the \
+         broker before they were read (retention): their messages are not in the output"
+    );
+    let mut partitions = registry.kafka_source.partitions.lock();
+    partitions.entry(k).or_default().deleted_unread += (deleted_to - expected) as u64;
 }
 
 /// librdkafka's configuration of the consumer: `auto.offset.reset=earliest` unless the
@@ -646,6 +684,7 @@ pub(crate) fn run(
             url: String::new(),
             arena_bound: 2 * source.batch_max_bytes,
             batch_at: Instant::now(),
+            jumps: Vec::new(),
         }),
         positions: Arc::clone(&source.positions),
         journal: source.journal,
@@ -781,6 +820,11 @@ pub(crate) fn run(
                 s.ship(true, false)?;
                 look = true;
             }
+        }
+        // (Rare: a jump is a compacted topic's gap, a transaction marker, or retention.)
+        let jumps = std::mem::take(&mut ctx.state.lock().jumps);
+        for jump in jumps {
+            report_deleted_unread(&consumer, &registry, jump);
         }
         pause_or_resume(&consumer, &ctx)?;
         // A checkpoint's offsets go to the group at once, not at the next tick: until they
