@@ -52,6 +52,9 @@ struct Owned {
     end: Option<(i64, bool)>,
     /// The next offset to read, where known.
     next: Option<i64>,
+    /// With a journal: the offset below which a message read may be one an earlier run wrote
+    /// (`None`: none can be), so that most messages need not ask [`Positions::skip`].
+    skip_below: Option<u64>,
     /// Messages shipped in this assignment whose checkpoint has not been seen: work item and
     /// the offset after the message, in offset order.
     unsettled: VecDeque<(u64, i64)>,
@@ -291,7 +294,7 @@ impl SourceContext {
         s.paused = false;
         for k in keys {
             let start = starts.get(&k).copied().or_else(|| committed_of(&k));
-            self.positions.assign(&k, start);
+            let skip_below = self.positions.assign(&k, start);
             s.epochs += 1;
             let epoch = s.epochs;
             tracing::info!(topic = %k.0, partition = k.1, epoch, start = ?start, "Kafka partition assigned");
@@ -308,6 +311,7 @@ impl SourceContext {
                     epoch,
                     end: None,
                     next: start.map(|o| o as i64),
+                    skip_below,
                     unsettled: VecDeque::new(),
                     eof: false,
                     durable: None,
@@ -436,7 +440,7 @@ impl State {
         owned.eof = false;
         owned.consumed += 1;
         let at = offset.max(0) as u64;
-        if ctx.journal && ctx.positions.skip(key, at) {
+        if ctx.journal && owned.skip_below.is_some_and(|b| at < b) && ctx.positions.skip(key, at) {
             self.report.stats.skipped += 1;
             owned.unsettled.push_back((DURABLE, offset + 1));
             return;

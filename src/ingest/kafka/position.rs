@@ -74,6 +74,8 @@ pub type PartitionKey = (String, i32);
 
 #[derive(Debug, Default)]
 struct Tracked {
+    /// Its number in [`Inner::keys`], once a message of it was shipped.
+    index: Option<u32>,
     entry: Option<PartitionEntry>,
     /// The first offset no work item accounts for yet (`None`: not known before the first
     /// message, when librdkafka picks the start).
@@ -84,9 +86,13 @@ struct Tracked {
 struct Inner {
     /// Whether a journal commits the positions ([`Positions::track`]).
     tracked: bool,
-    /// Work items shipped and not yet committed: partition and offset range.
-    pending: BTreeMap<u64, (PartitionKey, u64, u64)>,
+    /// Work items shipped and not yet committed: partition (its number in `keys`) and offset
+    /// range.
+    pending: BTreeMap<u64, (u32, u64, u64)>,
     partitions: BTreeMap<PartitionKey, Tracked>,
+    /// The partitions of `pending`, numbered in the order first shipped (so that an item
+    /// costs no copy of its topic's name).
+    keys: Vec<PartitionKey>,
 }
 
 /// The positions of one Kafka source, shared by its ingest thread (which ships messages)
@@ -107,6 +113,7 @@ impl Positions {
             i.partitions.insert(
                 key,
                 Tracked {
+                    index: None,
                     entry: Some(e),
                     unaccounted: None,
                 },
@@ -122,8 +129,10 @@ impl Positions {
 
     /// `key` is assigned, read from `start` (`None`: librdkafka picks it). A start past the
     /// journal's position (the group's committed offset, moved on by another member) becomes
-    /// the partition's `from`.
-    pub fn assign(&self, key: &PartitionKey, start: Option<u64>) {
+    /// the partition's `from`. Returns the offset below which a message read may be one the
+    /// journal holds already ([`skip`](Positions::skip) needs asking only below it; `None`:
+    /// none can be).
+    pub fn assign(&self, key: &PartitionKey, start: Option<u64>) -> Option<u64> {
         let mut i = self.inner.lock();
         let tracked = i.tracked;
         let t = i.partitions.entry(key.clone()).or_default();
@@ -137,6 +146,8 @@ impl Positions {
         if !tracked {
             t.entry = None;
         }
+        let done_end = t.entry.as_ref()?.done.last().map(|&(_, b)| b)?;
+        (start.is_none_or(|s| s < done_end)).then_some(done_end)
     }
 
     /// Whether the message at `offset` of `key` is in a committed file (an earlier run wrote
@@ -159,7 +170,20 @@ impl Positions {
         if !i.tracked {
             return;
         }
-        let t = i.partitions.entry(key.clone()).or_default();
+        let Inner {
+            partitions,
+            keys,
+            pending,
+            ..
+        } = &mut *i;
+        if !partitions.contains_key(key) {
+            partitions.insert(key.clone(), Tracked::default());
+        }
+        let t = partitions.get_mut(key).expect("inserted above");
+        let index = *t.index.get_or_insert_with(|| {
+            keys.push(key.clone());
+            (keys.len() - 1) as u32
+        });
         let start = t.unaccounted.map_or(offset, |u| u.min(offset));
         t.unaccounted = Some(offset + 1);
         let e = t.entry.get_or_insert_with(|| PartitionEntry {
@@ -171,7 +195,7 @@ impl Positions {
         if e.done.is_empty() && e.from > start {
             e.from = start;
         }
-        i.pending.insert(item, (key.clone(), start, offset + 1));
+        pending.insert(item, (index, start, offset + 1));
     }
 
     /// The entries a checkpoint would save now, in partition order.
@@ -193,9 +217,16 @@ impl SourcePosition for Positions {
             .copied()
             .filter(|&k| items.contains(k))
             .collect();
+        let Inner {
+            pending,
+            partitions,
+            keys,
+            ..
+        } = &mut *i;
         for k in committed {
-            if let Some((key, start, end)) = i.pending.remove(&k) {
-                if let Some(e) = i.partitions.get_mut(&key).and_then(|t| t.entry.as_mut()) {
+            if let Some((index, start, end)) = pending.remove(&k) {
+                let key = &keys[index as usize];
+                if let Some(e) = partitions.get_mut(key).and_then(|t| t.entry.as_mut()) {
                     add_range(&mut e.done, start, end);
                 }
             }
@@ -245,7 +276,8 @@ mod tests {
         let q = Positions::default();
         q.track(saved);
         assert_eq!(q.resume_at(&key(0)), Some(11));
-        q.assign(&key(0), Some(11));
+        // Messages below 14 may be written ones: those ask `skip`.
+        assert_eq!(q.assign(&key(0), Some(11)), Some(14));
         assert!(!q.skip(&key(0), 11));
         q.message(0, &key(0), 11);
         assert!(q.skip(&key(0), 13));
@@ -263,8 +295,8 @@ mod tests {
             from: 0,
             done: vec![(0, 50)],
         }]);
-        // Another member wrote 50..80 and committed 80.
-        p.assign(&key(1), Some(80));
+        // Another member wrote 50..80 and committed 80: nothing past it was written here.
+        assert_eq!(p.assign(&key(1), Some(80)), None);
         p.message(7, &key(1), 80);
         let saved = load(&p.commit(&items(&[7]))).unwrap();
         assert_eq!(saved[0].from, 80);
