@@ -467,14 +467,16 @@ fn proxy_with(
                 let now = load.active.fetch_add(1, Ordering::SeqCst) + 1;
                 load.peak.fetch_max(now, Ordering::SeqCst);
                 std::thread::sleep(delay);
+                let mut resp = Vec::new();
                 if let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) {
                     if up.write_all(&req).is_ok() {
-                        let mut resp = Vec::new();
                         let _ = up.read_to_end(&mut resp);
-                        let _ = conn.write_all(&resp);
                     }
                 }
+                // Counted out before the client has its answer: once it has, its next request
+                // may arrive before this thread runs again, and would be counted on top.
                 load.active.fetch_sub(1, Ordering::SeqCst);
+                let _ = conn.write_all(&resp);
             });
         }
     });
