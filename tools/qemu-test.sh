@@ -78,7 +78,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch
 times=()
 step() { # step NAME COMMAND...: runs it, records its wall time
   local name=$1; shift
-  echo "== $name: $*"
+  echo "== [edge +${SECONDS} s] $name: $*"
   local s; s=$(date +%s)
   "$@"
   times+=("$name|$(( $(date +%s) - s ))")
