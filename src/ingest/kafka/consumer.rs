@@ -771,6 +771,8 @@ pub(crate) fn run(
                 }
                 Some(Err(e)) => report_error(e.to_string(), &mut last_error),
                 None if ctx.rebalances.load(Ordering::Relaxed) != rebalances => {}
+                // A log line or statistics served: more may wait (see `events_waiting`).
+                None if messages.events_waiting() => {}
                 None => break,
             }
             wait = Duration::ZERO;
