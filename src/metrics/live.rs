@@ -954,6 +954,9 @@ pub struct KafkaPartitionStats {
     /// Offsets the broker deleted before this member read them (retention: the partition's
     /// log had moved past them when they were to be fetched); their messages are lost.
     pub deleted_unread: u64,
+    /// Offsets `auto.offset.reset=latest` skipped when this member's position was gone
+    /// (deleted): messages the broker still had, not read.
+    pub skipped_by_reset: u64,
     /// Messages in the partition past the next one to read, as librdkafka's last statistics
     /// said (`None`: not known yet, or not owned).
     pub lag: Option<i64>,

@@ -380,6 +380,13 @@ impl std::fmt::Display for Summary {
                     p.deleted_unread
                 )?;
             }
+            if p.skipped_by_reset > 0 {
+                write!(
+                    f,
+                    "; {} offsets skipped by auto.offset.reset=latest",
+                    p.skipped_by_reset
+                )?;
+            }
             writeln!(f)?;
         }
         if let Some(schema) = &self.schema {

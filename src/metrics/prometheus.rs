@@ -345,7 +345,7 @@ fn kafka_source(o: &mut String, r: &Registry) {
         partitions.values().filter(|p| p.owned).count() as f64,
     );
     type Count = fn(&KafkaPartitionStats) -> u64;
-    let ledger: [(&str, &str, Count); 4] = [
+    let ledger: [(&str, &str, Count); 5] = [
         (
             "pinflow_kafka_messages_consumed_total",
             "Messages read from each partition by this member.",
@@ -365,6 +365,11 @@ fn kafka_source(o: &mut String, r: &Registry) {
             "pinflow_kafka_offsets_deleted_unread_total",
             "Offsets of each partition the broker deleted before this member read them (retention): messages lost.",
             |p| p.deleted_unread,
+        ),
+        (
+            "pinflow_kafka_offsets_skipped_by_reset_total",
+            "Offsets of each partition that auto.offset.reset=latest skipped when this member's position had been deleted: messages the broker still had, not read.",
+            |p| p.skipped_by_reset,
         ),
     ];
     for (name, help, value) in ledger {

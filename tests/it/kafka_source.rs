@@ -13,6 +13,7 @@ use std::time::Duration;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use rdkafka::ClientConfig;
 
 use crate::common::kafka::{
@@ -801,27 +802,31 @@ fn the_ledger_per_partition_counts_messages_written_and_dead_lettered_as_committ
     }
 }
 
-#[test]
-fn messages_the_broker_deleted_before_they_were_read_are_reported_with_their_offsets() {
-    const TOTAL: i64 = 4_100;
+/// The messages of [`past_retention`]: ids (and offsets) `0..PAST_RETENTION`.
+const PAST_RETENTION: i64 = 4_100;
+
+/// A mock broker with one partition of `logs`, a first run (`flags`, group `group`, output
+/// `DIR/out/x.parquet`) that reads its 100 messages, then, while no run is going, messages up
+/// to [`PAST_RETENTION`], enough that the broker deletes the oldest (the first run's next one
+/// among them). Returns the cluster and the partition's low watermark then.
+fn past_retention(
+    dir: &Path,
+    group: &str,
+    flags: &[&str],
+) -> (MockCluster<'static, DefaultProducerContext>, i64) {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("logs", 1, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     produce(&bootstrap, "logs", &records_over(0..100, 1));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("out")).unwrap();
-    let out = dir.path().join("out");
-    // (The short session: the second run joins without waiting out the first's.)
-    let flags = [&SHORT_SESSION_FLAGS[..], &["--exit-at-end"]].concat();
-    let o = pinflow_source(dir.path(), &bootstrap, "g7", "out/x.parquet", &flags)
+    std::fs::create_dir(dir.join("out")).unwrap();
+    let o = pinflow_source(dir, &bootstrap, group, "out/x.parquet", flags)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", logs(&o));
-    // While it is not running, 8 MB more: the mock broker keeps about 5 MB of a partition
-    // and deletes the oldest messages, the first run's next one among them. (Records of 2 kB,
-    // long messages, so that there are not too many to read.)
+    // 8 MB more: the mock broker keeps about 5 MB of a partition and deletes the oldest
+    // messages. (Records of 2 kB, long messages, so that there are not too many to read.)
     let long = "x".repeat(2000);
-    let big: Vec<_> = (100..TOTAL)
+    let big: Vec<_> = (100..PAST_RETENTION)
         .map(|id| {
             let r = record(id as u64).replace("\"message\":\"", &format!("\"message\":\"{long}"));
             (0, Some(r))
@@ -833,6 +838,17 @@ fn messages_the_broker_deleted_before_they_were_read_are_reported_with_their_off
         low > 100,
         "nothing deleted (low watermark {low}): produce more"
     );
+    (cluster, low)
+}
+
+#[test]
+fn messages_the_broker_deleted_before_they_were_read_are_reported_with_their_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // (The short session: the second run joins without waiting out the first's.)
+    let flags = [&SHORT_SESSION_FLAGS[..], &["--exit-at-end"]].concat();
+    let (cluster, low) = past_retention(dir.path(), "g7", &flags);
+    let bootstrap = cluster.bootstrap_servers();
     let o = pinflow_source(dir.path(), &bootstrap, "g7", "out/x.parquet", &flags)
         .output()
         .unwrap();
@@ -841,8 +857,16 @@ fn messages_the_broker_deleted_before_they_were_read_are_reported_with_their_off
     // What the broker still had, each once, after what the first run wrote.
     let mut ids = final_ids(&out);
     ids.retain(|&i| i >= low);
-    assert_exactly_once(ids.iter().map(|&i| i - low).collect(), TOTAL - low, &text);
-    assert_eq!(final_ids(&out).len() as i64, 100 + TOTAL - low, "{text}");
+    assert_exactly_once(
+        ids.iter().map(|&i| i - low).collect(),
+        PAST_RETENTION - low,
+        &text,
+    );
+    assert_eq!(
+        final_ids(&out).len() as i64,
+        100 + PAST_RETENTION - low,
+        "{text}"
+    );
     // The lost ones, named by their offsets and counted.
     let warning = format!("offsets 100..{low} of logs/0 were deleted by the broker");
     assert!(text.contains(&warning), "{warning}\n{text}");
@@ -851,4 +875,40 @@ fn messages_the_broker_deleted_before_they_were_read_are_reported_with_their_off
         low - 100
     );
     assert!(text.contains(&line), "{line}\n{text}");
+    assert!(!text.contains("skipped by auto.offset.reset"), "{text}");
+}
+
+#[test]
+fn messages_a_reset_to_latest_skips_are_reported_with_those_the_broker_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [&SHORT_SESSION_FLAGS[..], &["--exit-at-end"]].concat();
+    let (cluster, low) = past_retention(dir.path(), "g8", &flags);
+    let bootstrap = cluster.bootstrap_servers();
+    // The second run's position (100) is gone; librdkafka moves it to the end, past messages
+    // the broker still has, and no message comes after: only the partition's end says so.
+    let latest = [
+        &flags[..],
+        &["--kafka-property", "auto.offset.reset=latest"],
+    ]
+    .concat();
+    let o = pinflow_source(dir.path(), &bootstrap, "g8", "out/x.parquet", &latest)
+        .output()
+        .unwrap();
+    let text = logs(&o);
+    assert!(o.status.success(), "{text}");
+    assert_exactly_once(final_ids(&dir.path().join("out")), 100, &text);
+    let end = PAST_RETENTION;
+    for expected in [
+        format!("offsets 100..{low} of logs/0 were deleted by the broker"),
+        format!("offsets {low}..{end} of logs/0 were skipped"),
+        format!(
+            "kafka    logs/0: consumed 0 / written 0 / dead-lettered 0 messages; {} offsets \
+             deleted by the broker before they were read; {} offsets skipped by \
+             auto.offset.reset=latest",
+            low - 100,
+            end - low
+        ),
+    ] {
+        assert!(text.contains(&expected), "{expected}\n{text}");
+    }
 }

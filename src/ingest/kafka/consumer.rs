@@ -126,9 +126,9 @@ struct State {
     /// When the batch in hand got its first message: the time its messages were taken.
     batch_at: Instant,
     /// Partitions whose messages jumped past the next offset expected (partition, expected,
-    /// the offset that came), for the loop to tell deleted messages from offsets that hold
-    /// none ([`report_deleted_unread`]).
-    jumps: Vec<(PartitionKey, i64, i64)>,
+    /// the offset that came, or `None` for the partition's end), for the loop to tell deleted
+    /// messages from offsets that hold none ([`report_deleted_unread`]).
+    jumps: Vec<(PartitionKey, i64, Option<i64>)>,
 }
 
 /// The consumer's context: the rebalance callbacks.
@@ -138,6 +138,9 @@ struct SourceContext {
     journal: bool,
     registry: Arc<Registry>,
     revoke_wait: Duration,
+    /// `auto.offset.reset` moves a position that is gone to the end (`latest`), skipping
+    /// what the broker still has (see [`report_deleted_unread`]).
+    reset_to_end: bool,
     batch_max_messages: usize,
     batch_max_bytes: usize,
     /// An error of a callback (the pipeline after it is gone), for the loop to return.
@@ -434,7 +437,7 @@ impl State {
             return;
         };
         if let Some(expected) = owned.next.filter(|&n| offset > n) {
-            self.jumps.push((key.clone(), expected, offset));
+            self.jumps.push((key.clone(), expected, Some(offset)));
         }
         owned.next = Some(offset + 1);
         owned.eof = false;
@@ -599,20 +602,26 @@ fn cached_watermarks(
     (err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR).then_some((low, high))
 }
 
-/// Partition `k`'s messages jumped from the expected offset `expected` to `came`. The offsets
-/// between that lie below the log's start, as the fetch that brought `came` said, were deleted
-/// by the broker before this member read them (retention; librdkafka then moves the position
-/// to where `auto.offset.reset` says): logged as a warning and counted
-/// (`pinflow_kafka_offsets_deleted_unread_total`, the summary). The others hold no message
-/// (compacted away, transaction markers) and are not reported.
+/// Partition `k`'s messages jumped from the expected offset `expected` to `came` (`None`: to
+/// the partition's end, where librdkafka said it is). The offsets between that lie below the
+/// log's start, as the fetch that brought `came` said, were deleted by the broker before this
+/// member read them (retention; librdkafka then moves the position to where
+/// `auto.offset.reset` says): logged as a warning and counted
+/// (`pinflow_kafka_offsets_deleted_unread_total`, the summary). Past the log's start, with
+/// `auto.offset.reset=latest`, the reset skipped messages the broker still had: reported and
+/// counted as well (`pinflow_kafka_offsets_skipped_by_reset_total`). Otherwise the offsets
+/// past the log's start hold no message (compacted away, transaction markers) and are not
+/// reported.
 fn report_deleted_unread(
     consumer: &BaseConsumer<SourceContext>,
+    ctx: &SourceContext,
     registry: &Registry,
-    (k, expected, came): (PartitionKey, i64, i64),
+    (k, expected, came): (PartitionKey, i64, Option<i64>),
 ) {
-    let Some((low, _)) = cached_watermarks(consumer, &k) else {
+    let Some((low, high)) = cached_watermarks(consumer, &k) else {
         return;
     };
+    let came = came.unwrap_or(high);
     let deleted_to = low.min(came);
     if deleted_to <= expected {
         return;
@@ -622,8 +631,45 @@ fn report_deleted_unread(
         "Kafka: offsets {expected}..{deleted_to} of {topic}/{partition} were deleted by the \
          broker before they were read (retention): their messages are not in the output"
     );
-    let mut partitions = registry.kafka_source.partitions.lock();
-    partitions.entry(k).or_default().deleted_unread += (deleted_to - expected) as u64;
+    // (The position was gone, so librdkafka reset it: to the end, with this setting.)
+    let skipped = match ctx.reset_to_end {
+        true => came - deleted_to,
+        false => 0,
+    };
+    if skipped > 0 {
+        tracing::warn!(
+            "Kafka: offsets {deleted_to}..{came} of {topic}/{partition} were skipped: their \
+             messages were still on the broker, but auto.offset.reset=latest moved the \
+             position past them; they are not in the output"
+        );
+    }
+    {
+        let mut partitions = registry.kafka_source.partitions.lock();
+        let p = partitions.entry(k.clone()).or_default();
+        p.deleted_unread += (deleted_to - expected) as u64;
+        p.skipped_by_reset += skipped as u64;
+    }
+    // Where the partition is now, so that its next end does not report them again.
+    if let Some(o) = ctx.state.lock().owned.get_mut(&k) {
+        if o.next == Some(expected) {
+            o.next = Some(came);
+        }
+    }
+}
+
+/// Whether the properties set `auto.offset.reset` to the end (`latest`, or its synonyms
+/// `largest` and `end`); pinflow's default is `earliest`.
+fn resets_to_end(properties: &[(String, String)]) -> bool {
+    properties
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "auto.offset.reset")
+        .is_some_and(|(_, v)| {
+            matches!(
+                v.to_ascii_lowercase().as_str(),
+                "latest" | "largest" | "end"
+            )
+        })
 }
 
 /// librdkafka's configuration of the consumer: `auto.offset.reset=earliest` unless the
@@ -694,6 +740,7 @@ pub(crate) fn run(
         journal: source.journal,
         registry: Arc::clone(&registry),
         revoke_wait: source.revoke_wait,
+        reset_to_end: resets_to_end(&source.properties),
         batch_max_messages: source.batch_max_messages.max(1),
         batch_max_bytes: source.batch_max_bytes,
         failure: Mutex::new(None),
@@ -811,8 +858,15 @@ pub(crate) fn run(
                         }
                     }
                     Taken::End { topic, partition } => {
-                        if let Some(o) = s.owned.get_mut(&(topic.to_string(), partition)) {
+                        let k = (topic.to_string(), partition);
+                        let next = s.owned.get_mut(&k).and_then(|o| {
                             o.eof = true;
+                            o.next
+                        });
+                        // (Messages deleted with none after them, or skipped by a reset to
+                        // the end, show only here.)
+                        if let Some(next) = next {
+                            s.jumps.push((k, next, None));
                         }
                         look = true;
                     }
@@ -830,7 +884,7 @@ pub(crate) fn run(
         // (Rare: a jump is a compacted topic's gap, a transaction marker, or retention.)
         let jumps = std::mem::take(&mut ctx.state.lock().jumps);
         for jump in jumps {
-            report_deleted_unread(&consumer, &registry, jump);
+            report_deleted_unread(&consumer, &ctx, &registry, jump);
         }
         pause_or_resume(&consumer, &ctx)?;
         // A checkpoint's offsets go to the group at once, not at the next tick: until they
