@@ -290,6 +290,59 @@ impl ClientErrors {
     }
 }
 
+/// A reference to one of a client's librdkafka queues, to see whether events wait in it.
+/// rdkafka's `poll` without a wait serves at most one event a call (a log line, a statistics
+/// event, a batch of delivery reports) and says "nothing" after a log line: a loop that polls
+/// once a turn would serve a burst one event a turn, late, each log line stamped with the
+/// time it was served. Destroyed (the reference given back) on drop.
+#[cfg(feature = "kafka")]
+pub(crate) struct EventQueue(std::ptr::NonNull<rdkafka::bindings::rd_kafka_queue_t>);
+
+// SAFETY: librdkafka's queues are thread-safe (they take their own locks); this only reads
+// a queue's length and gives the reference back once.
+#[cfg(feature = "kafka")]
+unsafe impl Send for EventQueue {}
+
+#[cfg(feature = "kafka")]
+impl EventQueue {
+    /// The main queue of `client`: a producer's delivery reports, logs and statistics.
+    ///
+    /// # Safety
+    /// `client` must be a live librdkafka handle, and this must drop before it does.
+    pub(crate) unsafe fn main(client: *mut rdkafka::bindings::rd_kafka_t) -> Option<EventQueue> {
+        // SAFETY: per this function's contract; the call returns a new reference.
+        std::ptr::NonNull::new(unsafe { rdkafka::bindings::rd_kafka_queue_get_main(client) })
+            .map(EventQueue)
+    }
+
+    /// The consumer queue of `client` (a consumer's events; rdkafka forwards the main queue
+    /// to it).
+    ///
+    /// # Safety
+    /// As for [`main`](Self::main).
+    pub(crate) unsafe fn consumer(
+        client: *mut rdkafka::bindings::rd_kafka_t,
+    ) -> Option<EventQueue> {
+        // SAFETY: per this function's contract; the call returns a new reference.
+        std::ptr::NonNull::new(unsafe { rdkafka::bindings::rd_kafka_queue_get_consumer(client) })
+            .map(EventQueue)
+    }
+
+    /// Whether an event waits.
+    pub(crate) fn waiting(&self) -> bool {
+        // SAFETY: the reference lives until this drops.
+        unsafe { rdkafka::bindings::rd_kafka_queue_length(self.0.as_ptr()) > 0 }
+    }
+}
+
+#[cfg(feature = "kafka")]
+impl Drop for EventQueue {
+    fn drop(&mut self) {
+        // SAFETY: our reference, given back once.
+        unsafe { rdkafka::bindings::rd_kafka_queue_destroy(self.0.as_ptr()) };
+    }
+}
+
 #[cfg(all(test, feature = "kafka"))]
 mod client_error_tests {
     use super::ClientErrors;

@@ -97,6 +97,9 @@ fn reason(e: &KafkaError, last: Option<String>) -> String {
 
 /// The Kafka output: see the module documentation.
 pub(crate) struct KafkaOutput {
+    /// The producer's main queue, where its delivery reports and logs wait (declared before
+    /// `producer`: it drops first).
+    events: Option<crate::kafka::EventQueue>,
     producer: BaseProducer<Reports>,
     target: KafkaTarget,
     stats: Arc<KafkaStats>,
@@ -126,7 +129,7 @@ impl KafkaOutput {
             stats: Arc::clone(&stats),
             errors: crate::kafka::ClientErrors::default(),
         };
-        let producer = crate::kafka::client_config(&target)
+        let producer: BaseProducer<Reports> = crate::kafka::client_config(&target)
             .create_with_context(context)
             .map_err(|e| {
                 // librdkafka quotes an invalid value: none of the values may be shown.
@@ -137,7 +140,10 @@ impl KafkaOutput {
                 Error::config("kafka.properties", why)
             })?;
         stats.active.store(true, Relaxed);
+        // SAFETY: the producer is live, and `events` drops before it (field order).
+        let events = unsafe { crate::kafka::EventQueue::main(producer.client().native_ptr()) };
         Ok(KafkaOutput {
+            events,
             producer,
             target,
             stats,
@@ -158,6 +164,14 @@ impl KafkaOutput {
     /// the queue depth.
     fn poll(&self, wait: Duration) {
         self.producer.poll(wait);
+        // Then what already waits, not one event a call (see `EventQueue`): each write polls
+        // once, and librdkafka makes several batches of reports a write. (Bounded.)
+        for _ in 0..1024 {
+            if !self.events.as_ref().is_some_and(|q| q.waiting()) {
+                break;
+            }
+            self.producer.poll(Duration::ZERO);
+        }
         let depth = self.producer.in_flight_count().max(0) as u64;
         self.stats.queue_depth.store(depth, Relaxed);
     }

@@ -33,7 +33,7 @@ pub(super) struct MessageQueue {
     queue: NonNull<rdsys::rd_kafka_queue_t>,
     /// The consumer's queue, where its events wait (logs and statistics among them: the main
     /// queue is forwarded there), to see whether any does ([`events_waiting`](Self::events_waiting)).
-    events: Option<NonNull<rdsys::rd_kafka_queue_t>>,
+    events: Option<crate::kafka::EventQueue>,
     /// Holds `queue` while it lives (cleared before it is destroyed, whatever the way out).
     slot: QueueSlot,
     /// The messages of the last [`take`](MessageQueue::take), until its [`Taken`] drops.
@@ -69,8 +69,8 @@ impl MessageQueue {
         // SAFETY: per this function's contract.
         let queue = NonNull::new(unsafe { rdsys::rd_kafka_queue_new(client) })?;
         slot.store(queue.as_ptr(), Ordering::Release);
-        // SAFETY: per this function's contract (a new reference, destroyed on drop).
-        let events = NonNull::new(unsafe { rdsys::rd_kafka_queue_get_consumer(client) });
+        // SAFETY: per this function's contract.
+        let events = unsafe { crate::kafka::EventQueue::consumer(client) };
         Some(MessageQueue {
             queue,
             events,
@@ -79,14 +79,10 @@ impl MessageQueue {
         })
     }
 
-    /// Whether events wait in the consumer's queue. rdkafka's `poll` serves a log line or a
-    /// statistics event as "no message", one a call: without this the loop would serve one a
-    /// turn, and a burst of librdkafka's lines (a broker outage, `debug`) would come out
-    /// seconds late, each stamped with the time it was served.
+    /// Whether events wait in the consumer's queue (see [`crate::kafka::EventQueue`]): the
+    /// loop serves them all each turn.
     pub(super) fn events_waiting(&self) -> bool {
-        // SAFETY: the queue reference lives until this drops.
-        self.events
-            .is_some_and(|q| unsafe { rdsys::rd_kafka_queue_length(q.as_ptr()) } > 0)
+        self.events.as_ref().is_some_and(|q| q.waiting())
     }
 
     /// Takes up to `max` messages (at least one): what the queue holds now, or, when it holds
@@ -148,10 +144,6 @@ impl Drop for MessageQueue {
         // SAFETY: the queue was made by `rd_kafka_queue_new` and is destroyed once; the
         // partitions still forwarded to it drop what comes after.
         unsafe { rdsys::rd_kafka_queue_destroy(self.queue.as_ptr()) };
-        if let Some(events) = self.events {
-            // SAFETY: our reference to the consumer's queue, given back once.
-            unsafe { rdsys::rd_kafka_queue_destroy(events.as_ptr()) };
-        }
     }
 }
 
