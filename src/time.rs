@@ -159,6 +159,30 @@ pub fn format_rfc3339_micros(micros: i64, out: &mut Vec<u8>) {
     let frac = micros.rem_euclid(1_000_000);
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
+    if (0..=9999).contains(&y) {
+        // Digit by digit: `write!`'s padding machinery was 5 % of the Kafka output's writer
+        // thread (a timestamp a row).
+        let digits = |out: &mut Vec<u8>, v: i64, width: u32| {
+            for p in (0..width).rev() {
+                out.push(b'0' + (v / 10i64.pow(p) % 10) as u8);
+            }
+        };
+        digits(out, y, 4);
+        out.push(b'-');
+        digits(out, m.into(), 2);
+        out.push(b'-');
+        digits(out, d.into(), 2);
+        out.push(b'T');
+        digits(out, sod / 3600, 2);
+        out.push(b':');
+        digits(out, sod % 3600 / 60, 2);
+        out.push(b':');
+        digits(out, sod % 60, 2);
+        out.push(b'.');
+        digits(out, frac, 6);
+        out.push(b'Z');
+        return;
+    }
     let _ = write!(
         out,
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
