@@ -127,7 +127,7 @@ struct State {
     batch_at: Instant,
     /// Partitions whose messages jumped past the next offset expected (partition, expected,
     /// the offset that came, or `None` for the partition's end), for the loop to tell deleted
-    /// messages from offsets that hold none ([`report_deleted_unread`]).
+    /// messages from offsets that hold none ([`report_lost_offsets`]).
     jumps: Vec<(PartitionKey, i64, Option<i64>)>,
 }
 
@@ -139,7 +139,7 @@ struct SourceContext {
     registry: Arc<Registry>,
     revoke_wait: Duration,
     /// `auto.offset.reset` moves a position that is gone to the end (`latest`), skipping
-    /// what the broker still has (see [`report_deleted_unread`]).
+    /// what the broker still has (see [`report_lost_offsets`]).
     reset_to_end: bool,
     batch_max_messages: usize,
     batch_max_bytes: usize,
@@ -612,7 +612,7 @@ fn cached_watermarks(
 /// counted as well (`pinflow_kafka_offsets_skipped_by_reset_total`). Otherwise the offsets
 /// past the log's start hold no message (compacted away, transaction markers) and are not
 /// reported.
-fn report_deleted_unread(
+fn report_lost_offsets(
     consumer: &BaseConsumer<SourceContext>,
     ctx: &SourceContext,
     registry: &Registry,
@@ -884,7 +884,7 @@ pub(crate) fn run(
         // (Rare: a jump is a compacted topic's gap, a transaction marker, or retention.)
         let jumps = std::mem::take(&mut ctx.state.lock().jumps);
         for jump in jumps {
-            report_deleted_unread(&consumer, &ctx, &registry, jump);
+            report_lost_offsets(&consumer, &ctx, &registry, jump);
         }
         pause_or_resume(&consumer, &ctx)?;
         // A checkpoint's offsets go to the group at once, not at the next tick: until they
