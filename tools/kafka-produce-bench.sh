@@ -13,10 +13,11 @@
 #     acks from all in-sync replicas, no duplicates on retry) and with librdkafka's defaults.
 # Prints the median of each and the ratios of the medians' records/s (pinflow / baseline); the
 # bar (0.8) is against the idempotent producer, the same delivery guarantee. An idempotent
-# librdkafka producer sends nothing before it has its producer id, which librdkafka first asks
-# for 500 ms after the producer's creation (rd_kafka_idemp_init: "no available brokers this
-# early"): about half a second at the start of every idempotent producer, pinflow's and the
-# baseline's alike, which RECORDS large enough makes small beside the sending.
+# librdkafka producer sends nothing before it has its producer id, which librdkafka asks for
+# only from a broker already up, on a 500 ms timer or a metadata answer: left alone, 0.5 s or
+# 1.0 s after the producer's creation. pinflow's output asks for the topic's metadata twice at
+# its start, which gets the id within ~60 ms (src/output/kafka.rs, `warm_up`), and the
+# idempotent baseline does the same, so that neither waits on the timer.
 #
 #   tools/kafka-produce-bench.sh                      # 200000 records, 3 runs, release build
 #   RECORDS=20000 RUNS=3 BIN=target/debug/pinflow tools/kafka-produce-bench.sh   # quick check
@@ -100,6 +101,11 @@ def report(err, _msg):
         acked += 1
 t0 = time.time()
 p = Producer({"bootstrap.servers": broker, "enable.idempotence": mode == "idempotent"})
+if mode == "idempotent":
+    # What pinflow's output does at its start (`warm_up`): two metadata requests, so that
+    # the producer id comes at once, not on librdkafka's 500 ms timer.
+    for _ in range(2):
+        p.list_topics(topic, 1.0)
 for key, value in messages:
     while True:
         try:

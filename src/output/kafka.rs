@@ -95,6 +95,31 @@ fn reason(e: &KafkaError, last: Option<String>) -> String {
     }
 }
 
+/// How long [`warm_up`] may hold the start when the brokers do not answer.
+const WARM_UP_WAIT: Duration = Duration::from_secs(1);
+
+/// Asks for `topic`'s metadata twice, so that the idempotent producer gets its producer id
+/// (without which it sends nothing) within milliseconds, not 0.5 to 1 s after its creation.
+/// librdkafka asks for the id on its own only from a broker already up, re-checked on a 500 ms
+/// timer or on a metadata answer; and it drops the bootstrap connection as soon as the first
+/// answer names the cluster's brokers, connecting to those only when something needs them.
+/// The second request is that need: it connects to a broker of the cluster, and its answer,
+/// from a broker up, gets the id at once. Measured on Tansu: the id 55–60 ms after the
+/// producer's creation, against 0.5 s, or 1.0 s when no message was queued before the first
+/// answer (the next timer tick then only connects).
+/// Brokers that do not answer within [`WARM_UP_WAIT`] are not an error here: the producer
+/// goes on connecting in the background, and undeliverable messages fail as they would.
+fn warm_up(producer: &BaseProducer<Reports>, topic: &str) {
+    let until = Instant::now() + WARM_UP_WAIT;
+    for _ in 0..2 {
+        let left = until.saturating_duration_since(Instant::now());
+        if let Err(e) = producer.client().fetch_metadata(Some(topic), left) {
+            tracing::debug!("kafka: no metadata for `{topic}` at the start ({e}): the producer connects in the background");
+            return;
+        }
+    }
+}
+
 /// The Kafka output: see the module documentation.
 pub(crate) struct KafkaOutput {
     /// The producer's main queue, where its delivery reports and logs wait (declared before
@@ -111,8 +136,9 @@ pub(crate) struct KafkaOutput {
 }
 
 impl KafkaOutput {
-    /// A producer for `target`. librdkafka connects in the background: a broker that cannot
-    /// be reached shows as failed deliveries (after `message.timeout.ms`), not here.
+    /// A producer for `target`, connected and holding its producer id where the brokers
+    /// answer within a second ([`warm_up`]). A broker that cannot be reached shows as failed
+    /// deliveries (after `message.timeout.ms`), not here.
     pub(crate) fn new(
         target: KafkaTarget,
         stats: Arc<KafkaStats>,
@@ -140,6 +166,7 @@ impl KafkaOutput {
                 Error::config("kafka.properties", why)
             })?;
         stats.active.store(true, Relaxed);
+        warm_up(&producer, &target.topic);
         // SAFETY: the producer is live, and `events` drops before it (field order).
         let events = unsafe { crate::kafka::EventQueue::main(producer.client().native_ptr()) };
         Ok(KafkaOutput {
