@@ -912,3 +912,50 @@ fn messages_a_reset_to_latest_skips_are_reported_with_those_the_broker_deleted()
         assert!(text.contains(&expected), "{expected}\n{text}");
     }
 }
+
+#[test]
+fn a_run_without_exit_at_end_reports_lost_offsets_at_the_partitions_end_with_no_message_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [&SHORT_SESSION_FLAGS[..], &["--exit-at-end"]].concat();
+    let (cluster, low) = past_retention(dir.path(), "g9", &flags);
+    let bootstrap = cluster.bootstrap_servers();
+    // A run that goes on until stopped, its position (100) gone and reset to the end: no
+    // message comes after the lost ones, so only the partition's end can show them.
+    let port = crate::common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let run = [
+        &SHORT_SESSION_FLAGS[..],
+        &["--kafka-property", "auto.offset.reset=latest"],
+        &["--metrics-addr", &addr],
+    ]
+    .concat();
+    let mut child = pinflow_source(dir.path(), &bootstrap, "g9", "out/x.parquet", &run)
+        .spawn()
+        .unwrap();
+    let lost = |family: &str| {
+        metric(
+            port,
+            &format!("pinflow_kafka_offsets_{family}_total{{topic=\"logs\",partition=\"0\"}}"),
+        )
+    };
+    let end = PAST_RETENTION;
+    crate::common::wait_for_child(&mut child, "the lost offsets reported", || {
+        lost("deleted_unread") == Some((low - 100) as f64)
+            && lost("skipped_by_reset") == Some((end - low) as f64)
+    });
+    let o = crate::common::sigterm_and_wait(child);
+    let text = logs(&o);
+    assert!(o.status.success(), "{text}");
+    for expected in [
+        format!("offsets 100..{low} of logs/0 were deleted by the broker"),
+        format!("offsets {low}..{end} of logs/0 were skipped"),
+    ] {
+        assert!(text.contains(&expected), "{expected}\n{text}");
+    }
+    // Reported once, however many ends the partition reached while the run waited.
+    assert_eq!(
+        text.matches("were deleted by the broker").count(),
+        1,
+        "{text}"
+    );
+}

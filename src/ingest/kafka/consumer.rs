@@ -58,7 +58,7 @@ struct Owned {
     /// Messages shipped in this assignment whose checkpoint has not been seen: work item and
     /// the offset after the message, in offset order.
     unsettled: VecDeque<(u64, i64)>,
-    /// At the end of the partition, as librdkafka last said (`--exit-at-end`).
+    /// At the end of the partition, as librdkafka last said.
     eof: bool,
     /// The offset up to which this assignment's messages are durable (what the group's
     /// offset should be), once known.
@@ -693,10 +693,11 @@ fn client_config(s: &KafkaSource) -> ClientConfig {
         // The consumer lag of the metrics (`SourceContext::stats`).
         c.set("statistics.interval.ms", "1000");
     }
-    if s.exit_at_end {
-        // Its "end of partition" events say when a partition is read to its end.
-        c.set("enable.partition.eof", "true");
-    }
+    // Its "end of partition" events say when a partition is read to its end: for
+    // `--exit-at-end`, and in any run for offsets lost (deleted by retention, skipped by a
+    // reset to the end) with no message after them, which nothing else would show until a
+    // message came. (One event each time a partition is caught up with: cheap.)
+    c.set("enable.partition.eof", "true");
     if !s
         .properties
         .iter()
