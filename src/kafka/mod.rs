@@ -253,7 +253,7 @@ impl ClientErrors {
     pub fn report(&self, who: &str, error: &rdkafka::error::KafkaError, reason: &str) {
         use rdkafka::error::RDKafkaErrorCode as C;
         if error.rdkafka_error_code() == Some(C::PartitionEOF) {
-            // Not an error: the end of a partition (`--exit-at-end` asks for it), which the
+            // Not an error: the end of a partition (the source asks for them), which the
             // source's loop takes from its poll.
             tracing::debug!("{who}: {reason}");
             return;
@@ -267,6 +267,12 @@ impl ClientErrors {
         if error.rdkafka_error_code() != Some(C::AllBrokersDown) {
             *self.last.lock() = Some(reason.to_string());
         }
+    }
+
+    /// Keeps `reason` as the last error (one found without librdkafka's error callback:
+    /// the brokers' answer about a topic), without logging it.
+    pub fn set_last(&self, reason: String) {
+        *self.last.lock() = Some(reason);
     }
 
     /// The last error that names its cause (not "all brokers are down").

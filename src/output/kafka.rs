@@ -108,15 +108,48 @@ const WARM_UP_WAIT: Duration = Duration::from_secs(1);
 /// producer's creation, against 0.5 s, or 1.0 s when no message was queued before the first
 /// answer (the next timer tick then only connects).
 /// Brokers that do not answer within [`WARM_UP_WAIT`] are not an error here: the producer
-/// goes on connecting in the background, and undeliverable messages fail as they would.
+/// goes on connecting in the background (librdkafka's connection errors are logged), and
+/// undeliverable messages fail as they would. A broker that answers that the topic does not
+/// exist or may not be written gets a warning now, not only dead letters minutes later (which
+/// then name that answer as their cause). As the first message would, the request lets a
+/// broker that creates topics on demand create it.
 fn warm_up(producer: &BaseProducer<Reports>, topic: &str) {
+    use rdkafka::types::RDKafkaRespErr as E;
     let until = Instant::now() + WARM_UP_WAIT;
+    let mut refused = None;
     for _ in 0..2 {
         let left = until.saturating_duration_since(Instant::now());
-        if let Err(e) = producer.client().fetch_metadata(Some(topic), left) {
-            tracing::debug!("kafka: no metadata for `{topic}` at the start ({e}): the producer connects in the background");
-            return;
+        match producer.client().fetch_metadata(Some(topic), left) {
+            // (Not "leader not available": the answer for a topic being created.)
+            Ok(m) => {
+                refused = m.topics().iter().find_map(|t| t.error()).filter(|e| {
+                    matches!(
+                        e,
+                        E::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+                            | E::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED
+                            | E::RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION
+                    )
+                })
+            }
+            Err(e) => {
+                tracing::info!(
+                    "kafka: no metadata for topic `{topic}` within {WARM_UP_WAIT:?} of the \
+                     start ({e}): the producer goes on connecting in the background"
+                );
+                return;
+            }
         }
+    }
+    if let Some(e) = refused {
+        let why = format!(
+            "the brokers answer for topic `{topic}`: {}",
+            RDKafkaErrorCode::from(e)
+        );
+        tracing::warn!(
+            "kafka: {why}; its messages will fail (after message.timeout.ms) unless that changes"
+        );
+        // The cause the dead letters of messages that then time out give.
+        producer.context().errors.set_last(why);
     }
 }
 
@@ -136,9 +169,9 @@ pub(crate) struct KafkaOutput {
 }
 
 impl KafkaOutput {
-    /// A producer for `target`, connected and holding its producer id where the brokers
-    /// answer within a second ([`warm_up`]). A broker that cannot be reached shows as failed
-    /// deliveries (after `message.timeout.ms`), not here.
+    /// A producer for `target`, connected where the brokers answer within a second, so that
+    /// its producer id follows within milliseconds ([`warm_up`]). A broker that cannot be
+    /// reached shows as failed deliveries (after `message.timeout.ms`), not here.
     pub(crate) fn new(
         target: KafkaTarget,
         stats: Arc<KafkaStats>,

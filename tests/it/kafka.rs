@@ -63,6 +63,44 @@ fn every_record_is_produced_once_as_json_with_its_key() {
 }
 
 #[test]
+fn a_topic_the_broker_does_not_have_is_named_at_the_start_and_its_records_dead_lettered() {
+    let cluster = MockCluster::new(1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = records_file(dir.path(), 20);
+    let o = pinflow_piped()
+        .current_dir(dir.path())
+        // The broker would create it on demand: this producer does not ask it to. Each
+        // message fails once it has waited 2 s for a topic that does not come.
+        .env(
+            "PINFLOW_KAFKA_PROPERTIES",
+            "allow.auto.create.topics=false\nmessage.timeout.ms=2000",
+        )
+        .args(["run", "--progress", "never", "--files"])
+        .arg(&input)
+        .arg("--out")
+        .arg(format!("kafka://{}/nope", cluster.bootstrap_servers()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let answer = "the brokers answer for topic `nope`: UnknownTopicOrPartition";
+    assert!(err.contains(answer), "{err}");
+    // Nothing lost in silence: each record a dead letter with that cause, none written.
+    let dead = crate::common::ndjson_lines(&dir.path().join("nope.deadletter.ndjson"));
+    assert_eq!(dead.len(), 20, "{err}");
+    for line in &dead {
+        let d: serde_json::Value = serde_json::from_str(line).unwrap();
+        let reason = d["reason"].as_str().unwrap();
+        assert!(reason.contains("Message timed out"), "{reason}");
+        assert!(reason.contains(answer), "{reason}");
+    }
+    let summary = format!("{err}{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        summary.contains("fetched 20 / written 0 / dead-lettered 20"),
+        "{summary}"
+    );
+}
+
+#[test]
 fn a_full_producer_queue_slows_the_writer_and_drops_nothing() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("small", 1, 1).unwrap();

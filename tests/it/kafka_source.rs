@@ -943,19 +943,36 @@ fn a_run_without_exit_at_end_reports_lost_offsets_at_the_partitions_end_with_no_
         lost("deleted_unread") == Some((low - 100) as f64)
             && lost("skipped_by_reset") == Some((end - low) as f64)
     });
+    // A message after them (at the end, `end`), then the partition's next end: neither
+    // reports them again.
+    produce(&bootstrap, "logs", &[(0, Some(record(end as u64)))]);
+    let consumed = "pinflow_kafka_messages_consumed_total{topic=\"logs\",partition=\"0\"}";
+    crate::common::wait_for_child(&mut child, "the next message read", || {
+        metric(port, consumed) == Some(1.0)
+    });
     let o = crate::common::sigterm_and_wait(child);
     let text = logs(&o);
     assert!(o.status.success(), "{text}");
     for expected in [
         format!("offsets 100..{low} of logs/0 were deleted by the broker"),
         format!("offsets {low}..{end} of logs/0 were skipped"),
+        format!(
+            "kafka    logs/0: consumed 1 / written 1 / dead-lettered 0 messages; {} offsets \
+             deleted by the broker before they were read; {} offsets skipped by \
+             auto.offset.reset=latest",
+            low - 100,
+            end - low
+        ),
     ] {
         assert!(text.contains(&expected), "{expected}\n{text}");
     }
-    // Reported once, however many ends the partition reached while the run waited.
     assert_eq!(
         text.matches("were deleted by the broker").count(),
         1,
         "{text}"
     );
+    // The first run's 100, and the one message after the lost ones.
+    let mut ids = final_ids(&dir.path().join("out"));
+    ids.sort_unstable();
+    assert_eq!(ids, (0..100).chain([end]).collect::<Vec<_>>(), "{text}");
 }

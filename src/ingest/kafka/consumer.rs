@@ -126,9 +126,9 @@ struct State {
     /// When the batch in hand got its first message: the time its messages were taken.
     batch_at: Instant,
     /// Partitions whose messages jumped past the next offset expected (partition, expected,
-    /// the offset that came, or `None` for the partition's end), for the loop to tell deleted
+    /// the offset of the message that came or of the partition's end), for the loop to tell deleted
     /// messages from offsets that hold none ([`report_lost_offsets`]).
-    jumps: Vec<(PartitionKey, i64, Option<i64>)>,
+    jumps: Vec<(PartitionKey, i64, i64)>,
 }
 
 /// The consumer's context: the rebalance callbacks.
@@ -437,7 +437,7 @@ impl State {
             return;
         };
         if let Some(expected) = owned.next.filter(|&n| offset > n) {
-            self.jumps.push((key.clone(), expected, Some(offset)));
+            self.jumps.push((key.clone(), expected, offset));
         }
         owned.next = Some(offset + 1);
         owned.eof = false;
@@ -602,8 +602,8 @@ fn cached_watermarks(
     (err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR).then_some((low, high))
 }
 
-/// Partition `k`'s messages jumped from the expected offset `expected` to `came` (`None`: to
-/// the partition's end, where librdkafka said it is). The offsets between that lie below the
+/// Partition `k`'s messages jumped from the expected offset `expected` to `came` (a message's
+/// offset, or the partition's end where librdkafka said it is). The offsets between that lie below the
 /// log's start, as the fetch that brought `came` said, were deleted by the broker before this
 /// member read them (retention; librdkafka then moves the position to where
 /// `auto.offset.reset` says): logged as a warning and counted
@@ -616,12 +616,11 @@ fn report_lost_offsets(
     consumer: &BaseConsumer<SourceContext>,
     ctx: &SourceContext,
     registry: &Registry,
-    (k, expected, came): (PartitionKey, i64, Option<i64>),
+    (k, expected, came): (PartitionKey, i64, i64),
 ) {
-    let Some((low, high)) = cached_watermarks(consumer, &k) else {
+    let Some((low, _)) = cached_watermarks(consumer, &k) else {
         return;
     };
-    let came = came.unwrap_or(high);
     let deleted_to = low.min(came);
     if deleted_to <= expected {
         return;
@@ -648,12 +647,6 @@ fn report_lost_offsets(
         let p = partitions.entry(k.clone()).or_default();
         p.deleted_unread += (deleted_to - expected) as u64;
         p.skipped_by_reset += skipped as u64;
-    }
-    // Where the partition is now, so that its next end does not report them again.
-    if let Some(o) = ctx.state.lock().owned.get_mut(&k) {
-        if o.next == Some(expected) {
-            o.next = Some(came);
-        }
     }
 }
 
@@ -813,6 +806,9 @@ pub(crate) fn run(
                         s.ship(true, false)?;
                     }
                 }
+                // (Rare: an end reached before the partition's queue was forwarded to
+                // `messages`. rdkafka's error says neither the topic nor the offset, so
+                // offsets lost just before it are reported when a message comes.)
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     ctx.state.lock().end_of_partition(partition);
                     look = true;
@@ -858,16 +854,23 @@ pub(crate) fn run(
                             shipped = s.ship(true, false);
                         }
                     }
-                    Taken::End { topic, partition } => {
+                    Taken::End {
+                        topic,
+                        partition,
+                        offset,
+                    } => {
                         let k = (topic.to_string(), partition);
-                        let next = s.owned.get_mut(&k).and_then(|o| {
-                            o.eof = true;
-                            o.next
-                        });
                         // (Messages deleted with none after them, or skipped by a reset to
-                        // the end, show only here.)
-                        if let Some(next) = next {
-                            s.jumps.push((k, next, None));
+                        // the end, show only here.) The position moves to the end at once,
+                        // so that a message coming next is no second jump from `next`.
+                        let jumped = s.owned.get_mut(&k).and_then(|o| {
+                            o.eof = true;
+                            let next = o.next.filter(|&n| offset > n)?;
+                            o.next = Some(offset);
+                            Some(next)
+                        });
+                        if let Some(next) = jumped {
+                            s.jumps.push((k, next, offset));
                         }
                         look = true;
                     }

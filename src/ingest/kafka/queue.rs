@@ -51,7 +51,13 @@ pub(super) enum Taken<'a> {
         payload: Option<&'a [u8]>,
     },
     /// librdkafka handed out every message of the partition it has (`enable.partition.eof`).
-    End { topic: &'a str, partition: i32 },
+    End {
+        topic: &'a str,
+        partition: i32,
+        /// The partition's end: the offset its next message will have (librdkafka's fetch
+        /// position).
+        offset: i64,
+    },
     /// An error librdkafka reports in place of a message, in words.
     Error(String),
 }
@@ -176,6 +182,7 @@ unsafe fn view(m: &rdsys::rd_kafka_message_t) -> Taken<'_> {
         RDKafkaRespErr::RD_KAFKA_RESP_ERR__PARTITION_EOF => Taken::End {
             topic,
             partition: m.partition,
+            offset: m.offset,
         },
         err => {
             // SAFETY: librdkafka's error string of the message, NUL-terminated.
