@@ -9,6 +9,8 @@
 #     waits out consume()'s timeout for a batch that cannot fill);
 #   - pinflow: `run --kafka-brokers ... --exit-at-end --out x.parquet` (parse, statistics,
 #     Parquet written and finalized).
+# Both join their group with a 6 s session (and 1 s heartbeats): Tansu holds a join for about
+# half of `session.timeout.ms`, 23 s with librdkafka's default 45 s, 3 s with this.
 # What is timed, on each side's own clock: from its first partition assignment (joining a
 # group on Tansu takes seconds, which would swamp the reading) to
 #   - the baseline: its last record in hand (its close is not timed);
@@ -69,7 +71,8 @@ import sys, time
 from confluent_kafka import Consumer
 broker, n, group = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 c = Consumer({"bootstrap.servers": broker, "group.id": group, "auto.offset.reset": "earliest",
-              "enable.auto.commit": False})
+              "enable.auto.commit": False, "session.timeout.ms": 6000,
+              "heartbeat.interval.ms": 1000})
 assigned = []
 c.subscribe(["bench"], on_assign=lambda c, ps: assigned.append(time.time()))
 got = 0
@@ -86,6 +89,7 @@ EOF
   # (Debug for the writer only: its "writer finished" line.)
   RUST_LOG=pinflow=info,pinflow::output::writer=debug \
     "$bin" run --kafka-brokers "$broker" --kafka-topics bench --kafka-group "pinflow-$i" \
+    --kafka-property session.timeout.ms=6000 --kafka-property heartbeat.interval.ms=1000 \
     --exit-at-end --out "$work/out/x.parquet" --progress never >"$work/pinflow.log" 2>&1 ||
     { cat "$work/pinflow.log" >&2; exit 1; }
   exited=$(now)

@@ -74,7 +74,9 @@ for i in $(seq "$runs"); do
 import pickle, sys
 from confluent_kafka import Consumer
 broker, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-c = Consumer({"bootstrap.servers": broker, "group.id": "read-back", "auto.offset.reset": "earliest"})
+# (A 6 s session: Tansu holds a join for about half of it.)
+c = Consumer({"bootstrap.servers": broker, "group.id": "read-back", "auto.offset.reset": "earliest",
+              "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
 c.subscribe(["pinflow-1"])
 got, empty = [], 0
 while len(got) < n and empty < 30:

@@ -244,8 +244,10 @@ if what == "create":
         f.result(60)
     sys.exit(0)
 n = int(what)
+# (A short session: Tansu holds a join for about half of it, 23 s with librdkafka's 45 s.)
 c = Consumer({"bootstrap.servers": broker, "group.id": "e2e", "auto.offset.reset": "earliest",
-              "enable.auto.commit": False})
+              "enable.auto.commit": False, "session.timeout.ms": 6000,
+              "heartbeat.interval.ms": 1000})
 c.subscribe([topic])
 got, deadline = 0, time.time() + 120
 while got < n and time.time() < deadline:

@@ -18,7 +18,7 @@ use rdkafka::ClientConfig;
 
 use crate::common::kafka::{
     assert_exactly_once, final_ids, logs, metric, pinflow_source, produce, record, records_over,
-    GroupOffsets, SHORT_SESSION_FLAGS,
+    GroupOffsets, SHORT_SESSION_FLAGS, TANSU_SESSION_FLAGS,
 };
 use crate::common::{all_final_ids, final_parquet_files, read_parquet};
 
@@ -612,7 +612,11 @@ fn a_real_broker_fed_by_another_client_is_read_to_its_end_once() {
         &broker,
         "e2e",
         "x.parquet",
-        &["--exit-at-end", "--journal", "true"],
+        &[
+            &["--exit-at-end", "--journal", "true"][..],
+            &TANSU_SESSION_FLAGS,
+        ]
+        .concat(),
     )
     .output()
     .unwrap();

@@ -73,7 +73,9 @@ elif what == "produce":
     sys.exit(1 if p.flush(60) else 0)
 elif what == "read":
     n = int(sys.argv[5])
-    c = Consumer(dict(tls, **{"group.id": "reader", "auto.offset.reset": "earliest"}))
+    # (A short session: Tansu holds a join for about half of it, 23 s with librdkafka's 45 s.)
+    c = Consumer(dict(tls, **{"group.id": "reader", "auto.offset.reset": "earliest",
+                              "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}))
     c.subscribe([topic])
     got, deadline = 0, time.time() + 120
     while got < n and time.time() < deadline:
@@ -164,6 +166,7 @@ fn a_broker_behind_tls_is_read_and_written_with_its_ca_and_refused_with_another(
         .args(["--kafka-topics", "logs", "--kafka-group", "tls"])
         .args(["--out", "x.parquet", "--exit-at-end", "--journal", "true"])
         .args(tls_props)
+        .args(crate::common::kafka::TANSU_SESSION_FLAGS)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
