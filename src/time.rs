@@ -197,6 +197,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rfc3339_digits_by_hand_match_the_padded_format_and_years_past_9999_fall_back() {
+        // The digit-by-digit path (years 0..=9999) against `format!`'s padding, from the
+        // first microsecond of year 0 to the last of 9999, and the `write!` path beyond.
+        let first = -62_167_219_200_000_000i64; // 0000-01-01T00:00:00Z
+        let last = 253_402_300_799_999_999i64; // 9999-12-31T23:59:59.999999Z
+        let step = (last - first) / 997;
+        for micros in (0..=997).map(|i| first + i * step).chain([last, 0, -1]) {
+            let secs = micros.div_euclid(1_000_000);
+            let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+            let (y, m, d) = civil_from_days(days);
+            let expected = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+                sod / 3600,
+                sod % 3600 / 60,
+                sod % 60,
+                micros.rem_euclid(1_000_000)
+            );
+            let mut s = Vec::new();
+            format_rfc3339_micros(micros, &mut s);
+            assert_eq!(String::from_utf8(s).unwrap(), expected);
+        }
+        for (micros, expected) in [
+            (first, "0000-01-01T00:00:00.000000Z"),
+            (last, "9999-12-31T23:59:59.999999Z"),
+            (last + 1, "10000-01-01T00:00:00.000000Z"),
+            (first - 1, "-001-12-31T23:59:59.999999Z"),
+        ] {
+            let mut s = Vec::new();
+            format_rfc3339_micros(micros, &mut s);
+            assert_eq!(String::from_utf8(s).unwrap(), expected);
+        }
+    }
+
+    #[test]
     fn round_trips_across_eras() {
         for micros in [
             0i64,

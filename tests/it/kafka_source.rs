@@ -845,6 +845,27 @@ fn past_retention(
     (cluster, low)
 }
 
+/// Asserts that `text` (a run's log and summary) reports the offsets lost past
+/// [`past_retention`] (low watermark `low`) to a run reset to the end: deleted `100..low`,
+/// skipped `low..PAST_RETENTION`, in the warnings and in the partition's summary line, which
+/// counts `read` messages consumed and written.
+fn assert_lost_offsets_reported(text: &str, low: i64, read: u64) {
+    let end = PAST_RETENTION;
+    for expected in [
+        format!("offsets 100..{low} of logs/0 were deleted by the broker"),
+        format!("offsets {low}..{end} of logs/0 were skipped"),
+        format!(
+            "kafka    logs/0: consumed {read} / written {read} / dead-lettered 0 messages; {} \
+             offsets deleted by the broker before they were read; {} offsets skipped by \
+             auto.offset.reset=latest",
+            low - 100,
+            end - low
+        ),
+    ] {
+        assert!(text.contains(&expected), "{expected}\n{text}");
+    }
+}
+
 #[test]
 fn messages_the_broker_deleted_before_they_were_read_are_reported_with_their_offsets() {
     let dir = tempfile::tempdir().unwrap();
@@ -901,20 +922,7 @@ fn messages_a_reset_to_latest_skips_are_reported_with_those_the_broker_deleted()
     let text = logs(&o);
     assert!(o.status.success(), "{text}");
     assert_exactly_once(final_ids(&dir.path().join("out")), 100, &text);
-    let end = PAST_RETENTION;
-    for expected in [
-        format!("offsets 100..{low} of logs/0 were deleted by the broker"),
-        format!("offsets {low}..{end} of logs/0 were skipped"),
-        format!(
-            "kafka    logs/0: consumed 0 / written 0 / dead-lettered 0 messages; {} offsets \
-             deleted by the broker before they were read; {} offsets skipped by \
-             auto.offset.reset=latest",
-            low - 100,
-            end - low
-        ),
-    ] {
-        assert!(text.contains(&expected), "{expected}\n{text}");
-    }
+    assert_lost_offsets_reported(&text, low, 0);
 }
 
 #[test]
@@ -957,19 +965,7 @@ fn a_run_without_exit_at_end_reports_lost_offsets_at_the_partitions_end_with_no_
     let o = crate::common::sigterm_and_wait(child);
     let text = logs(&o);
     assert!(o.status.success(), "{text}");
-    for expected in [
-        format!("offsets 100..{low} of logs/0 were deleted by the broker"),
-        format!("offsets {low}..{end} of logs/0 were skipped"),
-        format!(
-            "kafka    logs/0: consumed 1 / written 1 / dead-lettered 0 messages; {} offsets \
-             deleted by the broker before they were read; {} offsets skipped by \
-             auto.offset.reset=latest",
-            low - 100,
-            end - low
-        ),
-    ] {
-        assert!(text.contains(&expected), "{expected}\n{text}");
-    }
+    assert_lost_offsets_reported(&text, low, 1);
     assert_eq!(
         text.matches("were deleted by the broker").count(),
         1,
