@@ -128,3 +128,31 @@ mod write_ahead_log {
         assert_eq!(left, ["journal-started"], "no segment left");
     }
 }
+
+mod closing {
+    use std::time::Duration;
+
+    use super::super::wal::{Wal, PAUSE_BEFORE_WAIT};
+
+    /// The sync thread waits for appends or the close. A close that came between its check
+    /// and its wait was once lost, and the drop waited on the thread forever (a CI run's unit
+    /// test hung so). The test widens that window to 50 ms and closes inside it.
+    #[test]
+    fn a_close_while_the_sync_thread_is_about_to_wait_is_not_lost() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("out.parquet.receive-wal");
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            PAUSE_BEFORE_WAIT.set(Duration::from_millis(50));
+            for round in 0..5u64 {
+                let wal = Wal::start(&dir, 7, round, Vec::new(), Box::new(|| {})).unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+                drop(wal);
+            }
+            done.send(()).unwrap();
+        });
+        finished
+            .recv_timeout(Duration::from_secs(60))
+            .expect("closing a write-ahead log waited on its sync thread for a minute");
+    }
+}

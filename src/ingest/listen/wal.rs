@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::journal::RangeSet;
@@ -59,7 +59,17 @@ struct Shared {
     wake: Condvar,
     /// Bytes appended (over every segment of this run) that an fsync covers.
     durable: AtomicU64,
-    stop: AtomicBool,
+    /// How long the sync thread dawdles between its check and its wait (tests widen the
+    /// window a lost wake-up would fall into).
+    #[cfg(test)]
+    pause_before_wait: std::time::Duration,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// [`Shared::pause_before_wait`] of the logs this thread starts.
+    pub(super) static PAUSE_BEFORE_WAIT: std::cell::Cell<std::time::Duration> =
+        const { std::cell::Cell::new(std::time::Duration::ZERO) };
 }
 
 struct SyncState {
@@ -67,6 +77,9 @@ struct SyncState {
     appended: u64,
     /// The sync failed: nothing is answered 200 from the log any more (checkpoints still ack).
     failed: Option<String>,
+    /// The log is closing. Under the lock, not beside it: a stop set between the sync
+    /// thread's check and its wait would wake nobody, and the close would wait forever.
+    stop: bool,
 }
 
 /// The log of this run: appends on the event loop, fsyncs on its own thread.
@@ -238,10 +251,12 @@ impl Wal {
                 file: Arc::clone(&file),
                 appended: 0,
                 failed: None,
+                stop: false,
             }),
             wake: Condvar::new(),
             durable: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
+            #[cfg(test)]
+            pause_before_wait: PAUSE_BEFORE_WAIT.get(),
         });
         let syncer = {
             let shared = Arc::clone(&shared);
@@ -360,7 +375,11 @@ impl Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stop = true;
         self.shared.wake.notify_one();
         if let Some(t) = self.syncer.take() {
             let _ = t.join();
@@ -374,7 +393,9 @@ fn sync_loop(shared: &Shared, wake: Box<dyn Fn() + Send>) {
     loop {
         let (file, target) = {
             let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            while state.appended <= synced && !shared.stop.load(Ordering::Acquire) {
+            while state.appended <= synced && !state.stop {
+                #[cfg(test)]
+                std::thread::sleep(shared.pause_before_wait);
                 state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
             }
             if state.appended <= synced || state.failed.is_some() {
