@@ -262,6 +262,10 @@ pub enum OutputFiles {
         root: PathBuf,
         /// The partition column names, in order.
         partition_by: Vec<String>,
+        /// Files are named `TOPIC+PARTITION+OFFSET.parquet` under `topic=TOPIC/
+        /// partition=PARTITION/` (`writer.file_per_kafka_partition`; `partition_by` is then
+        /// `topic`, `partition`), not `part-NNNNN.parquet`.
+        kafka_names: bool,
     },
     /// Two outputs committed by the same checkpoints (the window rows and, with
     /// `window.records`, the records): a name may be either's.
@@ -387,7 +391,11 @@ impl<'a> Names<'a> {
                 }
                 Ok(())
             }
-            OutputFiles::Under { partition_by, .. } => {
+            OutputFiles::Under {
+                partition_by,
+                kafka_names,
+                ..
+            } => {
                 let Some(root) = &self.root else {
                     return Err(
                         "cannot be in the output directory, which is not beside the \
@@ -418,6 +426,26 @@ impl<'a> Names<'a> {
                     }
                 }
                 let file = parts[parts.len() - 1];
+                if *kafka_names {
+                    // The name repeats the directories' topic and partition.
+                    let named = crate::kafka::offsets::parse_file_name(file);
+                    let dirs_say = (
+                        dirs[0].strip_prefix("topic="),
+                        dirs[1].strip_prefix("partition="),
+                    );
+                    return match (named, dirs_say) {
+                        (Some((t, p, _)), (Some(dt), Some(dp)))
+                            if t == dt && p.to_string() == dp =>
+                        {
+                            Ok(())
+                        }
+                        _ => Err(format!(
+                            "is not a name this output gives its files ({}topic=T/partition=P/\
+                             T+P+OFFSET.parquet, OFFSET of 20 digits)",
+                            root.iter().map(|r| format!("{r}/")).collect::<String>()
+                        )),
+                    };
+                }
                 let digits = file
                     .strip_prefix("part-")
                     .and_then(|f| f.strip_suffix(".parquet"));
@@ -1626,6 +1654,7 @@ pub fn fuzz_check(data: &[u8]) {
             OutputFiles::Under {
                 root: dir.join("ds"),
                 partition_by: vec!["service".into()],
+                kafka_names: false,
             },
         ),
     };
@@ -1922,6 +1951,7 @@ mod tests {
         let files = OutputFiles::Under {
             root: d.join("ds"),
             partition_by: vec!["service".into(), "date".into()],
+            kafka_names: false,
         };
         let names = Names::new(&d.join("ds.journal"), &files);
         let fin = "ds/service=a%2Fb/date=2026-11-24/part-00012.parquet";
@@ -1950,6 +1980,33 @@ mod tests {
                 "ds/service=a/date=c/part-00012.parquet"
             )
             .is_err());
+
+        // writer.file_per_kafka_partition: the name repeats the directories' topic and
+        // partition, with a 20-digit offset.
+        let files = OutputFiles::Under {
+            root: d.join("ds"),
+            partition_by: vec!["topic".into(), "partition".into()],
+            kafka_names: true,
+        };
+        let names = Names::new(&d.join("ds.journal"), &files);
+        let fin = "ds/topic=logs/partition=3/logs+3+00000000000000004100.parquet";
+        let tmp = "ds/topic=logs/partition=3/.logs+3+00000000000000004100.parquet.tmp-9";
+        assert_eq!(names.check_pair(tmp, fin), Ok(()));
+        for fin in [
+            "ds/topic=logs/partition=3/part-00012.parquet",
+            "ds/topic=logs/partition=3/logs+4+00000000000000004100.parquet",
+            "ds/topic=logs/partition=3/other+3+00000000000000004100.parquet",
+            "ds/topic=logs/partition=3/logs+3+4100.parquet",
+            "ds/partition=3/topic=logs/logs+3+00000000000000004100.parquet",
+        ] {
+            let (dir, file) = fin.rsplit_once('/').unwrap();
+            let tmp = format!("{dir}/.{file}.tmp-1");
+            let why = names.check_pair(&tmp, fin).unwrap_err().to_string();
+            assert!(
+                why.contains("is not a name this output gives"),
+                "{fin}: {why}"
+            );
+        }
     }
 
     /// Deterministic pseudo-random numbers (xorshift).
@@ -2001,6 +2058,7 @@ mod tests {
                 OutputFiles::Under {
                     root: d.join("ds"),
                     partition_by: vec!["service".into()],
+                    kafka_names: false,
                 },
             ),
         ];

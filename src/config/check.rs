@@ -711,9 +711,37 @@ impl Config {
         }
     }
 
-    /// Partition columns, which must be columns of the schema (when it is fixed).
+    /// Partition columns, which must be columns of the schema (when it is fixed); files by
+    /// Kafka partition, which need a journal and rows of one partition each. (Without a
+    /// Kafka source the run says so: it needs one.)
     fn partition_problems(&self, found: &mut Problems) {
         let w = &self.writer;
+        if w.file_per_kafka_partition && self.kafka.is_source() {
+            let key = "writer.file_per_kafka_partition";
+            if !w.journal {
+                found.bad(
+                    key,
+                    "needs writer.journal (--journal): without it a restart may write an offset \
+                     again, and its file would take the name of the file that already holds it"
+                        .into(),
+                );
+            }
+            if !w.partition_by.is_empty() {
+                found.bad(
+                    key,
+                    "cannot be combined with writer.partition_by: the directories are \
+                     topic=T/partition=P"
+                        .into(),
+                );
+            }
+            if self.window.enabled() {
+                found.bad(
+                    key,
+                    "cannot be combined with windows: a window's rows come from many partitions"
+                        .into(),
+                );
+            }
+        }
         // Problems name the whole key (not `[n]`), so they are attributed to where it was set.
         // Columns are checked against a fixed layout now; an inferred one is checked when known.
         // With windows the rows written are window rows, whose columns are known once the

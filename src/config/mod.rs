@@ -353,6 +353,10 @@ pub struct WriterConfig {
     /// set, `out` is the dataset's root directory and files go to
     /// `out/COL=VALUE/.../part-NNNNN.parquet`.
     pub partition_by: Vec<String>,
+    /// With a Kafka source: every file holds the rows of one topic partition and is named by
+    /// its first offset, `out/topic=T/partition=P/T+P+OFFSET.parquet` (`OFFSET` zero-padded
+    /// to 20 digits); `out` is then the dataset's root directory. Needs `journal`.
+    pub file_per_kafka_partition: bool,
     /// Partition files open at once at most; when a row needs one more, the least recently
     /// used file is finalized (a later row of that partition starts its next part).
     pub max_open_partitions: usize,
@@ -949,6 +953,7 @@ impl Default for WriterConfig {
             rotate_rows: None,
             rotate_bytes: None,
             partition_by: Vec::new(),
+            file_per_kafka_partition: false,
             max_open_partitions: 64,
             dead_letter_max_bytes: 64 << 20,
             dead_letter_keep: 5,

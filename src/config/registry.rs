@@ -1064,6 +1064,19 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         ..BLANK
     },
     OptionSpec {
+        key: "writer.file_per_kafka_partition",
+        kind: Kind::Bool,
+        flag: Flag::Shared("--file-per-kafka-partition"),
+        value_name: "BOOL",
+        help: "Kafka source: each file holds one topic partition's rows and is named by its first offset; --out is then a directory [default: off]",
+        doc: "With a Kafka source and writer.journal: every file holds the rows of one topic \
+         partition and is named by the first offset it holds, \
+         OUT/topic=T/partition=P/T+P+OFFSET.parquet (OFFSET zero-padded to 20 digits, so \
+         names sort by offset; readers get `topic` and `partition` as Hive columns). `out` \
+         is then a directory. Not with writer.partition_by or windows.",
+        ..BLANK
+    },
+    OptionSpec {
         key: "writer.max_open_partitions",
         kind: Kind::Count,
         flag: Flag::Shared("--max-open-partitions"),

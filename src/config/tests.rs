@@ -281,6 +281,7 @@ fn everything_set() -> Config {
             rotate_rows: Some(100_000),
             rotate_bytes: Some(1 << 28),
             partition_by: vec!["service".into(), "date".into()],
+            file_per_kafka_partition: false,
             max_open_partitions: 9,
             dead_letter_max_bytes: 1 << 20,
             dead_letter_keep: 2,

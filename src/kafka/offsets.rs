@@ -29,6 +29,26 @@ pub fn parse_message_name(name: &str) -> Option<(&str, i32, u64)> {
     ))
 }
 
+/// The name of a file holding rows of `topic`/`partition` whose first offset is `first`
+/// (`writer.file_per_kafka_partition`): `TOPIC+PARTITION+OFFSET.parquet`, the offset
+/// zero-padded to 20 digits so that names sort by offset, as Kafka Connect's sinks name
+/// theirs.
+pub fn file_name(topic: &str, partition: i32, first: u64) -> String {
+    format!("{topic}+{partition}+{first:020}.parquet")
+}
+
+/// Reads a [`file_name`] back: topic, partition and first offset (a topic never holds `+`).
+pub fn parse_file_name(name: &str) -> Option<(&str, i32, u64)> {
+    let rest = name.strip_suffix(".parquet")?;
+    let (rest, first) = rest.rsplit_once('+')?;
+    let (topic, partition) = rest.rsplit_once('+')?;
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    if topic.is_empty() || first.len() != 20 || !digits(first) || !digits(partition) {
+        return None;
+    }
+    Some((topic, partition.parse().ok()?, first.parse().ok()?))
+}
+
 /// One partition's offsets: ranges `[start, end)`, sorted, disjoint and not adjacent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Partition {
@@ -87,6 +107,15 @@ impl OffsetRanges {
             .iter()
             .find(|p| p.partition == partition && p.topic == topic)
             .is_some_and(|p| p.ranges.iter().any(|&(a, b)| a <= offset && offset < b))
+    }
+
+    /// The one partition held and its first offset: topic, partition, offset; `None` when
+    /// none or several partitions are held.
+    pub fn single(&self) -> Option<(&str, i32, u64)> {
+        match self.partitions.as_slice() {
+            [p] => Some((p.topic.as_str(), p.partition, p.ranges.first()?.0)),
+            _ => None,
+        }
     }
 
     /// How many messages are held of each partition: topic, partition, count, in topic and
@@ -214,6 +243,35 @@ mod tests {
         assert_eq!(parse_message_name("http://x/1@2x"), None);
         assert_eq!(parse_message_name("/var/log/a.log@0-4096"), None);
         assert_eq!(parse_message_name("logs@3"), None);
+    }
+
+    #[test]
+    fn file_names_read_back_and_sort_by_offset() {
+        let name = file_name("app.logs", 12, 4100);
+        assert_eq!(name, "app.logs+12+00000000000000004100.parquet");
+        assert_eq!(parse_file_name(&name), Some(("app.logs", 12, 4100)));
+        assert!(file_name("t", 0, 999) < file_name("t", 0, 1000));
+        for bad in [
+            "t+0+4100.parquet",
+            "t+0+0000000000000000410x.parquet",
+            "+0+00000000000000004100.parquet",
+            "t+-1+00000000000000004100.parquet",
+            "t+0+00000000000000004100.parquet.tmp-1",
+            "part-00001.parquet",
+        ] {
+            assert_eq!(parse_file_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn single_names_the_one_partition_and_its_first_offset() {
+        let mut r = OffsetRanges::default();
+        assert_eq!(r.single(), None);
+        r.add("logs", 3, 17);
+        r.add("logs", 3, 9);
+        assert_eq!(r.single(), Some(("logs", 3, 9)));
+        r.add("logs", 4, 1);
+        assert_eq!(r.single(), None, "two partitions");
     }
 
     #[test]

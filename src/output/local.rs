@@ -27,6 +27,8 @@ struct Slot {
     pending: Vec<u64>,
     /// The Kafka messages whose rows are in this file (see [`Output::kafka_messages`]).
     messages: OffsetRanges,
+    /// Named by its Kafka partition's first offset (`writer.file_per_kafka_partition`).
+    kafka_named: bool,
 }
 
 impl Slot {
@@ -38,13 +40,26 @@ impl Slot {
             last_used: 0,
             pending: Vec::new(),
             messages: OffsetRanges::default(),
+            kafka_named: false,
         }
     }
 
     /// Writes what the footer learns only at the end (the Kafka messages held), then seals.
+    /// A file named by its first Kafka offset was named by the first batch that came; parse
+    /// threads may have handed an earlier one over later, so it is renamed if need be.
     fn seal(mut self) -> Result<(SealedFile, u64, Vec<u64>)> {
         if !self.messages.is_empty() {
             self.file.set_metadata(OFFSETS_KEY, self.messages.to_json());
+        }
+        if let Some((topic, partition, first)) = self.messages.single().filter(|_| self.kafka_named)
+        {
+            let want = self
+                .file
+                .path()
+                .with_file_name(crate::kafka::offsets::file_name(topic, partition, first));
+            if want != self.file.path() {
+                self.file.rename_to(&want)?;
+            }
         }
         Ok((self.file.seal()?, self.closed_groups, self.pending))
     }
@@ -73,6 +88,8 @@ pub(crate) struct LocalParquet<'a> {
     finalized_paths: Vec<PathBuf>,
     /// The Kafka messages of the rows being written (see [`Output::kafka_messages`]).
     batch_messages: OffsetRanges,
+    /// `writer.file_per_kafka_partition`: files by Kafka partition, named by first offset.
+    kafka_files: bool,
 }
 
 impl<'a> LocalParquet<'a> {
@@ -88,9 +105,9 @@ impl<'a> LocalParquet<'a> {
             plan,
             registry,
             journal,
-            partitioner: match plan.partitioned() {
-                true => Some(Partitioner::new(&plan.writer.partition_by)?),
-                false => None,
+            partitioner: match plan.writer.partition_by.is_empty() {
+                false => Some(Partitioner::new(&plan.writer.partition_by)?),
+                true => None,
             },
             slots: HashMap::new(),
             seq: 0,
@@ -101,6 +118,7 @@ impl<'a> LocalParquet<'a> {
             finalized: 0,
             finalized_paths: Vec::new(),
             batch_messages: OffsetRanges::default(),
+            kafka_files: plan.writer.file_per_kafka_partition,
         };
         if let Some((seq, file)) = first {
             out.seq = seq;
@@ -177,6 +195,21 @@ impl<'a> LocalParquet<'a> {
     /// Opens the next file for partition `key`; partitioned, first finalizes the least
     /// recently used file when `max_open_partitions` are open.
     fn open_slot(&mut self, key: &str, holds: &mut Holds) -> Result<()> {
+        if self.kafka_files {
+            // (The source's batches each hold one partition's messages: see `write`.)
+            let (topic, partition, first) = self
+                .batch_messages
+                .single()
+                .expect("a batch of one Kafka partition");
+            let name = crate::kafka::offsets::file_name(topic, partition, first);
+            let path = self.plan.partition_dir(key)?.join(name);
+            let file =
+                ParquetFile::create(&path, self.plan.properties()?, self.plan.schema.clone())?;
+            let mut slot = Slot::new(file);
+            slot.kafka_named = true;
+            self.slots.insert(key.to_string(), slot);
+            return Ok(());
+        }
         let file = if self.partitioner.is_none() {
             self.seq = self.plan.free_seq(self.seq + 1);
             self.plan.open(self.seq)?
@@ -253,6 +286,23 @@ impl Output for LocalParquet<'_> {
         holds: &mut Holds,
     ) -> Result<Vec<(usize, String)>> {
         if !self.plan.enabled {
+            return Ok(Vec::new());
+        }
+        if self.kafka_files {
+            if rows.num_rows() == 0 {
+                return Ok(Vec::new());
+            }
+            let Some((topic, partition, _)) = self.batch_messages.single() else {
+                return Err(crate::error::Error::output(
+                    &self.plan.out,
+                    "write",
+                    "rows of several Kafka partitions, or of none, came in one batch: with \
+                     writer.file_per_kafka_partition each batch must hold one partition's \
+                     messages (a Kafka source's batches do)",
+                ));
+            };
+            let key = format!("topic={topic}/partition={partition}");
+            self.write_rows(&key, rows, id, holds)?;
             return Ok(Vec::new());
         }
         let split = match &self.partitioner {

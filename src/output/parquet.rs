@@ -134,13 +134,7 @@ impl ParquetFile {
         props: WriterProperties,
         empty_schema: Option<SchemaRef>,
     ) -> Result<ParquetFile> {
-        let name = path.file_name().ok_or_else(|| {
-            Error::config("out", format!("`{}` has no file name", path.display()))
-        })?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(".tmp-{}", std::process::id()));
-        let tmp = path.with_file_name(tmp_name);
+        let tmp = temporary_name(path)?;
         // Readable too: the footer is read back to declare the float columns' order.
         let file = fs::OpenOptions::new()
             .read(true)
@@ -182,6 +176,17 @@ impl ParquetFile {
         self.late_metadata.retain(|kv| kv.key != key);
         self.late_metadata
             .push(KeyValue::new(key.to_string(), Some(value)));
+    }
+
+    /// Gives the file another final name, in the same directory (the temporary file is
+    /// renamed with it, and the directory fsynced: a journal records the new names).
+    pub fn rename_to(&mut self, path: &Path) -> Result<()> {
+        let tmp = temporary_name(path)?;
+        fs::rename(&self.tmp, &tmp).map_err(|e| Error::output(&tmp, "rename", e))?;
+        crate::fsutil::sync_parent(&tmp);
+        self.tmp = tmp;
+        self.path = path.to_path_buf();
+        Ok(())
     }
 
     /// The name the file gets once finished.
@@ -304,6 +309,17 @@ impl ParquetFile {
         self.pending.take();
         let _ = fs::remove_file(&self.tmp);
     }
+}
+
+/// The temporary name of a file that becomes `path`: `.NAME.tmp-PID` beside it.
+fn temporary_name(path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::config("out", format!("`{}` has no file name", path.display())))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    Ok(path.with_file_name(tmp_name))
 }
 
 /// A complete Parquet file still under its temporary name (see [`ParquetFile::seal`]).

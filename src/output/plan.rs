@@ -61,9 +61,11 @@ impl OutputPlan {
         }
     }
 
-    /// Whether rows are split into Hive-style partition directories under `out`.
+    /// Whether rows are split into Hive-style partition directories under `out`: by
+    /// `writer.partition_by`, or by Kafka topic and partition
+    /// (`writer.file_per_kafka_partition`).
     pub fn partitioned(&self) -> bool {
-        !self.writer.partition_by.is_empty()
+        !self.writer.partition_by.is_empty() || self.writer.file_per_kafka_partition
     }
 
     /// The path of file number `seq` (unpartitioned): `out` itself without rotation, otherwise

@@ -135,7 +135,7 @@ fn stage_s3(cfg: &mut Config) -> Result<Option<output::S3Target>> {
     };
     std::fs::create_dir_all(&root)
         .map_err(|e| Error::output(&root, "create the staging directory", e))?;
-    cfg.out = match cfg.writer.partition_by.is_empty() {
+    cfg.out = match cfg.writer.partition_by.is_empty() && !cfg.writer.file_per_kafka_partition {
         true => root.join("part.parquet"),
         false => root,
     };
@@ -319,6 +319,7 @@ impl Pipeline {
         ingest::preflight(&source, &cfg.fetch, cfg.every)?;
         ingest::listen::preflight(&source, cfg)?;
         self.check_since_field()?;
+        self.check_file_per_kafka_partition(&source, parquet)?;
         transform_config::check_source(cfg, &source)?;
         paths::check(cfg, &source, &output)?;
         // Lock the output (held until this function returns): a second run writing the same
@@ -632,6 +633,33 @@ impl Pipeline {
         Ok(())
     }
 
+    /// `writer.file_per_kafka_partition` needs what names its files (a Kafka source), what
+    /// keeps each offset in one file (a journal: a run without one may write an offset again,
+    /// and a file of the same name would replace the first), and rows of one partition each
+    /// (not window rows, not another partitioning).
+    fn check_file_per_kafka_partition(&self, source: &Source, parquet: bool) -> Result<()> {
+        let w = &self.cfg.writer;
+        if !w.file_per_kafka_partition {
+            return Ok(());
+        }
+        let why = if !matches!(source, Source::Kafka(_)) {
+            "needs a Kafka source (kafka.brokers, kafka.topics, kafka.group): files are named by \
+             Kafka topic, partition and offset"
+        } else if !parquet {
+            "needs Parquet files as the output"
+        } else if !w.journal {
+            "needs writer.journal (--journal): without it a restart may write an offset again, \
+             and its file would take the name of the file that already holds it"
+        } else if !w.partition_by.is_empty() {
+            "cannot be combined with writer.partition_by: the directories are topic=T/partition=P"
+        } else if self.window.is_some() {
+            "cannot be combined with windows: a window's rows come from many partitions"
+        } else {
+            return Ok(());
+        };
+        Err(Error::config("writer.file_per_kafka_partition", why))
+    }
+
     /// The configuration's transforms, then the user's.
     fn all_transforms(&self) -> Vec<Arc<dyn Transform>> {
         self.config_steps
@@ -648,7 +676,11 @@ impl Pipeline {
         let main = if output.partitioned() {
             OutputFiles::Under {
                 root: output.out.clone(),
-                partition_by: output.writer.partition_by.clone(),
+                partition_by: match output.writer.file_per_kafka_partition {
+                    true => vec!["topic".into(), "partition".into()],
+                    false => output.writer.partition_by.clone(),
+                },
+                kafka_names: output.writer.file_per_kafka_partition,
             }
         } else {
             OutputFiles::Beside(output.out.clone())
@@ -678,6 +710,7 @@ impl Pipeline {
         // Local files: the window rows may go to object storage, the records stay here.
         plan.s3 = None;
         plan.writer.partition_by.clear();
+        plan.writer.file_per_kafka_partition = false;
         plan.schema = self.record_schema()?;
         Ok(Some(plan))
     }
@@ -701,6 +734,10 @@ impl Pipeline {
             cfg.schema.stats.as_deref().unwrap_or_default().join(";"),
             cfg.writer.partition_by.join(",")
         );
+        // (Only when on: the journals of earlier runs, without the key, stay valid.)
+        if cfg.writer.file_per_kafka_partition {
+            identity.push_str("; file_per_kafka_partition");
+        }
         if let Some(inputs) = files {
             identity.push_str(&format!("; chunk_bytes={}", cfg.fetch.batch_max_bytes));
             if let Some(objects) = ingest::files::objects_identity(inputs) {

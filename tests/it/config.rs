@@ -108,6 +108,7 @@ fn everything_set() -> Config {
             rotate_rows: Some(50_000),
             rotate_bytes: Some(64 << 20),
             partition_by: vec!["date".into(), "host".into()],
+            file_per_kafka_partition: false,
             max_open_partitions: 8,
             dead_letter_max_bytes: 0,
             dead_letter_keep: 1,

@@ -261,6 +261,7 @@ fn the_valid_seeds_are_accepted() {
     let files = OutputFiles::Under {
         root: d.join("ds"),
         partition_by: vec!["service".into()],
+        kafka_names: false,
     };
     let c = check(&d.join("ds.journal"), &part[1..], "src", &files).unwrap();
     assert_eq!(c.checkpoints.len(), 2);

@@ -976,3 +976,146 @@ fn a_run_without_exit_at_end_reports_lost_offsets_at_the_partitions_end_with_no_
     ids.sort_unstable();
     assert_eq!(ids, (0..100).chain([end]).collect::<Vec<_>>(), "{text}");
 }
+
+/// Reads the dataset under the directory given, with pyarrow's Hive partitioning: for each
+/// file, its `topic`/`partition` directory values, its `part`/`off` columns and its
+/// `pinflow.kafka.offsets` metadata.
+const PARTITION_FILES: &str = r#"
+import sys, json
+import pyarrow.dataset as ds, pyarrow.parquet as pq
+d = ds.dataset(sys.argv[1], format="parquet", partitioning="hive")
+out = {}
+for frag in d.get_fragments():
+    t = frag.to_table(columns=["topic", "partition", "part", "off"], schema=d.schema)
+    kv = pq.ParquetFile(frag.path).metadata.metadata or {}
+    out[frag.path] = {
+        "topics": sorted(set(map(str, t.column("topic").to_pylist()))),
+        "partitions": sorted(set(t.column("partition").to_pylist())),
+        "part": t.column("part").to_pylist(),
+        "off": t.column("off").to_pylist(),
+        "meta": json.loads(kv[b"pinflow.kafka.offsets"]),
+    }
+print(json.dumps(out))
+"#;
+
+#[test]
+fn file_per_kafka_partition_names_each_file_by_its_first_offset_through_a_kill_9_and_restart() {
+    let Some(py) = crate::common::interop_python("kafka_source") else {
+        return;
+    };
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, "logs", &records_over(0..6000, 3));
+    let dir = tempfile::tempdir().unwrap();
+    write_meta_columns_config(dir.path());
+    let flags = [
+        &SHORT_SESSION_FLAGS[..],
+        &[
+            "--config",
+            "pinflow.toml",
+            "--rotate-rows",
+            "500",
+            "--file-per-kafka-partition",
+            "true",
+        ],
+    ]
+    .concat();
+    // Killed once a checkpoint committed files, while it reads on; more messages while it is
+    // down; a restart to the end.
+    let out = dir.path().join("out");
+    let mut child = pinflow_source(dir.path(), &bootstrap, "g8", "out", &flags)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::common::wait_for_child(&mut child, "a first checkpoint", || {
+        out.exists() && !final_parquet_files(&out).is_empty()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    produce(&bootstrap, "logs", &records_over(6000..9000, 3));
+    let mut extra = flags.clone();
+    extra.push("--exit-at-end");
+    let o = pinflow_source(dir.path(), &bootstrap, "g8", "out", &extra)
+        .output()
+        .unwrap();
+    let text = logs(&o);
+    assert!(o.status.success(), "{text}");
+    assert_exactly_once(final_ids(&out), 9000, &text);
+
+    let read = Command::new(py)
+        .args(["-c", PARTITION_FILES])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", logs(&read));
+    let by_file: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&read.stdout).unwrap();
+    assert!(by_file.len() >= 6, "{by_file:?}");
+    for (path, f) in &by_file {
+        let rel = Path::new(path).strip_prefix(&out).unwrap();
+        let parts: Vec<&str> = rel.iter().map(|p| p.to_str().unwrap()).collect();
+        let partition: i64 = parts[1]
+            .strip_prefix("partition=")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let offsets: Vec<i64> = f["off"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        let first = *offsets.iter().min().unwrap();
+        // topic=logs/partition=P/logs+P+FIRST.parquet, FIRST its first offset, 20 digits.
+        assert_eq!(
+            parts,
+            [
+                "topic=logs",
+                &format!("partition={partition}"),
+                &format!("logs+{partition}+{first:020}.parquet")
+            ],
+            "{path}"
+        );
+        // One partition's rows, as the directories (read by pyarrow as columns) say.
+        assert_eq!(f["topics"], serde_json::json!(["logs"]), "{path}");
+        assert_eq!(f["partitions"], serde_json::json!([partition]), "{path}");
+        assert!(
+            f["part"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p.as_i64() == Some(partition)),
+            "{path}"
+        );
+        // And its offsets, as its metadata names them.
+        let named = offsets_named(&f["meta"]);
+        let rows: std::collections::BTreeSet<(i64, i64)> =
+            offsets.iter().map(|&o| (partition, o)).collect();
+        assert_eq!(named, rows, "{path}");
+    }
+}
+
+#[test]
+fn file_per_kafka_partition_without_the_journal_is_refused_naming_the_key() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 1, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let o = pinflow_source(
+        dir.path(),
+        &cluster.bootstrap_servers(),
+        "g9",
+        "out",
+        &["--file-per-kafka-partition", "true", "--exit-at-end"],
+    )
+    .output()
+    .unwrap();
+    let text = logs(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("writer.file_per_kafka_partition") && text.contains("needs writer.journal"),
+        "{text}"
+    );
+    assert!(!dir.path().join("out").exists(), "nothing was written");
+}

@@ -108,8 +108,14 @@ struct State {
     /// `None` once the loop let go of them (the drain at the end).
     chans: Option<IngestChannels>,
     batch: BodyBatch,
-    /// A batch the parse queue had no room for: the partitions are paused until it goes.
-    held: Option<BodyBatch>,
+    /// Batches the parse queue had no room for, oldest first: the partitions are paused
+    /// until they go. (More than one only with `batch_per_partition`: a switch of partition
+    /// sets the batch in hand aside, at most one a message taken.)
+    held: VecDeque<BodyBatch>,
+    /// The partition of the batch in hand's messages (with `batch_per_partition`).
+    batch_partition: PartitionKey,
+    /// A switch of partition set the batch in hand aside since the last ship.
+    set_aside: bool,
     paused: bool,
     report: IngestReport,
     next_seq: u64,
@@ -143,6 +149,8 @@ struct SourceContext {
     reset_to_end: bool,
     batch_max_messages: usize,
     batch_max_bytes: usize,
+    /// Every batch holds one partition's messages ([`KafkaSource::batch_per_partition`]).
+    batch_per_partition: bool,
     /// An error of a callback (the pipeline after it is gone), for the loop to return.
     failure: Mutex<Option<Error>>,
     /// librdkafka's connection errors, logged once a minute each.
@@ -460,6 +468,14 @@ impl State {
         self.url.push_str(itoa::Buffer::new().format(key.1));
         self.url.push('@');
         self.url.push_str(itoa::Buffer::new().format(offset));
+        if ctx.batch_per_partition {
+            if !self.batch.is_empty() && self.batch_partition != *key {
+                self.set_batch_aside();
+            }
+            if self.batch.is_empty() {
+                self.batch_partition.clone_from(key);
+            }
+        }
         if self.batch.is_empty() {
             // One clock reading a batch, not one a message (in this loop a reading costs
             // about what taking a message does): a batch is filled from what librdkafka has
@@ -500,14 +516,37 @@ impl State {
         self.batch.len() >= ctx.batch_max_messages || self.batch.arena.len() >= ctx.batch_max_bytes
     }
 
-    /// Sends the held batch, then the batch in hand when `all` or when it is full. Without
-    /// `block`, what the parse queue has no room for within [`PATIENCE`] stays held.
+    /// Whether to ship after a take: the batch in hand is full, or a switch of partition set
+    /// the last one aside; not while an older batch waits for room (the loop pauses the
+    /// partitions and ships it then).
+    fn ship_due(&self, ctx: &SourceContext) -> bool {
+        match self.held.len() {
+            0 => self.full(ctx),
+            1 => self.set_aside,
+            _ => false,
+        }
+    }
+
+    /// Moves the batch in hand to the back of `held` (it holds another partition's messages
+    /// than the next one) and starts the next batch.
+    fn set_batch_aside(&mut self) {
+        let next = self.chans.as_ref().and_then(|c| c.recycled.try_recv().ok());
+        let mut next = next.unwrap_or_default();
+        next.shrink_arena(self.arena_bound);
+        let aside = std::mem::replace(&mut self.batch, next);
+        self.held.push_back(aside);
+        self.set_aside = true;
+    }
+
+    /// Sends the held batches, then the batch in hand when `all`. Without `block`, what the
+    /// parse queue has no room for within [`PATIENCE`] stays held.
     fn ship(&mut self, all: bool, block: bool) -> Result<()> {
+        self.set_aside = false;
         loop {
             let Some(chans) = &self.chans else {
                 return Ok(());
             };
-            let b = match self.held.take() {
+            let b = match self.held.pop_front() {
                 Some(b) => b,
                 None if !self.batch.is_empty() && all => {
                     let mut next = chans.recycled.try_recv().unwrap_or_default();
@@ -534,7 +573,7 @@ impl State {
                 match sent {
                     Ok(()) => {}
                     Err(SendTimeoutError::Timeout(b)) => {
-                        self.held = Some(b);
+                        self.held.push_front(b);
                         return Ok(());
                     }
                     Err(SendTimeoutError::Disconnected(_)) => return Err(downstream_gone()),
@@ -718,7 +757,9 @@ pub(crate) fn run(
         state: Mutex::new(State {
             chans: Some(chans),
             batch: BodyBatch::default(),
-            held: None,
+            held: VecDeque::new(),
+            batch_partition: (String::new(), 0),
+            set_aside: false,
             paused: false,
             report: IngestReport::default(),
             next_seq,
@@ -737,6 +778,7 @@ pub(crate) fn run(
         reset_to_end: resets_to_end(&source.properties),
         batch_max_messages: source.batch_max_messages.max(1),
         batch_max_bytes: source.batch_max_bytes,
+        batch_per_partition: source.batch_per_partition,
         failure: Mutex::new(None),
         errors: crate::kafka::ClientErrors::default(),
         messages: queue::QueueSlot::default(),
@@ -781,7 +823,7 @@ pub(crate) fn run(
             ctx.state.lock().report.interrupted = true;
             break;
         }
-        let holding = ctx.state.lock().held.is_some();
+        let holding = !ctx.state.lock().held.is_empty();
         // Whether to look for the ends now, not only each tick: the moment librdkafka has
         // nothing more to hand out, or says a partition ended.
         let mut look = false;
@@ -802,8 +844,9 @@ pub(crate) fn run(
                     key.0.push_str(m.topic());
                     key.1 = m.partition();
                     s.take(&key, m.offset(), m.payload(), &ctx);
-                    if s.full(&ctx) && s.held.is_none() {
-                        s.ship(true, false)?;
+                    if s.ship_due(&ctx) {
+                        let full = s.full(&ctx);
+                        s.ship(full, false)?;
                     }
                 }
                 // (Rare: an end reached before the partition's queue was forwarded to
@@ -850,8 +893,9 @@ pub(crate) fn run(
                         key.1 = partition;
                         s.take(&key, offset, payload, &ctx);
                         // (Full by bytes before by count: large messages.)
-                        if s.full(&ctx) && s.held.is_none() && shipped.is_ok() {
-                            shipped = s.ship(true, false);
+                        if s.ship_due(&ctx) && shipped.is_ok() {
+                            let full = s.full(&ctx);
+                            shipped = s.ship(full, false);
                         }
                     }
                     Taken::End {
@@ -908,7 +952,7 @@ pub(crate) fn run(
         }
         if (tick || look) && source.exit_at_end && reached_ends(&consumer, &ctx) {
             let s = ctx.state.lock();
-            if s.held.is_none() && s.batch.is_empty() {
+            if s.held.is_empty() && s.batch.is_empty() {
                 tracing::info!("Kafka source: every assigned partition reached its end");
                 break;
             }
@@ -929,10 +973,10 @@ fn report_error(text: String, last: &mut String) {
 /// resumes them once it went.
 fn pause_or_resume(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) -> Result<()> {
     let mut s = ctx.state.lock();
-    if s.held.is_some() {
+    if !s.held.is_empty() {
         s.ship(false, false)?;
     }
-    let want = s.held.is_some();
+    let want = !s.held.is_empty();
     if want == s.paused {
         return Ok(());
     }

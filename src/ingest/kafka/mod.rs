@@ -72,6 +72,9 @@ pub struct KafkaSource {
     pub(crate) batch_max_messages: usize,
     /// ...and message bytes (`kafka.batch_max_bytes`).
     pub(crate) batch_max_bytes: usize,
+    /// Every batch holds the messages of one partition (`writer.file_per_kafka_partition`:
+    /// the writer files each batch's rows under its partition).
+    pub(crate) batch_per_partition: bool,
 }
 
 // By hand: the properties may hold secrets (`sasl.password`), so only their names show.
@@ -118,6 +121,7 @@ impl KafkaSource {
             positions: Arc::default(),
             journal: false,
             revoke_wait: crate::config::FetchConfig::default().shutdown_timeout,
+            batch_per_partition: false,
             batch_max_messages: KafkaConfig::DEFAULT_BATCH_MAX_MESSAGES,
             batch_max_bytes: KafkaConfig::DEFAULT_BATCH_MAX_BYTES,
         })
@@ -205,6 +209,7 @@ impl KafkaSource {
         journal: Option<&mut crate::journal::Journal>,
     ) -> Result<()> {
         self.revoke_wait = cfg.fetch.shutdown_timeout;
+        self.batch_per_partition = cfg.writer.file_per_kafka_partition;
         let Some(j) = journal else {
             tracing::warn!(
                 group = %self.group,
