@@ -1119,3 +1119,52 @@ fn file_per_kafka_partition_without_the_journal_is_refused_naming_the_key() {
     );
     assert!(!dir.path().join("out").exists(), "nothing was written");
 }
+
+#[test]
+fn files_per_kafka_partition_go_to_object_storage_under_their_partitions_keys() {
+    let Some(moto) = crate::s3::Moto::start("kafka files per partition to S3") else {
+        return;
+    };
+    moto.create_bucket("pinflow-kafka");
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, "logs", &records_over(0..3000, 3));
+    let dir = tempfile::tempdir().unwrap();
+    let o = pinflow_source(
+        dir.path(),
+        &bootstrap,
+        "g10",
+        "s3://pinflow-kafka/ds/",
+        &[
+            &SHORT_SESSION_FLAGS[..],
+            &["--file-per-kafka-partition", "true", "--exit-at-end"],
+        ]
+        .concat(),
+    )
+    .env("AWS_ENDPOINT_URL", moto.endpoint())
+    .env("AWS_ACCESS_KEY_ID", "test")
+    .env("AWS_SECRET_ACCESS_KEY", "test-secret-never-logged")
+    .env("AWS_REGION", "us-east-1")
+    .env("PINFLOW_OUTPUT_S3_STAGING_DIR", dir.path().join("staging"))
+    .output()
+    .unwrap();
+    let text = logs(&o);
+    assert!(o.status.success(), "{text}");
+    let got = dir.path().join("got");
+    let keys = moto.download("pinflow-kafka", "ds/", &got);
+    assert!(keys.len() >= 3, "{keys:?}");
+    for k in &keys {
+        // ds/topic=logs/partition=P/RUN-logs+P+OFFSET.parquet
+        let (dir, name) = k.rsplit_once('/').unwrap();
+        let partition = dir.strip_prefix("ds/topic=logs/partition=").unwrap();
+        let (_, file) = name.split_at(name.find("-logs+").unwrap() + 1);
+        assert!(
+            crate::s3::keyed(k, &format!("{dir}/"), file)
+                && file.starts_with(&format!("logs+{partition}+"))
+                && file.len() == format!("logs+{partition}+").len() + 20 + ".parquet".len(),
+            "{k}"
+        );
+    }
+    assert_exactly_once(crate::common::all_final_ids(&got), 3000, &text);
+}

@@ -142,7 +142,7 @@ impl Moto {
 
     /// Downloads every object under `prefix` into `dir` (keys as relative paths); returns the
     /// keys, sorted.
-    fn download(&self, bucket: &str, prefix: &str, dir: &Path) -> Vec<String> {
+    pub(crate) fn download(&self, bucket: &str, prefix: &str, dir: &Path) -> Vec<String> {
         let out = self.boto(DOWNLOAD, &[bucket, prefix, dir.to_str().unwrap()]);
         out.lines().map(str::to_string).collect()
     }
@@ -319,7 +319,7 @@ fn every_record_lands_once_in_objects_put_whole_or_in_parts() {
 }
 
 /// Whether `key` is `PREFIX/RUN-NAME`, RUN a run identity (`20261204T153012Z-9c1e03`).
-fn keyed(key: &str, prefix: &str, name: &str) -> bool {
+pub(crate) fn keyed(key: &str, prefix: &str, name: &str) -> bool {
     let Some(run) = key
         .strip_prefix(prefix)
         .and_then(|k| k.strip_suffix(name))
