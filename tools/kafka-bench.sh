@@ -26,11 +26,13 @@
 #
 # Environment: RECORDS (1000000), RUNS (3), BIN (default: `cargo build --release --features
 # kafka` here), KAFKA_VENV (default target/kafka-venv; made from tools/kafka/requirements.txt
-# when missing).
+# when missing), BENCH_ARGS (more arguments for pinflow, split at spaces, e.g.
+# "--journal true --file-per-kafka-partition true": its --out is then a directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/lib.sh
 records=${RECORDS:-1000000}
+read -r -a pinflow_args <<<"${BENCH_ARGS:-}"
 runs=${RUNS:-3}
 kafka_bench_setup kafka-bench
 trap 'stop_tansu; rm -rf "$work"' EXIT
@@ -90,7 +92,8 @@ EOF
   RUST_LOG=pinflow=info,pinflow::output::writer=debug \
     "$bin" run --kafka-brokers "$broker" --kafka-topics bench --kafka-group "pinflow-$i" \
     --kafka-property session.timeout.ms=6000 --kafka-property heartbeat.interval.ms=1000 \
-    --exit-at-end --out "$work/out/x.parquet" --progress never >"$work/pinflow.log" 2>&1 ||
+    --exit-at-end --out "$work/out/x.parquet" --progress never ${pinflow_args[@]+"${pinflow_args[@]}"} \
+    >"$work/pinflow.log" 2>&1 ||
     { cat "$work/pinflow.log" >&2; exit 1; }
   exited=$(now)
   grep -q "written $records " "$work/pinflow.log" ||
