@@ -209,19 +209,22 @@ pub(crate) fn run(
         loop {
             let first = match pending.take() {
                 Some(p) => p,
+                // Stopping: new pushes are refused (handed back to their producer), and what
+                // is still queued is taken. Checked before each wait, not only when one times
+                // out: a producer pushing more often than that kept the stop from being seen.
+                None if stop.load(Ordering::Relaxed) => {
+                    input.closed.store(true, Ordering::Release);
+                    report.interrupted = true;
+                    match input.rx.try_recv() {
+                        Ok(p) => p,
+                        Err(_) => return Ok(()),
+                    }
+                }
                 None => {
                     registry.set_state(thread, ThreadState::WaitingInput);
                     match input.rx.recv_timeout(Duration::from_millis(50)) {
                         Ok(p) => p,
                         Err(RecvTimeoutError::Timeout) => {
-                            if stop.load(Ordering::Relaxed) {
-                                // Refuse new pushes, then take what is still queued.
-                                input.closed.store(true, Ordering::Release);
-                                report.interrupted = true;
-                                if input.rx.is_empty() {
-                                    return Ok(());
-                                }
-                            }
                             if last_publish.elapsed() >= Duration::from_millis(50) {
                                 last_publish = Instant::now();
                                 registry.publish_fetch(&report.stats, input.rx.len(), 0);

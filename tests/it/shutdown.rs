@@ -372,3 +372,54 @@ fn a_library_shutdown_cancels_stalled_requests_at_the_shutdown_timeout() {
     // No request the stop cancelled went out after the stop: only the four on the wire.
     assert_eq!(stalling.held.load(Ordering::Relaxed), 4);
 }
+
+/// A library shutdown while a producer keeps pushing: the feeder saw the stop only when a
+/// wait for the next push timed out (50 ms), so a producer pushing more often than that kept
+/// the run, and `shutdown`, going for as long as it pushed. Now the shutdown returns, every
+/// push the run took is written, and the producer's later pushes are handed back (closed).
+#[test]
+fn a_library_shutdown_returns_while_a_producer_keeps_pushing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pushed.parquet");
+    let (input, handle) = pinflow::push::channel(64);
+    let run = Pipeline::new(Config::new(&out))
+        .unwrap()
+        .spawn(Source::Push(input))
+        .unwrap();
+    let stop_pushing = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let stop_pushing = Arc::clone(&stop_pushing);
+        std::thread::spawn(move || {
+            let (mut accepted, mut refused) = (0u64, 0u64);
+            let mut id = 0u64;
+            // Bounded: ends when told to, or after at most 10 minutes of pushing.
+            let started = Instant::now();
+            while !stop_pushing.load(Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(600)
+            {
+                let body = format!(r#"{{"id":{id},"ts":"2024-05-01T12:00:00Z","values":[1.0]}}"#);
+                match handle.push(body) {
+                    Ok(()) => accepted += 1,
+                    Err(_) => refused += 1,
+                }
+                id += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (accepted, refused)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(run.shutdown().map(|s| s.records_written));
+    });
+    let written = finished.recv_timeout(EXIT_DEADLINE);
+    stop_pushing.store(true, Ordering::Relaxed);
+    let (accepted, refused) = producer.join().unwrap();
+    let written = written
+        .expect("shutdown did not return while a producer kept pushing")
+        .unwrap();
+    assert!(refused > 0, "pushes after the stop are refused");
+    assert_eq!(written, accepted, "every push the run took is written");
+    assert_eq!(crate::common::ids(&out).len() as u64, accepted);
+}
