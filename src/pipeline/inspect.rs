@@ -74,9 +74,11 @@ fn sample(cfg: &Config, source: Source, want: usize) -> Result<Vec<BodyBatch>> {
     let q = cfg.queue_capacity.max(1);
     let (body_tx, body_rx) = bounded::<BodyBatch>(q);
     let (_recycle_tx, recycle_rx) = bounded(q + 2);
-    // Cursor pages wait for replies that never come: the first pages are enough here, and the
-    // stop below ends the chain.
-    let (_cursor_tx, cursor_rx) = crossbeam_channel::unbounded();
+    // No parse thread replies with a page's cursor here: the first pages are enough. The
+    // sender goes at once, so the fetcher sees that no reply will come and ends each chain
+    // (kept, it waited for one forever).
+    let (cursor_tx, cursor_rx) = crossbeam_channel::unbounded();
+    drop(cursor_tx);
     let stop = Arc::new(AtomicBool::new(false));
     let chans = IngestChannels {
         out: ToParse::new(body_tx, Arc::new(Upstream::default())),

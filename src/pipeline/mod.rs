@@ -434,7 +434,7 @@ impl Pipeline {
         self.start_endpoint()?;
 
         registry.set_draining(false);
-        let spawner = Spawner::new(plan.clone(), registry);
+        let spawner = Spawner::new(plan.clone(), registry, &self.stop);
         let inputs = StageInputs {
             source,
             skip,

@@ -58,14 +58,32 @@ pub(super) struct Spawner {
     registry: Arc<Registry>,
     /// Set by a thread that could not pin itself (the summary says so).
     pin_failed: Arc<AtomicBool>,
+    /// The pipeline's stop, set by a stage that fails or panics.
+    stop: Arc<AtomicBool>,
+}
+
+/// Sets the stop when its thread unwinds (a stage that panicked).
+struct StopOnPanic(Arc<AtomicBool>);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Spawner {
-    pub(super) fn new(plan: ThreadPlan, registry: &Arc<Registry>) -> Spawner {
+    pub(super) fn new(
+        plan: ThreadPlan,
+        registry: &Arc<Registry>,
+        stop: &Arc<AtomicBool>,
+    ) -> Spawner {
         Spawner {
             plan,
             registry: Arc::clone(registry),
             pin_failed: Arc::new(AtomicBool::new(false)),
+            stop: Arc::clone(stop),
         }
     }
 
@@ -80,13 +98,22 @@ impl Spawner {
         let registry = Arc::clone(&self.registry);
         let index = registry.thread_index(role).unwrap_or(usize::MAX);
         let name = format!("pinflow-{role}");
+        let stop = Arc::clone(&self.stop);
         let handle = thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
+                // A stage that fails or panics stops the others, as a signal would: a source
+                // waiting for input, or a fetcher waiting for a failed parse thread's cursor
+                // reply while the other parse threads live on, would wait on.
+                let _unwinding = StopOnPanic(Arc::clone(&stop));
                 if !plan::pin_current(core) {
                     pin_failed.store(true, Ordering::Relaxed);
                 }
-                body(&registry, index)
+                let result = body(&registry, index);
+                if result.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                result
             })
             .map_err(|e| Error::Thread {
                 thread: name.clone(),

@@ -269,6 +269,63 @@ fn assert_limit_kept(paths: &[String]) {
     }
 }
 
+/// `inspect` reads no further than the first page of a cursor chain (no parse thread replies
+/// with its cursor there): asked for more records than that page holds, it once waited for a
+/// reply that never came, forever.
+#[test]
+fn inspect_of_a_cursor_paginated_api_ends_with_the_first_page() {
+    let (base, _heads) = http_server(cursor_api);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(dir.path().join("c.parquet"));
+    cfg.fetch.records_field = Some("data".into());
+    cfg.fetch.cursor_field = Some("meta.next".into());
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let seen = Pipeline::new(cfg)
+            .unwrap()
+            .inspect(Source::Urls(vec![format!("{base}/logs?limit=2")]), 50);
+        let _ = done.send(seen.map(|i| (i.bodies, i.records)));
+    });
+    let seen = finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("inspect of a cursor-paginated API did not end within a minute");
+    assert_eq!(
+        seen.unwrap(),
+        (1, 2),
+        "the first page: one body, two records"
+    );
+}
+
+/// A parse thread that fails never replies with its page's cursor; the other parse thread
+/// lives on (holding the reply channel), so the fetcher once waited for that reply forever.
+/// A failed stage now stops the pipeline, and a stopping fetcher waits for replies no longer
+/// than the shutdown timeout: the run ends, with the parse thread's error.
+#[test]
+fn a_parse_thread_failing_on_a_cursor_page_ends_the_run_with_its_error() {
+    let (base, _heads) = http_server(cursor_api);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(dir.path().join("c.parquet"));
+    cfg.fetch.records_field = Some("data".into());
+    cfg.fetch.cursor_field = Some("meta.next".into());
+    cfg.fetch.shutdown_timeout = std::time::Duration::from_secs(1);
+    // Statistics of a column the records lack: the layout inferred from the first page
+    // cannot be built, and the parse thread that took it fails.
+    cfg.schema.stats = Some(vec!["lat".into()]);
+    cfg.threads.parse = Some(2);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let run = Pipeline::new(cfg)
+            .unwrap()
+            .run(Source::Urls(vec![format!("{base}/logs?limit=2")]));
+        let _ = done.send(run.map(|s| s.to_string()).map_err(|e| e.to_string()));
+    });
+    let run = finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the run did not end within a minute of a parse thread failing");
+    let why = run.expect_err("the parse thread's failure is the run's");
+    assert!(why.contains("lat"), "{why}");
+}
+
 #[test]
 fn a_json_cursor_drains_a_paginated_api_from_one_start_url() {
     let (base, heads) = http_server(cursor_api);

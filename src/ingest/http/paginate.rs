@@ -281,6 +281,21 @@ impl Fetcher {
                 }
             }
         }
+        // Stopping, replies still due are waited for as requests on the wire are, until the
+        // shutdown timeout; then the chains end here (a parse thread that failed while the
+        // others go on never replies, and the run would wait for it forever).
+        let timed_out = self
+            .schedule
+            .stopping_since
+            .is_some_and(|since| since.elapsed() >= self.cfg.shutdown_timeout);
+        if timed_out && self.pages.awaiting > 0 {
+            tracing::warn!(
+                pages = self.pages.awaiting,
+                "stop: cursor pages whose next cursor did not come within the shutdown timeout end their chains"
+            );
+            self.pages.awaiting = 0;
+            self.pages.parked.clear();
+        }
         for reply in next {
             // The chain ends here unless a next page follows.
             let Some(parked) = self.pages.parked.remove(&reply.chain) else {

@@ -165,7 +165,7 @@ pub(super) struct Schedule {
     /// URL strings of delivered requests, for the next template URLs (at most [`SPARE_URLS`]).
     spare_urls: Vec<String>,
     /// When the stop flag was first seen: `shutdown_timeout` counts from here.
-    stopping_since: Option<Instant>,
+    pub(super) stopping_since: Option<Instant>,
 }
 
 impl Schedule {
