@@ -26,9 +26,11 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::FetchConfig;
 use crate::error::{Error, Result};
@@ -351,13 +353,18 @@ impl Reader<'_> {
         }
         let whole = self.format == "auto"
             && matches!(input, FileInput::Path(p) if p.extension().is_some_and(|e| e == "json"));
-        let opened: io::Result<Box<dyn Read>> = match input {
-            FileInput::Stdin => Ok(Box::new(io::stdin().lock())),
-            FileInput::Path(p) => File::open(p).map(|f| Box::new(f) as Box<dyn Read>),
+        // (Standard input unbuffered, through a copy of its descriptor: a buffer would hold
+        // bytes that waiting for the descriptor to be readable does not see.)
+        let opened = match input {
+            FileInput::Stdin => io::stdin().as_fd().try_clone_to_owned().map(File::from),
+            FileInput::Path(p) => File::open(p),
             FileInput::Object(_) => unreachable!("read by read_object"),
         };
-        let reader = match opened {
-            Ok(r) => r,
+        let (reader, pausing) = match opened {
+            Ok(f) => {
+                let pausing = pausing_input(&f);
+                (Box::new(f) as Box<dyn Read>, pausing)
+            }
             Err(e) => {
                 self.out
                     .fail(&name, "open", format!("{name}: cannot open: {e}"));
@@ -367,7 +374,7 @@ impl Reader<'_> {
         if whole {
             self.read_whole(&name, reader)
         } else {
-            self.stream(&name, reader, stop)
+            self.stream(&name, reader, stop, pausing)
         }
     }
 
@@ -398,7 +405,7 @@ impl Reader<'_> {
         } else if self.format == "auto" && key.ends_with(".json") {
             self.read_whole(name, reader)
         } else {
-            self.stream(name, reader, stop)
+            self.stream(name, reader, stop, None)
         }
     }
 
@@ -441,8 +448,16 @@ impl Reader<'_> {
         self.out.ship_if_full()
     }
 
-    /// NDJSON: chunks of whole lines.
-    fn stream(&mut self, name: &str, mut reader: Box<dyn Read>, stop: &AtomicBool) -> Result<()> {
+    /// NDJSON: chunks of whole lines. An input that can pause (`pausing`: a pipe, a
+    /// terminal) hands over the whole lines in hand whenever it has nothing more to read, and
+    /// its reads wait for bytes no longer than a moment at a time, so that the stop is seen.
+    fn stream(
+        &mut self,
+        name: &str,
+        mut reader: Box<dyn Read>,
+        stop: &AtomicBool,
+        pausing: Option<PausingInput>,
+    ) -> Result<()> {
         let chunk = self.cfg.batch_max_bytes.max(4096);
         let limit = self.cfg.max_body_bytes;
         let mut buf = std::mem::take(&mut self.buf);
@@ -461,7 +476,23 @@ impl Reader<'_> {
                 self.out.report.interrupted = true;
                 break;
             }
-            while !eof && buf.len() < want {
+            let mut paused = false;
+            'fill: while !eof && buf.len() < want {
+                if let Some(input) = &pausing {
+                    if !input.readable(Duration::ZERO) {
+                        // (A moment's grace: a writer faster than this reader leaves the pipe
+                        // empty only for an instant, and handing over then cut chunks small.)
+                        if buf.contains(&b'\n') && !input.readable(HAND_OVER_GRACE) {
+                            paused = true;
+                            break;
+                        }
+                        while !input.readable(PAUSE_WAIT) {
+                            if stop.load(Ordering::Relaxed) {
+                                break 'fill;
+                            }
+                        }
+                    }
+                }
                 let old = buf.len();
                 buf.resize(want, 0);
                 match reader.read(&mut buf[old..]) {
@@ -534,7 +565,13 @@ impl Reader<'_> {
             offset += cut as u64;
             buf.drain(..cut);
             want = chunk;
-            self.out.ship_if_full()?;
+            match paused {
+                true => {
+                    self.out.ship()?;
+                    self.out.publish();
+                }
+                false => self.out.ship_if_full()?,
+            }
         }
         self.buf = buf;
         Ok(())
@@ -559,6 +596,39 @@ impl Reader<'_> {
             return;
         }
         self.out.body(url, body, seq);
+    }
+}
+
+/// How long a read of a pausing input waits for bytes before the stop is looked at again.
+const PAUSE_WAIT: Duration = Duration::from_millis(100);
+
+/// How long a pausing input may stay empty before the whole lines in hand are handed over.
+const HAND_OVER_GRACE: Duration = Duration::from_millis(2);
+
+/// An input whose reads can wait for bytes that have not come yet (a pipe, a FIFO, a
+/// terminal), unlike a regular file's: see `Reader::stream`.
+struct PausingInput(std::os::fd::RawFd);
+
+/// `file` as a [`PausingInput`] unless it is a regular file (whose chunks must stay the
+/// same from run to run: the journal names them by their offsets).
+fn pausing_input(file: &File) -> Option<PausingInput> {
+    let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
+    (!regular).then(|| PausingInput(file.as_raw_fd()))
+}
+
+impl PausingInput {
+    /// Whether a read would not wait: bytes, the end, or an error to read (waits `wait` at
+    /// most). A signal while waiting is "not yet".
+    fn readable(&self, wait: Duration) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(wait.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd, for a descriptor the reader keeps open.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        n > 0 || (n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted)
     }
 }
 

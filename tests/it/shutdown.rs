@@ -267,6 +267,39 @@ fn an_endless_stdin_stream_stops_on_sigterm_with_every_row_received_written() {
     assert_eq!(got, (0..got.len() as i64).collect::<Vec<_>>());
 }
 
+/// A pipe that pauses (`tail -f app.log | pinflow run --files -`): the lines that came are
+/// parsed without waiting for more to fill a chunk, and SIGTERM ends the run though no more
+/// comes and the pipe stays open (the reader waited in `read` for a full chunk before).
+#[test]
+fn a_paused_stdin_stream_hands_its_lines_over_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.parquet");
+    let port = free_port();
+    let mut child = pinflow()
+        .args(["run", "--files", "-", "--progress", "never", "--out"])
+        .arg(&out)
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for id in 0..3 {
+        writeln!(stdin, "{{\"id\":{id}}}").unwrap();
+    }
+    stdin.flush().unwrap();
+    // The three lines are parsed while the pipe stays open and quiet.
+    wait_for_child(&mut child, "the three lines parsed", || {
+        metric(port, "pinflow_records_total{stage=\"parse\"}") == Some(3.0)
+    });
+    let o = sigterm_and_wait(child);
+    drop(stdin);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(5), "{stdout}\n{stderr}");
+    let mut got = ids(&out);
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 2], "{stdout}\n{stderr}");
+}
+
 #[test]
 fn a_held_metrics_connection_does_not_delay_exit() {
     let dir = tempfile::tempdir().unwrap();
