@@ -94,10 +94,30 @@ pub(super) struct Uploader {
     pub(super) slots: RequestSlots,
 }
 
+/// An uploader thread's exit: one worker fewer (the last marks the uploads done), and a
+/// panic fails the run, its file kept staged.
+struct Leaving<'a>(&'a Shared);
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.state.lock();
+        if std::thread::panicking() && st.failed.is_none() {
+            st.failed = Some("an uploader thread panicked; its file stays staged".into());
+        }
+        st.workers = st.workers.saturating_sub(1);
+        st.done = st.workers == 0;
+        drop(st);
+        self.0.changed.notify_all();
+    }
+}
+
 impl Uploader {
     /// One uploader thread: settles staged files from `rx` until it is closed and empty.
     /// The last thread to end marks the uploads done.
     pub(super) fn run(&self, rx: Receiver<Staged>) {
+        // Counts this thread out however it ends: a panic that skipped it left the writer
+        // waiting for room in the staging bound, or for the uploads' end, forever.
+        let _leaving = Leaving(&self.shared);
         for file in rx {
             if self.shared.state.lock().failed.is_some() {
                 continue; // Kept staged: the run has failed.
@@ -126,11 +146,6 @@ impl Uploader {
             }
             self.shared.changed.notify_all();
         }
-        let mut st = self.shared.state.lock();
-        st.workers = st.workers.saturating_sub(1);
-        st.done = st.workers == 0;
-        drop(st);
-        self.shared.changed.notify_all();
     }
 
     /// Takes one staged file through to an object, then removes the staged copy and its
