@@ -115,6 +115,44 @@ fn sigterm_dead_letters_what_the_broker_has_not_acknowledged() {
     );
 }
 
+/// A queue full of messages for a broker that is down: the writer waited for room in
+/// librdkafka's queue, and so SIGTERM waited, until the messages timed out (300 s by
+/// default). Past half the shutdown timeout what is queued is purged, and the rest goes the
+/// same way: every record dead-lettered, the run ended within the deadline.
+#[test]
+fn sigterm_with_the_producer_queue_full_dead_letters_everything_within_the_deadline() {
+    let _alone = one_at_a_time();
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("full", 1, 1).unwrap();
+    cluster.broker_down(1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut child = pinflow_piped()
+        .current_dir(dir.path())
+        .env("PINFLOW_KAFKA_PROPERTIES", "queue.buffering.max.messages=5")
+        .args(["run", "--progress", "never", "--shutdown-timeout", "2s"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--files"])
+        .arg(records_file(dir.path(), 20))
+        .arg("--out")
+        .arg(format!("kafka://{}/full", cluster.bootstrap_servers()))
+        .spawn()
+        .unwrap();
+    // Five queued, the writer waiting for room for the sixth.
+    common::wait_for_child(&mut child, "the producer's queue full", || {
+        metric(port, "pinflow_kafka_producer_queue_depth") == Some(5.0)
+            && metric(port, "pinflow_kafka_queue_full_waits_total").is_some_and(|n| n > 0.0)
+    });
+    let o = common::sigterm_and_wait(child);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let dead = ndjson_lines(&dir.path().join("full.deadletter.ndjson"));
+    assert_eq!(dead.len(), 20, "{err}");
+    let summary = format!("{err}{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        summary.contains("written 0 / dead-lettered 20"),
+        "{summary}"
+    );
+}
+
 #[test]
 fn the_output_delivers_every_record_once_when_the_broker_comes_back() {
     let _alone = one_at_a_time();

@@ -166,6 +166,9 @@ pub(crate) struct KafkaOutput {
     url: PathBuf,
     /// The message being written (reused: librdkafka copies it).
     payload: Vec<u8>,
+    /// Once stopped: until when the brokers may still take what is queued (half of
+    /// `fetch.shutdown_timeout` from the stop seen first).
+    stop_deadline: std::cell::Cell<Option<Instant>>,
 }
 
 impl KafkaOutput {
@@ -210,6 +213,7 @@ impl KafkaOutput {
             stop,
             url,
             payload: Vec::with_capacity(1024),
+            stop_deadline: std::cell::Cell::new(None),
         })
     }
 
@@ -276,6 +280,12 @@ impl KafkaOutput {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
                     self.stats.queue_full_waits.fetch_add(1, Relaxed);
+                    // Stopped, and the brokers still take nothing: what is queued is
+                    // dead-lettered (purged: its reports fail it), which makes room. (This
+                    // wait was bounded only by `message.timeout.ms`, 300 s by default.)
+                    if self.past_stop_deadline() {
+                        self.purge("the queue stays full");
+                    }
                     self.poll(POLL_EVERY);
                 }
                 Err((e, _)) => {
@@ -293,30 +303,44 @@ impl KafkaOutput {
     /// during the wait), for half of `fetch.shutdown_timeout` at most: then it purges what is
     /// left, whose reports settle it as failed.
     fn drain(&mut self) {
-        let mut until: Option<Instant> = None;
         while self.producer.in_flight_count() > 0 {
-            if until.is_none() && self.stopped() {
-                until = Some(Instant::now() + self.target.shutdown_timeout / 2);
-            }
-            if until.is_some_and(|u| Instant::now() >= u) {
-                let left = self.producer.in_flight_count();
-                tracing::warn!(
-                    left,
-                    "kafka: messages not acknowledged within the shutdown timeout are \
-                     dead-lettered"
-                );
-                self.producer
-                    .purge(PurgeConfig::default().queue().inflight());
-                // Purged messages get their (failed) reports on the next polls.
-                let until = Instant::now() + Duration::from_secs(5);
-                while self.producer.in_flight_count() > 0 && Instant::now() < until {
-                    self.poll(POLL_EVERY);
-                }
+            if self.past_stop_deadline() {
+                self.purge("at the end");
                 break;
             }
             self.poll(POLL_EVERY);
         }
         self.poll(Duration::ZERO);
+    }
+
+    /// Whether the pipeline stopped more than half of `fetch.shutdown_timeout` ago (the
+    /// clock starts at the first call that sees the stop).
+    fn past_stop_deadline(&self) -> bool {
+        if self.stop_deadline.get().is_none() && self.stopped() {
+            let deadline = Instant::now() + self.target.shutdown_timeout / 2;
+            self.stop_deadline.set(Some(deadline));
+        }
+        self.stop_deadline
+            .get()
+            .is_some_and(|u| Instant::now() >= u)
+    }
+
+    /// Purges what librdkafka holds (queued and in flight) and takes the purged messages'
+    /// failed reports, which dead-letter them.
+    fn purge(&self, when: &str) {
+        let left = self.producer.in_flight_count();
+        tracing::warn!(
+            left,
+            when,
+            "kafka: messages not acknowledged within the shutdown timeout are dead-lettered"
+        );
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        // Purged messages get their (failed) reports on the next polls.
+        let until = Instant::now() + Duration::from_secs(5);
+        while self.producer.in_flight_count() > 0 && Instant::now() < until {
+            self.poll(POLL_EVERY);
+        }
     }
 }
 
