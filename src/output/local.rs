@@ -2,7 +2,7 @@
 //! rotated files next to `out` (by time, rows, bytes), or Hive-style partition directories
 //! under it, each file written under a temporary name and renamed into place when complete.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -46,8 +46,9 @@ impl Slot {
 
     /// Writes what the footer learns only at the end (the Kafka messages held), then seals.
     /// A file named by its first Kafka offset was named by the first batch that came; parse
-    /// threads may have handed an earlier one over later, so it is renamed if need be.
-    fn seal(mut self) -> Result<(SealedFile, u64, Vec<u64>)> {
+    /// threads may have handed an earlier one over later, so it is renamed if need be (to a
+    /// name not `taken`: see [`claim_kafka_name`]).
+    fn seal(mut self, taken: &mut HashSet<PathBuf>) -> Result<(SealedFile, u64, Vec<u64>)> {
         if !self.messages.is_empty() {
             self.file.set_metadata(OFFSETS_KEY, self.messages.to_json());
         }
@@ -58,6 +59,7 @@ impl Slot {
                 .path()
                 .with_file_name(crate::kafka::offsets::file_name(topic, partition, first));
             if want != self.file.path() {
+                claim_kafka_name(taken, &want, topic, partition, first)?;
                 self.file.rename_to(&want)?;
             }
         }
@@ -90,6 +92,8 @@ pub(crate) struct LocalParquet<'a> {
     batch_messages: OffsetRanges,
     /// `writer.file_per_kafka_partition`: files by Kafka partition, named by first offset.
     kafka_files: bool,
+    /// The names of this run's files by Kafka partition, open, sealed or published.
+    kafka_names: HashSet<PathBuf>,
 }
 
 impl<'a> LocalParquet<'a> {
@@ -119,6 +123,7 @@ impl<'a> LocalParquet<'a> {
             finalized_paths: Vec::new(),
             batch_messages: OffsetRanges::default(),
             kafka_files: plan.writer.file_per_kafka_partition,
+            kafka_names: HashSet::new(),
         };
         if let Some((seq, file)) = first {
             out.seq = seq;
@@ -203,6 +208,7 @@ impl<'a> LocalParquet<'a> {
                 .expect("a batch of one Kafka partition");
             let name = crate::kafka::offsets::file_name(topic, partition, first);
             let path = self.plan.partition_dir(key)?.join(name);
+            claim_kafka_name(&mut self.kafka_names, &path, topic, partition, first)?;
             let file =
                 ParquetFile::create(&path, self.plan.properties()?, self.plan.schema.clone())?;
             let mut slot = Slot::new(file);
@@ -244,7 +250,7 @@ impl<'a> LocalParquet<'a> {
     /// Finalizes the file of `key`: footer, fsync, rename, directory fsync; counts it.
     fn finalize_slot(&mut self, key: &str, holds: &mut Holds) -> Result<()> {
         let slot = self.slots.remove(key).expect("finalizing an open file");
-        let (sealed, closed_groups, pending) = slot.seal()?;
+        let (sealed, closed_groups, pending) = slot.seal(&mut self.kafka_names)?;
         let row_groups = sealed.row_groups;
         let path = sealed.publish()?;
         self.count_finalized(path, row_groups, closed_groups, pending, holds);
@@ -378,7 +384,7 @@ impl Output for LocalParquet<'_> {
                 slot.file.abort();
                 continue;
             }
-            match slot.seal() {
+            match slot.seal(&mut self.kafka_names) {
                 Ok(sealed) => {
                     self.sealed.push(sealed);
                     if evicting {
@@ -450,6 +456,36 @@ impl Output for LocalParquet<'_> {
     }
 }
 
+/// Takes `path`, the name of a file by Kafka partition whose first offset is `first`, for
+/// this run. With the journal every offset is in one file, so the name is free; taken (by a
+/// file of this run, or on disk), the partition's messages from `first` were read a second
+/// time: a revocation that found them not yet in a checkpoint, and the partition given back
+/// to this member (docs/usage.md, "Not exactly once"). The run stops there rather than
+/// replace a file that holds them.
+fn claim_kafka_name(
+    taken: &mut HashSet<PathBuf>,
+    path: &Path,
+    topic: &str,
+    partition: i32,
+    first: u64,
+) -> Result<()> {
+    if taken.contains(path) || path.exists() {
+        return Err(crate::error::Error::output(
+            path,
+            "create",
+            format!(
+                "exists already: the messages of {topic}/{partition} from offset {first} were \
+                 read a second time (a revocation found them not yet in a checkpoint, and the \
+                 partition came back to this member); stopping rather than replace the file \
+                 that holds them. Restart the run: the journal resumes after its last \
+                 checkpoint"
+            ),
+        ));
+    }
+    taken.insert(path.to_path_buf());
+    Ok(())
+}
+
 /// The first part number after every `part-NNNNN.parquet` already in `dir` (1 if none), so a
 /// later run adds to a partition instead of replacing its files. The upload state an
 /// object-storage output keeps for a file it uploaded and removed (`.part-NNNNN.parquet.s3`,
@@ -474,4 +510,30 @@ fn next_free_part(dir: &Path) -> u64 {
         })
         .max()
         .map_or(1, |n| n + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kafka_file_name_is_given_once_and_never_over_a_file_on_disk() {
+        let d = tempfile::tempdir().unwrap();
+        let mut taken = HashSet::new();
+        let name = |first| d.path().join(crate::kafka::offsets::file_name("logs", 3, first));
+        claim_kafka_name(&mut taken, &name(100), "logs", 3, 100).unwrap();
+        // The same offsets read again in this run.
+        let why = claim_kafka_name(&mut taken, &name(100), "logs", 3, 100)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            why.contains("exists already") && why.contains("logs/3 from offset 100"),
+            "{why}"
+        );
+        // A file of that name on disk (published by this run or committed by an earlier one).
+        std::fs::write(name(200), b"PAR1").unwrap();
+        assert!(claim_kafka_name(&mut taken, &name(200), "logs", 3, 200).is_err());
+        assert_eq!(std::fs::read(name(200)).unwrap(), b"PAR1", "left as it was");
+        claim_kafka_name(&mut taken, &name(300), "logs", 3, 300).unwrap();
+    }
 }
