@@ -361,6 +361,17 @@ impl Reader<'_> {
             FileInput::Object(_) => unreachable!("read by read_object"),
         };
         let (reader, pausing) = match opened {
+            // A pipe's chunks are cut when it pauses, so a resumed run would not find the
+            // same ones (and what it reads again is not the same bytes).
+            Ok(f) if pausing_input(&f).is_some() && !self.out.chans.skip.is_empty() => {
+                return Err(Error::config(
+                    "writer.journal",
+                    format!(
+                        "{name} is a pipe or a device, which cannot be resumed; use regular \
+                         files with a journal"
+                    ),
+                ));
+            }
             Ok(f) => {
                 let pausing = pausing_input(&f);
                 (Box::new(f) as Box<dyn Read>, pausing)

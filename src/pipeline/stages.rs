@@ -58,17 +58,35 @@ pub(super) struct Spawner {
     registry: Arc<Registry>,
     /// Set by a thread that could not pin itself (the summary says so).
     pin_failed: Arc<AtomicBool>,
-    /// The pipeline's stop, set by a stage that fails or panics.
+    /// The pipeline's stop, set by a stage that fails or panics...
     stop: Arc<AtomicBool>,
+    /// ...which then says so here: the stop is lifted when the run is over (the
+    /// [`Spawner`] dropped), so that the pipeline's next run is not stopped from the start.
+    stopped_on_failure: Arc<AtomicBool>,
 }
 
-/// Sets the stop when its thread unwinds (a stage that panicked).
-struct StopOnPanic(Arc<AtomicBool>);
+/// Stops the pipeline for a stage that failed, unless something else stopped it already.
+fn stop_on_failure(stop: &AtomicBool, stopped_on_failure: &AtomicBool) {
+    if !stop.swap(true, Ordering::Relaxed) {
+        stopped_on_failure.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Stops the pipeline when its thread unwinds (a stage that panicked).
+struct StopOnPanic(Arc<AtomicBool>, Arc<AtomicBool>);
 
 impl Drop for StopOnPanic {
     fn drop(&mut self) {
         if thread::panicking() {
-            self.0.store(true, Ordering::Relaxed);
+            stop_on_failure(&self.0, &self.1);
+        }
+    }
+}
+
+impl Drop for Spawner {
+    fn drop(&mut self) {
+        if self.stopped_on_failure.load(Ordering::Relaxed) {
+            self.stop.store(false, Ordering::Relaxed);
         }
     }
 }
@@ -84,6 +102,7 @@ impl Spawner {
             registry: Arc::clone(registry),
             pin_failed: Arc::new(AtomicBool::new(false)),
             stop: Arc::clone(stop),
+            stopped_on_failure: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -99,19 +118,20 @@ impl Spawner {
         let index = registry.thread_index(role).unwrap_or(usize::MAX);
         let name = format!("pinflow-{role}");
         let stop = Arc::clone(&self.stop);
+        let stopped_on_failure = Arc::clone(&self.stopped_on_failure);
         let handle = thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
                 // A stage that fails or panics stops the others, as a signal would: a source
                 // waiting for input, or a fetcher waiting for a failed parse thread's cursor
                 // reply while the other parse threads live on, would wait on.
-                let _unwinding = StopOnPanic(Arc::clone(&stop));
+                let _unwinding = StopOnPanic(Arc::clone(&stop), Arc::clone(&stopped_on_failure));
                 if !plan::pin_current(core) {
                     pin_failed.store(true, Ordering::Relaxed);
                 }
                 let result = body(&registry, index);
                 if result.is_err() {
-                    stop.store(true, Ordering::Relaxed);
+                    stop_on_failure(&stop, &stopped_on_failure);
                 }
                 result
             })

@@ -182,3 +182,78 @@ fn a_spec_that_matches_nothing_fails_before_anything_is_written() {
     );
     assert!(dir_names(dir.path()).is_empty());
 }
+
+/// A FIFO's chunks are cut where it pauses, so a journal cannot resume it: the second run
+/// over one is refused, naming it, as standard input is.
+#[test]
+fn a_fifo_read_with_a_journal_is_not_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("in.ndjson");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let feed = |fifo: std::path::PathBuf| {
+        std::thread::spawn(move || {
+            // (Opening blocks until pinflow opens it to read; a refused run closes it.)
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&fifo) {
+                for id in 0..3 {
+                    let _ = writeln!(f, "{{\"id\":{id}}}");
+                }
+            }
+        })
+    };
+    let run = || {
+        pinflow_piped()
+            .current_dir(dir.path())
+            .args(["run", "--progress", "never", "--journal", "true"])
+            .args(["--files", "in.ndjson", "--out", "o.parquet"])
+            .output()
+            .unwrap()
+    };
+    let writer = feed(fifo.clone());
+    let first = run();
+    writer.join().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let writer = feed(fifo.clone());
+    let second = run();
+    writer.join().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("in.ndjson is a pipe or a device, which cannot be resumed"),
+        "{err}"
+    );
+}
+
+/// A stage that fails stops the pipeline's other stages; the stop is lifted when that run is
+/// over, so the same pipeline's next run reads its input to the end.
+#[test]
+fn a_pipeline_whose_run_failed_runs_again_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let without = dir.path().join("without.ndjson");
+    std::fs::write(&without, "{\"id\":1}\n{\"id\":2}\n").unwrap();
+    let with = dir.path().join("with.ndjson");
+    std::fs::write(
+        &with,
+        "{\"id\":1,\"lat\":[1.0,2.0]}\n{\"id\":2,\"lat\":[3.0]}\n",
+    )
+    .unwrap();
+    let mut cfg = Config::new(dir.path().join("o.parquet"));
+    cfg.writer.overwrite = true;
+    // Statistics of `lat`: the layout inferred from records without it cannot be built.
+    cfg.schema.stats = Some(vec!["lat".into()]);
+    let p = Pipeline::new(cfg).unwrap();
+    let failed = p.run(Source::files(&[without.display().to_string()]).unwrap());
+    assert!(failed.is_err_and(|e| e.to_string().contains("lat")));
+    let summary = p
+        .run(Source::files(&[with.display().to_string()]).unwrap())
+        .unwrap();
+    assert_eq!(summary.records_written, 2, "{summary}");
+    assert!(!summary.interrupted, "{summary}");
+}
