@@ -520,7 +520,10 @@ mod tests {
     fn a_kafka_file_name_is_given_once_and_never_over_a_file_on_disk() {
         let d = tempfile::tempdir().unwrap();
         let mut taken = HashSet::new();
-        let name = |first| d.path().join(crate::kafka::offsets::file_name("logs", 3, first));
+        let name = |first| {
+            d.path()
+                .join(crate::kafka::offsets::file_name("logs", 3, first))
+        };
         claim_kafka_name(&mut taken, &name(100), "logs", 3, 100).unwrap();
         // The same offsets read again in this run.
         let why = claim_kafka_name(&mut taken, &name(100), "logs", 3, 100)
