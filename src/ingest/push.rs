@@ -19,7 +19,7 @@
 //! and one compute thread (`threads.parse = 1`, `threads.compute = 1`) they also reach the sinks
 //! in that order; with more, batches are processed in parallel and may be reordered.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,25 +92,65 @@ impl std::error::Error for PushError {}
 #[derive(Clone)]
 pub struct PushHandle {
     tx: Sender<Pushed>,
-    closed: Arc<AtomicBool>,
+    gate: Arc<Gate>,
 }
 
 /// The pipeline's end of a push source (inside [`Source::Push`](crate::Source::Push)).
 pub struct PushReceiver {
     rx: Receiver<Pushed>,
-    closed: Arc<AtomicBool>,
+    gate: Arc<Gate>,
+}
+
+/// Whether pushes are still taken, and how many are on their way into the queue: a push
+/// that found the gate open is taken by the feeder even if it closes meanwhile (else an item
+/// queued just after the feeder's last look would go with the queue, though `push` said Ok).
+#[derive(Default)]
+struct Gate {
+    closed: AtomicBool,
+    sending: AtomicUsize,
+}
+
+/// A push on its way through an open [`Gate`].
+struct Entered<'a>(&'a Gate);
+
+impl Gate {
+    /// Enters unless closed. (SeqCst: the feeder closes, then reads `sending`; a push that
+    /// entered after that read sees the gate closed.)
+    fn enter(&self) -> Option<Entered<'_>> {
+        self.sending.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.sending.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Entered(self))
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a push that entered is still on its way.
+    fn busy(&self) -> bool {
+        self.sending.load(Ordering::SeqCst) > 0
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        self.0.sending.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A push source with room for `capacity` queued items, and its handle.
 pub fn channel(capacity: usize) -> (PushReceiver, PushHandle) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-    let closed = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(Gate::default());
     (
         PushReceiver {
             rx,
-            closed: Arc::clone(&closed),
+            gate: Arc::clone(&gate),
         },
-        PushHandle { tx, closed },
+        PushHandle { tx, gate },
     )
 }
 
@@ -148,9 +188,9 @@ impl PushHandle {
 
     /// Queues any item, never blocking.
     pub fn try_send(&self, item: Pushed) -> std::result::Result<(), PushError> {
-        if self.closed.load(Ordering::Acquire) {
+        let Some(_entered) = self.gate.enter() else {
             return Err(PushError::Closed(item));
-        }
+        };
         self.tx.try_send(item).map_err(|e| match e {
             TrySendError::Full(p) => PushError::Full(p),
             TrySendError::Disconnected(p) => PushError::Closed(p),
@@ -159,9 +199,9 @@ impl PushHandle {
 
     /// Queues any item, waiting for room.
     pub fn send(&self, item: Pushed) -> std::result::Result<(), PushError> {
-        if self.closed.load(Ordering::Acquire) {
+        let Some(_entered) = self.gate.enter() else {
             return Err(PushError::Closed(item));
-        }
+        };
         self.tx.send(item).map_err(|e| PushError::Closed(e.0))
     }
 
@@ -171,9 +211,9 @@ impl PushHandle {
         item: Pushed,
         timeout: Duration,
     ) -> std::result::Result<(), PushError> {
-        if self.closed.load(Ordering::Acquire) {
+        let Some(_entered) = self.gate.enter() else {
             return Err(PushError::Closed(item));
-        }
+        };
         self.tx.send_timeout(item, timeout).map_err(|e| match e {
             SendTimeoutError::Timeout(p) => PushError::Timeout(p),
             SendTimeoutError::Disconnected(p) => PushError::Closed(p),
@@ -187,7 +227,7 @@ impl PushHandle {
 
     /// Whether the pipeline has stopped taking input.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.gate.closed.load(Ordering::Acquire)
     }
 }
 
@@ -213,10 +253,15 @@ pub(crate) fn run(
                 // is still queued is taken. Checked before each wait, not only when one times
                 // out: a producer pushing more often than that kept the stop from being seen.
                 None if stop.load(Ordering::Relaxed) => {
-                    input.closed.store(true, Ordering::Release);
+                    input.gate.close();
                     report.interrupted = true;
                     match input.rx.try_recv() {
                         Ok(p) => p,
+                        // A push that entered before the close is let in.
+                        Err(_) if input.gate.busy() => {
+                            std::thread::sleep(Duration::from_millis(1));
+                            continue;
+                        }
                         Err(_) => return Ok(()),
                     }
                 }
@@ -274,7 +319,7 @@ pub(crate) fn run(
             }
         }
     })();
-    input.closed.store(true, Ordering::Release);
+    input.gate.close();
     registry.publish_fetch(&report.stats, 0, 0);
     registry
         .cycles
@@ -293,6 +338,59 @@ fn add(batch: &mut BodyBatch, item: Pushed, report: &mut IngestReport) {
         Pushed::Records(rows) => {
             batch.push_body("push", &[], 1, Instant::now());
             batch.prebuilt.push(rows);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A push that entered before the close keeps the feeder waiting for it; one after is
+    /// refused.
+    #[test]
+    fn the_gate_lets_in_a_push_that_entered_before_it_closed() {
+        let gate = Gate::default();
+        let entered = gate.enter().expect("open");
+        gate.close();
+        assert!(gate.busy(), "the feeder waits for the push on its way");
+        assert!(gate.enter().is_none(), "closed: refused");
+        assert!(gate.busy());
+        drop(entered);
+        assert!(!gate.busy());
+    }
+
+    /// Many producers pushing while the feeder stops: every push that said Ok is taken.
+    #[test]
+    fn every_push_that_said_ok_is_taken_at_the_stop() {
+        for _ in 0..50 {
+            let (rx, handle) = channel(4);
+            let producers: Vec<_> = (0..4)
+                .map(|_| {
+                    let h = handle.clone();
+                    std::thread::spawn(move || {
+                        let mut ok = 0u64;
+                        while h.push(b"{}".to_vec()).is_ok() {
+                            ok += 1;
+                        }
+                        ok
+                    })
+                })
+                .collect();
+            drop(handle);
+            std::thread::sleep(Duration::from_millis(2));
+            // The feeder's stop path, as `run` takes it.
+            rx.gate.close();
+            let mut taken = 0u64;
+            loop {
+                match rx.rx.try_recv() {
+                    Ok(_) => taken += 1,
+                    Err(_) if rx.gate.busy() => std::thread::yield_now(),
+                    Err(_) => break,
+                }
+            }
+            let pushed: u64 = producers.into_iter().map(|p| p.join().unwrap()).sum();
+            assert_eq!(taken, pushed);
         }
     }
 }
