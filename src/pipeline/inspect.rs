@@ -215,7 +215,7 @@ impl Pipeline {
             }
             let mut out = parser.try_parse_batch(batch)?;
             let before = registry.records_filtered.load(Ordering::Relaxed);
-            compute_batch(&mut out, &compute.transforms, &registry, &compute.stop)?;
+            compute_batch(&mut out, &compute.transforms, &registry)?;
             found.filtered += registry.records_filtered.load(Ordering::Relaxed) - before;
             found.dead_letters.append(&mut out.dead_letters);
             if let Some(r) = out.rows.take() {

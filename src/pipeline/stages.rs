@@ -142,6 +142,14 @@ impl Spawner {
         Ok(StageThread { name, handle })
     }
 
+    /// Stops the run as a stage thread that fails does, for a failure that does not end its
+    /// thread (the writer's short path, which drains on): lifted, like theirs, when the run
+    /// is over.
+    fn stop_for_failure(&self) -> impl Fn() + Send + 'static {
+        let (stop, own) = (Arc::clone(&self.stop), Arc::clone(&self.stopped_on_failure));
+        move || stop_on_failure(&stop, &own)
+    }
+
     /// Whether a thread could not be pinned.
     pub(super) fn pin_failed(&self) -> bool {
         self.pin_failed.load(Ordering::Relaxed)
@@ -296,7 +304,7 @@ impl ParseWork {
         let _ = self.recycle.try_send(batch);
         publish_parse(reg, &self.parser, &mut self.published);
         if let Some(c) = &self.compute {
-            compute_batch(&mut out, &c.transforms, reg, &c.stop)?;
+            compute_batch(&mut out, &c.transforms, reg)?;
         }
         Ok(out)
     }
@@ -414,7 +422,7 @@ pub(super) fn start(
             registry: Arc::clone(registry),
             report_to: Some(Arc::clone(&writer_parsed)),
         };
-        short_path_prepare(work, &compute.stop, &short_path_closed)
+        short_path_prepare(work, sp.stop_for_failure(), &short_path_closed)
     });
     let short_path = registry
         .thread_index(Role::Writer)
@@ -493,14 +501,14 @@ pub(super) fn start(
 /// failing parse thread does, and closes the short path.
 fn short_path_prepare(
     mut work: ParseWork,
-    stop: &Arc<AtomicBool>,
+    stop_for_failure: impl Fn() + Send + 'static,
     closed: &Arc<AtomicBool>,
 ) -> output::Prepare {
-    let (stop, closed) = (Arc::clone(stop), Arc::clone(closed));
+    let closed = Arc::clone(closed);
     Box::new(move |bodies| {
         work.process(bodies).inspect_err(|_| {
             // As when a parse thread fails: the run stops, what is queued drains.
-            stop.store(true, Ordering::Relaxed);
+            stop_for_failure();
             closed.store(true, Ordering::Relaxed);
         })
     })
@@ -578,7 +586,7 @@ fn spawn_compute(sp: &Spawner, j: usize, q: &Queues, compute: &Compute) -> Resul
             let Ok(mut b) = rx.recv() else { break };
             reg.set_queue_depth(QueueId::Records, rx.len());
             reg.set_state(me, ThreadState::Working);
-            compute_batch(&mut b, &compute.transforms, reg, &compute.stop)?;
+            compute_batch(&mut b, &compute.transforms, reg)?;
             reg.set_state(me, ThreadState::BlockedOutput);
             if tx.send(ToWriter::Rows(b)).is_err() {
                 break;

@@ -16,7 +16,7 @@ pub mod config;
 pub mod dedupe;
 pub mod statistics;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,13 +30,12 @@ pub use statistics::add_statistics;
 /// The compute stage's work on one batch: the statistics, then the user's transforms in order.
 /// Runs on a compute thread, on the parse thread that parsed the batch when the plan has no
 /// compute threads, or on the writer for a short-path batch (only when there are no
-/// transforms). A failing transform stops the run: what is queued drains, files stay valid,
-/// and the run reports the error.
+/// transforms). A failing transform's error is returned: the thread that ran it stops the run
+/// (what is queued drains, files stay valid) and the run reports the error.
 pub(crate) fn compute_batch(
     b: &mut RecordsBatch,
     transforms: &[Arc<dyn Transform>],
     reg: &Registry,
-    stop: &AtomicBool,
 ) -> Result<()> {
     let t = Instant::now();
     if let (Some(rows), Some(layout)) = (&b.rows, &b.layout) {
@@ -47,10 +46,7 @@ pub(crate) fn compute_batch(
             out = guarded("transform", t.name(), || {
                 t.apply_rejecting(out, &mut rejected)
             })
-            .inspect_err(|e| {
-                stop.store(true, Ordering::Relaxed);
-                tracing::error!(error = %e, "stopping the pipeline");
-            })?;
+            .inspect_err(|e| tracing::error!(error = %e, "stopping the pipeline"))?;
         }
         let kept = out.num_rows() as u64;
         // Rows a transform turned away are dead letters; the others it left out, filtered.

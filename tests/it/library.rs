@@ -175,14 +175,16 @@ fn a_batch_failing_on_the_short_path_stops_the_run_with_the_error_and_files_stay
         })
         .build()
         .unwrap();
+    let metrics = pipeline.metrics();
     let (source, push) = Source::push(8);
-    let run = pipeline.spawn(source).unwrap();
-    let metrics = run.metrics();
-    // Pushed once the writer waits for input, so that the batch takes the short path.
-    wait_until("the writer to wait for input", || writer_waiting(&metrics));
-    push.push("{\"id\":1,\"values\":[1,2]}").unwrap();
-    drop(push);
-    let err = run.join().unwrap_err().to_string();
+    let err = std::thread::scope(|s| {
+        let run = s.spawn(|| pipeline.run(source));
+        // Pushed once the writer waits for input, so that the batch takes the short path.
+        wait_until("the writer to wait for input", || writer_waiting(&metrics));
+        push.push("{\"id\":1,\"values\":[1,2]}").unwrap();
+        drop(push);
+        run.join().unwrap().unwrap_err().to_string()
+    });
     assert!(err.contains("latencies"), "{err}");
     // It did: the failure this test is about happened on the writer, not a parse thread.
     assert_eq!(metrics.short_path_batches.load(Ordering::Relaxed), 1);
@@ -190,6 +192,54 @@ fn a_batch_failing_on_the_short_path_stops_the_run_with_the_error_and_files_stay
     // failed run then removed it, so nothing is left to read as its result (nor a temporary).
     let names = dir_names(dir.path());
     assert!(names.iter().all(|n| n.ends_with(".ndjson")), "{names:?}");
+    // The stop the failure set was lifted with its run: the same pipeline's next run, of
+    // records the statistics fit, reads them to the end.
+    let (source, push) = Source::push(8);
+    push.push("{\"id\":2,\"latencies\":[1.0,2.0]}").unwrap();
+    drop(push);
+    let summary = pipeline.run(source).unwrap();
+    assert_eq!(summary.records_written, 1, "{summary}");
+    assert!(!summary.interrupted, "{summary}");
+}
+
+/// A failing transform stops the run, on a compute thread or on a parse thread; the stop is
+/// the failure's, lifted when the run is over, so the same pipeline's next run reads its input
+/// to the end.
+#[test]
+fn a_pipeline_whose_transform_failed_runs_again_to_the_end() {
+    for compute in [1, 0] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.ndjson");
+        let lines: String = (0..1000).map(|i| format!("{{\"id\":{i}}}\n")).collect();
+        std::fs::write(&input, lines).unwrap();
+        let refuse = Arc::new(AtomicBool::new(true));
+        let r = Arc::clone(&refuse);
+        let pipeline = Pipeline::builder()
+            .out(dir.path().join("p.parquet"))
+            .configure(|c| {
+                c.threads.compute = Some(compute);
+                c.writer.overwrite = true;
+            })
+            .transform(move |rows: RecordBatch| match r.load(Ordering::Relaxed) {
+                true => Err("refused by the test".into()),
+                false => Ok(rows),
+            })
+            .build()
+            .unwrap();
+        let source = || Source::files(&[input.display().to_string()]).unwrap();
+        let err = pipeline.run(source()).unwrap_err().to_string();
+        assert!(
+            err.contains("refused by the test"),
+            "compute {compute}: {err}"
+        );
+        refuse.store(false, Ordering::Relaxed);
+        let summary = pipeline.run(source()).unwrap();
+        assert_eq!(
+            summary.records_written, 1000,
+            "compute {compute}: {summary}"
+        );
+        assert!(!summary.interrupted, "compute {compute}: {summary}");
+    }
 }
 
 #[test]
