@@ -144,6 +144,15 @@ impl RangeSet {
         self.ranges.get(i).is_some_and(|&(lo, _)| lo <= x)
     }
 
+    /// Whether every `x` of `lo..=hi` is in the set.
+    pub fn covers(&self, lo: u64, hi: u64) -> bool {
+        // Ranges are disjoint and never adjacent: one range holds them all or none does.
+        let i = self.ranges.partition_point(|&(_, end)| end < lo);
+        self.ranges
+            .get(i)
+            .is_some_and(|&(start, end)| start <= lo && end >= hi)
+    }
+
     /// Adds `x`.
     pub fn insert(&mut self, x: u64) {
         self.insert_range(x, x);
@@ -1706,6 +1715,14 @@ mod tests {
         assert!("3-1".parse::<RangeSet>().is_err());
         let all: RangeSet = format!("0-{}", u64::MAX).parse().unwrap();
         assert_eq!(all.len(), u64::MAX);
+    }
+
+    #[test]
+    fn a_range_set_covers_a_span_only_when_one_of_its_ranges_holds_it_all() {
+        let s: RangeSet = "1-5,7-9".parse().unwrap();
+        assert!(s.covers(1, 5) && s.covers(2, 3) && s.covers(7, 7) && s.covers(9, 9));
+        assert!(!s.covers(0, 1) && !s.covers(5, 7) && !s.covers(6, 6) && !s.covers(8, 10));
+        assert!(!RangeSet::default().covers(0, 0));
     }
 
     #[test]

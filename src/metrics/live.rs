@@ -367,10 +367,16 @@ impl WindowMetrics {
 /// checkpoint's items after its commit), with a generation that moves at every addition so a
 /// reader polls a counter, not the set. Ranges `lo -> hi` (inclusive), merged when they touch:
 /// one entry per gap, not per item.
+///
+/// A source that needs some items committed soon (a Kafka partition being revoked, whose
+/// offsets must be committed before it moves on) asks for them ([`CommittedItems::ask`]): the
+/// writer makes a checkpoint as soon as it holds every one, instead of at its next rotation.
 #[derive(Debug, Default)]
 pub struct CommittedItems {
     ranges: Mutex<BTreeMap<u64, u64>>,
     generation: AtomicU64,
+    /// The items asked for, as inclusive ranges (empty: none).
+    asked: Mutex<Vec<(u64, u64)>>,
 }
 
 impl CommittedItems {
@@ -413,6 +419,20 @@ impl CommittedItems {
             .range(..=seq)
             .next_back()
             .is_some_and(|(_, &hi)| hi >= seq)
+    }
+
+    /// Asks for a checkpoint once the writer holds every item of `items` (inclusive ranges,
+    /// none committed yet), replacing what was asked before; an empty list withdraws it.
+    pub fn ask(&self, items: Vec<(u64, u64)>) {
+        *self.asked.lock() = items;
+    }
+
+    /// Whether a checkpoint was asked for and every item asked is among those `held` says
+    /// the writer holds (`held(lo, hi)`: all of `lo..=hi`). Asked items a checkpoint committed
+    /// meanwhile are not held any more: the asker asks again for those still uncommitted.
+    pub fn asked_and_held(&self, held: impl Fn(u64, u64) -> bool) -> bool {
+        let asked = self.asked.lock();
+        !asked.is_empty() && asked.iter().all(|&(lo, hi)| held(lo, hi))
     }
 
     /// Whether every item of `lo..=hi` has been committed.
@@ -758,6 +778,20 @@ mod tests {
         assert!(!c.contains(13));
         c.add([(20, 20)]);
         assert!(c.contains(20) && !c.contains(19) && !c.contains(21));
+    }
+
+    #[test]
+    fn a_checkpoint_is_asked_for_until_withdrawn_and_due_once_every_item_asked_is_held() {
+        let c = CommittedItems::default();
+        let held = [(3, 9), (20, 20)];
+        let holds = |lo, hi| held.iter().any(|&(a, b)| a <= lo && hi <= b);
+        assert!(!c.asked_and_held(holds), "nothing asked");
+        c.ask(vec![(4, 6), (20, 20)]);
+        assert!(c.asked_and_held(holds));
+        c.ask(vec![(4, 6), (21, 21)]);
+        assert!(!c.asked_and_held(holds), "item 21 not held yet");
+        c.ask(Vec::new());
+        assert!(!c.asked_and_held(holds), "withdrawn");
     }
 
     #[test]

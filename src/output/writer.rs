@@ -283,6 +283,10 @@ struct Writer<'a> {
     since_field: Option<String>,
 }
 
+/// How often a writer with a journal and no batch coming looks for a checkpoint a source
+/// asked for.
+const ASKED_CHECKPOINT_POLL: Duration = Duration::from_millis(50);
+
 impl Writer<'_> {
     fn run_loop(
         &mut self,
@@ -319,6 +323,18 @@ impl Writer<'_> {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if self.journal.is_some()
+                && !self.items.is_empty()
+                && self
+                    .registry
+                    .committed
+                    .asked_and_held(|lo, hi| self.items.covers(lo, hi))
+            {
+                // A source waits for these items (a Kafka revocation): now, not at the next
+                // rotation.
+                tracing::debug!("checkpoint asked for by the source");
+                self.checkpoint(dead)?;
             }
             self.tick_windows(dead)?;
             // (A checkpoint, like a finalized file, makes the dead letters durable itself.)
@@ -550,6 +566,13 @@ impl Writer<'_> {
             .into_iter()
             .chain(self.rotate.map(|every| crate::time::after(period, every)))
             .chain(self.window.as_ref().and_then(WindowStage::deadline))
+            // With a journal, a source may ask for a checkpoint (`CommittedItems::ask`) of
+            // items the writer already holds: looked at this often even without a batch.
+            .chain(
+                self.journal
+                    .is_some()
+                    .then(|| Instant::now() + ASKED_CHECKPOINT_POLL),
+            )
             .min()
     }
 

@@ -351,6 +351,59 @@ fn two_members_of_one_group_write_every_message_once_between_them() {
     assert_exactly_once(ids, 6000, &logs_of(dir.path(), &["a.log", "b.log"]));
 }
 
+/// Partitions taken away while their messages wait in the writer, where no rotation would
+/// checkpoint them (`writer.rotate_interval` unset): the revocation asks the writer for a
+/// checkpoint and has it before the partitions move on, instead of waiting out
+/// `fetch.shutdown_timeout` and writing them later, when their next owner may read them
+/// again. (The mock cluster refuses the offsets' commit in that callback, so what the second
+/// member reads is not checked here: see `two_members_of_one_group_...`.)
+#[test]
+fn a_revocation_has_what_was_read_checkpointed_without_waiting_for_a_rotation() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 4, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, "logs", &records_over(0..4000, 4));
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--journal",
+        "true",
+        "--shutdown-timeout",
+        "5s",
+        "--kafka-property",
+        "session.timeout.ms=3000",
+        "--kafka-property",
+        "heartbeat.interval.ms=500",
+    ];
+    let mut a = Member::start(dir.path(), &bootstrap, "g10", ("a", "a.log"), &flags);
+    let a_port = a.port;
+    wait_for_members(&mut [&mut a], "member a writing every message", || {
+        metric(a_port, "pinflow_records_total{stage=\"write\"}") == Some(4000.0)
+    });
+    let a_out = dir.path().join("a");
+    assert!(
+        final_ids(&a_out).is_empty(),
+        "no checkpoint yet: nothing asks for one"
+    );
+    let mut b = Member::start(dir.path(), &bootstrap, "g10", ("b", "b.log"), &flags);
+    wait_settled(&mut [&mut a, &mut b], 2);
+    let logs = || logs_of(dir.path(), &["a.log", "b.log"]);
+    wait_for_members(&mut [&mut a, &mut b], "member a's checkpoint", || {
+        final_ids(&a_out).len() == 4000
+    });
+    assert!(
+        !logs().contains("revoked before a checkpoint"),
+        "{}",
+        logs()
+    );
+    for m in [a, b] {
+        let o = crate::common::sigterm_and_wait(m.take());
+        assert!(o.status.success(), "{}", logs());
+    }
+    let mut ids = final_ids(&a_out);
+    ids.sort_unstable();
+    assert_eq!(ids, (0..4000).collect::<Vec<i64>>(), "{}", logs());
+}
+
 /// Sends `signal` (`STOP`, `CONT`, `KILL`) to `child`.
 fn signal(child: &std::process::Child, signal: &str) {
     let status = Command::new("kill")
@@ -569,18 +622,21 @@ fn sigterm_drains_commits_the_offsets_and_a_restart_reads_nothing_twice() {
     );
 }
 
-/// The Tansu end-to-end test's client: confluent-kafka creates the topic with 3 partitions
-/// and produces `n` records (ids 0..n) to it.
+/// The Tansu end-to-end tests' client: confluent-kafka creates the topic with 3 partitions
+/// and produces `n` records (ids 0..n) to it; with a fourth argument, `START`, it produces
+/// ids `START..n` to the topic made before.
 const PRODUCER: &str = r#"
 import sys, json
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 broker, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-admin = AdminClient({"bootstrap.servers": broker})
-for f in admin.create_topics([NewTopic(topic, 3, 1)]).values():
-    f.result(60)
+start = int(sys.argv[4]) if len(sys.argv) > 4 else None  # (more, to the topic made before)
+if start is None:
+    admin = AdminClient({"bootstrap.servers": broker})
+    for f in admin.create_topics([NewTopic(topic, 3, 1)]).values():
+        f.result(60)
 p = Producer({"bootstrap.servers": broker})
-for i in range(n):
+for i in range(start or 0, n):
     rec = {"id": i, "ts": "2024-05-01T12:00:00Z", "service": "api", "level": "info",
            "host": "h%d" % (i % 4), "latency_ms": 1.5, "message": "line %d" % i,
            "values": [1.0, 2.0, float(i)]}
@@ -594,19 +650,36 @@ left = p.flush(60)
 sys.exit(1 if left else 0)
 "#;
 
+/// Tansu started in `dir`, and records `0..n` produced to its `logs` (3 partitions) by
+/// confluent-kafka: the broker (killed when dropped) and its address.
+fn tansu_with_records(py: &Path, dir: &Path, n: u64) -> (crate::kafka::Tansu, String) {
+    let tansu = crate::kafka::start_tansu(py, &dir.join("tansu.log"));
+    let broker = format!("127.0.0.1:{}", tansu.port);
+    let made = Command::new(py)
+        .args(["-c", PRODUCER, &broker, "logs", &n.to_string()])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", logs(&made));
+    (tansu, broker)
+}
+
+/// Records `ids` produced by confluent-kafka to the `logs` that [`tansu_with_records`] made.
+fn produce_with_client(py: &Path, broker: &str, ids: std::ops::Range<u64>) {
+    let (from, to) = (ids.start.to_string(), ids.end.to_string());
+    let made = Command::new(py)
+        .args(["-c", PRODUCER, broker, "logs", &to, &from])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", logs(&made));
+}
+
 #[test]
 fn a_real_broker_fed_by_another_client_is_read_to_its_end_once() {
     let Some(py) = crate::kafka::kafka_python() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let tansu = crate::kafka::start_tansu(py, &dir.path().join("tansu.log"));
-    let broker = format!("127.0.0.1:{}", tansu.port);
-    let made = Command::new(py)
-        .args(["-c", PRODUCER, &broker, "logs", "500"])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", logs(&made));
+    let (_tansu, broker) = tansu_with_records(py, dir.path(), 500);
     let o = pinflow_source(
         dir.path(),
         &broker,
@@ -622,6 +695,50 @@ fn a_real_broker_fed_by_another_client_is_read_to_its_end_once() {
     .unwrap();
     assert!(o.status.success(), "{}", logs(&o));
     assert_exactly_once(all_final_ids(dir.path()), 500, &logs(&o));
+}
+
+/// On a real broker, a second member joins while the first holds every message read in its
+/// writer, uncheckpointed (no rotation set): the first one's revocation has them checkpointed
+/// and their offsets committed before its partitions move, so the second reads on from there
+/// and the two write every message once between them.
+#[test]
+fn on_a_real_broker_a_member_joining_mid_read_leaves_every_message_written_once() {
+    let Some(py) = crate::kafka::kafka_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_tansu, broker) = tansu_with_records(py, dir.path(), 3000);
+    let flags = [&["--journal", "true"][..], &TANSU_SESSION_FLAGS].concat();
+    let start = |m| Member::start(dir.path(), &broker, "joining", m, &flags);
+    let mut a = start(("a", "a.log"));
+    let a_port = a.port;
+    wait_for_members(&mut [&mut a], "member a writing every message", || {
+        metric(a_port, "pinflow_records_total{stage=\"write\"}") == Some(3000.0)
+    });
+    let mut b = start(("b", "b.log"));
+    let ports = [a.port, b.port];
+    wait_for_members(&mut [&mut a, &mut b], "the partitions shared", || {
+        let owned = ports.map(|p| metric(p, "pinflow_kafka_partitions_owned").unwrap_or(0.0));
+        owned[0] >= 1.0 && owned[1] >= 1.0 && owned[0] + owned[1] == 3.0
+    });
+    produce_with_client(py, &broker, 3000..6000);
+    // (No rotation: nothing is checkpointed until the stop, which drains and commits.)
+    wait_for_members(&mut [&mut a, &mut b], "every message written", || {
+        let written = ports.map(|p| metric(p, "pinflow_records_total{stage=\"write\"}"));
+        written[0].unwrap_or(0.0) + written[1].unwrap_or(0.0) >= 6000.0
+    });
+    let all_logs = || logs_of(dir.path(), &["a.log", "b.log"]);
+    for m in [a, b] {
+        let o = crate::common::sigterm_and_wait(m.take());
+        assert!(o.status.success(), "{}", all_logs());
+    }
+    let mut ids = final_ids(&dir.path().join("a"));
+    let b_ids = final_ids(&dir.path().join("b"));
+    assert!(!b_ids.is_empty(), "member b wrote nothing\n{}", all_logs());
+    ids.extend(b_ids);
+    assert_exactly_once(ids, 6000, &all_logs());
+    let group = GroupOffsets::new(&broker, "joining", 3);
+    assert_eq!(group.read(), [Some(2000); 3], "{}", all_logs());
 }
 
 /// Prints, for each Parquet file named on the command line, read by pyarrow: its

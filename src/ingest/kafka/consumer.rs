@@ -333,8 +333,8 @@ impl SourceContext {
     }
 
     /// Partitions go: with a journal, what was read of them is shipped and, for up to
-    /// `revoke_wait`, waited for until a checkpoint holds it, and its offsets are committed
-    /// before the partitions move on. Then their assignment (epoch) ends.
+    /// `revoke_wait`, waited for until a checkpoint (asked of the writer) holds it, and its
+    /// offsets are committed before the partitions move on. Then their assignment (epoch) ends.
     fn revoking(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let keys = keys_of(tpl);
         let cooperative = matches!(
@@ -348,29 +348,35 @@ impl SourceContext {
             }
             let deadline = Instant::now() + self.revoke_wait;
             loop {
-                let waiting: usize = {
+                let mut waiting: Vec<u64> = {
                     let s = self.state.lock();
                     keys.iter()
                         .filter_map(|k| s.owned.get(k))
                         .flat_map(|o| o.unsettled.iter())
-                        .filter(|(i, _)| *i != DURABLE && !self.registry.committed.contains(*i))
-                        .count()
+                        .map(|&(i, _)| i)
+                        .filter(|&i| i != DURABLE && !self.registry.committed.contains(i))
+                        .collect()
                 };
-                if waiting == 0 {
+                if waiting.is_empty() {
                     break;
                 }
                 if Instant::now() >= deadline || writer_ended(&self.registry) {
                     tracing::warn!(
-                        messages = waiting,
+                        messages = waiting.len(),
                         wait = ?self.revoke_wait,
                         "Kafka partitions revoked before a checkpoint held every message read \
-                         of them: those are written here, and the partitions' next owner may \
-                         read them again (a shorter writer.rotate_interval checkpoints sooner)"
+                         of them (the pipeline did not bring them to the writer within \
+                         fetch.shutdown_timeout): those are written here, and the partitions' \
+                         next owner may read them again"
                     );
                     break;
                 }
+                // The writer checkpoints once it holds them all, not at its next rotation.
+                waiting.sort_unstable();
+                self.registry.committed.ask(item_ranges(&waiting));
                 std::thread::sleep(Duration::from_millis(10));
             }
+            self.registry.committed.ask(Vec::new());
             // Every durable offset, not only those that moved: an asynchronous commit made
             // during the rebalance may have been refused.
             let mut s = self.state.lock();
@@ -409,6 +415,18 @@ impl SourceContext {
             }
         }
     }
+}
+
+/// Sorted item numbers as inclusive ranges of consecutive ones.
+fn item_ranges(sorted: &[u64]) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for &i in sorted {
+        match ranges.last_mut() {
+            Some((_, hi)) if *hi + 1 == i => *hi = i,
+            _ => ranges.push((i, i)),
+        }
+    }
+    ranges
 }
 
 /// Whether the writer thread has ended (then no checkpoint is coming).
@@ -1090,4 +1108,16 @@ fn finish(
     let mut s = ctx.state.lock();
     registry.cycles.fetch_add(1, Ordering::Relaxed);
     Ok(std::mem::take(&mut s.report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_numbers_become_ranges_of_consecutive_ones() {
+        assert_eq!(item_ranges(&[]), []);
+        assert_eq!(item_ranges(&[4]), [(4, 4)]);
+        assert_eq!(item_ranges(&[1, 2, 3, 7, 9, 10]), [(1, 3), (7, 7), (9, 10)]);
+    }
 }
