@@ -1010,10 +1010,12 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         kind: Kind::Duration,
         flag: Flag::Shared("--rotate-interval"),
         value_name: "DURATION",
-        help: "Start a new Parquet file every DURATION (1h) in continuous mode [default: one file]",
+        help: "Start a new Parquet file every DURATION (1h) in continuous mode [default: one file; 1h with --every, --tail or a Kafka source without --exit-at-end]",
         example: "\"1h\"",
-        doc: "Finalize the current Parquet file and start a new one after this long (continuous \
-         mode). Unset: one file per run.",
+        doc: "Finalize the current Parquet file and start a new one after this long (with \
+         `writer.journal`, each is a checkpoint: it commits what was read, a Kafka group's \
+         offsets included). Unset: one file per run, except for runs that go on until stopped \
+         (`--every`, `--tail`, a Kafka source without `exit_at_end`), which rotate hourly.",
         check: Check::span(NONZERO, MAX_DURATION, |c| c.writer.rotate_interval),
         ..BLANK
     },

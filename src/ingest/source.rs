@@ -390,6 +390,17 @@ impl Source {
         }
     }
 
+    /// Whether the source reads until the run is stopped, with no end of its own: a tail, or a
+    /// Kafka group member without `exit_at_end`. (HTTP receive is one too, but is refused
+    /// without `writer.rotate_interval`; a push source ends when its producers let go.)
+    pub(crate) fn runs_until_stopped(&self) -> bool {
+        match self {
+            Source::Tail(_) => true,
+            Source::Kafka(k) => !k.exit_at_end,
+            _ => false,
+        }
+    }
+
     /// The source as the `pinflow.source` metadata names it when no label was given: the
     /// template, the file name, or the first URL of a list and how many there are.
     pub fn describe(&self) -> String {

@@ -43,7 +43,8 @@ use crate::transform::config as transform_config;
 use ledger::{Baseline, Ledger};
 use stages::{Compute, Spawner, StageInputs};
 
-/// How often continuous mode rotates files when `writer.rotate_interval` is not set.
+/// How often continuous mode (and a source that reads until stopped: a tail, a Kafka group
+/// member without `exit_at_end`) rotates files when `writer.rotate_interval` is not set.
 pub const DEFAULT_CONTINUOUS_ROTATION: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A configured pipeline, ready to run over a source.
@@ -525,11 +526,14 @@ impl Pipeline {
             out: cfg.out.clone(),
             writer: cfg.writer.clone(),
             // Continuous mode always rotates, hourly unless told otherwise: a file is visible
-            // only once finalized, and one file per run would never be.
+            // only once finalized, and one file per run would never be. So does a source that
+            // reads until stopped, whose checkpoints also commit its position (a Kafka group's
+            // offsets, a tail's): without them nothing would be committed before the stop.
             rotate: cfg
                 .writer
                 .rotate_interval
-                .or(cfg.every.map(|_| DEFAULT_CONTINUOUS_ROTATION)),
+                .or((cfg.every.is_some() || source.runs_until_stopped())
+                    .then_some(DEFAULT_CONTINUOUS_ROTATION)),
             reopen: Arc::clone(&self.reopen),
             // A label is often the `--urls` argument: no password of it goes into a file.
             source: self
@@ -798,5 +802,54 @@ impl Pipeline {
             );
         }
         Ok(journal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rotation period the writer gets for `source` under `cfg`.
+    fn rotation(cfg: Config, source: &Source) -> Option<std::time::Duration> {
+        Pipeline::new(cfg)
+            .unwrap()
+            .output_plan(source)
+            .unwrap()
+            .rotate
+    }
+
+    #[test]
+    fn sources_that_read_until_stopped_rotate_hourly_unless_told_otherwise() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config::new(d.path().join("o.parquet"));
+        let tail = Source::tail(&d.path().join("*.log").display().to_string()).unwrap();
+        assert_eq!(
+            rotation(cfg.clone(), &tail),
+            Some(DEFAULT_CONTINUOUS_ROTATION)
+        );
+        let mut every_minute = cfg.clone();
+        every_minute.writer.rotate_interval = Some(std::time::Duration::from_secs(60));
+        assert_eq!(
+            rotation(every_minute, &tail),
+            Some(std::time::Duration::from_secs(60))
+        );
+        let file = d.path().join("in.ndjson");
+        std::fs::write(&file, "{}\n").unwrap();
+        let files = Source::files(&[file.display().to_string()]).unwrap();
+        assert_eq!(rotation(cfg.clone(), &files), None, "a run that ends");
+        #[cfg(feature = "kafka")]
+        {
+            let kafka = |exit_at_end| {
+                let k = crate::ingest::kafka::KafkaSource::new("127.0.0.1:9", &["t".into()], "g")
+                    .unwrap()
+                    .exit_at_end(exit_at_end);
+                Source::kafka(k)
+            };
+            assert_eq!(
+                rotation(cfg.clone(), &kafka(false)),
+                Some(DEFAULT_CONTINUOUS_ROTATION)
+            );
+            assert_eq!(rotation(cfg, &kafka(true)), None, "--exit-at-end ends");
+        }
     }
 }
