@@ -300,7 +300,11 @@ impl Parser {
         let time_each = batch.items.len() <= TIMED_EACH_MAX_BODIES;
         for idx in 0..batch.items.len() {
             let it = &batch.items[idx];
-            if matches!(it.outcome, Outcome::Body) && it.seq != crate::batch::NO_SEQ {
+            // A failed request is not committed (a resumed run asks again); a failed Kafka
+            // message (a tombstone, an empty one) is: its dead letter is all it will ever give,
+            // and it must not hold the partition's committed offset back.
+            let done = matches!(it.outcome, Outcome::Body) || batch.kafka_messages;
+            if done && it.seq != crate::batch::NO_SEQ {
                 items.push(it.seq);
             }
             self.cursor_found = None;

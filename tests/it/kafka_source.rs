@@ -564,6 +564,49 @@ fn committed(bootstrap: &str, group: &str, partitions: i32) -> Vec<Option<i64>> 
     GroupOffsets::new(bootstrap, group, partitions).read()
 }
 
+/// A tombstone and an empty message are dead letters, and with the journal they are
+/// committed with the checkpoint that holds their dead letters, as a message that gave rows
+/// is: the group's offset moves past them (else it stayed at the first one for good, and a
+/// partition's next owner read everything after it again), and a second run reads nothing
+/// again, dead-letters nothing twice.
+#[test]
+fn tombstones_are_dead_lettered_once_and_committed_past() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let mut messages = records_over(0..150, 3);
+    messages.push((1, None));
+    messages.push((1, Some(String::new())));
+    messages.extend(records_over(150..300, 3));
+    produce(&bootstrap, "logs", &messages);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let flags = [&SHORT_SESSION_FLAGS[..], &["--exit-at-end"]].concat();
+    let run = || {
+        pinflow_source(dir.path(), &bootstrap, "g11", "out/x.parquet", &flags)
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    // 3: items failed (the two messages), dead-lettered with their reason.
+    assert_eq!(o.status.code(), Some(3), "{}", logs(&o));
+    assert_eq!(
+        committed(&bootstrap, "g11", 3),
+        [Some(100), Some(102), Some(100)]
+    );
+    let dead_letters = dir.path().join("out/x.parquet.deadletter.ndjson");
+    let dead = std::fs::read_to_string(&dead_letters).unwrap();
+    assert_eq!(dead.lines().count(), 2, "{dead}");
+    assert!(
+        dead.contains("logs/1@50") && dead.contains("logs/1@51"),
+        "{dead}"
+    );
+    let again = run();
+    assert!(again.status.success(), "{}", logs(&again));
+    assert_eq!(std::fs::read_to_string(&dead_letters).unwrap(), dead);
+    assert_exactly_once(final_ids(&dir.path().join("out")), 300, &logs(&again));
+}
+
 #[test]
 fn sigterm_drains_commits_the_offsets_and_a_restart_reads_nothing_twice() {
     let cluster = MockCluster::new(1).unwrap();
