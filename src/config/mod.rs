@@ -331,8 +331,10 @@ pub struct WriterConfig {
     pub data_page_bytes: usize,
     /// Column compression.
     pub compression: Compression,
-    /// Finalize the current Parquet file and start a new one after this long (continuous
-    /// mode). `None` (the default): one file per run.
+    /// Finalize the current Parquet file and start a new one after this long (with a journal,
+    /// a checkpoint). `None` (the default): one file per run, except for runs that go on
+    /// until stopped (`every`, a tail, a Kafka source without `exit_at_end`), which rotate
+    /// hourly.
     #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
     pub rotate_interval: Option<Duration>,
     /// Close the open row group once its oldest row has waited this long, even if it is not

@@ -261,7 +261,8 @@ impl Parsers {
     }
 }
 
-/// The user's transforms and the pipeline's stop flag, for a thread that computes batches.
+/// The user's transforms, for a thread that computes batches, and the pipeline's stop flag
+/// (which the writer and the source watch; a failing stage sets it through the [`Spawner`]).
 #[derive(Clone)]
 pub(super) struct Compute {
     pub(super) transforms: Vec<Arc<dyn Transform>>,
@@ -278,7 +279,7 @@ struct ParseWork {
     published: ParseStats,
     cursors: Option<Sender<CursorReply>>,
     recycle: Sender<BodyBatch>,
-    /// Transforms and the stop flag, when this thread computes its own batches.
+    /// The transforms, when this thread computes its own batches.
     compute: Option<Compute>,
     registry: Arc<Registry>,
     /// Where the counts go when this is dropped (the writer's, which returns no stats).
@@ -579,6 +580,9 @@ fn spawn_compute(sp: &Spawner, j: usize, q: &Queues, compute: &Compute) -> Resul
     let (rx, tx) = (q.rows_rx.clone(), q.out_tx.clone());
     let upstream = Arc::clone(&q.upstream);
     let compute = compute.clone();
+    // (Set before the thread's sender to the writer goes: a writer that saw its input end
+    // before the stop would take the failed run for a finished one.)
+    let stop_for_failure = sp.stop_for_failure();
     sp.spawn(Role::Compute(j), move |reg, me| {
         let guard = StateGuard::new(reg, me);
         loop {
@@ -586,7 +590,7 @@ fn spawn_compute(sp: &Spawner, j: usize, q: &Queues, compute: &Compute) -> Resul
             let Ok(mut b) = rx.recv() else { break };
             reg.set_queue_depth(QueueId::Records, rx.len());
             reg.set_state(me, ThreadState::Working);
-            compute_batch(&mut b, &compute.transforms, reg)?;
+            compute_batch(&mut b, &compute.transforms, reg).inspect_err(|_| stop_for_failure())?;
             reg.set_state(me, ThreadState::BlockedOutput);
             if tx.send(ToWriter::Rows(b)).is_err() {
                 break;
@@ -626,6 +630,8 @@ fn spawn_parse(
         registry: Arc::clone(registry),
         report_to: None,
     };
+    // (As for a compute thread: the stop before the sender to the writer goes.)
+    let stop_for_failure = sp.stop_for_failure();
     sp.spawn(Role::Parse(i), move |reg, me| {
         let guard = StateGuard::new(reg, me);
         loop {
@@ -641,7 +647,7 @@ fn spawn_parse(
             let Ok(batch) = next else { break };
             reg.set_queue_depth(QueueId::Bodies, rx.len());
             reg.set_state(me, ThreadState::Working);
-            let out = work.process(batch)?;
+            let out = work.process(batch).inspect_err(|_| stop_for_failure())?;
             reg.set_state(me, ThreadState::BlockedOutput);
             let depth = match &rows_out {
                 Some(tx) => match tx.send(out) {
