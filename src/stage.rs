@@ -100,6 +100,15 @@ pub trait Sink: Send + 'static {
     /// Receives one batch (every column, statistics included).
     fn write(&mut self, rows: &RecordBatch) -> std::result::Result<(), BoxError>;
 
+    /// Makes what the sink was given durable, wherever it keeps it. With `writer.journal`,
+    /// each checkpoint calls it just before it commits: the work items whose rows the sink got
+    /// are then done, and a restart does not read them again, so a sink that buffers writes its
+    /// buffer out here. An error fails the run, the checkpoint uncommitted (a restart reads
+    /// its items again).
+    fn flush(&mut self) -> std::result::Result<(), BoxError> {
+        Ok(())
+    }
+
     /// Called once when the run ends normally, after the last batch.
     fn finish(&mut self) -> std::result::Result<(), BoxError> {
         Ok(())

@@ -480,6 +480,11 @@ impl Writer<'_> {
             return Ok(());
         }
         crate::failpoint::hit("writer.before_commit");
+        // The sinks' rows too: committed items are not read again.
+        if let Err(e) = self.flush_sinks() {
+            self.output.discard_sealed();
+            return Err(e);
+        }
         // `{since}`: everything taken so far is in these files or earlier ones.
         if let (Some(field), Some((value, timestamp))) =
             (&self.since_field, self.registry.since.get())
@@ -517,6 +522,15 @@ impl Writer<'_> {
         self.kafka_uncommitted.clear();
         crate::failpoint::hit("writer.after_commit");
         self.output.publish_sealed(&mut self.holds)
+    }
+
+    /// Asks every sink to make what it was given durable ([`Sink::flush`]).
+    fn flush_sinks(&mut self) -> Result<()> {
+        for s in &mut self.sinks {
+            let name = s.name().to_string();
+            crate::stage::guarded("sink", &name, || s.flush())?;
+        }
+        Ok(())
     }
 
     /// The rows of what arrived: as they are, or parsed and computed here (the short path).

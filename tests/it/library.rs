@@ -202,6 +202,62 @@ fn a_batch_failing_on_the_short_path_stops_the_run_with_the_error_and_files_stay
     assert!(!summary.interrupted, "{summary}");
 }
 
+/// A sink that keeps its rows in memory until told to make them durable, or refuses to.
+struct BufferingSink {
+    buffered: usize,
+    durable: Arc<AtomicUsize>,
+    refuse: bool,
+}
+
+impl pinflow::stage::Sink for BufferingSink {
+    fn write(&mut self, rows: &RecordBatch) -> Result<(), pinflow::stage::BoxError> {
+        self.buffered += rows.num_rows();
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), pinflow::stage::BoxError> {
+        if self.refuse {
+            return Err("the sink's store is full".into());
+        }
+        self.durable
+            .fetch_add(std::mem::take(&mut self.buffered), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// With a journal, each checkpoint has the sinks make their rows durable before it commits
+/// their items: a sink whose flush fails fails the run with nothing committed, so the next
+/// run gives every record again; one whose flush succeeds has made every record durable.
+#[test]
+fn a_checkpoint_commits_only_once_the_sinks_made_their_rows_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let lines: String = (0..500).map(|i| format!("{{\"id\":{i}}}\n")).collect();
+    std::fs::write(&input, lines).unwrap();
+    let durable = Arc::new(AtomicUsize::new(0));
+    let run = |refuse: bool| {
+        Pipeline::builder()
+            .out(dir.path().join("p.parquet"))
+            .configure(|c| c.writer.journal = true)
+            .sink(BufferingSink {
+                buffered: 0,
+                durable: Arc::clone(&durable),
+                refuse,
+            })
+            .build()
+            .unwrap()
+            .run(Source::files(&[input.display().to_string()]).unwrap())
+    };
+    let err = match run(true) {
+        Ok(s) => panic!("the run succeeded, {} records written", s.records_written),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("the sink's store is full"), "{err}");
+    let summary = run(false).unwrap();
+    assert_eq!(summary.records_written, 500, "{summary}");
+    assert_eq!(durable.load(Ordering::Relaxed), 500);
+}
+
 /// A failing transform stops the run, on a compute thread or on a parse thread; the stop is
 /// the failure's, lifted when the run is over, so the same pipeline's next run reads its input
 /// to the end.
