@@ -784,6 +784,44 @@ fn on_a_real_broker_a_member_joining_mid_read_leaves_every_message_written_once(
     assert_eq!(group.read(), [Some(2000); 3], "{}", all_logs());
 }
 
+/// On a real broker, a member that is stopped (SIGTERM) while the other reads on: it drains,
+/// commits and leaves; its partitions move to the other member, which reads on from the
+/// committed offsets, so the two write every message once between them.
+#[test]
+fn on_a_real_broker_a_member_leaving_mid_read_leaves_every_message_written_once() {
+    let Some(py) = crate::kafka::kafka_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_tansu, broker) = tansu_with_records(py, dir.path(), 3000);
+    let flags = [&["--journal", "true"][..], &TANSU_SESSION_FLAGS].concat();
+    let start = |m| Member::start(dir.path(), &broker, "leaving", m, &flags);
+    let mut a = start(("a", "a.log"));
+    let mut b = start(("b", "b.log"));
+    let ports = [a.port, b.port];
+    let written = |port| metric(port, "pinflow_records_total{stage=\"write\"}").unwrap_or(0.0);
+    wait_for_members(&mut [&mut a, &mut b], "both members writing", || {
+        let owned = ports.map(|p| metric(p, "pinflow_kafka_partitions_owned").unwrap_or(0.0));
+        owned[0] >= 1.0 && owned[1] >= 1.0 && written(ports[0]) + written(ports[1]) >= 3000.0
+    });
+    let all_logs = || logs_of(dir.path(), &["a.log", "b.log"]);
+    let o = crate::common::sigterm_and_wait(a.take());
+    assert!(o.status.success(), "{}", all_logs());
+    let a_ids = final_ids(&dir.path().join("a"));
+    produce_with_client(py, &broker, 3000..6000);
+    let b_port = b.port;
+    wait_for_members(&mut [&mut b], "member b writing the rest", || {
+        a_ids.len() as f64 + written(b_port) >= 6000.0
+    });
+    let o = crate::common::sigterm_and_wait(b.take());
+    assert!(o.status.success(), "{}", all_logs());
+    let mut ids = a_ids;
+    ids.extend(final_ids(&dir.path().join("b")));
+    assert_exactly_once(ids, 6000, &all_logs());
+    let group = GroupOffsets::new(&broker, "leaving", 3);
+    assert_eq!(group.read(), [Some(2000); 3], "{}", all_logs());
+}
+
 /// Prints, for each Parquet file named on the command line, read by pyarrow: its
 /// `pinflow.kafka.offsets` metadata (or null) and the `part`/`off` columns of its rows.
 const FILE_OFFSETS: &str = r#"
