@@ -103,13 +103,17 @@ pub trait Sink: Send + 'static {
     /// Makes what the sink was given durable, wherever it keeps it. With `writer.journal`,
     /// each checkpoint calls it just before it commits: the work items whose rows the sink got
     /// are then done, and a restart does not read them again, so a sink that buffers writes its
-    /// buffer out here. An error fails the run, the checkpoint uncommitted (a restart reads
-    /// its items again).
+    /// buffer out here. An error fails the run, the checkpoint uncommitted: a restart (or the
+    /// same `Pipeline`'s next run) reads its items again, so drop what you buffered. Rows a sink
+    /// flushed can come again too when the commit itself then fails, or another sink's flush
+    /// does: with a journal a sink gets each row at least once (make its writes idempotent
+    /// where that matters). Without a journal it is never called.
     fn flush(&mut self) -> std::result::Result<(), BoxError> {
         Ok(())
     }
 
-    /// Called once when the run ends normally, after the last batch.
+    /// Called once when the run ends normally, after the last batch (with `writer.journal`,
+    /// after the last checkpoint committed: write buffers out in [`Sink::flush`]).
     fn finish(&mut self) -> std::result::Result<(), BoxError> {
         Ok(())
     }

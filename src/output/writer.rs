@@ -469,8 +469,9 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Journal mode: seals every open file with rows, makes the dead letters durable, commits
-    /// the files and the items written since the last checkpoint to the journal, then renames
+    /// Journal mode: seals every open file with rows, has the sinks make their rows durable
+    /// ([`Sink::flush`]), makes the dead letters durable, commits the files and the items
+    /// written since the last checkpoint to the journal, then renames
     /// the files into place. A crash before the commit leaves only temporary files (deleted by
     /// the next run, which fetches those items again); after it, the next run finishes the
     /// renames.

@@ -784,9 +784,10 @@ fn on_a_real_broker_a_member_joining_mid_read_leaves_every_message_written_once(
     assert_eq!(group.read(), [Some(2000); 3], "{}", all_logs());
 }
 
-/// On a real broker, a member that is stopped (SIGTERM) while the other reads on: it drains,
-/// commits and leaves; its partitions move to the other member, which reads on from the
-/// committed offsets, so the two write every message once between them.
+/// On a real broker, a member stopped (SIGTERM) once the two have written the first 3,000
+/// messages: it drains, commits and leaves; its partitions move to the other member, which
+/// reads the 3,000 produced after from the committed offsets (not from the start, which would
+/// repeat the first member's rows), so the two write every message once between them.
 #[test]
 fn on_a_real_broker_a_member_leaving_mid_read_leaves_every_message_written_once() {
     let Some(py) = crate::kafka::kafka_python() else {
