@@ -25,6 +25,7 @@ use crate::batch::BodyBatch;
 use crate::error::{Error, Result};
 use crate::handoff::{downstream_gone, IngestChannels};
 use crate::ingest::IngestReport;
+use crate::journal::RangeSet;
 use crate::metrics::live::{QueueId, Registry, ThreadState};
 use crate::plan::Role;
 
@@ -348,15 +349,16 @@ impl SourceContext {
             }
             let deadline = Instant::now() + self.revoke_wait;
             loop {
-                let mut waiting: Vec<u64> = {
+                let mut waiting = RangeSet::default();
+                {
                     let s = self.state.lock();
                     keys.iter()
                         .filter_map(|k| s.owned.get(k))
                         .flat_map(|o| o.unsettled.iter())
                         .map(|&(i, _)| i)
                         .filter(|&i| i != DURABLE && !self.registry.committed.contains(i))
-                        .collect()
-                };
+                        .for_each(|i| waiting.insert(i));
+                }
                 if waiting.is_empty() {
                     break;
                 }
@@ -372,8 +374,7 @@ impl SourceContext {
                     break;
                 }
                 // The writer checkpoints once it holds them all, not at its next rotation.
-                waiting.sort_unstable();
-                self.registry.committed.ask(item_ranges(&waiting));
+                self.registry.committed.ask(waiting.ranges().collect());
                 std::thread::sleep(Duration::from_millis(10));
             }
             self.registry.committed.ask(Vec::new());
@@ -415,18 +416,6 @@ impl SourceContext {
             }
         }
     }
-}
-
-/// Sorted item numbers as inclusive ranges of consecutive ones.
-fn item_ranges(sorted: &[u64]) -> Vec<(u64, u64)> {
-    let mut ranges: Vec<(u64, u64)> = Vec::new();
-    for &i in sorted {
-        match ranges.last_mut() {
-            Some((_, hi)) if *hi + 1 == i => *hi = i,
-            _ => ranges.push((i, i)),
-        }
-    }
-    ranges
 }
 
 /// Whether the writer thread has ended (then no checkpoint is coming).
@@ -1108,16 +1097,4 @@ fn finish(
     let mut s = ctx.state.lock();
     registry.cycles.fetch_add(1, Ordering::Relaxed);
     Ok(std::mem::take(&mut s.report))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn item_numbers_become_ranges_of_consecutive_ones() {
-        assert_eq!(item_ranges(&[]), []);
-        assert_eq!(item_ranges(&[4]), [(4, 4)]);
-        assert_eq!(item_ranges(&[1, 2, 3, 7, 9, 10]), [(1, 3), (7, 7), (9, 10)]);
-    }
 }
