@@ -280,13 +280,42 @@ fn merge(into: &mut toml::Table, from: &toml::Table) {
     }
 }
 
-/// The values of `layers`, later ones overriding earlier ones.
+/// The key whose layers merge by property name rather than replace each other.
+const KAFKA_PROPERTIES: &str = "kafka.properties";
+
+/// The values of `layers`, later ones overriding earlier ones; `kafka.properties` by
+/// property name ([`by_property_name`]).
 pub(super) fn stack(layers: &[ConfigLayer]) -> toml::Value {
     let mut merged = toml::Table::new();
     for layer in layers {
+        let earlier = lookup(&merged, KAFKA_PROPERTIES).cloned();
         merge(&mut merged, &layer.values);
+        if let (Some(toml::Value::Array(earlier)), Some(toml::Value::Array(later))) =
+            (earlier, lookup(&layer.values, KAFKA_PROPERTIES))
+        {
+            let (section, key) = KAFKA_PROPERTIES.split_once('.').expect("a section's key");
+            if let Some(t) = merged.get_mut(section).and_then(|v| v.as_table_mut()) {
+                t.insert(key.into(), by_property_name(earlier, later));
+            }
+        }
     }
     toml::Value::Table(merged)
+}
+
+/// librdkafka properties (`name=value`) of an earlier layer and a later one: the later ones,
+/// after the earlier ones whose names they do not set again. A property is a setting of its
+/// own, so that the secrets of a `[kafka]` file stand while a flag adds or changes another
+/// (`--kafka-property linger.ms=5`); a whole list in the later layer would drop them.
+fn by_property_name(earlier: Vec<toml::Value>, later: &[toml::Value]) -> toml::Value {
+    let name = |v: &toml::Value| {
+        v.as_str()
+            .map(|s| s.split_once('=').map_or(s, |(n, _)| n).trim().to_string())
+    };
+    let set_again: std::collections::HashSet<Option<String>> = later.iter().map(name).collect();
+    let kept = earlier
+        .into_iter()
+        .filter(|v| !set_again.contains(&name(v)));
+    toml::Value::Array(kept.chain(later.iter().cloned()).collect())
 }
 
 /// The good values of a document (normalized, with their lines) and a diagnostic for each

@@ -1561,7 +1561,10 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
          system's OpenSSL; not Kerberos; values are never logged). `bootstrap.servers`, `enable.idempotence`, `acks`, \
          `group.id` and the offset-commit settings are pinflow's own: the brokers come from \
          the URL or kafka.brokers, the producer is idempotent with `acks=all`, and the \
-         source commits offsets itself once they are durable.",
+         source commits offsets itself once they are durable. Unlike other lists, the \
+         layers merge by property name: the environment or a flag replaces the same \
+         property of the file and keeps the file's others (its secrets), so \
+         `--kafka-property linger.ms=5` changes one property.",
         check: Check::Custom(rule::kafka_properties),
         ..BLANK
     },

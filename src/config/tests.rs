@@ -974,6 +974,47 @@ fn a_set_value_of_no_known_form_is_refused_with_the_forms() {
 }
 
 #[test]
+fn kafka_properties_of_later_layers_replace_the_same_property_and_keep_the_others() {
+    let file = ConfigLayer::from_toml(
+        "pinflow.toml",
+        "[kafka]\nproperties = [\"security.protocol=sasl_ssl\", \"sasl.password=a=b\", \"linger.ms=20\"]\n",
+    )
+    .unwrap();
+    let env = ConfigLayer::from_env([(
+        "PINFLOW_KAFKA_PROPERTIES".to_string(),
+        "sasl.username=pinflow".to_string(),
+    )])
+    .unwrap();
+    let flags = ConfigLayer::from_flags([
+        ("kafka.properties", "--kafka-property", "linger.ms = 5"),
+        (
+            "kafka.properties",
+            "--kafka-property",
+            "session.timeout.ms=6000",
+        ),
+    ])
+    .unwrap();
+    let cfg = Config::from_layers(&[file, env, flags]).unwrap();
+    assert_eq!(
+        cfg.kafka.properties,
+        [
+            "security.protocol=sasl_ssl",
+            "sasl.password=a=b",
+            "sasl.username=pinflow",
+            "linger.ms = 5",
+            "session.timeout.ms=6000"
+        ]
+    );
+    // Other lists still replace: a flag's `--header` is the whole list.
+    let file = ConfigLayer::from_toml("f.toml", "[fetch]\nheaders = [\"X-A: 1\"]\n").unwrap();
+    let flags = ConfigLayer::from_flags([("fetch.headers", "--header", "X-B: 2")]).unwrap();
+    assert_eq!(
+        Config::from_layers(&[file, flags]).unwrap().fetch.headers,
+        ["X-B: 2"]
+    );
+}
+
+#[test]
 fn kafka_properties_are_name_value_and_never_pinflows_own() {
     let problems = |props: &[&str]| {
         let mut c = Config::default();

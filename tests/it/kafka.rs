@@ -195,7 +195,7 @@ pub(crate) fn start_tansu(py: &Path, log: &Path) -> Tansu {
 }
 
 /// [`start_tansu`], telling clients to connect to `advertised` (a port on 127.0.0.1) instead
-/// of the port it listens on: a TLS terminator's in front of it (tests/it/kafka_tls.rs).
+/// of the port it listens on: a front's ([`tansu_behind`]).
 pub(crate) fn start_tansu_advertising(py: &Path, log: &Path, advertised: Option<u16>) -> Tansu {
     let out = std::process::Command::new(py)
         .args([
@@ -228,6 +228,112 @@ pub(crate) fn start_tansu_advertising(py: &Path, log: &Path, advertised: Option<
         std::thread::sleep(Duration::from_millis(50));
     }
     tansu
+}
+
+/// Tansu in plaintext behind a Python front (`script`, run as `script PORT TANSU_PORT
+/// args...`: a TLS terminator, an authenticator) on a free port that the broker advertises,
+/// so that every connection a client makes goes through the front; its standard output to
+/// `front_log`. Returns the broker, the front (both killed when dropped) and the front's
+/// address, once it listens.
+pub(crate) fn tansu_behind(
+    py: &Path,
+    dir: &Path,
+    script: &str,
+    args: &[&str],
+    front_log: std::process::Stdio,
+) -> (Tansu, crate::common::KillOnDrop, String) {
+    let port = crate::common::free_port();
+    let tansu = start_tansu_advertising(py, &dir.join("tansu.log"), Some(port));
+    let front = crate::common::KillOnDrop(Some(
+        std::process::Command::new(py)
+            .args(["-c", script, &port.to_string(), &tansu.port.to_string()])
+            .args(args)
+            .stdout(front_log)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the broker's front did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (tansu, front, format!("127.0.0.1:{port}"))
+}
+
+/// confluent-kafka with more librdkafka properties (TLS, SASL) to broker `argv[1]`, the
+/// properties a JSON object in `argv[2]`: `create TOPIC PARTITIONS`, `produce TOPIC N`
+/// (records with ids 0..N over 3 partitions), or `read TOPIC N` (prints each message's
+/// payload, one per line, until N or a deadline).
+const CONFIGURED_CLIENT: &str = r#"
+import sys, json, time
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+broker, properties, what, topic = sys.argv[1:5]
+conf = dict(json.loads(properties), **{"bootstrap.servers": broker})
+if what == "create":
+    admin = AdminClient(conf)
+    for f in admin.create_topics([NewTopic(topic, int(sys.argv[5]), 1)]).values():
+        f.result(60)
+elif what == "produce":
+    p = Producer(conf)
+    for i in range(int(sys.argv[5])):
+        rec = {"id": i, "service": "api", "host": "h%d" % (i % 4), "message": "line %d" % i}
+        p.produce(topic, json.dumps(rec).encode(), partition=i % 3)
+        p.poll(0)
+    sys.exit(1 if p.flush(60) else 0)
+elif what == "read":
+    n = int(sys.argv[5])
+    # (A short session: Tansu holds a join for about half of it, 23 s with librdkafka's 45 s.)
+    c = Consumer(dict(conf, **{"group.id": "reader", "auto.offset.reset": "earliest",
+                               "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}))
+    c.subscribe([topic])
+    got, deadline = 0, time.time() + 120
+    while got < n and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        print(m.value().decode()); got += 1
+    c.close()
+    sys.exit(0 if got == n else 1)
+"#;
+
+/// Runs [`CONFIGURED_CLIENT`] (not pinflow) against `broker` with `properties`: `args` are
+/// what it does; returns what it printed, asserting that it succeeded.
+pub(crate) fn configured_client(
+    py: &Path,
+    broker: &str,
+    properties: &serde_json::Value,
+    args: &[&str],
+) -> String {
+    let o = std::process::Command::new(py)
+        .args(["-c", CONFIGURED_CLIENT, broker, &properties.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "confluent-kafka {args:?}: {}",
+        crate::common::kafka::logs(&o)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The ids of the JSON records `read` printed, one per line, sorted.
+pub(crate) fn sorted_ids(read: &str) -> Vec<i64> {
+    let mut ids: Vec<i64> = read
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
 }
 
 /// confluent-kafka (not pinflow) creates the topic, or reads it back: every message's payload,

@@ -8,12 +8,11 @@
 //! `ssl.ca.location` and checks the broker's name; with another CA it connects nowhere and
 //! says why.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-use crate::common::{all_final_ids, ndjson_lines, pinflow_piped, KillOnDrop};
-use crate::kafka::{kafka_python, start_tansu_advertising};
+use crate::common::kafka::{logs as text, records_file};
+use crate::common::{all_final_ids, ndjson_lines, pinflow_piped};
+use crate::kafka::{configured_client, kafka_python, sorted_ids, tansu_behind};
 use crate::tls::Ca;
 
 /// A TLS terminator: takes TLS on `argv[1]` with the certificate and key in `argv[3]`, and
@@ -49,62 +48,6 @@ async def main():
 asyncio.run(main())
 "#;
 
-/// confluent-kafka over TLS (CA file `argv[2]`) to broker `argv[1]`: `create TOPIC PARTITIONS`,
-/// `produce TOPIC N` (records with ids 0..N over the partitions), or `read TOPIC N` (prints
-/// each message's payload, one per line, until N or a deadline).
-const CLIENT: &str = r#"
-import sys, json, time
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-broker, ca, what, topic = sys.argv[1:5]
-tls = {"bootstrap.servers": broker, "security.protocol": "ssl", "ssl.ca.location": ca}
-if what == "create":
-    admin = AdminClient(tls)
-    for f in admin.create_topics([NewTopic(topic, int(sys.argv[5]), 1)]).values():
-        f.result(60)
-elif what == "produce":
-    p = Producer(tls)
-    n = int(sys.argv[5])
-    for i in range(n):
-        rec = {"id": i, "ts": "2024-05-01T12:00:00Z", "service": "api", "level": "info",
-               "host": "h%d" % (i % 4), "latency_ms": 1.5, "message": "line %d" % i}
-        p.produce(topic, json.dumps(rec).encode(), partition=i % 3)
-        p.poll(0)
-    sys.exit(1 if p.flush(60) else 0)
-elif what == "read":
-    n = int(sys.argv[5])
-    # (A short session: Tansu holds a join for about half of it, 23 s with librdkafka's 45 s.)
-    c = Consumer(dict(tls, **{"group.id": "reader", "auto.offset.reset": "earliest",
-                              "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}))
-    c.subscribe([topic])
-    got, deadline = 0, time.time() + 120
-    while got < n and time.time() < deadline:
-        m = c.poll(0.5)
-        if m is None or m.error():
-            continue
-        print(m.value().decode()); got += 1
-    c.close()
-    sys.exit(0 if got == n else 1)
-"#;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    )
-}
-
-/// `n` records with ids 0..n, NDJSON, in `dir/in.ndjson`.
-fn records(dir: &Path, n: usize) -> std::path::PathBuf {
-    let path = dir.join("in.ndjson");
-    let body: String = (0..n)
-        .map(|i| format!("{{\"id\":{i},\"service\":\"api\",\"message\":\"line {i}\"}}\n"))
-        .collect();
-    std::fs::write(&path, body).unwrap();
-    path
-}
-
 #[test]
 fn a_broker_behind_tls_is_read_and_written_with_its_ca_and_refused_with_another() {
     let Some(py) = kafka_python() else {
@@ -117,37 +60,11 @@ fn a_broker_behind_tls_is_read_and_written_with_its_ca_and_refused_with_another(
     let pem_file = dir.path().join("broker.pem");
     std::fs::write(&pem_file, pem).unwrap();
 
-    let tls_port = crate::common::free_port();
-    let tansu = start_tansu_advertising(py, &dir.path().join("tansu.log"), Some(tls_port));
-    let _terminator = KillOnDrop(Some(
-        Command::new(py)
-            .args(["-c", TERMINATOR, &tls_port.to_string()])
-            .arg(tansu.port.to_string())
-            .arg(&pem_file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the TLS terminator did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let broker = format!("127.0.0.1:{tls_port}");
-    let client = |args: &[&str]| {
-        let o = Command::new(py)
-            .args(["-c", CLIENT, &broker])
-            .arg(&ca_file)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "confluent-kafka {args:?}: {}", text(&o));
-        String::from_utf8(o.stdout).unwrap()
-    };
+    let pem = pem_file.to_str().unwrap();
+    let (_tansu, _terminator, broker) =
+        tansu_behind(py, dir.path(), TERMINATOR, &[pem], Stdio::null());
+    let tls = serde_json::json!({"security.protocol": "ssl", "ssl.ca.location": ca_file});
+    let client = |args: &[&str]| configured_client(py, &broker, &tls, args);
     client(&["create", "logs", "3"]);
     client(&["create", "out", "1"]);
     client(&["produce", "logs", "300"]);
@@ -173,7 +90,7 @@ fn a_broker_behind_tls_is_read_and_written_with_its_ca_and_refused_with_another(
     assert_eq!(all_final_ids(dir.path()), (0..300).collect::<Vec<_>>());
 
     // The output: every record acknowledged over TLS, read back by confluent-kafka.
-    let input = records(dir.path(), 200);
+    let input = records_file(dir.path(), 200);
     let o = pinflow_piped()
         .current_dir(dir.path())
         .args(["run", "--progress", "never", "--files"])
@@ -183,16 +100,7 @@ fn a_broker_behind_tls_is_read_and_written_with_its_ca_and_refused_with_another(
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let read = client(&["read", "out", "200"]);
-    let mut ids: Vec<i64> = read
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
-    ids.sort_unstable();
+    let ids = sorted_ids(&client(&["read", "out", "200"]));
     assert_eq!(ids, (0..200).collect::<Vec<_>>(), "every record once");
 
     // Another CA: no connection; the records fail with the delivery timeout, the run says
@@ -202,7 +110,7 @@ fn a_broker_behind_tls_is_read_and_written_with_its_ca_and_refused_with_another(
     let o = pinflow_piped()
         .current_dir(dir.path())
         .args(["run", "--progress", "never", "--files"])
-        .arg(records(dir.path(), 5))
+        .arg(records_file(dir.path(), 5))
         .args(["--out", &format!("kafka://{broker}/out")])
         .args(["--kafka-property", "security.protocol=ssl"])
         .args(["--kafka-property", &distrust])

@@ -54,6 +54,8 @@ mod journal_trust;
 #[cfg(all(feature = "cli", feature = "kafka"))]
 mod kafka;
 #[cfg(all(feature = "cli", feature = "kafka"))]
+mod kafka_sasl;
+#[cfg(all(feature = "cli", feature = "kafka"))]
 mod kafka_source;
 #[cfg(all(feature = "cli", feature = "kafka", feature = "tls"))]
 mod kafka_tls;
