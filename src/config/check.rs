@@ -177,7 +177,7 @@ pub(super) mod rule {
         for (i, p) in c.kafka.properties.iter().enumerate() {
             match p.split_once('=') {
                 Some((name, _)) if !name.trim().is_empty() => {
-                    if crate::kafka::FIXED_PROPERTIES.contains(&name.trim()) {
+                    if crate::kafka::is_fixed_property(name) {
                         bad.push(Bad::value(format!(
                             "`{}` is set by pinflow itself and cannot be changed",
                             name.trim()
@@ -766,9 +766,15 @@ impl Config {
     }
 
     /// [`Config::problems`], each attributed to the last of `layers` that set its key (the
-    /// file and line, or the environment variable).
+    /// file and line, or the environment variable). The problems of `kafka.properties`,
+    /// whose layers merge, each to the layer whose own list holds the entry, counted there.
     pub fn problems_in(&self, layers: &[ConfigLayer]) -> Vec<Diagnostic> {
         let mut problems = self.problems();
+        let properties = "kafka.properties";
+        let merged_list_is_bad = problems
+            .iter()
+            .any(|p| p.key.as_deref() == Some(properties));
+        problems.retain(|p| p.key.as_deref() != Some(properties));
         for p in &mut problems {
             if let Some(key) = &p.key {
                 // A key that was not written (a missing `[[enrich]]` key) takes the line of
@@ -783,6 +789,20 @@ impl Config {
                         _ => break,
                     }
                 }
+            }
+        }
+        for layer in layers.iter().filter(|_| merged_list_is_bad) {
+            let Some(own) = layer.kafka_properties() else {
+                continue;
+            };
+            let mut alone = Config::default();
+            alone.kafka.properties = own;
+            for Bad { why, .. } in rule::kafka_properties(&alone) {
+                problems.push(Diagnostic {
+                    origin: layer.origin(properties).cloned(),
+                    key: Some(properties.to_string()),
+                    message: why,
+                });
             }
         }
         problems

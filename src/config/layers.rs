@@ -223,6 +223,16 @@ impl ConfigLayer {
         table.get_mut(last)
     }
 
+    /// This layer's own `kafka.properties` (layers merge them, [`stack`]), if it sets them.
+    pub(super) fn kafka_properties(&self) -> Option<Vec<String>> {
+        let list = lookup(&self.values, KAFKA_PROPERTIES)?.as_array()?;
+        Some(
+            list.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+        )
+    }
+
     /// Whether this layer sets `key` (a path such as `fetch.max_in_flight`).
     pub fn is_set(&self, key: &str) -> bool {
         self.origins.contains_key(key)
@@ -303,13 +313,16 @@ pub(super) fn stack(layers: &[ConfigLayer]) -> toml::Value {
 }
 
 /// librdkafka properties (`name=value`) of an earlier layer and a later one: the later ones,
-/// after the earlier ones whose names they do not set again. A property is a setting of its
+/// after the earlier ones whose properties they do not set again (under the same name or an
+/// alias: `linger.ms` and `queue.buffering.max.ms` are one). A property is a setting of its
 /// own, so that the secrets of a `[kafka]` file stand while a flag adds or changes another
 /// (`--kafka-property linger.ms=5`); a whole list in the later layer would drop them.
 fn by_property_name(earlier: Vec<toml::Value>, later: &[toml::Value]) -> toml::Value {
     let name = |v: &toml::Value| {
-        v.as_str()
-            .map(|s| s.split_once('=').map_or(s, |(n, _)| n).trim().to_string())
+        v.as_str().map(|s| {
+            let name = s.split_once('=').map_or(s, |(n, _)| n);
+            crate::kafka::property_name(name).to_string()
+        })
     };
     let set_again: std::collections::HashSet<Option<String>> = later.iter().map(name).collect();
     let kept = earlier

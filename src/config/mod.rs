@@ -3,7 +3,8 @@
 //! Library users build a [`Config`] in code; the `pinflow` command fills one from layers, each
 //! overriding the one before: built-in defaults ([`Config::default`]) < a TOML file
 //! ([`ConfigLayer::from_toml`]) < `PINFLOW_*` environment variables ([`ConfigLayer::from_env`])
-//! < command-line flags. Both go through [`Config::validate`] before anything starts.
+//! < command-line flags (`kafka.properties` overridden property by property, not as a whole
+//! list). Both go through [`Config::validate`] before anything starts.
 //!
 //! Every option has a dotted key path (`queue_capacity`, `fetch.max_in_flight`, ...): the TOML
 //! key, and, upper-cased with `PINFLOW_` in front and `_` for `.`, the environment variable
@@ -1084,8 +1085,10 @@ impl Config {
     }
 
     /// Builds a configuration from layers over the defaults, each overriding the ones before
-    /// it (typically a file, then the environment). The values are checked for their type and
-    /// form when each layer is made; this does not run [`Config::validate`].
+    /// it (typically a file, then the environment): a value replaces the earlier one, except
+    /// `kafka.properties`, where a layer replaces the properties it sets (by name or alias) and
+    /// keeps the others. The values are checked for their type and form when each layer is
+    /// made; this does not run [`Config::validate`].
     pub fn from_layers(layers: &[ConfigLayer]) -> std::result::Result<Config, Vec<Diagnostic>> {
         layers::stack(layers).try_into::<Config>().map_err(|e| {
             vec![Diagnostic {

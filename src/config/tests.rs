@@ -1015,6 +1015,74 @@ fn kafka_properties_of_later_layers_replace_the_same_property_and_keep_the_other
 }
 
 #[test]
+fn kafka_properties_problems_name_the_layer_that_holds_the_entry() {
+    let file = ConfigLayer::from_toml(
+        "pinflow.toml",
+        "[kafka]\nproperties = [\"linger.ms=20\", \"hunter2\", \"metadata.broker.list=x:9\"]\n",
+    )
+    .unwrap();
+    let flags = ConfigLayer::from_flags([
+        ("kafka.properties", "--kafka-property", "linger.ms=5"),
+        (
+            "kafka.properties",
+            "--kafka-property",
+            "request.required.acks=1",
+        ),
+    ])
+    .unwrap();
+    let layers = [file, flags];
+    let cfg = Config::from_layers(&layers).unwrap();
+    let found: Vec<String> = cfg
+        .problems_in(&layers)
+        .iter()
+        .map(|d| format!("{}: {}", d.origin.as_ref().unwrap().name, d.message))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "pinflow.toml: entry 2 is not `name=value`",
+            "pinflow.toml: `metadata.broker.list` is set by pinflow itself and cannot be changed",
+            "--kafka-property: `request.required.acks` is set by pinflow itself and cannot be changed",
+        ],
+        "each where it was written, counted in its own list, no value shown"
+    );
+}
+
+#[test]
+fn kafka_properties_set_under_an_alias_keep_the_last_one() {
+    let file = ConfigLayer::from_toml(
+        "f.toml",
+        "[kafka]\nproperties = [\"sasl.mechanisms=SCRAM-SHA-512\", \"queue.buffering.max.ms=20\"]\n",
+    )
+    .unwrap();
+    let flags = ConfigLayer::from_flags([(
+        "kafka.properties",
+        "--kafka-property",
+        "sasl.mechanism=PLAIN",
+    )])
+    .unwrap();
+    let cfg = Config::from_layers(&[file, flags]).unwrap();
+    assert_eq!(
+        cfg.kafka.properties,
+        ["queue.buffering.max.ms=20", "sasl.mechanism=PLAIN"]
+    );
+    // Within one list too: what reaches librdkafka sets each property once, the last value.
+    let one = crate::kafka::properties_of(&[
+        "linger.ms=5".into(),
+        "acks-less".into(),
+        "queue.buffering.max.ms=7".into(),
+        "sasl.password=a=b".into(),
+    ]);
+    assert_eq!(
+        one,
+        [
+            ("queue.buffering.max.ms".to_string(), "7".to_string()),
+            ("sasl.password".to_string(), "a=b".to_string())
+        ]
+    );
+}
+
+#[test]
 fn kafka_properties_are_name_value_and_never_pinflows_own() {
     let problems = |props: &[&str]| {
         let mut c = Config::default();

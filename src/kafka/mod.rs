@@ -163,14 +163,76 @@ pub fn target(out: &Path, o: Options<'_>) -> Result<Option<KafkaTarget>> {
         brokers,
         topic,
         key_field: o.key_field.map(str::to_string),
-        properties: o
-            .properties
-            .iter()
-            .filter_map(|p| p.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-            .collect(),
+        properties: properties_of(o.properties),
         shutdown_timeout: o.shutdown_timeout,
     }))
+}
+
+/// librdkafka's second names of its properties (its CONFIGURATION.md, "Alias for"): the alias,
+/// then the property it sets. Both names set one value, so the one set last would win, but
+/// rdkafka hands them to librdkafka in no set order ([`properties_of`] keeps one).
+const ALIASES: [(&str, &str); 11] = [
+    ("bootstrap.servers", "metadata.broker.list"),
+    ("max.in.flight", "max.in.flight.requests.per.connection"),
+    ("sasl.mechanism", "sasl.mechanisms"),
+    (
+        "sasl.oauthbearer.client.credentials.client.id",
+        "sasl.oauthbearer.client.id",
+    ),
+    (
+        "sasl.oauthbearer.client.credentials.client.secret",
+        "sasl.oauthbearer.client.secret",
+    ),
+    ("max.partition.fetch.bytes", "fetch.message.max.bytes"),
+    ("linger.ms", "queue.buffering.max.ms"),
+    ("retries", "message.send.max.retries"),
+    ("compression.type", "compression.codec"),
+    ("acks", "request.required.acks"),
+    ("delivery.timeout.ms", "message.timeout.ms"),
+];
+
+/// The property librdkafka property name `name` sets: its own name for an alias (`linger.ms`
+/// sets `queue.buffering.max.ms`), else `name`, without surrounding spaces.
+///
+/// ```
+/// use pinflow::kafka::property_name;
+/// assert_eq!(property_name(" linger.ms"), property_name("queue.buffering.max.ms"));
+/// assert_eq!(property_name("sasl.username"), "sasl.username");
+/// ```
+pub fn property_name(name: &str) -> &str {
+    let name = name.trim();
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, property)| property)
+}
+
+/// The properties of `kafka.properties` entries (`name=value`; others are the configuration
+/// check's to refuse), one per property: of entries that set the same property, under one
+/// name or an alias ([`property_name`]), the last one, where it stands.
+pub fn properties_of(entries: &[String]) -> Vec<(String, String)> {
+    let parsed: Vec<(&str, &str)> = entries
+        .iter()
+        .filter_map(|p| p.split_once('='))
+        .map(|(n, v)| (n.trim(), v))
+        .collect();
+    parsed
+        .iter()
+        .enumerate()
+        .filter(|&(i, (n, _))| {
+            !parsed[i + 1..]
+                .iter()
+                .any(|(later, _)| property_name(later) == property_name(n))
+        })
+        .map(|(_, (n, v))| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Whether `name` sets one of [`FIXED_PROPERTIES`] (under its name or an alias).
+pub fn is_fixed_property(name: &str) -> bool {
+    FIXED_PROPERTIES
+        .iter()
+        .any(|f| property_name(f) == property_name(name))
 }
 
 /// Properties pinflow sets itself, refused in `kafka.properties`: changing them would break
@@ -214,6 +276,20 @@ pub fn log_level() -> rdkafka::config::RDKafkaLogLevel {
         LevelFilter::WARN => L::Warning,
         _ => L::Error,
     }
+}
+
+/// librdkafka's refusal of a client's configuration, for an error message: it quotes an
+/// invalid value, and the values may be secrets, so none of `properties`' values is shown.
+#[cfg(feature = "kafka")]
+pub fn without_values(
+    refusal: &rdkafka::error::KafkaError,
+    properties: &[(String, String)],
+) -> String {
+    let mut why = refusal.to_string();
+    for (_, v) in properties.iter().filter(|(_, v)| !v.is_empty()) {
+        why = why.replace(v.as_str(), "***");
+    }
+    why
 }
 
 /// librdkafka's configuration for `t`: its properties, then the brokers and an idempotent

@@ -194,11 +194,7 @@ impl KafkaOutput {
         let producer: BaseProducer<Reports> = crate::kafka::client_config(&target)
             .create_with_context(context)
             .map_err(|e| {
-                // librdkafka quotes an invalid value: none of the values may be shown.
-                let mut why = e.to_string();
-                for (_, v) in target.properties.iter().filter(|(_, v)| !v.is_empty()) {
-                    why = why.replace(v.as_str(), "***");
-                }
+                let why = crate::kafka::without_values(&e, &target.properties);
                 Error::config("kafka.properties", why)
             })?;
         stats.active.store(true, Relaxed);

@@ -281,7 +281,9 @@ if what == "create":
 elif what == "produce":
     p = Producer(conf)
     for i in range(int(sys.argv[5])):
-        rec = {"id": i, "service": "api", "host": "h%d" % (i % 4), "message": "line %d" % i}
+        rec = {"id": i, "ts": "2024-05-01T12:00:00Z", "service": "api", "level": "info",
+               "host": "h%d" % (i % 4), "latency_ms": 1.5, "message": "line %d" % i,
+               "values": [1.0, 2.0, float(i)]}
         p.produce(topic, json.dumps(rec).encode(), partition=i % 3)
         p.poll(0)
     sys.exit(1 if p.flush(60) else 0)

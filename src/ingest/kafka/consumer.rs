@@ -794,9 +794,10 @@ pub(crate) fn run(
     let consumer: BaseConsumer<SourceContext> = client_config(&source)
         .create_with_context(ctx)
         .map_err(|e| {
+            let why = crate::kafka::without_values(&e, &source.properties);
             Error::config(
                 "kafka.properties",
-                format!("librdkafka refused the consumer's configuration: {e}"),
+                format!("librdkafka refused the consumer's configuration: {why}"),
             )
         })?;
     // (Before the subscription: its first assignment forwards the partitions there.)

@@ -142,12 +142,7 @@ impl KafkaSource {
         s.exit_at_end = k.exit_at_end;
         s.batch_max_messages = k.batch_max_messages.max(1);
         s.batch_max_bytes = k.batch_max_bytes.max(1);
-        s.properties = k
-            .properties
-            .iter()
-            .filter_map(|p| p.split_once('='))
-            .map(|(n, v)| (n.trim().to_string(), v.to_string()))
-            .collect();
+        s.properties = crate::kafka::properties_of(&k.properties);
         Ok(Some(s))
     }
 
