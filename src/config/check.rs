@@ -791,19 +791,30 @@ impl Config {
                 }
             }
         }
-        for layer in layers.iter().filter(|_| merged_list_is_bad) {
-            let Some(own) = layer.kafka_properties() else {
-                continue;
-            };
+        // Each list on its own, its problems attributed to `origin`.
+        let check = |list: Vec<String>, origin: Option<&Origin>| {
             let mut alone = Config::default();
-            alone.kafka.properties = own;
-            for Bad { why, .. } in rule::kafka_properties(&alone) {
-                problems.push(Diagnostic {
-                    origin: layer.origin(properties).cloned(),
+            alone.kafka.properties = list;
+            rule::kafka_properties(&alone)
+                .into_iter()
+                .map(|Bad { why, .. }| Diagnostic {
+                    origin: origin.cloned(),
                     key: Some(properties.to_string()),
                     message: why,
-                });
+                })
+                .collect::<Vec<_>>()
+        };
+        if merged_list_is_bad {
+            let mut own: Vec<Diagnostic> = layers
+                .iter()
+                .filter_map(|l| Some(check(l.kafka_properties()?, l.origin(properties))))
+                .flatten()
+                .collect();
+            if own.is_empty() {
+                // A list no layer holds (changed in code after the layers): as it is.
+                own = check(self.kafka.properties.clone(), None);
             }
+            problems.extend(own);
         }
         problems
     }

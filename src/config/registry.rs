@@ -1559,12 +1559,14 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
          producer, each `name=value`, passed through as given (TLS with \
          `security.protocol=ssl` and `ssl.ca.location`, SASL PLAIN and SCRAM, through the \
          system's OpenSSL; not Kerberos; values are never logged). `bootstrap.servers`, `enable.idempotence`, `acks`, \
-         `group.id` and the offset-commit settings are pinflow's own: the brokers come from \
+         `group.id`, `enable.partition.eof` and the offset-commit settings (and their other \
+         names) are pinflow's own: the brokers come from \
          the URL or kafka.brokers, the producer is idempotent with `acks=all`, and the \
          source commits offsets itself once they are durable. Unlike other lists, the \
          layers merge by property name: the environment or a flag replaces the same \
          property of the file and keeps the file's others (its secrets), so \
-         `--kafka-property linger.ms=5` changes one property.",
+         `--kafka-property linger.ms=5` changes one property. A property set twice (under \
+         one name, an alias or a `topic.` prefix) takes the last value given.",
         check: Check::Custom(rule::kafka_properties),
         ..BLANK
     },

@@ -1066,20 +1066,50 @@ fn kafka_properties_set_under_an_alias_keep_the_last_one() {
         cfg.kafka.properties,
         ["queue.buffering.max.ms=20", "sasl.mechanism=PLAIN"]
     );
-    // Within one list too: what reaches librdkafka sets each property once, the last value.
+    // Within one list too: what reaches librdkafka sets each property once, the last value;
+    // `topic.` before a topic property is the same property (not before a global one).
     let one = crate::kafka::properties_of(&[
         "linger.ms=5".into(),
         "acks-less".into(),
         "queue.buffering.max.ms=7".into(),
+        "auto.offset.reset=earliest".into(),
+        "topic.auto.offset.reset=latest".into(),
+        "topic.metadata.refresh.interval.ms=1000".into(),
+        "metadata.refresh.interval.ms=5".into(),
         "sasl.password=a=b".into(),
     ]);
+    let names: Vec<&str> = one.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
-        one,
+        names,
         [
-            ("queue.buffering.max.ms".to_string(), "7".to_string()),
-            ("sasl.password".to_string(), "a=b".to_string())
+            "queue.buffering.max.ms",
+            "topic.auto.offset.reset",
+            "topic.metadata.refresh.interval.ms",
+            "metadata.refresh.interval.ms",
+            "sasl.password"
         ]
     );
+    assert_eq!(one[4].1, "a=b");
+    // Another name of a property pinflow sets is refused as that one is.
+    let mut c = Config::default();
+    c.kafka.properties = vec!["topic.request.required.acks=0".into()];
+    let bad = format!("{:?}", c.problems());
+    assert!(
+        bad.contains("`topic.request.required.acks` is set by pinflow"),
+        "{bad}"
+    );
+}
+
+#[test]
+fn kafka_properties_changed_after_the_layers_are_still_checked() {
+    let file =
+        ConfigLayer::from_toml("f.toml", "[kafka]\nproperties = [\"linger.ms=5\"]\n").unwrap();
+    let layers = [file];
+    let mut cfg = Config::from_layers(&layers).unwrap();
+    cfg.kafka.properties.push("group.id=other".into());
+    let found = cfg.problems_in(&layers);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].origin.is_none() && found[0].message.contains("`group.id`"));
 }
 
 #[test]

@@ -191,16 +191,36 @@ const ALIASES: [(&str, &str); 11] = [
     ("delivery.timeout.ms", "message.timeout.ms"),
 ];
 
-/// The property librdkafka property name `name` sets: its own name for an alias (`linger.ms`
-/// sets `queue.buffering.max.ms`), else `name`, without surrounding spaces.
+/// The global properties whose names begin with `topic.`; any other `topic.NAME` is topic
+/// property `NAME` (librdkafka strips the prefix).
+const GLOBAL_TOPIC_NAMES: [&str; 6] = [
+    "topic.metadata.refresh.interval.ms",
+    "topic.metadata.refresh.fast.interval.ms",
+    "topic.metadata.refresh.fast.cnt",
+    "topic.metadata.refresh.sparse",
+    "topic.metadata.propagation.max.ms",
+    "topic.blacklist",
+];
+
+/// The property librdkafka property name `name` sets: without the `topic.` prefix of a topic
+/// property (`topic.acks` is `acks`), and for an alias the name it stands for (`linger.ms`
+/// sets `queue.buffering.max.ms`), without surrounding spaces.
+///
+/// (The topic table's `enable.auto.commit`, for the legacy `auto.commit.enable`, is not
+/// among the aliases: that name sets the global property of the same name first.)
 ///
 /// ```
 /// use pinflow::kafka::property_name;
 /// assert_eq!(property_name(" linger.ms"), property_name("queue.buffering.max.ms"));
+/// assert_eq!(property_name("topic.acks"), property_name("request.required.acks"));
 /// assert_eq!(property_name("sasl.username"), "sasl.username");
 /// ```
 pub fn property_name(name: &str) -> &str {
     let name = name.trim();
+    let name = match name.strip_prefix("topic.") {
+        Some(topic) if !GLOBAL_TOPIC_NAMES.contains(&name) => topic,
+        _ => name,
+    };
     ALIASES
         .iter()
         .find(|(alias, _)| *alias == name)
@@ -238,14 +258,15 @@ pub fn is_fixed_property(name: &str) -> bool {
 /// Properties pinflow sets itself, refused in `kafka.properties`: changing them would break
 /// what the output promises (every record acknowledged by all in-sync replicas, once) or
 /// what the source does (the group is `kafka.group`; offsets are committed by pinflow, only
-/// once the data is durable).
-pub const FIXED_PROPERTIES: [&str; 6] = [
+/// once the data is durable; partition ends say where `--exit-at-end` stops).
+pub const FIXED_PROPERTIES: [&str; 7] = [
     "bootstrap.servers",
     "enable.idempotence",
     "acks",
     "group.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
+    "enable.partition.eof",
 ];
 
 /// Sends one of librdkafka's log lines (a client context's `log`) to `tracing`: errors and
@@ -278,18 +299,31 @@ pub fn log_level() -> rdkafka::config::RDKafkaLogLevel {
     }
 }
 
-/// librdkafka's refusal of a client's configuration, for an error message: it quotes an
-/// invalid value, and the values may be secrets, so none of `properties`' values is shown.
+/// librdkafka's refusal of a client's configuration, for an error message: it quotes the
+/// value it refused (in its text and in rdkafka's), and a value may be a secret (a misspelled
+/// `sasl.pasword`), so the text names the property and never shows the value.
 #[cfg(feature = "kafka")]
 pub fn without_values(
     refusal: &rdkafka::error::KafkaError,
     properties: &[(String, String)],
 ) -> String {
-    let mut why = refusal.to_string();
-    for (_, v) in properties.iter().filter(|(_, v)| !v.is_empty()) {
-        why = why.replace(v.as_str(), "***");
+    let hide = |text: &str, values: &mut dyn Iterator<Item = &str>| {
+        values
+            .filter(|v| !v.is_empty())
+            .fold(text.to_string(), |t, v| t.replace(v, "***"))
+    };
+    match refusal {
+        rdkafka::error::KafkaError::ClientConfig(_, text, name, value) => format!(
+            "{} (property `{name}`)",
+            hide(text, &mut std::iter::once(value.as_str()))
+        ),
+        other => {
+            // (Longest first: a short value inside a longer one would leave the rest shown.)
+            let mut values: Vec<&str> = properties.iter().map(|(_, v)| v.as_str()).collect();
+            values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+            hide(&other.to_string(), &mut values.into_iter())
+        }
     }
-    why
 }
 
 /// librdkafka's configuration for `t`: its properties, then the brokers and an idempotent
@@ -466,5 +500,32 @@ mod client_error_tests {
             Some("SSL handshake failed: certificate verify failed"),
             "the end of a partition is no error"
         );
+    }
+}
+
+#[cfg(all(test, feature = "kafka"))]
+mod tests {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaConfRes;
+
+    #[test]
+    fn a_refused_configuration_never_shows_a_value() {
+        let properties = [
+            ("linger.ms".to_string(), "5".to_string()),
+            ("sasl.pasword".to_string(), "hunter25".to_string()),
+        ];
+        let refusal = KafkaError::ClientConfig(
+            RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN,
+            "No such configuration property: \"sasl.pasword\" (value \"hunter25\")".into(),
+            "sasl.pasword".into(),
+            "hunter25".into(),
+        );
+        let why = super::without_values(&refusal, &properties);
+        assert!(!why.contains("hunter2"), "{why}");
+        assert!(why.contains("sasl.pasword"), "{why}");
+        // Any other error: every value hidden, the longest first.
+        let other = KafkaError::Subscription("brokers hunter25 and 5".into());
+        let why = super::without_values(&other, &properties);
+        assert!(!why.contains("hunter2"), "{why}");
     }
 }
