@@ -230,8 +230,31 @@ pub(crate) fn start_tansu_advertising(py: &Path, log: &Path, advertised: Option<
     tansu
 }
 
-/// Tansu in plaintext behind a Python front (`script`, run as `script PORT TANSU_PORT
-/// args...`: a TLS terminator, an authenticator) on a free port that the broker advertises,
+/// What every front of [`tansu_behind`] starts with: `PORT` and `UPSTREAM` (the broker's
+/// port) from `argv[1]` and `argv[2]`, `pipe` (bytes one way until either side closes) and
+/// `serve(handle, ssl=None)`, which serves connections on `PORT` with `handle`.
+const FRONT_COMMON: &str = r#"
+import asyncio, sys
+PORT, UPSTREAM = int(sys.argv[1]), int(sys.argv[2])
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+def serve(handle, ssl=None):
+    async def main():
+        srv = await asyncio.start_server(handle, "127.0.0.1", PORT, ssl=ssl)
+        async with srv:
+            await srv.serve_forever()
+    asyncio.run(main())
+"#;
+
+/// Tansu in plaintext behind a Python front (`script` after [`FRONT_COMMON`], run as
+/// `script PORT TANSU_PORT args...`: a TLS terminator, an authenticator) on a free port that the broker advertises,
 /// so that every connection a client makes goes through the front; its standard output to
 /// `front_log`. Returns the broker, the front (both killed when dropped) and the front's
 /// address, once it listens.
@@ -246,7 +269,9 @@ pub(crate) fn tansu_behind(
     let tansu = start_tansu_advertising(py, &dir.join("tansu.log"), Some(port));
     let front = crate::common::KillOnDrop(Some(
         std::process::Command::new(py)
-            .args(["-c", script, &port.to_string(), &tansu.port.to_string()])
+            .arg("-c")
+            .arg(format!("{FRONT_COMMON}{script}"))
+            .args([port.to_string(), tansu.port.to_string()])
             .args(args)
             .stdout(front_log)
             .stderr(std::process::Stdio::null())
@@ -267,7 +292,8 @@ pub(crate) fn tansu_behind(
 /// confluent-kafka with more librdkafka properties (TLS, SASL) to broker `argv[1]`, the
 /// properties a JSON object in `argv[2]`: `create TOPIC PARTITIONS`, `produce TOPIC N`
 /// (records with ids 0..N over 3 partitions), or `read TOPIC N` (prints each message's
-/// payload, one per line, until N or a deadline).
+/// payload, one per line, until N or a deadline, then whatever more comes within 3 s: a
+/// message twice shows).
 const CONFIGURED_CLIENT: &str = r#"
 import sys, json, time
 from confluent_kafka import Consumer, Producer
@@ -299,6 +325,10 @@ elif what == "read":
         if m is None or m.error():
             continue
         print(m.value().decode()); got += 1
+    for _ in range(6):
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            print(m.value().decode())
     c.close()
     sys.exit(0 if got == n else 1)
 "#;
@@ -338,40 +368,6 @@ pub(crate) fn sorted_ids(read: &str) -> Vec<i64> {
     ids
 }
 
-/// confluent-kafka (not pinflow) creates the topic, or reads it back: every message's payload,
-/// one per line, until `n` (or fails past a deadline).
-const CLIENT: &str = r#"
-import sys, json, time
-from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient, NewTopic
-broker, topic, what = sys.argv[1], sys.argv[2], sys.argv[3]
-if what == "create":
-    admin = AdminClient({"bootstrap.servers": broker})  # (held: the futures need it alive)
-    fs = admin.create_topics([NewTopic(topic, 1, 1)])
-    for f in fs.values():
-        f.result(60)
-    sys.exit(0)
-n = int(what)
-# (A short session: Tansu holds a join for about half of it, 23 s with librdkafka's 45 s.)
-c = Consumer({"bootstrap.servers": broker, "group.id": "e2e", "auto.offset.reset": "earliest",
-              "enable.auto.commit": False, "session.timeout.ms": 6000,
-              "heartbeat.interval.ms": 1000})
-c.subscribe([topic])
-got, deadline = 0, time.time() + 120
-while got < n and time.time() < deadline:
-    m = c.poll(0.5)
-    if m is None or m.error():
-        continue
-    print(m.value().decode()); got += 1
-extra = 0
-for _ in range(6):
-    m = c.poll(0.5)
-    if m is not None and not m.error():
-        print(m.value().decode()); extra += 1
-c.close()
-sys.exit(0 if got == n else 1)
-"#;
-
 #[test]
 fn a_real_broker_receives_every_record_read_back_by_another_client() {
     let Some(py) = kafka_python() else {
@@ -380,18 +376,8 @@ fn a_real_broker_receives_every_record_read_back_by_another_client() {
     let dir = tempfile::tempdir().unwrap();
     let tansu = start_tansu(py, &dir.path().join("tansu.log"));
     let broker = format!("127.0.0.1:{}", tansu.port);
-    let client = |what: &str| {
-        std::process::Command::new(py)
-            .args(["-c", CLIENT, &broker, "e2e", what])
-            .output()
-            .unwrap()
-    };
-    let made = client("create");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let client = |args: &[&str]| configured_client(py, &broker, &serde_json::json!({}), args);
+    client(&["create", "e2e", "1"]);
     let input = records_file(dir.path(), 300);
     let o = pinflow_piped()
         .current_dir(dir.path())
@@ -402,13 +388,7 @@ fn a_real_broker_receives_every_record_read_back_by_another_client() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let read = client("300");
-    let text = String::from_utf8_lossy(&read.stdout);
-    assert!(
-        read.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&read.stderr)
-    );
+    let text = client(&["read", "e2e", "300"]);
     let rows: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

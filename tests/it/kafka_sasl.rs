@@ -20,12 +20,12 @@ use crate::common::kafka::{logs as text, records_file};
 use crate::common::{all_final_ids, ndjson_lines, pinflow_piped};
 use crate::kafka::{configured_client, kafka_python, sorted_ids, tansu_behind};
 
-/// The authenticator: listens on `argv[1]`, passes authenticated connections to the broker
+/// The authenticator (a front of `tansu_behind`): listens on `argv[1]`, passes authenticated connections to the broker
 /// on `argv[2]`; user `argv[3]` with password `argv[4]`, by SCRAM-SHA-256 or -512. Prints
 /// `authenticated MECHANISM` for each login, `refused ...` for each refusal.
 const AUTHENTICATOR: &str = r#"
-import asyncio, base64, hashlib, hmac, os, struct, sys
-port, upstream, user, password = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+import base64, hashlib, hmac, os, struct
+user, password = sys.argv[3], sys.argv[4]
 HASHES = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
 SALT, ITERATIONS = os.urandom(16), 4096
 def mac(h, key, msg):
@@ -75,15 +75,6 @@ def auth_answer(version, error, message, data):
     life = struct.pack(">q", 0) if version >= 1 else b""
     text = string(message) if message else struct.pack(">h", -1)
     return struct.pack(">h", error) + text + struct.pack(">i", len(data)) + data + life
-async def pipe(r, w):
-    try:
-        while data := await r.read(65536):
-            w.write(data)
-            await w.drain()
-    except Exception:
-        pass
-    finally:
-        w.close()
 async def handle(cr, cw):
     ur = uw = None
     h = first = None
@@ -94,7 +85,7 @@ async def handle(cr, cw):
             body = req[10 + max(struct.unpack(">h", req[8:10])[0], 0):]
             if key == 18:
                 if uw is None:
-                    ur, uw = await asyncio.open_connection("127.0.0.1", upstream)
+                    ur, uw = await asyncio.open_connection("127.0.0.1", UPSTREAM)
                 uw.write(struct.pack(">i", len(req)) + req)
                 answer(cw, corr, with_sasl(version, (await frame(ur))[4:]))
             elif key == 17:
@@ -149,11 +140,7 @@ async def handle(cr, cw):
     cw.close()
     if uw is not None:
         uw.close()
-async def main():
-    srv = await asyncio.start_server(handle, "127.0.0.1", port)
-    async with srv:
-        await srv.serve_forever()
-asyncio.run(main())
+serve(handle)
 "#;
 
 const USER: &str = "pinflow";

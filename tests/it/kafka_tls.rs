@@ -15,37 +15,20 @@ use crate::common::{all_final_ids, ndjson_lines, pinflow_piped};
 use crate::kafka::{configured_client, kafka_python, sorted_ids, tansu_behind};
 use crate::tls::Ca;
 
-/// A TLS terminator: takes TLS on `argv[1]` with the certificate and key in `argv[3]`, and
+/// A TLS terminator (a front of `tansu_behind`): takes TLS on `argv[1]` with the certificate and key in `argv[3]`, and
 /// passes the bytes both ways to 127.0.0.1:`argv[2]` in plaintext.
 const TERMINATOR: &str = r#"
-import asyncio, ssl, sys
-port, upstream, pem = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+import ssl
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(pem)
-async def pipe(r, w):
-    try:
-        while True:
-            data = await r.read(65536)
-            if not data:
-                break
-            w.write(data)
-            await w.drain()
-    except Exception:
-        pass
-    finally:
-        w.close()
+ctx.load_cert_chain(sys.argv[3])
 async def handle(cr, cw):
     try:
-        ur, uw = await asyncio.open_connection("127.0.0.1", upstream)
+        ur, uw = await asyncio.open_connection("127.0.0.1", UPSTREAM)
     except OSError:
         cw.close()
         return
     await asyncio.gather(pipe(cr, uw), pipe(ur, cw))
-async def main():
-    srv = await asyncio.start_server(handle, "127.0.0.1", port, ssl=ctx)
-    async with srv:
-        await srv.serve_forever()
-asyncio.run(main())
+serve(handle, ssl=ctx)
 "#;
 
 #[test]
