@@ -116,6 +116,77 @@ fn with_fixed_width_dictionary_limit(
         .build()
 }
 
+/// The fewest rows of a file's first batch from which [`with_distinct_strings_plain`] judges
+/// a string column: fewer say too little about the rows to come.
+const DISTINCT_SAMPLE_MIN_ROWS: usize = 1024;
+
+/// The most rows of the first batch [`with_distinct_strings_plain`] looks at.
+const DISTINCT_SAMPLE_MAX_ROWS: usize = 4096;
+
+/// `props` with dictionary encoding off for each top-level string column whose values in
+/// `first` (the file's first rows) are all but all distinct and would fill the column's
+/// dictionary page long before a row group ends: messages, ids, URLs with ids in them.
+///
+/// parquet's writer interns every value of a dictionary-encoded column until the dictionary
+/// reaches its limit (1 MiB), then writes the rest of the column chunk plain, and starts
+/// again with the next row group. For a column of distinct 40-byte messages that is about
+/// 26,000 values hashed, compared and stored per 65,536-row group only to be given up: the
+/// dictionary's hashing was the largest part of the writer's time in a Kafka read of log
+/// records. Such a column is written plain from the start instead (its pages still
+/// compressed), which its dictionary pages did not beat: a dictionary of distinct values
+/// holds each of them once more, plus an index each.
+///
+/// The judgement is made once, on at least [`DISTINCT_SAMPLE_MIN_ROWS`] rows: a column with
+/// at least nine tenths of its sampled values distinct, whose distinct bytes scaled to a
+/// row group would pass its dictionary page limit. A column of a few thousand values repeating
+/// shows far fewer than nine tenths distinct in 4,096 rows and keeps its dictionary; so does
+/// one of short distinct values (codes) whose dictionary fits the limit.
+fn with_distinct_strings_plain(props: WriterProperties, first: &RecordBatch) -> WriterProperties {
+    let rows = first.num_rows().min(DISTINCT_SAMPLE_MAX_ROWS);
+    if rows < DISTINCT_SAMPLE_MIN_ROWS {
+        return props;
+    }
+    let group_rows = props
+        .max_row_group_row_count()
+        .unwrap_or(usize::MAX)
+        .min(1 << 20);
+    let mut plain = Vec::new();
+    for (field, column) in first.schema().fields().iter().zip(first.columns()) {
+        let Some(strings) = column.as_any().downcast_ref::<arrow_array::StringArray>() else {
+            continue;
+        };
+        let path = ColumnPath::from(field.name().as_str());
+        if !props.dictionary_enabled(&path) {
+            continue;
+        }
+        let mut seen = hashbrown::HashSet::with_capacity_and_hasher(
+            rows,
+            foldhash::fast::RandomState::default(),
+        );
+        let (mut values, mut distinct_bytes) = (0usize, 0usize);
+        for v in strings.iter().take(rows).flatten() {
+            values += 1;
+            if seen.insert(v) {
+                distinct_bytes += v.len();
+            }
+        }
+        let mostly_distinct = values >= DISTINCT_SAMPLE_MIN_ROWS && seen.len() * 10 >= values * 9;
+        let per_group = distinct_bytes.saturating_mul(group_rows) / values.max(1);
+        if mostly_distinct && per_group > props.column_dictionary_page_size_limit(&path) {
+            plain.push(path);
+        }
+    }
+    if plain.is_empty() {
+        return props;
+    }
+    plain
+        .into_iter()
+        .fold(props.into_builder(), |b, path| {
+            b.set_column_dictionary_enabled(path, false)
+        })
+        .build()
+}
+
 /// A Parquet error as text; an I/O error underneath (`File too large`, `No space left on
 /// device`) is shown as itself, without the `External: ` prefix.
 fn cause(e: ParquetError) -> String {
@@ -154,14 +225,19 @@ impl ParquetFile {
         })
     }
 
-    /// The Arrow writer, started with `schema` if this is the first use.
-    fn writer(&mut self, schema: Option<SchemaRef>) -> Result<&mut ArrowWriter<File>> {
+    /// The Arrow writer, started with the schema of `first` (the file's first rows) if this is
+    /// the first use.
+    fn writer(&mut self, first: Option<&RecordBatch>) -> Result<&mut ArrowWriter<File>> {
         if self.writer.is_none() {
             let (file, props) = self.pending.take().expect("a file is pending or started");
-            let schema = schema
+            let schema = first
+                .map(RecordBatch::schema)
                 .or_else(|| self.empty_schema.clone())
                 .unwrap_or_else(|| std::sync::Arc::new(arrow_schema::Schema::empty()));
-            let props = with_fixed_width_dictionary_limit(props, &schema);
+            let mut props = with_fixed_width_dictionary_limit(props, &schema);
+            if let Some(rows) = first {
+                props = with_distinct_strings_plain(props, rows);
+            }
             let w = ArrowWriter::try_new(file, schema, Some(props))
                 .map_err(|e| Error::output(&self.tmp, "start parquet", e))?;
             self.writer = Some(w);
@@ -198,7 +274,7 @@ impl ParquetFile {
     /// groups this call closed, and whether rows remain buffered in an open row group.
     pub fn write(&mut self, rows: &RecordBatch) -> Result<(u64, bool)> {
         let tmp = self.tmp.clone();
-        let w = self.writer(Some(rows.schema()))?;
+        let w = self.writer(Some(rows))?;
         let before = w.flushed_row_groups().len();
         w.write(rows)
             .map_err(|e| Error::output(&tmp, "write", cause(e)))?;
@@ -563,5 +639,61 @@ mod tests {
             );
         }
         assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn distinct_string_columns_are_written_plain_and_repeating_or_short_ones_keep_a_dictionary() {
+        let n = 20_000usize;
+        let strings = |f: &dyn Fn(usize) -> Option<String>| -> ArrayRef {
+            Arc::new((0..n).map(f).collect::<StringArray>())
+        };
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            // Distinct 40-byte messages: 2.6 MB a 65,536-row group, past the 1 MiB dictionary.
+            (
+                "msg",
+                strings(&|i| Some(format!("request {i:08} handled in the usual way"))),
+            ),
+            // The same, a null every other row: judged by the values there are.
+            (
+                "sparse",
+                strings(&|i| (i % 2 == 0).then(|| format!("{i:032}"))),
+            ),
+            // 3,000 URLs repeating: 4,096 rows show about two thirds of them distinct.
+            (
+                "url",
+                strings(&|i| Some(format!("https://example.com/items/{}", (i * 7919) % 3_000))),
+            ),
+            // Distinct but short: 6 bytes a value, 393 kB a row group, under the limit.
+            ("code", strings(&|i| Some(format!("{i:06}")))),
+            (
+                "level",
+                strings(&|i| Some(["INFO", "WARN"][i % 2].to_string())),
+            ),
+        ];
+        let rows = RecordBatch::try_from_iter(columns).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (path, back) = round_trip(&rows, dir.path());
+        for (col, name) in [(0, "msg"), (1, "sparse")] {
+            let encodings = data_page_encodings(&path, col);
+            assert!(
+                !encodings.iter().any(dictionary_encoded),
+                "{name}: {encodings:?}"
+            );
+        }
+        for (col, name) in [(2, "url"), (3, "code"), (4, "level")] {
+            let encodings = data_page_encodings(&path, col);
+            assert!(
+                encodings.iter().all(dictionary_encoded),
+                "{name}: {encodings:?}"
+            );
+        }
+        assert_eq!(back, rows);
+
+        // A first batch of fewer than 1,024 rows decides nothing: distinct messages keep
+        // their dictionary (until it fills, as before).
+        let few = rows.slice(0, 1_000);
+        let (path, back) = round_trip(&few, dir.path());
+        assert!(data_page_encodings(&path, 0).iter().all(dictionary_encoded));
+        assert_eq!(back, few);
     }
 }
