@@ -1764,7 +1764,8 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         doc: "Requests to the store at once: staged files are uploaded side by side, and the \
          parts of one multipart upload are sent side by side, together at most this many \
          (each file still goes through its own recorded steps, so a kill leaves each one \
-         resumable). A multipart upload holds up to this many parts in memory.",
+         resumable). Each request reads its file or part from the staging directory as it \
+         sends it, holding none of it in memory.",
         check: Check::int(1, 64, |c| Some(u64::from(c.output.s3.upload_concurrency))),
         ..BLANK
     },

@@ -240,9 +240,8 @@ impl Uploader {
     /// have yet and the completion, recording each step.
     fn upload(&self, path: &Path, size: u64, st: &mut UploadState) -> Step<()> {
         if size < self.settings.part_size && st.upload_id.is_none() {
-            let body = std::fs::read(path).map_err(|e| format!("read the staged file: {e}"))?;
             // Idempotent: the same bytes under the same key.
-            return self.retried("PUT", || self.put(&st.key, &body));
+            return self.retried("PUT", || self.put(&st.key, path));
         }
         let result = self.multipart(path, size, st);
         if result.is_err() {
@@ -259,9 +258,14 @@ impl Uploader {
         self.settings.credentials.as_ref()
     }
 
-    fn put(&self, key: &str, body: &[u8]) -> Attempt<()> {
+    /// PUTs the staged file at `path` as it reads it (its length from the file), opened
+    /// anew at each attempt: no copy of the file in memory, whose fresh pages (an `mmap` at
+    /// this size) cost as many page faults as the file has pages.
+    fn put(&self, key: &str, path: &Path) -> Attempt<()> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| permanent(format!("read the staged file: {e}")))?;
         let url = self.bucket.put_object(self.creds(), key).sign(SIGNED_FOR);
-        check(self.agent.put(url.as_str()).send(body)).map(|_| ())
+        check(self.agent.put(url.as_str()).send(&file)).map(|_| ())
     }
 
     /// The size of the object at `key`, or `None` when there is none.
@@ -382,8 +386,8 @@ impl Uploader {
         }
     }
 
-    /// Sends part `number` of upload `id` (read from the staged file at each attempt, so
-    /// that only requests under way hold parts in memory) and returns its ETag.
+    /// Sends part `number` of upload `id` (read from the staged file as it is sent, at each
+    /// attempt: no part is held in memory) and returns its ETag.
     fn send_part(
         &self,
         path: &Path,
@@ -393,18 +397,27 @@ impl Uploader {
         part_size: u64,
     ) -> Step<String> {
         self.retried("UploadPart", || {
-            let mut body = Vec::new();
-            std::fs::File::open(path)
+            let start = u64::from(number - 1) * part_size;
+            let (file, len) = std::fs::File::open(path)
                 .and_then(|mut f| {
-                    f.seek(SeekFrom::Start(u64::from(number - 1) * part_size))?;
-                    f.take(part_size).read_to_end(&mut body)
+                    let len = f.metadata()?.len().saturating_sub(start).min(part_size);
+                    f.seek(SeekFrom::Start(start))?;
+                    Ok((f, len))
                 })
                 .map_err(|e| permanent(format!("read the staged file: {e}")))?;
             let url = self
                 .bucket
                 .upload_part(self.creds(), key, number, id)
                 .sign(SIGNED_FOR);
-            let (etag, _) = check(self.agent.put(url.as_str()).send(&body[..]))?;
+            // A reader's length is not known to the client: the header gives it (a store
+            // takes no chunked part).
+            let mut part = file.take(len);
+            let request = self
+                .agent
+                .put(url.as_str())
+                .header("content-length", len)
+                .send(ureq::SendBody::from_reader(&mut part));
+            let (etag, _) = check(request)?;
             etag.ok_or_else(|| transient("UploadPart answered without an ETag"))
         })
     }
