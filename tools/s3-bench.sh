@@ -4,7 +4,7 @@
 # each, alternating; prints the median wall time of each (the s3 run's includes every upload:
 # the run ends only when the last object exists), the throughput ratio s3/local (the bar:
 # at least 0.9), and the peak disk use of the staging directory over the s3 runs (sampled
-# every 20 ms with du; the bound is output.s3.staging_max_bytes, STAGING_MAX_BYTES here).
+# every 20 ms; the bound is output.s3.staging_max_bytes, STAGING_MAX_BYTES here).
 #
 #   tools/s3-bench.sh [PINFLOW_BINARY]
 #
@@ -67,17 +67,33 @@ run() { # $1: --out target; prints seconds
   awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.3f\n", b - a }'
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-# The staging directory's peak size while the s3 runs go on, into $WORK/peak.
+# The staging directory's peak size while the s3 runs go on, into $WORK/peak: the bytes of
+# its files, every 20 ms, by one Python process (a `du` forked 50 times a second took a
+# visible share of the two cores from both runs, and made them noisier).
 echo 0 >"$WORK/peak"
-sample_staging() {
-  local peak=0 now
-  while [ ! -e "$WORK/stop-sampling" ]; do
-    now=$(du -sb "$PINFLOW_OUTPUT_S3_STAGING_DIR" 2>/dev/null | cut -f1 || echo 0)
-    [ "${now:-0}" -gt "$peak" ] && peak=$now && echo "$peak" >"$WORK/peak"
-    sleep 0.02
-  done
-}
-sample_staging &
+"$VENV/bin/python" - "$PINFLOW_OUTPUT_S3_STAGING_DIR" "$WORK/peak" "$WORK/stop-sampling" <<'EOF' &
+import os, sys, time
+staging, out, stop = sys.argv[1:]
+peak = 0
+def size(d):
+    total = 0
+    try:
+        for e in os.scandir(d):
+            try:
+                total += size(e.path) if e.is_dir(follow_symlinks=False) else e.stat().st_size
+            except FileNotFoundError:
+                pass
+    except FileNotFoundError:
+        pass
+    return total
+while not os.path.exists(stop):
+    now = size(staging)
+    if now > peak:
+        peak = now
+        with open(out, "w") as f:
+            f.write("%d\n" % peak)
+    time.sleep(0.02)
+EOF
 SAMPLER=$!
 trap 'touch "$WORK/stop-sampling"; wait $SAMPLER 2>/dev/null; kill $STORE_PID 2>/dev/null; rm -rf "$WORK"' EXIT
 : >"$WORK/local"
