@@ -5,8 +5,9 @@
 //! order, so that the same input gives the same rows and the same late records whatever the
 //! thread counts and batch sizes. Every batch carries its number in the ingest thread's
 //! shipping order ([`SourceOrder`]); [`Reorder`] holds those that arrive early until the ones
-//! before them have come. Only runs with windows pay for it: without them the writer takes
-//! batches as they come.
+//! before them have come. Only runs with windows pay for it, and Kafka sources with the
+//! journal (see `WriterParts::in_source_order`): otherwise the writer takes batches as they
+//! come.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -92,7 +93,8 @@ impl Engine {
     }
 }
 
-/// The window stage the writer owns: the reorder buffer, the engine and its counts.
+/// The window stage the writer owns: the engine and its counts. (The batches reach it in
+/// source order: the writer's [`Reorder`].)
 ///
 /// The engine is made from the first rows' schema (the layout's, or the inferred one), or
 /// restored from a snapshot when [`WindowStage::restore`] is set (a resumed run: the journal's
@@ -110,7 +112,6 @@ pub(crate) struct WindowStage {
     /// The schema of the rows the engine was made for (a checkpoint saves it with the state,
     /// so that a resumed run restores the engine before any row comes).
     pub(crate) input: Option<SchemaRef>,
-    pub(crate) reorder: Reorder,
     /// Records the engine took into windows (not rejected).
     pub(crate) records_windowed: u64,
     /// Window rows written.
@@ -136,7 +137,6 @@ impl WindowStage {
             links,
             restore: None,
             input: None,
-            reorder: Reorder::default(),
             records_windowed: 0,
             rows_emitted: 0,
             rejected_by_class: BTreeMap::new(),

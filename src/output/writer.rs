@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::windows::WindowStage;
+use super::windows::{Reorder, WindowStage};
 use super::{DeadLetterLog, Holds, LocalParquet, Output, OutputPlan, ParquetFile, WriterReport};
 use arrow_array::{BooleanArray, RecordBatch};
 
@@ -57,6 +57,7 @@ pub fn run(
         stop,
         since_field,
         kafka,
+        in_source_order,
     } = parts;
     let guard = StateGuard::new(registry, thread);
     // `window.records`: the records' own plan lives as long as the writer's output.
@@ -107,6 +108,7 @@ pub fn run(
     // against this run's windows when the journal was opened, before anything was fetched).
     let window_key = window.as_deref().map(super::window_state::key);
     let mut window = window.map(|spec| WindowStage::new(spec, window_shards));
+    let reorder = (window.is_some() || in_source_order).then(Reorder::default);
     if let Some(j) = &mut journal {
         let saved = j.take_state(window_key.as_deref())?;
         if let (Some(w), Some(saved)) = (&mut window, saved) {
@@ -134,6 +136,7 @@ pub fn run(
         prepare_failed: None,
         window,
         window_key,
+        reorder,
         stop,
         window_rows: 0,
         since_field,
@@ -231,6 +234,13 @@ pub struct WriterParts {
     pub since_field: Option<String>,
     /// `--out kafka://...`: the rows go to this Kafka topic instead of Parquet files.
     pub kafka: Option<crate::kafka::KafkaTarget>,
+    /// Take the batches in source order (`windows.rs`'s `Reorder`) even without windows: for a Kafka
+    /// source with the journal. Side-by-side parse threads finish batches out of order, and a
+    /// file could then hold a partition's later messages while an earlier one was not yet in
+    /// any file; the group's committed offset, which covers only a partition's unbroken start,
+    /// then lagged behind the output, and another member taking the partition after a kill -9
+    /// read those later messages again.
+    pub in_source_order: bool,
 }
 
 /// Parses and computes a body batch on the writer thread (the short path).
@@ -275,6 +285,9 @@ struct Writer<'a> {
     window: Option<WindowStage>,
     /// What the window state a checkpoint saves belongs to (`window_state::key`).
     window_key: Option<String>,
+    /// Batches put back in source order, with windows and with
+    /// [`WriterParts::in_source_order`]; `None`: taken as they come.
+    reorder: Option<Reorder>,
     /// See [`WriterParts::stop`].
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Window rows written (the records they aggregate are counted in the window stage).
@@ -311,9 +324,9 @@ impl Writer<'_> {
                     self.registry.set_queue_depth(QueueId::Output, rx.len());
                     let mut ready = Vec::new();
                     if let Some(batch) = self.rows_of(input, &mut ready)? {
-                        match &mut self.window {
-                            // Windows: in source order (see `windows.rs`).
-                            Some(w) => w.reorder.put(batch, &mut ready),
+                        match &mut self.reorder {
+                            // Windows, and Kafka under the journal: in source order.
+                            Some(r) => r.put(batch, &mut ready),
                             None => ready.push(batch),
                         }
                     }
@@ -359,9 +372,9 @@ impl Writer<'_> {
         // End of input, or a stop (the stages drain, then the queue closes): what still waits
         // for an earlier batch (lost with a failed stage) goes in order, then every open
         // window is written.
-        if let Some(w) = &mut self.window {
+        if let Some(r) = &mut self.reorder {
             let mut ready = Vec::new();
-            w.reorder.drain(&mut ready);
+            r.drain(&mut ready);
             for batch in ready {
                 self.take_batch(&batch, dead)?;
             }
@@ -564,8 +577,8 @@ impl Writer<'_> {
                 // (`prepare` has already stopped the run and closed the short path.)
                 tracing::error!(error = %e, "stopping the pipeline");
                 self.prepare_failed.get_or_insert(e);
-                if let (Some(w), Some(n)) = (&mut self.window, number) {
-                    w.reorder.skip(n, ready);
+                if let (Some(r), Some(n)) = (&mut self.reorder, number) {
+                    r.skip(n, ready);
                 }
                 Ok(None)
             }

@@ -439,6 +439,9 @@ pub(super) fn start(
         Some(spec) => spawn_windows(sp, spec)?,
         None => (Vec::new(), Vec::new()),
     };
+    // A Kafka source's files hold each partition's messages in order under the journal (see
+    // `WriterParts::in_source_order`).
+    let in_source_order = journal.is_some() && matches!(source, Source::Kafka(_));
     let parts = output::WriterParts {
         first: first_file,
         dead,
@@ -451,6 +454,7 @@ pub(super) fn start(
         stop: Some(Arc::clone(&compute.stop)),
         since_field: cfg.fetch.since_field.clone(),
         kafka,
+        in_source_order,
     };
     let writer = spawn_writer(sp, &q, output, parts, &sinks_back, short_path_closed)?;
     let computes = (0..compute_n)

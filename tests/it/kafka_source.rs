@@ -935,6 +935,74 @@ fn each_file_records_the_offsets_of_the_messages_whose_rows_it_holds() {
     assert_eq!(every, expected, "{text}");
 }
 
+/// The offsets a file's `pinflow.kafka.offsets` key-value metadata lists for partition 0 of
+/// `logs`, read with the parquet crate.
+fn partition_0_offsets(path: &Path) -> Vec<i64> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let r = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let kv = r.metadata().file_metadata().key_value_metadata().cloned();
+    let value = kv
+        .into_iter()
+        .flatten()
+        .find(|kv| kv.key == "pinflow.kafka.offsets")
+        .and_then(|kv| kv.value)
+        .unwrap_or_else(|| panic!("{}: no pinflow.kafka.offsets", path.display()));
+    let meta: serde_json::Value = serde_json::from_str(&value).unwrap();
+    offsets_named(&meta).into_iter().map(|(_, o)| o).collect()
+}
+
+#[test]
+fn with_the_journal_each_partitions_files_hold_its_messages_in_offset_order() {
+    // Two parse threads finish small batches out of order; under the journal the writer puts
+    // them back in order, so that no file holds a message while an earlier one of its
+    // partition is in no file yet (the group's offset, which covers a partition's unbroken
+    // start only, would lag behind the output, and another member taking the partition after
+    // a kill -9 would read the later messages again).
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, "logs", &records_over(0..4000, 1));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let o = pinflow_source(
+        dir.path(),
+        &bootstrap,
+        "ordered",
+        "out/x.parquet",
+        &[
+            "--journal",
+            "true",
+            "--rotate-rows",
+            "50",
+            "--parse-threads",
+            "2",
+            "--exit-at-end",
+        ],
+    )
+    .env("PINFLOW_KAFKA_BATCH_MAX_MESSAGES", "4")
+    .output()
+    .unwrap();
+    let text = logs(&o);
+    assert!(o.status.success(), "{text}");
+    let files = final_parquet_files(&dir.path().join("out"));
+    assert!(files.len() >= 10, "{files:?}\n{text}");
+    // Files are named in the order they were written (rotation sequence).
+    let mut next = 0;
+    for f in &files {
+        let offsets = partition_0_offsets(f);
+        let want: Vec<i64> = (next..next + offsets.len() as i64).collect();
+        assert_eq!(
+            offsets,
+            want,
+            "{}: not the next offsets\n{text}",
+            f.display()
+        );
+        next += offsets.len() as i64;
+    }
+    assert_eq!(next, 4000, "{text}");
+    assert_eq!(all_final_ids(&dir.path().join("out")).len(), 4000);
+}
+
 #[test]
 fn the_ledger_per_partition_counts_messages_written_and_dead_lettered_as_committed() {
     let cluster = MockCluster::new(1).unwrap();
