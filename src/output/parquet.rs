@@ -171,7 +171,8 @@ fn with_distinct_strings_plain(props: WriterProperties, first: &RecordBatch) -> 
             }
         }
         let mostly_distinct = values >= DISTINCT_SAMPLE_MIN_ROWS && seen.len() * 10 >= values * 9;
-        let per_group = distinct_bytes.saturating_mul(group_rows) / values.max(1);
+        // Scaled by the rows sampled, nulls included: a row group holds as many nulls.
+        let per_group = distinct_bytes.saturating_mul(group_rows) / rows;
         if mostly_distinct && per_group > props.column_dictionary_page_size_limit(&path) {
             plain.push(path);
         }
@@ -653,10 +654,17 @@ mod tests {
                 "msg",
                 strings(&|i| Some(format!("request {i:08} handled in the usual way"))),
             ),
-            // The same, a null every other row: judged by the values there are.
+            // Distinct 48-byte values, a null every other row: judged by the values there
+            // are, 1.5 MB a row group.
             (
                 "sparse",
-                strings(&|i| (i % 2 == 0).then(|| format!("{i:032}"))),
+                strings(&|i| (i % 2 == 0).then(|| format!("{i:048}"))),
+            ),
+            // Distinct 24-byte values, a null every other row: 0.8 MB a row group, under the
+            // limit (counted by their values alone, 1.6 MB, they would pass it).
+            (
+                "sparse_short",
+                strings(&|i| (i % 2 == 0).then(|| format!("{i:024}"))),
             ),
             // 3,000 URLs repeating: 4,096 rows show about two thirds of them distinct.
             (
@@ -680,7 +688,7 @@ mod tests {
                 "{name}: {encodings:?}"
             );
         }
-        for (col, name) in [(2, "url"), (3, "code"), (4, "level")] {
+        for (col, name) in [(2, "sparse_short"), (3, "url"), (4, "code"), (5, "level")] {
             let encodings = data_page_encodings(&path, col);
             assert!(
                 encodings.iter().all(dictionary_encoded),

@@ -33,6 +33,53 @@ use crate::s3::response::{
 };
 use crate::s3::S3Settings;
 
+/// One request's body: bytes `[start, start + len)` of a staged file, read as they are sent.
+///
+/// The file must still have the size it was staged with: one changed since (by something
+/// other than pinflow, in the staging directory) fails the upload for good, keeping the file,
+/// rather than putting other bytes under its key. One that shrinks while it is being sent
+/// ends the request with an error, where the client would wait for bytes that never come.
+struct StagedBytes {
+    file: std::io::Take<std::fs::File>,
+    left: u64,
+}
+
+impl StagedBytes {
+    fn open(path: &Path, size: u64, start: u64, len: u64) -> Attempt<StagedBytes> {
+        let unreadable = |e: std::io::Error| permanent(format!("read the staged file: {e}"));
+        let mut file = std::fs::File::open(path).map_err(unreadable)?;
+        let now = file.metadata().map_err(unreadable)?.len();
+        if now != size {
+            return Err(permanent(format!(
+                "the staged file is {now} bytes, not the {size} it was staged with: changed \
+                 by something else"
+            )));
+        }
+        file.seek(SeekFrom::Start(start)).map_err(unreadable)?;
+        Ok(StagedBytes {
+            file: file.take(len),
+            left: len,
+        })
+    }
+}
+
+impl Read for StagedBytes {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.file.read(buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the staged file shrank while it was being sent",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// How long a signed URL stays valid: one request, retried within this.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
 
@@ -241,7 +288,7 @@ impl Uploader {
     fn upload(&self, path: &Path, size: u64, st: &mut UploadState) -> Step<()> {
         if size < self.settings.part_size && st.upload_id.is_none() {
             // Idempotent: the same bytes under the same key.
-            return self.retried("PUT", || self.put(&st.key, path));
+            return self.retried("PUT", || self.put(&st.key, path, size));
         }
         let result = self.multipart(path, size, st);
         if result.is_err() {
@@ -258,14 +305,18 @@ impl Uploader {
         self.settings.credentials.as_ref()
     }
 
-    /// PUTs the staged file at `path` as it reads it (its length from the file), opened
-    /// anew at each attempt: no copy of the file in memory, whose fresh pages (an `mmap` at
-    /// this size) cost as many page faults as the file has pages.
-    fn put(&self, key: &str, path: &Path) -> Attempt<()> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| permanent(format!("read the staged file: {e}")))?;
+    /// PUTs the staged file at `path` (`size` bytes) as it reads it, opened anew at each
+    /// attempt: no copy of the file in memory, whose fresh pages (an `mmap` at this size) cost
+    /// as many page faults as the file has pages.
+    fn put(&self, key: &str, path: &Path, size: u64) -> Attempt<()> {
+        let mut body = StagedBytes::open(path, size, 0, size)?;
         let url = self.bucket.put_object(self.creds(), key).sign(SIGNED_FOR);
-        check(self.agent.put(url.as_str()).send(&file)).map(|_| ())
+        let request = self
+            .agent
+            .put(url.as_str())
+            .header("content-length", size)
+            .send(ureq::SendBody::from_reader(&mut body));
+        check(request).map(|_| ())
     }
 
     /// The size of the object at `key`, or `None` when there is none.
@@ -353,7 +404,7 @@ impl Uploader {
                     return;
                 };
                 let sent = self
-                    .send_part(path, &key, id, number, part_size)
+                    .send_part(path, size, &key, id, number, part_size)
                     .and_then(|etag| {
                         crate::failpoint::hit("objstore.after_part");
                         let mut st = state.lock();
@@ -391,6 +442,7 @@ impl Uploader {
     fn send_part(
         &self,
         path: &Path,
+        size: u64,
         key: &str,
         id: &str,
         number: u16,
@@ -398,20 +450,14 @@ impl Uploader {
     ) -> Step<String> {
         self.retried("UploadPart", || {
             let start = u64::from(number - 1) * part_size;
-            let (file, len) = std::fs::File::open(path)
-                .and_then(|mut f| {
-                    let len = f.metadata()?.len().saturating_sub(start).min(part_size);
-                    f.seek(SeekFrom::Start(start))?;
-                    Ok((f, len))
-                })
-                .map_err(|e| permanent(format!("read the staged file: {e}")))?;
+            let len = size.saturating_sub(start).min(part_size);
+            let mut part = StagedBytes::open(path, size, start, len)?;
             let url = self
                 .bucket
                 .upload_part(self.creds(), key, number, id)
                 .sign(SIGNED_FOR);
             // A reader's length is not known to the client: the header gives it (a store
             // takes no chunked part).
-            let mut part = file.take(len);
             let request = self
                 .agent
                 .put(url.as_str())
@@ -623,6 +669,51 @@ fn parse_list_parts(body: &str) -> Attempt<PartsPage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_body_is_its_range_of_the_staged_file_and_a_changed_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("staged.parquet");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let read = |start: u64, len: u64| {
+            let mut out = Vec::new();
+            StagedBytes::open(&path, 10_000, start, len)
+                .map_err(|f| f.why)
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        };
+        assert_eq!(read(0, 10_000), data);
+        assert_eq!(read(4_096, 4_096), &data[4_096..8_192]);
+        assert_eq!(read(8_192, 1_808), &data[8_192..]);
+        // Not the size it was staged with: refused for good, naming both sizes.
+        let refused = StagedBytes::open(&path, 12_000, 0, 12_000)
+            .err()
+            .expect("a size mismatch");
+        assert!(!refused.transient, "{}", refused.why);
+        assert!(
+            refused.why.contains("10000 bytes, not the 12000"),
+            "{}",
+            refused.why
+        );
+        // Shrunk while being sent: an error, not an endless wait for the missing bytes.
+        let mut body = StagedBytes::open(&path, 10_000, 0, 10_000)
+            .map_err(|f| f.why)
+            .unwrap();
+        let mut first = [0u8; 1_000];
+        body.read_exact(&mut first).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(2_000)
+            .unwrap();
+        let mut rest = Vec::new();
+        let e = body.read_to_end(&mut rest).expect_err("shrunk");
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
 
     #[test]
     fn list_parts_answers_read_whatever_their_root_element() {
