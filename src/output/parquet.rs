@@ -654,8 +654,8 @@ mod tests {
                 "msg",
                 strings(&|i| Some(format!("request {i:08} handled in the usual way"))),
             ),
-            // Distinct 48-byte values, a null every other row: judged by the values there
-            // are, 1.5 MB a row group.
+            // Distinct 48-byte values, a null every other row: distinct among its values,
+            // 1.5 MB a row group, nulls counted.
             (
                 "sparse",
                 strings(&|i| (i % 2 == 0).then(|| format!("{i:048}"))),

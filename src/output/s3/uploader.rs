@@ -40,8 +40,8 @@ use crate::s3::S3Settings;
 /// rather than putting other bytes under its key. One that shrinks while it is being sent
 /// ends the request with an error, where the client would wait for bytes that never come.
 struct StagedBytes {
+    /// The file from `start`, limited to `len` bytes (its limit: the bytes still to send).
     file: std::io::Take<std::fs::File>,
-    left: u64,
 }
 
 impl StagedBytes {
@@ -58,14 +58,13 @@ impl StagedBytes {
         file.seek(SeekFrom::Start(start)).map_err(unreadable)?;
         Ok(StagedBytes {
             file: file.take(len),
-            left: len,
         })
     }
 }
 
 impl Read for StagedBytes {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.left == 0 || buf.is_empty() {
+        if self.file.limit() == 0 || buf.is_empty() {
             return Ok(0);
         }
         let n = self.file.read(buf)?;
@@ -75,7 +74,6 @@ impl Read for StagedBytes {
                 "the staged file shrank while it was being sent",
             ));
         }
-        self.left -= n as u64;
         Ok(n)
     }
 }
