@@ -21,8 +21,7 @@ compile_error!(
 /// The environment variable that arms a fail point: `NAME` or `NAME@N`.
 pub const ENV: &str = "PINFLOW_FAILPOINT";
 
-/// Every fail point, with where it is. The last one is reserved for the Kafka source's
-/// offsets as it lands; nothing hits it yet.
+/// Every fail point, with where it is.
 pub const POINTS: &[(&str, &str)] = &[
     (
         "writer.after_row_group",
@@ -70,8 +69,13 @@ pub const POINTS: &[(&str, &str)] = &[
         "the state says uploaded, before the staged file and its state are removed",
     ),
     (
-        "kafka.commit",
-        "reserved: mid-commit of offsets, for the Kafka source as it lands",
+        "writer.pending",
+        "a Kafka source's checkpoint line is fsynced as pending, before the group holds its \
+         offsets",
+    ),
+    (
+        "writer.landed",
+        "the group holds a pending checkpoint's offsets, before the journal confirms it",
     ),
 ];
 

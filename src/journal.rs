@@ -126,10 +126,16 @@ pub trait SourcePosition: Send + Sync {
     fn commit(&self, items: &RangeSet) -> String;
 }
 
-/// The journal format this version writes and reads. Format 2 added a CRC-32 to every line,
-/// the size of every committed file and the time the journal was started; format 1 had none
-/// of them and is refused with a message.
-pub const FORMAT: u64 = 2;
+/// The journal format this version writes. Format 3 added the journal's number (`"id"`)
+/// and pending checkpoints (`"pending":true`, `{"confirmed":N}`), which a pinflow reading
+/// format 2 only would take for committed ones (so it refuses format 3); format 2 journals
+/// are read as before. Format 2 added a CRC-32 to every line, the size of every committed
+/// file and the time the journal was started; format 1 had none of them and is refused with
+/// a message.
+pub const FORMAT: u64 = 3;
+
+/// The oldest format this version reads.
+pub const OLDEST_FORMAT: u64 = 2;
 
 /// A set of `u64`s as sorted, disjoint, non-adjacent inclusive ranges.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -622,7 +628,8 @@ impl std::fmt::Display for Defect {
             ),
             Defect::Version(v) => write!(
                 f,
-                "the journal is of format {v}; this pinflow reads format {FORMAT} only"
+                "the journal is of format {v}; this pinflow reads formats {OLDEST_FORMAT} to \
+                 {FORMAT}"
             ),
             Defect::OtherCommand { theirs, ours } => {
                 let (a, b): (Vec<&str>, Vec<&str>) =
@@ -728,6 +735,10 @@ fn at(line: usize, defect: Defect) -> JournalError {
 pub struct Contents {
     /// When the journal was started (seconds since the Unix epoch).
     pub started: u64,
+    /// The journal's own number ([`Journal::id`]).
+    pub id: u64,
+    /// Whether `id` was derived from the first line (a journal from before they had one).
+    pub id_derived: bool,
     /// Its committed checkpoints, in order.
     pub checkpoints: Vec<Checkpoint>,
     /// Where its last complete line ends: anything after it is a torn line that was never
@@ -754,6 +765,12 @@ pub struct Checkpoint {
     pub since: Option<SavedSince>,
     /// The source's own position committed with them ([`SourcePosition`]), as JSON text.
     pub position: Option<String>,
+    /// Written as pending ([`Journal::set_two_phase`]) and not confirmed (no `confirmed`
+    /// line follows): only the last checkpoint can be, and what becomes of it is decided
+    /// outside the journal ([`Journal::resolve_pending`]).
+    pub pending: bool,
+    /// Where its line starts in the journal (a pending checkpoint undone is cut off there).
+    pub offset: u64,
 }
 
 /// A file of a committed checkpoint, names relative to the journal's directory (checked by
@@ -787,19 +804,50 @@ pub fn check(
     let (complete, tail) = bytes.split_at(last_newline + 1);
     let mut lines = complete[..last_newline].split(|&b| b == b'\n');
     let header = lines.next().unwrap_or_default();
-    let started = parse_header(header, identity).map_err(|d| at(1, d))?;
+    let (started, id) = parse_header(header, identity).map_err(|d| at(1, d))?;
     let names = Names::new(journal, files);
     let mut out = Contents {
         started,
+        id: id.unwrap_or_else(|| derived_id(header)),
+        id_derived: id.is_none(),
         checkpoints: Vec::new(),
         valid_end: complete.len() as u64,
         torn_tail: !tail.is_empty(),
     };
     let mut finals = HashSet::new();
     let mut n = 1;
+    let mut offset = header.len() as u64 + 1;
     for line in lines {
         n += 1;
-        let c = parse_checkpoint(line, n as u64, journal, &names).map_err(|d| at(n, d))?;
+        let line_offset = offset;
+        offset += line.len() as u64 + 1;
+        if line.starts_with(CONFIRMED_START) {
+            let number = parse_confirmed(line).map_err(|d| at(n, d))?;
+            match out.checkpoints.last_mut() {
+                Some(c) if c.pending && c.number == number => c.pending = false,
+                _ => {
+                    return Err(at(
+                        n,
+                        Defect::Malformed(format!(
+                            "confirms checkpoint {number}, which is not the pending checkpoint \
+                             just before it"
+                        )),
+                    ))
+                }
+            }
+            continue;
+        }
+        let mut c = parse_checkpoint(line, n as u64, journal, &names).map_err(|d| at(n, d))?;
+        c.offset = line_offset;
+        if let Some(p) = out.checkpoints.last().filter(|p| p.pending) {
+            return Err(at(
+                n,
+                Defect::Malformed(format!(
+                    "checkpoint {} follows checkpoint {}, which is pending (never confirmed)",
+                    c.number, p.number
+                )),
+            ));
+        }
         let expected = out.checkpoints.len() as u64 + 1;
         if c.number != expected {
             return Err(at(
@@ -830,7 +878,50 @@ fn is_torn_append(tail: &[u8]) -> bool {
     const START: &[u8] = b"{\"checkpoint\":";
     let end = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let t = &tail[..end];
-    t.starts_with(START) || START.starts_with(t)
+    [START, CONFIRMED_START]
+        .iter()
+        .any(|start| t.starts_with(start) || start.starts_with(t))
+}
+
+/// How a line confirming a pending checkpoint starts: `{"confirmed":N,"crc32":"…"}`.
+const CONFIRMED_START: &[u8] = b"{\"confirmed\":";
+
+fn confirmed_line(number: u64) -> Vec<u8> {
+    let mut line = format!("{{\"confirmed\":{number}").into_bytes();
+    seal(&mut line);
+    line
+}
+
+fn parse_confirmed(line: &[u8]) -> std::result::Result<u64, Defect> {
+    use simd_json::prelude::*;
+    verify(line)?;
+    parse_json(line)
+        .map_err(Defect::Malformed)?
+        .get("confirmed")
+        .and_then(|n| n.as_u64())
+        .ok_or_else(|| Defect::Malformed("a `confirmed` line without a checkpoint number".into()))
+}
+
+/// The number of a journal whose first line has none (journals written before it had one):
+/// taken from that line, which holds the command and the second it was started, the same
+/// by every build (two CRC-32s; not std's hasher, which may change between Rust releases).
+/// Another member's old journal may have the same, so it is not trusted alone
+/// ([`Journal::id_derived`]).
+fn derived_id(header: &[u8]) -> u64 {
+    let mut second = crc32fast::Hasher::new();
+    second.update(b"pinflow journal id");
+    second.update(header);
+    (u64::from(crc32fast::hash(header)) << 32) | u64::from(second.finalize())
+}
+
+/// A new journal's number: random, so that journals started by the same command in the
+/// same second on two machines (a fleet's members) have different ones.
+fn new_id() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    RandomState::new().hash_one((nanos, std::process::id()))
 }
 
 /// The suffix of every line: `,"crc32":"XXXXXXXX"}`, the CRC-32 of the bytes before it.
@@ -865,11 +956,11 @@ fn verify(line: &[u8]) -> std::result::Result<(), Defect> {
     }
 }
 
-fn header_line(identity: &str, started: u64) -> Vec<u8> {
+fn header_line(identity: &str, started: u64, id: u64) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(format!("{{\"pinflow_journal\":{FORMAT},\"run\":").as_bytes());
     crate::json::write_string(&mut out, identity);
-    out.extend_from_slice(format!(",\"started\":{started}").as_bytes());
+    out.extend_from_slice(format!(",\"started\":{started},\"id\":\"{id:016x}\"").as_bytes());
     seal(&mut out);
     out
 }
@@ -883,6 +974,7 @@ fn checkpoint_line(
     state: Option<&state::StateRef>,
     since: Option<&SavedSince>,
     position: Option<&str>,
+    pending: bool,
 ) -> Vec<u8> {
     let mut line = Vec::with_capacity(256);
     line.extend_from_slice(format!("{{\"checkpoint\":{number},\"files\":[").as_bytes());
@@ -907,6 +999,9 @@ fn checkpoint_line(
         line.extend_from_slice(b",\"position\":");
         line.extend_from_slice(p.as_bytes());
     }
+    if pending {
+        line.extend_from_slice(b",\"pending\":true");
+    }
     seal(&mut line);
     line
 }
@@ -916,8 +1011,9 @@ fn parse_json(line: &[u8]) -> std::result::Result<simd_json::OwnedValue, String>
     simd_json::to_owned_value(&mut bytes).map_err(|e| e.to_string())
 }
 
-/// The header's start time, once it is found to be a journal of this format and command.
-fn parse_header(line: &[u8], identity: &str) -> std::result::Result<u64, Defect> {
+/// The header's start time and number (journals written before it had one have none), once
+/// it is found to be a journal of this format and command.
+fn parse_header(line: &[u8], identity: &str) -> std::result::Result<(u64, Option<u64>), Defect> {
     use simd_json::prelude::*;
     let not_one = || Defect::NotAJournal(lossy(line));
     let v = parse_json(line).map_err(|_| not_one())?;
@@ -925,7 +1021,7 @@ fn parse_header(line: &[u8], identity: &str) -> std::result::Result<u64, Defect>
         .get("pinflow_journal")
         .and_then(|n| n.as_u64())
         .ok_or_else(not_one)?;
-    if version != FORMAT {
+    if !(OLDEST_FORMAT..=FORMAT).contains(&version) {
         return Err(Defect::Version(version));
     }
     verify(line)?;
@@ -939,9 +1035,21 @@ fn parse_header(line: &[u8], identity: &str) -> std::result::Result<u64, Defect>
             ours: identity.to_string(),
         });
     }
-    v.get("started")
+    let started = v
+        .get("started")
         .and_then(|s| s.as_u64())
-        .ok_or_else(|| Defect::Malformed("the first line has no `started` time".into()))
+        .ok_or_else(|| Defect::Malformed("the first line has no `started` time".into()))?;
+    let id = match v.get("id") {
+        None => None,
+        Some(id) => Some(
+            id.as_str()
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    Defect::Malformed("the first line's `id` is not hexadecimal".into())
+                })?,
+        ),
+    };
+    Ok((started, id))
 }
 
 fn parse_checkpoint(
@@ -967,6 +1075,13 @@ fn parse_checkpoint(
     let state = state::parse(&v, journal, number)?;
     let since = SavedSince::parse(&v)?;
     let position = v.get("position").map(|p| p.encode());
+    let pending = match v.get("pending") {
+        None => false,
+        Some(p) => p
+            .as_bool()
+            .filter(|&p| p)
+            .ok_or_else(|| bad("`pending` is not true"))?,
+    };
     let mut files = Vec::new();
     for f in v
         .get("files")
@@ -1001,6 +1116,8 @@ fn parse_checkpoint(
         state,
         since,
         position,
+        pending,
+        offset: 0,
     })
 }
 
@@ -1072,6 +1189,20 @@ pub struct Journal {
     position: Option<String>,
     /// Where the next checkpoints take the source's position from.
     position_source: Option<std::sync::Arc<dyn SourcePosition>>,
+    /// The journal's number ([`Journal::id`]).
+    id: u64,
+    /// Whether `id` was derived from the first line ([`Journal::id_derived`]).
+    id_derived: bool,
+    /// Checkpoints are written pending and confirmed apart ([`Journal::set_two_phase`]).
+    two_phase: bool,
+    /// The pending checkpoint an earlier run left, until [`Journal::resolve_pending`].
+    left_pending: Option<Checkpoint>,
+    /// The number of this run's pending checkpoint, until [`Journal::confirm`].
+    unconfirmed: Option<u64>,
+    /// The state file a pending checkpoint replaced: deleted once it is confirmed.
+    superseded_state: Option<String>,
+    /// Complete lines in the journal (the header's included).
+    lines: u64,
 }
 
 /// What [`Journal::open`] found.
@@ -1085,6 +1216,9 @@ pub struct Recovery {
     pub removed: u64,
     /// Whether a torn last line (a crash while it was appended) was cut off.
     pub torn_line: bool,
+    /// The number of a pending checkpoint an earlier run left (see
+    /// [`Journal::resolve_pending`]): not counted in `checkpoints`, its files left as they are.
+    pub pending: Option<u64>,
 }
 
 /// A committed file's name on disk.
@@ -1144,7 +1278,11 @@ impl Journal {
         }
         remove_creation_leftovers(path);
         let bytes = fs::read(path).map_err(|e| Error::output(path, "read journal", e))?;
-        let contents = check(path, &bytes, identity, files).map_err(refuse)?;
+        let mut contents = check(path, &bytes, identity, files).map_err(refuse)?;
+        let left_pending = match contents.checkpoints.last() {
+            Some(c) if c.pending => contents.checkpoints.pop(),
+            _ => None,
+        };
 
         // Every committed file must be there, whole, before anything is renamed or deleted.
         let base = crate::fsutil::parent_dir(path);
@@ -1182,6 +1320,37 @@ impl Journal {
                 committed_tmps.insert(base.join(&f.tmp));
             }
             done.extend(&c.items);
+        }
+        // A pending checkpoint's files are whole under their temporary names, and kept for
+        // [`Journal::resolve_pending`].
+        if let Some(c) = &left_pending {
+            for f in &c.files {
+                let tmp = base.join(&f.tmp);
+                let wrong = |defect| {
+                    refuse(JournalError {
+                        line: Some(c.line),
+                        defect,
+                    })
+                };
+                match on_disk(&tmp).map_err(|e| Error::output(&tmp, "inspect", e))? {
+                    OnDisk::File(len) if len == f.size => {}
+                    OnDisk::File(found) => {
+                        return Err(wrong(Defect::Size {
+                            file: tmp,
+                            want: f.size,
+                            found,
+                        }))
+                    }
+                    OnDisk::Other => return Err(wrong(Defect::NotAFile(tmp))),
+                    OnDisk::Absent => {
+                        return Err(wrong(Defect::Missing {
+                            file: base.join(&f.fin),
+                            tmp,
+                        }))
+                    }
+                }
+                committed_tmps.insert(tmp);
+            }
         }
         // The state the last checkpoint committed (its windows), whole, before any change.
         let last = contents.checkpoints.last();
@@ -1234,6 +1403,7 @@ impl Journal {
         let mut rec = Recovery {
             checkpoints: contents.checkpoints.len() as u64,
             torn_line: contents.torn_tail,
+            pending: left_pending.as_ref().map(|c| c.number),
             ..Recovery::default()
         };
         for (tmp, fin) in renames {
@@ -1244,7 +1414,10 @@ impl Journal {
         }
         // Temporary files of ours not in a committed checkpoint: an unfinished checkpoint.
         rec.removed = files.remove_stale(&committed_tmps);
-        state::sweep(path, state_file.as_deref());
+        let pending_state = left_pending
+            .as_ref()
+            .and_then(|c| c.state.as_ref().map(|r| r.file.as_str()));
+        state::sweep(path, &[state_file.as_deref(), pending_state]);
         if contents.torn_tail {
             file.set_len(contents.valid_end)
                 .and_then(|()| file.sync_all())
@@ -1265,6 +1438,14 @@ impl Journal {
                 since,
                 position,
                 position_source: None,
+                id: contents.id,
+                id_derived: contents.id_derived,
+                two_phase: false,
+                left_pending,
+                unconfirmed: None,
+                superseded_state: None,
+                lines: memchr::memchr_iter(b'\n', &bytes[..contents.valid_end as usize]).count()
+                    as u64,
             },
             rec,
         ))
@@ -1365,9 +1546,21 @@ impl Journal {
         // A name the next run would refuse must not be committed: it would stop every resume.
         let refuse = |defect| Error::Journal {
             path: self.path.clone(),
-            line: Some(self.next_checkpoint + 1),
+            line: Some(self.lines + 1),
             why: format!("will not commit: {defect}"),
         };
+        if let Some(n) = self
+            .unconfirmed
+            .or(self.left_pending.as_ref().map(|c| c.number))
+        {
+            return Err(Error::Journal {
+                path: self.path.clone(),
+                line: Some(self.lines),
+                why: format!(
+                    "will not commit: checkpoint {n} is pending (neither confirmed nor undone)"
+                ),
+            });
+        }
         let rel = |p: &Path| -> Result<String> {
             match p.strip_prefix(&base) {
                 Ok(r) => Ok(r.to_string_lossy().into_owned()),
@@ -1401,6 +1594,7 @@ impl Journal {
             saved.as_ref(),
             self.since.as_ref(),
             position.as_deref(),
+            self.two_phase,
         );
         self.file
             .write_all(&line)
@@ -1410,15 +1604,159 @@ impl Journal {
         if position.is_some() {
             self.position = position;
         }
-        // (Line 1 is the header: checkpoint N is line N + 1.)
-        self.last_line = Some(self.next_checkpoint + 1);
-        self.next_checkpoint += 1;
-        // The older state is no longer needed: this line names the newer one.
-        if let Some(old) = self.state_file.take() {
-            let _ = fs::remove_file(self.path.with_file_name(old));
+        self.lines += 1;
+        self.last_line = Some(self.lines);
+        if self.two_phase {
+            self.unconfirmed = Some(self.next_checkpoint);
         }
-        self.state_file = saved.map(|s| s.file);
+        self.next_checkpoint += 1;
+        // The older state is no longer needed once this line is confirmed: it names the
+        // newer one. (A pending line undone by the next run leaves the older one in force.)
+        let old = std::mem::replace(&mut self.state_file, saved.map(|s| s.file));
+        match self.two_phase {
+            true => self.superseded_state = old,
+            false => remove_state_file(&self.path, old),
+        }
         Ok(())
+    }
+
+    /// The journal's number: random, written in its first line when it was started (or, in
+    /// a journal from before that, taken from that line), so it tells this output's
+    /// checkpoints from other outputs' in what they leave elsewhere (a Kafka group's offset
+    /// metadata).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether [`Journal::id`] was derived from the first line, in a journal from before they
+    /// had a number: the same command started in the same second elsewhere has the same.
+    pub fn id_derived(&self) -> bool {
+        self.id_derived
+    }
+
+    /// Makes every later checkpoint line pending (`"pending":true`): its files and items are
+    /// durable, but it stands only once [`Journal::confirm`] appends `{"confirmed":N}`, and
+    /// the next run decides about one left unconfirmed ([`Journal::resolve_pending`]). For a
+    /// source whose position lives elsewhere too (a Kafka group's committed offsets): the
+    /// checkpoint is confirmed once that position is, so both agree whenever a run stops.
+    pub fn set_two_phase(&mut self, on: bool) {
+        self.two_phase = on;
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The number of the last checkpoint committed (0: none yet).
+    pub fn last_checkpoint(&self) -> u64 {
+        self.next_checkpoint - 1
+    }
+
+    /// This run's pending checkpoint, if any: its number.
+    pub fn unconfirmed(&self) -> Option<u64> {
+        self.unconfirmed
+    }
+
+    /// Confirms this run's pending checkpoint: appends `{"confirmed":N}` and makes it
+    /// durable; the caller then renames the files into place.
+    pub fn confirm(&mut self) -> Result<()> {
+        let Some(n) = self.unconfirmed else {
+            return Ok(());
+        };
+        self.file
+            .write_all(&confirmed_line(n))
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| Error::output(&self.path, "write journal", e))?;
+        self.lines += 1;
+        self.unconfirmed = None;
+        remove_state_file(&self.path, self.superseded_state.take());
+        Ok(())
+    }
+
+    /// The pending checkpoint an earlier run left: its number, the source position saved
+    /// with it and the one before it (JSON text), for the caller to decide whether it stands
+    /// ([`Journal::resolve_pending`]).
+    pub fn left_pending(&self) -> Option<(u64, Option<&str>, Option<&str>)> {
+        self.left_pending
+            .as_ref()
+            .map(|c| (c.number, c.position.as_deref(), self.position.as_deref()))
+    }
+
+    /// Decides the pending checkpoint an earlier run left: `stands` confirms it (the
+    /// `confirmed` line, then its files renamed into place, its items done and its position
+    /// and state in force), otherwise it is undone (its temporary files and state deleted,
+    /// its line cut off: its items are read again). Returns how many files were renamed or
+    /// deleted.
+    pub fn resolve_pending(&mut self, stands: bool) -> Result<u64> {
+        let Some(c) = self.left_pending.take() else {
+            return Ok(0);
+        };
+        let base = crate::fsutil::parent_dir(&self.path).to_path_buf();
+        let mut touched = 0;
+        if !stands {
+            // The line first: a crash after it leaves temporary files no line names, which
+            // the next run deletes; the other way round, a line naming files that are gone.
+            self.file
+                .set_len(c.offset)
+                .and_then(|()| self.file.sync_all())
+                .map_err(|e| Error::output(&self.path, "cut off a pending journal line", e))?;
+            self.lines -= 1;
+            for f in &c.files {
+                let tmp = base.join(&f.tmp);
+                fs::remove_file(&tmp).map_err(|e| Error::output(&tmp, "delete", e))?;
+                touched += 1;
+            }
+            remove_state_file(&self.path, c.state.as_ref().map(|r| r.file.clone()));
+            return Ok(touched);
+        }
+        let saved = match &c.state {
+            None => None,
+            Some(r) => {
+                let bytes = state::load(&self.path, r).map_err(|defect| Error::Journal {
+                    path: self.path.clone(),
+                    line: Some(c.line),
+                    why: defect.to_string(),
+                })?;
+                Some(SavedState {
+                    key: r.key.clone(),
+                    bytes,
+                    path: self.path.with_file_name(&r.file),
+                    line: c.line,
+                })
+            }
+        };
+        self.unconfirmed = Some(c.number);
+        self.confirm()?;
+        for f in &c.files {
+            let (tmp, fin) = (base.join(&f.tmp), base.join(&f.fin));
+            fs::rename(&tmp, &fin).map_err(|e| Error::output(&fin, "rename into place", e))?;
+            crate::fsutil::sync_parent(&fin);
+            touched += 1;
+        }
+        self.done.extend(&c.items);
+        if c.position.is_some() {
+            self.position = c.position.clone();
+        }
+        if c.since.is_some() {
+            self.since = c.since.clone();
+        }
+        if let Some(r) = &c.state {
+            let old = self.state_file.replace(r.file.clone());
+            remove_state_file(&self.path, old);
+            self.saved = saved;
+        }
+        self.last_line = Some(c.line);
+        self.next_checkpoint = c.number + 1;
+        Ok(touched)
+    }
+}
+
+/// Deletes the state file `name` beside the journal at `journal`, if any (best effort: the
+/// next run's sweep deletes one left behind).
+fn remove_state_file(journal: &Path, name: Option<String>) {
+    if let Some(name) = name {
+        let _ = fs::remove_file(journal.with_file_name(name));
     }
 }
 
@@ -1441,7 +1779,7 @@ fn create(path: &Path, identity: &str) -> Result<()> {
     let started = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let header = header_line(identity, started);
+    let header = header_line(identity, started, new_id());
     let tmp = creation_temp(path);
     let written = File::create(&tmp).and_then(|mut f| {
         f.write_all(&header)?;
@@ -1765,7 +2103,7 @@ mod tests {
             b"{\"checkpoint\":1,\"files\":[],\"items\":\"0\",\"since\":[\"ts\",\"date\",1]"
                 .to_vec();
         seal(&mut line);
-        let mut bytes = header_line("id", 0);
+        let mut bytes = header_line("id", 0, 7);
         bytes.extend_from_slice(&line);
         let e = check(&path, &bytes, "id", &files).unwrap_err();
         assert!(
@@ -1849,6 +2187,103 @@ mod tests {
             err.contains("another command") && err.contains(":1:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_pending_checkpoint_is_left_to_be_decided_then_stands_or_is_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let path = d.join("o.parquet.journal");
+        let tmp = |seq| d.join(format!(".{}.tmp-1", rotated(seq)));
+        let (mut j, _) = Journal::open(&path, "src", &beside(d)).unwrap();
+        let id = j.id();
+        j.set_two_phase(true);
+        // Checkpoint 1: pending, confirmed, renamed.
+        std::fs::write(tmp(1), "a").unwrap();
+        j.commit(&[(tmp(1), d.join(rotated(1)))], &"0-9".parse().unwrap())
+            .unwrap();
+        assert_eq!(j.unconfirmed(), Some(1));
+        let refused = j.commit(&[], &"10".parse().unwrap()).unwrap_err();
+        assert!(refused.to_string().contains("pending"), "{refused}");
+        j.confirm().unwrap();
+        std::fs::rename(tmp(1), d.join(rotated(1))).unwrap();
+        // Checkpoint 2: pending when the run stops.
+        std::fs::write(tmp(2), "bb").unwrap();
+        j.commit(&[(tmp(2), d.join(rotated(2)))], &"10-19".parse().unwrap())
+            .unwrap();
+        drop(j);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(text.contains(r#""pending":true"#) && text.contains(r#"{"confirmed":1,"#));
+        let snapshot = std::fs::read(&path).unwrap();
+
+        // Undone: its file deleted, its line cut off, its items to be read again.
+        let (mut j, rec) = Journal::open(&path, "src", &beside(d)).unwrap();
+        assert_eq!((rec.checkpoints, rec.pending, rec.removed), (1, Some(2), 0));
+        assert_eq!(j.id(), id, "the journal keeps its number");
+        assert_eq!(j.left_pending().map(|p| p.0), Some(2));
+        assert!(
+            tmp(2).exists(),
+            "a pending checkpoint's file waits for the decision"
+        );
+        assert_eq!(j.done().to_string(), "0-9");
+        assert_eq!(j.resolve_pending(false).unwrap(), 1);
+        assert!(!tmp(2).exists() && !d.join(rotated(2)).exists());
+        j.commit(&[], &"10".parse().unwrap()).unwrap();
+        drop(j);
+        let (j, rec) = Journal::open(&path, "src", &beside(d)).unwrap();
+        assert_eq!((rec.checkpoints, rec.pending), (2, None));
+        assert_eq!(j.done().to_string(), "0-10");
+        drop(j);
+
+        // The same pending checkpoint standing: confirmed, renamed, its items done.
+        std::fs::write(&path, &snapshot).unwrap();
+        std::fs::write(tmp(2), "bb").unwrap();
+        let (mut j, _) = Journal::open(&path, "src", &beside(d)).unwrap();
+        assert_eq!(j.resolve_pending(true).unwrap(), 1);
+        assert!(d.join(rotated(2)).exists() && !tmp(2).exists());
+        assert_eq!(j.done().to_string(), "0-19");
+        assert_eq!(j.last_checkpoint(), 2);
+        j.commit(&[], &"20".parse().unwrap()).unwrap();
+        drop(j);
+        let (j, rec) = Journal::open(&path, "src", &beside(d)).unwrap();
+        assert_eq!((rec.checkpoints, rec.pending), (3, None));
+        assert_eq!(j.done().to_string(), "0-20");
+        drop(j);
+
+        // A checkpoint after a pending one, or a confirmation of another, is damage.
+        let mut bad = snapshot.clone();
+        bad.extend_from_slice(&confirmed_line(1));
+        std::fs::write(&path, &bad).unwrap();
+        let e = Journal::open(&path, "src", &beside(d))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("confirms checkpoint 1"), "{e}");
+        let mut bad = snapshot.clone();
+        bad.extend_from_slice(&checkpoint_line(
+            3,
+            &[],
+            &"30".parse().unwrap(),
+            None,
+            None,
+            None,
+            false,
+        ));
+        std::fs::write(&path, &bad).unwrap();
+        let e = Journal::open(&path, "src", &beside(d))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("follows checkpoint 2, which is pending"), "{e}");
+        // A confirmation torn while it was appended is no confirmation.
+        let mut torn = snapshot.clone();
+        torn.extend_from_slice(b"{\"confirmed\":2,\"cr");
+        std::fs::write(&path, &torn).unwrap();
+        std::fs::rename(d.join(rotated(2)), tmp(2)).unwrap();
+        let (j, rec) = Journal::open(&path, "src", &beside(d)).unwrap();
+        assert_eq!((rec.pending, rec.torn_line), (Some(2), true));
+        drop(j);
     }
 
     #[test]
@@ -2042,7 +2477,7 @@ mod tests {
 
     /// A valid journal of `n` checkpoints for either layout, as [`Journal::commit`] writes it.
     fn sample(rng: &mut Rng, n: u64, partitioned: bool) -> Vec<u8> {
-        let mut out = header_line("src", 1_700_000_000);
+        let mut out = header_line("src", 1_700_000_000, 7);
         for k in 1..=n {
             let files: Vec<(String, String, u64)> = (0..rng.below(3) as u64)
                 .map(|i| {
@@ -2059,7 +2494,7 @@ mod tests {
                 })
                 .collect();
             let items: RangeSet = format!("{}-{}", k * 100, k * 100 + 99).parse().unwrap();
-            out.extend(checkpoint_line(k, &files, &items, None, None, None));
+            out.extend(checkpoint_line(k, &files, &items, None, None, None, false));
         }
         out
     }

@@ -169,10 +169,10 @@ pub(super) fn load(journal: &Path, r: &StateRef) -> std::result::Result<Vec<u8>,
     Ok(bytes)
 }
 
-/// Deletes the state files beside `journal` (and their temporary names) other than `keep`:
-/// older checkpoints' states and what a crash before a commit left. Best effort: a file left
+/// Deletes the state files beside `journal` (and their temporary names) other than those in
+/// `keep`: older checkpoints' states and what a crash before a commit left. Best effort: a file left
 /// behind is deleted by the next run, and no run reads a state file the journal does not name.
-pub(super) fn sweep(journal: &Path, keep: Option<&str>) {
+pub(super) fn sweep(journal: &Path, keep: &[Option<&str>]) {
     let (Some(name), Ok(entries)) = (
         journal
             .file_name()
@@ -189,7 +189,8 @@ pub(super) fn sweep(journal: &Path, keep: Option<&str>) {
             .strip_prefix(&prefix)
             .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
             || file.starts_with(&temp_prefix);
-        if ours && keep != Some(file.as_str()) && e.file_type().is_ok_and(|t| t.is_file()) {
+        if ours && !keep.contains(&Some(file.as_str())) && e.file_type().is_ok_and(|t| t.is_file())
+        {
             let _ = fs::remove_file(e.path());
         }
     }

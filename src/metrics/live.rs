@@ -377,6 +377,45 @@ pub struct CommittedItems {
     generation: AtomicU64,
     /// The items asked for, as inclusive ranges (empty: none).
     asked: Mutex<Vec<(u64, u64)>>,
+    /// The journal's number of the last checkpoint whose items were added
+    /// ([`CommittedItems::add_checkpoint`]; 0: none in this run). Set while `ranges` is locked,
+    /// so a reader that finds it the same before and after looking at the items saw the
+    /// items of exactly the checkpoints up to it.
+    checkpoint: AtomicU64,
+    /// A pending checkpoint waiting for the source to commit its position elsewhere.
+    landing: Mutex<Landing>,
+    landed: parking_lot::Condvar,
+}
+
+/// The hand-over of a pending checkpoint (two-phase, `Journal::set_two_phase`) from the
+/// writer to the source that commits its position to the Kafka group.
+#[derive(Debug, Default)]
+struct Landing {
+    /// The checkpoint the writer waits for.
+    wanted: u64,
+    /// The highest checkpoint the source answered for.
+    answered: u64,
+    /// Why the source could not commit it, once it gave up.
+    failure: Option<String>,
+}
+
+/// Adds `lo..=hi` to `ranges`, merged with a range that ends just before or overlaps, and
+/// with those it reaches.
+fn merge_range(ranges: &mut BTreeMap<u64, u64>, mut lo: u64, mut hi: u64) {
+    if let Some((&plo, &phi)) = ranges.range(..=lo).next_back() {
+        if phi.saturating_add(1) >= lo {
+            lo = plo;
+            hi = hi.max(phi);
+        }
+    }
+    while let Some((&nlo, &nhi)) = ranges.range(lo..).next() {
+        if nlo > hi.saturating_add(1) {
+            break;
+        }
+        hi = hi.max(nhi);
+        ranges.remove(&nlo);
+    }
+    ranges.insert(lo, hi);
 }
 
 impl CommittedItems {
@@ -384,27 +423,87 @@ impl CommittedItems {
     pub fn add(&self, items: impl IntoIterator<Item = (u64, u64)>) {
         let mut ranges = self.ranges.lock();
         let mut added = false;
-        for (mut lo, mut hi) in items {
+        for (lo, hi) in items {
             added = true;
-            // Merge with a range that ends just before or overlaps, and those it reaches.
-            if let Some((&plo, &phi)) = ranges.range(..=lo).next_back() {
-                if phi.saturating_add(1) >= lo {
-                    lo = plo;
-                    hi = hi.max(phi);
-                }
-            }
-            while let Some((&nlo, &nhi)) = ranges.range(lo..).next() {
-                if nlo > hi.saturating_add(1) {
-                    break;
-                }
-                hi = hi.max(nhi);
-                ranges.remove(&nlo);
-            }
-            ranges.insert(lo, hi);
+            merge_range(&mut ranges, lo, hi);
         }
+        drop(ranges);
         if added {
             self.generation.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Adds the items of checkpoint `number` of the journal, just committed (see
+    /// [`CommittedItems::add`]), and makes it the last checkpoint added. A `pending` one
+    /// (two-phase) is wanted landed ([`CommittedItems::wait_landed`]) from the instant its
+    /// number shows: a reader that sees the number sees that it is wanted.
+    pub fn add_checkpoint(
+        &self,
+        items: impl IntoIterator<Item = (u64, u64)>,
+        number: u64,
+        pending: bool,
+    ) {
+        if pending {
+            let mut l = self.landing.lock();
+            l.wanted = l.wanted.max(number);
+        }
+        // (Both under one hold of the lock: see `checkpoint`.)
+        let mut ranges = self.ranges.lock();
+        let mut added = false;
+        for (lo, hi) in items {
+            added = true;
+            merge_range(&mut ranges, lo, hi);
+        }
+        self.checkpoint.store(number, Relaxed);
+        drop(ranges);
+        if added {
+            self.generation.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The journal's number of the last checkpoint added in this run (0: none).
+    pub fn checkpoint(&self) -> u64 {
+        self.checkpoint.load(Relaxed)
+    }
+
+    /// The writer: waits until the source answers for pending checkpoint `number` (its
+    /// position committed elsewhere), or says why it cannot; `source_alive` is asked between
+    /// waits (a source that ended answers nothing more).
+    pub fn wait_landed(&self, number: u64, source_alive: impl Fn() -> bool) -> Result<(), String> {
+        let mut l = self.landing.lock();
+        l.wanted = l.wanted.max(number);
+        loop {
+            if l.answered >= number {
+                return Ok(());
+            }
+            if let Some(why) = &l.failure {
+                return Err(why.clone());
+            }
+            if !source_alive() {
+                return Err("the source ended before it committed the checkpoint's offsets".into());
+            }
+            self.landed
+                .wait_for(&mut l, std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The source: the pending checkpoint the writer waits for, if any.
+    pub fn landing_wanted(&self) -> Option<u64> {
+        let l = self.landing.lock();
+        (l.wanted > l.answered && l.failure.is_none()).then_some(l.wanted)
+    }
+
+    /// The source: checkpoints up to `number` are landed (their position committed).
+    pub fn landed(&self, number: u64) {
+        let mut l = self.landing.lock();
+        l.answered = l.answered.max(number);
+        self.landed.notify_all();
+    }
+
+    /// The source: the pending checkpoint cannot be landed, and why.
+    pub fn landing_failed(&self, why: String) {
+        self.landing.lock().failure.get_or_insert(why);
+        self.landed.notify_all();
     }
 
     /// Moves at every [`CommittedItems::add`].
@@ -778,6 +877,38 @@ mod tests {
         assert!(!c.contains(13));
         c.add([(20, 20)]);
         assert!(c.contains(20) && !c.contains(19) && !c.contains(21));
+    }
+
+    #[test]
+    fn a_pending_checkpoint_waits_for_the_source_to_land_it_or_say_why_not() {
+        let c = std::sync::Arc::new(CommittedItems::default());
+        c.add_checkpoint([(0, 9)], 2, false);
+        assert_eq!(
+            c.landing_wanted(),
+            None,
+            "a checkpoint not pending is not waited for"
+        );
+        c.add_checkpoint([(10, 19)], 3, true);
+        assert_eq!((c.checkpoint(), c.contains(19)), (3, true));
+        assert_eq!(c.landing_wanted(), Some(3));
+        let source = {
+            let c = std::sync::Arc::clone(&c);
+            std::thread::spawn(move || {
+                while c.landing_wanted() != Some(3) {
+                    std::thread::yield_now();
+                }
+                c.landed(3);
+            })
+        };
+        assert_eq!(c.wait_landed(3, || true), Ok(()));
+        source.join().unwrap();
+        assert_eq!(c.landing_wanted(), None);
+        // A source that ended answers nothing more; one that gives up says why.
+        let e = c.wait_landed(4, || false).unwrap_err();
+        assert!(e.contains("source ended"), "{e}");
+        c.landing_failed("the group refused".into());
+        assert_eq!(c.wait_landed(4, || true), Err("the group refused".into()));
+        assert_eq!(c.landing_wanted(), None);
     }
 
     #[test]

@@ -402,6 +402,8 @@ impl Output for KafkaOutput {
 
     fn discard_sealed(&mut self) {}
 
+    fn keep_sealed(&mut self) {}
+
     fn finish(&mut self, _holds: &mut Holds) -> Result<()> {
         // Without a stop every report is awaited: librdkafka fails a message that cannot be
         // delivered within `message.timeout.ms`, so this ends.

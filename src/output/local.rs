@@ -420,6 +420,10 @@ impl Output for LocalParquet<'_> {
         }
     }
 
+    fn keep_sealed(&mut self) {
+        self.sealed.clear();
+    }
+
     fn finish(&mut self, holds: &mut Holds) -> Result<()> {
         // An unpartitioned run that wrote no rows at all still finalizes its (empty) file, so
         // `out` always exists afterwards; other empty files are removed.

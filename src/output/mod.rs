@@ -109,6 +109,9 @@ pub(crate) trait Output {
     fn publish_sealed(&mut self, holds: &mut Holds) -> Result<()>;
     /// Journal mode, when the commit failed: removes what was sealed.
     fn discard_sealed(&mut self);
+    /// Journal mode, when a pending checkpoint (two-phase) could not be confirmed: lets go of
+    /// what was sealed without removing it, for the next run to finish or undo.
+    fn keep_sealed(&mut self);
     /// The end of the stream: finalizes everything.
     fn finish(&mut self, holds: &mut Holds) -> Result<()>;
     /// A failed run: removes everything not yet finalized.

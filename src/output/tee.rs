@@ -86,6 +86,11 @@ impl Output for Tee<'_> {
         self.records.discard_sealed();
     }
 
+    fn keep_sealed(&mut self) {
+        self.main.keep_sealed();
+        self.records.keep_sealed();
+    }
+
     fn finish(&mut self, holds: &mut Holds) -> Result<()> {
         self.main.finish(holds)?;
         self.records.finish(holds)

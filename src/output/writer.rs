@@ -18,6 +18,7 @@ use crate::handoff::ToWriter;
 use crate::journal::{Journal, RangeSet};
 use crate::kafka::offsets::{MessageOutcomes, OffsetRanges};
 use crate::metrics::live::{QueueId, Registry, Stage, StateGuard, ThreadState};
+use crate::plan::Role;
 use crate::stage::Sink;
 
 /// Runs the writer loop until the queue closes, then finishes the output and the dead-letter
@@ -529,8 +530,47 @@ impl Writer<'_> {
             self.output.discard_sealed();
             return Err(e);
         }
-        // Durable now: a source that answers its clients (HTTP receive) may say so.
-        self.registry.committed.add(self.items.ranges());
+        let journal = self.journal.as_mut().expect("journal mode");
+        let number = journal.last_checkpoint();
+        // Durable now: a source that answers its clients (HTTP receive) may say so, and a
+        // Kafka source commits the offsets to its group.
+        let pending = journal.unconfirmed().is_some();
+        self.registry
+            .committed
+            .add_checkpoint(self.items.ranges(), number, pending);
+        if pending {
+            // Two-phase (a Kafka source): the checkpoint stands once the group holds its
+            // offsets; a run that stops before leaves it pending for the next to decide.
+            crate::failpoint::hit("writer.pending");
+            let registry = self.registry;
+            let source_alive = || {
+                registry.thread_index(Role::Fetch).is_some_and(|t| {
+                    !matches!(
+                        registry.thread_status(t).0,
+                        ThreadState::Finished | ThreadState::Failed
+                    )
+                })
+            };
+            let confirmed = registry
+                .committed
+                .wait_landed(number, source_alive)
+                .map_err(|why| Error::Journal {
+                    path: journal.path().to_path_buf(),
+                    line: None,
+                    why: format!(
+                        "checkpoint {number} stays pending: {why}; the next run keeps or \
+                         undoes it by what the group holds"
+                    ),
+                })
+                .and_then(|()| {
+                    crate::failpoint::hit("writer.landed");
+                    journal.confirm()
+                });
+            if let Err(e) = confirmed {
+                self.output.keep_sealed();
+                return Err(e);
+            }
+        }
         self.items.clear();
         count_kafka_messages(self.registry, &self.kafka_uncommitted);
         self.kafka_uncommitted.clear();

@@ -353,10 +353,12 @@ fn two_members_of_one_group_write_every_message_once_between_them() {
 
 /// Partitions taken away while their messages wait in the writer, where no rotation would
 /// checkpoint them (`writer.rotate_interval` unset): the revocation asks the writer for a
-/// checkpoint and has it before the partitions move on, instead of waiting out
-/// `fetch.shutdown_timeout` and writing them later, when their next owner may read them
-/// again. (The mock cluster refuses the offsets' commit in that callback, so what the second
-/// member reads is not checked here: see `two_members_of_one_group_...`.)
+/// checkpoint at once (its journal line, pending), instead of waiting out
+/// `fetch.shutdown_timeout`. The mock cluster refuses the offsets' commit in that callback
+/// (a real broker takes it: `on_a_real_broker_a_member_joining_mid_read_...`), so the second
+/// member reads those messages again; the first then cannot land its checkpoint whole and
+/// stops, saying why, and its restart undoes the checkpoint: every message once between the
+/// two. (One-phase, the first member kept them and they were written twice.)
 #[test]
 fn a_revocation_has_what_was_read_checkpointed_without_waiting_for_a_rotation() {
     let cluster = MockCluster::new(1).unwrap();
@@ -380,63 +382,58 @@ fn a_revocation_has_what_was_read_checkpointed_without_waiting_for_a_rotation() 
         metric(a_port, "pinflow_records_total{stage=\"write\"}") == Some(4000.0)
     });
     let a_out = dir.path().join("a");
+    let journal = a_out.join("x.parquet.journal");
+    let checkpoints = || {
+        std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .matches(r#"{"checkpoint":"#)
+            .count()
+    };
+    assert_eq!(checkpoints(), 0, "no checkpoint yet: nothing asks for one");
+    let b = Member::start(dir.path(), &bootstrap, "g10", ("b", "b.log"), &flags);
+    let logs = || logs_of(dir.path(), &["a.log", "b.log", "a-again.log"]);
+    // The revocation's checkpoint, long before the 5 s a revocation may wait.
+    crate::common::wait_for_child(a.child(), "member a's checkpoint", || checkpoints() == 1);
+    let status = a.child().wait().unwrap();
+    assert!(!status.success(), "{}", logs());
     assert!(
-        final_ids(&a_out).is_empty(),
-        "no checkpoint yet: nothing asks for one"
-    );
-    let mut b = Member::start(dir.path(), &bootstrap, "g10", ("b", "b.log"), &flags);
-    wait_settled(&mut [&mut a, &mut b], 2);
-    let logs = || logs_of(dir.path(), &["a.log", "b.log"]);
-    wait_for_members(&mut [&mut a, &mut b], "member a's checkpoint", || {
-        final_ids(&a_out).len() == 4000
-    });
-    assert!(
-        !logs().contains("revoked before a checkpoint"),
+        logs().contains("went to another member of the group before the group took"),
         "{}",
         logs()
     );
-    for m in [a, b] {
-        let o = crate::common::sigterm_and_wait(m.take());
-        assert!(o.status.success(), "{}", logs());
+    // Member b takes every partition once a's session ends, and reads them all (those a
+    // held from the start: a's checkpoint never reached the group).
+    let b_port = b.port;
+    let started = std::time::Instant::now();
+    while metric(b_port, "pinflow_records_total{stage=\"write\"}") != Some(4000.0) {
+        assert!(
+            started.elapsed() < crate::common::STOP_DEADLINE,
+            "member b did not write every message: {}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let o = crate::common::sigterm_and_wait(b.take());
+    assert!(o.status.success(), "{}", logs());
+    let again = pinflow_source(
+        dir.path(),
+        &bootstrap,
+        "g10",
+        "a/x.parquet",
+        &[&flags[..], &["--exit-at-end"]].concat(),
+    )
+    .output()
+    .unwrap();
+    std::fs::write(
+        dir.path().join("a-again.log"),
+        crate::common::kafka::logs(&again),
+    )
+    .unwrap();
+    assert!(again.status.success(), "{}", logs());
+    assert!(logs().contains("undone"), "{}", logs());
     let mut ids = final_ids(&a_out);
-    ids.sort_unstable();
-    assert_eq!(ids, (0..4000).collect::<Vec<i64>>(), "{}", logs());
-}
-
-/// Sends `signal` (`STOP`, `CONT`, `KILL`) to `child`.
-fn signal(child: &std::process::Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal}");
-}
-
-/// The offsets of `logs` in committed files by the last checkpoint of the journal
-/// `journal`, as the highest offset + 1 of each partition (a torn last line, a checkpoint
-/// not committed, is passed over).
-fn journal_written_ends(journal: &Path) -> BTreeMap<i64, i64> {
-    let text = std::fs::read_to_string(journal).unwrap_or_default();
-    let last = text
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v.get("position").is_some());
-    let mut ends = BTreeMap::new();
-    let Some(line) = last else { return ends };
-    for p in line["position"]["kafka"].as_array().into_iter().flatten() {
-        let end = p["done"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r[1].as_i64())
-            .max();
-        if let (Some(partition), Some(end)) = (p["partition"].as_i64(), end) {
-            ends.insert(partition, end);
-        }
-    }
-    ends
+    ids.extend(final_ids(&dir.path().join("b")));
+    assert_exactly_once(ids, 4000, &logs());
 }
 
 #[test]
@@ -469,38 +466,20 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
     crate::common::wait_for_child(a.child(), "a first checkpoint of member a", || {
         !final_parquet_files(&a_out).is_empty()
     });
-    std::thread::sleep(Duration::from_millis(rng.u64(0..1000)));
-    // Killed at a random instant, but not between a checkpoint and the group's commit of
-    // its offsets (about one round trip, where the next owner reads from the group's older
-    // offset what the killed member wrote: docs/usage.md, "Not exactly once"). It is
-    // stopped first, its journal compared with the group's offsets, and let go on a while
-    // if the group is behind.
-    let journal = a_out.join("x.parquet.journal");
-    let offsets = GroupOffsets::new(&bootstrap, "g6", 4);
-    let mut tries = 0;
-    loop {
-        signal(a.child(), "STOP");
-        let written = journal_written_ends(&journal);
-        let group = offsets.read();
-        let behind = written
-            .iter()
-            .any(|(&p, &end)| group[p as usize].is_none_or(|c| c < end));
-        if !behind {
-            break;
-        }
-        tries += 1;
-        assert!(tries < 200, "the group stayed behind member a's journal");
-        signal(a.child(), "CONT");
-        std::thread::sleep(Duration::from_millis(rng.u64(5..50)));
-    }
-    signal(a.child(), "KILL");
+    // Killed at a random instant: while it reads, writes, checkpoints, or commits a
+    // checkpoint's offsets to the group (the two-phase checkpoint: what a checkpoint holds is
+    // in the group's offsets, or undone by a's restart below).
+    let after = Duration::from_millis(rng.u64(0..1000));
+    std::thread::sleep(after);
+    a.child().kill().unwrap();
     a.child().wait().unwrap();
     producing.store(false, std::sync::atomic::Ordering::Relaxed);
     let produced = producer.join().unwrap();
+    let offsets = GroupOffsets::new(&bootstrap, "g6", 4);
     let killed_with = final_ids(&a_out).len();
     eprintln!(
-        "member a killed after {tries} tries with {killed_with} rows in its files, \
-         {produced} messages produced by then"
+        "member a killed {after:?} after its first checkpoint with {killed_with} rows in its \
+         files, {produced} messages produced by then"
     );
     // More messages: member b reads them, and, once the group notices a's end, a's too.
     let total = produced + 4000;
@@ -535,11 +514,68 @@ fn two_members_one_killed_mid_run_write_every_message_once_between_them() {
     );
     ids.extend(b_ids);
     assert_eq!(low_watermarks(&bootstrap, 4), [0, 0, 0, 0]);
-    assert_exactly_once(
-        ids,
-        total as i64,
-        &format!("seed {seed}, {tries} tries\n{}", logs()),
-    );
+    assert_exactly_once(ids, total as i64, &format!("seed {seed}\n{}", logs()));
+}
+
+/// A member killed exactly between a checkpoint's journal line and the group's commit of its
+/// offsets (`writer.pending`), or between that commit and the journal's confirmation
+/// (`writer.landed`): the other member reads from the group's offsets, and the killed one,
+/// restarted, undoes its pending checkpoint in the first case (the other member wrote those
+/// messages) and keeps it in the second (the group's offsets are past them). Every message
+/// once between the two outputs either way. (One-phase, the first case wrote the messages of
+/// that checkpoint twice.)
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_member_killed_between_its_journal_and_the_groups_commit_leaves_every_message_once() {
+    for (point, group, stands) in [
+        ("writer.pending", "g8", false),
+        ("writer.landed", "g9", true),
+    ] {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("logs", 2, 1).unwrap();
+        let bootstrap = cluster.bootstrap_servers();
+        produce(&bootstrap, "logs", &records_over(0..3000, 2));
+        let dir = tempfile::tempdir().unwrap();
+        let exit_at_end = [&SHORT_SESSION_FLAGS[..], &["--exit-at-end"]].concat();
+        let run = |name: &str, log: &str, failpoint: Option<&str>| {
+            let _ = std::fs::create_dir(dir.path().join(name));
+            let mut c = pinflow_source(
+                dir.path(),
+                &bootstrap,
+                group,
+                &format!("{name}/x.parquet"),
+                &exit_at_end,
+            );
+            if let Some(p) = failpoint {
+                c.env("PINFLOW_FAILPOINT", p);
+            }
+            let o = c.output().unwrap();
+            std::fs::write(dir.path().join(log), logs(&o)).unwrap();
+            o
+        };
+        let all_logs = || logs_of(dir.path(), &["a.log", "b.log", "a-again.log"]);
+        let a = run("a", "a.log", Some(point));
+        assert!(
+            !a.status.success() && logs(&a).contains(&format!("fail point {point} reached")),
+            "{point}: {}",
+            all_logs()
+        );
+        let a_out = dir.path().join("a");
+        assert!(final_ids(&a_out).is_empty(), "{point}: {}", all_logs());
+        let b = run("b", "b.log", None);
+        assert!(b.status.success(), "{point}: {}", all_logs());
+        let again = run("a", "a-again.log", None);
+        assert!(again.status.success(), "{point}: {}", all_logs());
+        let said = match stands {
+            true => "it stands",
+            false => "undone",
+        };
+        assert!(logs(&again).contains(said), "{point}: {}", all_logs());
+        let mut ids = final_ids(&a_out);
+        assert_eq!(!ids.is_empty(), stands, "{point}: {}", all_logs());
+        ids.extend(final_ids(&dir.path().join("b")));
+        assert_exactly_once(ids, 3000, &format!("{point}\n{}", all_logs()));
+    }
 }
 
 /// The low watermark of partitions `0..partitions` of `logs`: above 0 once the broker deleted

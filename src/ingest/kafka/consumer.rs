@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::SendTimeoutError;
 use parking_lot::Mutex;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Message};
 
+use super::landing::GroupMeta;
 use super::position::{PartitionKey, Positions};
 use super::queue::{self, MessageQueue, Taken};
 use super::KafkaSource;
@@ -37,6 +38,11 @@ const TICK: Duration = Duration::from_millis(50);
 /// How long the loop waits for a message when it has none in hand (the consumer's queue,
 /// rebalances included, is served between waits).
 const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// How long a running source lets the writer's pending checkpoint wait for its offsets to be
+/// committed to the group (a broker outage) before the checkpoint fails: librdkafka's
+/// default `max.poll.interval.ms`, after which the group itself gives up on a member that
+/// makes no progress.
+const LANDING_PATIENCE: Duration = Duration::from_secs(300);
 /// How long a batch waits for room in the parse queue before the partitions are paused (the
 /// poll loop goes on meanwhile, far within `max.poll.interval.ms`).
 const PATIENCE: Duration = Duration::from_millis(200);
@@ -66,6 +72,10 @@ struct Owned {
     durable: Option<i64>,
     /// Messages read since the count was last added to the metrics.
     consumed: u64,
+    /// The metadata of the group's offset as this member last read or committed it.
+    meta: GroupMeta,
+    /// The group's committed offset when the partition was assigned, if it had one.
+    group_offset: Option<u64>,
 }
 
 impl Owned {
@@ -161,6 +171,23 @@ struct SourceContext {
     messages: queue::QueueSlot,
     /// Rebalances served: the loop empties the consumer's queue after one (see [`queue`]).
     rebalances: AtomicU64,
+    /// The journal's number and its last checkpoint when the run began (see
+    /// [`super::landing`]).
+    journal_id: u64,
+    journal_checkpoint: u64,
+    /// When a failed commit of a pending checkpoint's offsets was last logged.
+    landing_warned: Mutex<Option<Instant>>,
+    /// Since when the writer's pending checkpoint has waited for offsets the group did not
+    /// take (see [`serve_landing`]).
+    landing_stuck: Mutex<Option<Instant>>,
+    /// Per partition, the last checkpoint whose offsets this run committed to the group
+    /// (whoever owns the partition now).
+    landed: Mutex<HashMap<PartitionKey, u64>>,
+    /// A pending checkpoint failed to land: nothing more is committed to the group (a commit
+    /// would land part of it; the next run decides it).
+    commits_stopped: AtomicBool,
+    /// The source is at its end (`finish`): a checkpoint waits no longer than `revoke_wait`.
+    stopping: AtomicBool,
 }
 
 impl ClientContext for SourceContext {
@@ -252,14 +279,68 @@ fn keys_of(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
 }
 
 impl SourceContext {
+    /// The checkpoint the offsets committed now hold, given the last one the writer added in
+    /// this run (0: none yet, so the journal's last one from before).
+    fn checkpoint_tag_of(&self, added: u64) -> u64 {
+        added.max(self.journal_checkpoint)
+    }
+
+    /// The writer's pending checkpoint, if it waits for one, and the partitions it moved
+    /// whose offsets this run has not committed to the group yet.
+    fn unlanded_pending(&self) -> Option<(u64, Vec<PartitionKey>)> {
+        let wanted = self.registry.committed.landing_wanted()?;
+        let landed = self.landed.lock();
+        let unlanded = self
+            .positions
+            .last_moved()
+            .into_iter()
+            .filter(|k| landed.get(k).is_none_or(|&n| n < wanted))
+            .collect();
+        Some((wanted, unlanded))
+    }
+
+    /// The writer's pending checkpoint cannot land: it fails (the run stops with `why`), and
+    /// nothing more is committed to the group.
+    fn fail_landing(&self, why: String) {
+        self.commits_stopped.store(true, Ordering::Relaxed);
+        tracing::error!(reason = %why, "Kafka: a checkpoint's offsets cannot be committed to the group");
+        self.registry.committed.landing_failed(why);
+    }
+
+    /// Whether a checkpoint took the journal's positions and had not shown its number yet
+    /// (between `SourcePosition::commit` and `CommittedItems::add_checkpoint`), by the last
+    /// checkpoint added (`added`) and the checkpoints that took the positions (`took`), each
+    /// read once.
+    fn positions_in_flight(&self, added: u64, took: u64) -> bool {
+        self.journal_checkpoint + took > self.checkpoint_tag_of(added)
+    }
+
+    /// The partitions of `tpl`, just committed, hold the offsets of checkpoint `tag`.
+    fn record_landed(&self, tpl: &TopicPartitionList, tag: u64) {
+        let mut landed = self.landed.lock();
+        for e in tpl.elements() {
+            let n = landed
+                .entry((e.topic().to_string(), e.partition()))
+                .or_default();
+            *n = (*n).max(tag);
+        }
+    }
+
     /// Partitions come: each starts at the journal's position, or the group's committed
     /// offset when that is further; without a journal position, where librdkafka says (the
     /// committed offset, else `auto.offset.reset`).
     fn assigning(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let keys = keys_of(tpl);
+        // Where the journal resumes, or past it what this run shipped before the partition was
+        // taken away (a lost session, a revocation that did not wait for its checkpoint):
+        // those messages are still on their way to a checkpoint of this run.
         let saved: Vec<(PartitionKey, u64)> = keys
             .iter()
-            .filter_map(|k| self.positions.resume_at(k).map(|r| (k.clone(), r)))
+            .filter_map(|k| {
+                let resume = self.positions.resume_at(k)?;
+                let shipped = self.positions.shipped_end(k).unwrap_or(0);
+                Some((k.clone(), resume.max(shipped)))
+            })
             .collect();
         // The group's committed offsets: where a partition without a journal position
         // starts (known here, for `--exit-at-end`), and past it when they are further.
@@ -282,23 +363,55 @@ impl SourceContext {
                     _ => None,
                 })
         };
-        let mut behind = TopicPartitionList::new();
+        let meta_of = |k: &PartitionKey| match &group {
+            None => GroupMeta::unknown(),
+            Some(g) => g
+                .find_partition(&k.0, k.1)
+                .map_or_else(GroupMeta::unknown, |e| {
+                    GroupMeta::of_offset(e.metadata(), committed_of(k).is_some())
+                }),
+        };
+        let mut behind = false;
         let mut starts: HashMap<PartitionKey, u64> = HashMap::new();
         for (k, resume) in saved {
             let committed = committed_of(&k);
             let start = committed.map_or(resume, |c| c.max(resume));
-            if committed.is_none_or(|c| c < resume) {
-                // The journal holds more than the group knows (a kill between the two).
-                let _ = behind.add_partition_offset(&k.0, k.1, Offset::Offset(resume as i64));
-            }
+            // The journal holds more than the group knows: a partition given back before
+            // the group took its checkpoint's offsets (a refused commit, a lost session), or
+            // a journal of a pinflow before two-phase checkpoints. Committed below, with the
+            // checkpoint those positions belong to (`commit_durable`).
+            behind |= committed.is_none_or(|c| c < resume);
             if let Err(e) = tpl.set_partition_offset(&k.0, k.1, Offset::Offset(start as i64)) {
                 tracing::warn!(topic = %k.0, partition = k.1, error = %e, "Kafka: could not set the start offset");
             }
             starts.insert(k, start);
         }
-        if behind.count() > 0 {
-            if let Err(e) = consumer.commit(&behind, CommitMode::Sync) {
-                tracing::warn!(error = %e, "Kafka: could not commit the journal's positions to the group");
+        // A pending checkpoint lands whole or not at all: if partitions it moved went to
+        // another member meanwhile (given up before the group took their offsets), that
+        // member reads their messages again, so it must be undone, and landing it here for
+        // the partitions that came back would keep part of it.
+        // (One that comes back with the group's offset at or past this journal's position was
+        // read on by another member meanwhile.)
+        if let Some((wanted, unlanded)) = self.unlanded_pending() {
+            let gone: Vec<String> = {
+                let s = self.state.lock();
+                unlanded
+                    .iter()
+                    .filter(|k| match keys.contains(k) {
+                        true => committed_of(k)
+                            .is_some_and(|c| self.positions.resume_at(k).is_none_or(|r| c >= r)),
+                        false => !s.owned.contains_key(*k),
+                    })
+                    .map(|(t, p)| format!("{t}/{p}"))
+                    .collect()
+            };
+            if !gone.is_empty() {
+                self.fail_landing(format!(
+                    "partitions {} it holds went to another member of the group before the \
+                     group took their offsets (a rebalance whose commit the broker refused, or \
+                     this member's session expired), so checkpoint {wanted} must not stand",
+                    gone.join(", ")
+                ));
             }
         }
         let mut s = self.state.lock();
@@ -317,6 +430,7 @@ impl SourceContext {
             m.owned = true;
             m.lag = None;
             drop(partitions);
+            let (meta, group_offset) = (meta_of(&k), committed_of(&k));
             s.owned.insert(
                 k,
                 Owned {
@@ -328,8 +442,21 @@ impl SourceContext {
                     eof: false,
                     durable: None,
                     consumed: 0,
+                    meta,
+                    group_offset,
                 },
             );
+        }
+        drop(s);
+        if behind {
+            match commit_durable(consumer, self) {
+                Ok(_) => {
+                    let _ = answer_if_landed(self);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kafka: could not commit the journal's positions to the group")
+                }
+            }
         }
     }
 
@@ -342,8 +469,10 @@ impl SourceContext {
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
         );
-        if self.journal {
-            let shipped = self.state.lock().ship(true, true);
+        // A lost assignment (this member fenced: its session expired) can commit nothing:
+        // its partitions' checkpoints land when they come back, or fail (see `serve_landing`).
+        if self.journal && !consumer.assignment_lost() {
+            let shipped = ship_all(consumer, self);
             if let Err(e) = shipped {
                 self.failure.lock().get_or_insert(e);
             }
@@ -375,25 +504,19 @@ impl SourceContext {
                 }
                 // The writer checkpoints once it holds them all, not at its next rotation.
                 self.registry.committed.ask(waiting.ranges().collect());
+                // (Its pending checkpoint waits for this thread's commit.)
+                let _ = serve_landing(consumer, self);
                 std::thread::sleep(Duration::from_millis(10));
             }
             self.registry.committed.ask(Vec::new());
-            // Every durable offset, not only those that moved: an asynchronous commit made
-            // during the rebalance may have been refused.
-            let mut s = self.state.lock();
-            let mut commit = TopicPartitionList::new();
-            for k in &keys {
-                if let Some(o) = s.owned.get_mut(k) {
-                    o.settle(&self.registry.committed);
-                    if let Some(to) = o.durable {
-                        let _ = commit.add_partition_offset(&k.0, k.1, Offset::Offset(to));
-                    }
+            // Every owned partition's durable offset, while the generation still holds; and
+            // the checkpoint that holds them is landed.
+            match commit_durable(consumer, self) {
+                Ok(_) => {
+                    let _ = answer_if_landed(self);
                 }
-            }
-            drop(s);
-            if commit.count() > 0 {
-                if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-                    tracing::warn!(error = %e, "Kafka: could not commit the revoked partitions' offsets");
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kafka: could not commit the revoked partitions' offsets")
                 }
             }
         }
@@ -451,6 +574,11 @@ impl State {
             // Of a partition revoked meanwhile: its next owner reads it.
             return;
         };
+        if owned.next.is_some_and(|n| offset < n) {
+            // Handed out again (a resume refetches what a pause purged, from librdkafka's
+            // fetch position): taken already in this assignment.
+            return;
+        }
         if let Some(expected) = owned.next.filter(|&n| offset > n) {
             self.jumps.push((key.clone(), expected, offset));
         }
@@ -545,9 +673,9 @@ impl State {
         self.set_aside = true;
     }
 
-    /// Sends the held batches, then the batch in hand when `all`. Without `block`, what the
-    /// parse queue has no room for within [`PATIENCE`] stays held.
-    fn ship(&mut self, all: bool, block: bool) -> Result<()> {
+    /// Sends the held batches, then the batch in hand when `all`; what the parse queue has no
+    /// room for within [`PATIENCE`] stays held (see [`ship_all`]).
+    fn ship(&mut self, all: bool) -> Result<()> {
         self.set_aside = false;
         loop {
             let Some(chans) = &self.chans else {
@@ -563,28 +691,20 @@ impl State {
                 None => return Ok(()),
             };
             let (registry, thread) = (&chans.registry, chans.thread);
-            if block {
-                registry.set_state(thread, ThreadState::BlockedOutput);
-                let started = Instant::now();
-                chans.out.send(b).map_err(|_| downstream_gone())?;
-                self.report.stats.blocked += started.elapsed();
-                registry.set_state(thread, ThreadState::Working);
-            } else {
-                // A short wait first: pausing makes librdkafka drop what it prefetched and
-                // fetch it again on resume, far dearer than a moment's wait for a parser.
-                registry.set_state(thread, ThreadState::BlockedOutput);
-                let started = Instant::now();
-                let sent = chans.out.send_timeout(b, PATIENCE);
-                self.report.stats.blocked += started.elapsed();
-                registry.set_state(thread, ThreadState::Working);
-                match sent {
-                    Ok(()) => {}
-                    Err(SendTimeoutError::Timeout(b)) => {
-                        self.held.push_front(b);
-                        return Ok(());
-                    }
-                    Err(SendTimeoutError::Disconnected(_)) => return Err(downstream_gone()),
+            // A short wait first: pausing makes librdkafka drop what it prefetched and
+            // fetch it again on resume, far dearer than a moment's wait for a parser.
+            registry.set_state(thread, ThreadState::BlockedOutput);
+            let started = Instant::now();
+            let sent = chans.out.send_timeout(b, PATIENCE);
+            self.report.stats.blocked += started.elapsed();
+            registry.set_state(thread, ThreadState::Working);
+            match sent {
+                Ok(()) => {}
+                Err(SendTimeoutError::Timeout(b)) => {
+                    self.held.push_front(b);
+                    return Ok(());
                 }
+                Err(SendTimeoutError::Disconnected(_)) => return Err(downstream_gone()),
             }
             registry.set_queue_depth(QueueId::Bodies, chans.out.len());
         }
@@ -790,6 +910,13 @@ pub(crate) fn run(
         errors: crate::kafka::ClientErrors::default(),
         messages: queue::QueueSlot::default(),
         rebalances: AtomicU64::new(0),
+        journal_id: source.journal_id,
+        journal_checkpoint: source.journal_checkpoint,
+        landing_warned: Mutex::new(None),
+        landing_stuck: Mutex::new(None),
+        landed: Mutex::new(HashMap::new()),
+        commits_stopped: AtomicBool::new(false),
+        stopping: AtomicBool::new(false),
     };
     let consumer: BaseConsumer<SourceContext> = client_config(&source)
         .create_with_context(ctx)
@@ -819,7 +946,6 @@ pub(crate) fn run(
     registry.kafka_source.active.store(true, Ordering::Relaxed);
     let ctx = Arc::clone(consumer.context());
     let mut last_tick = Instant::now();
-    let mut seen_generation = registry.committed.generation();
     let mut last_error = String::new();
     // The partition of the message in hand, kept between messages (no allocation a message).
     let mut key: PartitionKey = (String::new(), 0);
@@ -854,7 +980,7 @@ pub(crate) fn run(
                     s.take(&key, m.offset(), m.payload(), &ctx);
                     if s.ship_due(&ctx) {
                         let full = s.full(&ctx);
-                        s.ship(full, false)?;
+                        s.ship(full)?;
                     }
                 }
                 // (Rare: an end reached before the partition's queue was forwarded to
@@ -903,7 +1029,7 @@ pub(crate) fn run(
                         // (Full by bytes before by count: large messages.)
                         if s.ship_due(&ctx) && shipped.is_ok() {
                             let full = s.full(&ctx);
-                            shipped = s.ship(full, false);
+                            shipped = s.ship(full);
                         }
                     }
                     Taken::End {
@@ -933,7 +1059,7 @@ pub(crate) fn run(
             let mut s = s.unwrap_or_else(|| ctx.state.lock());
             if took == 0 {
                 // librdkafka has no more in hand: the batch goes as it is.
-                s.ship(true, false)?;
+                s.ship(true)?;
                 look = true;
             }
         }
@@ -943,13 +1069,8 @@ pub(crate) fn run(
             report_lost_offsets(&consumer, &ctx, &registry, jump);
         }
         pause_or_resume(&consumer, &ctx)?;
-        // A checkpoint's offsets go to the group at once, not at the next tick: until they
-        // do, a kill -9 leaves the group behind the journal (see usage, "Not exactly once").
-        let generation = registry.committed.generation();
-        if generation != seen_generation {
-            seen_generation = generation;
-            commit_settled(&consumer, &ctx, CommitMode::Async);
-        }
+        // A pending checkpoint's offsets go to the group at once: the writer waits for them.
+        let _ = serve_landing(&consumer, &ctx);
         let tick = last_tick.elapsed() >= TICK;
         if tick {
             last_tick = Instant::now();
@@ -982,7 +1103,7 @@ fn report_error(text: String, last: &mut String) {
 fn pause_or_resume(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) -> Result<()> {
     let mut s = ctx.state.lock();
     if !s.held.is_empty() {
-        s.ship(false, false)?;
+        s.ship(false)?;
     }
     let want = !s.held.is_empty();
     if want == s.paused {
@@ -996,6 +1117,33 @@ fn pause_or_resume(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) 
         false => tracing::debug!("Kafka: the parse queue has room: resuming the partitions"),
     }
     let assigned = consumer.assignment().unwrap_or_default();
+    if !want {
+        // A pause purges what librdkafka fetched of the partitions, its queues included, and
+        // a resume fetches again from its own position, which is not always the next message
+        // this loop takes (messages were lost or handed out twice when pauses came often):
+        // each partition is sought to the next offset to take first (with none taken yet and
+        // no start known, `auto.offset.reset`'s end of it).
+        let reset = match ctx.reset_to_end {
+            true => Offset::End,
+            false => Offset::Beginning,
+        };
+        let next: Vec<(PartitionKey, Offset)> = {
+            let s = ctx.state.lock();
+            s.owned
+                .iter()
+                .map(|(k, o)| (k.clone(), o.next.map_or(reset, Offset::Offset)))
+                .collect()
+        };
+        let mut seek = TopicPartitionList::new();
+        for ((topic, partition), offset) in &next {
+            let _ = seek.add_partition_offset(topic, *partition, *offset);
+        }
+        if seek.count() > 0 {
+            if let Err(e) = consumer.seek_partitions(seek, REQUEST_TIMEOUT) {
+                tracing::warn!(error = %e, "Kafka: could not seek the partitions to their next messages before resuming");
+            }
+        }
+    }
     let r = match want {
         true => consumer.pause(&assigned),
         false => consumer.resume(&assigned),
@@ -1006,28 +1154,254 @@ fn pause_or_resume(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) 
     Ok(())
 }
 
-/// Commits to the group the offsets whose messages a checkpoint made durable: those that
-/// moved (asynchronously, as the run goes), or, `Sync` at the end, every one known.
-fn commit_settled(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext, mode: CommitMode) {
-    if !ctx.journal {
-        return;
+/// Commits to the group, synchronously, the offset up to which each partition owned now is
+/// durable, with metadata naming the journal's last checkpoint those offsets hold
+/// ([`super::landing`]). Returns that checkpoint's number.
+fn commit_durable(
+    consumer: &BaseConsumer<SourceContext>,
+    ctx: &SourceContext,
+) -> rdkafka::error::KafkaResult<u64> {
+    if !ctx.journal || ctx.commits_stopped.load(Ordering::Relaxed) {
+        return Ok(0);
     }
-    let every = matches!(mode, CommitMode::Sync);
     let mut commit = TopicPartitionList::new();
-    {
+    let tag = {
         let mut s = ctx.state.lock();
-        for (k, o) in s.owned.iter_mut() {
-            let moved = o.settle(&ctx.registry.committed);
-            if let Some(to) = if every { o.durable } else { moved } {
-                let _ = commit.add_partition_offset(&k.0, k.1, Offset::Offset(to));
+        // The checkpoint whose items the offsets hold exactly: the same before and after
+        // settling (the writer adds a checkpoint's items and its number at once), with no
+        // checkpoint between taking the positions and its line (the journal's positions,
+        // which a partition given back starts from, would be ahead of its number).
+        let tag = loop {
+            // (One reading of each counter, before and after: see `positions_in_flight`.)
+            let before = ctx.registry.committed.checkpoint();
+            let took = ctx.positions.commits();
+            if ctx.positions_in_flight(before, took) {
+                return Ok(ctx.checkpoint_tag_of(before));
+            }
+            for (k, o) in s.owned.iter_mut() {
+                o.settle(&ctx.registry.committed);
+                // The journal's position where it is ahead of the group (a partition given
+                // back before the group took its offsets), never behind it.
+                let resume = ctx.positions.resume_at(k);
+                if let Some(r) = resume.filter(|&r| o.group_offset.is_none_or(|c| r > c)) {
+                    o.durable = o.durable.max(Some(r as i64));
+                }
+            }
+            if ctx.registry.committed.checkpoint() == before && ctx.positions.commits() == took {
+                break ctx.checkpoint_tag_of(before);
+            }
+        };
+        // A pending checkpoint lands whole: unless every partition it moved not yet landed
+        // goes in this commit, none of its offsets go (see `assigning`). (Its number showed
+        // with it wanted.)
+        if let Some((wanted, unlanded)) = ctx.unlanded_pending() {
+            let all_in = unlanded
+                .iter()
+                .all(|k| s.owned.get(k).is_some_and(|o| o.durable.is_some()));
+            if wanted <= tag && !all_in {
+                return Ok(tag);
             }
         }
+        for (k, o) in s.owned.iter() {
+            if let Some(to) = o.durable {
+                let mut e = commit.add_partition(&k.0, k.1);
+                let _ = e.set_offset(Offset::Offset(to));
+                e.set_metadata(o.meta.with(ctx.journal_id, tag).encode());
+            }
+        }
+        tag
+    };
+    if commit.count() == 0 {
+        return Ok(tag);
     }
-    if commit.count() > 0 {
-        if let Err(e) = consumer.commit(&commit, mode) {
-            tracing::warn!(error = %e, "Kafka: could not commit offsets to the group");
+    commit_within(consumer, &commit, REQUEST_TIMEOUT)?;
+    ctx.record_landed(&commit, tag);
+    let mut s = ctx.state.lock();
+    for e in commit.elements() {
+        if let Some(o) = s.owned.get_mut(&(e.topic().to_string(), e.partition())) {
+            o.meta = o.meta.with(ctx.journal_id, tag);
         }
     }
+    Ok(tag)
+}
+
+/// Commits `offsets` to the group and waits for the answer, at most `timeout`. (rdkafka's
+/// synchronous commit waits without end while the group has no coordinator, a broker outage:
+/// the loop would stop polling, and see no stop.) A commit that timed out may still land
+/// later, as librdkafka sends it once a coordinator answers; the next commit carries the same
+/// or newer offsets anyway.
+fn commit_within(
+    consumer: &BaseConsumer<SourceContext>,
+    offsets: &TopicPartitionList,
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<()> {
+    use rdkafka::bindings as rdsys;
+    use rdkafka::error::RDKafkaErrorCode;
+    let failed = |code: rdsys::rd_kafka_resp_err_t| {
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::from(code)))
+    };
+    let rk = consumer.client().native_ptr();
+    // SAFETY: `rk` is the live consumer's handle; the queue is ours until destroyed below
+    // (librdkafka keeps its own reference for a reply still to come); `offsets` is copied by
+    // librdkafka before this returns; the event is destroyed once read.
+    unsafe {
+        let queue = rdsys::rd_kafka_queue_new(rk);
+        if queue.is_null() {
+            return failed(rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__FAIL);
+        }
+        let sent =
+            rdsys::rd_kafka_commit_queue(rk, offsets.ptr(), queue, None, std::ptr::null_mut());
+        let result = if sent != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            failed(sent)
+        } else {
+            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+            let event = rdsys::rd_kafka_queue_poll(queue, ms);
+            if event.is_null() {
+                failed(rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__TIMED_OUT)
+            } else {
+                let mut err = rdsys::rd_kafka_event_error(event);
+                let list = rdsys::rd_kafka_event_topic_partition_list(event);
+                if err == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && !list.is_null()
+                {
+                    let l = &*list;
+                    for i in 0..l.cnt.max(0) as usize {
+                        let e = &*l.elems.add(i);
+                        if e.err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                            err = e.err;
+                            break;
+                        }
+                    }
+                }
+                rdsys::rd_kafka_event_destroy(event);
+                match err {
+                    rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(()),
+                    e => failed(e),
+                }
+            }
+        };
+        rdsys::rd_kafka_queue_destroy(queue);
+        result
+    }
+}
+
+/// Lands the writer's pending checkpoint, if it waits for one: commits the durable offsets,
+/// and answers once every partition the checkpoint moved has its offsets committed by this
+/// run (now or before, while it owned the partition). A commit the broker refuses (a
+/// coordinator moving, a rebalance under way, the broker away, this member fenced) is tried
+/// again at the next call, and a partition given up before its offsets were committed may
+/// come back (its assignment commits the journal's position). The checkpoint fails (nothing
+/// more is committed, the run stops, the next run decides it by what the group holds) when
+/// such a partition goes to another member instead (`assigning`), or when it still waits
+/// after [`LANDING_PATIENCE`], or `fetch.shutdown_timeout` once the source is stopping.
+/// Returns the error of a commit that failed, if one did.
+fn serve_landing(
+    consumer: &BaseConsumer<SourceContext>,
+    ctx: &SourceContext,
+) -> Option<KafkaError> {
+    if ctx.commits_stopped.load(Ordering::Relaxed) {
+        return None;
+    }
+    let wanted = ctx.registry.committed.landing_wanted()?;
+    let error = commit_durable(consumer, ctx).err();
+    let Some(missing) = answer_if_landed(ctx) else {
+        return error;
+    };
+    let missing: Vec<String> = missing.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+    let since = *ctx.landing_stuck.lock().get_or_insert_with(Instant::now);
+    let why = match &error {
+        Some(e) => format!("the last commit failed: {e}"),
+        None => "this member does not own them now".into(),
+    };
+    // Running, a broker outage is waited out (back-pressure holds the rest); stopping, no
+    // longer than `fetch.shutdown_timeout`.
+    let (patience, what) = match ctx.stopping.load(Ordering::Relaxed) {
+        true => (ctx.revoke_wait, "fetch.shutdown_timeout after the stop"),
+        false => (LANDING_PATIENCE, "max.poll.interval.ms's default"),
+    };
+    if since.elapsed() >= patience {
+        ctx.fail_landing(format!(
+            "the offsets of partitions {} were not committed to the group within {patience:?} \
+             ({what}; {why})",
+            missing.join(", "),
+        ));
+    } else {
+        let mut warned = ctx.landing_warned.lock();
+        if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+            *warned = Some(Instant::now());
+            tracing::warn!(checkpoint = wanted, partitions = %missing.join(","), reason = %why, "Kafka: a checkpoint waits for its offsets to be committed to the group; trying again");
+        }
+    }
+    error
+}
+
+/// Answers the writer's pending checkpoint if every partition it moved has its offsets
+/// committed by this run; otherwise returns those that do not (`None`: nothing waits, or
+/// answered now).
+fn answer_if_landed(ctx: &SourceContext) -> Option<Vec<PartitionKey>> {
+    let (wanted, unlanded) = ctx.unlanded_pending()?;
+    if !unlanded.is_empty() {
+        return Some(unlanded);
+    }
+    *ctx.landing_stuck.lock() = None;
+    ctx.registry.committed.landed(wanted);
+    None
+}
+
+/// Ships every batch held and the one in hand, however long the parse queue stays full,
+/// landing the writer's pending checkpoints meanwhile: the writer waits for those before it
+/// takes more, so a plain blocking send could wait for ever.
+fn ship_all(consumer: &BaseConsumer<SourceContext>, ctx: &SourceContext) -> Result<()> {
+    loop {
+        {
+            let mut s = ctx.state.lock();
+            s.ship(true)?;
+            if s.chans.is_none() || (s.held.is_empty() && s.batch.is_empty()) {
+                return Ok(());
+            }
+        }
+        let _ = serve_landing(consumer, ctx);
+        if writer_ended(&ctx.registry) {
+            // Nothing will take these: the run fails with the writer's error.
+            return Err(downstream_gone());
+        }
+    }
+}
+
+/// Whether `source`'s group holds journal `id`'s checkpoint `number` in the committed offset
+/// of one of `partitions` (each with the end of its messages there; see
+/// [`super::landing::landed`]), asked with a consumer that does not join.
+pub(super) fn group_holds(
+    source: &KafkaSource,
+    id: (u64, bool),
+    number: u64,
+    partitions: &[(PartitionKey, u64)],
+) -> std::result::Result<bool, String> {
+    let consumer: BaseConsumer = client_config(source)
+        .create()
+        .map_err(|e| crate::kafka::without_values(&e, &source.properties))?;
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), _) in partitions {
+        tpl.add_partition(topic, *partition);
+    }
+    let found = consumer
+        .committed_offsets(tpl, REQUEST_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let mut holds = false;
+    for e in found.elements() {
+        if let Err(err) = e.error() {
+            return Err(format!("{}/{}: {err}", e.topic(), e.partition()));
+        }
+        let offset = match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        };
+        let end = partitions
+            .iter()
+            .find(|((t, p), _)| t == e.topic() && *p == e.partition())
+            .map_or(u64::MAX, |&(_, end)| end);
+        holds |= super::landing::landed(e.metadata(), offset, id, number, end);
+    }
+    Ok(holds)
 }
 
 /// Whether every assigned partition reached its end (see [`Owned::at_end`]); fetches the
@@ -1071,9 +1445,10 @@ fn finish(
     registry: &Registry,
     thread: usize,
 ) -> Result<IngestReport> {
+    ctx.stopping.store(true, Ordering::Relaxed);
+    ship_all(&consumer, ctx)?;
     {
         let mut s = ctx.state.lock();
-        s.ship(true, true)?;
         s.publish_consumed(registry);
         registry.publish_fetch(&s.report.stats, 0, 0);
         // The queues close: the stages after this one drain, and the writer commits its
@@ -1086,10 +1461,14 @@ fn finish(
     if ctx.journal {
         registry.set_state(thread, ThreadState::BlockedOutput);
         while !writer_ended(registry) {
-            // Polled meanwhile (paused: no message), so that the group keeps this member.
+            // Polled meanwhile (paused: no message), so that the group keeps this member,
+            // and the writer's pending checkpoints landed.
             let _ = consumer.poll(Duration::from_millis(10));
+            let _ = serve_landing(&consumer, ctx);
         }
-        commit_settled(&consumer, ctx, CommitMode::Sync);
+        if let Err(e) = commit_durable(&consumer, ctx) {
+            tracing::warn!(error = %e, "Kafka: could not commit offsets to the group");
+        }
     }
     consumer.unsubscribe();
     // The message queue goes before the consumer (librdkafka's order).

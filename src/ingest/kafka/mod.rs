@@ -18,8 +18,11 @@
 //!   holds their messages is durable (the writer's [`CommittedItems`]); on assignment a
 //!   partition is read from the journal's position (or the group's committed offset, when
 //!   that is further, else `auto.offset.reset`), so a kill -9 and a restart write every
-//!   message once. Without a journal no offset is committed, and a restart reads from the
-//!   group's committed offsets (if any) or `auto.offset.reset` again.
+//!   message once. Checkpoints are two-phase ([`landing`]): written pending, then their
+//!   offsets committed to the group, then confirmed, so that what a member killed in between
+//!   wrote is either in the group's offsets or undone by its restart, never both in its files
+//!   and read again by another member. Without a journal no offset is committed, and a
+//!   restart reads from the group's committed offsets (if any) or `auto.offset.reset` again.
 //! - On revocation (a rebalance), the batch in hand is shipped and the callback waits, up to
 //!   `fetch.shutdown_timeout`, for the partition's messages to be committed by a checkpoint,
 //!   then commits their offsets before the partition moves. Each assignment has its epoch:
@@ -34,6 +37,7 @@
 
 #[cfg(feature = "kafka")]
 mod consumer;
+pub mod landing;
 pub mod position;
 #[cfg(feature = "kafka")]
 mod queue;
@@ -75,6 +79,10 @@ pub struct KafkaSource {
     /// Every batch holds the messages of one partition (`writer.file_per_kafka_partition`:
     /// the writer files each batch's rows under its partition).
     pub(crate) batch_per_partition: bool,
+    /// With a journal: its number and last checkpoint when the run began, what the offsets
+    /// committed to the group name in their metadata ([`landing`]).
+    pub(crate) journal_id: u64,
+    pub(crate) journal_checkpoint: u64,
 }
 
 // By hand: the properties may hold secrets (`sasl.password`), so only their names show.
@@ -124,6 +132,8 @@ impl KafkaSource {
             batch_per_partition: false,
             batch_max_messages: KafkaConfig::DEFAULT_BATCH_MAX_MESSAGES,
             batch_max_bytes: KafkaConfig::DEFAULT_BATCH_MAX_BYTES,
+            journal_id: 0,
+            journal_checkpoint: 0,
         })
     }
 
@@ -213,6 +223,7 @@ impl KafkaSource {
             );
             return Ok(());
         };
+        self.resolve_pending(j)?;
         let saved = match j.position() {
             Some(text) => position::load(text).map_err(|why| Error::Source {
                 source_name: self.describe(),
@@ -222,8 +233,78 @@ impl KafkaSource {
         };
         self.positions.track(saved);
         self.journal = true;
+        self.journal_id = j.id();
+        self.journal_checkpoint = j.last_checkpoint();
         j.track_position(Arc::clone(&self.positions) as Arc<_>);
+        j.set_two_phase(true);
         Ok(())
+    }
+
+    /// Keeps or undoes the pending checkpoint a run killed between its journal line and its
+    /// group commit left ([`landing`]): it stands if the group's offset of a partition it
+    /// moved names it (see [`landing::landed`]). The group must answer: without its offsets
+    /// nothing is decided.
+    fn resolve_pending(&self, j: &mut crate::journal::Journal) -> Result<()> {
+        let Some((number, pending, before)) = j.left_pending() else {
+            return Ok(());
+        };
+        let source_error = |why: String| Error::Source {
+            source_name: self.describe(),
+            why,
+        };
+        let moved = landing::moved_partitions(before, pending).map_err(source_error)?;
+        let stands = match moved.is_empty() {
+            // No offset of it to commit: nothing read again can duplicate it.
+            true => true,
+            false => self
+                .group_holds((j.id(), j.id_derived()), number, &moved)
+                .map_err(|why| {
+                    source_error(format!(
+                        "the journal's checkpoint {number} is pending (a run stopped between it \
+                     and its offsets' commit to group {}), and the group's committed offsets, \
+                     which decide whether it stands, could not be read: {why}; run again once \
+                     the brokers answer",
+                        self.group
+                    ))
+                })?,
+        };
+        let files = j.resolve_pending(stands)?;
+        match stands {
+            true => tracing::warn!(
+                journal = %j.path().display(),
+                checkpoint = number,
+                files,
+                "the pending checkpoint's offsets are in the group: it stands (its files renamed into place)"
+            ),
+            false => tracing::warn!(
+                journal = %j.path().display(),
+                checkpoint = number,
+                files,
+                "the pending checkpoint's offsets never reached the group: undone (its files \
+                 deleted; its messages are read again, by whichever member owns them)"
+            ),
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "kafka")]
+    fn group_holds(
+        &self,
+        id: (u64, bool),
+        number: u64,
+        partitions: &[(position::PartitionKey, u64)],
+    ) -> std::result::Result<bool, String> {
+        consumer::group_holds(self, id, number, partitions)
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    fn group_holds(
+        &self,
+        _: (u64, bool),
+        _: u64,
+        _: &[(position::PartitionKey, u64)],
+    ) -> std::result::Result<bool, String> {
+        Err("this pinflow was built without Kafka (cargo build --features kafka)".into())
     }
 }
 

@@ -139,6 +139,10 @@ struct Inner {
     /// The partitions of `pending`, numbered in the order first shipped (so that an item
     /// costs no copy of its topic's name).
     keys: Vec<PartitionKey>,
+    /// The partitions whose ranges the last [`SourcePosition::commit`] moved.
+    last_moved: Vec<PartitionKey>,
+    /// The number of [`SourcePosition::commit`] calls (checkpoints) so far.
+    commits: u64,
 }
 
 impl Inner {
@@ -184,6 +188,16 @@ impl Positions {
     pub fn resume_at(&self, key: &PartitionKey) -> Option<u64> {
         let i = self.inner.lock();
         i.partitions.get(key)?.entry.as_ref().map(|e| e.resume_at())
+    }
+
+    /// The offset after the last message of `key` this run shipped, whether or not a
+    /// checkpoint holds it yet (`None`: none shipped since the partition was last assigned
+    /// without a start). A partition given back to this member starts there: what was
+    /// shipped before it was taken away is still on its way to a checkpoint.
+    pub fn shipped_end(&self, key: &PartitionKey) -> Option<u64> {
+        let mut i = self.inner.lock();
+        i.close_run();
+        i.partitions.get(key)?.unaccounted
     }
 
     /// `key` is assigned, read from `start` (`None`: librdkafka picks it). A start past the
@@ -288,6 +302,20 @@ impl Positions {
     }
 }
 
+impl Positions {
+    /// The partitions whose committed ranges the last checkpoint moved (the last
+    /// [`SourcePosition::commit`]).
+    pub fn last_moved(&self) -> Vec<PartitionKey> {
+        self.inner.lock().last_moved.clone()
+    }
+
+    /// How many checkpoints took the positions so far ([`SourcePosition::commit`], called
+    /// before each checkpoint's line is written).
+    pub fn commits(&self) -> u64 {
+        self.inner.lock().commits
+    }
+}
+
 impl SourcePosition for Positions {
     fn commit(&self, items: &RangeSet) -> String {
         let mut i = self.inner.lock();
@@ -296,8 +324,12 @@ impl SourcePosition for Positions {
             pending,
             partitions,
             keys,
+            last_moved,
+            commits,
             ..
         } = &mut *i;
+        last_moved.clear();
+        *commits += 1;
         // Each run splits into its stretches of committed and of uncommitted items: the
         // committed ones' offsets are done, the others stay pending.
         let mut kept = Vec::with_capacity(pending.len());
@@ -317,6 +349,10 @@ impl SourcePosition for Positions {
                     .and_then(|t| t.entry.as_mut())
                 {
                     add_range(&mut e.done, part.start, part.end());
+                    let key = &keys[r.index as usize];
+                    if !last_moved.contains(key) {
+                        last_moved.push(key.clone());
+                    }
                 }
                 k = to + 1;
             }

@@ -344,6 +344,10 @@ impl Output for S3Output<'_> {
         self.inner.discard_sealed()
     }
 
+    fn keep_sealed(&mut self) {
+        self.inner.keep_sealed()
+    }
+
     fn finish(&mut self, holds: &mut Holds) -> Result<()> {
         // The end: a store still away must fail the run, not hold the last wait forever.
         self.shared.impatient.store(true, Relaxed);
