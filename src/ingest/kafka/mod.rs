@@ -53,6 +53,11 @@ pub(crate) use consumer::run;
 
 use self::position::Positions;
 
+/// How long a restart waits before it asks the group a second time whether a pending
+/// checkpoint's offsets are there, when the first answer is no (see
+/// `KafkaSource::resolve_pending`).
+const PENDING_GRACE: Duration = Duration::from_secs(2);
+
 /// A Kafka source (inside [`Source::Kafka`](crate::Source::Kafka)): what to consume, and
 /// the positions the journal commits.
 pub struct KafkaSource {
@@ -253,20 +258,31 @@ impl KafkaSource {
             why,
         };
         let moved = landing::moved_partitions(before, pending).map_err(source_error)?;
-        let stands = match moved.is_empty() {
-            // No offset of it to commit: nothing read again can duplicate it.
-            true => true,
-            false => self
-                .group_holds((j.id(), j.id_derived()), number, &moved)
+        let ask = || {
+            self.group_holds((j.id(), j.id_derived()), number, &moved)
                 .map_err(|why| {
                     source_error(format!(
                         "the journal's checkpoint {number} is pending (a run stopped between it \
-                     and its offsets' commit to group {}), and the group's committed offsets, \
-                     which decide whether it stands, could not be read: {why}; run again once \
-                     the brokers answer",
+                         and its offsets' commit to group {}), and the group's committed \
+                         offsets, which decide whether it stands, could not be read: {why}; \
+                         run again once the brokers answer",
                         self.group
                     ))
-                })?,
+                })
+        };
+        let stands = match moved.is_empty() {
+            // No offset of it to commit: nothing read again can duplicate it.
+            true => true,
+            // A commit the stopped run sent just before it died may reach the group a moment
+            // after this run asks (its member's session still holds): asked again before the
+            // checkpoint is undone, as undoing one the group then takes would lose it.
+            false => match ask()? {
+                true => true,
+                false => {
+                    std::thread::sleep(PENDING_GRACE);
+                    ask()?
+                }
+            },
         };
         let files = j.resolve_pending(stands)?;
         match stands {
