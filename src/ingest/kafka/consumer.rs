@@ -96,21 +96,17 @@ impl Owned {
         }
     }
 
-    /// Takes the messages at the front that a checkpoint committed; the offset to commit to
-    /// the group, if it moved.
-    fn settle(&mut self, committed: &crate::metrics::live::CommittedItems) -> Option<i64> {
-        let mut to = None;
+    /// Takes the messages at the front that a checkpoint committed, moving `durable` past
+    /// them.
+    fn settle(&mut self, committed: &crate::metrics::live::CommittedItems) {
         while let Some(&(item, next)) = self.unsettled.front() {
             if item != DURABLE && !committed.contains(item) {
                 break;
             }
-            to = Some(next);
+            // (Never back: `commit_durable` may have raised it to the journal's position.)
+            self.durable = self.durable.max(Some(next));
             self.unsettled.pop_front();
         }
-        if to.is_some() {
-            self.durable = to;
-        }
-        to
     }
 }
 
@@ -217,15 +213,8 @@ impl ClientContext for SourceContext {
     }
 }
 
+// (Offset commits answer on a queue of their own, `commit_within`: no commit callback.)
 impl ConsumerContext for SourceContext {
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
-        if let Err(e) = result {
-            // A later commit carries them: the next that moves the partition, or the
-            // synchronous one of its revocation or of the end.
-            tracing::warn!(error = %e, "Kafka: an offset commit to the group failed");
-        }
-    }
-
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -497,8 +486,9 @@ impl SourceContext {
                         wait = ?self.revoke_wait,
                         "Kafka partitions revoked before a checkpoint held every message read \
                          of them (the pipeline did not bring them to the writer within \
-                         fetch.shutdown_timeout): those are written here, and the partitions' \
-                         next owner may read them again"
+                         fetch.shutdown_timeout): those are written here, and the checkpoint \
+                         that holds them lands only if the partitions come back (otherwise the \
+                         run stops and its restart undoes it)"
                     );
                     break;
                 }
